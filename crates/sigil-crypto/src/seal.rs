@@ -1,0 +1,159 @@
+//! HPKE sealing (RFC 9180): mode_auth, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+//! ChaCha20Poly1305, single-shot (PROTOCOL.md §4).
+
+use hpke::aead::ChaCha20Poly1305;
+use hpke::kdf::HkdfSha256;
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable as _, Kem as _, OpModeR, OpModeS, Serializable as _};
+use zeroize::Zeroizing;
+
+use crate::{CryptoError, random};
+
+type Kem = X25519HkdfSha256;
+
+/// The `info` string that binds a sealed body to its purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SealInfo {
+    /// A request body, client → server.
+    Request,
+    /// A response body, server → client.
+    Response,
+}
+
+impl SealInfo {
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            SealInfo::Request => b"sigil/v1/request",
+            SealInfo::Response => b"sigil/v1/response",
+        }
+    }
+}
+
+/// An X25519 private key. Zeroized on drop; never printed.
+pub struct EncryptionKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey(…)")
+    }
+}
+
+impl EncryptionKey {
+    /// A fresh random key.
+    pub fn generate() -> Result<Self, CryptoError> {
+        Ok(EncryptionKey(Zeroizing::new(random::bytes::<32>()?)))
+    }
+
+    pub(crate) fn from_secret(secret: Zeroizing<[u8; 32]>) -> Self {
+        EncryptionKey(secret)
+    }
+
+    /// The raw secret scalar; only for writing a key file.
+    pub(crate) fn expose_secret(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The matching public key.
+    pub fn public(&self) -> [u8; 32] {
+        let sk = self.hpke_private();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&Kem::sk_to_pk(&sk).to_bytes());
+        out
+    }
+
+    fn hpke_private(&self) -> <Kem as hpke::Kem>::PrivateKey {
+        <Kem as hpke::Kem>::PrivateKey::from_bytes(&self.0[..]).expect("32 bytes are an X25519 key")
+    }
+}
+
+/// A sealed body: the encapsulated key and the ciphertext (tag appended).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// HPKE `enc` (the sender's ephemeral public key), 32 bytes.
+    pub enc: Vec<u8>,
+    /// AEAD ciphertext with its 16-byte tag.
+    pub ct: Vec<u8>,
+}
+
+fn public_key(bytes: &[u8; 32]) -> Result<<Kem as hpke::Kem>::PublicKey, CryptoError> {
+    <Kem as hpke::Kem>::PublicKey::from_bytes(bytes).map_err(|_| CryptoError::InvalidKey)
+}
+
+/// Seals `plaintext` from `sender` to `recipient` (HPKE mode_auth) with `aad` bound in.
+pub fn seal_to(
+    sender: &EncryptionKey,
+    recipient: &[u8; 32],
+    info: SealInfo,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Envelope, CryptoError> {
+    let sk = sender.hpke_private();
+    let pk = Kem::sk_to_pk(&sk);
+    let mode = OpModeS::Auth((sk, pk));
+    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem>(
+        &mode,
+        &public_key(recipient)?,
+        info.bytes(),
+        plaintext,
+        aad,
+    )
+    .map_err(|_| CryptoError::Seal)?;
+    Ok(Envelope {
+        enc: enc.to_bytes().to_vec(),
+        ct,
+    })
+}
+
+/// Opens an envelope sealed to `recipient` by the holder of `sender`'s key. Fails if the
+/// sender, the recipient, `info`, `aad` or any byte of the envelope differs.
+pub fn open_from(
+    recipient: &EncryptionKey,
+    sender: &[u8; 32],
+    info: SealInfo,
+    aad: &[u8],
+    envelope: &Envelope,
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&envelope.enc)
+        .map_err(|_| CryptoError::Open)?;
+    let mode = OpModeR::Auth(public_key(sender)?);
+    hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, Kem>(
+        &mode,
+        &recipient.hpke_private(),
+        &enc,
+        info.bytes(),
+        &envelope.ct,
+        aad,
+    )
+    .map(Zeroizing::new)
+    .map_err(|_| CryptoError::Open)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_every_binding_matters() {
+        let alice = EncryptionKey::generate().unwrap();
+        let bob = EncryptionKey::generate().unwrap();
+        let mallory = EncryptionKey::generate().unwrap();
+        let env = seal_to(&alice, &bob.public(), SealInfo::Request, b"nonce", b"secret").unwrap();
+        let pt = open_from(&bob, &alice.public(), SealInfo::Request, b"nonce", &env).unwrap();
+        assert_eq!(&pt[..], b"secret");
+
+        let fails = |r: Result<Zeroizing<Vec<u8>>, CryptoError>| {
+            assert_eq!(r.err(), Some(CryptoError::Open));
+        };
+        fails(open_from(&bob, &mallory.public(), SealInfo::Request, b"nonce", &env));
+        fails(open_from(&mallory, &alice.public(), SealInfo::Request, b"nonce", &env));
+        fails(open_from(&bob, &alice.public(), SealInfo::Response, b"nonce", &env));
+        fails(open_from(&bob, &alice.public(), SealInfo::Request, b"other", &env));
+        let mut bad = env.clone();
+        bad.ct[0] ^= 1;
+        fails(open_from(&bob, &alice.public(), SealInfo::Request, b"nonce", &bad));
+        let mut bad = env.clone();
+        bad.enc.pop();
+        fails(open_from(&bob, &alice.public(), SealInfo::Request, b"nonce", &bad));
+    }
+}

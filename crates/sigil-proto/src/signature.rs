@@ -1,0 +1,441 @@
+//! Sigil's profile of RFC 9421 HTTP Message Signatures (PROTOCOL.md §3).
+//!
+//! Label `sig1`; covered components `"@method" "@target-uri"` and, for a request with a body,
+//! `"content-digest"` (RFC 9530, `sha-256`); parameters `created`, `expires`, `nonce`,
+//! `keyid`, `alg` and `tag="sigil-request"`, all required.
+
+use sfv::{BareItem, InnerList, Item, ListEntry, Parameters, SerializeValue as _};
+use sha2::{Digest as _, Sha256};
+use sigil_crypto::{KeyId, PublicIdentity, SecretIdentity};
+
+/// The signature label Sigil uses.
+pub const LABEL: &str = "sig1";
+/// The `tag` parameter of every Sigil request signature.
+pub const TAG: &str = "sigil-request";
+/// The longest validity a signature may claim (`expires − created`), in seconds.
+pub const MAX_VALIDITY_SECS: i64 = 300;
+/// How far in the future `created` may lie (clock skew), in seconds.
+pub const MAX_SKEW_SECS: i64 = 60;
+/// The validity clients ask for by default.
+pub const DEFAULT_VALIDITY_SECS: i64 = 60;
+
+const ALG_ED25519: &str = "ed25519";
+const ALG_ECDSA_P256: &str = "ecdsa-p256-sha256";
+
+/// Why a request signature is refused. Every variant maps to 401.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// No `Signature-Input`/`Signature` headers.
+    #[error("request is not signed: Sigil authenticates every request with an RFC 9421 signature (it uses no tokens)")]
+    Missing,
+    /// The headers do not parse or do not follow Sigil's profile.
+    #[error("malformed signature: {0}")]
+    Malformed(&'static str),
+    /// A required parameter is absent or of the wrong type.
+    #[error("signature parameter {0:?} is missing or invalid")]
+    Parameter(&'static str),
+    /// The algorithm is not supported for this key.
+    #[error("signature algorithm is not supported for this key")]
+    Algorithm,
+    /// `now` is outside `[created − 60 s, expires]`.
+    #[error("signature is expired or not yet valid")]
+    Stale,
+    /// `expires − created` exceeds 300 s.
+    #[error("signature validity exceeds 300 seconds")]
+    TooLong,
+    /// The Content-Digest header is missing or does not match the body.
+    #[error("content-digest does not match the request body")]
+    Digest,
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+/// The `Content-Digest` value for `body`: `sha-256=:<base64>:` (RFC 9530).
+pub fn content_digest(body: &[u8]) -> String {
+    use base64::Engine as _;
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body))
+    )
+}
+
+/// Checks a received `Content-Digest` header against the body: it must be a structured
+/// dictionary with a `sha-256` byte sequence equal to SHA-256(body).
+pub fn check_content_digest(header: &str, body: &[u8]) -> Result<(), SignatureError> {
+    let dict = sfv::Parser::parse_dictionary(header.as_bytes())
+        .map_err(|_| SignatureError::Digest)?;
+    match dict.get("sha-256") {
+        Some(ListEntry::Item(Item {
+            bare_item: BareItem::ByteSeq(digest),
+            ..
+        })) if digest.as_slice() == Sha256::digest(body).as_slice() => Ok(()),
+        _ => Err(SignatureError::Digest),
+    }
+}
+
+/// The headers a signed request carries.
+#[derive(Clone, Debug)]
+pub struct SignedHeaders {
+    /// `Signature-Input` value.
+    pub signature_input: String,
+    /// `Signature` value.
+    pub signature: String,
+    /// `Content-Digest` value, when the request has a body.
+    pub content_digest: Option<String>,
+    /// The nonce, also the AAD of the sealed bodies of this exchange.
+    pub nonce: String,
+}
+
+/// The verified-to-be-well-formed parameters of a signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureParams {
+    /// `created`, Unix seconds.
+    pub created: i64,
+    /// `expires`, Unix seconds.
+    pub expires: i64,
+    /// `nonce`.
+    pub nonce: String,
+    /// `keyid`.
+    pub keyid: KeyId,
+    /// `alg`.
+    pub alg: String,
+}
+
+/// A parsed (not yet verified) request signature.
+#[derive(Clone, Debug)]
+pub struct ParsedSignature {
+    /// Its parameters.
+    pub params: SignatureParams,
+    covers_digest: bool,
+    params_line: String,
+    signature: Vec<u8>,
+}
+
+fn signature_base(
+    method: &str,
+    target_uri: &str,
+    content_digest: Option<&str>,
+    params_line: &str,
+) -> String {
+    let mut base = format!("\"@method\": {method}\n\"@target-uri\": {target_uri}\n");
+    if let Some(d) = content_digest {
+        base.push_str("\"content-digest\": ");
+        base.push_str(d);
+        base.push('\n');
+    }
+    base.push_str("\"@signature-params\": ");
+    base.push_str(params_line);
+    base
+}
+
+fn serialize_params(list: InnerList) -> Result<String, SignatureError> {
+    vec![ListEntry::InnerList(list)]
+        .serialize_value()
+        .map_err(|_| SignatureError::Malformed("signature parameters do not serialize"))
+}
+
+/// Signs a request as `identity` at time `created` (Unix seconds).
+///
+/// `body` is the body as sent (the sealed envelope), or `None` for a request without one.
+pub fn sign(
+    identity: &SecretIdentity,
+    method: &str,
+    target_uri: &str,
+    body: Option<&[u8]>,
+    created: i64,
+    nonce: String,
+) -> SignedHeaders {
+    let content_digest = body.map(content_digest);
+    let mut items = vec![
+        Item::new(BareItem::String("@method".into())),
+        Item::new(BareItem::String("@target-uri".into())),
+    ];
+    if content_digest.is_some() {
+        items.push(Item::new(BareItem::String("content-digest".into())));
+    }
+    let mut params = Parameters::new();
+    params.insert("created".into(), BareItem::Integer(created));
+    params.insert(
+        "expires".into(),
+        BareItem::Integer(created + DEFAULT_VALIDITY_SECS),
+    );
+    params.insert("nonce".into(), BareItem::String(nonce.clone()));
+    params.insert(
+        "keyid".into(),
+        BareItem::String(identity.public().keyid().to_string()),
+    );
+    params.insert("alg".into(), BareItem::String(ALG_ED25519.into()));
+    params.insert("tag".into(), BareItem::String(TAG.into()));
+    let params_line = serialize_params(InnerList::with_params(items, params))
+        .expect("well-formed parameters serialize");
+    let base = signature_base(method, target_uri, content_digest.as_deref(), &params_line);
+    let sig = identity.sign(base.as_bytes());
+    use base64::Engine as _;
+    SignedHeaders {
+        signature_input: format!("{LABEL}={params_line}"),
+        signature: format!(
+            "{LABEL}=:{}:",
+            base64::engine::general_purpose::STANDARD.encode(sig)
+        ),
+        content_digest,
+        nonce,
+    }
+}
+
+fn string_param(params: &Parameters, name: &'static str) -> Result<String, SignatureError> {
+    match params.get(name) {
+        Some(BareItem::String(s)) => Ok(s.clone()),
+        _ => Err(SignatureError::Parameter(name)),
+    }
+}
+
+fn int_param(params: &Parameters, name: &'static str) -> Result<i64, SignatureError> {
+    match params.get(name) {
+        Some(BareItem::Integer(i)) => Ok(*i),
+        _ => Err(SignatureError::Parameter(name)),
+    }
+}
+
+/// Parses the `Signature-Input` and `Signature` headers of a request in Sigil's profile.
+pub fn parse(signature_input: &str, signature: &str) -> Result<ParsedSignature, SignatureError> {
+    let inputs = sfv::Parser::parse_dictionary(signature_input.as_bytes())
+        .map_err(|_| SignatureError::Malformed("Signature-Input is not a structured dictionary"))?;
+    let sigs = sfv::Parser::parse_dictionary(signature.as_bytes())
+        .map_err(|_| SignatureError::Malformed("Signature is not a structured dictionary"))?;
+    let Some(ListEntry::InnerList(list)) = inputs.get(LABEL) else {
+        return Err(SignatureError::Malformed("no sig1 inner list in Signature-Input"));
+    };
+    let Some(ListEntry::Item(Item {
+        bare_item: BareItem::ByteSeq(sig_bytes),
+        params: sig_params,
+    })) = sigs.get(LABEL)
+    else {
+        return Err(SignatureError::Malformed("no sig1 byte sequence in Signature"));
+    };
+    if !sig_params.is_empty() {
+        return Err(SignatureError::Malformed("sig1 in Signature carries parameters"));
+    }
+
+    let mut names = Vec::with_capacity(list.items.len());
+    for item in &list.items {
+        match (&item.bare_item, item.params.is_empty()) {
+            (BareItem::String(s), true) => names.push(s.as_str()),
+            _ => return Err(SignatureError::Malformed("covered components must be plain strings")),
+        }
+    }
+    let covers_digest = match names.as_slice() {
+        ["@method", "@target-uri"] => false,
+        ["@method", "@target-uri", "content-digest"] => true,
+        _ => {
+            return Err(SignatureError::Malformed(
+                "covered components must be (\"@method\" \"@target-uri\" [\"content-digest\"])",
+            ));
+        }
+    };
+
+    let p = &list.params;
+    for name in p.keys() {
+        if !matches!(
+            name.as_str(),
+            "created" | "expires" | "nonce" | "keyid" | "alg" | "tag"
+        ) {
+            return Err(SignatureError::Malformed("unknown signature parameter"));
+        }
+    }
+    if string_param(p, "tag")? != TAG {
+        return Err(SignatureError::Parameter("tag"));
+    }
+    let nonce = string_param(p, "nonce")?;
+    let nonce_ok = sigil_crypto::b64url_decode(&nonce).is_ok_and(|n| n.len() >= 16);
+    if !nonce_ok || nonce.len() > 128 {
+        return Err(SignatureError::Parameter("nonce"));
+    }
+    let keyid = KeyId::parse(&string_param(p, "keyid")?).ok_or(SignatureError::Parameter("keyid"))?;
+    let alg = string_param(p, "alg")?;
+    if alg != ALG_ED25519 && alg != ALG_ECDSA_P256 {
+        return Err(SignatureError::Parameter("alg"));
+    }
+    let params = SignatureParams {
+        created: int_param(p, "created")?,
+        expires: int_param(p, "expires")?,
+        nonce,
+        keyid,
+        alg,
+    };
+    Ok(ParsedSignature {
+        params,
+        covers_digest,
+        params_line: serialize_params(list.clone())?,
+        signature: sig_bytes.clone(),
+    })
+}
+
+impl ParsedSignature {
+    /// Whether the signature covers `content-digest`.
+    pub fn covers_digest(&self) -> bool {
+        self.covers_digest
+    }
+
+    /// Checks `created`/`expires` against `now` (Unix seconds).
+    pub fn check_time(&self, now: i64) -> Result<(), SignatureError> {
+        let SignatureParams {
+            created, expires, ..
+        } = self.params;
+        if expires < created {
+            return Err(SignatureError::Parameter("expires"));
+        }
+        if expires - created > MAX_VALIDITY_SECS {
+            return Err(SignatureError::TooLong);
+        }
+        if now < created - MAX_SKEW_SECS || now > expires {
+            return Err(SignatureError::Stale);
+        }
+        Ok(())
+    }
+
+    /// Verifies the signature over the request as received. `content_digest` is the
+    /// request's `Content-Digest` header, already checked against the body, when covered.
+    pub fn verify(
+        &self,
+        key: &PublicIdentity,
+        method: &str,
+        target_uri: &str,
+        content_digest: Option<&str>,
+    ) -> Result<(), SignatureError> {
+        if self.params.alg != ALG_ED25519 {
+            return Err(SignatureError::Algorithm);
+        }
+        if key.keyid() != self.params.keyid {
+            return Err(SignatureError::BadSignature);
+        }
+        let digest = match (self.covers_digest, content_digest) {
+            (true, Some(d)) => Some(d.trim()),
+            (true, None) => return Err(SignatureError::Digest),
+            (false, _) => None,
+        };
+        let base = signature_base(method, target_uri, digest, &self.params_line);
+        key.verify(base.as_bytes(), &self.signature)
+            .map_err(|_| SignatureError::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn nonce() -> String {
+        sigil_crypto::random::nonce().unwrap()
+    }
+
+    #[test]
+    fn sign_parse_verify_round_trip() {
+        let id = SecretIdentity::generate().unwrap();
+        let body = b"{\"enc\":\"x\",\"ct\":\"y\"}";
+        let uri = "https://127.0.0.1:8200/v1/secret/data/app";
+        let h = sign(&id, "POST", uri, Some(body), NOW, nonce());
+        let digest = h.content_digest.clone().unwrap();
+        check_content_digest(&digest, body).unwrap();
+        let p = parse(&h.signature_input, &h.signature).unwrap();
+        assert!(p.covers_digest());
+        p.check_time(NOW).unwrap();
+        p.verify(&id.public(), "POST", uri, Some(&digest)).unwrap();
+        assert_eq!(p.params.keyid, id.public().keyid());
+        assert_eq!(p.params.nonce, h.nonce);
+
+        // Tampering with method, URI or digest fails.
+        assert_eq!(
+            p.verify(&id.public(), "PUT", uri, Some(&digest)),
+            Err(SignatureError::BadSignature)
+        );
+        assert!(p.verify(&id.public(), "POST", &format!("{uri}x"), Some(&digest)).is_err());
+        let other = content_digest(b"other");
+        assert!(p.verify(&id.public(), "POST", uri, Some(&other)).is_err());
+        assert!(check_content_digest(&digest, b"other").is_err());
+        // Another key fails.
+        let eve = SecretIdentity::generate().unwrap();
+        assert!(p.verify(&eve.public(), "POST", uri, Some(&digest)).is_err());
+    }
+
+    #[test]
+    fn rfc9421_signature_base_shape() {
+        // The exact base for a request with a body (RFC 9421 §2.5).
+        let base = signature_base(
+            "POST",
+            "https://h/v1/x",
+            Some("sha-256=:AA==:"),
+            "(\"@method\" \"@target-uri\" \"content-digest\");created=1",
+        );
+        assert_eq!(
+            base,
+            "\"@method\": POST\n\"@target-uri\": https://h/v1/x\n\"content-digest\": sha-256=:AA==:\n\"@signature-params\": (\"@method\" \"@target-uri\" \"content-digest\");created=1"
+        );
+    }
+
+    #[test]
+    fn time_window() {
+        let id = SecretIdentity::generate().unwrap();
+        let h = sign(&id, "GET", "https://h/v1/x", None, NOW, nonce());
+        let p = parse(&h.signature_input, &h.signature).unwrap();
+        p.check_time(NOW - MAX_SKEW_SECS).unwrap();
+        p.check_time(NOW + DEFAULT_VALIDITY_SECS).unwrap();
+        assert_eq!(p.check_time(NOW - MAX_SKEW_SECS - 1), Err(SignatureError::Stale));
+        assert_eq!(
+            p.check_time(NOW + DEFAULT_VALIDITY_SECS + 1),
+            Err(SignatureError::Stale)
+        );
+    }
+
+    fn input_with(params: &str) -> String {
+        format!("sig1=(\"@method\" \"@target-uri\"){params}")
+    }
+
+    #[test]
+    fn fail_profile_violations() {
+        let keyid = KeyId::for_ed25519(&[1; 32]);
+        let n = nonce();
+        let good = format!(
+            ";created={NOW};expires={};nonce=\"{n}\";keyid=\"{keyid}\";alg=\"ed25519\";tag=\"sigil-request\"",
+            NOW + 60
+        );
+        let sig = "sig1=:AAAA:";
+        assert!(parse(&input_with(&good), sig).is_ok());
+        let cases: Vec<(String, &str)> = vec![
+            (good.replace(";tag=\"sigil-request\"", ""), sig),
+            (good.replace("sigil-request", "other"), sig),
+            (good.replace(&format!(";nonce=\"{n}\""), ""), sig),
+            (good.replace(&n, "short"), sig),
+            (good.replace(&format!(";keyid=\"{keyid}\""), ""), sig),
+            (good.replace(keyid.as_str(), "nope"), sig),
+            (good.replace("ed25519", "hmac-sha256"), sig),
+            (good.replace(&format!("created={NOW}"), "created=\"x\""), sig),
+            (good.replace(&format!(";expires={}", NOW + 60), ""), sig),
+            (format!("{good};extra=1"), sig),
+            (good.clone(), "sig1=\"notbytes\""),
+            (good.clone(), "sig2=:AAAA:"),
+            (good.clone(), "sig1=:AAAA:;x=1"),
+            (good.clone(), "garbage(("),
+        ];
+        for (params, sig) in cases {
+            assert!(parse(&input_with(&params), sig).is_err(), "{params} / {sig}");
+        }
+        // Wrong components.
+        for comps in [
+            "(\"@method\")",
+            "(\"@target-uri\" \"@method\")",
+            "(\"@method\" \"@target-uri\" \"date\")",
+            "(\"@method\" \"@target-uri\";sf)",
+            "(\"@method\" @target-uri)",
+        ] {
+            assert!(parse(&format!("sig1={comps}{good}"), sig).is_err(), "{comps}");
+        }
+        assert!(matches!(parse("", ""), Err(SignatureError::Malformed(_))));
+        // Validity longer than 300 s.
+        let long = good.replace(&format!("expires={}", NOW + 60), &format!("expires={}", NOW + 301));
+        let p = parse(&input_with(&long), sig).unwrap();
+        assert_eq!(p.check_time(NOW), Err(SignatureError::TooLong));
+    }
+}
