@@ -1,0 +1,58 @@
+use sigil_storage::StorageError;
+
+/// Why a request failed inside the core. Each variant has one HTTP status; messages are safe to
+/// show the caller (no secret values, no internal detail).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// Bad input (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Policy denies (403).
+    #[error("permission denied")]
+    Forbidden,
+    /// Nothing there (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Check-and-set mismatch (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Method not supported on this path (405).
+    #[error("unsupported operation")]
+    UnsupportedOperation,
+    /// A stored entry failed its integrity check (500); details go to the log only.
+    #[error("internal error: stored data failed its integrity check")]
+    Integrity,
+    /// The storage backend failed (500); details go to the log only.
+    #[error("internal error: storage failure")]
+    Storage(#[source] StorageError),
+}
+
+impl CoreError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            CoreError::BadRequest(_) => 400,
+            CoreError::Forbidden => 403,
+            CoreError::NotFound(_) => 404,
+            CoreError::UnsupportedOperation => 405,
+            CoreError::Conflict(_) => 409,
+            CoreError::Integrity | CoreError::Storage(_) => 500,
+        }
+    }
+
+    pub(crate) fn bad(msg: impl Into<String>) -> Self {
+        CoreError::BadRequest(msg.into())
+    }
+}
+
+impl From<StorageError> for CoreError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Conflict { .. } => {
+                CoreError::Conflict("concurrent write to the same key, retry".into())
+            }
+            e => CoreError::Storage(e),
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Identities: named principals with a public key (`sigil1…`) and policies.
+//! API in Vault's entity shape at `identity/entity/name/<name>`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sigil_crypto::PublicIdentity;
+
+use crate::barrier::{View, ViewBatch};
+use crate::path::check_name;
+use crate::policy::ADMIN_POLICY;
+use crate::request::{children, list_response};
+use crate::{CoreError, Operation, Request, Response, timefmt};
+
+/// A stored identity.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Identity {
+    /// Random id, stable across updates.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The `sigil1…` public identity.
+    pub public_key: String,
+    /// The keyid of its signing key.
+    pub keyid: String,
+    /// Attached policy names.
+    pub policies: Vec<String>,
+    /// Free-form metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// A disabled identity cannot authenticate.
+    pub disabled: bool,
+    /// RFC 3339.
+    pub creation_time: String,
+    /// RFC 3339.
+    pub last_update_time: String,
+}
+
+impl Identity {
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("identity serializes")
+    }
+}
+
+/// An authenticated caller: the identity and its parsed public key.
+#[derive(Debug)]
+pub struct Caller {
+    /// The stored identity.
+    pub identity: Identity,
+    /// Its public key, parsed once.
+    pub public: PublicIdentity,
+}
+
+pub(crate) struct IdentityStore {
+    view: View,
+    by_keyid: RwLock<HashMap<String, Arc<Caller>>>,
+    writes: Mutex<()>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityInput {
+    public_key: Option<String>,
+    policies: Option<PolicyList>,
+    metadata: Option<BTreeMap<String, String>>,
+    disabled: Option<bool>,
+}
+
+/// Vault accepts policies as a list or a comma-separated string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PolicyList {
+    List(Vec<String>),
+    Csv(String),
+}
+
+impl PolicyList {
+    fn into_vec(self) -> Vec<String> {
+        let list = match self {
+            PolicyList::List(l) => l,
+            PolicyList::Csv(s) => s.split(',').map(str::to_owned).collect(),
+        };
+        let mut out: Vec<String> = list
+            .into_iter()
+            .map(|p| p.trim().to_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+impl std::fmt::Debug for IdentityStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityStore").finish_non_exhaustive()
+    }
+}
+
+fn random_id() -> Result<String, CoreError> {
+    let b = sigil_crypto::random::bytes::<16>()
+        .map_err(|_| CoreError::bad("random number generator failed"))?;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
+impl IdentityStore {
+    pub(crate) fn new(view: View) -> Self {
+        IdentityStore {
+            view,
+            by_keyid: RwLock::new(HashMap::new()),
+            writes: Mutex::new(()),
+        }
+    }
+
+    /// The enabled identity whose signing key has this keyid.
+    pub(crate) fn caller(&self, keyid: &str) -> Option<Arc<Caller>> {
+        let map = self.by_keyid.read().unwrap_or_else(|e| e.into_inner());
+        map.get(keyid).filter(|c| !c.identity.disabled).cloned()
+    }
+
+    fn load(&self, name: &str) -> Result<Option<(Identity, crate::barrier::Entry)>, CoreError> {
+        let Some(entry) = self.view.get(name)? else {
+            return Ok(None);
+        };
+        let identity = serde_json::from_slice(&entry.plain).map_err(|_| CoreError::Integrity)?;
+        Ok(Some((identity, entry)))
+    }
+
+    pub(crate) fn exists(&self, name: &str) -> Result<bool, CoreError> {
+        Ok(self.view.get(name)?.is_some())
+    }
+
+    /// Creates or updates `name` (used by the API and at start-up for the init admins).
+    pub(crate) fn upsert(&self, name: &str, input: Value) -> Result<Identity, CoreError> {
+        check_name("identity", name)?;
+        let input: IdentityInput = serde_json::from_value(input)
+            .map_err(|e| CoreError::bad(format!("invalid identity: {e}")))?;
+        let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let existing = self.load(name)?;
+        let now = timefmt::now_rfc3339();
+        let mut identity = match &existing {
+            Some((i, _)) => i.clone(),
+            None => Identity {
+                id: random_id()?,
+                name: name.to_owned(),
+                public_key: String::new(),
+                keyid: String::new(),
+                policies: vec![],
+                metadata: BTreeMap::new(),
+                disabled: false,
+                creation_time: now.clone(),
+                last_update_time: now.clone(),
+            },
+        };
+        let public = match (input.public_key, existing.is_some()) {
+            (Some(text), _) => PublicIdentity::parse(&text)
+                .map_err(|e| CoreError::bad(format!("invalid public_key: {e}")))?,
+            (None, true) => PublicIdentity::parse(&identity.public_key)
+                .map_err(|_| CoreError::Integrity)?,
+            (None, false) => {
+                return Err(CoreError::bad("public_key is required (a sigil1… string)"));
+            }
+        };
+        let keyid = public.keyid().to_string();
+        {
+            let map = self.by_keyid.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(other) = map.get(&keyid)
+                && other.identity.name != name
+            {
+                return Err(CoreError::bad(format!(
+                    "this public key already belongs to identity {:?}",
+                    other.identity.name
+                )));
+            }
+        }
+        let old_keyid = std::mem::replace(&mut identity.keyid, keyid.clone());
+        identity.public_key = public.to_string();
+        if let Some(p) = input.policies {
+            identity.policies = p.into_vec();
+            for p in &identity.policies {
+                check_name("policy", p)?;
+            }
+        }
+        if let Some(m) = input.metadata {
+            identity.metadata = m;
+        }
+        if let Some(d) = input.disabled {
+            identity.disabled = d;
+        }
+        identity.last_update_time = now;
+        if existing.is_some() {
+            self.check_keeps_an_admin(Some(&identity), name)?;
+        }
+
+        let mut batch = ViewBatch::default();
+        batch.expect(name, existing.as_ref().map(|(_, e)| e));
+        batch.put(name, serde_json::to_vec(&identity).expect("identity serializes"));
+        self.view.apply(batch)?;
+
+        let mut map = self.by_keyid.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(&old_keyid);
+        map.insert(
+            keyid,
+            Arc::new(Caller {
+                identity: identity.clone(),
+                public,
+            }),
+        );
+        Ok(identity)
+    }
+
+    /// Refuses a change that would leave no enabled identity holding the admin policy: with no
+    /// root token, that would lock everyone out of administration.
+    fn check_keeps_an_admin(&self, replacement: Option<&Identity>, name: &str) -> Result<(), CoreError> {
+        let map = self.by_keyid.read().unwrap_or_else(|e| e.into_inner());
+        let is_admin = |i: &Identity| !i.disabled && i.policies.iter().any(|p| p == ADMIN_POLICY);
+        let others = map
+            .values()
+            .any(|c| c.identity.name != name && is_admin(&c.identity));
+        if others || replacement.is_some_and(is_admin) {
+            Ok(())
+        } else {
+            Err(CoreError::bad(
+                "refusing to remove the last enabled identity with the admin policy",
+            ))
+        }
+    }
+
+    fn delete(&self, name: &str) -> Result<(), CoreError> {
+        let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((identity, entry)) = self.load(name)? else {
+            return Ok(());
+        };
+        self.check_keeps_an_admin(None, name)?;
+        let mut batch = ViewBatch::default();
+        batch.expect(name, Some(&entry));
+        batch.delete(name);
+        self.view.apply(batch)?;
+        self.by_keyid
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&identity.keyid);
+        Ok(())
+    }
+
+    /// Handles `identity/entity/name/<rest>`.
+    pub(crate) fn handle(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
+        match (req.operation, rest) {
+            (Operation::List, "") => {
+                list_response(children(0, self.view.list("")?))
+            }
+            (_, "") => Err(CoreError::UnsupportedOperation),
+            (Operation::Read, name) => match self.load(name)? {
+                Some((i, _)) => Ok(Response::data(i.to_json())),
+                None => Err(CoreError::NotFound(String::new())),
+            },
+            (Operation::Create | Operation::Update, name) => {
+                let input = req.data.clone().unwrap_or_else(|| json!({}));
+                Ok(Response::data(self.upsert(name, input)?.to_json()))
+            }
+            (Operation::Delete, name) => {
+                self.delete(name)?;
+                Ok(Response::no_content())
+            }
+            _ => Err(CoreError::UnsupportedOperation),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Sigil's core: everything between an authenticated caller and the storage backend.
+//!
+//! It holds the barrier (every stored value encrypted, the storage key bound in), the identity
+//! store, ACL policies, the secret engines and the logical router that checks policy and
+//! dispatches a [`Request`] to the engine mounted at its path.
+//!
+//! It does not speak HTTP, TLS or the wire protocol, and it never sees a request that has not
+//! been authenticated: the server crate verifies signatures and opens sealed bodies first, then
+//! hands the core a [`Caller`] and a [`Request`].
+
+#![warn(missing_docs)]
+
+mod barrier;
+mod core;
+mod error;
+mod identity;
+mod kv;
+mod path;
+pub mod policy;
+mod policy_store;
+mod request;
+mod timefmt;
+
+pub use barrier::{Barrier, View};
+pub use core::{Core, CoreConfig};
+pub use error::CoreError;
+pub use identity::{Caller, Identity};
+pub use path::normalize as normalize_path;
+pub use request::{Operation, Request, Response};

@@ -1,0 +1,280 @@
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use super::{Capabilities, Capability, Policy};
+
+/// The merged rules of a set of policies, ready to answer "may this caller do X at path P?".
+///
+/// Matching follows Vault: an exact rule wins; otherwise (for `list`, first without the
+/// trailing `/`) the best of the longest matching glob and every matching `+` rule, ranked by
+/// (1) the later the first `+`/`*`, the better; (2) not a glob beats a glob; (3) fewer `+`
+/// segments; (4) longer path; (5) lexicographically greater.
+#[derive(Debug, Default, Clone)]
+pub struct Acl {
+    exact: HashMap<String, Capabilities>,
+    prefix: HashMap<String, Capabilities>,
+    segment: HashMap<String, Capabilities>,
+}
+
+#[derive(Debug)]
+struct Candidate<'a> {
+    first_wildcard: usize,
+    is_prefix: bool,
+    wildcards: usize,
+    path: &'a str,
+    caps: Capabilities,
+}
+
+fn priority(a: &Candidate<'_>, b: &Candidate<'_>) -> Ordering {
+    a.first_wildcard
+        .cmp(&b.first_wildcard)
+        .then_with(|| b.is_prefix.cmp(&a.is_prefix))
+        .then_with(|| b.wildcards.cmp(&a.wildcards))
+        .then_with(|| a.path.len().cmp(&b.path.len()))
+        .then_with(|| a.path.cmp(b.path))
+}
+
+impl Acl {
+    /// Merges the rules of `policies`.
+    pub fn new<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Self {
+        let mut acl = Acl::default();
+        for policy in policies {
+            for rule in &policy.rules {
+                let table = if rule.has_segment_wildcards {
+                    &mut acl.segment
+                } else if rule.is_prefix {
+                    &mut acl.prefix
+                } else {
+                    &mut acl.exact
+                };
+                table
+                    .entry(rule.path.clone())
+                    .and_modify(|c| *c = c.merge(rule.capabilities))
+                    .or_insert(rule.capabilities);
+            }
+        }
+        acl
+    }
+
+    /// Whether `cap` is allowed at `path`. `cap == List` enables Vault's list fallbacks.
+    pub fn allows(&self, path: &str, cap: Capability) -> bool {
+        self.capabilities(path, cap == Capability::List).allows(cap)
+    }
+
+    /// The capabilities that apply at `path` (empty if no rule matches).
+    pub fn capabilities(&self, path: &str, list: bool) -> Capabilities {
+        let path = path.trim_start_matches('/');
+        if let Some(c) = self.exact.get(path) {
+            return *c;
+        }
+        if list {
+            let bare = path.strip_suffix('/').unwrap_or(path);
+            if let Some(c) = self.exact.get(bare) {
+                return *c;
+            }
+            if bare.len() != path.len()
+                && let Some(c) = self.non_exact(bare)
+            {
+                return c;
+            }
+        }
+        self.non_exact(path).unwrap_or(Capabilities::NONE)
+    }
+
+    fn non_exact(&self, path: &str) -> Option<Capabilities> {
+        let glob = self
+            .prefix
+            .iter()
+            .filter(|(p, _)| path.starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len());
+        if self.segment.is_empty() {
+            return glob.map(|(_, c)| *c);
+        }
+        let mut best = glob.map(|(p, c)| Candidate {
+            first_wildcard: p.len(),
+            is_prefix: true,
+            wildcards: 0,
+            path: p,
+            caps: *c,
+        });
+        let parts: Vec<&str> = path.split('/').collect();
+        for (full, caps) in &self.segment {
+            let Some(candidate) = match_segments(full, &parts, *caps) else {
+                continue;
+            };
+            if best
+                .as_ref()
+                .is_none_or(|b| priority(&candidate, b) == Ordering::Greater)
+            {
+                best = Some(candidate);
+            }
+        }
+        best.map(|b| b.caps)
+    }
+}
+
+fn match_segments<'a>(full: &'a str, parts: &[&str], caps: Capabilities) -> Option<Candidate<'a>> {
+    let first_wildcard = full.find('+')?;
+    let (pattern, is_prefix) = match full.strip_suffix('*') {
+        Some(p) => (p, true),
+        None => (full, false),
+    };
+    let pattern_parts: Vec<&str> = pattern.split('/').collect();
+    if parts.len() < pattern_parts.len() || (!is_prefix && parts.len() != pattern_parts.len()) {
+        return None;
+    }
+    let mut wildcards = 0;
+    for (i, want) in pattern_parts.iter().enumerate() {
+        let last = i == pattern_parts.len() - 1;
+        if *want == "+" {
+            wildcards += 1;
+        } else if *want == parts[i] || (is_prefix && last && parts[i].starts_with(want)) {
+        } else {
+            return None;
+        }
+    }
+    Some(Candidate {
+        first_wildcard,
+        is_prefix,
+        wildcards,
+        path: pattern,
+        caps,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::parse_policy;
+    use Capability::*;
+
+    fn acl(texts: &[&str]) -> Acl {
+        let policies: Vec<Policy> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| parse_policy(&format!("p{i}"), t).unwrap())
+            .collect();
+        Acl::new(&policies)
+    }
+
+    fn rule(path: &str, caps: &str) -> String {
+        format!("path \"{path}\" {{ capabilities = [{caps}] }}\n")
+    }
+
+    #[test]
+    fn default_deny() {
+        let a = acl(&[&rule("secret/data/app", "\"read\"")]);
+        assert!(a.allows("secret/data/app", Read));
+        assert!(!a.allows("secret/data/app", Update));
+        assert!(!a.allows("secret/data/app2", Read));
+        assert!(!a.allows("secret/data", Read));
+        assert!(!Acl::default().allows("anything", Read));
+    }
+
+    #[test]
+    fn glob_is_a_prefix_and_longest_glob_wins() {
+        let a = acl(&[&format!(
+            "{}{}",
+            rule("secret/*", "\"read\""),
+            rule("secret/data/team-*", "\"create\"")
+        )]);
+        assert!(a.allows("secret/anything/deep/path", Read));
+        assert!(a.allows("secret/", Read));
+        assert!(!a.allows("secret", Read));
+        // Longest glob wins outright: no read there.
+        assert!(a.allows("secret/data/team-a/x", Create));
+        assert!(!a.allows("secret/data/team-a/x", Read));
+    }
+
+    #[test]
+    fn plus_matches_exactly_one_segment() {
+        let a = acl(&[&rule("secret/data/+/app", "\"read\"")]);
+        assert!(a.allows("secret/data/team1/app", Read));
+        assert!(!a.allows("secret/data/app", Read));
+        assert!(!a.allows("secret/data/a/b/app", Read));
+        assert!(!a.allows("secret/data/team1/app/x", Read));
+        let b = acl(&[&rule("secret/+/config*", "\"read\"")]);
+        assert!(b.allows("secret/x/config", Read));
+        assert!(b.allows("secret/x/configs/more", Read));
+        assert!(!b.allows("secret/x/other", Read));
+    }
+
+    #[test]
+    fn exact_beats_everything() {
+        let a = acl(&[&format!(
+            "{}{}{}",
+            rule("secret/*", "\"deny\""),
+            rule("secret/+/x", "\"deny\""),
+            rule("secret/data/x", "\"read\""),
+        )]);
+        assert!(a.allows("secret/data/x", Read));
+        assert!(!a.allows("secret/data/y", Read));
+    }
+
+    #[test]
+    fn vault_priority_order() {
+        // (1) later first wildcard wins: foo/bar/+ over foo/+/baz... via position
+        let a = acl(&[&format!(
+            "{}{}",
+            rule("foo/+/bar/baz", "\"read\""),
+            rule("foo/bar/+/baz", "\"update\"")
+        )]);
+        assert!(a.allows("foo/bar/bar/baz", Update));
+        assert!(!a.allows("foo/bar/bar/baz", Read));
+        // (1) a glob whose '*' comes later beats an earlier '+': foo/a* over foo/+
+        let a = acl(&[&format!("{}{}", rule("foo/+", "\"read\""), rule("foo/a*", "\"update\""))]);
+        assert!(a.allows("foo/ab", Update));
+        assert!(!a.allows("foo/ab", Read));
+        assert!(a.allows("foo/zz", Read));
+        // (2) not a glob beats a glob at the same position: foo/+ over foo/*
+        let a = acl(&[&format!("{}{}", rule("foo/*", "\"read\""), rule("foo/+", "\"update\""))]);
+        assert!(a.allows("foo/x", Update));
+        assert!(!a.allows("foo/x", Read));
+        assert!(a.allows("foo/x/y", Read));
+        // (3) fewer '+' wins: foo/+/bar/baz over foo/+/+/baz
+        let a = acl(&[&format!(
+            "{}{}",
+            rule("foo/+/+/baz", "\"read\""),
+            rule("foo/+/bar/baz", "\"update\"")
+        )]);
+        assert!(a.allows("foo/x/bar/baz", Update));
+        assert!(!a.allows("foo/x/bar/baz", Read));
+        // (4) longer wins: foo/+/bar/ba* over foo/+/bar/b*
+        let a = acl(&[&format!(
+            "{}{}",
+            rule("foo/+/bar/b*", "\"read\""),
+            rule("foo/+/bar/ba*", "\"update\"")
+        )]);
+        assert!(a.allows("foo/x/bar/baz", Update));
+        assert!(!a.allows("foo/x/bar/baz", Read));
+        assert!(a.allows("foo/x/bar/bz", Read));
+    }
+
+    #[test]
+    fn deny_wins_when_merged_across_policies() {
+        let allow = rule("secret/data/*", "\"read\", \"create\"");
+        let deny = rule("secret/data/*", "\"deny\"");
+        let a = acl(&[&allow, &deny]);
+        assert!(!a.allows("secret/data/x", Read));
+        let a = acl(&[&deny, &allow]);
+        assert!(!a.allows("secret/data/x", Read));
+        assert_eq!(a.capabilities("secret/data/x", false).names(), vec!["deny"]);
+        // Deny also beats sudo in the same rule.
+        let a = acl(&[&rule("sys/x", "\"sudo\", \"read\", \"deny\"")]);
+        assert!(!a.allows("sys/x", Sudo));
+        // Non-conflicting capabilities are unioned.
+        let a = acl(&[&rule("a", "\"read\""), &rule("a", "\"list\"")]);
+        assert_eq!(a.capabilities("a", false).names(), vec!["read", "list"]);
+    }
+
+    #[test]
+    fn list_fallbacks() {
+        // LIST secret/metadata/ is allowed by an exact rule on secret/metadata.
+        let a = acl(&[&rule("secret/metadata", "\"list\"")]);
+        assert!(a.allows("secret/metadata/", List));
+        assert!(!a.allows("secret/metadata/", Read));
+        // And by a glob matching the path without its trailing slash.
+        let a = acl(&[&rule("secret/metadata/app*", "\"list\"")]);
+        assert!(a.allows("secret/metadata/app/", List));
+    }
+}

@@ -1,0 +1,49 @@
+//! ACL policies in Vault's HCL syntax with Vault's semantics.
+//!
+//! A policy is a list of `path "…" { capabilities = [...] }` blocks. A path ending in `*` is a
+//! prefix glob; a `+` segment matches exactly one path segment. When several rules match,
+//! Vault's priority order picks one (see [`Acl`]); rules for the same path in several policies
+//! are merged, and `deny` at that path wins over everything. No rule → denied.
+
+mod acl;
+mod capability;
+mod parse;
+
+pub use acl::Acl;
+pub use capability::{Capabilities, Capability};
+pub use parse::{PolicyError, parse_policy};
+
+/// The name of the built-in policy held by the init admins. It cannot be changed or deleted.
+pub const ADMIN_POLICY: &str = "admin";
+
+/// The text of the built-in admin policy.
+pub const ADMIN_POLICY_HCL: &str = r#"# Built-in: full access, held by the init admins. Sigil has no root token.
+path "*" {
+  capabilities = ["create", "read", "update", "patch", "delete", "list", "sudo"]
+}
+"#;
+
+/// One `path` block, normalized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathRule {
+    /// The path as written, minus a leading `/` (and, for plain globs, minus the trailing
+    /// `*`, as Vault stores it).
+    pub path: String,
+    /// Whether it is a prefix match (ends in `*`).
+    pub is_prefix: bool,
+    /// Whether it contains a `+` (segment wildcard).
+    pub has_segment_wildcards: bool,
+    /// Granted capabilities (just `deny` if `deny` was listed).
+    pub capabilities: Capabilities,
+}
+
+/// A parsed policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Its name.
+    pub name: String,
+    /// Its source text, returned on read.
+    pub text: String,
+    /// Its rules, in source order.
+    pub rules: Vec<PathRule>,
+}

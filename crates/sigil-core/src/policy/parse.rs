@@ -1,0 +1,225 @@
+use hcl::{Expression, Structure};
+
+use super::{Capabilities, Capability, PathRule, Policy};
+
+/// Why a policy was refused. The message names the construct and what was expected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("policy is invalid: {0}")]
+pub struct PolicyError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, PolicyError> {
+    Err(PolicyError(msg.into()))
+}
+
+/// Rule attributes Vault knows that Sigil does not enforce yet. Refused rather than ignored:
+/// a silently ignored restriction would grant more than the author meant.
+const UNSUPPORTED_RULE_KEYS: &[&str] = &[
+    "allowed_parameters",
+    "denied_parameters",
+    "required_parameters",
+    "min_wrapping_ttl",
+    "max_wrapping_ttl",
+    "control_group",
+    "mfa_methods",
+    "subscribe_event_types",
+    "pagination_limit",
+    "list_scan_response_keys_filter_path",
+    "expiration",
+];
+
+/// Parses a policy's HCL text.
+pub fn parse_policy(name: &str, text: &str) -> Result<Policy, PolicyError> {
+    let body = hcl::parse(text).map_err(|e| PolicyError(format!("HCL syntax error: {e}")))?;
+    let mut rules = Vec::new();
+    for structure in body.0 {
+        let block = match structure {
+            Structure::Block(b) if b.identifier.as_str() == "path" => b,
+            Structure::Block(b) => {
+                return err(format!(
+                    "unsupported block {:?}: only \"path\" blocks are allowed",
+                    b.identifier.as_str()
+                ));
+            }
+            Structure::Attribute(a) => {
+                return err(format!(
+                    "unsupported top-level attribute {:?}: only \"path\" blocks are allowed",
+                    a.key.as_str()
+                ));
+            }
+        };
+        let [label] = block.labels.as_slice() else {
+            return err("a path block takes exactly one label: path \"secret/data/*\" { … }");
+        };
+        let raw_path = label.as_str();
+        rules.push(parse_rule(raw_path, block.body)?);
+    }
+    if rules.is_empty() {
+        return err("policy has no path blocks");
+    }
+    Ok(Policy {
+        name: name.to_owned(),
+        text: text.to_owned(),
+        rules,
+    })
+}
+
+fn parse_rule(raw_path: &str, body: hcl::Body) -> Result<PathRule, PolicyError> {
+    let path = raw_path.trim_start_matches('/');
+    if path.contains("{{") || path.contains("}}") {
+        return err(format!(
+            "path {raw_path:?}: templated policy paths are not supported yet"
+        ));
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return err(format!("path {raw_path:?} contains a control character"));
+    }
+    if let Some(pos) = path.find('*')
+        && pos != path.len() - 1
+    {
+        return err(format!(
+            "path {raw_path:?}: '*' is only allowed as the last character"
+        ));
+    }
+    let mut caps: Option<Capabilities> = None;
+    for structure in body.0 {
+        let attr = match structure {
+            Structure::Attribute(a) => a,
+            Structure::Block(b) => {
+                return err(format!(
+                    "path {raw_path:?}: unsupported block {:?}",
+                    b.identifier.as_str()
+                ));
+            }
+        };
+        let key = attr.key.as_str();
+        let parsed = match key {
+            "capabilities" => parse_capabilities(raw_path, &attr.expr)?,
+            "policy" => parse_legacy_policy(raw_path, &attr.expr)?,
+            k if UNSUPPORTED_RULE_KEYS.contains(&k) => {
+                return err(format!("path {raw_path:?}: {k:?} is not supported yet"));
+            }
+            k => return err(format!("path {raw_path:?}: unknown attribute {k:?}")),
+        };
+        caps = Some(caps.map_or(parsed, |c| c.merge(parsed)));
+    }
+    let Some(capabilities) = caps else {
+        return err(format!("path {raw_path:?}: no capabilities given"));
+    };
+    let has_segment_wildcards = path.contains('+');
+    let ends_glob = path.ends_with('*');
+    // As Vault: plain globs are stored without the '*'; segment-wildcard paths keep it.
+    let (path, is_prefix) = match (ends_glob, has_segment_wildcards) {
+        (true, false) => (path.trim_end_matches('*').to_owned(), true),
+        (glob, _) => (path.to_owned(), glob),
+    };
+    Ok(PathRule {
+        path,
+        is_prefix,
+        has_segment_wildcards,
+        capabilities,
+    })
+}
+
+fn parse_capabilities(path: &str, expr: &Expression) -> Result<Capabilities, PolicyError> {
+    let Expression::Array(items) = expr else {
+        return err(format!(
+            "path {path:?}: capabilities must be a list of strings"
+        ));
+    };
+    let mut caps = Capabilities::NONE;
+    for item in items {
+        let Expression::String(name) = item else {
+            return err(format!(
+                "path {path:?}: capabilities must be a list of strings"
+            ));
+        };
+        match Capability::parse(name) {
+            Some(c) => caps.insert(c),
+            None if name == "scan" || name == "root" => {
+                return err(format!(
+                    "path {path:?}: capability {name:?} is not supported"
+                ));
+            }
+            None => {
+                return err(format!(
+                    "path {path:?}: unknown capability {name:?} (expected create, read, update, patch, delete, list, sudo or deny)"
+                ));
+            }
+        }
+    }
+    Ok(caps.merge(Capabilities::NONE))
+}
+
+/// Vault's pre-0.9 `policy = "read"` shorthand.
+fn parse_legacy_policy(path: &str, expr: &Expression) -> Result<Capabilities, PolicyError> {
+    use Capability::*;
+    let Expression::String(name) = expr else {
+        return err(format!("path {path:?}: policy must be a string"));
+    };
+    let list: &[Capability] = match name.as_str() {
+        "deny" => &[Deny],
+        "read" => &[Read, List],
+        "write" => &[Create, Read, Update, Patch, Delete, List],
+        "sudo" => &[Create, Read, Update, Patch, Delete, List, Sudo],
+        other => {
+            return err(format!(
+                "path {path:?}: unknown policy {other:?} (expected deny, read, write or sudo)"
+            ));
+        }
+    };
+    let mut caps = Capabilities::NONE;
+    list.iter().for_each(|c| caps.insert(*c));
+    Ok(caps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vault_syntax() {
+        let p = parse_policy(
+            "p",
+            r#"
+            # comment
+            path "secret/data/*" { capabilities = ["create", "read"] }
+            path "/secret/data/+/app" {
+              capabilities = ["deny", "read"]
+            }
+            path "secret/metadata" { policy = "read" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(p.rules.len(), 3);
+        assert_eq!(p.rules[0].path, "secret/data/");
+        assert!(p.rules[0].is_prefix);
+        assert_eq!(p.rules[0].capabilities.names(), vec!["create", "read"]);
+        assert_eq!(p.rules[1].path, "secret/data/+/app");
+        assert!(p.rules[1].has_segment_wildcards);
+        assert_eq!(p.rules[1].capabilities.names(), vec!["deny"]);
+        assert_eq!(p.rules[2].capabilities.names(), vec!["read", "list"]);
+    }
+
+    #[test]
+    fn fail_unsupported_and_malformed() {
+        for (text, needle) in [
+            ("path \"a\" {\n capabilities = [\"read\"]\n allowed_parameters = {}\n}", "not supported yet"),
+            ("path \"a/{{identity.name}}\" { capabilities = [\"read\"] }", "templated"),
+            ("path \"a\" { capabilities = [\"raed\"] }", "unknown capability"),
+            ("path \"a\" { capabilities = \"read\" }", "list of strings"),
+            ("path \"a\" { }", "no capabilities"),
+            ("path \"a\" {\n capabilities = [\"read\"]\n frobnicate = 1\n}", "unknown attribute"),
+            ("path \"a*b\" { capabilities = [\"read\"] }", "last character"),
+            ("name = \"x\"", "top-level attribute"),
+            ("resource \"a\" { }", "unsupported block"),
+            ("path { capabilities = [\"read\"] }", "exactly one label"),
+            ("path \"a\" \"b\" { capabilities = [\"read\"] }", "exactly one label"),
+            ("path \"a\" { capabilities = [\"read\"]", "syntax"),
+            ("", "no path blocks"),
+            ("path \"a\" { policy = \"admin\" }", "unknown policy"),
+        ] {
+            let e = parse_policy("p", text).unwrap_err();
+            assert!(e.0.contains(needle), "{text}: {e}");
+        }
+    }
+}

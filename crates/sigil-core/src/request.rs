@@ -1,0 +1,108 @@
+use serde_json::Value;
+
+/// What a request does, in Vault's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Operation {
+    /// GET.
+    Read,
+    /// LIST, or GET with `?list=true`.
+    List,
+    /// POST/PUT on a path that does not exist yet.
+    Create,
+    /// POST/PUT on a path that exists.
+    Update,
+    /// PATCH.
+    Patch,
+    /// DELETE.
+    Delete,
+}
+
+/// An authenticated logical request: the path below `/v1/`, already normalized.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The operation (Create vs Update is decided by the core's existence check; callers pass
+    /// `Update` for every write).
+    pub operation: Operation,
+    /// The path, no leading `/`; a list path ends in `/`.
+    pub path: String,
+    /// The request's JSON body, if any.
+    pub data: Option<Value>,
+    /// Query parameters, decoded.
+    pub query: Vec<(String, String)>,
+}
+
+impl Request {
+    /// A query parameter's value.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A successful response: an HTTP status and an optional JSON `data` object, which the server
+/// wraps in Vault's response envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// 200 or 204.
+    pub status: u16,
+    /// The `data` member of Vault's envelope.
+    pub data: Option<Value>,
+    /// The `mount_type` member (e.g. `kv`), empty for system paths.
+    pub mount_type: &'static str,
+}
+
+impl Response {
+    /// 200 with `data`.
+    pub fn data(data: Value) -> Self {
+        Response {
+            status: 200,
+            data: Some(data),
+            mount_type: "",
+        }
+    }
+
+    /// 204, no body.
+    pub fn no_content() -> Self {
+        Response {
+            status: 204,
+            data: None,
+            mount_type: "",
+        }
+    }
+
+    /// The same response, labelled with its mount type.
+    pub fn with_mount_type(mut self, mount_type: &'static str) -> Self {
+        self.mount_type = mount_type;
+        self
+    }
+}
+
+/// `{"keys":[…]}`, 404 when empty (as Vault).
+pub(crate) fn list_response(keys: Vec<String>) -> Result<Response, crate::CoreError> {
+    if keys.is_empty() {
+        return Err(crate::CoreError::NotFound(String::new()));
+    }
+    Ok(Response::data(serde_json::json!({ "keys": keys })))
+}
+
+/// Immediate children of `prefix` among `keys` (all starting with `prefix`): leaves as-is,
+/// folders with a trailing `/`, deduplicated and sorted.
+pub(crate) fn children(prefix_len: usize, keys: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let rest = &k[prefix_len..];
+            match rest.find('/') {
+                Some(i) => rest[..=i].to_owned(),
+                None => rest.to_owned(),
+            }
+        })
+        .filter(|k| !k.is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}

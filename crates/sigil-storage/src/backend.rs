@@ -1,0 +1,79 @@
+/// Why a storage operation failed: what was attempted and on which key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A compare-and-set condition of a batch did not hold; nothing was written.
+    #[error("storage condition failed on key {key:?}")]
+    Conflict {
+        /// The key whose current value differed from the expected one.
+        key: String,
+    },
+    /// The backend itself failed (I/O, corruption, lost lock).
+    #[error("storage {verb} failed on {subject:?}: {reason}")]
+    Io {
+        /// The operation: get, put, delete, list, batch.
+        verb: &'static str,
+        /// The key or prefix.
+        subject: String,
+        /// What went wrong (no values, only the backend's description).
+        reason: String,
+    },
+}
+
+/// An atomic group of writes, applied only if every `expect` condition holds.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    /// `(key, expected current value)`; `None` means "must not exist".
+    pub expect: Vec<(String, Option<Vec<u8>>)>,
+    /// `(key, new value)`; `None` deletes.
+    pub writes: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires `key` to hold exactly `value` (or to be absent, for `None`).
+    pub fn expect(mut self, key: impl Into<String>, value: Option<Vec<u8>>) -> Self {
+        self.expect.push((key.into(), value));
+        self
+    }
+
+    /// Writes `value` at `key`.
+    pub fn put(mut self, key: impl Into<String>, value: Vec<u8>) -> Self {
+        self.writes.push((key.into(), Some(value)));
+        self
+    }
+
+    /// Deletes `key`.
+    pub fn delete(mut self, key: impl Into<String>) -> Self {
+        self.writes.push((key.into(), None));
+        self
+    }
+}
+
+/// A key-value store of opaque bytes.
+///
+/// # To be correct
+/// - `put`, `delete` and `apply` are atomic and, once they return `Ok`, durable for the
+///   backend's durability class (memory: until the process exits; file: across `kill -9`).
+/// - `apply` checks every `expect` condition and performs every write as one atomic step; if a
+///   condition fails it returns [`StorageError::Conflict`] and changes nothing.
+/// - `list(prefix)` returns every key that starts with `prefix`, in ascending byte order.
+/// - Concurrent calls from many threads are safe.
+pub trait Backend: Send + Sync + 'static {
+    /// Reads `key`.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Writes `value` at `key`, replacing any previous value.
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError>;
+    /// Deletes `key`; deleting a missing key is not an error.
+    fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// Every key starting with `prefix`, sorted.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+    /// Applies a batch atomically (see the trait docs).
+    fn apply(&self, batch: Batch) -> Result<(), StorageError>;
+    /// A short name for status output: "memory", "file", …
+    fn kind(&self) -> &'static str;
+}
