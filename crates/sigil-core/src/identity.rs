@@ -99,17 +99,7 @@ impl std::fmt::Debug for IdentityStore {
 }
 
 fn random_id() -> Result<String, CoreError> {
-    let b = sigil_crypto::random::bytes::<16>()
-        .map_err(|_| CoreError::bad("random number generator failed"))?;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
+    sigil_crypto::random::uuid().map_err(|_| CoreError::bad("random number generator failed"))
 }
 
 impl IdentityStore {

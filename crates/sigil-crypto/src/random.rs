@@ -18,3 +18,19 @@ pub fn bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
 pub fn nonce() -> Result<String, CryptoError> {
     Ok(crate::b64url_encode(&bytes::<18>()?))
 }
+
+/// A random (version 4) UUID in its usual text form, for ids that must not be guessable.
+pub fn uuid() -> Result<String, CryptoError> {
+    let mut b = bytes::<16>()?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}

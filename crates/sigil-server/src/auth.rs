@@ -1,0 +1,118 @@
+//! Request authentication: RFC 9421 signature in Sigil's profile, clock window, replay cache,
+//! identity lookup (PROTOCOL.md §1, §3).
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use http::request::Parts;
+use sigil_core::{Caller, Core};
+use sigil_proto::headers;
+use sigil_proto::signature::{self, SignatureError};
+
+use crate::error::ApiError;
+use crate::replay::ReplayCache;
+
+/// A request whose signature verified.
+pub(crate) struct Authenticated {
+    pub(crate) caller: Arc<Caller>,
+    /// The signature's nonce: the AAD of this exchange's sealed bodies.
+    pub(crate) nonce: String,
+}
+
+const NO_TOKENS: &str = "Sigil does not use tokens: sign each request with your private key (RFC 9421); see `sigil key generate`";
+
+/// Refuses Vault tokens and bearer credentials on every endpoint.
+pub(crate) fn refuse_tokens(headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers.contains_key(headers::VAULT_TOKEN) {
+        return Err(ApiError::unauthorized(NO_TOKENS));
+    }
+    for value in headers.get_all(http::header::AUTHORIZATION) {
+        let bearer = value
+            .as_bytes()
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"bearer "));
+        if bearer {
+            return Err(ApiError::unauthorized(NO_TOKENS));
+        }
+    }
+    Ok(())
+}
+
+/// `https://` + authority + path and query, as sent.
+fn target_uri(parts: &Parts) -> Result<String, ApiError> {
+    let authority = match parts.uri.authority() {
+        Some(a) => a.as_str(),
+        None => parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .ok_or_else(|| ApiError::bad_request("missing Host header"))?,
+    };
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    Ok(format!("https://{authority}{pq}"))
+}
+
+fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, SignatureError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(SignatureError::Malformed("header repeated"));
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| SignatureError::Malformed("header is not ASCII"))
+}
+
+fn deny(e: SignatureError) -> ApiError {
+    ApiError::unauthorized(e.to_string())
+}
+
+/// Verifies the request's signature and finds its identity.
+pub(crate) fn authenticate(
+    core: &Core,
+    replay: &ReplayCache,
+    parts: &Parts,
+    body: &[u8],
+    now: i64,
+) -> Result<Authenticated, ApiError> {
+    let h = &parts.headers;
+    let input = single_header(h, headers::SIGNATURE_INPUT).map_err(deny)?;
+    let sig = single_header(h, headers::SIGNATURE).map_err(deny)?;
+    let (Some(input), Some(sig)) = (input, sig) else {
+        return Err(deny(SignatureError::Missing));
+    };
+    let parsed = signature::parse(input, sig).map_err(deny)?;
+    parsed.check_time(now).map_err(deny)?;
+    let caller = core
+        .caller(parsed.params.keyid.as_str())
+        .ok_or_else(|| ApiError::unauthorized("unknown or disabled key"))?;
+
+    let digest = single_header(h, headers::CONTENT_DIGEST).map_err(deny)?;
+    if !body.is_empty() && !parsed.covers_digest() {
+        return Err(deny(SignatureError::Malformed(
+            "a request with a body must cover content-digest",
+        )));
+    }
+    if parsed.covers_digest() {
+        let d = digest.ok_or_else(|| deny(SignatureError::Digest))?;
+        signature::check_content_digest(d, body).map_err(deny)?;
+    }
+    parsed
+        .verify(&caller.public, parts.method.as_str(), &target_uri(parts)?, digest)
+        .map_err(deny)?;
+    if !replay.check_and_insert(
+        parsed.params.keyid.as_str(),
+        &parsed.params.nonce,
+        parsed.params.expires,
+        now,
+    ) {
+        return Err(ApiError::unauthorized("replayed request: this nonce was already used"));
+    }
+    Ok(Authenticated {
+        caller,
+        nonce: parsed.params.nonce,
+    })
+}

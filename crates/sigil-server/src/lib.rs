@@ -1,0 +1,21 @@
+//! Sigil's HTTPS API server — the composition root.
+//!
+//! It terminates TLS 1.3, refuses bearer tokens, authenticates every request by its RFC 9421
+//! signature (with a replay cache), opens sealed request bodies, hands the core an
+//! authenticated logical request, and seals every successful response to the caller's key.
+//! It is the only crate that names concrete backends and engines.
+//!
+//! It does not decide policy (the core does) and keeps no secret outside the core's barrier but
+//! its own identity key and TLS key, both in memory.
+
+#![warn(missing_docs)]
+
+mod api;
+mod auth;
+mod error;
+mod replay;
+mod tls;
+mod transient;
+
+pub use tls::TransientCa;
+pub use transient::{Running, TransientConfig, start_transient};

@@ -1,0 +1,150 @@
+//! Starting a transient server: memory storage, a barrier key and a server identity generated in
+//! memory, TLS from a CA generated in memory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use sigil_core::{Core, CoreConfig, CoreError};
+use sigil_crypto::{PublicIdentity, SecretIdentity};
+use sigil_storage::MemoryBackend;
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+
+use crate::api::{AppState, router};
+use crate::replay::ReplayCache;
+use crate::tls::TransientCa;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request headers (HTTP/1.1).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head accepted (431 above).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// What a transient server needs.
+#[derive(Debug)]
+pub struct TransientConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The init admins, `(name, public key)`.
+    pub admins: Vec<(String, PublicIdentity)>,
+    /// The TLS identity.
+    pub tls: TransientCa,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The core could not start.
+    #[error("core failed to start: {0}")]
+    Core(#[from] CoreError),
+    /// Key generation failed.
+    #[error("key generation failed: {0}")]
+    Crypto(#[from] sigil_crypto::CryptoError),
+}
+
+/// A bound, ready server.
+pub struct Running {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    /// The server's public identity (clients pin its keyid).
+    pub server_key: PublicIdentity,
+    listener: TcpListener,
+    state: Arc<AppState>,
+    tls: TransientCa,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+/// Builds the core and binds the listener. Call [`Running::serve`] to accept connections.
+pub async fn start_transient(config: TransientConfig) -> Result<Running, StartError> {
+    let server_key = SecretIdentity::generate()?;
+    let core = Core::start_transient(
+        Arc::new(MemoryBackend::new()),
+        CoreConfig {
+            admins: config.admins,
+        },
+    )?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    Ok(Running {
+        addr,
+        server_key: server_key.public(),
+        listener,
+        state: Arc::new(AppState {
+            core,
+            server_key,
+            replay: ReplayCache::default(),
+        }),
+        tls: config.tls,
+    })
+}
+
+impl Running {
+    /// Accepts connections until the process ends.
+    pub async fn serve(self) {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&self.tls.server_config));
+        let app = router(self.state);
+        loop {
+            let (tcp, peer) = match self.listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .max_buf_size(MAX_HEADER_BYTES)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT);
+                builder
+                    .http2()
+                    .max_header_list_size(MAX_HEADER_BYTES as u32);
+                if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+    }
+}
