@@ -191,7 +191,10 @@ impl Client {
             method.as_str(),
             &target,
             sealed_body.as_deref(),
-            now(),
+            {
+                let created = now();
+                (created, created + signature::DEFAULT_VALIDITY_SECS)
+            },
             nonce,
         );
         let mut req = self

@@ -136,7 +136,8 @@ fn serialize_params(list: InnerList) -> Result<String, SignatureError> {
         .map_err(|_| SignatureError::Malformed("signature parameters do not serialize"))
 }
 
-/// Signs a request as `identity` at time `created` (Unix seconds).
+/// Signs a request as `identity`, valid from `created` to `expires` (Unix seconds; clients use
+/// `created + DEFAULT_VALIDITY_SECS`).
 ///
 /// `body` is the body as sent (the sealed envelope), or `None` for a request without one.
 pub fn sign(
@@ -144,7 +145,7 @@ pub fn sign(
     method: &str,
     target_uri: &str,
     body: Option<&[u8]>,
-    created: i64,
+    (created, expires): (i64, i64),
     nonce: String,
 ) -> SignedHeaders {
     let content_digest = body.map(content_digest);
@@ -157,10 +158,7 @@ pub fn sign(
     }
     let mut params = Parameters::new();
     params.insert("created".into(), BareItem::Integer(created));
-    params.insert(
-        "expires".into(),
-        BareItem::Integer(created + DEFAULT_VALIDITY_SECS),
-    );
+    params.insert("expires".into(), BareItem::Integer(expires));
     params.insert("nonce".into(), BareItem::String(nonce.clone()));
     params.insert(
         "keyid".into(),
@@ -336,7 +334,7 @@ mod tests {
         let id = SecretIdentity::generate().unwrap();
         let body = b"{\"enc\":\"x\",\"ct\":\"y\"}";
         let uri = "https://127.0.0.1:8200/v1/secret/data/app";
-        let h = sign(&id, "POST", uri, Some(body), NOW, nonce());
+        let h = sign(&id, "POST", uri, Some(body), (NOW, NOW + DEFAULT_VALIDITY_SECS), nonce());
         let digest = h.content_digest.clone().unwrap();
         check_content_digest(&digest, body).unwrap();
         let p = parse(&h.signature_input, &h.signature).unwrap();
@@ -378,7 +376,7 @@ mod tests {
     #[test]
     fn time_window() {
         let id = SecretIdentity::generate().unwrap();
-        let h = sign(&id, "GET", "https://h/v1/x", None, NOW, nonce());
+        let h = sign(&id, "GET", "https://h/v1/x", None, (NOW, NOW + DEFAULT_VALIDITY_SECS), nonce());
         let p = parse(&h.signature_input, &h.signature).unwrap();
         p.check_time(NOW - MAX_SKEW_SECS).unwrap();
         p.check_time(NOW + DEFAULT_VALIDITY_SECS).unwrap();

@@ -1,0 +1,282 @@
+//! Command-line grammar. Vault-style single-dash long flags (`-field=x`) are accepted too.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Sigil: secrets management where keys replace tokens.
+#[derive(Debug, Parser)]
+#[command(name = "sigil", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Generate and inspect identity keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Run a Sigil server.
+    Server(ServerArgs),
+    /// Manage identities (admin).
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Manage ACL policies (admin).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Read and write secrets in a KV version 2 mount.
+    #[command(subcommand)]
+    Kv(KvCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Generate a new identity key pair.
+    Generate {
+        /// Write the key file here (mode 0600; an existing file is never overwritten) and
+        /// print the public identity. Without it, the key file goes to standard output.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
+    /// Print the public identity (`sigil1…`) of a key file.
+    Public {
+        /// The key file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// Keep everything in memory: nothing but the CA certificate (and a first-run admin key)
+    /// is written to disk. Security is the same as in any other mode.
+    #[arg(long)]
+    pub(crate) transient: bool,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8200")]
+    pub(crate) listen: SocketAddr,
+    /// An admin's public identity: a `sigil1…` string or a file holding one (or a key file).
+    /// Repeat for several admins. Without it a new admin key file is generated.
+    #[arg(long = "admin", value_name = "sigil1…|FILE")]
+    pub(crate) admins: Vec<String>,
+    /// Directory for the CA certificate and a generated admin key (default: a new private
+    /// directory under $TMPDIR).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+    /// Extra DNS name or IP address for the server certificate.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    pub(crate) tls_sans: Vec<String>,
+}
+
+/// How to reach the server; each flag falls back to its environment variable.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ClientArgs {
+    /// Server address.
+    #[arg(long, env = "SIGIL_ADDR", default_value = "https://127.0.0.1:8200", global = true)]
+    pub(crate) addr: String,
+    /// Your key file.
+    #[arg(long = "key", env = "SIGIL_KEY", global = true)]
+    pub(crate) key: Option<PathBuf>,
+    /// CA certificate to trust (PEM).
+    #[arg(long = "ca-cert", env = "SIGIL_CACERT", global = true)]
+    pub(crate) ca_cert: Option<PathBuf>,
+    /// The keyid of the server's key, as printed at server start.
+    #[arg(long = "server-key", env = "SIGIL_SERVER_KEY", global = true)]
+    pub(crate) server_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IdentityCommand {
+    /// Create or update an identity.
+    Create {
+        /// Its name.
+        name: String,
+        /// Its public identity: `sigil1…` or a file holding one.
+        #[arg(long = "public-key")]
+        public_key: String,
+        /// A policy to attach; repeat for several.
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List identities.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show an identity.
+    Read {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete an identity.
+    Delete {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Write a policy from a file, or `-` for standard input.
+    Write {
+        /// Its name.
+        name: String,
+        /// HCL file, or `-`.
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print a policy.
+    Read {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List policies.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a policy.
+    Delete {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub(crate) struct KvPathArgs {
+    /// The mount (default: the first segment of the path).
+    #[arg(long)]
+    pub(crate) mount: Option<String>,
+    /// `mount/path`, or `path` with `-mount`.
+    pub(crate) path: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KvCommand {
+    /// Write a new version: `sigil kv put secret/app k=v k2=@file`.
+    Put {
+        #[command(flatten)]
+        at: KvPathArgs,
+        /// `key=value` pairs; `key=@FILE` reads the value from a file.
+        #[arg(required = true)]
+        pairs: Vec<String>,
+        /// Check-and-set: the current version (0 = must not exist).
+        #[arg(long)]
+        cas: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Read the latest (or `-version`) version.
+    Get {
+        #[command(flatten)]
+        at: KvPathArgs,
+        /// Print only this field's value.
+        #[arg(long)]
+        field: Option<String>,
+        /// Read this version.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List keys under a path.
+    List {
+        #[command(flatten)]
+        at: KvPathArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Soft-delete the latest version.
+    Delete {
+        #[command(flatten)]
+        at: KvPathArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Rewrites Vault-style `-name[=value]` (a single dash and a multi-letter name) to
+/// `--name[=value]`, up to a `--` terminator, so `sigil kv get -field=password secret/app`
+/// works as it does with `vault`.
+pub(crate) fn vault_style_flags(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut done = false;
+    args.into_iter()
+        .map(|arg| {
+            if done {
+                return arg;
+            }
+            let Some(text) = arg.to_str() else {
+                return arg;
+            };
+            if text == "--" {
+                done = true;
+                return arg;
+            }
+            let name = text.strip_prefix('-').filter(|r| !r.starts_with('-'));
+            let name = name.map(|r| r.split('=').next().unwrap_or(""));
+            match name {
+                Some(n) if n.len() > 1 && n.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') => {
+                    OsString::from(format!("-{text}"))
+                }
+                _ => arg,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(args: &[&str]) -> Vec<String> {
+        vault_style_flags(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn single_dash_long_flags_become_double() {
+        assert_eq!(
+            rewrite(&["sigil", "kv", "get", "-field=password", "-format", "json", "secret/app"]),
+            vec!["sigil", "kv", "get", "--field=password", "--format", "json", "secret/app"]
+        );
+        assert_eq!(rewrite(&["sigil", "key", "generate", "-o", "k"]), vec!["sigil", "key", "generate", "-o", "k"]);
+        assert_eq!(rewrite(&["sigil", "kv", "put", "secret/a", "--", "-xy=1"]), vec!["sigil", "kv", "put", "secret/a", "--", "-xy=1"]);
+        assert_eq!(rewrite(&["sigil", "kv", "put", "secret/a", "k=-v"]), vec!["sigil", "kv", "put", "secret/a", "k=-v"]);
+    }
+
+    #[test]
+    fn grammar_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}

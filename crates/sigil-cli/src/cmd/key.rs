@@ -1,0 +1,33 @@
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use sigil_crypto::SecretIdentity;
+
+use crate::args::KeyCommand;
+use crate::keyfile;
+
+pub(crate) fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        KeyCommand::Generate { output } => {
+            let key = SecretIdentity::generate().context("key generation failed")?;
+            let file = key.to_key_file(&super::now_rfc3339());
+            match output {
+                Some(path) => {
+                    keyfile::write_private_file(&path, file.as_bytes())?;
+                    println!("{}", key.public());
+                }
+                None => {
+                    eprintln!("Public key: {}", key.public());
+                    std::io::stdout()
+                        .write_all(file.as_bytes())
+                        .context("cannot write to standard output")?;
+                }
+            }
+        }
+        KeyCommand::Public { file } => {
+            println!("{}", keyfile::read_key(&file)?.public());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,28 @@
+//! One module per command group.
+
+mod identity;
+mod key;
+mod kv;
+mod policy;
+mod server;
+
+use std::process::ExitCode;
+
+use crate::args::{Cli, Command};
+
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Key(c) => key::run(c),
+        Command::Server(c) => server::run(c).await,
+        Command::Identity(c) => identity::run(c).await,
+        Command::Policy(c) => policy::run(c).await,
+        Command::Kv(c) => kv::run(c).await,
+    }
+}
+
+/// RFC 3339 now, for key file comments.
+pub(crate) fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
