@@ -1,0 +1,260 @@
+//! The wire contract, byte for byte: signatures, replay, tampering, sealing, hostile input.
+
+mod support;
+
+use serde_json::json;
+use support::raw::{Raw, now};
+use support::{Server, ok};
+
+async fn setup() -> (Server, Raw) {
+    let s = Server::start();
+    ok(s.sigil(&["kv", "put", "secret/app", "password=correct-horse-battery"]));
+    let raw = Raw::new(&s, &s.admin_key()).await;
+    (s, raw)
+}
+
+async fn assert_healthy(raw: &Raw) {
+    let r = raw.send(&raw.unsigned("GET", "/v1/sys/health")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["sealed"], false);
+}
+
+#[tokio::test]
+async fn unauthenticated_endpoints_answer_plain_json() {
+    let (s, raw) = setup().await;
+    let r = raw.send(&raw.unsigned("GET", "/v1/sys/server-key")).await;
+    assert_eq!(r.json()["keyid"], s.var("SIGIL_SERVER_KEY"));
+    assert!(r.json()["public_key"].as_str().unwrap().starts_with("sigil1"));
+    let r = raw.send(&raw.unsigned("GET", "/v1/sys/seal-status")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["initialized"], true);
+    assert_healthy(&raw).await;
+}
+
+#[tokio::test]
+async fn requests_without_a_signature_or_with_tokens_are_refused() {
+    let (_s, raw) = setup().await;
+    let mut cases = vec![raw.unsigned("GET", "/v1/secret/data/app")];
+    let mut vault_token = raw.unsigned("GET", "/v1/secret/data/app");
+    vault_token.headers.push(("X-Vault-Token".into(), "hvs.root".into()));
+    cases.push(vault_token);
+    let mut bearer = raw.unsigned("GET", "/v1/secret/data/app");
+    bearer.headers.push(("Authorization".into(), "Bearer abc".into()));
+    cases.push(bearer);
+    // A token next to a valid signature is refused too.
+    let mut both = raw.signed("GET", "/v1/secret/data/app", None);
+    both.headers.push(("X-Vault-Token".into(), "hvs.root".into()));
+    cases.push(both);
+    for req in cases {
+        let r = raw.send(&req).await;
+        assert_eq!(r.status, 401, "{req:?}");
+        assert!(r.error_text().contains("tokens"), "{}", r.error_text());
+        assert!(!String::from_utf8_lossy(&r.body).contains("correct-horse"));
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_request_is_refused() {
+    let (_s, raw) = setup().await;
+    let req = raw.signed("GET", "/v1/secret/data/app", None);
+    assert_eq!(raw.send(&req).await.status, 200);
+    let again = raw.send(&req).await;
+    assert_eq!(again.status, 401);
+    assert!(again.error_text().contains("replay"), "{}", again.error_text());
+    // A replayed write does not write twice.
+    let w = raw.signed("POST", "/v1/secret/data/w", Some(br#"{"data":{"n":"1"}}"#));
+    assert_eq!(raw.send(&w).await.status, 200);
+    assert_eq!(raw.send(&w).await.status, 401);
+    let read = raw.signed("GET", "/v1/secret/data/w", None);
+    let resp = raw.send(&read).await;
+    assert_eq!(raw.open(&read, &resp)["data"]["metadata"]["version"], 1);
+}
+
+#[tokio::test]
+async fn tampering_with_body_path_or_method_is_refused() {
+    let (_s, raw) = setup().await;
+    let base = raw.signed("POST", "/v1/secret/data/t", Some(br#"{"data":{"a":"1"}}"#));
+
+    // Body changed, digest left: digest mismatch.
+    let mut body = base.clone();
+    let last = body.body.len() - 3;
+    body.body[last] ^= 1;
+    // Body and digest changed consistently: the signature no longer verifies.
+    let mut digest = body.clone();
+    for (k, v) in digest.headers.iter_mut() {
+        if k == "Content-Digest" {
+            *v = sigil_proto::signature::content_digest(&digest.body);
+        }
+    }
+    let mut path = base.clone();
+    path.target = "/v1/secret/data/u".into();
+    let mut method = base.clone();
+    method.method = "PUT".into();
+    let mut query = raw.signed("GET", "/v1/secret/data/app", None);
+    query.target = "/v1/secret/data/app?version=1".into();
+    let mut sig = raw.signed("GET", "/v1/secret/data/app", None);
+    for (k, v) in sig.headers.iter_mut() {
+        if k == "Signature" {
+            let mut b = v.clone().into_bytes();
+            b[7] = if b[7] == b'A' { b'B' } else { b'A' };
+            *v = String::from_utf8(b).unwrap();
+        }
+    }
+    for (name, req) in [("body", body), ("digest", digest), ("path", path), ("method", method), ("query", query), ("signature", sig)] {
+        let r = raw.send(&req).await;
+        assert_eq!(r.status, 401, "{name}: {}", String::from_utf8_lossy(&r.body));
+    }
+    // Nothing was written by the refused requests.
+    let read = raw.signed("GET", "/v1/secret/data/t", None);
+    assert_eq!(raw.send(&read).await.status, 404);
+    let read = raw.signed("GET", "/v1/secret/data/u", None);
+    assert_eq!(raw.send(&read).await.status, 404);
+    // The untampered request still works (its nonce was never accepted).
+    assert_eq!(raw.send(&base).await.status, 200);
+}
+
+#[tokio::test]
+async fn stale_and_overlong_signatures_are_refused() {
+    let (_s, raw) = setup().await;
+    let t = now();
+    for (name, created, expires) in [
+        ("ten minutes old", t - 600, t - 540),
+        ("expired", t - 120, t - 1),
+        ("from the future", t + 120, t + 180),
+        ("validity over 300 s", t, t + 301),
+        ("expires before created", t, t - 1),
+    ] {
+        let req = raw.signed_at("GET", "/v1/secret/data/app", None, created, expires);
+        let r = raw.send(&req).await;
+        assert_eq!(r.status, 401, "{name}");
+    }
+    let ok = raw.signed_at("GET", "/v1/secret/data/app", None, t - 5, t + 295);
+    assert_eq!(raw.send(&ok).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_kv_read_is_sealed_to_the_caller_only() {
+    let (s, raw) = setup().await;
+    let req = raw.signed("GET", "/v1/secret/data/app", None);
+    let resp = raw.send(&req).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-type"), Some("application/vnd.sigil.sealed+json"));
+    assert!(!resp.body.windows(9).any(|w| w == b"correct-h"));
+    let env = resp.json();
+    assert_eq!(env.as_object().unwrap().len(), 2, "{env}");
+    assert!(env["enc"].is_string() && env["ct"].is_string());
+
+    let opened = raw.open(&req, &resp);
+    assert_eq!(opened["data"]["data"]["password"], "correct-horse-battery");
+    assert_eq!(opened["mount_type"], "kv");
+
+    // Another identity's key cannot open it, nor can the right key with another nonce.
+    let other_key = s.new_key("other");
+    let other = Raw::new(&s, &other_key).await;
+    let plain = sigil_proto::body::open(
+        other.key.encryption_key(),
+        raw.server.encryption_key(),
+        sigil_crypto::SealInfo::Response,
+        &req.nonce,
+        &resp.body,
+    );
+    assert!(plain.is_err());
+    let plain = sigil_proto::body::open(
+        raw.key.encryption_key(),
+        raw.server.encryption_key(),
+        sigil_crypto::SealInfo::Response,
+        "another-nonce-aaaaaaaaaaaa",
+        &resp.body,
+    );
+    assert!(plain.is_err());
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clean_4xx_and_the_server_keeps_serving() {
+    let (mut s, raw) = setup().await;
+    let t = now();
+    let nonce = || sigil_crypto::random::nonce().unwrap();
+
+    // Sealed but not JSON, and sealed but not UTF-8.
+    for plain in [&b"{\"data\": "[..], b"\xff\xfe\x00garbage"] {
+        let req = raw.signed("POST", "/v1/secret/data/bad", Some(plain));
+        let r = raw.send(&req).await;
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    }
+    // JSON of the wrong shape.
+    let req = raw.signed("POST", "/v1/secret/data/bad", Some(br#"{"data":"not an object"}"#));
+    assert_eq!(raw.send(&req).await.status, 400);
+    // A body that is not sealed at all (signed as is).
+    let req = raw.sign_raw("POST", "/v1/secret/data/bad", Some(br#"{"data":{"a":"1"}}"#.to_vec()), nonce(), t, t + 60);
+    let r = raw.send(&req).await;
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    // A sealed envelope that is garbage.
+    let req = raw.sign_raw("POST", "/v1/secret/data/bad", Some(br#"{"enc":"AAAA","ct":"AAAA"}"#.to_vec()), nonce(), t, t + 60);
+    assert_eq!(raw.send(&req).await.status, 400);
+    // A body sealed with another nonce than the signature's.
+    let mut mixed = raw.signed("POST", "/v1/secret/data/bad", Some(br#"{"data":{"a":"1"}}"#));
+    let other = raw.signed("POST", "/v1/secret/data/bad", Some(br#"{"data":{"a":"1"}}"#));
+    mixed.body = other.body.clone();
+    let resigned = raw.sign_raw("POST", "/v1/secret/data/bad", Some(mixed.body.clone()), mixed.nonce.clone(), t, t + 60);
+    assert_eq!(raw.send(&resigned).await.status, 400);
+
+    // Oversized body: 413, whether declared or sent.
+    let big = vec![b'a'; 2 * 1024 * 1024];
+    let req = raw.sign_raw("POST", "/v1/secret/data/bad", Some(big), nonce(), t, t + 60);
+    assert_eq!(raw.send(&req).await.status, 413);
+    // Oversized header: 431.
+    let mut req = raw.signed("GET", "/v1/secret/data/app", None);
+    req.headers.push(("X-Padding".into(), "a".repeat(100 * 1024)));
+    assert_eq!(raw.send(&req).await.status, 431);
+    // Malformed signature headers.
+    let mut req = raw.unsigned("GET", "/v1/secret/data/app");
+    req.headers.push(("Signature-Input".into(), "sig1=(((".into()));
+    req.headers.push(("Signature".into(), "sig1=:AAAA:".into()));
+    assert_eq!(raw.send(&req).await.status, 401);
+
+    // Path tricks, properly signed: refused by the path check, never reaching storage.
+    for target in [
+        "/v1/secret/data/../../sys/policies/acl/admin",
+        "/v1/secret/data/%2e%2e/x",
+        "/v1/secret/data/%2E%2E/x",
+        "/v1/secret//data/app",
+        "/v1/secret/data/./app",
+        "/v1/secret/data/a%00b",
+        "/v1/secret/data/%zz",
+        "/v1/secret/data/%ff",
+    ] {
+        let req = raw.signed("GET", target, None);
+        let r = raw.send(&req).await;
+        assert_eq!(r.status, 400, "{target}: {}", String::from_utf8_lossy(&r.body));
+    }
+    // Not HTTP at all.
+    let r = raw.send_bytes(b"\x00\x01\x02 garbage\r\n\r\n").await;
+    assert_eq!(r.status, 400);
+    // Unknown routes and methods.
+    let req = raw.signed("GET", "/v1/nope/x", None);
+    assert_eq!(raw.send(&req).await.status, 404);
+    let req = raw.signed("GET", "/elsewhere", None);
+    assert_eq!(raw.send(&req).await.status, 404);
+    let req = raw.signed("TRACE", "/v1/secret/data/app", None);
+    assert_eq!(raw.send(&req).await.status, 405);
+
+    assert!(s.is_running());
+    assert_healthy(&raw).await;
+    let req = raw.signed("GET", "/v1/secret/data/app", None);
+    let resp = raw.send(&req).await;
+    assert_eq!(raw.open(&req, &resp)["data"]["data"]["password"], "correct-horse-battery");
+    let req = raw.signed("LIST", "/v1/secret/metadata/", None);
+    let resp = raw.send(&req).await;
+    assert_eq!(raw.open(&req, &resp)["data"]["keys"], json!(["app"]));
+}
+
+#[tokio::test]
+async fn list_works_with_the_list_method_and_the_query_flag() {
+    let (_s, raw) = setup().await;
+    for (method, target) in [("LIST", "/v1/secret/metadata"), ("GET", "/v1/secret/metadata/?list=true")] {
+        let req = raw.signed(method, target, None);
+        let resp = raw.send(&req).await;
+        assert_eq!(resp.status, 200, "{method} {target}");
+        assert_eq!(raw.open(&req, &resp)["data"]["keys"], json!(["app"]));
+    }
+}

@@ -1,0 +1,173 @@
+//! Test harness: starts the real `sigil` binary on loopback and drives it through its CLI or
+//! raw HTTPS.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod raw;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SIGIL: &str = env!("CARGO_BIN_EXE_sigil");
+
+/// A running transient server, killed on drop.
+pub struct Server {
+    child: Child,
+    pub tmp: tempfile::TempDir,
+    /// `SIGIL_*` variables as printed by the server.
+    pub env: Vec<(String, String)>,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// A transient server with a generated admin key, state in a temp dir.
+    pub fn start() -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        Self::start_in(tmp, &["--dir", dir.to_str().unwrap()], &[])
+    }
+
+    /// Starts `sigil server --transient --listen 127.0.0.1:0 <extra>` with extra environment.
+    pub fn start_in(tmp: tempfile::TempDir, extra: &[&str], envs: &[(&str, &Path)]) -> Server {
+        let log = tmp.path().join("server.log");
+        let mut cmd = Command::new(SIGIL);
+        cmd.args(["server", "--transient", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("SIGIL_KEY")
+            .env("SIGIL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        if let Some((_, cwd)) = envs.iter().find(|(k, _)| *k == "CWD") {
+            cmd.current_dir(cwd);
+        }
+        let mut child = cmd.spawn().expect("spawn sigil server");
+        let stdout = child.stdout.take().unwrap();
+        let expected = if extra.contains(&"--admin") { 3 } else { 4 };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut env = Vec::new();
+            while env.len() < expected {
+                let Some(Ok(line)) = lines.next() else { break };
+                let (k, v) = line
+                    .strip_prefix("export ")
+                    .and_then(|l| l.split_once('='))
+                    .unwrap_or_else(|| panic!("unexpected server output: {line}"));
+                env.push((k.to_owned(), v.to_owned()));
+            }
+            tx.send(env).ok();
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let env = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("server did not start: {}", std::fs::read_to_string(&log).unwrap_or_default()));
+        assert_eq!(env.len(), expected, "server log: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        Server {
+            child,
+            tmp,
+            env,
+            log,
+        }
+    }
+
+    pub fn var(&self, name: &str) -> &str {
+        &self
+            .env
+            .iter()
+            .find(|(k, _)| k == name)
+            .unwrap_or_else(|| panic!("{name} not printed"))
+            .1
+    }
+
+    pub fn admin_key(&self) -> PathBuf {
+        PathBuf::from(self.var("SIGIL_KEY"))
+    }
+
+    /// Runs the CLI as the admin.
+    pub fn sigil(&self, args: &[&str]) -> Output {
+        self.sigil_as(&self.admin_key(), args)
+    }
+
+    /// Runs the CLI with another key.
+    pub fn sigil_as(&self, key: &Path, args: &[&str]) -> Output {
+        let mut cmd = Command::new(SIGIL);
+        cmd.args(args).stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.env("SIGIL_KEY", key);
+        cmd.output().expect("run sigil")
+    }
+
+    /// Generates a key file in the temp dir.
+    pub fn new_key(&self, name: &str) -> PathBuf {
+        let path = self.tmp.path().join(format!("{name}.key"));
+        let out = run(&["key", "generate", "-o", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        path
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.var("SIGIL_ADDR")
+            .trim_start_matches("https://")
+            .parse()
+            .unwrap()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Runs the CLI without server configuration.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(SIGIL)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sigil")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+pub fn ok(o: Output) -> String {
+    assert!(o.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", o.status, stdout(&o), stderr(&o));
+    stdout(&o)
+}
+
+/// Waits until `f` holds or panics after `secs`.
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("condition not met in {secs} s");
+}

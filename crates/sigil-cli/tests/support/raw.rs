@@ -1,0 +1,230 @@
+//! A raw HTTP/1.1-over-TLS client: sends exactly the bytes a test builds (no URL
+//! normalization), so tests can replay, tamper and send hostile input.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+use sigil_crypto::{PublicIdentity, SealInfo, SecretIdentity};
+use sigil_proto::{body as sealed, signature};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_rustls::TlsConnector;
+
+use super::Server;
+
+pub struct Raw {
+    addr: SocketAddr,
+    connector: TlsConnector,
+    pub key: SecretIdentity,
+    pub server: PublicIdentity,
+}
+
+/// A request as it will go on the wire.
+#[derive(Clone, Debug)]
+pub struct Req {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub nonce: String,
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn error_text(&self) -> String {
+        self.json()["errors"].to_string()
+    }
+}
+
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+impl Raw {
+    /// A raw client for `server` using the key file at `key`.
+    pub async fn new(server: &Server, key: &std::path::Path) -> Raw {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(server.var("SIGIL_CACERT")).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let key = SecretIdentity::from_key_file(&std::fs::read_to_string(key).unwrap()).unwrap();
+        let mut raw = Raw {
+            addr: server.addr(),
+            connector: TlsConnector::from(Arc::new(config)),
+            key,
+            server: SecretIdentity::generate().unwrap().public(),
+        };
+        let resp = raw.send(&raw.unsigned("GET", "/v1/sys/server-key")).await;
+        assert_eq!(resp.status, 200);
+        raw.server = PublicIdentity::parse(resp.json()["public_key"].as_str().unwrap()).unwrap();
+        assert_eq!(raw.server.keyid().as_str(), server.var("SIGIL_SERVER_KEY"));
+        raw
+    }
+
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn unsigned(&self, method: &str, target: &str) -> Req {
+        Req {
+            method: method.into(),
+            target: target.into(),
+            headers: vec![],
+            body: vec![],
+            nonce: String::new(),
+        }
+    }
+
+    /// A signed request, valid now for 60 s; `plain` is sealed to the server first.
+    pub fn signed(&self, method: &str, target: &str, plain: Option<&[u8]>) -> Req {
+        let t = now();
+        self.signed_at(method, target, plain, t, t + 60)
+    }
+
+    /// A signed request with explicit `created` and `expires`.
+    pub fn signed_at(&self, method: &str, target: &str, plain: Option<&[u8]>, created: i64, expires: i64) -> Req {
+        let nonce = sigil_crypto::random::nonce().unwrap();
+        let body = plain.map(|p| {
+            sealed::seal(
+                self.key.encryption_key(),
+                self.server.encryption_key(),
+                SealInfo::Request,
+                &nonce,
+                p,
+            )
+            .unwrap()
+        });
+        self.sign_raw(method, target, body, nonce, created, expires)
+    }
+
+    /// Signs `body` as given (not sealed), for hostile-input tests.
+    pub fn sign_raw(&self, method: &str, target: &str, body: Option<Vec<u8>>, nonce: String, created: i64, expires: i64) -> Req {
+        let uri = format!("https://{}{}", self.host(), target);
+        let h = signature::sign(&self.key, method, &uri, body.as_deref(), (created, expires), nonce);
+        let mut headers = vec![
+            ("Signature-Input".to_owned(), h.signature_input),
+            ("Signature".to_owned(), h.signature),
+        ];
+        if let Some(d) = h.content_digest {
+            headers.push(("Content-Digest".into(), d));
+            headers.push(("Content-Type".into(), "application/vnd.sigil.sealed+json".into()));
+        }
+        Req {
+            method: method.into(),
+            target: target.into(),
+            headers,
+            body: body.unwrap_or_default(),
+            nonce: h.nonce,
+        }
+    }
+
+    /// Sends `req` on a new connection and reads the whole response.
+    pub async fn send(&self, req: &Req) -> Resp {
+        let mut head = format!("{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", req.method, req.target, self.host());
+        for (k, v) in &req.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !req.body.is_empty() {
+            head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
+        }
+        head.push_str("\r\n");
+        self.send_bytes(&[head.as_bytes(), &req.body].concat()).await
+    }
+
+    /// Sends raw bytes and parses the response.
+    pub async fn send_bytes(&self, bytes: &[u8]) -> Resp {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = self.connector.connect(name, tcp).await.unwrap();
+        // The server may answer (e.g. 413/431) before reading everything: ignore write errors.
+        let _ = tls.write_all(bytes).await;
+        let _ = tls.flush().await;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 16384];
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        parse(&out)
+    }
+
+    /// Opens a sealed response to `req` with this client's key.
+    pub fn open(&self, req: &Req, resp: &Resp) -> Value {
+        let plain = sealed::open(
+            self.key.encryption_key(),
+            self.server.encryption_key(),
+            SealInfo::Response,
+            &req.nonce,
+            &resp.body,
+        )
+        .expect("response opens with the caller's key");
+        serde_json::from_slice(&plain).unwrap()
+    }
+}
+
+fn parse(bytes: &[u8]) -> Resp {
+    let split = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(bytes)));
+    let head = std::str::from_utf8(&bytes[..split]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = bytes[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap();
+            rest = &rest[eol + 2..];
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+        body = out;
+    }
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
