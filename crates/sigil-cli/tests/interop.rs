@@ -1,0 +1,63 @@
+//! Interoperability: an independent Python client (RFC 9421 via `http-message-signatures`,
+//! RFC 9180 via `pyhpke`, keys via `cryptography`) registers, writes and reads against the
+//! real server. The interpreter comes from `SIGIL_TEST_PYTHON` (set by `scripts/test`), or
+//! `python3`. Missing packages fail the test: it is never skipped.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use support::{Server, ok, stderr, stdout};
+
+fn python() -> String {
+    std::env::var("SIGIL_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/sigil_interop.py")
+}
+
+#[test]
+fn python_client_signs_seals_writes_and_reads() {
+    let s = Server::start();
+    let keydir = s.tmp.path().join("py");
+    std::fs::create_dir(&keydir).unwrap();
+    let keygen = Command::new(python())
+        .arg(script())
+        .args(["keygen", keydir.to_str().unwrap()])
+        .output()
+        .expect("run python3");
+    assert!(
+        keygen.status.success(),
+        "python keygen failed (install tests/interop/requirements.txt, or run scripts/test): {}",
+        stderr(&keygen)
+    );
+    let public = stdout(&keygen).trim().to_owned();
+    assert!(public.starts_with("sigil1"), "{public}");
+
+    let policy = s.tmp.path().join("py.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/py/*\" {\n  capabilities = [\"create\", \"read\", \"update\"]\n}\n\
+         path \"secret/metadata/py/*\" {\n  capabilities = [\"list\"]\n}\n\
+         path \"secret/data/from-rust\" {\n  capabilities = [\"read\"]\n}\n",
+    )
+    .unwrap();
+    ok(s.sigil(&["policy", "write", "py", policy.to_str().unwrap()]));
+    ok(s.sigil(&["identity", "create", "python", "--public-key", &public, "--policy", "py"]));
+    ok(s.sigil(&["kv", "put", "secret/from-rust", "greeting=hello-python"]));
+
+    let run = Command::new(python())
+        .arg(script())
+        .args(["run", keydir.to_str().unwrap()])
+        .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run python3");
+    assert!(run.status.success(), "python client failed:\n{}\n{}", stdout(&run), stderr(&run));
+    let line = stdout(&run);
+    let secret = line.trim().strip_prefix("interop ok: ").expect("interop ok line");
+
+    // What Python wrote, Rust reads.
+    assert_eq!(ok(s.sigil(&["kv", "get", "-field=token", "secret/py/app"])).trim(), secret);
+}

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""An independent Sigil client: RFC 9421 via `http-message-signatures`, RFC 9180 via `pyhpke`,
+keys via `cryptography`. It shares no code with the Rust implementation.
+
+    sigil_interop.py keygen DIR          -> writes DIR/py.keys, prints the sigil1... identity
+    sigil_interop.py run DIR             -> uses SIGIL_ADDR, SIGIL_CACERT, SIGIL_SERVER_KEY:
+                                            writes a secret, reads it back, checks refusals
+"""
+import base64
+import datetime
+import hashlib
+import json
+import os
+import secrets
+import sys
+
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+from http_message_signatures import HTTPMessageSigner, algorithms
+from http_message_signatures.resolvers import MappingKeyResolver
+from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey
+
+# --- Bech32 (BIP 173), written from the specification -------------------------------------
+CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def _polymod(values):
+    gen = [0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3]
+    chk = 1
+    for v in values:
+        b = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i in range(5):
+            chk ^= gen[i] if ((b >> i) & 1) else 0
+    return chk
+
+
+def _hrp_expand(hrp):
+    return [ord(x) >> 5 for x in hrp] + [0] + [ord(x) & 31 for x in hrp]
+
+
+def _convertbits(data, frombits, tobits, pad):
+    acc, bits, out = 0, 0, []
+    maxv = (1 << tobits) - 1
+    for value in data:
+        acc = (acc << frombits) | value
+        bits += frombits
+        while bits >= tobits:
+            bits -= tobits
+            out.append((acc >> bits) & maxv)
+    if pad and bits:
+        out.append((acc << (tobits - bits)) & maxv)
+    elif not pad and (bits >= frombits or ((acc << (tobits - bits)) & maxv)):
+        raise ValueError("invalid padding")
+    return out
+
+
+def bech32_encode(hrp, data: bytes) -> str:
+    d5 = _convertbits(data, 8, 5, True)
+    poly = _polymod(_hrp_expand(hrp) + d5 + [0] * 6) ^ 1
+    checksum = [(poly >> 5 * (5 - i)) & 31 for i in range(6)]
+    return hrp + "1" + "".join(CHARSET[d] for d in d5 + checksum)
+
+
+def bech32_decode(s: str):
+    s = s.lower()
+    pos = s.rfind("1")
+    hrp, data = s[:pos], [CHARSET.index(c) for c in s[pos + 1 :]]
+    if _polymod(_hrp_expand(hrp) + data) != 1:
+        raise ValueError("bad bech32 checksum")
+    return hrp, bytes(_convertbits(data[:-6], 5, 8, False))
+
+
+# --- Sigil's formats (PROTOCOL.md) -----------------------------------------------------------
+def b64url(b: bytes) -> str:
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def b64url_decode(s: str) -> bytes:
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def raw_public(key) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def keyid(sign_pub: ed25519.Ed25519PublicKey) -> str:
+    der = sign_pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return b64url(hashlib.sha256(der).digest())
+
+
+SUITE = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.CHACHA20_POLY1305)
+
+
+def seal(sender: x25519.X25519PrivateKey, recipient: bytes, info: bytes, aad: bytes, pt: bytes) -> bytes:
+    pkr = KEMKey.from_pyca_cryptography_key(x25519.X25519PublicKey.from_public_bytes(recipient))
+    sks = KEMKey.from_pyca_cryptography_key(sender)
+    enc, ctx = SUITE.create_sender_context(pkr, info=info, sks=sks)
+    ct = ctx.seal(pt, aad=aad)
+    return json.dumps({"enc": b64url(enc), "ct": b64url(ct)}).encode()
+
+
+def open_sealed(recipient: x25519.X25519PrivateKey, sender: bytes, info: bytes, aad: bytes, body: bytes) -> bytes:
+    env = json.loads(body)
+    skr = KEMKey.from_pyca_cryptography_key(recipient)
+    pks = KEMKey.from_pyca_cryptography_key(x25519.X25519PublicKey.from_public_bytes(sender))
+    ctx = SUITE.create_recipient_context(b64url_decode(env["enc"]), skr, info=info, pks=pks)
+    return ctx.open(b64url_decode(env["ct"]), aad=aad)
+
+
+class Client:
+    def __init__(self, keydir):
+        keys = json.load(open(os.path.join(keydir, "py.keys")))
+        self.sign_key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(keys["ed25519"]))
+        self.enc_key = x25519.X25519PrivateKey.from_private_bytes(bytes.fromhex(keys["x25519"]))
+        self.keyid = keyid(self.sign_key.public_key())
+        self.addr = os.environ["SIGIL_ADDR"]
+        self.session = requests.Session()
+        # Trust exactly the server's CA: without this, REQUESTS_CA_BUNDLE would override it.
+        self.session.trust_env = False
+        self.session.verify = os.environ["SIGIL_CACERT"]
+        self.signer = HTTPMessageSigner(
+            signature_algorithm=algorithms.ED25519,
+            key_resolver=MappingKeyResolver(public_keys={}, private_keys={self.keyid: self.sign_key}),
+        )
+        server = self.session.get(self.addr + "/v1/sys/server-key").json()
+        hrp, raw = bech32_decode(server["public_key"])
+        assert hrp == "sigil" and len(raw) == 64
+        sign_pub = ed25519.Ed25519PublicKey.from_public_bytes(raw[:32])
+        pinned = os.environ["SIGIL_SERVER_KEY"]
+        if keyid(sign_pub) != pinned:
+            raise SystemExit(f"server key mismatch: {keyid(sign_pub)} != {pinned}")
+        self.server_enc = raw[32:]
+
+    def call(self, method, path, payload=None):
+        nonce = b64url(secrets.token_bytes(18))
+        body = None
+        headers = {}
+        if payload is not None:
+            body = seal(self.enc_key, self.server_enc, b"sigil/v1/request", nonce.encode(), json.dumps(payload).encode())
+            headers["Content-Type"] = "application/vnd.sigil.sealed+json"
+        req = requests.Request(method, self.addr + "/v1/" + path, data=body, headers=headers).prepare()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        components = ("@method", "@target-uri") + (("content-digest",) if body is not None else ())
+        self.signer.sign(
+            req,
+            key_id=self.keyid,
+            created=now,
+            expires=now + datetime.timedelta(seconds=60),
+            nonce=nonce,
+            label="sig1",
+            tag="sigil-request",
+            include_alg=True,
+            covered_component_ids=components,
+            body=body,
+        )
+        resp = self.session.send(req)
+        opened = None
+        if 200 <= resp.status_code < 300 and resp.content:
+            assert resp.headers["Content-Type"] == "application/vnd.sigil.sealed+json", resp.headers
+            opened = json.loads(open_sealed(self.enc_key, self.server_enc, b"sigil/v1/response", nonce.encode(), resp.content))
+        return resp, opened
+
+
+def keygen(keydir):
+    sign_key = ed25519.Ed25519PrivateKey.generate()
+    enc_key = x25519.X25519PrivateKey.generate()
+    path = os.path.join(keydir, "py.keys")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(
+            {
+                "ed25519": sign_key.private_bytes(
+                    serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+                ).hex(),
+                "x25519": enc_key.private_bytes(
+                    serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+                ).hex(),
+            },
+            f,
+        )
+    print(bech32_encode("sigil", raw_public(sign_key.public_key()) + raw_public(enc_key.public_key())))
+
+
+def run(keydir):
+    c = Client(keydir)
+    secret = "written-by-python-" + secrets.token_hex(4)
+    resp, opened = c.call("POST", "secret/data/py/app", {"data": {"token": secret}})
+    assert resp.status_code == 200, (resp.status_code, resp.text)
+    assert opened["data"]["version"] == 1, opened
+    resp, opened = c.call("GET", "secret/data/py/app")
+    assert resp.status_code == 200, (resp.status_code, resp.text)
+    assert secret.encode() not in resp.content, "response body must be sealed"
+    assert opened["data"]["data"]["token"] == secret, opened
+    # A secret written by the Rust CLI reads back here too.
+    resp, opened = c.call("GET", "secret/data/from-rust")
+    assert resp.status_code == 200, (resp.status_code, resp.text)
+    assert opened["data"]["data"]["greeting"] == "hello-python", opened
+    resp, opened = c.call("LIST", "secret/metadata/py")
+    assert opened["data"]["keys"] == ["app"], opened
+    # Outside its policy: 403, plain JSON error.
+    resp, opened = c.call("GET", "sys/policies/acl/admin")
+    assert resp.status_code == 403, (resp.status_code, resp.text)
+    assert resp.json() == {"errors": ["permission denied"]}
+    # A replay of a signed request is refused.
+    nonce_req = requests.Request("GET", c.addr + "/v1/secret/data/py/app").prepare()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    c.signer.sign(
+        nonce_req, key_id=c.keyid, created=now, expires=now + datetime.timedelta(seconds=60),
+        nonce=b64url(secrets.token_bytes(18)), label="sig1", tag="sigil-request",
+        covered_component_ids=("@method", "@target-uri"),
+    )
+    assert c.session.send(nonce_req).status_code == 200
+    assert c.session.send(nonce_req).status_code == 401
+    print("interop ok: " + secret)
+
+
+if __name__ == "__main__":
+    cmd, keydir = sys.argv[1], sys.argv[2]
+    {"keygen": keygen, "run": run}[cmd](keydir)
