@@ -74,7 +74,12 @@ pub(crate) struct ServerArgs {
 #[derive(Debug, Args, Clone)]
 pub(crate) struct ClientArgs {
     /// Server address.
-    #[arg(long, env = "SIGIL_ADDR", default_value = "https://127.0.0.1:8200", global = true)]
+    #[arg(
+        long,
+        env = "SIGIL_ADDR",
+        default_value = "https://127.0.0.1:8200",
+        global = true
+    )]
     pub(crate) addr: String,
     /// Your key file.
     #[arg(long = "key", env = "SIGIL_KEY", global = true)]
@@ -243,7 +248,9 @@ pub(crate) fn vault_style_flags(args: impl IntoIterator<Item = OsString>) -> Vec
             let name = text.strip_prefix('-').filter(|r| !r.starts_with('-'));
             let name = name.map(|r| r.split('=').next().unwrap_or(""));
             match name {
-                Some(n) if n.len() > 1 && n.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') => {
+                Some(n)
+                    if n.len() > 1 && n.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') =>
+                {
                     OsString::from(format!("-{text}"))
                 }
                 _ => arg,
@@ -266,12 +273,37 @@ mod tests {
     #[test]
     fn single_dash_long_flags_become_double() {
         assert_eq!(
-            rewrite(&["sigil", "kv", "get", "-field=password", "-format", "json", "secret/app"]),
-            vec!["sigil", "kv", "get", "--field=password", "--format", "json", "secret/app"]
+            rewrite(&[
+                "sigil",
+                "kv",
+                "get",
+                "-field=password",
+                "-format",
+                "json",
+                "secret/app"
+            ]),
+            vec![
+                "sigil",
+                "kv",
+                "get",
+                "--field=password",
+                "--format",
+                "json",
+                "secret/app"
+            ]
         );
-        assert_eq!(rewrite(&["sigil", "key", "generate", "-o", "k"]), vec!["sigil", "key", "generate", "-o", "k"]);
-        assert_eq!(rewrite(&["sigil", "kv", "put", "secret/a", "--", "-xy=1"]), vec!["sigil", "kv", "put", "secret/a", "--", "-xy=1"]);
-        assert_eq!(rewrite(&["sigil", "kv", "put", "secret/a", "k=-v"]), vec!["sigil", "kv", "put", "secret/a", "k=-v"]);
+        assert_eq!(
+            rewrite(&["sigil", "key", "generate", "-o", "k"]),
+            vec!["sigil", "key", "generate", "-o", "k"]
+        );
+        assert_eq!(
+            rewrite(&["sigil", "kv", "put", "secret/a", "--", "-xy=1"]),
+            vec!["sigil", "kv", "put", "secret/a", "--", "-xy=1"]
+        );
+        assert_eq!(
+            rewrite(&["sigil", "kv", "put", "secret/a", "k=-v"]),
+            vec!["sigil", "kv", "put", "secret/a", "k=-v"]
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result
         .open(path)
         .with_context(|| {
             if path.exists() {
-                format!("{} already exists; refusing to overwrite it", path.display())
+                format!(
+                    "{} already exists; refusing to overwrite it",
+                    path.display()
+                )
             } else {
                 format!("cannot create {}", path.display())
             }
@@ -60,10 +63,10 @@ pub(crate) fn read_public(value: &str) -> anyhow::Result<PublicIdentity> {
         return PublicIdentity::parse(value).context("invalid sigil1… public identity");
     }
     let path = Path::new(value);
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .with_context(|| format!("{value:?} is neither a sigil1… string nor a readable file"))?,
-    );
+    let text =
+        Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
+            format!("{value:?} is neither a sigil1… string nor a readable file")
+        })?);
     if text.contains("SIGIL-SECRET-KEY-") {
         return Ok(read_key(path)?.public());
     }

@@ -12,7 +12,10 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse_from(args::vault_style_flags(std::env::args_os()));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: cannot start the async runtime: {e}");

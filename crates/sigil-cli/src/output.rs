@@ -21,13 +21,7 @@ pub(crate) fn header(title: &str, width: usize) {
 
 /// A two-column `Key / Value` table.
 pub(crate) fn table(rows: &[(String, String)]) {
-    let width = rows
-        .iter()
-        .map(|(k, _)| k.len())
-        .max()
-        .unwrap_or(0)
-        .max(3)
-        + 4;
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0).max(3) + 4;
     println!("{:width$}Value", "Key");
     println!("{:width$}-----", "---");
     for (k, v) in rows {
@@ -47,7 +41,10 @@ pub(crate) fn rows(obj: Option<&Value>) -> Vec<(String, String)> {
 
 /// Pretty JSON.
 pub(crate) fn json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).expect("JSON serializes"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON serializes")
+    );
 }
 
 /// Vault's list output: `Keys` then one per line.

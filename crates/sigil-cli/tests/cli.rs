@@ -11,7 +11,10 @@ fn put_get_list_delete_round_trip() {
     let s = Server::start();
     let out = ok(s.sigil(&["kv", "put", "secret/app", "password=s3cr3t", "user=bob"]));
     assert!(out.contains("version            1"), "{out}");
-    assert_eq!(ok(s.sigil(&["kv", "get", "-field=password", "secret/app"])), "s3cr3t\n");
+    assert_eq!(
+        ok(s.sigil(&["kv", "get", "-field=password", "secret/app"])),
+        "s3cr3t\n"
+    );
     let table = ok(s.sigil(&["kv", "get", "secret/app"]));
     assert!(table.contains("password    s3cr3t"), "{table}");
 
@@ -22,13 +25,19 @@ fn put_get_list_delete_round_trip() {
     assert_eq!(json["mount_type"], "kv");
 
     ok(s.sigil(&["kv", "put", "secret/app", "password=v2"]));
-    assert_eq!(ok(s.sigil(&["kv", "get", "-field=password", "secret/app"])), "v2\n");
+    assert_eq!(
+        ok(s.sigil(&["kv", "get", "-field=password", "secret/app"])),
+        "v2\n"
+    );
     assert_eq!(
         ok(s.sigil(&["kv", "get", "-field=password", "-version=1", "secret/app"])),
         "s3cr3t\n"
     );
     ok(s.sigil(&["kv", "put", "secret/team/db", "x=1"]));
-    assert_eq!(ok(s.sigil(&["kv", "list", "secret/"])), "Keys\n----\napp\nteam/\n");
+    assert_eq!(
+        ok(s.sigil(&["kv", "list", "secret/"])),
+        "Keys\n----\napp\nteam/\n"
+    );
 
     ok(s.sigil(&["kv", "delete", "secret/app"]));
     let gone = s.sigil(&["kv", "get", "secret/app"]);
@@ -64,12 +73,23 @@ fn second_identity_is_allowed_by_policy_and_denied_outside_it() {
     )
     .unwrap();
     ok(s.sigil(&["policy", "write", "team", policy.to_str().unwrap()]));
-    ok(s.sigil(&["identity", "create", "bob", "--public-key", bob.to_str().unwrap(), "--policy", "team"]));
+    ok(s.sigil(&[
+        "identity",
+        "create",
+        "bob",
+        "--public-key",
+        bob.to_str().unwrap(),
+        "--policy",
+        "team",
+    ]));
     ok(s.sigil(&["kv", "put", "secret/other", "a=1"]));
     ok(s.sigil(&["kv", "put", "secret/team/locked", "a=1"]));
 
     ok(s.sigil_as(&bob, &["kv", "put", "secret/team/app", "k=v"]));
-    assert_eq!(ok(s.sigil_as(&bob, &["kv", "get", "-field=k", "secret/team/app"])), "v\n");
+    assert_eq!(
+        ok(s.sigil_as(&bob, &["kv", "get", "-field=k", "secret/team/app"])),
+        "v\n"
+    );
     for args in [
         &["kv", "get", "secret/other"][..],
         &["kv", "put", "secret/other", "a=2"],
@@ -77,17 +97,31 @@ fn second_identity_is_allowed_by_policy_and_denied_outside_it() {
         &["kv", "list", "secret/"],
         &["kv", "delete", "secret/team/app"],
         &["policy", "list"],
-        &["identity", "create", "eve", "--public-key", bob.to_str().unwrap(), "--policy", "admin"],
+        &[
+            "identity",
+            "create",
+            "eve",
+            "--public-key",
+            bob.to_str().unwrap(),
+            "--policy",
+            "admin",
+        ],
     ] {
         let out = s.sigil_as(&bob, args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(stderr(&out).contains("403"), "{args:?}: {}", stderr(&out));
     }
     // The admin's data is untouched by the refused write.
-    assert_eq!(ok(s.sigil(&["kv", "get", "-field=a", "secret/other"])), "1\n");
+    assert_eq!(
+        ok(s.sigil(&["kv", "get", "-field=a", "secret/other"])),
+        "1\n"
+    );
 
     // Identity and policy administration round trip.
-    assert_eq!(ok(s.sigil(&["identity", "list"])), "Keys\n----\nadmin\nbob\n");
+    assert_eq!(
+        ok(s.sigil(&["identity", "list"])),
+        "Keys\n----\nadmin\nbob\n"
+    );
     assert!(ok(s.sigil(&["identity", "read", "bob"])).contains("[\"team\"]"));
     assert_eq!(ok(s.sigil(&["policy", "list"])), "admin\nteam\n");
     assert!(ok(s.sigil(&["policy", "read", "team"])).contains("secret/data/team/*"));
@@ -105,7 +139,11 @@ fn unknown_key_gets_401() {
     let out = s.sigil_as(&stranger, &["kv", "get", "secret/app"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("401"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("unknown or disabled key"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown or disabled key"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -114,7 +152,11 @@ fn admin_policy_and_last_admin_are_protected() {
     let out = s.sigil(&["policy", "delete", "admin"]);
     assert!(stderr(&out).contains("built-in"), "{}", stderr(&out));
     let out = s.sigil(&["identity", "delete", "admin"]);
-    assert!(stderr(&out).contains("last enabled identity with the admin policy"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("last enabled identity with the admin policy"),
+        "{}",
+        stderr(&out)
+    );
     ok(s.sigil(&["kv", "put", "secret/still", "works=yes"]));
 }
 
@@ -122,10 +164,19 @@ fn admin_policy_and_last_admin_are_protected() {
 fn invalid_policy_is_refused_with_a_clear_message() {
     let s = Server::start();
     let p = s.tmp.path().join("bad.hcl");
-    std::fs::write(&p, "path \"secret/*\" {\n  capabilities = [\"read\"]\n  allowed_parameters = {}\n}\n").unwrap();
+    std::fs::write(
+        &p,
+        "path \"secret/*\" {\n  capabilities = [\"read\"]\n  allowed_parameters = {}\n}\n",
+    )
+    .unwrap();
     let out = s.sigil(&["policy", "write", "bad", p.to_str().unwrap()]);
     assert!(stderr(&out).contains("400"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("\\\"allowed_parameters\\\" is not supported yet") || stderr(&out).contains("allowed_parameters"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("\\\"allowed_parameters\\\" is not supported yet")
+            || stderr(&out).contains("allowed_parameters"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(ok(s.sigil(&["policy", "list"])), "admin\n");
 }
 
@@ -142,7 +193,11 @@ fn key_files_are_private_and_never_overwritten() {
     let before = std::fs::read(&path).unwrap();
     let again = run(&["key", "generate", "-o", p]);
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("refusing to overwrite"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("refusing to overwrite"),
+        "{}",
+        stderr(&again)
+    );
     assert_eq!(std::fs::read(&path).unwrap(), before);
     let text = String::from_utf8(before).unwrap();
     assert!(text.contains(&format!("# public key: {}", public.trim())));
@@ -152,19 +207,30 @@ fn key_files_are_private_and_never_overwritten() {
 #[test]
 fn transient_server_writes_only_the_ca_certificate_and_admin_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let (tmpdir, home, cwd) = (tmp.path().join("tmp"), tmp.path().join("home"), tmp.path().join("cwd"));
+    let (tmpdir, home, cwd) = (
+        tmp.path().join("tmp"),
+        tmp.path().join("home"),
+        tmp.path().join("cwd"),
+    );
     for d in [&tmpdir, &home, &cwd] {
         std::fs::create_dir(d).unwrap();
     }
     let s = Server::start_in(
         tmp,
         &[],
-        &[("TMPDIR", tmpdir.as_path()), ("HOME", home.as_path()), ("CWD", cwd.as_path())],
+        &[
+            ("TMPDIR", tmpdir.as_path()),
+            ("HOME", home.as_path()),
+            ("CWD", cwd.as_path()),
+        ],
     );
     ok(s.sigil(&["kv", "put", "secret/app", "password=hunter2-unique"]));
     ok(s.sigil(&["kv", "get", "secret/app"]));
 
-    let state: Vec<_> = std::fs::read_dir(&tmpdir).unwrap().map(|e| e.unwrap().path()).collect();
+    let state: Vec<_> = std::fs::read_dir(&tmpdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(state.len(), 1, "{state:?}");
     let mut files: Vec<String> = std::fs::read_dir(&state[0])
         .unwrap()
@@ -172,11 +238,18 @@ fn transient_server_writes_only_the_ca_certificate_and_admin_key() {
         .collect();
     files.sort();
     assert_eq!(files, vec!["admin.key", "ca.pem"]);
-    let key_mode = std::fs::metadata(state[0].join("admin.key")).unwrap().permissions().mode() & 0o777;
+    let key_mode = std::fs::metadata(state[0].join("admin.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(key_mode, 0o600);
     assert!(std::fs::read_dir(&home).unwrap().next().is_none());
     assert!(std::fs::read_dir(&cwd).unwrap().next().is_none());
-    assert_eq!(s.var("SIGIL_CACERT"), state[0].join("ca.pem").to_str().unwrap());
+    assert_eq!(
+        s.var("SIGIL_CACERT"),
+        state[0].join("ca.pem").to_str().unwrap()
+    );
     // Nothing secret in what the server printed.
     let log = s.log_text();
     assert!(!log.contains("hunter2-unique"));
@@ -193,7 +266,11 @@ fn admins_can_be_given_as_files_or_strings() {
     let public = ok(run(&["key", "generate", "-o", alice.to_str().unwrap()]));
     let pubfile = tmp.path().join("carol.pub");
     let carol = tmp.path().join("carol.key");
-    std::fs::write(&pubfile, ok(run(&["key", "generate", "-o", carol.to_str().unwrap()]))).unwrap();
+    std::fs::write(
+        &pubfile,
+        ok(run(&["key", "generate", "-o", carol.to_str().unwrap()])),
+    )
+    .unwrap();
     let dir = tmp.path().join("state");
     let s = Server::start_in(
         tmp,
@@ -208,7 +285,10 @@ fn admins_can_be_given_as_files_or_strings() {
         &[],
     );
     assert!(!dir.join("admin.key").exists());
-    assert_eq!(ok(s.sigil_as(&alice, &["identity", "list"])), "Keys\n----\nadmin\ncarol\n");
+    assert_eq!(
+        ok(s.sigil_as(&alice, &["identity", "list"])),
+        "Keys\n----\nadmin\ncarol\n"
+    );
     ok(s.sigil_as(&carol, &["kv", "put", "secret/x", "a=1"]));
 }
 
@@ -223,6 +303,10 @@ fn client_refuses_a_server_with_another_key() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("server key mismatch"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("server key mismatch"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stdout(&out).is_empty());
 }

@@ -45,7 +45,15 @@ fn python_client_signs_seals_writes_and_reads() {
     )
     .unwrap();
     ok(s.sigil(&["policy", "write", "py", policy.to_str().unwrap()]));
-    ok(s.sigil(&["identity", "create", "python", "--public-key", &public, "--policy", "py"]));
+    ok(s.sigil(&[
+        "identity",
+        "create",
+        "python",
+        "--public-key",
+        &public,
+        "--policy",
+        "py",
+    ]));
     ok(s.sigil(&["kv", "put", "secret/from-rust", "greeting=hello-python"]));
 
     let run = Command::new(python())
@@ -54,10 +62,21 @@ fn python_client_signs_seals_writes_and_reads() {
         .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
         .expect("run python3");
-    assert!(run.status.success(), "python client failed:\n{}\n{}", stdout(&run), stderr(&run));
+    assert!(
+        run.status.success(),
+        "python client failed:\n{}\n{}",
+        stdout(&run),
+        stderr(&run)
+    );
     let line = stdout(&run);
-    let secret = line.trim().strip_prefix("interop ok: ").expect("interop ok line");
+    let secret = line
+        .trim()
+        .strip_prefix("interop ok: ")
+        .expect("interop ok line");
 
     // What Python wrote, Rust reads.
-    assert_eq!(ok(s.sigil(&["kv", "get", "-field=token", "secret/py/app"])).trim(), secret);
+    assert_eq!(
+        ok(s.sigil(&["kv", "get", "-field=token", "secret/py/app"])).trim(),
+        secret
+    );
 }

@@ -24,7 +24,12 @@ async fn unauthenticated_endpoints_answer_plain_json() {
     let (s, raw) = setup().await;
     let r = raw.send(&raw.unsigned("GET", "/v1/sys/server-key")).await;
     assert_eq!(r.json()["keyid"], s.var("SIGIL_SERVER_KEY"));
-    assert!(r.json()["public_key"].as_str().unwrap().starts_with("sigil1"));
+    assert!(
+        r.json()["public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("sigil1")
+    );
     let r = raw.send(&raw.unsigned("GET", "/v1/sys/seal-status")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["initialized"], true);
@@ -36,14 +41,19 @@ async fn requests_without_a_signature_or_with_tokens_are_refused() {
     let (_s, raw) = setup().await;
     let mut cases = vec![raw.unsigned("GET", "/v1/secret/data/app")];
     let mut vault_token = raw.unsigned("GET", "/v1/secret/data/app");
-    vault_token.headers.push(("X-Vault-Token".into(), "hvs.root".into()));
+    vault_token
+        .headers
+        .push(("X-Vault-Token".into(), "hvs.root".into()));
     cases.push(vault_token);
     let mut bearer = raw.unsigned("GET", "/v1/secret/data/app");
-    bearer.headers.push(("Authorization".into(), "Bearer abc".into()));
+    bearer
+        .headers
+        .push(("Authorization".into(), "Bearer abc".into()));
     cases.push(bearer);
     // A token next to a valid signature is refused too.
     let mut both = raw.signed("GET", "/v1/secret/data/app", None);
-    both.headers.push(("X-Vault-Token".into(), "hvs.root".into()));
+    both.headers
+        .push(("X-Vault-Token".into(), "hvs.root".into()));
     cases.push(both);
     for req in cases {
         let r = raw.send(&req).await;
@@ -60,7 +70,11 @@ async fn a_replayed_request_is_refused() {
     assert_eq!(raw.send(&req).await.status, 200);
     let again = raw.send(&req).await;
     assert_eq!(again.status, 401);
-    assert!(again.error_text().contains("replay"), "{}", again.error_text());
+    assert!(
+        again.error_text().contains("replay"),
+        "{}",
+        again.error_text()
+    );
     // A replayed write does not write twice.
     let w = raw.signed("POST", "/v1/secret/data/w", Some(br#"{"data":{"n":"1"}}"#));
     assert_eq!(raw.send(&w).await.status, 200);
@@ -100,9 +114,21 @@ async fn tampering_with_body_path_or_method_is_refused() {
             *v = String::from_utf8(b).unwrap();
         }
     }
-    for (name, req) in [("body", body), ("digest", digest), ("path", path), ("method", method), ("query", query), ("signature", sig)] {
+    for (name, req) in [
+        ("body", body),
+        ("digest", digest),
+        ("path", path),
+        ("method", method),
+        ("query", query),
+        ("signature", sig),
+    ] {
         let r = raw.send(&req).await;
-        assert_eq!(r.status, 401, "{name}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            401,
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
     // Nothing was written by the refused requests.
     let read = raw.signed("GET", "/v1/secret/data/t", None);
@@ -138,7 +164,10 @@ async fn a_kv_read_is_sealed_to_the_caller_only() {
     let req = raw.signed("GET", "/v1/secret/data/app", None);
     let resp = raw.send(&req).await;
     assert_eq!(resp.status, 200);
-    assert_eq!(resp.header("content-type"), Some("application/vnd.sigil.sealed+json"));
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/vnd.sigil.sealed+json")
+    );
     assert!(!resp.body.windows(9).any(|w| w == b"correct-h"));
     let env = resp.json();
     assert_eq!(env.as_object().unwrap().len(), 2, "{env}");
@@ -182,20 +211,53 @@ async fn bad_input_gets_a_clean_4xx_and_the_server_keeps_serving() {
         assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
     }
     // JSON of the wrong shape.
-    let req = raw.signed("POST", "/v1/secret/data/bad", Some(br#"{"data":"not an object"}"#));
+    let req = raw.signed(
+        "POST",
+        "/v1/secret/data/bad",
+        Some(br#"{"data":"not an object"}"#),
+    );
     assert_eq!(raw.send(&req).await.status, 400);
     // A body that is not sealed at all (signed as is).
-    let req = raw.sign_raw("POST", "/v1/secret/data/bad", Some(br#"{"data":{"a":"1"}}"#.to_vec()), nonce(), t, t + 60);
+    let req = raw.sign_raw(
+        "POST",
+        "/v1/secret/data/bad",
+        Some(br#"{"data":{"a":"1"}}"#.to_vec()),
+        nonce(),
+        t,
+        t + 60,
+    );
     let r = raw.send(&req).await;
     assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
     // A sealed envelope that is garbage.
-    let req = raw.sign_raw("POST", "/v1/secret/data/bad", Some(br#"{"enc":"AAAA","ct":"AAAA"}"#.to_vec()), nonce(), t, t + 60);
+    let req = raw.sign_raw(
+        "POST",
+        "/v1/secret/data/bad",
+        Some(br#"{"enc":"AAAA","ct":"AAAA"}"#.to_vec()),
+        nonce(),
+        t,
+        t + 60,
+    );
     assert_eq!(raw.send(&req).await.status, 400);
     // A body sealed with another nonce than the signature's.
-    let mut mixed = raw.signed("POST", "/v1/secret/data/bad", Some(br#"{"data":{"a":"1"}}"#));
-    let other = raw.signed("POST", "/v1/secret/data/bad", Some(br#"{"data":{"a":"1"}}"#));
+    let mut mixed = raw.signed(
+        "POST",
+        "/v1/secret/data/bad",
+        Some(br#"{"data":{"a":"1"}}"#),
+    );
+    let other = raw.signed(
+        "POST",
+        "/v1/secret/data/bad",
+        Some(br#"{"data":{"a":"1"}}"#),
+    );
     mixed.body = other.body.clone();
-    let resigned = raw.sign_raw("POST", "/v1/secret/data/bad", Some(mixed.body.clone()), mixed.nonce.clone(), t, t + 60);
+    let resigned = raw.sign_raw(
+        "POST",
+        "/v1/secret/data/bad",
+        Some(mixed.body.clone()),
+        mixed.nonce.clone(),
+        t,
+        t + 60,
+    );
     assert_eq!(raw.send(&resigned).await.status, 400);
 
     // Oversized body: 413, whether declared or sent.
@@ -204,11 +266,13 @@ async fn bad_input_gets_a_clean_4xx_and_the_server_keeps_serving() {
     assert_eq!(raw.send(&req).await.status, 413);
     // Oversized header: 431.
     let mut req = raw.signed("GET", "/v1/secret/data/app", None);
-    req.headers.push(("X-Padding".into(), "a".repeat(100 * 1024)));
+    req.headers
+        .push(("X-Padding".into(), "a".repeat(100 * 1024)));
     assert_eq!(raw.send(&req).await.status, 431);
     // Malformed signature headers.
     let mut req = raw.unsigned("GET", "/v1/secret/data/app");
-    req.headers.push(("Signature-Input".into(), "sig1=(((".into()));
+    req.headers
+        .push(("Signature-Input".into(), "sig1=(((".into()));
     req.headers.push(("Signature".into(), "sig1=:AAAA:".into()));
     assert_eq!(raw.send(&req).await.status, 401);
 
@@ -225,7 +289,12 @@ async fn bad_input_gets_a_clean_4xx_and_the_server_keeps_serving() {
     ] {
         let req = raw.signed("GET", target, None);
         let r = raw.send(&req).await;
-        assert_eq!(r.status, 400, "{target}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            400,
+            "{target}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
     // Not HTTP at all.
     let r = raw.send_bytes(b"\x00\x01\x02 garbage\r\n\r\n").await;
@@ -242,7 +311,10 @@ async fn bad_input_gets_a_clean_4xx_and_the_server_keeps_serving() {
     assert_healthy(&raw).await;
     let req = raw.signed("GET", "/v1/secret/data/app", None);
     let resp = raw.send(&req).await;
-    assert_eq!(raw.open(&req, &resp)["data"]["data"]["password"], "correct-horse-battery");
+    assert_eq!(
+        raw.open(&req, &resp)["data"]["data"]["password"],
+        "correct-horse-battery"
+    );
     let req = raw.signed("LIST", "/v1/secret/metadata/", None);
     let resp = raw.send(&req).await;
     assert_eq!(raw.open(&req, &resp)["data"]["keys"], json!(["app"]));
@@ -251,7 +323,10 @@ async fn bad_input_gets_a_clean_4xx_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn list_works_with_the_list_method_and_the_query_flag() {
     let (_s, raw) = setup().await;
-    for (method, target) in [("LIST", "/v1/secret/metadata"), ("GET", "/v1/secret/metadata/?list=true")] {
+    for (method, target) in [
+        ("LIST", "/v1/secret/metadata"),
+        ("GET", "/v1/secret/metadata/?list=true"),
+    ] {
         let req = raw.signed(method, target, None);
         let resp = raw.send(&req).await;
         assert_eq!(resp.status, 200, "{method} {target}");

@@ -115,8 +115,11 @@ impl Client {
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {
         let path = path.trim_start_matches('/');
-        Url::parse(&format!("{}/v1/{path}", self.base.as_str().trim_end_matches('/')))
-            .map_err(|e| ClientError::Config(format!("invalid path {path:?}: {e}")))
+        Url::parse(&format!(
+            "{}/v1/{path}",
+            self.base.as_str().trim_end_matches('/')
+        ))
+        .map_err(|e| ClientError::Config(format!("invalid path {path:?}: {e}")))
     }
 
     /// Fetches `sys/server-key` and checks it against the pinned keyid (once per client).
@@ -141,7 +144,10 @@ impl Client {
                 // The keyid is derived from the key itself; the server's "keyid" field is not
                 // trusted.
                 let presented = public.keyid();
-                if !sigil_crypto::ct_eq(presented.as_str().as_bytes(), self.pinned.as_str().as_bytes()) {
+                if !sigil_crypto::ct_eq(
+                    presented.as_str().as_bytes(),
+                    self.pinned.as_str().as_bytes(),
+                ) {
                     return Err(ClientError::ServerKeyMismatch {
                         pinned: self.pinned.to_string(),
                         presented: presented.to_string(),

@@ -9,7 +9,9 @@ pub enum ClientError {
     #[error("cannot reach the server: {0}")]
     Transport(String),
     /// The server's key does not match the pinned keyid: not talking to it.
-    #[error("server key mismatch: pinned keyid {pinned}, server presented {presented}; refusing to talk to this server")]
+    #[error(
+        "server key mismatch: pinned keyid {pinned}, server presented {presented}; refusing to talk to this server"
+    )]
     ServerKeyMismatch {
         /// The keyid the client was told to expect.
         pinned: String,

@@ -56,7 +56,10 @@ impl Barrier {
             return Ok(None);
         };
         let plain = self.key.open(key.as_bytes(), &raw).map_err(|_| {
-            tracing::error!(storage_key = key, "barrier entry failed its integrity check");
+            tracing::error!(
+                storage_key = key,
+                "barrier entry failed its integrity check"
+            );
             CoreError::Integrity
         })?;
         Ok(Some(Entry { raw, plain }))
@@ -79,7 +82,9 @@ pub struct View {
 
 impl std::fmt::Debug for View {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("View").field("prefix", &self.prefix).finish()
+        f.debug_struct("View")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 

@@ -65,7 +65,10 @@ fn route(path: &str) -> Route<'_> {
 impl Core {
     /// Starts a core on `backend` with a fresh in-memory barrier key (transient mode) and
     /// registers the init admins.
-    pub fn start_transient(backend: Arc<dyn Backend>, config: CoreConfig) -> Result<Self, CoreError> {
+    pub fn start_transient(
+        backend: Arc<dyn Backend>,
+        config: CoreConfig,
+    ) -> Result<Self, CoreError> {
         let barrier = Arc::new(Barrier::generate(backend)?);
         let core = Core {
             identities: IdentityStore::new(barrier.view("sys/identity/")),

@@ -154,8 +154,9 @@ impl IdentityStore {
         let public = match (input.public_key, existing.is_some()) {
             (Some(text), _) => PublicIdentity::parse(&text)
                 .map_err(|e| CoreError::bad(format!("invalid public_key: {e}")))?,
-            (None, true) => PublicIdentity::parse(&identity.public_key)
-                .map_err(|_| CoreError::Integrity)?,
+            (None, true) => {
+                PublicIdentity::parse(&identity.public_key).map_err(|_| CoreError::Integrity)?
+            }
             (None, false) => {
                 return Err(CoreError::bad("public_key is required (a sigil1… string)"));
             }
@@ -193,7 +194,10 @@ impl IdentityStore {
 
         let mut batch = ViewBatch::default();
         batch.expect(name, existing.as_ref().map(|(_, e)| e));
-        batch.put(name, serde_json::to_vec(&identity).expect("identity serializes"));
+        batch.put(
+            name,
+            serde_json::to_vec(&identity).expect("identity serializes"),
+        );
         self.view.apply(batch)?;
 
         let mut map = self.by_keyid.write().unwrap_or_else(|e| e.into_inner());
@@ -210,7 +214,11 @@ impl IdentityStore {
 
     /// Refuses a change that would leave no enabled identity holding the admin policy: with no
     /// root token, that would lock everyone out of administration.
-    fn check_keeps_an_admin(&self, replacement: Option<&Identity>, name: &str) -> Result<(), CoreError> {
+    fn check_keeps_an_admin(
+        &self,
+        replacement: Option<&Identity>,
+        name: &str,
+    ) -> Result<(), CoreError> {
         let map = self.by_keyid.read().unwrap_or_else(|e| e.into_inner());
         let is_admin = |i: &Identity| !i.disabled && i.policies.iter().any(|p| p == ADMIN_POLICY);
         let others = map
@@ -245,9 +253,7 @@ impl IdentityStore {
     /// Handles `identity/entity/name/<rest>`.
     pub(crate) fn handle(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
         match (req.operation, rest) {
-            (Operation::List, "") => {
-                list_response(children(0, self.view.list("")?))
-            }
+            (Operation::List, "") => list_response(children(0, self.view.list("")?)),
             (_, "") => Err(CoreError::UnsupportedOperation),
             (Operation::Read, name) => match self.load(name)? {
                 Some((i, _)) => Ok(Response::data(i.to_json())),

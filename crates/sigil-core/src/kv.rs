@@ -77,7 +77,9 @@ fn version_json(v: u64, m: &VersionMeta) -> Value {
 
 fn secret_path(rest: &str) -> Result<&str, CoreError> {
     if rest.is_empty() || rest.ends_with('/') {
-        return Err(CoreError::bad("a secret path must name a secret, not a folder"));
+        return Err(CoreError::bad(
+            "a secret path must name a secret, not a folder",
+        ));
     }
     Ok(rest)
 }
@@ -87,7 +89,10 @@ impl KvEngine {
         KvEngine { view }
     }
 
-    fn load_meta(&self, path: &str) -> Result<Option<(SecretMeta, crate::barrier::Entry)>, CoreError> {
+    fn load_meta(
+        &self,
+        path: &str,
+    ) -> Result<Option<(SecretMeta, crate::barrier::Entry)>, CoreError> {
         let Some(entry) = self.view.get(&meta_key(path))? else {
             return Ok(None);
         };
@@ -113,7 +118,10 @@ impl KvEngine {
                 Operation::Delete => self.delete_latest(secret_path(p)?),
                 _ => Err(CoreError::UnsupportedOperation),
             }
-        } else if let Some(p) = rest.strip_prefix("metadata/").or((rest == "metadata").then_some("")) {
+        } else if let Some(p) = rest
+            .strip_prefix("metadata/")
+            .or((rest == "metadata").then_some(""))
+        {
             match req.operation {
                 Operation::List => self.list(p),
                 _ => Err(CoreError::UnsupportedOperation),
@@ -136,7 +144,11 @@ impl KvEngine {
         let (meta, _) = self
             .load_meta(path)?
             .ok_or_else(|| CoreError::NotFound(String::new()))?;
-        let version = if version == 0 { meta.current_version } else { version };
+        let version = if version == 0 {
+            meta.current_version
+        } else {
+            version
+        };
         let vmeta = meta
             .versions
             .get(&version)
@@ -148,7 +160,8 @@ impl KvEngine {
             .view
             .get(&version_key(path, version))?
             .ok_or(CoreError::Integrity)?;
-        let stored: Value = serde_json::from_slice(&entry.plain).map_err(|_| CoreError::Integrity)?;
+        let stored: Value =
+            serde_json::from_slice(&entry.plain).map_err(|_| CoreError::Integrity)?;
         Ok(Response::data(json!({
             "data": stored.get("data").cloned().unwrap_or(Value::Null),
             "metadata": version_json(version, vmeta),
@@ -158,9 +171,14 @@ impl KvEngine {
     fn write(&self, path: &str, body: Option<Value>) -> Result<Response, CoreError> {
         let input: WriteInput = serde_json::from_value(body.unwrap_or(Value::Null))
             .map_err(|e| CoreError::bad(format!("invalid request body: {e}")))?;
-        let data = input.data.ok_or_else(|| CoreError::bad("no data provided"))?;
+        let data = input
+            .data
+            .ok_or_else(|| CoreError::bad("no data provided"))?;
         let existing = self.load_meta(path)?;
-        let mut meta = existing.as_ref().map(|(m, _)| m.clone()).unwrap_or_default();
+        let mut meta = existing
+            .as_ref()
+            .map(|(m, _)| m.clone())
+            .unwrap_or_default();
         if let Some(cas) = input.options.cas
             && cas != meta.current_version
         {
@@ -195,7 +213,10 @@ impl KvEngine {
             &version_key(path, version),
             serde_json::to_vec(&json!({ "data": data })).expect("JSON serializes"),
         );
-        batch.put(&mkey, serde_json::to_vec(&meta).expect("metadata serializes"));
+        batch.put(
+            &mkey,
+            serde_json::to_vec(&meta).expect("metadata serializes"),
+        );
         self.view.apply(batch)?;
         Ok(Response::data(version_json(version, &vmeta)))
     }
@@ -212,7 +233,10 @@ impl KvEngine {
             let mkey = meta_key(path);
             let mut batch = ViewBatch::default();
             batch.expect(&mkey, Some(&entry));
-            batch.put(&mkey, serde_json::to_vec(&meta).expect("metadata serializes"));
+            batch.put(
+                &mkey,
+                serde_json::to_vec(&meta).expect("metadata serializes"),
+            );
             self.view.apply(batch)?;
         }
         Ok(Response::no_content())

@@ -43,7 +43,8 @@ impl PolicyStore {
     /// The ACL for a caller holding `names` (unknown names contribute nothing, as in Vault).
     pub(crate) fn acl_for(&self, names: &[String]) -> Acl {
         let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-        let policies: Vec<Arc<Policy>> = names.iter().filter_map(|n| cache.get(n).cloned()).collect();
+        let policies: Vec<Arc<Policy>> =
+            names.iter().filter_map(|n| cache.get(n).cloned()).collect();
         Acl::new(policies.iter().map(|p| p.as_ref()))
     }
 
@@ -92,15 +93,19 @@ impl PolicyStore {
         match req.operation {
             Operation::Read => {
                 let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-                let p = cache.get(&name).ok_or_else(|| CoreError::NotFound(String::new()))?;
+                let p = cache
+                    .get(&name)
+                    .ok_or_else(|| CoreError::NotFound(String::new()))?;
                 Ok(Response::data(json!({ "name": p.name, "policy": p.text })))
             }
-            Operation::Create | Operation::Update if builtin => Err(CoreError::bad(
-                "cannot update the built-in admin policy",
-            )),
+            Operation::Create | Operation::Update if builtin => {
+                Err(CoreError::bad("cannot update the built-in admin policy"))
+            }
             Operation::Create | Operation::Update => {
                 let input: PolicyInput = serde_json::from_value(
-                    req.data.clone().ok_or_else(|| CoreError::bad("missing body: {\"policy\": \"<HCL>\"}"))?,
+                    req.data
+                        .clone()
+                        .ok_or_else(|| CoreError::bad("missing body: {\"policy\": \"<HCL>\"}"))?,
                 )
                 .map_err(|_| CoreError::bad("expected {\"policy\": \"<HCL>\"}"))?;
                 self.write(&name, &input.policy)?;

@@ -87,7 +87,11 @@ impl BarrierKey {
     }
 
     /// Decrypts an entry written by [`BarrierKey::seal`] under the same storage key.
-    pub fn open(&self, storage_key: &[u8], entry: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub fn open(
+        &self,
+        storage_key: &[u8],
+        entry: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         if Self::term_of(entry)? != self.term {
             return Err(CryptoError::Open);
         }

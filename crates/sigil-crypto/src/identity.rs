@@ -34,7 +34,9 @@ impl PublicIdentity {
         let checked = CheckedHrpstring::new::<Bech32>(text.trim())
             .map_err(|_| CryptoError::Encoding("not a valid sigil1 identity string"))?;
         if checked.hrp().to_lowercase() != PUBLIC_HRP {
-            return Err(CryptoError::Encoding("identity string must start with sigil1"));
+            return Err(CryptoError::Encoding(
+                "identity string must start with sigil1",
+            ));
         }
         let bytes: Vec<u8> = checked.byte_iter().collect();
         let bytes: [u8; 64] = bytes
@@ -150,9 +152,9 @@ impl SecretIdentity {
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'));
-        let line = lines
-            .next()
-            .ok_or(CryptoError::Encoding("no SIGIL-SECRET-KEY-1 line in key file"))?;
+        let line = lines.next().ok_or(CryptoError::Encoding(
+            "no SIGIL-SECRET-KEY-1 line in key file",
+        ))?;
         if lines.next().is_some() {
             return Err(CryptoError::Encoding(
                 "key file holds more than one key line",
@@ -166,7 +168,9 @@ impl SecretIdentity {
         let checked = CheckedHrpstring::new::<Bech32>(line)
             .map_err(|_| CryptoError::Encoding("not a valid SIGIL-SECRET-KEY-1 line"))?;
         if checked.hrp().to_lowercase() != SECRET_HRP {
-            return Err(CryptoError::Encoding("key line must start with SIGIL-SECRET-KEY-1"));
+            return Err(CryptoError::Encoding(
+                "key line must start with SIGIL-SECRET-KEY-1",
+            ));
         }
         let mut bytes = Zeroizing::new([0u8; 64]);
         let mut n = 0;
@@ -202,7 +206,10 @@ mod tests {
         assert!(text.starts_with("sigil1"));
         assert_eq!(PublicIdentity::parse(&text).unwrap(), id.public());
         // BIP 173: an all-upper-case string is the same string.
-        assert_eq!(PublicIdentity::parse(&text.to_uppercase()).unwrap(), id.public());
+        assert_eq!(
+            PublicIdentity::parse(&text.to_uppercase()).unwrap(),
+            id.public()
+        );
     }
 
     #[test]
@@ -215,7 +222,10 @@ mod tests {
         // A lying comment changes nothing: the public key is derived from the secret.
         let other = SecretIdentity::generate().unwrap().public();
         let lying = file.replace(&id.public().to_string(), &other.to_string());
-        assert_eq!(SecretIdentity::from_key_file(&lying).unwrap().public(), id.public());
+        assert_eq!(
+            SecretIdentity::from_key_file(&lying).unwrap().public(),
+            id.public()
+        );
     }
 
     #[test]

@@ -138,22 +138,65 @@ mod tests {
         let alice = EncryptionKey::generate().unwrap();
         let bob = EncryptionKey::generate().unwrap();
         let mallory = EncryptionKey::generate().unwrap();
-        let env = seal_to(&alice, &bob.public(), SealInfo::Request, b"nonce", b"secret").unwrap();
+        let env = seal_to(
+            &alice,
+            &bob.public(),
+            SealInfo::Request,
+            b"nonce",
+            b"secret",
+        )
+        .unwrap();
         let pt = open_from(&bob, &alice.public(), SealInfo::Request, b"nonce", &env).unwrap();
         assert_eq!(&pt[..], b"secret");
 
         let fails = |r: Result<Zeroizing<Vec<u8>>, CryptoError>| {
             assert_eq!(r.err(), Some(CryptoError::Open));
         };
-        fails(open_from(&bob, &mallory.public(), SealInfo::Request, b"nonce", &env));
-        fails(open_from(&mallory, &alice.public(), SealInfo::Request, b"nonce", &env));
-        fails(open_from(&bob, &alice.public(), SealInfo::Response, b"nonce", &env));
-        fails(open_from(&bob, &alice.public(), SealInfo::Request, b"other", &env));
+        fails(open_from(
+            &bob,
+            &mallory.public(),
+            SealInfo::Request,
+            b"nonce",
+            &env,
+        ));
+        fails(open_from(
+            &mallory,
+            &alice.public(),
+            SealInfo::Request,
+            b"nonce",
+            &env,
+        ));
+        fails(open_from(
+            &bob,
+            &alice.public(),
+            SealInfo::Response,
+            b"nonce",
+            &env,
+        ));
+        fails(open_from(
+            &bob,
+            &alice.public(),
+            SealInfo::Request,
+            b"other",
+            &env,
+        ));
         let mut bad = env.clone();
         bad.ct[0] ^= 1;
-        fails(open_from(&bob, &alice.public(), SealInfo::Request, b"nonce", &bad));
-        let mut bad = env.clone();
+        fails(open_from(
+            &bob,
+            &alice.public(),
+            SealInfo::Request,
+            b"nonce",
+            &bad,
+        ));
+        let mut bad = env;
         bad.enc.pop();
-        fails(open_from(&bob, &alice.public(), SealInfo::Request, b"nonce", &bad));
+        fails(open_from(
+            &bob,
+            &alice.public(),
+            SealInfo::Request,
+            b"nonce",
+            &bad,
+        ));
     }
 }

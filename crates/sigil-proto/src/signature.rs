@@ -27,7 +27,9 @@ const ALG_ECDSA_P256: &str = "ecdsa-p256-sha256";
 #[non_exhaustive]
 pub enum SignatureError {
     /// No `Signature-Input`/`Signature` headers.
-    #[error("request is not signed: Sigil authenticates every request with an RFC 9421 signature (it uses no tokens)")]
+    #[error(
+        "request is not signed: Sigil authenticates every request with an RFC 9421 signature (it uses no tokens)"
+    )]
     Missing,
     /// The headers do not parse or do not follow Sigil's profile.
     #[error("malformed signature: {0}")]
@@ -64,8 +66,8 @@ pub fn content_digest(body: &[u8]) -> String {
 /// Checks a received `Content-Digest` header against the body: it must be a structured
 /// dictionary with a `sha-256` byte sequence equal to SHA-256(body).
 pub fn check_content_digest(header: &str, body: &[u8]) -> Result<(), SignatureError> {
-    let dict = sfv::Parser::parse_dictionary(header.as_bytes())
-        .map_err(|_| SignatureError::Digest)?;
+    let dict =
+        sfv::Parser::parse_dictionary(header.as_bytes()).map_err(|_| SignatureError::Digest)?;
     match dict.get("sha-256") {
         Some(ListEntry::Item(Item {
             bare_item: BareItem::ByteSeq(digest),
@@ -203,24 +205,34 @@ pub fn parse(signature_input: &str, signature: &str) -> Result<ParsedSignature, 
     let sigs = sfv::Parser::parse_dictionary(signature.as_bytes())
         .map_err(|_| SignatureError::Malformed("Signature is not a structured dictionary"))?;
     let Some(ListEntry::InnerList(list)) = inputs.get(LABEL) else {
-        return Err(SignatureError::Malformed("no sig1 inner list in Signature-Input"));
+        return Err(SignatureError::Malformed(
+            "no sig1 inner list in Signature-Input",
+        ));
     };
     let Some(ListEntry::Item(Item {
         bare_item: BareItem::ByteSeq(sig_bytes),
         params: sig_params,
     })) = sigs.get(LABEL)
     else {
-        return Err(SignatureError::Malformed("no sig1 byte sequence in Signature"));
+        return Err(SignatureError::Malformed(
+            "no sig1 byte sequence in Signature",
+        ));
     };
     if !sig_params.is_empty() {
-        return Err(SignatureError::Malformed("sig1 in Signature carries parameters"));
+        return Err(SignatureError::Malformed(
+            "sig1 in Signature carries parameters",
+        ));
     }
 
     let mut names = Vec::with_capacity(list.items.len());
     for item in &list.items {
         match (&item.bare_item, item.params.is_empty()) {
             (BareItem::String(s), true) => names.push(s.as_str()),
-            _ => return Err(SignatureError::Malformed("covered components must be plain strings")),
+            _ => {
+                return Err(SignatureError::Malformed(
+                    "covered components must be plain strings",
+                ));
+            }
         }
     }
     let covers_digest = match names.as_slice() {
@@ -250,7 +262,8 @@ pub fn parse(signature_input: &str, signature: &str) -> Result<ParsedSignature, 
     if !nonce_ok || nonce.len() > 128 {
         return Err(SignatureError::Parameter("nonce"));
     }
-    let keyid = KeyId::parse(&string_param(p, "keyid")?).ok_or(SignatureError::Parameter("keyid"))?;
+    let keyid =
+        KeyId::parse(&string_param(p, "keyid")?).ok_or(SignatureError::Parameter("keyid"))?;
     let alg = string_param(p, "alg")?;
     if alg != ALG_ED25519 && alg != ALG_ECDSA_P256 {
         return Err(SignatureError::Parameter("alg"));
@@ -334,7 +347,14 @@ mod tests {
         let id = SecretIdentity::generate().unwrap();
         let body = b"{\"enc\":\"x\",\"ct\":\"y\"}";
         let uri = "https://127.0.0.1:8200/v1/secret/data/app";
-        let h = sign(&id, "POST", uri, Some(body), (NOW, NOW + DEFAULT_VALIDITY_SECS), nonce());
+        let h = sign(
+            &id,
+            "POST",
+            uri,
+            Some(body),
+            (NOW, NOW + DEFAULT_VALIDITY_SECS),
+            nonce(),
+        );
         let digest = h.content_digest.clone().unwrap();
         check_content_digest(&digest, body).unwrap();
         let p = parse(&h.signature_input, &h.signature).unwrap();
@@ -349,7 +369,10 @@ mod tests {
             p.verify(&id.public(), "PUT", uri, Some(&digest)),
             Err(SignatureError::BadSignature)
         );
-        assert!(p.verify(&id.public(), "POST", &format!("{uri}x"), Some(&digest)).is_err());
+        assert!(
+            p.verify(&id.public(), "POST", &format!("{uri}x"), Some(&digest))
+                .is_err()
+        );
         let other = content_digest(b"other");
         assert!(p.verify(&id.public(), "POST", uri, Some(&other)).is_err());
         assert!(check_content_digest(&digest, b"other").is_err());
@@ -376,11 +399,21 @@ mod tests {
     #[test]
     fn time_window() {
         let id = SecretIdentity::generate().unwrap();
-        let h = sign(&id, "GET", "https://h/v1/x", None, (NOW, NOW + DEFAULT_VALIDITY_SECS), nonce());
+        let h = sign(
+            &id,
+            "GET",
+            "https://h/v1/x",
+            None,
+            (NOW, NOW + DEFAULT_VALIDITY_SECS),
+            nonce(),
+        );
         let p = parse(&h.signature_input, &h.signature).unwrap();
         p.check_time(NOW - MAX_SKEW_SECS).unwrap();
         p.check_time(NOW + DEFAULT_VALIDITY_SECS).unwrap();
-        assert_eq!(p.check_time(NOW - MAX_SKEW_SECS - 1), Err(SignatureError::Stale));
+        assert_eq!(
+            p.check_time(NOW - MAX_SKEW_SECS - 1),
+            Err(SignatureError::Stale)
+        );
         assert_eq!(
             p.check_time(NOW + DEFAULT_VALIDITY_SECS + 1),
             Err(SignatureError::Stale)
@@ -409,7 +442,10 @@ mod tests {
             (good.replace(&format!(";keyid=\"{keyid}\""), ""), sig),
             (good.replace(keyid.as_str(), "nope"), sig),
             (good.replace("ed25519", "hmac-sha256"), sig),
-            (good.replace(&format!("created={NOW}"), "created=\"x\""), sig),
+            (
+                good.replace(&format!("created={NOW}"), "created=\"x\""),
+                sig,
+            ),
             (good.replace(&format!(";expires={}", NOW + 60), ""), sig),
             (format!("{good};extra=1"), sig),
             (good.clone(), "sig1=\"notbytes\""),
@@ -418,7 +454,10 @@ mod tests {
             (good.clone(), "garbage(("),
         ];
         for (params, sig) in cases {
-            assert!(parse(&input_with(&params), sig).is_err(), "{params} / {sig}");
+            assert!(
+                parse(&input_with(&params), sig).is_err(),
+                "{params} / {sig}"
+            );
         }
         // Wrong components.
         for comps in [
@@ -428,11 +467,17 @@ mod tests {
             "(\"@method\" \"@target-uri\";sf)",
             "(\"@method\" @target-uri)",
         ] {
-            assert!(parse(&format!("sig1={comps}{good}"), sig).is_err(), "{comps}");
+            assert!(
+                parse(&format!("sig1={comps}{good}"), sig).is_err(),
+                "{comps}"
+            );
         }
         assert!(matches!(parse("", ""), Err(SignatureError::Malformed(_))));
         // Validity longer than 300 s.
-        let long = good.replace(&format!("expires={}", NOW + 60), &format!("expires={}", NOW + 301));
+        let long = good.replace(
+            &format!("expires={}", NOW + 60),
+            &format!("expires={}", NOW + 301),
+        );
         let p = parse(&input_with(&long), sig).unwrap();
         assert_eq!(p.check_time(NOW), Err(SignatureError::TooLong));
     }

@@ -59,7 +59,10 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
     let (parts, body) = req.into_parts();
     auth::refuse_tokens(&parts.headers)?;
     let Some(raw_path) = parts.uri.path().strip_prefix("/v1/") else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "Sigil's API is under /v1/"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "Sigil's API is under /v1/",
+        ));
     };
     if parts.method == Method::GET
         && let Some(r) = unauthenticated(state, raw_path)
@@ -82,9 +85,10 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
 
     let authn = auth::authenticate(&state.core, &state.replay, &parts, &body, now())?;
     let data = open_body(state, &authn, &parts.headers, &body)?;
-    let query: Vec<(String, String)> = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
     let list_flag = query.iter().any(|(k, v)| k == "list" && v == "true");
     let operation = match parts.method.as_str() {
         "GET" if list_flag => Operation::List,
@@ -93,7 +97,12 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
         "POST" | "PUT" => Operation::Update,
         "PATCH" => Operation::Patch,
         "DELETE" => Operation::Delete,
-        _ => return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "unsupported method")),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "unsupported method",
+            ));
+        }
     };
     let mut path = sigil_core::normalize_path(raw_path)?;
     if operation == Operation::List && !path.ends_with('/') {
@@ -153,7 +162,11 @@ fn open_body(
     let sealed_type = headers_in
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(headers::SEALED_JSON)));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(headers::SEALED_JSON))
+        });
     if !sealed_type {
         return Err(ApiError::bad_request(format!(
             "request bodies must be sealed to the server key (Content-Type: {})",
@@ -168,9 +181,15 @@ fn open_body(
         body,
     )
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let text = std::str::from_utf8(&plain).map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: line {} column {}", e.line(), e.column())))?;
+    let text = std::str::from_utf8(&plain)
+        .map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        ApiError::bad_request(format!(
+            "request body is not valid JSON: line {} column {}",
+            e.line(),
+            e.column()
+        ))
+    })?;
     Ok(Some(value))
 }
 
@@ -182,8 +201,12 @@ fn seal_response(
     if response.status == 204 {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let request_id = sigil_crypto::random::uuid()
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "random number generator failed"))?;
+    let request_id = sigil_crypto::random::uuid().map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "random number generator failed",
+        )
+    })?;
     let envelope = json!({
         "request_id": request_id,
         "lease_id": "",
@@ -204,10 +227,17 @@ fn seal_response(
         &authn.nonce,
         &plain,
     )
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "sealing the response failed"))?;
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "sealing the response failed",
+        )
+    })?;
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
     let mut resp = (status, Body::from(body)).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(headers::SEALED_JSON));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(headers::SEALED_JSON),
+    );
     Ok(resp)
 }

@@ -52,7 +52,10 @@ fn target_uri(parts: &Parts) -> Result<String, ApiError> {
     Ok(format!("https://{authority}{pq}"))
 }
 
-fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, SignatureError> {
+fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<Option<&'a str>, SignatureError> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -101,7 +104,12 @@ pub(crate) fn authenticate(
         signature::check_content_digest(d, body).map_err(deny)?;
     }
     parsed
-        .verify(&caller.public, parts.method.as_str(), &target_uri(parts)?, digest)
+        .verify(
+            &caller.public,
+            parts.method.as_str(),
+            &target_uri(parts)?,
+            digest,
+        )
         .map_err(deny)?;
     if !replay.check_and_insert(
         parsed.params.keyid.as_str(),
@@ -109,7 +117,9 @@ pub(crate) fn authenticate(
         parsed.params.expires,
         now,
     ) {
-        return Err(ApiError::unauthorized("replayed request: this nonce was already used"));
+        return Err(ApiError::unauthorized(
+            "replayed request: this nonce was already used",
+        ));
     }
     Ok(Authenticated {
         caller,

@@ -22,7 +22,13 @@ struct Seen {
 
 impl ReplayCache {
     /// Records `(keyid, nonce)`; returns false if it was already there (a replay).
-    pub(crate) fn check_and_insert(&self, keyid: &str, nonce: &str, expires: i64, now: i64) -> bool {
+    pub(crate) fn check_and_insert(
+        &self,
+        keyid: &str,
+        nonce: &str,
+        expires: i64,
+        now: i64,
+    ) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.entries.len() >= seen.sweep_at.max(SWEEP_ABOVE) {
             seen.entries.retain(|_, until| *until >= now);

@@ -30,7 +30,10 @@ fn list_is_sorted_and_prefix_exact<B: Backend>(b: &B) {
     for k in ["p/b", "p/a/x", "p/a", "p0", "q/a", "p/c/d/e"] {
         b.put(k, k.as_bytes()).unwrap();
     }
-    assert_eq!(b.list("p/").unwrap(), vec!["p/a", "p/a/x", "p/b", "p/c/d/e"]);
+    assert_eq!(
+        b.list("p/").unwrap(),
+        vec!["p/a", "p/a/x", "p/b", "p/c/d/e"]
+    );
     assert_eq!(b.list("p/a").unwrap(), vec!["p/a", "p/a/x"]);
     assert!(b.list("zz").unwrap().is_empty());
     for k in b.list("").unwrap() {
@@ -40,17 +43,32 @@ fn list_is_sorted_and_prefix_exact<B: Backend>(b: &B) {
 }
 
 fn batch_is_atomic<B: Backend>(b: &B) {
-    b.apply(Batch::new().expect("x", None).put("x", b"1".to_vec()).put("y", b"2".to_vec()))
-        .unwrap();
+    b.apply(
+        Batch::new()
+            .expect("x", None)
+            .put("x", b"1".to_vec())
+            .put("y", b"2".to_vec()),
+    )
+    .unwrap();
     // A failed condition writes nothing.
     let err = b
-        .apply(Batch::new().expect("x", None).put("z", b"3".to_vec()).delete("y"))
+        .apply(
+            Batch::new()
+                .expect("x", None)
+                .put("z", b"3".to_vec())
+                .delete("y"),
+        )
         .unwrap_err();
     assert!(matches!(err, StorageError::Conflict { ref key } if key == "x"));
     assert_eq!(b.get("z").unwrap(), None);
     assert_eq!(b.get("y").unwrap().as_deref(), Some(&b"2"[..]));
-    b.apply(Batch::new().expect("x", Some(b"1".to_vec())).delete("x").delete("y"))
-        .unwrap();
+    b.apply(
+        Batch::new()
+            .expect("x", Some(b"1".to_vec()))
+            .delete("x")
+            .delete("y"),
+    )
+    .unwrap();
     assert!(b.list("").unwrap().is_empty());
 }
 

@@ -33,7 +33,9 @@ pub(crate) async fn run(cmd: IdentityCommand) -> anyhow::Result<ExitCode> {
             let resp = c
                 .request("GET", &format!("identity/entity/name/{name}"), None)
                 .await?;
-            output::table(&output::rows(resp.body.as_ref().and_then(|b| b.get("data"))));
+            output::table(&output::rows(
+                resp.body.as_ref().and_then(|b| b.get("data")),
+            ));
         }
         IdentityCommand::Delete { name, client } => {
             let c = config::client(&client)?;

@@ -35,8 +35,9 @@ fn parse_pairs(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
             bail!("{pair:?} has an empty key");
         }
         let value = match v.strip_prefix('@') {
-            Some(file) => std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read {file}"))?,
+            Some(file) => {
+                std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
+            }
             None => v.to_owned(),
         };
         data.insert(k.to_owned(), Value::String(value));

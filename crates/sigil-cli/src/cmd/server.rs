@@ -45,14 +45,23 @@ fn state_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The init admins, and the path of an admin key generated for a first run.
+struct Admins {
+    identities: Vec<(String, PublicIdentity)>,
+    generated_key: Option<PathBuf>,
+}
+
 /// Init admins from `--admin` values, named after their file (`alice.pub` → `alice`) or
 /// `admin`, `admin-2`, … for literal strings.
-fn admins(values: &[String], dir: &Path) -> anyhow::Result<(Vec<(String, PublicIdentity)>, Option<PathBuf>)> {
+fn admins(values: &[String], dir: &Path) -> anyhow::Result<Admins> {
     if values.is_empty() {
         let key = SecretIdentity::generate().context("key generation failed")?;
         let path = dir.join("admin.key");
         keyfile::write_private_file(&path, key.to_key_file(&super::now_rfc3339()).as_bytes())?;
-        return Ok((vec![("admin".into(), key.public())], Some(path)));
+        return Ok(Admins {
+            identities: vec![("admin".into(), key.public())],
+            generated_key: Some(path),
+        });
     }
     let mut out: Vec<(String, PublicIdentity)> = Vec::new();
     for (i, value) in values.iter().enumerate() {
@@ -61,7 +70,11 @@ fn admins(values: &[String], dir: &Path) -> anyhow::Result<(Vec<(String, PublicI
             .file_stem()
             .and_then(|s| s.to_str())
             .filter(|_| !value.trim().to_ascii_lowercase().starts_with("sigil1"))
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+            .filter(|s| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            });
         let mut name = match stem {
             Some(s) => s.to_owned(),
             None if i == 0 => "admin".into(),
@@ -75,7 +88,10 @@ fn admins(values: &[String], dir: &Path) -> anyhow::Result<(Vec<(String, PublicI
         }
         out.push((name, public));
     }
-    Ok((out, None))
+    Ok(Admins {
+        identities: out,
+        generated_key: None,
+    })
 }
 
 fn tls_names(listen: &SocketAddr, extra: &[String]) -> Vec<String> {
@@ -119,11 +135,16 @@ async fn shutdown_signal() {
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     if !args.transient {
-        bail!("only transient mode exists yet: run `sigil server --transient` (persistent storage comes with the storage milestone)");
+        bail!(
+            "only transient mode exists yet: run `sigil server --transient` (persistent storage comes with the storage milestone)"
+        );
     }
     init_logging();
     let dir = state_dir(args.dir)?;
-    let (admins, generated_key) = admins(&args.admins, &dir)?;
+    let Admins {
+        identities: admins,
+        generated_key,
+    } = admins(&args.admins, &dir)?;
     let tls = TransientCa::generate(&tls_names(&args.listen, &args.tls_sans))
         .context("cannot generate the TLS certificate")?;
     let ca_path = dir.join("ca.pem");

@@ -66,8 +66,18 @@ impl Server {
         });
         let env = rx
             .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("server did not start: {}", std::fs::read_to_string(&log).unwrap_or_default()));
-        assert_eq!(env.len(), expected, "server log: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            .unwrap_or_else(|_| {
+                panic!(
+                    "server did not start: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
+        assert_eq!(
+            env.len(),
+            expected,
+            "server log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         Server {
             child,
             tmp,
@@ -156,7 +166,13 @@ pub fn stderr(o: &Output) -> String {
 /// Asserts success and returns stdout.
 #[track_caller]
 pub fn ok(o: Output) -> String {
-    assert!(o.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", o.status, stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
     stdout(&o)
 }
 

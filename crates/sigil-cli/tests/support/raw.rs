@@ -58,7 +58,10 @@ impl Resp {
 }
 
 pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 impl Raw {
@@ -109,7 +112,14 @@ impl Raw {
     }
 
     /// A signed request with explicit `created` and `expires`.
-    pub fn signed_at(&self, method: &str, target: &str, plain: Option<&[u8]>, created: i64, expires: i64) -> Req {
+    pub fn signed_at(
+        &self,
+        method: &str,
+        target: &str,
+        plain: Option<&[u8]>,
+        created: i64,
+        expires: i64,
+    ) -> Req {
         let nonce = sigil_crypto::random::nonce().unwrap();
         let body = plain.map(|p| {
             sealed::seal(
@@ -125,16 +135,34 @@ impl Raw {
     }
 
     /// Signs `body` as given (not sealed), for hostile-input tests.
-    pub fn sign_raw(&self, method: &str, target: &str, body: Option<Vec<u8>>, nonce: String, created: i64, expires: i64) -> Req {
+    pub fn sign_raw(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<Vec<u8>>,
+        nonce: String,
+        created: i64,
+        expires: i64,
+    ) -> Req {
         let uri = format!("https://{}{}", self.host(), target);
-        let h = signature::sign(&self.key, method, &uri, body.as_deref(), (created, expires), nonce);
+        let h = signature::sign(
+            &self.key,
+            method,
+            &uri,
+            body.as_deref(),
+            (created, expires),
+            nonce,
+        );
         let mut headers = vec![
             ("Signature-Input".to_owned(), h.signature_input),
             ("Signature".to_owned(), h.signature),
         ];
         if let Some(d) = h.content_digest {
             headers.push(("Content-Digest".into(), d));
-            headers.push(("Content-Type".into(), "application/vnd.sigil.sealed+json".into()));
+            headers.push((
+                "Content-Type".into(),
+                "application/vnd.sigil.sealed+json".into(),
+            ));
         }
         Req {
             method: method.into(),
@@ -147,7 +175,12 @@ impl Raw {
 
     /// Sends `req` on a new connection and reads the whole response.
     pub async fn send(&self, req: &Req) -> Resp {
-        let mut head = format!("{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", req.method, req.target, self.host());
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            req.method,
+            req.target,
+            self.host()
+        );
         for (k, v) in &req.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -155,7 +188,8 @@ impl Raw {
             head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
         }
         head.push_str("\r\n");
-        self.send_bytes(&[head.as_bytes(), &req.body].concat()).await
+        self.send_bytes(&[head.as_bytes(), &req.body].concat())
+            .await
     }
 
     /// Sends raw bytes and parses the response.
@@ -198,7 +232,14 @@ fn parse(bytes: &[u8]) -> Resp {
         .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(bytes)));
     let head = std::str::from_utf8(&bytes[..split]).unwrap();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -212,7 +253,8 @@ fn parse(bytes: &[u8]) -> Resp {
         let mut rest = &body[..];
         loop {
             let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
+                .unwrap();
             rest = &rest[eol + 2..];
             if size == 0 {
                 break;

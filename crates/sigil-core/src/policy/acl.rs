@@ -222,12 +222,20 @@ mod tests {
         assert!(a.allows("foo/bar/bar/baz", Update));
         assert!(!a.allows("foo/bar/bar/baz", Read));
         // (1) a glob whose '*' comes later beats an earlier '+': foo/a* over foo/+
-        let a = acl(&[&format!("{}{}", rule("foo/+", "\"read\""), rule("foo/a*", "\"update\""))]);
+        let a = acl(&[&format!(
+            "{}{}",
+            rule("foo/+", "\"read\""),
+            rule("foo/a*", "\"update\"")
+        )]);
         assert!(a.allows("foo/ab", Update));
         assert!(!a.allows("foo/ab", Read));
         assert!(a.allows("foo/zz", Read));
         // (2) not a glob beats a glob at the same position: foo/+ over foo/*
-        let a = acl(&[&format!("{}{}", rule("foo/*", "\"read\""), rule("foo/+", "\"update\""))]);
+        let a = acl(&[&format!(
+            "{}{}",
+            rule("foo/*", "\"read\""),
+            rule("foo/+", "\"update\"")
+        )]);
         assert!(a.allows("foo/x", Update));
         assert!(!a.allows("foo/x", Read));
         assert!(a.allows("foo/x/y", Read));

@@ -43,7 +43,11 @@ impl Capability {
 
     /// The name as written in a policy.
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(c, _)| *c == self).map(|(_, n)| *n).expect("every capability has a name")
+        Self::ALL
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map(|(_, n)| *n)
+            .expect("every capability has a name")
     }
 }
 

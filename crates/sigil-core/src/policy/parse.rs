@@ -203,17 +203,35 @@ mod tests {
     #[test]
     fn fail_unsupported_and_malformed() {
         for (text, needle) in [
-            ("path \"a\" {\n capabilities = [\"read\"]\n allowed_parameters = {}\n}", "not supported yet"),
-            ("path \"a/{{identity.name}}\" { capabilities = [\"read\"] }", "templated"),
-            ("path \"a\" { capabilities = [\"raed\"] }", "unknown capability"),
+            (
+                "path \"a\" {\n capabilities = [\"read\"]\n allowed_parameters = {}\n}",
+                "not supported yet",
+            ),
+            (
+                "path \"a/{{identity.name}}\" { capabilities = [\"read\"] }",
+                "templated",
+            ),
+            (
+                "path \"a\" { capabilities = [\"raed\"] }",
+                "unknown capability",
+            ),
             ("path \"a\" { capabilities = \"read\" }", "list of strings"),
             ("path \"a\" { }", "no capabilities"),
-            ("path \"a\" {\n capabilities = [\"read\"]\n frobnicate = 1\n}", "unknown attribute"),
-            ("path \"a*b\" { capabilities = [\"read\"] }", "last character"),
+            (
+                "path \"a\" {\n capabilities = [\"read\"]\n frobnicate = 1\n}",
+                "unknown attribute",
+            ),
+            (
+                "path \"a*b\" { capabilities = [\"read\"] }",
+                "last character",
+            ),
             ("name = \"x\"", "top-level attribute"),
             ("resource \"a\" { }", "unsupported block"),
             ("path { capabilities = [\"read\"] }", "exactly one label"),
-            ("path \"a\" \"b\" { capabilities = [\"read\"] }", "exactly one label"),
+            (
+                "path \"a\" \"b\" { capabilities = [\"read\"] }",
+                "exactly one label",
+            ),
             ("path \"a\" { capabilities = [\"read\"]", "syntax"),
             ("", "no path blocks"),
             ("path \"a\" { policy = \"admin\" }", "unknown policy"),
