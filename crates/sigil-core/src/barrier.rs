@@ -9,9 +9,16 @@ use zeroize::Zeroizing;
 
 use crate::CoreError;
 
-/// The encrypting layer over a [`Backend`].
+/// Where the keyring, wrapped by the root key, is stored.
+const KEYRING_KEY: &str = "core/keyring";
+
+/// The encrypting layer over a [`Backend`]: a root key wraps the keyring; the keyring's data key
+/// encrypts every entry.
 pub struct Barrier {
     backend: Arc<dyn Backend>,
+    /// Wraps the keyring. In transient mode it exists only in this process's memory; with
+    /// persistent storage it is the secret the admins' shares reconstruct.
+    root: BarrierKey,
     key: BarrierKey,
 }
 
@@ -19,6 +26,7 @@ impl std::fmt::Debug for Barrier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Barrier")
             .field("backend", &self.backend.kind())
+            .field("root_term", &self.root.term())
             .field("term", &self.key.term())
             .finish()
     }
@@ -31,11 +39,24 @@ pub(crate) struct Entry {
 }
 
 impl Barrier {
-    /// A barrier with a fresh random key (transient mode: the key lives only in memory).
-    pub fn generate(backend: Arc<dyn Backend>) -> Result<Self, CoreError> {
-        let key = BarrierKey::generate(KeyTerm(1))
-            .map_err(|_| CoreError::bad("random number generator failed"))?;
-        Ok(Barrier { backend, key })
+    /// Initializes a barrier on an empty backend: a random root key (kept only in memory) and
+    /// a keyring with one random data key, stored wrapped by the root key.
+    pub fn initialize(backend: Arc<dyn Backend>) -> Result<Self, CoreError> {
+        let rng = |_| CoreError::bad("random number generator failed");
+        let root = BarrierKey::generate(KeyTerm(0)).map_err(rng)?;
+        let key = BarrierKey::generate(KeyTerm(1)).map_err(rng)?;
+        let mut entry = Zeroizing::new(Vec::with_capacity(36));
+        entry.extend_from_slice(&key.term().0.to_be_bytes());
+        entry.extend_from_slice(key.expose_secret());
+        let wrapped = root
+            .seal(KEYRING_KEY.as_bytes(), &entry)
+            .map_err(|_| CoreError::Integrity)?;
+        backend.apply(
+            Batch::new()
+                .expect(KEYRING_KEY, None)
+                .put(KEYRING_KEY, wrapped),
+        )?;
+        Ok(Barrier { backend, root, key })
     }
 
     /// The backend's kind, for status output.
@@ -93,7 +114,7 @@ impl std::fmt::Debug for View {
 #[derive(Default)]
 pub(crate) struct ViewBatch {
     expect: Vec<(String, Option<Vec<u8>>)>,
-    writes: Vec<(String, Option<Vec<u8>>)>,
+    writes: Vec<(String, Option<Zeroizing<Vec<u8>>>)>,
 }
 
 impl ViewBatch {
@@ -103,9 +124,10 @@ impl ViewBatch {
             .push((key.to_owned(), entry.map(|e| e.raw.clone())));
     }
 
-    /// Writes `plain` at `key`.
+    /// Writes `plain` at `key` (held zeroizing until it is sealed).
     pub(crate) fn put(&mut self, key: &str, plain: Vec<u8>) {
-        self.writes.push((key.to_owned(), Some(plain)));
+        self.writes
+            .push((key.to_owned(), Some(Zeroizing::new(plain))));
     }
 
     /// Deletes `key`.
@@ -144,8 +166,6 @@ impl View {
             out = match v {
                 Some(plain) => {
                     let sealed = self.barrier.seal(&full, &plain)?;
-                    let plain = Zeroizing::new(plain);
-                    drop(plain);
                     out.put(full, sealed)
                 }
                 None => out.delete(full),

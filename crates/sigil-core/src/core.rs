@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use sigil_crypto::PublicIdentity;
+use sigil_crypto::{PublicIdentity, SecretIdentity};
 use sigil_storage::Backend;
 
-use crate::barrier::Barrier;
+use crate::barrier::{Barrier, ViewBatch};
 use crate::identity::{Caller, IdentityStore};
 use crate::kv::KvEngine;
 use crate::policy::{ADMIN_POLICY, Capability};
@@ -16,6 +16,8 @@ use crate::{CoreError, Operation, Request, Response};
 const POLICIES: &str = "sys/policies/acl";
 const IDENTITIES: &str = "identity/entity/name";
 const KV_MOUNT: &str = "secret";
+/// Where the server's identity key file is kept, under the barrier (below `core/`).
+const SERVER_IDENTITY: &str = "server-identity";
 
 /// What the core needs at start.
 #[derive(Debug, Clone)]
@@ -28,6 +30,7 @@ pub struct CoreConfig {
 #[derive(Debug)]
 pub struct Core {
     barrier: Arc<Barrier>,
+    server_identity: SecretIdentity,
     identities: IdentityStore,
     policies: PolicyStore,
     kv: KvEngine,
@@ -63,14 +66,26 @@ fn route(path: &str) -> Route<'_> {
 }
 
 impl Core {
-    /// Starts a core on `backend` with a fresh in-memory barrier key (transient mode) and
-    /// registers the init admins.
+    /// Starts a core on an empty `backend` (transient mode): initializes the barrier, generates
+    /// the server's identity key (kept under the barrier) and registers the init admins.
     pub fn start_transient(
         backend: Arc<dyn Backend>,
         config: CoreConfig,
     ) -> Result<Self, CoreError> {
-        let barrier = Arc::new(Barrier::generate(backend)?);
+        let barrier = Arc::new(Barrier::initialize(backend)?);
+        let server_identity = SecretIdentity::generate()
+            .map_err(|_| CoreError::bad("random number generator failed"))?;
+        let mut batch = ViewBatch::default();
+        batch.put(
+            SERVER_IDENTITY,
+            server_identity
+                .to_key_file(&crate::timefmt::now_rfc3339())
+                .as_bytes()
+                .to_vec(),
+        );
+        barrier.view("core/").apply(batch)?;
         let core = Core {
+            server_identity,
             identities: IdentityStore::new(barrier.view("sys/identity/")),
             policies: PolicyStore::new(barrier.view("sys/policy/")),
             kv: KvEngine::new(barrier.view("logical/secret/")),
@@ -83,6 +98,11 @@ impl Core {
             )?;
         }
         Ok(core)
+    }
+
+    /// The server's own identity key (signs nothing yet; seals responses, opens requests).
+    pub fn server_identity(&self) -> &SecretIdentity {
+        &self.server_identity
     }
 
     /// The storage backend's kind.
@@ -132,5 +152,127 @@ impl Core {
             Route::Kv(rest) => self.kv.exists(rest),
             _ => Ok(false),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sigil_storage::MemoryBackend;
+
+    use super::*;
+
+    fn request(operation: Operation, path: &str, data: Option<serde_json::Value>) -> Request {
+        Request {
+            operation,
+            path: path.into(),
+            data,
+            query: vec![],
+        }
+    }
+
+    #[test]
+    fn storage_holds_only_ciphertext() {
+        let backend = Arc::new(MemoryBackend::new());
+        let admin = SecretIdentity::generate().unwrap();
+        let core = Core::start_transient(
+            backend.clone(),
+            CoreConfig {
+                admins: vec![("admin".into(), admin.public())],
+            },
+        )
+        .unwrap();
+        let caller = core.caller(admin.public().keyid().as_str()).unwrap();
+        let secret = "plaintext-that-must-not-be-stored";
+        core.handle(
+            &caller,
+            request(
+                Operation::Update,
+                "secret/data/app",
+                Some(json!({ "data": { "password": secret } })),
+            ),
+        )
+        .unwrap();
+        let read = core
+            .handle(&caller, request(Operation::Read, "secret/data/app", None))
+            .unwrap();
+        assert_eq!(read.data.unwrap()["data"]["password"], secret);
+
+        let keys = backend.list("").unwrap();
+        assert!(keys.iter().any(|k| k == "core/keyring"));
+        assert!(keys.iter().any(|k| k == "core/server-identity"));
+        for key in &keys {
+            let value = backend.get(key).unwrap().unwrap();
+            let text = String::from_utf8_lossy(&value);
+            assert!(!text.contains(secret), "{key}");
+            assert!(!text.contains("password"), "{key}");
+            assert!(!text.contains("SIGIL-SECRET-KEY"), "{key}");
+        }
+        // A value moved to another key no longer opens.
+        let meta = keys.iter().find(|k| k.contains("meta/app")).unwrap();
+        let other = backend.get("sys/identity/admin").unwrap().unwrap();
+        backend.put(meta, &other).unwrap();
+        let err = core
+            .handle(&caller, request(Operation::Read, "secret/data/app", None))
+            .unwrap_err();
+        assert!(matches!(err, CoreError::Integrity));
+    }
+
+    #[test]
+    fn policy_is_checked_before_dispatch() {
+        let admin = SecretIdentity::generate().unwrap();
+        let bob = SecretIdentity::generate().unwrap();
+        let core = Core::start_transient(
+            Arc::new(MemoryBackend::new()),
+            CoreConfig {
+                admins: vec![("admin".into(), admin.public())],
+            },
+        )
+        .unwrap();
+        let root = core.caller(admin.public().keyid().as_str()).unwrap();
+        core.handle(
+            &root,
+            request(
+                Operation::Update,
+                "sys/policies/acl/writer",
+                Some(json!({ "policy": "path \"secret/data/w\" { capabilities = [\"create\"] }" })),
+            ),
+        )
+        .unwrap();
+        core.handle(
+            &root,
+            request(
+                Operation::Update,
+                "identity/entity/name/bob",
+                Some(json!({ "public_key": bob.public().to_string(), "policies": ["writer"] })),
+            ),
+        )
+        .unwrap();
+        let bob = core.caller(bob.public().keyid().as_str()).unwrap();
+        let write = || {
+            request(
+                Operation::Update,
+                "secret/data/w",
+                Some(json!({ "data": { "a": "1" } })),
+            )
+        };
+        // create is granted, update is not: the second write is refused.
+        core.handle(&bob, write()).unwrap();
+        assert!(matches!(
+            core.handle(&bob, write()),
+            Err(CoreError::Forbidden)
+        ));
+        assert!(matches!(
+            core.handle(&bob, request(Operation::Read, "secret/data/w", None)),
+            Err(CoreError::Forbidden)
+        ));
+        // An unknown route is 403 for bob (policy first) and 404 for the admin.
+        assert!(matches!(
+            core.handle(&bob, request(Operation::Read, "nope/x", None)),
+            Err(CoreError::Forbidden)
+        ));
+        assert!(matches!(
+            core.handle(&root, request(Operation::Read, "nope/x", None)),
+            Err(CoreError::NotFound(_))
+        ));
     }
 }

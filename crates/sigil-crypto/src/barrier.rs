@@ -38,6 +38,16 @@ impl BarrierKey {
         })
     }
 
+    /// Rebuilds a key from its raw bytes (a keyring entry opened with the root key).
+    pub fn from_secret(term: KeyTerm, key: Zeroizing<[u8; 32]>) -> Self {
+        BarrierKey { term, key }
+    }
+
+    /// The raw key. Only for wrapping a keyring entry under the root key; never log or send it.
+    pub fn expose_secret(&self) -> &[u8; 32] {
+        &self.key
+    }
+
     /// This key's term.
     pub fn term(&self) -> KeyTerm {
         self.term

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 use sigil_core::{Core, Operation};
-use sigil_crypto::{SealInfo, SecretIdentity};
+use sigil_crypto::SealInfo;
 use sigil_proto::{body as sealed, headers, sys};
 use zeroize::Zeroizing;
 
@@ -23,7 +23,6 @@ pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub(crate) struct AppState {
     pub(crate) core: Core,
-    pub(crate) server_key: SecretIdentity,
     pub(crate) replay: ReplayCache,
 }
 
@@ -140,7 +139,7 @@ fn unauthenticated(state: &AppState, path: &str) -> Option<Response> {
             version,
         }),
         "sys/server-key" => {
-            let public = state.server_key.public();
+            let public = state.core.server_identity().public();
             plain_json(&sys::ServerKey {
                 public_key: public.to_string(),
                 keyid: public.keyid().to_string(),
@@ -174,7 +173,7 @@ fn open_body(
         )));
     }
     let plain = sealed::open(
-        state.server_key.encryption_key(),
+        state.core.server_identity().encryption_key(),
         authn.caller.public.encryption_key(),
         SealInfo::Request,
         &authn.nonce,
@@ -221,7 +220,7 @@ fn seal_response(
     let plain = Zeroizing::new(serde_json::to_vec(&envelope).expect("response serializes"));
     drop(envelope);
     let body = sealed::seal(
-        state.server_key.encryption_key(),
+        state.core.server_identity().encryption_key(),
         authn.caller.public.encryption_key(),
         SealInfo::Response,
         &authn.nonce,

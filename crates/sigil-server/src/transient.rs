@@ -8,7 +8,7 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use sigil_core::{Core, CoreConfig, CoreError};
-use sigil_crypto::{PublicIdentity, SecretIdentity};
+use sigil_crypto::PublicIdentity;
 use sigil_storage::MemoryBackend;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
@@ -50,9 +50,6 @@ pub enum StartError {
     /// The core could not start.
     #[error("core failed to start: {0}")]
     Core(#[from] CoreError),
-    /// Key generation failed.
-    #[error("key generation failed: {0}")]
-    Crypto(#[from] sigil_crypto::CryptoError),
 }
 
 /// A bound, ready server.
@@ -76,7 +73,6 @@ impl std::fmt::Debug for Running {
 
 /// Builds the core and binds the listener. Call [`Running::serve`] to accept connections.
 pub async fn start_transient(config: TransientConfig) -> Result<Running, StartError> {
-    let server_key = SecretIdentity::generate()?;
     let core = Core::start_transient(
         Arc::new(MemoryBackend::new()),
         CoreConfig {
@@ -95,11 +91,10 @@ pub async fn start_transient(config: TransientConfig) -> Result<Running, StartEr
     })?;
     Ok(Running {
         addr,
-        server_key: server_key.public(),
+        server_key: core.server_identity().public(),
         listener,
         state: Arc::new(AppState {
             core,
-            server_key,
             replay: ReplayCache::default(),
         }),
         tls: config.tls,
