@@ -276,3 +276,22 @@ mod tests {
         assert!(id.public().verify(b"hello", &sig[..63]).is_err());
     }
 }
+
+#[cfg(test)]
+mod garbage {
+    use super::*;
+
+    #[test]
+    fn fail_random_input_never_panics() {
+        let mut seed = [0u8; 8192];
+        random::fill(&mut seed).unwrap();
+        for i in 0..2000 {
+            let r = &seed[(i * 3) % 8000..][..120];
+            let text = String::from_utf8_lossy(r);
+            assert!(PublicIdentity::parse(&text).is_err());
+            assert!(SecretIdentity::from_key_file(&text).is_err());
+            let lower: String = text.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            let _ = PublicIdentity::parse(&format!("sigil1{}", lower.to_lowercase()));
+        }
+    }
+}

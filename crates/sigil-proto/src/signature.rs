@@ -482,3 +482,41 @@ mod tests {
         assert_eq!(p.check_time(NOW), Err(SignatureError::TooLong));
     }
 }
+
+#[cfg(test)]
+mod garbage {
+    use super::*;
+
+    /// Random and mutated header values never panic the parser, and never produce a
+    /// signature that verifies.
+    #[test]
+    fn fail_random_and_mutated_headers() {
+        let id = SecretIdentity::generate().unwrap();
+        let uri = "https://h/v1/x";
+        let h = sign(
+            &id,
+            "GET",
+            uri,
+            None,
+            (1000, 1060),
+            sigil_crypto::random::nonce().unwrap(),
+        );
+        let mut seed = [0u8; 4096];
+        sigil_crypto::random::fill(&mut seed).unwrap();
+        for i in 0..2000 {
+            let r = &seed[(i * 7) % 4000..][..64];
+            let random = String::from_utf8_lossy(r).into_owned();
+            let _ = parse(&random, &random);
+            // Flip one byte of a valid Signature-Input.
+            let mut input = h.signature_input.clone().into_bytes();
+            let pos = r[0] as usize % input.len();
+            input[pos] = r[1] | 0x20;
+            if let Ok(text) = String::from_utf8(input)
+                && text != h.signature_input
+                && let Ok(p) = parse(&text, &h.signature)
+            {
+                assert!(p.verify(&id.public(), "GET", uri, None).is_err(), "{text}");
+            }
+        }
+    }
+}
