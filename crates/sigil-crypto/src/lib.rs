@@ -3,7 +3,7 @@
 //! This crate holds the key types (an identity is an Ed25519 signing key plus an independent
 //! X25519 encryption key), their printable forms (`sigil1…` and `SIGIL-SECRET-KEY-1…`, Bech32),
 //! the keyid derivation, HPKE sealing of request and response bodies (RFC 9180, mode_auth) and
-//! the barrier's AES-256-GCM.
+//! the barrier's AES-256-GCM, and Shamir sharing of the root key.
 //!
 //! It does not do I/O, talk HTTP or know about storage: callers hand it bytes and get bytes back.
 //! Every primitive comes from a maintained crate (RustCrypto `hpke`, `ed25519-dalek`,
@@ -17,12 +17,13 @@ mod identity;
 mod keyid;
 pub mod random;
 mod seal;
+pub mod shamir;
 
 pub use barrier::{BarrierKey, KeyTerm};
 pub use error::CryptoError;
 pub use identity::{PublicIdentity, SecretIdentity};
 pub use keyid::KeyId;
-pub use seal::{EncryptionKey, Envelope, SealInfo, open_from, seal_to};
+pub use seal::{EncryptionKey, Envelope, SealInfo, open_base, open_from, seal_base_to, seal_to};
 
 /// Base64url without padding (RFC 4648 §5), the encoding of every binary field on the wire.
 pub fn b64url_encode(bytes: &[u8]) -> String {

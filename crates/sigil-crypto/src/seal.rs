@@ -19,6 +19,10 @@ pub enum SealInfo {
     Request,
     /// A response body, server → client.
     Response,
+    /// An admin's unseal share at rest (mode_base, PROTOCOL.md §7).
+    Share,
+    /// An unseal submission, admin → the per-boot unseal key (PROTOCOL.md §7).
+    Unseal,
 }
 
 impl SealInfo {
@@ -26,6 +30,8 @@ impl SealInfo {
         match self {
             SealInfo::Request => b"sigil/v1/request",
             SealInfo::Response => b"sigil/v1/response",
+            SealInfo::Share => b"sigil/v1/share",
+            SealInfo::Unseal => b"sigil/v1/unseal",
         }
     }
 }
@@ -105,6 +111,49 @@ pub fn seal_to(
     })
 }
 
+/// Seals `plaintext` to `recipient` without a sender key (HPKE mode_base): anyone could have
+/// sealed it. Used for data at rest addressed to one key (unseal shares).
+pub fn seal_base_to(
+    recipient: &[u8; 32],
+    info: SealInfo,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Envelope, CryptoError> {
+    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem>(
+        &OpModeS::Base,
+        &public_key(recipient)?,
+        info.bytes(),
+        plaintext,
+        aad,
+    )
+    .map_err(|_| CryptoError::Seal)?;
+    Ok(Envelope {
+        enc: enc.to_bytes().to_vec(),
+        ct,
+    })
+}
+
+/// Opens an envelope sealed with [`seal_base_to`].
+pub fn open_base(
+    recipient: &EncryptionKey,
+    info: SealInfo,
+    aad: &[u8],
+    envelope: &Envelope,
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&envelope.enc)
+        .map_err(|_| CryptoError::Open)?;
+    hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, Kem>(
+        &OpModeR::Base,
+        &recipient.hpke_private(),
+        &enc,
+        info.bytes(),
+        &envelope.ct,
+        aad,
+    )
+    .map(Zeroizing::new)
+    .map_err(|_| CryptoError::Open)
+}
+
 /// Opens an envelope sealed to `recipient` by the holder of `sender`'s key. Fails if the
 /// sender, the recipient, `info`, `aad` or any byte of the envelope differs.
 pub fn open_from(
@@ -132,6 +181,19 @@ pub fn open_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_mode_round_trip() {
+        let bob = EncryptionKey::generate().unwrap();
+        let env = seal_base_to(&bob.public(), SealInfo::Share, b"", b"share").unwrap();
+        assert_eq!(
+            &open_base(&bob, SealInfo::Share, b"", &env).unwrap()[..],
+            b"share"
+        );
+        assert!(open_base(&bob, SealInfo::Unseal, b"", &env).is_err());
+        let eve = EncryptionKey::generate().unwrap();
+        assert!(open_base(&eve, SealInfo::Share, b"", &env).is_err());
+    }
 
     #[test]
     fn round_trip_and_every_binding_matters() {

@@ -4,14 +4,16 @@
 //! reaches a backend, with the storage key bound in. This crate does not encrypt, does not know
 //! about engines or HTTP, and does not interpret keys beyond ordering them.
 //!
-//! Backends here: [`MemoryBackend`] (transient mode). The file (redb) and raft backends come
-//! with the persistence milestone; each runs [`testing::run_conformance`].
+//! Backends here: [`MemoryBackend`] (transient mode) and [`FileBackend`] (one redb file,
+//! fsync'd, group-committed). Each runs [`testing::run_conformance`].
 
 #![warn(missing_docs)]
 
 mod backend;
+mod file;
 mod memory;
 pub mod testing;
 
 pub use backend::{Backend, Batch, StorageError};
+pub use file::FileBackend;
 pub use memory::MemoryBackend;
