@@ -30,6 +30,58 @@ pub(crate) enum Command {
     /// Read and write secrets in a KV version 2 mount.
     #[command(subcommand)]
     Kv(KvCommand),
+    /// Init, unseal, seal, status and keyring maintenance.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OperatorCommand {
+    /// Initialize a new server with its admins' public keys. Prints no secret: each admin's
+    /// share of the root key is sealed to that admin.
+    Init {
+        /// An admin: a `sigil1…` string, or a file holding one (or a key file). Repeat.
+        #[arg(long = "admin", value_name = "sigil1…|FILE", required = true)]
+        admins: Vec<String>,
+        /// How many admins must take part in an unseal.
+        #[arg(long, default_value_t = 1)]
+        threshold: u8,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Submit your unseal share (uses SIGIL_KEY).
+    Unseal {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Seal the server (admin, sudo).
+    Seal {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the seal status.
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add a new keyring term; new writes use it, older terms keep decrypting.
+    Rotate {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Re-encrypt every entry under the newest keyring term.
+    Rewrap {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the keyring's terms and how many entries each encrypts.
+    KeyStatus {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,18 +104,22 @@ pub(crate) enum KeyCommand {
 pub(crate) struct ServerArgs {
     /// Keep everything in memory: nothing but the CA certificate (and a first-run admin key)
     /// is written to disk. Security is the same as in any other mode.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "data_dir")]
     pub(crate) transient: bool,
+    /// Persistent mode: the embedded file storage (`DIR/sigil.redb`) and a TLS CA kept in
+    /// `DIR/tls/`. A new server waits for `sigil operator init`; a restarted one is sealed.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8200")]
     pub(crate) listen: SocketAddr,
-    /// An admin's public identity: a `sigil1…` string or a file holding one (or a key file).
-    /// Repeat for several admins. Without it a new admin key file is generated.
-    #[arg(long = "admin", value_name = "sigil1…|FILE")]
+    /// Transient mode: an admin's public identity, a `sigil1…` string or a file holding one
+    /// (or a key file). Repeat for several admins. Without it a new admin key file is generated.
+    #[arg(long = "admin", value_name = "sigil1…|FILE", requires = "transient")]
     pub(crate) admins: Vec<String>,
-    /// Directory for the CA certificate and a generated admin key (default: a new private
-    /// directory under $TMPDIR).
-    #[arg(long)]
+    /// Transient mode: directory for the CA certificate and a generated admin key (default: a
+    /// new private directory under $TMPDIR).
+    #[arg(long, requires = "transient")]
     pub(crate) dir: Option<PathBuf>,
     /// Extra DNS name or IP address for the server certificate.
     #[arg(long = "tls-san", value_name = "NAME")]

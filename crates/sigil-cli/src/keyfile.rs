@@ -80,3 +80,36 @@ pub(crate) fn read_public(value: &str) -> anyhow::Result<PublicIdentity> {
         None => bail!("{} is empty", path.display()),
     }
 }
+
+/// Public identities from `--admin` values, each named after its file (`alice.pub` →
+/// `alice`), or `admin`, `admin-2`, … when given as a literal `sigil1…` string. The same key
+/// twice is refused.
+pub(crate) fn named_publics(values: &[String]) -> anyhow::Result<Vec<(String, PublicIdentity)>> {
+    let mut out: Vec<(String, PublicIdentity)> = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let public = read_public(value)?;
+        let literal = value.trim().to_ascii_lowercase().starts_with("sigil1");
+        let stem = Path::new(value)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|_| !literal)
+            .filter(|s| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            });
+        let mut name = match stem {
+            Some(s) => s.to_owned(),
+            None if i == 0 => "admin".into(),
+            None => format!("admin-{}", i + 1),
+        };
+        if out.iter().any(|(n, _)| *n == name) {
+            name = format!("{name}-{}", i + 1);
+        }
+        if out.iter().any(|(_, p)| *p == public) {
+            bail!("--admin {value}: the same key is given twice");
+        }
+        out.push((name, public));
+    }
+    Ok(out)
+}

@@ -13,12 +13,12 @@ use crate::ClientError;
 pub struct ClientConfig {
     /// `https://host:port`.
     pub addr: String,
-    /// The caller's key.
-    pub key: SecretIdentity,
+    /// The caller's key; needed for every authenticated call.
+    pub key: Option<SecretIdentity>,
     /// PEM of the CA to trust instead of the system roots (`SIGIL_CACERT`).
     pub ca_pem: Option<Vec<u8>>,
-    /// The keyid of the server's key (`SIGIL_SERVER_KEY`).
-    pub server_keyid: String,
+    /// The keyid of the server's key (`SIGIL_SERVER_KEY`); needed for sealed calls.
+    pub server_keyid: Option<String>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -34,8 +34,8 @@ impl std::fmt::Debug for ClientConfig {
 pub struct Client {
     http: reqwest::Client,
     base: Url,
-    key: SecretIdentity,
-    pinned: KeyId,
+    key: Option<SecretIdentity>,
+    pinned: Option<KeyId>,
     server: OnceCell<PublicIdentity>,
 }
 
@@ -43,18 +43,27 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("base", &self.base.as_str())
-            .field("keyid", &self.key.public().keyid())
+            .field("keyid", &self.key.as_ref().map(|k| k.public().keyid()))
             .finish_non_exhaustive()
     }
 }
 
-/// A successful response: its status and the opened JSON (none for 204).
-#[derive(Debug, Clone, PartialEq)]
+/// A successful response: its status and the opened JSON (none for 204). Its `Debug` does not
+/// print the body, which may hold secrets.
+#[derive(Clone, PartialEq)]
 pub struct ApiResponse {
     /// HTTP status.
     pub status: u16,
     /// The opened body.
     pub body: Option<Value>,
+}
+
+impl std::fmt::Debug for ApiResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiResponse")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }
 
 fn now() -> i64 {
@@ -75,6 +84,16 @@ fn transport(e: reqwest::Error) -> ClientError {
     ClientError::Transport(msg)
 }
 
+fn rng() -> ClientError {
+    ClientError::Config("random number generator failed".into())
+}
+
+/// A body to send as is, with its media type.
+struct RawBody {
+    bytes: Vec<u8>,
+    content_type: &'static str,
+}
+
 impl Client {
     /// Builds a client. No request is made until the first call.
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
@@ -85,11 +104,14 @@ impl Client {
                 "the server address must be https:// (Sigil speaks only TLS)".into(),
             ));
         }
-        let pinned = KeyId::parse(config.server_keyid.trim()).ok_or_else(|| {
-            ClientError::Config(
-                "SIGIL_SERVER_KEY must be the server's keyid (43 base64url characters)".into(),
-            )
-        })?;
+        let pinned = match config.server_keyid {
+            Some(k) => Some(KeyId::parse(k.trim()).ok_or_else(|| {
+                ClientError::Config(
+                    "SIGIL_SERVER_KEY must be the server's keyid (43 base64url characters)".into(),
+                )
+            })?),
+            None => None,
+        };
         let mut builder = reqwest::Client::builder()
             .https_only(true)
             .tls_version_min(reqwest::tls::Version::TLS_1_3);
@@ -113,6 +135,15 @@ impl Client {
         })
     }
 
+    fn key(&self) -> Result<&SecretIdentity, ClientError> {
+        self.key.as_ref().ok_or_else(|| {
+            ClientError::Config(
+                "no key: set SIGIL_KEY to your key file (create one with `sigil key generate -o FILE`)"
+                    .into(),
+            )
+        })
+    }
+
     fn url(&self, path: &str) -> Result<Url, ClientError> {
         let path = path.trim_start_matches('/');
         Url::parse(&format!(
@@ -124,32 +155,25 @@ impl Client {
 
     /// Fetches `sys/server-key` and checks it against the pinned keyid (once per client).
     pub async fn server_key(&self) -> Result<&PublicIdentity, ClientError> {
+        let Some(pinned) = &self.pinned else {
+            return Err(ClientError::Config(
+                "the server key is not pinned: set SIGIL_SERVER_KEY to the keyid the server printed"
+                    .into(),
+            ));
+        };
         self.server
             .get_or_try_init(|| async {
-                let resp = self
-                    .http
-                    .get(self.url("sys/server-key")?)
-                    .send()
-                    .await
-                    .map_err(transport)?;
-                let status = resp.status().as_u16();
-                let bytes = resp.bytes().await.map_err(transport)?;
-                if status != 200 {
-                    return Err(api_error(status, &bytes));
-                }
-                let key: ServerKey = serde_json::from_slice(&bytes)
+                let resp = self.plain("GET", "sys/server-key", None).await?;
+                let key: ServerKey = serde_json::from_value(resp.body.unwrap_or_default())
                     .map_err(|e| ClientError::Response(format!("sys/server-key: {e}")))?;
                 let public = PublicIdentity::parse(&key.public_key)
                     .map_err(|e| ClientError::Response(format!("sys/server-key: {e}")))?;
                 // The keyid is derived from the key itself; the server's "keyid" field is not
                 // trusted.
                 let presented = public.keyid();
-                if !sigil_crypto::ct_eq(
-                    presented.as_str().as_bytes(),
-                    self.pinned.as_str().as_bytes(),
-                ) {
+                if !sigil_crypto::ct_eq(presented.as_str().as_bytes(), pinned.as_str().as_bytes()) {
                     return Err(ClientError::ServerKeyMismatch {
-                        pinned: self.pinned.to_string(),
+                        pinned: pinned.to_string(),
                         presented: presented.to_string(),
                     });
                 }
@@ -158,61 +182,19 @@ impl Client {
             .await
     }
 
-    /// Sends a signed request. `path` is below `/v1/` and may carry a query; `body` is sealed.
-    pub async fn request(
+    /// An unauthenticated call with a plain JSON body and answer (`sys/health`,
+    /// `sys/seal-status`, `sys/init`, …).
+    pub async fn plain(
         &self,
         method: &str,
         path: &str,
         body: Option<&Value>,
     ) -> Result<ApiResponse, ClientError> {
-        let server = self.server_key().await?.clone();
-        let url = self.url(path)?;
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| ClientError::Config(format!("invalid method {method:?}")))?;
-        let nonce = sigil_crypto::random::nonce()
-            .map_err(|_| ClientError::Config("random number generator failed".into()))?;
-        let sealed_body = match body {
-            Some(v) => {
-                let plain = Zeroizing::new(serde_json::to_vec(v).expect("JSON serializes"));
-                Some(
-                    sealed::seal(
-                        self.key.encryption_key(),
-                        server.encryption_key(),
-                        SealInfo::Request,
-                        &nonce,
-                        &plain,
-                    )
-                    .map_err(|e| ClientError::Config(e.to_string()))?,
-                )
-            }
-            None => None,
-        };
-        let target = format!(
-            "https://{}{}",
-            &url[Position::BeforeHost..Position::AfterPort],
-            &url[Position::BeforePath..Position::AfterQuery]
-        );
-        let signed = signature::sign(
-            &self.key,
-            method.as_str(),
-            &target,
-            sealed_body.as_deref(),
-            {
-                let created = now();
-                (created, created + signature::DEFAULT_VALIDITY_SECS)
-            },
-            nonce,
-        );
-        let mut req = self
-            .http
-            .request(method, url)
-            .header(headers::SIGNATURE_INPUT, signed.signature_input)
-            .header(headers::SIGNATURE, signed.signature);
-        if let (Some(digest), Some(b)) = (signed.content_digest, sealed_body) {
-            req = req
-                .header(headers::CONTENT_DIGEST, digest)
-                .header(reqwest::header::CONTENT_TYPE, headers::SEALED_JSON)
-                .body(b);
+        let mut req = self.http.request(method, self.url(path)?);
+        if let Some(b) = body {
+            req = req.json(b);
         }
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
@@ -220,14 +202,100 @@ impl Client {
         if !(200..300).contains(&status) {
             return Err(api_error(status, &bytes));
         }
+        let body = if bytes.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| ClientError::Response(format!("invalid JSON: {e}")))?,
+            )
+        };
+        Ok(ApiResponse { status, body })
+    }
+
+    /// Signs and sends a request; returns the status, the raw answer and the nonce.
+    async fn send_signed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<RawBody>,
+        nonce: String,
+    ) -> Result<(u16, bytes::Bytes, String), ClientError> {
+        let key = self.key()?;
+        let url = self.url(path)?;
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| ClientError::Config(format!("invalid method {method:?}")))?;
+        let target = format!(
+            "https://{}{}",
+            &url[Position::BeforeHost..Position::AfterPort],
+            &url[Position::BeforePath..Position::AfterQuery]
+        );
+        let created = now();
+        let signed = signature::sign(
+            key,
+            method.as_str(),
+            &target,
+            body.as_ref().map(|b| b.bytes.as_slice()),
+            (created, created + signature::DEFAULT_VALIDITY_SECS),
+            nonce,
+        );
+        let mut req = self
+            .http
+            .request(method, url)
+            .header(headers::SIGNATURE_INPUT, signed.signature_input)
+            .header(headers::SIGNATURE, signed.signature);
+        if let (Some(digest), Some(b)) = (signed.content_digest, body) {
+            req = req
+                .header(headers::CONTENT_DIGEST, digest)
+                .header(reqwest::header::CONTENT_TYPE, b.content_type)
+                .body(b.bytes);
+        }
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if !(200..300).contains(&status) {
+            return Err(api_error(status, &bytes));
+        }
+        Ok((status, bytes, signed.nonce))
+    }
+
+    /// Sends a signed request. `path` is below `/v1/` and may carry a query; `body` is sealed
+    /// to the pinned server key and the answer opened with the caller's key.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<ApiResponse, ClientError> {
+        let server = self.server_key().await?.clone();
+        let key = self.key()?;
+        let nonce = sigil_crypto::random::nonce().map_err(|_| rng())?;
+        let body = match body {
+            Some(v) => {
+                let plain = Zeroizing::new(serde_json::to_vec(v).expect("JSON serializes"));
+                Some(RawBody {
+                    bytes: sealed::seal(
+                        key.encryption_key(),
+                        server.encryption_key(),
+                        SealInfo::Request,
+                        &nonce,
+                        &plain,
+                    )
+                    .map_err(|e| ClientError::Config(e.to_string()))?,
+                    content_type: headers::SEALED_JSON,
+                })
+            }
+            None => None,
+        };
+        let (status, bytes, nonce) = self.send_signed(method, path, body, nonce).await?;
         if bytes.is_empty() {
             return Ok(ApiResponse { status, body: None });
         }
         let plain = sealed::open(
-            self.key.encryption_key(),
+            key.encryption_key(),
             server.encryption_key(),
             SealInfo::Response,
-            &signed.nonce,
+            &nonce,
             &bytes,
         )
         .map_err(|e| ClientError::Response(e.to_string()))?;
@@ -237,6 +305,86 @@ impl Client {
             status,
             body: Some(value),
         })
+    }
+
+    /// Submits this admin's unseal share (PROTOCOL.md §7): reads the seal status, fetches the
+    /// admin's sealed share, opens it locally, and sends it sealed to this boot's unseal key
+    /// for the current attempt. Returns the new seal status.
+    pub async fn unseal(&self) -> Result<Value, ClientError> {
+        let key = self.key()?;
+        let status = self
+            .plain("GET", "sys/seal-status", None)
+            .await?
+            .body
+            .unwrap_or_default();
+        let field = |name: &str| -> Result<String, ClientError> {
+            status
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| ClientError::Response(format!("seal status lacks {name}")))
+        };
+        if status.get("sealed") == Some(&Value::Bool(false)) {
+            return Ok(status);
+        }
+        let unseal_key: [u8; 32] = sigil_crypto::b64url_decode(&field("unseal_key")?)
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| ClientError::Response("invalid unseal_key".into()))?;
+        let attempt = field("attempt")?;
+
+        let nonce = sigil_crypto::random::nonce().map_err(|_| rng())?;
+        let (_, bytes, _) = self
+            .send_signed("GET", "sys/unseal/share", None, nonce)
+            .await?;
+        let share: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Response(format!("sys/unseal/share: {e}")))?;
+        let part = |name: &str| {
+            share
+                .get(name)
+                .and_then(Value::as_str)
+                .and_then(|s| sigil_crypto::b64url_decode(s).ok())
+                .ok_or_else(|| ClientError::Response(format!("sys/unseal/share lacks {name}")))
+        };
+        let envelope = sigil_crypto::Envelope {
+            enc: part("enc")?,
+            ct: part("ct")?,
+        };
+        let opened = sigil_crypto::open_base(key.encryption_key(), SealInfo::Share, b"", &envelope)
+            .map_err(|_| ClientError::Response("the share does not open with this key".into()))?;
+        let submission = Zeroizing::new(
+            serde_json::to_vec(&serde_json::json!({
+                "share": sigil_crypto::b64url_encode(&opened)
+            }))
+            .expect("JSON serializes"),
+        );
+        let env = sigil_crypto::seal_to(
+            key.encryption_key(),
+            &unseal_key,
+            SealInfo::Unseal,
+            attempt.as_bytes(),
+            &submission,
+        )
+        .map_err(|_| ClientError::Response("invalid unseal key".into()))?;
+        let body = serde_json::to_vec(&serde_json::json!({
+            "enc": sigil_crypto::b64url_encode(&env.enc),
+            "ct": sigil_crypto::b64url_encode(&env.ct),
+        }))
+        .expect("JSON serializes");
+        let nonce = sigil_crypto::random::nonce().map_err(|_| rng())?;
+        let (_, bytes, _) = self
+            .send_signed(
+                "POST",
+                "sys/unseal",
+                Some(RawBody {
+                    bytes: body,
+                    content_type: headers::SEALED_JSON,
+                }),
+                nonce,
+            )
+            .await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Response(format!("sys/unseal: {e}")))
     }
 }
 

@@ -1,7 +1,8 @@
-//! The barrier: every value is encrypted with the keyring's AES-256-GCM key before it reaches
-//! the backend, with its full storage key bound in as associated data.
+//! The barrier: every value is encrypted with a keyring key (AES-256-GCM) before it reaches
+//! the backend, with its full storage key bound in as associated data. The keyring itself is
+//! stored wrapped by the root key.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use sigil_crypto::{BarrierKey, KeyTerm};
 use sigil_storage::{Backend, Batch};
@@ -10,25 +11,27 @@ use zeroize::Zeroizing;
 use crate::CoreError;
 
 /// Where the keyring, wrapped by the root key, is stored.
-const KEYRING_KEY: &str = "core/keyring";
+pub(crate) const KEYRING_KEY: &str = "core/keyring";
+/// Storage keys the barrier does not encrypt with the keyring (they are read while sealed or
+/// are the keyring itself).
+pub(crate) const OUTSIDE_BARRIER: &[&str] = &[KEYRING_KEY, crate::seal::SEAL_CONFIG_KEY];
 
-/// The encrypting layer over a [`Backend`]: a root key wraps the keyring; the keyring's data key
-/// encrypts every entry.
+/// The encrypting layer over a [`Backend`]: a root key wraps the keyring; the newest keyring key
+/// encrypts new entries, every older one still decrypts.
 pub struct Barrier {
     backend: Arc<dyn Backend>,
-    /// Wraps the keyring. In transient mode it exists only in this process's memory; with
-    /// persistent storage it is the secret the admins' shares reconstruct.
+    /// Wraps the keyring. Kept while unsealed so the keyring can be rotated.
     root: BarrierKey,
-    key: BarrierKey,
+    /// Every term, oldest first; the last encrypts.
+    keyring: RwLock<Vec<Arc<BarrierKey>>>,
 }
 
 impl std::fmt::Debug for Barrier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Barrier")
             .field("backend", &self.backend.kind())
-            .field("root_term", &self.root.term())
-            .field("term", &self.key.term())
-            .finish()
+            .field("terms", &self.terms())
+            .finish_non_exhaustive()
     }
 }
 
@@ -38,30 +41,156 @@ pub(crate) struct Entry {
     pub(crate) plain: Zeroizing<Vec<u8>>,
 }
 
+fn rng(_: sigil_crypto::CryptoError) -> CoreError {
+    CoreError::bad("random number generator failed")
+}
+
+/// `term(4, BE) ‖ key(32)` per keyring entry.
+fn encode_keyring(keys: &[Arc<BarrierKey>]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(keys.len() * 36));
+    for k in keys {
+        out.extend_from_slice(&k.term().0.to_be_bytes());
+        out.extend_from_slice(k.expose_secret());
+    }
+    out
+}
+
+fn decode_keyring(bytes: &[u8]) -> Result<Vec<Arc<BarrierKey>>, CoreError> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(36) {
+        return Err(CoreError::Integrity);
+    }
+    Ok(bytes
+        .chunks(36)
+        .map(|c| {
+            let term = KeyTerm(u32::from_be_bytes(c[..4].try_into().expect("4 bytes")));
+            let mut key = Zeroizing::new([0u8; 32]);
+            key.copy_from_slice(&c[4..]);
+            Arc::new(BarrierKey::from_secret(term, key))
+        })
+        .collect())
+}
+
 impl Barrier {
-    /// Initializes a barrier on an empty backend: a random root key (kept only in memory) and
-    /// a keyring with one random data key, stored wrapped by the root key.
-    pub fn initialize(backend: Arc<dyn Backend>) -> Result<Self, CoreError> {
-        let rng = |_| CoreError::bad("random number generator failed");
-        let root = BarrierKey::generate(KeyTerm(0)).map_err(rng)?;
-        let key = BarrierKey::generate(KeyTerm(1)).map_err(rng)?;
-        let mut entry = Zeroizing::new(Vec::with_capacity(36));
-        entry.extend_from_slice(&key.term().0.to_be_bytes());
-        entry.extend_from_slice(key.expose_secret());
+    /// Initializes a barrier on an empty backend with `root` and a keyring of one random key.
+    pub fn initialize(backend: Arc<dyn Backend>, root: BarrierKey) -> Result<Self, CoreError> {
+        let key = Arc::new(BarrierKey::generate(KeyTerm(1)).map_err(rng)?);
         let wrapped = root
-            .seal(KEYRING_KEY.as_bytes(), &entry)
+            .seal(
+                KEYRING_KEY.as_bytes(),
+                &encode_keyring(std::slice::from_ref(&key)),
+            )
             .map_err(|_| CoreError::Integrity)?;
         backend.apply(
             Batch::new()
                 .expect(KEYRING_KEY, None)
                 .put(KEYRING_KEY, wrapped),
         )?;
-        Ok(Barrier { backend, root, key })
+        Ok(Barrier {
+            backend,
+            root,
+            keyring: RwLock::new(vec![key]),
+        })
+    }
+
+    /// Opens the stored keyring with `root`. A wrong root key fails with
+    /// [`CoreError::Integrity`] and reveals nothing else.
+    pub fn open(backend: Arc<dyn Backend>, root: BarrierKey) -> Result<Self, CoreError> {
+        let wrapped = backend.get(KEYRING_KEY)?.ok_or(CoreError::Integrity)?;
+        let plain = root
+            .open(KEYRING_KEY.as_bytes(), &wrapped)
+            .map_err(|_| CoreError::Integrity)?;
+        Ok(Barrier {
+            backend,
+            root,
+            keyring: RwLock::new(decode_keyring(&plain)?),
+        })
     }
 
     /// The backend's kind, for status output.
     pub fn backend_kind(&self) -> &'static str {
         self.backend.kind()
+    }
+
+    /// The keyring's terms, oldest first.
+    pub fn terms(&self) -> Vec<u32> {
+        self.keys().iter().map(|k| k.term().0).collect()
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<BarrierKey>>> {
+        self.keyring.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a new keyring term; new writes use it, older terms keep decrypting.
+    pub fn rotate(&self) -> Result<u32, CoreError> {
+        let mut keys = self.keyring.write().unwrap_or_else(|e| e.into_inner());
+        let next = KeyTerm(keys.last().map_or(1, |k| k.term().0 + 1));
+        let mut updated = keys.clone();
+        updated.push(Arc::new(BarrierKey::generate(next).map_err(rng)?));
+        let old = self.backend.get(KEYRING_KEY)?;
+        let wrapped = self
+            .root
+            .seal(KEYRING_KEY.as_bytes(), &encode_keyring(&updated))
+            .map_err(|_| CoreError::Integrity)?;
+        self.backend.apply(
+            Batch::new()
+                .expect(KEYRING_KEY, old)
+                .put(KEYRING_KEY, wrapped),
+        )?;
+        *keys = updated;
+        Ok(next.0)
+    }
+
+    /// Re-encrypts every entry written under an older term with the newest one. Entries
+    /// changed concurrently are left to their writer (already on the newest term). Returns the
+    /// number of entries rewritten.
+    pub fn rewrap(&self) -> Result<usize, CoreError> {
+        let newest = self
+            .keys()
+            .last()
+            .map(|k| k.term())
+            .ok_or(CoreError::Integrity)?;
+        let mut count = 0;
+        for key in self.backend.list("")? {
+            if OUTSIDE_BARRIER.contains(&key.as_str()) {
+                continue;
+            }
+            let Some(entry) = self.get(&key)? else {
+                continue;
+            };
+            if BarrierKey::term_of(&entry.raw).map_err(|_| CoreError::Integrity)? == newest {
+                continue;
+            }
+            let sealed = self.seal(&key, &entry.plain)?;
+            match self.backend.apply(
+                Batch::new()
+                    .expect(key.as_str(), Some(entry.raw))
+                    .put(key.as_str(), sealed),
+            ) {
+                Ok(()) => count += 1,
+                Err(sigil_storage::StorageError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(count)
+    }
+
+    /// How many stored entries each term encrypts (for status and tests).
+    pub fn term_usage(&self) -> Result<Vec<(u32, usize)>, CoreError> {
+        let mut usage: Vec<(u32, usize)> = self.terms().into_iter().map(|t| (t, 0)).collect();
+        for key in self.backend.list("")? {
+            if OUTSIDE_BARRIER.contains(&key.as_str()) {
+                continue;
+            }
+            if let Some(raw) = self.backend.get(&key)? {
+                let term = BarrierKey::term_of(&raw)
+                    .map_err(|_| CoreError::Integrity)?
+                    .0;
+                if let Some(slot) = usage.iter_mut().find(|(t, _)| *t == term) {
+                    slot.1 += 1;
+                }
+            }
+        }
+        Ok(usage)
     }
 
     /// A view confined to `prefix`.
@@ -76,18 +205,29 @@ impl Barrier {
         let Some(raw) = self.backend.get(key)? else {
             return Ok(None);
         };
-        let plain = self.key.open(key.as_bytes(), &raw).map_err(|_| {
+        let integrity = || {
             tracing::error!(
                 storage_key = key,
                 "barrier entry failed its integrity check"
             );
             CoreError::Integrity
-        })?;
+        };
+        let term = BarrierKey::term_of(&raw).map_err(|_| integrity())?;
+        let key_for_term = self
+            .keys()
+            .iter()
+            .find(|k| k.term() == term)
+            .cloned()
+            .ok_or_else(integrity)?;
+        let plain = key_for_term
+            .open(key.as_bytes(), &raw)
+            .map_err(|_| integrity())?;
         Ok(Some(Entry { raw, plain }))
     }
 
     fn seal(&self, key: &str, plain: &[u8]) -> Result<Vec<u8>, CoreError> {
-        self.key
+        let newest = self.keys().last().cloned().ok_or(CoreError::Integrity)?;
+        newest
             .seal(key.as_bytes(), plain)
             .map_err(|_| CoreError::Integrity)
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use sigil_crypto::{PublicIdentity, SecretIdentity};
+use sigil_crypto::{BarrierKey, KeyTerm, PublicIdentity, SecretIdentity};
 use sigil_storage::Backend;
 
 use crate::barrier::{Barrier, ViewBatch};
@@ -16,6 +16,10 @@ use crate::{CoreError, Operation, Request, Response};
 const POLICIES: &str = "sys/policies/acl";
 const IDENTITIES: &str = "identity/entity/name";
 const KV_MOUNT: &str = "secret";
+/// Keyring maintenance, `sudo` required (as Vault's `sys/rotate`).
+const ROTATE: &str = "sys/rotate";
+const REWRAP: &str = "sys/rewrap";
+const KEY_STATUS: &str = "sys/key-status";
 /// Where the server's identity key file is kept, under the barrier (below `core/`).
 const SERVER_IDENTITY: &str = "server-identity";
 
@@ -40,6 +44,7 @@ enum Route<'a> {
     Policies(&'a str),
     Identities(&'a str),
     Kv(&'a str),
+    Keyring(&'a str),
     Unknown,
 }
 
@@ -60,19 +65,33 @@ fn route(path: &str) -> Route<'_> {
         Route::Identities(rest)
     } else if let Some(rest) = below(path, KV_MOUNT) {
         Route::Kv(rest)
+    } else if [ROTATE, REWRAP, KEY_STATUS].contains(&path) {
+        Route::Keyring(path)
     } else {
         Route::Unknown
     }
 }
 
 impl Core {
-    /// Starts a core on an empty `backend` (transient mode): initializes the barrier, generates
-    /// the server's identity key (kept under the barrier) and registers the init admins.
+    /// Starts a core on an empty `backend` with a root key that exists only in memory
+    /// (transient mode).
     pub fn start_transient(
         backend: Arc<dyn Backend>,
         config: CoreConfig,
     ) -> Result<Self, CoreError> {
-        let barrier = Arc::new(Barrier::initialize(backend)?);
+        let root = BarrierKey::generate(KeyTerm(0))
+            .map_err(|_| CoreError::bad("random number generator failed"))?;
+        Self::create(backend, root, config)
+    }
+
+    /// Initializes an empty `backend`: the barrier under `root`, a new server identity key
+    /// (kept under the barrier) and the init admins as identities with the admin policy.
+    pub(crate) fn create(
+        backend: Arc<dyn Backend>,
+        root: BarrierKey,
+        config: CoreConfig,
+    ) -> Result<Self, CoreError> {
+        let barrier = Arc::new(Barrier::initialize(backend, root)?);
         let server_identity = SecretIdentity::generate()
             .map_err(|_| CoreError::bad("random number generator failed"))?;
         let mut batch = ViewBatch::default();
@@ -84,13 +103,7 @@ impl Core {
                 .to_vec(),
         );
         barrier.view("core/").apply(batch)?;
-        let core = Core {
-            server_identity,
-            identities: IdentityStore::new(barrier.view("sys/identity/")),
-            policies: PolicyStore::new(barrier.view("sys/policy/")),
-            kv: KvEngine::new(barrier.view("logical/secret/")),
-            barrier,
-        };
+        let core = Self::assemble(barrier, server_identity);
         for (name, public) in config.admins {
             core.identities.upsert(
                 &name,
@@ -100,9 +113,61 @@ impl Core {
         Ok(core)
     }
 
+    /// Opens an initialized `backend` with the reconstructed `root` key (unseal). A wrong key
+    /// fails with [`CoreError::Integrity`].
+    pub(crate) fn open(backend: Arc<dyn Backend>, root: BarrierKey) -> Result<Self, CoreError> {
+        let barrier = Arc::new(Barrier::open(backend, root)?);
+        let entry = barrier
+            .view("core/")
+            .get(SERVER_IDENTITY)?
+            .ok_or(CoreError::Integrity)?;
+        let text = std::str::from_utf8(&entry.plain).map_err(|_| CoreError::Integrity)?;
+        let server_identity =
+            SecretIdentity::from_key_file(text).map_err(|_| CoreError::Integrity)?;
+        let core = Self::assemble(barrier, server_identity);
+        core.identities.load_all()?;
+        core.policies.load_all()?;
+        Ok(core)
+    }
+
+    fn assemble(barrier: Arc<Barrier>, server_identity: SecretIdentity) -> Self {
+        Core {
+            server_identity,
+            identities: IdentityStore::new(barrier.view("sys/identity/")),
+            policies: PolicyStore::new(barrier.view("sys/policy/")),
+            kv: KvEngine::new(barrier.view("logical/secret/")),
+            barrier,
+        }
+    }
+
+    /// The barrier (keyring status and maintenance).
+    pub fn barrier(&self) -> &Barrier {
+        &self.barrier
+    }
+
+    /// Whether `caller` holds `cap` (and, when `sudo`, also `cap` itself) at `path`.
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        path: &str,
+        caps: &[Capability],
+    ) -> Result<(), CoreError> {
+        let acl = self.policies.acl_for(&caller.identity.policies);
+        if caps.iter().all(|c| acl.allows(path, *c)) {
+            Ok(())
+        } else {
+            Err(CoreError::Forbidden)
+        }
+    }
+
     /// The server's own identity key (signs nothing yet; seals responses, opens requests).
     pub fn server_identity(&self) -> &SecretIdentity {
         &self.server_identity
+    }
+
+    /// Keyids of the enabled identities holding the admin policy.
+    pub fn admin_keyids(&self) -> Vec<String> {
+        self.identities.admin_keyids()
     }
 
     /// The storage backend's kind.
@@ -130,11 +195,13 @@ impl Core {
             Operation::Patch => Capability::Patch,
             Operation::Delete => Capability::Delete,
         };
+        let sudo = matches!(route, Route::Keyring(_));
         let acl = self.policies.acl_for(&caller.identity.policies);
-        if !acl.allows(&req.path, cap) {
+        if !acl.allows(&req.path, cap) || (sudo && !acl.allows(&req.path, Capability::Sudo)) {
             return Err(CoreError::Forbidden);
         }
         match route {
+            Route::Keyring(path) => self.keyring(path, req.operation),
             Route::Policies(rest) => self.policies.handle(&req, rest),
             Route::Identities(rest) => self.identities.handle(&req, rest),
             Route::Kv(rest) => self.kv.handle(&req, rest),
@@ -142,6 +209,33 @@ impl Core {
                 "no handler for route \"{}\"",
                 req.path
             ))),
+        }
+    }
+
+    fn keyring(&self, path: &str, op: Operation) -> Result<Response, CoreError> {
+        match (path, op) {
+            (ROTATE, Operation::Create | Operation::Update) => {
+                let term = self.barrier.rotate()?;
+                tracing::info!(term, "keyring rotated");
+                Ok(Response::data(json!({ "term": term })))
+            }
+            (REWRAP, Operation::Create | Operation::Update) => {
+                let rewrapped = self.barrier.rewrap()?;
+                tracing::info!(rewrapped, "entries rewrapped under the newest term");
+                Ok(Response::data(json!({ "rewrapped": rewrapped })))
+            }
+            (KEY_STATUS, Operation::Read) => {
+                let usage = self.barrier.term_usage()?;
+                let terms: Vec<_> = usage
+                    .iter()
+                    .map(|(t, n)| json!({ "term": t, "entries": n }))
+                    .collect();
+                Ok(Response::data(json!({
+                    "term": usage.last().map_or(0, |(t, _)| *t),
+                    "terms": terms,
+                })))
+            }
+            _ => Err(CoreError::UnsupportedOperation),
         }
     }
 

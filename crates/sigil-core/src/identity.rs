@@ -111,6 +111,36 @@ impl IdentityStore {
         }
     }
 
+    /// Keyids of enabled identities holding the admin policy, sorted.
+    pub(crate) fn admin_keyids(&self) -> Vec<String> {
+        let map = self.by_keyid.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<String> = map
+            .values()
+            .filter(|c| {
+                !c.identity.disabled && c.identity.policies.iter().any(|p| p == ADMIN_POLICY)
+            })
+            .map(|c| c.identity.keyid.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Loads every stored identity into the keyid index (at unseal).
+    pub(crate) fn load_all(&self) -> Result<(), CoreError> {
+        let mut map = HashMap::new();
+        for name in self.view.list("")? {
+            let (identity, _) = self.load(&name)?.ok_or(CoreError::Integrity)?;
+            let public =
+                PublicIdentity::parse(&identity.public_key).map_err(|_| CoreError::Integrity)?;
+            map.insert(
+                identity.keyid.clone(),
+                Arc::new(Caller { identity, public }),
+            );
+        }
+        *self.by_keyid.write().unwrap_or_else(|e| e.into_inner()) = map;
+        Ok(())
+    }
+
     /// The enabled identity whose signing key has this keyid.
     pub(crate) fn caller(&self, keyid: &str) -> Option<Arc<Caller>> {
         let map = self.by_keyid.read().unwrap_or_else(|e| e.into_inner());

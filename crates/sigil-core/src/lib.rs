@@ -19,6 +19,7 @@ mod path;
 pub mod policy;
 mod policy_store;
 mod request;
+mod seal;
 mod timefmt;
 
 pub use barrier::{Barrier, View};
@@ -27,3 +28,4 @@ pub use error::CoreError;
 pub use identity::{Caller, Identity};
 pub use path::normalize as normalize_path;
 pub use request::{Operation, Request, Response};
+pub use seal::{AdminShare, InitResponse, Node, SealConfig, SealStatus};

@@ -40,6 +40,22 @@ impl PolicyStore {
         }
     }
 
+    /// Loads every stored policy (at unseal). A stored policy that no longer parses stops the
+    /// unseal: skipping it could drop a `deny` and grant more than its author meant.
+    pub(crate) fn load_all(&self) -> Result<(), CoreError> {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        for name in self.view.list("")? {
+            let entry = self.view.get(&name)?.ok_or(CoreError::Integrity)?;
+            let text = std::str::from_utf8(&entry.plain).map_err(|_| CoreError::Integrity)?;
+            let policy = parse_policy(&name, text).map_err(|e| {
+                tracing::error!(policy = name, error = %e, "stored policy does not parse");
+                CoreError::Integrity
+            })?;
+            cache.insert(name, Arc::new(policy));
+        }
+        Ok(())
+    }
+
     /// The ACL for a caller holding `names` (unknown names contribute nothing, as in Vault).
     pub(crate) fn acl_for(&self, names: &[String]) -> Acl {
         let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());

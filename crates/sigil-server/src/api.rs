@@ -1,4 +1,5 @@
-//! The HTTP API: one handler for `/v1/…` that authenticates, opens, dispatches and seals.
+//! The HTTP API: one handler for `/v1/…`. Seal endpoints first, then — only when unsealed —
+//! authenticate, open, dispatch to the core, and seal the response.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,10 +8,13 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode, header};
+use serde::Deserialize;
 use serde_json::{Value, json};
-use sigil_core::{Core, Operation};
-use sigil_crypto::SealInfo;
+use sigil_core::policy::Capability;
+use sigil_core::{Caller, Core, Node, Operation};
+use sigil_crypto::{PublicIdentity, SealInfo};
 use sigil_proto::{body as sealed, headers, sys};
 use zeroize::Zeroizing;
 
@@ -22,7 +26,7 @@ use crate::replay::ReplayCache;
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub(crate) struct AppState {
-    pub(crate) core: Core,
+    pub(crate) node: Node,
     pub(crate) replay: ReplayCache,
 }
 
@@ -37,15 +41,17 @@ fn now() -> i64 {
 }
 
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    match dispatch(&state, req).await {
+    match dispatch(state, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-fn plain_json(value: &impl serde::Serialize) -> Response {
-    let mut resp = serde_json::to_string(value)
-        .expect("plain JSON serializes")
+fn plain_json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    let mut resp = (
+        status,
+        serde_json::to_string(value).expect("plain JSON serializes"),
+    )
         .into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -54,21 +60,18 @@ fn plain_json(value: &impl serde::Serialize) -> Response {
     resp
 }
 
-async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    auth::refuse_tokens(&parts.headers)?;
-    let Some(raw_path) = parts.uri.path().strip_prefix("/v1/") else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "Sigil's API is under /v1/",
-        ));
-    };
-    if parts.method == Method::GET
-        && let Some(r) = unauthenticated(state, raw_path)
-    {
-        return Ok(r);
+fn unavailable(node: &Node) -> ApiError {
+    if node.initialized() {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Sigil is sealed")
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sigil is not initialized: run `sigil operator init`",
+        )
     }
+}
 
+async fn read_body(parts: &Parts, body: Body) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     let declared = parts
         .headers
@@ -78,12 +81,61 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(too_large());
     }
-    let body: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|_| too_large())?;
+        .map_err(|_| too_large())
+}
 
-    let authn = auth::authenticate(&state.core, &state.replay, &parts, &body, now())?;
-    let data = open_body(state, &authn, &parts.headers, &body)?;
+async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    auth::refuse_tokens(&parts.headers)?;
+    let Some(raw_path) = parts.uri.path().strip_prefix("/v1/") else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "Sigil's API is under /v1/",
+        ));
+    };
+    let node = &state.node;
+    let write = parts.method == Method::POST || parts.method == Method::PUT;
+    if parts.method == Method::GET {
+        match raw_path {
+            "sys/health" => return Ok(health(node)),
+            "sys/seal-status" => return Ok(plain_json(StatusCode::OK, &node.status())),
+            "sys/server-key" => {
+                let public = node.server_key().ok_or_else(|| unavailable(node))?;
+                return Ok(plain_json(
+                    StatusCode::OK,
+                    &sys::ServerKey {
+                        public_key: public.to_string(),
+                        keyid: public.keyid().to_string(),
+                    },
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    let body = read_body(&parts, body).await?;
+    match raw_path {
+        "sys/init" if write => return init(node, &body),
+        "sys/unseal/share" if parts.method == Method::GET => {
+            let authn = auth::authenticate(node, &state.replay, &parts, &body, now())?;
+            let share = node
+                .sealed_share(&authn.caller.0)
+                .ok_or_else(|| unavailable(node))?;
+            return Ok(plain_json(StatusCode::OK, &share));
+        }
+        "sys/unseal" if write => {
+            let authn = auth::authenticate(node, &state.replay, &parts, &body, now())?;
+            let status = node.submit_share(&authn.caller.0, &body)?;
+            return Ok(plain_json(StatusCode::OK, &status));
+        }
+        _ => {}
+    }
+
+    let core = node.core().ok_or_else(|| unavailable(node))?;
+    let authn = auth::authenticate(core.as_ref(), &state.replay, &parts, &body, now())?;
+    let data = open_body(&core, &authn, &parts.headers, &body)?;
     let query: Vec<(String, String)> =
         form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
@@ -107,51 +159,90 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> 
     if operation == Operation::List && !path.ends_with('/') {
         path.push('/');
     }
+    if path == "sys/seal" && operation == Operation::Update {
+        core.authorize(
+            &authn.caller,
+            &path,
+            &[Capability::Update, Capability::Sudo],
+        )?;
+        drop(core);
+        node.seal()?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let request = sigil_core::Request {
         operation,
         path,
         data,
         query,
     };
-    let response = state.core.handle(&authn.caller, request)?;
-    seal_response(state, &authn, response)
+    let caller = Arc::clone(&authn.caller);
+    let worker = Arc::clone(&core);
+    // The core may wait on an fsync: keep it off the async workers.
+    let response = tokio::task::spawn_blocking(move || worker.handle(&caller, request))
+        .await
+        .map_err(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed")
+        })??;
+    seal_response(&core, &authn, response)
 }
 
-/// The three endpoints anyone may read, in plain JSON (PROTOCOL.md §4).
-fn unauthenticated(state: &AppState, path: &str) -> Option<Response> {
-    let version = env!("CARGO_PKG_VERSION").to_owned();
-    Some(match path {
-        "sys/health" => plain_json(&sys::Health {
-            initialized: true,
-            sealed: false,
+fn health(node: &Node) -> Response {
+    let status = node.status();
+    // Vault's codes: 200 unsealed, 503 sealed, 501 not initialized.
+    let code = match (status.initialized, status.sealed) {
+        (false, _) => StatusCode::NOT_IMPLEMENTED,
+        (true, true) => StatusCode::SERVICE_UNAVAILABLE,
+        (true, false) => StatusCode::OK,
+    };
+    plain_json(
+        code,
+        &sys::Health {
+            initialized: status.initialized,
+            sealed: status.sealed,
             standby: false,
             server_time_utc: now(),
-            version,
-        }),
-        "sys/seal-status" => plain_json(&sys::SealStatus {
-            kind: "shamir".into(),
-            initialized: true,
-            sealed: false,
-            threshold: 1,
-            admins: 1,
-            progress: 0,
-            storage_type: state.core.storage_kind().into(),
-            version,
-        }),
-        "sys/server-key" => {
-            let public = state.core.server_identity().public();
-            plain_json(&sys::ServerKey {
-                public_key: public.to_string(),
-                keyid: public.keyid().to_string(),
-            })
-        }
-        _ => return None,
-    })
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+    )
+}
+
+/// `POST sys/init`: `{"admins":["sigil1…"],"threshold":K}` plus Sigil's optional `"names"`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitRequest {
+    admins: Vec<String>,
+    threshold: u8,
+    #[serde(default)]
+    names: Vec<String>,
+}
+
+fn init(node: &Node, body: &[u8]) -> Result<Response, ApiError> {
+    let req: InitRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected {{\"admins\":[\"sigil1…\"],\"threshold\":K}}: {e}"
+        ))
+    })?;
+    if !req.names.is_empty() && req.names.len() != req.admins.len() {
+        return Err(ApiError::bad_request("names must match admins one to one"));
+    }
+    let mut admins = Vec::with_capacity(req.admins.len());
+    for (i, text) in req.admins.iter().enumerate() {
+        let public = PublicIdentity::parse(text)
+            .map_err(|e| ApiError::bad_request(format!("admins[{i}]: {e}")))?;
+        let name = req
+            .names
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("admin-{}", i + 1));
+        admins.push((name, public));
+    }
+    let response = node.init(admins, req.threshold)?;
+    Ok(plain_json(StatusCode::OK, &response))
 }
 
 fn open_body(
-    state: &AppState,
-    authn: &Authenticated,
+    core: &Core,
+    authn: &Authenticated<Arc<Caller>>,
     headers_in: &http::HeaderMap,
     body: &[u8],
 ) -> Result<Option<Value>, ApiError> {
@@ -173,7 +264,7 @@ fn open_body(
         )));
     }
     let plain = sealed::open(
-        state.core.server_identity().encryption_key(),
+        core.server_identity().encryption_key(),
         authn.caller.public.encryption_key(),
         SealInfo::Request,
         &authn.nonce,
@@ -193,8 +284,8 @@ fn open_body(
 }
 
 fn seal_response(
-    state: &AppState,
-    authn: &Authenticated,
+    core: &Core,
+    authn: &Authenticated<Arc<Caller>>,
     response: sigil_core::Response,
 ) -> Result<Response, ApiError> {
     if response.status == 204 {
@@ -220,7 +311,7 @@ fn seal_response(
     let plain = Zeroizing::new(serde_json::to_vec(&envelope).expect("response serializes"));
     drop(envelope);
     let body = sealed::seal(
-        state.core.server_identity().encryption_key(),
+        core.server_identity().encryption_key(),
         authn.caller.public.encryption_key(),
         SealInfo::Response,
         &authn.nonce,

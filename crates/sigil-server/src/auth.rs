@@ -5,18 +5,48 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use http::request::Parts;
-use sigil_core::{Caller, Core};
+use sigil_core::{Caller, Core, Node};
+use sigil_crypto::PublicIdentity;
 use sigil_proto::headers;
 use sigil_proto::signature::{self, SignatureError};
 
 use crate::error::ApiError;
 use crate::replay::ReplayCache;
 
-/// A request whose signature verified.
-pub(crate) struct Authenticated {
-    pub(crate) caller: Arc<Caller>,
+/// A request whose signature verified, and who signed it.
+pub(crate) struct Authenticated<T> {
+    pub(crate) caller: T,
     /// The signature's nonce: the AAD of this exchange's sealed bodies.
     pub(crate) nonce: String,
+}
+
+/// Who may sign: looks a keyid up and yields the signer with its public key.
+pub(crate) trait Signers {
+    type Signer;
+    fn find(&self, keyid: &str) -> Option<Self::Signer>;
+    fn public_key(signer: &Self::Signer) -> &PublicIdentity;
+}
+
+/// The identities of an unsealed core.
+impl Signers for Core {
+    type Signer = Arc<Caller>;
+    fn find(&self, keyid: &str) -> Option<Arc<Caller>> {
+        self.caller(keyid)
+    }
+    fn public_key(signer: &Arc<Caller>) -> &PublicIdentity {
+        &signer.public
+    }
+}
+
+/// The admins of the seal configuration (for the unseal endpoints, while sealed).
+impl Signers for Node {
+    type Signer = (String, PublicIdentity);
+    fn find(&self, keyid: &str) -> Option<(String, PublicIdentity)> {
+        self.admin(keyid).map(|p| (keyid.to_owned(), p))
+    }
+    fn public_key(signer: &(String, PublicIdentity)) -> &PublicIdentity {
+        &signer.1
+    }
 }
 
 const NO_TOKENS: &str = "Sigil does not use tokens: sign each request with your private key (RFC 9421); see `sigil key generate`";
@@ -73,14 +103,14 @@ fn deny(e: SignatureError) -> ApiError {
     ApiError::unauthorized(e.to_string())
 }
 
-/// Verifies the request's signature and finds its identity.
-pub(crate) fn authenticate(
-    core: &Core,
+/// Verifies the request's signature and finds its signer among `signers`.
+pub(crate) fn authenticate<S: Signers>(
+    signers: &S,
     replay: &ReplayCache,
     parts: &Parts,
     body: &[u8],
     now: i64,
-) -> Result<Authenticated, ApiError> {
+) -> Result<Authenticated<S::Signer>, ApiError> {
     let h = &parts.headers;
     let input = single_header(h, headers::SIGNATURE_INPUT).map_err(deny)?;
     let sig = single_header(h, headers::SIGNATURE).map_err(deny)?;
@@ -89,8 +119,8 @@ pub(crate) fn authenticate(
     };
     let parsed = signature::parse(input, sig).map_err(deny)?;
     parsed.check_time(now).map_err(deny)?;
-    let caller = core
-        .caller(parsed.params.keyid.as_str())
+    let caller = signers
+        .find(parsed.params.keyid.as_str())
         .ok_or_else(|| ApiError::unauthorized("unknown or disabled key"))?;
 
     let digest = single_header(h, headers::CONTENT_DIGEST).map_err(deny)?;
@@ -105,7 +135,7 @@ pub(crate) fn authenticate(
     }
     parsed
         .verify(
-            &caller.public,
+            S::public_key(&caller),
             parts.method.as_str(),
             &target_uri(parts)?,
             digest,

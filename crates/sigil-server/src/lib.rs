@@ -13,9 +13,11 @@
 mod api;
 mod auth;
 mod error;
+mod listener;
+mod node;
 mod replay;
 mod tls;
-mod transient;
 
-pub use tls::TransientCa;
-pub use transient::{Running, TransientConfig, start_transient};
+pub use listener::{Running, ServerConfig, StartError, start};
+pub use node::{NodeError, file_node, transient_node};
+pub use tls::{TlsError, TlsIdentity};

@@ -1,5 +1,7 @@
-//! TLS 1.3 for the transient server: a CA generated in memory signs a server certificate; only
-//! the CA certificate (public) leaves the process, written to a file for clients to trust.
+//! TLS 1.3. A transient server generates a CA in memory that signs its certificate; only the CA
+//! certificate (public) is written out, for clients to trust. A persistent server generates the
+//! same once and keeps it in its data directory (`ca.pem`, `server.pem`, `server.key` 0600), or
+//! uses certificate and key files it is given.
 
 use std::sync::Arc;
 
@@ -7,20 +9,24 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::path::Path;
 
-/// A TLS identity generated at start: the CA's certificate (PEM, public) and a rustls server
-/// configuration holding the server's certificate and key.
-pub struct TransientCa {
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use zeroize::Zeroizing;
+
+/// A server's TLS identity: the CA certificate clients should trust (PEM, public) and a rustls
+/// server configuration holding the server's certificate chain and key.
+pub struct TlsIdentity {
     /// The CA certificate in PEM, for `SIGIL_CACERT`.
     pub ca_pem: String,
     /// The TLS 1.3 server configuration (ALPN h2 and http/1.1).
     pub server_config: Arc<rustls::ServerConfig>,
 }
 
-impl std::fmt::Debug for TransientCa {
+impl std::fmt::Debug for TlsIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TransientCa").finish_non_exhaustive()
+        f.debug_struct("TlsIdentity").finish_non_exhaustive()
     }
 }
 
@@ -29,38 +35,138 @@ pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-impl TransientCa {
-    /// Generates a CA and a server certificate valid for `names` (DNS names or IP addresses).
-    /// The CA's private key is dropped once the server certificate is signed.
-    pub fn generate(names: &[String]) -> Result<Self, rcgen::Error> {
-        let ca_key = KeyPair::generate()?;
-        let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca.distinguished_name
-            .push(DnType::CommonName, "Sigil transient CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca, ca_key);
+/// Certificates and key as generated: everything needed to serve, and to keep on disk.
+struct Generated {
+    ca_pem: String,
+    chain_pem: String,
+    key_pem: Zeroizing<String>,
+}
 
-        let leaf_key = KeyPair::generate()?;
-        let mut leaf = CertificateParams::new(names.to_vec())?;
-        leaf.distinguished_name
-            .push(DnType::CommonName, "Sigil server");
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
+fn generate(names: &[String]) -> Result<Generated, TlsError> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name.push(DnType::CommonName, "Sigil CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
 
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|_| rcgen::Error::CouldNotParseCertificate)?
-            .with_no_client_auth()
-            .with_single_cert(vec![leaf_cert.der().clone(), ca_cert.der().clone()], key)
-            .map_err(|_| rcgen::Error::CouldNotParseCertificate)?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(TransientCa {
-            ca_pem: ca_cert.pem(),
-            server_config: Arc::new(config),
+    let leaf_key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(names.to_vec())?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, "Sigil server");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
+    Ok(Generated {
+        ca_pem: ca_cert.pem(),
+        chain_pem: format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
+        key_pem: Zeroizing::new(leaf_key.serialize_pem()),
+    })
+}
+
+/// Why a TLS identity could not be made or loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// Certificate generation failed.
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// A certificate or key file could not be read or written.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The certificate and key do not make a TLS configuration.
+    #[error("invalid certificate or key: {0}")]
+    Config(String),
+}
+
+fn file_error(path: &Path, e: impl std::fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn server_config(chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Config(format!("certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(TlsError::Config(
+            "no certificate in the certificate file".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| TlsError::Config(format!("private key: {e}")))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+impl TlsIdentity {
+    /// Generates a CA and a server certificate valid for `names` (DNS names or IP addresses),
+    /// in memory. The CA's private key is dropped once the server certificate is signed.
+    pub fn generate(names: &[String]) -> Result<Self, TlsError> {
+        let g = generate(names)?;
+        Ok(TlsIdentity {
+            server_config: server_config(g.chain_pem.as_bytes(), g.key_pem.as_bytes())?,
+            ca_pem: g.ca_pem,
         })
     }
+
+    /// Loads `dir/ca.pem`, `dir/server.pem` and `dir/server.key`, generating them on first
+    /// use (the key file 0600). The CA's private key is never stored.
+    pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Self, TlsError> {
+        let (ca, chain, key) = (
+            dir.join("ca.pem"),
+            dir.join("server.pem"),
+            dir.join("server.key"),
+        );
+        if !key.exists() {
+            let g = generate(names)?;
+            write_new(&key, g.key_pem.as_bytes(), 0o600)?;
+            write_new(&chain, g.chain_pem.as_bytes(), 0o644)?;
+            write_new(&ca, g.ca_pem.as_bytes(), 0o644)?;
+        }
+        Self::from_files(&chain, &key, Some(&ca))
+    }
+
+    /// Uses a certificate chain and key from files (`ca` is what clients should trust, if
+    /// known).
+    pub fn from_files(chain: &Path, key: &Path, ca: Option<&Path>) -> Result<Self, TlsError> {
+        let chain_pem = std::fs::read(chain).map_err(|e| file_error(chain, e))?;
+        let key_pem = Zeroizing::new(std::fs::read(key).map_err(|e| file_error(key, e))?);
+        let ca_pem = match ca {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| file_error(p, e))?,
+            None => String::new(),
+        };
+        Ok(TlsIdentity {
+            server_config: server_config(&chain_pem, &key_pem)?,
+            ca_pem,
+        })
+    }
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| file_error(path, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| file_error(path, e))
 }

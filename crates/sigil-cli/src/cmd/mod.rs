@@ -3,6 +3,7 @@
 mod identity;
 mod key;
 mod kv;
+mod operator;
 mod policy;
 mod server;
 
@@ -17,6 +18,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Identity(c) => identity::run(c).await,
         Command::Policy(c) => policy::run(c).await,
         Command::Kv(c) => kv::run(c).await,
+        Command::Operator(c) => operator::run(c).await,
     }
 }
 

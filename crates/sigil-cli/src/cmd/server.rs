@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use sigil_crypto::{PublicIdentity, SecretIdentity};
-use sigil_server::{TransientCa, TransientConfig, start_transient};
+use sigil_server::{ServerConfig, TlsIdentity, start};
 
 use crate::args::ServerArgs;
 use crate::keyfile;
@@ -28,13 +28,7 @@ fn init_logging() {
 fn state_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match dir {
         Some(d) => {
-            if !d.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&d)
-                    .with_context(|| format!("cannot create {}", d.display()))?;
-            }
+            private_dir(&d)?;
             Ok(d)
         }
         None => {
@@ -65,31 +59,7 @@ fn admins(values: &[String], dir: &Path) -> anyhow::Result<Admins> {
             generated_key: Some(path),
         });
     }
-    let mut out: Vec<(String, PublicIdentity)> = Vec::new();
-    for (i, value) in values.iter().enumerate() {
-        let public = keyfile::read_public(value)?;
-        let stem = Path::new(value)
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .filter(|_| !value.trim().to_ascii_lowercase().starts_with("sigil1"))
-            .filter(|s| {
-                !s.is_empty()
-                    && s.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            });
-        let mut name = match stem {
-            Some(s) => s.to_owned(),
-            None if i == 0 => "admin".into(),
-            None => format!("admin-{}", i + 1),
-        };
-        if out.iter().any(|(n, _)| *n == name) {
-            name = format!("{name}-{}", i + 1);
-        }
-        if out.iter().any(|(_, p)| *p == public) {
-            bail!("--admin {value}: the same key is given twice");
-        }
-        out.push((name, public));
-    }
+    let out = keyfile::named_publics(values)?;
     Ok(Admins {
         identities: out,
         generated_key: None,
@@ -135,51 +105,85 @@ async fn shutdown_signal() {
     }
 }
 
-pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    if !args.transient {
-        bail!(
-            "only transient mode exists yet: run `sigil server --transient` (persistent storage comes with the storage milestone)"
-        );
+/// Creates `dir` (0700) if it does not exist.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    init_logging();
-    let dir = state_dir(args.dir)?;
-    let Admins {
-        identities: admins,
-        generated_key,
-    } = admins(&args.admins, &dir)?;
-    let tls = TransientCa::generate(&tls_names(&args.listen, &args.tls_sans))
-        .context("cannot generate the TLS certificate")?;
-    let ca_path = dir.join("ca.pem");
-    std::fs::write(&ca_path, tls.ca_pem.as_bytes())
-        .with_context(|| format!("cannot write {}", ca_path.display()))?;
-    std::fs::set_permissions(&ca_path, std::fs::Permissions::from_mode(0o644)).ok();
-    let admin_names: Vec<String> = admins.iter().map(|(n, _)| n.clone()).collect();
+    Ok(())
+}
 
-    let running = start_transient(TransientConfig {
+pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let names = tls_names(&args.listen, &args.tls_sans);
+    let (node, tls, ca_path, generated_key) = if args.transient {
+        init_logging();
+        let dir = state_dir(args.dir)?;
+        let Admins {
+            identities,
+            generated_key,
+        } = admins(&args.admins, &dir)?;
+        let tls = TlsIdentity::generate(&names).context("cannot generate the TLS certificate")?;
+        let ca_path = dir.join("ca.pem");
+        std::fs::write(&ca_path, tls.ca_pem.as_bytes())
+            .with_context(|| format!("cannot write {}", ca_path.display()))?;
+        std::fs::set_permissions(&ca_path, std::fs::Permissions::from_mode(0o644)).ok();
+        let node = sigil_server::transient_node(identities)?;
+        (node, tls, ca_path, generated_key)
+    } else if let Some(dir) = args.data_dir {
+        init_logging();
+        private_dir(&dir)?;
+        let tls_dir = dir.join("tls");
+        private_dir(&tls_dir)?;
+        let tls = TlsIdentity::load_or_create(&tls_dir, &names).context("cannot set up TLS")?;
+        let node = sigil_server::file_node(&dir.join("sigil.redb"))
+            .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
+        (node, tls, tls_dir.join("ca.pem"), None)
+    } else {
+        bail!(
+            "say where data lives: `sigil server --transient` (memory) or `sigil server --data-dir DIR` (embedded file storage)"
+        );
+    };
+    let initialized = node.initialized();
+    let storage = node.storage_kind();
+
+    let running = start(ServerConfig {
         listen: args.listen,
-        admins,
+        node,
         tls,
     })
     .await?;
 
     tracing::info!(
         addr = %running.addr,
-        admins = ?admin_names,
-        "transient server ready: storage in memory, TLS 1.3, every request signed and every response sealed"
+        storage,
+        "server ready: TLS 1.3, every request signed and every response sealed"
     );
     println!("export SIGIL_ADDR={}", client_addr(running.addr));
     println!("export SIGIL_CACERT={}", ca_path.display());
-    println!("export SIGIL_SERVER_KEY={}", running.server_key.keyid());
+    if let Some(key) = running.server_key() {
+        println!("export SIGIL_SERVER_KEY={}", key.keyid());
+    }
     if let Some(path) = generated_key {
         println!("export SIGIL_KEY={}", path.display());
     }
     use std::io::Write as _;
     std::io::stdout().flush().ok();
+    if !initialized {
+        tracing::warn!(
+            "not initialized: run `sigil operator init --admin <sigil1…|FILE>… [--threshold K]`"
+        );
+    } else if running.server_key().is_some() && storage != "memory" {
+        tracing::info!("sealed: admins run `sigil operator unseal` until the threshold is reached");
+    }
 
     tokio::select! {
         () = running.serve() => {}
         () = shutdown_signal() => {
-            tracing::info!("shutting down; transient data is gone");
+            tracing::info!("shutting down");
         }
     }
     Ok(ExitCode::SUCCESS)

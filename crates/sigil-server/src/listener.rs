@@ -1,5 +1,4 @@
-//! Starting a transient server: memory storage, a barrier key and a server identity generated in
-//! memory, TLS from a CA generated in memory.
+//! Binding the listener and serving TLS connections to the API.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,15 +6,13 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use sigil_core::{Core, CoreConfig, CoreError};
-use sigil_crypto::PublicIdentity;
-use sigil_storage::MemoryBackend;
+use sigil_core::Node;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::api::{AppState, router};
 use crate::replay::ReplayCache;
-use crate::tls::TransientCa;
+use crate::tls::TlsIdentity;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,15 +21,16 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head accepted (431 above).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// What a transient server needs.
+/// What a server needs: where to listen, its node (transient or over persistent storage) and
+/// its TLS identity.
 #[derive(Debug)]
-pub struct TransientConfig {
+pub struct ServerConfig {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// The init admins, `(name, public key)`.
-    pub admins: Vec<(String, PublicIdentity)>,
+    /// The seal state machine and core.
+    pub node: Node,
     /// The TLS identity.
-    pub tls: TransientCa,
+    pub tls: TlsIdentity,
 }
 
 /// Why the server could not start.
@@ -47,20 +45,15 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The core could not start.
-    #[error("core failed to start: {0}")]
-    Core(#[from] CoreError),
 }
 
 /// A bound, ready server.
 pub struct Running {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
-    /// The server's public identity (clients pin its keyid).
-    pub server_key: PublicIdentity,
     listener: TcpListener,
     state: Arc<AppState>,
-    tls: TransientCa,
+    tls: TlsIdentity,
 }
 
 impl std::fmt::Debug for Running {
@@ -71,14 +64,8 @@ impl std::fmt::Debug for Running {
     }
 }
 
-/// Builds the core and binds the listener. Call [`Running::serve`] to accept connections.
-pub async fn start_transient(config: TransientConfig) -> Result<Running, StartError> {
-    let core = Core::start_transient(
-        Arc::new(MemoryBackend::new()),
-        CoreConfig {
-            admins: config.admins,
-        },
-    )?;
+/// Binds the listener. Call [`Running::serve`] to accept connections.
+pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -91,10 +78,9 @@ pub async fn start_transient(config: TransientConfig) -> Result<Running, StartEr
     })?;
     Ok(Running {
         addr,
-        server_key: core.server_identity().public(),
         listener,
         state: Arc::new(AppState {
-            core,
+            node: config.node,
             replay: ReplayCache::default(),
         }),
         tls: config.tls,
@@ -102,6 +88,11 @@ pub async fn start_transient(config: TransientConfig) -> Result<Running, StartEr
 }
 
 impl Running {
+    /// The server's public identity, if initialized.
+    pub fn server_key(&self) -> Option<sigil_crypto::PublicIdentity> {
+        self.state.node.server_key()
+    }
+
     /// Accepts connections until the process ends.
     pub async fn serve(self) {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&self.tls.server_config));

@@ -1,0 +1,430 @@
+//! The seal: init with admin public keys, quorum unseal, seal (DESIGN.md §2.3, PROTOCOL.md §7).
+//!
+//! At init the root key is split with Shamir (threshold K of N admins; K = 1 gives each admin the
+//! whole key) and each share is HPKE-sealed (mode_base) to one admin's X25519 key. The sealed
+//! shares, a digest of each share and the public keys form the seal configuration, stored
+//! outside the barrier (it is needed while sealed and holds no secret). The root key itself is
+//! never stored and never shown.
+//!
+//! To unseal, each admin fetches their sealed share, opens it locally, and submits it sealed to
+//! this boot's unseal key, bound to the current attempt nonce. Shares that do not open, are
+//! stale, or do not match their digest are refused and not counted; an admin counts once. When K
+//! shares are in, the root key is reconstructed, opens the keyring, and the core starts.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use sigil_crypto::{
+    BarrierKey, EncryptionKey, Envelope, KeyTerm, PublicIdentity, SealInfo, b64url_decode,
+    b64url_encode, shamir,
+};
+use sigil_storage::{Backend, Batch};
+use zeroize::Zeroizing;
+
+use crate::{Core, CoreConfig, CoreError};
+
+/// Where the seal configuration is stored (plaintext JSON, no secret in it).
+pub(crate) const SEAL_CONFIG_KEY: &str = "core/seal-config";
+
+/// An admin's entry in the seal configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdminShare {
+    /// Identity name given at init.
+    pub name: String,
+    /// `sigil1…`.
+    pub public_key: String,
+    /// The signing key's keyid.
+    pub keyid: String,
+    /// The share, HPKE-sealed (mode_base, `sigil/v1/share`) to the admin: base64url `enc`.
+    pub enc: String,
+    /// … and `ct`.
+    pub ct: String,
+    /// SHA-256 over a label, the keyid and the share: lets the server refuse a corrupted share
+    /// before it is counted. Reveals nothing about the root key.
+    pub share_digest: String,
+}
+
+/// The seal configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SealConfig {
+    /// Shares needed to unseal.
+    pub threshold: u8,
+    /// One entry per admin.
+    pub admins: Vec<AdminShare>,
+    /// The server's public identity (`sigil1…`), served while sealed so clients can pin it.
+    pub server_public_key: String,
+}
+
+/// The answer to `sys/init`: public values only.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InitResponse {
+    /// The server's public identity.
+    pub server_key: String,
+    /// Its keyid, for `SIGIL_SERVER_KEY`.
+    pub keyid: String,
+    /// The admins' keyids.
+    pub admins: Vec<String>,
+}
+
+/// The seal state as `sys/seal-status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SealStatus {
+    /// `"shamir"`, as Vault prints.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Initialized?
+    pub initialized: bool,
+    /// Sealed?
+    pub sealed: bool,
+    /// Shares needed.
+    pub threshold: u8,
+    /// The admins' keyids.
+    pub admins: Vec<String>,
+    /// Shares accepted in this attempt.
+    pub progress: u8,
+    /// This boot's unseal public key (X25519, base64url).
+    pub unseal_key: String,
+    /// The current attempt nonce (the AAD of unseal submissions).
+    pub attempt: String,
+    /// Vault's name for `threshold`.
+    pub t: u8,
+    /// Vault's count of key holders.
+    pub n: u8,
+    /// The storage backend kind.
+    pub storage_type: String,
+}
+
+enum State {
+    Uninitialized,
+    Sealed(Arc<SealConfig>),
+    Unsealed(Option<Arc<SealConfig>>, Arc<Core>),
+}
+
+struct Attempt {
+    key: EncryptionKey,
+    nonce: String,
+    /// `(keyid, share)` accepted so far.
+    shares: Vec<(String, Zeroizing<Vec<u8>>)>,
+}
+
+impl Attempt {
+    fn new() -> Result<Self, CoreError> {
+        Ok(Attempt {
+            key: EncryptionKey::generate()
+                .map_err(|_| CoreError::bad("random number generator failed"))?,
+            nonce: sigil_crypto::random::nonce()
+                .map_err(|_| CoreError::bad("random number generator failed"))?,
+            shares: Vec::new(),
+        })
+    }
+}
+
+/// A server's seal state machine around its [`Core`].
+pub struct Node {
+    backend: Arc<dyn Backend>,
+    state: RwLock<State>,
+    attempt: Mutex<Attempt>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("backend", &self.backend.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+fn share_digest(keyid: &str, share: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"sigil/v1/share-digest\0");
+    h.update(keyid.as_bytes());
+    h.update([0]);
+    h.update(share);
+    b64url_encode(&h.finalize())
+}
+
+/// `{"share":"<base64url>"}`, the plaintext of an unseal submission.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShareSubmission {
+    share: String,
+}
+
+impl Node {
+    /// A transient node: initialized and unsealed in memory with `config`'s admins. Its root
+    /// key exists only inside the core; it cannot be sealed.
+    pub fn transient(backend: Arc<dyn Backend>, config: CoreConfig) -> Result<Self, CoreError> {
+        let core = Core::start_transient(Arc::clone(&backend), config)?;
+        Ok(Node {
+            backend,
+            state: RwLock::new(State::Unsealed(None, Arc::new(core))),
+            attempt: Mutex::new(Attempt::new()?),
+        })
+    }
+
+    /// A node over persistent storage: uninitialized, or sealed.
+    pub fn open(backend: Arc<dyn Backend>) -> Result<Self, CoreError> {
+        let state = match backend.get(SEAL_CONFIG_KEY)? {
+            None => State::Uninitialized,
+            Some(bytes) => State::Sealed(Arc::new(
+                serde_json::from_slice(&bytes).map_err(|_| CoreError::Integrity)?,
+            )),
+        };
+        Ok(Node {
+            backend,
+            state: RwLock::new(state),
+            attempt: Mutex::new(Attempt::new()?),
+        })
+    }
+
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The core, when unsealed.
+    pub fn core(&self) -> Option<Arc<Core>> {
+        match &*self.state() {
+            State::Unsealed(_, core) => Some(Arc::clone(core)),
+            _ => None,
+        }
+    }
+
+    /// Whether the node has been initialized.
+    pub fn initialized(&self) -> bool {
+        !matches!(&*self.state(), State::Uninitialized)
+    }
+
+    /// The storage backend kind.
+    pub fn storage_kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    fn config(&self) -> Option<Arc<SealConfig>> {
+        match &*self.state() {
+            State::Sealed(c) | State::Unsealed(Some(c), _) => Some(Arc::clone(c)),
+            _ => None,
+        }
+    }
+
+    /// The server's public identity, if initialized (served sealed or not).
+    pub fn server_key(&self) -> Option<PublicIdentity> {
+        match &*self.state() {
+            State::Uninitialized => None,
+            State::Sealed(c) => PublicIdentity::parse(&c.server_public_key).ok(),
+            State::Unsealed(_, core) => Some(core.server_identity().public()),
+        }
+    }
+
+    /// The current seal status.
+    pub fn status(&self) -> SealStatus {
+        let attempt = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
+        let (initialized, sealed, config, core) = match &*self.state() {
+            State::Uninitialized => (false, true, None, None),
+            State::Sealed(c) => (true, true, Some(Arc::clone(c)), None),
+            State::Unsealed(c, core) => (true, false, c.clone(), Some(Arc::clone(core))),
+        };
+        let (threshold, admins) = match (&config, &core) {
+            (Some(c), _) => (
+                c.threshold,
+                c.admins.iter().map(|a| a.keyid.clone()).collect(),
+            ),
+            (None, Some(core)) => (1, core.admin_keyids()),
+            (None, None) => (0, Vec::new()),
+        };
+        let n = u8::try_from(admins.len()).unwrap_or(u8::MAX);
+        SealStatus {
+            kind: "shamir".into(),
+            initialized,
+            sealed,
+            threshold,
+            admins,
+            progress: u8::try_from(attempt.shares.len()).unwrap_or(u8::MAX),
+            unseal_key: b64url_encode(&attempt.key.public()),
+            attempt: attempt.nonce.clone(),
+            t: threshold,
+            n,
+            storage_type: self.backend.kind().into(),
+        }
+    }
+
+    /// Initializes an empty node: splits a new root key among `admins` (`threshold` needed),
+    /// seals each share to its admin, stores everything, and stays sealed. Returns public
+    /// values only.
+    pub fn init(
+        &self,
+        admins: Vec<(String, PublicIdentity)>,
+        threshold: u8,
+    ) -> Result<InitResponse, CoreError> {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if !matches!(*state, State::Uninitialized) {
+            return Err(CoreError::bad("already initialized"));
+        }
+        let n = u8::try_from(admins.len()).map_err(|_| CoreError::bad("at most 255 admins"))?;
+        if n == 0 {
+            return Err(CoreError::bad("at least one admin public key is required"));
+        }
+        if threshold == 0 || threshold > n {
+            return Err(CoreError::bad(format!(
+                "threshold must be between 1 and the number of admins ({n})"
+            )));
+        }
+        for (i, (_, a)) in admins.iter().enumerate() {
+            if admins[..i].iter().any(|(_, b)| b == a) {
+                return Err(CoreError::bad("the same admin key is given twice"));
+            }
+        }
+        let rng = |_| CoreError::bad("random number generator failed");
+        let root = BarrierKey::generate(KeyTerm(0)).map_err(rng)?;
+        let shares = shamir::split(root.expose_secret(), threshold, n).map_err(rng)?;
+        let mut entries = Vec::with_capacity(admins.len());
+        for ((name, public), share) in admins.iter().zip(&shares) {
+            let keyid = public.keyid().to_string();
+            let env =
+                sigil_crypto::seal_base_to(public.encryption_key(), SealInfo::Share, b"", share)
+                    .map_err(|_| CoreError::bad("invalid admin encryption key"))?;
+            entries.push(AdminShare {
+                name: name.clone(),
+                public_key: public.to_string(),
+                share_digest: share_digest(&keyid, share),
+                keyid,
+                enc: b64url_encode(&env.enc),
+                ct: b64url_encode(&env.ct),
+            });
+        }
+        drop(shares);
+        let core = Core::create(Arc::clone(&self.backend), root, CoreConfig { admins })?;
+        let server = core.server_identity().public();
+        drop(core);
+        let config = SealConfig {
+            threshold,
+            admins: entries,
+            server_public_key: server.to_string(),
+        };
+        let bytes = serde_json::to_vec(&config).expect("seal config serializes");
+        self.backend.apply(
+            Batch::new()
+                .expect(SEAL_CONFIG_KEY, None)
+                .put(SEAL_CONFIG_KEY, bytes),
+        )?;
+        let response = InitResponse {
+            server_key: server.to_string(),
+            keyid: server.keyid().to_string(),
+            admins: config.admins.iter().map(|a| a.keyid.clone()).collect(),
+        };
+        *state = State::Sealed(Arc::new(config));
+        tracing::info!(
+            admins = n,
+            threshold,
+            "initialized; sealed until a quorum of admins unseals"
+        );
+        Ok(response)
+    }
+
+    /// The admin with this keyid (unseal requests are authenticated against the seal
+    /// configuration, not the identity store, which is behind the barrier).
+    pub fn admin(&self, keyid: &str) -> Option<PublicIdentity> {
+        let config = self.config()?;
+        let entry = config.admins.iter().find(|a| a.keyid == keyid)?;
+        PublicIdentity::parse(&entry.public_key).ok()
+    }
+
+    /// The admin's sealed share, `{"keyid","enc","ct"}`.
+    pub fn sealed_share(&self, keyid: &str) -> Option<serde_json::Value> {
+        let config = self.config()?;
+        let a = config.admins.iter().find(|a| a.keyid == keyid)?;
+        Some(serde_json::json!({ "keyid": a.keyid, "enc": a.enc, "ct": a.ct }))
+    }
+
+    /// Takes one admin's unseal submission (the opened-by-nobody envelope bytes). Returns the new
+    /// status; unseals when the threshold is reached.
+    pub fn submit_share(&self, keyid: &str, envelope: &[u8]) -> Result<SealStatus, CoreError> {
+        let config = match &*self.state() {
+            State::Sealed(c) => Arc::clone(c),
+            State::Unsealed(..) => return Err(CoreError::bad("already unsealed")),
+            State::Uninitialized => return Err(CoreError::bad("not initialized")),
+        };
+        let admin = config
+            .admins
+            .iter()
+            .find(|a| a.keyid == keyid)
+            .ok_or(CoreError::Forbidden)?;
+        let admin_key =
+            PublicIdentity::parse(&admin.public_key).map_err(|_| CoreError::Integrity)?;
+        let mut attempt = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
+        let env: serde_json::Value = serde_json::from_slice(envelope)
+            .map_err(|_| CoreError::bad("unseal body is not a sealed envelope"))?;
+        let field = |name: &str| {
+            env.get(name)
+                .and_then(|v| v.as_str())
+                .and_then(|s| b64url_decode(s).ok())
+                .ok_or_else(|| CoreError::bad("unseal body is not a sealed envelope"))
+        };
+        let env = Envelope {
+            enc: field("enc")?,
+            ct: field("ct")?,
+        };
+        let plain = sigil_crypto::open_from(
+            &attempt.key,
+            admin_key.encryption_key(),
+            SealInfo::Unseal,
+            attempt.nonce.as_bytes(),
+            &env,
+        )
+        .map_err(|_| {
+            CoreError::bad("unseal submission does not open: it is for another attempt or unseal key (fetch sys/seal-status again)")
+        })?;
+        let submission: ShareSubmission = serde_json::from_slice(&plain)
+            .map_err(|_| CoreError::bad("expected {\"share\":\"<base64url>\"}"))?;
+        let share = Zeroizing::new(
+            b64url_decode(&submission.share)
+                .map_err(|_| CoreError::bad("share is not base64url"))?,
+        );
+        let digest = share_digest(keyid, &share);
+        if !sigil_crypto::ct_eq(digest.as_bytes(), admin.share_digest.as_bytes()) {
+            return Err(CoreError::bad(
+                "this share is not the one issued to this admin; not counted",
+            ));
+        }
+        if !attempt.shares.iter().any(|(k, _)| k == keyid) {
+            attempt.shares.push((keyid.to_owned(), share));
+        }
+        if attempt.shares.len() >= usize::from(config.threshold) {
+            let parts: Vec<&[u8]> = attempt.shares.iter().map(|(_, s)| &s[..]).collect();
+            let root = shamir::combine(&parts).map_err(|_| CoreError::Integrity)?;
+            let mut key = Zeroizing::new([0u8; 32]);
+            if root.len() != 32 {
+                return Err(CoreError::Integrity);
+            }
+            key.copy_from_slice(&root);
+            *attempt = Attempt::new()?;
+            let core = Core::open(
+                Arc::clone(&self.backend),
+                BarrierKey::from_secret(KeyTerm(0), key),
+            )?;
+            *self.state.write().unwrap_or_else(|e| e.into_inner()) =
+                State::Unsealed(Some(config), Arc::new(core));
+            tracing::info!("unsealed");
+        }
+        drop(attempt);
+        Ok(self.status())
+    }
+
+    /// Seals: drops the core and every key in it; a quorum must unseal again.
+    pub fn seal(&self) -> Result<(), CoreError> {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let config = match &*state {
+            State::Unsealed(Some(c), _) => Arc::clone(c),
+            State::Unsealed(None, _) => {
+                return Err(CoreError::bad(
+                    "a transient server cannot be sealed: its root key exists only in memory and would be lost",
+                ));
+            }
+            _ => return Ok(()),
+        };
+        *state = State::Sealed(config);
+        *self.attempt.lock().unwrap_or_else(|e| e.into_inner()) = Attempt::new()?;
+        tracing::info!("sealed");
+        Ok(())
+    }
+}
