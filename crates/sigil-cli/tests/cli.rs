@@ -310,3 +310,76 @@ fn client_refuses_a_server_with_another_key() {
     );
     assert!(stdout(&out).is_empty());
 }
+
+#[test]
+fn policy_matrix_through_the_server() {
+    let s = Server::start();
+    let bob = s.new_key("bob");
+    let policy = s.tmp.path().join("matrix.hcl");
+    std::fs::write(
+        &policy,
+        r#"
+path "secret/data/+/shared" { capabilities = ["read"] }
+path "secret/data/team/*" { capabilities = ["create", "read", "update"] }
+path "secret/data/team/secret*" { capabilities = ["deny"] }
+path "secret/data/team/open" { capabilities = ["read"] }
+path "secret/metadata/team/*" { capabilities = ["list"] }
+"#,
+    )
+    .unwrap();
+    ok(s.sigil(&["policy", "write", "matrix", policy.to_str().unwrap()]));
+    ok(s.sigil(&[
+        "identity",
+        "create",
+        "bob",
+        "--public-key",
+        bob.to_str().unwrap(),
+        "--policy",
+        "matrix",
+    ]));
+    for path in [
+        "secret/x/shared",
+        "secret/x/y/shared",
+        "secret/team/secret-plans",
+        "secret/team/open",
+    ] {
+        ok(s.sigil(&["kv", "put", path, "v=1"]));
+    }
+    let allowed = |args: &[&str]| {
+        let out = s.sigil_as(&bob, args);
+        assert!(
+            out.status.success(),
+            "{args:?} should be allowed: {}",
+            stderr(&out)
+        );
+    };
+    let denied = |args: &[&str]| {
+        let out = s.sigil_as(&bob, args);
+        assert!(
+            stderr(&out).contains("403"),
+            "{args:?} should be denied: {}",
+            stderr(&out)
+        );
+    };
+    // `+` matches exactly one segment.
+    allowed(&["kv", "get", "secret/x/shared"]);
+    denied(&["kv", "get", "secret/x/y/shared"]);
+    denied(&["kv", "put", "secret/x/shared", "v=2"]);
+    // The glob grants create, read, update below team/.
+    allowed(&["kv", "put", "secret/team/a", "v=1"]);
+    allowed(&["kv", "put", "secret/team/a", "v=2"]);
+    allowed(&["kv", "get", "secret/team/a"]);
+    // A longer glob wins: deny below team/secret*.
+    denied(&["kv", "get", "secret/team/secret-plans"]);
+    denied(&["kv", "put", "secret/team/secret-new", "v=1"]);
+    // An exact rule beats every pattern: read only.
+    allowed(&["kv", "get", "secret/team/open"]);
+    denied(&["kv", "put", "secret/team/open", "v=2"]);
+    // Priority between `+` and a glob: team/* has its wildcard later than +/shared, so it wins
+    // at secret/data/team/shared and grants create.
+    allowed(&["kv", "put", "secret/team/shared", "v=1"]);
+    // List through the metadata glob; nothing else.
+    allowed(&["kv", "list", "secret/team/"]);
+    denied(&["kv", "list", "secret/"]);
+    denied(&["kv", "delete", "secret/team/a"]);
+}

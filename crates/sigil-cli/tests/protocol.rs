@@ -321,6 +321,97 @@ async fn bad_input_gets_a_clean_4xx_and_the_server_keeps_serving() {
 }
 
 #[tokio::test]
+async fn errors_never_echo_secret_values() {
+    let (_s, raw) = setup().await;
+    for body in [
+        &br#"{"data":"hunter2-in-the-wrong-place"}"#[..],
+        br#"{"data":{"a":"b"},"options":{"cas":"hunter2-in-the-wrong-place"}}"#,
+        br#"{"data":{"a":"b"},"hunter2-in-the-wrong-place":1}"#,
+    ] {
+        let req = raw.signed("POST", "/v1/secret/data/x", Some(body));
+        let r = raw.send(&req).await;
+        assert_eq!(r.status, 400);
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("hunter2"),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let req = raw.signed(
+        "POST",
+        "/v1/identity/entity/name/x",
+        Some(br#"{"public_key":"hunter2-in-the-wrong-place","policies":7}"#),
+    );
+    let r = raw.send(&req).await;
+    assert_eq!(r.status, 400);
+    assert!(!String::from_utf8_lossy(&r.body).contains("hunter2"));
+}
+
+#[tokio::test]
+async fn a_request_addressed_to_another_server_is_refused() {
+    let (_s, mut raw) = setup().await;
+    raw.host_override = Some("sigil.other.example:8200".into());
+    let req = raw.signed("GET", "/v1/secret/data/app", None);
+    let r = raw.send(&req).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.error_text().contains("not a name of this server"),
+        "{}",
+        r.error_text()
+    );
+    // Names of this server are fine, with or without the port.
+    for host in ["localhost", "LOCALHOST:1", "[::1]:8200"] {
+        raw.host_override = Some(host.into());
+        let req = raw.signed("GET", "/v1/secret/data/app", None);
+        assert_eq!(raw.send(&req).await.status, 200, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_refused_in_any_spelling() {
+    let (_s, raw) = setup().await;
+    for value in ["Bearer x", "bearer\tx", "BEARER", "  Bearer   x"] {
+        let mut req = raw.signed("GET", "/v1/secret/data/app", None);
+        req.headers.push(("Authorization".into(), value.into()));
+        let r = raw.send(&req).await;
+        assert_eq!(r.status, 401, "{value}");
+        assert!(r.error_text().contains("tokens"), "{value}");
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_chunked_body_is_refused() {
+    let (_s, raw) = setup().await;
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut bytes = format!(
+        "POST /v1/secret/data/big HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+        raw.host()
+    )
+    .into_bytes();
+    for _ in 0..20 {
+        bytes.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        bytes.extend_from_slice(&chunk);
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(raw.send_bytes(&bytes).await.status, 413);
+    assert_healthy(&raw).await;
+}
+
+#[tokio::test]
+async fn policy_names_must_be_lower_case() {
+    let (_s, raw) = setup().await;
+    let req = raw.signed(
+        "PUT",
+        "/v1/sys/policies/acl/BreakGlass",
+        Some(br#"{"policy":"path \"x\" { capabilities = [\"read\"] }"}"#),
+    );
+    let r = raw.send(&req).await;
+    assert_eq!(r.status, 400);
+    assert!(r.error_text().contains("lower case"));
+}
+
+#[tokio::test]
 async fn list_works_with_the_list_method_and_the_query_flag() {
     let (_s, raw) = setup().await;
     for (method, target) in [

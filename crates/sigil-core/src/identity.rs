@@ -162,8 +162,11 @@ impl IdentityStore {
     /// Creates or updates `name` (used by the API and at start-up for the init admins).
     pub(crate) fn upsert(&self, name: &str, input: Value) -> Result<Identity, CoreError> {
         check_name("identity", name)?;
-        let input: IdentityInput = serde_json::from_value(input)
-            .map_err(|e| CoreError::bad(format!("invalid identity: {e}")))?;
+        let input: IdentityInput = serde_json::from_value(input).map_err(|_| {
+            CoreError::bad(
+                "invalid identity: expected {\"public_key\": \"sigil1…\", \"policies\": [\"…\"], \"metadata\": {\"k\": \"v\"}, \"disabled\": false}",
+            )
+        })?;
         let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.load(name)?;
         let now = timefmt::now_rfc3339();

@@ -169,8 +169,12 @@ impl KvEngine {
     }
 
     fn write(&self, path: &str, body: Option<Value>) -> Result<Response, CoreError> {
-        let input: WriteInput = serde_json::from_value(body.unwrap_or(Value::Null))
-            .map_err(|e| CoreError::bad(format!("invalid request body: {e}")))?;
+        // serde's messages can quote the offending value: never echo them.
+        let input: WriteInput = serde_json::from_value(body.unwrap_or(Value::Null)).map_err(|_| {
+            CoreError::bad(
+                "invalid request body: expected {\"data\": {…}, \"options\": {\"cas\": <version>}}",
+            )
+        })?;
         let data = input
             .data
             .ok_or_else(|| CoreError::bad("no data provided"))?;

@@ -68,7 +68,7 @@ impl PolicyStore {
         self.cache
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&name.to_lowercase())
+            .contains_key(name)
     }
 
     fn write(&self, name: &str, text: &str) -> Result<(), CoreError> {
@@ -103,14 +103,19 @@ impl PolicyStore {
                 _ => Err(CoreError::UnsupportedOperation),
             };
         }
-        let name = rest.to_lowercase();
-        check_name("policy", &name)?;
+        // Refuse rather than fold case: the ACL was checked against the path as sent, so a
+        // folded name could reach a policy that a `deny` on its lower-case path protects.
+        if rest.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(CoreError::bad("policy names are lower case"));
+        }
+        let name = rest;
+        check_name("policy", name)?;
         let builtin = name == ADMIN_POLICY;
         match req.operation {
             Operation::Read => {
                 let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
                 let p = cache
-                    .get(&name)
+                    .get(name)
                     .ok_or_else(|| CoreError::NotFound(String::new()))?;
                 Ok(Response::data(json!({ "name": p.name, "policy": p.text })))
             }
@@ -124,14 +129,14 @@ impl PolicyStore {
                         .ok_or_else(|| CoreError::bad("missing body: {\"policy\": \"<HCL>\"}"))?,
                 )
                 .map_err(|_| CoreError::bad("expected {\"policy\": \"<HCL>\"}"))?;
-                self.write(&name, &input.policy)?;
+                self.write(name, &input.policy)?;
                 Ok(Response::no_content())
             }
             Operation::Delete if builtin => {
                 Err(CoreError::bad("cannot delete the built-in admin policy"))
             }
             Operation::Delete => {
-                self.delete(&name)?;
+                self.delete(name)?;
                 Ok(Response::no_content())
             }
             _ => Err(CoreError::UnsupportedOperation),

@@ -18,8 +18,9 @@ pub enum Operation {
     Delete,
 }
 
-/// An authenticated logical request: the path below `/v1/`, already normalized.
-#[derive(Debug, Clone)]
+/// An authenticated logical request: the path below `/v1/`, already normalized. Its `Debug`
+/// omits the body, which may hold secrets.
+#[derive(Clone)]
 pub struct Request {
     /// The operation (Create vs Update is decided by the core's existence check; callers pass
     /// `Update` for every write).
@@ -30,6 +31,15 @@ pub struct Request {
     pub data: Option<Value>,
     /// Query parameters, decoded.
     pub query: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("operation", &self.operation)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Request {
@@ -43,8 +53,8 @@ impl Request {
 }
 
 /// A successful response: an HTTP status and an optional JSON `data` object, which the server
-/// wraps in Vault's response envelope.
-#[derive(Debug, Clone, PartialEq)]
+/// wraps in Vault's response envelope. Its `Debug` omits `data`.
+#[derive(Clone, PartialEq)]
 pub struct Response {
     /// 200 or 204.
     pub status: u16,
@@ -52,6 +62,15 @@ pub struct Response {
     pub data: Option<Value>,
     /// The `mount_type` member (e.g. `kv`), empty for system paths.
     pub mount_type: &'static str,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("mount_type", &self.mount_type)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Response {

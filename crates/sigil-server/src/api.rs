@@ -24,10 +24,13 @@ use crate::replay::ReplayCache;
 
 /// The largest request body accepted (413 above).
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long a client may take to send its body (408 after).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(crate) struct AppState {
     pub(crate) node: Node,
     pub(crate) replay: ReplayCache,
+    pub(crate) hosts: auth::Hosts,
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -81,9 +84,13 @@ async fn read_body(parts: &Parts, body: Body) -> Result<Bytes, ApiError> {
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| too_large())
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(read) => read.map_err(|_| too_large()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time",
+        )),
+    }
 }
 
 async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
@@ -119,14 +126,16 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
     match raw_path {
         "sys/init" if write => return init(node, &body),
         "sys/unseal/share" if parts.method == Method::GET => {
-            let authn = auth::authenticate(node, &state.replay, &parts, &body, now())?;
+            let authn =
+                auth::authenticate(node, &state.replay, &state.hosts, &parts, &body, now())?;
             let share = node
                 .sealed_share(&authn.caller.0)
                 .ok_or_else(|| unavailable(node))?;
             return Ok(plain_json(StatusCode::OK, &share));
         }
         "sys/unseal" if write => {
-            let authn = auth::authenticate(node, &state.replay, &parts, &body, now())?;
+            let authn =
+                auth::authenticate(node, &state.replay, &state.hosts, &parts, &body, now())?;
             let status = node.submit_share(&authn.caller.0, &body)?;
             return Ok(plain_json(StatusCode::OK, &status));
         }
@@ -134,7 +143,14 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
     }
 
     let core = node.core().ok_or_else(|| unavailable(node))?;
-    let authn = auth::authenticate(core.as_ref(), &state.replay, &parts, &body, now())?;
+    let authn = auth::authenticate(
+        core.as_ref(),
+        &state.replay,
+        &state.hosts,
+        &parts,
+        &body,
+        now(),
+    )?;
     let data = open_body(&core, &authn, &parts.headers, &body)?;
     let query: Vec<(String, String)> =
         form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())

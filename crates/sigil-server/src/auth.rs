@@ -57,29 +57,68 @@ pub(crate) fn refuse_tokens(headers: &HeaderMap) -> Result<(), ApiError> {
         return Err(ApiError::unauthorized(NO_TOKENS));
     }
     for value in headers.get_all(http::header::AUTHORIZATION) {
-        let bearer = value
+        let scheme = value
             .as_bytes()
-            .get(..7)
-            .is_some_and(|p| p.eq_ignore_ascii_case(b"bearer "));
-        if bearer {
+            .split(|b| b.is_ascii_whitespace())
+            .find(|s| !s.is_empty());
+        if scheme.is_some_and(|s| s.eq_ignore_ascii_case(b"bearer")) {
             return Err(ApiError::unauthorized(NO_TOKENS));
         }
     }
     Ok(())
 }
 
-/// `https://` + authority + path and query, as sent.
-fn target_uri(parts: &Parts) -> Result<String, ApiError> {
-    let authority = match parts.uri.authority() {
-        Some(a) => a.as_str(),
+fn authority(parts: &Parts) -> Result<&str, ApiError> {
+    match parts.uri.authority() {
+        Some(a) => Ok(a.as_str()),
         None => parts
             .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .ok_or_else(|| ApiError::bad_request("missing Host header"))?,
-    };
+            .ok_or_else(|| ApiError::bad_request("missing Host header")),
+    }
+}
+
+/// `https://` + authority + path and query, as sent.
+fn target_uri(parts: &Parts) -> Result<String, ApiError> {
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    Ok(format!("https://{authority}{pq}"))
+    Ok(format!("https://{}{pq}", authority(parts)?))
+}
+
+/// The names a server answers to. A signed request names its server in `@target-uri`; one
+/// addressed to another name is refused, so a request captured at one server cannot be
+/// replayed at another where the same identity exists.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Hosts(Vec<String>);
+
+impl Hosts {
+    pub(crate) fn new(names: &[String]) -> Self {
+        Hosts(
+            names
+                .iter()
+                .map(|n| n.trim_matches(['[', ']']).to_ascii_lowercase())
+                .collect(),
+        )
+    }
+
+    fn check(&self, parts: &Parts) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let authority = authority(parts)?;
+        let host = match authority.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => authority,
+        };
+        let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+        if self.0.contains(&host) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized(format!(
+                "request is addressed to {host:?}, which is not a name of this server"
+            )))
+        }
+    }
 }
 
 fn single_header<'a>(
@@ -107,10 +146,12 @@ fn deny(e: SignatureError) -> ApiError {
 pub(crate) fn authenticate<S: Signers>(
     signers: &S,
     replay: &ReplayCache,
+    hosts: &Hosts,
     parts: &Parts,
     body: &[u8],
     now: i64,
 ) -> Result<Authenticated<S::Signer>, ApiError> {
+    hosts.check(parts)?;
     let h = &parts.headers;
     let input = single_header(h, headers::SIGNATURE_INPUT).map_err(deny)?;
     let sig = single_header(h, headers::SIGNATURE).map_err(deny)?;

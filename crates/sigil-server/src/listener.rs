@@ -18,6 +18,8 @@ use crate::tls::TlsIdentity;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send its request headers (HTTP/1.1).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed at accept.
+const MAX_CONNECTIONS: usize = 4096;
 /// Largest request head accepted (431 above).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
@@ -31,6 +33,9 @@ pub struct ServerConfig {
     pub node: Node,
     /// The TLS identity.
     pub tls: TlsIdentity,
+    /// The names clients address this server by (host part of `@target-uri`); requests to any
+    /// other name are refused. Empty: any name.
+    pub hosts: Vec<String>,
 }
 
 /// Why the server could not start.
@@ -82,6 +87,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         state: Arc::new(AppState {
             node: config.node,
             replay: ReplayCache::default(),
+            hosts: crate::auth::Hosts::new(&config.hosts),
         }),
         tls: config.tls,
     })
@@ -97,6 +103,7 @@ impl Running {
     pub async fn serve(self) {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&self.tls.server_config));
         let app = router(self.state);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
             let (tcp, peer) = match self.listener.accept().await {
                 Ok(c) => c,
@@ -106,9 +113,14 @@ impl Running {
                     continue;
                 }
             };
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                tracing::warn!(%peer, limit = MAX_CONNECTIONS, "connection limit reached; closing");
+                continue;
+            };
             let acceptor = acceptor.clone();
             let app = app.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(tls)) => tls,

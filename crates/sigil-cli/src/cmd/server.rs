@@ -154,6 +154,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         node,
         tls,
+        hosts: names,
     })
     .await?;
 

@@ -17,6 +17,8 @@ use super::Server;
 
 pub struct Raw {
     addr: SocketAddr,
+    /// Sign and send with this Host instead of the server's address.
+    pub host_override: Option<String>,
     connector: TlsConnector,
     pub key: SecretIdentity,
     pub server: PublicIdentity,
@@ -80,6 +82,7 @@ impl Raw {
         let key = SecretIdentity::from_key_file(&std::fs::read_to_string(key).unwrap()).unwrap();
         let mut raw = Raw {
             addr: server.addr(),
+            host_override: None,
             connector: TlsConnector::from(Arc::new(config)),
             key,
             server: SecretIdentity::generate().unwrap().public(),
@@ -92,7 +95,9 @@ impl Raw {
     }
 
     pub fn host(&self) -> String {
-        self.addr.to_string()
+        self.host_override
+            .clone()
+            .unwrap_or_else(|| self.addr.to_string())
     }
 
     pub fn unsigned(&self, method: &str, target: &str) -> Req {

@@ -281,8 +281,14 @@ mod tests {
         let a = acl(&[&rule("secret/metadata", "\"list\"")]);
         assert!(a.allows("secret/metadata/", List));
         assert!(!a.allows("secret/metadata/", Read));
-        // And by a glob matching the path without its trailing slash.
-        let a = acl(&[&rule("secret/metadata/app*", "\"list\"")]);
+        // And by a `+` rule matching the path without its trailing slash, which the path with
+        // the slash (one more, empty segment) does not match.
+        let a = acl(&[&rule("secret/metadata/+", "\"list\"")]);
         assert!(a.allows("secret/metadata/app/", List));
+        assert!(!a.allows("secret/metadata/app/", Read));
+        assert_eq!(
+            a.capabilities("secret/metadata/app/", false),
+            Capabilities::NONE
+        );
     }
 }

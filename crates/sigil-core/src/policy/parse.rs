@@ -27,8 +27,37 @@ const UNSUPPORTED_RULE_KEYS: &[&str] = &[
     "expiration",
 ];
 
+/// The longest policy text accepted.
+const MAX_POLICY_BYTES: usize = 64 * 1024;
+/// The deepest nesting of brackets accepted (a policy needs 2).
+const MAX_NESTING: usize = 16;
+
+/// Refuses texts the HCL parser should not see: too long, or nested deep enough to exhaust
+/// the stack. Brackets inside strings and comments are counted too, which only errs on the
+/// safe side.
+fn check_shape(text: &str) -> Result<(), PolicyError> {
+    if text.len() > MAX_POLICY_BYTES {
+        return err(format!("policy is longer than {MAX_POLICY_BYTES} bytes"));
+    }
+    let mut depth = 0usize;
+    for b in text.bytes() {
+        match b {
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return err("policy is nested too deeply");
+                }
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parses a policy's HCL text.
 pub fn parse_policy(name: &str, text: &str) -> Result<Policy, PolicyError> {
+    check_shape(text)?;
     let body = hcl::parse(text).map_err(|e| PolicyError(format!("HCL syntax error: {e}")))?;
     let mut rules = Vec::new();
     for structure in body.0 {
@@ -159,8 +188,9 @@ fn parse_legacy_policy(path: &str, expr: &Expression) -> Result<Capabilities, Po
     let list: &[Capability] = match name.as_str() {
         "deny" => &[Deny],
         "read" => &[Read, List],
-        "write" => &[Create, Read, Update, Patch, Delete, List],
-        "sudo" => &[Create, Read, Update, Patch, Delete, List, Sudo],
+        // As Vault's mapping: no `patch` in the legacy shorthands.
+        "write" => &[Create, Read, Update, Delete, List],
+        "sudo" => &[Create, Read, Update, Delete, List, Sudo],
         other => {
             return err(format!(
                 "path {path:?}: unknown policy {other:?} (expected deny, read, write or sudo)"
@@ -235,6 +265,8 @@ mod tests {
             ("path \"a\" { capabilities = [\"read\"]", "syntax"),
             ("", "no path blocks"),
             ("path \"a\" { policy = \"admin\" }", "unknown policy"),
+            (&"[".repeat(1000), "nested too deeply"),
+            (&"#".repeat(70_000), "longer than"),
         ] {
             let e = parse_policy("p", text).unwrap_err();
             assert!(e.0.contains(needle), "{text}: {e}");
