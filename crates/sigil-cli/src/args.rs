@@ -121,6 +121,10 @@ pub(crate) struct ServerArgs {
     /// new private directory under $TMPDIR).
     #[arg(long, requires = "transient")]
     pub(crate) dir: Option<PathBuf>,
+    /// Run even if memory cannot be locked (secrets could then be swapped to disk). Without it
+    /// the server refuses to start when `mlockall` fails.
+    #[arg(long)]
+    pub(crate) allow_unlocked_memory: bool,
     /// Extra DNS name or IP address for the server certificate.
     #[arg(long = "tls-san", value_name = "NAME")]
     pub(crate) tls_sans: Vec<String>,

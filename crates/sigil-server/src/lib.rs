@@ -13,11 +13,13 @@
 mod api;
 mod auth;
 mod error;
+mod harden;
 mod listener;
 mod node;
 mod replay;
 mod tls;
 
+pub use harden::{HardenError, Hardening, harden_process};
 pub use listener::{Running, ServerConfig, StartError, start};
 pub use node::{NodeError, file_node, transient_node};
 pub use tls::{TlsError, TlsIdentity};

@@ -118,34 +118,41 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    let names = tls_names(&args.listen, &args.tls_sans);
-    let (node, tls, ca_path, generated_key) = if args.transient {
-        init_logging();
-        let dir = state_dir(args.dir)?;
-        let Admins {
-            identities,
-            generated_key,
-        } = admins(&args.admins, &dir)?;
-        let tls = TlsIdentity::generate(&names).context("cannot generate the TLS certificate")?;
-        let ca_path = dir.join("ca.pem");
-        std::fs::write(&ca_path, tls.ca_pem.as_bytes())
-            .with_context(|| format!("cannot write {}", ca_path.display()))?;
-        std::fs::set_permissions(&ca_path, std::fs::Permissions::from_mode(0o644)).ok();
-        let node = sigil_server::transient_node(identities)?;
-        (node, tls, ca_path, generated_key)
-    } else if let Some(dir) = args.data_dir {
-        init_logging();
-        private_dir(&dir)?;
-        let tls_dir = dir.join("tls");
-        private_dir(&tls_dir)?;
-        let tls = TlsIdentity::load_or_create(&tls_dir, &names).context("cannot set up TLS")?;
-        let node = sigil_server::file_node(&dir.join("sigil.redb"))
-            .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
-        (node, tls, tls_dir.join("ca.pem"), None)
-    } else {
+    if !args.transient && args.data_dir.is_none() {
         bail!(
             "say where data lives: `sigil server --transient` (memory) or `sigil server --data-dir DIR` (embedded file storage)"
         );
+    }
+    init_logging();
+    // Before any key is generated or read.
+    let hardening = sigil_server::harden_process(args.allow_unlocked_memory)?;
+    let names = tls_names(&args.listen, &args.tls_sans);
+    // `--transient` and `--data-dir` conflict, and one of them is given (checked above).
+    let (node, tls, ca_path, generated_key) = match args.data_dir {
+        None => {
+            let dir = state_dir(args.dir)?;
+            let Admins {
+                identities,
+                generated_key,
+            } = admins(&args.admins, &dir)?;
+            let tls =
+                TlsIdentity::generate(&names).context("cannot generate the TLS certificate")?;
+            let ca_path = dir.join("ca.pem");
+            std::fs::write(&ca_path, tls.ca_pem.as_bytes())
+                .with_context(|| format!("cannot write {}", ca_path.display()))?;
+            std::fs::set_permissions(&ca_path, std::fs::Permissions::from_mode(0o644)).ok();
+            let node = sigil_server::transient_node(identities)?;
+            (node, tls, ca_path, generated_key)
+        }
+        Some(dir) => {
+            private_dir(&dir)?;
+            let tls_dir = dir.join("tls");
+            private_dir(&tls_dir)?;
+            let tls = TlsIdentity::load_or_create(&tls_dir, &names).context("cannot set up TLS")?;
+            let node = sigil_server::file_node(&dir.join("sigil.redb"))
+                .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
+            (node, tls, tls_dir.join("ca.pem"), None)
+        }
     };
     let initialized = node.initialized();
     let storage = node.storage_kind();
@@ -161,6 +168,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(
         addr = %running.addr,
         storage,
+        memory_locked = hardening.memory_locked,
         "server ready: TLS 1.3, every request signed and every response sealed"
     );
     println!("export SIGIL_ADDR={}", client_addr(running.addr));

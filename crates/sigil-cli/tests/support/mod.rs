@@ -30,10 +30,35 @@ impl Server {
 
     /// Starts `sigil server --transient --listen 127.0.0.1:0 <extra>` with extra environment.
     pub fn start_in(tmp: tempfile::TempDir, extra: &[&str], envs: &[(&str, &Path)]) -> Server {
+        let expected = if extra.contains(&"--admin") { 3 } else { 4 };
+        let mut args = vec!["--transient"];
+        args.extend_from_slice(extra);
+        Self::spawn(tmp, &args, envs, expected)
+    }
+
+    /// Starts `sigil server --data-dir DATA` on a free port. An initialized server also prints
+    /// its key.
+    pub fn start_data_dir(data: &Path, initialized: bool) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        Self::spawn(
+            tmp,
+            &["--data-dir", data.to_str().unwrap()],
+            &[],
+            if initialized { 3 } else { 2 },
+        )
+    }
+
+    /// Starts `sigil server --listen 127.0.0.1:0 <args>` and reads `expected` export lines.
+    pub fn spawn(
+        tmp: tempfile::TempDir,
+        args: &[&str],
+        envs: &[(&str, &Path)],
+        expected: usize,
+    ) -> Server {
         let log = tmp.path().join("server.log");
         let mut cmd = Command::new(SIGIL);
-        cmd.args(["server", "--transient", "--listen", "127.0.0.1:0"])
-            .args(extra)
+        cmd.args(["server", "--listen", "127.0.0.1:0"])
+            .args(args)
             .env_remove("SIGIL_KEY")
             .env("SIGIL_LOG", "info")
             .stdin(Stdio::null())
@@ -47,7 +72,6 @@ impl Server {
         }
         let mut child = cmd.spawn().expect("spawn sigil server");
         let stdout = child.stdout.take().unwrap();
-        let expected = if extra.contains(&"--admin") { 3 } else { 4 };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
@@ -136,6 +160,32 @@ impl Server {
 
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    /// `kill -9`, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs the CLI with this server's address and CA but the given `SIGIL_*` overrides.
+    pub fn sigil_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(SIGIL);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .env_remove("SIGIL_KEY")
+            .env_remove("SIGIL_SERVER_KEY");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run sigil")
     }
 }
 

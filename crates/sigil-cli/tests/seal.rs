@@ -1,0 +1,377 @@
+//! Persistence and the seal: init with admin keys, quorum unseal across restarts, refusals that
+//! do not count, integrity of the stored bytes, crash safety, keyring rotation. The real binary
+//! on real redb files.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::raw::Raw;
+use support::{Server, ok, run, stderr, stdout};
+
+struct Admins {
+    dir: tempfile::TempDir,
+    keys: Vec<PathBuf>,
+}
+
+fn admins(names: &[&str]) -> Admins {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = names
+        .iter()
+        .map(|n| {
+            let p = dir.path().join(format!("{n}.key"));
+            ok(run(&["key", "generate", "-o", p.to_str().unwrap()]));
+            p
+        })
+        .collect();
+    Admins { dir, keys }
+}
+
+/// Starts a new server on `data`, initializes it with `admins` and `threshold`, and returns the
+/// restarted-aware pieces: the server (sealed) and the pinned server keyid.
+fn init(data: &Path, admins: &Admins, threshold: u8) -> (Server, String, String) {
+    let s = Server::start_data_dir(data, false);
+    let mut args = vec!["operator".to_owned(), "init".to_owned()];
+    for k in &admins.keys {
+        args.extend(["--admin".to_owned(), k.to_str().unwrap().to_owned()]);
+    }
+    args.extend(["--threshold".to_owned(), threshold.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = s.sigil_env(&args, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let init_output = format!("{}{}", stdout(&out), stderr(&out));
+    let keyid = stdout(&out)
+        .trim()
+        .strip_prefix("export SIGIL_SERVER_KEY=")
+        .expect("init prints the server key")
+        .to_owned();
+    (s, keyid, init_output)
+}
+
+fn unseal(s: &Server, keyid: &str, key: &Path) -> String {
+    let out = s.sigil_env(
+        &["operator", "unseal"],
+        &[
+            ("SIGIL_KEY", key.to_str().unwrap()),
+            ("SIGIL_SERVER_KEY", keyid),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).trim().to_owned()
+}
+
+fn as_admin<'a>(s: &Server, keyid: &'a str, key: &'a Path, args: &[&str]) -> std::process::Output {
+    s.sigil_env(
+        args,
+        &[
+            ("SIGIL_KEY", key.to_str().unwrap()),
+            ("SIGIL_SERVER_KEY", keyid),
+        ],
+    )
+}
+
+fn sealed(s: &Server) -> bool {
+    let out = s.sigil_env(&["operator", "status", "-format=json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["sealed"].as_bool().unwrap()
+}
+
+#[test]
+fn init_restart_and_unseal_with_any_quorum() {
+    let a = admins(&["alice", "bob", "carol"]);
+    let data = a.dir.path().join("data");
+    let (mut s, keyid, _) = init(&data, &a, 2);
+    let [alice, bob, carol] = [&a.keys[0], &a.keys[1], &a.keys[2]];
+    assert!(sealed(&s));
+    let refused = as_admin(&s, &keyid, alice, &["kv", "get", "secret/x"]);
+    assert!(stderr(&refused).contains("503"), "{}", stderr(&refused));
+
+    assert_eq!(unseal(&s, &keyid, alice), "Unseal progress: 1/2");
+    // The same admin again counts once.
+    assert_eq!(unseal(&s, &keyid, alice), "Unseal progress: 1/2");
+    assert!(sealed(&s));
+    assert_eq!(unseal(&s, &keyid, carol), "Unsealed.");
+    ok(as_admin(
+        &s,
+        &keyid,
+        alice,
+        &["kv", "put", "secret/app", "password=persisted-1"],
+    ));
+    ok(as_admin(
+        &s,
+        &keyid,
+        bob,
+        &["kv", "put", "secret/app", "password=persisted-2"],
+    ));
+    assert_eq!(
+        ok(as_admin(&s, &keyid, carol, &["identity", "list"])),
+        "Keys\n----\nalice\nbob\ncarol\n"
+    );
+
+    for order in [[carol, bob], [bob, alice]] {
+        s.kill9();
+        s = Server::start_data_dir(&data, true);
+        assert_eq!(s.var("SIGIL_SERVER_KEY"), keyid);
+        assert!(sealed(&s));
+        // K − 1 shares: still sealed.
+        assert_eq!(unseal(&s, &keyid, order[0]), "Unseal progress: 1/2");
+        assert!(sealed(&s));
+        let out = as_admin(&s, &keyid, order[0], &["kv", "get", "secret/app"]);
+        assert!(stderr(&out).contains("503"));
+        assert_eq!(unseal(&s, &keyid, order[1]), "Unsealed.");
+        assert_eq!(
+            ok(as_admin(
+                &s,
+                &keyid,
+                alice,
+                &["kv", "get", "-field=password", "secret/app"]
+            )),
+            "persisted-2\n"
+        );
+        assert_eq!(
+            ok(as_admin(
+                &s,
+                &keyid,
+                alice,
+                &["kv", "get", "-field=password", "-version=1", "secret/app"]
+            )),
+            "persisted-1\n"
+        );
+    }
+
+    // Seal again: admin-only, then everything answers 503 until a quorum unseals.
+    ok(as_admin(&s, &keyid, bob, &["operator", "seal"]));
+    assert!(sealed(&s));
+    let out = as_admin(&s, &keyid, bob, &["kv", "get", "secret/app"]);
+    assert!(stderr(&out).contains("503"));
+}
+
+#[test]
+fn threshold_one_gives_each_admin_the_whole_key() {
+    let a = admins(&["alice", "bob"]);
+    let data = a.dir.path().join("data");
+    let (mut s, keyid, _) = init(&data, &a, 1);
+    assert_eq!(unseal(&s, &keyid, &a.keys[1]), "Unsealed.");
+    ok(as_admin(
+        &s,
+        &keyid,
+        &a.keys[0],
+        &["kv", "put", "secret/x", "y=1"],
+    ));
+    s.kill9();
+    let s = Server::start_data_dir(&data, true);
+    assert_eq!(unseal(&s, &keyid, &a.keys[0]), "Unsealed.");
+    assert_eq!(
+        ok(as_admin(
+            &s,
+            &keyid,
+            &a.keys[1],
+            &["kv", "get", "-field=y", "secret/x"]
+        )),
+        "1\n"
+    );
+}
+
+#[test]
+fn init_is_refused_twice_and_with_bad_parameters() {
+    let a = admins(&["alice", "bob"]);
+    let data = a.dir.path().join("data");
+    let s = Server::start_data_dir(&data, false);
+    let alice = a.keys[0].to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["operator", "init", "--admin", alice, "--threshold", "2"],
+            "threshold",
+        ),
+        (
+            vec!["operator", "init", "--admin", alice, "--admin", alice],
+            "twice",
+        ),
+        (
+            vec!["operator", "init", "--admin", alice, "--threshold", "0"],
+            "threshold",
+        ),
+    ] {
+        let out = s.sigil_env(&args, &[]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+    ok(s.sigil_env(&["operator", "init", "--admin", alice], &[]));
+    let again = s.sigil_env(
+        &["operator", "init", "--admin", a.keys[1].to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        stderr(&again).contains("already initialized"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[tokio::test]
+async fn bad_unseal_submissions_are_refused_and_not_counted() {
+    let a = admins(&["alice", "bob", "carol", "mallory"]);
+    let data = a.dir.path().join("data");
+    let admins3 = Admins {
+        dir: tempfile::tempdir().unwrap(),
+        keys: a.keys[..3].to_vec(),
+    };
+    let (s, _keyid, _) = init(&data, &admins3, 2);
+    let alice = Raw::new(&s, &a.keys[0]).await;
+    let bob = Raw::new(&s, &a.keys[1]).await;
+    let mallory = Raw::new(&s, &a.keys[3]).await;
+    let progress = |v: &serde_json::Value| v["progress"].as_u64().unwrap();
+
+    // A non-admin can neither fetch a share nor submit one.
+    assert_eq!(
+        mallory
+            .send(&mallory.signed("GET", "/v1/sys/unseal/share", None))
+            .await
+            .status,
+        401
+    );
+    let status = mallory.seal_status().await;
+    let forged = mallory.unseal_request(
+        &[1u8; 33],
+        status["unseal_key"].as_str().unwrap(),
+        status["attempt"].as_str().unwrap(),
+    );
+    assert_eq!(mallory.send(&forged).await.status, 401);
+    assert_eq!(progress(&alice.seal_status().await), 0);
+
+    // A share for a stale attempt (or another unseal key) does not open.
+    let share = alice.my_share().await;
+    let status = alice.seal_status().await;
+    let stale = alice.unseal_request(
+        &share,
+        status["unseal_key"].as_str().unwrap(),
+        "not-the-current-attempt-nonce",
+    );
+    let r = alice.send(&stale).await;
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(progress(&alice.seal_status().await), 0);
+
+    // A corrupted share is refused before it counts.
+    let mut corrupted = share.clone();
+    corrupted[5] ^= 0x01;
+    let bad = alice.unseal_request(
+        &corrupted,
+        status["unseal_key"].as_str().unwrap(),
+        status["attempt"].as_str().unwrap(),
+    );
+    let r = alice.send(&bad).await;
+    assert_eq!(r.status, 400);
+    assert!(r.error_text().contains("not counted"), "{}", r.error_text());
+    // Bob's share submitted under Alice's key is not Alice's share.
+    let bobs = bob.my_share().await;
+    let wrong = alice.unseal_request(
+        &bobs,
+        status["unseal_key"].as_str().unwrap(),
+        status["attempt"].as_str().unwrap(),
+    );
+    assert_eq!(alice.send(&wrong).await.status, 400);
+    assert_eq!(progress(&alice.seal_status().await), 0);
+
+    // A good submission counts; replaying it byte for byte is refused.
+    let good = alice.unseal_request(
+        &share,
+        status["unseal_key"].as_str().unwrap(),
+        status["attempt"].as_str().unwrap(),
+    );
+    let r = alice.send(&good).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(progress(&r.json()), 1);
+    assert_eq!(alice.send(&good).await.status, 401);
+    // A tampered signature is refused.
+    let mut tampered = alice.unseal_request(
+        &share,
+        status["unseal_key"].as_str().unwrap(),
+        status["attempt"].as_str().unwrap(),
+    );
+    tampered.target = "/v1/sys/unseal?x=1".into();
+    assert_eq!(alice.send(&tampered).await.status, 401);
+    assert_eq!(progress(&alice.seal_status().await), 1);
+
+    // Bob completes the quorum.
+    let r = bob.unseal().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["sealed"], false);
+}
+
+#[tokio::test]
+async fn no_share_root_key_or_secret_in_output_or_on_disk() {
+    let a = admins(&["alice", "bob"]);
+    let data = a.dir.path().join("data");
+    let (s, keyid, init_output) = init(&data, &a, 2);
+    let alice = Raw::new(&s, &a.keys[0]).await;
+    let bob = Raw::new(&s, &a.keys[1]).await;
+    let shares = [alice.my_share().await, bob.my_share().await];
+    let root = sigil_crypto::shamir::combine(&[&shares[0], &shares[1]]).unwrap();
+    assert_eq!(root.len(), 32);
+    assert_eq!(alice.unseal().await.status, 200);
+    assert_eq!(bob.unseal().await.json()["sealed"], false);
+    let secret = "plaintext-secret-4711-never-on-disk";
+    ok(as_admin(
+        &s,
+        &keyid,
+        &a.keys[0],
+        &["kv", "put", "secret/app", &format!("v={secret}")],
+    ));
+    assert_eq!(
+        ok(as_admin(
+            &s,
+            &keyid,
+            &a.keys[0],
+            &["kv", "get", "-field=v", "secret/app"]
+        )),
+        format!("{secret}\n")
+    );
+
+    let mut needles: Vec<(String, Vec<u8>)> = vec![("secret".into(), secret.as_bytes().to_vec())];
+    for (name, bytes) in [
+        ("share 0", &shares[0][..]),
+        ("share 1", &shares[1][..]),
+        ("root key", &root[..]),
+    ] {
+        needles.push((format!("{name} (raw)"), bytes[bytes.len() - 24..].to_vec()));
+        needles.push((
+            format!("{name} (base64url)"),
+            sigil_crypto::b64url_encode(bytes).into_bytes(),
+        ));
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        needles.push((format!("{name} (hex)"), hex.into_bytes()));
+    }
+    let mut haystacks: Vec<(String, Vec<u8>)> = vec![
+        ("init output".into(), init_output.into_bytes()),
+        ("server log".into(), s.log_text().into_bytes()),
+    ];
+    for entry in walk(&data) {
+        haystacks.push((entry.display().to_string(), std::fs::read(&entry).unwrap()));
+    }
+    assert!(
+        haystacks.len() >= 5,
+        "{:?}",
+        haystacks.iter().map(|h| &h.0).collect::<Vec<_>>()
+    );
+    for (hname, hay) in &haystacks {
+        for (nname, needle) in &needles {
+            assert!(
+                !hay.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{nname} found in {hname}"
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
