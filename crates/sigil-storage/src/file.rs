@@ -21,7 +21,20 @@ type Reply = SyncSender<Result<(), StorageError>>;
 pub struct FileBackend {
     db: Arc<Database>,
     path: PathBuf,
-    jobs: Mutex<Sender<(Batch, Reply)>>,
+    /// `None` once closing.
+    jobs: Mutex<Option<Sender<(Batch, Reply)>>>,
+    committer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for FileBackend {
+    /// Stops the committer after it has finished every batch handed to it, so the file is
+    /// closed (and can be reopened) when this returns.
+    fn drop(&mut self) {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = self.committer.take() {
+            let _ = handle.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for FileBackend {
@@ -51,14 +64,15 @@ impl FileBackend {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let committer_db = Arc::clone(&db);
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("sigil-commit".into())
             .spawn(move || committer(&committer_db, &rx))
             .map_err(|e| io("open", &subject, e))?;
         Ok(FileBackend {
             db,
             path: path.to_owned(),
-            jobs: Mutex::new(tx),
+            jobs: Mutex::new(Some(tx)),
+            committer: Some(handle),
         })
     }
 
@@ -169,11 +183,14 @@ impl Backend for FileBackend {
 
     fn apply(&self, batch: Batch) -> Result<(), StorageError> {
         let (reply, answer) = mpsc::sync_channel(1);
+        let stopped = || io("batch", "committer", "committer thread stopped");
         self.jobs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .ok_or_else(stopped)?
             .send((batch, reply))
-            .map_err(|_| io("batch", "committer", "committer thread stopped"))?;
+            .map_err(|_| stopped())?;
         answer
             .recv()
             .map_err(|_| io("batch", "committer", "committer thread stopped"))?
@@ -212,15 +229,8 @@ mod tests {
             let b = FileBackend::open(&path).unwrap();
             b.put("k", b"v").unwrap();
         }
-        // The committer thread may still hold the database briefly after drop.
-        let b = (0..100)
-            .find_map(|_| {
-                FileBackend::open(&path).ok().or_else(|| {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    None
-                })
-            })
-            .unwrap();
+        // Dropping closed the file: it reopens at once.
+        let b = FileBackend::open(&path).unwrap();
         assert_eq!(b.get("k").unwrap().as_deref(), Some(&b"v"[..]));
     }
 
