@@ -104,8 +104,11 @@ pub(crate) enum KeyCommand {
 pub(crate) struct ServerArgs {
     /// Keep everything in memory: nothing but the CA certificate (and a first-run admin key)
     /// is written to disk. Security is the same as in any other mode.
-    #[arg(long, conflicts_with = "data_dir")]
+    #[arg(long, conflicts_with_all = ["data_dir", "config"])]
     pub(crate) transient: bool,
+    /// A configuration file (TOML; see docs/configuration.md).
+    #[arg(short = 'c', long = "config", value_name = "FILE", conflicts_with_all = ["data_dir", "listen", "tls_sans"])]
+    pub(crate) config: Option<PathBuf>,
     /// Persistent mode: the embedded file storage (`DIR/sigil.redb`) and a TLS CA kept in
     /// `DIR/tls/`. A new server waits for `sigil operator init`; a restarted one is sealed.
     #[arg(long, value_name = "DIR")]

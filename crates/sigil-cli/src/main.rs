@@ -5,6 +5,7 @@ mod cmd;
 mod config;
 mod keyfile;
 mod output;
+mod server_config;
 
 use std::process::ExitCode;
 

@@ -375,3 +375,43 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_configuration_file_runs_the_server_and_a_bad_one_stops_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("sigil.toml");
+    let data = tmp.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ntype = \"file\"\npath = \"{}\"\n\n[listener]\naddress = \"127.0.0.1:0\"\nnames = [\"sigil.test\"]\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let s = Server::spawn(
+        tempfile::tempdir().unwrap(),
+        &["-c", config.to_str().unwrap()],
+        &[],
+        2,
+    );
+    assert!(data.join("sigil.redb").exists());
+    assert!(data.join("tls/ca.pem").exists());
+    let key = tmp.path().join("a.key");
+    ok(run(&["key", "generate", "-o", key.to_str().unwrap()]));
+    ok(s.sigil_env(&["operator", "init", "--admin", key.to_str().unwrap()], &[]));
+    drop(s);
+
+    std::fs::write(
+        &config,
+        "[storage]\ntype = \"file\"\npath = \"/tmp/x\"\nport = 8200\n",
+    )
+    .unwrap();
+    let out = run(&["server", "-c", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("sigil.toml") && err.contains("line 4") && err.contains("port"),
+        "{err}"
+    );
+}

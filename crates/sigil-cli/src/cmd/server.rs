@@ -11,6 +11,7 @@ use sigil_server::{ServerConfig, TlsIdentity, start};
 
 use crate::args::ServerArgs;
 use crate::keyfile;
+use crate::server_config::ServerFile;
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
@@ -117,18 +118,58 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+/// Where data lives and how TLS is set up, from flags or a configuration file.
+struct Plan {
+    /// `None`: transient (with its state directory and admins); `Some`: the data directory.
+    data_dir: Option<PathBuf>,
+    listen: SocketAddr,
+    /// Certificate chain, key and (optionally) the CA clients trust, from files.
+    tls_files: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
+    names: Vec<String>,
+    api_addr: Option<String>,
+    allow_unlocked_memory: bool,
+}
+
+fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
+    if let Some(path) = &args.config {
+        let file = ServerFile::load(path)?;
+        // `file` is the only storage kind (the parser refuses others).
+        let data_dir = file.storage.path;
+        let l = file.listener;
+        return Ok(Plan {
+            data_dir: Some(data_dir),
+            listen: l.address,
+            tls_files: l
+                .tls_cert_file
+                .zip(l.tls_key_file)
+                .map(|(c, k)| (c, k, l.tls_client_ca_file)),
+            names: tls_names(&l.address, &l.names),
+            api_addr: file.api_addr,
+            allow_unlocked_memory: file.disable_mlock || args.allow_unlocked_memory,
+        });
+    }
     if !args.transient && args.data_dir.is_none() {
         bail!(
-            "say where data lives: `sigil server --transient` (memory) or `sigil server --data-dir DIR` (embedded file storage)"
+            "say where data lives: `sigil server --transient` (memory), `sigil server --data-dir DIR` (embedded file storage) or `sigil server -c FILE`"
         );
     }
+    Ok(Plan {
+        data_dir: args.data_dir.clone(),
+        listen: args.listen,
+        tls_files: None,
+        names: tls_names(&args.listen, &args.tls_sans),
+        api_addr: None,
+        allow_unlocked_memory: args.allow_unlocked_memory,
+    })
+}
+
+pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let plan = plan(&args)?;
     init_logging();
     // Before any key is generated or read.
-    let hardening = sigil_server::harden_process(args.allow_unlocked_memory)?;
-    let names = tls_names(&args.listen, &args.tls_sans);
-    // `--transient` and `--data-dir` conflict, and one of them is given (checked above).
-    let (node, tls, ca_path, generated_key) = match args.data_dir {
+    let hardening = sigil_server::harden_process(plan.allow_unlocked_memory)?;
+    let names = plan.names.clone();
+    let (node, tls, ca_path, generated_key) = match &plan.data_dir {
         None => {
             let dir = state_dir(args.dir)?;
             let Admins {
@@ -142,23 +183,36 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot write {}", ca_path.display()))?;
             std::fs::set_permissions(&ca_path, std::fs::Permissions::from_mode(0o644)).ok();
             let node = sigil_server::transient_node(identities)?;
-            (node, tls, ca_path, generated_key)
+            (node, tls, Some(ca_path), generated_key)
         }
         Some(dir) => {
-            private_dir(&dir)?;
-            let tls_dir = dir.join("tls");
-            private_dir(&tls_dir)?;
-            let tls = TlsIdentity::load_or_create(&tls_dir, &names).context("cannot set up TLS")?;
+            private_dir(dir)?;
+            let (tls, ca_path) = match &plan.tls_files {
+                Some((cert, key, ca)) => (
+                    TlsIdentity::from_files(cert, key, ca.as_deref())
+                        .context("cannot load the TLS certificate")?,
+                    ca.clone(),
+                ),
+                None => {
+                    let tls_dir = dir.join("tls");
+                    private_dir(&tls_dir)?;
+                    (
+                        TlsIdentity::load_or_create(&tls_dir, &names)
+                            .context("cannot set up TLS")?,
+                        Some(tls_dir.join("ca.pem")),
+                    )
+                }
+            };
             let node = sigil_server::file_node(&dir.join("sigil.redb"))
                 .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
-            (node, tls, tls_dir.join("ca.pem"), None)
+            (node, tls, ca_path, None)
         }
     };
     let initialized = node.initialized();
     let storage = node.storage_kind();
 
     let running = start(ServerConfig {
-        listen: args.listen,
+        listen: plan.listen,
         node,
         tls,
         hosts: names,
@@ -171,8 +225,11 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         memory_locked = hardening.memory_locked,
         "server ready: TLS 1.3, every request signed and every response sealed"
     );
-    println!("export SIGIL_ADDR={}", client_addr(running.addr));
-    println!("export SIGIL_CACERT={}", ca_path.display());
+    let addr = plan.api_addr.unwrap_or_else(|| client_addr(running.addr));
+    println!("export SIGIL_ADDR={addr}");
+    if let Some(ca) = ca_path {
+        println!("export SIGIL_CACERT={}", ca.display());
+    }
     if let Some(key) = running.server_key() {
         println!("export SIGIL_SERVER_KEY={}", key.keyid());
     }

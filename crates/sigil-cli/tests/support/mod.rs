@@ -57,8 +57,11 @@ impl Server {
     ) -> Server {
         let log = tmp.path().join("server.log");
         let mut cmd = Command::new(SIGIL);
-        cmd.args(["server", "--listen", "127.0.0.1:0"])
-            .args(args)
+        cmd.arg("server");
+        if !args.contains(&"-c") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(args)
             .env_remove("SIGIL_KEY")
             .env("SIGIL_LOG", "info")
             .stdin(Stdio::null())
