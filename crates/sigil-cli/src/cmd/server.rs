@@ -11,7 +11,7 @@ use sigil_server::{ServerConfig, TlsIdentity, start};
 
 use crate::args::ServerArgs;
 use crate::keyfile;
-use crate::server_config::ServerFile;
+use crate::server_config::{ServerFile, StorageKind};
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
@@ -133,8 +133,9 @@ struct Plan {
 fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
     if let Some(path) = &args.config {
         let file = ServerFile::load(path)?;
-        // `file` is the only storage kind (the parser refuses others).
-        let data_dir = file.storage.path;
+        let data_dir = match file.storage.kind {
+            StorageKind::File => file.storage.path,
+        };
         let l = file.listener;
         return Ok(Plan {
             data_dir: Some(data_dir),
