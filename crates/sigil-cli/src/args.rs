@@ -82,6 +82,49 @@ pub(crate) enum OperatorCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Change the admins and/or the threshold, with approvals from current admins.
+    #[command(subcommand)]
+    Rekey(RekeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RekeyCommand {
+    /// Propose a new admin set and threshold (admin, sudo).
+    Init {
+        /// A new admin: `sigil1…` or a file holding one (or a key file). Repeat.
+        #[arg(long = "admin", value_name = "sigil1…|FILE", required = true)]
+        admins: Vec<String>,
+        /// Shares needed to unseal after the rekey.
+        #[arg(long, default_value_t = 1)]
+        threshold: u8,
+        /// Seconds the proposal stays open for approvals.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the open proposal.
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Approve the open proposal as a current admin (uses SIGIL_KEY). Pass the digest you
+    /// reviewed: a different proposal is not approved.
+    Approve {
+        /// The proposal's digest, as shown by `rekey status`.
+        #[arg(long, required = true)]
+        digest: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel the open proposal (admin, sudo).
+    Cancel {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -415,3 +415,194 @@ fn a_configuration_file_runs_the_server_and_a_bad_one_stops_it() {
         "{err}"
     );
 }
+
+fn digest_of(output: &str) -> String {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix("Digest: "))
+        .expect("a digest line")
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn rekey_changes_admins_and_threshold_and_old_shares_stop_working() {
+    let a = admins(&["alice", "bob", "carol", "dave", "mallory"]);
+    let [alice, bob, carol, dave, mallory] =
+        [&a.keys[0], &a.keys[1], &a.keys[2], &a.keys[3], &a.keys[4]];
+    let data = a.dir.path().join("data");
+    let first = Admins {
+        dir: tempfile::tempdir().unwrap(),
+        keys: a.keys[..3].to_vec(),
+    };
+    let (mut s, keyid, _) = init(&data, &first, 2);
+    let old_shares = [
+        Raw::new(&s, alice).await.my_share().await,
+        Raw::new(&s, bob).await.my_share().await,
+    ];
+    let old_root = sigil_crypto::shamir::combine(&[&old_shares[0], &old_shares[1]]).unwrap();
+    unseal(&s, &keyid, alice);
+    unseal(&s, &keyid, bob);
+    ok(as_admin(
+        &s,
+        &keyid,
+        alice,
+        &["kv", "put", "secret/app", "v=before-rekey"],
+    ));
+
+    // A proposal that expires cannot be approved.
+    let short = ok(as_admin(
+        &s,
+        &keyid,
+        alice,
+        &[
+            "operator",
+            "rekey",
+            "init",
+            "--admin",
+            alice.to_str().unwrap(),
+            "--ttl",
+            "1",
+        ],
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let out = as_admin(
+        &s,
+        &keyid,
+        bob,
+        &[
+            "operator",
+            "rekey",
+            "approve",
+            "-digest",
+            &digest_of(&short),
+        ],
+    );
+    assert!(
+        stderr(&out).contains("no rekey") || stderr(&out).contains("expired"),
+        "{}",
+        stderr(&out)
+    );
+
+    let proposal = ok(as_admin(
+        &s,
+        &keyid,
+        alice,
+        &[
+            "operator",
+            "rekey",
+            "init",
+            "--admin",
+            alice.to_str().unwrap(),
+            "--admin",
+            dave.to_str().unwrap(),
+            "--threshold",
+            "2",
+        ],
+    ));
+    let digest = digest_of(&proposal);
+    assert!(proposal.contains("Approvals: 0/2"), "{proposal}");
+    // Refused, and not counted: a wrong digest, a stranger, a proposed-but-not-current admin.
+    let out = as_admin(
+        &s,
+        &keyid,
+        bob,
+        &["operator", "rekey", "approve", "-digest", "AAAA"],
+    );
+    assert!(
+        stderr(&out).contains("digest does not match"),
+        "{}",
+        stderr(&out)
+    );
+    for who in [mallory, dave] {
+        let out = as_admin(
+            &s,
+            &keyid,
+            who,
+            &["operator", "rekey", "approve", "-digest", &digest],
+        );
+        assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    }
+    let out = ok(as_admin(
+        &s,
+        &keyid,
+        alice,
+        &["operator", "rekey", "approve", "-digest", &digest],
+    ));
+    assert!(out.contains("Approvals: 1/2"), "{out}");
+    let out = ok(as_admin(
+        &s,
+        &keyid,
+        alice,
+        &["operator", "rekey", "approve", "-digest", &digest],
+    ));
+    assert!(
+        out.contains("Approvals: 1/2"),
+        "one admin counts once: {out}"
+    );
+    let out = ok(as_admin(
+        &s,
+        &keyid,
+        carol,
+        &["operator", "rekey", "approve", "-digest", &digest],
+    ));
+    assert!(out.contains("Rekeyed: 2 admin(s), threshold 2"), "{out}");
+    assert!(ok(as_admin(&s, &keyid, alice, &["identity", "list"])).contains("dave"));
+
+    s.kill9();
+    s = Server::start_data_dir(&data, true);
+    let status: serde_json::Value = serde_json::from_slice(
+        &s.sigil_env(&["operator", "status", "-format=json"], &[])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(status["threshold"], 2);
+    assert_eq!(status["admins"].as_array().unwrap().len(), 2);
+    // Bob is no longer an admin; Alice's old share is refused and not counted.
+    let bob_raw = Raw::new(&s, bob).await;
+    assert_eq!(
+        bob_raw
+            .send(&bob_raw.signed("GET", "/v1/sys/unseal/share", None))
+            .await
+            .status,
+        401
+    );
+    let alice_raw = Raw::new(&s, alice).await;
+    let st = alice_raw.seal_status().await;
+    let old = alice_raw.unseal_request(
+        &old_shares[0],
+        st["unseal_key"].as_str().unwrap(),
+        st["attempt"].as_str().unwrap(),
+    );
+    assert_eq!(alice_raw.send(&old).await.status, 400);
+    assert_eq!(alice_raw.seal_status().await["progress"], 0);
+    let dave_raw = Raw::new(&s, dave).await;
+    let new_root =
+        sigil_crypto::shamir::combine(&[&alice_raw.my_share().await, &dave_raw.my_share().await])
+            .unwrap();
+    assert_ne!(&new_root[..], &old_root[..]);
+    assert_eq!(unseal(&s, &keyid, alice), "Unseal progress: 1/2");
+    assert_eq!(unseal(&s, &keyid, dave), "Unsealed.");
+    assert_eq!(
+        ok(as_admin(
+            &s,
+            &keyid,
+            dave,
+            &["kv", "get", "-field=v", "secret/app"]
+        )),
+        "before-rekey\n"
+    );
+
+    // On disk: the old root key opens nothing; the new one opens the keyring.
+    s.kill9();
+    let backend = sigil_storage::FileBackend::open(&data.join("sigil.redb")).unwrap();
+    use sigil_storage::Backend as _;
+    let keyring = backend.get("core/keyring").unwrap().unwrap();
+    let key = |bytes: &[u8]| {
+        let mut k = zeroize::Zeroizing::new([0u8; 32]);
+        k.copy_from_slice(bytes);
+        sigil_crypto::BarrierKey::from_secret(sigil_crypto::KeyTerm(0), k)
+    };
+    assert!(key(&old_root).open(b"core/keyring", &keyring).is_err());
+    assert!(key(&new_root).open(b"core/keyring", &keyring).is_ok());
+}

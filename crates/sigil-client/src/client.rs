@@ -307,6 +307,23 @@ impl Client {
         })
     }
 
+    /// A signed request whose body and answer are plain JSON: for the admin endpoints that
+    /// carry no secret and must work without the server's key (`sys/rekey/approve`).
+    pub async fn signed_plain(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, ClientError> {
+        let nonce = sigil_crypto::random::nonce().map_err(|_| rng())?;
+        let raw = RawBody {
+            bytes: serde_json::to_vec(body).expect("JSON serializes"),
+            content_type: "application/json",
+        };
+        let (_, bytes, _) = self.send_signed(method, path, Some(raw), nonce).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Response(format!("{path}: {e}")))
+    }
+
     /// Submits this admin's unseal share (PROTOCOL.md §7): reads the seal status, fetches the
     /// admin's sealed share, opens it locally, and sends it sealed to this boot's unseal key
     /// for the current attempt. Returns the new seal status.

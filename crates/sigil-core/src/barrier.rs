@@ -20,8 +20,9 @@ pub(crate) const OUTSIDE_BARRIER: &[&str] = &[KEYRING_KEY, crate::seal::SEAL_CON
 /// encrypts new entries, every older one still decrypts.
 pub struct Barrier {
     backend: Arc<dyn Backend>,
-    /// Wraps the keyring. Kept while unsealed so the keyring can be rotated.
-    root: BarrierKey,
+    /// Wraps the keyring. Kept while unsealed so the keyring can be rotated and the root key
+    /// replaced (rekey).
+    root: RwLock<BarrierKey>,
     /// Every term, oldest first; the last encrypts.
     keyring: RwLock<Vec<Arc<BarrierKey>>>,
 }
@@ -87,7 +88,7 @@ impl Barrier {
         )?;
         Ok(Barrier {
             backend,
-            root,
+            root: RwLock::new(root),
             keyring: RwLock::new(vec![key]),
         })
     }
@@ -101,7 +102,7 @@ impl Barrier {
             .map_err(|_| CoreError::Integrity)?;
         Ok(Barrier {
             backend,
-            root,
+            root: RwLock::new(root),
             keyring: RwLock::new(decode_keyring(&plain)?),
         })
     }
@@ -129,6 +130,8 @@ impl Barrier {
         let old = self.backend.get(KEYRING_KEY)?;
         let wrapped = self
             .root
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .seal(KEYRING_KEY.as_bytes(), &encode_keyring(&updated))
             .map_err(|_| CoreError::Integrity)?;
         self.backend.apply(
@@ -138,6 +141,24 @@ impl Barrier {
         )?;
         *keys = updated;
         Ok(next.0)
+    }
+
+    /// Replaces the root key: the keyring is re-wrapped under `new_root` and stored in one atomic
+    /// batch with `with` (the new seal configuration). The old root key then opens nothing
+    /// current.
+    pub(crate) fn replace_root(&self, new_root: BarrierKey, with: Batch) -> Result<(), CoreError> {
+        let keys = self.keyring.write().unwrap_or_else(|e| e.into_inner());
+        let mut root = self.root.write().unwrap_or_else(|e| e.into_inner());
+        let old = self.backend.get(KEYRING_KEY)?;
+        let wrapped = new_root
+            .seal(KEYRING_KEY.as_bytes(), &encode_keyring(&keys))
+            .map_err(|_| CoreError::Integrity)?;
+        let mut batch = with;
+        batch.expect.push((KEYRING_KEY.to_owned(), old));
+        batch.writes.push((KEYRING_KEY.to_owned(), Some(wrapped)));
+        self.backend.apply(batch)?;
+        *root = new_root;
+        Ok(())
     }
 
     /// Re-encrypts every entry written under an older term with the newest one. Entries

@@ -165,6 +165,23 @@ impl Core {
         &self.server_identity
     }
 
+    /// Makes sure an identity with `public` exists; if none does, creates `name` with the admin
+    /// policy (as at init). Existing identities are left as they are.
+    pub(crate) fn ensure_admin(
+        &self,
+        name: &str,
+        public: &PublicIdentity,
+    ) -> Result<(), CoreError> {
+        if self.identities.caller(public.keyid().as_str()).is_some() {
+            return Ok(());
+        }
+        self.identities.upsert(
+            name,
+            json!({ "public_key": public.to_string(), "policies": [ADMIN_POLICY] }),
+        )?;
+        Ok(())
+    }
+
     /// Keyids of the enabled identities holding the admin policy.
     pub fn admin_keyids(&self) -> Vec<String> {
         self.identities.admin_keyids()

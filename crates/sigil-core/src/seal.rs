@@ -95,13 +95,13 @@ pub struct SealStatus {
     pub storage_type: String,
 }
 
-enum State {
+pub(crate) enum State {
     Uninitialized,
     Sealed(Arc<SealConfig>),
     Unsealed(Option<Arc<SealConfig>>, Arc<Core>),
 }
 
-struct Attempt {
+pub(crate) struct Attempt {
     key: EncryptionKey,
     nonce: String,
     /// `(keyid, share)` accepted so far.
@@ -109,7 +109,7 @@ struct Attempt {
 }
 
 impl Attempt {
-    fn new() -> Result<Self, CoreError> {
+    pub(crate) fn new() -> Result<Self, CoreError> {
         Ok(Attempt {
             key: EncryptionKey::generate()
                 .map_err(|_| CoreError::bad("random number generator failed"))?,
@@ -122,9 +122,10 @@ impl Attempt {
 
 /// A server's seal state machine around its [`Core`].
 pub struct Node {
-    backend: Arc<dyn Backend>,
-    state: RwLock<State>,
-    attempt: Mutex<Attempt>,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) state: RwLock<State>,
+    pub(crate) attempt: Mutex<Attempt>,
+    pub(crate) rekey: Mutex<Option<crate::rekey::Proposal>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -151,6 +152,57 @@ struct ShareSubmission {
     share: String,
 }
 
+pub(crate) fn rng(_: sigil_crypto::CryptoError) -> CoreError {
+    CoreError::bad("random number generator failed")
+}
+
+/// Checks an admin set and threshold for init or rekey.
+pub(crate) fn check_admins(
+    admins: &[(String, PublicIdentity)],
+    threshold: u8,
+) -> Result<(), CoreError> {
+    let n = u8::try_from(admins.len()).map_err(|_| CoreError::bad("at most 255 admins"))?;
+    if n == 0 {
+        return Err(CoreError::bad("at least one admin public key is required"));
+    }
+    if threshold == 0 || threshold > n {
+        return Err(CoreError::bad(format!(
+            "threshold must be between 1 and the number of admins ({n})"
+        )));
+    }
+    for (i, (_, a)) in admins.iter().enumerate() {
+        if admins[..i].iter().any(|(_, b)| b == a) {
+            return Err(CoreError::bad("the same admin key is given twice"));
+        }
+    }
+    Ok(())
+}
+
+/// Splits `root` among `admins` (`threshold` needed) and seals each share to its admin.
+pub(crate) fn deal(
+    root: &BarrierKey,
+    admins: &[(String, PublicIdentity)],
+    threshold: u8,
+) -> Result<Vec<AdminShare>, CoreError> {
+    let n = u8::try_from(admins.len()).map_err(|_| CoreError::bad("at most 255 admins"))?;
+    let shares = shamir::split(root.expose_secret(), threshold, n).map_err(rng)?;
+    let mut entries = Vec::with_capacity(admins.len());
+    for ((name, public), share) in admins.iter().zip(&shares) {
+        let keyid = public.keyid().to_string();
+        let env = sigil_crypto::seal_base_to(public.encryption_key(), SealInfo::Share, b"", share)
+            .map_err(|_| CoreError::bad("invalid admin encryption key"))?;
+        entries.push(AdminShare {
+            name: name.clone(),
+            public_key: public.to_string(),
+            share_digest: share_digest(&keyid, share),
+            keyid,
+            enc: b64url_encode(&env.enc),
+            ct: b64url_encode(&env.ct),
+        });
+    }
+    Ok(entries)
+}
+
 impl Node {
     /// A transient node: initialized and unsealed in memory with `config`'s admins. Its root
     /// key exists only inside the core; it cannot be sealed.
@@ -160,6 +212,7 @@ impl Node {
             backend,
             state: RwLock::new(State::Unsealed(None, Arc::new(core))),
             attempt: Mutex::new(Attempt::new()?),
+            rekey: Mutex::new(None),
         })
     }
 
@@ -175,6 +228,7 @@ impl Node {
             backend,
             state: RwLock::new(state),
             attempt: Mutex::new(Attempt::new()?),
+            rekey: Mutex::new(None),
         })
     }
 
@@ -260,39 +314,10 @@ impl Node {
         if !matches!(*state, State::Uninitialized) {
             return Err(CoreError::bad("already initialized"));
         }
-        let n = u8::try_from(admins.len()).map_err(|_| CoreError::bad("at most 255 admins"))?;
-        if n == 0 {
-            return Err(CoreError::bad("at least one admin public key is required"));
-        }
-        if threshold == 0 || threshold > n {
-            return Err(CoreError::bad(format!(
-                "threshold must be between 1 and the number of admins ({n})"
-            )));
-        }
-        for (i, (_, a)) in admins.iter().enumerate() {
-            if admins[..i].iter().any(|(_, b)| b == a) {
-                return Err(CoreError::bad("the same admin key is given twice"));
-            }
-        }
-        let rng = |_| CoreError::bad("random number generator failed");
+        check_admins(&admins, threshold)?;
         let root = BarrierKey::generate(KeyTerm(0)).map_err(rng)?;
-        let shares = shamir::split(root.expose_secret(), threshold, n).map_err(rng)?;
-        let mut entries = Vec::with_capacity(admins.len());
-        for ((name, public), share) in admins.iter().zip(&shares) {
-            let keyid = public.keyid().to_string();
-            let env =
-                sigil_crypto::seal_base_to(public.encryption_key(), SealInfo::Share, b"", share)
-                    .map_err(|_| CoreError::bad("invalid admin encryption key"))?;
-            entries.push(AdminShare {
-                name: name.clone(),
-                public_key: public.to_string(),
-                share_digest: share_digest(&keyid, share),
-                keyid,
-                enc: b64url_encode(&env.enc),
-                ct: b64url_encode(&env.ct),
-            });
-        }
-        drop(shares);
+        let entries = deal(&root, &admins, threshold)?;
+        let n = entries.len();
         let core = Core::create(Arc::clone(&self.backend), root, CoreConfig { admins })?;
         let server = core.server_identity().public();
         drop(core);

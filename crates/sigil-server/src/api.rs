@@ -108,6 +108,7 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
         match raw_path {
             "sys/health" => return Ok(health(node)),
             "sys/seal-status" => return Ok(plain_json(StatusCode::OK, &node.status())),
+            "sys/rekey" => return Ok(plain_json(StatusCode::OK, &node.rekey_status(now()))),
             "sys/server-key" => {
                 let public = node.server_key().ok_or_else(|| unavailable(node))?;
                 return Ok(plain_json(
@@ -132,6 +133,15 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
                 .sealed_share(&authn.caller.0)
                 .ok_or_else(|| unavailable(node))?;
             return Ok(plain_json(StatusCode::OK, &share));
+        }
+        "sys/rekey/approve" if write => {
+            let authn =
+                auth::authenticate(node, &state.replay, &state.hosts, &parts, &body, now())?;
+            let approval: Approval = serde_json::from_slice(&body).map_err(|_| {
+                ApiError::bad_request("expected {\"digest\": \"<proposal digest>\"}")
+            })?;
+            let status = node.rekey_approve(&authn.caller.0, &approval.digest, now())?;
+            return Ok(plain_json(StatusCode::OK, &status));
         }
         "sys/unseal" if write => {
             let authn =
@@ -174,6 +184,36 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
     let mut path = sigil_core::normalize_path(raw_path)?;
     if operation == Operation::List && !path.ends_with('/') {
         path.push('/');
+    }
+    match (path.as_str(), operation) {
+        ("sys/rekey/init", Operation::Update) => {
+            core.authorize(
+                &authn.caller,
+                &path,
+                &[Capability::Update, Capability::Sudo],
+            )?;
+            let req: RekeyRequest = serde_json::from_value(data.unwrap_or_default()).map_err(|_| {
+                ApiError::bad_request(
+                    "expected {\"admins\":[\"sigil1…\"],\"threshold\":K,\"names\":[…],\"ttl_seconds\":N}",
+                )
+            })?;
+            let admins = parse_admins(&req.admins, &req.names)?;
+            let status = node.rekey_start(admins, req.threshold, req.ttl_seconds, now())?;
+            let response = sigil_core::Response::data(
+                serde_json::to_value(status).expect("status serializes"),
+            );
+            return seal_response(&core, &authn, response);
+        }
+        ("sys/rekey", Operation::Delete) => {
+            core.authorize(
+                &authn.caller,
+                &path,
+                &[Capability::Delete, Capability::Sudo],
+            )?;
+            node.rekey_cancel();
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        _ => {}
     }
     if path == "sys/seal" && operation == Operation::Update {
         core.authorize(
@@ -232,26 +272,59 @@ struct InitRequest {
     names: Vec<String>,
 }
 
+/// `POST sys/rekey/init`: the proposed admins and threshold.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RekeyRequest {
+    admins: Vec<String>,
+    threshold: u8,
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default = "default_rekey_ttl")]
+    ttl_seconds: i64,
+}
+
+fn default_rekey_ttl() -> i64 {
+    3600
+}
+
+/// `POST sys/rekey/approve`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Approval {
+    digest: String,
+}
+
+/// Admin public keys with their names (`admin-N` when not given).
+fn parse_admins(
+    admins: &[String],
+    names: &[String],
+) -> Result<Vec<(String, PublicIdentity)>, ApiError> {
+    if !names.is_empty() && names.len() != admins.len() {
+        return Err(ApiError::bad_request("names must match admins one to one"));
+    }
+    admins
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let public = PublicIdentity::parse(text)
+                .map_err(|e| ApiError::bad_request(format!("admins[{i}]: {e}")))?;
+            let name = names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("admin-{}", i + 1));
+            Ok((name, public))
+        })
+        .collect()
+}
+
 fn init(node: &Node, body: &[u8]) -> Result<Response, ApiError> {
     let req: InitRequest = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
             "expected {{\"admins\":[\"sigil1…\"],\"threshold\":K}}: {e}"
         ))
     })?;
-    if !req.names.is_empty() && req.names.len() != req.admins.len() {
-        return Err(ApiError::bad_request("names must match admins one to one"));
-    }
-    let mut admins = Vec::with_capacity(req.admins.len());
-    for (i, text) in req.admins.iter().enumerate() {
-        let public = PublicIdentity::parse(text)
-            .map_err(|e| ApiError::bad_request(format!("admins[{i}]: {e}")))?;
-        let name = req
-            .names
-            .get(i)
-            .cloned()
-            .unwrap_or_else(|| format!("admin-{}", i + 1));
-        admins.push((name, public));
-    }
+    let admins = parse_admins(&req.admins, &req.names)?;
     let response = node.init(admins, req.threshold)?;
     Ok(plain_json(StatusCode::OK, &response))
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use crate::args::{Format, OperatorCommand};
+use crate::args::{Format, OperatorCommand, RekeyCommand};
 use crate::config::{self, Needs};
 use crate::{keyfile, output};
 
@@ -97,11 +97,107 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default();
             println!("Success! Re-encrypted {n} entries under the newest term.");
         }
+        OperatorCommand::Rekey(cmd) => return rekey(cmd).await,
         OperatorCommand::KeyStatus { client } => {
             let c = config::client(&client)?;
             let resp = c.request("GET", "sys/key-status", None).await?;
             let body = resp.body.unwrap_or_default();
             output::table(&output::rows(body.get("data")));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_rekey(status: &Value) {
+    if status["complete"] == Value::Bool(true) {
+        println!(
+            "Rekeyed: {} admin(s), threshold {}. Old shares no longer open anything.",
+            status["admins"].as_array().map_or(0, Vec::len),
+            status["threshold"]
+        );
+        return;
+    }
+    if status["started"] != Value::Bool(true) {
+        println!("No rekey in progress.");
+        return;
+    }
+    println!(
+        "Rekey proposal (open until Unix time {}):",
+        status["deadline"]
+    );
+    let names = status["names"].as_array().cloned().unwrap_or_default();
+    for (i, key) in status["admins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        println!(
+            "  admin {}: {}",
+            names.get(i).and_then(Value::as_str).unwrap_or("?"),
+            key.as_str().unwrap_or_default()
+        );
+    }
+    println!("  threshold: {}", status["threshold"]);
+    println!(
+        "Approvals: {}/{}",
+        status["approvals"].as_array().map_or(0, Vec::len),
+        status["required"]
+    );
+    println!("Digest: {}", status["digest"].as_str().unwrap_or_default());
+    println!(
+        "Each current admin reviews this and runs: sigil operator rekey approve -digest={}",
+        status["digest"].as_str().unwrap_or_default()
+    );
+}
+
+async fn rekey(cmd: RekeyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        RekeyCommand::Init {
+            admins,
+            threshold,
+            ttl,
+            client,
+        } => {
+            let admins = keyfile::named_publics(&admins)?;
+            let c = config::client(&client)?;
+            let body = json!({
+                "admins": admins.iter().map(|(_, p)| p.to_string()).collect::<Vec<_>>(),
+                "names": admins.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+                "threshold": threshold,
+                "ttl_seconds": ttl,
+            });
+            let resp = c.request("POST", "sys/rekey/init", Some(&body)).await?;
+            print_rekey(
+                resp.body
+                    .as_ref()
+                    .and_then(|b| b.get("data"))
+                    .unwrap_or(&Value::Null),
+            );
+        }
+        RekeyCommand::Status { format, client } => {
+            let c = config::client_with(&client, Needs::Nothing)?;
+            let status = c
+                .plain("GET", "sys/rekey", None)
+                .await?
+                .body
+                .unwrap_or_default();
+            match format {
+                Format::Json => output::json(&status),
+                Format::Table => print_rekey(&status),
+            }
+        }
+        RekeyCommand::Approve { digest, client } => {
+            let c = config::client_with(&client, Needs::Key)?;
+            let status = c
+                .signed_plain("POST", "sys/rekey/approve", &json!({ "digest": digest }))
+                .await?;
+            print_rekey(&status);
+        }
+        RekeyCommand::Cancel { client } => {
+            let c = config::client(&client)?;
+            c.request("DELETE", "sys/rekey", None).await?;
+            println!("Success! The rekey proposal is cancelled.");
         }
     }
     Ok(ExitCode::SUCCESS)
