@@ -40,12 +40,8 @@ pub(crate) enum OperatorCommand {
     /// Initialize a new server with its admins' public keys. Prints no secret: each admin's
     /// share of the root key is sealed to that admin.
     Init {
-        /// An admin: a `sigil1…` string, or a file holding one (or a key file). Repeat.
-        #[arg(long = "admin", value_name = "sigil1…|FILE", required = true)]
-        admins: Vec<String>,
-        /// How many admins must take part in an unseal.
-        #[arg(long, default_value_t = 1)]
-        threshold: u8,
+        #[command(flatten)]
+        set: AdminSet,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -87,16 +83,23 @@ pub(crate) enum OperatorCommand {
     Rekey(RekeyCommand),
 }
 
+/// An admin set and its unseal threshold (init, rekey).
+#[derive(Debug, Args)]
+pub(crate) struct AdminSet {
+    /// An admin: a `sigil1…` string, or a file holding one (or a key file). Repeat.
+    #[arg(long = "admin", value_name = "sigil1…|FILE", required = true)]
+    pub(crate) admins: Vec<String>,
+    /// How many admins must take part in an unseal.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) threshold: u8,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum RekeyCommand {
     /// Propose a new admin set and threshold (admin, sudo).
     Init {
-        /// A new admin: `sigil1…` or a file holding one (or a key file). Repeat.
-        #[arg(long = "admin", value_name = "sigil1…|FILE", required = true)]
-        admins: Vec<String>,
-        /// Shares needed to unseal after the rekey.
-        #[arg(long, default_value_t = 1)]
-        threshold: u8,
+        #[command(flatten)]
+        set: AdminSet,
         /// Seconds the proposal stays open for approvals.
         #[arg(long, default_value_t = 3600)]
         ttl: i64,

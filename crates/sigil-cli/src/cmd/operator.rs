@@ -4,9 +4,22 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use crate::args::{Format, OperatorCommand, RekeyCommand};
+use sigil_crypto::PublicIdentity;
+
+use crate::args::{AdminSet, Format, OperatorCommand, RekeyCommand};
 use crate::config::{self, Needs};
 use crate::{keyfile, output};
+
+/// The admins (named) and the `{"admins","names","threshold"}` body of init and rekey.
+fn admin_set(set: &AdminSet) -> anyhow::Result<(Vec<(String, PublicIdentity)>, Value)> {
+    let admins = keyfile::named_publics(&set.admins)?;
+    let body = json!({
+        "admins": admins.iter().map(|(_, p)| p.to_string()).collect::<Vec<_>>(),
+        "names": admins.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        "threshold": set.threshold,
+    });
+    Ok((admins, body))
+}
 
 fn progress_line(status: &Value) -> String {
     if status["sealed"] == Value::Bool(false) {
@@ -21,18 +34,10 @@ fn progress_line(status: &Value) -> String {
 
 pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        OperatorCommand::Init {
-            admins,
-            threshold,
-            client,
-        } => {
-            let admins = keyfile::named_publics(&admins)?;
+        OperatorCommand::Init { set, client } => {
+            let (admins, body) = admin_set(&set)?;
+            let threshold = set.threshold;
             let c = config::client_with(&client, Needs::Nothing)?;
-            let body = json!({
-                "admins": admins.iter().map(|(_, p)| p.to_string()).collect::<Vec<_>>(),
-                "names": admins.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
-                "threshold": threshold,
-            });
             let resp = c.plain("POST", "sys/init", Some(&body)).await?;
             let body = resp.body.unwrap_or_default();
             eprintln!(
@@ -153,20 +158,10 @@ fn print_rekey(status: &Value) {
 
 async fn rekey(cmd: RekeyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        RekeyCommand::Init {
-            admins,
-            threshold,
-            ttl,
-            client,
-        } => {
-            let admins = keyfile::named_publics(&admins)?;
+        RekeyCommand::Init { set, ttl, client } => {
+            let (_, mut body) = admin_set(&set)?;
+            body["ttl_seconds"] = json!(ttl);
             let c = config::client(&client)?;
-            let body = json!({
-                "admins": admins.iter().map(|(_, p)| p.to_string()).collect::<Vec<_>>(),
-                "names": admins.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
-                "threshold": threshold,
-                "ttl_seconds": ttl,
-            });
             let resp = c.request("POST", "sys/rekey/init", Some(&body)).await?;
             print_rekey(
                 resp.body
