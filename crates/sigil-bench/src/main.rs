@@ -21,7 +21,12 @@ struct Cli {
     #[command(subcommand)]
     workload: Workload,
     /// Server address.
-    #[arg(long, env = "SIGIL_ADDR", global = true, default_value = "https://127.0.0.1:8200")]
+    #[arg(
+        long,
+        env = "SIGIL_ADDR",
+        global = true,
+        default_value = "https://127.0.0.1:8200"
+    )]
     addr: String,
     /// Key file.
     #[arg(long, env = "SIGIL_KEY", global = true)]
@@ -83,7 +88,11 @@ async fn main() -> anyhow::Result<()> {
     let value = "v".repeat(load.value_bytes);
     if !write {
         client
-            .request("POST", "secret/data/bench/read", Some(&json!({ "data": { "v": value } })))
+            .request(
+                "POST",
+                "secret/data/bench/read",
+                Some(&json!({ "data": { "v": value } })),
+            )
             .await?;
     }
     let run = sigil_crypto::random::nonce()?;
@@ -100,7 +109,9 @@ async fn main() -> anyhow::Result<()> {
                 let t = Instant::now();
                 let r = if write {
                     let path = format!("secret/data/bench/{run}/{w}/{i}");
-                    client.request("POST", &path, Some(&json!({ "data": { "v": value } }))).await
+                    client
+                        .request("POST", &path, Some(&json!({ "data": { "v": value } })))
+                        .await
                 } else {
                     client.request("GET", "secret/data/bench/read", None).await
                 };

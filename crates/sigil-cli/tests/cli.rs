@@ -383,3 +383,27 @@ path "secret/metadata/team/*" { capabilities = ["list"] }
     denied(&["kv", "list", "secret/"]);
     denied(&["kv", "delete", "secret/team/a"]);
 }
+
+#[test]
+fn the_server_locks_its_memory_and_cannot_dump_core() {
+    let s = Server::start();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    let locked: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmLck line");
+    assert!(locked > 0, "no memory locked: {status}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("core limit line");
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], &["0", "0"], "{core}");
+    assert!(
+        s.log_text().contains("memory_locked=true"),
+        "{}",
+        s.log_text()
+    );
+}
