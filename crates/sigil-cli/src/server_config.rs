@@ -12,7 +12,7 @@
 //! address = "0.0.0.0:8200"
 //! tls_cert_file = "/etc/sigil/server.pem"      # optional: without both, a CA is generated
 //! tls_key_file = "/etc/sigil/server.key"       #   once and kept in <storage.path>/tls
-//! tls_client_ca_file = "/etc/sigil/ca.pem"     # optional: printed as SIGIL_CACERT
+//! tls_ca_file = "/etc/sigil/ca.pem"     # optional: printed as SIGIL_CACERT
 //! names = ["sigil.example.com"]                # names clients address; also in the cert
 //! ```
 
@@ -29,7 +29,7 @@ pub(crate) struct ServerFile {
     pub(crate) storage: Storage,
     #[serde(default)]
     pub(crate) listener: Listener,
-    pub(crate) api_addr: Option<String>,
+    pub(crate) api_addr: Option<toml::Spanned<String>>,
     #[serde(default)]
     pub(crate) disable_mlock: bool,
 }
@@ -55,9 +55,9 @@ pub(crate) enum StorageKind {
 pub(crate) struct Listener {
     #[serde(default = "default_address")]
     pub(crate) address: SocketAddr,
-    pub(crate) tls_cert_file: Option<PathBuf>,
-    pub(crate) tls_key_file: Option<PathBuf>,
-    pub(crate) tls_client_ca_file: Option<PathBuf>,
+    pub(crate) tls_cert_file: Option<toml::Spanned<PathBuf>>,
+    pub(crate) tls_key_file: Option<toml::Spanned<PathBuf>>,
+    pub(crate) tls_ca_file: Option<PathBuf>,
     #[serde(default)]
     pub(crate) names: Vec<String>,
 }
@@ -68,7 +68,7 @@ impl Default for Listener {
             address: default_address(),
             tls_cert_file: None,
             tls_key_file: None,
-            tls_client_ca_file: None,
+            tls_ca_file: None,
             names: Vec::new(),
         }
     }
@@ -85,20 +85,41 @@ impl ServerFile {
             .with_context(|| format!("cannot read configuration file {}", path.display()))?;
         let file: ServerFile = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let line = |span: std::ops::Range<usize>| {
+            text[..span.start.min(text.len())].lines().count().max(1)
+        };
         let l = &file.listener;
-        if l.tls_cert_file.is_some() != l.tls_key_file.is_some() {
-            bail!(
-                "{}: [listener] needs both tls_cert_file and tls_key_file, or neither (then a CA is generated in the storage path)",
-                path.display()
-            );
+        match (&l.tls_cert_file, &l.tls_key_file) {
+            (Some(one), None) | (None, Some(one)) => bail!(
+                "{}: line {}: [listener] needs both tls_cert_file and tls_key_file, or neither (then a CA is generated in the storage path)",
+                path.display(),
+                line(one.span())
+            ),
+            _ => {}
         }
         if let Some(addr) = &file.api_addr
-            && !addr.starts_with("https://")
+            && api_host(addr.get_ref()).is_none()
         {
-            bail!("{}: api_addr must start with https://", path.display());
+            bail!(
+                "{}: line {}: api_addr must be https://HOST[:PORT]",
+                path.display(),
+                line(addr.span())
+            );
         }
         Ok(file)
     }
+}
+
+/// The host of an `https://HOST[:PORT]` address.
+pub(crate) fn api_host(addr: &str) -> Option<String> {
+    let rest = addr.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.is_empty() => h,
+        _ => authority,
+    };
+    let host = host.trim_matches(['[', ']']);
+    (!host.is_empty()).then(|| host.to_owned())
 }
 
 #[cfg(test)]

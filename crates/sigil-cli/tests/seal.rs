@@ -218,7 +218,6 @@ async fn bad_unseal_submissions_are_refused_and_not_counted() {
     };
     let (s, _keyid, _) = init(&data, &admins3, 2);
     let alice = Raw::new(&s, &a.keys[0]).await;
-    let bob = Raw::new(&s, &a.keys[1]).await;
     let mallory = Raw::new(&s, &a.keys[3]).await;
     let progress = |v: &serde_json::Value| v["progress"].as_u64().unwrap();
 
@@ -239,16 +238,45 @@ async fn bad_unseal_submissions_are_refused_and_not_counted() {
     assert_eq!(mallory.send(&forged).await.status, 401);
     assert_eq!(progress(&alice.seal_status().await), 0);
 
-    // A share for a stale attempt (or another unseal key) does not open.
+    // A submission for the attempt of an earlier boot (a real one) does not open.
     let share = alice.my_share().await;
-    let status = alice.seal_status().await;
+    let before = alice.seal_status().await;
     let stale = alice.unseal_request(
         &share,
-        status["unseal_key"].as_str().unwrap(),
-        "not-the-current-attempt-nonce",
+        before["unseal_key"].as_str().unwrap(),
+        before["attempt"].as_str().unwrap(),
+    );
+    let mut s = s;
+    s.kill9();
+    let s = Server::start_data_dir(&data, true);
+    let alice = Raw::new(&s, &a.keys[0]).await;
+    let bob = Raw::new(&s, &a.keys[1]).await;
+    // Signed afresh for the restarted server (its port changed); the body is the old one.
+    let t = support::raw::now();
+    let stale = alice.sign_raw(
+        "POST",
+        "/v1/sys/unseal",
+        Some(stale.body),
+        sigil_crypto::random::nonce().unwrap(),
+        t,
+        t + 60,
     );
     let r = alice.send(&stale).await;
     assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.error_text().contains("another attempt"),
+        "{}",
+        r.error_text()
+    );
+    // The current attempt nonce under the old boot's unseal key does not open either.
+    let status = alice.seal_status().await;
+    assert_ne!(status["attempt"], before["attempt"]);
+    let old_key = alice.unseal_request(
+        &share,
+        before["unseal_key"].as_str().unwrap(),
+        status["attempt"].as_str().unwrap(),
+    );
+    assert_eq!(alice.send(&old_key).await.status, 400);
     assert_eq!(progress(&alice.seal_status().await), 0);
 
     // A corrupted share is refused before it counts.
@@ -302,7 +330,28 @@ async fn bad_unseal_submissions_are_refused_and_not_counted() {
 async fn no_share_root_key_or_secret_in_output_or_on_disk() {
     let a = admins(&["alice", "bob"]);
     let data = a.dir.path().join("data");
-    let (s, keyid, init_output) = init(&data, &a, 2);
+    let trace = PathBuf::from("trace");
+    let s = Server::start_data_dir_with(&data, false, &[("SIGIL_LOG", &trace)]);
+    // Init by hand, keeping the raw HTTP response bytes.
+    let raw = Raw::new(&s, &a.keys[0]).await;
+    let publics: Vec<String> = a
+        .keys
+        .iter()
+        .map(|k| {
+            stdout(&run(&["key", "public", k.to_str().unwrap()]))
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    let mut req = raw.unsigned("POST", "/v1/sys/init");
+    req.headers
+        .push(("Content-Type".into(), "application/json".into()));
+    req.body =
+        serde_json::to_vec(&serde_json::json!({ "admins": publics, "threshold": 2 })).unwrap();
+    let resp = raw.send(&req).await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let keyid = resp.json()["keyid"].as_str().unwrap().to_owned();
+    let init_output = String::from_utf8_lossy(&resp.body).into_owned();
     let alice = Raw::new(&s, &a.keys[0]).await;
     let bob = Raw::new(&s, &a.keys[1]).await;
     let shares = [alice.my_share().await, bob.my_share().await];

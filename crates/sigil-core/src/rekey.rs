@@ -171,11 +171,12 @@ impl Node {
         digest: &str,
         now: i64,
     ) -> Result<RekeyStatus, CoreError> {
-        let (config, core) = self.unsealed_config()?;
+        // Lock order everywhere: rekey, then attempt, then state.
+        let mut rekey = self.rekey.lock().unwrap_or_else(|e| e.into_inner());
+        let (config, _) = self.unsealed_config()?;
         if !config.admins.iter().any(|a| a.keyid == keyid) {
             return Err(CoreError::Forbidden);
         }
-        let mut rekey = self.rekey.lock().unwrap_or_else(|e| e.into_inner());
         let Some(p) = rekey.as_mut() else {
             return Err(CoreError::bad("no rekey is in progress"));
         };
@@ -197,7 +198,16 @@ impl Node {
             return Ok(self.view(p, false));
         }
 
-        // Carry it out: new root key, keyring re-wrapped, new shares, one atomic write.
+        // Carry it out under the state lock, so a concurrent seal either happens before (and
+        // this fails) or after (and seals the rekeyed server).
+        let mut attempt = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let State::Unsealed(Some(config), core) = &*state else {
+            return Err(CoreError::bad(
+                "the server was sealed; the rekey did not happen",
+            ));
+        };
+        let core = Arc::clone(core);
         let new_root = BarrierKey::generate(KeyTerm(0)).map_err(rng)?;
         let entries = deal(&new_root, &p.admins, p.threshold)?;
         let new_config = SealConfig {
@@ -213,9 +223,10 @@ impl Node {
                 .expect(SEAL_CONFIG_KEY, old)
                 .put(SEAL_CONFIG_KEY, bytes),
         )?;
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) =
-            State::Unsealed(Some(Arc::new(new_config)), Arc::clone(&core));
-        *self.attempt.lock().unwrap_or_else(|e| e.into_inner()) = Attempt::new()?;
+        *state = State::Unsealed(Some(Arc::new(new_config)), Arc::clone(&core));
+        *attempt = Attempt::new()?;
+        drop(state);
+        drop(attempt);
         // New admins get identities with the admin policy, as at init. The rekey has already
         // happened: a clash (the name taken by another key) is logged, not undone.
         for (name, public) in &p.admins {
@@ -228,7 +239,7 @@ impl Node {
         tracing::info!(
             admins = done.admins.len(),
             threshold = done.threshold,
-            "rekeyed: old shares no longer open anything"
+            "rekeyed: new root key; old shares no longer open the current keyring"
         );
         Ok(done)
     }

@@ -315,6 +315,21 @@ impl Node {
             return Err(CoreError::bad("already initialized"));
         }
         check_admins(&admins, threshold)?;
+        // Init writes several batches and the seal configuration last. Anything found here is
+        // the leftover of an init that did not finish: without a seal configuration no share of
+        // it was ever stored, so it can never be opened. Discard it.
+        let leftovers = self.backend.list("")?;
+        if !leftovers.is_empty() {
+            tracing::warn!(
+                entries = leftovers.len(),
+                "discarding the leftovers of an interrupted init"
+            );
+            let mut batch = Batch::new();
+            for key in leftovers {
+                batch = batch.delete(key);
+            }
+            self.backend.apply(batch)?;
+        }
         let root = BarrierKey::generate(KeyTerm(0)).map_err(rng)?;
         let entries = deal(&root, &admins, threshold)?;
         let n = entries.len();
@@ -364,6 +379,8 @@ impl Node {
     /// Takes one admin's unseal submission (the opened-by-nobody envelope bytes). Returns the new
     /// status; unseals when the threshold is reached.
     pub fn submit_share(&self, keyid: &str, envelope: &[u8]) -> Result<SealStatus, CoreError> {
+        // Lock order everywhere: rekey, then attempt, then state.
+        let mut attempt = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
         let config = match &*self.state() {
             State::Sealed(c) => Arc::clone(c),
             State::Unsealed(..) => return Err(CoreError::bad("already unsealed")),
@@ -376,7 +393,6 @@ impl Node {
             .ok_or(CoreError::Forbidden)?;
         let admin_key =
             PublicIdentity::parse(&admin.public_key).map_err(|_| CoreError::Integrity)?;
-        let mut attempt = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
         let env: serde_json::Value = serde_json::from_slice(envelope)
             .map_err(|_| CoreError::bad("unseal body is not a sealed envelope"))?;
         let field = |name: &str| {
@@ -401,9 +417,9 @@ impl Node {
         })?;
         let submission: ShareSubmission = serde_json::from_slice(&plain)
             .map_err(|_| CoreError::bad("expected {\"share\":\"<base64url>\"}"))?;
+        let encoded = Zeroizing::new(submission.share);
         let share = Zeroizing::new(
-            b64url_decode(&submission.share)
-                .map_err(|_| CoreError::bad("share is not base64url"))?,
+            b64url_decode(&encoded).map_err(|_| CoreError::bad("share is not base64url"))?,
         );
         let digest = share_digest(keyid, &share);
         if !sigil_crypto::ct_eq(digest.as_bytes(), admin.share_digest.as_bytes()) {
@@ -437,6 +453,10 @@ impl Node {
 
     /// Seals: drops the core and every key in it; a quorum must unseal again.
     pub fn seal(&self) -> Result<(), CoreError> {
+        // Lock order everywhere: rekey, then attempt, then state. An open rekey proposal does not
+        // survive a seal.
+        let mut rekey = self.rekey.lock().unwrap_or_else(|e| e.into_inner());
+        let mut attempt = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         let config = match &*state {
             State::Unsealed(Some(c), _) => Arc::clone(c),
@@ -447,8 +467,9 @@ impl Node {
             }
             _ => return Ok(()),
         };
+        *attempt = Attempt::new()?;
         *state = State::Sealed(config);
-        *self.attempt.lock().unwrap_or_else(|e| e.into_inner()) = Attempt::new()?;
+        *rekey = None;
         tracing::info!("sealed");
         Ok(())
     }

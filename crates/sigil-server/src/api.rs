@@ -108,7 +108,10 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
         match raw_path {
             "sys/health" => return Ok(health(node)),
             "sys/seal-status" => return Ok(plain_json(StatusCode::OK, &node.status())),
-            "sys/rekey" => return Ok(plain_json(StatusCode::OK, &node.rekey_status(now()))),
+            "sys/rekey" => {
+                node.core().ok_or_else(|| unavailable(node))?;
+                return Ok(plain_json(StatusCode::OK, &node.rekey_status(now())));
+            }
             "sys/server-key" => {
                 let public = node.server_key().ok_or_else(|| unavailable(node))?;
                 return Ok(plain_json(
@@ -125,7 +128,10 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
 
     let body = read_body(&parts, body).await?;
     match raw_path {
-        "sys/init" if write => return init(node, &body),
+        "sys/init" if write => {
+            let worker = Arc::clone(&state);
+            return blocking(move || init(&worker.node, &body)).await;
+        }
         "sys/unseal/share" if parts.method == Method::GET => {
             let authn =
                 auth::authenticate(node, &state.replay, &state.hosts, &parts, &body, now())?;
@@ -135,19 +141,30 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
             return Ok(plain_json(StatusCode::OK, &share));
         }
         "sys/rekey/approve" if write => {
+            node.core().ok_or_else(|| unavailable(node))?;
             let authn =
                 auth::authenticate(node, &state.replay, &state.hosts, &parts, &body, now())?;
             let approval: Approval = serde_json::from_slice(&body).map_err(|_| {
                 ApiError::bad_request("expected {\"digest\": \"<proposal digest>\"}")
             })?;
-            let status = node.rekey_approve(&authn.caller.0, &approval.digest, now())?;
-            return Ok(plain_json(StatusCode::OK, &status));
+            let worker = Arc::clone(&state);
+            return blocking(move || {
+                let status = worker
+                    .node
+                    .rekey_approve(&authn.caller.0, &approval.digest, now())?;
+                Ok(plain_json(StatusCode::OK, &status))
+            })
+            .await;
         }
         "sys/unseal" if write => {
             let authn =
                 auth::authenticate(node, &state.replay, &state.hosts, &parts, &body, now())?;
-            let status = node.submit_share(&authn.caller.0, &body)?;
-            return Ok(plain_json(StatusCode::OK, &status));
+            let worker = Arc::clone(&state);
+            return blocking(move || {
+                let status = worker.node.submit_share(&authn.caller.0, &body)?;
+                Ok(plain_json(StatusCode::OK, &status))
+            })
+            .await;
         }
         _ => {}
     }
@@ -240,6 +257,15 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed")
         })??;
     seal_response(&core, &authn, response)
+}
+
+/// Runs `f` (which may wait on an fsync or a lock) on a blocking thread.
+async fn blocking(
+    f: impl FnOnce() -> Result<Response, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed"))?
 }
 
 fn health(node: &Node) -> Response {

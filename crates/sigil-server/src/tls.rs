@@ -145,6 +145,16 @@ impl TlsIdentity {
     /// known).
     pub fn from_files(chain: &Path, key: &Path, ca: Option<&Path>) -> Result<Self, TlsError> {
         let chain_pem = std::fs::read(chain).map_err(|e| file_error(chain, e))?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(key)
+                .map_err(|e| file_error(key, e))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(file = %key.display(), "TLS key file is readable by other users; chmod 600 it");
+            }
+        }
         let key_pem = Zeroizing::new(std::fs::read(key).map_err(|e| file_error(key, e))?);
         let ca_pem = match ca {
             Some(p) => std::fs::read_to_string(p).map_err(|e| file_error(p, e))?,

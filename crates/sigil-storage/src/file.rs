@@ -83,11 +83,21 @@ impl FileBackend {
 }
 
 /// Applies every waiting batch in one transaction and one fsync, then answers each writer.
+///
+/// A failed commit stops the backend for good: after a failed fsync the kernel may have
+/// dropped dirty pages, so acknowledging later writes on top of them would be a lie
+/// ("fsyncgate"). Every later write fails until the process restarts and redb recovers.
 fn committer(db: &Database, jobs: &Receiver<(Batch, Reply)>) {
+    let mut failed: Option<String> = None;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         group.extend(jobs.try_iter());
-        let results = commit_group(db, &group);
+        let results = match &failed {
+            Some(reason) => Err(format!(
+                "storage stopped after an earlier failure: {reason}"
+            )),
+            None => commit_group(db, &group),
+        };
         match results {
             Ok(results) => {
                 for ((_, reply), result) in group.into_iter().zip(results) {
@@ -95,6 +105,10 @@ fn committer(db: &Database, jobs: &Receiver<(Batch, Reply)>) {
                 }
             }
             Err(e) => {
+                if failed.is_none() {
+                    tracing::error!(error = %e, "storage commit failed; refusing every later write");
+                    failed = Some(e.clone());
+                }
                 for (_, reply) in group {
                     let _ = reply.send(Err(io("commit", "batch", &e)));
                 }
@@ -103,6 +117,9 @@ fn committer(db: &Database, jobs: &Receiver<(Batch, Reply)>) {
     }
 }
 
+/// One transaction for the whole group. A batch whose condition fails is skipped (its writer
+/// gets `Conflict`); any other error aborts the transaction, so nothing of the group is
+/// committed and no batch is ever half-applied.
 fn commit_group(
     db: &Database,
     group: &[(Batch, Reply)],
@@ -114,7 +131,14 @@ fn commit_group(
     {
         let mut table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
         for (batch, _) in group {
-            results.push(apply_one(&mut table, batch));
+            match apply_one(&mut table, batch) {
+                Err(StorageError::Io {
+                    verb,
+                    subject,
+                    reason,
+                }) => return Err(format!("{verb} {subject:?}: {reason}")),
+                result => results.push(result),
+            }
         }
     }
     txn.commit().map_err(|e| e.to_string())?;

@@ -11,7 +11,7 @@ use sigil_server::{ServerConfig, TlsIdentity, start};
 
 use crate::args::ServerArgs;
 use crate::keyfile;
-use crate::server_config::{ServerFile, StorageKind};
+use crate::server_config::{ServerFile, StorageKind, api_host};
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
@@ -106,7 +106,8 @@ async fn shutdown_signal() {
     }
 }
 
-/// Creates `dir` (0700) if it does not exist.
+/// Creates `dir` (0700) if it does not exist; an existing one that others can enter is
+/// tightened to 0700.
 fn private_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
         std::fs::DirBuilder::new()
@@ -114,6 +115,16 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
+        return Ok(());
+    }
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "directory is open to other users; setting it to 0700");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {}", dir.display()))?;
     }
     Ok(())
 }
@@ -137,15 +148,19 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
             StorageKind::File => file.storage.path,
         };
         let l = file.listener;
+        let api_addr = file.api_addr.map(toml::Spanned::into_inner);
+        let mut names = l.names.clone();
+        // The host clients use must be a name of this server (certificate, @target-uri).
+        names.extend(api_addr.as_deref().and_then(api_host));
         return Ok(Plan {
             data_dir: Some(data_dir),
             listen: l.address,
             tls_files: l
                 .tls_cert_file
                 .zip(l.tls_key_file)
-                .map(|(c, k)| (c, k, l.tls_client_ca_file)),
-            names: tls_names(&l.address, &l.names),
-            api_addr: file.api_addr,
+                .map(|(c, k)| (c.into_inner(), k.into_inner(), l.tls_ca_file)),
+            names: tls_names(&l.address, &names),
+            api_addr,
             allow_unlocked_memory: file.disable_mlock || args.allow_unlocked_memory,
         });
     }

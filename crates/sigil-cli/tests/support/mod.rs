@@ -39,11 +39,16 @@ impl Server {
     /// Starts `sigil server --data-dir DATA` on a free port. An initialized server also prints
     /// its key.
     pub fn start_data_dir(data: &Path, initialized: bool) -> Server {
+        Self::start_data_dir_with(data, initialized, &[])
+    }
+
+    /// As [`Server::start_data_dir`], with extra environment (e.g. `SIGIL_LOG`).
+    pub fn start_data_dir_with(data: &Path, initialized: bool, envs: &[(&str, &Path)]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         Self::spawn(
             tmp,
             &["--data-dir", data.to_str().unwrap()],
-            &[],
+            envs,
             if initialized { 3 } else { 2 },
         )
     }
@@ -75,6 +80,7 @@ impl Server {
         }
         let mut child = cmd.spawn().expect("spawn sigil server");
         let stdout = child.stdout.take().unwrap();
+        let out_path = tmp.path().join("server.out");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
@@ -88,8 +94,12 @@ impl Server {
                 env.push((k.to_owned(), v.to_owned()));
             }
             tx.send(env).ok();
-            // Keep draining so the server never blocks on a full pipe.
-            for _ in lines {}
+            // Keep everything else it prints (and never let it block on a full pipe).
+            let mut out = std::fs::File::create(&out_path).unwrap();
+            for line in lines.map_while(Result::ok) {
+                use std::io::Write as _;
+                writeln!(out, "{line}").ok();
+            }
         });
         let env = rx
             .recv_timeout(Duration::from_secs(20))
@@ -150,8 +160,11 @@ impl Server {
         path
     }
 
+    /// Everything the server wrote: standard error, and standard output after the export lines.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let err = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let out = std::fs::read_to_string(self.tmp.path().join("server.out")).unwrap_or_default();
+        format!("{err}{out}")
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {

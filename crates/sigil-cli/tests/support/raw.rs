@@ -88,7 +88,10 @@ impl Raw {
             server: SecretIdentity::generate().unwrap().public(),
         };
         let resp = raw.send(&raw.unsigned("GET", "/v1/sys/server-key")).await;
-        assert_eq!(resp.status, 200);
+        if resp.status != 200 {
+            // Not initialized yet: no server key to seal to.
+            return raw;
+        }
         raw.server = PublicIdentity::parse(resp.json()["public_key"].as_str().unwrap()).unwrap();
         if let Some((_, pinned)) = server.env.iter().find(|(k, _)| k == "SIGIL_SERVER_KEY") {
             assert_eq!(raw.server.keyid().as_str(), pinned);
