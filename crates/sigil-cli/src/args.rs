@@ -33,6 +33,39 @@ pub(crate) enum Command {
     /// Init, unseal, seal, status and keyring maintenance.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Check audit logs and compute audit hashes.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Check an audit log's hash chain and signed checkpoints; names the first bad line.
+    Verify {
+        /// The log file.
+        file: PathBuf,
+        /// The server key that must sign the checkpoints: its keyid (as SIGIL_SERVER_KEY) or
+        /// its `sigil1…` identity.
+        #[arg(
+            long = "server-key",
+            env = "SIGIL_SERVER_KEY",
+            value_name = "KEYID|sigil1…"
+        )]
+        server: Option<String>,
+        /// The file continues an earlier log (its first line links to a line not in it).
+        #[arg(long)]
+        continued: bool,
+    },
+    /// The HMAC of a value as device NAME records it, to search its log.
+    Hash {
+        /// The audit device.
+        #[arg(long)]
+        device: String,
+        /// The value.
+        value: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +203,10 @@ pub(crate) struct ServerArgs {
     /// new private directory under $TMPDIR).
     #[arg(long, requires = "transient")]
     pub(crate) dir: Option<PathBuf>,
+    /// Write an audit log to this file (device name `file`). Every request is refused if it
+    /// cannot be recorded.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) audit_file: Option<PathBuf>,
     /// Run even if memory cannot be locked (secrets could then be swapped to disk). Without it
     /// the server refuses to start when `mlockall` fails.
     #[arg(long)]

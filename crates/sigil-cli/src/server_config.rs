@@ -32,6 +32,30 @@ pub(crate) struct ServerFile {
     pub(crate) api_addr: Option<toml::Spanned<String>>,
     #[serde(default)]
     pub(crate) disable_mlock: bool,
+    /// `[[audit]]` devices.
+    #[serde(default)]
+    pub(crate) audit: Vec<Audit>,
+}
+
+/// One `[[audit]]` device.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Audit {
+    /// Defaults to the type.
+    pub(crate) name: Option<String>,
+    #[serde(rename = "type")]
+    pub(crate) kind: toml::Spanned<AuditKind>,
+    /// For `file`.
+    pub(crate) path: Option<PathBuf>,
+    /// For `socket`: `tcp:HOST:PORT` or `unix:/PATH`.
+    pub(crate) address: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AuditKind {
+    File,
+    Socket,
 }
 
 /// `[storage]`. A plain struct (not a tagged enum) so that errors keep their line numbers.
@@ -106,7 +130,49 @@ impl ServerFile {
                 line(addr.span())
             );
         }
+        for a in &file.audit {
+            a.device().map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: line {}: [[audit]] {e}",
+                    path.display(),
+                    line(a.kind.span())
+                )
+            })?;
+        }
         Ok(file)
+    }
+}
+
+impl Audit {
+    /// The device this entry configures.
+    pub(crate) fn device(&self) -> Result<sigil_server::AuditDevice, String> {
+        let kind = *self.kind.get_ref();
+        let sink = match (kind, &self.path, &self.address) {
+            (AuditKind::File, Some(p), None) => sigil_server::AuditSink::File(p.clone()),
+            (AuditKind::Socket, None, Some(a)) => parse_socket(a)?,
+            (AuditKind::File, _, _) => {
+                return Err("type \"file\" takes `path` (and no `address`)".into());
+            }
+            (AuditKind::Socket, _, _) => {
+                return Err("type \"socket\" takes `address` (and no `path`)".into());
+            }
+        };
+        let name = self.name.clone().unwrap_or_else(|| match kind {
+            AuditKind::File => "file".into(),
+            AuditKind::Socket => "socket".into(),
+        });
+        Ok(sigil_server::AuditDevice { name, sink })
+    }
+}
+
+/// `tcp:HOST:PORT` or `unix:/PATH`.
+pub(crate) fn parse_socket(address: &str) -> Result<sigil_server::AuditSink, String> {
+    match address.split_once(':') {
+        Some(("tcp", hp)) if hp.contains(':') => Ok(sigil_server::AuditSink::Tcp(hp.to_owned())),
+        Some(("unix", p)) if p.starts_with('/') => Ok(sigil_server::AuditSink::Unix(p.into())),
+        _ => Err(format!(
+            "address {address:?} must be tcp:HOST:PORT or unix:/PATH"
+        )),
     }
 }
 
@@ -165,11 +231,23 @@ mod tests {
             ("[storage\n", &["line 1"]),
             (
                 "[storage]\ntype = \"file\"\npath = \"/x\"\n[listener]\ntls_cert_file = \"/c\"\n",
-                &["tls_key_file"],
+                &["line 5", "tls_key_file"],
             ),
             (
                 "api_addr = \"http://x\"\n[storage]\ntype = \"file\"\npath = \"/x\"\n",
-                &["https://"],
+                &["line 1", "https://"],
+            ),
+            (
+                "[storage]\ntype = \"file\"\npath = \"/x\"\n[[audit]]\ntype = \"socket\"\naddress = \"udp:1\"\n",
+                &["line 5", "tcp:HOST:PORT"],
+            ),
+            (
+                "[storage]\ntype = \"file\"\npath = \"/x\"\n[[audit]]\ntype = \"file\"\n",
+                &["line 5", "path"],
+            ),
+            (
+                "[storage]\ntype = \"file\"\npath = \"/x\"\n[[audit]]\ntype = \"syslog\"\n",
+                &["line 5", "file"],
             ),
         ] {
             let e = format!("{:#}", load(text).unwrap_err());

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use serde_json::json;
 use sigil_crypto::{BarrierKey, KeyTerm, PublicIdentity, SecretIdentity};
 use sigil_storage::Backend;
+use zeroize::Zeroizing;
 
-use crate::barrier::{Barrier, ViewBatch};
+use crate::audit::{Broker, DeviceConfig};
+use crate::barrier::{Barrier, View, ViewBatch};
 use crate::identity::{Caller, IdentityStore};
 use crate::kv::KvEngine;
 use crate::policy::{ADMIN_POLICY, Capability};
@@ -20,21 +22,26 @@ const KV_MOUNT: &str = "secret";
 const ROTATE: &str = "sys/rotate";
 const REWRAP: &str = "sys/rewrap";
 const KEY_STATUS: &str = "sys/key-status";
+/// Vault's path for computing an audit device's HMAC of a value.
+const AUDIT_HASH: &str = "sys/audit-hash/";
 /// Where the server's identity key file is kept, under the barrier (below `core/`).
 const SERVER_IDENTITY: &str = "server-identity";
 
 /// What the core needs at start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct CoreConfig {
     /// The init admins: `(identity name, public key)`. They get the built-in admin policy.
     pub admins: Vec<(String, PublicIdentity)>,
+    /// Audit devices.
+    pub audit: Vec<DeviceConfig>,
 }
 
 /// The core of a running, unsealed server.
 #[derive(Debug)]
 pub struct Core {
     barrier: Arc<Barrier>,
-    server_identity: SecretIdentity,
+    server_identity: Arc<SecretIdentity>,
+    audit: Broker,
     identities: IdentityStore,
     policies: PolicyStore,
     kv: KvEngine,
@@ -45,6 +52,7 @@ enum Route<'a> {
     Identities(&'a str),
     Kv(&'a str),
     Keyring(&'a str),
+    AuditHash(&'a str),
     Unknown,
 }
 
@@ -67,9 +75,29 @@ fn route(path: &str) -> Route<'_> {
         Route::Kv(rest)
     } else if [ROTATE, REWRAP, KEY_STATUS].contains(&path) {
         Route::Keyring(path)
+    } else if let Some(device) = path.strip_prefix(AUDIT_HASH) {
+        Route::AuditHash(device)
     } else {
         Route::Unknown
     }
+}
+
+/// A device's HMAC key, created on first use and kept under the barrier.
+fn audit_key(keys: &View, name: &str) -> Result<Zeroizing<[u8; 32]>, CoreError> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    match keys.get(name)? {
+        Some(entry) if entry.plain.len() == 32 => key.copy_from_slice(&entry.plain),
+        Some(_) => return Err(CoreError::Integrity),
+        None => {
+            sigil_crypto::random::fill(&mut key[..])
+                .map_err(|_| CoreError::bad("random number generator failed"))?;
+            let mut batch = ViewBatch::default();
+            batch.expect(name, None);
+            batch.put(name, key.to_vec());
+            keys.apply(batch)?;
+        }
+    }
+    Ok(key)
 }
 
 impl Core {
@@ -103,7 +131,7 @@ impl Core {
                 .to_vec(),
         );
         barrier.view("core/").apply(batch)?;
-        let core = Self::assemble(barrier, server_identity);
+        let core = Self::assemble(barrier, server_identity, &config.audit)?;
         for (name, public) in config.admins {
             core.identities.upsert(
                 &name,
@@ -115,7 +143,11 @@ impl Core {
 
     /// Opens an initialized `backend` with the reconstructed `root` key (unseal). A wrong key
     /// fails with [`CoreError::Integrity`].
-    pub(crate) fn open(backend: Arc<dyn Backend>, root: BarrierKey) -> Result<Self, CoreError> {
+    pub(crate) fn open(
+        backend: Arc<dyn Backend>,
+        root: BarrierKey,
+        audit: &[DeviceConfig],
+    ) -> Result<Self, CoreError> {
         let barrier = Arc::new(Barrier::open(backend, root)?);
         let entry = barrier
             .view("core/")
@@ -124,20 +156,33 @@ impl Core {
         let text = std::str::from_utf8(&entry.plain).map_err(|_| CoreError::Integrity)?;
         let server_identity =
             SecretIdentity::from_key_file(text).map_err(|_| CoreError::Integrity)?;
-        let core = Self::assemble(barrier, server_identity);
+        let core = Self::assemble(barrier, server_identity, audit)?;
         core.identities.load_all()?;
         core.policies.load_all()?;
         Ok(core)
     }
 
-    fn assemble(barrier: Arc<Barrier>, server_identity: SecretIdentity) -> Self {
-        Core {
+    fn assemble(
+        barrier: Arc<Barrier>,
+        server_identity: SecretIdentity,
+        audit: &[DeviceConfig],
+    ) -> Result<Self, CoreError> {
+        let server_identity = Arc::new(server_identity);
+        let keys = barrier.view("sys/audit/");
+        let audit = Broker::start(audit, |name| audit_key(&keys, name), &server_identity)?;
+        Ok(Core {
             server_identity,
+            audit,
             identities: IdentityStore::new(barrier.view("sys/identity/")),
             policies: PolicyStore::new(barrier.view("sys/policy/")),
             kv: KvEngine::new(barrier.view("logical/secret/")),
             barrier,
-        }
+        })
+    }
+
+    /// The audit devices.
+    pub fn audit(&self) -> &Broker {
+        &self.audit
     }
 
     /// The barrier (keyring status and maintenance).
@@ -197,13 +242,22 @@ impl Core {
         self.identities.caller(keyid)
     }
 
+    /// Vault's existence check: a write (`Update`) to a path that does not exist yet is a
+    /// `Create`. [`Core::handle`] does this itself; the server calls it first to audit the
+    /// operation that will run.
+    pub fn resolve_operation(&self, op: Operation, path: &str) -> Result<Operation, CoreError> {
+        if op == Operation::Update && !self.exists(&route(path))? {
+            Ok(Operation::Create)
+        } else {
+            Ok(op)
+        }
+    }
+
     /// Handles an authenticated request: decides create vs update, checks the caller's
     /// policies, then dispatches.
     pub fn handle(&self, caller: &Caller, mut req: Request) -> Result<Response, CoreError> {
+        req.operation = self.resolve_operation(req.operation, &req.path)?;
         let route = route(&req.path);
-        if req.operation == Operation::Update && !self.exists(&route)? {
-            req.operation = Operation::Create;
-        }
         let cap = match req.operation {
             Operation::Read => Capability::Read,
             Operation::List => Capability::List,
@@ -219,6 +273,7 @@ impl Core {
         }
         match route {
             Route::Keyring(path) => self.keyring(path, req.operation),
+            Route::AuditHash(device) => self.audit_hash(device, &req),
             Route::Policies(rest) => self.policies.handle(&req, rest),
             Route::Identities(rest) => self.identities.handle(&req, rest),
             Route::Kv(rest) => self.kv.handle(&req, rest),
@@ -256,6 +311,23 @@ impl Core {
         }
     }
 
+    fn audit_hash(&self, device: &str, req: &Request) -> Result<Response, CoreError> {
+        if !matches!(req.operation, Operation::Create | Operation::Update) {
+            return Err(CoreError::UnsupportedOperation);
+        }
+        let input = req
+            .data
+            .as_ref()
+            .and_then(|d| d.get("input"))
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| CoreError::bad("expected {\"input\": \"<value>\"}"))?;
+        let hash = self
+            .audit
+            .hash(device, input)
+            .ok_or_else(|| CoreError::NotFound(format!("no audit device named {device:?}")))?;
+        Ok(Response::data(json!({ "hash": hash })))
+    }
+
     fn exists(&self, route: &Route<'_>) -> Result<bool, CoreError> {
         match route {
             Route::Policies(rest) => Ok(self.policies.exists(rest)),
@@ -289,6 +361,7 @@ mod tests {
             backend.clone(),
             CoreConfig {
                 admins: vec![("admin".into(), admin.public())],
+                ..CoreConfig::default()
             },
         )
         .unwrap();
@@ -336,6 +409,7 @@ mod tests {
             Arc::new(MemoryBackend::new()),
             CoreConfig {
                 admins: vec![("admin".into(), admin.public())],
+                ..CoreConfig::default()
             },
         )
         .unwrap();

@@ -23,6 +23,9 @@ pub enum CoreError {
     /// A stored entry failed its integrity check (500); details go to the log only.
     #[error("internal error: stored data failed its integrity check")]
     Integrity,
+    /// No audit device could record the request (503): fail-closed.
+    #[error("no audit device could record the request; refusing it")]
+    AuditUnavailable,
     /// The storage backend failed (500); details go to the log only.
     #[error("internal error: storage failure")]
     Storage(#[source] StorageError),
@@ -38,6 +41,7 @@ impl CoreError {
             CoreError::UnsupportedOperation => 405,
             CoreError::Conflict(_) => 409,
             CoreError::Integrity | CoreError::Storage(_) => 500,
+            CoreError::AuditUnavailable => 503,
         }
     }
 

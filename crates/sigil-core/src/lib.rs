@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 mod barrier;
 mod core;
 mod error;
@@ -31,3 +32,4 @@ pub use path::normalize as normalize_path;
 pub use rekey::RekeyStatus;
 pub use request::{Operation, Request, Response};
 pub use seal::{AdminShare, InitResponse, Node, SealConfig, SealStatus};
+pub use timefmt::now_rfc3339;

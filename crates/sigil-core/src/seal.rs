@@ -22,6 +22,7 @@ use sigil_crypto::{
 use sigil_storage::{Backend, Batch};
 use zeroize::Zeroizing;
 
+use crate::audit::DeviceConfig;
 use crate::{Core, CoreConfig, CoreError};
 
 /// Where the seal configuration is stored (plaintext JSON, no secret in it).
@@ -123,6 +124,8 @@ impl Attempt {
 /// A server's seal state machine around its [`Core`].
 pub struct Node {
     pub(crate) backend: Arc<dyn Backend>,
+    /// Audit devices, started with the core at every unseal.
+    audit: Vec<DeviceConfig>,
     pub(crate) state: RwLock<State>,
     pub(crate) attempt: Mutex<Attempt>,
     pub(crate) rekey: Mutex<Option<crate::rekey::Proposal>>,
@@ -207,17 +210,20 @@ impl Node {
     /// A transient node: initialized and unsealed in memory with `config`'s admins. Its root
     /// key exists only inside the core; it cannot be sealed.
     pub fn transient(backend: Arc<dyn Backend>, config: CoreConfig) -> Result<Self, CoreError> {
+        let audit = config.audit.clone();
         let core = Core::start_transient(Arc::clone(&backend), config)?;
         Ok(Node {
             backend,
+            audit,
             state: RwLock::new(State::Unsealed(None, Arc::new(core))),
             attempt: Mutex::new(Attempt::new()?),
             rekey: Mutex::new(None),
         })
     }
 
-    /// A node over persistent storage: uninitialized, or sealed.
-    pub fn open(backend: Arc<dyn Backend>) -> Result<Self, CoreError> {
+    /// A node over persistent storage: uninitialized, or sealed. `audit` devices start at
+    /// every unseal.
+    pub fn open(backend: Arc<dyn Backend>, audit: Vec<DeviceConfig>) -> Result<Self, CoreError> {
         let state = match backend.get(SEAL_CONFIG_KEY)? {
             None => State::Uninitialized,
             Some(bytes) => State::Sealed(Arc::new(
@@ -226,6 +232,7 @@ impl Node {
         };
         Ok(Node {
             backend,
+            audit,
             state: RwLock::new(state),
             attempt: Mutex::new(Attempt::new()?),
             rekey: Mutex::new(None),
@@ -333,7 +340,15 @@ impl Node {
         let root = BarrierKey::generate(KeyTerm(0)).map_err(rng)?;
         let entries = deal(&root, &admins, threshold)?;
         let n = entries.len();
-        let core = Core::create(Arc::clone(&self.backend), root, CoreConfig { admins })?;
+        // Init does not start the audit devices: the core is dropped right away, sealed.
+        let core = Core::create(
+            Arc::clone(&self.backend),
+            root,
+            CoreConfig {
+                admins,
+                audit: Vec::new(),
+            },
+        )?;
         let server = core.server_identity().public();
         drop(core);
         let config = SealConfig {
@@ -442,6 +457,7 @@ impl Node {
             let core = Core::open(
                 Arc::clone(&self.backend),
                 BarrierKey::from_secret(KeyTerm(0), key),
+                &self.audit,
             )?;
             *self.state.write().unwrap_or_else(|e| e.into_inner()) =
                 State::Unsealed(Some(config), Arc::new(core));
@@ -459,7 +475,11 @@ impl Node {
         let mut attempt = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         let config = match &*state {
-            State::Unsealed(Some(c), _) => Arc::clone(c),
+            State::Unsealed(Some(c), core) => {
+                // The audit trail of this unseal ends with a signed checkpoint.
+                core.audit().close();
+                Arc::clone(c)
+            }
             State::Unsealed(None, _) => {
                 return Err(CoreError::bad(
                     "a transient server cannot be sealed: its root key exists only in memory and would be lost",

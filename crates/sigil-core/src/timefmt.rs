@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// Now, as RFC 3339.
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .expect("the current time formats as RFC 3339")

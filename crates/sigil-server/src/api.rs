@@ -18,6 +18,7 @@ use sigil_crypto::{PublicIdentity, SealInfo};
 use sigil_proto::{body as sealed, headers, sys};
 use zeroize::Zeroizing;
 
+use crate::audit_trail::Trail;
 use crate::auth::{self, Authenticated};
 use crate::error::ApiError;
 use crate::replay::ReplayCache;
@@ -170,15 +171,34 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
     }
 
     let core = node.core().ok_or_else(|| unavailable(node))?;
+    let mut trail = Trail::new(&parts, raw_path)?;
+    let outcome = authenticated(&state, &core, &parts, raw_path, &body, &mut trail).await;
+    trail.finish(&core, outcome)
+}
+
+/// Everything a request does once the core is unsealed: authenticate, open, audit (fail
+/// closed), dispatch, seal. Returns the response and, for the audit log, the data it carried.
+async fn authenticated(
+    state: &Arc<AppState>,
+    core: &Arc<Core>,
+    parts: &Parts,
+    raw_path: &str,
+    body: &[u8],
+    trail: &mut Trail,
+) -> Result<(Response, Option<Value>), ApiError> {
     let authn = auth::authenticate(
         core.as_ref(),
         &state.replay,
         &state.hosts,
-        &parts,
-        &body,
+        parts,
+        body,
         now(),
     )?;
-    let data = open_body(&core, &authn, &parts.headers, &body)?;
+    trail.identity = Some((
+        authn.caller.identity.keyid.clone(),
+        authn.caller.identity.name.clone(),
+    ));
+    let data = open_body(core, &authn, &parts.headers, body)?;
     let query: Vec<(String, String)> =
         form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
@@ -202,8 +222,20 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
     if operation == Operation::List && !path.ends_with('/') {
         path.push('/');
     }
+    let operation = core.resolve_operation(operation, &path)?;
+    trail.operation = Some(operation);
+    trail.path.clone_from(&path);
+    if operation != Operation::Read && operation != Operation::List {
+        // Non-repudiation: the signature of every write goes into the audit log.
+        trail.signature = Some((
+            header(parts, headers::SIGNATURE_INPUT),
+            header(parts, headers::SIGNATURE),
+        ));
+    }
+    // Fail-closed: nothing happens unless an audit device recorded the request.
+    core.audit().log(trail.request_entry(data.as_ref()))?;
     match (path.as_str(), operation) {
-        ("sys/rekey/init", Operation::Update) => {
+        ("sys/rekey/init", Operation::Create | Operation::Update) => {
             core.authorize(
                 &authn.caller,
                 &path,
@@ -215,11 +247,16 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
                 )
             })?;
             let admins = parse_admins(&req.admins, &req.names)?;
-            let status = node.rekey_start(admins, req.threshold, req.ttl_seconds, now())?;
+            let status = state
+                .node
+                .rekey_start(admins, req.threshold, req.ttl_seconds, now())?;
             let response = sigil_core::Response::data(
                 serde_json::to_value(status).expect("status serializes"),
             );
-            return seal_response(&core, &authn, response);
+            return Ok((
+                seal_response(core, &authn, &trail.request_id, response)?,
+                None,
+            ));
         }
         ("sys/rekey", Operation::Delete) => {
             core.authorize(
@@ -227,20 +264,21 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
                 &path,
                 &[Capability::Delete, Capability::Sudo],
             )?;
-            node.rekey_cancel();
-            return Ok(StatusCode::NO_CONTENT.into_response());
+            state.node.rekey_cancel();
+            return Ok((StatusCode::NO_CONTENT.into_response(), None));
         }
         _ => {}
     }
-    if path == "sys/seal" && operation == Operation::Update {
+    if path == "sys/seal" && matches!(operation, Operation::Create | Operation::Update) {
         core.authorize(
             &authn.caller,
             &path,
             &[Capability::Update, Capability::Sudo],
         )?;
-        drop(core);
-        node.seal()?;
-        return Ok(StatusCode::NO_CONTENT.into_response());
+        // Sealing closes the audit devices (with a signed checkpoint): no response entry.
+        trail.closed = true;
+        state.node.seal()?;
+        return Ok((StatusCode::NO_CONTENT.into_response(), None));
     }
     let request = sigil_core::Request {
         operation,
@@ -249,14 +287,27 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
         query,
     };
     let caller = Arc::clone(&authn.caller);
-    let worker = Arc::clone(&core);
+    let worker = Arc::clone(core);
     // The core may wait on an fsync: keep it off the async workers.
     let response = tokio::task::spawn_blocking(move || worker.handle(&caller, request))
         .await
         .map_err(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed")
         })??;
-    seal_response(&core, &authn, response)
+    let audit_data = response.data.clone();
+    Ok((
+        seal_response(core, &authn, &trail.request_id, response)?,
+        audit_data,
+    ))
+}
+
+fn header(parts: &Parts, name: &str) -> String {
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Runs `f` (which may wait on an fsync or a lock) on a blocking thread.
@@ -401,17 +452,12 @@ fn open_body(
 fn seal_response(
     core: &Core,
     authn: &Authenticated<Arc<Caller>>,
+    request_id: &str,
     response: sigil_core::Response,
 ) -> Result<Response, ApiError> {
     if response.status == 204 {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let request_id = sigil_crypto::random::uuid().map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "random number generator failed",
-        )
-    })?;
     let envelope = json!({
         "request_id": request_id,
         "lease_id": "",

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod audit_trail;
 mod auth;
 mod error;
 mod harden;
@@ -20,6 +21,7 @@ mod replay;
 mod tls;
 
 pub use harden::{HardenError, Hardening, harden_process};
-pub use listener::{Running, ServerConfig, StartError, start};
+pub use listener::{Running, ServerConfig, ShutdownHandle, StartError, start};
 pub use node::{NodeError, file_node, transient_node};
+pub use sigil_core::audit::{DeviceConfig as AuditDevice, Sink as AuditSink};
 pub use tls::{TlsError, TlsIdentity};

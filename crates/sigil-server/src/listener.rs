@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::api::{AppState, router};
+use crate::audit_trail::RemoteAddr;
 use crate::replay::ReplayCache;
 use crate::tls::TlsIdentity;
 
@@ -69,6 +70,24 @@ impl std::fmt::Debug for Running {
     }
 }
 
+/// Closes what must be closed at shutdown.
+pub struct ShutdownHandle(Arc<AppState>);
+
+impl std::fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShutdownHandle")
+    }
+}
+
+impl ShutdownHandle {
+    /// Writes a final signed checkpoint on every audit device.
+    pub fn close(&self) {
+        if let Some(core) = self.0.node.core() {
+            core.audit().close();
+        }
+    }
+}
+
 /// Binds the listener. Call [`Running::serve`] to accept connections.
 pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     let listener = TcpListener::bind(config.listen)
@@ -94,6 +113,11 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
 }
 
 impl Running {
+    /// Something to call at shutdown: writes the final signed audit checkpoints.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(Arc::clone(&self.state))
+    }
+
     /// The server's public identity, if initialized.
     pub fn server_key(&self) -> Option<sigil_crypto::PublicIdentity> {
         self.state.node.server_key()
@@ -131,7 +155,8 @@ impl Running {
                     Err(_) => return,
                 };
                 let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(RemoteAddr(peer));
                         app.clone().oneshot(req.map(axum::body::Body::new))
                     },
                 );

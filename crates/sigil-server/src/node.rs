@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use sigil_core::audit::DeviceConfig;
 use sigil_core::{CoreConfig, CoreError, Node};
 use sigil_crypto::PublicIdentity;
 use sigil_storage::{FileBackend, MemoryBackend, StorageError};
@@ -22,15 +23,18 @@ pub enum NodeError {
 
 /// A transient node: memory storage, root key and server key generated in memory, initialized
 /// and unsealed with `admins` (name, public key) holding the admin policy.
-pub fn transient_node(admins: Vec<(String, PublicIdentity)>) -> Result<Node, NodeError> {
+pub fn transient_node(
+    admins: Vec<(String, PublicIdentity)>,
+    audit: Vec<DeviceConfig>,
+) -> Result<Node, NodeError> {
     Ok(Node::transient(
         Arc::new(MemoryBackend::new()),
-        CoreConfig { admins },
+        CoreConfig { admins, audit },
     )?)
 }
 
 /// A node over the embedded file backend at `path` (created if missing): uninitialized, or
 /// sealed until a quorum of admins unseals it.
-pub fn file_node(path: &Path) -> Result<Node, NodeError> {
-    Ok(Node::open(Arc::new(FileBackend::open(path)?))?)
+pub fn file_node(path: &Path, audit: Vec<DeviceConfig>) -> Result<Node, NodeError> {
+    Ok(Node::open(Arc::new(FileBackend::open(path)?), audit)?)
 }

@@ -1,5 +1,6 @@
 //! One module per command group.
 
+mod audit;
 mod identity;
 mod key;
 mod kv;
@@ -19,6 +20,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(c) => policy::run(c).await,
         Command::Kv(c) => kv::run(c).await,
         Command::Operator(c) => operator::run(c).await,
+        Command::Audit(c) => audit::run(c).await,
     }
 }
 

@@ -139,6 +139,14 @@ struct Plan {
     names: Vec<String>,
     api_addr: Option<String>,
     allow_unlocked_memory: bool,
+    audit: Vec<sigil_server::AuditDevice>,
+}
+
+fn flag_audit(args: &ServerArgs) -> Option<sigil_server::AuditDevice> {
+    args.audit_file.as_ref().map(|p| sigil_server::AuditDevice {
+        name: "file".into(),
+        sink: sigil_server::AuditSink::File(p.clone()),
+    })
 }
 
 fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
@@ -152,7 +160,16 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         let mut names = l.names.clone();
         // The host clients use must be a name of this server (certificate, @target-uri).
         names.extend(api_addr.as_deref().and_then(api_host));
+        let mut audit = Vec::new();
+        for a in &file.audit {
+            audit.push(
+                a.device()
+                    .map_err(|e| anyhow::anyhow!("{}: [[audit]] {e}", path.display()))?,
+            );
+        }
+        audit.extend(flag_audit(args));
         return Ok(Plan {
+            audit,
             data_dir: Some(data_dir),
             listen: l.address,
             tls_files: l
@@ -170,6 +187,7 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         );
     }
     Ok(Plan {
+        audit: flag_audit(args).into_iter().collect(),
         data_dir: args.data_dir.clone(),
         listen: args.listen,
         tls_files: None,
@@ -198,7 +216,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             std::fs::write(&ca_path, tls.ca_pem.as_bytes())
                 .with_context(|| format!("cannot write {}", ca_path.display()))?;
             std::fs::set_permissions(&ca_path, std::fs::Permissions::from_mode(0o644)).ok();
-            let node = sigil_server::transient_node(identities)?;
+            let node = sigil_server::transient_node(identities, plan.audit.clone())?;
             (node, tls, Some(ca_path), generated_key)
         }
         Some(dir) => {
@@ -219,7 +237,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                     )
                 }
             };
-            let node = sigil_server::file_node(&dir.join("sigil.redb"))
+            let node = sigil_server::file_node(&dir.join("sigil.redb"), plan.audit.clone())
                 .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
             (node, tls, ca_path, None)
         }
@@ -262,11 +280,16 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("sealed: admins run `sigil operator unseal` until the threshold is reached");
     }
 
+    let closing = running.shutdown_handle();
     tokio::select! {
         () = running.serve() => {}
         () = shutdown_signal() => {
             tracing::info!("shutting down");
         }
     }
+    // A final signed checkpoint on every audit device.
+    tokio::task::spawn_blocking(move || closing.close())
+        .await
+        .ok();
     Ok(ExitCode::SUCCESS)
 }

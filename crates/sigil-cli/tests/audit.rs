@@ -1,0 +1,287 @@
+//! The audit log end to end: entries for successes and failures, no secret in the file, a
+//! tamper-evident chain with signed checkpoints, fail-closed devices that recover, and a hung
+//! device that costs a bounded wait, never a hang.
+
+mod support;
+
+use std::io::Read as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::{Server, ok, run, stderr, stdout};
+
+fn transient_with_audit(args: &[&str]) -> Server {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let mut all = vec!["--dir", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    Server::start_in(tmp, &all, &[])
+}
+
+fn verify(log: &Path, keyid: &str) -> std::process::Output {
+    run(&[
+        "audit",
+        "verify",
+        log.to_str().unwrap(),
+        "--server-key",
+        keyid,
+    ])
+}
+
+#[test]
+fn every_request_is_recorded_without_secrets_and_the_chain_verifies() {
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("audit.log");
+    let mut s = transient_with_audit(&["--audit-file", log.to_str().unwrap()]);
+    let secret = "correct-horse-audit-7";
+    ok(s.sigil(&["kv", "put", "secret/app", &format!("password={secret}")]));
+    assert_eq!(
+        ok(s.sigil(&["kv", "get", "-field=password", "secret/app"])).trim(),
+        secret
+    );
+    let stranger = s.new_key("stranger");
+    assert!(
+        !s.sigil_as(&stranger, &["kv", "get", "secret/app"])
+            .status
+            .success()
+    );
+    assert!(!s.sigil(&["kv", "get", "secret/missing"]).status.success());
+    let bob = s.new_key("bob");
+    ok(s.sigil(&[
+        "identity",
+        "create",
+        "bob",
+        "--public-key",
+        bob.to_str().unwrap(),
+    ]));
+    assert!(stderr(&s.sigil_as(&bob, &["kv", "get", "secret/app"])).contains("403"));
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains(secret),
+        "the plaintext secret is in the audit log"
+    );
+    let entries: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |kind: &str, path: &str, status: Option<u64>| {
+        entries.iter().find(|e| {
+            e["type"] == kind && e["path"] == path && status.is_none_or(|s| e["status"] == s)
+        })
+    };
+    // The write: request entry with the signature (non-repudiation) and the HMAC of the value.
+    let write = find("request", "secret/data/app", None).expect("request entry");
+    assert_eq!(write["operation"], "create");
+    assert_eq!(write["identity"]["name"], "admin");
+    assert!(
+        write["signature"]["signature_input"]
+            .as_str()
+            .unwrap()
+            .contains("sigil-request")
+    );
+    assert!(
+        write["remote_address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    let hash = ok(s.sigil(&["audit", "hash", "-device=file", secret]))
+        .trim()
+        .to_owned();
+    assert!(hash.starts_with("hmac-sha256:"));
+    assert_eq!(write["data"]["data"]["password"], hash.as_str());
+    // Successes and failures alike.
+    assert!(find("response", "secret/data/app", Some(200)).is_some());
+    assert!(find("response", "secret/data/missing", Some(404)).is_some());
+    let denied = find("response", "secret/data/app", Some(403)).expect("403 recorded");
+    assert_eq!(denied["identity"]["name"], "bob");
+    let unknown = entries
+        .iter()
+        .find(|e| e["status"] == 401)
+        .expect("401 recorded");
+    assert!(unknown["identity"].is_null());
+    assert!(unknown["error"].as_str().unwrap().contains("unknown"));
+
+    // Graceful stop writes a signed checkpoint; the whole log verifies against the server key.
+    let keyid = s.var("SIGIL_SERVER_KEY").to_owned();
+    nix_term(&mut s);
+    let out = verify(&log, &keyid);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("1 signed checkpoints"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Edit, delete, reorder one line: verify names that line.
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let check = |mutated: Vec<String>, line: usize| {
+        let p = logdir.path().join("tampered.log");
+        std::fs::write(&p, mutated.join("\n") + "\n").unwrap();
+        let out = verify(&p, &keyid);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains(&format!("line {line}:")),
+            "{}",
+            stderr(&out)
+        );
+    };
+    let mut edited = lines.clone();
+    edited[2] = edited[2].replacen("\"path\":\"", "\"path\":\"x", 1);
+    check(edited, 3);
+    let mut deleted = lines.clone();
+    deleted.remove(3);
+    check(deleted, 4);
+    let mut swapped = lines;
+    swapped.swap(4, 5);
+    check(swapped, 5);
+    // Another server's key is not accepted for the checkpoints.
+    let other = s.new_key("other");
+    let other_keyid = stdout(&run(&["key", "public", other.to_str().unwrap()]));
+    let out = run(&[
+        "audit",
+        "verify",
+        log.to_str().unwrap(),
+        "--server-key",
+        other_keyid.trim(),
+    ]);
+    assert!(
+        stderr(&out).contains("another server key"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// SIGTERM, and wait for the exit (the final checkpoint is written on the way out).
+fn nix_term(s: &mut Server) {
+    std::process::Command::new("kill")
+        .args(["-TERM", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while s.is_running() {
+        assert!(Instant::now() < end, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_unwritable_only_device_refuses_requests_and_recovers() {
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("audit.log");
+    // Every write to /dev/full fails (ENOSPC).
+    std::os::unix::fs::symlink("/dev/full", &log).unwrap();
+    let s = transient_with_audit(&["--audit-file", log.to_str().unwrap()]);
+    let out = s.sigil(&["kv", "put", "secret/app", "v=1"]);
+    assert!(stderr(&out).contains("503"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("audit"), "{}", stderr(&out));
+    // Nothing happened: after recovery the secret is not there.
+    std::fs::remove_file(&log).unwrap();
+    let out = s.sigil(&["kv", "get", "secret/app"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    ok(s.sigil(&["kv", "put", "secret/app", "v=2"]));
+    assert_eq!(ok(s.sigil(&["kv", "get", "-field=v", "secret/app"])), "2\n");
+    assert!(std::fs::read_to_string(&log).unwrap().lines().count() >= 4);
+}
+
+#[test]
+fn a_hung_socket_device_costs_a_bounded_wait_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("audit.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&reading);
+    // Accept connections; read nothing until told to.
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let flag = std::sync::Arc::clone(&flag);
+            std::thread::spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let mut buf = [0u8; 65536];
+                while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+            });
+        }
+    });
+    let config = dir.path().join("sigil.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ntype = \"file\"\npath = \"{}\"\n[listener]\naddress = \"127.0.0.1:0\"\n[[audit]]\nname = \"siem\"\ntype = \"socket\"\naddress = \"unix:{}\"\n",
+            data.display(),
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let s = Server::spawn(
+        tempfile::tempdir().unwrap(),
+        &["-c", config.to_str().unwrap()],
+        &[],
+        2,
+    );
+    let key = dir.path().join("admin.key");
+    ok(run(&["key", "generate", "-o", key.to_str().unwrap()]));
+    let init = ok(s.sigil_env(&["operator", "init", "--admin", key.to_str().unwrap()], &[]));
+    let keyid = init
+        .trim()
+        .strip_prefix("export SIGIL_SERVER_KEY=")
+        .unwrap()
+        .to_owned();
+    let env = [
+        ("SIGIL_KEY", key.to_str().unwrap()),
+        ("SIGIL_SERVER_KEY", keyid.as_str()),
+    ];
+    ok(s.sigil_env(&["operator", "unseal"], &env));
+
+    // Fill the socket until writes block; then requests fail, each within the bound.
+    let mut refused = false;
+    for i in 0..2000 {
+        let t = Instant::now();
+        let out = s.sigil_env(
+            &[
+                "kv",
+                "put",
+                &format!("secret/fill/{i}"),
+                &format!("v={}", "x".repeat(200)),
+            ],
+            &env,
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(8),
+            "request {i} took {:?}",
+            t.elapsed()
+        );
+        if !out.status.success() {
+            assert!(stderr(&out).contains("503"), "{}", stderr(&out));
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the hung device never made a request fail");
+    // Unauthenticated endpoints do not wait on the device.
+    let t = Instant::now();
+    ok(s.sigil_env(&["operator", "status"], &[]));
+    assert!(t.elapsed() < Duration::from_secs(2));
+
+    // The device recovers when the reader does.
+    reading.store(true, std::sync::atomic::Ordering::Relaxed);
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = s.sigil_env(&["kv", "put", "secret/after", "v=1"], &env);
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < end, "no recovery: {}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,250 @@
+//! The audit log's line format: every line is a JSON object whose last member is
+//! `"hash"`, the SHA-256 of the line without it; every line's `"prev"` is the previous line's
+//! hash; checkpoint lines are signed by the server's identity key. Editing, deleting or
+//! reordering a line breaks the chain at that line.
+
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+use sigil_crypto::{PublicIdentity, SecretIdentity, b64url_decode, b64url_encode};
+
+const HASH_FIELD: &str = ",\"hash\":\"";
+const CHECKPOINT_LABEL: &[u8] = b"sigil/v1/audit-checkpoint\0";
+
+fn digest(bytes: &[u8]) -> String {
+    b64url_encode(&Sha256::digest(bytes))
+}
+
+/// Serializes `entry` (an object without `hash`) as one line with its hash appended. Returns
+/// the line and its hash.
+pub(crate) fn seal_line(entry: &Map<String, Value>) -> (String, String) {
+    let body = serde_json::to_string(entry).expect("audit entry serializes");
+    let hash = digest(body.as_bytes());
+    let mut line = String::with_capacity(body.len() + 60);
+    line.push_str(&body[..body.len() - 1]);
+    line.push_str(HASH_FIELD);
+    line.push_str(&hash);
+    line.push_str("\"}");
+    (line, hash)
+}
+
+/// The message a checkpoint signs: it commits to everything up to `prev`.
+pub(crate) fn checkpoint_message(prev: &str, seq: u64) -> Vec<u8> {
+    let mut m = CHECKPOINT_LABEL.to_vec();
+    m.extend_from_slice(prev.as_bytes());
+    m.extend_from_slice(format!("\0{seq}").as_bytes());
+    m
+}
+
+/// A checkpoint entry signed by `server`.
+pub(crate) fn checkpoint(
+    server: &SecretIdentity,
+    prev: &str,
+    seq: u64,
+    time: &str,
+) -> Map<String, Value> {
+    let sig = server.sign(&checkpoint_message(prev, seq));
+    let mut m = Map::new();
+    m.insert("type".into(), "checkpoint".into());
+    m.insert("time".into(), time.into());
+    m.insert("seq".into(), seq.into());
+    m.insert("prev".into(), prev.into());
+    m.insert("server_key".into(), server.public().to_string().into());
+    m.insert("signature".into(), b64url_encode(&sig).into());
+    m
+}
+
+/// Reads the `hash` and `seq` of a sealed line (to continue a chain after a restart).
+pub(crate) fn tail_of(line: &str) -> Option<(String, u64)> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    Some((v.get("hash")?.as_str()?.to_owned(), v.get("seq")?.as_u64()?))
+}
+
+/// What `verify` found in a good log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifySummary {
+    /// Lines checked.
+    pub lines: usize,
+    /// Signed checkpoints among them.
+    pub checkpoints: usize,
+    /// Lines after the last checkpoint (their truncation could not be detected).
+    pub unsigned_tail: usize,
+}
+
+/// The first bad line of a log, 1-based, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct VerifyError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Verifies a whole audit log: every line's own hash, the chain of `prev` hashes, consecutive
+/// `seq` numbers, and every checkpoint's signature by the server key (which must be
+/// `expected_server` when given: a `sigil1…` identity or a keyid). The first line must start a
+/// chain (`prev` empty) unless `continued` (a log rotated away from its beginning).
+pub fn verify(
+    text: &str,
+    expected_server: Option<&str>,
+    continued: bool,
+) -> Result<VerifySummary, VerifyError> {
+    let mut prev = String::new();
+    let mut prev_seq: Option<u64> = None;
+    let mut summary = VerifySummary {
+        lines: 0,
+        checkpoints: 0,
+        unsigned_tail: 0,
+    };
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let bad = |reason: &str| VerifyError {
+            line: n,
+            reason: reason.to_owned(),
+        };
+        let cut = line
+            .rfind(HASH_FIELD)
+            .filter(|_| line.ends_with("\"}"))
+            .ok_or_else(|| bad("not an audit line (no trailing hash)"))?;
+        let claimed = &line[cut + HASH_FIELD.len()..line.len() - 2];
+        let body = format!("{}}}", &line[..cut]);
+        if digest(body.as_bytes()) != claimed {
+            return Err(bad("the line does not match its hash: it was changed"));
+        }
+        let entry: Map<String, Value> =
+            serde_json::from_str(&body).map_err(|_| bad("the line is not a JSON object"))?;
+        let first_of_continued = n == 1 && continued;
+        if entry.get("prev").and_then(Value::as_str) != Some(prev.as_str()) && !first_of_continued {
+            return Err(bad(
+                "the line does not follow the previous one: a line was removed, inserted or moved",
+            ));
+        }
+        let seq = entry
+            .get("seq")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("no seq"))?;
+        if prev_seq.is_some_and(|p| seq != p + 1) {
+            return Err(bad(
+                "seq is not consecutive: a line was removed, inserted or moved",
+            ));
+        }
+        if entry.get("type").and_then(Value::as_str) == Some("checkpoint") {
+            let key = entry
+                .get("server_key")
+                .and_then(Value::as_str)
+                .and_then(|k| PublicIdentity::parse(k).ok())
+                .ok_or_else(|| bad("checkpoint without a valid server_key"))?;
+            if expected_server
+                .is_some_and(|e| e != key.keyid().as_str() && e != key.to_string().as_str())
+            {
+                return Err(bad("checkpoint signed by another server key"));
+            }
+            let sig = entry
+                .get("signature")
+                .and_then(Value::as_str)
+                .and_then(|s| b64url_decode(s).ok())
+                .ok_or_else(|| bad("checkpoint without a signature"))?;
+            let cp_prev = entry
+                .get("prev")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            key.verify(&checkpoint_message(cp_prev, seq), &sig)
+                .map_err(|_| bad("checkpoint signature does not verify"))?;
+            summary.checkpoints += 1;
+            summary.unsigned_tail = 0;
+        } else {
+            summary.unsigned_tail += 1;
+        }
+        prev = claimed.to_owned();
+        prev_seq = Some(seq);
+        summary.lines += 1;
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(server: &SecretIdentity, n: usize) -> Vec<String> {
+        let mut prev = String::new();
+        let mut lines = Vec::new();
+        for seq in 1..=n as u64 {
+            let entry = if seq % 4 == 0 {
+                checkpoint(server, &prev, seq, "t")
+            } else {
+                let mut m = Map::new();
+                m.insert("type".into(), "request".into());
+                m.insert("seq".into(), seq.into());
+                m.insert("prev".into(), prev.clone().into());
+                m.insert("path".into(), format!("secret/data/{seq}").into());
+                m
+            };
+            let (line, hash) = seal_line(&entry);
+            lines.push(line);
+            prev = hash;
+        }
+        lines
+    }
+
+    #[test]
+    fn a_good_log_verifies() {
+        let server = SecretIdentity::generate().unwrap();
+        let text = log(&server, 10).join("\n");
+        let s = verify(&text, Some(server.public().keyid().as_str()), false).unwrap();
+        assert_eq!(
+            s,
+            VerifySummary {
+                lines: 10,
+                checkpoints: 2,
+                unsigned_tail: 2
+            }
+        );
+    }
+
+    #[test]
+    fn fail_edits_deletions_reorders_and_forged_checkpoints() {
+        let server = SecretIdentity::generate().unwrap();
+        let lines = log(&server, 10);
+        let at = |lines: Vec<String>| {
+            verify(
+                &lines.join("\n"),
+                Some(server.public().keyid().as_str()),
+                false,
+            )
+            .unwrap_err()
+            .line
+        };
+
+        let mut edited = lines.clone();
+        edited[4] = edited[4].replace("secret/data/5", "secret/data/X");
+        assert_eq!(at(edited), 5);
+        let mut deleted = lines.clone();
+        deleted.remove(5);
+        assert_eq!(at(deleted), 6);
+        let mut swapped = lines.clone();
+        swapped.swap(5, 6);
+        assert_eq!(at(swapped), 6);
+        // A checkpoint re-signed by another key.
+        let other = SecretIdentity::generate().unwrap();
+        let text = log(&other, 10).join("\n");
+        assert_eq!(
+            verify(&text, Some(server.public().keyid().as_str()), false)
+                .unwrap_err()
+                .line,
+            4
+        );
+        // Removing the first line is caught, unless the log is declared a continuation.
+        let tail = lines[1..].join("\n");
+        assert_eq!(
+            verify(&tail, Some(server.public().keyid().as_str()), false)
+                .unwrap_err()
+                .line,
+            1
+        );
+        assert!(verify(&tail, Some(server.public().keyid().as_str()), true).is_ok());
+        // Garbage.
+        assert_eq!(at(vec!["{}".into()]), 1);
+        assert_eq!(at(vec!["not json at all".into()]), 1);
+    }
+}

@@ -1,0 +1,114 @@
+//! The audit log: one JSON line per request and per response on every configured device, secret
+//! values replaced by HMAC-SHA256 under a per-device key, each line chained to the previous one
+//! by hash, and a checkpoint signed by the server key every [`CHECKPOINT_EVERY`] entries and at
+//! shutdown (`sigil audit verify`).
+//!
+//! Fail-closed: a request that no device records in time is refused. Each device has its own
+//! writer thread behind a bounded queue, so a slow device costs a request at most
+//! [`WAIT`], never a hang.
+
+mod chain;
+mod device;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use sigil_crypto::SecretIdentity;
+use zeroize::Zeroizing;
+
+pub use chain::{VerifyError, VerifySummary, verify};
+pub use device::{DeviceConfig, Sink};
+
+use crate::CoreError;
+use device::Device;
+
+/// How long a request waits for its entry to be written before it is refused.
+pub const WAIT: Duration = Duration::from_secs(2);
+/// Entries between signed checkpoints.
+pub const CHECKPOINT_EVERY: u64 = 100;
+
+/// The audit devices of an unsealed core.
+pub struct Broker {
+    devices: Vec<Device>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field(
+                "devices",
+                &self.devices.iter().map(|d| &d.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Broker {
+    /// Starts a writer per device. `key` gives each device's HMAC key.
+    pub(crate) fn start(
+        configs: &[DeviceConfig],
+        mut key: impl FnMut(&str) -> Result<Zeroizing<[u8; 32]>, CoreError>,
+        server: &Arc<SecretIdentity>,
+    ) -> Result<Broker, CoreError> {
+        let mut devices = Vec::with_capacity(configs.len());
+        for c in configs {
+            let device = Device::start(c, key(&c.name)?, Arc::clone(server), CHECKPOINT_EVERY)
+                .map_err(|e| CoreError::bad(format!("audit device {}: {e}", c.name)))?;
+            devices.push(device);
+        }
+        Ok(Broker { devices })
+    }
+
+    /// Whether any device is configured.
+    pub fn enabled(&self) -> bool {
+        !self.devices.is_empty()
+    }
+
+    /// Records `entry` on every device; succeeds if at least one wrote it within [`WAIT`]
+    /// (always, when no device is configured).
+    pub fn log(&self, entry: Map<String, Value>) -> Result<(), CoreError> {
+        if self.devices.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + WAIT;
+        let pending: Vec<_> = self
+            .devices
+            .iter()
+            .map(|d| (d, d.submit(entry.clone())))
+            .collect();
+        let mut written = false;
+        for (device, answer) in pending {
+            let result = match answer {
+                None => Err("queue full".to_owned()),
+                Some(rx) => rx
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .unwrap_or_else(|_| Err("timed out".to_owned())),
+            };
+            match result {
+                Ok(()) => written = true,
+                Err(e) => tracing::warn!(device = device.name, error = e, "audit device failed"),
+            }
+        }
+        if written {
+            Ok(())
+        } else {
+            Err(CoreError::AuditUnavailable)
+        }
+    }
+
+    /// The HMAC of `value` under device `name`'s key, as it appears in that device's log.
+    pub fn hash(&self, name: &str, value: &str) -> Option<String> {
+        self.devices
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.hash(value))
+    }
+
+    /// Writes a final signed checkpoint on every device.
+    pub fn close(&self) {
+        for d in &self.devices {
+            d.close(WAIT);
+        }
+    }
+}

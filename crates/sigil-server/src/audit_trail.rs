@@ -1,0 +1,121 @@
+//! What the audit log records of one request: a `request` entry before anything happens (the
+//! fail-closed gate) and a `response` entry with the outcome.
+
+use std::net::SocketAddr;
+
+use axum::response::Response;
+use http::request::Parts;
+use serde_json::{Map, Value, json};
+use sigil_core::{Core, Operation};
+
+use crate::error::ApiError;
+
+/// The peer address of a connection, put into every request's extensions by the listener.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RemoteAddr(pub(crate) SocketAddr);
+
+/// The audit context of one request, filled in as it is authenticated and parsed.
+pub(crate) struct Trail {
+    pub(crate) request_id: String,
+    remote: String,
+    pub(crate) identity: Option<(String, String)>,
+    pub(crate) operation: Option<Operation>,
+    pub(crate) path: String,
+    /// `(Signature-Input, Signature)` of a write.
+    pub(crate) signature: Option<(String, String)>,
+    /// Set when the request sealed the server: its devices are closed.
+    pub(crate) closed: bool,
+}
+
+impl Trail {
+    pub(crate) fn new(parts: &Parts, raw_path: &str) -> Result<Self, ApiError> {
+        let request_id = sigil_crypto::random::uuid().map_err(|_| {
+            ApiError::new(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "random number generator failed",
+            )
+        })?;
+        Ok(Trail {
+            request_id,
+            remote: parts
+                .extensions
+                .get::<RemoteAddr>()
+                .map(|r| r.0.to_string())
+                .unwrap_or_default(),
+            identity: None,
+            operation: None,
+            path: raw_path.to_owned(),
+            signature: None,
+            closed: false,
+        })
+    }
+
+    fn entry(&self, kind: &str) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("type".into(), kind.into());
+        m.insert("time".into(), sigil_core::now_rfc3339().into());
+        m.insert("request_id".into(), self.request_id.clone().into());
+        m.insert("remote_address".into(), self.remote.clone().into());
+        m.insert(
+            "identity".into(),
+            match &self.identity {
+                Some((keyid, name)) => json!({ "keyid": keyid, "name": name }),
+                None => Value::Null,
+            },
+        );
+        m.insert(
+            "operation".into(),
+            self.operation
+                .map(|o| format!("{o:?}").to_lowercase())
+                .into(),
+        );
+        m.insert("path".into(), self.path.clone().into());
+        if let Some((input, sig)) = &self.signature {
+            m.insert(
+                "signature".into(),
+                json!({ "signature_input": input, "signature": sig }),
+            );
+        }
+        m
+    }
+
+    /// The `request` entry; `data` (the opened body) is HMAC-ed by each device.
+    pub(crate) fn request_entry(&self, data: Option<&Value>) -> Map<String, Value> {
+        let mut m = self.entry("request");
+        if let Some(d) = data {
+            m.insert("data".into(), d.clone());
+        }
+        m
+    }
+
+    /// Records the outcome. A success that no device can record becomes a 503, as the request
+    /// entry would have.
+    pub(crate) fn finish(
+        self,
+        core: &Core,
+        outcome: Result<(Response, Option<Value>), ApiError>,
+    ) -> Result<Response, ApiError> {
+        if self.closed || !core.audit().enabled() {
+            return outcome.map(|(r, _)| r);
+        }
+        let mut m = self.entry("response");
+        match &outcome {
+            Ok((resp, data)) => {
+                m.insert("status".into(), resp.status().as_u16().into());
+                if let Some(d) = data {
+                    m.insert("data".into(), d.clone());
+                }
+            }
+            Err(e) => {
+                m.insert("status".into(), e.status().as_u16().into());
+                m.insert("error".into(), e.message().into());
+            }
+        }
+        let logged = core.audit().log(m);
+        match (outcome, logged) {
+            (Ok((resp, _)), Ok(())) => Ok(resp),
+            (Ok(_), Err(e)) => Err(e.into()),
+            (Err(e), _) => Err(e),
+        }
+    }
+}
