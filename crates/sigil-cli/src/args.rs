@@ -24,6 +24,9 @@ pub(crate) enum Command {
     /// Manage identities (admin).
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// Manage groups of identities (admin).
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Manage ACL policies (admin).
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -266,6 +269,42 @@ pub(crate) enum IdentityCommand {
         client: ClientArgs,
     },
     /// Delete an identity.
+    Delete {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCommand {
+    /// Create or update a group (given lists replace the stored ones).
+    Create {
+        /// Its name.
+        name: String,
+        /// A policy every member holds; repeat for several.
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+        /// A member identity's name; repeat for several.
+        #[arg(long = "member")]
+        members: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List groups.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a group.
+    Read {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a group.
     Delete {
         /// Its name.
         name: String,

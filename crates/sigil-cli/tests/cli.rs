@@ -407,3 +407,101 @@ fn the_server_locks_its_memory_and_cannot_dump_core() {
         s.log_text()
     );
 }
+
+#[test]
+fn templated_policies_and_groups() {
+    let s = Server::start();
+    let alice = s.new_key("alice");
+    let bob = s.new_key("bob");
+    let policy = s.tmp.path().join("users.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/users/{{identity.name}}/*\" {\n  capabilities = [\"create\", \"read\", \"update\"]\n}\n\
+         path \"secret/data/teams/{{identity.groups.names}}/*\" {\n  capabilities = [\"read\"]\n}\n\
+         path \"secret/data/by-team/{{identity.metadata.team}}\" {\n  capabilities = [\"read\"]\n}\n",
+    )
+    .unwrap();
+    ok(s.sigil(&["policy", "write", "users", policy.to_str().unwrap()]));
+    ok(s.sigil(&[
+        "identity",
+        "create",
+        "alice",
+        "--public-key",
+        alice.to_str().unwrap(),
+        "--policy",
+        "users",
+    ]));
+    ok(s.sigil(&[
+        "identity",
+        "create",
+        "bob",
+        "--public-key",
+        bob.to_str().unwrap(),
+        "--policy",
+        "users",
+    ]));
+    for path in [
+        "secret/users/bob/x",
+        "secret/teams/ops/runbook",
+        "secret/teams/dev/plan",
+    ] {
+        ok(s.sigil(&["kv", "put", path, "v=1"]));
+    }
+    // Each reads and writes only below their own name.
+    ok(s.sigil_as(&alice, &["kv", "put", "secret/users/alice/x", "v=mine"]));
+    assert_eq!(
+        ok(s.sigil_as(&alice, &["kv", "get", "-field=v", "secret/users/alice/x"])),
+        "mine\n"
+    );
+    for args in [
+        &["kv", "get", "secret/users/bob/x"][..],
+        &["kv", "put", "secret/users/bob/x", "v=2"],
+    ] {
+        assert!(
+            stderr(&s.sigil_as(&alice, args)).contains("403"),
+            "{args:?}"
+        );
+    }
+    assert!(stderr(&s.sigil_as(&bob, &["kv", "get", "secret/users/alice/x"])).contains("403"));
+
+    // Group membership fills {{identity.groups.names}}; group policies apply to members.
+    assert!(
+        stderr(&s.sigil_as(&alice, &["kv", "get", "secret/teams/ops/runbook"])).contains("403")
+    );
+    ok(s.sigil(&["group", "create", "ops", "--member", "alice"]));
+    ok(s.sigil_as(&alice, &["kv", "get", "secret/teams/ops/runbook"]));
+    assert!(stderr(&s.sigil_as(&alice, &["kv", "get", "secret/teams/dev/plan"])).contains("403"));
+    assert!(stderr(&s.sigil_as(&bob, &["kv", "get", "secret/teams/ops/runbook"])).contains("403"));
+    let extra = s.tmp.path().join("extra.hcl");
+    std::fs::write(
+        &extra,
+        "path \"secret/data/shared/*\" {\n  capabilities = [\"read\"]\n}\n",
+    )
+    .unwrap();
+    ok(s.sigil(&["policy", "write", "shared", extra.to_str().unwrap()]));
+    ok(s.sigil(&["kv", "put", "secret/shared/doc", "v=1"]));
+    assert!(stderr(&s.sigil_as(&bob, &["kv", "get", "secret/shared/doc"])).contains("403"));
+    ok(s.sigil(&[
+        "group", "create", "readers", "--member", "bob", "--policy", "shared",
+    ]));
+    ok(s.sigil_as(&bob, &["kv", "get", "secret/shared/doc"]));
+    assert_eq!(
+        ok(s.sigil(&["group", "list"])),
+        "Keys\n----\nops\nreaders\n"
+    );
+    ok(s.sigil(&["group", "delete", "readers"]));
+    assert!(stderr(&s.sigil_as(&bob, &["kv", "get", "secret/shared/doc"])).contains("403"));
+
+    // An unknown template is refused when the policy is written.
+    std::fs::write(
+        &extra,
+        "path \"secret/data/{{identity.password}}\" {\n  capabilities = [\"read\"]\n}\n",
+    )
+    .unwrap();
+    let out = s.sigil(&["policy", "write", "bad", extra.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("unknown template"),
+        "{}",
+        stderr(&out)
+    );
+}

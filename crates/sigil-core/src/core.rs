@@ -9,14 +9,16 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Broker, DeviceConfig};
 use crate::barrier::{Barrier, View, ViewBatch};
+use crate::group::GroupStore;
 use crate::identity::{Caller, IdentityStore};
 use crate::kv::KvEngine;
-use crate::policy::{ADMIN_POLICY, Capability};
+use crate::policy::{ADMIN_POLICY, Acl, Capability, TemplateContext};
 use crate::policy_store::PolicyStore;
 use crate::{CoreError, Operation, Request, Response};
 
 const POLICIES: &str = "sys/policies/acl";
 const IDENTITIES: &str = "identity/entity/name";
+const GROUPS: &str = "identity/group/name";
 const KV_MOUNT: &str = "secret";
 /// Keyring maintenance, `sudo` required (as Vault's `sys/rotate`).
 const ROTATE: &str = "sys/rotate";
@@ -43,6 +45,7 @@ pub struct Core {
     server_identity: Arc<SecretIdentity>,
     audit: Broker,
     identities: IdentityStore,
+    groups: GroupStore,
     policies: PolicyStore,
     kv: KvEngine,
 }
@@ -50,6 +53,7 @@ pub struct Core {
 enum Route<'a> {
     Policies(&'a str),
     Identities(&'a str),
+    Groups(&'a str),
     Kv(&'a str),
     Keyring(&'a str),
     AuditHash(&'a str),
@@ -71,6 +75,8 @@ fn route(path: &str) -> Route<'_> {
         Route::Policies(rest)
     } else if let Some(rest) = below(path, IDENTITIES) {
         Route::Identities(rest)
+    } else if let Some(rest) = below(path, GROUPS) {
+        Route::Groups(rest)
     } else if let Some(rest) = below(path, KV_MOUNT) {
         Route::Kv(rest)
     } else if [ROTATE, REWRAP, KEY_STATUS].contains(&path) {
@@ -158,6 +164,7 @@ impl Core {
             SecretIdentity::from_key_file(text).map_err(|_| CoreError::Integrity)?;
         let core = Self::assemble(barrier, server_identity, audit)?;
         core.identities.load_all()?;
+        core.groups.load_all()?;
         core.policies.load_all()?;
         Ok(core)
     }
@@ -174,6 +181,7 @@ impl Core {
             server_identity,
             audit,
             identities: IdentityStore::new(barrier.view("sys/identity/")),
+            groups: GroupStore::new(barrier.view("sys/group/")),
             policies: PolicyStore::new(barrier.view("sys/policy/")),
             kv: KvEngine::new(barrier.view("logical/secret/")),
             barrier,
@@ -190,6 +198,20 @@ impl Core {
         &self.barrier
     }
 
+    /// The caller's ACL: its own policies and its groups', templates filled in.
+    fn acl(&self, caller: &Caller) -> Acl {
+        let id = &caller.identity;
+        let (groups, mut policies) = self.groups.of(&id.name);
+        policies.extend(id.policies.iter().cloned());
+        let ctx = TemplateContext {
+            name: id.name.clone(),
+            id: id.id.clone(),
+            metadata: id.metadata.clone(),
+            groups,
+        };
+        self.policies.acl_for(&policies, &ctx)
+    }
+
     /// Whether `caller` holds `cap` (and, when `sudo`, also `cap` itself) at `path`.
     pub fn authorize(
         &self,
@@ -197,7 +219,7 @@ impl Core {
         path: &str,
         caps: &[Capability],
     ) -> Result<(), CoreError> {
-        let acl = self.policies.acl_for(&caller.identity.policies);
+        let acl = self.acl(caller);
         if caps.iter().all(|c| acl.allows(path, *c)) {
             Ok(())
         } else {
@@ -267,7 +289,7 @@ impl Core {
             Operation::Delete => Capability::Delete,
         };
         let sudo = matches!(route, Route::Keyring(_));
-        let acl = self.policies.acl_for(&caller.identity.policies);
+        let acl = self.acl(caller);
         if !acl.allows(&req.path, cap) || (sudo && !acl.allows(&req.path, Capability::Sudo)) {
             return Err(CoreError::Forbidden);
         }
@@ -276,6 +298,7 @@ impl Core {
             Route::AuditHash(device) => self.audit_hash(device, &req),
             Route::Policies(rest) => self.policies.handle(&req, rest),
             Route::Identities(rest) => self.identities.handle(&req, rest),
+            Route::Groups(rest) => self.groups.handle(&req, rest),
             Route::Kv(rest) => self.kv.handle(&req, rest),
             Route::Unknown => Err(CoreError::NotFound(format!(
                 "no handler for route \"{}\"",
@@ -332,6 +355,7 @@ impl Core {
         match route {
             Route::Policies(rest) => Ok(self.policies.exists(rest)),
             Route::Identities(rest) if !rest.is_empty() => self.identities.exists(rest),
+            Route::Groups(rest) if !rest.is_empty() => Ok(self.groups.exists(rest)),
             Route::Kv(rest) => self.kv.exists(rest),
             _ => Ok(false),
         }

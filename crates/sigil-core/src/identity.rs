@@ -70,13 +70,13 @@ struct IdentityInput {
 /// Vault accepts policies as a list or a comma-separated string.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum PolicyList {
+pub(crate) enum PolicyList {
     List(Vec<String>),
     Csv(String),
 }
 
 impl PolicyList {
-    fn into_vec(self) -> Vec<String> {
+    pub(crate) fn into_vec(self) -> Vec<String> {
         let list = match self {
             PolicyList::List(l) => l,
             PolicyList::Csv(s) => s.split(',').map(str::to_owned).collect(),
@@ -98,7 +98,7 @@ impl std::fmt::Debug for IdentityStore {
     }
 }
 
-fn random_id() -> Result<String, CoreError> {
+pub(crate) fn random_id() -> Result<String, CoreError> {
     sigil_crypto::random::uuid().map_err(|_| CoreError::bad("random number generator failed"))
 }
 

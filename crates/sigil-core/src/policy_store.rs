@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::barrier::{View, ViewBatch};
 use crate::path::check_name;
-use crate::policy::{ADMIN_POLICY, ADMIN_POLICY_HCL, Acl, Policy, parse_policy};
+use crate::policy::{ADMIN_POLICY, ADMIN_POLICY_HCL, Acl, Policy, TemplateContext, parse_policy};
 use crate::request::{children, list_response};
 use crate::{CoreError, Operation, Request, Response};
 
@@ -57,11 +57,11 @@ impl PolicyStore {
     }
 
     /// The ACL for a caller holding `names` (unknown names contribute nothing, as in Vault).
-    pub(crate) fn acl_for(&self, names: &[String]) -> Acl {
+    pub(crate) fn acl_for(&self, names: &[String], ctx: &TemplateContext) -> Acl {
         let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
         let policies: Vec<Arc<Policy>> =
             names.iter().filter_map(|n| cache.get(n).cloned()).collect();
-        Acl::new(policies.iter().map(|p| p.as_ref()))
+        Acl::for_caller(policies.iter().map(|p| p.as_ref()), ctx)
     }
 
     pub(crate) fn exists(&self, name: &str) -> bool {

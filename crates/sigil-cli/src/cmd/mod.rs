@@ -1,6 +1,7 @@
 //! One module per command group.
 
 mod audit;
+mod group;
 mod identity;
 mod key;
 mod kv;
@@ -17,6 +18,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(c) => key::run(c),
         Command::Server(c) => server::run(c).await,
         Command::Identity(c) => identity::run(c).await,
+        Command::Group(c) => group::run(c).await,
         Command::Policy(c) => policy::run(c).await,
         Command::Kv(c) => kv::run(c).await,
         Command::Operator(c) => operator::run(c).await,

@@ -1,6 +1,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
+use super::template::{TemplateContext, render};
 use super::{Capabilities, Capability, Policy};
 
 /// The merged rules of a set of policies, ready to answer "may this caller do X at path P?".
@@ -35,8 +36,23 @@ fn priority(a: &Candidate<'_>, b: &Candidate<'_>) -> Ordering {
 }
 
 impl Acl {
-    /// Merges the rules of `policies`.
+    /// Merges the rules of `policies`; templated rules are dropped (see [`Acl::for_caller`]).
     pub fn new<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Self {
+        Self::build(policies, None)
+    }
+
+    /// Merges the rules of `policies` with templated paths filled in from `ctx`.
+    pub fn for_caller<'a>(
+        policies: impl IntoIterator<Item = &'a Policy>,
+        ctx: &TemplateContext,
+    ) -> Self {
+        Self::build(policies, Some(ctx))
+    }
+
+    fn build<'a>(
+        policies: impl IntoIterator<Item = &'a Policy>,
+        ctx: Option<&TemplateContext>,
+    ) -> Self {
         let mut acl = Acl::default();
         for policy in policies {
             for rule in &policy.rules {
@@ -47,10 +63,17 @@ impl Acl {
                 } else {
                     &mut acl.exact
                 };
-                table
-                    .entry(rule.path.clone())
-                    .and_modify(|c| *c = c.merge(rule.capabilities))
-                    .or_insert(rule.capabilities);
+                let paths = match (rule.templated, ctx) {
+                    (false, _) => vec![rule.path.clone()],
+                    (true, Some(ctx)) => render(&rule.path, ctx),
+                    (true, None) => Vec::new(),
+                };
+                for path in paths {
+                    table
+                        .entry(path)
+                        .and_modify(|c| *c = c.merge(rule.capabilities))
+                        .or_insert(rule.capabilities);
+                }
             }
         }
         acl

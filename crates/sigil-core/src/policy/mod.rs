@@ -8,10 +8,12 @@
 mod acl;
 mod capability;
 mod parse;
+mod template;
 
 pub use acl::Acl;
 pub use capability::{Capabilities, Capability};
 pub use parse::{PolicyError, parse_policy};
+pub use template::TemplateContext;
 
 /// The name of the built-in policy held by the init admins. It cannot be changed or deleted.
 pub const ADMIN_POLICY: &str = "admin";
@@ -33,6 +35,8 @@ pub struct PathRule {
     pub is_prefix: bool,
     /// Whether it contains a `+` (segment wildcard).
     pub has_segment_wildcards: bool,
+    /// Whether it has `{{…}}` placeholders, filled in per caller.
+    pub templated: bool,
     /// Granted capabilities (just `deny` if `deny` was listed).
     pub capabilities: Capabilities,
 }

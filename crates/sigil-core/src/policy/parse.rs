@@ -94,11 +94,8 @@ pub fn parse_policy(name: &str, text: &str) -> Result<Policy, PolicyError> {
 
 fn parse_rule(raw_path: &str, body: hcl::Body) -> Result<PathRule, PolicyError> {
     let path = raw_path.trim_start_matches('/');
-    if path.contains("{{") || path.contains("}}") {
-        return err(format!(
-            "path {raw_path:?}: templated policy paths are not supported yet"
-        ));
-    }
+    let templated =
+        super::template::check(path).map_err(|e| PolicyError(format!("path {raw_path:?}: {e}")))?;
     if path.chars().any(|c| c.is_control()) {
         return err(format!("path {raw_path:?} contains a control character"));
     }
@@ -145,6 +142,7 @@ fn parse_rule(raw_path: &str, body: hcl::Body) -> Result<PathRule, PolicyError> 
         path,
         is_prefix,
         has_segment_wildcards,
+        templated,
         capabilities,
     })
 }
@@ -238,8 +236,8 @@ mod tests {
                 "not supported yet",
             ),
             (
-                "path \"a/{{identity.name}}\" { capabilities = [\"read\"] }",
-                "templated",
+                "path \"a/{{identity.password}}\" { capabilities = [\"read\"] }",
+                "unknown template",
             ),
             (
                 "path \"a\" { capabilities = [\"raed\"] }",
