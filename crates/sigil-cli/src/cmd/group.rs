@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::args::GroupCommand;
-use crate::{config, output};
+use crate::config;
 
 pub(crate) async fn run(cmd: GroupCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -22,25 +22,18 @@ pub(crate) async fn run(cmd: GroupCommand) -> anyhow::Result<ExitCode> {
             .await?;
             println!("Success! Group {name} saved.");
         }
-        GroupCommand::List { client } => {
-            let c = config::client(&client)?;
-            let resp = c.request("LIST", "identity/group/name", None).await?;
-            output::keys(&resp.body.unwrap_or_default());
-        }
+        GroupCommand::List { client } => super::list_keys(&client, "identity/group/name").await?,
         GroupCommand::Read { name, client } => {
-            let c = config::client(&client)?;
-            let resp = c
-                .request("GET", &format!("identity/group/name/{name}"), None)
-                .await?;
-            output::table(&output::rows(
-                resp.body.as_ref().and_then(|b| b.get("data")),
-            ));
+            super::read_table(&client, &format!("identity/group/name/{name}")).await?;
         }
         GroupCommand::Delete { name, client } => {
-            let c = config::client(&client)?;
-            c.request("DELETE", &format!("identity/group/name/{name}"), None)
-                .await?;
-            println!("Success! Deleted group: {name}");
+            super::delete(
+                &client,
+                &format!("identity/group/name/{name}"),
+                "group",
+                &name,
+            )
+            .await?;
         }
     }
     Ok(ExitCode::SUCCESS)

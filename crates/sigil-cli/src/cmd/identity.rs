@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::args::IdentityCommand;
-use crate::{config, keyfile, output};
+use crate::{config, keyfile};
 
 pub(crate) async fn run(cmd: IdentityCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -24,24 +24,19 @@ pub(crate) async fn run(cmd: IdentityCommand) -> anyhow::Result<ExitCode> {
             println!("Success! Identity {name} ({}) saved.", public.keyid());
         }
         IdentityCommand::List { client } => {
-            let c = config::client(&client)?;
-            let resp = c.request("LIST", "identity/entity/name", None).await?;
-            output::keys(&resp.body.unwrap_or_default());
+            super::list_keys(&client, "identity/entity/name").await?
         }
         IdentityCommand::Read { name, client } => {
-            let c = config::client(&client)?;
-            let resp = c
-                .request("GET", &format!("identity/entity/name/{name}"), None)
-                .await?;
-            output::table(&output::rows(
-                resp.body.as_ref().and_then(|b| b.get("data")),
-            ));
+            super::read_table(&client, &format!("identity/entity/name/{name}")).await?;
         }
         IdentityCommand::Delete { name, client } => {
-            let c = config::client(&client)?;
-            c.request("DELETE", &format!("identity/entity/name/{name}"), None)
-                .await?;
-            println!("Success! Deleted identity: {name}");
+            super::delete(
+                &client,
+                &format!("identity/entity/name/{name}"),
+                "identity",
+                &name,
+            )
+            .await?;
         }
     }
     Ok(ExitCode::SUCCESS)
