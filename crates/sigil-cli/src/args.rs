@@ -206,6 +206,18 @@ pub(crate) struct ServerArgs {
     /// new private directory under $TMPDIR).
     #[arg(long, requires = "transient")]
     pub(crate) dir: Option<PathBuf>,
+    /// Requests per second each identity may make (burst: twice that).
+    #[arg(long, value_name = "RATE")]
+    pub(crate) limit_identity: Option<f64>,
+    /// Requests per second from each source address.
+    #[arg(long, value_name = "RATE")]
+    pub(crate) limit_address: Option<f64>,
+    /// Requests per second from each source address to the unauthenticated endpoints.
+    #[arg(long, value_name = "RATE")]
+    pub(crate) limit_unauthenticated: Option<f64>,
+    /// Failed authentications per second from each source address before it is refused.
+    #[arg(long, value_name = "RATE")]
+    pub(crate) limit_auth_failures: Option<f64>,
     /// Write an audit log to this file (device name `file`). Every request is refused if it
     /// cannot be recorded.
     #[arg(long, value_name = "PATH")]

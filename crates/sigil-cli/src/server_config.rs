@@ -35,6 +35,19 @@ pub(crate) struct ServerFile {
     /// `[[audit]]` devices.
     #[serde(default)]
     pub(crate) audit: Vec<Audit>,
+    /// `[limits]`, requests per second (bursts are twice that).
+    #[serde(default)]
+    pub(crate) limits: Limits,
+}
+
+/// `[limits]`: requests per second; a missing key keeps the default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Limits {
+    pub(crate) identity: Option<f64>,
+    pub(crate) address: Option<f64>,
+    pub(crate) unauthenticated: Option<f64>,
+    pub(crate) auth_failures: Option<f64>,
 }
 
 /// One `[[audit]]` device.

@@ -424,3 +424,84 @@ async fn list_works_with_the_list_method_and_the_query_flag() {
         assert_eq!(raw.open(&req, &resp)["data"]["keys"], json!(["app"]));
     }
 }
+
+async fn limited(extra: &[&str]) -> (Server, Raw) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let mut args = vec!["--dir".to_owned(), dir.to_str().unwrap().to_owned()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Server::start_in(tmp, &args, &[]);
+    let raw = Raw::new(&s, &s.admin_key()).await;
+    (s, raw)
+}
+
+#[tokio::test]
+async fn a_burst_above_the_identity_limit_gets_429_and_others_are_unaffected() {
+    let (s, admin) = limited(&["--limit-identity", "5"]).await;
+    let bob_key = s.new_key("bob");
+    ok(s.sigil(&[
+        "identity",
+        "create",
+        "bob",
+        "--public-key",
+        bob_key.to_str().unwrap(),
+    ]));
+    let bob = Raw::new(&s, &bob_key).await;
+    let mut limited_count = 0;
+    for _ in 0..30 {
+        let r = admin
+            .send(&admin.signed("GET", "/v1/secret/data/x", None))
+            .await;
+        if r.status == 429 {
+            limited_count += 1;
+            let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+            assert!((1..=2).contains(&retry), "{retry}");
+            assert!(r.error_text().contains("rate limited"));
+        } else {
+            assert_eq!(r.status, 404);
+        }
+    }
+    assert!(
+        limited_count >= 15,
+        "only {limited_count} of 30 were limited"
+    );
+    // Bob has his own bucket: not limited (403: no policy, but not 429).
+    let r = bob
+        .send(&bob.signed("GET", "/v1/secret/data/x", None))
+        .await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test]
+async fn unauthenticated_endpoints_and_failed_authentications_are_limited_per_address() {
+    let (_s, raw) = limited(&["--limit-unauthenticated", "2"]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(
+            raw.send(&raw.unsigned("GET", "/v1/sys/seal-status"))
+                .await
+                .status,
+        );
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(statuses[0], 200);
+
+    let (_s, raw) = limited(&["--limit-auth-failures", "1"]).await;
+    for _ in 0..4 {
+        let mut req = raw.signed("GET", "/v1/secret/data/x", None);
+        req.target = "/v1/secret/data/tampered".into();
+        let status = raw.send(&req).await.status;
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    // Now even a good request from that address is refused until the budget refills.
+    let r = raw
+        .send(&raw.signed("GET", "/v1/secret/data/x", None))
+        .await;
+    assert_eq!(r.status, 429);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = raw
+        .send(&raw.signed("GET", "/v1/secret/data/x", None))
+        .await;
+    assert_eq!(r.status, 404);
+}

@@ -18,9 +18,10 @@ use sigil_crypto::{PublicIdentity, SealInfo};
 use sigil_proto::{body as sealed, headers, sys};
 use zeroize::Zeroizing;
 
-use crate::audit_trail::Trail;
+use crate::audit_trail::{RemoteAddr, Trail};
 use crate::auth::{self, Authenticated};
 use crate::error::ApiError;
+use crate::limits::{Limits, address_key};
 use crate::replay::ReplayCache;
 
 /// The largest request body accepted (413 above).
@@ -32,6 +33,7 @@ pub(crate) struct AppState {
     pub(crate) node: Node,
     pub(crate) replay: ReplayCache,
     pub(crate) hosts: auth::Hosts,
+    pub(crate) limits: Limits,
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -105,6 +107,19 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
     };
     let node = &state.node;
     let write = parts.method == Method::POST || parts.method == Method::PUT;
+    let addr = address_key(parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip()));
+    let limits = &state.limits;
+    limits.address.take(&addr).map_err(ApiError::rate_limited)?;
+    limits
+        .auth_failures
+        .peek(&addr)
+        .map_err(ApiError::rate_limited)?;
+    if UNAUTHENTICATED.contains(&raw_path) {
+        limits
+            .unauthenticated
+            .take(&addr)
+            .map_err(ApiError::rate_limited)?;
+    }
     if parts.method == Method::GET {
         match raw_path {
             "sys/health" => return Ok(health(node)),
@@ -134,8 +149,7 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
             return blocking(move || init(&worker.node, &body)).await;
         }
         "sys/unseal/share" if parts.method == Method::GET => {
-            let authn =
-                auth::authenticate(node, &state.replay, &state.hosts, &parts, &body, now())?;
+            let authn = authenticate(&state, node, &parts, &body)?;
             let share = node
                 .sealed_share(&authn.caller.0)
                 .ok_or_else(|| unavailable(node))?;
@@ -143,8 +157,7 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
         }
         "sys/rekey/approve" if write => {
             node.core().ok_or_else(|| unavailable(node))?;
-            let authn =
-                auth::authenticate(node, &state.replay, &state.hosts, &parts, &body, now())?;
+            let authn = authenticate(&state, node, &parts, &body)?;
             let approval: Approval = serde_json::from_slice(&body).map_err(|_| {
                 ApiError::bad_request("expected {\"digest\": \"<proposal digest>\"}")
             })?;
@@ -158,8 +171,7 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
             .await;
         }
         "sys/unseal" if write => {
-            let authn =
-                auth::authenticate(node, &state.replay, &state.hosts, &parts, &body, now())?;
+            let authn = authenticate(&state, node, &parts, &body)?;
             let worker = Arc::clone(&state);
             return blocking(move || {
                 let status = worker.node.submit_share(&authn.caller.0, &body)?;
@@ -186,14 +198,7 @@ async fn authenticated(
     body: &[u8],
     trail: &mut Trail,
 ) -> Result<(Response, Option<Value>), ApiError> {
-    let authn = auth::authenticate(
-        core.as_ref(),
-        &state.replay,
-        &state.hosts,
-        parts,
-        body,
-        now(),
-    )?;
+    let authn = authenticate(state, core.as_ref(), parts, body)?;
     trail.identity = Some((
         authn.caller.identity.keyid.clone(),
         authn.caller.identity.name.clone(),
@@ -308,6 +313,44 @@ fn header(parts: &Parts, name: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// Endpoints anyone may call (stricter per-address limit).
+const UNAUTHENTICATED: &[&str] = &[
+    "sys/health",
+    "sys/seal-status",
+    "sys/server-key",
+    "sys/rekey",
+    "sys/init",
+    "sys/unseal",
+    "sys/unseal/share",
+    "sys/rekey/approve",
+];
+
+/// Verifies the signature, counting a failure against the source address and a success
+/// against the signer's own limit.
+fn authenticate<S: auth::Signers>(
+    state: &AppState,
+    signers: &S,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<Authenticated<S::Signer>, ApiError> {
+    match auth::authenticate(signers, &state.replay, &state.hosts, parts, body, now()) {
+        Ok(authn) => {
+            let keyid = S::public_key(&authn.caller).keyid();
+            state
+                .limits
+                .identity
+                .take(keyid.as_str())
+                .map_err(ApiError::rate_limited)?;
+            Ok(authn)
+        }
+        Err(e) => {
+            let addr = address_key(parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip()));
+            let _ = state.limits.auth_failures.take(&addr);
+            Err(e)
+        }
+    }
 }
 
 /// Runs `f` (which may wait on an fsync or a lock) on a blocking thread.

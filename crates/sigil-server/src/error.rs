@@ -10,6 +10,8 @@ use sigil_proto::ErrorBody;
 pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds, for 429.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -17,6 +19,16 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429, with the seconds to wait.
+    pub(crate) fn rate_limited(wait: std::time::Duration) -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: "rate limited: slow down".into(),
+            retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
         }
     }
 
@@ -63,6 +75,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp
     }
 }

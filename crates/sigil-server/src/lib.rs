@@ -15,12 +15,14 @@ mod audit_trail;
 mod auth;
 mod error;
 mod harden;
+mod limits;
 mod listener;
 mod node;
 mod replay;
 mod tls;
 
 pub use harden::{HardenError, Hardening, harden_process};
+pub use limits::{Rate, RateLimits};
 pub use listener::{Running, ServerConfig, ShutdownHandle, StartError, start};
 pub use node::{NodeError, file_node, transient_node};
 pub use sigil_core::audit::{DeviceConfig as AuditDevice, Sink as AuditSink};

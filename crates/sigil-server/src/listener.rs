@@ -12,6 +12,7 @@ use tower::ServiceExt as _;
 
 use crate::api::{AppState, router};
 use crate::audit_trail::RemoteAddr;
+use crate::limits::{Limits, RateLimits};
 use crate::replay::ReplayCache;
 use crate::tls::TlsIdentity;
 
@@ -37,6 +38,8 @@ pub struct ServerConfig {
     /// The names clients address this server by (host part of `@target-uri`); requests to any
     /// other name are refused. Empty: any name.
     pub hosts: Vec<String>,
+    /// Rate limits.
+    pub limits: RateLimits,
 }
 
 /// Why the server could not start.
@@ -107,6 +110,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
             node: config.node,
             replay: ReplayCache::default(),
             hosts: crate::auth::Hosts::new(&config.hosts),
+            limits: Limits::new(config.limits),
         }),
         tls: config.tls,
     })

@@ -140,6 +140,46 @@ struct Plan {
     api_addr: Option<String>,
     allow_unlocked_memory: bool,
     audit: Vec<sigil_server::AuditDevice>,
+    limits: sigil_server::RateLimits,
+}
+
+/// Rate limits: flags over the file over the defaults.
+fn limits(
+    args: &ServerArgs,
+    file: Option<&crate::server_config::Limits>,
+) -> anyhow::Result<sigil_server::RateLimits> {
+    use sigil_server::Rate;
+    let mut l = sigil_server::RateLimits::default();
+    let pick = |flag: Option<f64>, file: Option<f64>, slot: &mut Rate| -> anyhow::Result<()> {
+        if let Some(r) = flag.or(file) {
+            if !(r.is_finite() && r > 0.0) {
+                bail!("rate limits must be positive numbers of requests per second");
+            }
+            *slot = Rate::per_second(r);
+        }
+        Ok(())
+    };
+    pick(
+        args.limit_identity,
+        file.and_then(|f| f.identity),
+        &mut l.identity,
+    )?;
+    pick(
+        args.limit_address,
+        file.and_then(|f| f.address),
+        &mut l.address,
+    )?;
+    pick(
+        args.limit_unauthenticated,
+        file.and_then(|f| f.unauthenticated),
+        &mut l.unauthenticated,
+    )?;
+    pick(
+        args.limit_auth_failures,
+        file.and_then(|f| f.auth_failures),
+        &mut l.auth_failures,
+    )?;
+    Ok(l)
 }
 
 fn flag_audit(args: &ServerArgs) -> Option<sigil_server::AuditDevice> {
@@ -169,6 +209,7 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         }
         audit.extend(flag_audit(args));
         return Ok(Plan {
+            limits: limits(args, Some(&file.limits))?,
             audit,
             data_dir: Some(data_dir),
             listen: l.address,
@@ -187,6 +228,7 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         );
     }
     Ok(Plan {
+        limits: limits(args, None)?,
         audit: flag_audit(args).into_iter().collect(),
         data_dir: args.data_dir.clone(),
         listen: args.listen,
@@ -250,6 +292,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         node,
         tls,
         hosts: names,
+        limits: plan.limits,
     })
     .await?;
 

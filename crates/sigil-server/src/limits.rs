@@ -1,0 +1,178 @@
+//! Rate limits: token buckets per identity, per source address, stricter ones for the
+//! unauthenticated endpoints, and a budget of failed authentications per address. Over a limit
+//! a request gets 429 with `Retry-After`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A rate: `per_second` tokens refill a bucket that holds at most `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Requests allowed at once.
+    pub burst: f64,
+}
+
+impl Rate {
+    /// `per_second` with a burst of twice that (at least 1).
+    pub fn per_second(per_second: f64) -> Self {
+        Rate {
+            per_second,
+            burst: (per_second * 2.0).max(1.0),
+        }
+    }
+}
+
+/// All the limits of a server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimits {
+    /// Per authenticated identity (keyid).
+    pub identity: Rate,
+    /// Per source address, every request.
+    pub address: Rate,
+    /// Per source address, unauthenticated endpoints (health, seal status, init, unseal…).
+    pub unauthenticated: Rate,
+    /// Per source address, failed authentications; past it every request from that address is
+    /// refused until the bucket refills.
+    pub auth_failures: Rate,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            identity: Rate::per_second(1000.0),
+            address: Rate::per_second(5000.0),
+            unauthenticated: Rate::per_second(50.0),
+            auth_failures: Rate::per_second(10.0),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Buckets above which idle ones are dropped.
+const SWEEP_ABOVE: usize = 10_000;
+
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    rate: Rate,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl Limiter {
+    pub(crate) fn new(rate: Rate) -> Self {
+        Limiter {
+            rate,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn refill(&self, b: &mut Bucket, now: Instant) {
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * self.rate.per_second).min(self.rate.burst);
+        b.at = now;
+    }
+
+    fn retry_after(&self, tokens: f64) -> Duration {
+        let missing = (1.0 - tokens).max(0.0);
+        Duration::from_secs_f64((missing / self.rate.per_second.max(f64::MIN_POSITIVE)).max(0.001))
+    }
+
+    /// Takes a token for `key`, or says how long until one is there.
+    pub(crate) fn take(&self, key: &str) -> Result<(), Duration> {
+        self.with(key, true)
+    }
+
+    /// Whether `key` has a token, without taking it.
+    pub(crate) fn peek(&self, key: &str) -> Result<(), Duration> {
+        self.with(key, false)
+    }
+
+    fn with(&self, key: &str, take: bool) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > SWEEP_ABOVE {
+            let full = self.rate.burst;
+            let rate = self.rate.per_second;
+            buckets.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < full
+            });
+        }
+        let b = buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: self.rate.burst,
+            at: now,
+        });
+        self.refill(b, now);
+        if b.tokens >= 1.0 {
+            if take {
+                b.tokens -= 1.0;
+            }
+            Ok(())
+        } else {
+            Err(self.retry_after(b.tokens))
+        }
+    }
+}
+
+/// The limiters of a running server.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    pub(crate) identity: Limiter,
+    pub(crate) address: Limiter,
+    pub(crate) unauthenticated: Limiter,
+    pub(crate) auth_failures: Limiter,
+}
+
+impl Limits {
+    pub(crate) fn new(l: RateLimits) -> Self {
+        Limits {
+            identity: Limiter::new(l.identity),
+            address: Limiter::new(l.address),
+            unauthenticated: Limiter::new(l.unauthenticated),
+            auth_failures: Limiter::new(l.auth_failures),
+        }
+    }
+}
+
+/// The key of a source address.
+pub(crate) fn address_key(ip: Option<IpAddr>) -> String {
+    ip.map(|i| i.to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_allowed_then_refused_then_refilled() {
+        let l = Limiter::new(Rate {
+            per_second: 100.0,
+            burst: 3.0,
+        });
+        for _ in 0..3 {
+            l.take("a").unwrap();
+        }
+        let wait = l.take("a").unwrap_err();
+        assert!(wait <= Duration::from_millis(11), "{wait:?}");
+        // Another key is not affected.
+        l.take("b").unwrap();
+        std::thread::sleep(Duration::from_millis(15));
+        l.take("a").unwrap();
+        // Peeking takes nothing.
+        let p = Limiter::new(Rate {
+            per_second: 1.0,
+            burst: 1.0,
+        });
+        p.peek("x").unwrap();
+        p.peek("x").unwrap();
+        p.take("x").unwrap();
+        assert!(p.peek("x").is_err());
+    }
+}
