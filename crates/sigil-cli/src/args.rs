@@ -206,6 +206,13 @@ pub(crate) struct ServerArgs {
     /// new private directory under $TMPDIR).
     #[arg(long, requires = "transient")]
     pub(crate) dir: Option<PathBuf>,
+    /// Serve Prometheus metrics in plain HTTP at `ADDR/metrics` (counts only, no secrets;
+    /// keep it on loopback or a private network).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    /// Log format: `text` or `json` (one JSON object per line).
+    #[arg(long, env = "SIGIL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub(crate) log_format: String,
     /// Requests per second each identity may make (burst: twice that).
     #[arg(long, value_name = "RATE")]
     pub(crate) limit_identity: Option<f64>,

@@ -97,6 +97,8 @@ pub(crate) struct Listener {
     pub(crate) tls_ca_file: Option<PathBuf>,
     #[serde(default)]
     pub(crate) names: Vec<String>,
+    /// Plain-HTTP Prometheus listener (`/metrics`).
+    pub(crate) metrics_address: Option<SocketAddr>,
 }
 
 impl Default for Listener {
@@ -107,6 +109,7 @@ impl Default for Listener {
             tls_key_file: None,
             tls_ca_file: None,
             names: Vec::new(),
+            metrics_address: None,
         }
     }
 }

@@ -505,3 +505,75 @@ async fn unauthenticated_endpoints_and_failed_authentications_are_limited_per_ad
         .await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test]
+async fn prometheus_metrics_on_the_plain_listener_and_sys_metrics() {
+    let (s, raw) = limited(&["--metrics-listen", "127.0.0.1:0", "--log-format", "json"]).await;
+    ok(s.sigil(&["kv", "put", "secret/app", "v=metric-secret-value"]));
+    ok(s.sigil(&["kv", "get", "secret/app"]));
+    let stranger = s.new_key("stranger");
+    assert!(
+        !s.sigil_as(&stranger, &["kv", "get", "secret/app"])
+            .status
+            .success()
+    );
+
+    // JSON logs: one object per line.
+    let log = s.log_text();
+    let first = log.lines().next().expect("a log line");
+    let parsed: serde_json::Value = serde_json::from_str(first).expect("JSON log line");
+    assert!(parsed.get("level").is_some(), "{first}");
+    let port: u16 = log
+        .split("metrics at http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("metrics address in the log");
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.unwrap();
+    for needle in [
+        "sigil_requests_total{route=\"secret/data\",method=\"POST\",status=\"200\"}",
+        "sigil_auth_failures_total{reason=\"unknown_key\"}",
+        "sigil_request_duration_seconds_bucket",
+        "sigil_sealed 0",
+        "sigil_initialized 1",
+    ] {
+        assert!(text.contains(needle), "{needle} not in:\n{text}");
+    }
+    assert!(!text.contains("metric-secret-value"));
+
+    // The same through the API, sealed, for identities allowed to read sys/metrics.
+    let req = raw.signed("GET", "/v1/sys/metrics", None);
+    let resp = raw.send(&req).await;
+    assert_eq!(resp.status, 200);
+    let body = raw.open(&req, &resp);
+    assert!(
+        body["data"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("sigil_requests_total")
+    );
+    let bob_key = s.new_key("bob");
+    ok(s.sigil(&[
+        "identity",
+        "create",
+        "bob",
+        "--public-key",
+        bob_key.to_str().unwrap(),
+    ]));
+    let bob = Raw::new(&s, &bob_key).await;
+    assert_eq!(
+        bob.send(&bob.signed("GET", "/v1/sys/metrics", None))
+            .await
+            .status,
+        403
+    );
+}

@@ -23,6 +23,7 @@ use crate::auth::{self, Authenticated};
 use crate::error::ApiError;
 use crate::limits::{Limits, address_key};
 use crate::replay::ReplayCache;
+use crate::telemetry;
 
 /// The largest request body accepted (413 above).
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -47,10 +48,29 @@ fn now() -> i64 {
 }
 
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    match dispatch(state, req).await {
+    let started = std::time::Instant::now();
+    let route = telemetry::route_of(req.uri().path().strip_prefix("/v1/").unwrap_or("other"));
+    let method = req.method().as_str().to_owned();
+    let resp = match dispatch(state, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
-    }
+    };
+    telemetry::request(route, &method, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// `sys/metrics` for an authenticated caller with `read` on it (the plain listener is
+/// `--metrics-listen`).
+fn metrics_response(
+    state: &AppState,
+    core: &Core,
+    authn: &Authenticated<Arc<Caller>>,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    core.authorize(&authn.caller, "sys/metrics", &[Capability::Read])?;
+    let text = telemetry::render(&state.node);
+    let response = sigil_core::Response::data(json!({ "format": "prometheus", "text": text }));
+    seal_response(core, authn, request_id, response)
 }
 
 fn plain_json(status: StatusCode, value: &impl serde::Serialize) -> Response {
@@ -263,6 +283,12 @@ async fn authenticated(
                 None,
             ));
         }
+        ("sys/metrics", Operation::Read) => {
+            return Ok((
+                metrics_response(state, core, &authn, &trail.request_id)?,
+                None,
+            ));
+        }
         ("sys/rekey", Operation::Delete) => {
             core.authorize(
                 &authn.caller,
@@ -348,6 +374,7 @@ fn authenticate<S: auth::Signers>(
         Err(e) => {
             let addr = address_key(parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip()));
             let _ = state.limits.auth_failures.take(&addr);
+            telemetry::auth_failure(e.message());
             Err(e)
         }
     }

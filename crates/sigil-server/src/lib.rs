@@ -19,6 +19,7 @@ mod limits;
 mod listener;
 mod node;
 mod replay;
+mod telemetry;
 mod tls;
 
 pub use harden::{HardenError, Hardening, harden_process};

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub hosts: Vec<String>,
     /// Rate limits.
     pub limits: RateLimits,
+    /// A plain-HTTP listener for Prometheus (`GET /metrics`), off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Why the server could not start.
@@ -61,6 +63,7 @@ pub struct Running {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     state: Arc<AppState>,
     tls: TlsIdentity,
 }
@@ -93,6 +96,15 @@ impl ShutdownHandle {
 
 /// Binds the listener. Call [`Running::serve`] to accept connections.
 pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
+    crate::telemetry::install();
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -106,6 +118,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         listener,
+        metrics,
         state: Arc::new(AppState {
             node: config.node,
             replay: ReplayCache::default(),
@@ -127,8 +140,28 @@ impl Running {
         self.state.node.server_key()
     }
 
-    /// Accepts connections until the process ends.
+    /// The metrics listener's address, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Accepts connections (and serves the metrics listener) until the process ends.
     pub async fn serve(self) {
+        if let Some(listener) = self.metrics {
+            let state = Arc::clone(&self.state);
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let state = Arc::clone(&state);
+                    async move { crate::telemetry::render(&state.node) }
+                }),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::warn!(error = %e, "metrics listener stopped");
+                }
+            });
+        }
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&self.tls.server_config));
         let app = router(self.state);
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

@@ -96,7 +96,14 @@ fn committer(db: &Database, jobs: &Receiver<(Batch, Reply)>) {
             Some(reason) => Err(format!(
                 "storage stopped after an earlier failure: {reason}"
             )),
-            None => commit_group(db, &group),
+            None => {
+                let started = std::time::Instant::now();
+                let r = commit_group(db, &group);
+                metrics::histogram!("sigil_storage_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("sigil_storage_commit_batches").record(group.len() as f64);
+                r
+            }
         };
         match results {
             Ok(results) => {

@@ -13,15 +13,18 @@ use crate::args::ServerArgs;
 use crate::keyfile;
 use crate::server_config::{ServerFile, StorageKind, api_host};
 
-fn init_logging() {
+fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        fmt.json().init();
+    } else {
+        fmt.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 /// The directory for the CA certificate (and a first-run admin key): the one given (created
@@ -141,6 +144,7 @@ struct Plan {
     allow_unlocked_memory: bool,
     audit: Vec<sigil_server::AuditDevice>,
     limits: sigil_server::RateLimits,
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Rate limits: flags over the file over the defaults.
@@ -209,6 +213,7 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         }
         audit.extend(flag_audit(args));
         return Ok(Plan {
+            metrics_listen: args.metrics_listen.or(l.metrics_address),
             limits: limits(args, Some(&file.limits))?,
             audit,
             data_dir: Some(data_dir),
@@ -228,6 +233,7 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         );
     }
     Ok(Plan {
+        metrics_listen: args.metrics_listen,
         limits: limits(args, None)?,
         audit: flag_audit(args).into_iter().collect(),
         data_dir: args.data_dir.clone(),
@@ -241,7 +247,7 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
-    init_logging();
+    init_logging(args.log_format == "json");
     // Before any key is generated or read.
     let hardening = sigil_server::harden_process(plan.allow_unlocked_memory)?;
     let names = plan.names.clone();
@@ -293,9 +299,13 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         tls,
         hosts: names,
         limits: plan.limits,
+        metrics_listen: plan.metrics_listen,
     })
     .await?;
 
+    if let Some(m) = running.metrics_addr() {
+        tracing::info!(addr = %m, "Prometheus metrics at http://{m}/metrics");
+    }
     tracing::info!(
         addr = %running.addr,
         storage,

@@ -50,6 +50,8 @@ pub(crate) struct Device {
     pub(crate) name: String,
     jobs: SyncSender<Job>,
     hmac_key: Arc<Zeroizing<[u8; 32]>>,
+    /// Entries queued and not yet written (or failed).
+    pub(crate) depth: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// HMAC-SHA256 of a value under a device key, in Vault's form `hmac-sha256:<hex>`.
@@ -145,6 +147,7 @@ struct Writer {
     checkpoint_every: u64,
     key: Arc<Zeroizing<[u8; 32]>>,
     server: Arc<SecretIdentity>,
+    depth: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Writer {
@@ -198,7 +201,10 @@ impl Writer {
         while let Ok(job) = jobs.recv() {
             match job {
                 Job::Entry(entry, reply) => {
-                    let _ = reply.send(self.record(entry));
+                    let result = self.record(entry);
+                    self.depth
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    let _ = reply.send(result);
                 }
                 Job::Close(done) => {
                     if self.since_checkpoint > 0 {
@@ -224,7 +230,9 @@ impl Device {
             _ => (String::new(), 0),
         };
         let key = Arc::new(key);
+        let depth = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let writer = Writer {
+            depth: Arc::clone(&depth),
             sink: config.sink.clone(),
             open: None,
             prev,
@@ -242,6 +250,7 @@ impl Device {
             name: config.name.clone(),
             jobs: tx,
             hmac_key: key,
+            depth,
         })
     }
 
@@ -249,7 +258,11 @@ impl Device {
     pub(crate) fn submit(&self, entry: Map<String, Value>) -> Option<Receiver<Result<(), String>>> {
         let (reply, answer) = sync_channel(1);
         match self.jobs.try_send(Job::Entry(entry, reply)) {
-            Ok(()) => Some(answer),
+            Ok(()) => {
+                self.depth
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(answer)
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => None,
         }
     }

@@ -97,6 +97,19 @@ impl Broker {
         }
     }
 
+    /// Entries waiting on each device.
+    pub fn queue_depths(&self) -> Vec<(String, usize)> {
+        self.devices
+            .iter()
+            .map(|d| {
+                (
+                    d.name.clone(),
+                    d.depth.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
     /// The HMAC of `value` under device `name`'s key, as it appears in that device's log.
     pub fn hash(&self, name: &str, value: &str) -> Option<String> {
         self.devices

@@ -1,0 +1,90 @@
+//! Prometheus metrics: requests and latency by route and status, authentication failures by
+//! reason, seal state, audit queue depth, storage commit latency. No label ever carries a
+//! secret, an identity or a full path (routes are cut to their first two segments).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sigil_core::Node;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Installs the process-wide recorder (once).
+pub(crate) fn install() {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new().set_buckets(BUCKETS).ok()?;
+        builder.install_recorder().ok()
+    });
+}
+
+/// The first two path segments: `secret/data/app` → `secret/data`.
+pub(crate) fn route_of(raw_path: &str) -> String {
+    let route: String = raw_path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("/");
+    let clean = route
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_'));
+    if clean && route.len() <= 48 {
+        route
+    } else {
+        "other".into()
+    }
+}
+
+/// One finished request.
+pub(crate) fn request(route: String, method: &str, status: u16, took: Duration) {
+    let method = match method {
+        "GET" | "LIST" | "POST" | "PUT" | "PATCH" | "DELETE" => method.to_owned(),
+        _ => "other".to_owned(),
+    };
+    metrics::counter!("sigil_requests_total", "route" => route.clone(), "method" => method, "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("sigil_request_duration_seconds", "route" => route)
+        .record(took.as_secs_f64());
+}
+
+/// A refused authentication, by reason.
+pub(crate) fn auth_failure(message: &str) {
+    let reason = [
+        ("tokens", "token"),
+        ("not signed", "missing_signature"),
+        ("replayed", "replay"),
+        ("unknown or disabled key", "unknown_key"),
+        ("expired or not yet valid", "stale"),
+        ("exceeds 300", "too_long"),
+        ("does not verify", "bad_signature"),
+        ("content-digest", "digest"),
+        ("not a name of this server", "wrong_host"),
+    ]
+    .iter()
+    .find(|(needle, _)| message.contains(needle))
+    .map_or("malformed", |(_, r)| r);
+    metrics::counter!("sigil_auth_failures_total", "reason" => reason).increment(1);
+}
+
+/// The metrics text (Prometheus exposition format), with the current seal state and audit
+/// queue depths.
+pub(crate) fn render(node: &Node) -> String {
+    let status = node.status();
+    metrics::gauge!("sigil_initialized").set(f64::from(u8::from(status.initialized)));
+    metrics::gauge!("sigil_sealed").set(f64::from(u8::from(status.sealed)));
+    if let Some(core) = node.core() {
+        for (device, depth) in core.audit().queue_depths() {
+            metrics::gauge!("sigil_audit_queue_depth", "device" => device).set(depth as f64);
+        }
+    }
+    HANDLE
+        .get()
+        .and_then(Option::as_ref)
+        .map(PrometheusHandle::render)
+        .unwrap_or_default()
+}
