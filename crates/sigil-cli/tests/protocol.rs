@@ -439,15 +439,7 @@ async fn limited(extra: &[&str]) -> (Server, Raw) {
 #[tokio::test]
 async fn a_burst_above_the_identity_limit_gets_429_and_others_are_unaffected() {
     let (s, admin) = limited(&["--limit-identity", "5"]).await;
-    let bob_key = s.new_key("bob");
-    ok(s.sigil(&[
-        "identity",
-        "create",
-        "bob",
-        "--public-key",
-        bob_key.to_str().unwrap(),
-    ]));
-    let bob = Raw::new(&s, &bob_key).await;
+    let bob = Raw::new(&s, &s.new_identity("bob", &[])).await;
     let mut limited_count = 0;
     for _ in 0..30 {
         let r = admin
@@ -561,15 +553,7 @@ async fn prometheus_metrics_on_the_plain_listener_and_sys_metrics() {
             .unwrap()
             .contains("sigil_requests_total")
     );
-    let bob_key = s.new_key("bob");
-    ok(s.sigil(&[
-        "identity",
-        "create",
-        "bob",
-        "--public-key",
-        bob_key.to_str().unwrap(),
-    ]));
-    let bob = Raw::new(&s, &bob_key).await;
+    let bob = Raw::new(&s, &s.new_identity("bob", &[])).await;
     assert_eq!(
         bob.send(&bob.signed("GET", "/v1/sys/metrics", None))
             .await

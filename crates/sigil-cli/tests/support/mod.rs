@@ -160,6 +160,23 @@ impl Server {
         path
     }
 
+    /// Generates a key and registers it (as the admin) as identity `name` with `policies`.
+    pub fn new_identity(&self, name: &str, policies: &[&str]) -> PathBuf {
+        let key = self.new_key(name);
+        let mut args = vec![
+            "identity",
+            "create",
+            name,
+            "--public-key",
+            key.to_str().unwrap(),
+        ];
+        for p in policies {
+            args.extend(["--policy", p]);
+        }
+        ok(self.sigil(&args));
+        key
+    }
+
     /// Everything the server wrote: standard error, and standard output after the export lines.
     pub fn log_text(&self) -> String {
         let err = std::fs::read_to_string(&self.log).unwrap_or_default();
