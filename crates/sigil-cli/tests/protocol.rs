@@ -532,7 +532,7 @@ async fn prometheus_metrics_on_the_plain_listener_and_sys_metrics() {
     let mut text = String::new();
     conn.read_to_string(&mut text).await.unwrap();
     for needle in [
-        "sigil_requests_total{route=\"secret/data\",method=\"POST\",status=\"200\"}",
+        "sigil_requests_total{route=\"secret/data/{path}\",method=\"POST\",status=\"200\"}",
         "sigil_auth_failures_total{reason=\"unknown_key\"}",
         "sigil_request_duration_seconds_bucket",
         "sigil_sealed 0",

@@ -88,6 +88,100 @@ fn route(path: &str) -> Route<'_> {
     }
 }
 
+/// One documented endpoint of the core (path template below `/v1/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Path template, `{name}` for one segment, `{path}` for several.
+    pub path: &'static str,
+    /// HTTP methods (`LIST` is also reachable as `GET ?list=true`).
+    pub methods: &'static [&'static str],
+    /// What it does.
+    pub summary: &'static str,
+}
+
+const fn endpoint(
+    path: &'static str,
+    methods: &'static [&'static str],
+    summary: &'static str,
+) -> Endpoint {
+    Endpoint {
+        path,
+        methods,
+        summary,
+    }
+}
+
+/// Every endpoint the core routes (all authenticated and sealed). Documentation (OpenAPI) is
+/// generated from this; `endpoint_of` maps every route to one of these, and a test checks both.
+pub const ENDPOINTS: &[Endpoint] = &[
+    endpoint("sys/policies/acl", &["LIST"], "List ACL policies"),
+    endpoint(
+        "sys/policies/acl/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Read, write or delete an ACL policy",
+    ),
+    endpoint("identity/entity/name", &["LIST"], "List identities"),
+    endpoint(
+        "identity/entity/name/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Read, create/update or delete an identity",
+    ),
+    endpoint("identity/group/name", &["LIST"], "List groups"),
+    endpoint(
+        "identity/group/name/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Read, create/update or delete a group",
+    ),
+    endpoint(
+        "secret/data/{path}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "KV v2: read, write or soft-delete a secret",
+    ),
+    endpoint("secret/metadata/{path}", &["LIST"], "KV v2: list keys"),
+    endpoint("sys/rotate", &["POST", "PUT"], "Add a keyring term (sudo)"),
+    endpoint(
+        "sys/rewrap",
+        &["POST", "PUT"],
+        "Re-encrypt every entry under the newest term (sudo)",
+    ),
+    endpoint(
+        "sys/key-status",
+        &["GET"],
+        "Keyring terms and their use (sudo)",
+    ),
+    endpoint(
+        "sys/audit-hash/{name}",
+        &["POST", "PUT"],
+        "HMAC of a value as an audit device records it",
+    ),
+];
+
+/// The documented endpoint (template) a normalized path belongs to, if the core routes it.
+pub fn endpoint_for(path: &str) -> Option<&'static str> {
+    endpoint_of(&route(path))
+}
+
+/// The documented endpoint a route belongs to (`None` for unknown paths). Exhaustive: a new
+/// route does not compile until it is documented.
+fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
+    Some(match route {
+        Route::Policies("") => "sys/policies/acl",
+        Route::Policies(_) => "sys/policies/acl/{name}",
+        Route::Identities("") => "identity/entity/name",
+        Route::Identities(_) => "identity/entity/name/{name}",
+        Route::Groups("") => "identity/group/name",
+        Route::Groups(_) => "identity/group/name/{name}",
+        Route::Kv(rest) if rest.starts_with("metadata") => "secret/metadata/{path}",
+        Route::Kv(_) => "secret/data/{path}",
+        Route::Keyring(path) => [ROTATE, REWRAP, KEY_STATUS]
+            .into_iter()
+            .find(|p| p == path)
+            .unwrap_or(KEY_STATUS),
+        Route::AuditHash(_) => "sys/audit-hash/{name}",
+        Route::Unknown => return None,
+    })
+}
+
 /// A device's HMAC key, created on first use and kept under the barrier.
 fn audit_key(keys: &View, name: &str) -> Result<Zeroizing<[u8; 32]>, CoreError> {
     let mut key = Zeroizing::new([0u8; 32]);
@@ -367,6 +461,36 @@ mod tests {
     use sigil_storage::MemoryBackend;
 
     use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_every_endpoint_routes() {
+        for e in ENDPOINTS {
+            let sample = e.path.replace("{name}", "x").replace("{path}", "a/b");
+            let route = route(&sample);
+            assert_eq!(endpoint_of(&route), Some(e.path), "{sample}");
+        }
+        for sample in [
+            "sys/policies/acl/",
+            "sys/policies/acl/p",
+            "identity/entity/name/",
+            "identity/entity/name/n",
+            "identity/group/name/",
+            "identity/group/name/g",
+            "secret/data/a",
+            "secret/metadata/",
+            "sys/rotate",
+            "sys/rewrap",
+            "sys/key-status",
+            "sys/audit-hash/file",
+        ] {
+            let documented = endpoint_of(&route(sample)).expect(sample);
+            assert!(
+                ENDPOINTS.iter().any(|e| e.path == documented),
+                "{sample} → {documented}"
+            );
+        }
+        assert_eq!(endpoint_of(&route("nope/x")), None);
+    }
 
     fn request(operation: Operation, path: &str, data: Option<serde_json::Value>) -> Request {
         Request {

@@ -26,7 +26,7 @@ mod seal;
 mod timefmt;
 
 pub use barrier::{Barrier, View};
-pub use core::{Core, CoreConfig};
+pub use core::{Core, CoreConfig, ENDPOINTS, Endpoint, endpoint_for};
 pub use error::CoreError;
 pub use group::Group;
 pub use identity::{Caller, Identity};

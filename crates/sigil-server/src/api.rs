@@ -143,6 +143,9 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
     if parts.method == Method::GET {
         match raw_path {
             "sys/health" => return Ok(health(node)),
+            "sys/openapi.json" => {
+                return Ok(plain_json(StatusCode::OK, &crate::openapi::document()));
+            }
             "sys/seal-status" => return Ok(plain_json(StatusCode::OK, &node.status())),
             "sys/rekey" => {
                 node.core().ok_or_else(|| unavailable(node))?;
@@ -342,7 +345,8 @@ fn header(parts: &Parts, name: &str) -> String {
 }
 
 /// Endpoints anyone may call (stricter per-address limit).
-const UNAUTHENTICATED: &[&str] = &[
+pub(crate) const UNAUTHENTICATED: &[&str] = &[
+    "sys/openapi.json",
     "sys/health",
     "sys/seal-status",
     "sys/server-key",

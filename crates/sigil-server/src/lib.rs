@@ -18,6 +18,7 @@ mod harden;
 mod limits;
 mod listener;
 mod node;
+mod openapi;
 mod replay;
 mod telemetry;
 mod tls;

@@ -1,6 +1,6 @@
 //! Prometheus metrics: requests and latency by route and status, authentication failures by
 //! reason, seal state, audit queue depth, storage commit latency. No label ever carries a
-//! secret, an identity or a full path (routes are cut to their first two segments).
+//! secret, an identity or a full path (routes are the documented endpoint templates).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -22,22 +22,17 @@ pub(crate) fn install() {
     });
 }
 
-/// The first two path segments: `secret/data/app` → `secret/data`.
+/// The documented endpoint a path belongs to (`secret/data/app` → `secret/data/{path}`), so
+/// labels stay few and never carry a secret's name; anything else is `other`.
 pub(crate) fn route_of(raw_path: &str) -> String {
-    let route: String = raw_path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .take(2)
-        .collect::<Vec<_>>()
-        .join("/");
-    let clean = route
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_'));
-    if clean && route.len() <= 48 {
-        route
-    } else {
-        "other".into()
+    let path = raw_path.trim_end_matches('/');
+    if let Some(e) = crate::openapi::SERVER_ENDPOINTS
+        .iter()
+        .find(|e| e.path == path)
+    {
+        return e.path.to_owned();
     }
+    sigil_core::endpoint_for(path).unwrap_or("other").to_owned()
 }
 
 /// One finished request.
