@@ -491,6 +491,29 @@ fn templated_policies_and_groups() {
     );
     ok(s.sigil(&["group", "delete", "readers"]));
     assert!(stderr(&s.sigil_as(&bob, &["kv", "get", "secret/shared/doc"])).contains("403"));
+    // Members must exist; a deleted identity leaves its groups, so a new identity with the
+    // same name does not inherit them.
+    let out = s.sigil(&["group", "create", "ghosts", "--member", "nobody"]);
+    assert!(
+        stderr(&out).contains("no identity named"),
+        "{}",
+        stderr(&out)
+    );
+    ok(s.sigil(&["identity", "delete", "alice"]));
+    assert!(!ok(s.sigil(&["group", "read", "ops"])).contains("alice"));
+    let alice2 = s.new_key("alice2");
+    ok(s.sigil(&[
+        "identity",
+        "create",
+        "alice",
+        "--public-key",
+        alice2.to_str().unwrap(),
+        "--policy",
+        "users",
+    ]));
+    assert!(
+        stderr(&s.sigil_as(&alice2, &["kv", "get", "secret/teams/ops/runbook"])).contains("403")
+    );
 
     // An unknown template is refused when the policy is written.
     std::fs::write(

@@ -391,8 +391,16 @@ impl Core {
             Route::Keyring(path) => self.keyring(path, req.operation),
             Route::AuditHash(device) => self.audit_hash(device, &req),
             Route::Policies(rest) => self.policies.handle(&req, rest),
-            Route::Identities(rest) => self.identities.handle(&req, rest),
-            Route::Groups(rest) => self.groups.handle(&req, rest),
+            Route::Identities(rest) => {
+                let response = self.identities.handle(&req, rest)?;
+                if req.operation == Operation::Delete && !rest.is_empty() {
+                    self.groups.remove_member(rest)?;
+                }
+                Ok(response)
+            }
+            Route::Groups(rest) => self
+                .groups
+                .handle(&req, rest, &|n| self.identities.exists(n).unwrap_or(false)),
             Route::Kv(rest) => self.kv.handle(&req, rest),
             Route::Unknown => Err(CoreError::NotFound(format!(
                 "no handler for route \"{}\"",

@@ -97,7 +97,42 @@ impl GroupStore {
             .contains_key(name)
     }
 
-    fn upsert(&self, name: &str, input: Value) -> Result<Group, CoreError> {
+    /// Removes a deleted identity from every group, so a later identity with the same name
+    /// does not inherit its memberships.
+    pub(crate) fn remove_member(&self, identity: &str) -> Result<(), CoreError> {
+        let names: Vec<String> = {
+            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+            cache
+                .values()
+                .filter(|g| g.members.iter().any(|m| m == identity))
+                .map(|g| g.name.clone())
+                .collect()
+        };
+        for name in names {
+            let members: Vec<String> = self
+                .cache
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&name)
+                .map(|g| {
+                    g.members
+                        .iter()
+                        .filter(|m| *m != identity)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.upsert(&name, json!({ "members": members }), &|_| true)?;
+        }
+        Ok(())
+    }
+
+    fn upsert(
+        &self,
+        name: &str,
+        input: Value,
+        identity_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<Group, CoreError> {
         check_name("group", name)?;
         let input: GroupInput = serde_json::from_value(input).map_err(|_| {
             CoreError::bad(
@@ -128,6 +163,9 @@ impl GroupStore {
         if let Some(mut m) = input.members {
             for member in &m {
                 check_name("identity", member)?;
+                if !identity_exists(member) {
+                    return Err(CoreError::bad(format!("no identity named {member:?}")));
+                }
             }
             m.sort();
             m.dedup();
@@ -160,8 +198,13 @@ impl GroupStore {
         Ok(())
     }
 
-    /// Handles `identity/group/name/<rest>`.
-    pub(crate) fn handle(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
+    /// Handles `identity/group/name/<rest>`; members must be existing identities.
+    pub(crate) fn handle(
+        &self,
+        req: &Request,
+        rest: &str,
+        identity_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<Response, CoreError> {
         let to_json = |g: &Group| serde_json::to_value(g).expect("group serializes");
         match (req.operation, rest) {
             (Operation::List, "") => list_response(children(0, self.view.list("")?)),
@@ -175,7 +218,11 @@ impl GroupStore {
             }
             (Operation::Create | Operation::Update, name) => {
                 let input = req.data.clone().unwrap_or_else(|| json!({}));
-                Ok(Response::data(to_json(&self.upsert(name, input)?)))
+                Ok(Response::data(to_json(&self.upsert(
+                    name,
+                    input,
+                    identity_exists,
+                )?)))
             }
             (Operation::Delete, name) => {
                 self.delete(name)?;

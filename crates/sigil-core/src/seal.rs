@@ -474,12 +474,8 @@ impl Node {
         let mut rekey = self.rekey.lock().unwrap_or_else(|e| e.into_inner());
         let mut attempt = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let config = match &*state {
-            State::Unsealed(Some(c), core) => {
-                // The audit trail of this unseal ends with a signed checkpoint.
-                core.audit().close();
-                Arc::clone(c)
-            }
+        let (config, core) = match &*state {
+            State::Unsealed(Some(c), core) => (Arc::clone(c), Arc::clone(core)),
             State::Unsealed(None, _) => {
                 return Err(CoreError::bad(
                     "a transient server cannot be sealed: its root key exists only in memory and would be lost",
@@ -490,6 +486,10 @@ impl Node {
         *attempt = Attempt::new()?;
         *state = State::Sealed(config);
         *rekey = None;
+        drop((state, attempt, rekey));
+        // The audit trail of this unseal ends with a signed checkpoint (outside the locks: a
+        // device may take up to its timeout).
+        core.audit().close();
         tracing::info!("sealed");
         Ok(())
     }

@@ -179,19 +179,10 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
             return Ok(plain_json(StatusCode::OK, &share));
         }
         "sys/rekey/approve" if write => {
-            node.core().ok_or_else(|| unavailable(node))?;
-            let authn = authenticate(&state, node, &parts, &body)?;
-            let approval: Approval = serde_json::from_slice(&body).map_err(|_| {
-                ApiError::bad_request("expected {\"digest\": \"<proposal digest>\"}")
-            })?;
-            let worker = Arc::clone(&state);
-            return blocking(move || {
-                let status = worker
-                    .node
-                    .rekey_approve(&authn.caller.0, &approval.digest, now())?;
-                Ok(plain_json(StatusCode::OK, &status))
-            })
-            .await;
+            let core = node.core().ok_or_else(|| unavailable(node))?;
+            let mut trail = Trail::new(&parts, raw_path)?;
+            let outcome = approve_rekey(&state, &core, &parts, &body, &mut trail).await;
+            return finish(trail, &core, outcome).await;
         }
         "sys/unseal" if write => {
             let authn = authenticate(&state, node, &parts, &body)?;
@@ -208,7 +199,70 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
     let core = node.core().ok_or_else(|| unavailable(node))?;
     let mut trail = Trail::new(&parts, raw_path)?;
     let outcome = authenticated(&state, &core, &parts, raw_path, &body, &mut trail).await;
-    trail.finish(&core, outcome)
+    finish(trail, &core, outcome).await
+}
+
+/// Records the outcome (off the async workers: a device may take up to its timeout).
+async fn finish(
+    trail: Trail,
+    core: &Arc<Core>,
+    outcome: Result<(Response, Option<Value>), ApiError>,
+) -> Result<Response, ApiError> {
+    let core = Arc::clone(core);
+    tokio::task::spawn_blocking(move || trail.finish(&core, outcome))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "audit failed"))?
+}
+
+/// Records a request entry before anything happens (fail-closed), off the async workers.
+async fn audit_request(
+    core: &Arc<Core>,
+    entry: serde_json::Map<String, Value>,
+) -> Result<(), ApiError> {
+    if !core.audit().enabled() {
+        return Ok(());
+    }
+    let core = Arc::clone(core);
+    tokio::task::spawn_blocking(move || core.audit().log(entry))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "audit failed"))?
+        .map_err(ApiError::from)
+}
+
+/// `sys/rekey/approve`: signed by a current seal admin, audited like every other write.
+async fn approve_rekey(
+    state: &Arc<AppState>,
+    core: &Arc<Core>,
+    parts: &Parts,
+    body: &Bytes,
+    trail: &mut Trail,
+) -> Result<(Response, Option<Value>), ApiError> {
+    let authn = authenticate(state, &state.node, parts, body)?;
+    let keyid = authn.caller.0.clone();
+    let name = core
+        .caller(&keyid)
+        .map(|c| c.identity.name.clone())
+        .unwrap_or_default();
+    trail.identity = Some((keyid.clone(), name));
+    trail.operation = Some(Operation::Update);
+    trail.signature = Some((
+        header(parts, headers::SIGNATURE_INPUT),
+        header(parts, headers::SIGNATURE),
+    ));
+    let approval: Approval = serde_json::from_slice(body)
+        .map_err(|_| ApiError::bad_request("expected {\"digest\": \"<proposal digest>\"}"))?;
+    audit_request(
+        core,
+        trail.request_entry(Some(&json!({ "digest": approval.digest }))),
+    )
+    .await?;
+    let worker = Arc::clone(state);
+    let response = blocking(move || {
+        let status = worker.node.rekey_approve(&keyid, &approval.digest, now())?;
+        Ok(plain_json(StatusCode::OK, &status))
+    })
+    .await?;
+    Ok((response, None))
 }
 
 /// Everything a request does once the core is unsealed: authenticate, open, audit (fail
@@ -261,7 +315,7 @@ async fn authenticated(
         ));
     }
     // Fail-closed: nothing happens unless an audit device recorded the request.
-    core.audit().log(trail.request_entry(data.as_ref()))?;
+    audit_request(core, trail.request_entry(data.as_ref())).await?;
     match (path.as_str(), operation) {
         ("sys/rekey/init", Operation::Create | Operation::Update) => {
             core.authorize(
@@ -310,9 +364,15 @@ async fn authenticated(
             &[Capability::Update, Capability::Sudo],
         )?;
         // Sealing closes the audit devices (with a signed checkpoint): no response entry.
+        let worker = Arc::clone(state);
+        let sealed = blocking(move || {
+            worker.node.seal()?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        })
+        .await?;
+        // The devices are closed now (with a signed checkpoint): no response entry.
         trail.closed = true;
-        state.node.seal()?;
-        return Ok((StatusCode::NO_CONTENT.into_response(), None));
+        return Ok((sealed, None));
     }
     let request = sigil_core::Request {
         operation,

@@ -141,9 +141,20 @@ impl Limits {
     }
 }
 
-/// The key of a source address.
+/// The key of a source address: the address for IPv4, its /64 for IPv6 (one host usually
+/// holds a whole /64, so per-address keys would be free to multiply).
 pub(crate) fn address_key(ip: Option<IpAddr>) -> String {
-    ip.map(|i| i.to_string()).unwrap_or_default()
+    match ip {
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        None => String::new(),
+    }
 }
 
 #[cfg(test)]

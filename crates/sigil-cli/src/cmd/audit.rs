@@ -17,15 +17,21 @@ pub(crate) async fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            match sigil_core::audit::verify(&text, server.as_deref(), continued) {
+            let Some(server) = server else {
+                anyhow::bail!(
+                    "pin the server key: --server-key KEYID (or SIGIL_SERVER_KEY); without it anyone could re-sign a rewritten log"
+                );
+            };
+            match sigil_core::audit::verify(&text, Some(&server), continued) {
                 Ok(s) => {
                     println!(
                         "OK: {} lines, {} signed checkpoints, {} lines after the last checkpoint",
                         s.lines, s.checkpoints, s.unsigned_tail
                     );
-                    if server.is_none() {
+                    if s.unsigned_tail > 0 {
                         eprintln!(
-                            "Note: checkpoints were checked against the key they name; pass --server-key (or set SIGIL_SERVER_KEY) to pin it."
+                            "Note: the last {} lines come after the last checkpoint; they are not yet signed.",
+                            s.unsigned_tail
                         );
                     }
                     Ok(ExitCode::SUCCESS)

@@ -159,6 +159,12 @@ pub fn verify(
         prev_seq = Some(seq);
         summary.lines += 1;
     }
+    if summary.checkpoints == 0 {
+        return Err(VerifyError {
+            line: summary.lines.max(1),
+            reason: "no signed checkpoint: nothing in this log is vouched for by the server".into(),
+        });
+    }
     Ok(summary)
 }
 
@@ -243,6 +249,18 @@ mod tests {
             1
         );
         assert!(verify(&tail, Some(server.public().keyid().as_str()), true).is_ok());
+        // A log without any checkpoint vouches for nothing.
+        let unsigned: Vec<String> = lines[..3].to_vec();
+        assert!(
+            verify(
+                &unsigned.join("\n"),
+                Some(server.public().keyid().as_str()),
+                false
+            )
+            .unwrap_err()
+            .reason
+            .contains("no signed checkpoint")
+        );
         // Garbage.
         assert_eq!(at(vec!["{}".into()]), 1);
         assert_eq!(at(vec!["not json at all".into()]), 1);

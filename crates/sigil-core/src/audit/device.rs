@@ -71,7 +71,10 @@ fn redact(key: &[u8; 32], value: &Value) -> Value {
         Value::Object(o) => {
             Value::Object(o.iter().map(|(k, v)| (k.clone(), redact(key, v))).collect())
         }
-        other => other.clone(),
+        // A secret may be a number (a PIN) or a boolean: HMAC its JSON text.
+        Value::Number(n) => Value::String(hmac(key, &n.to_string())),
+        Value::Bool(b) => Value::String(hmac(key, if *b { "true" } else { "false" })),
+        Value::Null => Value::Null,
     }
 }
 
@@ -84,12 +87,16 @@ enum Open {
 impl Open {
     fn connect(sink: &Sink) -> std::io::Result<Open> {
         Ok(match sink {
-            Sink::File(p) => Open::File(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            ),
+            Sink::File(p) => {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                Open::File(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .mode(0o600)
+                        .open(p)?,
+                )
+            }
             Sink::Tcp(addr) => {
                 let addr = std::net::ToSocketAddrs::to_socket_addrs(addr)?
                     .next()
@@ -111,7 +118,13 @@ impl Open {
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
         match self {
-            Open::File(f) => f.write_all(&bytes),
+            Open::File(f) => {
+                // A failed write must not leave a fragment the next line would be glued to.
+                let len = f.metadata()?.len();
+                f.write_all(&bytes).inspect_err(|_| {
+                    let _ = f.set_len(len);
+                })
+            }
             Open::Tcp(s) => s.write_all(&bytes),
             Open::Unix(s) => s.write_all(&bytes),
         }
@@ -257,13 +270,16 @@ impl Device {
     /// Queues `entry`; the reply arrives when it is written (or failed).
     pub(crate) fn submit(&self, entry: Map<String, Value>) -> Option<Receiver<Result<(), String>>> {
         let (reply, answer) = sync_channel(1);
+        // Counted before it is queued, so the writer never decrements below zero.
+        self.depth
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.jobs.try_send(Job::Entry(entry, reply)) {
-            Ok(()) => {
+            Ok(()) => Some(answer),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.depth
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Some(answer)
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                None
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => None,
         }
     }
 

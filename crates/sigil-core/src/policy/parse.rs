@@ -131,6 +131,13 @@ fn parse_rule(raw_path: &str, body: hcl::Body) -> Result<PathRule, PolicyError> 
     let Some(capabilities) = caps else {
         return err(format!("path {raw_path:?}: no capabilities given"));
     };
+    if templated && capabilities.is_deny() {
+        // A templated rule is dropped for callers whose values are missing or unsafe: for a
+        // deny that would widen access, so it is not allowed.
+        return err(format!(
+            "path {raw_path:?}: deny cannot be used on a templated path (it would not apply to callers whose template values are missing)"
+        ));
+    }
     let has_segment_wildcards = path.contains('+');
     let ends_glob = path.ends_with('*');
     // As Vault: plain globs are stored without the '*'; segment-wildcard paths keep it.
@@ -238,6 +245,10 @@ mod tests {
             (
                 "path \"a/{{identity.password}}\" { capabilities = [\"read\"] }",
                 "unknown template",
+            ),
+            (
+                "path \"a/{{identity.name}}\" { capabilities = [\"deny\"] }",
+                "deny cannot be used on a templated path",
             ),
             (
                 "path \"a\" { capabilities = [\"raed\"] }",
