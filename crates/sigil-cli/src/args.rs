@@ -272,6 +272,9 @@ pub(crate) enum IdentityCommand {
         /// A policy to attach; repeat for several.
         #[arg(long = "policy")]
         policies: Vec<String>,
+        /// Metadata `key=value` (for `{{identity.metadata.<key>}}` policy templates); repeat.
+        #[arg(long = "metadata", value_name = "KEY=VALUE")]
+        metadata: Vec<String>,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -439,11 +439,15 @@ fn templated_policies_and_groups() {
         bob.to_str().unwrap(),
         "--policy",
         "users",
+        "--metadata",
+        "team=blue",
     ]));
     for path in [
         "secret/users/bob/x",
         "secret/teams/ops/runbook",
         "secret/teams/dev/plan",
+        "secret/by-team/blue",
+        "secret/by-team/red",
     ] {
         ok(s.sigil(&["kv", "put", path, "v=1"]));
     }
@@ -463,6 +467,23 @@ fn templated_policies_and_groups() {
         );
     }
     assert!(stderr(&s.sigil_as(&bob, &["kv", "get", "secret/users/alice/x"])).contains("403"));
+    // {{identity.metadata.team}}: bob (team=blue) reads by-team/blue only; alice has no team.
+    ok(s.sigil_as(&bob, &["kv", "get", "secret/by-team/blue"]));
+    assert!(stderr(&s.sigil_as(&bob, &["kv", "get", "secret/by-team/red"])).contains("403"));
+    assert!(stderr(&s.sigil_as(&alice, &["kv", "get", "secret/by-team/blue"])).contains("403"));
+    // An unsafe value is not a glob: team="*" grants nothing.
+    ok(s.sigil(&[
+        "identity",
+        "create",
+        "bob",
+        "--public-key",
+        bob.to_str().unwrap(),
+        "--metadata",
+        "team=*",
+    ]));
+    assert!(stderr(&s.sigil_as(&bob, &["kv", "get", "secret/by-team/blue"])).contains("403"));
+    // Still holding its policy (the update kept it): the denial above is the template's doing.
+    ok(s.sigil_as(&bob, &["kv", "get", "secret/users/bob/x"]));
 
     // Group membership fills {{identity.groups.names}}; group policies apply to members.
     assert!(

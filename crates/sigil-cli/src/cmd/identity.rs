@@ -11,16 +11,28 @@ pub(crate) async fn run(cmd: IdentityCommand) -> anyhow::Result<ExitCode> {
             name,
             public_key,
             policies,
+            metadata,
             client,
         } => {
             let public = keyfile::read_public(&public_key)?;
+            // Lists not given keep their stored values on an update.
+            let mut body = json!({ "public_key": public.to_string() });
+            if !policies.is_empty() {
+                body["policies"] = json!(policies);
+            }
+            if !metadata.is_empty() {
+                let mut map = serde_json::Map::new();
+                for pair in &metadata {
+                    let Some((k, v)) = pair.split_once('=') else {
+                        anyhow::bail!("--metadata {pair:?} is not KEY=VALUE");
+                    };
+                    map.insert(k.to_owned(), v.into());
+                }
+                body["metadata"] = map.into();
+            }
             let c = config::client(&client)?;
-            c.request(
-                "POST",
-                &format!("identity/entity/name/{name}"),
-                Some(&json!({ "public_key": public.to_string(), "policies": policies })),
-            )
-            .await?;
+            c.request("POST", &format!("identity/entity/name/{name}"), Some(&body))
+                .await?;
             println!("Success! Identity {name} ({}) saved.", public.keyid());
         }
         IdentityCommand::List { client } => {
