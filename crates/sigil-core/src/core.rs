@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Broker, DeviceConfig};
 use crate::barrier::{Barrier, View, ViewBatch};
+use crate::cert_auth::{CertRoles, CertTrust};
 use crate::group::GroupStore;
 use crate::identity::{Caller, IdentityStore};
 use crate::kv::KvEngine;
@@ -19,6 +20,7 @@ use crate::{CoreError, Operation, Request, Response};
 const POLICIES: &str = "sys/policies/acl";
 const IDENTITIES: &str = "identity/entity/name";
 const GROUPS: &str = "identity/group/name";
+const CERT_ROLES: &str = "auth/cert/certs";
 const KV_MOUNT: &str = "secret";
 /// Keyring maintenance, `sudo` required (as Vault's `sys/rotate`).
 const ROTATE: &str = "sys/rotate";
@@ -46,6 +48,7 @@ pub struct Core {
     audit: Broker,
     identities: IdentityStore,
     groups: GroupStore,
+    cert_roles: CertRoles,
     policies: PolicyStore,
     kv: KvEngine,
 }
@@ -54,6 +57,7 @@ enum Route<'a> {
     Policies(&'a str),
     Identities(&'a str),
     Groups(&'a str),
+    CertRoles(&'a str),
     Kv(&'a str),
     Keyring(&'a str),
     AuditHash(&'a str),
@@ -77,6 +81,8 @@ fn route(path: &str) -> Route<'_> {
         Route::Identities(rest)
     } else if let Some(rest) = below(path, GROUPS) {
         Route::Groups(rest)
+    } else if let Some(rest) = below(path, CERT_ROLES) {
+        Route::CertRoles(rest)
     } else if let Some(rest) = below(path, KV_MOUNT) {
         Route::Kv(rest)
     } else if [ROTATE, REWRAP, KEY_STATUS].contains(&path) {
@@ -132,6 +138,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &["GET", "POST", "PUT", "DELETE"],
         "Read, create/update or delete a group",
     ),
+    endpoint("auth/cert/certs", &["LIST"], "List certificate roles"),
+    endpoint(
+        "auth/cert/certs/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Read, write or delete a certificate role (trusted CA, CRL, certificate-to-identity mappings)",
+    ),
     endpoint(
         "secret/data/{path}",
         &["GET", "POST", "PUT", "DELETE"],
@@ -171,6 +183,8 @@ fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
         Route::Identities(_) => "identity/entity/name/{name}",
         Route::Groups("") => "identity/group/name",
         Route::Groups(_) => "identity/group/name/{name}",
+        Route::CertRoles("") => "auth/cert/certs",
+        Route::CertRoles(_) => "auth/cert/certs/{name}",
         Route::Kv(rest) if rest.starts_with("metadata") => "secret/metadata/{path}",
         Route::Kv(_) => "secret/data/{path}",
         Route::Keyring(path) => [ROTATE, REWRAP, KEY_STATUS]
@@ -259,6 +273,7 @@ impl Core {
         let core = Self::assemble(barrier, server_identity, audit)?;
         core.identities.load_all()?;
         core.groups.load_all()?;
+        core.cert_roles.load_all()?;
         core.policies.load_all()?;
         Ok(core)
     }
@@ -276,6 +291,7 @@ impl Core {
             audit,
             identities: IdentityStore::new(barrier.view("sys/identity/")),
             groups: GroupStore::new(barrier.view("sys/group/")),
+            cert_roles: CertRoles::new(barrier.view("sys/cert-role/")),
             policies: PolicyStore::new(barrier.view("sys/policy/")),
             kv: KvEngine::new(barrier.view("logical/secret/")),
             barrier,
@@ -343,6 +359,17 @@ impl Core {
         Ok(())
     }
 
+    /// The trust material of the certificate roles, for the TLS layer.
+    pub fn cert_trust(&self) -> CertTrust {
+        self.cert_roles.trust()
+    }
+
+    /// The enabled identity a verified client certificate chain (leaf first) maps to.
+    pub fn caller_for_certificate(&self, chain: &[Vec<u8>]) -> Option<Arc<Caller>> {
+        let name = self.cert_roles.identity_for(chain)?;
+        self.identities.caller_by_name(&name)
+    }
+
     /// Keyids of the enabled identities holding the admin policy.
     pub fn admin_keyids(&self) -> Vec<String> {
         self.identities.admin_keyids()
@@ -401,6 +428,9 @@ impl Core {
             Route::Groups(rest) => self
                 .groups
                 .handle(&req, rest, &|n| self.identities.exists(n).unwrap_or(false)),
+            Route::CertRoles(rest) => self
+                .cert_roles
+                .handle(&req, rest, &|n| self.identities.exists(n).unwrap_or(false)),
             Route::Kv(rest) => self.kv.handle(&req, rest),
             Route::Unknown => Err(CoreError::NotFound(format!(
                 "no handler for route \"{}\"",
@@ -458,6 +488,7 @@ impl Core {
             Route::Policies(rest) => Ok(self.policies.exists(rest)),
             Route::Identities(rest) if !rest.is_empty() => self.identities.exists(rest),
             Route::Groups(rest) if !rest.is_empty() => Ok(self.groups.exists(rest)),
+            Route::CertRoles(rest) if !rest.is_empty() => Ok(self.cert_roles.exists(rest)),
             Route::Kv(rest) => self.kv.exists(rest),
             _ => Ok(false),
         }
@@ -484,6 +515,8 @@ mod tests {
             "identity/entity/name/n",
             "identity/group/name/",
             "identity/group/name/g",
+            "auth/cert/certs/",
+            "auth/cert/certs/r",
             "secret/data/a",
             "secret/metadata/",
             "sys/rotate",

@@ -141,6 +141,14 @@ impl IdentityStore {
         Ok(())
     }
 
+    /// The enabled identity with this name.
+    pub(crate) fn caller_by_name(&self, name: &str) -> Option<Arc<Caller>> {
+        let map = self.by_keyid.read().unwrap_or_else(|e| e.into_inner());
+        map.values()
+            .find(|c| c.identity.name == name && !c.identity.disabled)
+            .cloned()
+    }
+
     /// The enabled identity whose signing key has this keyid.
     pub(crate) fn caller(&self, keyid: &str) -> Option<Arc<Caller>> {
         let map = self.by_keyid.read().unwrap_or_else(|e| e.into_inner());

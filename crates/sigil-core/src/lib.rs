@@ -12,6 +12,7 @@
 
 pub mod audit;
 mod barrier;
+mod cert_auth;
 mod core;
 mod error;
 mod group;
@@ -26,6 +27,7 @@ mod seal;
 mod timefmt;
 
 pub use barrier::{Barrier, View};
+pub use cert_auth::{CertRole, CertTrust, Mapping};
 pub use core::{Core, CoreConfig, ENDPOINTS, Endpoint, endpoint_for};
 pub use error::CoreError;
 pub use group::Group;

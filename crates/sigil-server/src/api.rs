@@ -18,7 +18,7 @@ use sigil_crypto::{PublicIdentity, SealInfo};
 use sigil_proto::{body as sealed, headers, sys};
 use zeroize::Zeroizing;
 
-use crate::audit_trail::{RemoteAddr, Trail};
+use crate::audit_trail::{PeerCerts, RemoteAddr, Trail};
 use crate::auth::{self, Authenticated};
 use crate::error::ApiError;
 use crate::limits::{Limits, address_key};
@@ -31,10 +31,36 @@ pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(crate) struct AppState {
+    pub(crate) tls: crate::tls::TlsIdentity,
+    /// The TLS configuration for the current certificate roles, by their generation.
+    pub(crate) tls_cache: std::sync::Mutex<Option<(u64, Arc<rustls::ServerConfig>)>>,
     pub(crate) node: Node,
     pub(crate) replay: ReplayCache,
     pub(crate) hosts: auth::Hosts,
     pub(crate) limits: Limits,
+}
+
+impl AppState {
+    /// The TLS configuration for a new connection: client certificates are requested once
+    /// certificate roles exist (and only while unsealed).
+    pub(crate) fn tls_config(&self) -> Arc<rustls::ServerConfig> {
+        let Some(core) = self.node.core() else {
+            return Arc::clone(&self.tls.server_config);
+        };
+        let trust = core.cert_trust();
+        let mut cache = self.tls_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((generation, config)) = cache.as_ref()
+            && *generation == trust.generation
+        {
+            return Arc::clone(config);
+        }
+        let config = self.tls.with_client_roots(&trust).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "certificate roles unusable; not asking for client certificates");
+            Arc::clone(&self.tls.server_config)
+        });
+        *cache = Some((trust.generation, Arc::clone(&config)));
+        config
+    }
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -275,7 +301,14 @@ async fn authenticated(
     body: &[u8],
     trail: &mut Trail,
 ) -> Result<(Response, Option<Value>), ApiError> {
-    let authn = authenticate(state, core.as_ref(), parts, body)?;
+    let authn = match parts.extensions.get::<Arc<PeerCerts>>() {
+        // A client certificate authenticates the connection; a signature, if present, wins.
+        Some(certs) if !parts.headers.contains_key(headers::SIGNATURE_INPUT) => {
+            trail.mtls = true;
+            authenticate_mtls(state, core, parts, certs)?
+        }
+        _ => authenticate(state, core.as_ref(), parts, body)?,
+    };
     trail.identity = Some((
         authn.caller.identity.keyid.clone(),
         authn.caller.identity.name.clone(),
@@ -307,7 +340,7 @@ async fn authenticated(
     let operation = core.resolve_operation(operation, &path)?;
     trail.operation = Some(operation);
     trail.path.clone_from(&path);
-    if operation != Operation::Read && operation != Operation::List {
+    if !trail.mtls && operation != Operation::Read && operation != Operation::List {
         // Non-repudiation: the signature of every write goes into the audit log.
         trail.signature = Some((
             header(parts, headers::SIGNATURE_INPUT),
@@ -432,6 +465,65 @@ fn authenticate<S: auth::Signers>(
                 .limits
                 .identity
                 .take(keyid.as_str())
+                .map_err(ApiError::rate_limited)?;
+            Ok(authn)
+        }
+        Err(e) => {
+            let addr = address_key(parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip()));
+            let _ = state.limits.auth_failures.take(&addr);
+            telemetry::auth_failure(e.message());
+            Err(e)
+        }
+    }
+}
+
+/// mTLS (PROTOCOL.md §5): the handshake verified the chain against the certificate roles'
+/// CAs (dates, CRLs); a role maps it to an identity; the `Sigil-Nonce` header is the AAD of
+/// the sealed bodies and is refused if seen before.
+fn authenticate_mtls(
+    state: &AppState,
+    core: &Core,
+    parts: &Parts,
+    certs: &PeerCerts,
+) -> Result<Authenticated<Arc<Caller>>, ApiError> {
+    let result = (|| {
+        state.hosts.check(parts)?;
+        let caller = core.caller_for_certificate(&certs.0).ok_or_else(|| {
+            ApiError::unauthorized(
+                "the client certificate maps to no identity (see auth/cert/certs)",
+            )
+        })?;
+        let nonce = parts
+            .headers
+            .get(headers::SIGIL_NONCE)
+            .and_then(|v| v.to_str().ok())
+            .filter(|n| n.len() <= 128)
+            .filter(|n| sigil_crypto::b64url_decode(n).is_ok_and(|b| b.len() >= 16))
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "mTLS requests need a Sigil-Nonce header (at least 16 random bytes, base64url)",
+                )
+            })?
+            .to_owned();
+        let t = now();
+        if !state.replay.check_and_insert(
+            &caller.identity.keyid,
+            &nonce,
+            t + sigil_proto::signature::MAX_VALIDITY_SECS,
+            t,
+        ) {
+            return Err(ApiError::unauthorized(
+                "replayed request: this nonce was already used",
+            ));
+        }
+        Ok(Authenticated { caller, nonce })
+    })();
+    match result {
+        Ok(authn) => {
+            state
+                .limits
+                .identity
+                .take(&authn.caller.identity.keyid)
                 .map_err(ApiError::rate_limited)?;
             Ok(authn)
         }

@@ -14,6 +14,10 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RemoteAddr(pub(crate) SocketAddr);
 
+/// The client certificate chain (leaf first) of an mTLS connection, verified in the handshake.
+#[derive(Debug)]
+pub(crate) struct PeerCerts(pub(crate) Vec<Vec<u8>>);
+
 /// The audit context of one request, filled in as it is authenticated and parsed.
 pub(crate) struct Trail {
     pub(crate) request_id: String,
@@ -25,6 +29,8 @@ pub(crate) struct Trail {
     pub(crate) signature: Option<(String, String)>,
     /// Set when the request sealed the server: its devices are closed.
     pub(crate) closed: bool,
+    /// Authenticated by a client certificate rather than a signature.
+    pub(crate) mtls: bool,
 }
 
 impl Trail {
@@ -47,6 +53,7 @@ impl Trail {
             path: raw_path.to_owned(),
             signature: None,
             closed: false,
+            mtls: false,
         })
     }
 
@@ -70,6 +77,10 @@ impl Trail {
                 .into(),
         );
         m.insert("path".into(), self.path.clone().into());
+        m.insert(
+            "auth".into(),
+            if self.mtls { "mtls" } else { "signature" }.into(),
+        );
         if let Some((input, sig)) = &self.signature {
             m.insert(
                 "signature".into(),

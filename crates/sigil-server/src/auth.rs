@@ -101,7 +101,7 @@ impl Hosts {
         )
     }
 
-    fn check(&self, parts: &Parts) -> Result<(), ApiError> {
+    pub(crate) fn check(&self, parts: &Parts) -> Result<(), ApiError> {
         if self.0.is_empty() {
             return Ok(());
         }

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::api::{AppState, router};
-use crate::audit_trail::RemoteAddr;
+use crate::audit_trail::{PeerCerts, RemoteAddr};
 use crate::limits::{Limits, RateLimits};
 use crate::replay::ReplayCache;
 use crate::tls::TlsIdentity;
@@ -65,7 +65,6 @@ pub struct Running {
     listener: TcpListener,
     metrics: Option<TcpListener>,
     state: Arc<AppState>,
-    tls: TlsIdentity,
 }
 
 impl std::fmt::Debug for Running {
@@ -120,12 +119,13 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         listener,
         metrics,
         state: Arc::new(AppState {
+            tls: config.tls,
+            tls_cache: std::sync::Mutex::new(None),
             node: config.node,
             replay: ReplayCache::default(),
             hosts: crate::auth::Hosts::new(&config.hosts),
             limits: Limits::new(config.limits),
         }),
-        tls: config.tls,
     })
 }
 
@@ -162,7 +162,7 @@ impl Running {
                 }
             });
         }
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&self.tls.server_config));
+        let state = Arc::clone(&self.state);
         let app = router(self.state);
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
@@ -178,12 +178,21 @@ impl Running {
                 tracing::warn!(%peer, limit = MAX_CONNECTIONS, "connection limit reached; closing");
                 continue;
             };
-            let acceptor = acceptor.clone();
+            let state = Arc::clone(&state);
             let app = app.clone();
             tokio::spawn(async move {
                 let _slot = slot;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
+                // The configuration is picked per connection: it asks for client certificates
+                // once certificate roles exist (and follows them as they change).
+                let handshake = async {
+                    let start = tokio_rustls::LazyConfigAcceptor::new(
+                        rustls::server::Acceptor::default(),
+                        tcp,
+                    )
+                    .await?;
+                    start.into_stream(state.tls_config()).await
+                };
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -191,9 +200,17 @@ impl Running {
                     }
                     Err(_) => return,
                 };
+                let certs = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|c| Arc::new(PeerCerts(c.iter().map(|d| d.to_vec()).collect())));
                 let service = hyper::service::service_fn(
                     move |mut req: hyper::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(RemoteAddr(peer));
+                        if let Some(c) = &certs {
+                            req.extensions_mut().insert(Arc::clone(c));
+                        }
                         app.clone().oneshot(req.map(axum::body::Body::new))
                     },
                 );

@@ -12,7 +12,8 @@ use rcgen::{
 use std::path::Path;
 
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use sigil_core::CertTrust;
 use zeroize::Zeroizing;
 
 /// A server's TLS identity: the CA certificate clients should trust (PEM, public) and a rustls
@@ -20,8 +21,10 @@ use zeroize::Zeroizing;
 pub struct TlsIdentity {
     /// The CA certificate in PEM, for `SIGIL_CACERT`.
     pub ca_pem: String,
-    /// The TLS 1.3 server configuration (ALPN h2 and http/1.1).
+    /// The TLS 1.3 server configuration (ALPN h2 and http/1.1), without client certificates.
     pub server_config: Arc<rustls::ServerConfig>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
 }
 
 impl std::fmt::Debug for TlsIdentity {
@@ -92,7 +95,10 @@ fn file_error(path: &Path, e: impl std::fmt::Display) -> TlsError {
     }
 }
 
-fn server_config(chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+fn parse(
+    chain_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Config(format!("certificate: {e}")))?;
@@ -103,14 +109,36 @@ fn server_config(chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerC
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| TlsError::Config(format!("private key: {e}")))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+    Ok((chain, key))
+}
+
+fn config(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match clients {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(chain.to_vec(), key.clone_key())
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+fn identity(ca_pem: String, chain_pem: &[u8], key_pem: &[u8]) -> Result<TlsIdentity, TlsError> {
+    let (chain, key) = parse(chain_pem, key_pem)?;
+    Ok(TlsIdentity {
+        server_config: config(&chain, &key, None)?,
+        ca_pem,
+        chain,
+        key,
+    })
 }
 
 impl TlsIdentity {
@@ -118,10 +146,40 @@ impl TlsIdentity {
     /// in memory. The CA's private key is dropped once the server certificate is signed.
     pub fn generate(names: &[String]) -> Result<Self, TlsError> {
         let g = generate(names)?;
-        Ok(TlsIdentity {
-            server_config: server_config(g.chain_pem.as_bytes(), g.key_pem.as_bytes())?,
-            ca_pem: g.ca_pem,
-        })
+        identity(g.ca_pem, g.chain_pem.as_bytes(), g.key_pem.as_bytes())
+    }
+
+    /// The configuration that also asks for client certificates, verified (chain, dates,
+    /// CRLs) against the certificate roles' CAs. Clients without a certificate still connect
+    /// (they sign their requests).
+    pub(crate) fn with_client_roots(
+        &self,
+        trust: &CertTrust,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        if trust.cas.is_empty() {
+            return Ok(Arc::clone(&self.server_config));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in &trust.cas {
+            roots
+                .add(CertificateDer::from(ca.clone()))
+                .map_err(|e| TlsError::Config(format!("role CA: {e}")))?;
+        }
+        let crls = trust
+            .crls
+            .iter()
+            .map(|c| CertificateRevocationListDer::from(c.clone()))
+            .collect::<Vec<_>>();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .with_crls(crls)
+        .allow_unknown_revocation_status()
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
+        config(&self.chain, &self.key, Some(verifier))
     }
 
     /// Loads `dir/ca.pem`, `dir/server.pem` and `dir/server.key`, generating them on first
@@ -160,10 +218,7 @@ impl TlsIdentity {
             Some(p) => std::fs::read_to_string(p).map_err(|e| file_error(p, e))?,
             None => String::new(),
         };
-        Ok(TlsIdentity {
-            server_config: server_config(&chain_pem, &key_pem)?,
-            ca_pem,
-        })
+        identity(ca_pem, &chain_pem, &key_pem)
     }
 }
 

@@ -69,16 +69,40 @@ pub fn now() -> i64 {
 impl Raw {
     /// A raw client for `server` using the key file at `key`.
     pub async fn new(server: &Server, key: &std::path::Path) -> Raw {
+        Self::with_client_cert(server, key, None).await
+    }
+
+    /// As [`Raw::new`], presenting a client certificate chain and key (PEM) in the handshake.
+    pub async fn with_client_cert(
+        server: &Server,
+        key: &std::path::Path,
+        cert: Option<(&str, &str)>,
+    ) -> Raw {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(server.var("SIGIL_CACERT")).unwrap() {
             roots.add(cert.unwrap()).unwrap();
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let config = match cert {
+            None => builder.with_no_client_auth(),
+            Some((chain, key)) => {
+                use rustls_pki_types::PrivateKeyDer;
+                let chain: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_slice_iter(chain.as_bytes())
+                        .map(Result::unwrap)
+                        .collect();
+                builder
+                    .with_client_auth_cert(
+                        chain,
+                        PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                    )
+                    .unwrap()
+            }
+        };
         let key = SecretIdentity::from_key_file(&std::fs::read_to_string(key).unwrap()).unwrap();
         let mut raw = Raw {
             addr: server.addr(),
@@ -87,7 +111,10 @@ impl Raw {
             key,
             server: SecretIdentity::generate().unwrap().public(),
         };
-        let resp = raw.send(&raw.unsigned("GET", "/v1/sys/server-key")).await;
+        // A refused client certificate fails the handshake: leave the tests to see that.
+        let Some(resp) = raw.try_send(&raw.unsigned("GET", "/v1/sys/server-key")).await else {
+            return raw;
+        };
         if resp.status != 200 {
             // Not initialized yet: no server key to seal to.
             return raw;
@@ -185,6 +212,17 @@ impl Raw {
 
     /// Sends `req` on a new connection and reads the whole response.
     pub async fn send(&self, req: &Req) -> Resp {
+        self.try_send(req).await.expect("a response")
+    }
+
+    /// Sends raw bytes and parses the response.
+    pub async fn send_bytes(&self, bytes: &[u8]) -> Resp {
+        self.try_send_bytes(bytes).await.expect("a response")
+    }
+
+    /// Sends `req`; `None` when the connection fails (e.g. the handshake refuses a
+    /// certificate) before a response arrives.
+    pub async fn try_send(&self, req: &Req) -> Option<Resp> {
         let mut head = format!(
             "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             req.method,
@@ -198,15 +236,14 @@ impl Raw {
             head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
         }
         head.push_str("\r\n");
-        self.send_bytes(&[head.as_bytes(), &req.body].concat())
+        self.try_send_bytes(&[head.as_bytes(), &req.body].concat())
             .await
     }
 
-    /// Sends raw bytes and parses the response.
-    pub async fn send_bytes(&self, bytes: &[u8]) -> Resp {
+    async fn try_send_bytes(&self, bytes: &[u8]) -> Option<Resp> {
         let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
-        let mut tls = self.connector.connect(name, tcp).await.unwrap();
+        let mut tls = self.connector.connect(name, tcp).await.ok()?;
         // The server may answer (e.g. 413/431) before reading everything: ignore write errors.
         let _ = tls.write_all(bytes).await;
         let _ = tls.flush().await;
@@ -218,7 +255,10 @@ impl Raw {
                 Ok(n) => out.extend_from_slice(&buf[..n]),
             }
         }
-        parse(&out)
+        if out.is_empty() {
+            return None;
+        }
+        Some(parse(&out))
     }
 
     /// Opens a sealed response to `req` with this client's key.

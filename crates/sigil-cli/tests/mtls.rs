@@ -1,0 +1,220 @@
+//! mTLS (PROTOCOL.md §5): certificate roles trust a CA and map client certificates to
+//! identities; responses stay sealed to the identity's key. Expired, revoked, untrusted and
+//! unmapped certificates are refused.
+
+mod support;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
+    IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
+};
+use support::raw::{Raw, Req};
+use support::{Server, ok};
+use time::{Duration, OffsetDateTime};
+
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        Ca {
+            issuer: CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap(),
+        }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A client certificate with a SAN URI; returns (chain PEM, key PEM).
+    fn client(&self, uri: &str, serial: u64, expired: bool) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
+        p.distinguished_name.push(DnType::CommonName, "client");
+        p.serial_number = Some(SerialNumber::from(serial));
+        let now = OffsetDateTime::now_utc();
+        if expired {
+            p.not_before = now - Duration::days(10);
+            p.not_after = now - Duration::days(1);
+        } else {
+            p.not_before = now - Duration::days(1);
+            p.not_after = now + Duration::days(1);
+        }
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn crl(&self, revoked: u64) -> String {
+        let now = OffsetDateTime::now_utc();
+        CertificateRevocationListParams {
+            this_update: now - Duration::hours(1),
+            next_update: now + Duration::days(1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(revoked),
+                revocation_time: now - Duration::hours(1),
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.issuer)
+        .unwrap()
+        .pem()
+        .unwrap()
+    }
+}
+
+fn mtls_get(raw: &Raw, target: &str, nonce: Option<&str>) -> Req {
+    let mut req = raw.unsigned("GET", target);
+    if let Some(n) = nonce {
+        req.headers.push(("Sigil-Nonce".into(), n.into()));
+        req.nonce = n.into();
+    }
+    req
+}
+
+#[tokio::test]
+async fn certificates_map_to_identities_and_bad_ones_are_refused() {
+    let s = Server::start();
+    let policy = s.tmp.path().join("app.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/app\" {\n  capabilities = [\"read\"]\n}\n",
+    )
+    .unwrap();
+    ok(s.sigil(&["policy", "write", "app", policy.to_str().unwrap()]));
+    let alice_key = s.new_identity("alice", &["app"]);
+    ok(s.sigil(&["kv", "put", "secret/app", "v=read-over-mtls"]));
+
+    let ca = Ca::new("Test Client CA");
+    let admin = Raw::new(&s, &s.admin_key()).await;
+    let role = serde_json::json!({
+        "certificate": ca.pem(),
+        "crl": ca.crl(3),
+        "mappings": [{ "uri": "spiffe://test/alice", "identity": "alice" }],
+    });
+    let req = admin.signed(
+        "PUT",
+        "/v1/auth/cert/certs/test",
+        Some(&serde_json::to_vec(&role).unwrap()),
+    );
+    let r = admin.send(&req).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // A mapping to an identity that does not exist is refused.
+    let bad = serde_json::json!({ "certificate": ca.pem(), "mappings": [{ "uri": "x", "identity": "ghost" }] });
+    let req = admin.signed(
+        "PUT",
+        "/v1/auth/cert/certs/bad",
+        Some(&serde_json::to_vec(&bad).unwrap()),
+    );
+    assert_eq!(admin.send(&req).await.status, 400);
+
+    // A good certificate: the response is sealed to alice's key, and only alice's key opens it.
+    let (chain, key) = ca.client("spiffe://test/alice", 2, false);
+    let alice = Raw::with_client_cert(&s, &alice_key, Some((&chain, &key))).await;
+    let nonce = sigil_crypto::random::nonce().unwrap();
+    let req = mtls_get(&alice, "/v1/secret/data/app", Some(&nonce));
+    let resp = alice.send(&req).await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert!(!String::from_utf8_lossy(&resp.body).contains("read-over-mtls"));
+    assert_eq!(
+        alice.open(&req, &resp)["data"]["data"]["v"],
+        "read-over-mtls"
+    );
+    // Outside alice's policy: 403. Same nonce again: replay. No nonce: refused.
+    let other = sigil_crypto::random::nonce().unwrap();
+    assert_eq!(
+        alice
+            .send(&mtls_get(&alice, "/v1/sys/policies/acl/app", Some(&other)))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        alice
+            .send(&mtls_get(&alice, "/v1/secret/data/app", Some(&nonce)))
+            .await
+            .status,
+        401
+    );
+    let r = alice
+        .send(&mtls_get(&alice, "/v1/secret/data/app", None))
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.error_text().contains("Sigil-Nonce"));
+
+    // Trusted CA but no mapping: 401.
+    let (chain, key) = ca.client("spiffe://test/nobody", 4, false);
+    let nobody = Raw::with_client_cert(&s, &alice_key, Some((&chain, &key))).await;
+    let r = nobody
+        .send(&mtls_get(
+            &nobody,
+            "/v1/secret/data/app",
+            Some(&sigil_crypto::random::nonce().unwrap()),
+        ))
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.error_text().contains("maps to no identity"),
+        "{}",
+        r.error_text()
+    );
+
+    // Expired, revoked (serial 3 is on the CRL), and from an untrusted CA: the handshake fails.
+    let untrusted = Ca::new("Someone Else");
+    for (name, (chain, key)) in [
+        ("expired", ca.client("spiffe://test/alice", 5, true)),
+        ("revoked", ca.client("spiffe://test/alice", 3, false)),
+        (
+            "untrusted",
+            untrusted.client("spiffe://test/alice", 6, false),
+        ),
+    ] {
+        let raw = Raw::with_client_cert(&s, &alice_key, Some((&chain, &key))).await;
+        let r = raw
+            .try_send(&mtls_get(
+                &raw,
+                "/v1/secret/data/app",
+                Some(&sigil_crypto::random::nonce().unwrap()),
+            ))
+            .await;
+        assert!(
+            r.is_none(),
+            "{name} certificate was accepted: {:?}",
+            r.map(|r| r.status)
+        );
+    }
+
+    // Signed requests keep working on the same server, with or without a client certificate.
+    let r = admin
+        .send(&admin.signed("GET", "/v1/secret/data/app", None))
+        .await;
+    assert_eq!(r.status, 200);
+    // Deleting the role stops mTLS for that CA.
+    let r = admin
+        .send(&admin.signed("DELETE", "/v1/auth/cert/certs/test", None))
+        .await;
+    assert_eq!(r.status, 204);
+    let (chain, key) = ca.client("spiffe://test/alice", 7, false);
+    let late = Raw::with_client_cert(&s, &alice_key, Some((&chain, &key))).await;
+    let r = late
+        .try_send(&mtls_get(
+            &late,
+            "/v1/secret/data/app",
+            Some(&sigil_crypto::random::nonce().unwrap()),
+        ))
+        .await;
+    assert!(
+        r.as_ref().is_none_or(|r| r.status == 401),
+        "{:?}",
+        r.map(|r| r.status)
+    );
+}

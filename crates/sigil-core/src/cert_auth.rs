@@ -1,0 +1,356 @@
+//! Certificate authentication roles at Vault's `auth/cert/certs/<role>`: a role trusts one CA
+//! (and optionally its CRL) and maps client certificates, by SPKI hash, SAN URI (e.g. a SPIFFE
+//! ID), SAN DNS name or subject common name, to an existing identity. Responses to mTLS requests
+//! are sealed to that identity's X25519 key, so the mapping is also what gives a certificate its
+//! encryption key.
+//!
+//! The TLS handshake checks the chain, validity dates and CRLs against every role's CA; this
+//! module picks the role whose CA issued the chain and applies its mappings.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer as _, X509Certificate};
+
+use crate::barrier::{View, ViewBatch};
+use crate::path::check_name;
+use crate::request::{children, list_response};
+use crate::{CoreError, Operation, Request, Response};
+
+/// How one certificate field maps to an identity. Exactly one matcher is set.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// A SAN URI, e.g. `spiffe://example.org/ns/prod/sa/api`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// A SAN DNS name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
+    /// The subject common name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_cn: Option<String>,
+    /// base64url(SHA-256(SubjectPublicKeyInfo DER)) of the client key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spki_sha256: Option<String>,
+    /// The identity it authenticates as.
+    pub identity: String,
+}
+
+/// A stored role.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertRole {
+    /// Its name.
+    pub name: String,
+    /// The trusted CA certificate, PEM.
+    pub certificate: String,
+    /// Its CRL, PEM, if any.
+    #[serde(default)]
+    pub crl: Option<String>,
+    /// The mappings, first match wins.
+    pub mappings: Vec<Mapping>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleInput {
+    certificate: String,
+    #[serde(default)]
+    crl: Option<String>,
+    mappings: Vec<Mapping>,
+}
+
+/// What the TLS layer needs: each role's CA and CRL, DER.
+#[derive(Debug, Clone, Default)]
+pub struct CertTrust {
+    /// Changes whenever a role changes.
+    pub generation: u64,
+    /// CA certificates.
+    pub cas: Vec<Vec<u8>>,
+    /// CRLs.
+    pub crls: Vec<Vec<u8>>,
+}
+
+/// Generations are unique in the process (not per core), so a TLS configuration cached for
+/// one unseal is never taken for another.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
+
+pub(crate) struct CertRoles {
+    view: View,
+    cache: RwLock<HashMap<String, CertRole>>,
+    generation: AtomicU64,
+}
+
+impl std::fmt::Debug for CertRoles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertRoles").finish_non_exhaustive()
+    }
+}
+
+fn ca_der(pem: &str) -> Result<Vec<u8>, CoreError> {
+    let der = CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|_| CoreError::bad("certificate must be one PEM CERTIFICATE"))?;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|_| CoreError::bad("certificate does not parse as X.509"))?;
+    if !cert.is_ca() {
+        return Err(CoreError::bad("certificate is not a CA certificate"));
+    }
+    Ok(der.to_vec())
+}
+
+fn crl_der(pem: &str) -> Result<Vec<u8>, CoreError> {
+    CertificateRevocationListDer::from_pem_slice(pem.as_bytes())
+        .map(|d| d.to_vec())
+        .map_err(|_| CoreError::bad("crl must be one PEM X509 CRL"))
+}
+
+/// The fields of a client certificate that mappings can match.
+struct Fields {
+    uris: Vec<String>,
+    dns: Vec<String>,
+    cn: Vec<String>,
+    spki: String,
+    issuer: Vec<u8>,
+}
+
+fn fields(leaf: &[u8], top: &[u8]) -> Option<Fields> {
+    let (_, cert) = X509Certificate::from_der(leaf).ok()?;
+    let (_, top) = X509Certificate::from_der(top).ok()?;
+    let mut uris = Vec::new();
+    let mut dns = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::URI(u) => uris.push((*u).to_owned()),
+                GeneralName::DNSName(d) => dns.push((*d).to_owned()),
+                _ => {}
+            }
+        }
+    }
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|a| a.as_str().ok().map(str::to_owned))
+        .collect();
+    Some(Fields {
+        uris,
+        dns,
+        cn,
+        spki: sigil_crypto::b64url_encode(&Sha256::digest(cert.public_key().raw)),
+        issuer: top.issuer().as_raw().to_vec(),
+    })
+}
+
+impl Mapping {
+    fn check(&self) -> Result<(), CoreError> {
+        let set = [&self.uri, &self.dns, &self.subject_cn, &self.spki_sha256]
+            .iter()
+            .filter(|m| m.is_some())
+            .count();
+        if set != 1 {
+            return Err(CoreError::bad(
+                "each mapping needs exactly one of uri, dns, subject_cn or spki_sha256, and an identity",
+            ));
+        }
+        check_name("identity", &self.identity)
+    }
+
+    fn matches(&self, f: &Fields) -> bool {
+        let any = |want: &Option<String>, have: &[String]| {
+            want.as_ref().is_some_and(|w| have.iter().any(|h| h == w))
+        };
+        any(&self.uri, &f.uris)
+            || any(&self.dns, &f.dns)
+            || any(&self.subject_cn, &f.cn)
+            || self
+                .spki_sha256
+                .as_ref()
+                .is_some_and(|s| sigil_crypto::ct_eq(s.as_bytes(), f.spki.as_bytes()))
+    }
+}
+
+impl CertRoles {
+    pub(crate) fn new(view: View) -> Self {
+        CertRoles {
+            view,
+            cache: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(next_generation()),
+        }
+    }
+
+    pub(crate) fn load_all(&self) -> Result<(), CoreError> {
+        let mut map = HashMap::new();
+        for name in self.view.list("")? {
+            let entry = self.view.get(&name)?.ok_or(CoreError::Integrity)?;
+            let role: CertRole =
+                serde_json::from_slice(&entry.plain).map_err(|_| CoreError::Integrity)?;
+            map.insert(name, role);
+        }
+        *self.cache.write().unwrap_or_else(|e| e.into_inner()) = map;
+        self.generation.store(next_generation(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn exists(&self, name: &str) -> bool {
+        self.cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+    }
+
+    pub(crate) fn trust(&self) -> CertTrust {
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        let mut t = CertTrust {
+            generation: self.generation.load(Ordering::Relaxed),
+            ..CertTrust::default()
+        };
+        for role in cache.values() {
+            if let Ok(der) = ca_der(&role.certificate) {
+                t.cas.push(der);
+            }
+            if let Some(crl) = role.crl.as_deref().and_then(|c| crl_der(c).ok()) {
+                t.crls.push(crl);
+            }
+        }
+        t
+    }
+
+    /// The identity name a verified chain (leaf first) maps to.
+    pub(crate) fn identity_for(&self, chain: &[Vec<u8>]) -> Option<String> {
+        let f = fields(chain.first()?, chain.last()?)?;
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        let mut roles: Vec<&CertRole> = cache.values().collect();
+        roles.sort_by(|a, b| a.name.cmp(&b.name));
+        roles
+            .into_iter()
+            .filter(|r| {
+                ca_der(&r.certificate)
+                    .ok()
+                    .and_then(|der| {
+                        X509Certificate::from_der(&der)
+                            .ok()
+                            .map(|(_, ca)| ca.subject().as_raw() == f.issuer.as_slice())
+                    })
+                    .unwrap_or(false)
+            })
+            .flat_map(|r| r.mappings.iter())
+            .find(|m| m.matches(&f))
+            .map(|m| m.identity.clone())
+    }
+
+    fn write(
+        &self,
+        name: &str,
+        input: Value,
+        identity_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<CertRole, CoreError> {
+        check_name("role", name)?;
+        let input: RoleInput = serde_json::from_value(input).map_err(|_| {
+            CoreError::bad(
+                "expected {\"certificate\": \"<CA PEM>\", \"crl\": \"<CRL PEM>\", \"mappings\": [{\"uri\"|\"dns\"|\"subject_cn\"|\"spki_sha256\": \"…\", \"identity\": \"…\"}]}",
+            )
+        })?;
+        let ca = ca_der(&input.certificate)?;
+        if let Some(c) = &input.crl {
+            crl_der(c)?;
+        }
+        for m in &input.mappings {
+            m.check()?;
+            if !identity_exists(&m.identity) {
+                return Err(CoreError::bad(format!(
+                    "no identity named {:?}",
+                    m.identity
+                )));
+            }
+        }
+        let (_, ca_cert) = X509Certificate::from_der(&ca).map_err(|_| CoreError::Integrity)?;
+        {
+            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+            for other in cache.values().filter(|r| r.name != name) {
+                let same = ca_der(&other.certificate).ok().is_some_and(|d| {
+                    X509Certificate::from_der(&d)
+                        .ok()
+                        .is_some_and(|(_, c)| c.subject().as_raw() == ca_cert.subject().as_raw())
+                });
+                if same {
+                    return Err(CoreError::bad(format!(
+                        "role {:?} already trusts a CA with this subject",
+                        other.name
+                    )));
+                }
+            }
+        }
+        let role = CertRole {
+            name: name.to_owned(),
+            certificate: input.certificate,
+            crl: input.crl,
+            mappings: input.mappings,
+        };
+        let mut batch = ViewBatch::default();
+        batch.put(name, serde_json::to_vec(&role).expect("role serializes"));
+        self.view.apply(batch)?;
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), role.clone());
+        self.generation.store(next_generation(), Ordering::Relaxed);
+        Ok(role)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), CoreError> {
+        let mut batch = ViewBatch::default();
+        batch.delete(name);
+        self.view.apply(batch)?;
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.generation.store(next_generation(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Handles `auth/cert/certs/<rest>`.
+    pub(crate) fn handle(
+        &self,
+        req: &Request,
+        rest: &str,
+        identity_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<Response, CoreError> {
+        let to_json = |r: &CertRole| serde_json::to_value(r).expect("role serializes");
+        match (req.operation, rest) {
+            (Operation::List, "") => list_response(children(0, self.view.list("")?)),
+            (_, "") => Err(CoreError::UnsupportedOperation),
+            (Operation::Read, name) => {
+                let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+                let r = cache
+                    .get(name)
+                    .ok_or_else(|| CoreError::NotFound(String::new()))?;
+                Ok(Response::data(to_json(r)))
+            }
+            (Operation::Create | Operation::Update, name) => {
+                let input = req.data.clone().unwrap_or_else(|| json!({}));
+                Ok(Response::data(to_json(&self.write(
+                    name,
+                    input,
+                    identity_exists,
+                )?)))
+            }
+            (Operation::Delete, name) => {
+                self.delete(name)?;
+                Ok(Response::no_content())
+            }
+            _ => Err(CoreError::UnsupportedOperation),
+        }
+    }
+}
