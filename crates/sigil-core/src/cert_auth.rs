@@ -7,21 +7,19 @@
 //! The TLS handshake checks the chain, validity dates and CRLs against every role's CA; this
 //! module picks the role whose CA issued the chain and applies its mappings.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
-use crate::barrier::{View, ViewBatch};
+use crate::barrier::View;
+use crate::named::Named;
 use crate::path::check_name;
-use crate::request::{children, list_response};
 use crate::{CoreError, Operation, Request, Response};
 
 /// How one certificate field maps to an identity. Exactly one matcher is set.
@@ -87,8 +85,7 @@ fn next_generation() -> u64 {
 }
 
 pub(crate) struct CertRoles {
-    view: View,
-    cache: RwLock<HashMap<String, CertRole>>,
+    roles: Named<CertRole>,
     generation: AtomicU64,
 }
 
@@ -107,6 +104,13 @@ fn ca_der(pem: &str) -> Result<Vec<u8>, CoreError> {
         return Err(CoreError::bad("certificate is not a CA certificate"));
     }
     Ok(der.to_vec())
+}
+
+/// The subject (raw DER) of a role's CA certificate.
+fn ca_subject(pem: &str) -> Option<Vec<u8>> {
+    let der = ca_der(pem).ok()?;
+    let (_, cert) = X509Certificate::from_der(&der).ok()?;
+    Some(cert.subject().as_raw().to_vec())
 }
 
 fn crl_der(pem: &str) -> Result<Vec<u8>, CoreError> {
@@ -183,39 +187,27 @@ impl Mapping {
 impl CertRoles {
     pub(crate) fn new(view: View) -> Self {
         CertRoles {
-            view,
-            cache: RwLock::new(HashMap::new()),
+            roles: Named::new(view),
             generation: AtomicU64::new(next_generation()),
         }
     }
 
     pub(crate) fn load_all(&self) -> Result<(), CoreError> {
-        let mut map = HashMap::new();
-        for name in self.view.list("")? {
-            let entry = self.view.get(&name)?.ok_or(CoreError::Integrity)?;
-            let role: CertRole =
-                serde_json::from_slice(&entry.plain).map_err(|_| CoreError::Integrity)?;
-            map.insert(name, role);
-        }
-        *self.cache.write().unwrap_or_else(|e| e.into_inner()) = map;
+        self.roles.load_all()?;
         self.generation.store(next_generation(), Ordering::Relaxed);
         Ok(())
     }
 
     pub(crate) fn exists(&self, name: &str) -> bool {
-        self.cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(name)
+        self.roles.exists(name)
     }
 
     pub(crate) fn trust(&self) -> CertTrust {
-        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
         let mut t = CertTrust {
             generation: self.generation.load(Ordering::Relaxed),
             ..CertTrust::default()
         };
-        for role in cache.values() {
+        for (_, role) in self.roles.all() {
             if let Ok(der) = ca_der(&role.certificate) {
                 t.cas.push(der);
             }
@@ -226,27 +218,20 @@ impl CertRoles {
         t
     }
 
-    /// The identity name a verified chain (leaf first) maps to.
+    /// The identity name a verified chain (leaf first) maps to: the first matching mapping of
+    /// the role whose CA issued the chain (roles in name order).
     pub(crate) fn identity_for(&self, chain: &[Vec<u8>]) -> Option<String> {
         let f = fields(chain.first()?, chain.last()?)?;
-        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-        let mut roles: Vec<&CertRole> = cache.values().collect();
-        roles.sort_by(|a, b| a.name.cmp(&b.name));
-        roles
+        self.roles
+            .all()
             .into_iter()
-            .filter(|r| {
-                ca_der(&r.certificate)
-                    .ok()
-                    .and_then(|der| {
-                        X509Certificate::from_der(&der)
-                            .ok()
-                            .map(|(_, ca)| ca.subject().as_raw() == f.issuer.as_slice())
-                    })
-                    .unwrap_or(false)
+            .filter(|(_, r)| ca_subject(&r.certificate).is_some_and(|s| s == f.issuer))
+            .find_map(|(_, r)| {
+                r.mappings
+                    .iter()
+                    .find(|m| m.matches(&f))
+                    .map(|m| m.identity.clone())
             })
-            .flat_map(|r| r.mappings.iter())
-            .find(|m| m.matches(&f))
-            .map(|m| m.identity.clone())
     }
 
     fn write(
@@ -261,7 +246,7 @@ impl CertRoles {
                 "expected {\"certificate\": \"<CA PEM>\", \"crl\": \"<CRL PEM>\", \"mappings\": [{\"uri\"|\"dns\"|\"subject_cn\"|\"spki_sha256\": \"…\", \"identity\": \"…\"}]}",
             )
         })?;
-        let ca = ca_der(&input.certificate)?;
+        ca_der(&input.certificate)?;
         if let Some(c) = &input.crl {
             crl_der(c)?;
         }
@@ -274,22 +259,16 @@ impl CertRoles {
                 )));
             }
         }
-        let (_, ca_cert) = X509Certificate::from_der(&ca).map_err(|_| CoreError::Integrity)?;
+        let subject = ca_subject(&input.certificate).ok_or(CoreError::Integrity)?;
+        let _guard = self.roles.lock();
+        if let Some((other, _)) =
+            self.roles.all().into_iter().find(|(n, r)| {
+                n != name && ca_subject(&r.certificate).is_some_and(|s| s == subject)
+            })
         {
-            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-            for other in cache.values().filter(|r| r.name != name) {
-                let same = ca_der(&other.certificate).ok().is_some_and(|d| {
-                    X509Certificate::from_der(&d)
-                        .ok()
-                        .is_some_and(|(_, c)| c.subject().as_raw() == ca_cert.subject().as_raw())
-                });
-                if same {
-                    return Err(CoreError::bad(format!(
-                        "role {:?} already trusts a CA with this subject",
-                        other.name
-                    )));
-                }
-            }
+            return Err(CoreError::bad(format!(
+                "role {other:?} already trusts a CA with this subject"
+            )));
         }
         let role = CertRole {
             name: name.to_owned(),
@@ -297,27 +276,9 @@ impl CertRoles {
             crl: input.crl,
             mappings: input.mappings,
         };
-        let mut batch = ViewBatch::default();
-        batch.put(name, serde_json::to_vec(&role).expect("role serializes"));
-        self.view.apply(batch)?;
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned(), role.clone());
+        self.roles.put(name, &role)?;
         self.generation.store(next_generation(), Ordering::Relaxed);
         Ok(role)
-    }
-
-    fn delete(&self, name: &str) -> Result<(), CoreError> {
-        let mut batch = ViewBatch::default();
-        batch.delete(name);
-        self.view.apply(batch)?;
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
-        self.generation.store(next_generation(), Ordering::Relaxed);
-        Ok(())
     }
 
     /// Handles `auth/cert/certs/<rest>`.
@@ -327,30 +288,12 @@ impl CertRoles {
         rest: &str,
         identity_exists: &dyn Fn(&str) -> bool,
     ) -> Result<Response, CoreError> {
-        let to_json = |r: &CertRole| serde_json::to_value(r).expect("role serializes");
-        match (req.operation, rest) {
-            (Operation::List, "") => list_response(children(0, self.view.list("")?)),
-            (_, "") => Err(CoreError::UnsupportedOperation),
-            (Operation::Read, name) => {
-                let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-                let r = cache
-                    .get(name)
-                    .ok_or_else(|| CoreError::NotFound(String::new()))?;
-                Ok(Response::data(to_json(r)))
-            }
-            (Operation::Create | Operation::Update, name) => {
-                let input = req.data.clone().unwrap_or_else(|| json!({}));
-                Ok(Response::data(to_json(&self.write(
-                    name,
-                    input,
-                    identity_exists,
-                )?)))
-            }
-            (Operation::Delete, name) => {
-                self.delete(name)?;
-                Ok(Response::no_content())
-            }
-            _ => Err(CoreError::UnsupportedOperation),
+        let response = self.roles.handle(req, rest, |name, input| {
+            self.write(name, input, identity_exists)
+        })?;
+        if req.operation == Operation::Delete {
+            self.generation.store(next_generation(), Ordering::Relaxed);
         }
+        Ok(response)
     }
 }

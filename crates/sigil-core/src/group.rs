@@ -1,17 +1,16 @@
 //! Groups: named sets of identities that carry policies, at Vault's
 //! `identity/group/name/<name>`. A caller's policies are its own plus its groups'.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, RwLock};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::barrier::{View, ViewBatch};
+use crate::barrier::View;
 use crate::identity::{PolicyList, random_id};
+use crate::named::Named;
 use crate::path::check_name;
-use crate::request::{children, list_response};
-use crate::{CoreError, Operation, Request, Response, timefmt};
+use crate::{CoreError, Request, Response, timefmt};
 
 /// A stored group.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -41,9 +40,7 @@ struct GroupInput {
 }
 
 pub(crate) struct GroupStore {
-    view: View,
-    cache: RwLock<HashMap<String, Group>>,
-    writes: Mutex<()>,
+    groups: Named<Group>,
 }
 
 impl std::fmt::Debug for GroupStore {
@@ -55,74 +52,42 @@ impl std::fmt::Debug for GroupStore {
 impl GroupStore {
     pub(crate) fn new(view: View) -> Self {
         GroupStore {
-            view,
-            cache: RwLock::new(HashMap::new()),
-            writes: Mutex::new(()),
+            groups: Named::new(view),
         }
     }
 
     /// Loads every stored group (at unseal).
     pub(crate) fn load_all(&self) -> Result<(), CoreError> {
-        let mut map = HashMap::new();
-        for name in self.view.list("")? {
-            let entry = self.view.get(&name)?.ok_or(CoreError::Integrity)?;
-            let group: Group =
-                serde_json::from_slice(&entry.plain).map_err(|_| CoreError::Integrity)?;
-            map.insert(name, group);
-        }
-        *self.cache.write().unwrap_or_else(|e| e.into_inner()) = map;
-        Ok(())
+        self.groups.load_all()
     }
 
     /// The groups `identity` is a member of: their names and all their policies.
     pub(crate) fn of(&self, identity: &str) -> (Vec<String>, Vec<String>) {
-        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
         let mut names = Vec::new();
         let mut policies = Vec::new();
-        for g in cache
-            .values()
-            .filter(|g| g.members.iter().any(|m| m == identity))
-        {
-            names.push(g.name.clone());
-            policies.extend(g.policies.iter().cloned());
+        for (_, g) in self.groups.all() {
+            if g.members.iter().any(|m| m == identity) {
+                names.push(g.name.clone());
+                policies.extend(g.policies.iter().cloned());
+            }
         }
-        names.sort();
         (names, policies)
     }
 
     pub(crate) fn exists(&self, name: &str) -> bool {
-        self.cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(name)
+        self.groups.exists(name)
     }
 
     /// Removes a deleted identity from every group, so a later identity with the same name
     /// does not inherit its memberships.
     pub(crate) fn remove_member(&self, identity: &str) -> Result<(), CoreError> {
-        let names: Vec<String> = {
-            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-            cache
-                .values()
-                .filter(|g| g.members.iter().any(|m| m == identity))
-                .map(|g| g.name.clone())
-                .collect()
-        };
-        for name in names {
-            let members: Vec<String> = self
-                .cache
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&name)
-                .map(|g| {
-                    g.members
-                        .iter()
-                        .filter(|m| *m != identity)
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            self.upsert(&name, json!({ "members": members }), &|_| true)?;
+        let _guard = self.groups.lock();
+        for (name, mut g) in self.groups.all() {
+            if g.members.iter().any(|m| m == identity) {
+                g.members.retain(|m| m != identity);
+                g.last_update_time = timefmt::now_rfc3339();
+                self.groups.put(&name, &g)?;
+            }
         }
         Ok(())
     }
@@ -139,11 +104,10 @@ impl GroupStore {
                 "invalid group: expected {\"policies\": [\"…\"], \"members\": [\"<identity name>\"], \"metadata\": {\"k\": \"v\"}}",
             )
         })?;
-        let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        let existing = self.view.get(name)?;
+        let _guard = self.groups.lock();
         let now = timefmt::now_rfc3339();
-        let mut group = match &existing {
-            Some(e) => serde_json::from_slice(&e.plain).map_err(|_| CoreError::Integrity)?,
+        let mut group = match self.groups.get(name) {
+            Some(g) => g,
             None => Group {
                 id: random_id()?,
                 name: name.to_owned(),
@@ -175,27 +139,8 @@ impl GroupStore {
             group.metadata = m;
         }
         group.last_update_time = now;
-        let mut batch = ViewBatch::default();
-        batch.expect(name, existing.as_ref());
-        batch.put(name, serde_json::to_vec(&group).expect("group serializes"));
-        self.view.apply(batch)?;
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned(), group.clone());
+        self.groups.put(name, &group)?;
         Ok(group)
-    }
-
-    fn delete(&self, name: &str) -> Result<(), CoreError> {
-        let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        let mut batch = ViewBatch::default();
-        batch.delete(name);
-        self.view.apply(batch)?;
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
-        Ok(())
     }
 
     /// Handles `identity/group/name/<rest>`; members must be existing identities.
@@ -205,30 +150,8 @@ impl GroupStore {
         rest: &str,
         identity_exists: &dyn Fn(&str) -> bool,
     ) -> Result<Response, CoreError> {
-        let to_json = |g: &Group| serde_json::to_value(g).expect("group serializes");
-        match (req.operation, rest) {
-            (Operation::List, "") => list_response(children(0, self.view.list("")?)),
-            (_, "") => Err(CoreError::UnsupportedOperation),
-            (Operation::Read, name) => {
-                let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-                let g = cache
-                    .get(name)
-                    .ok_or_else(|| CoreError::NotFound(String::new()))?;
-                Ok(Response::data(to_json(g)))
-            }
-            (Operation::Create | Operation::Update, name) => {
-                let input = req.data.clone().unwrap_or_else(|| json!({}));
-                Ok(Response::data(to_json(&self.upsert(
-                    name,
-                    input,
-                    identity_exists,
-                )?)))
-            }
-            (Operation::Delete, name) => {
-                self.delete(name)?;
-                Ok(Response::no_content())
-            }
-            _ => Err(CoreError::UnsupportedOperation),
-        }
+        self.groups.handle(req, rest, |name, input| {
+            self.upsert(name, input, identity_exists)
+        })
     }
 }

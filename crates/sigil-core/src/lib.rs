@@ -18,6 +18,7 @@ mod error;
 mod group;
 mod identity;
 mod kv;
+mod named;
 mod path;
 pub mod policy;
 mod policy_store;

@@ -458,13 +458,26 @@ fn authenticate<S: auth::Signers>(
     parts: &Parts,
     body: &[u8],
 ) -> Result<Authenticated<S::Signer>, ApiError> {
-    match auth::authenticate(signers, &state.replay, &state.hosts, parts, body, now()) {
+    let result = auth::authenticate(signers, &state.replay, &state.hosts, parts, body, now());
+    account(state, parts, result, |c| {
+        S::public_key(c).keyid().to_string()
+    })
+}
+
+/// Counts a failed authentication against the source address (and in the metrics), a
+/// success against the signer's own rate limit.
+fn account<C>(
+    state: &AppState,
+    parts: &Parts,
+    result: Result<Authenticated<C>, ApiError>,
+    keyid: impl Fn(&C) -> String,
+) -> Result<Authenticated<C>, ApiError> {
+    match result {
         Ok(authn) => {
-            let keyid = S::public_key(&authn.caller).keyid();
             state
                 .limits
                 .identity
-                .take(keyid.as_str())
+                .take(&keyid(&authn.caller))
                 .map_err(ApiError::rate_limited)?;
             Ok(authn)
         }
@@ -518,22 +531,7 @@ fn authenticate_mtls(
         }
         Ok(Authenticated { caller, nonce })
     })();
-    match result {
-        Ok(authn) => {
-            state
-                .limits
-                .identity
-                .take(&authn.caller.identity.keyid)
-                .map_err(ApiError::rate_limited)?;
-            Ok(authn)
-        }
-        Err(e) => {
-            let addr = address_key(parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip()));
-            let _ = state.limits.auth_failures.take(&addr);
-            telemetry::auth_failure(e.message());
-            Err(e)
-        }
-    }
+    account(state, parts, result, |c| c.identity.keyid.clone())
 }
 
 /// Runs `f` (which may wait on an fsync or a lock) on a blocking thread.

@@ -112,7 +112,10 @@ impl Raw {
             server: SecretIdentity::generate().unwrap().public(),
         };
         // A refused client certificate fails the handshake: leave the tests to see that.
-        let Some(resp) = raw.try_send(&raw.unsigned("GET", "/v1/sys/server-key")).await else {
+        let Some(resp) = raw
+            .try_send(&raw.unsigned("GET", "/v1/sys/server-key"))
+            .await
+        else {
             return raw;
         };
         if resp.status != 200 {
