@@ -39,6 +39,39 @@ pub(crate) enum Command {
     /// Check audit logs and compute audit hashes.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Read any path (as `vault read`).
+    Read {
+        /// The path below /v1/.
+        path: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Write to any path: `key=value`, `key=@FILE`, or `-` for a JSON object on stdin.
+    Write {
+        /// The path below /v1/.
+        path: String,
+        /// `key=value` pairs, or `-`.
+        pairs: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List below any path.
+    List {
+        /// The path below /v1/.
+        path: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete any path.
+    Delete {
+        /// The path below /v1/.
+        path: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

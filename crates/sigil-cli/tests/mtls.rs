@@ -31,21 +31,32 @@ impl Ca {
         self.issuer.pem()
     }
 
-    /// A client certificate with a SAN URI; returns (chain PEM, key PEM).
+    /// A client certificate with a SAN URI, valid now (or `expired`); returns (chain PEM,
+    /// key PEM).
     fn client(&self, uri: &str, serial: u64, expired: bool) -> (String, String) {
+        let now = OffsetDateTime::now_utc();
+        let (from, until) = if expired {
+            (now - Duration::days(10), now - Duration::days(1))
+        } else {
+            (now - Duration::days(1), now + Duration::days(1))
+        };
+        self.client_valid(uri, serial, from, until)
+    }
+
+    fn client_valid(
+        &self,
+        uri: &str,
+        serial: u64,
+        from: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
         p.distinguished_name.push(DnType::CommonName, "client");
         p.serial_number = Some(SerialNumber::from(serial));
-        let now = OffsetDateTime::now_utc();
-        if expired {
-            p.not_before = now - Duration::days(10);
-            p.not_after = now - Duration::days(1);
-        } else {
-            p.not_before = now - Duration::days(1);
-            p.not_after = now + Duration::days(1);
-        }
+        p.not_before = from;
+        p.not_after = until;
         let cert = p.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     }
@@ -174,6 +185,15 @@ async fn certificates_map_to_identities_and_bad_ones_are_refused() {
         ("expired", ca.client("spiffe://test/alice", 5, true)),
         ("revoked", ca.client("spiffe://test/alice", 3, false)),
         (
+            "not yet valid",
+            ca.client_valid(
+                "spiffe://test/alice",
+                8,
+                OffsetDateTime::now_utc() + Duration::days(1),
+                OffsetDateTime::now_utc() + Duration::days(2),
+            ),
+        ),
+        (
             "untrusted",
             untrusted.client("spiffe://test/alice", 6, false),
         ),
@@ -217,4 +237,40 @@ async fn certificates_map_to_identities_and_bad_ones_are_refused() {
         "{:?}",
         r.map(|r| r.status)
     );
+}
+
+#[test]
+fn certificate_roles_through_the_generic_cli() {
+    let s = Server::start();
+    s.new_identity("svc", &[]);
+    let ca = Ca::new("CLI CA");
+    let role = serde_json::json!({
+        "certificate": ca.pem(),
+        "mappings": [{ "dns": "svc.internal", "identity": "svc" }],
+    });
+    let mut child = std::process::Command::new(support::SIGIL)
+        .args(["write", "auth/cert/certs/cli", "-"])
+        .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("SIGIL_KEY", s.admin_key())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(role.to_string().as_bytes())
+        .unwrap();
+    ok(child.wait_with_output().unwrap());
+    assert_eq!(
+        ok(s.sigil(&["list", "auth/cert/certs"])),
+        "Keys\n----\ncli\n"
+    );
+    assert!(ok(s.sigil(&["read", "auth/cert/certs/cli"])).contains("svc.internal"));
+    ok(s.sigil(&["delete", "auth/cert/certs/cli"]));
+    let out = s.sigil(&["read", "auth/cert/certs/cli"]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
-use serde_json::{Map, Value, json};
+use anyhow::bail;
+use serde_json::{Value, json};
 use sigil_client::ClientError;
 
 use crate::args::{Format, KvCommand, KvPathArgs};
@@ -23,31 +23,6 @@ fn split(at: &KvPathArgs) -> anyhow::Result<(String, String)> {
         bail!("missing mount: use mount/path (e.g. secret/app) or -mount");
     }
     Ok((mount, rest))
-}
-
-fn parse_pairs(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
-    let mut data = Map::new();
-    for pair in pairs {
-        let Some((k, v)) = pair.split_once('=') else {
-            bail!("{pair:?} is not key=value");
-        };
-        if k.is_empty() {
-            bail!("{pair:?} has an empty key");
-        }
-        let value = match v.strip_prefix('@') {
-            Some(file) => {
-                std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
-            }
-            None => v.to_owned(),
-        };
-        data.insert(k.to_owned(), Value::String(value));
-    }
-    Ok(data)
-}
-
-fn not_found(path: &str) -> ExitCode {
-    eprintln!("No value found at {path}");
-    ExitCode::from(2)
 }
 
 fn print_secret(path: &str, body: &Value, with_data: bool) {
@@ -77,7 +52,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             client,
         } => {
             let (mount, rest) = split(&at)?;
-            let data = parse_pairs(&pairs)?;
+            let data = super::parse_pairs(&pairs)?;
             let mut body = json!({ "data": data });
             if let Some(cas) = cas {
                 body["options"] = json!({ "cas": cas });
@@ -104,7 +79,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             let c = config::client(&client)?;
             let body = match c.request("GET", &format!("{path}{query}"), None).await {
                 Ok(r) => r.body.unwrap_or_default(),
-                Err(ClientError::Api { status: 404, .. }) => return Ok(not_found(&path)),
+                Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(&path)),
                 Err(e) => return Err(e.into()),
             };
             if let Some(f) = field {
@@ -125,7 +100,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             let c = config::client(&client)?;
             let body = match c.request("LIST", &path, None).await {
                 Ok(r) => r.body.unwrap_or_default(),
-                Err(ClientError::Api { status: 404, .. }) => return Ok(not_found(&path)),
+                Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(&path)),
                 Err(e) => return Err(e.into()),
             };
             match format {

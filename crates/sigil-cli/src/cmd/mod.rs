@@ -1,6 +1,7 @@
 //! One module per command group.
 
 mod audit;
+mod generic;
 mod group;
 mod identity;
 mod key;
@@ -23,6 +24,18 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kv(c) => kv::run(c).await,
         Command::Operator(c) => operator::run(c).await,
         Command::Audit(c) => audit::run(c).await,
+        Command::Read {
+            path,
+            format,
+            client,
+        } => generic::read(&path, format, &client).await,
+        Command::Write {
+            path,
+            pairs,
+            client,
+        } => generic::write(&path, &pairs, &client).await,
+        Command::List { path, client } => generic::list(&path, &client).await,
+        Command::Delete { path, client } => generic::delete(&path, &client).await,
     }
 }
 
@@ -62,4 +75,34 @@ pub(crate) async fn delete(
     c.request("DELETE", path, None).await?;
     println!("Success! Deleted {what}: {name}");
     Ok(())
+}
+
+/// `key=value` pairs into a JSON object; `key=@FILE` reads the value from a file.
+pub(crate) fn parse_pairs(
+    pairs: &[String],
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    use anyhow::{Context as _, bail};
+    let mut data = serde_json::Map::new();
+    for pair in pairs {
+        let Some((k, v)) = pair.split_once('=') else {
+            bail!("{pair:?} is not key=value");
+        };
+        if k.is_empty() {
+            bail!("{pair:?} has an empty key");
+        }
+        let value = match v.strip_prefix('@') {
+            Some(file) => {
+                std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
+            }
+            None => v.to_owned(),
+        };
+        data.insert(k.to_owned(), serde_json::Value::String(value));
+    }
+    Ok(data)
+}
+
+/// Vault's "No value found at …", exit code 2.
+pub(crate) fn not_found(path: &str) -> ExitCode {
+    eprintln!("No value found at {path}");
+    ExitCode::from(2)
 }

@@ -1,0 +1,72 @@
+//! `sigil read|write|list|delete PATH`: any API path, as `vault read|write|list|delete`.
+
+use std::io::Read as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde_json::Value;
+use sigil_client::ClientError;
+
+use crate::args::{ClientArgs, Format};
+use crate::{config, output};
+
+pub(crate) async fn read(
+    path: &str,
+    format: Format,
+    client: &ClientArgs,
+) -> anyhow::Result<ExitCode> {
+    let c = config::client(client)?;
+    let body = match c.request("GET", path, None).await {
+        Ok(r) => r.body.unwrap_or_default(),
+        Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(path)),
+        Err(e) => return Err(e.into()),
+    };
+    match format {
+        Format::Json => output::json(&body),
+        Format::Table => output::table(&output::rows(body.get("data"))),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `key=value` pairs, or `-` for a JSON object on standard input.
+pub(crate) async fn write(
+    path: &str,
+    pairs: &[String],
+    client: &ClientArgs,
+) -> anyhow::Result<ExitCode> {
+    let body: Value = if pairs == ["-"] {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?;
+        serde_json::from_str(&text).context("standard input is not a JSON object")?
+    } else {
+        Value::Object(super::parse_pairs(pairs)?)
+    };
+    let c = config::client(client)?;
+    let resp = c.request("POST", path, Some(&body)).await?;
+    match resp.body {
+        Some(b) if b.get("data").is_some_and(|d| !d.is_null()) => {
+            output::table(&output::rows(b.get("data")));
+        }
+        _ => println!("Success! Data written to: {path}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn list(path: &str, client: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let c = config::client(client)?;
+    match c.request("LIST", path, None).await {
+        Ok(r) => output::keys(&r.body.unwrap_or_default()),
+        Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(path)),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn delete(path: &str, client: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let c = config::client(client)?;
+    c.request("DELETE", path, None).await?;
+    println!("Success! Data deleted (if it existed) at: {path}");
+    Ok(ExitCode::SUCCESS)
+}
