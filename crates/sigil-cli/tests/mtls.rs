@@ -274,3 +274,69 @@ fn certificate_roles_through_the_generic_cli() {
     let out = s.sigil(&["read", "auth/cert/certs/cli"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn a_chain_cannot_pick_another_roles_mappings() {
+    let s = Server::start();
+    let policy = s.tmp.path().join("app.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/app\" {\n  capabilities = [\"read\"]\n}\n",
+    )
+    .unwrap();
+    ok(s.sigil(&["policy", "write", "app", policy.to_str().unwrap()]));
+    let alice_key = s.new_identity("alice", &[]);
+    s.new_identity("bob", &["app"]);
+    ok(s.sigil(&["kv", "put", "secret/app", "v=bobs"]));
+    let (ca_a, ca_b) = (Ca::new("Test CA A"), Ca::new("Test CA B"));
+    let admin = Raw::new(&s, &s.admin_key()).await;
+    for (name, ca, uri, who) in [
+        ("a", &ca_a, "spiffe://a/alice", "alice"),
+        ("b", &ca_b, "spiffe://b/bob", "bob"),
+    ] {
+        let role = serde_json::json!({ "certificate": ca.pem(), "mappings": [{ "uri": uri, "identity": who }] });
+        let req = admin.signed(
+            "PUT",
+            &format!("/v1/auth/cert/certs/{name}"),
+            Some(&serde_json::to_vec(&role).unwrap()),
+        );
+        assert_eq!(admin.send(&req).await.status, 200);
+    }
+    // A certificate from CA A naming bob's URI, with a self-signed extra certificate whose
+    // subject is CA B's name appended to the chain.
+    let (leaf, key) = ca_a.client("spiffe://b/bob", 9, false);
+    let fake = {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, "Test CA B");
+        p.self_signed(&KeyPair::generate().unwrap()).unwrap().pem()
+    };
+    let chain = format!("{leaf}{fake}");
+    let raw = Raw::with_client_cert(&s, &alice_key, Some((&chain, &key))).await;
+    let r = raw
+        .try_send(&mtls_get(
+            &raw,
+            "/v1/secret/data/app",
+            Some(&sigil_crypto::random::nonce().unwrap()),
+        ))
+        .await;
+    assert!(
+        r.as_ref().is_none_or(|r| r.status == 401),
+        "the chain reached bob's mapping: {:?}",
+        r.map(|r| (r.status, String::from_utf8_lossy(&r.body).into_owned()))
+    );
+    // The same CA A certificate for alice's URI works (as alice, who may not read the app).
+    let (leaf, key) = ca_a.client("spiffe://a/alice", 10, false);
+    let raw = Raw::with_client_cert(&s, &alice_key, Some((&leaf, &key))).await;
+    let r = raw
+        .send(&mtls_get(
+            &raw,
+            "/v1/secret/data/app",
+            Some(&sigil_crypto::random::nonce().unwrap()),
+        ))
+        .await;
+    assert_eq!(r.status, 403);
+    // Deleting alice drops the mapping: a later "alice" does not inherit the certificate.
+    ok(s.sigil(&["identity", "delete", "alice"]));
+    assert!(!ok(s.sigil(&["read", "auth/cert/certs/a"])).contains("spiffe://a/alice"));
+}

@@ -65,15 +65,24 @@ struct RoleInput {
     mappings: Vec<Mapping>,
 }
 
-/// What the TLS layer needs: each role's CA and CRL, DER.
+/// One role's trust anchor, DER.
+#[derive(Debug, Clone)]
+pub struct RoleTrust {
+    /// The role's name.
+    pub name: String,
+    /// Its CA certificate.
+    pub ca: Vec<u8>,
+    /// Its CRL, if any.
+    pub crl: Option<Vec<u8>>,
+}
+
+/// What the TLS layer needs: every role's CA and CRL, DER, roles in name order.
 #[derive(Debug, Clone, Default)]
 pub struct CertTrust {
     /// Changes whenever a role changes.
     pub generation: u64,
-    /// CA certificates.
-    pub cas: Vec<Vec<u8>>,
-    /// CRLs.
-    pub crls: Vec<Vec<u8>>,
+    /// The roles.
+    pub roles: Vec<RoleTrust>,
 }
 
 /// Generations are unique in the process (not per core), so a TLS configuration cached for
@@ -125,12 +134,10 @@ struct Fields {
     dns: Vec<String>,
     cn: Vec<String>,
     spki: String,
-    issuer: Vec<u8>,
 }
 
-fn fields(leaf: &[u8], top: &[u8]) -> Option<Fields> {
+fn fields(leaf: &[u8]) -> Option<Fields> {
     let (_, cert) = X509Certificate::from_der(leaf).ok()?;
-    let (_, top) = X509Certificate::from_der(top).ok()?;
     let mut uris = Vec::new();
     let mut dns = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -152,7 +159,6 @@ fn fields(leaf: &[u8], top: &[u8]) -> Option<Fields> {
         dns,
         cn,
         spki: sigil_crypto::b64url_encode(&Sha256::digest(cert.public_key().raw)),
-        issuer: top.issuer().as_raw().to_vec(),
     })
 }
 
@@ -194,7 +200,7 @@ impl CertRoles {
 
     pub(crate) fn load_all(&self) -> Result<(), CoreError> {
         self.roles.load_all()?;
-        self.generation.store(next_generation(), Ordering::Relaxed);
+        self.generation.store(next_generation(), Ordering::Release);
         Ok(())
     }
 
@@ -202,36 +208,53 @@ impl CertRoles {
         self.roles.exists(name)
     }
 
-    pub(crate) fn trust(&self) -> CertTrust {
-        let mut t = CertTrust {
-            generation: self.generation.load(Ordering::Relaxed),
-            ..CertTrust::default()
-        };
-        for (_, role) in self.roles.all() {
-            if let Ok(der) = ca_der(&role.certificate) {
-                t.cas.push(der);
-            }
-            if let Some(crl) = role.crl.as_deref().and_then(|c| crl_der(c).ok()) {
-                t.crls.push(crl);
-            }
-        }
-        t
+    /// Changes whenever a role changes (cheap: check it before building [`CertRoles::trust`]).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
-    /// The identity name a verified chain (leaf first) maps to: the first matching mapping of
-    /// the role whose CA issued the chain (roles in name order).
-    pub(crate) fn identity_for(&self, chain: &[Vec<u8>]) -> Option<String> {
-        let f = fields(chain.first()?, chain.last()?)?;
-        self.roles
+    pub(crate) fn trust(&self) -> CertTrust {
+        let generation = self.generation();
+        let roles = self
+            .roles
             .all()
             .into_iter()
-            .filter(|(_, r)| ca_subject(&r.certificate).is_some_and(|s| s == f.issuer))
-            .find_map(|(_, r)| {
-                r.mappings
-                    .iter()
-                    .find(|m| m.matches(&f))
-                    .map(|m| m.identity.clone())
+            .filter_map(|(name, role)| {
+                Some(RoleTrust {
+                    name,
+                    ca: ca_der(&role.certificate).ok()?,
+                    crl: role.crl.as_deref().and_then(|c| crl_der(c).ok()),
+                })
             })
+            .collect();
+        CertTrust { generation, roles }
+    }
+
+    /// The identity name `role` maps a client certificate to. The caller has verified the
+    /// certificate against that role's own CA (and CRL): the role is never chosen from names
+    /// in the certificate chain, which the client controls.
+    pub(crate) fn identity_for(&self, role: &str, leaf: &[u8]) -> Option<String> {
+        let f = fields(leaf)?;
+        self.roles
+            .get(role)?
+            .mappings
+            .iter()
+            .find(|m| m.matches(&f))
+            .map(|m| m.identity.clone())
+    }
+
+    /// Drops mappings to a deleted identity, so a later identity with the same name does not
+    /// inherit the certificates.
+    pub(crate) fn remove_identity(&self, identity: &str) -> Result<(), CoreError> {
+        let _guard = self.roles.lock();
+        for (name, mut role) in self.roles.all() {
+            if role.mappings.iter().any(|m| m.identity == identity) {
+                role.mappings.retain(|m| m.identity != identity);
+                self.roles.put(&name, &role)?;
+            }
+        }
+        self.generation.store(next_generation(), Ordering::Release);
+        Ok(())
     }
 
     fn write(
@@ -277,7 +300,7 @@ impl CertRoles {
             mappings: input.mappings,
         };
         self.roles.put(name, &role)?;
-        self.generation.store(next_generation(), Ordering::Relaxed);
+        self.generation.store(next_generation(), Ordering::Release);
         Ok(role)
     }
 
@@ -292,7 +315,7 @@ impl CertRoles {
             self.write(name, input, identity_exists)
         })?;
         if req.operation == Operation::Delete {
-            self.generation.store(next_generation(), Ordering::Relaxed);
+            self.generation.store(next_generation(), Ordering::Release);
         }
         Ok(response)
     }

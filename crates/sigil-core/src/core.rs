@@ -364,9 +364,15 @@ impl Core {
         self.cert_roles.trust()
     }
 
-    /// The enabled identity a verified client certificate chain (leaf first) maps to.
-    pub fn caller_for_certificate(&self, chain: &[Vec<u8>]) -> Option<Arc<Caller>> {
-        let name = self.cert_roles.identity_for(chain)?;
+    /// Changes whenever a certificate role changes.
+    pub fn cert_generation(&self) -> u64 {
+        self.cert_roles.generation()
+    }
+
+    /// The enabled identity `role` maps a client certificate (DER) to. The caller must have
+    /// verified the certificate against that role's CA and CRL.
+    pub fn caller_for_certificate(&self, role: &str, leaf: &[u8]) -> Option<Arc<Caller>> {
+        let name = self.cert_roles.identity_for(role, leaf)?;
         self.identities.caller_by_name(&name)
     }
 
@@ -422,6 +428,7 @@ impl Core {
                 let response = self.identities.handle(&req, rest)?;
                 if req.operation == Operation::Delete && !rest.is_empty() {
                     self.groups.remove_member(rest)?;
+                    self.cert_roles.remove_identity(rest)?;
                 }
                 Ok(response)
             }

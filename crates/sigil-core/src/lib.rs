@@ -28,7 +28,7 @@ mod seal;
 mod timefmt;
 
 pub use barrier::{Barrier, View};
-pub use cert_auth::{CertRole, CertTrust, Mapping};
+pub use cert_auth::{CertRole, CertTrust, Mapping, RoleTrust};
 pub use core::{Core, CoreConfig, ENDPOINTS, Endpoint, endpoint_for};
 pub use error::CoreError;
 pub use group::Group;

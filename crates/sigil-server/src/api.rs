@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::limits::{Limits, address_key};
 use crate::replay::ReplayCache;
 use crate::telemetry;
+use crate::tls::ClientTrust;
 
 /// The largest request body accepted (413 above).
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -32,8 +33,8 @@ const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(crate) struct AppState {
     pub(crate) tls: crate::tls::TlsIdentity,
-    /// The TLS configuration for the current certificate roles, by their generation.
-    pub(crate) tls_cache: std::sync::Mutex<Option<(u64, Arc<rustls::ServerConfig>)>>,
+    /// The client-certificate trust for the current certificate roles, by their generation.
+    pub(crate) tls_cache: std::sync::Mutex<Option<(u64, Arc<ClientTrust>)>>,
     pub(crate) node: Node,
     pub(crate) replay: ReplayCache,
     pub(crate) hosts: auth::Hosts,
@@ -41,25 +42,38 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
+    /// The client-certificate trust for the current roles (rebuilt only when they change;
+    /// the generation is checked first, so an unchanged set costs one atomic read). `None`
+    /// while sealed.
+    fn client_trust(&self) -> Option<Arc<ClientTrust>> {
+        let core = self.node.core()?;
+        let generation = core.cert_generation();
+        let mut cache = self.tls_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, trust)) = cache.as_ref()
+            && *g == generation
+        {
+            return Some(Arc::clone(trust));
+        }
+        let trust = core.cert_trust();
+        let built = self.tls.with_client_roots(&trust).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "certificate roles unusable; not asking for client certificates");
+            ClientTrust {
+                config: Arc::clone(&self.tls.server_config),
+                roles: Vec::new(),
+            }
+        });
+        let built = Arc::new(built);
+        *cache = Some((trust.generation, Arc::clone(&built)));
+        Some(built)
+    }
+
     /// The TLS configuration for a new connection: client certificates are requested once
     /// certificate roles exist (and only while unsealed).
     pub(crate) fn tls_config(&self) -> Arc<rustls::ServerConfig> {
-        let Some(core) = self.node.core() else {
-            return Arc::clone(&self.tls.server_config);
-        };
-        let trust = core.cert_trust();
-        let mut cache = self.tls_cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((generation, config)) = cache.as_ref()
-            && *generation == trust.generation
-        {
-            return Arc::clone(config);
+        match self.client_trust() {
+            Some(t) => Arc::clone(&t.config),
+            None => Arc::clone(&self.tls.server_config),
         }
-        let config = self.tls.with_client_roots(&trust).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "certificate roles unusable; not asking for client certificates");
-            Arc::clone(&self.tls.server_config)
-        });
-        *cache = Some((trust.generation, Arc::clone(&config)));
-        config
     }
 }
 
@@ -501,11 +515,31 @@ fn authenticate_mtls(
 ) -> Result<Authenticated<Arc<Caller>>, ApiError> {
     let result = (|| {
         state.hosts.check(parts)?;
-        let caller = core.caller_for_certificate(&certs.0).ok_or_else(|| {
-            ApiError::unauthorized(
-                "the client certificate maps to no identity (see auth/cert/certs)",
-            )
-        })?;
+        // Verified again at every request, per role: the role is the one whose own CA (and
+        // CRL) accepts the chain now, never one picked from names the client sent.
+        let trust = state
+            .client_trust()
+            .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Sigil is sealed"))?;
+        let (leaf, intermediates) = certs
+            .0
+            .split_first()
+            .ok_or_else(|| ApiError::unauthorized("no client certificate"))?;
+        let leaf_der = rustls::pki_types::CertificateDer::from(leaf.clone());
+        let intermediates: Vec<_> = intermediates
+            .iter()
+            .map(|c| rustls::pki_types::CertificateDer::from(c.clone()))
+            .collect();
+        let at = rustls::pki_types::UnixTime::now();
+        let caller = trust
+            .roles
+            .iter()
+            .filter(|(_, v)| v.verify_client_cert(&leaf_der, &intermediates, at).is_ok())
+            .find_map(|(role, _)| core.caller_for_certificate(role, leaf))
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "the client certificate maps to no identity (see auth/cert/certs)",
+                )
+            })?;
         let nonce = parts
             .headers
             .get(headers::SIGIL_NONCE)

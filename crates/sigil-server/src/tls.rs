@@ -16,6 +16,12 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use sigil_core::CertTrust;
 use zeroize::Zeroizing;
 
+/// The TLS configuration for the current certificate roles, and one verifier per role.
+pub(crate) struct ClientTrust {
+    pub(crate) config: Arc<rustls::ServerConfig>,
+    pub(crate) roles: Vec<(String, Arc<dyn rustls::server::danger::ClientCertVerifier>)>,
+}
+
 /// A server's TLS identity: the CA certificate clients should trust (PEM, public) and a rustls
 /// server configuration holding the server's certificate chain and key.
 pub struct TlsIdentity {
@@ -149,37 +155,62 @@ impl TlsIdentity {
         identity(g.ca_pem, g.chain_pem.as_bytes(), g.key_pem.as_bytes())
     }
 
-    /// The configuration that also asks for client certificates, verified (chain, dates,
-    /// CRLs) against the certificate roles' CAs. Clients without a certificate still connect
-    /// (they sign their requests).
-    pub(crate) fn with_client_roots(
-        &self,
-        trust: &CertTrust,
-    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        if trust.cas.is_empty() {
-            return Ok(Arc::clone(&self.server_config));
+    /// The configuration that also asks for client certificates, verified in the handshake
+    /// (chain, dates, CRLs) against the union of the certificate roles' CAs, and one verifier
+    /// per role, to find (at every request) which role's CA actually issued a certificate.
+    /// Clients without a certificate still connect (they sign their requests). Session
+    /// resumption is off, so every connection is verified afresh.
+    pub(crate) fn with_client_roots(&self, trust: &CertTrust) -> Result<ClientTrust, TlsError> {
+        if trust.roles.is_empty() {
+            return Ok(ClientTrust {
+                config: Arc::clone(&self.server_config),
+                roles: Vec::new(),
+            });
         }
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in &trust.cas {
-            roots
-                .add(CertificateDer::from(ca.clone()))
-                .map_err(|e| TlsError::Config(format!("role CA: {e}")))?;
+        let verifier = |cas: &[&Vec<u8>],
+                        crls: Vec<CertificateRevocationListDer<'static>>,
+                        anonymous: bool| {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in cas {
+                roots
+                    .add(CertificateDer::from((*ca).clone()))
+                    .map_err(|e| TlsError::Config(format!("role CA: {e}")))?;
+            }
+            let mut b = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .with_crls(crls)
+            .allow_unknown_revocation_status();
+            if anonymous {
+                b = b.allow_unauthenticated();
+            }
+            b.build()
+                .map_err(|e| TlsError::Config(format!("client verifier: {e}")))
+        };
+        let crl = |c: &Option<Vec<u8>>| {
+            c.iter()
+                .map(|d| CertificateRevocationListDer::from(d.clone()))
+                .collect::<Vec<_>>()
+        };
+        let all_cas: Vec<&Vec<u8>> = trust.roles.iter().map(|r| &r.ca).collect();
+        let all_crls = trust.roles.iter().flat_map(|r| crl(&r.crl)).collect();
+        let mut roles = Vec::with_capacity(trust.roles.len());
+        for r in &trust.roles {
+            roles.push((r.name.clone(), verifier(&[&r.ca], crl(&r.crl), false)?));
         }
-        let crls = trust
-            .crls
-            .iter()
-            .map(|c| CertificateRevocationListDer::from(c.clone()))
-            .collect::<Vec<_>>();
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider(),
-        )
-        .with_crls(crls)
-        .allow_unknown_revocation_status()
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
-        config(&self.chain, &self.key, Some(verifier))
+        let mut config = (*config(
+            &self.chain,
+            &self.key,
+            Some(verifier(&all_cas, all_crls, true)?),
+        )?)
+        .clone();
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+        Ok(ClientTrust {
+            config: Arc::new(config),
+            roles,
+        })
     }
 
     /// Loads `dir/ca.pem`, `dir/server.pem` and `dir/server.key`, generating them on first
