@@ -450,16 +450,55 @@ pub(crate) enum KvCommand {
         client: ClientArgs,
     },
     /// List keys under a path.
-    List {
+    List(KvShowArgs),
+    /// Soft-delete the latest version, or the `-versions` listed.
+    Delete {
         #[command(flatten)]
         at: KvPathArgs,
-        /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
+        /// Comma-separated versions to soft-delete (default: the latest).
+        #[arg(long, value_delimiter = ',')]
+        versions: Vec<u64>,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Soft-delete the latest version.
+    /// Restore soft-deleted versions.
+    Undelete(KvVersionsArgs),
+    /// Permanently remove versions' data (their metadata stays, marked destroyed).
+    Destroy(KvVersionsArgs),
+    /// A secret's metadata: `get` or `delete` (every version and the metadata).
+    #[command(subcommand)]
+    Metadata(KvMetadataCommand),
+}
+
+/// A path to show, and how.
+#[derive(Debug, Args)]
+pub(crate) struct KvShowArgs {
+    #[command(flatten)]
+    pub(crate) at: KvPathArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: Format,
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+}
+
+/// A secret and the versions an action applies to.
+#[derive(Debug, Args)]
+pub(crate) struct KvVersionsArgs {
+    #[command(flatten)]
+    pub(crate) at: KvPathArgs,
+    /// Comma-separated versions.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub(crate) versions: Vec<u64>,
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KvMetadataCommand {
+    /// Show the metadata and every version's times and state.
+    Get(KvShowArgs),
+    /// Delete the secret: every version and its metadata.
     Delete {
         #[command(flatten)]
         at: KvPathArgs,

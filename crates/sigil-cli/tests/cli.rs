@@ -51,6 +51,62 @@ fn put_get_list_delete_round_trip() {
 }
 
 #[test]
+fn versions_can_be_deleted_undeleted_destroyed_and_metadata_read() {
+    let s = Server::start();
+    for v in ["a", "b", "c"] {
+        ok(s.sigil(&["kv", "put", "secret/app", &format!("v={v}")]));
+    }
+    let get = |version: &str| {
+        s.sigil(&[
+            "kv",
+            "get",
+            "-field=v",
+            &format!("-version={version}"),
+            "secret/app",
+        ])
+    };
+    let out = ok(s.sigil(&["kv", "delete", "-versions=1,2", "secret/app"]));
+    assert!(out.contains("secret/delete/app"), "{out}");
+    assert_eq!(get("1").status.code(), Some(2));
+    assert_eq!(get("2").status.code(), Some(2));
+    assert_eq!(ok(get("3")), "c\n");
+
+    ok(s.sigil(&["kv", "undelete", "-versions=1", "secret/app"]));
+    assert_eq!(ok(get("1")), "a\n");
+    ok(s.sigil(&["kv", "destroy", "-versions=2", "secret/app"]));
+    ok(s.sigil(&["kv", "undelete", "-versions=2", "secret/app"]));
+    assert_eq!(
+        get("2").status.code(),
+        Some(2),
+        "a destroyed version stays gone"
+    );
+    let missing = s.sigil(&["kv", "undelete", "secret/app"]);
+    assert!(!missing.status.success(), "-versions is required");
+
+    let meta: serde_json::Value = serde_json::from_str(&ok(s.sigil(&[
+        "kv",
+        "metadata",
+        "get",
+        "-format=json",
+        "secret/app",
+    ])))
+    .unwrap();
+    assert_eq!(meta["data"]["current_version"], 3);
+    assert_eq!(meta["data"]["versions"]["2"]["destroyed"], true);
+    assert_eq!(meta["data"]["versions"]["1"]["deletion_time"], "");
+    let table = ok(s.sigil(&["kv", "metadata", "get", "secret/app"]));
+    assert!(table.contains("Version 3"), "{table}");
+    assert!(table.contains("current_version"), "{table}");
+
+    ok(s.sigil(&["kv", "metadata", "delete", "secret/app"]));
+    assert_eq!(get("3").status.code(), Some(2));
+    let gone = s.sigil(&["kv", "metadata", "get", "secret/app"]);
+    assert_eq!(gone.status.code(), Some(2));
+    let empty = s.sigil(&["kv", "list", "secret/"]);
+    assert_eq!(empty.status.code(), Some(2), "nothing left to list");
+}
+
+#[test]
 fn check_and_set_conflict_is_refused() {
     let s = Server::start();
     ok(s.sigil(&["kv", "put", "-cas=0", "secret/c", "a=1"]));

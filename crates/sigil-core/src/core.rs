@@ -149,7 +149,26 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &["GET", "POST", "PUT", "DELETE"],
         "KV v2: read, write or soft-delete a secret",
     ),
-    endpoint("secret/metadata/{path}", &["LIST"], "KV v2: list keys"),
+    endpoint(
+        "secret/metadata/{path}",
+        &["GET", "DELETE", "LIST"],
+        "KV v2: read a secret's metadata and versions, delete the secret and all its versions, or list keys",
+    ),
+    endpoint(
+        "secret/delete/{path}",
+        &["POST", "PUT"],
+        "KV v2: soft-delete the listed versions",
+    ),
+    endpoint(
+        "secret/undelete/{path}",
+        &["POST", "PUT"],
+        "KV v2: restore the listed soft-deleted versions",
+    ),
+    endpoint(
+        "secret/destroy/{path}",
+        &["POST", "PUT"],
+        "KV v2: permanently remove the listed versions' data",
+    ),
     endpoint("sys/rotate", &["POST", "PUT"], "Add a keyring term (sudo)"),
     endpoint(
         "sys/rewrap",
@@ -185,8 +204,13 @@ fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
         Route::Groups(_) => "identity/group/name/{name}",
         Route::CertRoles("") => "auth/cert/certs",
         Route::CertRoles(_) => "auth/cert/certs/{name}",
-        Route::Kv(rest) if rest.starts_with("metadata") => "secret/metadata/{path}",
-        Route::Kv(_) => "secret/data/{path}",
+        Route::Kv(rest) => match rest.split_once('/').map_or(*rest, |(kind, _)| kind) {
+            "metadata" => "secret/metadata/{path}",
+            "delete" => "secret/delete/{path}",
+            "undelete" => "secret/undelete/{path}",
+            "destroy" => "secret/destroy/{path}",
+            _ => "secret/data/{path}",
+        },
         Route::Keyring(path) => [ROTATE, REWRAP, KEY_STATUS]
             .into_iter()
             .find(|p| p == path)
@@ -526,6 +550,9 @@ mod tests {
             "auth/cert/certs/r",
             "secret/data/a",
             "secret/metadata/",
+            "secret/metadata",
+            "secret/destroy/a",
+            "secret/other/a",
             "sys/rotate",
             "sys/rewrap",
             "sys/key-status",
@@ -549,18 +576,127 @@ mod tests {
         }
     }
 
-    #[test]
-    fn storage_holds_only_ciphertext() {
-        let backend = Arc::new(MemoryBackend::new());
+    /// A transient core on `backend` with one admin, and that admin's key.
+    fn admin_core(backend: Arc<MemoryBackend>) -> (Core, SecretIdentity) {
         let admin = SecretIdentity::generate().unwrap();
         let core = Core::start_transient(
-            backend.clone(),
+            backend,
             CoreConfig {
                 admins: vec![("admin".into(), admin.public())],
                 ..CoreConfig::default()
             },
         )
         .unwrap();
+        (core, admin)
+    }
+
+    #[test]
+    fn kv_versions_delete_undelete_destroy_and_metadata() {
+        let backend = Arc::new(MemoryBackend::new());
+        let (core, admin) = admin_core(backend.clone());
+        let caller = core.caller(admin.public().keyid().as_str()).unwrap();
+        let run = |op, path: &str, data| core.handle(&caller, request(op, path, data));
+        for i in 1..=3 {
+            run(
+                Operation::Update,
+                "secret/data/app",
+                Some(json!({ "data": { "v": i } })),
+            )
+            .unwrap();
+        }
+        let read = |v: u64| {
+            let mut req = request(Operation::Read, "secret/data/app", None);
+            req.query = vec![("version".into(), v.to_string())];
+            core.handle(&caller, req)
+        };
+        let stored_versions = || {
+            backend
+                .list("")
+                .unwrap()
+                .into_iter()
+                .filter(|k| k.contains("logical/secret/ver/"))
+                .count()
+        };
+        assert_eq!(stored_versions(), 3);
+
+        // Bad bodies change nothing.
+        for bad in [
+            json!({}),
+            json!({ "versions": [] }),
+            json!({ "versions": ["x"] }),
+        ] {
+            let err = run(Operation::Update, "secret/delete/app", Some(bad)).unwrap_err();
+            assert!(matches!(err, CoreError::BadRequest(_)), "{err:?}");
+        }
+        assert_eq!(read(1).unwrap().data.unwrap()["data"]["v"], 1);
+
+        run(
+            Operation::Update,
+            "secret/delete/app",
+            Some(json!({ "versions": [1, 2, 99] })),
+        )
+        .unwrap();
+        assert!(matches!(read(1), Err(CoreError::NotFound(_))));
+        assert!(matches!(read(2), Err(CoreError::NotFound(_))));
+        assert_eq!(read(3).unwrap().data.unwrap()["data"]["v"], 3);
+
+        run(
+            Operation::Update,
+            "secret/undelete/app",
+            Some(json!({ "versions": "1" })),
+        )
+        .unwrap();
+        assert_eq!(read(1).unwrap().data.unwrap()["data"]["v"], 1);
+        assert!(matches!(read(2), Err(CoreError::NotFound(_))));
+
+        run(
+            Operation::Update,
+            "secret/destroy/app",
+            Some(json!({ "versions": [2] })),
+        )
+        .unwrap();
+        assert_eq!(stored_versions(), 2, "destroy removes the ciphertext");
+        // A destroyed version cannot be undeleted.
+        run(
+            Operation::Update,
+            "secret/undelete/app",
+            Some(json!({ "versions": [2] })),
+        )
+        .unwrap();
+        assert!(matches!(read(2), Err(CoreError::NotFound(_))));
+
+        let meta = run(Operation::Read, "secret/metadata/app", None)
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(meta["current_version"], 3);
+        assert_eq!(meta["oldest_version"], 1);
+        assert_eq!(meta["versions"]["2"]["destroyed"], true);
+        assert_ne!(meta["versions"]["2"]["deletion_time"], "");
+        assert_eq!(meta["versions"]["1"]["deletion_time"], "");
+        assert_eq!(meta["versions"]["3"]["destroyed"], false);
+
+        run(Operation::Delete, "secret/metadata/app", None).unwrap();
+        assert_eq!(stored_versions(), 0);
+        assert!(matches!(
+            run(Operation::Read, "secret/metadata/app", None),
+            Err(CoreError::NotFound(_))
+        ));
+        assert!(matches!(read(3), Err(CoreError::NotFound(_))));
+        // A new write starts again at version 1.
+        let v = run(
+            Operation::Update,
+            "secret/data/app",
+            Some(json!({ "data": { "v": 4 } })),
+        )
+        .unwrap();
+        assert_eq!(v.data.unwrap()["version"], 1);
+    }
+
+    #[test]
+    fn storage_holds_only_ciphertext() {
+        let backend = Arc::new(MemoryBackend::new());
+        let (core, admin) = admin_core(backend.clone());
         let caller = core.caller(admin.public().keyid().as_str()).unwrap();
         let secret = "plaintext-that-must-not-be-stored";
         core.handle(
@@ -599,16 +735,8 @@ mod tests {
 
     #[test]
     fn policy_is_checked_before_dispatch() {
-        let admin = SecretIdentity::generate().unwrap();
         let bob = SecretIdentity::generate().unwrap();
-        let core = Core::start_transient(
-            Arc::new(MemoryBackend::new()),
-            CoreConfig {
-                admins: vec![("admin".into(), admin.public())],
-                ..CoreConfig::default()
-            },
-        )
-        .unwrap();
+        let (core, admin) = admin_core(Arc::new(MemoryBackend::new()));
         let root = core.caller(admin.public().keyid().as_str()).unwrap();
         core.handle(
             &root,

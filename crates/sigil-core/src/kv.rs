@@ -1,6 +1,6 @@
-//! The `kv` engine, version 2, at `secret/` — the basic operations for now: write (with
-//! `options.cas`), read latest or `?version=N`, list, soft-delete latest. Vault's paths and
-//! JSON shapes.
+//! The `kv` engine, version 2, at `secret/`, with Vault's paths and JSON shapes: `data`
+//! (write with `options.cas`, read latest or `?version=N`, soft-delete latest), `delete`,
+//! `undelete` and `destroy` of listed versions, and `metadata` (read, delete all, list).
 
 use std::collections::BTreeMap;
 
@@ -75,6 +75,34 @@ fn version_json(v: u64, m: &VersionMeta) -> Value {
     })
 }
 
+/// The `versions` of a delete/undelete/destroy body: a list of numbers or a comma-separated
+/// string, as Vault accepts.
+fn versions(body: Option<&Value>) -> Result<Vec<u64>, CoreError> {
+    let bad = || CoreError::bad("expected {\"versions\": [<version>, …]}");
+    let list: Vec<u64> = match body.and_then(|b| b.get("versions")) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::Number(n) => n.as_u64().ok_or_else(bad),
+                Value::String(s) => s.trim().parse().map_err(|_| bad()),
+                _ => Err(bad()),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(Value::String(s)) => s
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| p.trim().parse().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?,
+        Some(Value::Number(n)) => vec![n.as_u64().ok_or_else(bad)?],
+        Some(_) => return Err(bad()),
+    };
+    if list.is_empty() {
+        return Err(CoreError::bad("no version number provided"));
+    }
+    Ok(list)
+}
+
 fn secret_path(rest: &str) -> Result<&str, CoreError> {
     if rest.is_empty() || rest.ends_with('/') {
         return Err(CoreError::bad(
@@ -102,36 +130,135 @@ impl KvEngine {
 
     /// Whether a write to `rest` updates an existing secret (Vault's existence check).
     pub(crate) fn exists(&self, rest: &str) -> Result<bool, CoreError> {
-        match rest.strip_prefix("data/") {
-            Some(p) if !p.is_empty() => Ok(self.load_meta(p)?.is_some()),
+        match rest.split_once('/') {
+            Some(("data", p)) if !p.is_empty() => Ok(self.load_meta(p)?.is_some()),
+            // Vault has no existence check on these: a write to them is an update.
+            Some(("delete" | "undelete" | "destroy", _)) => Ok(true),
             _ => Ok(false),
         }
     }
 
     pub(crate) fn handle(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
-        let resp = if let Some(p) = rest.strip_prefix("data/") {
-            match req.operation {
-                Operation::Read => self.read(secret_path(p)?, req.query("version")),
-                Operation::Create | Operation::Update => {
-                    self.write(secret_path(p)?, req.data.clone())
-                }
-                Operation::Delete => self.delete_latest(secret_path(p)?),
-                _ => Err(CoreError::UnsupportedOperation),
+        let (kind, p) = rest.split_once('/').unwrap_or((rest, ""));
+        let write = matches!(req.operation, Operation::Create | Operation::Update);
+        let resp = match (kind, req.operation) {
+            ("data", Operation::Read) => self.read(secret_path(p)?, req.query("version")),
+            ("data", _) if write => self.write(secret_path(p)?, req.data.clone()),
+            ("data", Operation::Delete) | ("delete", Operation::Create | Operation::Update) => {
+                // DELETE data/: the latest version; POST delete/: the listed ones.
+                let versions = match kind {
+                    "data" => None,
+                    _ => Some(versions(req.data.as_ref())?),
+                };
+                let now = timefmt::now_rfc3339();
+                self.update_versions(secret_path(p)?, versions.as_deref(), |v, _, _| {
+                    if v.deletion_time.is_empty() && !v.destroyed {
+                        v.deletion_time = now.clone();
+                    }
+                })
             }
-        } else if let Some(p) = rest
-            .strip_prefix("metadata/")
-            .or((rest == "metadata").then_some(""))
-        {
-            match req.operation {
-                Operation::List => self.list(p),
-                _ => Err(CoreError::UnsupportedOperation),
+            ("undelete", _) if write => {
+                let versions = versions(req.data.as_ref())?;
+                self.update_versions(secret_path(p)?, Some(&versions), |v, _, _| {
+                    if !v.destroyed {
+                        v.deletion_time.clear();
+                    }
+                })
             }
-        } else {
-            Err(CoreError::NotFound(format!(
+            ("destroy", _) if write => {
+                let versions = versions(req.data.as_ref())?;
+                let path = secret_path(p)?;
+                self.update_versions(path, Some(&versions), |v, n, batch| {
+                    v.destroyed = true;
+                    batch.delete(&version_key(path, n));
+                })
+            }
+            ("metadata", Operation::List) => self.list(p),
+            ("metadata", Operation::Read) => self.read_metadata(secret_path(p)?),
+            ("metadata", Operation::Delete) => self.delete_metadata(secret_path(p)?),
+            ("data" | "delete" | "undelete" | "destroy" | "metadata", _) => {
+                Err(CoreError::UnsupportedOperation)
+            }
+            _ => Err(CoreError::NotFound(format!(
                 "no handler for route \"secret/{rest}\""
-            )))
+            ))),
         };
         resp.map(|r| r.with_mount_type("kv"))
+    }
+
+    /// Applies `change` to each listed version that exists (Vault ignores the others), or to
+    /// the latest when `versions` is `None`, in one compare-and-set batch on the metadata.
+    fn update_versions(
+        &self,
+        path: &str,
+        versions: Option<&[u64]>,
+        mut change: impl FnMut(&mut VersionMeta, u64, &mut ViewBatch),
+    ) -> Result<Response, CoreError> {
+        let Some((mut meta, entry)) = self.load_meta(path)? else {
+            return Ok(Response::no_content());
+        };
+        let latest = [meta.current_version];
+        let mut batch = ViewBatch::default();
+        for &n in versions.unwrap_or(&latest) {
+            if let Some(v) = meta.versions.get_mut(&n) {
+                change(v, n, &mut batch);
+            }
+        }
+        let mkey = meta_key(path);
+        batch.expect(&mkey, Some(&entry));
+        batch.put(
+            &mkey,
+            serde_json::to_vec(&meta).expect("metadata serializes"),
+        );
+        self.view.apply(batch)?;
+        Ok(Response::no_content())
+    }
+
+    fn read_metadata(&self, path: &str) -> Result<Response, CoreError> {
+        let (meta, _) = self
+            .load_meta(path)?
+            .ok_or_else(|| CoreError::NotFound(String::new()))?;
+        let versions: Map<String, Value> = meta
+            .versions
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    json!({
+                        "created_time": v.created_time,
+                        "deletion_time": v.deletion_time,
+                        "destroyed": v.destroyed,
+                    }),
+                )
+            })
+            .collect();
+        Ok(Response::data(json!({
+            "cas_required": false,
+            "created_time": meta.created_time,
+            "current_version": meta.current_version,
+            "custom_metadata": null,
+            "delete_version_after": "0s",
+            "max_versions": 0,
+            "oldest_version": meta.oldest_version,
+            "updated_time": meta.updated_time,
+            "versions": versions,
+        })))
+    }
+
+    /// Removes every version and the metadata of a secret, in one batch.
+    fn delete_metadata(&self, path: &str) -> Result<Response, CoreError> {
+        let Some((meta, entry)) = self.load_meta(path)? else {
+            return Ok(Response::no_content());
+        };
+        let mkey = meta_key(path);
+        let mut batch = ViewBatch::default();
+        batch.expect(&mkey, Some(&entry));
+        for n in meta.versions.keys() {
+            batch.delete(&version_key(path, *n));
+        }
+        batch.delete(&mkey);
+        self.view.apply(batch)?;
+        Ok(Response::no_content())
     }
 
     fn read(&self, path: &str, version: Option<&str>) -> Result<Response, CoreError> {
@@ -223,27 +350,6 @@ impl KvEngine {
         );
         self.view.apply(batch)?;
         Ok(Response::data(version_json(version, &vmeta)))
-    }
-
-    fn delete_latest(&self, path: &str) -> Result<Response, CoreError> {
-        let Some((mut meta, entry)) = self.load_meta(path)? else {
-            return Ok(Response::no_content());
-        };
-        let current = meta.current_version;
-        if let Some(v) = meta.versions.get_mut(&current)
-            && v.deletion_time.is_empty()
-        {
-            v.deletion_time = timefmt::now_rfc3339();
-            let mkey = meta_key(path);
-            let mut batch = ViewBatch::default();
-            batch.expect(&mkey, Some(&entry));
-            batch.put(
-                &mkey,
-                serde_json::to_vec(&meta).expect("metadata serializes"),
-            );
-            self.view.apply(batch)?;
-        }
-        Ok(Response::no_content())
     }
 
     fn list(&self, prefix: &str) -> Result<Response, CoreError> {

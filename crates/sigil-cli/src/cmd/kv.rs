@@ -6,7 +6,7 @@ use anyhow::bail;
 use serde_json::{Value, json};
 use sigil_client::ClientError;
 
-use crate::args::{Format, KvCommand, KvPathArgs};
+use crate::args::{ClientArgs, Format, KvCommand, KvMetadataCommand, KvPathArgs, KvShowArgs};
 use crate::{config, output};
 
 /// `(mount, path below it)`.
@@ -76,11 +76,8 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             let (mount, rest) = split(&at)?;
             let path = format!("{mount}/data/{rest}");
             let query = version.map(|v| format!("?version={v}")).unwrap_or_default();
-            let c = config::client(&client)?;
-            let body = match c.request("GET", &format!("{path}{query}"), None).await {
-                Ok(r) => r.body.unwrap_or_default(),
-                Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(&path)),
-                Err(e) => return Err(e.into()),
+            let Some(body) = fetch(&client, "GET", &format!("{path}{query}")).await? else {
+                return Ok(super::not_found(&path));
             };
             if let Some(f) = field {
                 match body.pointer("/data/data").and_then(|d| d.get(&f)) {
@@ -94,27 +91,105 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        KvCommand::List { at, format, client } => {
+        KvCommand::List(KvShowArgs { at, format, client }) => {
             let (mount, rest) = split(&at)?;
             let path = format!("{mount}/metadata/{rest}");
-            let c = config::client(&client)?;
-            let body = match c.request("LIST", &path, None).await {
-                Ok(r) => r.body.unwrap_or_default(),
-                Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(&path)),
-                Err(e) => return Err(e.into()),
+            let Some(body) = fetch(&client, "LIST", &path).await? else {
+                return Ok(super::not_found(&path));
             };
             match format {
                 Format::Json => output::json(body.pointer("/data/keys").unwrap_or(&Value::Null)),
                 Format::Table => output::keys(&body),
             }
         }
-        KvCommand::Delete { at, client } => {
+        KvCommand::Delete {
+            at,
+            versions,
+            client,
+        } if versions.is_empty() => {
             let (mount, rest) = split(&at)?;
             let path = format!("{mount}/data/{rest}");
             let c = config::client(&client)?;
             c.request("DELETE", &path, None).await?;
             println!("Success! Data deleted (if it existed) at: {path}");
         }
+        KvCommand::Delete {
+            at,
+            versions,
+            client,
+        } => {
+            write_versions(&at, "delete", &versions, &client).await?;
+        }
+        KvCommand::Undelete(a) => {
+            write_versions(&a.at, "undelete", &a.versions, &a.client).await?;
+        }
+        KvCommand::Destroy(a) => {
+            write_versions(&a.at, "destroy", &a.versions, &a.client).await?;
+        }
+        KvCommand::Metadata(KvMetadataCommand::Get(KvShowArgs { at, format, client })) => {
+            let (mount, rest) = split(&at)?;
+            let path = format!("{mount}/metadata/{rest}");
+            let Some(body) = fetch(&client, "GET", &path).await? else {
+                return Ok(super::not_found(&path));
+            };
+            match format {
+                Format::Json => output::json(&body),
+                Format::Table => print_metadata(&path, &body),
+            }
+        }
+        KvCommand::Metadata(KvMetadataCommand::Delete { at, client }) => {
+            let (mount, rest) = split(&at)?;
+            let path = format!("{mount}/metadata/{rest}");
+            let c = config::client(&client)?;
+            c.request("DELETE", &path, None).await?;
+            println!("Success! Data deleted (if it existed) at: {path}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The response body, or `None` when the server answers 404.
+async fn fetch(client: &ClientArgs, method: &str, path: &str) -> anyhow::Result<Option<Value>> {
+    match config::client(client)?.request(method, path, None).await {
+        Ok(r) => Ok(Some(r.body.unwrap_or_default())),
+        Err(ClientError::Api { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST mount/{action}/path {"versions": […]}` for delete, undelete and destroy.
+async fn write_versions(
+    at: &KvPathArgs,
+    action: &str,
+    versions: &[u64],
+    client: &ClientArgs,
+) -> anyhow::Result<()> {
+    let (mount, rest) = split(at)?;
+    let path = format!("{mount}/{action}/{rest}");
+    let c = config::client(client)?;
+    c.request("POST", &path, Some(&json!({ "versions": versions })))
+        .await?;
+    println!("Success! Data written to: {path}");
+    Ok(())
+}
+
+fn print_metadata(path: &str, body: &Value) {
+    output::header("Metadata Path", 22);
+    println!("{path}\n");
+    let mut meta = body.get("data").cloned().unwrap_or_default();
+    let versions = meta
+        .as_object_mut()
+        .and_then(|m| m.remove("versions"))
+        .unwrap_or_default();
+    output::header("Metadata", 20);
+    output::table(&output::rows(Some(&meta)));
+    if let Some(versions) = versions.as_object() {
+        let mut numbered: Vec<_> = versions.iter().collect();
+        numbered.sort_by_key(|(n, _)| n.parse::<u64>().unwrap_or(0));
+        for (n, v) in numbered {
+            println!();
+            output::header(&format!("Version {n}"), 20);
+            output::table(&output::rows(Some(v)));
+        }
+    }
 }
