@@ -418,21 +418,10 @@ pub(crate) struct KvPathArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum KvCommand {
     /// Write a new version: `sigil kv put secret/app k=v k2=@file`.
-    Put {
-        #[command(flatten)]
-        at: KvPathArgs,
-        /// `key=value` pairs; `key=@FILE` reads the value from a file.
-        #[arg(required = true)]
-        pairs: Vec<String>,
-        /// Check-and-set: the current version (0 = must not exist).
-        #[arg(long)]
-        cas: Option<u64>,
-        /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
+    Put(KvWriteArgs),
+    /// Write a new version that merges the pairs into the latest one (`key=` with no value
+    /// is kept as an empty string; use the API's JSON merge patch with `null` to remove).
+    Patch(KvWriteArgs),
     /// Read the latest (or `-version`) version.
     Get {
         #[command(flatten)]
@@ -470,6 +459,42 @@ pub(crate) enum KvCommand {
     Metadata(KvMetadataCommand),
 }
 
+/// A new version's data.
+#[derive(Debug, Args)]
+pub(crate) struct KvWriteArgs {
+    #[command(flatten)]
+    pub(crate) at: KvPathArgs,
+    /// `key=value` pairs; `key=@FILE` reads the value from a file.
+    #[arg(required = true)]
+    pub(crate) pairs: Vec<String>,
+    /// Check-and-set: the current version (0 = must not exist).
+    #[arg(long)]
+    pub(crate) cas: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: Format,
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+}
+
+/// Settings of a secret's metadata.
+#[derive(Debug, Args)]
+pub(crate) struct KvMetadataWriteArgs {
+    #[command(flatten)]
+    pub(crate) at: KvPathArgs,
+    /// Versions to keep (0: the engine's setting).
+    #[arg(long)]
+    pub(crate) max_versions: Option<u64>,
+    /// Require check-and-set on every write.
+    #[arg(long)]
+    pub(crate) cas_required: Option<bool>,
+    /// `key=value`, repeatable.
+    #[arg(long)]
+    pub(crate) custom_metadata: Vec<String>,
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+}
+
 /// A path to show, and how.
 #[derive(Debug, Args)]
 pub(crate) struct KvShowArgs {
@@ -498,6 +523,11 @@ pub(crate) struct KvVersionsArgs {
 pub(crate) enum KvMetadataCommand {
     /// Show the metadata and every version's times and state.
     Get(KvShowArgs),
+    /// Create or replace settings of a secret's metadata (only the flags given change;
+    /// `-custom-metadata` replaces all custom metadata).
+    Put(KvMetadataWriteArgs),
+    /// Change the named settings; `-custom-metadata` pairs are merged into the existing ones.
+    Patch(KvMetadataWriteArgs),
     /// Delete the secret: every version and its metadata.
     Delete {
         #[command(flatten)]

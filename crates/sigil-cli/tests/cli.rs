@@ -107,6 +107,67 @@ fn versions_can_be_deleted_undeleted_destroyed_and_metadata_read() {
 }
 
 #[test]
+fn patch_and_metadata_settings_through_the_cli() {
+    let s = Server::start();
+    let metadata = || -> serde_json::Value {
+        let out = ok(s.sigil(&["kv", "metadata", "get", "-format=json", "secret/p"]));
+        serde_json::from_str(&out).unwrap()
+    };
+    let missing = s.sigil(&["kv", "patch", "secret/p", "a=1"]);
+    assert!(!missing.status.success(), "patch needs an existing secret");
+    ok(s.sigil(&["kv", "put", "secret/p", "a=1", "b=2"]));
+    let out = ok(s.sigil(&["kv", "patch", "-format=json", "secret/p", "b=3", "c=4"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["data"]["version"], 2);
+    let got: serde_json::Value =
+        serde_json::from_str(&ok(s.sigil(&["kv", "get", "-format=json", "secret/p"]))).unwrap();
+    assert_eq!(
+        got["data"]["data"],
+        serde_json::json!({ "a": "1", "b": "3", "c": "4" })
+    );
+    let stale = s.sigil(&["kv", "patch", "-cas=1", "secret/p", "d=5"]);
+    assert!(stderr(&stale).contains("409"), "{}", stderr(&stale));
+
+    ok(s.sigil(&[
+        "kv",
+        "metadata",
+        "put",
+        "-max-versions=2",
+        "-custom-metadata=owner=ops",
+        "-custom-metadata=tier=1",
+        "secret/p",
+    ]));
+    ok(s.sigil(&["kv", "metadata", "patch", "-cas-required=true", "secret/p"]));
+    let meta = metadata();
+    assert_eq!(meta["data"]["max_versions"], 2);
+    assert_eq!(meta["data"]["cas_required"], true);
+    assert_eq!(
+        meta["data"]["custom_metadata"],
+        serde_json::json!({ "owner": "ops", "tier": "1" })
+    );
+    let no_cas = s.sigil(&["kv", "put", "secret/p", "a=9"]);
+    assert!(
+        stderr(&no_cas).contains("check-and-set parameter required"),
+        "{}",
+        stderr(&no_cas)
+    );
+    ok(s.sigil(&["kv", "put", "-cas=2", "secret/p", "a=9"]));
+    let meta = metadata();
+    assert_eq!(
+        meta["data"]["oldest_version"], 2,
+        "max_versions 2 trims version 1"
+    );
+    let bad = s.sigil(&[
+        "kv",
+        "metadata",
+        "put",
+        "-custom-metadata=novalue",
+        "secret/p",
+    ]);
+    assert!(!bad.status.success());
+}
+
+#[test]
 fn check_and_set_conflict_is_refused() {
     let s = Server::start();
     ok(s.sigil(&["kv", "put", "-cas=0", "secret/c", "a=1"]));

@@ -145,14 +145,19 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Read, write or delete a certificate role (trusted CA, CRL, certificate-to-identity mappings)",
     ),
     endpoint(
+        "secret/config",
+        &["GET", "POST", "PUT"],
+        "KV v2: the engine's max_versions and cas_required",
+    ),
+    endpoint(
         "secret/data/{path}",
-        &["GET", "POST", "PUT", "DELETE"],
-        "KV v2: read, write or soft-delete a secret",
+        &["GET", "POST", "PUT", "PATCH", "DELETE"],
+        "KV v2: read, write, merge-patch or soft-delete a secret",
     ),
     endpoint(
         "secret/metadata/{path}",
-        &["GET", "DELETE", "LIST"],
-        "KV v2: read a secret's metadata and versions, delete the secret and all its versions, or list keys",
+        &["GET", "POST", "PUT", "PATCH", "DELETE", "LIST"],
+        "KV v2: read, write or patch a secret's metadata (max_versions, cas_required, custom_metadata), delete the secret and all its versions, or list keys",
     ),
     endpoint(
         "secret/delete/{path}",
@@ -206,6 +211,7 @@ fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
         Route::CertRoles(_) => "auth/cert/certs/{name}",
         Route::Kv(rest) => match rest.split_once('/').map_or(*rest, |(kind, _)| kind) {
             "metadata" => "secret/metadata/{path}",
+            "config" => "secret/config",
             "delete" => "secret/delete/{path}",
             "undelete" => "secret/undelete/{path}",
             "destroy" => "secret/destroy/{path}",
@@ -552,6 +558,7 @@ mod tests {
             "secret/metadata/",
             "secret/metadata",
             "secret/destroy/a",
+            "secret/config",
             "secret/other/a",
             "sys/rotate",
             "sys/rewrap",
@@ -574,6 +581,16 @@ mod tests {
             data,
             query: vec![],
         }
+    }
+
+    /// How many KV versions (ciphertexts) the backend holds.
+    fn stored_versions(backend: &MemoryBackend) -> usize {
+        backend
+            .list("")
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.contains("logical/secret/ver/"))
+            .count()
     }
 
     /// A transient core on `backend` with one admin, and that admin's key.
@@ -609,14 +626,7 @@ mod tests {
             req.query = vec![("version".into(), v.to_string())];
             core.handle(&caller, req)
         };
-        let stored_versions = || {
-            backend
-                .list("")
-                .unwrap()
-                .into_iter()
-                .filter(|k| k.contains("logical/secret/ver/"))
-                .count()
-        };
+        let stored_versions = || stored_versions(&backend);
         assert_eq!(stored_versions(), 3);
 
         // Bad bodies change nothing.
@@ -691,6 +701,181 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v.data.unwrap()["version"], 1);
+    }
+
+    #[test]
+    fn kv_config_metadata_patch_and_max_versions() {
+        let backend = Arc::new(MemoryBackend::new());
+        let (core, admin) = admin_core(backend.clone());
+        let caller = core.caller(admin.public().keyid().as_str()).unwrap();
+        let run = |op, path: &str, data| core.handle(&caller, request(op, path, data));
+        let data = |v: serde_json::Value| Some(json!({ "data": v }));
+        let stored_versions = || stored_versions(&backend);
+
+        // PATCH needs an existing secret, then merges (RFC 7386) into a new version.
+        let err = run(Operation::Patch, "secret/data/p", data(json!({ "a": 1 }))).unwrap_err();
+        assert!(matches!(err, CoreError::NotFound(_)), "{err:?}");
+        run(
+            Operation::Update,
+            "secret/data/p",
+            data(json!({ "a": 1, "b": { "c": 2, "d": 3 } })),
+        )
+        .unwrap();
+        let v = run(
+            Operation::Patch,
+            "secret/data/p",
+            data(json!({ "a": null, "b": { "d": 4 }, "e": "x" })),
+        )
+        .unwrap();
+        assert_eq!(v.data.unwrap()["version"], 2);
+        let read = run(Operation::Read, "secret/data/p", None)
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(read["data"], json!({ "b": { "c": 2, "d": 4 }, "e": "x" }));
+        // A patch with a stale cas changes nothing.
+        let stale = Some(json!({ "data": { "z": 1 }, "options": { "cas": 1 } }));
+        assert!(matches!(
+            run(Operation::Patch, "secret/data/p", stale),
+            Err(CoreError::Conflict(_))
+        ));
+        // A deleted latest version cannot be patched.
+        run(Operation::Delete, "secret/data/p", None).unwrap();
+        let err = run(Operation::Patch, "secret/data/p", data(json!({ "z": 1 }))).unwrap_err();
+        assert!(matches!(err, CoreError::NotFound(_)), "{err:?}");
+
+        // Engine config: cas_required refuses writes without cas.
+        run(
+            Operation::Update,
+            "secret/config",
+            Some(json!({ "cas_required": true, "max_versions": 5 })),
+        )
+        .unwrap();
+        let config = run(Operation::Read, "secret/config", None)
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(
+            config,
+            json!({ "cas_required": true, "delete_version_after": "0s", "max_versions": 5 })
+        );
+        let err = run(Operation::Update, "secret/data/c", data(json!({ "a": 1 }))).unwrap_err();
+        assert!(matches!(err, CoreError::BadRequest(_)), "{err:?}");
+        for cas in 0..7 {
+            run(
+                Operation::Update,
+                "secret/data/c",
+                Some(json!({ "data": { "n": cas }, "options": { "cas": cas } })),
+            )
+            .unwrap();
+        }
+        let meta = run(Operation::Read, "secret/metadata/c", None)
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(meta["current_version"], 7);
+        assert_eq!(
+            meta["oldest_version"], 3,
+            "config max_versions 5 keeps 3..=7"
+        );
+        run(
+            Operation::Update,
+            "secret/config",
+            Some(json!({ "cas_required": false, "max_versions": 0 })),
+        )
+        .unwrap();
+
+        // Secret metadata: POST creates it before any data; max_versions trims on the next write.
+        run(
+            Operation::Update,
+            "secret/metadata/m",
+            Some(json!({ "max_versions": 2, "custom_metadata": { "owner": "ops", "tier": "1" } })),
+        )
+        .unwrap();
+        let before = stored_versions();
+        for i in 0..4 {
+            run(Operation::Update, "secret/data/m", data(json!({ "i": i }))).unwrap();
+        }
+        assert_eq!(
+            stored_versions(),
+            before + 2,
+            "trimmed versions leave storage"
+        );
+        let read = run(Operation::Read, "secret/data/m", None)
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(
+            read["metadata"]["custom_metadata"],
+            json!({ "owner": "ops", "tier": "1" })
+        );
+        let meta = run(Operation::Read, "secret/metadata/m", None)
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(meta["oldest_version"], 3);
+        assert_eq!(meta["max_versions"], 2);
+        assert_eq!(meta["versions"].as_object().unwrap().len(), 2);
+
+        // PATCH merges custom_metadata (null removes); POST replaces it.
+        run(
+            Operation::Patch,
+            "secret/metadata/m",
+            Some(json!({ "custom_metadata": { "tier": null, "team": "a" } })),
+        )
+        .unwrap();
+        let meta = run(Operation::Read, "secret/metadata/m", None)
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(
+            meta["custom_metadata"],
+            json!({ "owner": "ops", "team": "a" })
+        );
+        assert_eq!(meta["max_versions"], 2, "patch keeps what it does not name");
+        run(
+            Operation::Update,
+            "secret/metadata/m",
+            Some(json!({ "custom_metadata": { "x": "y" } })),
+        )
+        .unwrap();
+        let meta = run(Operation::Read, "secret/metadata/m", None)
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(meta["custom_metadata"], json!({ "x": "y" }));
+
+        // Bad metadata changes nothing; PATCH of a missing secret is 404.
+        for bad in [
+            json!({ "custom_metadata": { "k": 1 } }),
+            json!({ "delete_version_after": "1h" }),
+            json!({ "max_versions": "many" }),
+        ] {
+            let err = run(Operation::Update, "secret/metadata/m", Some(bad)).unwrap_err();
+            assert!(matches!(err, CoreError::BadRequest(_)), "{err:?}");
+        }
+        let after = run(Operation::Read, "secret/metadata/m", None)
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(after, meta);
+        let err = run(
+            Operation::Patch,
+            "secret/metadata/none",
+            Some(json!({ "max_versions": 1 })),
+        )
+        .unwrap_err();
+        assert!(matches!(err, CoreError::NotFound(_)), "{err:?}");
+
+        // Per-secret cas_required.
+        run(
+            Operation::Update,
+            "secret/metadata/m",
+            Some(json!({ "cas_required": true })),
+        )
+        .unwrap();
+        let err = run(Operation::Update, "secret/data/m", data(json!({ "a": 1 }))).unwrap_err();
+        assert!(matches!(err, CoreError::BadRequest(_)), "{err:?}");
     }
 
     #[test]

@@ -6,7 +6,9 @@ use anyhow::bail;
 use serde_json::{Value, json};
 use sigil_client::ClientError;
 
-use crate::args::{ClientArgs, Format, KvCommand, KvMetadataCommand, KvPathArgs, KvShowArgs};
+use crate::args::{
+    ClientArgs, Format, KvCommand, KvMetadataCommand, KvPathArgs, KvShowArgs, KvWriteArgs,
+};
 use crate::{config, output};
 
 /// `(mount, path below it)`.
@@ -43,14 +45,19 @@ fn print_secret(path: &str, body: &Value, with_data: bool) {
 }
 
 pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
+    let method = match &cmd {
+        KvCommand::Patch(_) | KvCommand::Metadata(KvMetadataCommand::Patch(_)) => "PATCH",
+        _ => "POST",
+    };
     match cmd {
-        KvCommand::Put {
-            at,
-            pairs,
-            cas,
-            format,
-            client,
-        } => {
+        KvCommand::Put(w) | KvCommand::Patch(w) => {
+            let KvWriteArgs {
+                at,
+                pairs,
+                cas,
+                format,
+                client,
+            } = w;
             let (mount, rest) = split(&at)?;
             let data = super::parse_pairs(&pairs)?;
             let mut body = json!({ "data": data });
@@ -59,7 +66,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             }
             let path = format!("{mount}/data/{rest}");
             let c = config::client(&client)?;
-            let resp = c.request("POST", &path, Some(&body)).await?;
+            let resp = c.request(method, &path, Some(&body)).await?;
             let body = resp.body.unwrap_or_default();
             match format {
                 Format::Json => output::json(&body),
@@ -136,6 +143,30 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 Format::Json => output::json(&body),
                 Format::Table => print_metadata(&path, &body),
             }
+        }
+        KvCommand::Metadata(KvMetadataCommand::Put(m) | KvMetadataCommand::Patch(m)) => {
+            let (mount, rest) = split(&m.at)?;
+            let path = format!("{mount}/metadata/{rest}");
+            let mut body = serde_json::Map::new();
+            if let Some(v) = m.max_versions {
+                body.insert("max_versions".into(), json!(v));
+            }
+            if let Some(v) = m.cas_required {
+                body.insert("cas_required".into(), json!(v));
+            }
+            if !m.custom_metadata.is_empty() {
+                let mut custom = serde_json::Map::new();
+                for pair in &m.custom_metadata {
+                    let Some((k, v)) = pair.split_once('=') else {
+                        bail!("-custom-metadata takes key=value, got {pair:?}");
+                    };
+                    custom.insert(k.to_owned(), json!(v));
+                }
+                body.insert("custom_metadata".into(), Value::Object(custom));
+            }
+            let c = config::client(&m.client)?;
+            c.request(method, &path, Some(&Value::Object(body))).await?;
+            println!("Success! Data written to: {path}");
         }
         KvCommand::Metadata(KvMetadataCommand::Delete { at, client }) => {
             let (mount, rest) = split(&at)?;

@@ -1,0 +1,358 @@
+//! The `kv` engine, version 2, at `secret/`, with Vault's paths and JSON shapes: `config`,
+//! `data` (write with `options.cas`, PATCH as a JSON merge patch, read latest or
+//! `?version=N`, soft-delete latest), `delete`, `undelete` and `destroy` of listed versions,
+//! and `metadata` (read, write, patch, delete all, list).
+
+mod model;
+
+use serde_json::{Map, Value, json};
+
+use crate::barrier::{Entry, View, ViewBatch};
+use crate::request::{children, list_response};
+use crate::{CoreError, Operation, Request, Response, timefmt};
+use model::{
+    CONFIG_KEY, EngineConfig, MetadataInput, SecretMeta, VersionMeta, WriteInput, merge_patch,
+    meta_key, version_key, versions,
+};
+
+pub(crate) struct KvEngine {
+    view: View,
+}
+
+impl std::fmt::Debug for KvEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvEngine").finish_non_exhaustive()
+    }
+}
+
+fn secret_path(rest: &str) -> Result<&str, CoreError> {
+    if rest.is_empty() || rest.ends_with('/') {
+        return Err(CoreError::bad(
+            "a secret path must name a secret, not a folder",
+        ));
+    }
+    Ok(rest)
+}
+
+fn not_found() -> CoreError {
+    CoreError::NotFound(String::new())
+}
+
+impl KvEngine {
+    pub(crate) fn new(view: View) -> Self {
+        KvEngine { view }
+    }
+
+    fn load_meta(&self, path: &str) -> Result<Option<(SecretMeta, Entry)>, CoreError> {
+        let Some(entry) = self.view.get(&meta_key(path))? else {
+            return Ok(None);
+        };
+        let meta = serde_json::from_slice(&entry.plain).map_err(|_| CoreError::Integrity)?;
+        Ok(Some((meta, entry)))
+    }
+
+    fn config(&self) -> Result<EngineConfig, CoreError> {
+        match self.view.get(CONFIG_KEY)? {
+            Some(e) => serde_json::from_slice(&e.plain).map_err(|_| CoreError::Integrity),
+            None => Ok(EngineConfig::default()),
+        }
+    }
+
+    /// Whether a write to `rest` updates an existing secret (Vault's existence check).
+    pub(crate) fn exists(&self, rest: &str) -> Result<bool, CoreError> {
+        match rest.split_once('/') {
+            Some(("data" | "metadata", p)) if !p.is_empty() => Ok(self.load_meta(p)?.is_some()),
+            // Vault has no existence check on these: a write to them is an update.
+            Some(("delete" | "undelete" | "destroy", _)) => Ok(true),
+            None if rest == "config" => Ok(true),
+            _ => Ok(false),
+        }
+    }
+
+    pub(crate) fn handle(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
+        let (kind, p) = rest.split_once('/').unwrap_or((rest, ""));
+        let write = matches!(req.operation, Operation::Create | Operation::Update);
+        let body = req.data.as_ref();
+        let resp = match (kind, req.operation) {
+            ("config", Operation::Read) if p.is_empty() => {
+                Ok(Response::data(self.config()?.to_json()))
+            }
+            ("config", _) if write && p.is_empty() => self.write_config(body),
+            ("data", Operation::Read) => self.read(secret_path(p)?, req.query("version")),
+            ("data", _) if write => self.write(secret_path(p)?, body, false),
+            ("data", Operation::Patch) => self.write(secret_path(p)?, body, true),
+            ("data", Operation::Delete) | ("delete", Operation::Create | Operation::Update) => {
+                // DELETE data/: the latest version; POST delete/: the listed ones.
+                let versions = match kind {
+                    "data" => None,
+                    _ => Some(versions(body)?),
+                };
+                let now = timefmt::now_rfc3339();
+                self.update_versions(secret_path(p)?, versions.as_deref(), |v, _, _| {
+                    if v.deletion_time.is_empty() && !v.destroyed {
+                        v.deletion_time = now.clone();
+                    }
+                })
+            }
+            ("undelete", _) if write => {
+                let versions = versions(body)?;
+                self.update_versions(secret_path(p)?, Some(&versions), |v, _, _| {
+                    if !v.destroyed {
+                        v.deletion_time.clear();
+                    }
+                })
+            }
+            ("destroy", _) if write => {
+                let versions = versions(body)?;
+                let path = secret_path(p)?;
+                self.update_versions(path, Some(&versions), |v, n, batch| {
+                    v.destroyed = true;
+                    batch.delete(&version_key(path, n));
+                })
+            }
+            ("metadata", Operation::List) => self.list(p),
+            ("metadata", Operation::Read) => self.read_metadata(secret_path(p)?),
+            ("metadata", _) if write => self.write_metadata(secret_path(p)?, body, false),
+            ("metadata", Operation::Patch) => self.write_metadata(secret_path(p)?, body, true),
+            ("metadata", Operation::Delete) => self.delete_metadata(secret_path(p)?),
+            ("config" | "data" | "delete" | "undelete" | "destroy" | "metadata", _) => {
+                Err(CoreError::UnsupportedOperation)
+            }
+            _ => Err(CoreError::NotFound(format!(
+                "no handler for route \"secret/{rest}\""
+            ))),
+        };
+        resp.map(|r| r.with_mount_type("kv"))
+    }
+
+    fn write_config(&self, body: Option<&Value>) -> Result<Response, CoreError> {
+        let input = MetadataInput::parse(body)?;
+        if input.custom_metadata.is_some() {
+            return Err(CoreError::bad("config takes no custom_metadata"));
+        }
+        let mut config = self.config()?;
+        if let Some(m) = input.max_versions {
+            config.max_versions = m;
+        }
+        if let Some(c) = input.cas_required {
+            config.cas_required = c;
+        }
+        let mut batch = ViewBatch::default();
+        batch.put(
+            CONFIG_KEY,
+            serde_json::to_vec(&config).expect("config serializes"),
+        );
+        self.view.apply(batch)?;
+        Ok(Response::no_content())
+    }
+
+    /// Stores `meta` for `path` if the stored metadata is still `expected`, with `batch`.
+    fn save_meta(
+        &self,
+        path: &str,
+        meta: &SecretMeta,
+        expected: Option<&Entry>,
+        mut batch: ViewBatch,
+    ) -> Result<(), CoreError> {
+        let mkey = meta_key(path);
+        batch.expect(&mkey, expected);
+        batch.put(
+            &mkey,
+            serde_json::to_vec(meta).expect("metadata serializes"),
+        );
+        self.view.apply(batch)
+    }
+
+    /// Applies `change` to each listed version that exists (Vault ignores the others), or to
+    /// the latest when `versions` is `None`, in one compare-and-set batch on the metadata.
+    fn update_versions(
+        &self,
+        path: &str,
+        versions: Option<&[u64]>,
+        mut change: impl FnMut(&mut VersionMeta, u64, &mut ViewBatch),
+    ) -> Result<Response, CoreError> {
+        let Some((mut meta, entry)) = self.load_meta(path)? else {
+            return Ok(Response::no_content());
+        };
+        let latest = [meta.current_version];
+        let mut batch = ViewBatch::default();
+        for &n in versions.unwrap_or(&latest) {
+            if let Some(v) = meta.versions.get_mut(&n) {
+                change(v, n, &mut batch);
+            }
+        }
+        self.save_meta(path, &meta, Some(&entry), batch)?;
+        Ok(Response::no_content())
+    }
+
+    fn read_metadata(&self, path: &str) -> Result<Response, CoreError> {
+        let (meta, _) = self.load_meta(path)?.ok_or_else(not_found)?;
+        Ok(Response::data(meta.to_json()))
+    }
+
+    /// POST (replace the given fields) or PATCH (merge) a secret's metadata; POST creates it.
+    fn write_metadata(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        patch: bool,
+    ) -> Result<Response, CoreError> {
+        let input = MetadataInput::parse(body)?;
+        let existing = self.load_meta(path)?;
+        if patch && existing.is_none() {
+            return Err(not_found());
+        }
+        let now = timefmt::now_rfc3339();
+        let mut meta = existing
+            .as_ref()
+            .map(|(m, _)| m.clone())
+            .unwrap_or_else(|| SecretMeta {
+                created_time: now.clone(),
+                ..SecretMeta::default()
+            });
+        meta.apply(input, patch)?;
+        meta.updated_time = now;
+        self.save_meta(
+            path,
+            &meta,
+            existing.as_ref().map(|(_, e)| e),
+            ViewBatch::default(),
+        )?;
+        Ok(Response::no_content())
+    }
+
+    /// Removes every version and the metadata of a secret, in one batch.
+    fn delete_metadata(&self, path: &str) -> Result<Response, CoreError> {
+        let Some((meta, entry)) = self.load_meta(path)? else {
+            return Ok(Response::no_content());
+        };
+        let mkey = meta_key(path);
+        let mut batch = ViewBatch::default();
+        batch.expect(&mkey, Some(&entry));
+        for n in meta.versions.keys() {
+            batch.delete(&version_key(path, *n));
+        }
+        batch.delete(&mkey);
+        self.view.apply(batch)?;
+        Ok(Response::no_content())
+    }
+
+    /// The data of a readable version.
+    fn version_data(
+        &self,
+        path: &str,
+        meta: &SecretMeta,
+        version: u64,
+    ) -> Result<Map<String, Value>, CoreError> {
+        if !meta.versions.get(&version).is_some_and(|v| v.readable()) {
+            return Err(not_found());
+        }
+        let entry = self
+            .view
+            .get(&version_key(path, version))?
+            .ok_or(CoreError::Integrity)?;
+        let mut stored: Value =
+            serde_json::from_slice(&entry.plain).map_err(|_| CoreError::Integrity)?;
+        match stored.get_mut("data").map(Value::take) {
+            Some(Value::Object(data)) => Ok(data),
+            _ => Err(CoreError::Integrity),
+        }
+    }
+
+    fn read(&self, path: &str, version: Option<&str>) -> Result<Response, CoreError> {
+        let version = match version {
+            None | Some("") => 0,
+            Some(v) => v
+                .parse::<u64>()
+                .map_err(|_| CoreError::bad("version must be a non-negative integer"))?,
+        };
+        let (meta, _) = self.load_meta(path)?.ok_or_else(not_found)?;
+        let version = if version == 0 {
+            meta.current_version
+        } else {
+            version
+        };
+        let data = self.version_data(path, &meta, version)?;
+        Ok(Response::data(json!({
+            "data": data,
+            "metadata": meta.version_json(version),
+        })))
+    }
+
+    /// A new version: the given data, or (`patch`) the latest readable version's data merged
+    /// with it (RFC 7386).
+    fn write(&self, path: &str, body: Option<&Value>, patch: bool) -> Result<Response, CoreError> {
+        let input = WriteInput::parse(body)?;
+        let mut data = input
+            .data
+            .ok_or_else(|| CoreError::bad("no data provided"))?;
+        let config = self.config()?;
+        let existing = self.load_meta(path)?;
+        let mut meta = existing
+            .as_ref()
+            .map(|(m, _)| m.clone())
+            .unwrap_or_default();
+        match input.options.cas {
+            Some(cas) if cas != meta.current_version => {
+                return Err(CoreError::Conflict(
+                    "check-and-set parameter did not match the current version".into(),
+                ));
+            }
+            None if config.cas_required || meta.cas_required => {
+                return Err(CoreError::bad(
+                    "check-and-set parameter required for this call",
+                ));
+            }
+            _ => {}
+        }
+        if patch {
+            if existing.is_none() {
+                return Err(not_found());
+            }
+            let mut current = self.version_data(path, &meta, meta.current_version)?;
+            merge_patch(&mut current, data);
+            data = current;
+        }
+        let now = timefmt::now_rfc3339();
+        let version = meta.current_version + 1;
+        if meta.created_time.is_empty() {
+            meta.created_time = now.clone();
+        }
+        if meta.oldest_version == 0 {
+            meta.oldest_version = version;
+        }
+        meta.current_version = version;
+        meta.updated_time = now.clone();
+        meta.versions.insert(
+            version,
+            VersionMeta {
+                created_time: now,
+                ..VersionMeta::default()
+            },
+        );
+
+        let mut batch = ViewBatch::default();
+        while meta.versions.len() as u64 > config.max_versions(&meta) {
+            let (&old, _) = meta.versions.iter().next().expect("non-empty");
+            meta.versions.remove(&old);
+            batch.delete(&version_key(path, old));
+            meta.oldest_version = old + 1;
+        }
+        batch.put(
+            &version_key(path, version),
+            serde_json::to_vec(&json!({ "data": data })).expect("JSON serializes"),
+        );
+        self.save_meta(path, &meta, existing.as_ref().map(|(_, e)| e), batch)?;
+        Ok(Response::data(meta.version_json(version)))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Response, CoreError> {
+        let prefix = match prefix {
+            "" => String::new(),
+            p if p.ends_with('/') => p.to_owned(),
+            p => format!("{p}/"),
+        };
+        let full = meta_key(&prefix);
+        list_response(children(full.len(), self.view.list(&full)?))
+    }
+}
