@@ -125,6 +125,13 @@ fn patch_and_metadata_settings_through_the_cli() {
         got["data"]["data"],
         serde_json::json!({ "a": "1", "b": "3", "c": "4" })
     );
+    let sub = ok(s.sigil(&["read", "-format=json", "secret/subkeys/p"]));
+    let sub: serde_json::Value = serde_json::from_str(&sub).unwrap();
+    assert_eq!(
+        sub["data"]["subkeys"],
+        serde_json::json!({ "a": null, "b": null, "c": null })
+    );
+    assert!(!sub.to_string().contains("\"3\""), "no values in subkeys");
     let stale = s.sigil(&["kv", "patch", "-cas=1", "secret/p", "d=5"]);
     assert!(stderr(&stale).contains("409"), "{}", stderr(&stale));
 

@@ -160,6 +160,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "KV v2: read, write or patch a secret's metadata (max_versions, cas_required, custom_metadata), delete the secret and all its versions, or list keys",
     ),
     endpoint(
+        "secret/subkeys/{path}",
+        &["GET"],
+        "KV v2: a version's keys without their values (?version, ?depth)",
+    ),
+    endpoint(
         "secret/delete/{path}",
         &["POST", "PUT"],
         "KV v2: soft-delete the listed versions",
@@ -212,6 +217,7 @@ fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
         Route::Kv(rest) => match rest.split_once('/').map_or(*rest, |(kind, _)| kind) {
             "metadata" => "secret/metadata/{path}",
             "config" => "secret/config",
+            "subkeys" => "secret/subkeys/{path}",
             "delete" => "secret/delete/{path}",
             "undelete" => "secret/undelete/{path}",
             "destroy" => "secret/destroy/{path}",
@@ -559,6 +565,7 @@ mod tests {
             "secret/metadata",
             "secret/destroy/a",
             "secret/config",
+            "secret/subkeys/a",
             "secret/other/a",
             "sys/rotate",
             "sys/rewrap",
@@ -733,6 +740,15 @@ mod tests {
             .data
             .unwrap();
         assert_eq!(read["data"], json!({ "b": { "c": 2, "d": 4 }, "e": "x" }));
+        let sub = run(Operation::Read, "secret/subkeys/p", None)
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(
+            sub["subkeys"],
+            json!({ "b": { "c": null, "d": null }, "e": null })
+        );
+        assert_eq!(sub["metadata"]["version"], 2);
         // A patch with a stale cas changes nothing.
         let stale = Some(json!({ "data": { "z": 1 }, "options": { "cas": 1 } }));
         assert!(matches!(

@@ -1,6 +1,6 @@
 //! The `kv` engine, version 2, at `secret/`, with Vault's paths and JSON shapes: `config`,
 //! `data` (write with `options.cas`, PATCH as a JSON merge patch, read latest or
-//! `?version=N`, soft-delete latest), `delete`, `undelete` and `destroy` of listed versions,
+//! `?version=N`, soft-delete latest), `subkeys`, `delete`, `undelete` and `destroy` of listed versions,
 //! and `metadata` (read, write, patch, delete all, list).
 
 mod model;
@@ -12,7 +12,7 @@ use crate::request::{children, list_response};
 use crate::{CoreError, Operation, Request, Response, timefmt};
 use model::{
     CONFIG_KEY, EngineConfig, MetadataInput, SecretMeta, VersionMeta, WriteInput, merge_patch,
-    meta_key, version_key, versions,
+    meta_key, subkeys, version_key, versions,
 };
 
 pub(crate) struct KvEngine {
@@ -32,6 +32,16 @@ fn secret_path(rest: &str) -> Result<&str, CoreError> {
         ));
     }
     Ok(rest)
+}
+
+/// A non-negative integer query parameter; absent or empty is 0.
+fn number(value: Option<&str>, name: &str) -> Result<u64, CoreError> {
+    match value {
+        None | Some("") => Ok(0),
+        Some(v) => v
+            .parse()
+            .map_err(|_| CoreError::bad(format!("{name} must be a non-negative integer"))),
+    }
 }
 
 fn not_found() -> CoreError {
@@ -79,6 +89,9 @@ impl KvEngine {
             }
             ("config", _) if write && p.is_empty() => self.write_config(body),
             ("data", Operation::Read) => self.read(secret_path(p)?, req.query("version")),
+            ("subkeys", Operation::Read) => {
+                self.read_subkeys(secret_path(p)?, req.query("version"), req.query("depth"))
+            }
             ("data", _) if write => self.write(secret_path(p)?, body, false),
             ("data", Operation::Patch) => self.write(secret_path(p)?, body, true),
             ("data", Operation::Delete) | ("delete", Operation::Create | Operation::Update) => {
@@ -115,7 +128,7 @@ impl KvEngine {
             ("metadata", _) if write => self.write_metadata(secret_path(p)?, body, false),
             ("metadata", Operation::Patch) => self.write_metadata(secret_path(p)?, body, true),
             ("metadata", Operation::Delete) => self.delete_metadata(secret_path(p)?),
-            ("config" | "data" | "delete" | "undelete" | "destroy" | "metadata", _) => {
+            ("config" | "data" | "subkeys" | "delete" | "undelete" | "destroy" | "metadata", _) => {
                 Err(CoreError::UnsupportedOperation)
             }
             _ => Err(CoreError::NotFound(format!(
@@ -259,13 +272,13 @@ impl KvEngine {
         }
     }
 
-    fn read(&self, path: &str, version: Option<&str>) -> Result<Response, CoreError> {
-        let version = match version {
-            None | Some("") => 0,
-            Some(v) => v
-                .parse::<u64>()
-                .map_err(|_| CoreError::bad("version must be a non-negative integer"))?,
-        };
+    /// The metadata, the version asked for (`?version`, 0 or none: the latest) and its data.
+    fn load_version(
+        &self,
+        path: &str,
+        version: Option<&str>,
+    ) -> Result<(SecretMeta, u64, Map<String, Value>), CoreError> {
+        let version = number(version, "version")?;
         let (meta, _) = self.load_meta(path)?.ok_or_else(not_found)?;
         let version = if version == 0 {
             meta.current_version
@@ -273,9 +286,28 @@ impl KvEngine {
             version
         };
         let data = self.version_data(path, &meta, version)?;
+        Ok((meta, version, data))
+    }
+
+    fn read(&self, path: &str, version: Option<&str>) -> Result<Response, CoreError> {
+        let (meta, version, data) = self.load_version(path, version)?;
         Ok(Response::data(json!({
             "data": data,
             "metadata": meta.version_json(version),
+        })))
+    }
+
+    fn read_subkeys(
+        &self,
+        path: &str,
+        version: Option<&str>,
+        depth: Option<&str>,
+    ) -> Result<Response, CoreError> {
+        let depth = number(depth, "depth")?;
+        let (meta, version, data) = self.load_version(path, version)?;
+        Ok(Response::data(json!({
+            "metadata": meta.version_json(version),
+            "subkeys": subkeys(&data, depth),
         })))
     }
 

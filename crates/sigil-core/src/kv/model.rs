@@ -284,6 +284,24 @@ pub(super) fn merge_patch(target: &mut Map<String, Value>, patch: Map<String, Va
     }
 }
 
+/// Vault's `subkeys`: the structure of `data` with every leaf `null`, objects expanded down to
+/// `depth` levels (0: all).
+pub(super) fn subkeys(data: &Map<String, Value>, depth: u64) -> Value {
+    fn walk(data: &Map<String, Value>, level: u64, depth: u64) -> Value {
+        data.iter()
+            .map(|(k, v)| {
+                let inner = match v {
+                    Value::Object(m) if depth == 0 || level < depth => walk(m, level + 1, depth),
+                    _ => Value::Null,
+                };
+                (k.clone(), inner)
+            })
+            .collect::<Map<_, _>>()
+            .into()
+    }
+    walk(data, 1, depth)
+}
+
 pub(super) fn meta_key(path: &str) -> String {
     format!("meta/{path}")
 }
@@ -359,6 +377,27 @@ mod tests {
             merge_patch(&mut t, p);
             assert_eq!(Value::Object(t), want);
         }
+    }
+
+    #[test]
+    fn subkeys_hide_values_and_honour_depth() {
+        let Value::Object(data) =
+            json!({ "a": 1, "b": { "c": "x", "d": { "e": true } }, "f": [1] })
+        else {
+            panic!()
+        };
+        assert_eq!(
+            subkeys(&data, 0),
+            json!({ "a": null, "b": { "c": null, "d": { "e": null } }, "f": null })
+        );
+        assert_eq!(
+            subkeys(&data, 1),
+            json!({ "a": null, "b": null, "f": null })
+        );
+        assert_eq!(
+            subkeys(&data, 2),
+            json!({ "a": null, "b": { "c": null, "d": null }, "f": null })
+        );
     }
 
     #[test]
