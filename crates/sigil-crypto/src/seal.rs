@@ -86,6 +86,50 @@ fn public_key(bytes: &[u8; 32]) -> Result<<Kem as hpke::Kem>::PublicKey, CryptoE
     <Kem as hpke::Kem>::PublicKey::from_bytes(bytes).map_err(|_| CryptoError::InvalidKey)
 }
 
+/// One HPKE single-shot seal in `mode`.
+fn seal(
+    mode: &OpModeS<Kem>,
+    recipient: &[u8; 32],
+    info: SealInfo,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Envelope, CryptoError> {
+    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem>(
+        mode,
+        &public_key(recipient)?,
+        info.bytes(),
+        plaintext,
+        aad,
+    )
+    .map_err(|_| CryptoError::Seal)?;
+    Ok(Envelope {
+        enc: enc.to_bytes().to_vec(),
+        ct,
+    })
+}
+
+/// One HPKE single-shot open in `mode`.
+fn open(
+    mode: &OpModeR<Kem>,
+    recipient: &EncryptionKey,
+    info: SealInfo,
+    aad: &[u8],
+    envelope: &Envelope,
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&envelope.enc)
+        .map_err(|_| CryptoError::Open)?;
+    hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, Kem>(
+        mode,
+        &recipient.hpke_private(),
+        &enc,
+        info.bytes(),
+        &envelope.ct,
+        aad,
+    )
+    .map(Zeroizing::new)
+    .map_err(|_| CryptoError::Open)
+}
+
 /// Seals `plaintext` from `sender` to `recipient` (HPKE mode_auth) with `aad` bound in.
 pub fn seal_to(
     sender: &EncryptionKey,
@@ -96,19 +140,7 @@ pub fn seal_to(
 ) -> Result<Envelope, CryptoError> {
     let sk = sender.hpke_private();
     let pk = Kem::sk_to_pk(&sk);
-    let mode = OpModeS::Auth((sk, pk));
-    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem>(
-        &mode,
-        &public_key(recipient)?,
-        info.bytes(),
-        plaintext,
-        aad,
-    )
-    .map_err(|_| CryptoError::Seal)?;
-    Ok(Envelope {
-        enc: enc.to_bytes().to_vec(),
-        ct,
-    })
+    seal(&OpModeS::Auth((sk, pk)), recipient, info, aad, plaintext)
 }
 
 /// Seals `plaintext` to `recipient` without a sender key (HPKE mode_base): anyone could have
@@ -119,18 +151,7 @@ pub fn seal_base_to(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Envelope, CryptoError> {
-    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem>(
-        &OpModeS::Base,
-        &public_key(recipient)?,
-        info.bytes(),
-        plaintext,
-        aad,
-    )
-    .map_err(|_| CryptoError::Seal)?;
-    Ok(Envelope {
-        enc: enc.to_bytes().to_vec(),
-        ct,
-    })
+    seal(&OpModeS::Base, recipient, info, aad, plaintext)
 }
 
 /// Opens an envelope sealed with [`seal_base_to`].
@@ -140,18 +161,7 @@ pub fn open_base(
     aad: &[u8],
     envelope: &Envelope,
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&envelope.enc)
-        .map_err(|_| CryptoError::Open)?;
-    hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, Kem>(
-        &OpModeR::Base,
-        &recipient.hpke_private(),
-        &enc,
-        info.bytes(),
-        &envelope.ct,
-        aad,
-    )
-    .map(Zeroizing::new)
-    .map_err(|_| CryptoError::Open)
+    open(&OpModeR::Base, recipient, info, aad, envelope)
 }
 
 /// Opens an envelope sealed to `recipient` by the holder of `sender`'s key. Fails if the
@@ -163,19 +173,13 @@ pub fn open_from(
     aad: &[u8],
     envelope: &Envelope,
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&envelope.enc)
-        .map_err(|_| CryptoError::Open)?;
-    let mode = OpModeR::Auth(public_key(sender)?);
-    hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, Kem>(
-        &mode,
-        &recipient.hpke_private(),
-        &enc,
-        info.bytes(),
-        &envelope.ct,
+    open(
+        &OpModeR::Auth(public_key(sender)?),
+        recipient,
+        info,
         aad,
+        envelope,
     )
-    .map(Zeroizing::new)
-    .map_err(|_| CryptoError::Open)
 }
 
 #[cfg(test)]

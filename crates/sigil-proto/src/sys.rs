@@ -25,27 +25,3 @@ pub struct Health {
     /// Sigil's version.
     pub version: String,
 }
-
-/// `GET /v1/sys/seal-status` (the fields this version knows; PROTOCOL.md §7).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SealStatus {
-    /// Always `"shamir"` for now, as Vault prints.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Whether the server has been initialized.
-    pub initialized: bool,
-    /// Whether it is sealed.
-    pub sealed: bool,
-    /// Shares needed to unseal.
-    #[serde(rename = "t")]
-    pub threshold: u32,
-    /// Number of admins holding shares.
-    #[serde(rename = "n")]
-    pub admins: u32,
-    /// Shares accepted so far in the current attempt.
-    pub progress: u32,
-    /// Storage kind: `"memory"` for a transient server.
-    pub storage_type: String,
-    /// Sigil's version.
-    pub version: String,
-}

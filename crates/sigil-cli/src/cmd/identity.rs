@@ -21,14 +21,7 @@ pub(crate) async fn run(cmd: IdentityCommand) -> anyhow::Result<ExitCode> {
                 body["policies"] = json!(policies);
             }
             if !metadata.is_empty() {
-                let mut map = serde_json::Map::new();
-                for pair in &metadata {
-                    let Some((k, v)) = pair.split_once('=') else {
-                        anyhow::bail!("--metadata {pair:?} is not KEY=VALUE");
-                    };
-                    map.insert(k.to_owned(), v.into());
-                }
-                body["metadata"] = map.into();
+                body["metadata"] = super::string_pairs("--metadata", &metadata)?.into();
             }
             let c = config::client(&client)?;
             c.request("POST", &format!("identity/entity/name/{name}"), Some(&body))

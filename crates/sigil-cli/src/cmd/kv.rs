@@ -155,13 +155,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 body.insert("cas_required".into(), json!(v));
             }
             if !m.custom_metadata.is_empty() {
-                let mut custom = serde_json::Map::new();
-                for pair in &m.custom_metadata {
-                    let Some((k, v)) = pair.split_once('=') else {
-                        bail!("-custom-metadata takes key=value, got {pair:?}");
-                    };
-                    custom.insert(k.to_owned(), json!(v));
-                }
+                let custom = super::string_pairs("-custom-metadata", &m.custom_metadata)?;
                 body.insert("custom_metadata".into(), Value::Object(custom));
             }
             let c = config::client(&m.client)?;

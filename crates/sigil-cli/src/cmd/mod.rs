@@ -78,6 +78,20 @@ pub(crate) async fn delete(
 }
 
 /// `key=value` pairs into a JSON object; `key=@FILE` reads the value from a file.
+/// `KEY=VALUE` flag values (`--metadata`, `-custom-metadata`) as a map of strings.
+pub(crate) fn string_pairs(
+    flag: &str,
+    pairs: &[String],
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => Ok((k.to_owned(), v.into())),
+            None => Err(anyhow::anyhow!("{flag} {pair:?} is not KEY=VALUE")),
+        })
+        .collect()
+}
+
 pub(crate) fn parse_pairs(
     pairs: &[String],
 ) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
