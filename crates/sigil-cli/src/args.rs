@@ -33,6 +33,9 @@ pub(crate) enum Command {
     /// Read and write secrets in a KV version 2 mount.
     #[command(subcommand)]
     Kv(KvCommand),
+    /// Enable, disable, list and tune secrets engines (the mount table).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Init, unseal, seal, status and keyring maintenance.
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -398,6 +401,63 @@ pub(crate) enum PolicyCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretsCommand {
+    /// Mount an engine: `sigil secrets enable [-path=P] kv|e2e`.
+    Enable {
+        /// Where to mount it (default: the engine type).
+        #[arg(long)]
+        path: Option<String>,
+        /// A description shown by `secrets list`.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        ttls: MountTtls,
+        /// `kv` (version 2; `kv-v2` is accepted too) or `e2e`.
+        r#type: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Unmount an engine and delete all of its data.
+    Disable {
+        /// The mount path.
+        path: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The mounted engines.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change a mount's description or lease TTLs.
+    Tune {
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        ttls: MountTtls,
+        /// The mount path.
+        path: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// A mount's lease TTLs (`30m`, `1h`, `768h`, or seconds).
+#[derive(Debug, Args)]
+pub(crate) struct MountTtls {
+    /// Default lease TTL of the mount's dynamic secrets.
+    #[arg(long)]
+    pub(crate) default_lease_ttl: Option<String>,
+    /// Maximum lease TTL of the mount's dynamic secrets.
+    #[arg(long)]
+    pub(crate) max_lease_ttl: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -29,6 +29,43 @@ pub(crate) fn table(rows: &[(String, String)]) {
     }
 }
 
+/// A table with named columns, each as wide as its widest cell.
+pub(crate) fn columns(headers: &[&str], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:w$}    ", w = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.to_vec());
+    line(
+        headers
+            .iter()
+            .map(|h| "-".repeat(h.len()))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    );
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
 /// Rows of a JSON object, keys sorted.
 pub(crate) fn rows(obj: Option<&Value>) -> Vec<(String, String)> {
     let mut rows: Vec<(String, String)> = obj

@@ -673,3 +673,81 @@ fn templated_policies_and_groups() {
         stderr(&out)
     );
 }
+
+#[test]
+fn secrets_engines_are_mounted_tuned_listed_and_disabled() {
+    let s = Server::start();
+    ok(s.sigil(&[
+        "secrets",
+        "enable",
+        "-path=team/kv",
+        "-description=team secrets",
+        "kv",
+    ]));
+    ok(s.sigil(&["secrets", "enable", "kv-v2"]));
+    let dup = s.sigil(&["secrets", "enable", "-path=team/kv/x", "kv"]);
+    assert!(
+        stderr(&dup).contains("already in use at team/kv/"),
+        "{}",
+        stderr(&dup)
+    );
+    let reserved = s.sigil(&["secrets", "enable", "-path=sys/kv", "kv"]);
+    assert!(!reserved.status.success());
+
+    ok(s.sigil(&["kv", "put", "-mount=team/kv", "app", "k=team"]));
+    ok(s.sigil(&["kv", "put", "secret/app", "k=default"]));
+    ok(s.sigil(&["kv", "put", "kv-v2/app", "k=other"]));
+    let field = |args: &[&str]| ok(s.sigil(args)).trim().to_owned();
+    assert_eq!(
+        field(&["kv", "get", "-mount=team/kv", "-field=k", "app"]),
+        "team"
+    );
+    assert_eq!(field(&["kv", "get", "-field=k", "secret/app"]), "default");
+    assert_eq!(field(&["kv", "get", "-field=k", "kv-v2/app"]), "other");
+
+    let table = ok(s.sigil(&["secrets", "list"]));
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("team/kv/"))
+        .expect(&table);
+    assert!(
+        line.contains("kv") && line.contains("team secrets"),
+        "{line}"
+    );
+    assert!(table.lines().any(|l| l.starts_with("sys/")), "{table}");
+
+    ok(s.sigil(&[
+        "secrets",
+        "tune",
+        "-description=tuned",
+        "-max-lease-ttl=2h",
+        "team/kv",
+    ]));
+    let mounts: serde_json::Value =
+        serde_json::from_str(&ok(s.sigil(&["secrets", "list", "-format=json"]))).unwrap();
+    assert_eq!(mounts["team/kv/"]["description"], "tuned");
+    assert_eq!(mounts["team/kv/"]["config"]["max_lease_ttl"], 7200);
+
+    // A policy on one mount's paths does not reach another mount with the same secret name.
+    let policy = s.tmp.path().join("team.hcl");
+    std::fs::write(
+        &policy,
+        "path \"team/kv/data/*\" { capabilities = [\"read\"] }\n",
+    )
+    .unwrap();
+    ok(s.sigil(&["policy", "write", "team", policy.to_str().unwrap()]));
+    let reader = s.new_identity("reader", &["team"]);
+    let r = reader.to_str().unwrap();
+    let as_reader = |args: &[&str]| s.sigil_as(&reader, args);
+    assert!(ok(as_reader(&["kv", "get", "-mount=team/kv", "app"])).contains("team"));
+    assert!(stderr(&as_reader(&["kv", "get", "secret/app"])).contains("403"));
+    assert!(
+        stderr(&as_reader(&["secrets", "disable", "team/kv"])).contains("403"),
+        "{r}"
+    );
+
+    ok(s.sigil(&["secrets", "disable", "team/kv"]));
+    let gone = s.sigil(&["kv", "get", "-mount=team/kv", "app"]);
+    assert!(!gone.status.success());
+    assert_eq!(field(&["kv", "get", "-field=k", "secret/app"]), "default");
+}

@@ -12,7 +12,7 @@ use crate::barrier::{Barrier, View, ViewBatch};
 use crate::cert_auth::{CertRoles, CertTrust};
 use crate::group::GroupStore;
 use crate::identity::{Caller, IdentityStore};
-use crate::kv::KvEngine;
+use crate::mounts::{Mount, MountTable};
 use crate::policy::{ADMIN_POLICY, Acl, Capability, TemplateContext};
 use crate::policy_store::PolicyStore;
 use crate::{CoreError, Operation, Request, Response};
@@ -21,7 +21,7 @@ const POLICIES: &str = "sys/policies/acl";
 const IDENTITIES: &str = "identity/entity/name";
 const GROUPS: &str = "identity/group/name";
 const CERT_ROLES: &str = "auth/cert/certs";
-const KV_MOUNT: &str = "secret";
+const MOUNTS: &str = "sys/mounts";
 /// Keyring maintenance, `sudo` required (as Vault's `sys/rotate`).
 const ROTATE: &str = "sys/rotate";
 const REWRAP: &str = "sys/rewrap";
@@ -50,7 +50,7 @@ pub struct Core {
     groups: GroupStore,
     cert_roles: CertRoles,
     policies: PolicyStore,
-    kv: KvEngine,
+    mounts: MountTable,
 }
 
 enum Route<'a> {
@@ -58,7 +58,9 @@ enum Route<'a> {
     Identities(&'a str),
     Groups(&'a str),
     CertRoles(&'a str),
-    Kv(&'a str),
+    Mounts(&'a str),
+    /// A path below a mount: the mount and the rest of the path.
+    Mount(Arc<Mount>, &'a str),
     Keyring(&'a str),
     AuditHash(&'a str),
     Unknown,
@@ -74,7 +76,8 @@ fn below<'a>(path: &'a str, mount: &str) -> Option<&'a str> {
     }
 }
 
-fn route(path: &str) -> Route<'_> {
+/// The routes that do not depend on the mount table.
+fn fixed_route(path: &str) -> Route<'_> {
     if let Some(rest) = below(path, POLICIES) {
         Route::Policies(rest)
     } else if let Some(rest) = below(path, IDENTITIES) {
@@ -83,8 +86,8 @@ fn route(path: &str) -> Route<'_> {
         Route::Groups(rest)
     } else if let Some(rest) = below(path, CERT_ROLES) {
         Route::CertRoles(rest)
-    } else if let Some(rest) = below(path, KV_MOUNT) {
-        Route::Kv(rest)
+    } else if let Some(rest) = below(path, MOUNTS) {
+        Route::Mounts(rest)
     } else if [ROTATE, REWRAP, KEY_STATUS].contains(&path) {
         Route::Keyring(path)
     } else if let Some(device) = path.strip_prefix(AUDIT_HASH) {
@@ -145,37 +148,52 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Read, write or delete a certificate role (trusted CA, CRL, certificate-to-identity mappings)",
     ),
     endpoint(
-        "secret/config",
+        "sys/mounts",
+        &["GET"],
+        "List the mounted engines (and the built-in sys/ and identity/)",
+    ),
+    endpoint(
+        "sys/mounts/{path}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Read a mount, enable an engine at a path (kv, e2e), or disable it and remove its data",
+    ),
+    endpoint(
+        "sys/mounts/{path}/tune",
+        &["GET", "POST", "PUT"],
+        "Read or change a mount's description, default_lease_ttl, max_lease_ttl",
+    ),
+    endpoint(
+        "{mount}/config",
         &["GET", "POST", "PUT"],
         "KV v2: the engine's max_versions and cas_required",
     ),
     endpoint(
-        "secret/data/{path}",
+        "{mount}/data/{path}",
         &["GET", "POST", "PUT", "PATCH", "DELETE"],
         "KV v2: read, write, merge-patch or soft-delete a secret",
     ),
     endpoint(
-        "secret/metadata/{path}",
+        "{mount}/metadata/{path}",
         &["GET", "POST", "PUT", "PATCH", "DELETE", "LIST"],
         "KV v2: read, write or patch a secret's metadata (max_versions, cas_required, custom_metadata), delete the secret and all its versions, or list keys",
     ),
     endpoint(
-        "secret/subkeys/{path}",
+        "{mount}/subkeys/{path}",
         &["GET"],
         "KV v2: a version's keys without their values (?version, ?depth)",
     ),
     endpoint(
-        "secret/delete/{path}",
+        "{mount}/delete/{path}",
         &["POST", "PUT"],
         "KV v2: soft-delete the listed versions",
     ),
     endpoint(
-        "secret/undelete/{path}",
+        "{mount}/undelete/{path}",
         &["POST", "PUT"],
         "KV v2: restore the listed soft-deleted versions",
     ),
     endpoint(
-        "secret/destroy/{path}",
+        "{mount}/destroy/{path}",
         &["POST", "PUT"],
         "KV v2: permanently remove the listed versions' data",
     ),
@@ -197,11 +215,6 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
 ];
 
-/// The documented endpoint (template) a normalized path belongs to, if the core routes it.
-pub fn endpoint_for(path: &str) -> Option<&'static str> {
-    endpoint_of(&route(path))
-}
-
 /// The documented endpoint a route belongs to (`None` for unknown paths). Exhaustive: a new
 /// route does not compile until it is documented.
 fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
@@ -214,14 +227,17 @@ fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
         Route::Groups(_) => "identity/group/name/{name}",
         Route::CertRoles("") => "auth/cert/certs",
         Route::CertRoles(_) => "auth/cert/certs/{name}",
-        Route::Kv(rest) => match rest.split_once('/').map_or(*rest, |(kind, _)| kind) {
-            "metadata" => "secret/metadata/{path}",
-            "config" => "secret/config",
-            "subkeys" => "secret/subkeys/{path}",
-            "delete" => "secret/delete/{path}",
-            "undelete" => "secret/undelete/{path}",
-            "destroy" => "secret/destroy/{path}",
-            _ => "secret/data/{path}",
+        Route::Mounts("") => "sys/mounts",
+        Route::Mounts(rest) if rest.ends_with("/tune") => "sys/mounts/{path}/tune",
+        Route::Mounts(_) => "sys/mounts/{path}",
+        Route::Mount(_, rest) => match rest.split_once('/').map_or(*rest, |(kind, _)| kind) {
+            "metadata" => "{mount}/metadata/{path}",
+            "config" => "{mount}/config",
+            "subkeys" => "{mount}/subkeys/{path}",
+            "delete" => "{mount}/delete/{path}",
+            "undelete" => "{mount}/undelete/{path}",
+            "destroy" => "{mount}/destroy/{path}",
+            _ => "{mount}/data/{path}",
         },
         Route::Keyring(path) => [ROTATE, REWRAP, KEY_STATUS]
             .into_iter()
@@ -329,9 +345,24 @@ impl Core {
             groups: GroupStore::new(barrier.view("sys/group/")),
             cert_roles: CertRoles::new(barrier.view("sys/cert-role/")),
             policies: PolicyStore::new(barrier.view("sys/policy/")),
-            kv: KvEngine::new(barrier.view("logical/secret/")),
+            mounts: MountTable::load(Arc::clone(&barrier))?,
             barrier,
         })
+    }
+
+    fn route<'p>(&self, path: &'p str) -> Route<'p> {
+        match fixed_route(path) {
+            Route::Unknown => match self.mounts.resolve(path) {
+                Some((mount, rest)) => Route::Mount(mount, rest),
+                None => Route::Unknown,
+            },
+            fixed => fixed,
+        }
+    }
+
+    /// The documented endpoint (template) a normalized path belongs to, if the core routes it.
+    pub fn endpoint_for(&self, path: &str) -> Option<&'static str> {
+        endpoint_of(&self.route(path))
     }
 
     /// The audit devices.
@@ -431,7 +462,7 @@ impl Core {
     /// `Create`. [`Core::handle`] does this itself; the server calls it first to audit the
     /// operation that will run.
     pub fn resolve_operation(&self, op: Operation, path: &str) -> Result<Operation, CoreError> {
-        if op == Operation::Update && !self.exists(&route(path))? {
+        if op == Operation::Update && !self.exists(&self.route(path))? {
             Ok(Operation::Create)
         } else {
             Ok(op)
@@ -442,7 +473,7 @@ impl Core {
     /// policies, then dispatches.
     pub fn handle(&self, caller: &Caller, mut req: Request) -> Result<Response, CoreError> {
         req.operation = self.resolve_operation(req.operation, &req.path)?;
-        let route = route(&req.path);
+        let route = self.route(&req.path);
         let cap = match req.operation {
             Operation::Read => Capability::Read,
             Operation::List => Capability::List,
@@ -474,7 +505,8 @@ impl Core {
             Route::CertRoles(rest) => self
                 .cert_roles
                 .handle(&req, rest, &|n| self.identities.exists(n).unwrap_or(false)),
-            Route::Kv(rest) => self.kv.handle(&req, rest),
+            Route::Mounts(rest) => self.mounts.handle(&req, rest),
+            Route::Mount(mount, rest) => mount.engine.handle(&req, rest),
             Route::Unknown => Err(CoreError::NotFound(format!(
                 "no handler for route \"{}\"",
                 req.path
@@ -532,7 +564,8 @@ impl Core {
             Route::Identities(rest) if !rest.is_empty() => self.identities.exists(rest),
             Route::Groups(rest) if !rest.is_empty() => Ok(self.groups.exists(rest)),
             Route::CertRoles(rest) if !rest.is_empty() => Ok(self.cert_roles.exists(rest)),
-            Route::Kv(rest) => self.kv.exists(rest),
+            Route::Mounts(rest) => Ok(self.mounts.exists(rest)),
+            Route::Mount(mount, rest) => mount.engine.exists(rest),
             _ => Ok(false),
         }
     }
@@ -546,10 +579,14 @@ mod tests {
 
     #[test]
     fn every_route_is_documented_and_every_endpoint_routes() {
+        let (core, _) = admin_core(Arc::new(MemoryBackend::new()));
         for e in ENDPOINTS {
-            let sample = e.path.replace("{name}", "x").replace("{path}", "a/b");
-            let route = route(&sample);
-            assert_eq!(endpoint_of(&route), Some(e.path), "{sample}");
+            let sample = e
+                .path
+                .replace("{mount}", "secret")
+                .replace("{name}", "x")
+                .replace("{path}", "a/b");
+            assert_eq!(core.endpoint_for(&sample), Some(e.path), "{sample}");
         }
         for sample in [
             "sys/policies/acl/",
@@ -571,14 +608,17 @@ mod tests {
             "sys/rewrap",
             "sys/key-status",
             "sys/audit-hash/file",
+            "sys/mounts",
+            "sys/mounts/kv",
+            "sys/mounts/a/b/tune",
         ] {
-            let documented = endpoint_of(&route(sample)).expect(sample);
+            let documented = core.endpoint_for(sample).expect(sample);
             assert!(
                 ENDPOINTS.iter().any(|e| e.path == documented),
                 "{sample} → {documented}"
             );
         }
-        assert_eq!(endpoint_of(&route("nope/x")), None);
+        assert_eq!(core.endpoint_for("nope/x"), None);
     }
 
     fn request(operation: Operation, path: &str, data: Option<serde_json::Value>) -> Request {
@@ -596,7 +636,7 @@ mod tests {
             .list("")
             .unwrap()
             .into_iter()
-            .filter(|k| k.contains("logical/secret/ver/"))
+            .filter(|k| k.starts_with("logical/") && k.contains("/ver/"))
             .count()
     }
 
@@ -612,6 +652,142 @@ mod tests {
         )
         .unwrap();
         (core, admin)
+    }
+
+    #[test]
+    fn mounts_enable_route_tune_persist_and_disable() {
+        let backend = Arc::new(MemoryBackend::new());
+        let root = BarrierKey::generate(KeyTerm(0)).unwrap();
+        let root_copy =
+            || BarrierKey::from_secret(KeyTerm(0), Zeroizing::new(*root.expose_secret()));
+        let admin = SecretIdentity::generate().unwrap();
+        let config = CoreConfig {
+            admins: vec![("admin".into(), admin.public())],
+            ..CoreConfig::default()
+        };
+        let core = Core::create(backend.clone(), root_copy(), config).unwrap();
+        let caller = core.caller(admin.public().keyid().as_str()).unwrap();
+        let run = |core: &Core, op, path: &str, data| core.handle(&caller, request(op, path, data));
+        let bad = |r: Result<Response, CoreError>| {
+            assert!(matches!(r, Err(CoreError::BadRequest(_))), "{r:?}");
+        };
+
+        // Enabling: overlapping, reserved, malformed and unknown engines are refused.
+        let enable = |core: &Core, path: &str, body| {
+            run(
+                core,
+                Operation::Update,
+                &format!("sys/mounts/{path}"),
+                Some(body),
+            )
+        };
+        enable(
+            &core,
+            "team/kv",
+            json!({ "type": "kv", "description": "team" }),
+        )
+        .unwrap();
+        enable(&core, "team-kv", json!({ "type": "kv-v2" })).unwrap();
+        bad(enable(&core, "team/kv/sub", json!({ "type": "kv" })));
+        bad(enable(&core, "team", json!({ "type": "kv" })));
+        bad(enable(&core, "secret", json!({ "type": "kv" })));
+        bad(enable(&core, "sys/x", json!({ "type": "kv" })));
+        bad(enable(&core, "x", json!({ "type": "transitt" })));
+        bad(enable(
+            &core,
+            "x",
+            json!({ "type": "kv", "options": { "version": "1" } }),
+        ));
+        bad(enable(&core, "x", json!({ "type": "kv", "bogus": 1 })));
+        let list = run(&core, Operation::Read, "sys/mounts", None)
+            .unwrap()
+            .data
+            .unwrap();
+        let paths: Vec<&String> = list.as_object().unwrap().keys().collect();
+        assert_eq!(
+            paths,
+            ["identity/", "secret/", "sys/", "team-kv/", "team/kv/"]
+        );
+        assert_eq!(list["team/kv/"]["type"], "kv");
+        assert_eq!(list["team/kv/"]["description"], "team");
+        assert_eq!(list["team/kv/"]["options"]["version"], "2");
+
+        // Routing by mount: the same secret name in three mounts holds three values.
+        for (mount, v) in [("secret", 1), ("team/kv", 2), ("team-kv", 3)] {
+            let path = format!("{mount}/data/app");
+            run(
+                &core,
+                Operation::Update,
+                &path,
+                Some(json!({ "data": { "v": v } })),
+            )
+            .unwrap();
+        }
+        let read = |core: &Core, mount: &str| {
+            run(core, Operation::Read, &format!("{mount}/data/app"), None)
+                .map(|r| r.data.unwrap()["data"]["v"].clone())
+        };
+        assert_eq!(read(&core, "team/kv").unwrap(), 2);
+        assert!(matches!(read(&core, "team"), Err(CoreError::NotFound(_))));
+
+        // Tune.
+        run(
+            &core,
+            Operation::Update,
+            "sys/mounts/team/kv/tune",
+            Some(
+                json!({ "description": "tuned", "default_lease_ttl": "1h", "max_lease_ttl": 7200 }),
+            ),
+        )
+        .unwrap();
+        bad(run(
+            &core,
+            Operation::Update,
+            "sys/mounts/team/kv/tune",
+            Some(json!({ "default_lease_ttl": "3h" })),
+        ));
+        bad(run(
+            &core,
+            Operation::Update,
+            "sys/mounts/team/kv/tune",
+            Some(json!({ "seal_wrap": true })),
+        ));
+        let tune = run(&core, Operation::Read, "sys/mounts/team/kv/tune", None)
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(tune["default_lease_ttl"], 3600);
+        assert_eq!(tune["max_lease_ttl"], 7200);
+        assert_eq!(tune["description"], "tuned");
+
+        // The table and the data survive a restart.
+        drop(core);
+        let core = Core::open(backend.clone(), root_copy(), &[]).unwrap();
+        for (mount, v) in [("secret", 1), ("team/kv", 2), ("team-kv", 3)] {
+            assert_eq!(read(&core, mount).unwrap(), v, "{mount}");
+        }
+        let tune = run(&core, Operation::Read, "sys/mounts/team/kv/tune", None)
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(tune["description"], "tuned");
+
+        // Disable removes the mount and exactly its data; enabling again starts empty.
+        let before = stored_versions(&backend);
+        run(&core, Operation::Delete, "sys/mounts/team/kv", None).unwrap();
+        assert_eq!(stored_versions(&backend), before - 1);
+        assert!(matches!(
+            read(&core, "team/kv"),
+            Err(CoreError::NotFound(_))
+        ));
+        assert_eq!(read(&core, "team-kv").unwrap(), 3);
+        enable(&core, "team/kv", json!({ "type": "kv" })).unwrap();
+        assert!(matches!(
+            read(&core, "team/kv"),
+            Err(CoreError::NotFound(_))
+        ));
+        // Built-in paths cannot be disabled.
+        bad(run(&core, Operation::Delete, "sys/mounts/sys", None));
     }
 
     #[test]

@@ -89,7 +89,10 @@ fn now() -> i64 {
 
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let started = std::time::Instant::now();
-    let route = telemetry::route_of(req.uri().path().strip_prefix("/v1/").unwrap_or("other"));
+    let route = telemetry::route_of(
+        req.uri().path().strip_prefix("/v1/").unwrap_or("other"),
+        state.node.core().as_deref(),
+    );
     let method = req.method().as_str().to_owned();
     let resp = match dispatch(state, req).await {
         Ok(r) => r,

@@ -169,12 +169,16 @@ fn add(paths: &mut Map<String, Value>, path: &str, methods: &[&str], auth: Auth,
         .as_object_mut()
         .expect("path items are objects");
     let mut params = Vec::new();
-    for (name, style) in [("name", "segment"), ("path", "path")] {
+    for (name, style) in [("mount", "mount"), ("name", "segment"), ("path", "path")] {
         if path.contains(&format!("{{{name}}}")) {
             params.push(json!({
                 "name": name, "in": "path", "required": true,
                 "schema": { "type": "string", "pattern": "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$" },
-                "description": if style == "segment" { "one path segment" } else { "one or more segments" },
+                "description": match style {
+                    "mount" => "the path an engine is mounted at (e.g. secret)",
+                    "segment" => "one path segment",
+                    _ => "one or more segments",
+                },
             }));
         }
     }

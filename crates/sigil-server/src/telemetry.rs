@@ -24,7 +24,7 @@ pub(crate) fn install() {
 
 /// The documented endpoint a path belongs to (`secret/data/app` → `secret/data/{path}`), so
 /// labels stay few and never carry a secret's name; anything else is `other`.
-pub(crate) fn route_of(raw_path: &str) -> String {
+pub(crate) fn route_of(raw_path: &str, core: Option<&sigil_core::Core>) -> String {
     let path = raw_path.trim_end_matches('/');
     if let Some(e) = crate::openapi::SERVER_ENDPOINTS
         .iter()
@@ -32,7 +32,9 @@ pub(crate) fn route_of(raw_path: &str) -> String {
     {
         return e.path.to_owned();
     }
-    sigil_core::endpoint_for(path).unwrap_or("other").to_owned()
+    core.and_then(|c| c.endpoint_for(path))
+        .unwrap_or("other")
+        .to_owned()
 }
 
 /// One finished request.

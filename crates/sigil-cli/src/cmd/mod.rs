@@ -8,6 +8,7 @@ mod key;
 mod kv;
 mod operator;
 mod policy;
+mod secrets;
 mod server;
 
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Group(c) => group::run(c).await,
         Command::Policy(c) => policy::run(c).await,
         Command::Kv(c) => kv::run(c).await,
+        Command::Secrets(c) => secrets::run(c).await,
         Command::Operator(c) => operator::run(c).await,
         Command::Audit(c) => audit::run(c).await,
         Command::Read {

@@ -15,8 +15,19 @@ use model::{
     meta_key, subkeys, version_key, versions,
 };
 
+/// What a KV-shaped mount stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KvMode {
+    /// Plain KV v2: the server reads and writes the data.
+    Kv,
+    /// End-to-end secrets: each version is an envelope the client encrypted to its recipients;
+    /// the server checks its shape and stores it, and cannot read it (no PATCH, no subkeys).
+    E2e,
+}
+
 pub(crate) struct KvEngine {
     view: View,
+    mode: KvMode,
 }
 
 impl std::fmt::Debug for KvEngine {
@@ -49,8 +60,8 @@ fn not_found() -> CoreError {
 }
 
 impl KvEngine {
-    pub(crate) fn new(view: View) -> Self {
-        KvEngine { view }
+    pub(crate) fn new(view: View, mode: KvMode) -> Self {
+        KvEngine { view, mode }
     }
 
     fn load_meta(&self, path: &str) -> Result<Option<(SecretMeta, Entry)>, CoreError> {
@@ -132,10 +143,16 @@ impl KvEngine {
                 Err(CoreError::UnsupportedOperation)
             }
             _ => Err(CoreError::NotFound(format!(
-                "no handler for route \"secret/{rest}\""
+                "no handler for route \"{}\"",
+                req.path
             ))),
         };
-        resp.map(|r| r.with_mount_type("kv"))
+        resp.map(|r| {
+            r.with_mount_type(match self.mode {
+                KvMode::Kv => "kv",
+                KvMode::E2e => "e2e",
+            })
+        })
     }
 
     fn write_config(&self, body: Option<&Value>) -> Result<Response, CoreError> {

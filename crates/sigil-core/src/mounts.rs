@@ -1,0 +1,540 @@
+//! The mount table (Vault's `sys/mounts`): which engine serves which path prefix. Kept as one
+//! entry under the barrier, changed by compare-and-set; each mount's data lives in its own view
+//! (`logical/<uuid>/`), so disabling a mount removes exactly its data.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::barrier::{Barrier, View, ViewBatch};
+use crate::kv::{KvEngine, KvMode};
+use crate::{CoreError, Operation, Request, Response, duration};
+
+/// Where the table is stored, in the `core/` view.
+const TABLE_KEY: &str = "mounts";
+/// Prefixes no engine can be mounted at or under (Vault's protected paths).
+const RESERVED: &[&str] = &["sys/", "identity/", "auth/", "audit/", "cubbyhole/"];
+
+/// An engine type that can be mounted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EngineType {
+    /// Key/value, version 2.
+    Kv,
+    /// End-to-end secrets: client-encrypted envelopes, versioned like KV.
+    E2e,
+}
+
+impl EngineType {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "kv" | "kv-v2" => Some(EngineType::Kv),
+            "e2e" => Some(EngineType::E2e),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            EngineType::Kv => "kv",
+            EngineType::E2e => "e2e",
+        }
+    }
+}
+
+/// A mount's settings as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct MountEntry {
+    #[serde(rename = "type")]
+    kind: String,
+    description: String,
+    uuid: String,
+    accessor: String,
+    default_lease_ttl: u64,
+    max_lease_ttl: u64,
+}
+
+impl MountEntry {
+    fn engine_type(&self) -> Result<EngineType, CoreError> {
+        EngineType::parse(&self.kind).ok_or(CoreError::Integrity)
+    }
+
+    /// The entry as Vault shows it in `sys/mounts`.
+    fn to_json(&self) -> Value {
+        let options = match self.kind.as_str() {
+            "kv" => json!({ "version": "2" }),
+            _ => Value::Null,
+        };
+        json!({
+            "type": self.kind,
+            "description": self.description,
+            "accessor": self.accessor,
+            "uuid": self.uuid,
+            "config": self.tune_config(),
+            "options": options,
+            "local": false,
+            "seal_wrap": false,
+            "external_entropy_access": false,
+        })
+    }
+
+    fn tune_config(&self) -> Value {
+        json!({
+            "default_lease_ttl": self.default_lease_ttl,
+            "max_lease_ttl": self.max_lease_ttl,
+            "force_no_cache": false,
+        })
+    }
+}
+
+/// A mounted engine.
+pub(crate) struct Mount {
+    /// The mount path, ending in `/`.
+    pub(crate) path: String,
+    /// What the engine is.
+    pub(crate) kind: EngineType,
+    /// The engine.
+    pub(crate) engine: KvEngine,
+}
+
+impl std::fmt::Debug for Mount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mount")
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+type Table = BTreeMap<String, MountEntry>;
+
+/// The mounts, by path (each ending in `/`).
+pub(crate) struct MountTable {
+    barrier: Arc<Barrier>,
+    core: View,
+    mounts: RwLock<BTreeMap<String, Arc<Mount>>>,
+    /// Serializes changes to the table.
+    write: Mutex<()>,
+}
+
+impl std::fmt::Debug for MountTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountTable").finish_non_exhaustive()
+    }
+}
+
+/// Checks and normalizes a mount path: segments of letters, digits, `-`, `_`, `.`; not `.` or
+/// `..`; ends in `/`; not at or under a reserved prefix.
+fn mount_path(raw: &str) -> Result<String, CoreError> {
+    let trimmed = raw.trim_matches('/');
+    let ok = !trimmed.is_empty()
+        && trimmed.len() <= 256
+        && trimmed.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        });
+    if !ok {
+        return Err(CoreError::bad(
+            "a mount path is one or more segments of letters, digits, '-', '_' and '.'",
+        ));
+    }
+    let path = format!("{trimmed}/");
+    if let Some(r) = RESERVED.iter().find(|r| path.starts_with(*r)) {
+        return Err(CoreError::bad(format!("cannot mount at or under {r}")));
+    }
+    Ok(path)
+}
+
+fn accessor(kind: EngineType) -> Result<String, CoreError> {
+    let mut b = [0u8; 4];
+    sigil_crypto::random::fill(&mut b)
+        .map_err(|_| CoreError::bad("random number generator failed"))?;
+    Ok(format!("{}_{:08x}", kind.name(), u32::from_be_bytes(b)))
+}
+
+impl MountTable {
+    /// Loads the table from `core/mounts`; an empty store gets `secret/` as KV v2 (written in
+    /// the same step, so it is there after a restart too).
+    pub(crate) fn load(barrier: Arc<Barrier>) -> Result<Self, CoreError> {
+        let core = barrier.view("core/");
+        let table = MountTable {
+            barrier,
+            core,
+            mounts: RwLock::new(BTreeMap::new()),
+            write: Mutex::new(()),
+        };
+        let _guard = table.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let stored = match table.core.get(TABLE_KEY)? {
+            Some(e) => serde_json::from_slice(&e.plain).map_err(|_| CoreError::Integrity)?,
+            None => {
+                let mut t = Table::new();
+                t.insert(
+                    "secret/".into(),
+                    table.new_entry(EngineType::Kv, "key/value secret storage".into())?,
+                );
+                table.store(None, &t, ViewBatch::default())?;
+                t
+            }
+        };
+        table.install(&stored)?;
+        drop(_guard);
+        Ok(table)
+    }
+
+    fn new_entry(&self, kind: EngineType, description: String) -> Result<MountEntry, CoreError> {
+        Ok(MountEntry {
+            kind: kind.name().to_owned(),
+            description,
+            uuid: crate::identity::random_id()?,
+            accessor: accessor(kind)?,
+            default_lease_ttl: 0,
+            max_lease_ttl: 0,
+        })
+    }
+
+    fn read_table(&self) -> Result<(Table, Option<crate::barrier::Entry>), CoreError> {
+        match self.core.get(TABLE_KEY)? {
+            Some(e) => Ok((
+                serde_json::from_slice(&e.plain).map_err(|_| CoreError::Integrity)?,
+                Some(e),
+            )),
+            None => Ok((Table::new(), None)),
+        }
+    }
+
+    /// Writes `table` if the stored one is still `expected`, with `batch` (in the `core/` view
+    /// only: engine data goes through [`MountTable::engine_view`]).
+    fn store(
+        &self,
+        expected: Option<&crate::barrier::Entry>,
+        table: &Table,
+        mut batch: ViewBatch,
+    ) -> Result<(), CoreError> {
+        batch.expect(TABLE_KEY, expected);
+        batch.put(
+            TABLE_KEY,
+            serde_json::to_vec(table).expect("mount table serializes"),
+        );
+        self.core.apply(batch)
+    }
+
+    fn engine_view(&self, uuid: &str) -> View {
+        self.barrier.view(&format!("logical/{uuid}/"))
+    }
+
+    /// Rebuilds the in-memory mounts from `table`, keeping the engines of unchanged mounts.
+    fn install(&self, table: &Table) -> Result<(), CoreError> {
+        let mut mounts = self.mounts.write().unwrap_or_else(PoisonError::into_inner);
+        let mut next = BTreeMap::new();
+        for (path, entry) in table {
+            let kind = entry.engine_type()?;
+            let mount = match mounts.get(path) {
+                Some(m) if m.kind == kind => m.clone(),
+                _ => {
+                    let mode = match kind {
+                        EngineType::Kv => KvMode::Kv,
+                        EngineType::E2e => KvMode::E2e,
+                    };
+                    Arc::new(Mount {
+                        path: path.clone(),
+                        kind,
+                        engine: KvEngine::new(self.engine_view(&entry.uuid), mode),
+                    })
+                }
+            };
+            next.insert(path.clone(), mount);
+        }
+        *mounts = next;
+        Ok(())
+    }
+
+    /// The mount serving `path` (longest prefix at a segment boundary) and the rest of the
+    /// path below it.
+    pub(crate) fn resolve<'p>(&self, path: &'p str) -> Option<(Arc<Mount>, &'p str)> {
+        let mounts = self.mounts.read().unwrap_or_else(PoisonError::into_inner);
+        // Candidate prefixes, longest first: `a/b/c` → `a/b/c/`, `a/b/`, `a/`.
+        let mut end = path.len();
+        loop {
+            let candidate = &path[..end];
+            let key = format!("{}/", candidate.trim_end_matches('/'));
+            if let Some(m) = mounts.get(&key) {
+                let rest = path.get(key.len()..).unwrap_or("");
+                return Some((m.clone(), rest));
+            }
+            end = candidate.trim_end_matches('/').rfind('/')?;
+        }
+    }
+
+    /// `sys/mounts…` requests; `rest` is what follows `sys/mounts`.
+    pub(crate) fn handle(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
+        let write = matches!(req.operation, Operation::Create | Operation::Update);
+        let body = req.data.as_ref();
+        if rest.is_empty() {
+            return match req.operation {
+                Operation::Read => Ok(Response::data(self.list()?)),
+                _ => Err(CoreError::UnsupportedOperation),
+            };
+        }
+        if let Some(path) = rest.strip_suffix("/tune") {
+            let path = mount_path(path)?;
+            return match req.operation {
+                Operation::Read => {
+                    let (table, _) = self.read_table()?;
+                    let e = table.get(&path).ok_or_else(|| no_mount(&path))?;
+                    let mut out = e.tune_config();
+                    out["description"] = json!(e.description);
+                    out["options"] = e.to_json()["options"].clone();
+                    Ok(Response::data(out))
+                }
+                _ if write => self.tune(&path, body),
+                _ => Err(CoreError::UnsupportedOperation),
+            };
+        }
+        let path = mount_path(rest)?;
+        match req.operation {
+            Operation::Read => {
+                let (table, _) = self.read_table()?;
+                let e = table.get(&path).ok_or_else(|| no_mount(&path))?;
+                Ok(Response::data(e.to_json()))
+            }
+            _ if write => self.enable(&path, body),
+            Operation::Delete => self.disable(&path),
+            _ => Err(CoreError::UnsupportedOperation),
+        }
+    }
+
+    /// Whether `sys/mounts/<rest>` names an existing mount (a write to it is then an update).
+    pub(crate) fn exists(&self, rest: &str) -> bool {
+        let key = rest.strip_suffix("/tune").unwrap_or(rest);
+        mount_path(key).is_ok_and(|p| {
+            self.mounts
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(&p)
+        })
+    }
+
+    fn list(&self) -> Result<Value, CoreError> {
+        let (table, _) = self.read_table()?;
+        let mut out = Map::new();
+        for (path, e) in &table {
+            out.insert(path.clone(), e.to_json());
+        }
+        // The built-in paths, shown as Vault shows them; they cannot be disabled or tuned.
+        for (path, kind, description) in [
+            (
+                "sys/",
+                "system",
+                "system endpoints used for control, policy and debugging",
+            ),
+            ("identity/", "identity", "identity store"),
+        ] {
+            out.insert(
+                path.into(),
+                json!({
+                    "type": kind,
+                    "description": description,
+                    "accessor": "",
+                    "uuid": "",
+                    "config": { "default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false },
+                    "options": Value::Null,
+                    "local": false,
+                    "seal_wrap": false,
+                    "external_entropy_access": false,
+                }),
+            );
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn enable(&self, path: &str, body: Option<&Value>) -> Result<Response, CoreError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct EnableInput {
+            #[serde(rename = "type")]
+            kind: String,
+            #[serde(default)]
+            description: String,
+            #[serde(default)]
+            config: Option<Map<String, Value>>,
+            #[serde(default)]
+            options: Option<Map<String, Value>>,
+        }
+        let input: EnableInput = serde_json::from_value(body.cloned().unwrap_or(json!({})))
+            .map_err(|_| {
+                CoreError::bad(
+                    "invalid request body: expected type (kv, e2e), and optionally description, config, options",
+                )
+            })?;
+        let kind = EngineType::parse(&input.kind).ok_or_else(|| {
+            CoreError::bad("unknown engine type: Sigil mounts kv (version 2) and e2e")
+        })?;
+        if let Some(v) = input.options.as_ref().and_then(|o| o.get("version")) {
+            let version = v
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| v.as_u64().map(|n| n.to_string()));
+            if kind != EngineType::Kv || version.as_deref() != Some("2") {
+                return Err(CoreError::bad(
+                    "only KV version 2 is supported (options.version = \"2\")",
+                ));
+            }
+        }
+        let _guard = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut table, expected) = self.read_table()?;
+        if let Some(existing) = table
+            .keys()
+            .find(|p| p.starts_with(path) || path.starts_with(p.as_str()))
+        {
+            return Err(CoreError::bad(format!(
+                "path is already in use at {existing}"
+            )));
+        }
+        let mut entry = self.new_entry(kind, input.description)?;
+        if let Some(config) = &input.config {
+            apply_ttls(&mut entry, config)?;
+        }
+        table.insert(path.to_owned(), entry);
+        self.store(expected.as_ref(), &table, ViewBatch::default())?;
+        self.install(&table)?;
+        tracing::info!(path, kind = kind.name(), "engine enabled");
+        Ok(Response::no_content())
+    }
+
+    fn disable(&self, path: &str) -> Result<Response, CoreError> {
+        let _guard = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut table, expected) = self.read_table()?;
+        // As Vault: disabling what is not mounted succeeds and changes nothing.
+        let Some(entry) = table.remove(path) else {
+            return Ok(Response::no_content());
+        };
+        // The table first: once it commits, nothing routes to the old data. Then the data, in
+        // one batch; after a crash in between, the orphaned entries are unreachable ciphertext
+        // under a uuid no mount uses, removed by the next disable-time sweep below.
+        self.store(expected.as_ref(), &table, ViewBatch::default())?;
+        self.install(&table)?;
+        let removed = self.purge(&entry.uuid)?;
+        self.purge_orphans(&table)?;
+        tracing::info!(path, removed, "engine disabled and its data removed");
+        Ok(Response::no_content())
+    }
+
+    /// Deletes every entry of the engine whose data lives under `logical/<uuid>/`.
+    fn purge(&self, uuid: &str) -> Result<usize, CoreError> {
+        let view = self.engine_view(uuid);
+        let keys = view.list("")?;
+        let mut batch = ViewBatch::default();
+        for k in &keys {
+            batch.delete(k);
+        }
+        view.apply(batch)?;
+        Ok(keys.len())
+    }
+
+    /// Removes data left under `logical/` by mounts no longer in `table` (an interrupted
+    /// disable).
+    fn purge_orphans(&self, table: &Table) -> Result<(), CoreError> {
+        let live: Vec<&str> = table.values().map(|e| e.uuid.as_str()).collect();
+        let logical = self.barrier.view("logical/");
+        let mut seen: Vec<String> = logical
+            .list("")?
+            .into_iter()
+            .filter_map(|k| k.split_once('/').map(|(u, _)| u.to_owned()))
+            .collect();
+        seen.dedup();
+        for uuid in seen.iter().filter(|u| !live.contains(&u.as_str())) {
+            self.purge(uuid)?;
+        }
+        Ok(())
+    }
+
+    fn tune(&self, path: &str, body: Option<&Value>) -> Result<Response, CoreError> {
+        let input = match body {
+            None => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => return Err(CoreError::bad("invalid request body: expected an object")),
+        };
+        let _guard = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut table, expected) = self.read_table()?;
+        let entry = table.get_mut(path).ok_or_else(|| no_mount(path))?;
+        for key in input.keys() {
+            match key.as_str() {
+                "description" | "default_lease_ttl" | "max_lease_ttl" => {}
+                "options" => {
+                    let version = input["options"].get("version");
+                    if version.is_some_and(|v| v != "2" && v != 2) {
+                        return Err(CoreError::bad(
+                            "only KV version 2 is supported: a mount cannot be tuned to another version",
+                        ));
+                    }
+                }
+                other => {
+                    return Err(CoreError::bad(format!(
+                        "{other} cannot be tuned: Sigil tunes description, default_lease_ttl, max_lease_ttl"
+                    )));
+                }
+            }
+        }
+        if let Some(d) = input.get("description") {
+            entry.description = d
+                .as_str()
+                .ok_or_else(|| CoreError::bad("description must be a string"))?
+                .to_owned();
+        }
+        apply_ttls(entry, &input)?;
+        self.store(expected.as_ref(), &table, ViewBatch::default())?;
+        Ok(Response::no_content())
+    }
+}
+
+fn apply_ttls(entry: &mut MountEntry, config: &Map<String, Value>) -> Result<(), CoreError> {
+    for (key, v) in config {
+        match key.as_str() {
+            "default_lease_ttl" => entry.default_lease_ttl = duration::seconds(v, key)?,
+            "max_lease_ttl" => entry.max_lease_ttl = duration::seconds(v, key)?,
+            _ => {}
+        }
+    }
+    if entry.max_lease_ttl != 0 && entry.default_lease_ttl > entry.max_lease_ttl {
+        return Err(CoreError::bad(
+            "default_lease_ttl cannot be longer than max_lease_ttl",
+        ));
+    }
+    Ok(())
+}
+
+fn no_mount(path: &str) -> CoreError {
+    CoreError::bad(format!("no mount at {path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_paths_are_checked() {
+        assert_eq!(mount_path("kv").unwrap(), "kv/");
+        assert_eq!(mount_path("/team/a.b-c_d/").unwrap(), "team/a.b-c_d/");
+        for bad in [
+            "",
+            "/",
+            "a//b",
+            "a/../b",
+            "..",
+            "a b",
+            "ä",
+            "sys",
+            "sys/x",
+            "identity",
+            "auth/x",
+            "cubbyhole",
+        ] {
+            assert!(mount_path(bad).is_err(), "{bad:?}");
+        }
+    }
+}
