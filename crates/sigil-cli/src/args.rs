@@ -548,6 +548,9 @@ pub(crate) struct KvMetadataWriteArgs {
     /// Require check-and-set on every write.
     #[arg(long)]
     pub(crate) cas_required: Option<bool>,
+    /// New versions count as deleted after this long (`30m`, `24h`; `0s`: never).
+    #[arg(long)]
+    pub(crate) delete_version_after: Option<String>,
     /// `key=value`, repeatable.
     #[arg(long)]
     pub(crate) custom_metadata: Vec<String>,

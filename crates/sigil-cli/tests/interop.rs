@@ -8,33 +8,17 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use support::{Server, ok, stderr, stdout};
-
-fn python() -> String {
-    std::env::var("SIGIL_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
+use support::{Server, ok, python, python_keygen, stderr, stdout};
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/sigil_interop.py")
+    support::interop_script("sigil_interop.py")
 }
 
 #[test]
 fn python_client_signs_seals_writes_and_reads() {
     let s = Server::start();
     let keydir = s.tmp.path().join("py");
-    std::fs::create_dir(&keydir).unwrap();
-    let keygen = Command::new(python())
-        .arg(script())
-        .args(["keygen", keydir.to_str().unwrap()])
-        .output()
-        .expect("run python3");
-    assert!(
-        keygen.status.success(),
-        "python keygen failed (install tests/interop/requirements.txt, or run scripts/test): {}",
-        stderr(&keygen)
-    );
-    let public = stdout(&keygen).trim().to_owned();
-    assert!(public.starts_with("sigil1"), "{public}");
+    let public = python_keygen(&keydir);
 
     let policy = s.tmp.path().join("py.hcl");
     std::fs::write(

@@ -26,6 +26,16 @@ pub(crate) fn seconds(value: &Value, name: &str) -> Result<u64, CoreError> {
     Ok(secs)
 }
 
+/// Seconds as Go prints a duration, as Vault shows TTLs: `0s`, `30s`, `1m30s`, `1h0m0s`.
+pub(crate) fn go_format(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
 fn parse(s: &str) -> Option<u64> {
     if s.is_empty() {
         return None;
@@ -59,6 +69,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn go_formatting() {
+        for (secs, text) in [
+            (0, "0s"),
+            (30, "30s"),
+            (90, "1m30s"),
+            (3600, "1h0m0s"),
+            (90061, "25h1m1s"),
+        ] {
+            assert_eq!(go_format(secs), text);
+        }
+    }
 
     #[test]
     fn vault_durations() {

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod age;
 mod barrier;
 mod error;
 mod identity;

@@ -32,9 +32,8 @@ pub(crate) fn route_of(raw_path: &str, core: Option<&sigil_core::Core>) -> Strin
     {
         return e.path.to_owned();
     }
-    core.and_then(|c| c.endpoint_for(path))
-        .unwrap_or("other")
-        .to_owned()
+    core.and_then(|c| c.route_label(path))
+        .unwrap_or_else(|| "other".to_owned())
 }
 
 /// One finished request.

@@ -151,6 +151,9 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             if let Some(v) = m.max_versions {
                 body.insert("max_versions".into(), json!(v));
             }
+            if let Some(v) = &m.delete_version_after {
+                body.insert("delete_version_after".into(), json!(v));
+            }
             if let Some(v) = m.cas_required {
                 body.insert("cas_required".into(), json!(v));
             }

@@ -270,3 +270,34 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) {
     }
     panic!("condition not met in {secs} s");
 }
+
+/// The Python interpreter with the interop packages: `SIGIL_TEST_PYTHON` (set by
+/// `scripts/test`), or `python3`.
+pub fn python() -> String {
+    std::env::var("SIGIL_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// A script in `tests/interop/`.
+pub fn interop_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/interop")
+        .join(name)
+}
+
+/// Makes the independent Python client's key in `keydir` (created) and returns its `sigil1…`.
+pub fn python_keygen(keydir: &Path) -> String {
+    std::fs::create_dir(keydir).unwrap();
+    let keygen = Command::new(python())
+        .arg(interop_script("sigil_interop.py"))
+        .args(["keygen", keydir.to_str().unwrap()])
+        .output()
+        .expect("run python3");
+    assert!(
+        keygen.status.success(),
+        "python keygen failed (install tests/interop/requirements.txt, or run scripts/test): {}",
+        stderr(&keygen)
+    );
+    let public = stdout(&keygen).trim().to_owned();
+    assert!(public.starts_with("sigil1"), "{public}");
+    public
+}

@@ -109,17 +109,17 @@ impl KvEngine {
                 // DELETE data/: the latest version; POST delete/: the listed ones.
                 let versions = match kind {
                     "data" => None,
-                    _ => Some(versions(body)?),
+                    _ => Some(versions(body, "No version number provided")?),
                 };
                 let now = timefmt::now_rfc3339();
                 self.update_versions(secret_path(p)?, versions.as_deref(), |v, _, _| {
-                    if v.deletion_time.is_empty() && !v.destroyed {
+                    if v.readable() {
                         v.deletion_time = now.clone();
                     }
                 })
             }
             ("undelete", _) if write => {
-                let versions = versions(body)?;
+                let versions = versions(body, "No version number provided")?;
                 self.update_versions(secret_path(p)?, Some(&versions), |v, _, _| {
                     if !v.destroyed {
                         v.deletion_time.clear();
@@ -127,7 +127,7 @@ impl KvEngine {
                 })
             }
             ("destroy", _) if write => {
-                let versions = versions(body)?;
+                let versions = versions(body, "no version number provided")?;
                 let path = secret_path(p)?;
                 self.update_versions(path, Some(&versions), |v, n, batch| {
                     v.destroyed = true;
@@ -166,6 +166,9 @@ impl KvEngine {
         }
         if let Some(c) = input.cas_required {
             config.cas_required = c;
+        }
+        if let Some(d) = input.delete_version_after {
+            config.delete_version_after = d;
         }
         let mut batch = ViewBatch::default();
         batch.put(
@@ -242,6 +245,7 @@ impl KvEngine {
             });
         meta.apply(input, patch)?;
         meta.updated_time = now;
+        meta.current_metadata_version += 1;
         self.save_meta(
             path,
             &meta,
@@ -332,6 +336,7 @@ impl KvEngine {
     /// with it (RFC 7386).
     fn write(&self, path: &str, body: Option<&Value>, patch: bool) -> Result<Response, CoreError> {
         let input = WriteInput::parse(body)?;
+        let cas = input.cas().map_err(|()| CoreError::Integrity)?;
         let mut data = input
             .data
             .ok_or_else(|| CoreError::bad("no data provided"))?;
@@ -341,7 +346,10 @@ impl KvEngine {
             .as_ref()
             .map(|(m, _)| m.clone())
             .unwrap_or_default();
-        match input.options.cas {
+        if patch && existing.is_none() {
+            return Err(not_found());
+        }
+        match cas {
             Some(cas) if cas != meta.current_version => {
                 return Err(CoreError::Conflict(
                     "check-and-set parameter did not match the current version".into(),
@@ -355,9 +363,6 @@ impl KvEngine {
             _ => {}
         }
         if patch {
-            if existing.is_none() {
-                return Err(not_found());
-            }
             let mut current = self.version_data(path, &meta, meta.current_version)?;
             merge_patch(&mut current, data);
             data = current;
@@ -367,25 +372,33 @@ impl KvEngine {
         if meta.created_time.is_empty() {
             meta.created_time = now.clone();
         }
-        if meta.oldest_version == 0 {
-            meta.oldest_version = version;
-        }
         meta.current_version = version;
         meta.updated_time = now.clone();
+        let deletion_time = match config.delete_version_after(&meta) {
+            0 => String::new(),
+            after => timefmt::rfc3339_after(after),
+        };
         meta.versions.insert(
             version,
             VersionMeta {
                 created_time: now,
+                deletion_time,
                 ..VersionMeta::default()
             },
         );
 
+        // Vault's trimming: once the versions since `oldest_version` reach the limit, every
+        // version older than the last `max` goes, ciphertext included.
         let mut batch = ViewBatch::default();
-        while meta.versions.len() as u64 > config.max_versions(&meta) {
-            let (&old, _) = meta.versions.iter().next().expect("non-empty");
-            meta.versions.remove(&old);
-            batch.delete(&version_key(path, old));
-            meta.oldest_version = old + 1;
+        let max = config.max_versions(&meta);
+        if meta.current_version - meta.oldest_version >= max {
+            let oldest = meta.current_version - max + 1;
+            let old: Vec<u64> = meta.versions.range(..oldest).map(|(n, _)| *n).collect();
+            for n in old {
+                meta.versions.remove(&n);
+                batch.delete(&version_key(path, n));
+            }
+            meta.oldest_version = oldest;
         }
         batch.put(
             &version_key(path, version),

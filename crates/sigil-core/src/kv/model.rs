@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::CoreError;
+use crate::{CoreError, duration, timefmt};
 
 /// Vault's default number of versions kept per secret.
 const DEFAULT_MAX_VERSIONS: u64 = 10;
@@ -27,8 +27,10 @@ pub(super) struct VersionMeta {
 }
 
 impl VersionMeta {
+    /// Not destroyed, and not deleted: no deletion time, or one still in the future (set by
+    /// `delete_version_after`).
     pub(super) fn readable(&self) -> bool {
-        !self.destroyed && self.deletion_time.is_empty()
+        !self.destroyed && (self.deletion_time.is_empty() || !timefmt::is_past(&self.deletion_time))
     }
 }
 
@@ -45,6 +47,12 @@ pub(super) struct SecretMeta {
     pub(super) cas_required: bool,
     #[serde(default)]
     pub(super) custom_metadata: BTreeMap<String, String>,
+    /// Seconds after which a new version counts as deleted (0: never).
+    #[serde(default)]
+    pub(super) delete_version_after: u64,
+    /// How many times the metadata itself was written (OpenBao's field).
+    #[serde(default)]
+    pub(super) current_metadata_version: u64,
 }
 
 impl SecretMeta {
@@ -88,9 +96,11 @@ impl SecretMeta {
             "cas_required": self.cas_required,
             "created_time": self.created_time,
             "current_version": self.current_version,
+            "current_metadata_version": self.current_metadata_version,
             "custom_metadata": self.custom_json(),
-            "delete_version_after": "0s",
+            "delete_version_after": duration::go_format(self.delete_version_after),
             "max_versions": self.max_versions,
+            "metadata_cas_required": false,
             "oldest_version": self.oldest_version,
             "updated_time": self.updated_time,
             "versions": versions,
@@ -105,6 +115,9 @@ impl SecretMeta {
         }
         if let Some(c) = input.cas_required {
             self.cas_required = c;
+        }
+        if let Some(d) = input.delete_version_after {
+            self.delete_version_after = d;
         }
         if let Some(custom) = input.custom_metadata {
             if !patch {
@@ -153,24 +166,38 @@ fn check_custom(custom: &BTreeMap<String, String>) -> Result<(), CoreError> {
 pub(super) struct EngineConfig {
     pub(super) max_versions: u64,
     pub(super) cas_required: bool,
+    #[serde(default)]
+    pub(super) delete_version_after: u64,
 }
 
 impl EngineConfig {
     pub(super) fn to_json(&self) -> Value {
         json!({
             "cas_required": self.cas_required,
-            "delete_version_after": "0s",
+            "delete_version_after": duration::go_format(self.delete_version_after),
             "max_versions": self.max_versions,
+            "metadata_cas_required": false,
         })
     }
 
-    /// Versions kept for `meta`: the secret's own setting overrides the engine's (as
-    /// Vault documents it); when neither is set, Vault's default of 10.
+    /// Versions kept for `meta`: the larger of the secret's and the engine's settings (as
+    /// OpenBao and the current Vault KV plugin do: a secret cannot keep fewer versions than
+    /// the engine promises); when neither is set, Vault's default of 10.
     pub(super) fn max_versions(&self, meta: &SecretMeta) -> u64 {
-        [meta.max_versions, self.max_versions]
-            .into_iter()
-            .find(|m| *m > 0)
-            .unwrap_or(DEFAULT_MAX_VERSIONS)
+        match meta.max_versions.max(self.max_versions) {
+            0 => DEFAULT_MAX_VERSIONS,
+            m => m,
+        }
+    }
+
+    /// Seconds after which a new version of `meta` counts as deleted: the shorter of the
+    /// secret's and the engine's settings, ignoring unset (0) ones (Vault's rule).
+    pub(super) fn delete_version_after(&self, meta: &SecretMeta) -> u64 {
+        match (meta.delete_version_after, self.delete_version_after) {
+            (0, e) => e,
+            (s, 0) => s,
+            (s, e) => s.min(e),
+        }
     }
 }
 
@@ -181,6 +208,7 @@ impl EngineConfig {
 pub(super) struct MetadataInput {
     pub(super) max_versions: Option<u64>,
     pub(super) cas_required: Option<bool>,
+    pub(super) delete_version_after: Option<u64>,
     pub(super) custom_metadata: Option<Map<String, Value>>,
 }
 
@@ -216,23 +244,17 @@ impl MetadataInput {
             Some(Value::String(s)) => Some(s.trim().parse().map_err(|_| bad())?),
             Some(_) => return Err(bad()),
         };
-        let input = MetadataInput {
+        let delete_version_after = match &raw.delete_version_after {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => Some(0),
+            Some(v) => Some(duration::seconds(v, "delete_version_after")?),
+        };
+        Ok(MetadataInput {
             max_versions,
             cas_required,
+            delete_version_after,
             custom_metadata: raw.custom_metadata,
-        };
-        // Automatic deletion of versions is not implemented: refuse rather than ignore it.
-        match &raw.delete_version_after {
-            None | Some(Value::Null) => {}
-            Some(Value::Number(n)) if n.as_u64() == Some(0) => {}
-            Some(Value::String(s)) if ["0", "0s", ""].contains(&s.as_str()) => {}
-            Some(_) => {
-                return Err(CoreError::bad(
-                    "delete_version_after is not supported yet: only 0s (never) is accepted",
-                ));
-            }
-        }
-        Ok(input)
+        })
     }
 }
 
@@ -248,16 +270,30 @@ pub(super) struct WriteInput {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WriteOptions {
-    pub(super) cas: Option<u64>,
+    cas: Option<Value>,
 }
 
 impl WriteInput {
     pub(super) fn parse(body: Option<&Value>) -> Result<Self, CoreError> {
-        serde_json::from_value(body.cloned().unwrap_or(Value::Null)).map_err(|_| {
+        let bad = || {
             CoreError::bad(
                 "invalid request body: expected {\"data\": {…}, \"options\": {\"cas\": <version>}}",
             )
-        })
+        };
+        let input: WriteInput =
+            serde_json::from_value(body.cloned().unwrap_or(Value::Null)).map_err(|_| bad())?;
+        input.cas().map_err(|_| bad())?;
+        Ok(input)
+    }
+
+    /// `options.cas`, as a number or a string of digits (Vault decodes it weakly).
+    pub(super) fn cas(&self) -> Result<Option<u64>, ()> {
+        match &self.options.cas {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or(()),
+            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| ()),
+            Some(_) => Err(()),
+        }
     }
 }
 
@@ -313,8 +349,9 @@ pub(super) fn version_key(path: &str, version: u64) -> String {
 }
 
 /// The `versions` of a delete/undelete/destroy body: a list of numbers or a comma-separated
-/// string, as Vault accepts.
-pub(super) fn versions(body: Option<&Value>) -> Result<Vec<u64>, CoreError> {
+/// string, as Vault accepts. `missing` is the endpoint's message when there are none (Vault's
+/// wording differs between endpoints).
+pub(super) fn versions(body: Option<&Value>, missing: &str) -> Result<Vec<u64>, CoreError> {
     let bad = || CoreError::bad("expected {\"versions\": [<version>, …]}");
     let list: Vec<u64> = match body.and_then(|b| b.get("versions")) {
         None | Some(Value::Null) => Vec::new(),
@@ -335,7 +372,7 @@ pub(super) fn versions(body: Option<&Value>) -> Result<Vec<u64>, CoreError> {
         Some(_) => return Err(bad()),
     };
     if list.is_empty() {
-        return Err(CoreError::bad("no version number provided"));
+        return Err(CoreError::bad(missing));
     }
     Ok(list)
 }
@@ -404,7 +441,9 @@ mod tests {
     fn fail_bad_metadata_and_versions() {
         assert!(MetadataInput::parse(Some(&json!({ "max_versions": -1 }))).is_err());
         assert!(MetadataInput::parse(Some(&json!({ "bogus": 1 }))).is_err());
-        assert!(MetadataInput::parse(Some(&json!({ "delete_version_after": "1h" }))).is_err());
+        assert!(MetadataInput::parse(Some(&json!({ "delete_version_after": "1 hour" }))).is_err());
+        let dva = MetadataInput::parse(Some(&json!({ "delete_version_after": "1h30m" }))).unwrap();
+        assert_eq!(dva.delete_version_after, Some(5400));
         assert!(MetadataInput::parse(Some(&json!({ "delete_version_after": "0s" }))).is_ok());
         assert!(MetadataInput::parse(Some(&json!({ "cas_required": "maybe" }))).is_err());
         assert!(MetadataInput::parse(Some(&json!({ "max_versions": [1] }))).is_err());
@@ -432,21 +471,22 @@ mod tests {
             json!({ "versions": [-1] }),
             json!({ "versions": {} }),
         ] {
-            assert!(versions(Some(&bad)).is_err(), "{bad}");
+            assert!(versions(Some(&bad), "none").is_err(), "{bad}");
         }
         assert_eq!(
-            versions(Some(&json!({ "versions": "1, 3" }))).unwrap(),
+            versions(Some(&json!({ "versions": "1, 3" })), "none").unwrap(),
             [1, 3]
         );
     }
 
     #[test]
-    fn the_secrets_max_versions_overrides_the_engines() {
+    fn the_larger_max_versions_wins() {
         let meta = |m| SecretMeta {
             max_versions: m,
             ..SecretMeta::default()
         };
         let config = |m| EngineConfig {
+            delete_version_after: 0,
             max_versions: m,
             cas_required: false,
         };
@@ -454,6 +494,6 @@ mod tests {
         assert_eq!(config(5).max_versions(&meta(0)), 5);
         assert_eq!(config(0).max_versions(&meta(3)), 3);
         assert_eq!(config(5).max_versions(&meta(8)), 8);
-        assert_eq!(config(5).max_versions(&meta(2)), 2);
+        assert_eq!(config(5).max_versions(&meta(2)), 5);
     }
 }
