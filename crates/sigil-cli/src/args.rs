@@ -36,6 +36,24 @@ pub(crate) enum Command {
     /// Enable, disable, list and tune secrets engines (the mount table).
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// End-to-end secrets: encrypted on this machine to their recipients; the server cannot
+    /// read them.
+    #[command(subcommand)]
+    E2e(E2eCommand),
+    /// Wrap data for one recipient, once: `sigil wrap --to bob FILE`; `sigil wrap status ID`.
+    Wrap(WrapArgs),
+    /// Fetch and open a wrap addressed to you (it is gone afterwards).
+    Unwrap {
+        /// The wrap id.
+        id: String,
+        /// Output format (for a wrapped response).
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Init, unseal, seal, status and keyring maintenance.
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -216,6 +234,15 @@ pub(crate) enum KeyCommand {
         /// The key file.
         file: PathBuf,
     },
+    /// Export a key file's encryption key as an age identity (`AGE-SECRET-KEY-1…`), so the
+    /// age tools can open end-to-end secrets and wraps encrypted to it.
+    ExportAge {
+        /// The key file.
+        file: PathBuf,
+        /// Write the identity here (mode 0600, never overwritten) instead of standard output.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +341,17 @@ pub(crate) enum IdentityCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Certify an identity's key with your (admin) key, so clients accept it as a recipient.
+    /// You give the key you expect; the command refuses if the server holds another one.
+    Certify {
+        /// Its name.
+        name: String,
+        /// The public identity you expect it to have: `sigil1…` or a file holding one.
+        #[arg(long = "public-key")]
+        public_key: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// List identities.
     List {
         #[command(flatten)]
@@ -403,6 +441,95 @@ pub(crate) enum PolicyCommand {
     },
 }
 
+/// Which version of a secret to read, and how to print it.
+#[derive(Debug, Args)]
+pub(crate) struct VersionRead {
+    /// Print only this field's value.
+    #[arg(long)]
+    pub(crate) field: Option<String>,
+    /// Read this version.
+    #[arg(long)]
+    pub(crate) version: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: Format,
+}
+
+/// The keys whose certifications you accept.
+#[derive(Debug, Args)]
+pub(crate) struct TrustArgs {
+    /// Keyids (or `sigil1…` keys) of the admins whose certifications you accept, comma
+    /// separated. Your own key is always trusted.
+    #[arg(long = "trust", env = "SIGIL_TRUST", value_delimiter = ',')]
+    pub(crate) trust: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum E2eCommand {
+    /// Encrypt `key=value` pairs to the recipients (and you), sign, and store a new version.
+    Put {
+        #[command(flatten)]
+        at: KvPathArgs,
+        /// A recipient: an identity name, `group:NAME`, or a `sigil1…` key; repeat.
+        #[arg(long = "to", required = true)]
+        to: Vec<String>,
+        /// `key=value` pairs; `key=@FILE` reads the value from a file.
+        #[arg(required = true)]
+        pairs: Vec<String>,
+        /// Check-and-set: the current version (0 = must not exist).
+        #[arg(long)]
+        cas: Option<u64>,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Fetch, check and decrypt a version.
+    Get {
+        #[command(flatten)]
+        at: KvPathArgs,
+        #[command(flatten)]
+        read: VersionRead,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub(crate) struct WrapArgs {
+    #[command(subcommand)]
+    pub(crate) status: Option<WrapStatus>,
+    /// The recipient: an identity name or a `sigil1…` key.
+    #[arg(long, required = true)]
+    pub(crate) to: Option<String>,
+    /// How long the wrap waits to be fetched (`30s`, `5m`, `1h`; default 5m, at most 30 days).
+    #[arg(long)]
+    pub(crate) ttl: Option<String>,
+    /// The file to wrap; `-` or nothing: standard input.
+    pub(crate) input: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) trust: TrustArgs,
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WrapStatus {
+    /// Whether a wrap is pending, consumed (when and by which key) or expired.
+    Status {
+        /// The wrap id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum SecretsCommand {
     /// Mount an engine: `sigil secrets enable [-path=P] kv|e2e`.
@@ -486,15 +613,15 @@ pub(crate) enum KvCommand {
     Get {
         #[command(flatten)]
         at: KvPathArgs,
-        /// Print only this field's value.
+        #[command(flatten)]
+        read: VersionRead,
+        /// Response wrapping: the server encrypts the answer to this identity (name or keyid)
+        /// and stores it as a one-time wrap; you get only the wrap id.
         #[arg(long)]
-        field: Option<String>,
-        /// Read this version.
-        #[arg(long)]
-        version: Option<u64>,
-        /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
+        wrap_to: Option<String>,
+        /// The wrap's time to live (default 5m).
+        #[arg(long, requires = "wrap_to")]
+        wrap_ttl: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -394,7 +394,7 @@ async fn no_share_root_key_or_secret_in_output_or_on_disk() {
         ("init output".into(), init_output.into_bytes()),
         ("server log".into(), s.log_text().into_bytes()),
     ];
-    for entry in walk(&data) {
+    for entry in support::files_under(&data) {
         haystacks.push((entry.display().to_string(), std::fs::read(&entry).unwrap()));
     }
     assert!(
@@ -410,19 +410,6 @@ async fn no_share_root_key_or_secret_in_output_or_on_disk() {
             );
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

@@ -108,10 +108,18 @@ fn flipped_or_swapped_ciphertexts_fail_and_the_rest_keeps_working() {
     let (flip_meta, pair) = {
         let backend = sigil_storage::FileBackend::open(&db).unwrap();
         use sigil_storage::Backend as _;
-        let flip_meta = backend.get("logical/secret/meta/flip").unwrap().unwrap();
+        // secret/'s data lives under logical/<its mount uuid>/.
+        let meta_key = backend
+            .list("logical/")
+            .unwrap()
+            .into_iter()
+            .find(|k| k.ends_with("/meta/flip"))
+            .expect("secret/flip's metadata");
+        let prefix = meta_key.trim_end_matches("meta/flip");
+        let flip_meta = backend.get(&meta_key).unwrap().unwrap();
         // The two version entries of equal length are s1's and s2's.
         let versions: Vec<Vec<u8>> = backend
-            .list("logical/secret/ver/")
+            .list(&format!("{prefix}ver/"))
             .unwrap()
             .iter()
             .map(|k| backend.get(k).unwrap().unwrap())

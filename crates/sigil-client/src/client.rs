@@ -135,7 +135,8 @@ impl Client {
         })
     }
 
-    fn key(&self) -> Result<&SecretIdentity, ClientError> {
+    /// The caller's key.
+    pub fn key(&self) -> Result<&SecretIdentity, ClientError> {
         self.key.as_ref().ok_or_else(|| {
             ClientError::Config(
                 "no key: set SIGIL_KEY to your key file (create one with `sigil key generate -o FILE`)"

@@ -30,6 +30,10 @@ pub enum ClientError {
     /// this key, or it was tampered with.
     #[error("response could not be opened: {0}")]
     Response(String),
+    /// Client-encrypted data or a key failed a check against the trust anchors (docs/e2e.md):
+    /// nothing was encrypted to it or decrypted from it.
+    #[error("refused: {0}")]
+    Untrusted(String),
 }
 
 fn api_message(status: u16, errors: &[String]) -> String {

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod client;
+pub mod e2e;
 mod error;
 
 pub use client::{ApiResponse, Client, ClientConfig};

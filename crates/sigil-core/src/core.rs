@@ -15,6 +15,7 @@ use crate::identity::{Caller, IdentityStore};
 use crate::mounts::{Mount, MountTable};
 use crate::policy::{ADMIN_POLICY, Acl, Capability, TemplateContext};
 use crate::policy_store::PolicyStore;
+use crate::wrap::WrapStore;
 use crate::{CoreError, Operation, Request, Response};
 
 const POLICIES: &str = "sys/policies/acl";
@@ -22,6 +23,7 @@ const IDENTITIES: &str = "identity/entity/name";
 const GROUPS: &str = "identity/group/name";
 const CERT_ROLES: &str = "auth/cert/certs";
 const MOUNTS: &str = "sys/mounts";
+const WRAPPING: &str = "sys/wrapping";
 /// Keyring maintenance, `sudo` required (as Vault's `sys/rotate`).
 const ROTATE: &str = "sys/rotate";
 const REWRAP: &str = "sys/rewrap";
@@ -51,6 +53,7 @@ pub struct Core {
     cert_roles: CertRoles,
     policies: PolicyStore,
     mounts: MountTable,
+    pub(crate) wraps: WrapStore,
 }
 
 enum Route<'a> {
@@ -59,6 +62,7 @@ enum Route<'a> {
     Groups(&'a str),
     CertRoles(&'a str),
     Mounts(&'a str),
+    Wrapping(&'a str),
     /// A path below a mount: the mount and the rest of the path.
     Mount(Arc<Mount>, &'a str),
     Keyring(&'a str),
@@ -88,6 +92,8 @@ fn fixed_route(path: &str) -> Route<'_> {
         Route::CertRoles(rest)
     } else if let Some(rest) = below(path, MOUNTS) {
         Route::Mounts(rest)
+    } else if let Some(op @ ("wrap" | "unwrap" | "lookup")) = below(path, WRAPPING) {
+        Route::Wrapping(op)
     } else if [ROTATE, REWRAP, KEY_STATUS].contains(&path) {
         Route::Keyring(path)
     } else if let Some(device) = path.strip_prefix(AUDIT_HASH) {
@@ -163,6 +169,21 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Read or change a mount's description, default_lease_ttl, max_lease_ttl",
     ),
     endpoint(
+        "sys/wrapping/wrap",
+        &["POST", "PUT"],
+        "Store a one-time wrap: an age envelope for one recipient keyid, signed by the sender",
+    ),
+    endpoint(
+        "sys/wrapping/unwrap",
+        &["POST", "PUT"],
+        "Fetch a wrap once, as its recipient; it becomes a tombstone (consumed at T by K)",
+    ),
+    endpoint(
+        "sys/wrapping/lookup",
+        &["POST", "PUT"],
+        "A wrap's status, for its sender or recipient: pending, consumed (when, by whom), expired",
+    ),
+    endpoint(
         "{mount}/config",
         &["GET", "POST", "PUT"],
         "KV v2: the engine's max_versions and cas_required",
@@ -230,6 +251,11 @@ fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
         Route::Mounts("") => "sys/mounts",
         Route::Mounts(rest) if rest.ends_with("/tune") => "sys/mounts/{path}/tune",
         Route::Mounts(_) => "sys/mounts/{path}",
+        Route::Wrapping(op) => match *op {
+            "wrap" => "sys/wrapping/wrap",
+            "unwrap" => "sys/wrapping/unwrap",
+            _ => "sys/wrapping/lookup",
+        },
         Route::Mount(_, rest) => match rest.split_once('/').map_or(*rest, |(kind, _)| kind) {
             "metadata" => "{mount}/metadata/{path}",
             "config" => "{mount}/config",
@@ -346,6 +372,7 @@ impl Core {
             cert_roles: CertRoles::new(barrier.view("sys/cert-role/")),
             policies: PolicyStore::new(barrier.view("sys/policy/")),
             mounts: MountTable::load(Arc::clone(&barrier))?,
+            wraps: WrapStore::new(barrier.view("sys/wrap/")),
             barrier,
         })
     }
@@ -375,6 +402,30 @@ impl Core {
             Route::Mount(m, _) => template.replace("{mount}", m.path.trim_end_matches('/')),
             _ => template.to_owned(),
         })
+    }
+
+    /// Wraps a response for `to` (an identity name or keyid): `body` is the JSON the caller
+    /// would have received; the answer is the wrap's info instead (docs/e2e.md).
+    pub fn wrap_response(
+        &self,
+        to: &str,
+        ttl: Option<&str>,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Response, CoreError> {
+        let recipient = self
+            .identities
+            .caller(to)
+            .or_else(|| self.identities.caller_by_name(to))
+            .filter(|c| !c.identity.disabled)
+            .ok_or_else(|| CoreError::bad("wrap_to: no enabled identity has that name or keyid"))?;
+        self.wraps
+            .wrap_response(&self.server_identity, &recipient.public, ttl, path, body)
+    }
+
+    /// Drops expired wraps' envelopes and old tombstones (run periodically by the server).
+    pub fn purge_wraps(&self) -> Result<usize, CoreError> {
+        self.wraps.purge()
     }
 
     /// The audit devices.
@@ -518,7 +569,12 @@ impl Core {
                 .cert_roles
                 .handle(&req, rest, &|n| self.identities.exists(n).unwrap_or(false)),
             Route::Mounts(rest) => self.mounts.handle(&req, rest),
-            Route::Mount(mount, rest) => mount.engine.handle(&req, rest),
+            Route::Wrapping(op) => self.wraps.handle(&req, op, caller, &|keyid| {
+                self.identities
+                    .caller(keyid)
+                    .is_some_and(|c| !c.identity.disabled)
+            }),
+            Route::Mount(mount, rest) => mount.engine.handle(&req, rest, caller),
             Route::Unknown => Err(CoreError::NotFound(format!(
                 "no handler for route \"{}\"",
                 req.path
@@ -578,6 +634,8 @@ impl Core {
             Route::CertRoles(rest) if !rest.is_empty() => Ok(self.cert_roles.exists(rest)),
             Route::Mounts(rest) => Ok(self.mounts.exists(rest)),
             Route::Mount(mount, rest) => mount.engine.exists(rest),
+            // As Vault: a POST to sys/wrapping/* is an update.
+            Route::Wrapping(_) => Ok(true),
             _ => Ok(false),
         }
     }

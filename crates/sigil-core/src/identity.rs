@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sigil_crypto::PublicIdentity;
+use sigil_proto::e2e::{Author, Certification};
 
 use crate::barrier::{View, ViewBatch};
 use crate::path::check_name;
@@ -35,11 +36,23 @@ pub struct Identity {
     pub creation_time: String,
     /// RFC 3339.
     pub last_update_time: String,
+    /// An admin's signature binding this name to this public key (docs/e2e.md); clients
+    /// check it before they encrypt to the key. Dropped when the key changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certification: Option<Certification>,
 }
 
 impl Identity {
     fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("identity serializes")
+    }
+
+    /// This identity as the author of client-encrypted data.
+    pub(crate) fn author(&self) -> Author {
+        Author {
+            name: self.name.clone(),
+            certification: self.certification.clone(),
+        }
     }
 }
 
@@ -62,6 +75,7 @@ pub(crate) struct IdentityStore {
 #[serde(deny_unknown_fields)]
 struct IdentityInput {
     public_key: Option<String>,
+    certification: Option<Certification>,
     policies: Option<PolicyList>,
     metadata: Option<BTreeMap<String, String>>,
     disabled: Option<bool>,
@@ -190,6 +204,7 @@ impl IdentityStore {
                 disabled: false,
                 creation_time: now.clone(),
                 last_update_time: now.clone(),
+                certification: None,
             },
         };
         let public = match (input.public_key, existing.is_some()) {
@@ -215,7 +230,18 @@ impl IdentityStore {
             }
         }
         let old_keyid = std::mem::replace(&mut identity.keyid, keyid.clone());
+        if identity.public_key != public.to_string() {
+            identity.certification = None;
+        }
         identity.public_key = public.to_string();
+        if let Some(c) = input.certification {
+            c.verify(name, &public).map_err(|_| {
+                CoreError::bad(
+                    "certification does not verify for this name and public_key (docs/e2e.md)",
+                )
+            })?;
+            identity.certification = Some(c);
+        }
         if let Some(p) = input.policies {
             identity.policies = p.into_vec();
             for p in &identity.policies {

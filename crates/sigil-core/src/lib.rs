@@ -28,6 +28,7 @@ mod rekey;
 mod request;
 mod seal;
 mod timefmt;
+mod wrap;
 
 pub use barrier::{Barrier, View};
 pub use cert_auth::{CertRole, CertTrust, Mapping, RoleTrust};

@@ -243,7 +243,7 @@ impl MountTable {
                     Arc::new(Mount {
                         path: path.clone(),
                         kind,
-                        engine: KvEngine::new(self.engine_view(&entry.uuid), mode),
+                        engine: KvEngine::new(self.engine_view(&entry.uuid), mode, path),
                     })
                 }
             };

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod body;
+pub mod e2e;
 mod error;
 pub mod headers;
 pub mod signature;

@@ -331,10 +331,13 @@ async fn authenticated(
         authn.caller.identity.name.clone(),
     ));
     let data = open_body(core, &authn, &parts.headers, body)?;
-    let query: Vec<(String, String)> =
+    let mut query: Vec<(String, String)> =
         form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
+    // Response wrapping (docs/e2e.md): in the query, so the request's signature covers it.
+    let wrap_to = take_query(&mut query, "wrap_to");
+    let wrap_ttl = take_query(&mut query, "wrap_ttl");
     let list_flag = query.iter().any(|(k, v)| k == "list" && v == "true");
     let operation = match parts.method.as_str() {
         "GET" if list_flag => Operation::List,
@@ -432,17 +435,51 @@ async fn authenticated(
     };
     let caller = Arc::clone(&authn.caller);
     let worker = Arc::clone(core);
+    let request_id = trail.request_id.clone();
     // The core may wait on an fsync: keep it off the async workers.
-    let response = tokio::task::spawn_blocking(move || worker.handle(&caller, request))
-        .await
-        .map_err(|_| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed")
-        })??;
+    let response = tokio::task::spawn_blocking(move || {
+        let path = request.path.clone();
+        let response = worker.handle(&caller, request)?;
+        match wrap_to {
+            Some(to) if response.status == 200 => {
+                let body = Zeroizing::new(
+                    serde_json::to_vec(&vault_envelope(&request_id, &response))
+                        .expect("response serializes"),
+                );
+                drop(response);
+                worker.wrap_response(&to, wrap_ttl.as_deref(), &path, &body)
+            }
+            _ => Ok(response),
+        }
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed"))??;
     let audit_data = response.data.clone();
     Ok((
         seal_response(core, &authn, &trail.request_id, response)?,
         audit_data,
     ))
+}
+
+/// Removes a query parameter the server handles itself; returns its value.
+fn take_query(query: &mut Vec<(String, String)>, name: &str) -> Option<String> {
+    let i = query.iter().position(|(k, _)| k == name)?;
+    Some(query.remove(i).1)
+}
+
+/// Vault's response envelope around a core response.
+fn vault_envelope(request_id: &str, response: &sigil_core::Response) -> Value {
+    json!({
+        "request_id": request_id,
+        "lease_id": "",
+        "renewable": false,
+        "lease_duration": 0,
+        "data": response.data,
+        "wrap_info": null,
+        "warnings": null,
+        "auth": null,
+        "mount_type": response.mount_type,
+    })
 }
 
 fn header(parts: &Parts, name: &str) -> String {
@@ -719,17 +756,8 @@ fn seal_response(
     if response.status == 204 {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let envelope = json!({
-        "request_id": request_id,
-        "lease_id": "",
-        "renewable": false,
-        "lease_duration": 0,
-        "data": response.data,
-        "wrap_info": null,
-        "warnings": null,
-        "auth": null,
-        "mount_type": response.mount_type,
-    });
+    let envelope = vault_envelope(request_id, &response);
+    drop(response.data);
     let plain = Zeroizing::new(serde_json::to_vec(&envelope).expect("response serializes"));
     drop(envelope);
     let body = sealed::seal(

@@ -93,6 +93,9 @@ impl ShutdownHandle {
     }
 }
 
+/// How often expired wraps are purged.
+const WRAP_SWEEP: Duration = Duration::from_secs(5);
+
 /// Binds the listener. Call [`Running::serve`] to accept connections.
 pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     crate::telemetry::install();
@@ -162,6 +165,23 @@ impl Running {
                 }
             });
         }
+        // Expired wraps lose their envelopes on time, even if nobody asks about them.
+        let sweeper = Arc::clone(&self.state);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(WRAP_SWEEP);
+            loop {
+                tick.tick().await;
+                let Some(core) = sweeper.node.core() else {
+                    continue;
+                };
+                match tokio::task::spawn_blocking(move || core.purge_wraps()).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::info!(purged = n, "expired wraps purged"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "purging expired wraps failed"),
+                    Err(_) => tracing::warn!("the wrap sweeper panicked"),
+                }
+            }
+        });
         let state = Arc::clone(&self.state);
         let app = router(self.state);
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

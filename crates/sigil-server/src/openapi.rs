@@ -173,9 +173,13 @@ fn add(paths: &mut Map<String, Value>, path: &str, methods: &[&str], auth: Auth,
         if path.contains(&format!("{{{name}}}")) {
             params.push(json!({
                 "name": name, "in": "path", "required": true,
-                "schema": { "type": "string", "pattern": "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$" },
+                "schema": if style == "mount" {
+                    json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]+$" })
+                } else {
+                    json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$" })
+                },
                 "description": match style {
-                    "mount" => "the path an engine is mounted at (e.g. secret)",
+                    "mount" => "the path an engine is mounted at (e.g. secret; a mount of several segments, such as team/kv, works too)",
                     "segment" => "one path segment",
                     _ => "one or more segments",
                 },

@@ -1,6 +1,8 @@
 use std::process::ExitCode;
 
+use anyhow::bail;
 use serde_json::json;
+use sigil_client::e2e::Certification;
 
 use crate::args::IdentityCommand;
 use crate::{config, keyfile};
@@ -15,18 +17,46 @@ pub(crate) async fn run(cmd: IdentityCommand) -> anyhow::Result<ExitCode> {
             client,
         } => {
             let public = keyfile::read_public(&public_key)?;
-            // Lists not given keep their stored values on an update.
-            let mut body = json!({ "public_key": public.to_string() });
+            let c = config::client(&client)?;
+            // Lists not given keep their stored values on an update. The key comes from your
+            // hands, so you certify it for the name (docs/e2e.md).
+            let mut body = json!({
+                "public_key": public.to_string(),
+                "certification": Certification::sign(c.key()?, &name, &public),
+            });
             if !policies.is_empty() {
                 body["policies"] = json!(policies);
             }
             if !metadata.is_empty() {
                 body["metadata"] = super::string_pairs("--metadata", &metadata)?.into();
             }
-            let c = config::client(&client)?;
             c.request("POST", &format!("identity/entity/name/{name}"), Some(&body))
                 .await?;
             println!("Success! Identity {name} ({}) saved.", public.keyid());
+        }
+        IdentityCommand::Certify {
+            name,
+            public_key,
+            client,
+        } => {
+            let expected = keyfile::read_public(&public_key)?;
+            let c = config::client(&client)?;
+            let path = format!("identity/entity/name/{name}");
+            let stored = c
+                .request("GET", &path, None)
+                .await?
+                .body
+                .and_then(|b| b.pointer("/data/public_key").cloned())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            if stored != expected.to_string() {
+                bail!(
+                    "identity {name} has another key on the server than the one you gave: not certifying"
+                );
+            }
+            let body = json!({ "certification": Certification::sign(c.key()?, &name, &expected) });
+            c.request("POST", &path, Some(&body)).await?;
+            println!("Success! Identity {name} ({}) certified.", expected.keyid());
         }
         IdentityCommand::List { client } => {
             super::list_keys(&client, "identity/entity/name").await?

@@ -2,7 +2,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sigil_crypto::SecretIdentity;
+use sigil_crypto::{SecretIdentity, age};
 
 use crate::args::KeyCommand;
 use crate::keyfile;
@@ -27,6 +27,25 @@ pub(crate) fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
         }
         KeyCommand::Public { file } => {
             println!("{}", keyfile::read_key(&file)?.public());
+        }
+        KeyCommand::ExportAge { file, output } => {
+            let key = keyfile::read_key(&file)?;
+            let recipient = age::recipient_string(key.public().encryption_key());
+            let identity = age::identity_string(key.encryption_key());
+            let text = zeroize::Zeroizing::new(format!(
+                "# created: {}\n# public key: {recipient}\n{}\n",
+                super::now_rfc3339(),
+                identity.as_str()
+            ));
+            match output {
+                Some(path) => {
+                    keyfile::write_private_file(&path, text.as_bytes())?;
+                    println!("{recipient}");
+                }
+                None => std::io::stdout()
+                    .write_all(text.as_bytes())
+                    .context("cannot write to standard output")?,
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,11 +8,12 @@ use sigil_client::ClientError;
 
 use crate::args::{
     ClientArgs, Format, KvCommand, KvMetadataCommand, KvPathArgs, KvShowArgs, KvWriteArgs,
+    VersionRead,
 };
 use crate::{config, output};
 
 /// `(mount, path below it)`.
-fn split(at: &KvPathArgs) -> anyhow::Result<(String, String)> {
+pub(super) fn split(at: &KvPathArgs) -> anyhow::Result<(String, String)> {
     let path = at.path.trim_matches('/');
     let (mount, rest) = match &at.mount {
         Some(m) => (m.trim_matches('/').to_owned(), path.to_owned()),
@@ -75,17 +76,36 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
         }
         KvCommand::Get {
             at,
-            field,
-            version,
-            format,
+            read:
+                VersionRead {
+                    field,
+                    version,
+                    format,
+                },
+            wrap_to,
+            wrap_ttl,
             client,
         } => {
             let (mount, rest) = split(&at)?;
             let path = format!("{mount}/data/{rest}");
-            let query = version.map(|v| format!("?version={v}")).unwrap_or_default();
+            let mut query: Vec<(&str, String)> = Vec::new();
+            if let Some(v) = version {
+                query.push(("version", v.to_string()));
+            }
+            if let Some(to) = &wrap_to {
+                query.push(("wrap_to", to.clone()));
+            }
+            if let Some(ttl) = wrap_ttl {
+                query.push(("wrap_ttl", ttl));
+            }
+            let query = super::query_string(&query);
             let Some(body) = fetch(&client, "GET", &format!("{path}{query}")).await? else {
                 return Ok(super::not_found(&path));
             };
+            if wrap_to.is_some() {
+                super::print_wrap_info(body.get("data").unwrap_or(&Value::Null), format);
+                return Ok(ExitCode::SUCCESS);
+            }
             if let Some(f) = field {
                 match body.pointer("/data/data").and_then(|d| d.get(&f)) {
                     Some(v) => println!("{}", output::cell(v)),

@@ -1,6 +1,7 @@
 //! One module per command group.
 
 mod audit;
+mod e2e;
 mod generic;
 mod group;
 mod identity;
@@ -24,6 +25,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(c) => policy::run(c).await,
         Command::Kv(c) => kv::run(c).await,
         Command::Secrets(c) => secrets::run(c).await,
+        Command::E2e(c) => e2e::run(c).await,
+        Command::Wrap(w) => e2e::wrap(w).await,
+        Command::Unwrap {
+            id,
+            format,
+            trust,
+            client,
+        } => e2e::unwrap(&id, format, &trust, &client).await,
         Command::Operator(c) => operator::run(c).await,
         Command::Audit(c) => audit::run(c).await,
         Command::Read {
@@ -38,6 +47,36 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => generic::write(&path, &pairs, &client).await,
         Command::List { path, client } => generic::list(&path, &client).await,
         Command::Delete { path, client } => generic::delete(&path, &client).await,
+    }
+}
+
+/// `?k=v&…` (percent-encoded), or nothing.
+pub(crate) fn query_string(pairs: &[(&str, String)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let mut q = form_urlencoded::Serializer::for_suffix(String::from("?"), 1);
+    for (k, v) in pairs {
+        q.append_pair(k, v);
+    }
+    q.finish()
+}
+
+/// A wrap's info, as `vault` prints a wrapping token.
+pub(crate) fn print_wrap_info(info: &serde_json::Value, format: crate::args::Format) {
+    match format {
+        crate::args::Format::Json => crate::output::json(info),
+        crate::args::Format::Table => {
+            let cell =
+                |k: &str| crate::output::cell(info.get(k).unwrap_or(&serde_json::Value::Null));
+            crate::output::table(&[
+                ("wrap_id".into(), cell("id")),
+                ("wrap_ttl".into(), format!("{}s", cell("ttl"))),
+                ("wrap_expiration_time".into(), cell("expiration_time")),
+                ("wrap_creation_path".into(), cell("creation_path")),
+                ("wrap_recipient".into(), cell("recipient")),
+            ]);
+        }
     }
 }
 

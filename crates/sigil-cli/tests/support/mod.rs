@@ -143,13 +143,47 @@ impl Server {
 
     /// Runs the CLI with another key.
     pub fn sigil_as(&self, key: &Path, args: &[&str]) -> Output {
+        self.sigil_as_env(key, args, &[])
+    }
+
+    /// Runs the CLI with another key and extra environment.
+    pub fn sigil_as_env(&self, key: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(SIGIL);
         cmd.args(args).stdin(Stdio::null());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
         cmd.env("SIGIL_KEY", key);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         cmd.output().expect("run sigil")
+    }
+
+    /// Initializes a new persistent server with one admin (threshold 1) and unseals it; from
+    /// then on [`Server::sigil`] runs as that admin.
+    pub fn init_and_unseal(&mut self, admin_key: &Path) {
+        let out = self.sigil_env(
+            &[
+                "operator",
+                "init",
+                "--admin",
+                admin_key.to_str().unwrap(),
+                "--threshold",
+                "1",
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let keyid = stdout(&out)
+            .trim()
+            .strip_prefix("export SIGIL_SERVER_KEY=")
+            .expect("init prints the server key")
+            .to_owned();
+        self.env.push(("SIGIL_SERVER_KEY".into(), keyid));
+        self.env
+            .push(("SIGIL_KEY".into(), admin_key.to_str().unwrap().to_owned()));
+        ok(self.sigil(&["operator", "unseal"]));
     }
 
     /// Generates a key file in the temp dir.
@@ -300,4 +334,18 @@ pub fn python_keygen(keydir: &Path) -> String {
     let public = stdout(&keygen).trim().to_owned();
     assert!(public.starts_with("sigil1"), "{public}");
     public
+}
+
+/// Every file below `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -4,10 +4,12 @@
 //! and `metadata` (read, write, patch, delete all, list).
 
 mod model;
+mod sealed;
 
 use serde_json::{Map, Value, json};
 
 use crate::barrier::{Entry, View, ViewBatch};
+use crate::identity::Caller;
 use crate::request::{children, list_response};
 use crate::{CoreError, Operation, Request, Response, timefmt};
 use model::{
@@ -28,6 +30,8 @@ pub(crate) enum KvMode {
 pub(crate) struct KvEngine {
     view: View,
     mode: KvMode,
+    /// The mount path (ending in `/`): end-to-end signatures cover the full path.
+    mount: String,
 }
 
 impl std::fmt::Debug for KvEngine {
@@ -60,8 +64,12 @@ fn not_found() -> CoreError {
 }
 
 impl KvEngine {
-    pub(crate) fn new(view: View, mode: KvMode) -> Self {
-        KvEngine { view, mode }
+    pub(crate) fn new(view: View, mode: KvMode, mount: &str) -> Self {
+        KvEngine {
+            view,
+            mode,
+            mount: mount.to_owned(),
+        }
     }
 
     fn load_meta(&self, path: &str) -> Result<Option<(SecretMeta, Entry)>, CoreError> {
@@ -90,10 +98,24 @@ impl KvEngine {
         }
     }
 
-    pub(crate) fn handle(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
+    /// Handles `rest` (the path below the mount) for `caller`, who has passed the policy check.
+    pub(crate) fn handle(
+        &self,
+        req: &Request,
+        rest: &str,
+        caller: &Caller,
+    ) -> Result<Response, CoreError> {
         let (kind, p) = rest.split_once('/').unwrap_or((rest, ""));
         let write = matches!(req.operation, Operation::Create | Operation::Update);
         let body = req.data.as_ref();
+        if self.mode == KvMode::E2e
+            && (kind == "subkeys" || (kind == "data" && req.operation == Operation::Patch))
+        {
+            return Err(CoreError::bad(
+                "an e2e mount holds envelopes encrypted by clients: the server cannot read them, \
+                 so it has no PATCH and no subkeys",
+            ));
+        }
         let resp = match (kind, req.operation) {
             ("config", Operation::Read) if p.is_empty() => {
                 Ok(Response::data(self.config()?.to_json()))
@@ -103,8 +125,8 @@ impl KvEngine {
             ("subkeys", Operation::Read) => {
                 self.read_subkeys(secret_path(p)?, req.query("version"), req.query("depth"))
             }
-            ("data", _) if write => self.write(secret_path(p)?, body, false),
-            ("data", Operation::Patch) => self.write(secret_path(p)?, body, true),
+            ("data", _) if write => self.write(secret_path(p)?, body, false, caller),
+            ("data", Operation::Patch) => self.write(secret_path(p)?, body, true, caller),
             ("data", Operation::Delete) | ("delete", Operation::Create | Operation::Update) => {
                 // DELETE data/: the latest version; POST delete/: the listed ones.
                 let versions = match kind {
@@ -334,7 +356,13 @@ impl KvEngine {
 
     /// A new version: the given data, or (`patch`) the latest readable version's data merged
     /// with it (RFC 7386).
-    fn write(&self, path: &str, body: Option<&Value>, patch: bool) -> Result<Response, CoreError> {
+    fn write(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        patch: bool,
+        caller: &Caller,
+    ) -> Result<Response, CoreError> {
         let input = WriteInput::parse(body)?;
         let cas = input.cas().map_err(|()| CoreError::Integrity)?;
         let mut data = input
@@ -366,6 +394,9 @@ impl KvEngine {
             let mut current = self.version_data(path, &meta, meta.current_version)?;
             merge_patch(&mut current, data);
             data = current;
+        }
+        if self.mode == KvMode::E2e {
+            data = sealed::check(&format!("{}{path}", self.mount), data, caller)?;
         }
         let now = timefmt::now_rfc3339();
         let version = meta.current_version + 1;

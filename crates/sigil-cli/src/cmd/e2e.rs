@@ -1,0 +1,184 @@
+//! `sigil e2e put|get`, `sigil wrap`, `sigil wrap status`, `sigil unwrap`: data encrypted on
+//! this machine (docs/e2e.md).
+
+use std::io::{Read as _, Write as _};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use serde_json::{Map, Value};
+use sigil_client::ClientError;
+use sigil_client::e2e::Trust;
+use sigil_crypto::{KeyId, PublicIdentity};
+
+use crate::args::{ClientArgs, E2eCommand, Format, TrustArgs, VersionRead, WrapArgs, WrapStatus};
+use crate::{config, output};
+
+/// The trust anchors: `SIGIL_TRUST` plus the caller's own key.
+fn trust(args: &TrustArgs, me: &PublicIdentity) -> anyhow::Result<Trust> {
+    let mut anchors = vec![me.keyid()];
+    for t in args
+        .trust
+        .iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+    {
+        let keyid = if t.starts_with("sigil1") {
+            PublicIdentity::parse(t)
+                .with_context(|| format!("SIGIL_TRUST: {t:?} is not a sigil1 key"))?
+                .keyid()
+        } else {
+            KeyId::parse(t).with_context(|| format!("SIGIL_TRUST: {t:?} is not a keyid"))?
+        };
+        anchors.push(keyid);
+    }
+    Ok(Trust::new(anchors))
+}
+
+pub(crate) async fn run(cmd: E2eCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        E2eCommand::Put {
+            at,
+            to,
+            pairs,
+            cas,
+            trust: t,
+            client,
+        } => {
+            let (mount, path) = super::kv::split(&at)?;
+            let data = super::parse_pairs(&pairs)?;
+            let c = config::client(&client)?;
+            let trust = trust(&t, &c.public()?)?;
+            let recipients = c.resolve_recipients(&to, &trust).await?;
+            let resp = c.e2e_put(&mount, &path, &data, &recipients, cas).await?;
+            let version = resp
+                .body
+                .as_ref()
+                .and_then(|b| b.pointer("/data/version"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let names: Vec<&str> = recipients.iter().map(|r| r.label.as_str()).collect();
+            println!(
+                "Success! Version {} of {mount}/{path} encrypted to you and: {}",
+                output::cell(&version),
+                names.join(", ")
+            );
+        }
+        E2eCommand::Get {
+            at,
+            read:
+                VersionRead {
+                    field,
+                    version,
+                    format,
+                },
+            trust: t,
+            client,
+        } => {
+            let (mount, path) = super::kv::split(&at)?;
+            let c = config::client(&client)?;
+            let trust = trust(&t, &c.public()?)?;
+            let opened = match c.e2e_get(&mount, &path, version, &trust).await {
+                Ok(o) => o,
+                Err(ClientError::Api { status: 404, .. }) => {
+                    return Ok(super::not_found(&format!("{mount}/{path}")));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let data: Map<String, Value> = serde_json::from_slice(&opened.data)
+                .context("the decrypted secret is not a JSON object")?;
+            if let Some(f) = field {
+                match data.get(&f) {
+                    Some(v) => println!("{}", output::cell(v)),
+                    None => bail!("field {f:?} not present in secret"),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            match format {
+                Format::Json => output::json(&serde_json::json!({
+                    "data": data,
+                    "metadata": opened.metadata,
+                    "author": opened.author,
+                    "recipients": opened.recipients,
+                })),
+                Format::Table => {
+                    output::header("Secret Path", 20);
+                    println!("{mount}/{path}\n");
+                    output::header("Metadata", 24);
+                    let mut rows = output::rows(Some(&opened.metadata));
+                    rows.push(("written_by".into(), opened.author));
+                    rows.push(("recipients".into(), opened.recipients.join(", ")));
+                    output::table(&rows);
+                    println!();
+                    output::header("Data", 18);
+                    output::table(&output::rows(Some(&Value::Object(data))));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn wrap(args: WrapArgs) -> anyhow::Result<ExitCode> {
+    if let Some(WrapStatus::Status { id, format, client }) = args.status {
+        let c = config::client(&client)?;
+        let info = c.wrap_status(&id).await?;
+        match format {
+            Format::Json => output::json(&info),
+            Format::Table => output::table(&output::rows(Some(&info))),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let to = args.to.context("--to is required")?;
+    let plaintext = zeroize::Zeroizing::new(match args.input.as_deref() {
+        None => read_stdin()?,
+        Some(p) if p.as_os_str() == "-" => read_stdin()?,
+        Some(p) => std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+    });
+    let c = config::client(&args.client)?;
+    let trust = trust(&args.trust, &c.public()?)?;
+    let recipient = c
+        .resolve_recipients(std::slice::from_ref(&to), &trust)
+        .await?
+        .pop()
+        .context("no recipient")?;
+    let info = c.wrap(&recipient, &plaintext, args.ttl.as_deref()).await?;
+    super::print_wrap_info(&info, Format::Table);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .context("cannot read standard input")?;
+    Ok(buf)
+}
+
+pub(crate) async fn unwrap(
+    id: &str,
+    format: Format,
+    trust_args: &TrustArgs,
+    client: &ClientArgs,
+) -> anyhow::Result<ExitCode> {
+    let c = config::client(client)?;
+    let trust = trust(trust_args, &c.public()?)?;
+    let w = c.unwrap(id, &trust).await?;
+    eprintln!("Unwrapped: sent by {}", w.sender);
+    if w.content_type == "application/json" {
+        let body: Value =
+            serde_json::from_slice(&w.plaintext).context("the wrapped response is not JSON")?;
+        match format {
+            Format::Json => output::json(&body),
+            // A wrapped KV read: its data and metadata, as `sigil kv get` prints them.
+            Format::Table => match body.pointer("/data/data") {
+                Some(d) if d.is_object() => output::table(&output::rows(Some(d))),
+                _ => output::table(&output::rows(body.get("data"))),
+            },
+        }
+    } else {
+        std::io::stdout()
+            .write_all(&w.plaintext)
+            .context("cannot write to standard output")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

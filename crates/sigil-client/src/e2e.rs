@@ -1,0 +1,413 @@
+//! Client-side encryption (docs/e2e.md): end-to-end secrets and one-time wraps. Data is
+//! encrypted here, to the recipients' keys, as an age v1 file, and signed by the writer; the
+//! server stores it and never sees the plaintext. Every key the server hands out is checked
+//! against this client's trust anchors before anything is encrypted to it, and every signature
+//! is checked before anything is decrypted.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value, json};
+use sigil_crypto::{KeyId, PublicIdentity, age, b64url_decode, b64url_encode};
+pub use sigil_proto::e2e::Certification;
+use sigil_proto::e2e::{Author, SealedSecret, WrapRequest, wrap_statement};
+use zeroize::Zeroizing;
+
+use crate::{ApiResponse, Client, ClientError};
+
+/// The keys whose certifications this client accepts (`SIGIL_TRUST`: the admins' keyids; by
+/// default only the caller's own key).
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    anchors: Vec<KeyId>,
+}
+
+fn refused(msg: impl Into<String>) -> ClientError {
+    ClientError::Untrusted(msg.into())
+}
+
+impl Trust {
+    /// Trusts these keyids.
+    pub fn new(anchors: impl IntoIterator<Item = KeyId>) -> Self {
+        Trust {
+            anchors: anchors.into_iter().collect(),
+        }
+    }
+
+    fn anchored(&self, key: &PublicIdentity) -> bool {
+        let id = key.keyid();
+        self.anchors.iter().any(|a| a == &id)
+    }
+
+    /// Accepts `public` as `name`'s key if it is an anchor, or certified for `name` by one.
+    pub fn check_identity(
+        &self,
+        name: &str,
+        public: &PublicIdentity,
+        certification: Option<&Certification>,
+    ) -> Result<(), ClientError> {
+        if self.anchored(public) {
+            return Ok(());
+        }
+        let Some(cert) = certification else {
+            return Err(refused(format!(
+                "identity {name:?} has no certification: an admin must certify its key \
+                 (`sigil identity certify {name} --public-key …`) before data is encrypted to it"
+            )));
+        };
+        let certifier = cert.verify(name, public).map_err(|_| {
+            refused(format!(
+                "the certification of identity {name:?} does not match its key: the server may \
+                 have substituted the key; refusing"
+            ))
+        })?;
+        if !self.anchored(&certifier) {
+            return Err(refused(format!(
+                "identity {name:?} is certified by {}, which is not in SIGIL_TRUST",
+                certifier.keyid()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Accepts `signer` as the author of client-encrypted data; returns how to name it.
+    pub fn check_author(
+        &self,
+        signer: &PublicIdentity,
+        author: Option<&Author>,
+    ) -> Result<String, ClientError> {
+        let name = author.map_or("", |a| a.name.as_str());
+        self.check_identity(name, signer, author.and_then(|a| a.certification.as_ref()))
+            .map_err(|_| {
+                refused(format!(
+                    "written by key {} ({name:?}), which is neither in SIGIL_TRUST nor certified \
+                     by a key that is; refusing to trust it",
+                    signer.keyid()
+                ))
+            })?;
+        Ok(if name.is_empty() {
+            signer.keyid().to_string()
+        } else {
+            format!("{name} ({})", signer.keyid())
+        })
+    }
+}
+
+/// A checked recipient: how the writer named it, and its key.
+#[derive(Clone, Debug)]
+pub struct Recipient {
+    /// `alice`, `group:ops/bob`, or the `sigil1…` key itself.
+    pub label: String,
+    /// The key.
+    pub key: PublicIdentity,
+}
+
+/// An opened end-to-end secret.
+pub struct OpenedSecret {
+    /// The key/value data.
+    pub data: Zeroizing<Vec<u8>>,
+    /// Who wrote it (checked).
+    pub author: String,
+    /// Who it was encrypted to, as the writer named them.
+    pub recipients: Vec<String>,
+    /// The version's metadata (Vault's shape).
+    pub metadata: Value,
+}
+
+impl std::fmt::Debug for OpenedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedSecret")
+            .field("author", &self.author)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An opened wrap.
+pub struct Unwrapped {
+    /// The wrapped bytes (a wrapped response: Vault's JSON).
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// `application/octet-stream` (from `sigil wrap`) or `application/json` (a response).
+    pub content_type: String,
+    /// Who sent it (checked).
+    pub sender: String,
+}
+
+impl std::fmt::Debug for Unwrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unwrapped")
+            .field("content_type", &self.content_type)
+            .field("sender", &self.sender)
+            .finish_non_exhaustive()
+    }
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str, ClientError> {
+    v.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ClientError::Response(format!("missing {name}")))
+}
+
+impl Client {
+    /// This client's public key.
+    pub fn public(&self) -> Result<PublicIdentity, ClientError> {
+        Ok(self.key()?.public())
+    }
+
+    /// The `data` of a response.
+    async fn data_of(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let resp = self.request(method, path, body).await?;
+        resp.body
+            .and_then(|mut b| b.get_mut("data").map(Value::take))
+            .ok_or_else(|| ClientError::Response(format!("{path}: no data")))
+    }
+
+    async fn certified(
+        &self,
+        name: &str,
+        label: String,
+        trust: &Trust,
+    ) -> Result<Recipient, ClientError> {
+        let entity = self
+            .data_of("GET", &format!("identity/entity/name/{name}"), None)
+            .await?;
+        let key = PublicIdentity::parse(field(&entity, "public_key")?)
+            .map_err(|e| ClientError::Response(e.to_string()))?;
+        let cert: Option<Certification> = match entity.get("certification") {
+            None | Some(Value::Null) => None,
+            Some(c) => Some(
+                serde_json::from_value(c.clone())
+                    .map_err(|e| ClientError::Response(format!("certification: {e}")))?,
+            ),
+        };
+        trust.check_identity(name, &key, cert.as_ref())?;
+        Ok(Recipient { label, key })
+    }
+
+    /// Resolves `--to` values: `sigil1…` keys (taken as given), identity names and
+    /// `group:NAME` (each member), every identity key checked against `trust`.
+    pub async fn resolve_recipients(
+        &self,
+        to: &[String],
+        trust: &Trust,
+    ) -> Result<Vec<Recipient>, ClientError> {
+        let mut out: Vec<Recipient> = Vec::new();
+        for t in to {
+            if t.starts_with("sigil1") {
+                let key = PublicIdentity::parse(t)
+                    .map_err(|e| ClientError::Config(format!("recipient {t:?}: {e}")))?;
+                out.push(Recipient {
+                    label: t.clone(),
+                    key,
+                });
+            } else if let Some(group) = t.strip_prefix("group:") {
+                let g = self
+                    .data_of("GET", &format!("identity/group/name/{group}"), None)
+                    .await?;
+                let members: Vec<String> = g
+                    .get("members")
+                    .and_then(Value::as_array)
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if members.is_empty() {
+                    return Err(ClientError::Config(format!(
+                        "group {group:?} has no members"
+                    )));
+                }
+                for m in members {
+                    out.push(
+                        self.certified(&m, format!("group:{group}/{m}"), trust)
+                            .await?,
+                    );
+                }
+            } else {
+                out.push(self.certified(t, t.clone(), trust).await?);
+            }
+        }
+        out.dedup_by(|a, b| a.key.keyid() == b.key.keyid());
+        Ok(out)
+    }
+
+    /// Encrypts `data` to `recipients` and the caller, signs it, and writes it as a new
+    /// version of `mount/path` on an `e2e` mount.
+    pub async fn e2e_put(
+        &self,
+        mount: &str,
+        path: &str,
+        data: &Map<String, Value>,
+        recipients: &[Recipient],
+        cas: Option<u64>,
+    ) -> Result<ApiResponse, ClientError> {
+        let me = self.key()?;
+        let mut keys: Vec<[u8; 32]> = recipients.iter().map(|r| *r.key.encryption_key()).collect();
+        keys.push(*me.public().encryption_key());
+        keys.sort_unstable();
+        keys.dedup();
+        let plain = Zeroizing::new(serde_json::to_vec(data).expect("JSON serializes"));
+        let envelope =
+            age::encrypt(&keys, &plain).map_err(|e| ClientError::Config(e.to_string()))?;
+        let labels = recipients.iter().map(|r| r.label.clone()).collect();
+        let sealed = SealedSecret::new(me, &format!("{mount}/{path}"), &envelope, labels);
+        let mut body = json!({ "data": sealed });
+        if let Some(cas) = cas {
+            body["options"] = json!({ "cas": cas });
+        }
+        self.request("POST", &format!("{mount}/data/{path}"), Some(&body))
+            .await
+    }
+
+    /// Reads a version of `mount/path` (latest when `version` is `None`), checks the writer's
+    /// signature and trust, and decrypts it with the caller's key.
+    pub async fn e2e_get(
+        &self,
+        mount: &str,
+        path: &str,
+        version: Option<u64>,
+        trust: &Trust,
+    ) -> Result<OpenedSecret, ClientError> {
+        let query = version.map_or(String::new(), |v| format!("?version={v}"));
+        let mut data = self
+            .data_of("GET", &format!("{mount}/data/{path}{query}"), None)
+            .await?;
+        let metadata = data
+            .get_mut("metadata")
+            .map(Value::take)
+            .unwrap_or_default();
+        let sealed: SealedSecret =
+            serde_json::from_value(data.get_mut("data").map(Value::take).unwrap_or_default())
+                .map_err(|_| {
+                    ClientError::Response(format!("{mount}/{path} is not an end-to-end secret"))
+                })?;
+        let (envelope, signer) = sealed.verify(&format!("{mount}/{path}")).map_err(|_| {
+            refused(format!(
+                "the signature of {mount}/{path} does not verify: it was altered or moved from another path"
+            ))
+        })?;
+        let author = trust.check_author(&signer, sealed.author.as_ref())?;
+        let plain = age::decrypt(self.key()?.encryption_key(), &envelope)
+            .map_err(|_| refused(format!("{mount}/{path} is not encrypted to your key")))?;
+        Ok(OpenedSecret {
+            data: plain,
+            author,
+            recipients: sealed.recipients,
+            metadata,
+        })
+    }
+
+    /// Encrypts `plaintext` to `to`, signs it and stores it as a one-time wrap; returns the
+    /// wrap's info (`id`, `expiration_time`, …).
+    pub async fn wrap(
+        &self,
+        to: &Recipient,
+        plaintext: &[u8],
+        ttl: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let me = self.key()?;
+        let envelope = age::encrypt(&[*to.key.encryption_key()], plaintext)
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let keyid = to.key.keyid();
+        let request = WrapRequest {
+            to: keyid.to_string(),
+            envelope: STANDARD.encode(&envelope),
+            signature: b64url_encode(&me.sign(&wrap_statement(&keyid, &envelope))),
+            ttl: ttl.map(|t| Value::String(t.to_owned())),
+        };
+        let body = serde_json::to_value(request).expect("wrap serializes");
+        self.data_of("POST", "sys/wrapping/wrap", Some(&body)).await
+    }
+
+    /// Fetches wrap `id` (once), checks the sender's signature and trust, and decrypts it. A
+    /// wrapped response is signed by the server, whose key is pinned.
+    pub async fn unwrap(&self, id: &str, trust: &Trust) -> Result<Unwrapped, ClientError> {
+        let me = self.key()?;
+        let w = self
+            .data_of("POST", "sys/wrapping/unwrap", Some(&json!({ "id": id })))
+            .await?;
+        let envelope = STANDARD
+            .decode(field(&w, "envelope")?)
+            .map_err(|_| ClientError::Response("envelope is not base64".into()))?;
+        let signature = b64url_decode(field(&w, "signature")?)
+            .map_err(|_| ClientError::Response("signature is not base64url".into()))?;
+        let sender = PublicIdentity::parse(field(&w, "sender")?)
+            .map_err(|e| ClientError::Response(e.to_string()))?;
+        sender
+            .verify(&wrap_statement(&me.public().keyid(), &envelope), &signature)
+            .map_err(|_| refused("the wrap's signature does not verify: it was altered"))?;
+        let server = self.server_key().await?;
+        let sender_name = if sender.keyid() == server.keyid() {
+            format!("the server ({})", sender.keyid())
+        } else {
+            let author: Option<Author> = match w.get("author") {
+                None | Some(Value::Null) => None,
+                Some(a) => serde_json::from_value(a.clone()).ok(),
+            };
+            trust.check_author(&sender, author.as_ref())?
+        };
+        let plaintext = age::decrypt(me.encryption_key(), &envelope)
+            .map_err(|_| refused("the wrap is not encrypted to your key"))?;
+        Ok(Unwrapped {
+            plaintext,
+            content_type: field(&w, "content_type")?.to_owned(),
+            sender: sender_name,
+        })
+    }
+
+    /// A wrap's status, for its sender or recipient.
+    pub async fn wrap_status(&self, id: &str) -> Result<Value, ClientError> {
+        self.data_of("POST", "sys/wrapping/lookup", Some(&json!({ "id": id })))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sigil_crypto::SecretIdentity;
+
+    use super::*;
+
+    #[test]
+    fn only_keys_certified_by_an_anchor_for_their_name_are_accepted() {
+        let admin = SecretIdentity::generate().unwrap();
+        let other_admin = SecretIdentity::generate().unwrap();
+        let alice = SecretIdentity::generate().unwrap().public();
+        let mallory = SecretIdentity::generate().unwrap().public();
+        let trust = Trust::new([admin.public().keyid()]);
+        let cert = Certification::sign(&admin, "alice", &alice);
+        assert!(trust.check_identity("alice", &alice, Some(&cert)).is_ok());
+        assert!(
+            trust.check_identity("alice", &admin.public(), None).is_ok(),
+            "an anchor"
+        );
+        // A server that substitutes the key (keeping alice's certification) is caught.
+        assert!(
+            trust
+                .check_identity("alice", &mallory, Some(&cert))
+                .is_err()
+        );
+        // Or renames the certified key.
+        assert!(trust.check_identity("bob", &alice, Some(&cert)).is_err());
+        assert!(trust.check_identity("alice", &alice, None).is_err());
+        let elsewhere = Certification::sign(&other_admin, "alice", &alice);
+        assert!(
+            trust
+                .check_identity("alice", &alice, Some(&elsewhere))
+                .is_err()
+        );
+        let author = Author {
+            name: "alice".into(),
+            certification: Some(cert),
+        };
+        assert_eq!(
+            trust.check_author(&alice, Some(&author)).unwrap(),
+            format!("alice ({})", alice.keyid())
+        );
+        assert!(trust.check_author(&mallory, Some(&author)).is_err());
+    }
+}

@@ -1,0 +1,495 @@
+//! One-time wraps (`sys/wrapping/…`, docs/e2e.md). A wrap is an age envelope encrypted on
+//! the sender's side to one recipient's key and signed by the sender; the server stores it
+//! until the recipient fetches it once. Fetching replaces it, in one compare-and-set, with a
+//! tombstone "consumed at T by keyid K" that the sender and the recipient can look up: a wrap
+//! taken by someone else is detected, and a stolen wrap id is useless without the recipient's
+//! key. Unconsumed wraps lose their envelope when they expire; tombstones go a day later.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use sigil_crypto::{KeyId, PublicIdentity, SecretIdentity, age, b64url_decode, b64url_encode};
+use sigil_proto::e2e::{Author, WrapRequest, wrap_statement};
+use time::OffsetDateTime;
+
+use crate::barrier::{View, ViewBatch};
+use crate::identity::Caller;
+use crate::{CoreError, Operation, Request, Response, duration};
+
+/// Default time to live (Vault's default wrap TTL).
+const DEFAULT_TTL: u64 = 300;
+/// Longest time to live.
+const MAX_TTL: u64 = 30 * 24 * 3600;
+/// How long a tombstone outlives the wrap's expiry.
+const TOMBSTONE_RETENTION: i64 = 24 * 3600;
+/// Refused fetches remembered per wrap.
+const MAX_REFUSALS: usize = 16;
+
+/// `content_type` of a wrap made by `sigil wrap` (bytes) and of a wrapped response (JSON).
+const BYTES: &str = "application/octet-stream";
+const JSON: &str = "application/json";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Refusal {
+    keyid: String,
+    time: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct WrapRecord {
+    id: String,
+    /// The sender's `sigil1…` key (the server's own for a wrapped response).
+    sender: String,
+    sender_keyid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    author: Option<Author>,
+    recipient: String,
+    content_type: String,
+    creation_time: String,
+    creation_path: String,
+    /// Unix seconds.
+    expires: i64,
+    /// Present until the wrap is consumed or expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    envelope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    consumed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    consumed_by: Option<String>,
+    #[serde(default)]
+    refused: Vec<Refusal>,
+}
+
+impl WrapRecord {
+    fn status(&self, now: i64) -> &'static str {
+        if self.consumed_at.is_some() {
+            "consumed"
+        } else if now >= self.expires || self.envelope.is_none() {
+            "expired"
+        } else {
+            "pending"
+        }
+    }
+
+    fn info(&self, now: i64) -> Value {
+        json!({
+            "id": self.id,
+            "sender": self.sender_keyid,
+            "sender_name": self.author.as_ref().map(|a| a.name.clone()),
+            "recipient": self.recipient,
+            "creation_time": self.creation_time,
+            "creation_path": self.creation_path,
+            "expiration_time": rfc3339(self.expires),
+            "ttl": (self.expires - now).max(0),
+            "status": self.status(now),
+            "consumed_at": self.consumed_at,
+            "consumed_by": self.consumed_by,
+            "refused": self.refused.iter().map(|r| json!({ "keyid": r.keyid, "time": r.time })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn now_unix() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Where a wrap is stored: a hash of its id (ids never appear in storage keys).
+fn storage_key(id: &str) -> String {
+    Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn gone(id: &str) -> CoreError {
+    CoreError::NotFound(format!("no wrap {id:?}: unknown, or expired and purged"))
+}
+
+fn id_of(req: &Request) -> Result<String, CoreError> {
+    let id = req
+        .data
+        .as_ref()
+        .and_then(|d| d.get("id"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| CoreError::bad("expected {\"id\": \"<wrap id>\"}"))?;
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(CoreError::bad("malformed wrap id"));
+    }
+    Ok(id.to_owned())
+}
+
+fn ttl_of(value: Option<&Value>) -> Result<u64, CoreError> {
+    let ttl = match value {
+        None | Some(Value::Null) => DEFAULT_TTL,
+        Some(v) => duration::seconds(v, "ttl")?,
+    };
+    if ttl == 0 || ttl > MAX_TTL {
+        return Err(CoreError::bad("ttl must be between 1 second and 30 days"));
+    }
+    Ok(ttl)
+}
+
+pub(crate) struct WrapStore {
+    view: View,
+}
+
+impl std::fmt::Debug for WrapStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrapStore").finish_non_exhaustive()
+    }
+}
+
+impl WrapStore {
+    pub(crate) fn new(view: View) -> Self {
+        WrapStore { view }
+    }
+
+    fn load(&self, id: &str) -> Result<Option<(WrapRecord, crate::barrier::Entry)>, CoreError> {
+        let Some(entry) = self.view.get(&storage_key(id))? else {
+            return Ok(None);
+        };
+        let record: WrapRecord =
+            serde_json::from_slice(&entry.plain).map_err(|_| CoreError::Integrity)?;
+        if record.id != id {
+            return Err(CoreError::Integrity);
+        }
+        Ok(Some((record, entry)))
+    }
+
+    /// Stores a new wrap; returns its info.
+    fn create(&self, record: WrapRecord) -> Result<Response, CoreError> {
+        let key = storage_key(&record.id);
+        let mut batch = ViewBatch::default();
+        batch.expect(&key, None);
+        batch.put(&key, serde_json::to_vec(&record).expect("wrap serializes"));
+        self.view.apply(batch)?;
+        tracing::info!(recipient = %record.recipient, path = %record.creation_path, "wrap created");
+        Ok(Response::data(record.info(now_unix())))
+    }
+
+    /// `sys/wrapping/<op>` for `caller`.
+    pub(crate) fn handle(
+        &self,
+        req: &Request,
+        op: &str,
+        caller: &Caller,
+        recipient_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<Response, CoreError> {
+        if !matches!(req.operation, Operation::Create | Operation::Update) {
+            return Err(CoreError::UnsupportedOperation);
+        }
+        match op {
+            "wrap" => self.wrap(req, caller, recipient_exists),
+            "unwrap" => self.unwrap(&id_of(req)?, caller),
+            "lookup" => self.lookup(&id_of(req)?, caller),
+            _ => Err(CoreError::NotFound(format!(
+                "no handler for route \"{}\"",
+                req.path
+            ))),
+        }
+    }
+
+    fn wrap(
+        &self,
+        req: &Request,
+        caller: &Caller,
+        recipient_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<Response, CoreError> {
+        let input: WrapRequest =
+            serde_json::from_value(req.data.clone().unwrap_or(Value::Null)).map_err(|_| {
+                CoreError::bad(
+                    "expected {\"to\": \"<recipient keyid>\", \"envelope\": \"<age file, base64>\", \
+                     \"signature\": \"…\", \"ttl\": \"5m\"}: use `sigil wrap`",
+                )
+            })?;
+        let to = KeyId::parse(&input.to)
+            .ok_or_else(|| CoreError::bad("to must be the recipient's keyid"))?;
+        if !recipient_exists(to.as_str()) {
+            return Err(CoreError::bad("no enabled identity has that keyid"));
+        }
+        let ttl = ttl_of(input.ttl.as_ref())?;
+        use base64::Engine as _;
+        let envelope = base64::engine::general_purpose::STANDARD
+            .decode(&input.envelope)
+            .map_err(|_| CoreError::bad("envelope must be standard base64"))?;
+        if age::recipient_count(&envelope).map_err(|e| {
+            CoreError::bad(format!(
+                "the envelope is not an age v1 file for X25519 recipients: {e}"
+            ))
+        })? != 1
+        {
+            return Err(CoreError::bad(
+                "a wrap is encrypted to exactly one recipient",
+            ));
+        }
+        let signature = b64url_decode(&input.signature)
+            .map_err(|_| CoreError::bad("signature must be base64url"))?;
+        caller
+            .public
+            .verify(&wrap_statement(&to, &envelope), &signature)
+            .map_err(|_| {
+                CoreError::bad("the signature does not verify with the sender's key (docs/e2e.md)")
+            })?;
+        self.create(WrapRecord {
+            id: new_id()?,
+            sender: caller.public.to_string(),
+            sender_keyid: caller.public.keyid().to_string(),
+            author: Some(caller.identity.author()),
+            recipient: to.to_string(),
+            content_type: BYTES.into(),
+            creation_time: crate::timefmt::now_rfc3339(),
+            creation_path: req.path.clone(),
+            expires: now_unix() + ttl as i64,
+            envelope: Some(input.envelope),
+            signature: Some(input.signature),
+            consumed_at: None,
+            consumed_by: None,
+            refused: vec![],
+        })
+    }
+
+    /// Wraps a response `body` (Vault's JSON envelope) for `recipient`, signed by the server.
+    pub(crate) fn wrap_response(
+        &self,
+        server: &SecretIdentity,
+        recipient: &PublicIdentity,
+        ttl: Option<&str>,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Response, CoreError> {
+        let ttl = ttl_of(ttl.map(|t| Value::String(t.to_owned())).as_ref())?;
+        let envelope = age::encrypt(&[*recipient.encryption_key()], body)
+            .map_err(|_| CoreError::bad("could not encrypt to the recipient's key"))?;
+        let to = recipient.keyid();
+        let signature = server.sign(&wrap_statement(&to, &envelope));
+        use base64::Engine as _;
+        self.create(WrapRecord {
+            id: new_id()?,
+            sender: server.public().to_string(),
+            sender_keyid: server.public().keyid().to_string(),
+            author: None,
+            recipient: to.to_string(),
+            content_type: JSON.into(),
+            creation_time: crate::timefmt::now_rfc3339(),
+            creation_path: path.to_owned(),
+            expires: now_unix() + ttl as i64,
+            envelope: Some(base64::engine::general_purpose::STANDARD.encode(&envelope)),
+            signature: Some(b64url_encode(&signature)),
+            consumed_at: None,
+            consumed_by: None,
+            refused: vec![],
+        })
+    }
+
+    /// Writes `record` over `entry`; false when another request changed it first.
+    fn replace(
+        &self,
+        record: &WrapRecord,
+        entry: &crate::barrier::Entry,
+    ) -> Result<bool, CoreError> {
+        let key = storage_key(&record.id);
+        let mut batch = ViewBatch::default();
+        batch.expect(&key, Some(entry));
+        batch.put(&key, serde_json::to_vec(record).expect("wrap serializes"));
+        match self.view.apply(batch) {
+            Ok(()) => Ok(true),
+            Err(CoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn unwrap(&self, id: &str, caller: &Caller) -> Result<Response, CoreError> {
+        let me = caller.public.keyid().to_string();
+        loop {
+            let (mut record, entry) = self.load(id)?.ok_or_else(|| gone(id))?;
+            let now = now_unix();
+            if record.recipient != me {
+                // Remember who tried (bounded): the sender sees it in the lookup.
+                if record.refused.len() < MAX_REFUSALS {
+                    record.refused.push(Refusal {
+                        keyid: me.clone(),
+                        time: crate::timefmt::now_rfc3339(),
+                    });
+                    if !self.replace(&record, &entry)? {
+                        continue;
+                    }
+                }
+                tracing::warn!(wrap_recipient = %record.recipient, caller = %me, "unwrap by another identity refused");
+                return Err(CoreError::Forbidden);
+            }
+            match record.status(now) {
+                "consumed" => {
+                    return Err(CoreError::bad(format!(
+                        "this wrap was already consumed at {} by keyid {}",
+                        record.consumed_at.as_deref().unwrap_or_default(),
+                        record.consumed_by.as_deref().unwrap_or_default()
+                    )));
+                }
+                "expired" => {
+                    return Err(CoreError::bad(format!(
+                        "this wrap expired at {}",
+                        rfc3339(record.expires)
+                    )));
+                }
+                _ => {}
+            }
+            let out = json!({
+                "envelope": record.envelope.take(),
+                "signature": record.signature.take(),
+                "sender": record.sender,
+                "author": record.author,
+                "content_type": record.content_type,
+                "creation_time": record.creation_time,
+                "creation_path": record.creation_path,
+            });
+            record.consumed_at = Some(crate::timefmt::now_rfc3339());
+            record.consumed_by = Some(me.clone());
+            // Exactly once: only the request whose compare-and-set lands gets the envelope.
+            if self.replace(&record, &entry)? {
+                tracing::info!(caller = %me, "wrap consumed");
+                return Ok(Response::data(out));
+            }
+        }
+    }
+
+    fn lookup(&self, id: &str, caller: &Caller) -> Result<Response, CoreError> {
+        let (record, _) = self.load(id)?.ok_or_else(|| gone(id))?;
+        let me = caller.public.keyid().to_string();
+        if me != record.recipient && me != record.sender_keyid {
+            return Err(CoreError::Forbidden);
+        }
+        Ok(Response::data(record.info(now_unix())))
+    }
+
+    /// Drops the envelopes of expired wraps and the tombstones past their retention. Returns
+    /// how many records changed.
+    pub(crate) fn purge(&self) -> Result<usize, CoreError> {
+        let now = now_unix();
+        let mut changed = 0;
+        for key in self.view.list("")? {
+            let Some(entry) = self.view.get(&key)? else {
+                continue;
+            };
+            let Ok(mut record) = serde_json::from_slice::<WrapRecord>(&entry.plain) else {
+                continue;
+            };
+            let mut batch = ViewBatch::default();
+            batch.expect(&key, Some(&entry));
+            if now >= record.expires + TOMBSTONE_RETENTION {
+                batch.delete(&key);
+            } else if now >= record.expires && record.envelope.is_some() {
+                record.envelope = None;
+                record.signature = None;
+                batch.put(&key, serde_json::to_vec(&record).expect("wrap serializes"));
+            } else {
+                continue;
+            }
+            // A concurrent unwrap wins; the next sweep looks again.
+            match self.view.apply(batch) {
+                Ok(()) => changed += 1,
+                Err(CoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// 128 random bits in hex: a wrap's name (hex, so it never starts with `-` on a command
+/// line). It carries no authority.
+fn new_id() -> Result<String, CoreError> {
+    let b = sigil_crypto::random::bytes::<16>()
+        .map_err(|_| CoreError::bad("random number generator failed"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sigil_storage::MemoryBackend;
+
+    use super::*;
+    use crate::{Core, CoreConfig};
+
+    #[test]
+    fn expired_wraps_lose_their_envelope_and_cannot_be_fetched() {
+        let admin = SecretIdentity::generate().unwrap();
+        let core = Core::start_transient(
+            Arc::new(MemoryBackend::new()),
+            CoreConfig {
+                admins: vec![("admin".into(), admin.public())],
+                ..CoreConfig::default()
+            },
+        )
+        .unwrap();
+        let caller = core.caller(admin.public().keyid().as_str()).unwrap();
+        let me = admin.public().keyid();
+        let envelope = age::encrypt(&[*admin.public().encryption_key()], b"x").unwrap();
+        use base64::Engine as _;
+        let request = |ttl: &str, signature: &[u8]| Request {
+            operation: Operation::Update,
+            path: "sys/wrapping/wrap".into(),
+            data: Some(json!({
+                "to": me.to_string(),
+                "envelope": base64::engine::general_purpose::STANDARD.encode(&envelope),
+                "signature": b64url_encode(signature),
+                "ttl": ttl,
+            })),
+            query: vec![],
+        };
+        // A signature over another envelope, or by another key, is refused.
+        let other = SecretIdentity::generate().unwrap();
+        let forged = other.sign(&wrap_statement(&me, &envelope));
+        assert!(matches!(
+            core.handle(&caller, request("1s", &forged)),
+            Err(CoreError::BadRequest(_))
+        ));
+        let good = admin.sign(&wrap_statement(&me, &envelope));
+        let info = core
+            .handle(&caller, request("1s", &good))
+            .unwrap()
+            .data
+            .unwrap();
+        let id = info["id"].as_str().unwrap().to_owned();
+        assert_eq!(info["status"], "pending");
+
+        assert_eq!(core.purge_wraps().unwrap(), 0, "not expired yet");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(core.purge_wraps().unwrap(), 1);
+        let (record, _) = core.wraps.load(&id).unwrap().unwrap();
+        assert!(record.envelope.is_none() && record.signature.is_none());
+        let fetch = Request {
+            operation: Operation::Update,
+            path: "sys/wrapping/unwrap".into(),
+            data: Some(json!({ "id": id })),
+            query: vec![],
+        };
+        assert!(matches!(
+            core.handle(&caller, fetch),
+            Err(CoreError::BadRequest(_))
+        ));
+        assert_eq!(
+            core.purge_wraps().unwrap(),
+            0,
+            "nothing left to drop until retention ends"
+        );
+    }
+}

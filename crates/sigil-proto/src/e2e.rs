@@ -1,0 +1,201 @@
+//! Client-encrypted data (docs/e2e.md): key certifications, end-to-end secrets and one-time
+//! wraps. The server stores these and hands them out; clients check every signature here, so a
+//! server that substitutes a key, forges a secret or moves one to another path is caught.
+//!
+//! Every signature is Ed25519 over a statement that starts with a purpose label, so a signature
+//! made for one purpose is never valid for another:
+//!
+//! - certification: `sigil/v1/certify\n<identity name>\n<sigil1… public key>`
+//! - end-to-end secret: `sigil/v1/e2e\n<mount/path>\n<SHA-256 of the envelope>`
+//! - wrap: `sigil/v1/wrap\n<recipient keyid>\n<SHA-256 of the envelope>`
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use sigil_crypto::{
+    CryptoError, KeyId, PublicIdentity, SecretIdentity, b64url_decode, b64url_encode,
+};
+
+fn statement(label: &str, subject: &str, tail: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(label.len() + subject.len() + tail.len() + 2);
+    m.extend_from_slice(label.as_bytes());
+    m.push(b'\n');
+    m.extend_from_slice(subject.as_bytes());
+    m.push(b'\n');
+    m.extend_from_slice(tail);
+    m
+}
+
+/// The statement an admin signs to certify that `name` owns `public`.
+pub fn certification_statement(name: &str, public: &PublicIdentity) -> Vec<u8> {
+    statement("sigil/v1/certify", name, public.to_string().as_bytes())
+}
+
+/// The statement the writer of an end-to-end secret signs: its full path and its envelope.
+pub fn e2e_statement(path: &str, envelope: &[u8]) -> Vec<u8> {
+    statement("sigil/v1/e2e", path, &Sha256::digest(envelope))
+}
+
+/// The statement the sender of a wrap signs: the recipient's keyid and the envelope.
+pub fn wrap_statement(recipient: &KeyId, envelope: &[u8]) -> Vec<u8> {
+    statement(
+        "sigil/v1/wrap",
+        recipient.as_str(),
+        &Sha256::digest(envelope),
+    )
+}
+
+/// An admin's signature binding an identity name to its public key, kept with the identity
+/// (`certification` in `identity/entity/name/<name>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certification {
+    /// The certifying admin's `sigil1…` public key.
+    pub certifier: String,
+    /// Ed25519 signature over [`certification_statement`], base64url.
+    pub signature: String,
+}
+
+impl Certification {
+    /// `certifier` certifies that `name` owns `public`.
+    pub fn sign(certifier: &SecretIdentity, name: &str, public: &PublicIdentity) -> Self {
+        let sig = certifier.sign(&certification_statement(name, public));
+        Certification {
+            certifier: certifier.public().to_string(),
+            signature: b64url_encode(&sig),
+        }
+    }
+
+    /// Checks the signature for `name` and `public`; returns the certifier.
+    pub fn verify(
+        &self,
+        name: &str,
+        public: &PublicIdentity,
+    ) -> Result<PublicIdentity, CryptoError> {
+        let certifier = PublicIdentity::parse(&self.certifier)?;
+        certifier.verify(
+            &certification_statement(name, public),
+            &b64url_decode(&self.signature)?,
+        )?;
+        Ok(certifier)
+    }
+}
+
+/// Who wrote an end-to-end secret or sent a wrap, as the server attaches it from the
+/// authenticated caller: the name and that identity's certification, if it has one. Clients
+/// check the certification themselves; the server cannot forge it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    /// The identity name.
+    pub name: String,
+    /// Its certification, when an admin made one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certification: Option<Certification>,
+}
+
+/// One version of an end-to-end secret: the `data` of a write to (and a read from)
+/// `<mount>/data/<path>` on an `e2e` mount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedSecret {
+    /// The age v1 file, standard base64 (with padding).
+    pub envelope: String,
+    /// The writer's `sigil1…` public key.
+    pub signer: String,
+    /// Ed25519 signature over [`e2e_statement`], base64url.
+    pub signature: String,
+    /// Who it is encrypted to, as the writer named them (informational: the envelope's
+    /// stanzas do not name their recipients).
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// Set by the server from the authenticated writer; ignored in writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<Author>,
+}
+
+impl SealedSecret {
+    /// Signs `envelope` for `path` as `writer`.
+    pub fn new(
+        writer: &SecretIdentity,
+        path: &str,
+        envelope: &[u8],
+        recipients: Vec<String>,
+    ) -> Self {
+        SealedSecret {
+            envelope: STANDARD.encode(envelope),
+            signer: writer.public().to_string(),
+            signature: b64url_encode(&writer.sign(&e2e_statement(path, envelope))),
+            recipients,
+            author: None,
+        }
+    }
+
+    /// Decodes the envelope and checks the writer's signature for `path`; returns the envelope
+    /// and the writer's key.
+    pub fn verify(&self, path: &str) -> Result<(Vec<u8>, PublicIdentity), CryptoError> {
+        let envelope = STANDARD
+            .decode(&self.envelope)
+            .map_err(|_| CryptoError::Encoding("envelope is not base64"))?;
+        let signer = PublicIdentity::parse(&self.signer)?;
+        signer.verify(
+            &e2e_statement(path, &envelope),
+            &b64url_decode(&self.signature)?,
+        )?;
+        Ok((envelope, signer))
+    }
+}
+
+/// A one-time wrap as sent to `sys/wrapping/wrap`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WrapRequest {
+    /// The recipient's keyid.
+    pub to: String,
+    /// The age v1 file, standard base64.
+    pub envelope: String,
+    /// Ed25519 signature over [`wrap_statement`] by the sender (the caller), base64url.
+    pub signature: String,
+    /// Time to live (`"5m"`, `"1h"`, or seconds; default 5 minutes, at most 30 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_bind_purpose_subject_and_content() {
+        let admin = SecretIdentity::generate().unwrap();
+        let alice = SecretIdentity::generate().unwrap().public();
+        let mallory = SecretIdentity::generate().unwrap().public();
+        let cert = Certification::sign(&admin, "alice", &alice);
+        assert_eq!(cert.verify("alice", &alice).unwrap(), admin.public());
+        assert!(cert.verify("alice", &mallory).is_err(), "another key");
+        assert!(cert.verify("bob", &alice).is_err(), "another name");
+        let forged = Certification {
+            certifier: mallory.to_string(),
+            ..cert
+        };
+        assert!(forged.verify("alice", &alice).is_err());
+
+        let s = SealedSecret::new(&admin, "private/x", b"age file", vec![]);
+        assert!(s.verify("private/x").is_ok());
+        assert!(s.verify("private/y").is_err(), "moved to another path");
+        let swapped = SealedSecret {
+            envelope: STANDARD.encode(b"other"),
+            ..s
+        };
+        assert!(swapped.verify("private/x").is_err(), "another envelope");
+        // The same bytes signed for another purpose do not verify as a certification.
+        let keyid = alice.keyid();
+        let wrap_sig = admin.sign(&wrap_statement(&keyid, b"age file"));
+        assert!(
+            admin
+                .public()
+                .verify(&e2e_statement(keyid.as_str(), b"age file"), &wrap_sig)
+                .is_err()
+        );
+    }
+}
