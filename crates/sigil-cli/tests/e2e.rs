@@ -84,7 +84,7 @@ fn e2e_secrets_are_encrypted_on_the_client_to_certified_recipients() {
     }
     let table = ok(get(&alice, &[&trust]));
     assert!(
-        table.contains("written_by") && table.contains("admin"),
+        table.contains("written_by") && table.contains("a trust anchor"),
         "{table}"
     );
     assert!(table.contains("group:ops/bob"), "{table}");
@@ -277,7 +277,7 @@ fn wraps_open_once_for_their_recipient_expire_and_show_who_took_them() {
     let first = s.sigil_as(&bob, &["unwrap", &trust, &id]);
     assert_eq!(ok(first.clone()), "wrapped-secret-42\n");
     assert!(
-        stderr(&first).contains("sent by admin"),
+        stderr(&first).contains("a trust anchor; the server calls it \"admin\""),
         "{}",
         stderr(&first)
     );

@@ -69,26 +69,31 @@ impl Trust {
         Ok(())
     }
 
-    /// Accepts `signer` as the author of client-encrypted data; returns how to name it.
+    /// Accepts `signer` as the author of client-encrypted data; returns how to name it. A
+    /// name is shown as checked only when a certification binds it to the key; an anchor's
+    /// name comes from the server and is labelled so.
     pub fn check_author(
         &self,
         signer: &PublicIdentity,
         author: Option<&Author>,
     ) -> Result<String, ClientError> {
         let name = author.map_or("", |a| a.name.as_str());
-        self.check_identity(name, signer, author.and_then(|a| a.certification.as_ref()))
+        let certification = author.and_then(|a| a.certification.as_ref());
+        if self.anchored(signer) && certification.is_none_or(|c| c.verify(name, signer).is_err()) {
+            return Ok(format!(
+                "{} (a trust anchor; the server calls it {name:?})",
+                signer.keyid()
+            ));
+        }
+        self.check_identity(name, signer, certification)
             .map_err(|_| {
                 refused(format!(
                     "written by key {} ({name:?}), which is neither in SIGIL_TRUST nor certified \
-                     by a key that is; refusing to trust it",
+                 by a key that is; refusing to trust it",
                     signer.keyid()
                 ))
             })?;
-        Ok(if name.is_empty() {
-            signer.keyid().to_string()
-        } else {
-            format!("{name} ({})", signer.keyid())
-        })
+        Ok(format!("{name} ({})", signer.keyid()))
     }
 }
 
