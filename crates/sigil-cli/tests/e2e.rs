@@ -13,6 +13,7 @@ use support::{Server, ok, run, stderr, stdout};
 
 const POLICY: &str = r#"
 path "private/data/*" { capabilities = ["create", "read", "update"] }
+path "private/metadata/*" { capabilities = ["read"] }
 path "identity/entity/name/*" { capabilities = ["read"] }
 path "identity/group/name/*" { capabilities = ["read"] }
 path "sys/wrapping/*" { capabilities = ["update"] }
@@ -213,7 +214,8 @@ fn e2e_secrets_are_encrypted_on_the_client_to_certified_recipients() {
 
     // The server checks what it stores: an envelope moved to another path, a plain KV write,
     // PATCH and subkeys are refused.
-    let data = serde_json::json!({ "data": stored["data"]["data"] }).to_string();
+    let data =
+        serde_json::json!({ "data": stored["data"]["data"], "options": { "cas": 0 } }).to_string();
     let copy = Command::new(support::SIGIL)
         .args(["write", "private/data/moved", "-"])
         .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -227,7 +229,7 @@ fn e2e_secrets_are_encrypted_on_the_client_to_certified_recipients() {
             c.wait_with_output()
         })
         .unwrap();
-    fails(&copy, "does not verify for this path");
+    fails(&copy, "does not verify for this mount, path and version");
     fails(
         &s.sigil(&["kv", "put", "private/plain", "a=b"]),
         "e2e write",
@@ -274,6 +276,7 @@ fn wraps_open_once_for_their_recipient_expire_and_show_who_took_them() {
 
     let id = wrap(&[]);
     fails(&s.sigil_as(&carol, &["unwrap", &trust, &id]), "403");
+    fails(&s.sigil_as(&carol, &["unwrap", &trust, &id]), "403");
     let first = s.sigil_as(&bob, &["unwrap", &trust, &id]);
     assert_eq!(ok(first.clone()), "wrapped-secret-42\n");
     assert!(
@@ -293,8 +296,10 @@ fn wraps_open_once_for_their_recipient_expire_and_show_who_took_them() {
     assert_eq!(
         status["refused"][0]["keyid"],
         keyid(&carol),
-        "the interception attempt shows"
+        "the interception attempts show"
     );
+    assert_eq!(status["refused"][0]["count"], 2);
+    assert_eq!(status["refused_total"], 2);
     ok(s.sigil_as(&bob, &["wrap", "status", &id]));
     fails(&s.sigil_as(&carol, &["wrap", "status", &id]), "403");
 
@@ -316,13 +321,43 @@ fn wraps_open_once_for_their_recipient_expire_and_show_who_took_them() {
         "30 days",
     );
 
-    // Response wrapping: the caller gets only a wrap id; bob gets the response.
+    // Response wrapping: the caller gets only a wrap id; bob gets the response. A bad
+    // recipient or TTL, or a path whose answers are never wrapped, is refused up front.
     ok(s.sigil(&["kv", "put", "secret/app", "api=resp-wrapped-7"]));
+    fails(
+        &s.sigil(&["kv", "get", "-wrap-to=nobody", "secret/app"]),
+        "no enabled identity",
+    );
+    fails(
+        &s.sigil(&[
+            "kv",
+            "get",
+            "-wrap-to=bob",
+            "-wrap-ttl=forever",
+            "secret/app",
+        ]),
+        "ttl",
+    );
+    fails(
+        &s.sigil(&[
+            "write",
+            "sys/wrapping/lookup?wrap_to=bob",
+            &format!("id={id}"),
+        ]),
+        "cannot be wrapped",
+    );
     let wrapped = ok(s.sigil(&["kv", "get", "-wrap-to=bob", "secret/app"]));
     assert!(!wrapped.contains("resp-wrapped-7"), "{wrapped}");
-    let out = s.sigil_as(&bob, &["unwrap", &wrap_id(&wrapped)]);
+    let resp_id = wrap_id(&wrapped);
+    let out = s.sigil_as(&bob, &["unwrap", &resp_id]);
     assert!(ok(out.clone()).contains("resp-wrapped-7"));
     assert!(stderr(&out).contains("the server"), "{}", stderr(&out));
+    // Whoever asked for the wrapped response can see who took it.
+    let status = ok(s.sigil(&["wrap", "status", "-format=json", &resp_id]));
+    assert!(
+        status.contains(&keyid(&bob)) && status.contains("\"consumed\""),
+        "{status}"
+    );
 
     // Exactly once under concurrency.
     let id = wrap(&[]);

@@ -9,28 +9,39 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 use sigil_crypto::{KeyId, PublicIdentity, age, b64url_decode, b64url_encode};
 pub use sigil_proto::e2e::Certification;
-use sigil_proto::e2e::{Author, SealedSecret, WrapRequest, wrap_statement};
+use sigil_proto::e2e::{Author, E2eSlot, SealedSecret, WrapRequest, wrap_statement};
 use zeroize::Zeroizing;
 
 use crate::{ApiResponse, Client, ClientError};
 
-/// The keys whose certifications this client accepts (`SIGIL_TRUST`: the admins' keyids; by
-/// default only the caller's own key).
+/// What this client trusts (`SIGIL_TRUST` and its own key). A *pinned* key (the whole
+/// `sigil1…`: signing and encryption halves) is accepted as a recipient as is; an *anchor*
+/// (a keyid, or a pinned key's) vouches for other keys by certifying them and is accepted as
+/// an author. A keyid alone never makes an encryption key acceptable: it names only the
+/// signing half.
 #[derive(Clone, Debug, Default)]
 pub struct Trust {
     anchors: Vec<KeyId>,
+    pinned: Vec<PublicIdentity>,
 }
+
+/// The content type of a wrap made from bytes (`sigil wrap`).
+const WRAP_BYTES: &str = "application/octet-stream";
 
 fn refused(msg: impl Into<String>) -> ClientError {
     ClientError::Untrusted(msg.into())
 }
 
 impl Trust {
-    /// Trusts these keyids.
-    pub fn new(anchors: impl IntoIterator<Item = KeyId>) -> Self {
-        Trust {
-            anchors: anchors.into_iter().collect(),
-        }
+    /// Trusts these whole keys (pinned; their keyids are anchors too) and these keyids.
+    pub fn new(
+        pinned: impl IntoIterator<Item = PublicIdentity>,
+        anchors: impl IntoIterator<Item = KeyId>,
+    ) -> Self {
+        let pinned: Vec<PublicIdentity> = pinned.into_iter().collect();
+        let mut anchors: Vec<KeyId> = anchors.into_iter().collect();
+        anchors.extend(pinned.iter().map(PublicIdentity::keyid));
+        Trust { anchors, pinned }
     }
 
     fn anchored(&self, key: &PublicIdentity) -> bool {
@@ -38,14 +49,15 @@ impl Trust {
         self.anchors.iter().any(|a| a == &id)
     }
 
-    /// Accepts `public` as `name`'s key if it is an anchor, or certified for `name` by one.
+    /// Accepts `public` as `name`'s key if it is pinned as a whole, or certified for `name` by
+    /// an anchor.
     pub fn check_identity(
         &self,
         name: &str,
         public: &PublicIdentity,
         certification: Option<&Certification>,
     ) -> Result<(), ClientError> {
-        if self.anchored(public) {
+        if self.pinned.contains(public) {
             return Ok(());
         }
         let Some(cert) = certification else {
@@ -79,6 +91,7 @@ impl Trust {
     ) -> Result<String, ClientError> {
         let name = author.map_or("", |a| a.name.as_str());
         let certification = author.and_then(|a| a.certification.as_ref());
+        // Authorship is a signature, made with the signing half the keyid names.
         if self.anchored(signer) && certification.is_none_or(|c| c.verify(name, signer).is_err()) {
             return Ok(format!(
                 "{} (a trust anchor; the server calls it {name:?})",
@@ -236,7 +249,8 @@ impl Client {
                 out.push(self.certified(t, t.clone(), trust).await?);
             }
         }
-        out.dedup_by(|a, b| a.key.keyid() == b.key.keyid());
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|r| seen.insert(r.key.to_string()));
         Ok(out)
     }
 
@@ -258,14 +272,36 @@ impl Client {
         let plain = Zeroizing::new(serde_json::to_vec(data).expect("JSON serializes"));
         let envelope =
             age::encrypt(&keys, &plain).map_err(|e| ClientError::Config(e.to_string()))?;
+        // The envelope is signed for the version it becomes, so the write is check-and-set.
+        let cas = match cas {
+            Some(c) => c,
+            None => self.current_version(mount, path).await?,
+        };
+        let slot = E2eSlot {
+            mount,
+            path,
+            version: cas + 1,
+        };
         let labels = recipients.iter().map(|r| r.label.clone()).collect();
-        let sealed = SealedSecret::new(me, &format!("{mount}/{path}"), &envelope, labels);
-        let mut body = json!({ "data": sealed });
-        if let Some(cas) = cas {
-            body["options"] = json!({ "cas": cas });
-        }
+        let sealed = SealedSecret::new(me, slot, &envelope, labels);
+        let body = json!({ "data": sealed, "options": { "cas": cas } });
         self.request("POST", &format!("{mount}/data/{path}"), Some(&body))
             .await
+    }
+
+    /// A secret's `current_version` (0 when it does not exist).
+    async fn current_version(&self, mount: &str, path: &str) -> Result<u64, ClientError> {
+        match self
+            .data_of("GET", &format!("{mount}/metadata/{path}"), None)
+            .await
+        {
+            Ok(meta) => meta
+                .get("current_version")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| ClientError::Response("metadata without current_version".into())),
+            Err(ClientError::Api { status: 404, .. }) => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads a version of `mount/path` (latest when `version` is `None`), checks the writer's
@@ -277,6 +313,7 @@ impl Client {
         version: Option<u64>,
         trust: &Trust,
     ) -> Result<OpenedSecret, ClientError> {
+        let version_asked = version;
         let query = version.map_or(String::new(), |v| format!("?version={v}"));
         let mut data = self
             .data_of("GET", &format!("{mount}/data/{path}{query}"), None)
@@ -290,9 +327,22 @@ impl Client {
                 .map_err(|_| {
                     ClientError::Response(format!("{mount}/{path} is not an end-to-end secret"))
                 })?;
-        let (envelope, signer) = sealed.verify(&format!("{mount}/{path}")).map_err(|_| {
+        let version = metadata
+            .get("version")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ClientError::Response("no version in the metadata".into()))?;
+        if let Some(asked) = version_asked.filter(|v| *v != version) {
+            return Err(refused(format!("asked for version {asked}, got {version}")));
+        }
+        let slot = E2eSlot {
+            mount,
+            path,
+            version,
+        };
+        let (envelope, signer) = sealed.verify(slot).map_err(|_| {
             refused(format!(
-                "the signature of {mount}/{path} does not verify: it was altered or moved from another path"
+                "the signature of {mount}/{path} version {version} does not verify: it was \
+                 altered, or moved from another path or version"
             ))
         })?;
         let author = trust.check_author(&signer, sealed.author.as_ref())?;
@@ -318,10 +368,18 @@ impl Client {
         let envelope = age::encrypt(&[*to.key.encryption_key()], plaintext)
             .map_err(|e| ClientError::Config(e.to_string()))?;
         let keyid = to.key.keyid();
+        // The id is ours and signed, so the server cannot replay the envelope under another.
+        let id: String = sigil_crypto::random::bytes::<16>()
+            .map_err(|e| ClientError::Config(e.to_string()))?
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let statement = wrap_statement(&id, &keyid, WRAP_BYTES, &envelope);
         let request = WrapRequest {
+            id,
             to: keyid.to_string(),
             envelope: STANDARD.encode(&envelope),
-            signature: b64url_encode(&me.sign(&wrap_statement(&keyid, &envelope))),
+            signature: b64url_encode(&me.sign(&statement)),
             ttl: ttl.map(|t| Value::String(t.to_owned())),
         };
         let body = serde_json::to_value(request).expect("wrap serializes");
@@ -342,8 +400,15 @@ impl Client {
             .map_err(|_| ClientError::Response("signature is not base64url".into()))?;
         let sender = PublicIdentity::parse(field(&w, "sender")?)
             .map_err(|e| ClientError::Response(e.to_string()))?;
+        if field(&w, "id")? != id {
+            return Err(refused("the server answered with another wrap"));
+        }
+        let content_type = field(&w, "content_type")?.to_owned();
         sender
-            .verify(&wrap_statement(&me.public().keyid(), &envelope), &signature)
+            .verify(
+                &wrap_statement(id, &me.public().keyid(), &content_type, &envelope),
+                &signature,
+            )
             .map_err(|_| refused("the wrap's signature does not verify: it was altered"))?;
         let server = self.server_key().await?;
         let sender_name = if sender.keyid() == server.keyid() {
@@ -359,7 +424,7 @@ impl Client {
             .map_err(|_| refused("the wrap is not encrypted to your key"))?;
         Ok(Unwrapped {
             plaintext,
-            content_type: field(&w, "content_type")?.to_owned(),
+            content_type,
             sender: sender_name,
         })
     }
@@ -383,12 +448,33 @@ mod tests {
         let other_admin = SecretIdentity::generate().unwrap();
         let alice = SecretIdentity::generate().unwrap().public();
         let mallory = SecretIdentity::generate().unwrap().public();
-        let trust = Trust::new([admin.public().keyid()]);
+        let trust = Trust::new([], [admin.public().keyid()]);
         let cert = Certification::sign(&admin, "alice", &alice);
         assert!(trust.check_identity("alice", &alice, Some(&cert)).is_ok());
+        // An anchor's keyid certifies, but does not make a key acceptable as a recipient: a
+        // server could pair the anchor's signing key with its own encryption key.
         assert!(
-            trust.check_identity("alice", &admin.public(), None).is_ok(),
-            "an anchor"
+            trust
+                .check_identity("alice", &admin.public(), None)
+                .is_err()
+        );
+        let evil = SecretIdentity::generate().unwrap().public();
+        let spliced = PublicIdentity::from_parts(
+            admin.public().signing_key().to_bytes(),
+            *evil.encryption_key(),
+        )
+        .unwrap();
+        assert_eq!(spliced.keyid(), admin.public().keyid());
+        assert!(trust.check_identity("admin", &spliced, None).is_err());
+        let pinned = Trust::new([admin.public()], []);
+        assert!(
+            pinned
+                .check_identity("admin", &admin.public(), None)
+                .is_ok()
+        );
+        assert!(
+            pinned.check_identity("admin", &spliced, None).is_err(),
+            "a spliced key is refused"
         );
         // A server that substitutes the key (keeping alice's certification) is caught.
         assert!(

@@ -404,23 +404,35 @@ impl Core {
         })
     }
 
-    /// Wraps a response for `to` (an identity name or keyid): `body` is the JSON the caller
-    /// would have received; the answer is the wrap's info instead (docs/e2e.md).
+    /// The enabled identity a response may be wrapped for (`to`: a name or keyid), after
+    /// checking the TTL: called before the request runs, so a bad `wrap_to` changes nothing.
+    pub fn wrap_recipient(&self, to: &str, ttl: Option<&str>) -> Result<Arc<Caller>, CoreError> {
+        crate::wrap::response_ttl(ttl)?;
+        self.identities
+            .caller(to)
+            .or_else(|| self.identities.caller_by_name(to))
+            .filter(|c| !c.identity.disabled)
+            .ok_or_else(|| CoreError::bad("wrap_to: no enabled identity has that name or keyid"))
+    }
+
+    /// Wraps a response for `recipient` at `requester`'s request: `body` is the JSON the
+    /// requester would have received; the answer is the wrap's info instead (docs/e2e.md).
     pub fn wrap_response(
         &self,
-        to: &str,
+        recipient: &Caller,
+        requester: &Caller,
         ttl: Option<&str>,
         path: &str,
         body: &[u8],
     ) -> Result<Response, CoreError> {
-        let recipient = self
-            .identities
-            .caller(to)
-            .or_else(|| self.identities.caller_by_name(to))
-            .filter(|c| !c.identity.disabled)
-            .ok_or_else(|| CoreError::bad("wrap_to: no enabled identity has that name or keyid"))?;
-        self.wraps
-            .wrap_response(&self.server_identity, &recipient.public, ttl, path, body)
+        self.wraps.wrap_response(
+            &self.server_identity,
+            &recipient.public,
+            requester.public.keyid().as_str(),
+            ttl,
+            path,
+            body,
+        )
     }
 
     /// Drops expired wraps' envelopes and old tombstones (run periodically by the server).
@@ -555,7 +567,7 @@ impl Core {
             Route::AuditHash(device) => self.audit_hash(device, &req),
             Route::Policies(rest) => self.policies.handle(&req, rest),
             Route::Identities(rest) => {
-                let response = self.identities.handle(&req, rest)?;
+                let response = self.identities.handle(&req, rest, caller)?;
                 if req.operation == Operation::Delete && !rest.is_empty() {
                     self.groups.remove_member(rest)?;
                     self.cert_roles.remove_identity(rest)?;
@@ -858,6 +870,48 @@ mod tests {
         ));
         // Built-in paths cannot be disabled.
         bad(run(&core, Operation::Delete, "sys/mounts/sys", None));
+    }
+
+    #[test]
+    fn a_store_from_before_the_mount_table_keeps_its_secrets() {
+        let backend = Arc::new(MemoryBackend::new());
+        let root = BarrierKey::generate(KeyTerm(0)).unwrap();
+        let copy = || BarrierKey::from_secret(KeyTerm(0), Zeroizing::new(*root.expose_secret()));
+        let admin = SecretIdentity::generate().unwrap();
+        let config = CoreConfig {
+            admins: vec![("admin".into(), admin.public())],
+            ..CoreConfig::default()
+        };
+        let core = Core::create(backend.clone(), copy(), config).unwrap();
+        let caller = core.caller(admin.public().keyid().as_str()).unwrap();
+        let data = Some(json!({ "data": { "v": "old" } }));
+        core.handle(&caller, request(Operation::Update, "secret/data/app", data))
+            .unwrap();
+        drop(core);
+        // As an older release left it: KV data under logical/secret/, no mount table.
+        assert!(backend.list("logical/secret/meta/").unwrap().len() == 1);
+        backend
+            .apply(sigil_storage::Batch::new().delete("core/mounts".to_owned()))
+            .unwrap();
+        let core = Core::open(backend.clone(), copy(), &[]).unwrap();
+        let caller = core.caller(admin.public().keyid().as_str()).unwrap();
+        let read = core
+            .handle(&caller, request(Operation::Read, "secret/data/app", None))
+            .unwrap();
+        assert_eq!(read.data.unwrap()["data"]["v"], "old");
+        // Disabling another mount leaves it alone.
+        let enable = Some(json!({ "type": "kv" }));
+        core.handle(
+            &caller,
+            request(Operation::Update, "sys/mounts/other", enable),
+        )
+        .unwrap();
+        core.handle(
+            &caller,
+            request(Operation::Delete, "sys/mounts/other", None),
+        )
+        .unwrap();
+        assert!(backend.list("logical/secret/meta/").unwrap().len() == 1);
     }
 
     #[test]

@@ -318,7 +318,13 @@ impl IdentityStore {
     }
 
     /// Handles `identity/entity/name/<rest>`.
-    pub(crate) fn handle(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
+    /// Handles `identity/entity/name/<rest>` for `caller`.
+    pub(crate) fn handle(
+        &self,
+        req: &Request,
+        rest: &str,
+        caller: &Caller,
+    ) -> Result<Response, CoreError> {
         match (req.operation, rest) {
             (Operation::List, "") => list_response(children(0, self.view.list("")?)),
             (_, "") => Err(CoreError::UnsupportedOperation),
@@ -328,6 +334,19 @@ impl IdentityStore {
             },
             (Operation::Create | Operation::Update, name) => {
                 let input = req.data.clone().unwrap_or_else(|| json!({}));
+                // Only its certifier may attach a certification: an old one cannot be put back
+                // by someone else after the key was changed.
+                if let Some(c) = input.get("certification").filter(|c| !c.is_null()) {
+                    let certifier = c
+                        .get("certifier")
+                        .and_then(Value::as_str)
+                        .and_then(|t| PublicIdentity::parse(t).ok());
+                    if certifier.is_none_or(|k| k.keyid() != caller.public.keyid()) {
+                        return Err(CoreError::bad(
+                            "a certification must be made by the caller's own key",
+                        ));
+                    }
+                }
                 Ok(Response::data(self.upsert(name, input)?.to_json()))
             }
             (Operation::Delete, name) => {

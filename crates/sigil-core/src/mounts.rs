@@ -14,6 +14,8 @@ use crate::{CoreError, Operation, Request, Response, duration};
 
 /// Where the table is stored, in the `core/` view.
 const TABLE_KEY: &str = "mounts";
+/// The data prefix (`logical/secret/`) of the default `secret/` mount, as before mounts existed.
+const LEGACY_KV_UUID: &str = "secret";
 /// Prefixes no engine can be mounted at or under (Vault's protected paths).
 const RESERVED: &[&str] = &["sys/", "identity/", "auth/", "audit/", "cubbyhole/"];
 
@@ -158,8 +160,9 @@ fn accessor(kind: EngineType) -> Result<String, CoreError> {
 }
 
 impl MountTable {
-    /// Loads the table from `core/mounts`; an empty store gets `secret/` as KV v2 (written in
-    /// the same step, so it is there after a restart too).
+    /// Loads the table from `core/mounts`; a store without one gets `secret/` as KV v2
+    /// (written at once, so it is there after a restart too). That first mount keeps its data
+    /// under `logical/secret/`, where stores made before the mount table kept theirs.
     pub(crate) fn load(barrier: Arc<Barrier>) -> Result<Self, CoreError> {
         let core = barrier.view("core/");
         let table = MountTable {
@@ -173,10 +176,10 @@ impl MountTable {
             Some(e) => serde_json::from_slice(&e.plain).map_err(|_| CoreError::Integrity)?,
             None => {
                 let mut t = Table::new();
-                t.insert(
-                    "secret/".into(),
-                    table.new_entry(EngineType::Kv, "key/value secret storage".into())?,
-                );
+                let mut entry =
+                    table.new_entry(EngineType::Kv, "key/value secret storage".into())?;
+                entry.uuid = LEGACY_KV_UUID.into();
+                t.insert("secret/".into(), entry);
                 table.store(None, &t, ViewBatch::default())?;
                 t
             }

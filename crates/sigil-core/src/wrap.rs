@@ -22,17 +22,20 @@ const DEFAULT_TTL: u64 = 300;
 const MAX_TTL: u64 = 30 * 24 * 3600;
 /// How long a tombstone outlives the wrap's expiry.
 const TOMBSTONE_RETENTION: i64 = 24 * 3600;
-/// Refused fetches remembered per wrap.
+/// Distinct identities whose refused fetches are remembered per wrap (all are counted).
 const MAX_REFUSALS: usize = 16;
 
 /// `content_type` of a wrap made by `sigil wrap` (bytes) and of a wrapped response (JSON).
 const BYTES: &str = "application/octet-stream";
 const JSON: &str = "application/json";
 
+/// Fetches refused to one identity.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Refusal {
     keyid: String,
-    time: String,
+    first: String,
+    last: String,
+    count: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -60,6 +63,12 @@ struct WrapRecord {
     consumed_by: Option<String>,
     #[serde(default)]
     refused: Vec<Refusal>,
+    /// Every refused fetch, including those of identities past [`MAX_REFUSALS`].
+    #[serde(default)]
+    refused_total: u64,
+    /// For a wrapped response: the keyid of the caller who asked for it (it may look it up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requested_by: Option<String>,
 }
 
 impl WrapRecord {
@@ -86,8 +95,34 @@ impl WrapRecord {
             "status": self.status(now),
             "consumed_at": self.consumed_at,
             "consumed_by": self.consumed_by,
-            "refused": self.refused.iter().map(|r| json!({ "keyid": r.keyid, "time": r.time })).collect::<Vec<_>>(),
+            "refused": self.refused.iter().map(|r| json!({ "keyid": r.keyid, "first": r.first, "last": r.last, "count": r.count })).collect::<Vec<_>>(),
+            "refused_total": self.refused_total,
+            "requested_by": self.requested_by,
         })
+    }
+
+    /// Records a fetch refused to `keyid`.
+    fn refuse(&mut self, keyid: &str) {
+        let now = crate::timefmt::now_rfc3339();
+        self.refused_total += 1;
+        if let Some(r) = self.refused.iter_mut().find(|r| r.keyid == keyid) {
+            r.count += 1;
+            r.last = now;
+        } else if self.refused.len() < MAX_REFUSALS {
+            self.refused.push(Refusal {
+                keyid: keyid.to_owned(),
+                first: now.clone(),
+                last: now,
+                count: 1,
+            });
+        }
+    }
+
+    /// Who may look it up: the sender, the recipient, and who asked for a wrapped response.
+    fn visible_to(&self, keyid: &str) -> bool {
+        keyid == self.recipient
+            || keyid == self.sender_keyid
+            || self.requested_by.as_deref() == Some(keyid)
     }
 }
 
@@ -117,6 +152,15 @@ fn gone(id: &str) -> CoreError {
     CoreError::NotFound(format!("no wrap {id:?}: unknown, or expired and purged"))
 }
 
+/// A wrap id: 32 lower-case hex digits.
+fn check_id(id: &str) -> Result<(), CoreError> {
+    if id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(CoreError::bad("a wrap id is 32 lower-case hex digits"))
+    }
+}
+
 fn id_of(req: &Request) -> Result<String, CoreError> {
     let id = req
         .data
@@ -124,15 +168,13 @@ fn id_of(req: &Request) -> Result<String, CoreError> {
         .and_then(|d| d.get("id"))
         .and_then(Value::as_str)
         .ok_or_else(|| CoreError::bad("expected {\"id\": \"<wrap id>\"}"))?;
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(CoreError::bad("malformed wrap id"));
-    }
+    check_id(id)?;
     Ok(id.to_owned())
+}
+
+/// Parses a response-wrapping TTL (`wrap_ttl`), so a bad one is refused before the request runs.
+pub(crate) fn response_ttl(ttl: Option<&str>) -> Result<u64, CoreError> {
+    ttl_of(ttl.map(|t| Value::String(t.to_owned())).as_ref())
 }
 
 fn ttl_of(value: Option<&Value>) -> Result<u64, CoreError> {
@@ -173,14 +215,20 @@ impl WrapStore {
         Ok(Some((record, entry)))
     }
 
-    /// Stores a new wrap; returns its info.
+    /// Stores a new wrap (its id must be unused); returns its info.
     fn create(&self, record: WrapRecord) -> Result<Response, CoreError> {
         let key = storage_key(&record.id);
         let mut batch = ViewBatch::default();
         batch.expect(&key, None);
         batch.put(&key, serde_json::to_vec(&record).expect("wrap serializes"));
-        self.view.apply(batch)?;
-        tracing::info!(recipient = %record.recipient, path = %record.creation_path, "wrap created");
+        match self.view.apply(batch) {
+            Ok(()) => {}
+            Err(CoreError::Conflict(_)) => {
+                return Err(CoreError::bad("this wrap id is already in use"));
+            }
+            Err(e) => return Err(e),
+        }
+        tracing::debug!(recipient = %record.recipient, "wrap created");
         Ok(Response::data(record.info(now_unix())))
     }
 
@@ -212,13 +260,15 @@ impl WrapStore {
         caller: &Caller,
         recipient_exists: &dyn Fn(&str) -> bool,
     ) -> Result<Response, CoreError> {
-        let input: WrapRequest =
-            serde_json::from_value(req.data.clone().unwrap_or(Value::Null)).map_err(|_| {
+        let input: WrapRequest = serde_json::from_value(req.data.clone().unwrap_or(Value::Null))
+            .map_err(|_| {
                 CoreError::bad(
-                    "expected {\"to\": \"<recipient keyid>\", \"envelope\": \"<age file, base64>\", \
-                     \"signature\": \"…\", \"ttl\": \"5m\"}: use `sigil wrap`",
+                    "expected {\"id\": \"<32 hex digits>\", \"to\": \"<recipient keyid>\", \
+                     \"envelope\": \"<age file, base64>\", \"signature\": \"…\", \"ttl\": \"5m\"}: \
+                     use `sigil wrap`",
                 )
             })?;
+        check_id(&input.id)?;
         let to = KeyId::parse(&input.to)
             .ok_or_else(|| CoreError::bad("to must be the recipient's keyid"))?;
         if !recipient_exists(to.as_str()) {
@@ -243,12 +293,15 @@ impl WrapStore {
             .map_err(|_| CoreError::bad("signature must be base64url"))?;
         caller
             .public
-            .verify(&wrap_statement(&to, &envelope), &signature)
+            .verify(
+                &wrap_statement(&input.id, &to, BYTES, &envelope),
+                &signature,
+            )
             .map_err(|_| {
                 CoreError::bad("the signature does not verify with the sender's key (docs/e2e.md)")
             })?;
         self.create(WrapRecord {
-            id: new_id()?,
+            id: input.id,
             sender: caller.public.to_string(),
             sender_keyid: caller.public.keyid().to_string(),
             author: Some(caller.identity.author()),
@@ -262,26 +315,31 @@ impl WrapStore {
             consumed_at: None,
             consumed_by: None,
             refused: vec![],
+            refused_total: 0,
+            requested_by: None,
         })
     }
 
-    /// Wraps a response `body` (Vault's JSON envelope) for `recipient`, signed by the server.
+    /// Wraps a response `body` (Vault's JSON envelope) for `recipient`, signed by the server,
+    /// at the request of `requester` (a keyid).
     pub(crate) fn wrap_response(
         &self,
         server: &SecretIdentity,
         recipient: &PublicIdentity,
+        requester: &str,
         ttl: Option<&str>,
         path: &str,
         body: &[u8],
     ) -> Result<Response, CoreError> {
-        let ttl = ttl_of(ttl.map(|t| Value::String(t.to_owned())).as_ref())?;
+        let ttl = response_ttl(ttl)?;
         let envelope = age::encrypt(&[*recipient.encryption_key()], body)
             .map_err(|_| CoreError::bad("could not encrypt to the recipient's key"))?;
         let to = recipient.keyid();
-        let signature = server.sign(&wrap_statement(&to, &envelope));
+        let id = new_id()?;
+        let signature = server.sign(&wrap_statement(&id, &to, JSON, &envelope));
         use base64::Engine as _;
         self.create(WrapRecord {
-            id: new_id()?,
+            id,
             sender: server.public().to_string(),
             sender_keyid: server.public().keyid().to_string(),
             author: None,
@@ -295,6 +353,8 @@ impl WrapStore {
             consumed_at: None,
             consumed_by: None,
             refused: vec![],
+            refused_total: 0,
+            requested_by: Some(requester.to_owned()),
         })
     }
 
@@ -321,15 +381,10 @@ impl WrapStore {
             let (mut record, entry) = self.load(id)?.ok_or_else(|| gone(id))?;
             let now = now_unix();
             if record.recipient != me {
-                // Remember who tried (bounded): the sender sees it in the lookup.
-                if record.refused.len() < MAX_REFUSALS {
-                    record.refused.push(Refusal {
-                        keyid: me.clone(),
-                        time: crate::timefmt::now_rfc3339(),
-                    });
-                    if !self.replace(&record, &entry)? {
-                        continue;
-                    }
+                // Remember who tried: the sender and the recipient see it in the lookup.
+                record.refuse(&me);
+                if !self.replace(&record, &entry)? {
+                    continue;
                 }
                 tracing::warn!(wrap_recipient = %record.recipient, caller = %me, "unwrap by another identity refused");
                 return Err(CoreError::Forbidden);
@@ -351,6 +406,7 @@ impl WrapStore {
                 _ => {}
             }
             let out = json!({
+                "id": record.id,
                 "envelope": record.envelope.take(),
                 "signature": record.signature.take(),
                 "sender": record.sender,
@@ -371,8 +427,7 @@ impl WrapStore {
 
     fn lookup(&self, id: &str, caller: &Caller) -> Result<Response, CoreError> {
         let (record, _) = self.load(id)?.ok_or_else(|| gone(id))?;
-        let me = caller.public.keyid().to_string();
-        if me != record.recipient && me != record.sender_keyid {
+        if !record.visible_to(caller.public.keyid().as_str()) {
             return Err(CoreError::Forbidden);
         }
         Ok(Response::data(record.info(now_unix())))
@@ -444,10 +499,12 @@ mod tests {
         let me = admin.public().keyid();
         let envelope = age::encrypt(&[*admin.public().encryption_key()], b"x").unwrap();
         use base64::Engine as _;
+        let id = new_id().unwrap();
         let request = |ttl: &str, signature: &[u8]| Request {
             operation: Operation::Update,
             path: "sys/wrapping/wrap".into(),
             data: Some(json!({
+                "id": id,
                 "to": me.to_string(),
                 "envelope": base64::engine::general_purpose::STANDARD.encode(&envelope),
                 "signature": b64url_encode(signature),
@@ -457,19 +514,29 @@ mod tests {
         };
         // A signature over another envelope, or by another key, is refused.
         let other = SecretIdentity::generate().unwrap();
-        let forged = other.sign(&wrap_statement(&me, &envelope));
+        let forged = other.sign(&wrap_statement(&id, &me, BYTES, &envelope));
         assert!(matches!(
             core.handle(&caller, request("1s", &forged)),
             Err(CoreError::BadRequest(_))
         ));
-        let good = admin.sign(&wrap_statement(&me, &envelope));
+        let other_id = admin.sign(&wrap_statement(&new_id().unwrap(), &me, BYTES, &envelope));
+        assert!(matches!(
+            core.handle(&caller, request("1s", &other_id)),
+            Err(CoreError::BadRequest(_))
+        ));
+        let good = admin.sign(&wrap_statement(&id, &me, BYTES, &envelope));
         let info = core
             .handle(&caller, request("1s", &good))
             .unwrap()
             .data
             .unwrap();
-        let id = info["id"].as_str().unwrap().to_owned();
+        assert_eq!(info["id"], id.as_str());
         assert_eq!(info["status"], "pending");
+        // The id is the sender's: it cannot be used twice.
+        assert!(matches!(
+            core.handle(&caller, request("1s", &good)),
+            Err(CoreError::BadRequest(_))
+        ));
 
         assert_eq!(core.purge_wraps().unwrap(), 0, "not expired yet");
         std::thread::sleep(std::time::Duration::from_millis(1100));

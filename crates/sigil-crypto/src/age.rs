@@ -391,6 +391,31 @@ mod tests {
             assert!(recipient_count(&f).is_err());
             assert!(decrypt(&a, &f).is_err());
         }
+        // A low-order ephemeral share (all-zero shared secret) is refused on decryption.
+        let share = text
+            .lines()
+            .nth(1)
+            .unwrap()
+            .strip_prefix("-> X25519 ")
+            .unwrap()
+            .to_owned();
+        let zero_share = text.replace(&share, &B64.encode([0u8; 32]));
+        let mut f = zero_share.into_bytes();
+        f.extend_from_slice(&file[file.len() - 33..]);
+        assert!(decrypt(&a, &f).is_err());
+        // Non-canonical base64 (non-zero trailing bits) is refused.
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut noncanonical = share.clone().into_bytes();
+        let end = noncanonical.len() - 1;
+        let value = ALPHABET
+            .iter()
+            .position(|c| *c == noncanonical[end])
+            .unwrap();
+        noncanonical[end] = ALPHABET[value | 1]; // 43 characters carry 2 spare bits: set one
+        let bad_share = std::str::from_utf8(&noncanonical).unwrap();
+        let mut f = text.replace(&share, bad_share).into_bytes();
+        f.extend_from_slice(&file[file.len() - 33..]);
+        assert!(recipient_count(&f).is_err());
         assert!(recipient_count(b"").is_err());
         assert!(recipient_count(b"age-encryption.org/v1\n--- AAAA\n").is_err());
         assert!(encrypt(&[], b"x").is_err());

@@ -6,8 +6,11 @@
 //! made for one purpose is never valid for another:
 //!
 //! - certification: `sigil/v1/certify\n<identity name>\n<sigil1… public key>`
-//! - end-to-end secret: `sigil/v1/e2e\n<mount/path>\n<SHA-256 of the envelope>`
-//! - wrap: `sigil/v1/wrap\n<recipient keyid>\n<SHA-256 of the envelope>`
+//! - end-to-end secret: `sigil/v1/e2e\n<mount>\n<path>\n<version>\n<SHA-256 of the envelope>`
+//! - wrap: `sigil/v1/wrap\n<wrap id>\n<recipient keyid>\n<content type>\n<SHA-256 of the envelope>`
+//!
+//! No field can contain a newline (names, mounts and paths are checked; ids are hex, keyids
+//! base64url), and the digest is a fixed 32 bytes at the end.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -17,11 +20,13 @@ use sigil_crypto::{
     CryptoError, KeyId, PublicIdentity, SecretIdentity, b64url_decode, b64url_encode,
 };
 
-fn statement(label: &str, subject: &str, tail: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(label.len() + subject.len() + tail.len() + 2);
-    m.extend_from_slice(label.as_bytes());
-    m.push(b'\n');
-    m.extend_from_slice(subject.as_bytes());
+/// `label\nfield\n…\ntail`.
+fn statement(label: &str, fields: &[&str], tail: &[u8]) -> Vec<u8> {
+    let mut m = label.as_bytes().to_vec();
+    for f in fields {
+        m.push(b'\n');
+        m.extend_from_slice(f.as_bytes());
+    }
     m.push(b'\n');
     m.extend_from_slice(tail);
     m
@@ -29,19 +34,36 @@ fn statement(label: &str, subject: &str, tail: &[u8]) -> Vec<u8> {
 
 /// The statement an admin signs to certify that `name` owns `public`.
 pub fn certification_statement(name: &str, public: &PublicIdentity) -> Vec<u8> {
-    statement("sigil/v1/certify", name, public.to_string().as_bytes())
+    statement("sigil/v1/certify", &[name], public.to_string().as_bytes())
 }
 
-/// The statement the writer of an end-to-end secret signs: its full path and its envelope.
-pub fn e2e_statement(path: &str, envelope: &[u8]) -> Vec<u8> {
-    statement("sigil/v1/e2e", path, &Sha256::digest(envelope))
+/// Where and as which version an end-to-end secret is written: the mount (no trailing `/`),
+/// the path below it, and the version number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct E2eSlot<'a> {
+    /// The mount, e.g. `private` or `team/e2e`.
+    pub mount: &'a str,
+    /// The secret's path below the mount.
+    pub path: &'a str,
+    /// The version this envelope is (the write's `cas` + 1).
+    pub version: u64,
 }
 
-/// The statement the sender of a wrap signs: the recipient's keyid and the envelope.
-pub fn wrap_statement(recipient: &KeyId, envelope: &[u8]) -> Vec<u8> {
+/// The statement the writer of an end-to-end secret signs: mount, path, version and envelope.
+pub fn e2e_statement(slot: E2eSlot<'_>, envelope: &[u8]) -> Vec<u8> {
+    statement(
+        "sigil/v1/e2e",
+        &[slot.mount, slot.path, &slot.version.to_string()],
+        &Sha256::digest(envelope),
+    )
+}
+
+/// The statement the sender of a wrap signs: the wrap id (chosen by the sender), the
+/// recipient's keyid, the content type and the envelope.
+pub fn wrap_statement(id: &str, recipient: &KeyId, content_type: &str, envelope: &[u8]) -> Vec<u8> {
     statement(
         "sigil/v1/wrap",
-        recipient.as_str(),
+        &[id, recipient.as_str(), content_type],
         &Sha256::digest(envelope),
     )
 }
@@ -115,31 +137,31 @@ pub struct SealedSecret {
 }
 
 impl SealedSecret {
-    /// Signs `envelope` for `path` as `writer`.
+    /// Signs `envelope` for `slot` as `writer`.
     pub fn new(
         writer: &SecretIdentity,
-        path: &str,
+        slot: E2eSlot<'_>,
         envelope: &[u8],
         recipients: Vec<String>,
     ) -> Self {
         SealedSecret {
             envelope: STANDARD.encode(envelope),
             signer: writer.public().to_string(),
-            signature: b64url_encode(&writer.sign(&e2e_statement(path, envelope))),
+            signature: b64url_encode(&writer.sign(&e2e_statement(slot, envelope))),
             recipients,
             author: None,
         }
     }
 
-    /// Decodes the envelope and checks the writer's signature for `path`; returns the envelope
+    /// Decodes the envelope and checks the writer's signature for `slot`; returns the envelope
     /// and the writer's key.
-    pub fn verify(&self, path: &str) -> Result<(Vec<u8>, PublicIdentity), CryptoError> {
+    pub fn verify(&self, slot: E2eSlot<'_>) -> Result<(Vec<u8>, PublicIdentity), CryptoError> {
         let envelope = STANDARD
             .decode(&self.envelope)
             .map_err(|_| CryptoError::Encoding("envelope is not base64"))?;
         let signer = PublicIdentity::parse(&self.signer)?;
         signer.verify(
-            &e2e_statement(path, &envelope),
+            &e2e_statement(slot, &envelope),
             &b64url_decode(&self.signature)?,
         )?;
         Ok((envelope, signer))
@@ -150,11 +172,15 @@ impl SealedSecret {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WrapRequest {
+    /// The wrap's id, chosen by the sender: 32 lower-case hex digits (128 random bits). It is
+    /// signed, so a server cannot replay the envelope under another id.
+    pub id: String,
     /// The recipient's keyid.
     pub to: String,
     /// The age v1 file, standard base64.
     pub envelope: String,
-    /// Ed25519 signature over [`wrap_statement`] by the sender (the caller), base64url.
+    /// Ed25519 signature over [`wrap_statement`] (content type `application/octet-stream`) by
+    /// the sender (the caller), base64url.
     pub signature: String,
     /// Time to live (`"5m"`, `"1h"`, or seconds; default 5 minutes, at most 30 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,21 +206,49 @@ mod tests {
         };
         assert!(forged.verify("alice", &alice).is_err());
 
-        let s = SealedSecret::new(&admin, "private/x", b"age file", vec![]);
-        assert!(s.verify("private/x").is_ok());
-        assert!(s.verify("private/y").is_err(), "moved to another path");
+        let slot = E2eSlot {
+            mount: "private",
+            path: "x",
+            version: 2,
+        };
+        let s = SealedSecret::new(&admin, slot, b"age file", vec![]);
+        assert!(s.verify(slot).is_ok());
+        for moved in [
+            E2eSlot { path: "y", ..slot },
+            E2eSlot { version: 1, ..slot },
+            // The same full path, split at another mount boundary.
+            E2eSlot {
+                mount: "private/x",
+                path: "",
+                ..slot
+            },
+        ] {
+            assert!(s.verify(moved).is_err(), "{moved:?}");
+        }
         let swapped = SealedSecret {
             envelope: STANDARD.encode(b"other"),
             ..s
         };
-        assert!(swapped.verify("private/x").is_err(), "another envelope");
-        // The same bytes signed for another purpose do not verify as a certification.
+        assert!(swapped.verify(slot).is_err(), "another envelope");
         let keyid = alice.keyid();
-        let wrap_sig = admin.sign(&wrap_statement(&keyid, b"age file"));
+        let wrap = |id, ct| wrap_statement(id, &keyid, ct, b"age file");
+        let sig = admin.sign(&wrap("00ff", "application/octet-stream"));
         assert!(
             admin
                 .public()
-                .verify(&e2e_statement(keyid.as_str(), b"age file"), &wrap_sig)
+                .verify(&wrap("00ff", "application/octet-stream"), &sig)
+                .is_ok()
+        );
+        assert!(
+            admin
+                .public()
+                .verify(&wrap("00fe", "application/octet-stream"), &sig)
+                .is_err()
+        );
+        assert!(
+            admin
+                .public()
+                .verify(&wrap("00ff", "application/json"), &sig)
                 .is_err()
         );
     }

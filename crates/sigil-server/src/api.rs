@@ -367,6 +367,17 @@ async fn authenticated(
             header(parts, headers::SIGNATURE),
         ));
     }
+    // Response wrapping is checked before anything runs: a bad recipient or TTL changes
+    // nothing, and the paths that are never wrapped refuse it rather than answer in clear.
+    let wrap_recipient = match &wrap_to {
+        None => None,
+        Some(_) if UNWRAPPABLE.iter().any(|p| path.starts_with(p)) => {
+            return Err(ApiError::bad_request(
+                "wrap_to: this path's responses cannot be wrapped",
+            ));
+        }
+        Some(to) => Some(core.wrap_recipient(to, wrap_ttl.as_deref())?),
+    };
     // Fail-closed: nothing happens unless an audit device recorded the request.
     audit_request(core, trail.request_entry(data.as_ref())).await?;
     match (path.as_str(), operation) {
@@ -440,14 +451,15 @@ async fn authenticated(
     let response = tokio::task::spawn_blocking(move || {
         let path = request.path.clone();
         let response = worker.handle(&caller, request)?;
-        match wrap_to {
-            Some(to) if response.status == 200 => {
+        match wrap_recipient {
+            // A response without data (204) has nothing to wrap, as in Vault.
+            Some(recipient) if response.status == 200 => {
                 let body = Zeroizing::new(
                     serde_json::to_vec(&vault_envelope(&request_id, &response))
                         .expect("response serializes"),
                 );
                 drop(response);
-                worker.wrap_response(&to, wrap_ttl.as_deref(), &path, &body)
+                worker.wrap_response(&recipient, &caller, wrap_ttl.as_deref(), &path, &body)
             }
             _ => Ok(response),
         }
@@ -460,6 +472,10 @@ async fn authenticated(
         audit_data,
     ))
 }
+
+/// Paths whose responses are never wrapped: the server's own endpoints answered before the
+/// core, and the wrapping endpoints themselves (a consumed wrap must not turn into another).
+const UNWRAPPABLE: &[&str] = &["sys/wrapping/", "sys/rekey", "sys/metrics", "sys/seal"];
 
 /// Removes a query parameter the server handles itself; returns its value.
 fn take_query(query: &mut Vec<(String, String)>, name: &str) -> Option<String> {

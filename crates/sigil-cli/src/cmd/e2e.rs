@@ -13,25 +13,29 @@ use sigil_crypto::{KeyId, PublicIdentity};
 use crate::args::{ClientArgs, E2eCommand, Format, TrustArgs, VersionRead, WrapArgs, WrapStatus};
 use crate::{config, output};
 
-/// The trust anchors: `SIGIL_TRUST` plus the caller's own key.
+/// What the caller trusts: its own key and `SIGIL_TRUST` (`sigil1…` keys are pinned whole;
+/// keyids vouch only through certifications).
 fn trust(args: &TrustArgs, me: &PublicIdentity) -> anyhow::Result<Trust> {
-    let mut anchors = vec![me.keyid()];
+    let mut pinned = vec![me.clone()];
+    let mut anchors = Vec::new();
     for t in args
         .trust
         .iter()
         .map(|t| t.trim())
         .filter(|t| !t.is_empty())
     {
-        let keyid = if t.starts_with("sigil1") {
-            PublicIdentity::parse(t)
-                .with_context(|| format!("SIGIL_TRUST: {t:?} is not a sigil1 key"))?
-                .keyid()
+        if t.starts_with("sigil1") {
+            pinned.push(
+                PublicIdentity::parse(t)
+                    .with_context(|| format!("SIGIL_TRUST: {t:?} is not a sigil1 key"))?,
+            );
         } else {
-            KeyId::parse(t).with_context(|| format!("SIGIL_TRUST: {t:?} is not a keyid"))?
-        };
-        anchors.push(keyid);
+            anchors.push(
+                KeyId::parse(t).with_context(|| format!("SIGIL_TRUST: {t:?} is not a keyid"))?,
+            );
+        }
     }
-    Ok(Trust::new(anchors))
+    Ok(Trust::new(pinned, anchors))
 }
 
 pub(crate) async fn run(cmd: E2eCommand) -> anyhow::Result<ExitCode> {

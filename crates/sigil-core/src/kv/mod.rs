@@ -16,6 +16,7 @@ use model::{
     CONFIG_KEY, EngineConfig, MetadataInput, SecretMeta, VersionMeta, WriteInput, merge_patch,
     meta_key, subkeys, version_key, versions,
 };
+use sigil_proto::e2e::E2eSlot;
 
 /// What a KV-shaped mount stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -364,7 +365,7 @@ impl KvEngine {
         caller: &Caller,
     ) -> Result<Response, CoreError> {
         let input = WriteInput::parse(body)?;
-        let cas = input.cas().map_err(|()| CoreError::Integrity)?;
+        let cas = input.cas;
         let mut data = input
             .data
             .ok_or_else(|| CoreError::bad("no data provided"))?;
@@ -395,11 +396,22 @@ impl KvEngine {
             merge_patch(&mut current, data);
             data = current;
         }
+        let version = meta.current_version + 1;
         if self.mode == KvMode::E2e {
-            data = sealed::check(&format!("{}{path}", self.mount), data, caller)?;
+            if cas.is_none() {
+                return Err(CoreError::bad(
+                    "an e2e write needs options.cas: the envelope is signed for the version it \
+                     becomes (sigil e2e put does this)",
+                ));
+            }
+            let slot = E2eSlot {
+                mount: self.mount.trim_end_matches('/'),
+                path,
+                version,
+            };
+            data = sealed::check(slot, data, caller)?;
         }
         let now = timefmt::now_rfc3339();
-        let version = meta.current_version + 1;
         if meta.created_time.is_empty() {
             meta.created_time = now.clone();
         }

@@ -264,7 +264,10 @@ impl MetadataInput {
 pub(super) struct WriteInput {
     pub(super) data: Option<Map<String, Value>>,
     #[serde(default)]
-    pub(super) options: WriteOptions,
+    options: WriteOptions,
+    /// `options.cas`, parsed (a number or a string of digits: Vault decodes it weakly).
+    #[serde(skip)]
+    pub(super) cas: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -280,20 +283,15 @@ impl WriteInput {
                 "invalid request body: expected {\"data\": {…}, \"options\": {\"cas\": <version>}}",
             )
         };
-        let input: WriteInput =
+        let mut input: WriteInput =
             serde_json::from_value(body.cloned().unwrap_or(Value::Null)).map_err(|_| bad())?;
-        input.cas().map_err(|_| bad())?;
+        input.cas = match &input.options.cas {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(bad)?),
+            Some(Value::String(s)) => Some(s.trim().parse().map_err(|_| bad())?),
+            Some(_) => return Err(bad()),
+        };
         Ok(input)
-    }
-
-    /// `options.cas`, as a number or a string of digits (Vault decodes it weakly).
-    pub(super) fn cas(&self) -> Result<Option<u64>, ()> {
-        match &self.options.cas {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or(()),
-            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| ()),
-            Some(_) => Err(()),
-        }
     }
 }
 

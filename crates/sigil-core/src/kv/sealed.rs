@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 use sigil_crypto::age;
-use sigil_proto::e2e::SealedSecret;
+use sigil_proto::e2e::{E2eSlot, SealedSecret};
 
 use crate::CoreError;
 use crate::identity::Caller;
@@ -12,10 +12,10 @@ use crate::identity::Caller;
 /// Longest recipient label kept.
 const MAX_LABEL: usize = 256;
 
-/// Checks a write's `data` for the secret at `path` (mount included) by `caller`, and returns
-/// what to store: the same, with the writer's name and certification attached.
+/// Checks a write's `data` for `slot` (the version it becomes) by `caller`, and returns what
+/// to store: the same, with the writer's name and certification attached.
 pub(super) fn check(
-    path: &str,
+    slot: E2eSlot<'_>,
     data: Map<String, Value>,
     caller: &Caller,
 ) -> Result<Map<String, Value>, CoreError> {
@@ -32,8 +32,10 @@ pub(super) fn check(
             "recipients: at most 256 labels of at most 256 bytes",
         ));
     }
-    let (envelope, signer) = sealed.verify(path).map_err(|_| {
-        CoreError::bad("the envelope's signature does not verify for this path (docs/e2e.md)")
+    let (envelope, signer) = sealed.verify(slot).map_err(|_| {
+        CoreError::bad(
+            "the envelope's signature does not verify for this mount, path and version (docs/e2e.md)",
+        )
     })?;
     if signer.keyid() != caller.public.keyid() {
         return Err(CoreError::bad(
