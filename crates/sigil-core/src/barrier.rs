@@ -276,9 +276,16 @@ impl std::fmt::Debug for View {
 pub(crate) struct ViewBatch {
     expect: Vec<(String, Option<Vec<u8>>)>,
     writes: Vec<(String, Option<Zeroizing<Vec<u8>>>)>,
+    shred: bool,
 }
 
 impl ViewBatch {
+    /// What this batch deletes or replaces must leave the storage files (destroy, delete all
+    /// versions, disable a mount), not only become unreachable.
+    pub(crate) fn shred(&mut self) {
+        self.shred = true;
+    }
+
     /// Requires `key` to still hold `entry` (or to be absent).
     pub(crate) fn expect(&mut self, key: &str, entry: Option<&Entry>) {
         self.expect
@@ -319,6 +326,9 @@ impl View {
 
     pub(crate) fn apply(&self, batch: ViewBatch) -> Result<(), CoreError> {
         let mut out = Batch::new();
+        if batch.shred {
+            out = out.shred();
+        }
         for (k, v) in batch.expect {
             out = out.expect(self.full(&k), v);
         }

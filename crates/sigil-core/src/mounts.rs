@@ -435,6 +435,7 @@ impl MountTable {
         for k in &keys {
             batch.delete(k);
         }
+        batch.shred();
         view.apply(batch)?;
         Ok(keys.len())
     }

@@ -27,6 +27,9 @@ pub struct Batch {
     pub expect: Vec<(String, Option<Vec<u8>>)>,
     /// `(key, new value)`; `None` deletes.
     pub writes: Vec<(String, Option<Vec<u8>>)>,
+    /// The old bytes of what this batch deletes or replaces must be gone from the backend's
+    /// files, not only unreachable, when it returns (for destroy-like operations).
+    pub shred: bool,
 }
 
 impl Batch {
@@ -52,6 +55,12 @@ impl Batch {
         self.writes.push((key.into(), None));
         self
     }
+
+    /// Asks that the replaced and deleted bytes leave storage before `apply` returns.
+    pub fn shred(mut self) -> Self {
+        self.shred = true;
+        self
+    }
 }
 
 /// A key-value store of opaque bytes.
@@ -62,6 +71,8 @@ impl Batch {
 /// - `apply` checks every `expect` condition and performs every write as one atomic step; if a
 ///   condition fails it returns [`StorageError::Conflict`] and changes nothing.
 /// - `list(prefix)` returns every key that starts with `prefix`, in ascending byte order.
+/// - After `apply` of a [`Batch::shred`] batch returns `Ok`, no file of the backend holds the
+///   bytes it deleted or replaced (a copy-on-write store must reclaim the freed pages).
 /// - Concurrent calls from many threads are safe.
 pub trait Backend: Send + Sync + 'static {
     /// Reads `key`.

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{Database, Durability, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 
@@ -19,7 +19,9 @@ type Reply = SyncSender<Result<(), StorageError>>;
 
 /// A durable backend in one redb file.
 pub struct FileBackend {
-    db: Arc<Database>,
+    /// Shared for reads and commits; held exclusively only to compact the file after a
+    /// shredding batch.
+    db: Arc<RwLock<Database>>,
     path: PathBuf,
     /// `None` once closing.
     jobs: Mutex<Option<Sender<(Batch, Reply)>>>,
@@ -61,7 +63,7 @@ impl FileBackend {
         let txn = db.begin_write().map_err(|e| io("open", &subject, e))?;
         txn.open_table(TABLE).map_err(|e| io("open", &subject, e))?;
         txn.commit().map_err(|e| io("open", &subject, e))?;
-        let db = Arc::new(db);
+        let db = Arc::new(RwLock::new(db));
         let (tx, rx) = mpsc::channel();
         let committer_db = Arc::clone(&db);
         let handle = std::thread::Builder::new()
@@ -83,11 +85,12 @@ impl FileBackend {
 }
 
 /// Applies every waiting batch in one transaction and one fsync, then answers each writer.
+/// When a batch asked to shred, the file is compacted first (see [`shred`]).
 ///
 /// A failed commit stops the backend for good: after a failed fsync the kernel may have
 /// dropped dirty pages, so acknowledging later writes on top of them would be a lie
 /// ("fsyncgate"). Every later write fails until the process restarts and redb recovers.
-fn committer(db: &Database, jobs: &Receiver<(Batch, Reply)>) {
+fn committer(db: &RwLock<Database>, jobs: &Receiver<(Batch, Reply)>) {
     let mut failed: Option<String> = None;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -98,11 +101,16 @@ fn committer(db: &Database, jobs: &Receiver<(Batch, Reply)>) {
             )),
             None => {
                 let started = std::time::Instant::now();
-                let r = commit_group(db, &group);
+                let r = commit_group(&db.read().unwrap_or_else(|e| e.into_inner()), &group);
                 metrics::histogram!("sigil_storage_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("sigil_storage_commit_batches").record(group.len() as f64);
-                r
+                match r {
+                    Ok(results) if group.iter().any(|(b, _)| b.shred) => {
+                        shred(db).map(|()| results)
+                    }
+                    r => r,
+                }
             }
         };
         match results {
@@ -122,6 +130,24 @@ fn committer(db: &Database, jobs: &Receiver<(Batch, Reply)>) {
             }
         }
     }
+}
+
+/// Compacts the file until redb can compact no further. redb is copy-on-write: a delete or an
+/// overwrite frees pages that keep the old bytes until they are reused, so a copy of the file
+/// would still hold them. Compaction moves the live pages into the free ones and truncates the
+/// file, so afterwards it holds only live pages. It needs the database to itself: reads and
+/// commits wait meanwhile.
+fn shred(db: &RwLock<Database>) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let mut db = db.write().unwrap_or_else(|e| e.into_inner());
+    // Each round moves what it can; a bounded number of rounds reaches the fixed point.
+    for _ in 0..64 {
+        if !db.compact().map_err(|e| format!("compacting: {e}"))? {
+            break;
+        }
+    }
+    metrics::histogram!("sigil_storage_shred_seconds").record(started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// One transaction for the whole group. A batch whose condition fails is skipped (its writer
@@ -183,7 +209,8 @@ fn apply_one(table: &mut redb::Table<'_, &str, &[u8]>, batch: &Batch) -> Result<
 
 impl Backend for FileBackend {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let txn = self.db.begin_read().map_err(|e| io("get", key, e))?;
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let txn = db.begin_read().map_err(|e| io("get", key, e))?;
         let table = txn.open_table(TABLE).map_err(|e| io("get", key, e))?;
         let value = table.get(key).map_err(|e| io("get", key, e))?;
         Ok(value.map(|v| v.value().to_vec()))
@@ -198,7 +225,8 @@ impl Backend for FileBackend {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let txn = self.db.begin_read().map_err(|e| io("list", prefix, e))?;
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let txn = db.begin_read().map_err(|e| io("list", prefix, e))?;
         let table = txn.open_table(TABLE).map_err(|e| io("list", prefix, e))?;
         let mut out = Vec::new();
         for item in table.range(prefix..).map_err(|e| io("list", prefix, e))? {
@@ -263,6 +291,43 @@ mod tests {
         // Dropping closed the file: it reopens at once.
         let b = FileBackend::open(&path).unwrap();
         assert_eq!(b.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn shredded_bytes_leave_the_file_and_the_rest_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let b = FileBackend::open(&path).unwrap();
+        let value = |i: u32| format!("value-{i:05}-").repeat(30).into_bytes();
+        for i in 0..600 {
+            b.put(&format!("k{i}"), &value(i)).unwrap();
+        }
+        let in_file = |i: u32| {
+            let bytes = std::fs::read(&path).unwrap();
+            let v = value(i);
+            bytes.windows(v.len()).any(|w| w == v.as_slice())
+        };
+        // A plain delete leaves the bytes in freed pages.
+        for i in 0..300 {
+            b.delete(&format!("k{i}")).unwrap();
+        }
+        assert!(
+            (0..300).any(in_file),
+            "the copy-on-write store keeps freed bytes"
+        );
+        // A shredding batch (here deleting one more key) reclaims every freed page.
+        b.apply(Batch::new().delete("k300").shred()).unwrap();
+        assert!(
+            !(0..=300).any(in_file),
+            "no deleted value is left in the file"
+        );
+        assert!((301..600).all(in_file));
+        for i in 301..600 {
+            assert_eq!(b.get(&format!("k{i}")).unwrap(), Some(value(i)));
+        }
+        // Writes go on after it.
+        b.put("after", b"x").unwrap();
+        assert_eq!(b.get("after").unwrap().as_deref(), Some(&b"x"[..]));
     }
 
     #[test]

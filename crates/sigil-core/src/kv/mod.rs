@@ -155,6 +155,7 @@ impl KvEngine {
                 self.update_versions(path, Some(&versions), |v, n, batch| {
                     v.destroyed = true;
                     batch.delete(&version_key(path, n));
+                    batch.shred();
                 })
             }
             ("metadata", Operation::List) => self.list(p),
@@ -290,6 +291,7 @@ impl KvEngine {
             batch.delete(&version_key(path, *n));
         }
         batch.delete(&mkey);
+        batch.shred();
         self.view.apply(batch)?;
         Ok(Response::no_content())
     }
