@@ -256,15 +256,7 @@ fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
             "unwrap" => "sys/wrapping/unwrap",
             _ => "sys/wrapping/lookup",
         },
-        Route::Mount(_, rest) => match rest.split_once('/').map_or(*rest, |(kind, _)| kind) {
-            "metadata" => "{mount}/metadata/{path}",
-            "config" => "{mount}/config",
-            "subkeys" => "{mount}/subkeys/{path}",
-            "delete" => "{mount}/delete/{path}",
-            "undelete" => "{mount}/undelete/{path}",
-            "destroy" => "{mount}/destroy/{path}",
-            _ => "{mount}/data/{path}",
-        },
+        Route::Mount(mount, rest) => mount.engine.endpoint(rest),
         Route::Keyring(path) => [ROTATE, REWRAP, KEY_STATUS]
             .into_iter()
             .find(|p| p == path)
@@ -653,19 +645,60 @@ impl Core {
     }
 }
 
+/// A transient core on `backend` with one admin, and that admin's key (for tests).
+#[cfg(test)]
+pub(crate) fn admin_core(backend: Arc<dyn Backend>) -> (Core, SecretIdentity) {
+    let admin = SecretIdentity::generate().unwrap();
+    let core = Core::start_transient(
+        backend,
+        CoreConfig {
+            admins: vec![("admin".into(), admin.public())],
+            ..CoreConfig::default()
+        },
+    )
+    .unwrap();
+    (core, admin)
+}
+
 #[cfg(test)]
 mod tests {
     use sigil_storage::MemoryBackend;
 
     use super::*;
 
+    const KV_TEMPLATES: &[&str] = &[
+        "{mount}/config",
+        "{mount}/data/{path}",
+        "{mount}/metadata/{path}",
+        "{mount}/subkeys/{path}",
+        "{mount}/delete/{path}",
+        "{mount}/undelete/{path}",
+        "{mount}/destroy/{path}",
+    ];
+
     #[test]
     fn every_route_is_documented_and_every_endpoint_routes() {
-        let (core, _) = admin_core(Arc::new(MemoryBackend::new()));
+        let (core, admin) = admin_core(Arc::new(MemoryBackend::new()));
+        let caller = core.caller(admin.public().keyid().as_str()).unwrap();
+        core.handle(
+            &caller,
+            request(
+                Operation::Update,
+                "sys/mounts/transit",
+                Some(json!({ "type": "transit" })),
+            ),
+        )
+        .unwrap();
         for e in ENDPOINTS {
+            let mount = if e.path.starts_with("{mount}/") && !KV_TEMPLATES.contains(&e.path) {
+                "transit"
+            } else {
+                "secret"
+            };
             let sample = e
                 .path
-                .replace("{mount}", "secret")
+                .replace("{kind}", "plaintext")
+                .replace("{mount}", mount)
                 .replace("{name}", "x")
                 .replace("{path}", "a/b");
             assert_eq!(core.endpoint_for(&sample), Some(e.path), "{sample}");
@@ -722,19 +755,7 @@ mod tests {
             .count()
     }
 
-    /// A transient core on `backend` with one admin, and that admin's key.
-    fn admin_core(backend: Arc<MemoryBackend>) -> (Core, SecretIdentity) {
-        let admin = SecretIdentity::generate().unwrap();
-        let core = Core::start_transient(
-            backend,
-            CoreConfig {
-                admins: vec![("admin".into(), admin.public())],
-                ..CoreConfig::default()
-            },
-        )
-        .unwrap();
-        (core, admin)
-    }
+    use super::admin_core;
 
     #[test]
     fn mounts_enable_route_tune_persist_and_disable() {

@@ -28,6 +28,7 @@ mod rekey;
 mod request;
 mod seal;
 mod timefmt;
+mod transit;
 mod wrap;
 
 pub use barrier::{Barrier, View};

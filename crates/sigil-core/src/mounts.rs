@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::barrier::{Barrier, View, ViewBatch};
+use crate::identity::Caller;
 use crate::kv::{KvEngine, KvMode};
+use crate::transit::TransitEngine;
 use crate::{CoreError, Operation, Request, Response, duration};
 
 /// Where the table is stored, in the `core/` view.
@@ -26,6 +28,8 @@ pub(crate) enum EngineType {
     Kv,
     /// End-to-end secrets: client-encrypted envelopes, versioned like KV.
     E2e,
+    /// Encryption as a service.
+    Transit,
 }
 
 impl EngineType {
@@ -33,6 +37,7 @@ impl EngineType {
         match s {
             "kv" | "kv-v2" => Some(EngineType::Kv),
             "e2e" => Some(EngineType::E2e),
+            "transit" => Some(EngineType::Transit),
             _ => None,
         }
     }
@@ -41,6 +46,7 @@ impl EngineType {
         match self {
             EngineType::Kv => "kv",
             EngineType::E2e => "e2e",
+            EngineType::Transit => "transit",
         }
     }
 }
@@ -97,7 +103,71 @@ pub(crate) struct Mount {
     /// What the engine is.
     pub(crate) kind: EngineType,
     /// The engine.
-    pub(crate) engine: KvEngine,
+    pub(crate) engine: Engine,
+}
+
+/// A mounted engine's implementation.
+pub(crate) enum Engine {
+    /// `kv` and `e2e`.
+    Kv(KvEngine),
+    /// `transit`.
+    Transit(TransitEngine),
+}
+
+impl Engine {
+    pub(crate) fn handle(
+        &self,
+        req: &Request,
+        rest: &str,
+        caller: &Caller,
+    ) -> Result<Response, CoreError> {
+        match self {
+            Engine::Kv(e) => e.handle(req, rest, caller),
+            Engine::Transit(e) => e.handle(req, rest),
+        }
+    }
+
+    pub(crate) fn exists(&self, rest: &str) -> Result<bool, CoreError> {
+        match self {
+            Engine::Kv(e) => e.exists(rest),
+            Engine::Transit(e) => e.exists(rest),
+        }
+    }
+
+    /// The documented endpoint template of `rest` below a mount of this engine.
+    pub(crate) fn endpoint(&self, rest: &str) -> &'static str {
+        let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
+        match self {
+            Engine::Kv(_) => match first {
+                "metadata" => "{mount}/metadata/{path}",
+                "config" => "{mount}/config",
+                "subkeys" => "{mount}/subkeys/{path}",
+                "delete" => "{mount}/delete/{path}",
+                "undelete" => "{mount}/undelete/{path}",
+                "destroy" => "{mount}/destroy/{path}",
+                _ => "{mount}/data/{path}",
+            },
+            Engine::Transit(_) => {
+                let segments = rest.split('/').count();
+                match (first, segments) {
+                    ("keys", 1) => "{mount}/keys",
+                    ("keys", 2) => "{mount}/keys/{name}",
+                    ("keys", _) if rest.ends_with("/config") => "{mount}/keys/{name}/config",
+                    ("keys", _) if rest.ends_with("/trim") => "{mount}/keys/{name}/trim",
+                    ("keys", _) => "{mount}/keys/{name}/rotate",
+                    ("encrypt", _) => "{mount}/encrypt/{name}",
+                    ("decrypt", _) => "{mount}/decrypt/{name}",
+                    ("rewrap", _) => "{mount}/rewrap/{name}",
+                    ("datakey", _) => "{mount}/datakey/{kind}/{name}",
+                    ("sign", _) => "{mount}/sign/{name}",
+                    ("verify", _) => "{mount}/verify/{name}",
+                    ("hmac", _) => "{mount}/hmac/{name}",
+                    ("hash", _) => "{mount}/hash",
+                    _ => "{mount}/random",
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Mount {
@@ -239,14 +309,16 @@ impl MountTable {
             let mount = match mounts.get(path) {
                 Some(m) if m.kind == kind => m.clone(),
                 _ => {
-                    let mode = match kind {
-                        EngineType::Kv => KvMode::Kv,
-                        EngineType::E2e => KvMode::E2e,
+                    let view = self.engine_view(&entry.uuid);
+                    let engine = match kind {
+                        EngineType::Kv => Engine::Kv(KvEngine::new(view, KvMode::Kv, path)),
+                        EngineType::E2e => Engine::Kv(KvEngine::new(view, KvMode::E2e, path)),
+                        EngineType::Transit => Engine::Transit(TransitEngine::new(view)),
                     };
                     Arc::new(Mount {
                         path: path.clone(),
                         kind,
-                        engine: KvEngine::new(self.engine_view(&entry.uuid), mode, path),
+                        engine,
                     })
                 }
             };
@@ -375,7 +447,7 @@ impl MountTable {
                 )
             })?;
         let kind = EngineType::parse(&input.kind).ok_or_else(|| {
-            CoreError::bad("unknown engine type: Sigil mounts kv (version 2) and e2e")
+            CoreError::bad("unknown engine type: Sigil mounts kv (version 2), e2e and transit")
         })?;
         if let Some(v) = input.options.as_ref().and_then(|o| o.get("version")) {
             let version = v

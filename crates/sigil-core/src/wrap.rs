@@ -482,19 +482,10 @@ mod tests {
     use sigil_storage::MemoryBackend;
 
     use super::*;
-    use crate::{Core, CoreConfig};
 
     #[test]
     fn expired_wraps_lose_their_envelope_and_cannot_be_fetched() {
-        let admin = SecretIdentity::generate().unwrap();
-        let core = Core::start_transient(
-            Arc::new(MemoryBackend::new()),
-            CoreConfig {
-                admins: vec![("admin".into(), admin.public())],
-                ..CoreConfig::default()
-            },
-        )
-        .unwrap();
+        let (core, admin) = crate::core::admin_core(Arc::new(MemoryBackend::new()));
         let caller = core.caller(admin.public().keyid().as_str()).unwrap();
         let me = admin.public().keyid();
         let envelope = age::encrypt(&[*admin.public().encryption_key()], b"x").unwrap();

@@ -169,17 +169,25 @@ fn add(paths: &mut Map<String, Value>, path: &str, methods: &[&str], auth: Auth,
         .as_object_mut()
         .expect("path items are objects");
     let mut params = Vec::new();
-    for (name, style) in [("mount", "mount"), ("name", "segment"), ("path", "path")] {
+    for (name, style) in [
+        ("mount", "mount"),
+        ("kind", "kind"),
+        ("name", "segment"),
+        ("path", "path"),
+    ] {
         if path.contains(&format!("{{{name}}}")) {
             params.push(json!({
                 "name": name, "in": "path", "required": true,
                 "schema": if style == "mount" {
                     json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]+$" })
+                } else if style == "kind" {
+                    json!({ "type": "string", "enum": ["plaintext", "wrapped"] })
                 } else {
                     json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$" })
                 },
                 "description": match style {
                     "mount" => "the path an engine is mounted at (e.g. secret; a mount of several segments, such as team/kv, works too)",
+                    "kind" => "plaintext or wrapped",
                     "segment" => "one path segment",
                     _ => "one or more segments",
                 },

@@ -1,0 +1,129 @@
+//! Transit through the real binary, the way a Vault user drives it (`sigil write` on Vault's
+//! paths), with its signatures verified by Python's `cryptography` (independent of aws-lc-rs).
+
+mod support;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use support::{Server, ok, python, stderr, stdout};
+
+/// A field of `sigil write`'s `Key  Value` table.
+fn field(table: &str, name: &str) -> String {
+    table
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.split_whitespace();
+            (parts.next() == Some(name)).then(|| parts.next().unwrap_or("").to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {name} in:\n{table}"))
+}
+
+#[test]
+fn transit_encrypts_signs_and_its_signatures_verify_elsewhere() {
+    let s = Server::start();
+    ok(s.sigil(&["secrets", "enable", "transit"]));
+    ok(s.sigil(&["write", "transit/keys/app", "type=aes256-gcm96"]));
+    let plain = B64.encode(b"card 4111-1111");
+    let enc = ok(s.sigil(&[
+        "write",
+        "transit/encrypt/app",
+        &format!("plaintext={plain}"),
+    ]));
+    let ciphertext = field(&enc, "ciphertext");
+    assert!(ciphertext.starts_with("sigil:v1:"), "{enc}");
+    ok(s.sigil(&["write", "transit/keys/app/rotate"]));
+    let dec = ok(s.sigil(&[
+        "write",
+        "transit/decrypt/app",
+        &format!("ciphertext={ciphertext}"),
+    ]));
+    assert_eq!(field(&dec, "plaintext"), plain);
+    let bad = s.sigil(&[
+        "write",
+        "transit/decrypt/app",
+        "ciphertext=sigil:v1:bm90IGl0",
+    ]);
+    assert!(stderr(&bad).contains("400"), "{}", stderr(&bad));
+
+    // Signatures of every asymmetric type, checked by `cryptography`.
+    let mut lines = String::new();
+    let input = B64.encode(b"sign me");
+    for (kind, extra) in [
+        ("ed25519", vec![]),
+        ("ecdsa-p256", vec![]),
+        ("ecdsa-p256", vec!["marshaling_algorithm=jws"]),
+        ("rsa-2048", vec![]),
+        (
+            "rsa-2048",
+            vec!["signature_algorithm=pkcs1v15", "hash_algorithm=sha2-512"],
+        ),
+    ] {
+        let name = format!("k-{}", kind);
+        ok(s.sigil(&[
+            "write",
+            &format!("transit/keys/{name}"),
+            &format!("type={kind}"),
+        ]));
+        let mut args = vec![
+            "write".to_owned(),
+            format!("transit/sign/{name}"),
+            format!("input={input}"),
+        ];
+        args.extend(extra.iter().map(|e| e.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let signature = field(&ok(s.sigil(&args)), "signature");
+        let info: serde_json::Value = serde_json::from_str(&ok(s.sigil(&[
+            "read",
+            "-format=json",
+            &format!("transit/keys/{name}"),
+        ])))
+        .unwrap();
+        let mut item = serde_json::json!({
+            "type": kind,
+            "public_key": info["data"]["keys"]["1"]["public_key"],
+            "input": input,
+            "signature": signature,
+        });
+        for e in &extra {
+            let (k, v) = e.split_once('=').unwrap();
+            item[k] = serde_json::json!(v);
+        }
+        // The server agrees, and refuses a changed input.
+        let mut verify = vec![
+            "write".to_owned(),
+            format!("transit/verify/{name}"),
+            format!("input={input}"),
+            format!("signature={signature}"),
+        ];
+        verify.extend(extra.iter().map(|e| e.to_string()));
+        let verify: Vec<&str> = verify.iter().map(String::as_str).collect();
+        assert_eq!(field(&ok(s.sigil(&verify)), "valid"), "true");
+        lines.push_str(&item.to_string());
+        lines.push('\n');
+    }
+    let mut child = Command::new(python())
+        .arg(support::interop_script("transit_verify.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3 (install tests/interop/requirements.txt, or run scripts/test)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        stdout(&out)
+            .lines()
+            .filter(|l| l.starts_with("ok "))
+            .count(),
+        5
+    );
+}

@@ -1,0 +1,1063 @@
+//! The `transit` engine: encryption as a service at Vault's paths. Keys never leave the
+//! server (no export yet); callers send data and get ciphertexts (`sigil:v<N>:<base64>`),
+//! signatures and HMACs back.
+//!
+//! `keys/<name>` (create, read, delete, LIST), `keys/<name>/config|rotate|trim`,
+//! `encrypt|decrypt|rewrap/<name>` (with `batch_input`, `context` for derived keys,
+//! convergent encryption), `datakey/plaintext|wrapped/<name>`, `sign|verify/<name>[/<hash>]`,
+//! `hmac/<name>[/<algorithm>]`, `hash[/<algorithm>]`, `random[/<bytes>]`.
+
+mod key;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use crate::barrier::{View, ViewBatch};
+use crate::path::check_name;
+use crate::request::{children, list_response};
+use crate::{CoreError, Operation, Request, Response, duration};
+use key::{KeyType, KeyVersion, SignOptions, TransitKey, armor, unarmor};
+
+/// Most items in one `batch_input`.
+const MAX_BATCH: usize = 1000;
+/// Most random bytes per request.
+const MAX_RANDOM: u64 = 1024 * 1024;
+
+pub(crate) struct TransitEngine {
+    view: View,
+    /// Loaded keys, decrypted (their material is zeroized when dropped).
+    cache: Mutex<HashMap<String, Arc<TransitKey>>>,
+    /// Serializes changes to keys.
+    writes: Mutex<()>,
+}
+
+impl std::fmt::Debug for TransitEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransitEngine").finish_non_exhaustive()
+    }
+}
+
+fn key_path(name: &str) -> String {
+    format!("policy/{name}")
+}
+
+fn b64_field(item: &Map<String, Value>, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+    match item.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() && name == "context" => Ok(None),
+        Some(Value::String(s)) => B64
+            .decode(s)
+            .map(|b| Some(Zeroizing::new(b)))
+            .map_err(|_| format!("{name} must be base64")),
+        Some(_) => Err(format!("{name} must be a base64 string")),
+    }
+}
+
+fn u64_field(item: &Map<String, Value>, name: &str) -> Result<u64, String> {
+    match item.get(name) {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| format!("{name} must be a number")),
+        Some(Value::String(s)) if s.is_empty() => Ok(0),
+        Some(Value::String(s)) => s.parse().map_err(|_| format!("{name} must be a number")),
+        Some(_) => Err(format!("{name} must be a number")),
+    }
+}
+
+fn bool_field(body: &Map<String, Value>, name: &str) -> Result<Option<bool>, CoreError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| CoreError::bad(format!("{name} must be true or false"))),
+        Some(_) => Err(CoreError::bad(format!("{name} must be true or false"))),
+    }
+}
+
+fn str_field<'a>(body: &'a Map<String, Value>, name: &str, default: &'a str) -> &'a str {
+    body.get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(default)
+}
+
+/// The request body as an object.
+fn body_of(req: &Request) -> Result<Map<String, Value>, CoreError> {
+    match &req.data {
+        None => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m.clone()),
+        Some(_) => Err(CoreError::bad("the request body must be a JSON object")),
+    }
+}
+
+/// The items of a request: `batch_input`, or the body itself as one item.
+fn items(body: &Map<String, Value>) -> Result<(bool, Vec<Map<String, Value>>), CoreError> {
+    match body.get("batch_input") {
+        None | Some(Value::Null) => Ok((false, vec![body.clone()])),
+        Some(Value::Array(list)) => {
+            if list.is_empty() {
+                return Err(CoreError::bad("batch_input is empty"));
+            }
+            if list.len() > MAX_BATCH {
+                return Err(CoreError::bad(format!(
+                    "batch_input has more than {MAX_BATCH} items"
+                )));
+            }
+            let items = list
+                .iter()
+                .map(|v| match v {
+                    Value::Object(m) => Ok(m.clone()),
+                    _ => Err(CoreError::bad("every batch_input item must be an object")),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok((true, items))
+        }
+        Some(_) => Err(CoreError::bad("batch_input must be a list")),
+    }
+}
+
+/// One item's answer, or its error (a batch answers item by item: one bad item does not fail
+/// the others).
+fn respond(
+    batch: bool,
+    items: &[Map<String, Value>],
+    results: Vec<Result<Value, String>>,
+) -> Result<Response, CoreError> {
+    if !batch {
+        return match results.into_iter().next() {
+            Some(Ok(v)) => Ok(Response::data(v)),
+            Some(Err(e)) => Err(CoreError::bad(e)),
+            None => Err(CoreError::bad("nothing to do")),
+        };
+    }
+    let out: Vec<Value> = results
+        .into_iter()
+        .zip(items)
+        .map(|(r, item)| {
+            let mut v = match r {
+                Ok(v) => v,
+                Err(e) => json!({ "error": e }),
+            };
+            if let Some(reference) = item.get("reference") {
+                v["reference"] = reference.clone();
+            }
+            v
+        })
+        .collect();
+    Ok(Response::data(json!({ "batch_results": out })))
+}
+
+fn err(e: CoreError) -> String {
+    e.to_string()
+}
+
+impl TransitEngine {
+    pub(crate) fn new(view: View) -> Self {
+        TransitEngine {
+            view,
+            cache: Mutex::new(HashMap::new()),
+            writes: Mutex::new(()),
+        }
+    }
+
+    fn load(&self, name: &str) -> Result<Arc<TransitKey>, CoreError> {
+        if let Some(k) = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return Ok(Arc::clone(k));
+        }
+        let entry = self
+            .view
+            .get(&key_path(name))?
+            .ok_or_else(|| CoreError::NotFound(format!("no key named {name:?}")))?;
+        let key: TransitKey =
+            serde_json::from_slice(&entry.plain).map_err(|_| CoreError::Integrity)?;
+        let key = Arc::new(key);
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), Arc::clone(&key));
+        Ok(key)
+    }
+
+    /// A key for an operation: a missing one is a bad request there (Vault's "encryption key
+    /// not found"), while reading `keys/<name>` answers 404.
+    fn key_for_use(&self, name: &str) -> Result<Arc<TransitKey>, CoreError> {
+        self.load(name).map_err(|e| match e {
+            CoreError::NotFound(_) => CoreError::bad(format!("encryption key not found: {name:?}")),
+            e => e,
+        })
+    }
+
+    fn store(&self, key: TransitKey) -> Result<Arc<TransitKey>, CoreError> {
+        let mut batch = ViewBatch::default();
+        batch.put(
+            &key_path(&key.name),
+            Zeroizing::new(serde_json::to_vec(&key).expect("key serializes")).to_vec(),
+        );
+        self.view.apply(batch)?;
+        let key = Arc::new(key);
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.name.clone(), Arc::clone(&key));
+        Ok(key)
+    }
+
+    /// Vault's existence checks: a write to `keys/<name>` or `encrypt/<name>` for a key that
+    /// does not exist is a create (encrypt then creates the key: "upsert").
+    pub(crate) fn exists(&self, rest: &str) -> Result<bool, CoreError> {
+        Ok(match rest.split_once('/') {
+            Some(("keys" | "encrypt", name)) if !name.contains('/') => {
+                self.view.get(&key_path(name))?.is_some()
+            }
+            _ => true,
+        })
+    }
+
+    pub(crate) fn handle(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
+        let write = matches!(req.operation, Operation::Create | Operation::Update);
+        let parts: Vec<&str> = rest.split('/').collect();
+        let resp = match (parts.as_slice(), req.operation) {
+            (["keys"] | ["keys", ""], Operation::List) => list_response(children(
+                0,
+                self.view
+                    .list("policy/")?
+                    .into_iter()
+                    .map(|k| k["policy/".len()..].to_owned())
+                    .collect(),
+            )),
+            (["keys", name], Operation::Read) => Ok(Response::data(self.load(name)?.info())),
+            (["keys", name], _) if write => self.create(name, &body_of(req)?),
+            (["keys", name], Operation::Delete) => self.delete(name),
+            (["keys", name, "config"], _) if write => self.config(name, &body_of(req)?),
+            (["keys", name, "rotate"], _) if write => self.rotate(name),
+            (["keys", name, "trim"], _) if write => self.trim(name, &body_of(req)?),
+            (["encrypt", name], Operation::Create) => {
+                // Upsert, as Vault: the caller holds `create` on this path.
+                let body = body_of(req)?;
+                let mut spec = Map::new();
+                spec.insert(
+                    "type".into(),
+                    json!(str_field(&body, "type", "aes256-gcm96")),
+                );
+                let context = body.get("context").is_some()
+                    || body
+                        .get("batch_input")
+                        .and_then(Value::as_array)
+                        .is_some_and(|b| b.iter().any(|i| i.get("context").is_some()));
+                spec.insert("derived".into(), json!(context));
+                if let Some(c) = body.get("convergent_encryption") {
+                    spec.insert("convergent_encryption".into(), c.clone());
+                }
+                self.create(name, &spec)?;
+                self.encrypt(name, &body)
+            }
+            (["encrypt", name], _) if write => self.encrypt(name, &body_of(req)?),
+            (["decrypt", name], _) if write => self.decrypt(name, &body_of(req)?),
+            (["rewrap", name], _) if write => self.rewrap(name, &body_of(req)?),
+            (["datakey", kind, name], _) if write => self.datakey(kind, name, &body_of(req)?),
+            (["sign", name], _) if write => self.sign(name, None, &body_of(req)?),
+            (["sign", name, hash], _) if write => self.sign(name, Some(hash), &body_of(req)?),
+            (["verify", name], _) if write => self.verify(name, None, &body_of(req)?),
+            (["verify", name, hash], _) if write => self.verify(name, Some(hash), &body_of(req)?),
+            (["hmac", name], _) if write => self.hmac(name, None, &body_of(req)?),
+            (["hmac", name, alg], _) if write => self.hmac(name, Some(alg), &body_of(req)?),
+            (["hash"], _) if write => hash(None, &body_of(req)?),
+            (["hash", alg], _) if write => hash(Some(alg), &body_of(req)?),
+            (["random"], _) if write => random(None, None, &body_of(req)?),
+            (["random", n], _) if write => random(Some(n), None, &body_of(req)?),
+            (["random", n, format], _) if write => random(Some(n), Some(format), &body_of(req)?),
+            (
+                [
+                    "keys" | "encrypt" | "decrypt" | "rewrap" | "datakey" | "sign" | "verify"
+                    | "hmac" | "hash" | "random",
+                    ..,
+                ],
+                _,
+            ) => Err(CoreError::UnsupportedOperation),
+            _ => Err(CoreError::NotFound(format!(
+                "no handler for route \"{}\"",
+                req.path
+            ))),
+        };
+        resp.map(|r| r.with_mount_type("transit"))
+    }
+
+    fn create(&self, name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
+        check_name("key", name)?;
+        for k in body.keys() {
+            if ![
+                "type",
+                "derived",
+                "convergent_encryption",
+                "exportable",
+                "allow_plaintext_backup",
+                "auto_rotate_period",
+            ]
+            .contains(&k.as_str())
+            {
+                return Err(CoreError::bad(format!("unknown field {k}")));
+            }
+        }
+        let kind = KeyType::parse(str_field(body, "type", "aes256-gcm96"))?;
+        let derived = bool_field(body, "derived")?.unwrap_or(false);
+        let convergent = bool_field(body, "convergent_encryption")?.unwrap_or(false);
+        if (derived || convergent) && !kind.symmetric() {
+            return Err(CoreError::bad(
+                "derived and convergent keys must be aes256-gcm96 or chacha20-poly1305",
+            ));
+        }
+        if convergent && !derived {
+            return Err(CoreError::bad(
+                "convergent encryption requires derived=true",
+            ));
+        }
+        if bool_field(body, "exportable")? == Some(true) {
+            return Err(CoreError::bad(
+                "exportable keys are not supported: keys never leave Sigil",
+            ));
+        }
+        let auto_rotate_period = match body.get("auto_rotate_period") {
+            None | Some(Value::Null) => 0,
+            Some(v) => duration::seconds(v, "auto_rotate_period")?,
+        };
+        if auto_rotate_period != 0 {
+            return Err(CoreError::bad(
+                "auto_rotate_period is not supported yet: rotate with keys/<name>/rotate",
+            ));
+        }
+        let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        // As Vault: creating an existing key changes nothing and returns it.
+        if self.view.get(&key_path(name))?.is_some() {
+            return Ok(Response::data(self.load(name)?.info()));
+        }
+        let mut versions = std::collections::BTreeMap::new();
+        versions.insert(1, KeyVersion::generate(kind)?);
+        let key = self.store(TransitKey {
+            name: name.to_owned(),
+            kind,
+            versions,
+            latest_version: 1,
+            min_decryption_version: 1,
+            min_encryption_version: 0,
+            min_available_version: 0,
+            deletion_allowed: false,
+            exportable: false,
+            allow_plaintext_backup: false,
+            derived,
+            convergent_encryption: convergent,
+            auto_rotate_period: 0,
+        })?;
+        tracing::info!(key = name, kind = %kind.name(), "transit key created");
+        Ok(Response::data(key.info()))
+    }
+
+    fn delete(&self, name: &str) -> Result<Response, CoreError> {
+        let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = self.load(name)?;
+        if !key.deletion_allowed {
+            return Err(CoreError::bad(
+                "deletion is not allowed for this key (set deletion_allowed in its config)",
+            ));
+        }
+        let mut batch = ViewBatch::default();
+        batch.delete(&key_path(name));
+        batch.shred();
+        self.view.apply(batch)?;
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        Ok(Response::no_content())
+    }
+
+    fn config(&self, name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
+        let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut key = (*self.load(name)?).clone();
+        for k in body.keys() {
+            match k.as_str() {
+                "min_decryption_version"
+                | "min_encryption_version"
+                | "deletion_allowed"
+                | "exportable"
+                | "allow_plaintext_backup"
+                | "auto_rotate_period" => {}
+                other => return Err(CoreError::bad(format!("unknown field {other}"))),
+            }
+        }
+        let num = |n: &str| u64_field(body, n).map_err(CoreError::bad);
+        if body.contains_key("min_decryption_version") {
+            let v = num("min_decryption_version")?.max(1);
+            if v > key.latest_version {
+                return Err(CoreError::bad(
+                    "min_decryption_version cannot exceed the latest version",
+                ));
+            }
+            if v < key.min_available_version {
+                return Err(CoreError::bad(
+                    "min_decryption_version cannot be below min_available_version",
+                ));
+            }
+            key.min_decryption_version = v;
+        }
+        if body.contains_key("min_encryption_version") {
+            let v = num("min_encryption_version")?;
+            if v > key.latest_version {
+                return Err(CoreError::bad(
+                    "min_encryption_version cannot exceed the latest version",
+                ));
+            }
+            key.min_encryption_version = v;
+        }
+        if key.min_encryption_version != 0
+            && key.min_encryption_version < key.min_decryption_version
+        {
+            return Err(CoreError::bad(
+                "min_encryption_version must be at least min_decryption_version",
+            ));
+        }
+        if let Some(d) = bool_field(body, "deletion_allowed")? {
+            key.deletion_allowed = d;
+        }
+        if bool_field(body, "exportable")? == Some(true) {
+            return Err(CoreError::bad(
+                "exportable keys are not supported: keys never leave Sigil",
+            ));
+        }
+        if bool_field(body, "allow_plaintext_backup")? == Some(true) {
+            return Err(CoreError::bad("plaintext backups are not supported"));
+        }
+        if let Some(v) = body.get("auto_rotate_period").filter(|v| !v.is_null())
+            && duration::seconds(v, "auto_rotate_period")? != 0
+        {
+            return Err(CoreError::bad("auto_rotate_period is not supported yet"));
+        }
+        let key = self.store(key)?;
+        Ok(Response::data(key.info()))
+    }
+
+    fn rotate(&self, name: &str) -> Result<Response, CoreError> {
+        let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut key = (*self.load(name)?).clone();
+        let next = key.latest_version + 1;
+        key.versions.insert(next, KeyVersion::generate(key.kind)?);
+        key.latest_version = next;
+        let key = self.store(key)?;
+        tracing::info!(key = name, version = next, "transit key rotated");
+        Ok(Response::data(key.info()))
+    }
+
+    fn trim(&self, name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
+        let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut key = (*self.load(name)?).clone();
+        let min = u64_field(body, "min_available_version").map_err(CoreError::bad)?;
+        if min == 0 {
+            return Err(CoreError::bad("min_available_version is required"));
+        }
+        if min > key.min_decryption_version
+            || (key.min_encryption_version != 0 && min > key.min_encryption_version)
+        {
+            return Err(CoreError::bad(
+                "min_available_version cannot exceed min_decryption_version or min_encryption_version",
+            ));
+        }
+        key.versions.retain(|n, _| *n >= min);
+        key.min_available_version = min;
+        let mut batch = ViewBatch::default();
+        batch.put(
+            &key_path(name),
+            Zeroizing::new(serde_json::to_vec(&key).expect("key serializes")).to_vec(),
+        );
+        batch.shred();
+        self.view.apply(batch)?;
+        let key = Arc::new(key);
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), Arc::clone(&key));
+        Ok(Response::data(key.info()))
+    }
+
+    fn encrypt_one(&self, key: &TransitKey, item: &Map<String, Value>) -> Result<Value, String> {
+        let plaintext = b64_field(item, "plaintext")?.ok_or("plaintext is required")?;
+        let context = b64_field(item, "context")?;
+        let (n, version) = key
+            .version_for_use(u64_field(item, "key_version")?)
+            .map_err(err)?;
+        let ct = key::encrypt(key, version, &plaintext, context.as_deref().map(|c| &c[..]))
+            .map_err(err)?;
+        Ok(json!({ "ciphertext": armor(n, &ct), "key_version": n }))
+    }
+
+    fn decrypt_one(
+        &self,
+        key: &TransitKey,
+        item: &Map<String, Value>,
+    ) -> Result<Zeroizing<Vec<u8>>, String> {
+        let text = item
+            .get("ciphertext")
+            .and_then(Value::as_str)
+            .ok_or("ciphertext is required")?;
+        let context = b64_field(item, "context")?;
+        let (n, ct) = unarmor(text).map_err(err)?;
+        let version = key.version_for_decryption(n).map_err(err)?;
+        key::decrypt(key, version, &ct, context.as_deref().map(|c| &c[..])).map_err(err)
+    }
+
+    /// Runs `op` on every item of the request with key `name`, which must be able to `what`
+    /// (`able`), and answers item by item.
+    fn per_item(
+        &self,
+        name: &str,
+        body: &Map<String, Value>,
+        (able, what): (fn(KeyType) -> bool, &str),
+        op: impl Fn(&TransitKey, &Map<String, Value>) -> Result<Value, String>,
+    ) -> Result<Response, CoreError> {
+        let key = self.key_for_use(name)?;
+        if !able(key.kind) {
+            return Err(CoreError::bad(format!(
+                "{} keys do not {what}",
+                key.kind.name()
+            )));
+        }
+        let (batch, items) = items(body)?;
+        let results = items.iter().map(|i| op(&key, i)).collect();
+        respond(batch, &items, results)
+    }
+
+    fn encrypt(&self, name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
+        self.per_item(name, body, (KeyType::encrypts, "encrypt"), |key, item| {
+            let mut item = item.clone();
+            // Upsert fields, not the item's.
+            item.remove("type");
+            item.remove("convergent_encryption");
+            self.encrypt_one(key, &item)
+        })
+    }
+
+    fn decrypt(&self, name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
+        self.per_item(name, body, (KeyType::encrypts, "decrypt"), |key, item| {
+            self.decrypt_one(key, item)
+                .map(|pt| json!({ "plaintext": B64.encode(&*pt) }))
+        })
+    }
+
+    fn rewrap(&self, name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
+        self.per_item(name, body, (KeyType::encrypts, "encrypt"), |key, item| {
+            let pt = self.decrypt_one(key, item)?;
+            let mut again = item.clone();
+            again.insert("plaintext".into(), Value::String(B64.encode(&*pt)));
+            self.encrypt_one(key, &again)
+        })
+    }
+
+    fn datakey(
+        &self,
+        kind: &str,
+        name: &str,
+        body: &Map<String, Value>,
+    ) -> Result<Response, CoreError> {
+        let key = self.key_for_use(name)?;
+        if !key.kind.encrypts() {
+            return Err(CoreError::bad(format!(
+                "{} keys do not encrypt",
+                key.kind.name()
+            )));
+        }
+        let bits = match u64_field(body, "bits").map_err(CoreError::bad)? {
+            0 | 256 => 256,
+            b @ (128 | 512) => b,
+            _ => return Err(CoreError::bad("bits must be 128, 256 or 512")),
+        };
+        let mut data_key = Zeroizing::new(vec![0u8; (bits / 8) as usize]);
+        sigil_crypto::random::fill(&mut data_key)
+            .map_err(|_| CoreError::bad("random number generator failed"))?;
+        let mut item = body.clone();
+        item.insert("plaintext".into(), Value::String(B64.encode(&*data_key)));
+        let mut out = self.encrypt_one(&key, &item).map_err(CoreError::bad)?;
+        match kind {
+            "plaintext" => out["plaintext"] = Value::String(B64.encode(&*data_key)),
+            "wrapped" => {}
+            _ => return Err(CoreError::bad("datakey type must be plaintext or wrapped")),
+        }
+        Ok(Response::data(out))
+    }
+
+    fn sign_options<'a>(
+        key: &TransitKey,
+        hash: Option<&'a str>,
+        item: &'a Map<String, Value>,
+    ) -> Result<SignOptions<'a>, String> {
+        if item.get("prehashed").and_then(Value::as_bool) == Some(true) {
+            return Err("prehashed input is not supported yet".into());
+        }
+        let hash = hash.unwrap_or_else(|| str_field(item, "hash_algorithm", "sha2-256"));
+        if key.kind == KeyType::Ed25519 && hash != "sha2-256" && hash != "none" {
+            return Err("ed25519 signs the input itself: no hash_algorithm".into());
+        }
+        let jws = match str_field(item, "marshaling_algorithm", "asn1") {
+            "asn1" => false,
+            "jws" => true,
+            _ => return Err("marshaling_algorithm must be asn1 or jws".into()),
+        };
+        Ok(SignOptions {
+            hash,
+            rsa_scheme: str_field(item, "signature_algorithm", "pss"),
+            jws,
+        })
+    }
+
+    fn sign(
+        &self,
+        name: &str,
+        hash: Option<&str>,
+        body: &Map<String, Value>,
+    ) -> Result<Response, CoreError> {
+        self.per_item(name, body, (KeyType::signs, "sign"), |key, item| {
+            let opts = Self::sign_options(key, hash, item)?;
+            let input = b64_field(item, "input")?.ok_or("input is required")?;
+            let (n, version) = key
+                .version_for_use(u64_field(item, "key_version")?)
+                .map_err(err)?;
+            let sig = key::sign(key, version, &input, &opts).map_err(err)?;
+            Ok(json!({ "signature": armor(n, &sig), "key_version": n }))
+        })
+    }
+
+    fn verify(
+        &self,
+        name: &str,
+        hash: Option<&str>,
+        body: &Map<String, Value>,
+    ) -> Result<Response, CoreError> {
+        self.per_item(name, body, (|_| true, "verify"), |key, item| {
+            let input = b64_field(item, "input")?.ok_or("input is required")?;
+            if let Some(mac) = item.get("hmac").and_then(Value::as_str) {
+                let (n, tag) = unarmor(mac).map_err(err)?;
+                let version = key.version_for_decryption(n).map_err(err)?;
+                let alg = hash.unwrap_or_else(|| str_field(item, "algorithm", "sha2-256"));
+                let expected = key::hmac_of(key, version, &input, alg).map_err(err)?;
+                use subtle::ConstantTimeEq as _;
+                return Ok(json!({ "valid": bool::from(expected.ct_eq(&tag)) }));
+            }
+            if !key.kind.signs() {
+                return Err(format!("{} keys do not verify signatures", key.kind.name()));
+            }
+            let opts = Self::sign_options(key, hash, item)?;
+            let sig = item
+                .get("signature")
+                .and_then(Value::as_str)
+                .ok_or("signature or hmac is required")?;
+            let (n, sig) = unarmor(sig).map_err(err)?;
+            let version = key.version_for_decryption(n).map_err(err)?;
+            let valid = key::verify(key, version, &input, &sig, &opts).map_err(err)?;
+            Ok(json!({ "valid": valid }))
+        })
+    }
+
+    fn hmac(
+        &self,
+        name: &str,
+        alg: Option<&str>,
+        body: &Map<String, Value>,
+    ) -> Result<Response, CoreError> {
+        self.per_item(name, body, (|_| true, "hmac"), |key, item| {
+            let input = b64_field(item, "input")?.ok_or("input is required")?;
+            let alg = alg.unwrap_or_else(|| str_field(item, "algorithm", "sha2-256"));
+            let (n, version) = key
+                .version_for_use(u64_field(item, "key_version")?)
+                .map_err(err)?;
+            let mac = key::hmac_of(key, version, &input, alg).map_err(err)?;
+            Ok(json!({ "hmac": armor(n, &mac), "key_version": n }))
+        })
+    }
+}
+
+fn hash(alg: Option<&str>, body: &Map<String, Value>) -> Result<Response, CoreError> {
+    use aws_lc_rs::digest;
+    let input = b64_field(body, "input")
+        .map_err(CoreError::bad)?
+        .ok_or_else(|| CoreError::bad("input is required"))?;
+    let alg = alg.unwrap_or_else(|| str_field(body, "algorithm", "sha2-256"));
+    let digest_alg = match alg {
+        "sha2-224" => &digest::SHA224,
+        "sha2-256" => &digest::SHA256,
+        "sha2-384" => &digest::SHA384,
+        "sha2-512" => &digest::SHA512,
+        "sha3-256" => &digest::SHA3_256,
+        "sha3-384" => &digest::SHA3_384,
+        "sha3-512" => &digest::SHA3_512,
+        _ => {
+            return Err(CoreError::bad(
+                "algorithm must be sha2-224, sha2-256, sha2-384, sha2-512, sha3-256, sha3-384 or sha3-512",
+            ));
+        }
+    };
+    let sum = digest::digest(digest_alg, &input);
+    let sum = match str_field(body, "format", "hex") {
+        "hex" => sum.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+        "base64" => B64.encode(sum.as_ref()),
+        _ => return Err(CoreError::bad("format must be hex or base64")),
+    };
+    Ok(Response::data(json!({ "sum": sum })))
+}
+
+fn random(
+    bytes: Option<&str>,
+    format: Option<&str>,
+    body: &Map<String, Value>,
+) -> Result<Response, CoreError> {
+    let n = match bytes {
+        Some(b) => b
+            .parse()
+            .map_err(|_| CoreError::bad("bytes must be a number"))?,
+        None => match u64_field(body, "bytes").map_err(CoreError::bad)? {
+            0 => 32,
+            n => n,
+        },
+    };
+    if n == 0 || n > MAX_RANDOM {
+        return Err(CoreError::bad("bytes must be between 1 and 1048576"));
+    }
+    let mut buf = Zeroizing::new(vec![0u8; n as usize]);
+    sigil_crypto::random::fill(&mut buf)
+        .map_err(|_| CoreError::bad("random number generator failed"))?;
+    let out = match format.unwrap_or_else(|| str_field(body, "format", "base64")) {
+        "base64" => B64.encode(&*buf),
+        "hex" => buf.iter().map(|b| format!("{b:02x}")).collect(),
+        _ => return Err(CoreError::bad("format must be base64 or hex")),
+    };
+    Ok(Response::data(json!({ "random_bytes": out })))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sigil_storage::MemoryBackend;
+
+    use super::*;
+    use crate::Core;
+
+    struct T {
+        core: Core,
+        caller: Arc<crate::identity::Caller>,
+    }
+
+    impl T {
+        fn new() -> T {
+            let (core, admin) = crate::core::admin_core(Arc::new(MemoryBackend::new()));
+            let caller = core.caller(admin.public().keyid().as_str()).unwrap();
+            let t = T { core, caller };
+            t.ok(
+                Operation::Update,
+                "sys/mounts/transit",
+                json!({ "type": "transit" }),
+            );
+            t
+        }
+
+        fn call(&self, op: Operation, path: &str, body: Value) -> Result<Value, CoreError> {
+            let req = Request {
+                operation: op,
+                path: path.into(),
+                data: if body.is_null() { None } else { Some(body) },
+                query: vec![],
+            };
+            self.core
+                .handle(&self.caller, req)
+                .map(|r| r.data.unwrap_or(Value::Null))
+        }
+
+        fn ok(&self, op: Operation, path: &str, body: Value) -> Value {
+            self.call(op, path, body).unwrap()
+        }
+
+        fn post(&self, path: &str, body: Value) -> Value {
+            self.ok(Operation::Update, path, body)
+        }
+
+        fn bad(&self, path: &str, body: Value) -> String {
+            match self.call(Operation::Update, path, body) {
+                Err(CoreError::BadRequest(m)) => m,
+                other => panic!("{path}: expected 400, got {other:?}"),
+            }
+        }
+    }
+
+    fn b64(s: &[u8]) -> String {
+        B64.encode(s)
+    }
+
+    #[test]
+    fn every_key_type_round_trips_and_rotation_keeps_old_ciphertexts() {
+        let t = T::new();
+        for kind in ["aes256-gcm96", "chacha20-poly1305", "rsa-2048"] {
+            let name = kind.replace('-', "_");
+            t.post(&format!("transit/keys/{name}"), json!({ "type": kind }));
+            let enc = |v: u64| {
+                t.post(
+                    &format!("transit/encrypt/{name}"),
+                    json!({ "plaintext": b64(b"the data"), "key_version": v }),
+                )
+            };
+            let c1 = enc(0);
+            assert!(c1["ciphertext"].as_str().unwrap().starts_with("sigil:v1:"));
+            t.post(&format!("transit/keys/{name}/rotate"), json!({}));
+            let c2 = enc(0);
+            assert!(
+                c2["ciphertext"].as_str().unwrap().starts_with("sigil:v2:"),
+                "{kind}"
+            );
+            for c in [&c1, &c2] {
+                let d = t.post(
+                    &format!("transit/decrypt/{name}"),
+                    json!({ "ciphertext": c["ciphertext"] }),
+                );
+                assert_eq!(d["plaintext"], b64(b"the data"), "{kind}");
+            }
+            // Rewrap moves an old ciphertext to the latest version.
+            let r = t.post(
+                &format!("transit/rewrap/{name}"),
+                json!({ "ciphertext": c1["ciphertext"] }),
+            );
+            assert!(r["ciphertext"].as_str().unwrap().starts_with("sigil:v2:"));
+            // min_decryption_version refuses the old version, and then allows it again.
+            t.post(
+                &format!("transit/keys/{name}/config"),
+                json!({ "min_decryption_version": 2 }),
+            );
+            let m = t.bad(
+                &format!("transit/decrypt/{name}"),
+                json!({ "ciphertext": c1["ciphertext"] }),
+            );
+            assert!(m.contains("min_decryption_version"), "{m}");
+            t.post(
+                &format!("transit/keys/{name}/config"),
+                json!({ "min_decryption_version": 1 }),
+            );
+            t.post(
+                &format!("transit/decrypt/{name}"),
+                json!({ "ciphertext": c1["ciphertext"] }),
+            );
+        }
+        for kind in ["ed25519", "ecdsa-p256", "rsa-2048"] {
+            let name = format!("s_{}", kind.replace('-', "_"));
+            t.post(&format!("transit/keys/{name}"), json!({ "type": kind }));
+            let sig = t.post(
+                &format!("transit/sign/{name}"),
+                json!({ "input": b64(b"msg") }),
+            );
+            let sig = sig["signature"].clone();
+            let verify = |input: &[u8]| {
+                t.post(
+                    &format!("transit/verify/{name}"),
+                    json!({ "input": b64(input), "signature": sig }),
+                )["valid"]
+                    .as_bool()
+                    .unwrap()
+            };
+            assert!(verify(b"msg"), "{kind}");
+            assert!(!verify(b"msh"), "{kind}");
+            let info = t.ok(
+                Operation::Read,
+                &format!("transit/keys/{name}"),
+                Value::Null,
+            );
+            assert!(info["keys"]["1"]["public_key"].as_str().is_some(), "{kind}");
+            assert_eq!(info["supports_signing"], true);
+        }
+        // HMAC keys and the HMAC of any key.
+        t.post("transit/keys/mac", json!({ "type": "hmac" }));
+        let mac = t.post("transit/hmac/mac", json!({ "input": b64(b"m") }));
+        let check = |input: &[u8]| {
+            t.post(
+                "transit/verify/mac",
+                json!({ "input": b64(input), "hmac": mac["hmac"] }),
+            )["valid"]
+                .as_bool()
+                .unwrap()
+        };
+        assert!(check(b"m"));
+        assert!(!check(b"n"));
+        t.bad("transit/encrypt/mac", json!({ "plaintext": b64(b"x") }));
+        // Key listing and reads never show material.
+        let listed = t.ok(Operation::List, "transit/keys/", Value::Null);
+        assert!(listed["keys"].as_array().unwrap().len() >= 7);
+        let info = t.ok(Operation::Read, "transit/keys/aes256_gcm96", Value::Null);
+        assert!(
+            info["keys"]["1"].is_number(),
+            "symmetric versions show only their time"
+        );
+        assert!(!info.to_string().contains("material"));
+    }
+
+    #[test]
+    fn derived_convergent_batches_and_bad_input() {
+        let t = T::new();
+        t.post(
+            "transit/keys/conv",
+            json!({ "type": "aes256-gcm96", "derived": true, "convergent_encryption": true }),
+        );
+        let enc = |pt: &[u8], ctx: &[u8]| {
+            t.post(
+                "transit/encrypt/conv",
+                json!({ "plaintext": b64(pt), "context": b64(ctx) }),
+            )["ciphertext"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            enc(b"x", b"ctx1"),
+            enc(b"x", b"ctx1"),
+            "deterministic per context"
+        );
+        assert_ne!(enc(b"x", b"ctx1"), enc(b"x", b"ctx2"));
+        assert_ne!(enc(b"x", b"ctx1"), enc(b"y", b"ctx1"));
+        let c = enc(b"x", b"ctx1");
+        let m = t.bad(
+            "transit/decrypt/conv",
+            json!({ "ciphertext": c, "context": b64(b"ctx2") }),
+        );
+        assert!(m.contains("authentication failed"), "{m}");
+        t.bad("transit/encrypt/conv", json!({ "plaintext": b64(b"x") }));
+
+        // A batch answers item by item.
+        t.post("transit/keys/k", json!({}));
+        let out = t.post(
+            "transit/encrypt/k",
+            json!({ "batch_input": [
+                { "plaintext": b64(b"a"), "reference": "one" },
+                { "plaintext": "%%% not base64" },
+                { "plaintext": b64(b"c"), "key_version": 7 },
+            ] }),
+        );
+        let r = out["batch_results"].as_array().unwrap();
+        assert!(r[0]["ciphertext"].is_string());
+        assert_eq!(r[0]["reference"], "one");
+        assert!(r[1]["error"].as_str().unwrap().contains("base64"));
+        assert!(r[2]["error"].as_str().unwrap().contains("version"));
+        let dec = t.post(
+            "transit/decrypt/k",
+            json!({ "batch_input": [ { "ciphertext": r[0]["ciphertext"] }, { "ciphertext": "sigil:v1:AAAA" } ] }),
+        );
+        let d = dec["batch_results"].as_array().unwrap();
+        assert_eq!(d[0]["plaintext"], b64(b"a"));
+        assert!(d[1]["error"].is_string());
+
+        // Bad input: a clear 400, and nothing changes.
+        let before = t.ok(Operation::Read, "transit/keys/k", Value::Null);
+        for (path, body) in [
+            ("transit/encrypt/k", json!({ "plaintext": "!!" })),
+            ("transit/encrypt/k", json!({})),
+            ("transit/decrypt/k", json!({ "ciphertext": "vault:v1:abc" })),
+            (
+                "transit/decrypt/k",
+                json!({ "ciphertext": "sigil:v9:AAAA" }),
+            ),
+            ("transit/sign/k", json!({ "input": b64(b"x") })),
+            (
+                "transit/encrypt/k",
+                json!({ "batch_input": (0..1001).map(|_| json!({ "plaintext": "" })).collect::<Vec<_>>() }),
+            ),
+            ("transit/encrypt/k", json!({ "batch_input": [] })),
+            (
+                "transit/keys/k/config",
+                json!({ "min_decryption_version": 5 }),
+            ),
+            ("transit/keys/k/config", json!({ "bogus": 1 })),
+            ("transit/keys/new", json!({ "type": "des" })),
+            (
+                "transit/keys/new2",
+                json!({ "type": "ed25519", "derived": true }),
+            ),
+            ("transit/keys/new3", json!({ "exportable": true })),
+            (
+                "transit/decrypt/missing",
+                json!({ "ciphertext": "sigil:v1:AAAA" }),
+            ),
+            ("transit/datakey/plaintext/k", json!({ "bits": 100 })),
+            (
+                "transit/hash",
+                json!({ "input": b64(b"x"), "algorithm": "md5" }),
+            ),
+            ("transit/random/0", json!({})),
+        ] {
+            t.bad(path, body);
+        }
+        assert_eq!(t.ok(Operation::Read, "transit/keys/k", Value::Null), before);
+        assert!(matches!(
+            t.call(Operation::Read, "transit/keys/new", Value::Null),
+            Err(CoreError::NotFound(_))
+        ));
+        // Encrypting with a key that does not exist creates it (Vault's upsert).
+        let up = t.post(
+            "transit/encrypt/upserted",
+            json!({ "plaintext": b64(b"u") }),
+        );
+        assert!(up["ciphertext"].as_str().unwrap().starts_with("sigil:v1:"));
+        let info = t.ok(Operation::Read, "transit/keys/upserted", Value::Null);
+        assert_eq!(info["type"], "aes256-gcm96");
+        // Deletion needs deletion_allowed.
+        t.bad_delete("transit/keys/k");
+        t.post("transit/keys/k/config", json!({ "deletion_allowed": true }));
+        t.ok(Operation::Delete, "transit/keys/k", Value::Null);
+
+        // datakey, hash, random.
+        t.post("transit/keys/d", json!({}));
+        let dk = t.post("transit/datakey/plaintext/d", json!({}));
+        let pt = dk["plaintext"].clone();
+        let back = t.post(
+            "transit/decrypt/d",
+            json!({ "ciphertext": dk["ciphertext"] }),
+        );
+        assert_eq!(back["plaintext"], pt);
+        assert!(
+            t.post("transit/datakey/wrapped/d", json!({}))
+                .get("plaintext")
+                .is_none()
+        );
+        let h = t.post("transit/hash/sha2-256", json!({ "input": b64(b"abc") }));
+        assert_eq!(
+            h["sum"],
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let r = t.post("transit/random/16", json!({ "format": "hex" }));
+        assert_eq!(r["random_bytes"].as_str().unwrap().len(), 32);
+        // Trim removes old versions for good.
+        t.post("transit/keys/d/rotate", json!({}));
+        t.post(
+            "transit/keys/d/config",
+            json!({ "min_decryption_version": 2, "min_encryption_version": 2 }),
+        );
+        t.post("transit/keys/d/trim", json!({ "min_available_version": 2 }));
+        let m = t.bad(
+            "transit/decrypt/d",
+            json!({ "ciphertext": dk["ciphertext"] }),
+        );
+        assert!(
+            m.contains("min_decryption_version") || m.contains("does not exist"),
+            "{m}"
+        );
+    }
+
+    impl T {
+        fn bad_delete(&self, path: &str) {
+            assert!(matches!(
+                self.call(Operation::Delete, path, Value::Null),
+                Err(CoreError::BadRequest(_))
+            ));
+        }
+    }
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Verifies Sigil transit signatures with `cryptography`, an implementation independent of the
+server's (aws-lc-rs). One JSON object per line on standard input:
+
+    {"type": "ed25519|ecdsa-p256|rsa-2048", "public_key": "<as transit/keys/<name> shows it>",
+     "input": "<base64>", "signature": "sigil:v1:<base64>",
+     "signature_algorithm": "pss|pkcs1v15", "hash_algorithm": "sha2-256|sha2-384|sha2-512",
+     "marshaling_algorithm": "asn1|jws"}
+
+Each signature must verify, and the same signature over a changed input must not. Prints one
+"ok <type>" line per signature; exits 1 at the first failure.
+"""
+import base64
+import json
+import sys
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, utils
+
+HASHES = {"sha2-256": hashes.SHA256, "sha2-384": hashes.SHA384, "sha2-512": hashes.SHA512}
+
+
+def verify(item, data):
+    sig = base64.b64decode(item["signature"].split(":", 2)[2])
+    kind = item["type"]
+    if kind == "ed25519":
+        key = ed25519.Ed25519PublicKey.from_public_bytes(base64.b64decode(item["public_key"]))
+        key.verify(sig, data)
+        return
+    key = serialization.load_pem_public_key(item["public_key"].encode())
+    h = HASHES[item.get("hash_algorithm", "sha2-256")]()
+    if kind == "ecdsa-p256":
+        if item.get("marshaling_algorithm") == "jws":
+            r = int.from_bytes(sig[:32], "big")
+            s = int.from_bytes(sig[32:], "big")
+            sig = utils.encode_dss_signature(r, s)
+        key.verify(sig, data, ec.ECDSA(h))
+        return
+    if item.get("signature_algorithm", "pss") == "pss":
+        pad = padding.PSS(mgf=padding.MGF1(h), salt_length=padding.PSS.AUTO)
+    else:
+        pad = padding.PKCS1v15()
+    key.verify(sig, data, pad, h)
+
+
+def main():
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        data = base64.b64decode(item["input"])
+        try:
+            verify(item, data)
+        except InvalidSignature:
+            print(f"FAIL {item['type']}: a valid signature does not verify")
+            sys.exit(1)
+        try:
+            verify(item, data + b"!")
+            print(f"FAIL {item['type']}: a signature verifies over another input")
+            sys.exit(1)
+        except InvalidSignature:
+            pass
+        print(f"ok {item['type']} {item.get('signature_algorithm', '')} {item.get('marshaling_algorithm', '')}")
+
+
+if __name__ == "__main__":
+    main()
