@@ -76,6 +76,9 @@ pub(crate) enum Command {
         path: String,
         /// `key=value` pairs, or `-`.
         pairs: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
         #[command(flatten)]
         client: ClientArgs,
     },

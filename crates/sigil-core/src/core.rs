@@ -676,24 +676,32 @@ mod tests {
         "{mount}/destroy/{path}",
     ];
 
+    const PKI_TEMPLATES: &[&str] = &[
+        "{mount}/root/",
+        "{mount}/roles",
+        "{mount}/issue/",
+        "{mount}/revoke",
+        "{mount}/cert/",
+        "{mount}/certs",
+    ];
+
     #[test]
     fn every_route_is_documented_and_every_endpoint_routes() {
         let (core, admin) = admin_core(Arc::new(MemoryBackend::new()));
         let caller = core.caller(admin.public().keyid().as_str()).unwrap();
-        core.handle(
-            &caller,
-            request(
-                Operation::Update,
-                "sys/mounts/transit",
-                Some(json!({ "type": "transit" })),
-            ),
-        )
-        .unwrap();
+        for engine in ["transit", "pki"] {
+            let body = Some(json!({ "type": engine }));
+            let path = format!("sys/mounts/{engine}");
+            core.handle(&caller, request(Operation::Update, &path, body))
+                .unwrap();
+        }
         for e in ENDPOINTS {
-            let mount = if e.path.starts_with("{mount}/") && !KV_TEMPLATES.contains(&e.path) {
-                "transit"
-            } else {
+            let mount = if KV_TEMPLATES.contains(&e.path) || !e.path.starts_with("{mount}/") {
                 "secret"
+            } else if PKI_TEMPLATES.iter().any(|p| e.path.starts_with(p)) {
+                "pki"
+            } else {
+                "transit"
             };
             let sample = e
                 .path

@@ -22,6 +22,7 @@ mod kv;
 mod mounts;
 mod named;
 mod path;
+mod pki;
 pub mod policy;
 mod policy_store;
 mod rekey;

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::barrier::{Barrier, View, ViewBatch};
 use crate::identity::Caller;
 use crate::kv::{KvEngine, KvMode};
+use crate::pki::PkiEngine;
 use crate::transit::TransitEngine;
 use crate::{CoreError, Operation, Request, Response, duration};
 
@@ -30,6 +31,8 @@ pub(crate) enum EngineType {
     E2e,
     /// Encryption as a service.
     Transit,
+    /// An internal certificate authority.
+    Pki,
 }
 
 impl EngineType {
@@ -38,6 +41,7 @@ impl EngineType {
             "kv" | "kv-v2" => Some(EngineType::Kv),
             "e2e" => Some(EngineType::E2e),
             "transit" => Some(EngineType::Transit),
+            "pki" => Some(EngineType::Pki),
             _ => None,
         }
     }
@@ -47,6 +51,7 @@ impl EngineType {
             EngineType::Kv => "kv",
             EngineType::E2e => "e2e",
             EngineType::Transit => "transit",
+            EngineType::Pki => "pki",
         }
     }
 }
@@ -112,6 +117,8 @@ pub(crate) enum Engine {
     Kv(KvEngine),
     /// `transit`.
     Transit(TransitEngine),
+    /// `pki`.
+    Pki(PkiEngine),
 }
 
 impl Engine {
@@ -124,6 +131,7 @@ impl Engine {
         match self {
             Engine::Kv(e) => e.handle(req, rest, caller),
             Engine::Transit(e) => e.handle(req, rest),
+            Engine::Pki(e) => e.handle(req, rest),
         }
     }
 
@@ -131,6 +139,7 @@ impl Engine {
         match self {
             Engine::Kv(e) => e.exists(rest),
             Engine::Transit(e) => e.exists(rest),
+            Engine::Pki(e) => e.exists(rest),
         }
     }
 
@@ -166,6 +175,19 @@ impl Engine {
                     _ => "{mount}/random",
                 }
             }
+            Engine::Pki(_) => match first {
+                "root" => "{mount}/root/generate/internal",
+                "roles" if rest.trim_end_matches('/') == "roles" => "{mount}/roles",
+                "roles" => "{mount}/roles/{name}",
+                "issue" => "{mount}/issue/{name}",
+                "revoke" => "{mount}/revoke",
+                "certs" => "{mount}/certs",
+                "crl" => "{mount}/cert/crl",
+                "ca" => "{mount}/cert/ca",
+                _ if rest == "cert/ca" => "{mount}/cert/ca",
+                _ if rest == "cert/crl" => "{mount}/cert/crl",
+                _ => "{mount}/cert/{name}",
+            },
         }
     }
 }
@@ -314,6 +336,7 @@ impl MountTable {
                         EngineType::Kv => Engine::Kv(KvEngine::new(view, KvMode::Kv, path)),
                         EngineType::E2e => Engine::Kv(KvEngine::new(view, KvMode::E2e, path)),
                         EngineType::Transit => Engine::Transit(TransitEngine::new(view)),
+                        EngineType::Pki => Engine::Pki(PkiEngine::new(view)),
                     };
                     Arc::new(Mount {
                         path: path.clone(),
@@ -447,7 +470,7 @@ impl MountTable {
                 )
             })?;
         let kind = EngineType::parse(&input.kind).ok_or_else(|| {
-            CoreError::bad("unknown engine type: Sigil mounts kv (version 2), e2e and transit")
+            CoreError::bad("unknown engine type: Sigil mounts kv (version 2), e2e, transit and pki")
         })?;
         if let Some(v) = input.options.as_ref().and_then(|o| o.get("version")) {
             let version = v

@@ -32,6 +32,7 @@ pub(crate) async fn read(
 pub(crate) async fn write(
     path: &str,
     pairs: &[String],
+    format: Format,
     client: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
     let body: Value = if pairs == ["-"] {
@@ -46,6 +47,7 @@ pub(crate) async fn write(
     let c = config::client(client)?;
     let resp = c.request("POST", path, Some(&body)).await?;
     match resp.body {
+        Some(b) if format == Format::Json => output::json(&b),
         Some(b) if b.get("data").is_some_and(|d| !d.is_null()) => {
             output::table(&output::rows(b.get("data")));
         }

@@ -43,8 +43,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Write {
             path,
             pairs,
+            format,
             client,
-        } => generic::write(&path, &pairs, &client).await,
+        } => generic::write(&path, &pairs, format, &client).await,
         Command::List { path, client } => generic::list(&path, &client).await,
         Command::Delete { path, client } => generic::delete(&path, &client).await,
     }
