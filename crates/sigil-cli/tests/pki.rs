@@ -109,6 +109,70 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
             stderr(&out)
         );
     }
+    // A CSR: only its names and key are used (its CA:TRUE request is not), under the role.
+    let csr = |cn: &str| {
+        let out = dir.join(format!("{cn}.csr"));
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            dir.join(format!("{cn}.key")).to_str().unwrap(),
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{cn}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-out",
+            out.to_str().unwrap(),
+        ]);
+        std::fs::read_to_string(out).unwrap()
+    };
+    let signed = data(ok(s.sigil(&[
+        "write",
+        "-format=json",
+        "pki/sign/svc",
+        &format!("csr={}", csr("csr.example.com")),
+    ])));
+    let from_csr = dir.join("from-csr.pem");
+    std::fs::write(&from_csr, signed["certificate"].as_str().unwrap()).unwrap();
+    assert!(
+        openssl(&[
+            "verify",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            from_csr.to_str().unwrap()
+        ])
+        .contains(": OK")
+    );
+    let text = openssl(&["x509", "-in", from_csr.to_str().unwrap(), "-noout", "-text"]);
+    assert!(
+        text.contains("DNS:csr.example.com") && !text.contains("CA:TRUE"),
+        "{text}"
+    );
+    assert!(signed.get("private_key").is_none());
+    let refused = s.sigil(&[
+        "write",
+        "pki/sign/svc",
+        &format!("csr={}", csr("csr.evil.org")),
+    ]);
+    assert!(
+        stderr(&refused).contains("not an allowed domain"),
+        "{}",
+        stderr(&refused)
+    );
+    let garbage = s.sigil(&[
+        "write",
+        "pki/sign/svc",
+        "csr=-----BEGIN CERTIFICATE REQUEST-----",
+    ]);
+    assert!(stderr(&garbage).contains("400"), "{}", stderr(&garbage));
+
     let listed = ok(s.sigil(&["list", "pki/certs"]));
     let serial = cert["serial_number"].as_str().unwrap();
     assert!(listed.contains(serial), "{listed}");

@@ -218,6 +218,101 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &["POST", "PUT"],
         "KV v2: permanently remove the listed versions' data",
     ),
+    endpoint("{mount}/keys", &["LIST"], "Transit: list keys"),
+    endpoint(
+        "{mount}/keys/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Transit: create (type, derived, convergent_encryption), read (versions, public keys) or delete a key",
+    ),
+    endpoint(
+        "{mount}/keys/{name}/config",
+        &["POST", "PUT"],
+        "Transit: min_decryption_version, min_encryption_version, deletion_allowed",
+    ),
+    endpoint(
+        "{mount}/keys/{name}/rotate",
+        &["POST", "PUT"],
+        "Transit: add a key version",
+    ),
+    endpoint(
+        "{mount}/keys/{name}/trim",
+        &["POST", "PUT"],
+        "Transit: remove versions below min_available_version",
+    ),
+    endpoint(
+        "{mount}/encrypt/{name}",
+        &["POST", "PUT"],
+        "Transit: encrypt plaintext (base64) or batch_input; context for derived keys",
+    ),
+    endpoint(
+        "{mount}/decrypt/{name}",
+        &["POST", "PUT"],
+        "Transit: decrypt sigil:v<N>: ciphertexts",
+    ),
+    endpoint(
+        "{mount}/rewrap/{name}",
+        &["POST", "PUT"],
+        "Transit: re-encrypt ciphertexts under the latest (or key_version) version",
+    ),
+    endpoint(
+        "{mount}/datakey/{kind}/{name}",
+        &["POST", "PUT"],
+        "Transit: a new data key, wrapped (and in plaintext for kind=plaintext)",
+    ),
+    endpoint(
+        "{mount}/sign/{name}",
+        &["POST", "PUT"],
+        "Transit: sign input (ed25519, ecdsa-p256, rsa); PKI: certify a CSR's key under a role",
+    ),
+    endpoint(
+        "{mount}/verify/{name}",
+        &["POST", "PUT"],
+        "Transit: verify a signature or an HMAC",
+    ),
+    endpoint(
+        "{mount}/hmac/{name}",
+        &["POST", "PUT"],
+        "Transit: HMAC of input",
+    ),
+    endpoint(
+        "{mount}/hash",
+        &["POST", "PUT"],
+        "Transit: SHA-2 or SHA-3 digest of input",
+    ),
+    endpoint("{mount}/random", &["POST", "PUT"], "Transit: random bytes"),
+    endpoint(
+        "{mount}/root/generate/internal",
+        &["POST", "PUT"],
+        "PKI: generate the root CA (common_name, ttl, key_type ec|rsa|ed25519); its key never leaves",
+    ),
+    endpoint("{mount}/roles", &["LIST"], "PKI: list roles"),
+    endpoint(
+        "{mount}/roles/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "PKI: a role (allowed_domains, allow_subdomains, allow_bare_domains, allow_ip_sans, allowed_uri_sans, key_type, ttl, max_ttl, no_store)",
+    ),
+    endpoint(
+        "{mount}/issue/{name}",
+        &["POST", "PUT"],
+        "PKI: issue a certificate and its private key (returned sealed) under a role",
+    ),
+    endpoint(
+        "{mount}/revoke",
+        &["POST", "PUT"],
+        "PKI: revoke by serial_number; rebuilds the CRL",
+    ),
+    endpoint("{mount}/cert/ca", &["GET"], "PKI: the CA certificate (PEM)"),
+    endpoint("{mount}/cert/crl", &["GET"], "PKI: the current CRL (PEM)"),
+    endpoint(
+        "{mount}/cert/{name}",
+        &["GET"],
+        "PKI: a stored certificate by serial",
+    ),
+    endpoint(
+        "{mount}/certs",
+        &["LIST"],
+        "PKI: serials of stored certificates",
+    ),
     endpoint("sys/rotate", &["POST", "PUT"], "Add a keyring term (sudo)"),
     endpoint(
         "sys/rewrap",

@@ -180,6 +180,7 @@ impl Engine {
                 "roles" if rest.trim_end_matches('/') == "roles" => "{mount}/roles",
                 "roles" => "{mount}/roles/{name}",
                 "issue" => "{mount}/issue/{name}",
+                "sign" => "{mount}/sign/{name}",
                 "revoke" => "{mount}/revoke",
                 "certs" => "{mount}/certs",
                 "crl" => "{mount}/cert/crl",

@@ -67,6 +67,25 @@ struct StoredCert {
     revocation_time: i64,
 }
 
+/// The names a certificate is asked for.
+struct Names {
+    cn: String,
+    dns: Vec<String>,
+    ips: Vec<String>,
+    uris: Vec<String>,
+}
+
+/// A distinguished-name value as text.
+fn dn_text(v: &rcgen::DnValue) -> String {
+    match v {
+        rcgen::DnValue::Utf8String(s) => s.clone(),
+        rcgen::DnValue::PrintableString(s) => s.as_str().to_owned(),
+        rcgen::DnValue::Ia5String(s) => s.as_str().to_owned(),
+        // Other string types are not used for host names: ask for common_name instead.
+        _ => String::new(),
+    }
+}
+
 #[derive(Clone, Serialize, Deserialize, Default)]
 struct CrlState {
     number: u64,
@@ -300,6 +319,7 @@ impl PkiEngine {
                 Ok(Response::no_content())
             }
             (["issue", role], _) if write => self.issue(role, &body),
+            (["sign", role], _) if write => self.sign_csr(role, &body),
             (["revoke"], _) if write => self.revoke(&body),
             (
                 [
@@ -431,39 +451,108 @@ impl PkiEngine {
         Ok(Response::no_content())
     }
 
+    fn role(&self, name: &str) -> Result<Role, CoreError> {
+        self.get(&format!("roles/{name}"))?
+            .ok_or_else(|| bad(format!("unknown role {name:?}")))
+    }
+
+    /// `issue/<role>`: a new key pair made here, certified for the names asked.
     fn issue(&self, role_name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
-        let role: Role = self
-            .get(&format!("roles/{role_name}"))?
-            .ok_or_else(|| bad(format!("unknown role {role_name:?}")))?;
-        let stored = self.issuer()?;
+        let role = self.role(role_name)?;
         let cn = body
             .get("common_name")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| bad("common_name is required"))?;
-        let mut dns = vec![cn.to_owned()];
-        dns.extend(list_of(body.get("alt_names"))?);
+        let names = Names {
+            cn: cn.to_owned(),
+            dns: list_of(body.get("alt_names"))?,
+            ips: list_of(body.get("ip_sans"))?,
+            uris: list_of(body.get("uri_sans"))?,
+        };
+        let key = key_pair(&role.key_type, role.key_bits)?;
+        let mut out = self.certify(role_name, &role, &names, ttl(body, "ttl")?, &key)?;
+        let private_key = Zeroizing::new(key.serialize_pem());
+        out["private_key"] = json!(private_key.as_str());
+        out["private_key_type"] = json!(role.key_type);
+        Ok(Response::data(out))
+    }
+
+    /// `sign/<role>`: certifies the public key of a CSR, for the CSR's names, under the role.
+    /// Only the names and the key are taken from the CSR; extensions (a CA flag, key usages)
+    /// come from the role.
+    fn sign_csr(&self, role_name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
+        let role = self.role(role_name)?;
+        let csr = body
+            .get("csr")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("csr (PEM) is required"))?;
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr)
+            .map_err(|_| bad("csr is not a valid, correctly signed PEM certificate request"))?;
+        let cn = csr
+            .params
+            .distinguished_name
+            .get(&DnType::CommonName)
+            .map(dn_text)
+            .or_else(|| {
+                body.get("common_name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| bad("the CSR has no common name (give common_name)"))?;
+        let mut names = Names {
+            cn,
+            dns: vec![],
+            ips: vec![],
+            uris: vec![],
+        };
+        for san in &csr.params.subject_alt_names {
+            match san {
+                SanType::DnsName(d) => names.dns.push(d.as_str().to_owned()),
+                SanType::IpAddress(ip) => names.ips.push(ip.to_string()),
+                SanType::URI(u) => names.uris.push(u.as_str().to_owned()),
+                _ => {
+                    return Err(bad(
+                        "the CSR has a SAN type Sigil does not issue (email, other name)",
+                    ));
+                }
+            }
+        }
+        let out = self.certify(role_name, &role, &names, ttl(body, "ttl")?, &csr.public_key)?;
+        Ok(Response::data(out))
+    }
+
+    /// Checks `names` against `role` and issues a certificate for `public_key`.
+    fn certify(
+        &self,
+        role_name: &str,
+        role: &Role,
+        names: &Names,
+        asked_ttl: u64,
+        public_key: &impl rcgen::PublicKeyData,
+    ) -> Result<Value, CoreError> {
+        let stored = self.issuer()?;
+        let mut dns = vec![names.cn.clone()];
+        dns.extend(names.dns.iter().filter(|d| **d != names.cn).cloned());
         for name in &dns {
-            if !domain_allowed(&role, name) {
+            if !domain_allowed(role, name) {
                 return Err(bad(format!(
                     "{name:?} is not an allowed domain for role {role_name:?}"
                 )));
             }
         }
-        let ips = list_of(body.get("ip_sans"))?;
-        if !ips.is_empty() && !role.allow_ip_sans {
+        if !names.ips.is_empty() && !role.allow_ip_sans {
             return Err(bad(format!("role {role_name:?} does not allow IP SANs")));
         }
-        let uris = list_of(body.get("uri_sans"))?;
-        for u in &uris {
+        for u in &names.uris {
             if !role.allowed_uri_sans.iter().any(|p| glob(p, u)) {
                 return Err(bad(format!(
                     "URI SAN {u:?} is not allowed by role {role_name:?}"
                 )));
             }
         }
-        let asked = ttl(body, "ttl")?;
-        let mut lifetime = match (asked, role.ttl) {
+        let mut lifetime = match (asked_ttl, role.ttl) {
             (0, 0) => DEFAULT_TTL,
             (0, t) => t,
             (a, _) => a,
@@ -476,10 +565,11 @@ impl PkiEngine {
         let not_after = (now + Duration::seconds(lifetime as i64))
             .min(OffsetDateTime::from_unix_timestamp(stored.not_after).map_err(bad)?);
 
-        let key = key_pair(&role.key_type, role.key_bits)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.cn.as_str());
         let mut sans = Vec::new();
         for d in &dns {
             let name = d
@@ -488,13 +578,13 @@ impl PkiEngine {
                 .map_err(|_| bad(format!("{d:?} is not a valid DNS name")))?;
             sans.push(SanType::DnsName(name));
         }
-        for ip in &ips {
+        for ip in &names.ips {
             sans.push(SanType::IpAddress(
                 ip.parse::<IpAddr>()
                     .map_err(|_| bad(format!("{ip:?} is not an IP address")))?,
             ));
         }
-        for u in &uris {
+        for u in &names.uris {
             sans.push(SanType::URI(
                 u.clone()
                     .try_into()
@@ -531,7 +621,7 @@ impl PkiEngine {
         let ca_key = KeyPair::from_pem(&stored.key).map_err(|_| CoreError::Integrity)?;
         let issuer = Issuer::from_ca_cert_pem(&stored.certificate, ca_key)
             .map_err(|_| CoreError::Integrity)?;
-        let cert = params.signed_by(&key, &issuer).map_err(bad)?;
+        let cert = params.signed_by(public_key, &issuer).map_err(bad)?;
         let pem = cert.pem();
         let serial_text = serial_hex(&serial);
         if !role.no_store {
@@ -547,16 +637,13 @@ impl PkiEngine {
             );
             self.view.apply(batch)?;
         }
-        let private_key = Zeroizing::new(key.serialize_pem());
-        Ok(Response::data(json!({
+        Ok(json!({
             "certificate": pem,
             "issuing_ca": stored.certificate,
             "ca_chain": [stored.certificate],
-            "private_key": private_key.as_str(),
-            "private_key_type": role.key_type,
             "serial_number": serial_text,
             "expiration": not_after.unix_timestamp(),
-        })))
+        }))
     }
 
     fn revoke(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
