@@ -522,6 +522,22 @@ impl Core {
         )
     }
 
+    /// Rotates the transit keys whose `auto_rotate_period` has passed (run periodically by
+    /// the server). Returns how many rotated.
+    pub fn rotate_due_keys(&self) -> Result<usize, CoreError> {
+        self.rotate_due_keys_at(time::OffsetDateTime::now_utc())
+    }
+
+    pub(crate) fn rotate_due_keys_at(&self, now: time::OffsetDateTime) -> Result<usize, CoreError> {
+        let mut rotated = 0;
+        for mount in self.mounts.all() {
+            if let crate::mounts::Engine::Transit(t) = &mount.engine {
+                rotated += t.rotate_due(now)?;
+            }
+        }
+        Ok(rotated)
+    }
+
     /// Drops expired wraps' envelopes and old tombstones (run periodically by the server).
     pub fn purge_wraps(&self) -> Result<usize, CoreError> {
         self.wraps.purge()

@@ -352,6 +352,16 @@ impl MountTable {
         Ok(())
     }
 
+    /// Every mount.
+    pub(crate) fn all(&self) -> Vec<Arc<Mount>> {
+        self.mounts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The mount serving `path` (longest prefix at a segment boundary) and the rest of the
     /// path below it.
     pub(crate) fn resolve<'p>(&self, path: &'p str) -> Option<(Arc<Mount>, &'p str)> {

@@ -93,7 +93,7 @@ impl ShutdownHandle {
     }
 }
 
-/// How often expired wraps are purged.
+/// How often expired wraps are purged and due transit keys rotated.
 const WRAP_SWEEP: Duration = Duration::from_secs(5);
 
 /// Binds the listener. Call [`Running::serve`] to accept connections.
@@ -165,7 +165,8 @@ impl Running {
                 }
             });
         }
-        // Expired wraps lose their envelopes on time, even if nobody asks about them.
+        // Expired wraps lose their envelopes on time, even if nobody asks about them, and transit
+        // keys with an auto_rotate_period rotate when it has passed.
         let sweeper = Arc::clone(&self.state);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(WRAP_SWEEP);
@@ -174,11 +175,22 @@ impl Running {
                 let Some(core) = sweeper.node.core() else {
                     continue;
                 };
-                match tokio::task::spawn_blocking(move || core.purge_wraps()).await {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(n)) => tracing::info!(purged = n, "expired wraps purged"),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "purging expired wraps failed"),
-                    Err(_) => tracing::warn!("the wrap sweeper panicked"),
+                let swept = tokio::task::spawn_blocking(move || {
+                    (core.purge_wraps(), core.rotate_due_keys())
+                })
+                .await;
+                match swept {
+                    Ok((wraps, keys)) => {
+                        match wraps {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(purged = n, "expired wraps purged"),
+                            Err(e) => tracing::warn!(error = %e, "purging expired wraps failed"),
+                        }
+                        if let Err(e) = keys {
+                            tracing::warn!(error = %e, "rotating due transit keys failed");
+                        }
+                    }
+                    Err(_) => tracing::warn!("the sweeper panicked"),
                 }
             }
         });

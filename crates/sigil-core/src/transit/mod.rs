@@ -327,15 +327,7 @@ impl TransitEngine {
                 "exportable keys are not supported: keys never leave Sigil",
             ));
         }
-        let auto_rotate_period = match body.get("auto_rotate_period") {
-            None | Some(Value::Null) => 0,
-            Some(v) => duration::seconds(v, "auto_rotate_period")?,
-        };
-        if auto_rotate_period != 0 {
-            return Err(CoreError::bad(
-                "auto_rotate_period is not supported yet: rotate with keys/<name>/rotate",
-            ));
-        }
+        let auto_rotate_period = rotate_period(body)?.unwrap_or(0);
         let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
         // As Vault: creating an existing key changes nothing and returns it.
         if self.view.get(&key_path(name))?.is_some() {
@@ -356,7 +348,7 @@ impl TransitEngine {
             allow_plaintext_backup: false,
             derived,
             convergent_encryption: convergent,
-            auto_rotate_period: 0,
+            auto_rotate_period,
         })?;
         tracing::info!(key = name, kind = %kind.name(), "transit key created");
         Ok(Response::data(key.info()))
@@ -437,10 +429,8 @@ impl TransitEngine {
         if bool_field(body, "allow_plaintext_backup")? == Some(true) {
             return Err(CoreError::bad("plaintext backups are not supported"));
         }
-        if let Some(v) = body.get("auto_rotate_period").filter(|v| !v.is_null())
-            && duration::seconds(v, "auto_rotate_period")? != 0
-        {
-            return Err(CoreError::bad("auto_rotate_period is not supported yet"));
+        if let Some(p) = rotate_period(body)? {
+            key.auto_rotate_period = p;
         }
         let key = self.store(key)?;
         Ok(Response::data(key.info()))
@@ -448,13 +438,47 @@ impl TransitEngine {
 
     fn rotate(&self, name: &str) -> Result<Response, CoreError> {
         let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(Response::data(self.rotate_locked(name)?.info()))
+    }
+
+    fn rotate_locked(&self, name: &str) -> Result<Arc<TransitKey>, CoreError> {
         let mut key = (*self.load(name)?).clone();
         let next = key.latest_version + 1;
         key.versions.insert(next, KeyVersion::generate(key.kind)?);
         key.latest_version = next;
         let key = self.store(key)?;
         tracing::info!(key = name, version = next, "transit key rotated");
-        Ok(Response::data(key.info()))
+        Ok(key)
+    }
+
+    /// Rotates every key whose `auto_rotate_period` has passed since its latest version was
+    /// made (the server calls this every few seconds). Returns how many rotated.
+    pub(crate) fn rotate_due(&self, now: time::OffsetDateTime) -> Result<usize, CoreError> {
+        let mut rotated = 0;
+        for stored in self.view.list("policy/")? {
+            let name = &stored["policy/".len()..];
+            let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+            let key = self.load(name)?;
+            if key.auto_rotate_period == 0 {
+                continue;
+            }
+            let latest = key
+                .versions
+                .get(&key.latest_version)
+                .and_then(|v| {
+                    time::OffsetDateTime::parse(
+                        &v.creation_time,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok()
+                })
+                .ok_or(CoreError::Integrity)?;
+            if now >= latest + time::Duration::seconds(key.auto_rotate_period as i64) {
+                self.rotate_locked(name)?;
+                rotated += 1;
+            }
+        }
+        Ok(rotated)
     }
 
     fn trim(&self, name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
@@ -680,6 +704,19 @@ impl TransitEngine {
             let mac = key::hmac_of(key, version, &input, alg).map_err(err)?;
             Ok(json!({ "hmac": armor(n, &mac), "key_version": n }))
         })
+    }
+}
+
+/// `auto_rotate_period`: 0 (never) or at least an hour, as Vault.
+fn rotate_period(body: &Map<String, Value>) -> Result<Option<u64>, CoreError> {
+    match body.get("auto_rotate_period") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match duration::seconds(v, "auto_rotate_period")? {
+            p @ (0 | 3600..) => Ok(Some(p)),
+            _ => Err(CoreError::bad(
+                "auto_rotate_period must be 0 (never) or at least 1h",
+            )),
+        },
     }
 }
 
@@ -1035,6 +1072,22 @@ mod tests {
         );
         let r = t.post("transit/random/16", json!({ "format": "hex" }));
         assert_eq!(r["random_bytes"].as_str().unwrap().len(), 32);
+        // auto_rotate_period: at least an hour; due keys rotate when the sweep runs.
+        t.bad(
+            "transit/keys/d/config",
+            json!({ "auto_rotate_period": "30m" }),
+        );
+        t.post(
+            "transit/keys/d/config",
+            json!({ "auto_rotate_period": "1h" }),
+        );
+        let now = time::OffsetDateTime::now_utc();
+        assert_eq!(t.core.rotate_due_keys_at(now).unwrap(), 0, "not due yet");
+        let later = now + time::Duration::hours(2);
+        assert_eq!(t.core.rotate_due_keys_at(later).unwrap(), 1);
+        let info = t.ok(Operation::Read, "transit/keys/d", Value::Null);
+        assert_eq!(info["latest_version"], 2);
+        assert_eq!(info["auto_rotate_period"], 3600);
         // Trim removes old versions for good.
         t.post("transit/keys/d/rotate", json!({}));
         t.post(
