@@ -839,7 +839,13 @@ mod tests {
     #[test]
     fn every_key_type_round_trips_and_rotation_keeps_old_ciphertexts() {
         let t = T::new();
-        for kind in ["aes256-gcm96", "chacha20-poly1305", "rsa-2048"] {
+        for kind in [
+            "aes256-gcm96",
+            "chacha20-poly1305",
+            "rsa-2048",
+            "rsa-3072",
+            "rsa-4096",
+        ] {
             let name = kind.replace('-', "_");
             t.post(&format!("transit/keys/{name}"), json!({ "type": kind }));
             let enc = |v: u64| {
@@ -888,7 +894,7 @@ mod tests {
                 json!({ "ciphertext": c1["ciphertext"] }),
             );
         }
-        for kind in ["ed25519", "ecdsa-p256", "rsa-2048"] {
+        for kind in ["ed25519", "ecdsa-p256", "rsa-2048", "rsa-3072", "rsa-4096"] {
             let name = format!("s_{}", kind.replace('-', "_"));
             t.post(&format!("transit/keys/{name}"), json!({ "type": kind }));
             let sig = t.post(
