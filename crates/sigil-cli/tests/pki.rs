@@ -245,6 +245,33 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
         ca.to_str().unwrap(),
     ]);
     assert_eq!(admin.send(&set_role(crl_pem)).await.status, 200);
+    // Tidy: a revoked certificate that has expired leaves the store and the CRL.
+    let short = data(ok(issue("short.example.com", &["ttl=1s"])));
+    let short_serial = short["serial_number"].as_str().unwrap().to_owned();
+    ok(s.sigil(&[
+        "write",
+        "pki/revoke",
+        &format!("serial_number={short_serial}"),
+    ]));
+    assert!(!crl(&s).is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    ok(s.sigil(&[
+        "write",
+        "pki/tidy",
+        "tidy_revoked_certs=true",
+        "safety_buffer=1s",
+    ]));
+    assert!(!ok(s.sigil(&["list", "pki/certs"])).contains(&short_serial));
+    std::fs::write(&crl_file, crl(&s)).unwrap();
+    let tidied = openssl(&["crl", "-in", crl_file.to_str().unwrap(), "-noout", "-text"]);
+    assert!(
+        !tidied.contains(&short_serial.replace(':', "").to_uppercase()),
+        "{tidied}"
+    );
+    assert!(
+        tidied.contains(&openssl_serial),
+        "the unexpired revoked certificate stays listed"
+    );
     let revoked = Raw::with_client_cert(&s, &svc_key, Some((chain, key))).await;
     let outcome = revoked.try_send(&get(&revoked)).await;
     assert!(

@@ -301,6 +301,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &["POST", "PUT"],
         "PKI: revoke by serial_number; rebuilds the CRL",
     ),
+    endpoint(
+        "{mount}/tidy",
+        &["POST", "PUT"],
+        "PKI: remove expired stored and revoked certificates past safety_buffer; new CRL",
+    ),
     endpoint("{mount}/cert/ca", &["GET"], "PKI: the CA certificate (PEM)"),
     endpoint("{mount}/cert/crl", &["GET"], "PKI: the current CRL (PEM)"),
     endpoint(
@@ -792,6 +797,7 @@ mod tests {
         "{mount}/roles",
         "{mount}/issue/",
         "{mount}/revoke",
+        "{mount}/tidy",
         "{mount}/cert/",
         "{mount}/certs",
     ];

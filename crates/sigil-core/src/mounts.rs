@@ -182,6 +182,7 @@ impl Engine {
                 "issue" => "{mount}/issue/{name}",
                 "sign" => "{mount}/sign/{name}",
                 "revoke" => "{mount}/revoke",
+                "tidy" => "{mount}/tidy",
                 "certs" => "{mount}/certs",
                 "crl" => "{mount}/cert/crl",
                 "ca" => "{mount}/cert/ca",

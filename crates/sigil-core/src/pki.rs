@@ -321,6 +321,7 @@ impl PkiEngine {
             (["issue", role], _) if write => self.issue(role, &body),
             (["sign", role], _) if write => self.sign_csr(role, &body),
             (["revoke"], _) if write => self.revoke(&body),
+            (["tidy"], _) if write => self.tidy(&body),
             (
                 [
                     "root" | "cert" | "crl" | "certs" | "roles" | "issue" | "revoke" | "ca",
@@ -666,6 +667,41 @@ impl PkiEngine {
         Ok(Response::data(
             json!({ "revocation_time": cert.revocation_time }),
         ))
+    }
+
+    /// Vault's `tidy`, run at once: removes stored certificates (`tidy_cert_store`) and revoked
+    /// ones (`tidy_revoked_certs`) that expired more than `safety_buffer` (default 72h) ago,
+    /// then signs a new CRL without them.
+    fn tidy(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
+        let store = flag(body, "tidy_cert_store", false)?;
+        let revoked = flag(body, "tidy_revoked_certs", false)?;
+        if !store && !revoked {
+            return Err(bad("set tidy_cert_store and/or tidy_revoked_certs"));
+        }
+        let buffer = match body.get("safety_buffer") {
+            None | Some(Value::Null) => 72 * 3600,
+            Some(v) => duration::seconds(v, "safety_buffer")?,
+        };
+        let cutoff = OffsetDateTime::now_utc().unix_timestamp() - buffer as i64;
+        let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut batch = ViewBatch::default();
+        let mut removed = 0u64;
+        for key in self.view.list("certs/")? {
+            let Some(cert) = self.get::<StoredCert>(&key)? else {
+                continue;
+            };
+            let is_revoked = cert.revocation_time != 0;
+            if cert.not_after < cutoff && ((is_revoked && revoked) || (!is_revoked && store)) {
+                batch.delete(&key);
+                removed += 1;
+            }
+        }
+        self.view.apply(batch)?;
+        if self.view.get(ISSUER_KEY)?.is_some() {
+            self.rebuild_crl_locked()?;
+        }
+        tracing::info!(removed, "pki tidy");
+        Ok(Response::data(json!({ "removed": removed })))
     }
 
     fn rebuild_crl(&self) -> Result<CrlState, CoreError> {
