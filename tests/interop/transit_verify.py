@@ -22,7 +22,12 @@ HASHES = {"sha2-256": hashes.SHA256, "sha2-384": hashes.SHA384, "sha2-512": hash
 
 
 def verify(item, data):
-    sig = base64.b64decode(item["signature"].split(":", 2)[2])
+    encoded = item["signature"].split(":", 2)[2]
+    if item.get("marshaling_algorithm") == "jws":
+        # JWS: base64url without padding, as Vault.
+        sig = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    else:
+        sig = base64.b64decode(encoded)
     kind = item["type"]
     if kind == "ed25519":
         key = ed25519.Ed25519PublicKey.from_public_bytes(base64.b64decode(item["public_key"]))

@@ -173,6 +173,54 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
     ]);
     assert!(stderr(&garbage).contains("400"), "{}", stderr(&garbage));
 
+    // Host names are checked (no wildcards, no spaces), a CSR's key must be the role's type
+    // (an ec P-384 key under a P-256 role is refused), and a bad serial is a 400.
+    for cn in ["*.example.com", "a b.example.com", "a..example.com"] {
+        let out = issue(cn, &[]);
+        assert!(stderr(&out).contains("400"), "{cn}: {}", stderr(&out));
+    }
+    let p384 = dir.join("p384.csr");
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-nodes",
+        "-keyout",
+        dir.join("p384.key").to_str().unwrap(),
+        "-subj",
+        "/CN=p.example.com",
+        "-out",
+        p384.to_str().unwrap(),
+    ]);
+    let p384 = std::fs::read_to_string(p384).unwrap();
+    let out = s.sigil(&["write", "pki/sign/svc", &format!("csr={p384}")]);
+    assert!(
+        stderr(&out).contains("key is not what the role allows"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.sigil(&["read", "pki/cert/é1"]);
+    assert!(stderr(&out).contains("400"), "{}", stderr(&out));
+    // Without a max_ttl on the role, certificates are capped at 32 days.
+    ok(s.sigil(&[
+        "write",
+        "pki/roles/open",
+        "allowed_domains=example.com",
+        "allow_subdomains=true",
+        "key_bits=256",
+    ]));
+    let long = data(ok(s.sigil(&[
+        "write",
+        "-format=json",
+        "pki/issue/open",
+        "common_name=long.example.com",
+        "ttl=87600h",
+    ])));
+    assert!(long["expiration"].as_i64().unwrap() <= now + 32 * 86400 + 60);
+
     let listed = ok(s.sigil(&["list", "pki/certs"]));
     let serial = cert["serial_number"].as_str().unwrap();
     assert!(listed.contains(serial), "{listed}");

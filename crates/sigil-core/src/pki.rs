@@ -25,8 +25,10 @@ use crate::{CoreError, Operation, Request, Response, duration};
 
 const ISSUER_KEY: &str = "issuer";
 const CRL_KEY: &str = "crl";
-/// Default certificate TTL (Vault's system default is 32 days; roles usually set their own).
-const DEFAULT_TTL: u64 = 30 * 24 * 3600;
+/// Default certificate TTL and maximum without a role `max_ttl` (Vault's system default, 32
+/// days).
+const DEFAULT_TTL: u64 = 32 * 24 * 3600;
+const DEFAULT_MAX_TTL: u64 = 32 * 24 * 3600;
 /// How long a CRL is valid: it is rebuilt on every revocation and on demand.
 const CRL_LIFETIME: i64 = 72 * 3600;
 
@@ -67,6 +69,34 @@ struct StoredCert {
     revocation_time: i64,
 }
 
+/// A CSR's key must be the role's type and size. The length of the public key catches an EC
+/// key whose curve differs from what its signature algorithm implies.
+fn csr_key_matches(key: &rcgen::PublicKey, role: &Role) -> Result<(), CoreError> {
+    use rcgen::PublicKeyData as _;
+    let alg = key.algorithm();
+    let len = key.der_bytes().len();
+    let ok = match (role.key_type.as_str(), role.key_bits) {
+        ("ec", 0 | 256) => alg == &rcgen::PKCS_ECDSA_P256_SHA256 && len == 65,
+        ("ec", 384) => alg == &rcgen::PKCS_ECDSA_P384_SHA384 && len == 97,
+        ("ed25519", _) => alg == &rcgen::PKCS_ED25519 && len == 32,
+        ("rsa", _) => [
+            &rcgen::PKCS_RSA_SHA256,
+            &rcgen::PKCS_RSA_SHA384,
+            &rcgen::PKCS_RSA_SHA512,
+        ]
+        .contains(&alg),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "the CSR's key is not what the role allows (key_type {}, key_bits {})",
+            role.key_type, role.key_bits
+        )))
+    }
+}
+
 /// The names a certificate is asked for.
 struct Names {
     cn: String,
@@ -90,6 +120,9 @@ fn dn_text(v: &rcgen::DnValue) -> String {
 struct CrlState {
     number: u64,
     pem: String,
+    /// Unix seconds; the CRL is signed again once less than half its lifetime is left.
+    #[serde(default)]
+    next_update: i64,
 }
 
 pub(crate) struct PkiEngine {
@@ -146,6 +179,45 @@ fn ttl(body: &Map<String, Value>, name: &str) -> Result<u64, CoreError> {
     }
 }
 
+/// A number field, given as a JSON number or a string of digits (`sigil write` sends strings).
+fn number(body: &Map<String, Value>, name: &str) -> Result<u64, CoreError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| bad(format!("{name} must be a number"))),
+        Some(Value::String(s)) if s.is_empty() => Ok(0),
+        Some(Value::String(s)) => s
+            .parse()
+            .map_err(|_| bad(format!("{name} must be a number"))),
+        Some(_) => Err(bad(format!("{name} must be a number"))),
+    }
+}
+
+/// Refuses fields an endpoint does not implement, so none is silently ignored.
+fn only(body: &Map<String, Value>, known: &[&str]) -> Result<(), CoreError> {
+    match body.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(bad(format!(
+            "{k} is not supported here (known: {})",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A DNS name Sigil certifies: letters, digits and hyphens in labels of 1–63 characters,
+/// at most 253 in all; no wildcards.
+fn valid_hostname(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 fn key_pair(key_type: &str, bits: u64) -> Result<KeyPair, CoreError> {
     let alg = match (key_type, bits) {
         ("ec", 0 | 256) => &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -171,7 +243,11 @@ fn serial_hex(serial: &[u8]) -> String {
 
 fn parse_serial(text: &str) -> Result<Vec<u8>, CoreError> {
     let hex: String = text.chars().filter(|c| *c != ':' && *c != '-').collect();
-    if hex.is_empty() || !hex.len().is_multiple_of(2) || hex.len() > 40 {
+    if hex.is_empty()
+        || !hex.len().is_multiple_of(2)
+        || hex.len() > 40
+        || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return Err(bad("serial_number must be hex, e.g. 1a:2b:…"));
     }
     (0..hex.len())
@@ -276,9 +352,10 @@ impl PkiEngine {
                 json!({ "certificate": self.issuer()?.certificate }),
             )),
             (["cert", "crl"] | ["crl", "pem"], Operation::Read) => {
-                let crl: CrlState = match self.get(CRL_KEY)? {
-                    Some(c) => c,
-                    None => self.rebuild_crl()?,
+                let now = OffsetDateTime::now_utc().unix_timestamp();
+                let crl: CrlState = match self.get::<CrlState>(CRL_KEY)? {
+                    Some(c) if c.next_update - now > CRL_LIFETIME / 2 => c,
+                    _ => self.rebuild_crl()?,
                 };
                 Ok(Response::data(json!({ "certificate": crl.pem })))
             }
@@ -338,6 +415,10 @@ impl PkiEngine {
     }
 
     fn generate_root(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
+        only(
+            body,
+            &["common_name", "ttl", "key_type", "key_bits", "issuer_name"],
+        )?;
         let cn = body
             .get("common_name")
             .and_then(Value::as_str)
@@ -348,7 +429,7 @@ impl PkiEngine {
             t => t,
         };
         let key_type = body.get("key_type").and_then(Value::as_str).unwrap_or("ec");
-        let bits = body.get("key_bits").and_then(Value::as_u64).unwrap_or(0);
+        let bits = number(body, "key_bits")?;
         let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
         if self.view.get(ISSUER_KEY)?.is_some() {
             return Err(bad(
@@ -435,7 +516,7 @@ impl PkiEngine {
                 .and_then(Value::as_str)
                 .unwrap_or("ec")
                 .to_owned(),
-            key_bits: body.get("key_bits").and_then(Value::as_u64).unwrap_or(0),
+            key_bits: number(body, "key_bits")?,
             ttl: ttl(body, "ttl")?,
             max_ttl: ttl(body, "max_ttl")?,
             no_store: flag(body, "no_store", false)?,
@@ -459,6 +540,10 @@ impl PkiEngine {
 
     /// `issue/<role>`: a new key pair made here, certified for the names asked.
     fn issue(&self, role_name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
+        only(
+            body,
+            &["common_name", "alt_names", "ip_sans", "uri_sans", "ttl"],
+        )?;
         let role = self.role(role_name)?;
         let cn = body
             .get("common_name")
@@ -483,13 +568,17 @@ impl PkiEngine {
     /// Only the names and the key are taken from the CSR; extensions (a CA flag, key usages)
     /// come from the role.
     fn sign_csr(&self, role_name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
+        only(body, &["csr", "common_name", "ttl"])?;
         let role = self.role(role_name)?;
         let csr = body
             .get("csr")
             .and_then(Value::as_str)
             .ok_or_else(|| bad("csr (PEM) is required"))?;
         let csr = rcgen::CertificateSigningRequestParams::from_pem(csr)
-            .map_err(|_| bad("csr is not a valid, correctly signed PEM certificate request"))?;
+            .map_err(|_| {
+                bad("csr is not a valid, correctly signed PEM certificate request (or has an extension Sigil does not read)")
+            })?;
+        csr_key_matches(&csr.public_key, &role)?;
         let cn = csr
             .params
             .distinguished_name
@@ -534,9 +623,21 @@ impl PkiEngine {
         public_key: &impl rcgen::PublicKeyData,
     ) -> Result<Value, CoreError> {
         let stored = self.issuer()?;
-        let mut dns = vec![names.cn.clone()];
-        dns.extend(names.dns.iter().filter(|d| **d != names.cn).cloned());
+        let cn = names.cn.to_ascii_lowercase();
+        let mut dns = vec![cn.clone()];
+        dns.extend(
+            names
+                .dns
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .filter(|d| *d != cn),
+        );
         for name in &dns {
+            if !valid_hostname(name) {
+                return Err(bad(format!(
+                    "{name:?} is not a host name Sigil certifies (letters, digits, hyphens; no wildcards)"
+                )));
+            }
             if !domain_allowed(role, name) {
                 return Err(bad(format!(
                     "{name:?} is not an allowed domain for role {role_name:?}"
@@ -558,13 +659,18 @@ impl PkiEngine {
             (0, t) => t,
             (a, _) => a,
         };
-        if role.max_ttl != 0 {
-            lifetime = lifetime.min(role.max_ttl);
-        }
+        // The role's max_ttl, or Vault's default maximum of 32 days.
+        lifetime = lifetime.min(match role.max_ttl {
+            0 => DEFAULT_MAX_TTL,
+            m => m,
+        });
         let now = OffsetDateTime::now_utc();
         // Never outlive the issuer.
         let not_after = (now + Duration::seconds(lifetime as i64))
             .min(OffsetDateTime::from_unix_timestamp(stored.not_after).map_err(bad)?);
+        if not_after <= now {
+            return Err(bad("the issuer has expired: no certificate can be issued"));
+        }
 
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -709,7 +815,8 @@ impl PkiEngine {
         self.rebuild_crl_locked()
     }
 
-    /// Signs a new CRL listing every revoked certificate that has not expired.
+    /// Signs a new CRL listing every revoked certificate still stored (`tidy` removes expired
+    /// ones).
     fn rebuild_crl_locked(&self) -> Result<CrlState, CoreError> {
         let stored = self.issuer()?;
         let mut revoked = Vec::new();
@@ -744,6 +851,7 @@ impl PkiEngine {
         let state = CrlState {
             number: previous.number + 1,
             pem: crl.pem().map_err(bad)?,
+            next_update: params.next_update.unix_timestamp(),
         };
         let mut batch = ViewBatch::default();
         self.put(&mut batch, CRL_KEY, &state);

@@ -299,13 +299,25 @@ pub(super) fn armor(version: u64, bytes: &[u8]) -> String {
     format!("sigil:v{version}:{}", B64.encode(bytes))
 }
 
-/// Splits `sigil:v<N>:<base64>`.
-pub(super) fn unarmor(text: &str) -> Result<(u64, Vec<u8>), CoreError> {
+/// A JWS-marshalled signature: `sigil:v<N>:<base64url, no padding>`, as Vault.
+pub(super) fn armor_jws(version: u64, bytes: &[u8]) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!("sigil:v{version}:{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Splits `sigil:v<N>:<base64>` (`jws`: base64url without padding).
+pub(super) fn unarmor(text: &str, jws: bool) -> Result<(u64, Vec<u8>), CoreError> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let bad = || CoreError::bad("expected sigil:v<version>:<base64>");
     let rest = text.strip_prefix("sigil:v").ok_or_else(bad)?;
     let (n, b64) = rest.split_once(':').ok_or_else(bad)?;
     let n: u64 = n.parse().map_err(|_| bad())?;
-    let bytes = B64.decode(b64).map_err(|_| bad())?;
+    let bytes = if jws {
+        URL_SAFE_NO_PAD.decode(b64)
+    } else {
+        B64.decode(b64)
+    }
+    .map_err(|_| bad())?;
     Ok((n, bytes))
 }
 
@@ -325,19 +337,25 @@ fn working_key(
             ));
         }
         (true, None) => return Err(CoreError::bad("this key is derived: context is required")),
-        (true, Some(ctx)) => {
-            struct Len;
-            impl hkdf::KeyType for Len {
-                fn len(&self) -> usize {
-                    32
-                }
-            }
-            let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(&version.material);
-            prk.expand(&[ctx], Len)
-                .and_then(|okm| okm.fill(&mut out[..]))
-                .map_err(|_| CoreError::bad("key derivation failed"))?;
+        (true, Some(ctx)) => return derive(&version.material, ctx),
+    }
+    Ok(out)
+}
+
+/// HKDF-SHA256 of `secret`, no salt, `context` as the info: 32 bytes.
+fn derive(secret: &[u8], context: &[u8]) -> Result<Zeroizing<[u8; 32]>, CoreError> {
+    struct Len;
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            32
         }
     }
+    let mut out = Zeroizing::new([0u8; 32]);
+    hkdf::Salt::new(hkdf::HKDF_SHA256, &[])
+        .extract(secret)
+        .expand(&[context], Len)
+        .and_then(|okm| okm.fill(&mut out[..]))
+        .map_err(|_| CoreError::bad("key derivation failed"))?;
     Ok(out)
 }
 
@@ -384,7 +402,13 @@ pub(super) fn encrypt(
     let sealing = aead_key(key.kind, &k)?;
     let mut nonce = [0u8; 12];
     if key.convergent_encryption {
-        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &k[..]), plaintext);
+        // The nonce comes from an HMAC under a key of its own (the version's HMAC key, derived
+        // for the context), never the encryption key itself.
+        let nonce_key = derive(&version.hmac_key, context.unwrap_or_default())?;
+        let tag = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, &nonce_key[..]),
+            plaintext,
+        );
         nonce.copy_from_slice(&tag.as_ref()[..12]);
     } else {
         sigil_crypto::random::fill(&mut nonce).map_err(|_| rng_failed())?;
@@ -521,6 +545,11 @@ pub(super) fn verify(
             (&signature::ED25519, pair.public_key().as_ref().to_vec())
         }
         KeyType::EcdsaP256 => {
+            if opts.hash != "sha2-256" {
+                return Err(CoreError::bad(
+                    "ecdsa-p256 verifies with hash_algorithm sha2-256",
+                ));
+            }
             let pair = EcdsaKeyPair::from_pkcs8(
                 &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
                 &version.material,

@@ -21,7 +21,7 @@ use crate::barrier::{View, ViewBatch};
 use crate::path::check_name;
 use crate::request::{children, list_response};
 use crate::{CoreError, Operation, Request, Response, duration};
-use key::{KeyType, KeyVersion, SignOptions, TransitKey, armor, unarmor};
+use key::{KeyType, KeyVersion, SignOptions, TransitKey, armor, armor_jws, unarmor};
 
 /// Most items in one `batch_input`.
 const MAX_BATCH: usize = 1000;
@@ -166,14 +166,28 @@ impl TransitEngine {
         }
     }
 
-    fn load(&self, name: &str) -> Result<Arc<TransitKey>, CoreError> {
-        if let Some(k) = self
-            .cache
+    fn cached(&self, name: &str) -> Option<Arc<TransitKey>> {
+        self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
-        {
-            return Ok(Arc::clone(k));
+            .cloned()
+    }
+
+    /// A key, for readers: from the cache, or loaded under `writes` so a concurrent rotate,
+    /// trim or delete cannot be overwritten by an older copy.
+    fn load(&self, name: &str) -> Result<Arc<TransitKey>, CoreError> {
+        if let Some(k) = self.cached(name) {
+            return Ok(k);
+        }
+        let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        self.load_locked(name)
+    }
+
+    /// A key, for callers holding `writes`.
+    fn load_locked(&self, name: &str) -> Result<Arc<TransitKey>, CoreError> {
+        if let Some(k) = self.cached(name) {
+            return Ok(k);
         }
         let entry = self
             .view
@@ -331,7 +345,7 @@ impl TransitEngine {
         let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
         // As Vault: creating an existing key changes nothing and returns it.
         if self.view.get(&key_path(name))?.is_some() {
-            return Ok(Response::data(self.load(name)?.info()));
+            return Ok(Response::data(self.load_locked(name)?.info()));
         }
         let mut versions = std::collections::BTreeMap::new();
         versions.insert(1, KeyVersion::generate(kind)?);
@@ -356,7 +370,7 @@ impl TransitEngine {
 
     fn delete(&self, name: &str) -> Result<Response, CoreError> {
         let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = self.load(name)?;
+        let key = self.load_locked(name)?;
         if !key.deletion_allowed {
             return Err(CoreError::bad(
                 "deletion is not allowed for this key (set deletion_allowed in its config)",
@@ -375,7 +389,7 @@ impl TransitEngine {
 
     fn config(&self, name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
         let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut key = (*self.load(name)?).clone();
+        let mut key = (*self.load_locked(name)?).clone();
         for k in body.keys() {
             match k.as_str() {
                 "min_decryption_version"
@@ -442,7 +456,7 @@ impl TransitEngine {
     }
 
     fn rotate_locked(&self, name: &str) -> Result<Arc<TransitKey>, CoreError> {
-        let mut key = (*self.load(name)?).clone();
+        let mut key = (*self.load_locked(name)?).clone();
         let next = key.latest_version + 1;
         key.versions.insert(next, KeyVersion::generate(key.kind)?);
         key.latest_version = next;
@@ -458,7 +472,14 @@ impl TransitEngine {
         for stored in self.view.list("policy/")? {
             let name = &stored["policy/".len()..];
             let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
-            let key = self.load(name)?;
+            // One bad or vanished key does not stop the others from rotating.
+            let key = match self.load_locked(name) {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!(key = name, error = %e, "cannot check the key for rotation");
+                    continue;
+                }
+            };
             if key.auto_rotate_period == 0 {
                 continue;
             }
@@ -474,8 +495,10 @@ impl TransitEngine {
                 })
                 .ok_or(CoreError::Integrity)?;
             if now >= latest + time::Duration::seconds(key.auto_rotate_period as i64) {
-                self.rotate_locked(name)?;
-                rotated += 1;
+                match self.rotate_locked(name) {
+                    Ok(_) => rotated += 1,
+                    Err(e) => tracing::warn!(key = name, error = %e, "automatic rotation failed"),
+                }
             }
         }
         Ok(rotated)
@@ -483,7 +506,7 @@ impl TransitEngine {
 
     fn trim(&self, name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
         let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut key = (*self.load(name)?).clone();
+        let mut key = (*self.load_locked(name)?).clone();
         let min = u64_field(body, "min_available_version").map_err(CoreError::bad)?;
         if min == 0 {
             return Err(CoreError::bad("min_available_version is required"));
@@ -513,6 +536,7 @@ impl TransitEngine {
     }
 
     fn encrypt_one(&self, key: &TransitKey, item: &Map<String, Value>) -> Result<Value, String> {
+        refuse_unsupported(item)?;
         let plaintext = b64_field(item, "plaintext")?.ok_or("plaintext is required")?;
         let context = b64_field(item, "context")?;
         let (n, version) = key
@@ -528,12 +552,13 @@ impl TransitEngine {
         key: &TransitKey,
         item: &Map<String, Value>,
     ) -> Result<Zeroizing<Vec<u8>>, String> {
+        refuse_unsupported(item)?;
         let text = item
             .get("ciphertext")
             .and_then(Value::as_str)
             .ok_or("ciphertext is required")?;
         let context = b64_field(item, "context")?;
-        let (n, ct) = unarmor(text).map_err(err)?;
+        let (n, ct) = unarmor(text, false).map_err(err)?;
         let version = key.version_for_decryption(n).map_err(err)?;
         key::decrypt(key, version, &ct, context.as_deref().map(|c| &c[..])).map_err(err)
     }
@@ -622,7 +647,18 @@ impl TransitEngine {
         hash: Option<&'a str>,
         item: &'a Map<String, Value>,
     ) -> Result<SignOptions<'a>, String> {
-        if item.get("prehashed").and_then(Value::as_bool) == Some(true) {
+        let prehashed = match item.get("prehashed") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s.parse().map_err(|_| "prehashed must be true or false")?,
+            Some(_) => return Err("prehashed must be true or false".into()),
+        };
+        for unsupported in ["salt_length", "context"] {
+            if item.get(unsupported).is_some_and(|v| !v.is_null()) {
+                return Err(format!("{unsupported} is not supported for signatures yet"));
+            }
+        }
+        if prehashed {
             return Err("prehashed input is not supported yet".into());
         }
         let hash = hash.unwrap_or_else(|| str_field(item, "hash_algorithm", "sha2-256"));
@@ -654,7 +690,12 @@ impl TransitEngine {
                 .version_for_use(u64_field(item, "key_version")?)
                 .map_err(err)?;
             let sig = key::sign(key, version, &input, &opts).map_err(err)?;
-            Ok(json!({ "signature": armor(n, &sig), "key_version": n }))
+            let signature = if opts.jws {
+                armor_jws(n, &sig)
+            } else {
+                armor(n, &sig)
+            };
+            Ok(json!({ "signature": signature, "key_version": n }))
         })
     }
 
@@ -667,7 +708,7 @@ impl TransitEngine {
         self.per_item(name, body, (|_| true, "verify"), |key, item| {
             let input = b64_field(item, "input")?.ok_or("input is required")?;
             if let Some(mac) = item.get("hmac").and_then(Value::as_str) {
-                let (n, tag) = unarmor(mac).map_err(err)?;
+                let (n, tag) = unarmor(mac, false).map_err(err)?;
                 let version = key.version_for_decryption(n).map_err(err)?;
                 let alg = hash.unwrap_or_else(|| str_field(item, "algorithm", "sha2-256"));
                 let expected = key::hmac_of(key, version, &input, alg).map_err(err)?;
@@ -682,7 +723,7 @@ impl TransitEngine {
                 .get("signature")
                 .and_then(Value::as_str)
                 .ok_or("signature or hmac is required")?;
-            let (n, sig) = unarmor(sig).map_err(err)?;
+            let (n, sig) = unarmor(sig, opts.jws).map_err(err)?;
             let version = key.version_for_decryption(n).map_err(err)?;
             let valid = key::verify(key, version, &input, &sig, &opts).map_err(err)?;
             Ok(json!({ "valid": valid }))
@@ -705,6 +746,22 @@ impl TransitEngine {
             Ok(json!({ "hmac": armor(n, &mac), "key_version": n }))
         })
     }
+}
+
+/// Vault fields Sigil does not implement: refused, so nobody believes they took effect
+/// (`associated_data` would otherwise look authenticated when it is not).
+fn refuse_unsupported(item: &Map<String, Value>) -> Result<(), String> {
+    for name in [
+        "associated_data",
+        "nonce",
+        "padding_scheme",
+        "partial_failure_response_code",
+    ] {
+        if item.get(name).is_some_and(|v| !v.is_null() && v != "") {
+            return Err(format!("{name} is not supported yet"));
+        }
+    }
+    Ok(())
 }
 
 /// `auto_rotate_period`: 0 (never) or at least an hour, as Vault.
@@ -1015,6 +1072,14 @@ mod tests {
                 json!({ "batch_input": (0..1001).map(|_| json!({ "plaintext": "" })).collect::<Vec<_>>() }),
             ),
             ("transit/encrypt/k", json!({ "batch_input": [] })),
+            (
+                "transit/encrypt/k",
+                json!({ "plaintext": b64(b"x"), "associated_data": b64(b"ad") }),
+            ),
+            (
+                "transit/encrypt/k",
+                json!({ "plaintext": b64(b"x"), "nonce": b64(b"n") }),
+            ),
             (
                 "transit/keys/k/config",
                 json!({ "min_decryption_version": 5 }),
