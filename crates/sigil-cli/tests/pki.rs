@@ -20,6 +20,12 @@ fn openssl(args: &[&str]) -> String {
     stdout(&out)
 }
 
+/// `openssl crl -text` of a PEM CRL, written to `file` first.
+fn openssl_crl_text(file: &std::path::Path, pem: &str) -> String {
+    std::fs::write(file, pem).unwrap();
+    openssl(&["crl", "-in", file.to_str().unwrap(), "-noout", "-text"])
+}
+
 fn data(out: String) -> Value {
     serde_json::from_str::<Value>(&out).unwrap()["data"].clone()
 }
@@ -110,7 +116,7 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
         );
     }
     // A CSR: only its names and key are used (its CA:TRUE request is not), under the role.
-    let csr = |cn: &str| {
+    let csr = |cn: &str, curve: &str| {
         let out = dir.join(format!("{cn}.csr"));
         openssl(&[
             "req",
@@ -118,7 +124,7 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
             "-newkey",
             "ec",
             "-pkeyopt",
-            "ec_paramgen_curve:P-256",
+            &format!("ec_paramgen_curve:{curve}"),
             "-nodes",
             "-keyout",
             dir.join(format!("{cn}.key")).to_str().unwrap(),
@@ -137,7 +143,7 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
         "write",
         "-format=json",
         "pki/sign/svc",
-        &format!("csr={}", csr("csr.example.com")),
+        &format!("csr={}", csr("csr.example.com", "P-256")),
     ])));
     let from_csr = dir.join("from-csr.pem");
     std::fs::write(&from_csr, signed["certificate"].as_str().unwrap()).unwrap();
@@ -159,7 +165,7 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
     let refused = s.sigil(&[
         "write",
         "pki/sign/svc",
-        &format!("csr={}", csr("csr.evil.org")),
+        &format!("csr={}", csr("csr.evil.org", "P-256")),
     ]);
     assert!(
         stderr(&refused).contains("not an allowed domain"),
@@ -179,23 +185,7 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
         let out = issue(cn, &[]);
         assert!(stderr(&out).contains("400"), "{cn}: {}", stderr(&out));
     }
-    let p384 = dir.join("p384.csr");
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-384",
-        "-nodes",
-        "-keyout",
-        dir.join("p384.key").to_str().unwrap(),
-        "-subj",
-        "/CN=p.example.com",
-        "-out",
-        p384.to_str().unwrap(),
-    ]);
-    let p384 = std::fs::read_to_string(p384).unwrap();
+    let p384 = csr("p.example.com", "P-384");
     let out = s.sigil(&["write", "pki/sign/svc", &format!("csr={p384}")]);
     assert!(
         stderr(&out).contains("key is not what the role allows"),
@@ -276,8 +266,7 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
     ok(s.sigil(&["write", "pki/revoke", &format!("serial_number={serial}")]));
     let crl_pem = crl(&s);
     let crl_file = dir.join("crl.pem");
-    std::fs::write(&crl_file, &crl_pem).unwrap();
-    let crl_text = openssl(&["crl", "-in", crl_file.to_str().unwrap(), "-noout", "-text"]);
+    let crl_text = openssl_crl_text(&crl_file, &crl_pem);
     let openssl_serial = serial.replace(':', "").to_uppercase();
     assert!(
         crl_text.contains(&openssl_serial),
@@ -301,7 +290,8 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
         "pki/revoke",
         &format!("serial_number={short_serial}"),
     ]));
-    assert!(!crl(&s).is_empty());
+    let listed_before = openssl_crl_text(&crl_file, &crl(&s));
+    assert!(listed_before.contains(&short_serial.replace(':', "").to_uppercase()));
     std::thread::sleep(std::time::Duration::from_millis(3100));
     ok(s.sigil(&[
         "write",
@@ -310,8 +300,7 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
         "safety_buffer=1s",
     ]));
     assert!(!ok(s.sigil(&["list", "pki/certs"])).contains(&short_serial));
-    std::fs::write(&crl_file, crl(&s)).unwrap();
-    let tidied = openssl(&["crl", "-in", crl_file.to_str().unwrap(), "-noout", "-text"]);
+    let tidied = openssl_crl_text(&crl_file, &crl(&s));
     assert!(
         !tidied.contains(&short_serial.replace(':', "").to_uppercase()),
         "{tidied}"

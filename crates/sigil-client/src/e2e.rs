@@ -369,11 +369,7 @@ impl Client {
             .map_err(|e| ClientError::Config(e.to_string()))?;
         let keyid = to.key.keyid();
         // The id is ours and signed, so the server cannot replay the envelope under another.
-        let id: String = sigil_crypto::random::bytes::<16>()
-            .map_err(|e| ClientError::Config(e.to_string()))?
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = sigil_crypto::random::hex_id().map_err(|e| ClientError::Config(e.to_string()))?;
         let statement = wrap_statement(&id, &keyid, WRAP_BYTES, &envelope);
         let request = WrapRequest {
             id,

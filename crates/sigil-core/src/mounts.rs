@@ -209,6 +209,7 @@ type Table = BTreeMap<String, MountEntry>;
 pub(crate) struct MountTable {
     barrier: Arc<Barrier>,
     core: View,
+    /// By mount path without its trailing `/`, so routing looks paths up without allocating.
     mounts: RwLock<BTreeMap<String, Arc<Mount>>>,
     /// Serializes changes to the table.
     write: Mutex<()>,
@@ -330,7 +331,7 @@ impl MountTable {
         let mut next = BTreeMap::new();
         for (path, entry) in table {
             let kind = entry.engine_type()?;
-            let mount = match mounts.get(path) {
+            let mount = match mounts.get(path.trim_end_matches('/')) {
                 Some(m) if m.kind == kind => m.clone(),
                 _ => {
                     let view = self.engine_view(&entry.uuid);
@@ -347,7 +348,7 @@ impl MountTable {
                     })
                 }
             };
-            next.insert(path.clone(), mount);
+            next.insert(path.trim_end_matches('/').to_owned(), mount);
         }
         *mounts = next;
         Ok(())
@@ -367,16 +368,14 @@ impl MountTable {
     /// path below it.
     pub(crate) fn resolve<'p>(&self, path: &'p str) -> Option<(Arc<Mount>, &'p str)> {
         let mounts = self.mounts.read().unwrap_or_else(PoisonError::into_inner);
-        // Candidate prefixes, longest first: `a/b/c` → `a/b/c/`, `a/b/`, `a/`.
-        let mut end = path.len();
+        // Candidate prefixes, longest first: `a/b/c` → `a/b/c`, `a/b`, `a`.
+        let mut candidate = path.trim_end_matches('/');
         loop {
-            let candidate = &path[..end];
-            let key = format!("{}/", candidate.trim_end_matches('/'));
-            if let Some(m) = mounts.get(&key) {
-                let rest = path.get(key.len()..).unwrap_or("");
+            if let Some(m) = mounts.get(candidate) {
+                let rest = path.get(candidate.len() + 1..).unwrap_or("");
                 return Some((m.clone(), rest));
             }
-            end = candidate.trim_end_matches('/').rfind('/')?;
+            candidate = &candidate[..candidate.rfind('/')?];
         }
     }
 
@@ -425,7 +424,7 @@ impl MountTable {
             self.mounts
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
-                .contains_key(&p)
+                .contains_key(p.trim_end_matches('/'))
         })
     }
 

@@ -461,7 +461,7 @@ impl PkiEngine {
                 .unwrap_or("default")
                 .to_owned(),
             certificate: cert.pem(),
-            key: Zeroizing::new(key.serialize_pem()).to_string(),
+            key: key.serialize_pem(),
             not_after: params.not_after.unix_timestamp(),
         };
         let mut batch = ViewBatch::default();

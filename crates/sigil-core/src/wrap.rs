@@ -142,10 +142,7 @@ fn rfc3339(unix: i64) -> String {
 
 /// Where a wrap is stored: a hash of its id (ids never appear in storage keys).
 fn storage_key(id: &str) -> String {
-    Sha256::digest(id.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sigil_crypto::hex(&Sha256::digest(id.as_bytes()))
 }
 
 fn gone(id: &str) -> CoreError {
@@ -470,9 +467,7 @@ impl WrapStore {
 /// 128 random bits in hex: a wrap's name (hex, so it never starts with `-` on a command
 /// line). It carries no authority.
 fn new_id() -> Result<String, CoreError> {
-    let b = sigil_crypto::random::bytes::<16>()
-        .map_err(|_| CoreError::bad("random number generator failed"))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    sigil_crypto::random::hex_id().map_err(|_| CoreError::bad("random number generator failed"))
 }
 
 #[cfg(test)]

@@ -26,6 +26,17 @@ pub use identity::{PublicIdentity, SecretIdentity};
 pub use keyid::KeyId;
 pub use seal::{EncryptionKey, Envelope, SealInfo, open_base, open_from, seal_base_to, seal_to};
 
+/// Lower-case hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
+}
+
 /// Base64url without padding (RFC 4648 §5), the encoding of every binary field on the wire.
 pub fn b64url_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;

@@ -19,12 +19,18 @@ pub fn nonce() -> Result<String, CryptoError> {
     Ok(crate::b64url_encode(&bytes::<18>()?))
 }
 
+/// 128 random bits as 32 lower-case hex digits: an id that carries no authority and never
+/// starts with `-` on a command line (wrap ids).
+pub fn hex_id() -> Result<String, CryptoError> {
+    Ok(crate::hex(&bytes::<16>()?))
+}
+
 /// A random (version 4) UUID in its usual text form, for ids that must not be guessable.
 pub fn uuid() -> Result<String, CryptoError> {
     let mut b = bytes::<16>()?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h = crate::hex(&b);
     Ok(format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],

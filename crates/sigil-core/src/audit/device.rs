@@ -59,7 +59,7 @@ pub(crate) fn hmac(key: &[u8; 32], value: &str) -> String {
     let mut mac = <Hmac<Sha256>>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(value.as_bytes());
     let tag = mac.finalize().into_bytes();
-    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = sigil_crypto::hex(&tag);
     format!("hmac-sha256:{hex}")
 }
 

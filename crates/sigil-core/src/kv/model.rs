@@ -342,7 +342,7 @@ pub(super) fn meta_key(path: &str) -> String {
 
 pub(super) fn version_key(path: &str, version: u64) -> String {
     let h = Sha256::digest(path.as_bytes());
-    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = sigil_crypto::hex(&h);
     format!("ver/{hex}/{version}")
 }
 

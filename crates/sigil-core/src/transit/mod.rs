@@ -212,12 +212,17 @@ impl TransitEngine {
         })
     }
 
-    fn store(&self, key: TransitKey) -> Result<Arc<TransitKey>, CoreError> {
+    /// Stores `key` and caches it. `shred`: what it replaces must leave the file (trim).
+    fn store(&self, key: TransitKey, shred: bool) -> Result<Arc<TransitKey>, CoreError> {
         let mut batch = ViewBatch::default();
+        // `put` holds the serialized key zeroizing until it is sealed.
         batch.put(
             &key_path(&key.name),
-            Zeroizing::new(serde_json::to_vec(&key).expect("key serializes")).to_vec(),
+            serde_json::to_vec(&key).expect("key serializes"),
         );
+        if shred {
+            batch.shred();
+        }
         self.view.apply(batch)?;
         let key = Arc::new(key);
         self.cache
@@ -349,21 +354,24 @@ impl TransitEngine {
         }
         let mut versions = std::collections::BTreeMap::new();
         versions.insert(1, KeyVersion::generate(kind)?);
-        let key = self.store(TransitKey {
-            name: name.to_owned(),
-            kind,
-            versions,
-            latest_version: 1,
-            min_decryption_version: 1,
-            min_encryption_version: 0,
-            min_available_version: 0,
-            deletion_allowed: false,
-            exportable: false,
-            allow_plaintext_backup: false,
-            derived,
-            convergent_encryption: convergent,
-            auto_rotate_period,
-        })?;
+        let key = self.store(
+            TransitKey {
+                name: name.to_owned(),
+                kind,
+                versions,
+                latest_version: 1,
+                min_decryption_version: 1,
+                min_encryption_version: 0,
+                min_available_version: 0,
+                deletion_allowed: false,
+                exportable: false,
+                allow_plaintext_backup: false,
+                derived,
+                convergent_encryption: convergent,
+                auto_rotate_period,
+            },
+            false,
+        )?;
         tracing::info!(key = name, kind = %kind.name(), "transit key created");
         Ok(Response::data(key.info()))
     }
@@ -446,7 +454,7 @@ impl TransitEngine {
         if let Some(p) = rotate_period(body)? {
             key.auto_rotate_period = p;
         }
-        let key = self.store(key)?;
+        let key = self.store(key, false)?;
         Ok(Response::data(key.info()))
     }
 
@@ -460,7 +468,7 @@ impl TransitEngine {
         let next = key.latest_version + 1;
         key.versions.insert(next, KeyVersion::generate(key.kind)?);
         key.latest_version = next;
-        let key = self.store(key)?;
+        let key = self.store(key, false)?;
         tracing::info!(key = name, version = next, "transit key rotated");
         Ok(key)
     }
@@ -520,18 +528,7 @@ impl TransitEngine {
         }
         key.versions.retain(|n, _| *n >= min);
         key.min_available_version = min;
-        let mut batch = ViewBatch::default();
-        batch.put(
-            &key_path(name),
-            Zeroizing::new(serde_json::to_vec(&key).expect("key serializes")).to_vec(),
-        );
-        batch.shred();
-        self.view.apply(batch)?;
-        let key = Arc::new(key);
-        self.cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.to_owned(), Arc::clone(&key));
+        let key = self.store(key, true)?;
         Ok(Response::data(key.info()))
     }
 
@@ -799,7 +796,7 @@ fn hash(alg: Option<&str>, body: &Map<String, Value>) -> Result<Response, CoreEr
     };
     let sum = digest::digest(digest_alg, &input);
     let sum = match str_field(body, "format", "hex") {
-        "hex" => sum.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+        "hex" => sigil_crypto::hex(sum.as_ref()),
         "base64" => B64.encode(sum.as_ref()),
         _ => return Err(CoreError::bad("format must be hex or base64")),
     };
@@ -828,7 +825,7 @@ fn random(
         .map_err(|_| CoreError::bad("random number generator failed"))?;
     let out = match format.unwrap_or_else(|| str_field(body, "format", "base64")) {
         "base64" => B64.encode(&*buf),
-        "hex" => buf.iter().map(|b| format!("{b:02x}")).collect(),
+        "hex" => sigil_crypto::hex(&buf),
         _ => return Err(CoreError::bad("format must be base64 or hex")),
     };
     Ok(Response::data(json!({ "random_bytes": out })))
