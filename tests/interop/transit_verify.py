@@ -5,7 +5,8 @@ server's (aws-lc-rs). One JSON object per line on standard input:
     {"type": "ed25519|ecdsa-p256|rsa-2048", "public_key": "<as transit/keys/<name> shows it>",
      "input": "<base64>", "signature": "sigil:v1:<base64>",
      "signature_algorithm": "pss|pkcs1v15", "hash_algorithm": "sha2-256|sha2-384|sha2-512",
-     "marshaling_algorithm": "asn1|jws"}
+     "marshaling_algorithm": "asn1|jws", "message": "<base64, for prehashed: what input digests>",
+     "private_key": "<an exported signing-key, checked to match public_key>"}
 
 Each signature must verify, and the same signature over a changed input must not. Prints one
 "ok <type>" line per signature; exits 1 at the first failure.
@@ -49,12 +50,35 @@ def verify(item, data):
     key.verify(sig, data, pad, h)
 
 
+def public_of_export(item):
+    """The public key of an exported signing key, in the form transit/keys/<name> shows."""
+    exported = item["private_key"]
+    if item["type"] == "ed25519":
+        raw = base64.b64decode(exported)
+        assert len(raw) == 64, "ed25519 exports are seed and public key"
+        key = ed25519.Ed25519PrivateKey.from_private_bytes(raw[:32])
+        public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        assert public == raw[32:], "the exported public half is not the seed's"
+        return base64.b64encode(public).decode()
+    key = serialization.load_pem_private_key(exported.encode(), password=None)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
 def main():
     for line in sys.stdin:
         if not line.strip():
             continue
         item = json.loads(line)
-        data = base64.b64decode(item["input"])
+        if "private_key" in item:
+            if public_of_export(item).strip() != item["public_key"].strip():
+                print(f"FAIL {item['type']}: the exported key is not the key's")
+                sys.exit(1)
+            print(f"ok export {item['type']}")
+            continue
+        # A prehashed signature is checked over the message, so the digest is checked too.
+        data = base64.b64decode(item.get("message", item["input"]))
         try:
             verify(item, data)
         except InvalidSignature:

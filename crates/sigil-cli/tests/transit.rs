@@ -51,6 +51,20 @@ fn transit_encrypts_signs_and_its_signatures_verify_elsewhere() {
     // Signatures of every asymmetric type, checked by `cryptography`.
     let mut lines = String::new();
     let input = B64.encode(b"sign me");
+    let digest = |alg: &str| {
+        field(
+            &ok(s.sigil(&[
+                "write",
+                &format!("transit/hash/{alg}"),
+                &format!("input={input}"),
+                "format=base64",
+            ])),
+            "sum",
+        )
+    };
+    let (sha256, sha384) = (digest("sha2-256"), digest("sha2-384"));
+    let prehashed_256 = format!("input={sha256}");
+    let prehashed_384 = format!("input={sha384}");
     for (kind, extra) in [
         ("ed25519", vec![]),
         ("ecdsa-p256", vec![]),
@@ -60,13 +74,19 @@ fn transit_encrypts_signs_and_its_signatures_verify_elsewhere() {
             "rsa-2048",
             vec!["signature_algorithm=pkcs1v15", "hash_algorithm=sha2-512"],
         ),
+        ("ecdsa-p256", vec!["prehashed=true", &prehashed_256]),
+        (
+            "rsa-2048",
+            vec!["prehashed=true", "hash_algorithm=sha2-384", &prehashed_384],
+        ),
     ] {
-        let name = format!("k-{}", kind);
+        let name = format!("k-{kind}");
         ok(s.sigil(&[
             "write",
             &format!("transit/keys/{name}"),
             &format!("type={kind}"),
         ]));
+        // A later `input=` (the digest, for prehashed) replaces the first.
         let mut args = vec![
             "write".to_owned(),
             format!("transit/sign/{name}"),
@@ -91,16 +111,55 @@ fn transit_encrypts_signs_and_its_signatures_verify_elsewhere() {
             let (k, v) = e.split_once('=').unwrap();
             item[k] = serde_json::json!(v);
         }
+        if item.get("prehashed").is_some() {
+            item["message"] = serde_json::json!(input);
+        }
         // The server agrees, and refuses a changed input.
         let mut verify = vec![
             "write".to_owned(),
             format!("transit/verify/{name}"),
             format!("input={input}"),
-            format!("signature={signature}"),
         ];
         verify.extend(extra.iter().map(|e| e.to_string()));
+        verify.push(format!("signature={signature}"));
         let verify: Vec<&str> = verify.iter().map(String::as_str).collect();
         assert_eq!(field(&ok(s.sigil(&verify)), "valid"), "true");
+        lines.push_str(&item.to_string());
+        lines.push('\n');
+    }
+    // Exported signing keys (exportable keys only) are the keys the public halves belong to.
+    for kind in ["ed25519", "ecdsa-p256", "rsa-2048"] {
+        let name = format!("x-{kind}");
+        ok(s.sigil(&[
+            "write",
+            &format!("transit/keys/{name}"),
+            &format!("type={kind}"),
+        ]));
+        let refused = s.sigil(&["read", &format!("transit/export/signing-key/{name}")]);
+        assert!(
+            stderr(&refused).contains("not exportable"),
+            "{}",
+            stderr(&refused)
+        );
+        ok(s.sigil(&[
+            "write",
+            &format!("transit/keys/{name}/config"),
+            "exportable=true",
+        ]));
+        let json = |args: &[&str]| -> serde_json::Value {
+            serde_json::from_str(&ok(s.sigil(args))).unwrap()
+        };
+        let info = json(&["read", "-format=json", &format!("transit/keys/{name}")]);
+        let export = json(&[
+            "read",
+            "-format=json",
+            &format!("transit/export/signing-key/{name}/1"),
+        ]);
+        let item = serde_json::json!({
+            "type": kind,
+            "public_key": info["data"]["keys"]["1"]["public_key"],
+            "private_key": export["data"]["keys"]["1"],
+        });
         lines.push_str(&item.to_string());
         lines.push('\n');
     }
@@ -124,6 +183,6 @@ fn transit_encrypts_signs_and_its_signatures_verify_elsewhere() {
             .lines()
             .filter(|l| l.starts_with("ok "))
             .count(),
-        5
+        10
     );
 }

@@ -222,12 +222,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     endpoint(
         "{mount}/keys/{name}",
         &["GET", "POST", "PUT", "DELETE"],
-        "Transit: create (type, derived, convergent_encryption), read (versions, public keys) or delete a key",
+        "Transit: create (type, derived, convergent_encryption, exportable), read (versions, public keys) or delete a key",
     ),
     endpoint(
         "{mount}/keys/{name}/config",
         &["POST", "PUT"],
-        "Transit: min_decryption_version, min_encryption_version, deletion_allowed",
+        "Transit: min_decryption_version, min_encryption_version, deletion_allowed, exportable, auto_rotate_period",
     ),
     endpoint(
         "{mount}/keys/{name}/rotate",
@@ -280,6 +280,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Transit: SHA-2 or SHA-3 digest of input",
     ),
     endpoint("{mount}/random", &["POST", "PUT"], "Transit: random bytes"),
+    endpoint(
+        "{mount}/export/{kind}/{name}",
+        &["GET"],
+        "Transit: an exportable key's versions (encryption-key, signing-key, hmac-key; /<version> for one)",
+    ),
     endpoint(
         "{mount}/root/generate/internal",
         &["POST", "PUT"],

@@ -172,6 +172,7 @@ impl Engine {
                     ("verify", _) => "{mount}/verify/{name}",
                     ("hmac", _) => "{mount}/hmac/{name}",
                     ("hash", _) => "{mount}/hash",
+                    ("export", _) => "{mount}/export/{kind}/{name}",
                     _ => "{mount}/random",
                 }
             }

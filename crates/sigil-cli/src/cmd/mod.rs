@@ -119,7 +119,6 @@ pub(crate) async fn delete(
     Ok(())
 }
 
-/// `key=value` pairs into a JSON object; `key=@FILE` reads the value from a file.
 /// `KEY=VALUE` flag values (`--metadata`, `-custom-metadata`) as a map of strings.
 pub(crate) fn string_pairs(
     flag: &str,
@@ -134,6 +133,8 @@ pub(crate) fn string_pairs(
         .collect()
 }
 
+/// `key=value` pairs into a JSON object; `key=@FILE` reads the value from a file. A key given
+/// twice takes the later value.
 pub(crate) fn parse_pairs(
     pairs: &[String],
 ) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {

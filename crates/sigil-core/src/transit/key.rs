@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use aws_lc_rs::encoding::{AsDer as _, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
-use aws_lc_rs::{aead, hkdf, hmac, rsa};
+use aws_lc_rs::{aead, digest, hkdf, hmac, rsa};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
@@ -172,19 +172,87 @@ impl KeyVersion {
             }
             _ => return None,
         };
-        Some(pem("PUBLIC KEY", &spki))
+        Some(pem("PUBLIC KEY", &spki).to_string())
     }
 }
 
-fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = B64.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
+fn pem(label: &str, der: &[u8]) -> Zeroizing<String> {
+    let b64 = Zeroizing::new(B64.encode(der));
+    let mut out = Zeroizing::new(format!("-----BEGIN {label}-----\n"));
     for chunk in b64.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
         out.push('\n');
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
+}
+
+/// What `export/<kind>/…` hands out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum ExportKind {
+    Encryption,
+    Signing,
+    Hmac,
+}
+
+impl ExportKind {
+    pub(super) fn parse(s: &str) -> Result<Self, CoreError> {
+        match s {
+            "encryption-key" => Ok(ExportKind::Encryption),
+            "signing-key" => Ok(ExportKind::Signing),
+            "hmac-key" => Ok(ExportKind::Hmac),
+            _ => Err(CoreError::bad(
+                "export type must be encryption-key, signing-key or hmac-key",
+            )),
+        }
+    }
+}
+
+impl KeyVersion {
+    /// One version's key in Vault's export format: symmetric and HMAC keys in base64, an
+    /// Ed25519 key as base64 of seed and public key (64 bytes), ECDSA as an `EC PRIVATE KEY`
+    /// PEM, RSA as a PKCS#8 `PRIVATE KEY` PEM (Vault: PKCS#1).
+    pub(super) fn export(
+        &self,
+        kind: KeyType,
+        what: ExportKind,
+    ) -> Result<Zeroizing<String>, CoreError> {
+        let b64 = |bytes: &[u8]| Zeroizing::new(B64.encode(bytes));
+        match (what, kind) {
+            (ExportKind::Hmac, KeyType::Hmac) => Ok(b64(&self.material)),
+            (ExportKind::Hmac, _) => Ok(b64(&self.hmac_key)),
+            (ExportKind::Encryption, k) if k.symmetric() => Ok(b64(&self.material)),
+            (ExportKind::Signing, KeyType::Ed25519) => {
+                use aws_lc_rs::encoding::AsBigEndian as _;
+                let pair =
+                    Ed25519KeyPair::from_pkcs8(&self.material).map_err(|_| CoreError::Integrity)?;
+                let seed = pair
+                    .seed()
+                    .and_then(|s| s.as_be_bytes())
+                    .map_err(|_| CoreError::Integrity)?;
+                let mut both = Zeroizing::new(seed.as_ref().to_vec());
+                both.extend_from_slice(pair.public_key().as_ref());
+                Ok(b64(&both))
+            }
+            (ExportKind::Signing, KeyType::EcdsaP256) => {
+                let pair = EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    &self.material,
+                )
+                .map_err(|_| CoreError::Integrity)?;
+                let der: aws_lc_rs::encoding::EcPrivateKeyRfc5915Der<'_> = pair
+                    .private_key()
+                    .as_der()
+                    .map_err(|_| CoreError::Integrity)?;
+                Ok(pem("EC PRIVATE KEY", der.as_ref()))
+            }
+            (ExportKind::Signing, k) if k.rsa() => Ok(pem("PRIVATE KEY", &self.material)),
+            _ => Err(CoreError::bad(format!(
+                "{} keys have no key of that export type",
+                kind.name()
+            ))),
+        }
+    }
 }
 
 /// A key as stored under the barrier.
@@ -464,11 +532,75 @@ pub(super) fn decrypt(
 }
 
 /// A signature's hash and encoding options (Vault's `hash_algorithm`, `signature_algorithm`,
-/// `marshaling_algorithm`).
+/// `marshaling_algorithm`, `prehashed`).
 pub(super) struct SignOptions<'a> {
     pub(super) hash: &'a str,
     pub(super) rsa_scheme: &'a str,
     pub(super) jws: bool,
+    /// `input` is already the digest (of `hash`'s length).
+    pub(super) prehashed: bool,
+}
+
+/// The digest an ECDSA or RSA signature covers: `input` hashed, or `input` itself when it was
+/// hashed by the caller.
+fn digest_for(input: &[u8], opts: &SignOptions<'_>) -> Result<digest::Digest, CoreError> {
+    let alg = match opts.hash {
+        "sha2-256" => &digest::SHA256,
+        "sha2-384" => &digest::SHA384,
+        "sha2-512" => &digest::SHA512,
+        _ => {
+            return Err(CoreError::bad(
+                "hash_algorithm must be sha2-256, sha2-384 or sha2-512",
+            ));
+        }
+    };
+    if !opts.prehashed {
+        return Ok(digest::digest(alg, input));
+    }
+    digest::Digest::import_less_safe(input, alg).map_err(|_| {
+        CoreError::bad(format!(
+            "a prehashed {} input is {} bytes, not {}",
+            opts.hash,
+            alg.output_len,
+            input.len()
+        ))
+    })
+}
+
+/// The RSA padding for `opts`.
+fn rsa_padding(opts: &SignOptions<'_>) -> Result<&'static dyn signature::RsaEncoding, CoreError> {
+    Ok(match (opts.rsa_scheme, opts.hash) {
+        ("pss", "sha2-256") => &signature::RSA_PSS_SHA256,
+        ("pss", "sha2-384") => &signature::RSA_PSS_SHA384,
+        ("pss", "sha2-512") => &signature::RSA_PSS_SHA512,
+        ("pkcs1v15", "sha2-256") => &signature::RSA_PKCS1_SHA256,
+        ("pkcs1v15", "sha2-384") => &signature::RSA_PKCS1_SHA384,
+        ("pkcs1v15", "sha2-512") => &signature::RSA_PKCS1_SHA512,
+        _ => {
+            return Err(CoreError::bad(
+                "RSA signs with signature_algorithm pss or pkcs1v15 and hash_algorithm \
+                 sha2-256, sha2-384 or sha2-512",
+            ));
+        }
+    })
+}
+
+fn ecdsa_checks(opts: &SignOptions<'_>) -> Result<(), CoreError> {
+    if opts.hash != "sha2-256" {
+        return Err(CoreError::bad(
+            "ecdsa-p256 signs with hash_algorithm sha2-256",
+        ));
+    }
+    Ok(())
+}
+
+fn ed25519_checks(opts: &SignOptions<'_>) -> Result<(), CoreError> {
+    if opts.prehashed {
+        return Err(CoreError::bad(
+            "ed25519 signs the input itself: prehashed is not available",
+        ));
+    }
+    Ok(())
 }
 
 /// Signs `input` with `version`.
@@ -478,19 +610,17 @@ pub(super) fn sign(
     input: &[u8],
     opts: &SignOptions<'_>,
 ) -> Result<Vec<u8>, CoreError> {
-    let rng = SystemRandom::new();
+    let failed = |_| CoreError::bad("signing failed");
     match key.kind {
         KeyType::Ed25519 => {
+            ed25519_checks(opts)?;
             let pair =
                 Ed25519KeyPair::from_pkcs8(&version.material).map_err(|_| CoreError::Integrity)?;
             Ok(pair.sign(input).as_ref().to_vec())
         }
         KeyType::EcdsaP256 => {
-            if opts.hash != "sha2-256" {
-                return Err(CoreError::bad(
-                    "ecdsa-p256 signs with hash_algorithm sha2-256",
-                ));
-            }
+            ecdsa_checks(opts)?;
+            let digest = digest_for(input, opts)?;
             let alg = if opts.jws {
                 &signature::ECDSA_P256_SHA256_FIXED_SIGNING
             } else {
@@ -498,32 +628,16 @@ pub(super) fn sign(
             };
             let pair = EcdsaKeyPair::from_pkcs8(alg, &version.material)
                 .map_err(|_| CoreError::Integrity)?;
-            Ok(pair
-                .sign(&rng, input)
-                .map_err(|_| CoreError::bad("signing failed"))?
-                .as_ref()
-                .to_vec())
+            Ok(pair.sign_digest(&digest).map_err(failed)?.as_ref().to_vec())
         }
         k if k.rsa() => {
+            let padding = rsa_padding(opts)?;
+            let digest = digest_for(input, opts)?;
             let pair =
                 rsa::KeyPair::from_pkcs8(&version.material).map_err(|_| CoreError::Integrity)?;
-            let padding: &'static dyn signature::RsaEncoding = match (opts.rsa_scheme, opts.hash) {
-                ("pss", "sha2-256") => &signature::RSA_PSS_SHA256,
-                ("pss", "sha2-384") => &signature::RSA_PSS_SHA384,
-                ("pss", "sha2-512") => &signature::RSA_PSS_SHA512,
-                ("pkcs1v15", "sha2-256") => &signature::RSA_PKCS1_SHA256,
-                ("pkcs1v15", "sha2-384") => &signature::RSA_PKCS1_SHA384,
-                ("pkcs1v15", "sha2-512") => &signature::RSA_PKCS1_SHA512,
-                _ => {
-                    return Err(CoreError::bad(
-                        "RSA signs with signature_algorithm pss or pkcs1v15 and hash_algorithm \
-                         sha2-256, sha2-384 or sha2-512",
-                    ));
-                }
-            };
             let mut sig = vec![0u8; pair.public_modulus_len()];
-            pair.sign(padding, &rng, input, &mut sig)
-                .map_err(|_| CoreError::bad("signing failed"))?;
+            pair.sign_digest(padding, &digest, &mut sig)
+                .map_err(failed)?;
             Ok(sig)
         }
         _ => Err(CoreError::bad("this key type does not sign")),
@@ -538,18 +652,21 @@ pub(super) fn verify(
     sig: &[u8],
     opts: &SignOptions<'_>,
 ) -> Result<bool, CoreError> {
-    let (alg, public): (&'static dyn signature::VerificationAlgorithm, Vec<u8>) = match key.kind {
+    let public = |alg: &'static dyn signature::VerificationAlgorithm, bytes: &[u8]| {
+        signature::UnparsedPublicKey::new(alg, bytes.to_vec())
+    };
+    match key.kind {
         KeyType::Ed25519 => {
+            ed25519_checks(opts)?;
             let pair =
                 Ed25519KeyPair::from_pkcs8(&version.material).map_err(|_| CoreError::Integrity)?;
-            (&signature::ED25519, pair.public_key().as_ref().to_vec())
+            Ok(public(&signature::ED25519, pair.public_key().as_ref())
+                .verify(input, sig)
+                .is_ok())
         }
         KeyType::EcdsaP256 => {
-            if opts.hash != "sha2-256" {
-                return Err(CoreError::bad(
-                    "ecdsa-p256 verifies with hash_algorithm sha2-256",
-                ));
-            }
+            ecdsa_checks(opts)?;
+            let digest = digest_for(input, opts)?;
             let pair = EcdsaKeyPair::from_pkcs8(
                 &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
                 &version.material,
@@ -560,9 +677,13 @@ pub(super) fn verify(
             } else {
                 &signature::ECDSA_P256_SHA256_ASN1
             };
-            (alg, pair.public_key().as_ref().to_vec())
+            Ok(public(alg, pair.public_key().as_ref())
+                .verify_digest(&digest, sig)
+                .is_ok())
         }
         k if k.rsa() => {
+            rsa_padding(opts)?;
+            let digest = digest_for(input, opts)?;
             let pair =
                 rsa::KeyPair::from_pkcs8(&version.material).map_err(|_| CoreError::Integrity)?;
             let alg: &'static dyn signature::VerificationAlgorithm =
@@ -572,16 +693,14 @@ pub(super) fn verify(
                     ("pss", "sha2-512") => &signature::RSA_PSS_2048_8192_SHA512,
                     ("pkcs1v15", "sha2-256") => &signature::RSA_PKCS1_2048_8192_SHA256,
                     ("pkcs1v15", "sha2-384") => &signature::RSA_PKCS1_2048_8192_SHA384,
-                    ("pkcs1v15", "sha2-512") => &signature::RSA_PKCS1_2048_8192_SHA512,
-                    _ => return Err(CoreError::bad("unsupported RSA signature options")),
+                    _ => &signature::RSA_PKCS1_2048_8192_SHA512,
                 };
-            (alg, pair.public_key().as_ref().to_vec())
+            Ok(public(alg, pair.public_key().as_ref())
+                .verify_digest(&digest, sig)
+                .is_ok())
         }
-        _ => return Err(CoreError::bad("this key type does not verify signatures")),
-    };
-    Ok(signature::UnparsedPublicKey::new(alg, &public)
-        .verify(input, sig)
-        .is_ok())
+        _ => Err(CoreError::bad("this key type does not verify signatures")),
+    }
 }
 
 /// HMAC of `input` with `version`'s HMAC key (`hmac` keys: the key itself).

@@ -21,7 +21,7 @@ use crate::barrier::{View, ViewBatch};
 use crate::path::check_name;
 use crate::request::{children, list_response};
 use crate::{CoreError, Operation, Request, Response, duration};
-use key::{KeyType, KeyVersion, SignOptions, TransitKey, armor, armor_jws, unarmor};
+use key::{ExportKind, KeyType, KeyVersion, SignOptions, TransitKey, armor, armor_jws, unarmor};
 
 /// Most items in one `batch_input`.
 const MAX_BATCH: usize = 1000;
@@ -291,6 +291,10 @@ impl TransitEngine {
             (["verify", name, hash], _) if write => self.verify(name, Some(hash), &body_of(req)?),
             (["hmac", name], _) if write => self.hmac(name, None, &body_of(req)?),
             (["hmac", name, alg], _) if write => self.hmac(name, Some(alg), &body_of(req)?),
+            (["export", kind, name], Operation::Read) => self.export(kind, name, None),
+            (["export", kind, name, version], Operation::Read) => {
+                self.export(kind, name, Some(version))
+            }
             (["hash"], _) if write => hash(None, &body_of(req)?),
             (["hash", alg], _) if write => hash(Some(alg), &body_of(req)?),
             (["random"], _) if write => random(None, None, &body_of(req)?),
@@ -299,7 +303,7 @@ impl TransitEngine {
             (
                 [
                     "keys" | "encrypt" | "decrypt" | "rewrap" | "datakey" | "sign" | "verify"
-                    | "hmac" | "hash" | "random",
+                    | "hmac" | "hash" | "random" | "export",
                     ..,
                 ],
                 _,
@@ -341,10 +345,9 @@ impl TransitEngine {
                 "convergent encryption requires derived=true",
             ));
         }
-        if bool_field(body, "exportable")? == Some(true) {
-            return Err(CoreError::bad(
-                "exportable keys are not supported: keys never leave Sigil",
-            ));
+        let exportable = bool_field(body, "exportable")?.unwrap_or(false);
+        if bool_field(body, "allow_plaintext_backup")? == Some(true) {
+            return Err(CoreError::bad("plaintext backups are not supported"));
         }
         let auto_rotate_period = rotate_period(body)?.unwrap_or(0);
         let _guard = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
@@ -364,7 +367,7 @@ impl TransitEngine {
                 min_encryption_version: 0,
                 min_available_version: 0,
                 deletion_allowed: false,
-                exportable: false,
+                exportable,
                 allow_plaintext_backup: false,
                 derived,
                 convergent_encryption: convergent,
@@ -443,10 +446,14 @@ impl TransitEngine {
         if let Some(d) = bool_field(body, "deletion_allowed")? {
             key.deletion_allowed = d;
         }
-        if bool_field(body, "exportable")? == Some(true) {
-            return Err(CoreError::bad(
-                "exportable keys are not supported: keys never leave Sigil",
-            ));
+        match bool_field(body, "exportable")? {
+            Some(true) => key.exportable = true,
+            Some(false) if key.exportable => {
+                return Err(CoreError::bad(
+                    "exportable cannot be turned off once a key is exportable",
+                ));
+            }
+            _ => {}
         }
         if bool_field(body, "allow_plaintext_backup")? == Some(true) {
             return Err(CoreError::bad("plaintext backups are not supported"));
@@ -639,6 +646,42 @@ impl TransitEngine {
         Ok(Response::data(out))
     }
 
+    /// Vault's `export/<kind>/<name>[/<version>]`, for keys created or configured
+    /// `exportable` (which cannot be undone). Like every response, it is sealed to the caller.
+    fn export(&self, kind: &str, name: &str, version: Option<&str>) -> Result<Response, CoreError> {
+        let what = ExportKind::parse(kind)?;
+        let key = self.load(name)?;
+        if !key.exportable {
+            return Err(CoreError::bad("key is not exportable"));
+        }
+        let wanted = match version {
+            None => None,
+            Some("latest") => Some(key.latest_version),
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .map_err(|_| CoreError::bad("version must be a number or latest"))?,
+            ),
+        };
+        let mut keys = Map::new();
+        for (n, v) in &key.versions {
+            if wanted.is_none_or(|w| w == *n) {
+                keys.insert(
+                    n.to_string(),
+                    Value::String(v.export(key.kind, what)?.to_string()),
+                );
+            }
+        }
+        if keys.is_empty() {
+            return Err(CoreError::bad("no such key version"));
+        }
+        tracing::info!(key = name, kind, "transit key exported");
+        Ok(Response::data(json!({
+            "name": name,
+            "type": key.kind.name(),
+            "keys": keys,
+        })))
+    }
+
     fn sign_options<'a>(
         key: &TransitKey,
         hash: Option<&'a str>,
@@ -655,9 +698,6 @@ impl TransitEngine {
                 return Err(format!("{unsupported} is not supported for signatures yet"));
             }
         }
-        if prehashed {
-            return Err("prehashed input is not supported yet".into());
-        }
         let hash = hash.unwrap_or_else(|| str_field(item, "hash_algorithm", "sha2-256"));
         if key.kind == KeyType::Ed25519 && hash != "sha2-256" && hash != "none" {
             return Err("ed25519 signs the input itself: no hash_algorithm".into());
@@ -668,6 +708,7 @@ impl TransitEngine {
             _ => return Err("marshaling_algorithm must be asn1 or jws".into()),
         };
         Ok(SignOptions {
+            prehashed,
             hash,
             rsa_scheme: str_field(item, "signature_algorithm", "pss"),
             jws,
@@ -1054,6 +1095,27 @@ mod tests {
         assert!(d[1]["error"].is_string());
 
         // Bad input: a clear 400, and nothing changes.
+        t.post("transit/keys/ed", json!({ "type": "ed25519" }));
+        t.post(
+            "transit/keys/ec",
+            json!({ "type": "ecdsa-p256", "exportable": true }),
+        );
+        t.bad("transit/keys/ec/config", json!({ "exportable": false }));
+        assert!(matches!(
+            t.call(Operation::Read, "transit/export/signing-key/ed", Value::Null),
+            Err(CoreError::BadRequest(m)) if m.contains("not exportable")
+        ));
+        let exported = t.ok(
+            Operation::Read,
+            "transit/export/signing-key/ec/latest",
+            Value::Null,
+        );
+        assert!(
+            exported["keys"]["1"]
+                .as_str()
+                .unwrap()
+                .starts_with("-----BEGIN EC PRIVATE KEY-----")
+        );
         let before = t.ok(Operation::Read, "transit/keys/k", Value::Null);
         for (path, body) in [
             ("transit/encrypt/k", json!({ "plaintext": "!!" })),
@@ -1087,7 +1149,18 @@ mod tests {
                 "transit/keys/new2",
                 json!({ "type": "ed25519", "derived": true }),
             ),
-            ("transit/keys/new3", json!({ "exportable": true })),
+            (
+                "transit/keys/new3",
+                json!({ "allow_plaintext_backup": true }),
+            ),
+            (
+                "transit/sign/ed",
+                json!({ "input": b64(&[0; 32]), "prehashed": true }),
+            ),
+            (
+                "transit/sign/ec",
+                json!({ "input": b64(&[0; 31]), "prehashed": true }),
+            ),
             (
                 "transit/decrypt/missing",
                 json!({ "ciphertext": "sigil:v1:AAAA" }),
