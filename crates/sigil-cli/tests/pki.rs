@@ -1,7 +1,9 @@
 //! PKI through the real binary: a root generated on the server, certificates issued under a
 //! role and checked by `openssl verify`, a CRL that `openssl crl` parses and that lists the
 //! revoked serial, and the internal CA as the trust anchor of a `cert` auth role — an issued
-//! certificate authenticates over mTLS until it is revoked.
+//! certificate authenticates over mTLS until it is revoked. Then an intermediate CA on a second
+//! mount signed by the root, several issuers, role key usages and RSA sizes, and the raw
+//! unauthenticated CA and CRL endpoints.
 
 mod support;
 
@@ -45,12 +47,6 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
     let ca_pem = root["certificate"].as_str().unwrap().to_owned();
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &ca_pem).unwrap();
-    // One issuer per mount for now: a second root is refused.
-    assert!(
-        !s.sigil(&["write", "pki/root/generate/internal", "common_name=again"])
-            .status
-            .success()
-    );
 
     ok(s.sigil(&[
         "write",
@@ -315,5 +311,275 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
         outcome.as_ref().is_none_or(|r| r.status == 401),
         "a revoked certificate still authenticates: {:?}",
         outcome.map(|r| r.status)
+    );
+}
+
+/// Writes `pem` to `dir/name` and returns the path as text.
+fn file(dir: &std::path::Path, name: &str, pem: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, pem).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn intermediates_issuers_usages_and_raw_endpoints() {
+    let s = Server::start();
+    let dir = s.tmp.path();
+    let write = |args: &[&str]| {
+        let mut all = vec!["write", "-format=json"];
+        all.extend_from_slice(args);
+        data(ok(s.sigil(&all)))
+    };
+    let refused = |args: &[&str], why: &str| {
+        let mut all = vec!["write"];
+        all.extend_from_slice(args);
+        let out = s.sigil(&all);
+        assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+    };
+    ok(s.sigil(&["secrets", "enable", "pki"]));
+    ok(s.sigil(&["secrets", "enable", "-path=pki_int", "pki"]));
+    let root = write(&[
+        "pki/root/generate/internal",
+        "common_name=Sigil Root",
+        "key_type=rsa",
+        "key_bits=3072",
+        "issuer_name=root-2026",
+        "ttl=8760h",
+    ]);
+    let root_pem = root["certificate"].as_str().unwrap().to_owned();
+    let root_file = file(dir, "root.pem", &root_pem);
+    assert!(
+        openssl(&["x509", "-in", &root_file, "-noout", "-text"]).contains("(3072 bit)"),
+        "an RSA-3072 root"
+    );
+
+    // An intermediate: its key made on pki_int, its CSR signed by the root on pki, the signed
+    // certificate (with the root after it) set back on pki_int.
+    let csr = write(&[
+        "pki_int/intermediate/generate/internal",
+        "common_name=Sigil Intermediate",
+    ]);
+    let csr_pem = csr["csr"].as_str().unwrap();
+    assert!(csr_pem.contains("BEGIN CERTIFICATE REQUEST"), "{csr}");
+    let signed = write(&[
+        "pki/root/sign-intermediate",
+        &format!("csr={csr_pem}"),
+        "ttl=43800h",
+        "max_path_length=0",
+    ]);
+    let int_pem = signed["certificate"].as_str().unwrap().to_owned();
+    assert!(
+        signed["expiration"].as_i64().unwrap() <= root["expiration"].as_i64().unwrap(),
+        "the intermediate does not outlive the root"
+    );
+    let int_file = file(dir, "int.pem", &int_pem);
+    let int_text = openssl(&["x509", "-in", &int_file, "-noout", "-text"]);
+    assert!(int_text.contains("CA:TRUE, pathlen:0"), "{int_text}");
+    assert!(openssl(&["verify", "-CAfile", &root_file, &int_file]).contains(": OK"));
+    // A certificate whose key this mount does not hold, or that is not a CA, is refused.
+    refused(
+        &[
+            "pki_int/intermediate/set-signed",
+            &format!("certificate={root_pem}"),
+        ],
+        "not one of this mount's keys",
+    );
+    let imported = write(&[
+        "pki_int/intermediate/set-signed",
+        &format!("certificate={int_pem}{root_pem}"),
+    ]);
+    assert_eq!(imported["imported_issuers"].as_array().unwrap().len(), 1);
+
+    // Roles: RSA 2048 leaves with the usages asked for.
+    ok(s.sigil(&[
+        "write",
+        "pki_int/roles/web",
+        "allowed_domains=example.com",
+        "allow_subdomains=true",
+        "key_type=rsa",
+        "key_usage=DigitalSignature,KeyEncipherment",
+        "ext_key_usage=CodeSigning",
+        "client_flag=false",
+        "max_ttl=72h",
+    ]));
+    let leaf = write(&["pki_int/issue/web", "common_name=www.example.com"]);
+    let chain: Vec<&str> = leaf["ca_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(chain.len(), 2, "intermediate, then root");
+    assert_eq!(chain[1].trim(), root_pem.trim());
+    let leaf_file = file(dir, "leaf.pem", leaf["certificate"].as_str().unwrap());
+    assert!(
+        openssl(&[
+            "verify",
+            "-CAfile",
+            &root_file,
+            "-untrusted",
+            &int_file,
+            &leaf_file
+        ])
+        .contains(": OK")
+    );
+    let text = openssl(&["x509", "-in", &leaf_file, "-noout", "-text"]);
+    for wanted in [
+        "(2048 bit)",
+        "Digital Signature, Key Encipherment",
+        "Code Signing",
+        "TLS Web Server Authentication",
+    ] {
+        assert!(text.contains(wanted), "{wanted} not in:\n{text}");
+    }
+    assert!(!text.contains("TLS Web Client Authentication"), "{text}");
+    for (field, why) in [
+        ("key_usage=CertSign", "not one Sigil issues"),
+        ("ext_key_usage=Bogus", "not known"),
+        ("key_bits=1024", "key_type/key_bits"),
+    ] {
+        refused(&["pki_int/roles/bad", "key_type=rsa", field], why);
+    }
+
+    // A CSR's RSA key must be at least the role's size.
+    ok(s.sigil(&[
+        "write",
+        "pki_int/roles/big",
+        "allowed_domains=example.com",
+        "allow_subdomains=true",
+        "key_type=rsa",
+        "key_bits=3072",
+    ]));
+    let rsa_csr = |bits: &str| {
+        let out = dir.join(format!("rsa{bits}.csr"));
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            &format!("rsa:{bits}"),
+            "-nodes",
+            "-keyout",
+            dir.join(format!("rsa{bits}.key")).to_str().unwrap(),
+            "-subj",
+            "/CN=rsa.example.com",
+            "-out",
+            out.to_str().unwrap(),
+        ]);
+        std::fs::read_to_string(out).unwrap()
+    };
+    refused(
+        &["pki_int/sign/big", &format!("csr={}", rsa_csr("2048"))],
+        "key is not what the role allows",
+    );
+    let big = write(&["pki_int/sign/big", &format!("csr={}", rsa_csr("4096"))]);
+    let big_file = file(dir, "big.pem", big["certificate"].as_str().unwrap());
+    assert!(openssl(&["x509", "-in", &big_file, "-noout", "-text"]).contains("(4096 bit)"));
+
+    // Several issuers: a second root leaves the default alone until config/issuers names it.
+    let second = write(&[
+        "pki/root/generate/internal",
+        "common_name=Second Root",
+        "issuer_name=second",
+    ]);
+    refused(
+        &[
+            "pki/root/generate/internal",
+            "common_name=x",
+            "issuer_name=second",
+        ],
+        "named \"second\" already",
+    );
+    refused(
+        &[
+            "pki/root/generate/internal",
+            "common_name=x",
+            "issuer_name=default",
+        ],
+        "pick another name",
+    );
+    refused(
+        &["pki/root/generate/exported", "common_name=x"],
+        "never leaves",
+    );
+    let listed = ok(s.sigil(&["list", "pki/issuers"]));
+    assert!(
+        listed.contains(second["issuer_id"].as_str().unwrap()),
+        "{listed}"
+    );
+    ok(s.sigil(&["write", "pki/roles/any", "allow_any_name=true"]));
+    let from_second = write(&["pki/issuer/second/issue/any", "common_name=two.example.com"]);
+    assert_eq!(
+        from_second["issuing_ca"].as_str().unwrap().trim(),
+        second["certificate"].as_str().unwrap().trim()
+    );
+
+    // The raw endpoints answer anyone: DER and PEM certificates and CRLs.
+    let anon = Raw::new(&s, &s.admin_key()).await;
+    let get = |path: &str| {
+        let req = anon.unsigned("GET", path);
+        let anon = &anon;
+        async move { anon.send(&req).await }
+    };
+    let der = get("/v1/pki_int/ca").await;
+    assert_eq!(der.status, 200);
+    assert_eq!(der.header("content-type"), Some("application/pkix-cert"));
+    let der_file = dir.join("int.der");
+    std::fs::write(&der_file, &der.body).unwrap();
+    let from_der = openssl(&["x509", "-inform", "DER", "-in", der_file.to_str().unwrap()]);
+    assert_eq!(from_der.trim(), int_pem.trim());
+    let pem = get("/v1/pki_int/ca/pem").await;
+    assert_eq!(String::from_utf8(pem.body).unwrap().trim(), int_pem.trim());
+    let chain_pem = String::from_utf8(get("/v1/pki_int/ca_chain").await.body).unwrap();
+    assert!(chain_pem.contains(int_pem.trim()) && chain_pem.contains(root_pem.trim()));
+    ok(s.sigil(&[
+        "write",
+        "pki_int/revoke",
+        &format!("serial_number={}", leaf["serial_number"].as_str().unwrap()),
+    ]));
+    let crl = get("/v1/pki_int/crl").await;
+    assert_eq!(crl.header("content-type"), Some("application/pkix-crl"));
+    let crl_file = dir.join("int.crl");
+    std::fs::write(&crl_file, &crl.body).unwrap();
+    let crl_text = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        crl_file.to_str().unwrap(),
+        "-noout",
+        "-text",
+        "-CAfile",
+        &file(dir, "int-chain.pem", &format!("{int_pem}{root_pem}")),
+    ]);
+    let serial = leaf["serial_number"]
+        .as_str()
+        .unwrap()
+        .replace(':', "")
+        .to_uppercase();
+    assert!(crl_text.contains(&serial), "{serial} not in:\n{crl_text}");
+    let named = get(&format!(
+        "/v1/pki/issuer/{}/crl/pem",
+        second["issuer_id"].as_str().unwrap()
+    ))
+    .await;
+    assert!(
+        String::from_utf8(named.body)
+            .unwrap()
+            .contains("BEGIN X509 CRL")
+    );
+    assert_eq!(get("/v1/pki/issuer/nope/pem").await.status, 400);
+
+    // The default issuer moves; the raw CA follows.
+    ok(s.sigil(&["write", "pki/config/issuers", "default=second"]));
+    let now_default = String::from_utf8(get("/v1/pki/ca/pem").await.body).unwrap();
+    assert_eq!(
+        now_default.trim(),
+        second["certificate"].as_str().unwrap().trim()
+    );
+    ok(s.sigil(&["delete", "pki/issuer/second"]));
+    assert_eq!(
+        get("/v1/pki/ca/pem").await.status,
+        400,
+        "no default issuer now"
     );
 }

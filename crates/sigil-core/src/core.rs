@@ -218,7 +218,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &["POST", "PUT"],
         "KV v2: permanently remove the listed versions' data",
     ),
-    endpoint("{mount}/keys", &["LIST"], "Transit: list keys"),
+    endpoint(
+        "{mount}/keys",
+        &["LIST"],
+        "Transit: list keys; PKI: list CA keys (key_info: name, type, bits; never the key)",
+    ),
     endpoint(
         "{mount}/keys/{name}",
         &["GET", "POST", "PUT", "DELETE"],
@@ -288,13 +292,63 @@ pub const ENDPOINTS: &[Endpoint] = &[
     endpoint(
         "{mount}/root/generate/internal",
         &["POST", "PUT"],
-        "PKI: generate the root CA (common_name, ttl, key_type ec|rsa|ed25519); its key never leaves",
+        "PKI: generate a root CA issuer (common_name, ttl, key_type ec|rsa|ed25519, key_bits, issuer_name, max_path_length); its key never leaves",
+    ),
+    endpoint(
+        "{mount}/root/sign-intermediate",
+        &["POST", "PUT"],
+        "PKI: sign an intermediate CA's CSR with the default issuer (or issuer_ref)",
+    ),
+    endpoint(
+        "{mount}/intermediate/generate/internal",
+        &["POST", "PUT"],
+        "PKI: a new CA key kept here and a CSR for it",
+    ),
+    endpoint(
+        "{mount}/intermediate/set-signed",
+        &["POST", "PUT"],
+        "PKI: import the signed CA certificate (and chain) for a key of this mount as an issuer",
+    ),
+    endpoint(
+        "{mount}/issuers",
+        &["LIST"],
+        "PKI: issuer ids with key_info (name, key)",
+    ),
+    endpoint(
+        "{mount}/issuer/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "PKI: read an issuer (id, name or default), rename it (issuer_name) or delete it",
+    ),
+    endpoint(
+        "{mount}/issuer/{name}/sign-intermediate",
+        &["POST", "PUT"],
+        "PKI: sign an intermediate CA's CSR with this issuer",
+    ),
+    endpoint(
+        "{mount}/issuer/{name}/issue/{role}",
+        &["POST", "PUT"],
+        "PKI: issue under a role from this issuer",
+    ),
+    endpoint(
+        "{mount}/issuer/{name}/sign/{role}",
+        &["POST", "PUT"],
+        "PKI: sign a CSR under a role with this issuer",
+    ),
+    endpoint(
+        "{mount}/issuer/{name}/crl",
+        &["GET"],
+        "PKI: an issuer's CRL (PEM, JSON)",
+    ),
+    endpoint(
+        "{mount}/config/issuers",
+        &["GET", "POST", "PUT"],
+        "PKI: the default issuer",
     ),
     endpoint("{mount}/roles", &["LIST"], "PKI: list roles"),
     endpoint(
         "{mount}/roles/{name}",
         &["GET", "POST", "PUT", "DELETE"],
-        "PKI: a role (allowed_domains, allow_subdomains, allow_bare_domains, allow_ip_sans, allowed_uri_sans, key_type, ttl, max_ttl, no_store)",
+        "PKI: a role (issuer_ref, allowed_domains, allow_subdomains, allow_bare_domains, allow_ip_sans, allowed_uri_sans, key_type, key_bits, key_usage, ext_key_usage, ttl, max_ttl, no_store)",
     ),
     endpoint(
         "{mount}/issue/{name}",
@@ -304,15 +358,33 @@ pub const ENDPOINTS: &[Endpoint] = &[
     endpoint(
         "{mount}/revoke",
         &["POST", "PUT"],
-        "PKI: revoke by serial_number; rebuilds the CRL",
+        "PKI: revoke by serial_number; rebuilds the issuer's CRL",
     ),
     endpoint(
         "{mount}/tidy",
         &["POST", "PUT"],
-        "PKI: remove expired stored and revoked certificates past safety_buffer; new CRL",
+        "PKI: remove expired stored and revoked certificates past safety_buffer; new CRLs",
     ),
-    endpoint("{mount}/cert/ca", &["GET"], "PKI: the CA certificate (PEM)"),
-    endpoint("{mount}/cert/crl", &["GET"], "PKI: the current CRL (PEM)"),
+    endpoint(
+        "{mount}/cert/ca",
+        &["GET"],
+        "PKI: the default issuer's certificate (PEM, JSON)",
+    ),
+    endpoint(
+        "{mount}/cert/ca_chain",
+        &["GET"],
+        "PKI: the default issuer's certificate and chain (PEM, JSON)",
+    ),
+    endpoint(
+        "{mount}/cert/crl",
+        &["GET"],
+        "PKI: the default issuer's CRL (PEM, JSON)",
+    ),
+    endpoint(
+        "{mount}/crl/rotate",
+        &["GET"],
+        "PKI: sign every issuer's CRL anew",
+    ),
     endpoint(
         "{mount}/cert/{name}",
         &["GET"],
@@ -482,6 +554,25 @@ impl Core {
             },
             fixed => fixed,
         }
+    }
+
+    /// Whether `path` (normalized) is one of Vault's unauthenticated PKI reads (CA certificates
+    /// and CRLs, raw DER or PEM). Touches no storage.
+    pub fn is_public_read(&self, path: &str) -> bool {
+        matches!(self.route(path), Route::Mount(mount, rest)
+            if matches!(mount.engine, crate::mounts::Engine::Pki(_)) && crate::pki::PkiEngine::is_public(rest))
+    }
+
+    /// The answer to an unauthenticated PKI read ([`Core::is_public_read`]).
+    pub fn public_read(&self, path: &str) -> Result<crate::PublicBody, CoreError> {
+        match self.route(path) {
+            Route::Mount(mount, rest) => match &mount.engine {
+                crate::mounts::Engine::Pki(pki) => pki.public(rest),
+                _ => None,
+            },
+            _ => None,
+        }
+        .unwrap_or_else(|| Err(CoreError::NotFound(String::new())))
     }
 
     /// The documented endpoint (template) a normalized path belongs to, if the core routes it.
@@ -799,6 +890,10 @@ mod tests {
 
     const PKI_TEMPLATES: &[&str] = &[
         "{mount}/root/",
+        "{mount}/intermediate/",
+        "{mount}/issuer",
+        "{mount}/config/issuers",
+        "{mount}/crl/",
         "{mount}/roles",
         "{mount}/issue/",
         "{mount}/revoke",
@@ -830,6 +925,7 @@ mod tests {
                 .replace("{kind}", "plaintext")
                 .replace("{mount}", mount)
                 .replace("{name}", "x")
+                .replace("{role}", "r")
                 .replace("{path}", "a/b");
             assert_eq!(core.endpoint_for(&sample), Some(e.path), "{sample}");
         }

@@ -176,21 +176,42 @@ impl Engine {
                     _ => "{mount}/random",
                 }
             }
-            Engine::Pki(_) => match first {
-                "root" => "{mount}/root/generate/internal",
-                "roles" if rest.trim_end_matches('/') == "roles" => "{mount}/roles",
-                "roles" => "{mount}/roles/{name}",
-                "issue" => "{mount}/issue/{name}",
-                "sign" => "{mount}/sign/{name}",
-                "revoke" => "{mount}/revoke",
-                "tidy" => "{mount}/tidy",
-                "certs" => "{mount}/certs",
-                "crl" => "{mount}/cert/crl",
-                "ca" => "{mount}/cert/ca",
-                _ if rest == "cert/ca" => "{mount}/cert/ca",
-                _ if rest == "cert/crl" => "{mount}/cert/crl",
-                _ => "{mount}/cert/{name}",
-            },
+            Engine::Pki(_) => {
+                let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+                match parts.as_slice() {
+                    ["root", "sign-intermediate"] => "{mount}/root/sign-intermediate",
+                    ["root", ..] => "{mount}/root/generate/internal",
+                    ["intermediate", "set-signed"] => "{mount}/intermediate/set-signed",
+                    ["intermediate", ..] => "{mount}/intermediate/generate/internal",
+                    ["issuers"] => "{mount}/issuers",
+                    ["issuer", _, "sign-intermediate"] => "{mount}/issuer/{name}/sign-intermediate",
+                    ["issuer", _, "issue", ..] => "{mount}/issuer/{name}/issue/{role}",
+                    ["issuer", _, "sign", ..] => "{mount}/issuer/{name}/sign/{role}",
+                    ["issuer", _, "pem" | "der"] => "{mount}/issuer/{name}/pem",
+                    ["issuer", _, "crl", _] => "{mount}/issuer/{name}/crl/pem",
+                    ["issuer", _, "crl"] => "{mount}/issuer/{name}/crl",
+                    ["issuer", ..] => "{mount}/issuer/{name}",
+                    ["config", ..] => "{mount}/config/issuers",
+                    ["keys", ..] => "{mount}/keys",
+                    ["roles"] => "{mount}/roles",
+                    ["roles", ..] => "{mount}/roles/{name}",
+                    ["issue", ..] => "{mount}/issue/{name}",
+                    ["sign", ..] => "{mount}/sign/{name}",
+                    ["revoke", ..] => "{mount}/revoke",
+                    ["tidy", ..] => "{mount}/tidy",
+                    ["certs", ..] => "{mount}/certs",
+                    ["ca"] | ["cert", "ca", "raw"] => "{mount}/ca",
+                    ["ca", ..] | ["cert", "ca", "raw", ..] => "{mount}/ca/pem",
+                    ["ca_chain", ..] => "{mount}/ca_chain",
+                    ["crl", "rotate"] => "{mount}/crl/rotate",
+                    ["crl"] | ["cert", "crl", "raw"] => "{mount}/crl",
+                    ["crl", ..] | ["cert", "crl", "raw", ..] => "{mount}/crl/pem",
+                    ["cert", "ca"] => "{mount}/cert/ca",
+                    ["cert", "ca_chain"] => "{mount}/cert/ca_chain",
+                    ["cert", "crl"] => "{mount}/cert/crl",
+                    _ => "{mount}/cert/{name}",
+                }
+            }
         }
     }
 }

@@ -206,6 +206,27 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
             }
             _ => {}
         }
+        if let Some(core) = node.core()
+            && let Ok(path) = sigil_core::normalize_path(raw_path)
+            && core.is_public_read(&path)
+        {
+            // A CA certificate or CRL: public, served raw to anyone (relying parties fetch
+            // them), under the unauthenticated per-address limit.
+            limits
+                .unauthenticated
+                .take(&addr)
+                .map_err(ApiError::rate_limited)?;
+            return blocking(move || {
+                let raw = core.public_read(&path).map_err(ApiError::from)?;
+                let mut resp = (StatusCode::OK, raw.body).into_response();
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(raw.content_type),
+                );
+                Ok(resp)
+            })
+            .await;
+        }
     }
 
     let body = read_body(&parts, body).await?;

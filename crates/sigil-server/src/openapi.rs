@@ -13,6 +13,8 @@ pub(crate) enum Auth {
     Signed,
     /// An RFC 9421 signature; bodies HPKE-sealed.
     Sealed,
+    /// Anyone; a raw certificate or CRL (DER or PEM), as Vault's PKI serves them.
+    Raw,
 }
 
 /// An endpoint the server handles itself.
@@ -103,6 +105,48 @@ pub(crate) const SERVER_ENDPOINTS: &[ServerEndpoint] = &[
         "Seal the server (sudo)",
     ),
     ep("sys/metrics", &["GET"], Auth::Sealed, "Prometheus metrics"),
+    ep(
+        "{mount}/ca",
+        &["GET"],
+        Auth::Raw,
+        "PKI: the default issuer's certificate, DER (also cert/ca/raw)",
+    ),
+    ep(
+        "{mount}/ca/pem",
+        &["GET"],
+        Auth::Raw,
+        "PKI: the default issuer's certificate, PEM (also cert/ca/raw/pem)",
+    ),
+    ep(
+        "{mount}/ca_chain",
+        &["GET"],
+        Auth::Raw,
+        "PKI: the default issuer's chain, PEM",
+    ),
+    ep(
+        "{mount}/crl",
+        &["GET"],
+        Auth::Raw,
+        "PKI: the default issuer's CRL, DER (also cert/crl/raw)",
+    ),
+    ep(
+        "{mount}/crl/pem",
+        &["GET"],
+        Auth::Raw,
+        "PKI: the default issuer's CRL, PEM (also cert/crl/raw/pem)",
+    ),
+    ep(
+        "{mount}/issuer/{name}/pem",
+        &["GET"],
+        Auth::Raw,
+        "PKI: an issuer's certificate, PEM (issuer/{name}/der: DER)",
+    ),
+    ep(
+        "{mount}/issuer/{name}/crl/pem",
+        &["GET"],
+        Auth::Raw,
+        "PKI: an issuer's CRL, PEM (issuer/{name}/crl/der: DER)",
+    ),
 ];
 
 fn operation(summary: &str, method: &str, auth: Auth) -> Value {
@@ -110,6 +154,18 @@ fn operation(summary: &str, method: &str, auth: Auth) -> Value {
     op.insert("summary".into(), summary.into());
     let mut responses = Map::new();
     match auth {
+        Auth::Raw => {
+            let binary = json!({ "schema": { "type": "string", "format": "binary" } });
+            responses.insert(
+                "200".into(),
+                json!({ "description": "DER or PEM", "content": {
+                    "application/pkix-cert": binary,
+                    "application/pem-certificate-chain": binary,
+                    "application/pkix-crl": binary,
+                    "application/x-pem-file": binary,
+                } }),
+            );
+        }
         Auth::None => {
             responses.insert(
                 "200".into(),
@@ -173,6 +229,7 @@ fn add(paths: &mut Map<String, Value>, path: &str, methods: &[&str], auth: Auth,
         ("mount", "mount"),
         ("kind", "kind"),
         ("name", "segment"),
+        ("role", "segment"),
         ("path", "path"),
     ] {
         if path.contains(&format!("{{{name}}}")) {

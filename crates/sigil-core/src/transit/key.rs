@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::CoreError;
+use crate::encoding::pem;
 
 /// A key's type, named as Vault names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,34 +80,11 @@ fn rng_failed() -> CoreError {
 /// ones) and an independent HMAC key, as Vault keeps one per version.
 #[derive(Clone, Serialize, Deserialize)]
 pub(super) struct KeyVersion {
-    #[serde(with = "b64_zeroizing")]
+    #[serde(with = "crate::encoding::b64_zeroizing")]
     pub(super) material: Zeroizing<Vec<u8>>,
-    #[serde(with = "b64_zeroizing")]
+    #[serde(with = "crate::encoding::b64_zeroizing")]
     pub(super) hmac_key: Zeroizing<Vec<u8>>,
     pub(super) creation_time: String,
-}
-
-mod b64_zeroizing {
-    use base64::Engine as _;
-    use serde::{Deserialize as _, Deserializer, Serializer};
-    use zeroize::Zeroizing;
-
-    pub(super) fn serialize<S: Serializer>(
-        v: &Zeroizing<Vec<u8>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&Zeroizing::new(super::B64.encode(v.as_slice())))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Zeroizing<Vec<u8>>, D::Error> {
-        let text = Zeroizing::new(String::deserialize(d)?);
-        super::B64
-            .decode(text.as_bytes())
-            .map(Zeroizing::new)
-            .map_err(serde::de::Error::custom)
-    }
 }
 
 impl KeyVersion {
@@ -174,17 +152,6 @@ impl KeyVersion {
         };
         Some(pem("PUBLIC KEY", &spki).to_string())
     }
-}
-
-fn pem(label: &str, der: &[u8]) -> Zeroizing<String> {
-    let b64 = Zeroizing::new(B64.encode(der));
-    let mut out = Zeroizing::new(format!("-----BEGIN {label}-----\n"));
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 /// What `export/<kind>/…` hands out.

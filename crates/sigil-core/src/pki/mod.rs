@@ -1,0 +1,614 @@
+//! The `pki` engine: an internal CA at Vault's paths (rcgen, x509-parser).
+//!
+//! Issuers (`issuer.rs`): `root/generate/internal`, `intermediate/generate/internal` →
+//! `root/sign-intermediate` → `intermediate/set-signed`, several per mount with a default
+//! (`config/issuers`). Roles (`role.rs`) say which names, keys and usages a certificate may
+//! have. `issue/<role>` makes the key on the server and returns it in the sealed response;
+//! `sign/<role>` certifies a CSR's key. Revocation and CRLs are in `crl.rs`. CA certificates
+//! and CRLs are also served raw and unauthenticated ([`PkiEngine::public`]), as Vault does, so
+//! relying parties can fetch them.
+
+mod crl;
+mod fields;
+mod issuer;
+mod role;
+
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rcgen::{
+    CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType, KeyIdMethod,
+    SanType, SerialNumber,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::FromDer as _;
+use zeroize::Zeroizing;
+
+use crate::barrier::{View, ViewBatch};
+use crate::path::check_name;
+use crate::request::{children, list_response};
+use crate::{CoreError, Operation, Request, Response};
+use fields::{bad, list_of, only, text, ttl};
+use issuer::StoredIssuer;
+use role::{KeySpec, Role, valid_hostname};
+
+/// Default certificate TTL and maximum without a role `max_ttl` (Vault's system default, 32
+/// days).
+const DEFAULT_TTL: u64 = 32 * 24 * 3600;
+const DEFAULT_MAX_TTL: u64 = 32 * 24 * 3600;
+
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredCert {
+    certificate: String,
+    not_after: i64,
+    #[serde(default)]
+    revocation_time: i64,
+    /// The issuer that signed it (its CRL lists it once revoked).
+    #[serde(default)]
+    issuer_id: String,
+}
+
+/// A CA certificate or CRL served without authentication (Vault's raw `ca`, `crl`,
+/// `issuer/<ref>/pem` … endpoints): public data relying parties fetch.
+#[derive(Debug)]
+pub struct PublicBody {
+    /// `application/pkix-cert`, `application/pkix-crl` or a PEM type.
+    pub content_type: &'static str,
+    /// The DER or PEM bytes.
+    pub body: Vec<u8>,
+}
+
+const PEM_CHAIN: &str = "application/pem-certificate-chain";
+
+/// What an unauthenticated raw endpoint serves.
+enum Public {
+    Der,
+    Pem,
+    Chain,
+    CrlDer,
+    CrlPem,
+}
+
+/// The issuer reference and what to serve, for Vault's raw CA and CRL paths.
+fn public_target(rest: &str) -> Option<(&str, Public)> {
+    let parts: Vec<&str> = rest.split('/').collect();
+    Some(match parts.as_slice() {
+        ["ca"] | ["cert", "ca", "raw"] => ("default", Public::Der),
+        ["ca", "pem"] | ["cert", "ca", "raw", "pem"] => ("default", Public::Pem),
+        ["ca_chain"] => ("default", Public::Chain),
+        ["crl"] | ["cert", "crl", "raw"] => ("default", Public::CrlDer),
+        ["crl", "pem"] | ["cert", "crl", "raw", "pem"] => ("default", Public::CrlPem),
+        ["issuer", r, "der"] => (*r, Public::Der),
+        ["issuer", r, "pem"] => (*r, Public::Pem),
+        ["issuer", r, "crl", "der"] => (*r, Public::CrlDer),
+        ["issuer", r, "crl", "pem"] => (*r, Public::CrlPem),
+        _ => return None,
+    })
+}
+
+/// The names a certificate is asked for.
+struct Names {
+    cn: String,
+    dns: Vec<String>,
+    ips: Vec<String>,
+    uris: Vec<String>,
+}
+
+/// A distinguished-name value as text.
+fn dn_text(v: &rcgen::DnValue) -> String {
+    match v {
+        rcgen::DnValue::Utf8String(s) => s.clone(),
+        rcgen::DnValue::PrintableString(s) => s.as_str().to_owned(),
+        rcgen::DnValue::Ia5String(s) => s.as_str().to_owned(),
+        // Other string types are not used for host names: ask for common_name instead.
+        _ => String::new(),
+    }
+}
+
+fn serial_hex(serial: &[u8]) -> String {
+    serial
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn parse_serial(text: &str) -> Result<Vec<u8>, CoreError> {
+    let hex: String = text.chars().filter(|c| *c != ':' && *c != '-').collect();
+    if hex.is_empty()
+        || !hex.len().is_multiple_of(2)
+        || hex.len() > 40
+        || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(bad("serial_number must be hex, e.g. 1a:2b:…"));
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad("serial_number must be hex"))
+        })
+        .collect()
+}
+
+/// A random positive 128-bit serial (RFC 5280: at most 20 octets, positive).
+fn new_serial() -> Result<Vec<u8>, CoreError> {
+    let mut b =
+        sigil_crypto::random::bytes::<16>().map_err(|_| bad("random number generator failed"))?;
+    b[0] &= 0x7f;
+    b[0] |= 0x01;
+    Ok(b.to_vec())
+}
+
+/// The DER inside a PEM text.
+fn pem_contents(text: &str) -> Result<Vec<u8>, CoreError> {
+    x509_parser::pem::parse_x509_pem(text.as_bytes())
+        .map(|(_, p)| p.contents)
+        .map_err(|_| CoreError::Integrity)
+}
+
+/// A CSR, its signature checked, and the type and size of its key.
+struct Csr {
+    params: CertificateSigningRequestParams,
+    key: Option<KeySpec>,
+}
+
+fn parse_csr(text: &str) -> Result<Csr, CoreError> {
+    let invalid = || {
+        bad(
+            "csr is not a valid, correctly signed PEM certificate request (or has an extension Sigil does not read)",
+        )
+    };
+    let (_, block) = x509_parser::pem::parse_x509_pem(text.as_bytes()).map_err(|_| invalid())?;
+    if block.label != "CERTIFICATE REQUEST" && block.label != "NEW CERTIFICATE REQUEST" {
+        return Err(invalid());
+    }
+    let params = CertificateSigningRequestParams::from_der(&block.contents.as_slice().into())
+        .map_err(|_| invalid())?;
+    let (_, parsed) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+            .map_err(|_| invalid())?;
+    let key = KeySpec::of(&parsed.certification_request_info.subject_pki);
+    Ok(Csr { params, key })
+}
+
+pub(crate) struct PkiEngine {
+    view: View,
+    writes: Mutex<()>,
+}
+
+impl std::fmt::Debug for PkiEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PkiEngine").finish_non_exhaustive()
+    }
+}
+
+impl PkiEngine {
+    pub(crate) fn new(view: View) -> Self {
+        PkiEngine {
+            view,
+            writes: Mutex::new(()),
+        }
+    }
+
+    /// Serializes the engine's read-modify-write sequences.
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.writes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, CoreError> {
+        match self.view.get(key)? {
+            Some(e) => Ok(Some(
+                serde_json::from_slice(&e.plain).map_err(|_| CoreError::Integrity)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn put(&self, batch: &mut ViewBatch, key: &str, value: &impl Serialize) {
+        batch.put(key, serde_json::to_vec(value).expect("serializes"));
+    }
+
+    /// A serial no stored certificate has (call with the write lock held).
+    fn unused_serial(&self) -> Result<Vec<u8>, CoreError> {
+        loop {
+            let serial = new_serial()?;
+            if self
+                .view
+                .get(&format!("certs/{}", serial_hex(&serial)))?
+                .is_none()
+            {
+                return Ok(serial);
+            }
+        }
+    }
+
+    pub(crate) fn exists(&self, rest: &str) -> Result<bool, CoreError> {
+        Ok(match rest.strip_prefix("roles/") {
+            Some(name) => self.view.get(&format!("roles/{name}"))?.is_some(),
+            None => true,
+        })
+    }
+
+    /// Whether `rest` is one of the unauthenticated raw endpoints (no storage access).
+    pub(crate) fn is_public(rest: &str) -> bool {
+        public_target(rest).is_some()
+    }
+
+    /// The answer of an unauthenticated raw endpoint (`None` when `rest` is not one).
+    pub(crate) fn public(&self, rest: &str) -> Option<Result<PublicBody, CoreError>> {
+        let (reference, what) = public_target(rest)?;
+        Some((|| {
+            let issuer = self.resolve_issuer(reference)?;
+            let (content_type, body) = match what {
+                Public::Der => ("application/pkix-cert", pem_contents(&issuer.certificate)?),
+                Public::Pem => (PEM_CHAIN, issuer.certificate.into_bytes()),
+                Public::Chain => (PEM_CHAIN, issuer.ca_chain.concat().into_bytes()),
+                Public::CrlDer => (
+                    "application/pkix-crl",
+                    pem_contents(&self.crl(&issuer)?.pem)?,
+                ),
+                Public::CrlPem => (
+                    "application/x-pem-file",
+                    self.crl(&issuer)?.pem.into_bytes(),
+                ),
+            };
+            Ok(PublicBody { content_type, body })
+        })())
+    }
+
+    pub(crate) fn handle(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
+        let write = matches!(req.operation, Operation::Create | Operation::Update);
+        let body = match &req.data {
+            None => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => return Err(bad("the request body must be a JSON object")),
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        let op = req.operation;
+        let resp = match (parts.as_slice(), op) {
+            (
+                [
+                    "root" | "intermediate",
+                    "generate",
+                    "exported" | "kms" | "existing",
+                ],
+                _,
+            ) => Err(bad(
+                "only internal generation is supported: a CA key never leaves Sigil",
+            )),
+            (["root", "generate", "internal"], _) if write => self.generate_root(&body),
+            (["root", "sign-intermediate"], _) if write => {
+                let reference = text(&body, "issuer_ref", "default")?.to_owned();
+                let mut body = body;
+                body.remove("issuer_ref");
+                self.sign_intermediate(&reference, &body)
+            }
+            (["issuer", r, "sign-intermediate"], _) if write => self.sign_intermediate(r, &body),
+            (["intermediate", "generate", "internal"], _) if write => {
+                self.generate_intermediate(&body)
+            }
+            (["intermediate", "set-signed"], _) if write => self.set_signed(&body),
+            (["issuers"] | ["issuers", ""], Operation::List) => self.list_issuers(),
+            (["issuer", r] | ["issuer", r, "json"], Operation::Read) => self.read_issuer(r),
+            (["issuer", r], _) if write => self.update_issuer(r, &body),
+            (["issuer", r], Operation::Delete) => self.delete_issuer(r),
+            (["issuer", r, "crl"], Operation::Read) => {
+                let issuer = self.resolve_issuer(r)?;
+                Ok(Response::data(json!({ "crl": self.crl(&issuer)?.pem })))
+            }
+            (["config", "issuers"], Operation::Read) => self.read_config(),
+            (["config", "issuers"], _) if write => self.write_config(&body),
+            (["keys"] | ["keys", ""], Operation::List) => self.list_keys(),
+            (["cert", "ca"], Operation::Read) => {
+                let issuer = self.resolve_issuer("default")?;
+                Ok(Response::data(json!({ "certificate": issuer.certificate })))
+            }
+            (["cert", "ca_chain"], Operation::Read) => {
+                let issuer = self.resolve_issuer("default")?;
+                Ok(Response::data(
+                    json!({ "certificate": issuer.certificate, "ca_chain": issuer.ca_chain }),
+                ))
+            }
+            (["cert", "crl"], Operation::Read) => {
+                let issuer = self.resolve_issuer("default")?;
+                Ok(Response::data(
+                    json!({ "certificate": self.crl(&issuer)?.pem }),
+                ))
+            }
+            (["crl", "rotate"], Operation::Read) => self.rotate_crls(),
+            (["cert", serial], Operation::Read) => {
+                let key = format!("certs/{}", serial_hex(&parse_serial(serial)?));
+                let cert: StoredCert = self
+                    .get(&key)?
+                    .ok_or_else(|| CoreError::NotFound(String::new()))?;
+                Ok(Response::data(json!({
+                    "certificate": cert.certificate,
+                    "revocation_time": cert.revocation_time,
+                    "issuer_id": cert.issuer_id,
+                })))
+            }
+            (["certs"] | ["certs", ""], Operation::List) => {
+                let keys = self.view.list("certs/")?;
+                list_response(children("certs/".len(), keys))
+            }
+            (["roles"] | ["roles", ""], Operation::List) => {
+                list_response(children("roles/".len(), self.view.list("roles/")?))
+            }
+            (["roles", name], Operation::Read) => {
+                let role: Role = self
+                    .get(&format!("roles/{name}"))?
+                    .ok_or_else(|| CoreError::NotFound(String::new()))?;
+                Ok(Response::data(
+                    serde_json::to_value(role).expect("serializes"),
+                ))
+            }
+            (["roles", name], _) if write => {
+                check_name("role", name)?;
+                let role = Role::from_body(&body)?;
+                let mut batch = ViewBatch::default();
+                self.put(&mut batch, &format!("roles/{name}"), &role);
+                self.view.apply(batch)?;
+                Ok(Response::no_content())
+            }
+            (["roles", name], Operation::Delete) => {
+                let mut batch = ViewBatch::default();
+                batch.delete(&format!("roles/{name}"));
+                self.view.apply(batch)?;
+                Ok(Response::no_content())
+            }
+            (["issue", role], _) if write => self.issue(None, role, &body),
+            (["issuer", r, "issue", role], _) if write => self.issue(Some(r), role, &body),
+            (["sign", role], _) if write => self.sign_csr(None, role, &body),
+            (["issuer", r, "sign", role], _) if write => self.sign_csr(Some(r), role, &body),
+            (["revoke"], _) if write => self.revoke(&body),
+            (["tidy"], _) if write => self.tidy(&body),
+            (
+                [
+                    "root" | "intermediate" | "issuer" | "issuers" | "config" | "keys" | "cert"
+                    | "crl" | "certs" | "roles" | "issue" | "sign" | "revoke" | "tidy" | "ca"
+                    | "ca_chain",
+                    ..,
+                ],
+                _,
+            ) => Err(CoreError::UnsupportedOperation),
+            _ => Err(CoreError::NotFound(format!(
+                "no handler for route \"{}\" (see docs/pki.md)",
+                req.path
+            ))),
+        };
+        resp.map(|r| r.with_mount_type("pki"))
+    }
+
+    fn role(&self, name: &str) -> Result<Role, CoreError> {
+        self.get(&format!("roles/{name}"))?
+            .ok_or_else(|| bad(format!("unknown role {name:?}")))
+    }
+
+    /// `issue/<role>`: a new key pair made here, certified for the names asked.
+    fn issue(
+        &self,
+        issuer_ref: Option<&str>,
+        role_name: &str,
+        body: &Map<String, Value>,
+    ) -> Result<Response, CoreError> {
+        only(
+            body,
+            &["common_name", "alt_names", "ip_sans", "uri_sans", "ttl"],
+        )?;
+        let role = self.role(role_name)?;
+        let names = Names {
+            cn: match text(body, "common_name", "")? {
+                "" => return Err(bad("common_name is required")),
+                cn => cn.to_owned(),
+            },
+            dns: list_of(body.get("alt_names"))?,
+            ips: list_of(body.get("ip_sans"))?,
+            uris: list_of(body.get("uri_sans"))?,
+        };
+        let key = role.key_spec()?.generate()?;
+        let issuer = self.resolve_issuer(issuer_ref.unwrap_or(&role.issuer_ref))?;
+        let mut out = self.certify(&issuer, role_name, &role, &names, ttl(body, "ttl")?, &key)?;
+        let private_key = Zeroizing::new(key.serialize_pem());
+        out["private_key"] = json!(private_key.as_str());
+        out["private_key_type"] = json!(role.key_type);
+        Ok(Response::data(out))
+    }
+
+    /// `sign/<role>`: certifies the public key of a CSR, for the CSR's names, under the role.
+    /// Only the names and the key are taken from the CSR; extensions (a CA flag, key usages)
+    /// come from the role.
+    fn sign_csr(
+        &self,
+        issuer_ref: Option<&str>,
+        role_name: &str,
+        body: &Map<String, Value>,
+    ) -> Result<Response, CoreError> {
+        only(body, &["csr", "common_name", "ttl"])?;
+        let role = self.role(role_name)?;
+        let csr = parse_csr(text(body, "csr", "")?)?;
+        role.key_spec()?.admits(csr.key)?;
+        let params = &csr.params.params;
+        let cn = params
+            .distinguished_name
+            .get(&DnType::CommonName)
+            .map(dn_text)
+            .filter(|s| !s.is_empty())
+            .or_else(|| {
+                body.get("common_name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| bad("the CSR has no common name (give common_name)"))?;
+        let mut names = Names {
+            cn,
+            dns: vec![],
+            ips: vec![],
+            uris: vec![],
+        };
+        for san in &params.subject_alt_names {
+            match san {
+                SanType::DnsName(d) => names.dns.push(d.as_str().to_owned()),
+                SanType::IpAddress(ip) => names.ips.push(ip.to_string()),
+                SanType::URI(u) => names.uris.push(u.as_str().to_owned()),
+                _ => {
+                    return Err(bad(
+                        "the CSR has a SAN type Sigil does not issue (email, other name)",
+                    ));
+                }
+            }
+        }
+        let issuer = self.resolve_issuer(issuer_ref.unwrap_or(&role.issuer_ref))?;
+        let out = self.certify(
+            &issuer,
+            role_name,
+            &role,
+            &names,
+            ttl(body, "ttl")?,
+            &csr.params.public_key,
+        )?;
+        Ok(Response::data(out))
+    }
+
+    /// Checks `names` against `role` and issues a certificate for `public_key` from `issuer`.
+    fn certify(
+        &self,
+        issuer: &StoredIssuer,
+        role_name: &str,
+        role: &Role,
+        names: &Names,
+        asked_ttl: u64,
+        public_key: &impl rcgen::PublicKeyData,
+    ) -> Result<Value, CoreError> {
+        let cn = names.cn.to_ascii_lowercase();
+        let mut dns = vec![cn.clone()];
+        dns.extend(
+            names
+                .dns
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .filter(|d| *d != cn),
+        );
+        for name in &dns {
+            if !valid_hostname(name) {
+                return Err(bad(format!(
+                    "{name:?} is not a host name Sigil certifies (letters, digits, hyphens; no wildcards)"
+                )));
+            }
+            if !role.allows_domain(name) {
+                return Err(bad(format!(
+                    "{name:?} is not an allowed domain for role {role_name:?}"
+                )));
+            }
+        }
+        if !names.ips.is_empty() && !role.allow_ip_sans {
+            return Err(bad(format!("role {role_name:?} does not allow IP SANs")));
+        }
+        for u in &names.uris {
+            if !role.allowed_uri_sans.iter().any(|p| role::glob(p, u)) {
+                return Err(bad(format!(
+                    "URI SAN {u:?} is not allowed by role {role_name:?}"
+                )));
+            }
+        }
+        let mut lifetime = match (asked_ttl, role.ttl) {
+            (0, 0) => DEFAULT_TTL,
+            (0, t) => t,
+            (a, _) => a,
+        };
+        // The role's max_ttl, or Vault's default maximum of 32 days.
+        lifetime = lifetime.min(match role.max_ttl {
+            0 => DEFAULT_MAX_TTL,
+            m => m,
+        });
+        let now = OffsetDateTime::now_utc();
+        // Never outlive the issuer.
+        let not_after = (now + Duration::seconds(lifetime as i64))
+            .min(OffsetDateTime::from_unix_timestamp(issuer.not_after).map_err(bad)?);
+        if not_after <= now {
+            return Err(bad("the issuer has expired: no certificate can be issued"));
+        }
+
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.cn.as_str());
+        let mut sans = Vec::new();
+        for d in &dns {
+            let name = d
+                .clone()
+                .try_into()
+                .map_err(|_| bad(format!("{d:?} is not a valid DNS name")))?;
+            sans.push(SanType::DnsName(name));
+        }
+        for ip in &names.ips {
+            sans.push(SanType::IpAddress(
+                ip.parse::<IpAddr>()
+                    .map_err(|_| bad(format!("{ip:?} is not an IP address")))?,
+            ));
+        }
+        for u in &names.uris {
+            sans.push(SanType::URI(
+                u.clone()
+                    .try_into()
+                    .map_err(|_| bad(format!("{u:?} is not a valid URI")))?,
+            ));
+        }
+        params.subject_alt_names = sans;
+        params.key_usages = role.key_usages();
+        params.extended_key_usages = role.ext_key_usages();
+        params.not_before = now - Duration::seconds(30);
+        params.not_after = not_after;
+        params.use_authority_key_identifier_extension = true;
+        params.key_identifier_method = KeyIdMethod::Sha256;
+
+        let signer = self.signer(issuer)?;
+        let _guard = self.lock();
+        let serial = self.unused_serial()?;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        let cert = params.signed_by(public_key, &signer).map_err(bad)?;
+        let pem = cert.pem();
+        let serial_text = serial_hex(&serial);
+        if !role.no_store {
+            let mut batch = ViewBatch::default();
+            self.put(
+                &mut batch,
+                &format!("certs/{serial_text}"),
+                &StoredCert {
+                    certificate: pem.clone(),
+                    not_after: not_after.unix_timestamp(),
+                    revocation_time: 0,
+                    issuer_id: issuer.issuer_id.clone(),
+                },
+            );
+            self.view.apply(batch)?;
+        }
+        Ok(json!({
+            "certificate": pem,
+            "issuing_ca": issuer.certificate,
+            "ca_chain": issuer.ca_chain,
+            "serial_number": serial_text,
+            "expiration": not_after.unix_timestamp(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials() {
+        assert_eq!(parse_serial("0a:ff").unwrap(), vec![0x0a, 0xff]);
+        assert_eq!(parse_serial("0a-ff").unwrap(), vec![0x0a, 0xff]);
+        assert!(parse_serial("zz").is_err());
+        assert!(parse_serial("abc").is_err());
+        assert!(parse_serial(&"00".repeat(21)).is_err());
+        let s = new_serial().unwrap();
+        assert_eq!(parse_serial(&serial_hex(&s)).unwrap(), s);
+        assert!(s[0] & 0x80 == 0 && s[0] != 0);
+    }
+}
