@@ -67,6 +67,9 @@ pub(crate) enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Print only this field of the answer's data.
+        #[arg(long)]
+        field: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -79,6 +82,9 @@ pub(crate) enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Print only this field of the answer's data.
+        #[arg(long)]
+        field: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },

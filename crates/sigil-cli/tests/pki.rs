@@ -355,15 +355,21 @@ async fn intermediates_issuers_usages_and_raw_endpoints() {
 
     // An intermediate: its key made on pki_int, its CSR signed by the root on pki, the signed
     // certificate (with the root after it) set back on pki_int.
-    let csr = write(&[
+    // As in Vault's tutorial: `-field` output into files, read back with `@FILE`.
+    let csr_pem = ok(s.sigil(&[
+        "write",
+        "-field=csr",
         "pki_int/intermediate/generate/internal",
         "common_name=Sigil Intermediate",
-    ]);
-    let csr_pem = csr["csr"].as_str().unwrap();
-    assert!(csr_pem.contains("BEGIN CERTIFICATE REQUEST"), "{csr}");
+    ]));
+    assert!(
+        csr_pem.starts_with("-----BEGIN CERTIFICATE REQUEST"),
+        "{csr_pem}"
+    );
+    let csr_file = file(dir, "int.csr", &csr_pem);
     let signed = write(&[
         "pki/root/sign-intermediate",
-        &format!("csr={csr_pem}"),
+        &format!("csr=@{csr_file}"),
         "ttl=43800h",
         "max_path_length=0",
     ]);

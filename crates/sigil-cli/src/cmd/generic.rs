@@ -10,9 +10,25 @@ use sigil_client::ClientError;
 use crate::args::{ClientArgs, Format};
 use crate::{config, output};
 
+/// Prints one field of an answer's `data` (as `vault read|write -field`): strings as they are.
+fn print_field(body: &Value, field: &str) -> anyhow::Result<()> {
+    let value = body
+        .get("data")
+        .and_then(|d| d.get(field))
+        .ok_or_else(|| anyhow::anyhow!("field {field:?} not present in the answer"))?;
+    let text = output::cell(value);
+    if text.ends_with('\n') {
+        print!("{text}");
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
+
 pub(crate) async fn read(
     path: &str,
     format: Format,
+    field: Option<&str>,
     client: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
     let c = config::client(client)?;
@@ -21,6 +37,10 @@ pub(crate) async fn read(
         Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(path)),
         Err(e) => return Err(e.into()),
     };
+    if let Some(f) = field {
+        print_field(&body, f)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     match format {
         Format::Json => output::json(&body),
         Format::Table => output::table(&output::rows(body.get("data"))),
@@ -33,6 +53,7 @@ pub(crate) async fn write(
     path: &str,
     pairs: &[String],
     format: Format,
+    field: Option<&str>,
     client: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
     let body: Value = if pairs == ["-"] {
@@ -46,6 +67,10 @@ pub(crate) async fn write(
     };
     let c = config::client(client)?;
     let resp = c.request("POST", path, Some(&body)).await?;
+    if let Some(f) = field {
+        print_field(&resp.body.unwrap_or_default(), f)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     match resp.body {
         Some(b) if format == Format::Json => output::json(&b),
         Some(b) if b.get("data").is_some_and(|d| !d.is_null()) => {

@@ -38,14 +38,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Read {
             path,
             format,
+            field,
             client,
-        } => generic::read(&path, format, &client).await,
+        } => generic::read(&path, format, field.as_deref(), &client).await,
         Command::Write {
             path,
             pairs,
             format,
+            field,
             client,
-        } => generic::write(&path, &pairs, format, &client).await,
+        } => generic::write(&path, &pairs, format, field.as_deref(), &client).await,
         Command::List { path, client } => generic::list(&path, &client).await,
         Command::Delete { path, client } => generic::delete(&path, &client).await,
     }
