@@ -439,6 +439,24 @@ async fn intermediates_issuers_usages_and_raw_endpoints() {
         assert!(text.contains(wanted), "{wanted} not in:\n{text}");
     }
     assert!(!text.contains("TLS Web Client Authentication"), "{text}");
+    // no_store: issued, but not kept, so neither listed nor revocable.
+    ok(s.sigil(&[
+        "write",
+        "pki_int/roles/ephemeral",
+        "allowed_domains=example.com",
+        "allow_subdomains=true",
+        "no_store=true",
+    ]));
+    let ephemeral = write(&["pki_int/issue/ephemeral", "common_name=tmp.example.com"]);
+    let ephemeral_serial = ephemeral["serial_number"].as_str().unwrap();
+    assert!(!ok(s.sigil(&["list", "pki_int/certs"])).contains(ephemeral_serial));
+    refused(
+        &[
+            "pki_int/revoke",
+            &format!("serial_number={ephemeral_serial}"),
+        ],
+        "no_store",
+    );
     for (field, why) in [
         ("key_usage=CertSign", "not one Sigil issues"),
         ("ext_key_usage=Bogus", "not known"),

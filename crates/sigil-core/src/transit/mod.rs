@@ -1093,6 +1093,32 @@ mod tests {
         let d = dec["batch_results"].as_array().unwrap();
         assert_eq!(d[0]["plaintext"], b64(b"a"));
         assert!(d[1]["error"].is_string());
+        // Sign and verify batches, item by item too.
+        t.post("transit/keys/batch-signer", json!({ "type": "ecdsa-p256" }));
+        let signed = t.post(
+            "transit/sign/batch-signer",
+            json!({ "batch_input": [
+                { "input": b64(b"one"), "reference": "1" },
+                { "input": "!!", "reference": "2" },
+                { "input": b64(b"three"), "reference": "3" },
+            ] }),
+        );
+        let sigs = signed["batch_results"].as_array().unwrap();
+        assert!(sigs[1]["error"].as_str().unwrap().contains("base64"));
+        let verified = t.post(
+            "transit/verify/batch-signer",
+            json!({ "batch_input": [
+                { "input": b64(b"one"), "signature": sigs[0]["signature"] },
+                { "input": b64(b"one"), "signature": sigs[2]["signature"] },
+                { "input": b64(b"three"), "signature": sigs[2]["signature"] },
+            ] }),
+        );
+        let v = verified["batch_results"].as_array().unwrap();
+        assert_eq!(
+            v.iter().map(|r| r["valid"].clone()).collect::<Vec<_>>(),
+            [json!(true), json!(false), json!(true)]
+        );
+        assert_eq!(sigs[2]["reference"], "3");
 
         // Bad input: a clear 400, and nothing changes.
         t.post("transit/keys/ed", json!({ "type": "ed25519" }));
