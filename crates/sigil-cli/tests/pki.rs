@@ -390,6 +390,13 @@ async fn intermediates_issuers_usages_and_raw_endpoints() {
         ],
         "not one of this mount's keys",
     );
+    refused(
+        &[
+            "pki_int/intermediate/set-signed",
+            &format!("certificate={root_pem}{int_pem}"),
+        ],
+        "not signed by the one after it",
+    );
     let imported = write(&[
         "pki_int/intermediate/set-signed",
         &format!("certificate={int_pem}{root_pem}"),

@@ -71,18 +71,40 @@ struct Parsed {
     not_after: i64,
 }
 
-/// The certificates of a PEM bundle, in order.
+/// The certificates of a PEM bundle, in order, each signed by the next.
 fn parse_bundle(text: &str) -> Result<Vec<Parsed>, CoreError> {
-    let mut out = Vec::new();
+    let mut blocks = Vec::new();
     for block in Pem::iter_from_buffer(text.as_bytes()) {
         let block = block.map_err(|_| bad("certificate must be PEM"))?;
-        if block.label != "CERTIFICATE" {
-            continue;
+        if block.label == "CERTIFICATE" {
+            blocks.push(block);
         }
-        let cert = block
-            .parse_x509()
-            .map_err(|_| bad("certificate holds a PEM block that is not an X.509 certificate"))?;
-        out.push(Parsed {
+    }
+    let certs = blocks
+        .iter()
+        .map(|b| {
+            b.parse_x509()
+                .map_err(|_| bad("certificate holds a PEM block that is not an X.509 certificate"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if certs.is_empty() {
+        return Err(bad("certificate (PEM) is required"));
+    }
+    for (i, pair) in certs.windows(2).enumerate() {
+        if pair[0]
+            .verify_signature(Some(pair[1].public_key()))
+            .is_err()
+        {
+            return Err(bad(format!(
+                "certificate {} of the bundle is not signed by the one after it: give the certificate first, then its issuers in order",
+                i + 1
+            )));
+        }
+    }
+    Ok(blocks
+        .iter()
+        .zip(&certs)
+        .map(|(block, cert)| Parsed {
             der: block.contents.clone(),
             public_key: cert.public_key().subject_public_key.data.to_vec(),
             is_ca: cert
@@ -91,12 +113,8 @@ fn parse_bundle(text: &str) -> Result<Vec<Parsed>, CoreError> {
                 .flatten()
                 .is_some_and(|b| b.value.ca),
             not_after: cert.validity().not_after.timestamp(),
-        });
-    }
-    if out.is_empty() {
-        return Err(bad("certificate (PEM) is required"));
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 /// The subject and CA extensions of a CA certificate valid until `not_after`.
