@@ -14,6 +14,7 @@ import os
 import secrets
 import sys
 
+import nacl.bindings as nacl_aead
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
@@ -101,12 +102,31 @@ def seal(sender: x25519.X25519PrivateKey, recipient: bytes, info: bytes, aad: by
     return json.dumps({"enc": b64url(enc), "ct": b64url(ct)}).encode()
 
 
-def open_sealed(recipient: x25519.X25519PrivateKey, sender: bytes, info: bytes, aad: bytes, body: bytes) -> bytes:
+def open_sealed(recipient: x25519.X25519PrivateKey, sender: bytes, info: bytes, aad: bytes, body: bytes,
+                export: bool = False):
+    """Opens an HPKE envelope; with export, also returns Export("sigil/v1/channel", 32)."""
     env = json.loads(body)
     skr = KEMKey.from_pyca_cryptography_key(recipient)
     pks = KEMKey.from_pyca_cryptography_key(x25519.X25519PublicKey.from_public_bytes(sender))
     ctx = SUITE.create_recipient_context(b64url_decode(env["enc"]), skr, info=info, pks=pks)
-    return ctx.open(b64url_decode(env["ct"]), aad=aad)
+    pt = ctx.open(b64url_decode(env["ct"]), aad=aad)
+    if export:
+        return pt, ctx.export(b"sigil/v1/channel", 32)
+    return pt
+
+
+def channel_seal(key: bytes, channel: str, aad: bytes, pt: bytes) -> bytes:
+    """PROTOCOL.md §6 with libsodium's XChaCha20-Poly1305 (PyNaCl), independent of RustCrypto."""
+    n = secrets.token_bytes(24)
+    ct = nacl_aead.crypto_aead_xchacha20poly1305_ietf_encrypt(pt, aad, n, key)
+    return json.dumps({"ch": channel, "n": b64url(n), "ct": b64url(ct)}).encode()
+
+
+def channel_open(key: bytes, aad: bytes, body: bytes) -> bytes:
+    env = json.loads(body)
+    return nacl_aead.crypto_aead_xchacha20poly1305_ietf_decrypt(
+        b64url_decode(env["ct"]), aad, b64url_decode(env["n"]), key
+    )
 
 
 class Client:
@@ -133,12 +153,20 @@ class Client:
             raise SystemExit(f"server key mismatch: {keyid(sign_pub)} != {pinned}")
         self.server_enc = raw[32:]
 
-    def call(self, method, path, payload=None):
+    def call(self, method, path, payload=None, channel=None, channel_key=None):
+        """One signed request. channel: None, "new" (ask for one) or an id (with channel_key).
+        Returns the response and the opened body; after "new", also self.channel = (id, key)."""
         nonce = b64url(secrets.token_bytes(18))
         body = None
         headers = {}
+        if channel is not None:
+            headers["Sigil-Channel"] = channel
         if payload is not None:
-            body = seal(self.enc_key, self.server_enc, b"sigil/v1/request", nonce.encode(), json.dumps(payload).encode())
+            plain = json.dumps(payload).encode()
+            if channel_key is not None:
+                body = channel_seal(channel_key, channel, nonce.encode(), plain)
+            else:
+                body = seal(self.enc_key, self.server_enc, b"sigil/v1/request", nonce.encode(), plain)
             headers["Content-Type"] = "application/vnd.sigil.sealed+json"
         req = requests.Request(method, self.addr + "/v1/" + path, data=body, headers=headers).prepare()
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -159,7 +187,20 @@ class Client:
         opened = None
         if 200 <= resp.status_code < 300 and resp.content:
             assert resp.headers["Content-Type"] == "application/vnd.sigil.sealed+json", resp.headers
-            opened = json.loads(open_sealed(self.enc_key, self.server_enc, b"sigil/v1/response", nonce.encode(), resp.content))
+            envelope = json.loads(resp.content)
+            if "ch" in envelope:
+                assert envelope["ch"] == channel, envelope
+                opened = json.loads(channel_open(channel_key, nonce.encode(), resp.content))
+            elif channel == "new":
+                pt, key = open_sealed(self.enc_key, self.server_enc, b"sigil/v1/response", nonce.encode(),
+                                      resp.content, export=True)
+                grant = resp.headers["Sigil-Channel"]
+                cid, ttl = grant.split(";")
+                assert ttl.strip().startswith("ttl="), grant
+                self.channel = (cid.strip(), key)
+                opened = json.loads(pt)
+            else:
+                opened = json.loads(open_sealed(self.enc_key, self.server_enc, b"sigil/v1/response", nonce.encode(), resp.content))
         return resp, opened
 
 
@@ -213,6 +254,22 @@ def run(keydir):
     )
     assert c.session.send(nonce_req).status_code == 200
     assert c.session.send(nonce_req).status_code == 401
+    # Channels (PROTOCOL.md §6): the key exported from an HPKE response seals later bodies and
+    # answers with XChaCha20-Poly1305 (libsodium here).
+    resp, opened = c.call("GET", "secret/data/py/app", channel="new")
+    assert resp.status_code == 200 and opened["data"]["data"]["token"] == secret, resp.text
+    cid, key = c.channel
+    resp, opened = c.call("POST", "secret/data/py/chan", {"data": {"via": "channel"}}, channel=cid, channel_key=key)
+    assert resp.status_code == 200, (resp.status_code, resp.text)
+    assert "ch" in json.loads(resp.content), "answered on the channel"
+    resp, opened = c.call("GET", "secret/data/py/chan", channel=cid, channel_key=key)
+    assert opened["data"]["data"]["via"] == "channel", opened
+    # A body sealed to a channel the server does not hold: refused, nothing written.
+    resp, _ = c.call("POST", "secret/data/py/chan", {"data": {"via": "ghost"}}, channel="nope", channel_key=key)
+    assert resp.status_code == 400 and resp.headers["Sigil-Channel"] == "expired", resp.text
+    resp, opened = c.call("GET", "secret/data/py/chan", channel="nope")
+    assert "enc" in json.loads(resp.content), "an unknown channel falls back to HPKE"
+    assert opened["data"]["data"]["via"] == "channel", opened
     print("interop ok: " + secret)
 
 

@@ -561,3 +561,86 @@ async fn prometheus_metrics_on_the_plain_listener_and_sys_metrics() {
         403
     );
 }
+
+/// Channels (PROTOCOL.md §6): granted on request, answering only the identity they were made
+/// for; anyone else naming one gets HPKE as usual, and a body sealed to an unknown channel is
+/// refused before anything runs.
+#[tokio::test]
+async fn channels_answer_only_their_identity() {
+    let (s, admin) = setup().await;
+    let policy = s.tmp.path().join("read.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/app\" { capabilities = [\"read\"] }\n",
+    )
+    .unwrap();
+    ok(s.sigil(&["policy", "write", "reader", policy.to_str().unwrap()]));
+    let reader_key = s.new_identity("reader", &["reader"]);
+    let reader = Raw::new(&s, &reader_key).await;
+
+    let mut ask = admin.signed("GET", "/v1/secret/data/app", None);
+    ask.headers.push(("Sigil-Channel".into(), "new".into()));
+    let granted = admin.send(&ask).await;
+    assert_eq!(granted.status, 200);
+    let grant = granted
+        .header("sigil-channel")
+        .expect("a channel is granted");
+    let (id, ttl) = sigil_proto::headers::channel_grant(grant).expect("id; ttl=N");
+    assert_eq!(ttl, 3600);
+    let envelope: serde_json::Value = serde_json::from_slice(&granted.body).unwrap();
+    let sigil_proto::body::Sealed::Hpke(env) = sigil_proto::body::parse(&granted.body).unwrap()
+    else {
+        panic!("the granting answer is HPKE-sealed: {envelope}");
+    };
+    let (plain, key) = sigil_crypto::open_from_exporting(
+        admin.key.encryption_key(),
+        admin.server.encryption_key(),
+        sigil_crypto::SealInfo::Response,
+        ask.nonce.as_bytes(),
+        &env,
+    )
+    .unwrap();
+    assert!(String::from_utf8_lossy(&plain).contains("correct-horse-battery"));
+
+    // On the channel: the answer is XChaCha20-Poly1305 under the exported key.
+    let mut on = admin.signed("GET", "/v1/secret/data/app", None);
+    on.headers.push(("Sigil-Channel".into(), id.clone()));
+    let answer = admin.send(&on).await;
+    let sigil_proto::body::Sealed::Channel { id: ch, nonce, ct } =
+        sigil_proto::body::parse(&answer.body).unwrap()
+    else {
+        panic!("answered on the channel");
+    };
+    assert_eq!(ch, id);
+    let opened = sigil_proto::body::open_channel(&key, &on.nonce, &nonce, &ct).unwrap();
+    assert!(String::from_utf8_lossy(&opened).contains("correct-horse-battery"));
+
+    // Another identity naming it: HPKE to its own key, as if no channel were named.
+    let mut theirs = reader.signed("GET", "/v1/secret/data/app", None);
+    theirs.headers.push(("Sigil-Channel".into(), id.clone()));
+    let answer = reader.send(&theirs).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        reader.open(&theirs, &answer)["data"]["data"]["password"],
+        "correct-horse-battery"
+    );
+
+    // A body sealed to a channel the server does not hold: 400, `expired`, nothing written.
+    let nonce = sigil_crypto::random::nonce().unwrap();
+    let body = sigil_proto::body::seal_channel(
+        &key,
+        "not-a-channel",
+        &nonce,
+        br#"{"data":{"password":"ghost"}}"#,
+    )
+    .unwrap();
+    let t = now();
+    let mut ghost = admin.sign_raw("POST", "/v1/secret/data/app", Some(body), nonce, t, t + 60);
+    ghost
+        .headers
+        .push(("Sigil-Channel".into(), "not-a-channel".into()));
+    let refused = admin.send(&ghost).await;
+    assert_eq!(refused.status, 400, "{}", refused.error_text());
+    assert_eq!(refused.header("sigil-channel"), Some("expired"));
+    assert!(ok(s.sigil(&["kv", "get", "-field=password", "secret/app"])).contains("correct-horse"));
+}

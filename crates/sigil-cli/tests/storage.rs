@@ -421,3 +421,51 @@ fn destroy_and_max_versions_remove_the_ciphertext_from_the_file() {
         assert_eq!(in_file(ct), !gone, "{key}: in the file = {}", in_file(ct));
     }
 }
+
+/// The SDK's channel (PROTOCOL.md §6) does not outlive the server's memory: sealing drops every
+/// channel, and then a body sealed to one is refused (`Sigil-Channel: expired`) before
+/// anything runs, and the client seals it to the server key and sends it again; a read falls
+/// back to HPKE.
+#[tokio::test]
+async fn the_sdk_falls_back_when_the_server_forgot_its_channel() {
+    let p = Persistent::start();
+    let c = p.client();
+    let put = |v: &str| serde_json::json!({ "data": { "v": v } });
+    c.request("POST", "secret/data/chan", Some(&put("1")))
+        .await
+        .unwrap();
+    let first = c.channel_id().expect("the first answer grants a channel");
+    let read = c.request("GET", "secret/data/chan", None).await.unwrap();
+    assert_eq!(read.body.unwrap()["data"]["data"]["v"], "1");
+    assert_eq!(c.channel_id().as_deref(), Some(first.as_str()), "kept");
+
+    let seal_and_unseal = |p: &Persistent| {
+        ok(p.cli(&["operator", "seal"]));
+        p.unseal();
+    };
+    seal_and_unseal(&p);
+    c.request("POST", "secret/data/chan", Some(&put("2")))
+        .await
+        .expect("sent again, sealed to the server key");
+    let second = c.channel_id().expect("a new channel");
+    assert_ne!(first, second);
+    let read = c.request("GET", "secret/data/chan", None).await.unwrap();
+    assert_eq!(read.body.unwrap()["data"]["data"]["v"], "2");
+    let meta = c
+        .request("GET", "secret/metadata/chan", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        meta.body.unwrap()["data"]["current_version"],
+        2,
+        "written once, not twice"
+    );
+
+    seal_and_unseal(&p);
+    let read = c.request("GET", "secret/data/chan", None).await.unwrap();
+    assert_eq!(
+        read.body.unwrap()["data"]["data"]["v"],
+        "2",
+        "HPKE fallback"
+    );
+}

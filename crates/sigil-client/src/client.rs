@@ -1,8 +1,11 @@
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use sigil_crypto::{KeyId, PublicIdentity, SealInfo, SecretIdentity};
-use sigil_proto::{ErrorBody, body as sealed, headers, signature, sys::ServerKey};
+use sigil_crypto::{ChannelKey, KeyId, PublicIdentity, SealInfo, SecretIdentity};
+use sigil_proto::body::{self as sealed, Sealed};
+use sigil_proto::{ErrorBody, headers, signature, sys::ServerKey};
 use tokio::sync::OnceCell;
 use url::{Position, Url};
 use zeroize::Zeroizing;
@@ -37,6 +40,41 @@ pub struct Client {
     key: Option<SecretIdentity>,
     pinned: Option<KeyId>,
     server: OnceCell<PublicIdentity>,
+    /// Whether to ask for channels (PROTOCOL.md §6).
+    channels: bool,
+    /// The channel in use, if any.
+    channel: Mutex<Option<Channel>>,
+    /// A request asking for a channel is in flight (one at a time).
+    asking: AtomicBool,
+}
+
+/// A channel the server granted: its id, key and when to stop using it.
+struct Channel {
+    id: String,
+    key: Arc<ChannelKey>,
+    until: Instant,
+}
+
+/// Stop using a channel this long before the server would drop it.
+const CHANNEL_MARGIN: Duration = Duration::from_secs(30);
+
+/// Clears the "asking for a channel" flag when a request ends, however it ends.
+struct Asking<'a>(Option<&'a AtomicBool>);
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        if let Some(flag) = self.0 {
+            flag.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// What came back: status, the channel header, the body, the nonce the request used.
+struct Answer {
+    status: u16,
+    channel: Option<String>,
+    bytes: bytes::Bytes,
+    nonce: String,
 }
 
 impl std::fmt::Debug for Client {
@@ -132,7 +170,44 @@ impl Client {
             key: config.key,
             pinned,
             server: OnceCell::new(),
+            channels: true,
+            channel: Mutex::new(None),
+            asking: AtomicBool::new(false),
         })
+    }
+
+    /// Whether to ask the server for a channel (PROTOCOL.md §6; on by default): after one
+    /// HPKE-sealed answer, bodies are sealed with a symmetric key both sides derived from it.
+    /// Requests are signed either way.
+    pub fn with_channels(mut self, on: bool) -> Self {
+        self.channels = on;
+        self
+    }
+
+    /// The id of the channel this client uses now, if any (for diagnostics and tests).
+    pub fn channel_id(&self) -> Option<String> {
+        self.live_channel().map(|(id, _)| id)
+    }
+
+    /// The live channel, if any.
+    fn live_channel(&self) -> Option<(String, Arc<ChannelKey>)> {
+        let mut slot = self.channel.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some(c) if Instant::now() < c.until => Some((c.id.clone(), Arc::clone(&c.key))),
+            Some(_) => {
+                *slot = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Forgets channel `id` (the server no longer holds it).
+    fn drop_channel(&self, id: &str) {
+        let mut slot = self.channel.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|c| c.id == id) {
+            *slot = None;
+        }
     }
 
     /// The caller's key.
@@ -214,14 +289,15 @@ impl Client {
         Ok(ApiResponse { status, body })
     }
 
-    /// Signs and sends a request; returns the status, the raw answer and the nonce.
-    async fn send_signed(
+    /// Signs and sends a request; answers with any status.
+    async fn send(
         &self,
         method: &str,
         path: &str,
         body: Option<RawBody>,
         nonce: String,
-    ) -> Result<(u16, bytes::Bytes, String), ClientError> {
+        channel: Option<&str>,
+    ) -> Result<Answer, ClientError> {
         let key = self.key()?;
         let url = self.url(path)?;
         let method = reqwest::Method::from_bytes(method.as_bytes())
@@ -245,6 +321,9 @@ impl Client {
             .request(method, url)
             .header(headers::SIGNATURE_INPUT, signed.signature_input)
             .header(headers::SIGNATURE, signed.signature);
+        if let Some(channel) = channel {
+            req = req.header(headers::SIGIL_CHANNEL, channel);
+        }
         if let (Some(digest), Some(b)) = (signed.content_digest, body) {
             req = req
                 .header(headers::CONTENT_DIGEST, digest)
@@ -253,15 +332,38 @@ impl Client {
         }
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
+        let channel = resp
+            .headers()
+            .get(headers::SIGIL_CHANNEL)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = resp.bytes().await.map_err(transport)?;
-        if !(200..300).contains(&status) {
-            return Err(api_error(status, &bytes));
+        Ok(Answer {
+            status,
+            channel,
+            bytes,
+            nonce: signed.nonce,
+        })
+    }
+
+    /// [`Client::send`], with anything but 2xx as an error.
+    async fn send_signed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<RawBody>,
+        nonce: String,
+    ) -> Result<(u16, bytes::Bytes, String), ClientError> {
+        let a = self.send(method, path, body, nonce, None).await?;
+        if !(200..300).contains(&a.status) {
+            return Err(api_error(a.status, &a.bytes));
         }
-        Ok((status, bytes, signed.nonce))
+        Ok((a.status, a.bytes, a.nonce))
     }
 
     /// Sends a signed request. `path` is below `/v1/` and may carry a query; `body` is sealed
-    /// to the pinned server key and the answer opened with the caller's key.
+    /// to the pinned server key (or on the channel, PROTOCOL.md §6) and the answer opened with
+    /// the caller's key (or the channel's).
     pub async fn request(
         &self,
         method: &str,
@@ -270,42 +372,132 @@ impl Client {
     ) -> Result<ApiResponse, ClientError> {
         let server = self.server_key().await?.clone();
         let key = self.key()?;
-        let nonce = sigil_crypto::random::nonce().map_err(|_| rng())?;
-        let body = match body {
-            Some(v) => {
-                let plain = Zeroizing::new(serde_json::to_vec(v).expect("JSON serializes"));
-                Some(RawBody {
-                    bytes: sealed::seal(
-                        key.encryption_key(),
-                        server.encryption_key(),
-                        SealInfo::Request,
-                        &nonce,
-                        &plain,
-                    )
+        let plain = body.map(|v| Zeroizing::new(serde_json::to_vec(v).expect("JSON serializes")));
+        // A body sealed to a channel the server has dropped is refused before anything runs
+        // (`Sigil-Channel: expired`): then once more, sealed to the server key.
+        let mut use_channel = true;
+        loop {
+            let nonce = sigil_crypto::random::nonce().map_err(|_| rng())?;
+            let channel = if use_channel {
+                self.live_channel()
+            } else {
+                None
+            };
+            let asking = Asking(
+                (channel.is_none()
+                    && self.channels
+                    && self
+                        .asking
+                        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok())
+                .then_some(&self.asking),
+            );
+            let sealed_body = match &plain {
+                None => None,
+                Some(p) => Some(RawBody {
+                    bytes: match &channel {
+                        Some((id, ck)) => sealed::seal_channel(ck, id, &nonce, p),
+                        None => sealed::seal(
+                            key.encryption_key(),
+                            server.encryption_key(),
+                            SealInfo::Request,
+                            &nonce,
+                            p,
+                        ),
+                    }
                     .map_err(|e| ClientError::Config(e.to_string()))?,
                     content_type: headers::SEALED_JSON,
-                })
+                }),
+            };
+            let header = match (&channel, asking.0.is_some()) {
+                (Some((id, _)), _) => Some(id.as_str()),
+                (None, true) => Some("new"),
+                (None, false) => None,
+            };
+            let answer = self.send(method, path, sealed_body, nonce, header).await?;
+            if !(200..300).contains(&answer.status) {
+                if let Some((id, _)) = &channel
+                    && answer.channel.as_deref() == Some("expired")
+                {
+                    self.drop_channel(id);
+                    use_channel = false;
+                    continue;
+                }
+                return Err(api_error(answer.status, &answer.bytes));
             }
-            None => None,
-        };
-        let (status, bytes, nonce) = self.send_signed(method, path, body, nonce).await?;
-        if bytes.is_empty() {
-            return Ok(ApiResponse { status, body: None });
+            if answer.bytes.is_empty() {
+                return Ok(ApiResponse {
+                    status: answer.status,
+                    body: None,
+                });
+            }
+            let opened = self.open(&server, &answer, channel.as_ref(), asking.0.is_some())?;
+            let value = serde_json::from_slice(&opened)
+                .map_err(|e| ClientError::Response(format!("invalid JSON: {e}")))?;
+            return Ok(ApiResponse {
+                status: answer.status,
+                body: Some(value),
+            });
         }
-        let plain = sealed::open(
-            key.encryption_key(),
-            server.encryption_key(),
-            SealInfo::Response,
-            &nonce,
-            &bytes,
-        )
-        .map_err(|e| ClientError::Response(e.to_string()))?;
-        let value = serde_json::from_slice(&plain)
-            .map_err(|e| ClientError::Response(format!("invalid JSON: {e}")))?;
-        Ok(ApiResponse {
-            status,
-            body: Some(value),
-        })
+    }
+
+    /// Opens a sealed answer: on the channel the request used, or HPKE from the server (then
+    /// keeping the channel it grants, if one was asked for).
+    fn open(
+        &self,
+        server: &PublicIdentity,
+        answer: &Answer,
+        channel: Option<&(String, Arc<ChannelKey>)>,
+        asked: bool,
+    ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+        let bad = |e: sealed::BodyError| ClientError::Response(e.to_string());
+        let key = self.key()?;
+        match sealed::parse(&answer.bytes).map_err(bad)? {
+            Sealed::Channel { id, nonce, ct } => match channel {
+                Some((mine, ck)) if *mine == id => {
+                    sealed::open_channel(ck, &answer.nonce, &nonce, &ct).map_err(bad)
+                }
+                _ => Err(ClientError::Response(
+                    "the answer is sealed to a channel this request did not use".into(),
+                )),
+            },
+            Sealed::Hpke(envelope) => {
+                if let Some((id, _)) = channel {
+                    // The server no longer holds it and fell back (PROTOCOL.md §6).
+                    self.drop_channel(id);
+                }
+                let grant = answer.channel.as_deref().and_then(headers::channel_grant);
+                match grant {
+                    Some((id, ttl)) if asked => {
+                        let (plain, ck) = sigil_crypto::open_from_exporting(
+                            key.encryption_key(),
+                            server.encryption_key(),
+                            SealInfo::Response,
+                            answer.nonce.as_bytes(),
+                            &envelope,
+                        )
+                        .map_err(|_| bad(sealed::BodyError::Open))?;
+                        let until = Instant::now()
+                            + Duration::from_secs(ttl).saturating_sub(CHANNEL_MARGIN);
+                        *self.channel.lock().unwrap_or_else(|e| e.into_inner()) = Some(Channel {
+                            id,
+                            key: Arc::new(ck),
+                            until,
+                        });
+                        Ok(plain)
+                    }
+                    _ => sigil_crypto::open_from(
+                        key.encryption_key(),
+                        server.encryption_key(),
+                        SealInfo::Response,
+                        answer.nonce.as_bytes(),
+                        &envelope,
+                    )
+                    .map_err(|_| bad(sealed::BodyError::Open)),
+                }
+            }
+            _ => Err(bad(sealed::BodyError::Malformed("unknown envelope"))),
+        }
     }
 
     /// A signed request whose body and answer are plain JSON: for the admin endpoints that

@@ -24,7 +24,10 @@ pub use barrier::{BarrierKey, KeyTerm};
 pub use error::CryptoError;
 pub use identity::{PublicIdentity, SecretIdentity};
 pub use keyid::KeyId;
-pub use seal::{EncryptionKey, Envelope, SealInfo, open_base, open_from, seal_base_to, seal_to};
+pub use seal::{
+    ChannelKey, EncryptionKey, Envelope, SealInfo, open_base, open_from, open_from_exporting,
+    seal_base_to, seal_to, seal_to_exporting,
+};
 
 /// Lower-case hexadecimal.
 pub fn hex(bytes: &[u8]) -> String {

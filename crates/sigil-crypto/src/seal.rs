@@ -36,8 +36,11 @@ impl SealInfo {
     }
 }
 
-/// An X25519 private key. Zeroized on drop; never printed.
-pub struct EncryptionKey(Zeroizing<[u8; 32]>);
+/// An X25519 private key (zeroized on drop; never printed) and its public key, computed once.
+pub struct EncryptionKey {
+    secret: Zeroizing<[u8; 32]>,
+    public: [u8; 32],
+}
 
 impl std::fmt::Debug for EncryptionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,28 +51,43 @@ impl std::fmt::Debug for EncryptionKey {
 impl EncryptionKey {
     /// A fresh random key.
     pub fn generate() -> Result<Self, CryptoError> {
-        Ok(EncryptionKey(Zeroizing::new(random::bytes::<32>()?)))
+        Ok(Self::from_secret(Zeroizing::new(random::bytes::<32>()?)))
     }
 
     pub(crate) fn from_secret(secret: Zeroizing<[u8; 32]>) -> Self {
-        EncryptionKey(secret)
+        let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&secret[..])
+            .expect("32 bytes are an X25519 key");
+        let mut public = [0u8; 32];
+        public.copy_from_slice(&Kem::sk_to_pk(&sk).to_bytes());
+        EncryptionKey { secret, public }
     }
 
     /// The raw secret scalar; only for writing a key file.
     pub(crate) fn expose_secret(&self) -> &[u8; 32] {
-        &self.0
+        &self.secret
     }
 
     /// The matching public key.
     pub fn public(&self) -> [u8; 32] {
-        let sk = self.hpke_private();
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&Kem::sk_to_pk(&sk).to_bytes());
-        out
+        self.public
     }
 
     fn hpke_private(&self) -> <Kem as hpke::Kem>::PrivateKey {
-        <Kem as hpke::Kem>::PrivateKey::from_bytes(&self.0[..]).expect("32 bytes are an X25519 key")
+        <Kem as hpke::Kem>::PrivateKey::from_bytes(&self.secret[..])
+            .expect("32 bytes are an X25519 key")
+    }
+
+    /// The key pair as HPKE's sender identity (the public half is not computed again).
+    fn hpke_pair(
+        &self,
+    ) -> Result<
+        (
+            <Kem as hpke::Kem>::PrivateKey,
+            <Kem as hpke::Kem>::PublicKey,
+        ),
+        CryptoError,
+    > {
+        Ok((self.hpke_private(), public_key(&self.public)?))
     }
 }
 
@@ -138,9 +156,112 @@ pub fn seal_to(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Envelope, CryptoError> {
-    let sk = sender.hpke_private();
-    let pk = Kem::sk_to_pk(&sk);
-    seal(&OpModeS::Auth((sk, pk)), recipient, info, aad, plaintext)
+    seal(
+        &OpModeS::Auth(sender.hpke_pair()?),
+        recipient,
+        info,
+        aad,
+        plaintext,
+    )
+}
+
+/// What an HPKE context exports for a channel (PROTOCOL.md §6).
+const CHANNEL_EXPORT: &[u8] = b"sigil/v1/channel";
+
+/// [`seal_to`], also exporting the context's channel key (`Export("sigil/v1/channel", 32)`,
+/// PROTOCOL.md §6).
+pub fn seal_to_exporting(
+    sender: &EncryptionKey,
+    recipient: &[u8; 32],
+    info: SealInfo,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<(Envelope, ChannelKey), CryptoError> {
+    let (enc, mut ctx) = hpke::setup_sender::<ChaCha20Poly1305, HkdfSha256, Kem>(
+        &OpModeS::Auth(sender.hpke_pair()?),
+        &public_key(recipient)?,
+        info.bytes(),
+    )
+    .map_err(|_| CryptoError::Seal)?;
+    let ct = ctx.seal(plaintext, aad).map_err(|_| CryptoError::Seal)?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    ctx.export(CHANNEL_EXPORT, &mut key[..])
+        .map_err(|_| CryptoError::Seal)?;
+    Ok((
+        Envelope {
+            enc: enc.to_bytes().to_vec(),
+            ct,
+        },
+        ChannelKey(key),
+    ))
+}
+
+/// [`open_from`], also exporting the context's channel key (PROTOCOL.md §6).
+pub fn open_from_exporting(
+    recipient: &EncryptionKey,
+    sender: &[u8; 32],
+    info: SealInfo,
+    aad: &[u8],
+    envelope: &Envelope,
+) -> Result<(Zeroizing<Vec<u8>>, ChannelKey), CryptoError> {
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&envelope.enc)
+        .map_err(|_| CryptoError::Open)?;
+    let mut ctx = hpke::setup_receiver::<ChaCha20Poly1305, HkdfSha256, Kem>(
+        &OpModeR::Auth(public_key(sender)?),
+        &recipient.hpke_private(),
+        &enc,
+        info.bytes(),
+    )
+    .map_err(|_| CryptoError::Open)?;
+    let plain = Zeroizing::new(ctx.open(&envelope.ct, aad).map_err(|_| CryptoError::Open)?);
+    let mut key = Zeroizing::new([0u8; 32]);
+    ctx.export(CHANNEL_EXPORT, &mut key[..])
+        .map_err(|_| CryptoError::Open)?;
+    Ok((plain, ChannelKey(key)))
+}
+
+/// A channel key (PROTOCOL.md §6): XChaCha20-Poly1305 with a random 24-byte nonce per message
+/// and the request's nonce as associated data. Zeroized on drop; never printed.
+pub struct ChannelKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for ChannelKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChannelKey(…)")
+    }
+}
+
+impl ChannelKey {
+    /// Encrypts `plaintext` under a fresh random nonce; returns the nonce and the ciphertext
+    /// (tag appended).
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<([u8; 24], Vec<u8>), CryptoError> {
+        use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
+        let nonce = random::bytes::<24>()?;
+        let ct = chacha20poly1305::XChaCha20Poly1305::new((&*self.0).into())
+            .encrypt(
+                &nonce.into(),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| CryptoError::Seal)?;
+        Ok((nonce, ct))
+    }
+
+    /// Decrypts what [`ChannelKey::seal`] produced with the same `aad`.
+    pub fn open(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        ct: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
+        let nonce: [u8; 24] = nonce.try_into().map_err(|_| CryptoError::Open)?;
+        chacha20poly1305::XChaCha20Poly1305::new((&*self.0).into())
+            .decrypt(&nonce.into(), Payload { msg: ct, aad })
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Open)
+    }
 }
 
 /// Seals `plaintext` to `recipient` without a sender key (HPKE mode_base): anyone could have
@@ -185,6 +306,40 @@ pub fn open_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exported_channel_keys_agree_and_bind_the_nonce() {
+        let server = EncryptionKey::generate().unwrap();
+        let client = EncryptionKey::generate().unwrap();
+        let (env, sent) =
+            seal_to_exporting(&server, &client.public(), SealInfo::Response, b"n1", b"{}").unwrap();
+        let (plain, got) =
+            open_from_exporting(&client, &server.public(), SealInfo::Response, b"n1", &env)
+                .unwrap();
+        assert_eq!(&plain[..], b"{}");
+        assert_eq!(*sent.0, *got.0);
+        // The same envelope opens single-shot too: exporting changes nothing on the wire.
+        assert_eq!(
+            &open_from(&client, &server.public(), SealInfo::Response, b"n1", &env).unwrap()[..],
+            b"{}"
+        );
+        let (nonce, ct) = sent.seal(b"n2", b"secret").unwrap();
+        assert_eq!(&got.open(&nonce, b"n2", &ct).unwrap()[..], b"secret");
+        assert!(
+            got.open(&nonce, b"n3", &ct).is_err(),
+            "another request's nonce"
+        );
+        assert!(got.open(&nonce[..23], b"n2", &ct).is_err());
+        let mut flipped = ct;
+        flipped[0] ^= 1;
+        assert!(got.open(&nonce, b"n2", &flipped).is_err());
+        let (other, _) =
+            seal_to_exporting(&server, &client.public(), SealInfo::Response, b"n1", b"{}").unwrap();
+        assert_ne!(
+            env.enc, other.enc,
+            "a fresh ephemeral key, so a fresh channel key"
+        );
+    }
 
     #[test]
     fn base_mode_round_trip() {

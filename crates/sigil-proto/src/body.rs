@@ -1,7 +1,8 @@
-//! Sealed bodies: `{"enc":"<base64url>","ct":"<base64url>"}` (PROTOCOL.md §4).
+//! Sealed bodies: `{"enc":"<base64url>","ct":"<base64url>"}` (PROTOCOL.md §4) and, on a
+//! channel, `{"ch":"<id>","n":"<base64url>","ct":"<base64url>"}` (§6).
 
 use serde::{Deserialize, Serialize};
-use sigil_crypto::{EncryptionKey, Envelope, SealInfo, b64url_decode, b64url_encode};
+use sigil_crypto::{ChannelKey, EncryptionKey, Envelope, SealInfo, b64url_decode, b64url_encode};
 use zeroize::Zeroizing;
 
 /// Why a sealed body could not be opened.
@@ -26,6 +27,94 @@ struct SealedJson {
     ct: String,
 }
 
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelJson {
+    ch: String,
+    n: String,
+    ct: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnyJson {
+    Hpke(SealedJson),
+    Channel(ChannelJson),
+}
+
+/// A sealed body as received.
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Sealed {
+    /// HPKE (§4).
+    Hpke(Envelope),
+    /// Sealed with the key of channel `id` (§6) under `nonce`.
+    Channel {
+        /// The channel id.
+        id: String,
+        /// The 24-byte XChaCha20 nonce.
+        nonce: Vec<u8>,
+        /// Ciphertext and tag.
+        ct: Vec<u8>,
+    },
+}
+
+/// Parses either envelope.
+pub fn parse(body: &[u8]) -> Result<Sealed, BodyError> {
+    let b64 = |s: &str, what| b64url_decode(s).map_err(|_| BodyError::Malformed(what));
+    match serde_json::from_slice::<AnyJson>(body).map_err(|_| {
+        BodyError::Malformed("expected {\"enc\":…,\"ct\":…} or {\"ch\":…,\"n\":…,\"ct\":…}")
+    })? {
+        AnyJson::Hpke(j) => Ok(Sealed::Hpke(Envelope {
+            enc: b64(&j.enc, "enc is not base64url")?,
+            ct: b64(&j.ct, "ct is not base64url")?,
+        })),
+        AnyJson::Channel(j) => Ok(Sealed::Channel {
+            id: j.ch,
+            nonce: b64(&j.n, "n is not base64url")?,
+            ct: b64(&j.ct, "ct is not base64url")?,
+        }),
+    }
+}
+
+/// Seals `plaintext` with channel `id`'s key; `nonce` is the request's nonce (the AAD).
+pub fn seal_channel(
+    key: &ChannelKey,
+    id: &str,
+    nonce: &str,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, BodyError> {
+    let (n, ct) = key
+        .seal(nonce.as_bytes(), plaintext)
+        .map_err(|_| BodyError::Seal)?;
+    serde_json::to_vec(&ChannelJson {
+        ch: id.to_owned(),
+        n: b64url_encode(&n),
+        ct: b64url_encode(&ct),
+    })
+    .map_err(|_| BodyError::Seal)
+}
+
+/// Opens a channel envelope's parts with the channel's key for this request `nonce`.
+pub fn open_channel(
+    key: &ChannelKey,
+    nonce: &str,
+    sealed_nonce: &[u8],
+    ct: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, BodyError> {
+    key.open(sealed_nonce, nonce.as_bytes(), ct)
+        .map_err(|_| BodyError::Open)
+}
+
+/// Serializes an HPKE envelope.
+pub fn hpke_json(env: &Envelope) -> Vec<u8> {
+    serde_json::to_vec(&SealedJson {
+        enc: b64url_encode(&env.enc),
+        ct: b64url_encode(&env.ct),
+    })
+    .expect("an envelope serializes")
+}
+
 /// Seals `plaintext` (the JSON the endpoint would otherwise carry) and returns the envelope's
 /// JSON bytes. `nonce` is the request's nonce, bound in as associated data.
 pub fn seal(
@@ -37,11 +126,7 @@ pub fn seal(
 ) -> Result<Vec<u8>, BodyError> {
     let env = sigil_crypto::seal_to(sender, recipient, info, nonce.as_bytes(), plaintext)
         .map_err(|_| BodyError::Seal)?;
-    let json = SealedJson {
-        enc: b64url_encode(&env.enc),
-        ct: b64url_encode(&env.ct),
-    };
-    serde_json::to_vec(&json).map_err(|_| BodyError::Seal)
+    Ok(hpke_json(&env))
 }
 
 /// Opens an envelope's JSON bytes sealed by `sender` to `recipient` for this `nonce`.
@@ -52,11 +137,8 @@ pub fn open(
     nonce: &str,
     body: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, BodyError> {
-    let json: SealedJson = serde_json::from_slice(body)
-        .map_err(|_| BodyError::Malformed("expected {\"enc\":…,\"ct\":…}"))?;
-    let env = Envelope {
-        enc: b64url_decode(&json.enc).map_err(|_| BodyError::Malformed("enc is not base64url"))?,
-        ct: b64url_decode(&json.ct).map_err(|_| BodyError::Malformed("ct is not base64url"))?,
+    let Sealed::Hpke(env) = parse(body)? else {
+        return Err(BodyError::Malformed("expected {\"enc\":…,\"ct\":…}"));
     };
     sigil_crypto::open_from(recipient, sender, info, nonce.as_bytes(), &env)
         .map_err(|_| BodyError::Open)
@@ -80,6 +162,8 @@ mod tests {
         for garbage in [
             &b""[..],
             b"{}",
+            b"{\"ch\":\"c\",\"n\":\"AA\",\"ct\":\"AA\"}",
+            b"{\"ch\":\"c\",\"n\":\"AA\",\"ct\":\"AA\",\"enc\":\"AA\"}",
             b"[1]",
             b"{\"enc\":\"a\",\"ct\":\"b\",\"x\":1}",
             b"{\"enc\":\"***\",\"ct\":\"b\"}",
@@ -89,6 +173,40 @@ mod tests {
                 open(&b, &a.public(), SealInfo::Response, "n1", garbage),
                 Err(BodyError::Malformed(_))
             ));
+        }
+    }
+
+    #[test]
+    fn channel_envelopes_parse_open_and_refuse_garbage() {
+        let a = EncryptionKey::generate().unwrap();
+        let b = EncryptionKey::generate().unwrap();
+        let (env, key) =
+            sigil_crypto::seal_to_exporting(&a, &b.public(), SealInfo::Response, b"n", b"{}")
+                .unwrap();
+        assert_eq!(parse(&hpke_json(&env)).unwrap(), Sealed::Hpke(env));
+        let body = seal_channel(&key, "c1", "n2", b"{\"x\":1}").unwrap();
+        let Sealed::Channel { id, nonce, ct } = parse(&body).unwrap() else {
+            panic!("a channel envelope");
+        };
+        assert_eq!(id, "c1");
+        assert_eq!(
+            &open_channel(&key, "n2", &nonce, &ct).unwrap()[..],
+            b"{\"x\":1}"
+        );
+        assert_eq!(open_channel(&key, "n3", &nonce, &ct), Err(BodyError::Open));
+        for garbage in [
+            &b"{\"ch\":\"c\",\"n\":\"***\",\"ct\":\"AA\"}"[..],
+            b"{\"ch\":\"c\",\"n\":\"AA\"}",
+            b"{\"ch\":1,\"n\":\"AA\",\"ct\":\"AA\"}",
+        ] {
+            assert!(matches!(parse(garbage), Err(BodyError::Malformed(_))));
+        }
+        assert_eq!(
+            crate::headers::channel_grant("abc_-1; ttl=3600"),
+            Some(("abc_-1".into(), 3600))
+        );
+        for bad in ["abc", "; ttl=1", "a b; ttl=1", "abc; ttl=x", "abc; max=1"] {
+            assert_eq!(crate::headers::channel_grant(bad), None, "{bad}");
         }
     }
 }

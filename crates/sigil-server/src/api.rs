@@ -14,15 +14,17 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sigil_core::policy::Capability;
 use sigil_core::{Caller, Core, Node, Operation};
-use sigil_crypto::{PublicIdentity, SealInfo};
-use sigil_proto::{body as sealed, headers, sys};
+use sigil_crypto::PublicIdentity;
+use sigil_proto::{headers, sys};
 use zeroize::Zeroizing;
 
 use crate::audit_trail::{PeerCerts, RemoteAddr, Trail};
 use crate::auth::{self, Authenticated};
+use crate::channels::Channels;
 use crate::error::ApiError;
 use crate::limits::{Limits, address_key};
 use crate::replay::ReplayCache;
+use crate::sealing::{Sealing, open_body, seal_response, vault_envelope};
 use crate::telemetry;
 use crate::tls::ClientTrust;
 
@@ -39,6 +41,7 @@ pub(crate) struct AppState {
     pub(crate) replay: ReplayCache,
     pub(crate) hosts: auth::Hosts,
     pub(crate) limits: Limits,
+    pub(crate) channels: Channels,
 }
 
 impl AppState {
@@ -108,12 +111,13 @@ fn metrics_response(
     state: &AppState,
     core: &Core,
     authn: &Authenticated<Arc<Caller>>,
+    sealing: &Sealing,
     request_id: &str,
 ) -> Result<Response, ApiError> {
     core.authorize(&authn.caller, "sys/metrics", &[Capability::Read])?;
     let text = telemetry::render(&state.node);
     let response = sigil_core::Response::data(json!({ "format": "prometheus", "text": text }));
-    seal_response(core, authn, request_id, response)
+    seal_response(core, &state.channels, authn, sealing, request_id, response)
 }
 
 fn plain_json(status: StatusCode, value: &impl serde::Serialize) -> Response {
@@ -351,7 +355,12 @@ async fn authenticated(
         authn.caller.identity.keyid.clone(),
         authn.caller.identity.name.clone(),
     ));
-    let data = open_body(core, &authn, &parts.headers, body)?;
+    let sealing = Sealing::of(
+        &state.channels,
+        &parts.headers,
+        &authn.caller.identity.keyid,
+    );
+    let data = open_body(core, &authn, &sealing, &parts.headers, body)?;
     let mut query: Vec<(String, String)> =
         form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
@@ -421,13 +430,20 @@ async fn authenticated(
                 serde_json::to_value(status).expect("status serializes"),
             );
             return Ok((
-                seal_response(core, &authn, &trail.request_id, response)?,
+                seal_response(
+                    core,
+                    &state.channels,
+                    &authn,
+                    &sealing,
+                    &trail.request_id,
+                    response,
+                )?,
                 None,
             ));
         }
         ("sys/metrics", Operation::Read) => {
             return Ok((
-                metrics_response(state, core, &authn, &trail.request_id)?,
+                metrics_response(state, core, &authn, &sealing, &trail.request_id)?,
                 None,
             ));
         }
@@ -452,6 +468,7 @@ async fn authenticated(
         let worker = Arc::clone(state);
         let sealed = blocking(move || {
             worker.node.seal()?;
+            worker.channels.clear();
             Ok(StatusCode::NO_CONTENT.into_response())
         })
         .await?;
@@ -489,7 +506,14 @@ async fn authenticated(
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed"))??;
     let audit_data = response.data.clone();
     Ok((
-        seal_response(core, &authn, &trail.request_id, response)?,
+        seal_response(
+            core,
+            &state.channels,
+            &authn,
+            &sealing,
+            &trail.request_id,
+            response,
+        )?,
         audit_data,
     ))
 }
@@ -502,21 +526,6 @@ const UNWRAPPABLE: &[&str] = &["sys/wrapping/", "sys/rekey", "sys/metrics", "sys
 fn take_query(query: &mut Vec<(String, String)>, name: &str) -> Option<String> {
     let i = query.iter().position(|(k, _)| k == name)?;
     Some(query.remove(i).1)
-}
-
-/// Vault's response envelope around a core response.
-fn vault_envelope(request_id: &str, response: &sigil_core::Response) -> Value {
-    json!({
-        "request_id": request_id,
-        "lease_id": "",
-        "renewable": false,
-        "lease_duration": 0,
-        "data": response.data,
-        "wrap_info": null,
-        "warnings": null,
-        "auth": null,
-        "mount_type": response.mount_type,
-    })
 }
 
 fn header(parts: &Parts, name: &str) -> String {
@@ -739,82 +748,4 @@ fn init(node: &Node, body: &[u8]) -> Result<Response, ApiError> {
     let admins = parse_admins(&req.admins, &req.names)?;
     let response = node.init(admins, req.threshold)?;
     Ok(plain_json(StatusCode::OK, &response))
-}
-
-fn open_body(
-    core: &Core,
-    authn: &Authenticated<Arc<Caller>>,
-    headers_in: &http::HeaderMap,
-    body: &[u8],
-) -> Result<Option<Value>, ApiError> {
-    if body.is_empty() {
-        return Ok(None);
-    }
-    let sealed_type = headers_in
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case(headers::SEALED_JSON))
-        });
-    if !sealed_type {
-        return Err(ApiError::bad_request(format!(
-            "request bodies must be sealed to the server key (Content-Type: {})",
-            headers::SEALED_JSON
-        )));
-    }
-    let plain = sealed::open(
-        core.server_identity().encryption_key(),
-        authn.caller.public.encryption_key(),
-        SealInfo::Request,
-        &authn.nonce,
-        body,
-    )
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let text = std::str::from_utf8(&plain)
-        .map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        ApiError::bad_request(format!(
-            "request body is not valid JSON: line {} column {}",
-            e.line(),
-            e.column()
-        ))
-    })?;
-    Ok(Some(value))
-}
-
-fn seal_response(
-    core: &Core,
-    authn: &Authenticated<Arc<Caller>>,
-    request_id: &str,
-    response: sigil_core::Response,
-) -> Result<Response, ApiError> {
-    if response.status == 204 {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    let envelope = vault_envelope(request_id, &response);
-    drop(response.data);
-    let plain = Zeroizing::new(serde_json::to_vec(&envelope).expect("response serializes"));
-    drop(envelope);
-    let body = sealed::seal(
-        core.server_identity().encryption_key(),
-        authn.caller.public.encryption_key(),
-        SealInfo::Response,
-        &authn.nonce,
-        &plain,
-    )
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "sealing the response failed",
-        )
-    })?;
-    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
-    let mut resp = (status, Body::from(body)).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(headers::SEALED_JSON),
-    );
-    Ok(resp)
 }

@@ -12,6 +12,8 @@ pub(crate) struct ApiError {
     message: String,
     /// Seconds, for 429.
     retry_after: Option<u64>,
+    /// The body was sealed to a channel the server does not hold (`Sigil-Channel: expired`).
+    channel_expired: bool,
 }
 
 impl ApiError {
@@ -20,6 +22,18 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            channel_expired: false,
+        }
+    }
+
+    /// 400 for a body sealed to a channel the server does not hold for this caller: the
+    /// client seals it to the server key and sends it again.
+    pub(crate) fn channel_expired() -> Self {
+        ApiError {
+            channel_expired: true,
+            ..Self::bad_request(
+                "the body is sealed to a channel this server does not hold (expired or unknown): seal it to the server key",
+            )
         }
     }
 
@@ -29,6 +43,7 @@ impl ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: "rate limited: slow down".into(),
             retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            channel_expired: false,
         }
     }
 
@@ -75,6 +90,12 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if self.channel_expired {
+            resp.headers_mut().insert(
+                sigil_proto::headers::SIGIL_CHANNEL,
+                HeaderValue::from_static("expired"),
+            );
+        }
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -13,6 +13,7 @@
 mod api;
 mod audit_trail;
 mod auth;
+mod channels;
 mod error;
 mod harden;
 mod limits;
@@ -20,6 +21,7 @@ mod listener;
 mod node;
 mod openapi;
 mod replay;
+mod sealing;
 mod telemetry;
 mod tls;
 

@@ -128,6 +128,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
             replay: ReplayCache::default(),
             hosts: crate::auth::Hosts::new(&config.hosts),
             limits: Limits::new(config.limits),
+            channels: crate::channels::Channels::default(),
         }),
     })
 }
@@ -172,6 +173,7 @@ impl Running {
             let mut tick = tokio::time::interval(WRAP_SWEEP);
             loop {
                 tick.tick().await;
+                sweeper.channels.sweep();
                 let Some(core) = sweeper.node.core() else {
                     continue;
                 };
