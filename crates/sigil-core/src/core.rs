@@ -639,6 +639,17 @@ impl Core {
         Ok(rotated)
     }
 
+    /// Whether handling `op` (as [`Core::resolve_operation`] resolved it) on `path` may write
+    /// to storage and so wait on an fsync; the server runs the others on its async workers
+    /// instead of handing them to a blocking thread. Reads and lists do not write (PKI CRL
+    /// reads excepted), nor do transit's cryptographic operations on an existing key.
+    pub fn may_write(&self, op: Operation, path: &str) -> bool {
+        match self.route(path) {
+            Route::Mount(mount, rest) => mount.engine.may_write(op, rest),
+            _ => !matches!(op, Operation::Read | Operation::List),
+        }
+    }
+
     /// Drops expired wraps' envelopes and old tombstones (run periodically by the server).
     pub fn purge_wraps(&self) -> Result<usize, CoreError> {
         self.wraps.purge()

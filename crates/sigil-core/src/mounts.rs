@@ -143,6 +143,30 @@ impl Engine {
         }
     }
 
+    /// Whether `op` on `rest` may write to storage (and so wait on an fsync). Reads and
+    /// lists do not, except PKI's CRL reads (which may sign a fresh CRL); transit's
+    /// cryptographic operations on an existing key do not either.
+    pub(crate) fn may_write(&self, op: Operation, rest: &str) -> bool {
+        let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
+        match (self, op) {
+            (Engine::Pki(_), Operation::Read) => rest.contains("crl"),
+            (_, Operation::Read | Operation::List) => false,
+            (Engine::Transit(_), Operation::Update) => !matches!(
+                first,
+                "encrypt"
+                    | "decrypt"
+                    | "rewrap"
+                    | "datakey"
+                    | "sign"
+                    | "verify"
+                    | "hmac"
+                    | "hash"
+                    | "random"
+            ),
+            _ => true,
+        }
+    }
+
     /// The documented endpoint template of `rest` below a mount of this engine.
     pub(crate) fn endpoint(&self, rest: &str) -> &'static str {
         let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
