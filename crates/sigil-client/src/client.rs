@@ -46,6 +46,10 @@ pub struct Client {
     channel: Mutex<Option<Channel>>,
     /// A request asking for a channel is in flight (one at a time).
     asking: AtomicBool,
+    /// Requests are authenticated by a client certificate (PROTOCOL.md §5), not signed.
+    mtls: bool,
+    /// The CA the client trusts, kept to rebuild the HTTP client with a certificate.
+    ca_pem: Option<Vec<u8>>,
 }
 
 /// A channel the server granted: its id, key and when to stop using it.
@@ -150,20 +154,7 @@ impl Client {
             })?),
             None => None,
         };
-        let mut builder = reqwest::Client::builder()
-            .https_only(true)
-            .tls_version_min(reqwest::tls::Version::TLS_1_3);
-        if let Some(pem) = &config.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ClientError::Config(format!("invalid CA certificate: {e}")))?;
-            if certs.is_empty() {
-                return Err(ClientError::Config("CA file holds no certificate".into()));
-            }
-            builder = builder.tls_certs_only(certs);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| ClientError::Config(format!("TLS setup failed: {e}")))?;
+        let http = http_client(config.ca_pem.as_deref(), None)?;
         Ok(Client {
             http,
             base,
@@ -173,7 +164,28 @@ impl Client {
             channels: true,
             channel: Mutex::new(None),
             asking: AtomicBool::new(false),
+            mtls: false,
+            ca_pem: config.ca_pem,
         })
+    }
+
+    /// Authenticates every request with this client certificate (PEM chain and PKCS#8 key)
+    /// instead of a signature (PROTOCOL.md §5): the server maps the certificate to an identity
+    /// through its `auth/cert` roles. Bodies and answers are still sealed, and each request
+    /// still carries a fresh nonce (`Sigil-Nonce`).
+    pub fn with_client_certificate(
+        mut self,
+        chain_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<Self, ClientError> {
+        let mut both = Zeroizing::new(key_pem.to_vec());
+        both.extend_from_slice(b"\n");
+        both.extend_from_slice(chain_pem);
+        let identity = reqwest::Identity::from_pem(&both)
+            .map_err(|e| ClientError::Config(format!("invalid client certificate or key: {e}")))?;
+        self.http = http_client(self.ca_pem.as_deref(), Some(identity))?;
+        self.mtls = true;
+        Ok(self)
     }
 
     /// Whether to ask the server for a channel (PROTOCOL.md §6; on by default): after one
@@ -307,26 +319,31 @@ impl Client {
             &url[Position::BeforeHost..Position::AfterPort],
             &url[Position::BeforePath..Position::AfterQuery]
         );
-        let created = now();
-        let signed = signature::sign(
-            key,
-            method.as_str(),
-            &target,
-            body.as_ref().map(|b| b.bytes.as_slice()),
-            (created, created + signature::DEFAULT_VALIDITY_SECS),
-            nonce,
-        );
-        let mut req = self
-            .http
-            .request(method, url)
-            .header(headers::SIGNATURE_INPUT, signed.signature_input)
-            .header(headers::SIGNATURE, signed.signature);
+        let mut req = self.http.request(method.clone(), url);
+        if self.mtls {
+            req = req.header(headers::SIGIL_NONCE, &nonce);
+        } else {
+            let created = now();
+            let signed = signature::sign(
+                key,
+                method.as_str(),
+                &target,
+                body.as_ref().map(|b| b.bytes.as_slice()),
+                (created, created + signature::DEFAULT_VALIDITY_SECS),
+                nonce.clone(),
+            );
+            req = req
+                .header(headers::SIGNATURE_INPUT, signed.signature_input)
+                .header(headers::SIGNATURE, signed.signature);
+            if let Some(digest) = signed.content_digest {
+                req = req.header(headers::CONTENT_DIGEST, digest);
+            }
+        }
         if let Some(channel) = channel {
             req = req.header(headers::SIGIL_CHANNEL, channel);
         }
-        if let (Some(digest), Some(b)) = (signed.content_digest, body) {
+        if let Some(b) = body {
             req = req
-                .header(headers::CONTENT_DIGEST, digest)
                 .header(reqwest::header::CONTENT_TYPE, b.content_type)
                 .body(b.bytes);
         }
@@ -342,7 +359,7 @@ impl Client {
             status,
             channel,
             bytes,
-            nonce: signed.nonce,
+            nonce,
         })
     }
 
@@ -596,6 +613,31 @@ impl Client {
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Response(format!("sys/unseal: {e}")))
     }
+}
+
+/// The HTTP client: TLS 1.3 only, trusting `ca_pem` (else the system roots), presenting
+/// `identity` if given.
+fn http_client(
+    ca_pem: Option<&[u8]>,
+    identity: Option<reqwest::Identity>,
+) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder()
+        .https_only(true)
+        .tls_version_min(reqwest::tls::Version::TLS_1_3);
+    if let Some(pem) = ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ClientError::Config(format!("invalid CA certificate: {e}")))?;
+        if certs.is_empty() {
+            return Err(ClientError::Config("CA file holds no certificate".into()));
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    if let Some(id) = identity {
+        builder = builder.identity(id);
+    }
+    builder
+        .build()
+        .map_err(|e| ClientError::Config(format!("TLS setup failed: {e}")))
 }
 
 fn api_error(status: u16, bytes: &[u8]) -> ClientError {

@@ -1,13 +1,21 @@
 //! The replay cache: every `(keyid, nonce)` of a verified signature is remembered until the
 //! signature's `expires` + 60 s; a second use is refused (PROTOCOL.md §3).
+//!
+//! Each pair is kept as a 128-bit SHA-256 prefix (a false "replayed" would need a collision),
+//! and forgotten through a queue in arrival order: every insert drops the expired entries at
+//! the head, so the cache never stops everything for a full sweep. An entry behind one that
+//! expires later waits for it; memory stays bounded by the longest validity (300 s) times the
+//! request rate.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+
+use sha2::{Digest as _, Sha256};
 
 /// How long past `expires` a nonce is remembered.
 const GRACE_SECS: i64 = 60;
-/// Entries above which expired ones are swept on insert.
-const SWEEP_ABOVE: usize = 4096;
+
+type Pair = [u8; 16];
 
 #[derive(Debug, Default)]
 pub(crate) struct ReplayCache {
@@ -16,8 +24,18 @@ pub(crate) struct ReplayCache {
 
 #[derive(Debug, Default)]
 struct Seen {
-    entries: HashMap<(String, String), i64>,
-    sweep_at: usize,
+    until: HashMap<Pair, i64>,
+    order: VecDeque<(i64, Pair)>,
+}
+
+fn pair(keyid: &str, nonce: &str) -> Pair {
+    let mut h = Sha256::new();
+    h.update((keyid.len() as u64).to_be_bytes());
+    h.update(keyid.as_bytes());
+    h.update(nonce.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
 }
 
 impl ReplayCache {
@@ -29,19 +47,31 @@ impl ReplayCache {
         expires: i64,
         now: i64,
     ) -> bool {
+        let key = pair(keyid, nonce);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.entries.len() >= seen.sweep_at.max(SWEEP_ABOVE) {
-            seen.entries.retain(|_, until| *until >= now);
-            seen.sweep_at = seen.entries.len() * 2;
+        while let Some(&(until, old)) = seen.order.front() {
+            if until >= now {
+                break;
+            }
+            seen.order.pop_front();
+            if seen.until.get(&old) == Some(&until) {
+                seen.until.remove(&old);
+            }
         }
-        let key = (keyid.to_owned(), nonce.to_owned());
-        match seen.entries.get(&key) {
+        match seen.until.get(&key) {
             Some(until) if *until >= now => false,
             _ => {
-                seen.entries.insert(key, expires + GRACE_SECS);
+                let until = expires + GRACE_SECS;
+                seen.until.insert(key, until);
+                seen.order.push_back((until, key));
                 true
             }
         }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.seen.lock().unwrap().until.len()
     }
 }
 
@@ -57,10 +87,19 @@ mod tests {
         assert!(!c.check_and_insert("k", "n", 100, 160));
         // Another key with the same nonce is a different pair.
         assert!(c.check_and_insert("k2", "n", 100, 51));
-        // Sweeping keeps live entries.
-        for i in 0..SWEEP_ABOVE + 10 {
+        // The keyid and nonce cannot trade characters.
+        assert!(c.check_and_insert("k2n", "", 100, 51));
+        for i in 0..10_000 {
             assert!(c.check_and_insert("k", &i.to_string(), 100, 60));
         }
         assert!(!c.check_and_insert("k", "n", 100, 60));
+        assert!(!c.check_and_insert("k", "9999", 100, 160));
+        // Past expiry + grace, entries are forgotten as new ones arrive.
+        assert!(c.check_and_insert("k", "later", 300, 161));
+        assert_eq!(c.len(), 1);
+        assert!(
+            c.check_and_insert("k", "n", 300, 161),
+            "expired: a new request"
+        );
     }
 }
