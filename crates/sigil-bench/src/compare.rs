@@ -41,23 +41,20 @@ pub(crate) struct CompareArgs {
 
 /// One server's results.
 struct Run {
-    server: &'static str,
+    server: String,
     cold_start: Duration,
     idle_rss_kib: u64,
     results: Vec<(Workload, Stats, u64)>,
 }
 
-async fn measure(
-    started: Started,
+async fn measure_target(
+    name: String,
+    pid: u32,
+    target: crate::load::Target,
+    cold_start: Duration,
     workloads: &[Workload],
     args: &CompareArgs,
 ) -> anyhow::Result<Run> {
-    let Started {
-        process,
-        target,
-        cold_start,
-    } = started;
-    let pid = process.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_rss_kib, _) = servers::memory_kib(pid);
     let target = Arc::new(target);
@@ -72,17 +69,51 @@ async fn measure(
             args.value_bytes,
         )
         .await
-        .with_context(|| format!("{} {}", process.name, w.name()))?;
+        .with_context(|| format!("{name} {}", w.name()))?;
         let (_, peak) = servers::memory_kib(pid);
-        eprintln!("  {} {}: {}", process.name, w.name(), stats.line());
+        eprintln!("  {name} {}: {}", w.name(), stats.line());
         results.push((w, stats, peak));
     }
     Ok(Run {
-        server: process.name,
+        server: name,
         cold_start,
         idle_rss_kib,
         results,
     })
+}
+
+/// Measures a started server; for Sigil, also with mTLS instead of signatures.
+async fn measure(
+    started: Started,
+    workloads: &[Workload],
+    args: &CompareArgs,
+) -> anyhow::Result<Vec<Run>> {
+    let Started {
+        process,
+        target,
+        cold_start,
+        sigil,
+    } = started;
+    let pid = process.pid();
+    let mtls = match &sigil {
+        Some(access) => Some(servers::mtls_target(&target, access).await?),
+        None => None,
+    };
+    let signed_name = match sigil {
+        Some(_) => format!("{}, signed", process.name),
+        None => process.name.to_owned(),
+    };
+    let mut runs =
+        vec![measure_target(signed_name, pid, target, cold_start, workloads, args).await?];
+    if let Some(target) = mtls {
+        let name = format!("{}, mTLS", process.name);
+        let mut run = measure_target(name, pid, target, cold_start, workloads, args).await?;
+        // The same process: idle is what it was before any load.
+        run.idle_rss_kib = runs[0].idle_rss_kib;
+        runs.push(run);
+    }
+    drop(process);
+    Ok(runs)
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -230,9 +261,18 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
     )
     .await?;
 
-    table("in memory", &sigil_mem, &bao_dev);
-    table("durable", &sigil_file, &bao_raft);
-    let runs = [&sigil_mem, &bao_dev, &sigil_file, &bao_raft];
+    for (title, sigils, bao) in [
+        ("in memory", &sigil_mem, &bao_dev[0]),
+        ("durable", &sigil_file, &bao_raft[0]),
+    ] {
+        for s in sigils {
+            table(title, s, bao);
+        }
+    }
+    let runs: Vec<&Run> = [&sigil_mem, &bao_dev, &sigil_file, &bao_raft]
+        .into_iter()
+        .flatten()
+        .collect();
     let errors: u64 = runs
         .iter()
         .flat_map(|r| r.results.iter().map(|(_, s, _)| s.errors))
@@ -245,14 +285,13 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
             "clients": args.clients,
             "value_bytes": args.value_bytes,
             "smoke": args.smoke,
-            "in_memory": { "sigil": run_json(&sigil_mem), "openbao": run_json(&bao_dev) },
-            "durable": { "sigil": run_json(&sigil_file), "openbao": run_json(&bao_raft) },
+            "runs": runs.iter().map(|r| run_json(r)).collect::<Vec<_>>(),
         });
         std::fs::write(path, serde_json::to_vec_pretty(&doc)?)?;
         eprintln!("results written to {}", path.display());
     }
     if errors > 0 {
-        for r in runs {
+        for r in &runs {
             for (w, s, _) in &r.results {
                 if let Some(e) = &s.first_error {
                     eprintln!("{} {}: {} errors, first: {e}", r.server, w.name(), s.errors);

@@ -123,6 +123,70 @@ pub(crate) struct Started {
     pub(crate) target: Target,
     /// From spawning the process to its first answered request.
     pub(crate) cold_start: Duration,
+    /// For Sigil: what a client needs to switch to mTLS ([`mtls_target`]).
+    pub(crate) sigil: Option<SigilAccess>,
+}
+
+/// How to reach a started Sigil server as its admin.
+pub(crate) struct SigilAccess {
+    key: PathBuf,
+    addr: String,
+    ca: String,
+    keyid: String,
+}
+
+/// A second target for the same Sigil server that authenticates by client certificate
+/// instead of signatures (PROTOCOL.md §5): the server's PKI engine issues the admin a
+/// certificate and a `cert` auth role maps it to the admin identity.
+pub(crate) async fn mtls_target(admin: &Target, access: &SigilAccess) -> anyhow::Result<Target> {
+    let call = |method: &'static str, path: &'static str, body: Value| async move {
+        match admin {
+            Target::Sigil(c) => Ok(c.request(method, path, Some(&body)).await?.body),
+            Target::Bao { .. } => bail!("not a Sigil target"),
+        }
+    };
+    call("POST", "sys/mounts/bench-pki", json!({ "type": "pki" })).await?;
+    let root = call(
+        "POST",
+        "bench-pki/root/generate/internal",
+        json!({ "common_name": "bench root" }),
+    )
+    .await?
+    .context("no root")?;
+    call(
+        "POST",
+        "bench-pki/roles/client",
+        json!({ "allow_any_name": true, "allowed_uri_sans": "spiffe://bench/*", "server_flag": false }),
+    )
+    .await?;
+    let issued = call(
+        "POST",
+        "bench-pki/issue/client",
+        json!({ "common_name": "bench-client", "uri_sans": "spiffe://bench/admin" }),
+    )
+    .await?
+    .context("no certificate")?;
+    call(
+        "POST",
+        "auth/cert/certs/bench",
+        json!({
+            "certificate": root["data"]["certificate"],
+            "mappings": [{ "uri": "spiffe://bench/admin", "identity": "admin" }],
+        }),
+    )
+    .await?;
+    let field = |name: &str| {
+        issued["data"][name]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("issue: no {name}"))
+    };
+    let client = sigil_client(&access.key, &access.addr, &access.ca, &access.keyid)?
+        .with_client_certificate(
+            field("certificate")?.as_bytes(),
+            field("private_key")?.as_bytes(),
+        )?;
+    Ok(Target::Sigil(Box::new(client)))
 }
 
 fn sigil_client(key: &Path, addr: &str, ca: &str, keyid: &str) -> anyhow::Result<Client> {
@@ -163,12 +227,13 @@ pub(crate) async fn sigil_transient(bin: &Path, dir: &Path) -> anyhow::Result<St
     wait_for(&probe, &health, |s| s == 200).await?;
     let cold_start = started.elapsed();
     let env = exports(&mut child, 3)?;
-    let client = sigil_client(
-        &key,
-        var(&env, "SIGIL_ADDR")?,
-        var(&env, "SIGIL_CACERT")?,
-        var(&env, "SIGIL_SERVER_KEY")?,
-    )?;
+    let access = SigilAccess {
+        key: key.clone(),
+        addr: var(&env, "SIGIL_ADDR")?.to_owned(),
+        ca: var(&env, "SIGIL_CACERT")?.to_owned(),
+        keyid: var(&env, "SIGIL_SERVER_KEY")?.to_owned(),
+    };
+    let client = sigil_client(&key, &access.addr, &access.ca, &access.keyid)?;
     client
         .request(
             "POST",
@@ -183,6 +248,7 @@ pub(crate) async fn sigil_transient(bin: &Path, dir: &Path) -> anyhow::Result<St
         },
         target: Target::Sigil(Box::new(client)),
         cold_start,
+        sigil: Some(access),
     })
 }
 
@@ -232,6 +298,12 @@ pub(crate) async fn sigil_file(bin: &Path, dir: &Path) -> anyhow::Result<Started
             Some(&json!({ "type": "transit" })),
         )
         .await?;
+    let access = SigilAccess {
+        key,
+        addr: addr.to_owned(),
+        ca: ca.to_owned(),
+        keyid,
+    };
     Ok(Started {
         process: Process {
             child,
@@ -239,6 +311,7 @@ pub(crate) async fn sigil_file(bin: &Path, dir: &Path) -> anyhow::Result<Started
         },
         target: Target::Sigil(Box::new(client)),
         cold_start,
+        sigil: Some(access),
     })
 }
 
@@ -373,6 +446,7 @@ pub(crate) async fn bao_dev(bao: &Path, dir: &Path) -> anyhow::Result<Started> {
             token: "root".into(),
         },
         cold_start,
+        sigil: None,
     })
 }
 
@@ -476,5 +550,6 @@ pub(crate) async fn bao_raft(bao: &Path, dir: &Path) -> anyhow::Result<Started> 
         process,
         target: Target::Bao { http, addr, token },
         cold_start,
+        sigil: None,
     })
 }

@@ -600,6 +600,9 @@ fn account<C>(
     }
 }
 
+/// How long an mTLS connection's chain verification is reused when the roles do not change.
+const MTLS_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// mTLS (PROTOCOL.md §5): the handshake verified the chain against the certificate roles'
 /// CAs (dates, CRLs); a role maps it to an identity; the `Sigil-Nonce` header is the AAD of
 /// the sealed bodies and is refused if seen before.
@@ -611,31 +614,51 @@ fn authenticate_mtls(
 ) -> Result<Authenticated<Arc<Caller>>, ApiError> {
     let result = (|| {
         state.hosts.check(parts)?;
-        // Verified again at every request, per role: the role is the one whose own CA (and
-        // CRL) accepts the chain now, never one picked from names the client sent.
-        let trust = state
-            .client_trust()
-            .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Sigil is sealed"))?;
+        // Verified per role: the role is the one whose own CA (and CRL) accepts the chain,
+        // never one picked from names the client sent. The result holds for this connection
+        // until the roles change (a new CA or CRL) or a minute has passed (dates).
+        let generation = core.cert_generation();
         let (leaf, intermediates) = certs
-            .0
+            .chain
             .split_first()
             .ok_or_else(|| ApiError::unauthorized("no client certificate"))?;
-        let leaf_der = rustls::pki_types::CertificateDer::from(leaf.clone());
-        let intermediates: Vec<_> = intermediates
-            .iter()
-            .map(|c| rustls::pki_types::CertificateDer::from(c.clone()))
-            .collect();
-        let at = rustls::pki_types::UnixTime::now();
-        let caller = trust
-            .roles
-            .iter()
-            .filter(|(_, v)| v.verify_client_cert(&leaf_der, &intermediates, at).is_ok())
-            .find_map(|(role, _)| core.caller_for_certificate(role, leaf))
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "the client certificate maps to no identity (see auth/cert/certs)",
-                )
-            })?;
+        let cached = certs
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|(g, _, at)| *g == generation && at.elapsed() < MTLS_RECHECK);
+        let caller = match cached.and_then(|(_, role, _)| core.caller_for_certificate(&role, leaf))
+        {
+            Some(caller) => caller,
+            None => {
+                let trust = state.client_trust().ok_or_else(|| {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Sigil is sealed")
+                })?;
+                let leaf_der = rustls::pki_types::CertificateDer::from(leaf.clone());
+                let intermediates: Vec<_> = intermediates
+                    .iter()
+                    .map(|c| rustls::pki_types::CertificateDer::from(c.clone()))
+                    .collect();
+                let at = rustls::pki_types::UnixTime::now();
+                let (role, caller) = trust
+                    .roles
+                    .iter()
+                    .filter(|(_, v)| v.verify_client_cert(&leaf_der, &intermediates, at).is_ok())
+                    .find_map(|(role, _)| {
+                        core.caller_for_certificate(role, leaf)
+                            .map(|c| (role.clone(), c))
+                    })
+                    .ok_or_else(|| {
+                        ApiError::unauthorized(
+                            "the client certificate maps to no identity (see auth/cert/certs)",
+                        )
+                    })?;
+                *certs.verified.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((generation, role, std::time::Instant::now()));
+                caller
+            }
+        };
         let nonce = parts
             .headers
             .get(headers::SIGIL_NONCE)

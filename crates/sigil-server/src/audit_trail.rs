@@ -14,9 +14,23 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RemoteAddr(pub(crate) SocketAddr);
 
-/// The client certificate chain (leaf first) of an mTLS connection, verified in the handshake.
+/// The client certificate chain (leaf first) of an mTLS connection, verified in the handshake,
+/// and which certificate role's CA verified it for requests (see `api::authenticate_mtls`).
 #[derive(Debug)]
-pub(crate) struct PeerCerts(pub(crate) Vec<Vec<u8>>);
+pub(crate) struct PeerCerts {
+    pub(crate) chain: Vec<Vec<u8>>,
+    /// `(roles generation, role, when)` of the last per-request verification.
+    pub(crate) verified: std::sync::Mutex<Option<(u64, String, std::time::Instant)>>,
+}
+
+impl PeerCerts {
+    pub(crate) fn new(chain: Vec<Vec<u8>>) -> Self {
+        PeerCerts {
+            chain,
+            verified: std::sync::Mutex::new(None),
+        }
+    }
+}
 
 /// The audit context of one request, filled in as it is authenticated and parsed.
 pub(crate) struct Trail {

@@ -243,7 +243,7 @@ impl Running {
                     .get_ref()
                     .1
                     .peer_certificates()
-                    .map(|c| Arc::new(PeerCerts(c.iter().map(|d| d.to_vec()).collect())));
+                    .map(|c| Arc::new(PeerCerts::new(c.iter().map(|d| d.to_vec()).collect())));
                 let service = hyper::service::service_fn(
                     move |mut req: hyper::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(RemoteAddr(peer));
