@@ -95,23 +95,29 @@ async fn measure(
         sigil,
     } = started;
     let pid = process.pid();
-    let mtls = match &sigil {
-        Some(access) => Some(servers::mtls_target(&target, access).await?),
-        None => None,
+    let Some(access) = sigil else {
+        let run = measure_target(
+            process.name.to_owned(),
+            pid,
+            target,
+            cold_start,
+            workloads,
+            args,
+        )
+        .await?;
+        return Ok(vec![run]);
     };
-    let signed_name = match sigil {
-        Some(_) => format!("{}, signed", process.name),
-        None => process.name.to_owned(),
-    };
-    let mut runs =
-        vec![measure_target(signed_name, pid, target, cold_start, workloads, args).await?];
-    if let Some(target) = mtls {
-        let name = format!("{}, mTLS", process.name);
-        let mut run = measure_target(name, pid, target, cold_start, workloads, args).await?;
-        // The same process: idle is what it was before any load.
-        run.idle_rss_kib = runs[0].idle_rss_kib;
-        runs.push(run);
-    }
+    let certificate = servers::admin_certificate(&target).await?;
+    drop(target);
+    let signed = servers::sigil_load_target(&access, args.clients, None)?;
+    let name = format!("{}, signed", process.name);
+    let mut runs = vec![measure_target(name, pid, signed, cold_start, workloads, args).await?];
+    let mtls = servers::sigil_load_target(&access, args.clients, Some(&certificate))?;
+    let name = format!("{}, mTLS", process.name);
+    let mut run = measure_target(name, pid, mtls, cold_start, workloads, args).await?;
+    // The same process: idle is what it was before any load.
+    run.idle_rss_kib = runs[0].idle_rss_kib;
+    runs.push(run);
     drop(process);
     Ok(runs)
 }

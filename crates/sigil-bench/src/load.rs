@@ -44,9 +44,10 @@ impl Workload {
 }
 
 /// The server under load: Sigil through the SDK (signing, sealing and opening every request,
-/// as real clients do), or OpenBao/Vault through its token API.
+/// as real clients do; one SDK client, so one connection, per load client), or OpenBao/Vault
+/// through its token API (a pool with a connection per concurrent request).
 pub(crate) enum Target {
-    Sigil(Box<Client>),
+    Sigil(Vec<Client>),
     Bao {
         http: reqwest::Client,
         addr: String,
@@ -55,15 +56,20 @@ pub(crate) enum Target {
 }
 
 impl Target {
+    /// One request from load client `client`.
     pub(crate) async fn call(
         &self,
+        client: usize,
         method: &str,
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<()> {
         match self {
-            Target::Sigil(c) => {
-                c.request(method, path, body).await?;
+            Target::Sigil(clients) => {
+                anyhow::ensure!(!clients.is_empty(), "no Sigil client");
+                clients[client % clients.len()]
+                    .request(method, path, body)
+                    .await?;
             }
             Target::Bao { http, addr, token } => {
                 let method = reqwest::Method::from_bytes(method.as_bytes())?;
@@ -162,19 +168,24 @@ pub(crate) async fn prepare(
     match workload {
         Workload::KvRead | Workload::KvMix => {
             target
-                .call("POST", READ_PATH, Some(&json!({ "data": { "v": value } })))
+                .call(
+                    0,
+                    "POST",
+                    READ_PATH,
+                    Some(&json!({ "data": { "v": value } })),
+                )
                 .await
         }
         Workload::TransitEncrypt => {
             let body = json!({ "type": "aes256-gcm96" });
             target
-                .call("POST", "transit/keys/bench-enc", Some(&body))
+                .call(0, "POST", "transit/keys/bench-enc", Some(&body))
                 .await
         }
         Workload::TransitSign => {
             let body = json!({ "type": "ed25519" });
             target
-                .call("POST", "transit/keys/bench-sign", Some(&body))
+                .call(0, "POST", "transit/keys/bench-sign", Some(&body))
                 .await
         }
         Workload::KvWrite => Ok(()),
@@ -217,24 +228,26 @@ pub(crate) async fn run(
                 let r = match workload {
                     Workload::KvWrite => {
                         let (path, body) = write(i);
-                        target.call("POST", &path, Some(&body)).await
+                        target.call(w, "POST", &path, Some(&body)).await
                     }
                     // Client w writes on its own schedule, so writes spread over the run.
                     Workload::KvMix if (i + w as u64 * 37) % 1001 == 1000 => {
                         let (path, body) = write(i);
-                        target.call("POST", &path, Some(&body)).await
+                        target.call(w, "POST", &path, Some(&body)).await
                     }
-                    Workload::KvRead | Workload::KvMix => target.call("GET", READ_PATH, None).await,
+                    Workload::KvRead | Workload::KvMix => {
+                        target.call(w, "GET", READ_PATH, None).await
+                    }
                     Workload::TransitEncrypt => {
                         let body = json!({ "plaintext": input });
                         target
-                            .call("POST", "transit/encrypt/bench-enc", Some(&body))
+                            .call(w, "POST", "transit/encrypt/bench-enc", Some(&body))
                             .await
                     }
                     Workload::TransitSign => {
                         let body = json!({ "input": input });
                         target
-                            .call("POST", "transit/sign/bench-sign", Some(&body))
+                            .call(w, "POST", "transit/sign/bench-sign", Some(&body))
                             .await
                     }
                 };

@@ -83,15 +83,21 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         },
         None => {
             let key_path = args.key.context("set SIGIL_KEY")?;
-            let key = SecretIdentity::from_key_file(&std::fs::read_to_string(&key_path)?)
-                .context("not a Sigil key file")?;
+            let key_file = std::fs::read_to_string(&key_path)?;
             let ca_pem = args.ca_cert.map(std::fs::read).transpose()?;
-            Target::Sigil(Box::new(Client::new(ClientConfig {
-                addr: args.addr,
-                key: Some(key),
-                ca_pem,
-                server_keyid: args.server_key,
-            })?))
+            // One SDK client, so one connection, per load client.
+            let mut clients = Vec::new();
+            for _ in 0..args.clients.max(1) {
+                let key =
+                    SecretIdentity::from_key_file(&key_file).context("not a Sigil key file")?;
+                clients.push(Client::new(ClientConfig {
+                    addr: args.addr.clone(),
+                    key: Some(key),
+                    ca_pem: ca_pem.clone(),
+                    server_keyid: args.server_key.clone(),
+                })?);
+            }
+            Target::Sigil(clients)
         }
     };
     let name = target.name();

@@ -135,14 +135,26 @@ pub(crate) struct SigilAccess {
     keyid: String,
 }
 
-/// A second target for the same Sigil server that authenticates by client certificate
-/// instead of signatures (PROTOCOL.md §5): the server's PKI engine issues the admin a
-/// certificate and a `cert` auth role maps it to the admin identity.
-pub(crate) async fn mtls_target(admin: &Target, access: &SigilAccess) -> anyhow::Result<Target> {
+fn sigil_client(key: &Path, addr: &str, ca: &str, keyid: &str) -> anyhow::Result<Client> {
+    let key = SecretIdentity::from_key_file(&std::fs::read_to_string(key)?)
+        .context("not a Sigil key file")?;
+    Ok(Client::new(ClientConfig {
+        addr: addr.to_owned(),
+        key: Some(key),
+        ca_pem: Some(std::fs::read(ca)?),
+        server_keyid: Some(keyid.to_owned()),
+    })?)
+}
+
+/// A client certificate for the admin (PROTOCOL.md §5), from the server's own PKI engine, with
+/// a `cert` auth role that maps it to the admin identity: `(chain PEM, key PEM)`.
+pub(crate) async fn admin_certificate(admin: &Target) -> anyhow::Result<(String, String)> {
     let call = |method: &'static str, path: &'static str, body: Value| async move {
         match admin {
-            Target::Sigil(c) => Ok(c.request(method, path, Some(&body)).await?.body),
-            Target::Bao { .. } => bail!("not a Sigil target"),
+            Target::Sigil(c) if !c.is_empty() => {
+                Ok(c[0].request(method, path, Some(&body)).await?.body)
+            }
+            _ => bail!("not a Sigil target"),
         }
     };
     call("POST", "sys/mounts/bench-pki", json!({ "type": "pki" })).await?;
@@ -181,23 +193,27 @@ pub(crate) async fn mtls_target(admin: &Target, access: &SigilAccess) -> anyhow:
             .map(str::to_owned)
             .with_context(|| format!("issue: no {name}"))
     };
-    let client = sigil_client(&access.key, &access.addr, &access.ca, &access.keyid)?
-        .with_client_certificate(
-            field("certificate")?.as_bytes(),
-            field("private_key")?.as_bytes(),
-        )?;
-    Ok(Target::Sigil(Box::new(client)))
+    Ok((field("certificate")?, field("private_key")?))
 }
 
-fn sigil_client(key: &Path, addr: &str, ca: &str, keyid: &str) -> anyhow::Result<Client> {
-    let key = SecretIdentity::from_key_file(&std::fs::read_to_string(key)?)
-        .context("not a Sigil key file")?;
-    Ok(Client::new(ClientConfig {
-        addr: addr.to_owned(),
-        key: Some(key),
-        ca_pem: Some(std::fs::read(ca)?),
-        server_keyid: Some(keyid.to_owned()),
-    })?)
+/// A load target of `n` SDK clients (each its own connection and channel) as the admin, signing
+/// or, with `certificate`, over mTLS.
+pub(crate) fn sigil_load_target(
+    access: &SigilAccess,
+    n: usize,
+    certificate: Option<&(String, String)>,
+) -> anyhow::Result<Target> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let client = sigil_client(&access.key, &access.addr, &access.ca, &access.keyid)?;
+        clients.push(match certificate {
+            Some((chain, key)) => {
+                client.with_client_certificate(chain.as_bytes(), key.as_bytes())?
+            }
+            None => client,
+        });
+    }
+    Ok(Target::Sigil(clients))
 }
 
 /// `sigil server --transient` with one admin.
@@ -246,7 +262,7 @@ pub(crate) async fn sigil_transient(bin: &Path, dir: &Path) -> anyhow::Result<St
             child,
             name: "sigil (transient)",
         },
-        target: Target::Sigil(Box::new(client)),
+        target: Target::Sigil(vec![client]),
         cold_start,
         sigil: Some(access),
     })
@@ -309,7 +325,7 @@ pub(crate) async fn sigil_file(bin: &Path, dir: &Path) -> anyhow::Result<Started
             child,
             name: "sigil (file)",
         },
-        target: Target::Sigil(Box::new(client)),
+        target: Target::Sigil(vec![client]),
         cold_start,
         sigil: Some(access),
     })

@@ -17,8 +17,9 @@ use sigil_crypto::ChannelKey;
 pub(crate) const IDLE: Duration = Duration::from_secs(300);
 /// A channel older than this is gone, however busy.
 pub(crate) const LIFETIME: Duration = Duration::from_secs(3600);
-/// Channels one identity may hold; a new one replaces its oldest.
-const PER_IDENTITY: usize = 8;
+/// Channels one identity may hold (every instance of a service that shares a key holds one);
+/// a new one replaces its oldest.
+const PER_IDENTITY: usize = 1024;
 /// Channels in all; beyond it no new channel is granted (answers stay HPKE-sealed).
 const TOTAL: usize = 65_536;
 
@@ -65,15 +66,19 @@ impl Channels {
         let id = sigil_crypto::b64url_encode(&sigil_crypto::random::bytes::<16>().ok()?);
         let now = Instant::now();
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let mine: Vec<(String, Instant)> = table
-            .iter()
-            .filter(|(_, c)| c.keyid == keyid)
-            .map(|(id, c)| (id.clone(), c.created))
-            .collect();
-        if mine.len() >= PER_IDENTITY
-            && let Some((oldest, _)) = mine.iter().min_by_key(|(_, created)| *created)
+        let mut mine = 0;
+        let mut oldest: Option<(&String, Instant)> = None;
+        for (id, c) in table.iter().filter(|(_, c)| c.keyid == keyid) {
+            mine += 1;
+            if oldest.is_none_or(|(_, at)| c.created < at) {
+                oldest = Some((id, c.created));
+            }
+        }
+        if mine >= PER_IDENTITY
+            && let Some((oldest, _)) = oldest
         {
-            table.remove(oldest);
+            let oldest = oldest.clone();
+            table.remove(&oldest);
         }
         if table.len() >= TOTAL {
             table.retain(|_, c| c.live(now));
