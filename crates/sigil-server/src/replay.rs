@@ -1,8 +1,9 @@
 //! The replay cache: every `(keyid, nonce)` of a verified signature is remembered until the
 //! signature's `expires` + 60 s; a second use is refused (PROTOCOL.md §3).
 //!
-//! Each pair is kept as a 128-bit SHA-256 prefix (a false "replayed" would need a collision),
-//! and forgotten through a queue in arrival order: every insert drops the expired entries at
+//! Each pair is kept as a 64-bit SHA-256 prefix — a false "replayed" needs a collision with
+//! one of the few million pairs remembered at a time, about 1 in 10^12 per request — and
+//! forgotten through a queue in arrival order: every insert drops the expired entries at
 //! the head, so the cache never stops everything for a full sweep. An entry behind one that
 //! expires later waits for it; memory stays bounded by the longest validity (300 s) times the
 //! request rate.
@@ -15,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 /// How long past `expires` a nonce is remembered.
 const GRACE_SECS: i64 = 60;
 
-type Pair = [u8; 16];
+type Pair = u64;
 
 #[derive(Debug, Default)]
 pub(crate) struct ReplayCache {
@@ -33,9 +34,9 @@ fn pair(keyid: &str, nonce: &str) -> Pair {
     h.update((keyid.len() as u64).to_be_bytes());
     h.update(keyid.as_bytes());
     h.update(nonce.as_bytes());
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&h.finalize()[..16]);
-    out
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&h.finalize()[..8]);
+    u64::from_be_bytes(out)
 }
 
 impl ReplayCache {
