@@ -216,40 +216,44 @@ pub(crate) fn sigil_load_target(
     Ok(Target::Sigil(clients))
 }
 
-/// `sigil server --transient` with one admin.
-pub(crate) async fn sigil_transient(bin: &Path, dir: &Path) -> anyhow::Result<Started> {
+/// The admin key file in `dir`, generated the first time.
+fn admin_key(bin: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
     let key = dir.join("admin.key");
     if !key.exists() {
         sigil_cli(bin, &["key", "generate", "-o", key.to_str().unwrap()], &[])?;
     }
-    let port = free_port()?;
-    // Times the first answered request only, so this probe is built before the server starts
-    // and does not check the certificate (it carries nothing and reads only `sys/health`).
-    let probe = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .build()?;
-    let started = Instant::now();
-    let mut child = Command::new(bin)
-        .args(["server", "--transient", "--admin"])
-        .arg(&key)
+    Ok(key)
+}
+
+/// Spawns `sigil server <mode…>` on `port` with rate limits out of the way.
+fn spawn_sigil(
+    bin: &Path,
+    dir: &Path,
+    mode: &[&std::ffi::OsStr],
+    port: u16,
+    log: &str,
+) -> anyhow::Result<Child> {
+    Command::new(bin)
+        .arg("server")
+        .args(mode)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--limit-identity", NO_LIMIT, "--limit-address", NO_LIMIT])
         .env("SIGIL_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(log_file(dir, "sigil-transient")?)
+        .stderr(log_file(dir, log)?)
         .spawn()
-        .context("run sigil server")?;
-    let health = format!("https://127.0.0.1:{port}/v1/sys/health");
-    wait_for(&probe, &health, |s| s == 200).await?;
-    let cold_start = started.elapsed();
-    let env = exports(&mut child, 3)?;
-    let access = SigilAccess {
-        key: key.clone(),
-        addr: var(&env, "SIGIL_ADDR")?.to_owned(),
-        ca: var(&env, "SIGIL_CACERT")?.to_owned(),
-        keyid: var(&env, "SIGIL_SERVER_KEY")?.to_owned(),
-    };
-    let client = sigil_client(&key, &access.addr, &access.ca, &access.keyid)?;
+        .context("run sigil server")
+}
+
+/// Mounts transit as the admin and hands the server over.
+async fn sigil_started(
+    child: Child,
+    name: &'static str,
+    access: SigilAccess,
+    cold_start: Duration,
+) -> anyhow::Result<Started> {
+    let process = Process { child, name };
+    let client = sigil_client(&access.key, &access.addr, &access.ca, &access.keyid)?;
     client
         .request(
             "POST",
@@ -258,35 +262,46 @@ pub(crate) async fn sigil_transient(bin: &Path, dir: &Path) -> anyhow::Result<St
         )
         .await?;
     Ok(Started {
-        process: Process {
-            child,
-            name: "sigil (transient)",
-        },
+        process,
         target: Target::Sigil(vec![client]),
         cold_start,
         sigil: Some(access),
     })
 }
 
+/// `sigil server --transient` with one admin.
+pub(crate) async fn sigil_transient(bin: &Path, dir: &Path) -> anyhow::Result<Started> {
+    let key = admin_key(bin, dir)?;
+    let port = free_port()?;
+    // Times the first answered request only, so this probe is built before the server starts
+    // and does not check the certificate (it carries nothing and reads only `sys/health`).
+    let probe = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()?;
+    let started = Instant::now();
+    let mode = ["--transient".as_ref(), "--admin".as_ref(), key.as_os_str()];
+    let mut child = spawn_sigil(bin, dir, &mode, port, "sigil-transient")?;
+    let health = format!("https://127.0.0.1:{port}/v1/sys/health");
+    wait_for(&probe, &health, |s| s == 200).await?;
+    let cold_start = started.elapsed();
+    let env = exports(&mut child, 3)?;
+    let access = SigilAccess {
+        key,
+        addr: var(&env, "SIGIL_ADDR")?.to_owned(),
+        ca: var(&env, "SIGIL_CACERT")?.to_owned(),
+        keyid: var(&env, "SIGIL_SERVER_KEY")?.to_owned(),
+    };
+    sigil_started(child, "sigil (transient)", access, cold_start).await
+}
+
 /// `sigil server --data-dir`, initialized with one admin and unsealed.
 pub(crate) async fn sigil_file(bin: &Path, dir: &Path) -> anyhow::Result<Started> {
-    let key = dir.join("admin.key");
-    if !key.exists() {
-        sigil_cli(bin, &["key", "generate", "-o", key.to_str().unwrap()], &[])?;
-    }
+    let key = admin_key(bin, dir)?;
     let data = dir.join("sigil-data");
     let port = free_port()?;
     let started = Instant::now();
-    let mut child = Command::new(bin)
-        .args(["server", "--data-dir"])
-        .arg(&data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--limit-identity", NO_LIMIT, "--limit-address", NO_LIMIT])
-        .env("SIGIL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(log_file(dir, "sigil-file")?)
-        .spawn()
-        .context("run sigil server")?;
+    let mode = ["--data-dir".as_ref(), data.as_os_str()];
+    let mut child = spawn_sigil(bin, dir, &mode, port, "sigil-file")?;
     let env = exports(&mut child, 2)?;
     let (addr, ca) = (var(&env, "SIGIL_ADDR")?, var(&env, "SIGIL_CACERT")?);
     // Listening, not initialized yet (OpenBao's raft server is timed the same way).
@@ -306,29 +321,13 @@ pub(crate) async fn sigil_file(bin: &Path, dir: &Path) -> anyhow::Result<Started
     env.push(("SIGIL_SERVER_KEY", &keyid));
     env.push(("SIGIL_KEY", key.to_str().unwrap()));
     sigil_cli(bin, &["operator", "unseal"], &env)?;
-    let client = sigil_client(&key, addr, ca, &keyid)?;
-    client
-        .request(
-            "POST",
-            "sys/mounts/transit",
-            Some(&json!({ "type": "transit" })),
-        )
-        .await?;
     let access = SigilAccess {
-        key,
         addr: addr.to_owned(),
         ca: ca.to_owned(),
         keyid,
+        key,
     };
-    Ok(Started {
-        process: Process {
-            child,
-            name: "sigil (file)",
-        },
-        target: Target::Sigil(vec![client]),
-        cold_start,
-        sigil: Some(access),
-    })
+    sigil_started(child, "sigil (file)", access, cold_start).await
 }
 
 /// The `bao` binary: `SIGIL_BENCH_BAO`, the one in `target/interop-venv` (the Go binary inside

@@ -364,6 +364,17 @@ async fn authenticated(
         &authn.caller.identity.keyid,
     );
     let data = open_body(core, &authn, &sealing, &parts.headers, body)?;
+    let request_id = trail.request_id.clone();
+    let seal = |response| {
+        seal_response(
+            core,
+            &state.channels,
+            &authn,
+            &sealing,
+            &request_id,
+            response,
+        )
+    };
     let mut query: Vec<(String, String)> =
         form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
@@ -432,17 +443,7 @@ async fn authenticated(
             let response = sigil_core::Response::data(
                 serde_json::to_value(status).expect("status serializes"),
             );
-            return Ok((
-                seal_response(
-                    core,
-                    &state.channels,
-                    &authn,
-                    &sealing,
-                    &trail.request_id,
-                    response,
-                )?,
-                None,
-            ));
+            return Ok((seal(response)?, None));
         }
         ("sys/metrics", Operation::Read) => {
             return Ok((
@@ -515,17 +516,7 @@ async fn authenticated(
         })??
     };
     let audit_data = response.data.clone();
-    Ok((
-        seal_response(
-            core,
-            &state.channels,
-            &authn,
-            &sealing,
-            &trail.request_id,
-            response,
-        )?,
-        audit_data,
-    ))
+    Ok((seal(response)?, audit_data))
 }
 
 /// Paths whose responses are never wrapped: the server's own endpoints answered before the
