@@ -235,7 +235,7 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
     let sigil = exe.with_file_name("sigil");
     anyhow::ensure!(
         sigil.exists(),
-        "no sigil binary next to {} (cargo build --release)",
+        "no sigil binary next to {} (cargo build --release --workspace)",
         exe.display()
     );
     let bao = servers::bao_binary(!args.no_install)?;
