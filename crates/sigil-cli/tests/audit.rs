@@ -21,12 +21,12 @@ fn transient_with_audit(args: &[&str]) -> Server {
 }
 
 fn verify(log: &Path, keyid: &str) -> std::process::Output {
+    // `--server-key=K`: a keyid is base64url and may start with `-`.
     run(&[
         "audit",
         "verify",
         log.to_str().unwrap(),
-        "--server-key",
-        keyid,
+        &format!("--server-key={keyid}"),
     ])
 }
 
@@ -149,8 +149,7 @@ fn every_request_is_recorded_without_secrets_and_the_chain_verifies() {
         "audit",
         "verify",
         log.to_str().unwrap(),
-        "--server-key",
-        other_keyid.trim(),
+        &format!("--server-key={}", other_keyid.trim()),
     ]);
     assert!(
         stderr(&out).contains("another server key"),
