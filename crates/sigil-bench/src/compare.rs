@@ -47,16 +47,23 @@ struct Run {
     results: Vec<(Workload, Stats, u64)>,
 }
 
+/// Runs every workload against `target`. `idle_rss_kib` is read after a pause unless the
+/// process was measured idle already.
 async fn measure_target(
     name: String,
     pid: u32,
     target: crate::load::Target,
-    cold_start: Duration,
+    (cold_start, idle_rss_kib): (Duration, Option<u64>),
     workloads: &[Workload],
     args: &CompareArgs,
 ) -> anyhow::Result<Run> {
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (idle_rss_kib, _) = servers::memory_kib(pid);
+    let idle_rss_kib = match idle_rss_kib {
+        Some(kib) => kib,
+        None => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            servers::memory_kib(pid).0
+        }
+    };
     let target = Arc::new(target);
     let mut results = Vec::new();
     for &w in workloads {
@@ -100,7 +107,7 @@ async fn measure(
             process.name.to_owned(),
             pid,
             target,
-            cold_start,
+            (cold_start, None),
             workloads,
             args,
         )
@@ -111,13 +118,13 @@ async fn measure(
     drop(target);
     let signed = servers::sigil_load_target(&access, args.clients, None)?;
     let name = format!("{}, signed", process.name);
-    let mut runs = vec![measure_target(name, pid, signed, cold_start, workloads, args).await?];
+    let signed = measure_target(name, pid, signed, (cold_start, None), workloads, args).await?;
     let mtls = servers::sigil_load_target(&access, args.clients, Some(&certificate))?;
     let name = format!("{}, mTLS", process.name);
-    let mut run = measure_target(name, pid, mtls, cold_start, workloads, args).await?;
     // The same process: idle is what it was before any load.
-    run.idle_rss_kib = runs[0].idle_rss_kib;
-    runs.push(run);
+    let idle = (cold_start, Some(signed.idle_rss_kib));
+    let mtls = measure_target(name, pid, mtls, idle, workloads, args).await?;
+    let runs = vec![signed, mtls];
     drop(process);
     Ok(runs)
 }

@@ -317,7 +317,6 @@ impl IdentityStore {
         Ok(())
     }
 
-    /// Handles `identity/entity/name/<rest>`.
     /// Handles `identity/entity/name/<rest>` for `caller`.
     pub(crate) fn handle(
         &self,

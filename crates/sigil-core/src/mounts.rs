@@ -149,7 +149,7 @@ impl Engine {
     pub(crate) fn may_write(&self, op: Operation, rest: &str) -> bool {
         let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
         match (self, op) {
-            (Engine::Pki(_), Operation::Read) => rest.contains("crl"),
+            (Engine::Pki(_), Operation::Read) => rest.split('/').any(|s| s == "crl"),
             (_, Operation::Read | Operation::List) => false,
             (Engine::Transit(_), Operation::Update) => !matches!(
                 first,

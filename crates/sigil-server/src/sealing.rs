@@ -133,7 +133,7 @@ pub(crate) fn seal_response(
     drop(response.data);
     let plain = Zeroizing::new(serde_json::to_vec(&envelope).expect("response serializes"));
     drop(envelope);
-    let failed = |_| {
+    let failed = || {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "sealing the response failed",
@@ -145,18 +145,18 @@ pub(crate) fn seal_response(
     let mut grant = None;
     let body = match sealing {
         Sealing::Channel { id, key } => {
-            sealed::seal_channel(key, id, &authn.nonce, &plain).map_err(|_| failed(()))?
+            sealed::seal_channel(key, id, &authn.nonce, &plain).map_err(|_| failed())?
         }
         Sealing::Hpke { grant: true } => {
             let (env, key) =
                 sigil_crypto::seal_to_exporting(server, recipient, SealInfo::Response, aad, &plain)
-                    .map_err(|_| failed(()))?;
+                    .map_err(|_| failed())?;
             grant = channels.insert(&authn.caller.identity.keyid, key);
             sealed::hpke_json(&env)
         }
         Sealing::Hpke { grant: false } | Sealing::Unknown => {
             sealed::seal(server, recipient, SealInfo::Response, &authn.nonce, &plain)
-                .map_err(|_| failed(()))?
+                .map_err(|_| failed())?
         }
     };
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
