@@ -235,12 +235,13 @@ fn add(paths: &mut Map<String, Value>, path: &str, methods: &[&str], auth: Auth,
         if path.contains(&format!("{{{name}}}")) {
             params.push(json!({
                 "name": name, "in": "path", "required": true,
-                "schema": if style == "mount" {
-                    json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]+$" })
-                } else if style == "kind" {
-                    json!({ "type": "string", "enum": ["plaintext", "wrapped"] })
-                } else {
-                    json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$" })
+                // Bounded and without '.'/'..' segments: a fuzzer generating from these
+                // patterns then rarely has to discard a value that would change the URL.
+                "schema": match style {
+                    "mount" => json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" }),
+                    "kind" => json!({ "type": "string", "enum": ["plaintext", "wrapped"] }),
+                    "segment" => json!({ "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$" }),
+                    _ => json!({ "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}){0,7}$" }),
                 },
                 "description": match style {
                     "mount" => "the path an engine is mounted at (e.g. secret; a mount of several segments, such as team/kv, works too)",
