@@ -60,6 +60,9 @@ pub(crate) enum Command {
     /// Check audit logs and compute audit hashes.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Renew, revoke, look up and list the leases of dynamic secrets.
+    #[command(subcommand)]
+    Lease(LeaseCommand),
     /// Read any path (as `vault read`).
     Read {
         /// The path below /v1/.
@@ -99,6 +102,59 @@ pub(crate) enum Command {
     Delete {
         /// The path below /v1/.
         path: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LeaseCommand {
+    /// Renew a lease: `sigil lease renew [-increment=1h] ID` (never past its max TTL).
+    Renew {
+        /// The lease id.
+        id: String,
+        /// How long from now the lease should last (default: the TTL it was issued with).
+        #[arg(long)]
+        increment: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a lease now; with -prefix, every lease under a path (sudo).
+    Revoke {
+        /// The lease id, or with -prefix a path such as database/creds/app.
+        id: String,
+        /// Revoke every lease whose id starts with the path.
+        #[arg(long)]
+        prefix: bool,
+        /// With -prefix: forget leases whose secret cannot be revoked (a database that is
+        /// gone). The secrets may still work; revoke them by hand.
+        #[arg(long, requires = "prefix")]
+        force: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A lease's issue and expire times, TTL and whether it is renewable.
+    Lookup {
+        /// The lease id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Lease ids under a prefix (sudo), as `vault list sys/leases/lookup/PREFIX`.
+    List {
+        /// A path such as database/creds/app.
+        prefix: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Drop unreadable lease entries and reload the expiry queue (sudo).
+    Tidy {
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -76,6 +76,60 @@ pub(crate) fn rows(obj: Option<&Value>) -> Vec<(String, String)> {
     rows
 }
 
+/// Seconds as Vault prints a lease duration: `30s`, `1m30s`, `1h`, `768h`.
+pub(crate) fn duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+/// An answer's rows as `vault read` prints them: the lease first when there is one, then the
+/// data's keys, sorted.
+pub(crate) fn answer_rows(body: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(id) = body
+        .get("lease_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        let secs = body
+            .get("lease_duration")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        out.push(("lease_id".into(), id.to_owned()));
+        out.push(("lease_duration".into(), duration(secs)));
+        out.push((
+            "lease_renewable".into(),
+            cell(body.get("renewable").unwrap_or(&Value::Bool(false))),
+        ));
+    }
+    out.extend(rows(body.get("data")));
+    out
+}
+
+/// Vault's `warnings`, on standard error.
+pub(crate) fn warnings(body: &Value) {
+    if let Some(w) = body
+        .get("warnings")
+        .and_then(Value::as_array)
+        .filter(|w| !w.is_empty())
+    {
+        eprintln!("WARNING! The following warnings were returned from Sigil:\n");
+        for line in w {
+            eprintln!("  * {}\n", cell(line));
+        }
+    }
+}
+
 /// Pretty JSON.
 pub(crate) fn json(v: &Value) {
     println!(

@@ -10,8 +10,10 @@ use zeroize::Zeroizing;
 use crate::audit::{Broker, DeviceConfig};
 use crate::barrier::{Barrier, View, ViewBatch};
 use crate::cert_auth::{CertRoles, CertTrust};
+use crate::database::driver::Driver;
 use crate::group::GroupStore;
 use crate::identity::{Caller, IdentityStore};
+use crate::lease::LeaseStore;
 use crate::mounts::{Mount, MountTable};
 use crate::policy::{ADMIN_POLICY, Acl, Capability, TemplateContext};
 use crate::policy_store::PolicyStore;
@@ -24,6 +26,7 @@ const GROUPS: &str = "identity/group/name";
 const CERT_ROLES: &str = "auth/cert/certs";
 const MOUNTS: &str = "sys/mounts";
 const WRAPPING: &str = "sys/wrapping";
+const LEASES: &str = "sys/leases";
 /// Keyring maintenance, `sudo` required (as Vault's `sys/rotate`).
 const ROTATE: &str = "sys/rotate";
 const REWRAP: &str = "sys/rewrap";
@@ -40,6 +43,9 @@ pub struct CoreConfig {
     pub admins: Vec<(String, PublicIdentity)>,
     /// Audit devices.
     pub audit: Vec<DeviceConfig>,
+    /// The driver the `database` engine reaches databases through (none: the engine refuses
+    /// to configure databases).
+    pub database: Option<Arc<dyn Driver>>,
 }
 
 /// The core of a running, unsealed server.
@@ -52,8 +58,9 @@ pub struct Core {
     groups: GroupStore,
     cert_roles: CertRoles,
     policies: PolicyStore,
-    mounts: MountTable,
+    pub(crate) mounts: MountTable,
     pub(crate) wraps: WrapStore,
+    pub(crate) leases: Arc<LeaseStore>,
 }
 
 enum Route<'a> {
@@ -63,6 +70,8 @@ enum Route<'a> {
     CertRoles(&'a str),
     Mounts(&'a str),
     Wrapping(&'a str),
+    /// `sys/leases/<rest>`.
+    Leases(&'a str),
     /// A path below a mount: the mount and the rest of the path.
     Mount(Arc<Mount>, &'a str),
     Keyring(&'a str),
@@ -92,6 +101,8 @@ fn fixed_route(path: &str) -> Route<'_> {
         Route::CertRoles(rest)
     } else if let Some(rest) = below(path, MOUNTS) {
         Route::Mounts(rest)
+    } else if let Some(rest) = below(path, LEASES) {
+        Route::Leases(rest)
     } else if let Some(op @ ("wrap" | "unwrap" | "lookup")) = below(path, WRAPPING) {
         Route::Wrapping(op)
     } else if [ROTATE, REWRAP, KEY_STATUS].contains(&path) {
@@ -395,6 +406,81 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &["LIST"],
         "PKI: serials of stored certificates",
     ),
+    endpoint(
+        "{mount}/config/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Database: a connection (root password never returned)",
+    ),
+    endpoint(
+        "{mount}/reset/{name}",
+        &["POST", "PUT"],
+        "Database: close its connections",
+    ),
+    endpoint(
+        "{mount}/rotate-root/{name}",
+        &["POST", "PUT"],
+        "Database: rotate the root password",
+    ),
+    endpoint(
+        "{mount}/creds/{name}",
+        &["GET"],
+        "Database: a new user and password, with a lease",
+    ),
+    endpoint(
+        "{mount}/static-roles",
+        &["LIST"],
+        "Database: list static roles",
+    ),
+    endpoint(
+        "{mount}/static-roles/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Database: a static role (an existing user whose password Sigil rotates)",
+    ),
+    endpoint(
+        "{mount}/static-creds/{name}",
+        &["GET"],
+        "Database: a static role's current password",
+    ),
+    endpoint(
+        "{mount}/rotate-role/{name}",
+        &["POST", "PUT"],
+        "Database: rotate a static role's password now",
+    ),
+    endpoint(
+        "sys/leases/lookup",
+        &["POST", "PUT"],
+        "A lease's times (owner, or update on sys/leases/lookup/<id>)",
+    ),
+    endpoint(
+        "sys/leases/lookup/{path}",
+        &["LIST"],
+        "Lease ids under a prefix (sudo)",
+    ),
+    endpoint(
+        "sys/leases/renew",
+        &["POST", "PUT"],
+        "Renew a lease (owner, or update on sys/leases/renew/<id>)",
+    ),
+    endpoint(
+        "sys/leases/revoke",
+        &["POST", "PUT"],
+        "Revoke a lease (owner, or update on sys/leases/revoke/<id>)",
+    ),
+    endpoint(
+        "sys/leases/revoke-prefix/{path}",
+        &["POST", "PUT"],
+        "Revoke every lease under a prefix (sudo)",
+    ),
+    endpoint(
+        "sys/leases/revoke-force/{path}",
+        &["POST", "PUT"],
+        "Forget every lease under a prefix, revoked or not (sudo)",
+    ),
+    endpoint(
+        "sys/leases/tidy",
+        &["POST", "PUT"],
+        "Drop unreadable lease entries and reload the expiry queue (sudo)",
+    ),
     endpoint("sys/rotate", &["POST", "PUT"], "Add a keyring term (sudo)"),
     endpoint(
         "sys/rewrap",
@@ -439,6 +525,16 @@ fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
             .find(|p| p == path)
             .unwrap_or(KEY_STATUS),
         Route::AuditHash(_) => "sys/audit-hash/{name}",
+        Route::Leases(rest) => match rest.split_once('/').map_or(*rest, |(op, _)| op) {
+            "lookup" if rest.contains('/') => "sys/leases/lookup/{path}",
+            "lookup" => "sys/leases/lookup",
+            "renew" => "sys/leases/renew",
+            "revoke" => "sys/leases/revoke",
+            "revoke-prefix" => "sys/leases/revoke-prefix/{path}",
+            "revoke-force" => "sys/leases/revoke-force/{path}",
+            "tidy" => "sys/leases/tidy",
+            _ => return None,
+        },
         Route::Unknown => return None,
     })
 }
@@ -492,7 +588,7 @@ impl Core {
                 .to_vec(),
         );
         barrier.view("core/").apply(batch)?;
-        let core = Self::assemble(barrier, server_identity, &config.audit)?;
+        let core = Self::assemble(barrier, server_identity, &config.audit, config.database)?;
         for (name, public) in config.admins {
             core.identities.upsert(
                 &name,
@@ -508,6 +604,7 @@ impl Core {
         backend: Arc<dyn Backend>,
         root: BarrierKey,
         audit: &[DeviceConfig],
+        database: Option<Arc<dyn Driver>>,
     ) -> Result<Self, CoreError> {
         let barrier = Arc::new(Barrier::open(backend, root)?);
         let entry = barrier
@@ -517,11 +614,20 @@ impl Core {
         let text = std::str::from_utf8(&entry.plain).map_err(|_| CoreError::Integrity)?;
         let server_identity =
             SecretIdentity::from_key_file(text).map_err(|_| CoreError::Integrity)?;
-        let core = Self::assemble(barrier, server_identity, audit)?;
+        let core = Self::assemble(barrier, server_identity, audit, database)?;
         core.identities.load_all()?;
         core.groups.load_all()?;
         core.cert_roles.load_all()?;
         core.policies.load_all()?;
+        let started = std::time::Instant::now();
+        let leases = core.leases.load_all()?;
+        if leases > 0 {
+            tracing::info!(
+                leases,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "leases restored"
+            );
+        }
         Ok(core)
     }
 
@@ -529,10 +635,12 @@ impl Core {
         barrier: Arc<Barrier>,
         server_identity: SecretIdentity,
         audit: &[DeviceConfig],
+        database: Option<Arc<dyn Driver>>,
     ) -> Result<Self, CoreError> {
         let server_identity = Arc::new(server_identity);
         let keys = barrier.view("sys/audit/");
         let audit = Broker::start(audit, |name| audit_key(&keys, name), &server_identity)?;
+        let leases = Arc::new(LeaseStore::new(barrier.view("sys/lease/")));
         Ok(Core {
             server_identity,
             audit,
@@ -540,8 +648,9 @@ impl Core {
             groups: GroupStore::new(barrier.view("sys/group/")),
             cert_roles: CertRoles::new(barrier.view("sys/cert-role/")),
             policies: PolicyStore::new(barrier.view("sys/policy/")),
-            mounts: MountTable::load(Arc::clone(&barrier))?,
+            mounts: MountTable::load(Arc::clone(&barrier), Arc::clone(&leases), database)?,
             wraps: WrapStore::new(barrier.view("sys/wrap/")),
+            leases,
             barrier,
         })
     }
@@ -774,7 +883,11 @@ impl Core {
         };
         let sudo = matches!(route, Route::Keyring(_));
         let acl = self.acl(caller);
-        if !acl.allows(&req.path, cap) || (sudo && !acl.allows(&req.path, Capability::Sudo)) {
+        // Lease operations check ownership or policy on the lease itself (lease_api.rs).
+        let checked_later = matches!(route, Route::Leases(_));
+        if !checked_later
+            && (!acl.allows(&req.path, cap) || (sudo && !acl.allows(&req.path, Capability::Sudo)))
+        {
             return Err(CoreError::Forbidden);
         }
         match route {
@@ -795,13 +908,20 @@ impl Core {
             Route::CertRoles(rest) => self
                 .cert_roles
                 .handle(&req, rest, &|n| self.identities.exists(n).unwrap_or(false)),
-            Route::Mounts(rest) => self.mounts.handle(&req, rest),
+            Route::Mounts(rest) => {
+                // Disabling a mount revokes its leases first (as Vault), so none outlive it.
+                if req.operation == Operation::Delete && self.mounts.exists(rest) {
+                    self.revoke_prefix(rest.trim_matches('/'), false)?;
+                }
+                self.mounts.handle(&req, rest)
+            }
             Route::Wrapping(op) => self.wraps.handle(&req, op, caller, &|keyid| {
                 self.identities
                     .caller(keyid)
                     .is_some_and(|c| !c.identity.disabled)
             }),
-            Route::Mount(mount, rest) => mount.engine.handle(&req, rest, caller),
+            Route::Mount(mount, rest) => mount.engine.handle(&req, rest, caller, mount.limits()),
+            Route::Leases(rest) => self.leases_request(caller, &req, rest),
             Route::Unknown => Err(CoreError::NotFound(format!(
                 "no handler for route \"{}\"",
                 req.path
@@ -899,6 +1019,16 @@ mod tests {
         "{mount}/destroy/{path}",
     ];
 
+    const DATABASE_TEMPLATES: &[&str] = &[
+        "{mount}/config/{name}",
+        "{mount}/reset/{name}",
+        "{mount}/rotate-root/{name}",
+        "{mount}/creds/{name}",
+        "{mount}/static-roles",
+        "{mount}/static-roles/{name}",
+        "{mount}/static-creds/{name}",
+        "{mount}/rotate-role/{name}",
+    ];
     const PKI_TEMPLATES: &[&str] = &[
         "{mount}/root/",
         "{mount}/intermediate/",
@@ -917,7 +1047,7 @@ mod tests {
     fn every_route_is_documented_and_every_endpoint_routes() {
         let (core, admin) = admin_core(Arc::new(MemoryBackend::new()));
         let caller = core.caller(admin.public().keyid().as_str()).unwrap();
-        for engine in ["transit", "pki"] {
+        for engine in ["transit", "pki", "database"] {
             let body = Some(json!({ "type": engine }));
             let path = format!("sys/mounts/{engine}");
             core.handle(&caller, request(Operation::Update, &path, body))
@@ -926,6 +1056,8 @@ mod tests {
         for e in ENDPOINTS {
             let mount = if KV_TEMPLATES.contains(&e.path) || !e.path.starts_with("{mount}/") {
                 "secret"
+            } else if DATABASE_TEMPLATES.contains(&e.path) {
+                "database"
             } else if PKI_TEMPLATES.iter().any(|p| e.path.starts_with(p)) {
                 "pki"
             } else {
@@ -963,6 +1095,13 @@ mod tests {
             "sys/mounts",
             "sys/mounts/kv",
             "sys/mounts/a/b/tune",
+            "database/config",
+            "database/roles",
+            "database/roles/r",
+            "sys/leases/lookup",
+            "sys/leases/lookup/database/creds/",
+            "sys/leases/revoke/database/creds/r/x",
+            "sys/leases/renew/database/creds/r/x",
         ] {
             let documented = core.endpoint_for(sample).expect(sample);
             assert!(
@@ -1102,7 +1241,7 @@ mod tests {
 
         // The table and the data survive a restart.
         drop(core);
-        let core = Core::open(backend.clone(), root_copy(), &[]).unwrap();
+        let core = Core::open(backend.clone(), root_copy(), &[], None).unwrap();
         for (mount, v) in [("secret", 1), ("team/kv", 2), ("team-kv", 3)] {
             assert_eq!(read(&core, mount).unwrap(), v, "{mount}");
         }
@@ -1151,7 +1290,7 @@ mod tests {
         backend
             .apply(sigil_storage::Batch::new().delete("core/mounts".to_owned()))
             .unwrap();
-        let core = Core::open(backend.clone(), copy(), &[]).unwrap();
+        let core = Core::open(backend.clone(), copy(), &[], None).unwrap();
         let caller = core.caller(admin.public().keyid().as_str()).unwrap();
         let read = core
             .handle(&caller, request(Operation::Read, "secret/data/app", None))

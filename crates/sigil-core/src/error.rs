@@ -26,6 +26,9 @@ pub enum CoreError {
     /// No audit device could record the request (503): fail-closed.
     #[error("no audit device could record the request; refusing it")]
     AuditUnavailable,
+    /// A system Sigil depends on (a database it manages users in) failed or timed out (502).
+    #[error("{0}")]
+    Unavailable(String),
     /// The storage backend failed (500); details go to the log only.
     #[error("internal error: storage failure")]
     Storage(#[source] StorageError),
@@ -42,6 +45,7 @@ impl CoreError {
             CoreError::Conflict(_) => 409,
             CoreError::Integrity | CoreError::Storage(_) => 500,
             CoreError::AuditUnavailable => 503,
+            CoreError::Unavailable(_) => 502,
         }
     }
 

@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::barrier::{Barrier, View, ViewBatch};
+use crate::database::driver::Driver;
+use crate::database::{DatabaseEngine, LeaseLimits};
 use crate::identity::Caller;
 use crate::kv::{KvEngine, KvMode};
+use crate::lease::LeaseStore;
 use crate::pki::PkiEngine;
 use crate::transit::TransitEngine;
 use crate::{CoreError, Operation, Request, Response, duration};
@@ -33,6 +36,8 @@ pub(crate) enum EngineType {
     Transit,
     /// An internal certificate authority.
     Pki,
+    /// Dynamic database credentials.
+    Database,
 }
 
 impl EngineType {
@@ -42,6 +47,7 @@ impl EngineType {
             "e2e" => Some(EngineType::E2e),
             "transit" => Some(EngineType::Transit),
             "pki" => Some(EngineType::Pki),
+            "database" => Some(EngineType::Database),
             _ => None,
         }
     }
@@ -52,6 +58,7 @@ impl EngineType {
             EngineType::E2e => "e2e",
             EngineType::Transit => "transit",
             EngineType::Pki => "pki",
+            EngineType::Database => "database",
         }
     }
 }
@@ -92,6 +99,13 @@ impl MountEntry {
         })
     }
 
+    fn limits(&self) -> LeaseLimits {
+        LeaseLimits {
+            default_ttl: self.default_lease_ttl,
+            max_ttl: self.max_lease_ttl,
+        }
+    }
+
     fn tune_config(&self) -> Value {
         json!({
             "default_lease_ttl": self.default_lease_ttl,
@@ -109,6 +123,15 @@ pub(crate) struct Mount {
     pub(crate) kind: EngineType,
     /// The engine.
     pub(crate) engine: Engine,
+    /// Its lease TTLs (`sys/mounts/<path>/tune`).
+    limits: RwLock<LeaseLimits>,
+}
+
+impl Mount {
+    /// The mount's lease TTLs.
+    pub(crate) fn limits(&self) -> LeaseLimits {
+        *self.limits.read().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A mounted engine's implementation.
@@ -119,6 +142,8 @@ pub(crate) enum Engine {
     Transit(TransitEngine),
     /// `pki`.
     Pki(PkiEngine),
+    /// `database`.
+    Database(DatabaseEngine),
 }
 
 impl Engine {
@@ -127,11 +152,13 @@ impl Engine {
         req: &Request,
         rest: &str,
         caller: &Caller,
+        limits: LeaseLimits,
     ) -> Result<Response, CoreError> {
         match self {
             Engine::Kv(e) => e.handle(req, rest, caller),
             Engine::Transit(e) => e.handle(req, rest),
             Engine::Pki(e) => e.handle(req, rest),
+            Engine::Database(e) => e.handle(req, rest, caller, limits),
         }
     }
 
@@ -140,15 +167,18 @@ impl Engine {
             Engine::Kv(e) => e.exists(rest),
             Engine::Transit(e) => e.exists(rest),
             Engine::Pki(e) => e.exists(rest),
+            Engine::Database(e) => e.exists(rest),
         }
     }
 
     /// Whether `op` on `rest` may write to storage (and so wait on an fsync). Reads and
     /// lists do not, except PKI's CRL reads (which may sign a fresh CRL); transit's
-    /// cryptographic operations on an existing key do not either.
+    /// cryptographic operations on an existing key do not either. Everything the database
+    /// engine does may wait on a database, so none of it runs on the async workers.
     pub(crate) fn may_write(&self, op: Operation, rest: &str) -> bool {
         let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
         match (self, op) {
+            (Engine::Database(_), _) => true,
             (Engine::Pki(_), Operation::Read) => rest.split('/').any(|s| s == "crl"),
             (_, Operation::Read | Operation::List) => false,
             (Engine::Transit(_), Operation::Update) => !matches!(
@@ -200,6 +230,7 @@ impl Engine {
                     _ => "{mount}/random",
                 }
             }
+            Engine::Database(_) => DatabaseEngine::endpoint(rest),
             Engine::Pki(_) => {
                 let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
                 match parts.as_slice() {
@@ -254,6 +285,8 @@ type Table = BTreeMap<String, MountEntry>;
 /// The mounts, by path (each ending in `/`).
 pub(crate) struct MountTable {
     barrier: Arc<Barrier>,
+    leases: Arc<LeaseStore>,
+    database: Option<Arc<dyn Driver>>,
     core: View,
     /// By mount path without its trailing `/`, so routing looks paths up without allocating.
     mounts: RwLock<BTreeMap<String, Arc<Mount>>>,
@@ -304,10 +337,16 @@ impl MountTable {
     /// Loads the table from `core/mounts`; a store without one gets `secret/` as KV v2
     /// (written at once, so it is there after a restart too). That first mount keeps its data
     /// under `logical/secret/`, where stores made before the mount table kept theirs.
-    pub(crate) fn load(barrier: Arc<Barrier>) -> Result<Self, CoreError> {
+    pub(crate) fn load(
+        barrier: Arc<Barrier>,
+        leases: Arc<LeaseStore>,
+        database: Option<Arc<dyn Driver>>,
+    ) -> Result<Self, CoreError> {
         let core = barrier.view("core/");
         let table = MountTable {
             barrier,
+            leases,
+            database,
             core,
             mounts: RwLock::new(BTreeMap::new()),
             write: Mutex::new(()),
@@ -378,7 +417,10 @@ impl MountTable {
         for (path, entry) in table {
             let kind = entry.engine_type()?;
             let mount = match mounts.get(path.trim_end_matches('/')) {
-                Some(m) if m.kind == kind => m.clone(),
+                Some(m) if m.kind == kind => {
+                    *m.limits.write().unwrap_or_else(PoisonError::into_inner) = entry.limits();
+                    m.clone()
+                }
                 _ => {
                     let view = self.engine_view(&entry.uuid);
                     let engine = match kind {
@@ -386,11 +428,17 @@ impl MountTable {
                         EngineType::E2e => Engine::Kv(KvEngine::new(view, KvMode::E2e, path)),
                         EngineType::Transit => Engine::Transit(TransitEngine::new(view)),
                         EngineType::Pki => Engine::Pki(PkiEngine::new(view)),
+                        EngineType::Database => Engine::Database(DatabaseEngine::new(
+                            view,
+                            self.database.clone(),
+                            Arc::clone(&self.leases),
+                        )),
                     };
                     Arc::new(Mount {
                         path: path.clone(),
                         kind,
                         engine,
+                        limits: RwLock::new(entry.limits()),
                     })
                 }
             };
@@ -527,7 +575,9 @@ impl MountTable {
                 )
             })?;
         let kind = EngineType::parse(&input.kind).ok_or_else(|| {
-            CoreError::bad("unknown engine type: Sigil mounts kv (version 2), e2e, transit and pki")
+            CoreError::bad(
+                "unknown engine type: Sigil mounts kv (version 2), e2e, transit, pki and database",
+            )
         })?;
         if let Some(v) = input.options.as_ref().and_then(|o| o.get("version")) {
             let version = v
@@ -644,6 +694,7 @@ impl MountTable {
         }
         apply_ttls(entry, &input)?;
         self.store(expected.as_ref(), &table, ViewBatch::default())?;
+        self.install(&table)?;
         Ok(Response::no_content())
     }
 }

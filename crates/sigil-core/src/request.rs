@@ -62,6 +62,21 @@ pub struct Response {
     pub data: Option<Value>,
     /// The `mount_type` member (e.g. `kv`), empty for system paths.
     pub mount_type: &'static str,
+    /// The lease of a dynamic secret (Vault's `lease_id`, `lease_duration`, `renewable`).
+    pub lease: Option<LeaseInfo>,
+    /// Vault's `warnings`.
+    pub warnings: Vec<String>,
+}
+
+/// The lease a response's secret comes with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// The lease id (no authority: renewing or revoking it takes a signed request).
+    pub id: String,
+    /// Seconds until it expires.
+    pub duration: u64,
+    /// Whether it can be renewed.
+    pub renewable: bool,
 }
 
 impl std::fmt::Debug for Response {
@@ -80,6 +95,8 @@ impl Response {
             status: 200,
             data: Some(data),
             mount_type: "",
+            lease: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -89,6 +106,8 @@ impl Response {
             status: 204,
             data: None,
             mount_type: "",
+            lease: None,
+            warnings: Vec::new(),
         }
     }
 

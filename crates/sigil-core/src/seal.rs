@@ -23,6 +23,7 @@ use sigil_storage::{Backend, Batch};
 use zeroize::Zeroizing;
 
 use crate::audit::DeviceConfig;
+use crate::database::driver::Driver;
 use crate::{Core, CoreConfig, CoreError};
 
 /// Where the seal configuration is stored (plaintext JSON, no secret in it).
@@ -126,6 +127,8 @@ pub struct Node {
     pub(crate) backend: Arc<dyn Backend>,
     /// Audit devices, started with the core at every unseal.
     audit: Vec<DeviceConfig>,
+    /// The database engine's driver, given to the core at every unseal.
+    database: Option<Arc<dyn Driver>>,
     pub(crate) state: RwLock<State>,
     pub(crate) attempt: Mutex<Attempt>,
     pub(crate) rekey: Mutex<Option<crate::rekey::Proposal>>,
@@ -211,10 +214,12 @@ impl Node {
     /// key exists only inside the core; it cannot be sealed.
     pub fn transient(backend: Arc<dyn Backend>, config: CoreConfig) -> Result<Self, CoreError> {
         let audit = config.audit.clone();
+        let database = config.database.clone();
         let core = Core::start_transient(Arc::clone(&backend), config)?;
         Ok(Node {
             backend,
             audit,
+            database,
             state: RwLock::new(State::Unsealed(None, Arc::new(core))),
             attempt: Mutex::new(Attempt::new()?),
             rekey: Mutex::new(None),
@@ -222,8 +227,12 @@ impl Node {
     }
 
     /// A node over persistent storage: uninitialized, or sealed. `audit` devices start at
-    /// every unseal.
-    pub fn open(backend: Arc<dyn Backend>, audit: Vec<DeviceConfig>) -> Result<Self, CoreError> {
+    /// every unseal, and the core reaches databases through `database`.
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        audit: Vec<DeviceConfig>,
+        database: Option<Arc<dyn Driver>>,
+    ) -> Result<Self, CoreError> {
         let state = match backend.get(SEAL_CONFIG_KEY)? {
             None => State::Uninitialized,
             Some(bytes) => State::Sealed(Arc::new(
@@ -233,6 +242,7 @@ impl Node {
         Ok(Node {
             backend,
             audit,
+            database,
             state: RwLock::new(state),
             attempt: Mutex::new(Attempt::new()?),
             rekey: Mutex::new(None),
@@ -347,6 +357,7 @@ impl Node {
             CoreConfig {
                 admins,
                 audit: Vec::new(),
+                database: None,
             },
         )?;
         let server = core.server_identity().public();
@@ -458,6 +469,7 @@ impl Node {
                 Arc::clone(&self.backend),
                 BarrierKey::from_secret(KeyTerm(0), key),
                 &self.audit,
+                self.database.clone(),
             )?;
             *self.state.write().unwrap_or_else(|e| e.into_inner()) =
                 State::Unsealed(Some(config), Arc::new(core));

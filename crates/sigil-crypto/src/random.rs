@@ -40,3 +40,46 @@ pub fn uuid() -> Result<String, CryptoError> {
         &h[20..32]
     ))
 }
+
+/// `len` characters drawn uniformly from `alphabet` (at most 256 symbols; rejection sampling,
+/// so no symbol is favoured). For generated user names and passwords.
+pub fn string_from(alphabet: &[u8], len: usize) -> Result<zeroize::Zeroizing<String>, CryptoError> {
+    assert!(
+        !alphabet.is_empty() && alphabet.len() <= 256,
+        "an alphabet has 1 to 256 symbols"
+    );
+    // The largest multiple of the alphabet's size that fits in a byte: bytes above it are
+    // drawn again.
+    let limit = 256 - 256 % alphabet.len();
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(len));
+    let mut buf = zeroize::Zeroizing::new([0u8; 64]);
+    while out.len() < len {
+        fill(&mut buf[..])?;
+        for &b in buf.iter() {
+            if usize::from(b) < limit && out.len() < len {
+                out.push(char::from(alphabet[usize::from(b) % alphabet.len()]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_use_only_the_alphabet_and_every_symbol() {
+        let s = string_from(b"abc", 3000).unwrap();
+        assert_eq!(s.len(), 3000);
+        assert!(s.bytes().all(|b| b"abc".contains(&b)));
+        for c in ['a', 'b', 'c'] {
+            // Uniform: each about 1000 times; 800 is far out in the tail.
+            assert!(s.chars().filter(|x| *x == c).count() > 800, "{c}");
+        }
+        assert_ne!(
+            string_from(b"ab", 64).unwrap(),
+            string_from(b"ab", 64).unwrap()
+        );
+    }
+}

@@ -95,6 +95,9 @@ impl ShutdownHandle {
 
 /// How often expired wraps are purged and due transit keys rotated.
 const WRAP_SWEEP: Duration = Duration::from_secs(5);
+/// How often expired leases are looked for (revocation is due within about this much of the
+/// expiry).
+const LEASE_SWEEP: Duration = Duration::from_secs(1);
 
 /// Binds the listener. Call [`Running::serve`] to accept connections.
 pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
@@ -193,6 +196,33 @@ impl Running {
                         }
                     }
                     Err(_) => tracing::warn!("the sweeper panicked"),
+                }
+            }
+        });
+        // Expired leases are revoked and due static database roles rotated, every second.
+        let sweeper = Arc::clone(&self.state);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LEASE_SWEEP);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(core) = sweeper.node.core() else {
+                    continue;
+                };
+                let swept = tokio::task::spawn_blocking(move || {
+                    (core.revoke_due_leases(), core.rotate_due_static_roles())
+                })
+                .await;
+                match swept {
+                    Ok((0, 0)) => {}
+                    Ok((revoked, rotated)) => {
+                        tracing::info!(
+                            revoked,
+                            rotated,
+                            "expired leases revoked, static roles rotated"
+                        );
+                    }
+                    Err(_) => tracing::warn!("the lease sweeper panicked"),
                 }
             }
         });

@@ -29,12 +29,25 @@ pub fn transient_node(
 ) -> Result<Node, NodeError> {
     Ok(Node::transient(
         Arc::new(MemoryBackend::new()),
-        CoreConfig { admins, audit },
+        CoreConfig {
+            admins,
+            audit,
+            database: Some(databases()),
+        },
     )?)
 }
 
 /// A node over the embedded file backend at `path` (created if missing): uninitialized, or
 /// sealed until a quorum of admins unseals it.
 pub fn file_node(path: &Path, audit: Vec<DeviceConfig>) -> Result<Node, NodeError> {
-    Ok(Node::open(Arc::new(FileBackend::open(path)?), audit)?)
+    Ok(Node::open(
+        Arc::new(FileBackend::open(path)?),
+        audit,
+        Some(databases()),
+    )?)
+}
+
+/// The database engine's drivers (PostgreSQL, MySQL/MariaDB).
+fn databases() -> Arc<dyn sigil_core::database::driver::Driver> {
+    Arc::new(sigil_engine_database::Databases::new())
 }

@@ -51,12 +51,12 @@ impl Sealing {
 pub(crate) fn vault_envelope(request_id: &str, response: &sigil_core::Response) -> Value {
     json!({
         "request_id": request_id,
-        "lease_id": "",
-        "renewable": false,
-        "lease_duration": 0,
+        "lease_id": response.lease.as_ref().map_or("", |l| l.id.as_str()),
+        "renewable": response.lease.as_ref().is_some_and(|l| l.renewable),
+        "lease_duration": response.lease.as_ref().map_or(0, |l| l.duration),
         "data": response.data,
         "wrap_info": null,
-        "warnings": null,
+        "warnings": if response.warnings.is_empty() { Value::Null } else { json!(response.warnings) },
         "auth": null,
         "mount_type": response.mount_type,
     })

@@ -41,9 +41,10 @@ pub(crate) async fn read(
         print_field(&body, f)?;
         return Ok(ExitCode::SUCCESS);
     }
+    output::warnings(&body);
     match format {
         Format::Json => output::json(&body),
-        Format::Table => output::table(&output::rows(body.get("data"))),
+        Format::Table => output::table(&output::answer_rows(&body)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -71,10 +72,16 @@ pub(crate) async fn write(
         print_field(&resp.body.unwrap_or_default(), f)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(b) = &resp.body {
+        output::warnings(b);
+    }
     match resp.body {
         Some(b) if format == Format::Json => output::json(&b),
-        Some(b) if b.get("data").is_some_and(|d| !d.is_null()) => {
-            output::table(&output::rows(b.get("data")));
+        Some(b)
+            if b.get("data").is_some_and(|d| !d.is_null())
+                || b.get("lease_id").is_some_and(|l| l != "") =>
+        {
+            output::table(&output::answer_rows(&b));
         }
         _ => println!("Success! Data written to: {path}"),
     }

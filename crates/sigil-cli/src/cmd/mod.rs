@@ -7,6 +7,7 @@ mod group;
 mod identity;
 mod key;
 mod kv;
+mod lease;
 mod operator;
 mod policy;
 mod secrets;
@@ -35,6 +36,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => e2e::unwrap(&id, format, &trust, &client).await,
         Command::Operator(c) => operator::run(c).await,
         Command::Audit(c) => audit::run(c).await,
+        Command::Lease(c) => lease::run(c).await,
         Command::Read {
             path,
             format,

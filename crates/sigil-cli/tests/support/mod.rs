@@ -2,6 +2,7 @@
 //! raw HTTPS.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod databases;
 pub mod raw;
 
 use std::io::{BufRead as _, BufReader};

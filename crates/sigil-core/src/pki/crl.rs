@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
 
-use super::fields::{bad, flag};
 use super::issuer::StoredIssuer;
 use super::{PkiEngine, StoredCert, parse_serial, serial_hex};
 use crate::barrier::ViewBatch;
+use crate::fields::{bad, flag};
 use crate::{CoreError, Response, duration};
 
 /// How long a CRL is valid.
@@ -87,7 +87,7 @@ impl PkiEngine {
     }
 
     pub(super) fn revoke(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
-        super::fields::only(body, &["serial_number"])?;
+        crate::fields::only(body, &["serial_number"])?;
         let serial = body
             .get("serial_number")
             .and_then(Value::as_str)
@@ -116,7 +116,7 @@ impl PkiEngine {
     /// ones (`tidy_revoked_certs`) that expired more than `safety_buffer` (default 72h) ago,
     /// then signs new CRLs without them.
     pub(super) fn tidy(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
-        super::fields::only(
+        crate::fields::only(
             body,
             &["tidy_cert_store", "tidy_revoked_certs", "safety_buffer"],
         )?;

@@ -13,11 +13,11 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::pem::Pem;
 use zeroize::Zeroizing;
 
-use super::fields::{bad, integer, number, only, text, ttl};
 use super::role::KeySpec;
 use super::{PkiEngine, StoredCert, new_serial, serial_hex};
 use crate::barrier::ViewBatch;
 use crate::encoding::pem;
+use crate::fields::{bad, integer, number, only, text, ttl};
 use crate::path::check_name;
 use crate::request::{children, list_response};
 use crate::{CoreError, Response};

@@ -9,7 +9,6 @@
 //! relying parties can fetch them.
 
 mod crl;
-mod fields;
 mod issuer;
 mod role;
 
@@ -27,10 +26,10 @@ use x509_parser::prelude::FromDer as _;
 use zeroize::Zeroizing;
 
 use crate::barrier::{View, ViewBatch};
+use crate::fields::{bad, list_of, only, text, ttl};
 use crate::path::check_name;
 use crate::request::{children, list_response};
 use crate::{CoreError, Operation, Request, Response};
-use fields::{bad, list_of, only, text, ttl};
 use issuer::StoredIssuer;
 use role::{KeySpec, Role, valid_hostname};
 

@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
 use crate::barrier::{View, ViewBatch};
+use crate::fields::body_of;
 use crate::path::check_name;
 use crate::request::{children, list_response};
 use crate::{CoreError, Operation, Request, Response, duration};
@@ -85,15 +86,6 @@ fn str_field<'a>(body: &'a Map<String, Value>, name: &str, default: &'a str) -> 
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .unwrap_or(default)
-}
-
-/// The request body as an object.
-fn body_of(req: &Request) -> Result<Map<String, Value>, CoreError> {
-    match &req.data {
-        None => Ok(Map::new()),
-        Some(Value::Object(m)) => Ok(m.clone()),
-        Some(_) => Err(CoreError::bad("the request body must be a JSON object")),
-    }
 }
 
 /// The items of a request: `batch_input`, or the body itself as one item.

@@ -1,15 +1,15 @@
-//! Reading request fields the way Vault's PKI engine takes them (`sigil write` sends strings).
+//! Reading request fields the way Vault's engines take them (`sigil write` sends strings).
 
 use serde_json::{Map, Value};
 
 use crate::{CoreError, duration};
 
-pub(super) fn bad(e: impl std::fmt::Display) -> CoreError {
+pub(crate) fn bad(e: impl std::fmt::Display) -> CoreError {
     CoreError::bad(e.to_string())
 }
 
 /// A list given as a JSON array of strings or as a comma-separated string.
-pub(super) fn list_of(v: Option<&Value>) -> Result<Vec<String>, CoreError> {
+pub(crate) fn list_of(v: Option<&Value>) -> Result<Vec<String>, CoreError> {
     Ok(match v {
         None | Some(Value::Null) => vec![],
         Some(Value::String(s)) => s
@@ -29,7 +29,7 @@ pub(super) fn list_of(v: Option<&Value>) -> Result<Vec<String>, CoreError> {
     })
 }
 
-pub(super) fn flag(
+pub(crate) fn flag(
     body: &Map<String, Value>,
     name: &str,
     default: bool,
@@ -45,7 +45,7 @@ pub(super) fn flag(
 }
 
 /// A duration in seconds (`"72h"`, `3600`); 0 when absent.
-pub(super) fn ttl(body: &Map<String, Value>, name: &str) -> Result<u64, CoreError> {
+pub(crate) fn ttl(body: &Map<String, Value>, name: &str) -> Result<u64, CoreError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(0),
         Some(Value::String(s)) if s.is_empty() => Ok(0),
@@ -55,7 +55,7 @@ pub(super) fn ttl(body: &Map<String, Value>, name: &str) -> Result<u64, CoreErro
 
 /// A whole number given as a JSON number or a string of digits (`-1` allowed); `None` when
 /// absent.
-pub(super) fn integer(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, CoreError> {
+pub(crate) fn integer(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, CoreError> {
     let wrong = || bad(format!("{name} must be a whole number"));
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -67,7 +67,7 @@ pub(super) fn integer(body: &Map<String, Value>, name: &str) -> Result<Option<i6
 }
 
 /// A non-negative number; 0 when absent.
-pub(super) fn number(body: &Map<String, Value>, name: &str) -> Result<u64, CoreError> {
+pub(crate) fn number(body: &Map<String, Value>, name: &str) -> Result<u64, CoreError> {
     match integer(body, name)? {
         None => Ok(0),
         Some(n) => u64::try_from(n).map_err(|_| bad(format!("{name} must not be negative"))),
@@ -75,7 +75,7 @@ pub(super) fn number(body: &Map<String, Value>, name: &str) -> Result<u64, CoreE
 }
 
 /// A string field; `default` when absent or empty.
-pub(super) fn text<'a>(
+pub(crate) fn text<'a>(
     body: &'a Map<String, Value>,
     name: &str,
     default: &'a str,
@@ -89,12 +89,21 @@ pub(super) fn text<'a>(
 }
 
 /// Refuses fields an endpoint does not implement, so none is silently ignored.
-pub(super) fn only(body: &Map<String, Value>, known: &[&str]) -> Result<(), CoreError> {
+pub(crate) fn only(body: &Map<String, Value>, known: &[&str]) -> Result<(), CoreError> {
     match body.keys().find(|k| !known.contains(&k.as_str())) {
         Some(k) => Err(bad(format!(
             "{k} is not supported here (known: {})",
             known.join(", ")
         ))),
         None => Ok(()),
+    }
+}
+
+/// The request body as an object (an empty one when there is none).
+pub(crate) fn body_of(req: &crate::Request) -> Result<Map<String, Value>, CoreError> {
+    match &req.data {
+        None => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m.clone()),
+        Some(_) => Err(CoreError::bad("the request body must be a JSON object")),
     }
 }

@@ -1,0 +1,82 @@
+//! `sigil lease renew|revoke|lookup|list|tidy`, as `vault lease …`.
+
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+use sigil_client::ClientError;
+
+use crate::args::{Format, LeaseCommand};
+use crate::{config, output};
+
+pub(crate) async fn run(cmd: LeaseCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LeaseCommand::Renew {
+            id,
+            increment,
+            format,
+            client,
+        } => {
+            let mut body = json!({ "lease_id": id });
+            if let Some(i) = increment {
+                body["increment"] = json!(i);
+            }
+            let c = config::client(&client)?;
+            let resp = c.request("PUT", "sys/leases/renew", Some(&body)).await?;
+            let b = resp.body.unwrap_or_default();
+            output::warnings(&b);
+            match format {
+                Format::Json => output::json(&b),
+                Format::Table => output::table(&output::answer_rows(&b)),
+            }
+        }
+        LeaseCommand::Revoke {
+            id,
+            prefix,
+            force,
+            client,
+        } => {
+            let c = config::client(&client)?;
+            let id = id.trim_matches('/');
+            if force {
+                c.request("PUT", &format!("sys/leases/revoke-force/{id}"), None)
+                    .await?;
+                println!("Success! Force revoked any leases with prefix: {id}");
+            } else if prefix {
+                c.request("PUT", &format!("sys/leases/revoke-prefix/{id}"), None)
+                    .await?;
+                println!("Success! Revoked any leases with prefix: {id}");
+            } else {
+                c.request("PUT", "sys/leases/revoke", Some(&json!({ "lease_id": id })))
+                    .await?;
+                println!("Success! Revoked lease: {id}");
+            }
+        }
+        LeaseCommand::Lookup { id, format, client } => {
+            let c = config::client(&client)?;
+            let resp = c
+                .request("PUT", "sys/leases/lookup", Some(&json!({ "lease_id": id })))
+                .await?;
+            let b = resp.body.unwrap_or_default();
+            match format {
+                Format::Json => output::json(&b),
+                Format::Table => output::table(&output::rows(b.get("data"))),
+            }
+        }
+        LeaseCommand::List { prefix, client } => {
+            let c = config::client(&client)?;
+            let path = format!("sys/leases/lookup/{}/", prefix.trim_matches('/'));
+            match c.request("LIST", &path, None).await {
+                Ok(r) => output::keys(&r.body.unwrap_or_default()),
+                Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(&path)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        LeaseCommand::Tidy { client } => {
+            let c = config::client(&client)?;
+            let resp = c.request("PUT", "sys/leases/tidy", None).await?;
+            let b = resp.body.unwrap_or(Value::Null);
+            output::table(&output::rows(b.get("data")));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

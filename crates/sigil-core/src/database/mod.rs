@@ -1,0 +1,877 @@
+//! The `database` engine at Vault's paths: dynamic PostgreSQL and MySQL/MariaDB users with
+//! leases, static roles whose password Sigil rotates, and root credential rotation.
+//!
+//! `config/<name>` (LIST, read without the password, write, delete), `reset/<name>`,
+//! `rotate-root/<name>`, `roles/<name>`, `creds/<role>`, `static-roles/<name>`,
+//! `static-creds/<name>`, `rotate-role/<name>`. SQL runs through a [`driver::Driver`].
+
+pub mod driver;
+mod statements;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::barrier::{View, ViewBatch};
+use crate::fields::{body_of, flag, list_of, number, only, text, ttl};
+use crate::identity::Caller;
+use crate::lease::{self, Lease, LeaseStore};
+use crate::path::check_name;
+use crate::request::{children, list_response};
+use crate::{CoreError, Operation, Request, Response};
+use driver::{Connection, Driver, DriverError, Plugin, Statements};
+
+/// Shortest static role rotation period (Vault's).
+const MIN_ROTATION: u64 = 5;
+
+/// `config/<name>` as stored (under the barrier). Zeroized when dropped.
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct DbConfig {
+    plugin_name: String,
+    connection_url: String,
+    username: String,
+    password: String,
+    /// A root password being rotated in: set before the database is told, cleared after.
+    #[serde(default)]
+    pending_password: Option<String>,
+    allowed_roles: Vec<String>,
+    verify_connection: bool,
+    root_rotation_statements: Vec<String>,
+    max_open_connections: u32,
+}
+
+impl DbConfig {
+    fn plugin(&self) -> Result<Plugin, CoreError> {
+        Plugin::parse(&self.plugin_name).ok_or(CoreError::Integrity)
+    }
+
+    fn allows(&self, role: &str) -> bool {
+        self.allowed_roles.iter().any(|r| r == "*" || r == role)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "plugin_name": self.plugin_name,
+            "plugin_version": "",
+            "connection_details": {
+                "connection_url": self.connection_url,
+                "username": self.username,
+                "max_open_connections": self.max_open_connections,
+            },
+            "allowed_roles": self.allowed_roles,
+            "root_credentials_rotate_statements": self.root_rotation_statements,
+            "password_policy": "",
+            "verify_connection": self.verify_connection,
+        })
+    }
+}
+
+/// `roles/<name>`.
+#[derive(Clone, Serialize, Deserialize)]
+struct Role {
+    db_name: String,
+    default_ttl: u64,
+    max_ttl: u64,
+    creation_statements: Vec<String>,
+    revocation_statements: Vec<String>,
+    rollback_statements: Vec<String>,
+    renew_statements: Vec<String>,
+}
+
+impl Role {
+    fn to_json(&self) -> Value {
+        json!({
+            "db_name": self.db_name,
+            "default_ttl": self.default_ttl,
+            "max_ttl": self.max_ttl,
+            "creation_statements": self.creation_statements,
+            "revocation_statements": self.revocation_statements,
+            "rollback_statements": self.rollback_statements,
+            "renew_statements": self.renew_statements,
+            "credential_type": "password",
+        })
+    }
+}
+
+/// `static-roles/<name>`, with the current password. Zeroized when dropped.
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct StaticRole {
+    db_name: String,
+    username: String,
+    rotation_period: u64,
+    rotation_statements: Vec<String>,
+    password: String,
+    /// Set before a rotation reaches the database, cleared after; a role left with one (a
+    /// crash mid-rotation) is rotated again at once.
+    #[serde(default)]
+    pending: bool,
+    /// Unix seconds of the last rotation.
+    last_rotation: i64,
+}
+
+/// What a lease of this engine remembers to renew and revoke its user. The statements are
+/// the role's at issue time, so deleting or changing the role strands no user.
+#[derive(Serialize, Deserialize)]
+struct LeaseSecret {
+    db_name: String,
+    username: String,
+    revocation_statements: Vec<String>,
+    renew_statements: Vec<String>,
+}
+
+/// A mount's lease TTLs (`sys/mounts/<path>/tune`), 0 when unset.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LeaseLimits {
+    pub(crate) default_ttl: u64,
+    pub(crate) max_ttl: u64,
+}
+
+pub(crate) struct DatabaseEngine {
+    view: View,
+    driver: Option<Arc<dyn Driver>>,
+    leases: Arc<LeaseStore>,
+    /// Serializes changes to configurations and static roles (rotations included).
+    writes: Mutex<()>,
+    /// Bumped whenever a configuration or root password changes (drivers' cache key).
+    generation: AtomicU64,
+    /// Static roles whose scheduled rotation failed, and when to try again (unix seconds).
+    retry_at: Mutex<HashMap<String, i64>>,
+}
+
+impl std::fmt::Debug for DatabaseEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseEngine").finish_non_exhaustive()
+    }
+}
+
+fn driver_error(e: DriverError) -> CoreError {
+    match e {
+        DriverError::Unavailable(_) => CoreError::Unavailable(e.to_string()),
+        DriverError::Rejected(_) | DriverError::Invalid(_) => CoreError::bad(e.to_string()),
+    }
+}
+
+fn run(statements: &[Zeroizing<String>]) -> Statements<'_> {
+    Statements { statements }
+}
+
+impl DatabaseEngine {
+    pub(crate) fn new(
+        view: View,
+        driver: Option<Arc<dyn Driver>>,
+        leases: Arc<LeaseStore>,
+    ) -> Self {
+        DatabaseEngine {
+            view,
+            driver,
+            leases,
+            writes: Mutex::new(()),
+            generation: AtomicU64::new(1),
+            retry_at: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn driver(&self) -> Result<&dyn Driver, CoreError> {
+        self.driver
+            .as_deref()
+            .ok_or_else(|| CoreError::bad("this server was built without database drivers"))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn load<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, CoreError> {
+        match self.view.get(key)? {
+            None => Ok(None),
+            Some(e) => Ok(Some(
+                serde_json::from_slice(&e.plain).map_err(|_| CoreError::Integrity)?,
+            )),
+        }
+    }
+
+    fn store<T: Serialize>(&self, key: &str, value: &T) -> Result<(), CoreError> {
+        let mut batch = ViewBatch::default();
+        batch.put(key, serde_json::to_vec(value).expect("a record serializes"));
+        self.view.apply(batch)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), CoreError> {
+        let mut batch = ViewBatch::default();
+        batch.delete(key);
+        self.view.apply(batch)
+    }
+
+    fn names(&self, prefix: &str) -> Result<Response, CoreError> {
+        list_response(children(prefix.len(), self.view.list(prefix)?))
+    }
+
+    fn config(&self, name: &str) -> Result<DbConfig, CoreError> {
+        self.load(&format!("config/{name}"))?
+            .ok_or_else(|| CoreError::bad(format!("no database configuration named {name:?}")))
+    }
+
+    fn connection(
+        &self,
+        name: &str,
+        config: &DbConfig,
+        password: &str,
+    ) -> Result<Connection, CoreError> {
+        Ok(Connection {
+            name: name.to_owned(),
+            generation: self.generation.load(Ordering::Acquire),
+            plugin: config.plugin()?,
+            url: config.connection_url.clone(),
+            username: config.username.clone(),
+            password: Zeroizing::new(password.to_owned()),
+            max_open_connections: config.max_open_connections,
+        })
+    }
+
+    /// The connection for `config/<name>`. A root rotation cut short by a crash left a pending
+    /// password: whichever of the two the database accepts is kept.
+    fn connect(&self, name: &str) -> Result<(DbConfig, Connection), CoreError> {
+        let config = self.config(name)?;
+        let Some(pending) = config.pending_password.clone() else {
+            let conn = self.connection(name, &config, &config.password)?;
+            return Ok((config, conn));
+        };
+        let _guard = self.lock();
+        let mut config = self.config(name)?;
+        let driver = self.driver()?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let candidate = self.connection(name, &config, &pending)?;
+        if driver.verify(&candidate).is_ok() {
+            config.password = pending;
+        }
+        config.pending_password = None;
+        self.store(&format!("config/{name}"), &config)?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        driver.forget(name);
+        let conn = self.connection(name, &config, &config.password)?;
+        Ok((config, conn))
+    }
+
+    pub(crate) fn exists(&self, rest: &str) -> Result<bool, CoreError> {
+        let parts: Vec<&str> = rest.split('/').collect();
+        Ok(match parts.as_slice() {
+            ["config", name] => self.view.get(&format!("config/{name}"))?.is_some(),
+            ["roles", name] => self.view.get(&format!("role/{name}"))?.is_some(),
+            ["static-roles", name] => self.view.get(&format!("static-role/{name}"))?.is_some(),
+            // Actions: a write is an update.
+            ["rotate-root" | "rotate-role" | "reset", _] => true,
+            _ => false,
+        })
+    }
+
+    /// The documented endpoint of `rest`.
+    pub(crate) fn endpoint(rest: &str) -> &'static str {
+        let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["config"] => "{mount}/config",
+            ["config", ..] => "{mount}/config/{name}",
+            ["reset", ..] => "{mount}/reset/{name}",
+            ["rotate-root", ..] => "{mount}/rotate-root/{name}",
+            ["roles"] => "{mount}/roles",
+            ["roles", ..] => "{mount}/roles/{name}",
+            ["static-roles"] => "{mount}/static-roles",
+            ["static-roles", ..] => "{mount}/static-roles/{name}",
+            ["static-creds", ..] => "{mount}/static-creds/{name}",
+            ["rotate-role", ..] => "{mount}/rotate-role/{name}",
+            _ => "{mount}/creds/{name}",
+        }
+    }
+
+    pub(crate) fn handle(
+        &self,
+        req: &Request,
+        rest: &str,
+        caller: &Caller,
+        limits: LeaseLimits,
+    ) -> Result<Response, CoreError> {
+        let write = matches!(req.operation, Operation::Create | Operation::Update);
+        let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        if let [_, name] = parts.as_slice() {
+            check_name("database object", name)?;
+        }
+        let resp = match (parts.as_slice(), req.operation) {
+            (["config"], Operation::List) => self.names("config/"),
+            (["config", name], Operation::Read) => Ok(Response::data(self.config(name)?.to_json())),
+            (["config", name], _) if write => self.write_config(name, &body_of(req)?),
+            (["config", name], Operation::Delete) => {
+                let _guard = self.lock();
+                self.delete(&format!("config/{name}"))?;
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                if let Some(d) = &self.driver {
+                    d.forget(name);
+                }
+                Ok(Response::no_content())
+            }
+            (["reset", name], _) if write => {
+                self.config(name)?;
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.driver()?.forget(name);
+                Ok(Response::no_content())
+            }
+            (["rotate-root", name], _) if write => self.rotate_root(name),
+            (["roles"], Operation::List) => self.names("role/"),
+            (["roles", name], Operation::Read) => self
+                .load::<Role>(&format!("role/{name}"))?
+                .map(|r| Response::data(r.to_json()))
+                .ok_or_else(|| CoreError::NotFound(String::new())),
+            (["roles", name], _) if write => self.write_role(name, &body_of(req)?),
+            (["roles", name], Operation::Delete) => {
+                self.delete(&format!("role/{name}"))?;
+                Ok(Response::no_content())
+            }
+            (["creds", role], Operation::Read) => self.creds(req, role, caller, limits),
+            (["static-roles"], Operation::List) => self.names("static-role/"),
+            (["static-roles", name], Operation::Read) => self
+                .load::<StaticRole>(&format!("static-role/{name}"))?
+                .map(|r| Response::data(static_role_json(&r, false)))
+                .ok_or_else(|| CoreError::NotFound(String::new())),
+            (["static-roles", name], _) if write => self.write_static_role(name, &body_of(req)?),
+            (["static-roles", name], Operation::Delete) => {
+                let _guard = self.lock();
+                self.delete(&format!("static-role/{name}"))?;
+                Ok(Response::no_content())
+            }
+            (["static-creds", name], Operation::Read) => self
+                .load::<StaticRole>(&format!("static-role/{name}"))?
+                .map(|r| Response::data(static_role_json(&r, true)))
+                .ok_or_else(|| CoreError::NotFound(String::new())),
+            (["rotate-role", name], _) if write => {
+                self.rotate_static(name)?;
+                Ok(Response::no_content())
+            }
+            (
+                [
+                    "config" | "roles" | "static-roles" | "creds" | "static-creds" | "rotate-root"
+                    | "rotate-role" | "reset",
+                    ..,
+                ],
+                _,
+            ) => Err(CoreError::UnsupportedOperation),
+            _ => Err(CoreError::NotFound(String::new())),
+        }?;
+        Ok(resp.with_mount_type("database"))
+    }
+
+    fn write_config(&self, name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
+        only(
+            body,
+            &[
+                "plugin_name",
+                "plugin_version",
+                "connection_url",
+                "username",
+                "password",
+                "allowed_roles",
+                "verify_connection",
+                "root_rotation_statements",
+                "max_open_connections",
+                "password_policy",
+            ],
+        )?;
+        if !text(body, "password_policy", "")?.is_empty() {
+            return Err(CoreError::bad(
+                "password_policy is not supported yet: generated passwords are 24 letters and digits",
+            ));
+        }
+        let driver = self.driver()?;
+        let _guard = self.lock();
+        let existing: Option<DbConfig> = self.load(&format!("config/{name}"))?;
+        let plugin_name = text(
+            body,
+            "plugin_name",
+            existing.as_ref().map_or("", |c| &c.plugin_name),
+        )?;
+        let plugin = Plugin::parse(plugin_name).ok_or_else(|| {
+            CoreError::bad(
+                "plugin_name must be postgresql-database-plugin or mysql-database-plugin",
+            )
+        })?;
+        let keep = |f: fn(&DbConfig) -> &str| existing.as_ref().map_or("", f);
+        let url = text(body, "connection_url", keep(|c| &c.connection_url))?;
+        if url.is_empty() {
+            return Err(CoreError::bad("connection_url is required"));
+        }
+        let config = DbConfig {
+            plugin_name: plugin.name().to_owned(),
+            connection_url: url.to_owned(),
+            username: text(body, "username", keep(|c| &c.username))?.to_owned(),
+            password: text(body, "password", keep(|c| &c.password))?.to_owned(),
+            pending_password: None,
+            allowed_roles: match body.get("allowed_roles") {
+                Some(v) => list_of(Some(v))?,
+                None => existing
+                    .as_ref()
+                    .map_or_else(Vec::new, |c| c.allowed_roles.clone()),
+            },
+            verify_connection: flag(body, "verify_connection", true)?,
+            root_rotation_statements: match body.get("root_rotation_statements") {
+                Some(v) => statements::parse(v, "root_rotation_statements")?,
+                None => existing
+                    .as_ref()
+                    .map_or_else(Vec::new, |c| c.root_rotation_statements.clone()),
+            },
+            max_open_connections: match number(body, "max_open_connections")? {
+                0 => existing.as_ref().map_or(4, |c| c.max_open_connections),
+                n => u32::try_from(n.min(64)).unwrap_or(64),
+            },
+        };
+        if config.username.is_empty() {
+            return Err(CoreError::bad(
+                "username (the root user Sigil connects as) is required",
+            ));
+        }
+        statements::render(
+            &config.root_rotation_statements,
+            &[("name", "u"), ("password", "p")],
+        )?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let conn = self.connection(name, &config, &config.password)?;
+        if config.verify_connection {
+            driver
+                .verify(&conn)
+                .map_err(|e| CoreError::bad(format!("error creating database object: {e}")))?;
+        }
+        self.store(&format!("config/{name}"), &config)?;
+        driver.forget(name);
+        tracing::info!(name, plugin = plugin.name(), "database configured");
+        Ok(Response::no_content())
+    }
+
+    fn rotate_root(&self, name: &str) -> Result<Response, CoreError> {
+        let driver = self.driver()?;
+        let (_, conn) = self.connect(name)?;
+        let _guard = self.lock();
+        let mut config = self.config(name)?;
+        let new = statements::password()?;
+        // The new password is stored before the database learns it: a crash in between leaves
+        // both, and `connect` keeps the one that works.
+        config.pending_password = Some(new.to_string());
+        self.store(&format!("config/{name}"), &config)?;
+        let rendered = statements::render(
+            &config.root_rotation_statements,
+            &[
+                ("name", &config.username),
+                ("username", &config.username),
+                ("password", &new),
+            ],
+        )?;
+        let outcome = driver.set_password(&conn, run(&rendered), &config.username, &new);
+        config.pending_password = None;
+        if outcome.is_ok() {
+            config.password = new.to_string();
+        }
+        self.store(&format!("config/{name}"), &config)?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        driver.forget(name);
+        outcome.map_err(driver_error)?;
+        tracing::info!(name, "database root credentials rotated");
+        Ok(Response::no_content())
+    }
+
+    fn write_role(&self, name: &str, body: &Map<String, Value>) -> Result<Response, CoreError> {
+        only(
+            body,
+            &[
+                "db_name",
+                "default_ttl",
+                "max_ttl",
+                "creation_statements",
+                "revocation_statements",
+                "rollback_statements",
+                "renew_statements",
+                "credential_type",
+            ],
+        )?;
+        if text(body, "credential_type", "password")? != "password" {
+            return Err(CoreError::bad(
+                "credential_type: Sigil issues passwords only",
+            ));
+        }
+        let existing: Option<Role> = self.load(&format!("role/{name}"))?;
+        let list = |field: &str, old: fn(&Role) -> &Vec<String>| match body.get(field) {
+            Some(v) => statements::parse(v, field),
+            None => Ok(existing.as_ref().map_or_else(Vec::new, |r| old(r).clone())),
+        };
+        let seconds = |field: &str, old: fn(&Role) -> u64| match body.get(field) {
+            Some(_) => ttl(body, field),
+            None => Ok(existing.as_ref().map_or(0, old)),
+        };
+        let role = Role {
+            db_name: text(
+                body,
+                "db_name",
+                existing.as_ref().map_or("", |r| &r.db_name),
+            )?
+            .to_owned(),
+            default_ttl: seconds("default_ttl", |r| r.default_ttl)?,
+            max_ttl: seconds("max_ttl", |r| r.max_ttl)?,
+            creation_statements: list("creation_statements", |r| &r.creation_statements)?,
+            revocation_statements: list("revocation_statements", |r| &r.revocation_statements)?,
+            rollback_statements: list("rollback_statements", |r| &r.rollback_statements)?,
+            renew_statements: list("renew_statements", |r| &r.renew_statements)?,
+        };
+        if role.db_name.is_empty() {
+            return Err(CoreError::bad("db_name is required"));
+        }
+        self.config(&role.db_name)?;
+        if role.creation_statements.is_empty() {
+            return Err(CoreError::bad("creation_statements are required"));
+        }
+        if role.max_ttl != 0 && role.default_ttl > role.max_ttl {
+            return Err(CoreError::bad("default_ttl cannot be longer than max_ttl"));
+        }
+        let sample = [
+            ("name", "v"),
+            ("password", "p"),
+            ("expiration", "2000-01-01 00:00:00+0000"),
+        ];
+        for s in [
+            &role.creation_statements,
+            &role.revocation_statements,
+            &role.rollback_statements,
+            &role.renew_statements,
+        ] {
+            statements::render(s, &sample)?;
+        }
+        self.store(&format!("role/{name}"), &role)?;
+        Ok(Response::no_content())
+    }
+
+    /// A new user for `role_name`, leased to the caller.
+    fn creds(
+        &self,
+        req: &Request,
+        role_name: &str,
+        caller: &Caller,
+        limits: LeaseLimits,
+    ) -> Result<Response, CoreError> {
+        let role: Role = self
+            .load(&format!("role/{role_name}"))?
+            .ok_or_else(|| CoreError::bad(format!("unknown role: {role_name}")))?;
+        let driver = self.driver()?;
+        let (config, conn) = self.connect(&role.db_name)?;
+        if !config.allows(role_name) {
+            return Err(CoreError::bad(format!(
+                "{role_name:?} is not an allowed role of database {:?}",
+                role.db_name
+            )));
+        }
+        let (ttl, max_ttl) = lease_ttls(role.default_ttl, role.max_ttl, limits);
+        let now = lease::now();
+        let username = statements::username(config.plugin()?, &caller.identity.name, role_name)?;
+        let password = statements::password()?;
+        let expiration = statements::expiration(now + ttl as i64);
+        let values = [
+            ("name", username.as_str()),
+            ("password", password.as_str()),
+            ("expiration", expiration.as_str()),
+        ];
+        let creation = statements::render(&role.creation_statements, &values)?;
+        let lease = Lease {
+            id: LeaseStore::new_id(&req.path)?,
+            path: req.path.clone(),
+            owner: caller.identity.id.clone(),
+            issue_time: now,
+            expire_time: now + ttl as i64,
+            ttl,
+            max_expire_time: now + max_ttl as i64,
+            last_renewal: None,
+            renewable: true,
+            secret: serde_json::to_value(LeaseSecret {
+                db_name: role.db_name.clone(),
+                username: username.clone(),
+                revocation_statements: role.revocation_statements.clone(),
+                renew_statements: role.renew_statements.clone(),
+            })
+            .expect("a lease secret serializes"),
+        };
+        // The lease first: if Sigil dies after the user exists, the lease still revokes it.
+        self.leases.create(&lease)?;
+        if let Err(e) = driver.create_user(&conn, run(&creation), &password) {
+            // Undo what part of the creation happened (MySQL commits each DDL statement): the
+            // role's rollback statements, or the default drop. If even that fails, the lease
+            // stays and the sweeper revokes the user later.
+            let undo =
+                statements::render(&role.rollback_statements, &values).and_then(|rollback| {
+                    driver
+                        .delete_user(&conn, run(&rollback), &username)
+                        .map_err(driver_error)
+                });
+            match undo {
+                Ok(()) => self.leases.remove(&lease.id)?,
+                Err(r) => {
+                    tracing::warn!(role = role_name, error = %r, "rolling back a failed creation failed; the lease will revoke it")
+                }
+            }
+            return Err(driver_error(e));
+        }
+        tracing::info!(role = role_name, lease = %lease.id, "database credentials issued");
+        let mut resp = Response::data(json!({
+            "username": username,
+            "password": password.as_str(),
+        }));
+        resp.lease = Some(crate::request::LeaseInfo {
+            id: lease.id,
+            duration: ttl,
+            renewable: true,
+        });
+        Ok(resp)
+    }
+
+    /// Revokes a lease's user (its revocation statements, or the driver's default).
+    pub(crate) fn revoke(&self, secret: &Value) -> Result<(), CoreError> {
+        let secret: LeaseSecret =
+            serde_json::from_value(secret.clone()).map_err(|_| CoreError::Integrity)?;
+        let driver = self.driver()?;
+        let (_, conn) = self.connect(&secret.db_name)?;
+        let rendered =
+            statements::render(&secret.revocation_statements, &[("name", &secret.username)])?;
+        driver
+            .delete_user(&conn, run(&rendered), &secret.username)
+            .map_err(driver_error)
+    }
+
+    /// Extends a lease's user to `expire` (unix seconds).
+    pub(crate) fn renew(&self, secret: &Value, expire: i64) -> Result<(), CoreError> {
+        let secret: LeaseSecret =
+            serde_json::from_value(secret.clone()).map_err(|_| CoreError::Integrity)?;
+        let driver = self.driver()?;
+        let (_, conn) = self.connect(&secret.db_name)?;
+        let expiration = statements::expiration(expire);
+        let rendered = statements::render(
+            &secret.renew_statements,
+            &[("name", &secret.username), ("expiration", &expiration)],
+        )?;
+        driver
+            .renew_user(&conn, run(&rendered), &secret.username, &expiration)
+            .map_err(driver_error)
+    }
+
+    fn write_static_role(
+        &self,
+        name: &str,
+        body: &Map<String, Value>,
+    ) -> Result<Response, CoreError> {
+        only(
+            body,
+            &[
+                "db_name",
+                "username",
+                "rotation_period",
+                "rotation_statements",
+                "credential_type",
+            ],
+        )?;
+        if text(body, "credential_type", "password")? != "password" {
+            return Err(CoreError::bad(
+                "credential_type: Sigil rotates passwords only",
+            ));
+        }
+        let existing: Option<StaticRole> = self.load(&format!("static-role/{name}"))?;
+        let db_name = text(
+            body,
+            "db_name",
+            existing.as_ref().map_or("", |r| &r.db_name),
+        )?
+        .to_owned();
+        let username = text(
+            body,
+            "username",
+            existing.as_ref().map_or("", |r| &r.username),
+        )?
+        .to_owned();
+        if let Some(old) = &existing
+            && (old.username != username || old.db_name != db_name)
+        {
+            return Err(CoreError::bad(
+                "a static role's db_name and username cannot change",
+            ));
+        }
+        let config = self.config(&db_name)?;
+        if !config.allows(name) {
+            return Err(CoreError::bad(format!(
+                "{name:?} is not an allowed role of database {db_name:?}"
+            )));
+        }
+        if !statements::valid_username(config.plugin()?, &username) {
+            return Err(CoreError::bad(
+                "username must be an existing user's name of letters, digits, '-', '_' and '.' within the database's length limit",
+            ));
+        }
+        let rotation_period = match body.get("rotation_period") {
+            Some(_) => ttl(body, "rotation_period")?,
+            None => existing.as_ref().map_or(0, |r| r.rotation_period),
+        };
+        if rotation_period < MIN_ROTATION {
+            return Err(CoreError::bad(
+                "rotation_period is required and at least 5 seconds",
+            ));
+        }
+        let rotation_statements = match body.get("rotation_statements") {
+            Some(v) => statements::parse(v, "rotation_statements")?,
+            None => existing
+                .as_ref()
+                .map_or_else(Vec::new, |r| r.rotation_statements.clone()),
+        };
+        statements::render(&rotation_statements, &[("name", "u"), ("password", "p")])?;
+        let created = existing.is_none();
+        {
+            let _guard = self.lock();
+            let role = StaticRole {
+                db_name,
+                username,
+                rotation_period,
+                rotation_statements,
+                password: existing
+                    .as_ref()
+                    .map_or_else(String::new, |r| r.password.clone()),
+                pending: false,
+                last_rotation: existing.as_ref().map_or(0, |r| r.last_rotation),
+            };
+            self.store(&format!("static-role/{name}"), &role)?;
+        }
+        // As Vault: a new static role's password is rotated at once, so Sigil knows it.
+        if created && let Err(e) = self.rotate_static(name) {
+            self.delete(&format!("static-role/{name}"))?;
+            return Err(e);
+        }
+        Ok(Response::no_content())
+    }
+
+    /// Gives a static role's user a new password.
+    fn rotate_static(&self, name: &str) -> Result<(), CoreError> {
+        let driver = self.driver()?;
+        let key = format!("static-role/{name}");
+        let role: StaticRole = self
+            .load(&key)?
+            .ok_or_else(|| CoreError::bad(format!("no static role named {name:?}")))?;
+        let (_, conn) = self.connect(&role.db_name)?;
+        let _guard = self.lock();
+        let mut role: StaticRole = self.load(&key)?.ok_or(CoreError::Integrity)?;
+        let new = statements::password()?;
+        role.pending = true;
+        self.store(&key, &role)?;
+        let rendered = statements::render(
+            &role.rotation_statements,
+            &[("name", &role.username), ("password", &new)],
+        )?;
+        let outcome = driver.set_password(&conn, run(&rendered), &role.username, &new);
+        if outcome.is_ok() {
+            role.password = new.to_string();
+            role.pending = false;
+            role.last_rotation = lease::now();
+            self.store(&key, &role)?;
+            tracing::info!(role = name, "static role password rotated");
+        }
+        outcome.map_err(driver_error)
+    }
+
+    /// Rotates the static roles whose period has passed (or whose last rotation was cut short).
+    /// Returns how many rotated; failures are logged and retried at the next sweep.
+    pub(crate) fn rotate_due(&self, now: i64) -> Result<usize, CoreError> {
+        let mut rotated = 0;
+        for key in self.view.list("static-role/")? {
+            let Some(role) = self.load::<StaticRole>(&key)? else {
+                continue;
+            };
+            if !role.pending && role.last_rotation + role.rotation_period as i64 > now {
+                continue;
+            }
+            let name = &key["static-role/".len()..];
+            let mut retry = self.retry_at.lock().unwrap_or_else(PoisonError::into_inner);
+            if retry.get(name).is_some_and(|at| *at > now) {
+                continue;
+            }
+            drop(retry);
+            match self.rotate_static(name) {
+                Ok(()) => {
+                    rotated += 1;
+                    retry = self.retry_at.lock().unwrap_or_else(PoisonError::into_inner);
+                    retry.remove(name);
+                }
+                Err(e) => {
+                    tracing::warn!(role = name, error = %e, "static role rotation failed; retrying in 30 s");
+                    retry = self.retry_at.lock().unwrap_or_else(PoisonError::into_inner);
+                    retry.insert(name.to_owned(), now + 30);
+                }
+            }
+        }
+        Ok(rotated)
+    }
+}
+
+/// A lease's TTL and max TTL from the role's and the mount's, as Vault: the role's when set,
+/// else the mount's, else the system's (32 days); never past the mount's maximum.
+pub(crate) fn lease_ttls(role_ttl: u64, role_max: u64, limits: LeaseLimits) -> (u64, u64) {
+    let pick = |a: u64, b: u64| {
+        if a != 0 {
+            a
+        } else if b != 0 {
+            b
+        } else {
+            lease::SYSTEM_TTL
+        }
+    };
+    let mut max = pick(role_max, limits.max_ttl);
+    if limits.max_ttl != 0 {
+        max = max.min(limits.max_ttl);
+    }
+    let ttl = pick(role_ttl, limits.default_ttl).min(max);
+    (ttl, max)
+}
+
+fn static_role_json(role: &StaticRole, with_password: bool) -> Value {
+    let next = role.last_rotation + role.rotation_period as i64;
+    let mut out = json!({
+        "db_name": role.db_name,
+        "username": role.username,
+        "rotation_period": role.rotation_period,
+        "rotation_statements": role.rotation_statements,
+        "last_vault_rotation": lease::rfc3339(role.last_rotation),
+        "ttl": (next - lease::now()).max(0),
+        "credential_type": "password",
+    });
+    if with_password {
+        out["password"] = json!(role.password);
+        if let Some(o) = out.as_object_mut() {
+            o.remove("rotation_statements");
+            o.remove("credential_type");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_ttls_follow_vault() {
+        let none = LeaseLimits::default();
+        assert_eq!(
+            lease_ttls(0, 0, none),
+            (lease::SYSTEM_TTL, lease::SYSTEM_TTL)
+        );
+        assert_eq!(lease_ttls(60, 120, none), (60, 120));
+        assert_eq!(lease_ttls(600, 120, none), (120, 120));
+        let mount = LeaseLimits {
+            default_ttl: 30,
+            max_ttl: 90,
+        };
+        assert_eq!(lease_ttls(0, 0, mount), (30, 90));
+        assert_eq!(
+            lease_ttls(60, 3600, mount),
+            (60, 90),
+            "the mount's maximum wins"
+        );
+    }
+}

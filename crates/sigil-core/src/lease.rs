@@ -1,0 +1,336 @@
+//! Leases (Vault's `sys/leases`): every dynamic secret is issued with one. A lease is stored
+//! under the barrier (`sys/lease/<id>`) before the secret exists, so a crash never leaves a
+//! secret without a lease; an in-memory expiry queue says which are due, and the server's
+//! sweeper revokes them (with backoff when the backend fails). Lease ids carry no authority:
+//! the owner, or a policy on `sys/leases/…/<id>`, decides who may renew or revoke.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::CoreError;
+use crate::barrier::{Entry, View, ViewBatch};
+
+/// Vault's system default and maximum lease TTL (32 days).
+pub(crate) const SYSTEM_TTL: u64 = 768 * 3600;
+/// Longest accepted lease id.
+const MAX_ID: usize = 1024;
+/// Longest wait between two revocation attempts of a failing lease.
+const MAX_BACKOFF: i64 = 300;
+
+/// A lease as stored.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Lease {
+    /// `<path>/<random>`.
+    pub(crate) id: String,
+    /// The request path that issued it (`database/creds/app`): the mount that revokes it.
+    pub(crate) path: String,
+    /// The identity id that asked for it.
+    pub(crate) owner: String,
+    /// Unix seconds.
+    pub(crate) issue_time: i64,
+    /// Unix seconds.
+    pub(crate) expire_time: i64,
+    /// The TTL it was issued with: a renewal without an increment extends it by this much.
+    pub(crate) ttl: u64,
+    /// No renewal goes past this (unix seconds).
+    pub(crate) max_expire_time: i64,
+    /// Unix seconds of the last renewal.
+    #[serde(default)]
+    pub(crate) last_renewal: Option<i64>,
+    pub(crate) renewable: bool,
+    /// What the issuing engine needs to renew and revoke (never returned to a caller).
+    pub(crate) secret: Value,
+}
+
+impl Lease {
+    /// Vault's `sys/leases/lookup` answer.
+    pub(crate) fn to_json(&self, now: i64) -> Value {
+        json!({
+            "id": self.id,
+            "issue_time": rfc3339(self.issue_time),
+            "expire_time": rfc3339(self.expire_time),
+            "last_renewal": self.last_renewal.map(rfc3339),
+            "renewable": self.renewable,
+            "ttl": (self.expire_time - now).max(0),
+        })
+    }
+}
+
+pub(crate) fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+pub(crate) fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Which leases are due when, and how often each has failed to revoke.
+#[derive(Default)]
+struct Queue {
+    by_time: BTreeSet<(i64, String)>,
+    due: HashMap<String, (i64, u32)>,
+}
+
+impl Queue {
+    fn set(&mut self, id: &str, at: i64, failures: u32) {
+        if let Some((old, _)) = self.due.insert(id.to_owned(), (at, failures)) {
+            self.by_time.remove(&(old, id.to_owned()));
+        }
+        self.by_time.insert((at, id.to_owned()));
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some((at, _)) = self.due.remove(id) {
+            self.by_time.remove(&(at, id.to_owned()));
+        }
+    }
+}
+
+/// The stored leases and their expiry queue.
+pub(crate) struct LeaseStore {
+    view: View,
+    queue: Mutex<Queue>,
+}
+
+impl std::fmt::Debug for LeaseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseStore").finish_non_exhaustive()
+    }
+}
+
+/// Checks a lease id from a request: bounded, no empty or dot segments.
+pub(crate) fn check_id(id: &str) -> Result<&str, CoreError> {
+    let id = id.trim_matches('/');
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID
+        && id
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..");
+    if ok {
+        Ok(id)
+    } else {
+        Err(CoreError::bad("invalid lease id"))
+    }
+}
+
+impl LeaseStore {
+    pub(crate) fn new(view: View) -> Self {
+        LeaseStore {
+            view,
+            queue: Mutex::new(Queue::default()),
+        }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads every stored lease into the expiry queue (at unseal). Overdue ones are due at
+    /// once. Returns how many there are.
+    pub(crate) fn load_all(&self) -> Result<usize, CoreError> {
+        let ids = self.view.list("")?;
+        let mut queue = Queue::default();
+        for id in &ids {
+            match self.get(id)? {
+                Some((lease, _)) => queue.set(id, lease.expire_time, 0),
+                None => continue,
+            }
+        }
+        let n = queue.due.len();
+        *self.queue() = queue;
+        Ok(n)
+    }
+
+    /// A new lease id below `path`.
+    pub(crate) fn new_id(path: &str) -> Result<String, CoreError> {
+        let suffix = sigil_crypto::random::string_from(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            24,
+        )
+        .map_err(|_| CoreError::bad("random number generator failed"))?;
+        Ok(format!(
+            "{}/{}",
+            path.trim_end_matches('/'),
+            suffix.as_str()
+        ))
+    }
+
+    /// Stores a new lease (before its secret is created) and queues it.
+    pub(crate) fn create(&self, lease: &Lease) -> Result<(), CoreError> {
+        self.write(lease, None)
+    }
+
+    /// The lease with this id, and its stored entry (for compare-and-set).
+    pub(crate) fn get(&self, id: &str) -> Result<Option<(Lease, Entry)>, CoreError> {
+        let Some(entry) = self.view.get(id)? else {
+            return Ok(None);
+        };
+        let lease = serde_json::from_slice(&entry.plain).map_err(|_| CoreError::Integrity)?;
+        Ok(Some((lease, entry)))
+    }
+
+    /// Replaces a lease read as `expected` (a renewal).
+    pub(crate) fn update(&self, lease: &Lease, expected: &Entry) -> Result<(), CoreError> {
+        self.write(lease, Some(expected))
+    }
+
+    fn write(&self, lease: &Lease, expected: Option<&Entry>) -> Result<(), CoreError> {
+        let mut batch = ViewBatch::default();
+        batch.expect(&lease.id, expected);
+        batch.put(
+            &lease.id,
+            serde_json::to_vec(lease).expect("a lease serializes"),
+        );
+        self.view.apply(batch)?;
+        self.queue().set(&lease.id, lease.expire_time, 0);
+        Ok(())
+    }
+
+    /// Forgets a lease (its secret is revoked, or its creation failed).
+    pub(crate) fn remove(&self, id: &str) -> Result<(), CoreError> {
+        let mut batch = ViewBatch::default();
+        batch.delete(id);
+        self.view.apply(batch)?;
+        self.queue().remove(id);
+        Ok(())
+    }
+
+    /// The ids of stored leases whose id starts with `prefix`, sorted.
+    pub(crate) fn ids_under(&self, prefix: &str) -> Result<Vec<String>, CoreError> {
+        let mut ids = self.view.list(prefix)?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Drops `id` from the queue only (its entry is already gone).
+    pub(crate) fn forget(&self, id: &str) {
+        self.queue().remove(id);
+    }
+
+    /// Up to `max` leases due at `now`, earliest first.
+    pub(crate) fn due(&self, now: i64, max: usize) -> Vec<String> {
+        self.queue()
+            .by_time
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(max)
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+
+    /// A revocation of `id` failed: try again later, waiting twice as long each time (1 s to
+    /// 5 min). Returns the number of failures so far.
+    pub(crate) fn retry_later(&self, id: &str, now: i64) -> u32 {
+        let mut q = self.queue();
+        let failures = q.due.get(id).map_or(0, |(_, f)| *f).saturating_add(1);
+        let wait = 1i64
+            .checked_shl(failures.min(16))
+            .unwrap_or(MAX_BACKOFF)
+            .min(MAX_BACKOFF);
+        q.set(id, now + wait, failures);
+        failures
+    }
+
+    /// How many leases are queued.
+    pub(crate) fn len(&self) -> usize {
+        self.queue().due.len()
+    }
+
+    /// Drops stored entries that are not leases (unreadable), and re-reads the queue from
+    /// storage. Returns how many entries were dropped.
+    pub(crate) fn tidy(&self) -> Result<usize, CoreError> {
+        let mut dropped = 0;
+        for id in self.view.list("")? {
+            let Some(entry) = self.view.get(&id).ok().flatten() else {
+                continue;
+            };
+            if serde_json::from_slice::<Lease>(&entry.plain).is_ok_and(|l| l.id == id) {
+                continue;
+            }
+            let mut batch = ViewBatch::default();
+            batch.expect(&id, Some(&entry));
+            batch.delete(&id);
+            self.view.apply(batch)?;
+            dropped += 1;
+        }
+        self.load_all()?;
+        Ok(dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sigil_crypto::{BarrierKey, KeyTerm};
+    use sigil_storage::MemoryBackend;
+
+    use super::*;
+    use crate::barrier::Barrier;
+
+    fn store() -> LeaseStore {
+        let root = BarrierKey::generate(KeyTerm(0)).unwrap();
+        let barrier = Arc::new(Barrier::initialize(Arc::new(MemoryBackend::new()), root).unwrap());
+        LeaseStore::new(barrier.view("sys/lease/"))
+    }
+
+    fn lease(id: &str, expire: i64) -> Lease {
+        Lease {
+            id: id.into(),
+            path: "db/creds/r".into(),
+            owner: "o".into(),
+            issue_time: 0,
+            expire_time: expire,
+            ttl: 10,
+            max_expire_time: expire,
+            last_renewal: None,
+            renewable: true,
+            secret: json!({}),
+        }
+    }
+
+    #[test]
+    fn due_in_order_with_backoff_and_restored_from_storage() {
+        let s = store();
+        s.create(&lease("db/creds/r/b", 20)).unwrap();
+        s.create(&lease("db/creds/r/a", 10)).unwrap();
+        s.create(&lease("db/creds/r/c", 30)).unwrap();
+        assert!(
+            s.create(&lease("db/creds/r/c", 30)).is_err(),
+            "ids are unique"
+        );
+        assert_eq!(s.due(5, 10), Vec::<String>::new());
+        assert_eq!(s.due(20, 10), ["db/creds/r/a", "db/creds/r/b"]);
+        assert_eq!(s.due(20, 1), ["db/creds/r/a"]);
+        assert_eq!(s.retry_later("db/creds/r/a", 20), 1);
+        assert_eq!(s.due(21, 10), ["db/creds/r/b"]);
+        assert_eq!(s.retry_later("db/creds/r/a", 22), 2);
+        assert_eq!(s.due(25, 10), ["db/creds/r/b"], "second failure waits 4 s");
+        assert_eq!(s.due(26, 10), ["db/creds/r/b", "db/creds/r/a"]);
+        s.remove("db/creds/r/b").unwrap();
+        // A fresh store over the same view (an unseal) finds the same leases.
+        let again = LeaseStore::new(s.view);
+        assert_eq!(again.load_all().unwrap(), 2);
+        assert_eq!(again.due(100, 10), ["db/creds/r/a", "db/creds/r/c"]);
+        assert_eq!(again.ids_under("db/creds/").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn lease_ids_are_checked() {
+        for bad in ["", "/", "a//b", "a/../b", "./a", &"x".repeat(2000)] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(check_id("/db/creds/r/x/").unwrap(), "db/creds/r/x");
+        let id = LeaseStore::new_id("db/creds/r").unwrap();
+        assert!(id.starts_with("db/creds/r/") && id.len() == "db/creds/r/".len() + 24);
+    }
+}
