@@ -389,6 +389,39 @@ fn postgres_root_rotation_and_no_injection_through_names() {
         "the table is still there"
     );
 
+    // A password policy (Vault's HCL) shapes the generated passwords, symbols included.
+    let policy = "length = 32\nrule \"charset\" {\n  charset = \"abcdefghijklmnopqrstuvwxyz\"\n  min-chars = 2\n}\nrule \"charset\" {\n  charset = \"!#%&*+-=?@^_~\"\n  min-chars = 4\n}\n";
+    ok(s.sigil(&[
+        "write",
+        "sys/policies/password/sym",
+        &format!("policy={policy}"),
+    ]));
+    let generated = read(&s, "sys/policies/password/sym/generate");
+    assert_eq!(generated["data"]["password"].as_str().unwrap().len(), 32);
+    let quote = s.sigil(&[
+        "write",
+        "sys/policies/password/quote",
+        "policy=length = 20\nrule \"charset\" {\n  charset = \"ab'c\"\n}\n",
+    ]);
+    assert!(
+        stderr(&quote).contains("invalid password policy"),
+        "{}",
+        stderr(&quote)
+    );
+    ok(s.sigil(&["write", "database/config/pg", "password_policy=sym"]));
+    let c = creds(&read(&s, "database/creds/app"));
+    assert_eq!(c.password.len(), 32);
+    let symbols = c
+        .password
+        .bytes()
+        .filter(|b| b"!#%&*+-=?@^_~".contains(b))
+        .count();
+    assert!(symbols >= 4, "{}", c.password);
+    assert_eq!(
+        pg.psql(&c.user, &c.password, "SELECT v FROM t").unwrap(),
+        "42"
+    );
+
     // rotate-root: the old root password stops working; Sigil keeps working.
     ok(s.sigil(&["write", "database/rotate-root/pg"]));
     assert!(pg.psql("postgres", ROOT_PASSWORD, "SELECT 1").is_err());

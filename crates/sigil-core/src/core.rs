@@ -15,6 +15,7 @@ use crate::group::GroupStore;
 use crate::identity::{Caller, IdentityStore};
 use crate::lease::LeaseStore;
 use crate::mounts::{Mount, MountTable};
+use crate::password_policy::PasswordPolicies;
 use crate::policy::{ADMIN_POLICY, Acl, Capability, TemplateContext};
 use crate::policy_store::PolicyStore;
 use crate::wrap::WrapStore;
@@ -27,6 +28,7 @@ const CERT_ROLES: &str = "auth/cert/certs";
 const MOUNTS: &str = "sys/mounts";
 const WRAPPING: &str = "sys/wrapping";
 const LEASES: &str = "sys/leases";
+const PASSWORD_POLICIES: &str = "sys/policies/password";
 /// Keyring maintenance, `sudo` required (as Vault's `sys/rotate`).
 const ROTATE: &str = "sys/rotate";
 const REWRAP: &str = "sys/rewrap";
@@ -61,6 +63,7 @@ pub struct Core {
     pub(crate) mounts: MountTable,
     pub(crate) wraps: WrapStore,
     pub(crate) leases: Arc<LeaseStore>,
+    passwords: Arc<PasswordPolicies>,
 }
 
 enum Route<'a> {
@@ -72,6 +75,8 @@ enum Route<'a> {
     Wrapping(&'a str),
     /// `sys/leases/<rest>`.
     Leases(&'a str),
+    /// `sys/policies/password/<rest>`.
+    PasswordPolicies(&'a str),
     /// A path below a mount: the mount and the rest of the path.
     Mount(Arc<Mount>, &'a str),
     Keyring(&'a str),
@@ -101,6 +106,8 @@ fn fixed_route(path: &str) -> Route<'_> {
         Route::CertRoles(rest)
     } else if let Some(rest) = below(path, MOUNTS) {
         Route::Mounts(rest)
+    } else if let Some(rest) = below(path, PASSWORD_POLICIES) {
+        Route::PasswordPolicies(rest)
     } else if let Some(rest) = below(path, LEASES) {
         Route::Leases(rest)
     } else if let Some(op @ ("wrap" | "unwrap" | "lookup")) = below(path, WRAPPING) {
@@ -446,6 +453,17 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &["POST", "PUT"],
         "Database: rotate a static role's password now",
     ),
+    endpoint("sys/policies/password", &["LIST"], "List password policies"),
+    endpoint(
+        "sys/policies/password/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "A password policy (HCL: length, charset rules)",
+    ),
+    endpoint(
+        "sys/policies/password/{name}/generate",
+        &["GET"],
+        "A password from a policy",
+    ),
     endpoint(
         "sys/leases/lookup",
         &["POST", "PUT"],
@@ -525,6 +543,11 @@ fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
             .find(|p| p == path)
             .unwrap_or(KEY_STATUS),
         Route::AuditHash(_) => "sys/audit-hash/{name}",
+        Route::PasswordPolicies("") => "sys/policies/password",
+        Route::PasswordPolicies(rest) if rest.ends_with("/generate") => {
+            "sys/policies/password/{name}/generate"
+        }
+        Route::PasswordPolicies(_) => "sys/policies/password/{name}",
         Route::Leases(rest) => match rest.split_once('/').map_or(*rest, |(op, _)| op) {
             "lookup" if rest.contains('/') => "sys/leases/lookup/{path}",
             "lookup" => "sys/leases/lookup",
@@ -641,6 +664,7 @@ impl Core {
         let keys = barrier.view("sys/audit/");
         let audit = Broker::start(audit, |name| audit_key(&keys, name), &server_identity)?;
         let leases = Arc::new(LeaseStore::new(barrier.view("sys/lease/")));
+        let passwords = Arc::new(PasswordPolicies::new(barrier.view("sys/password-policy/")));
         Ok(Core {
             server_identity,
             audit,
@@ -648,7 +672,13 @@ impl Core {
             groups: GroupStore::new(barrier.view("sys/group/")),
             cert_roles: CertRoles::new(barrier.view("sys/cert-role/")),
             policies: PolicyStore::new(barrier.view("sys/policy/")),
-            mounts: MountTable::load(Arc::clone(&barrier), Arc::clone(&leases), database)?,
+            mounts: MountTable::load(
+                Arc::clone(&barrier),
+                Arc::clone(&leases),
+                Arc::clone(&passwords),
+                database,
+            )?,
+            passwords,
             wraps: WrapStore::new(barrier.view("sys/wrap/")),
             leases,
             barrier,
@@ -922,6 +952,7 @@ impl Core {
             }),
             Route::Mount(mount, rest) => mount.engine.handle(&req, rest, caller, mount.limits()),
             Route::Leases(rest) => self.leases_request(caller, &req, rest),
+            Route::PasswordPolicies(rest) => self.passwords.handle(&req, rest),
             Route::Unknown => Err(CoreError::NotFound(format!(
                 "no handler for route \"{}\"",
                 req.path
@@ -980,6 +1011,7 @@ impl Core {
             Route::Groups(rest) if !rest.is_empty() => Ok(self.groups.exists(rest)),
             Route::CertRoles(rest) if !rest.is_empty() => Ok(self.cert_roles.exists(rest)),
             Route::Mounts(rest) => Ok(self.mounts.exists(rest)),
+            Route::PasswordPolicies(rest) => Ok(self.passwords.exists(rest)),
             Route::Mount(mount, rest) => mount.engine.exists(rest),
             // As Vault: a POST to sys/wrapping/* is an update.
             Route::Wrapping(_) => Ok(true),
@@ -1102,6 +1134,9 @@ mod tests {
             "sys/leases/lookup/database/creds/",
             "sys/leases/revoke/database/creds/r/x",
             "sys/leases/renew/database/creds/r/x",
+            "sys/policies/password/",
+            "sys/policies/password/p",
+            "sys/policies/password/p/generate",
         ] {
             let documented = core.endpoint_for(sample).expect(sample);
             assert!(

@@ -26,6 +26,7 @@ mod lease;
 mod lease_api;
 mod mounts;
 mod named;
+mod password_policy;
 mod path;
 mod pki;
 pub mod policy;

@@ -14,6 +14,7 @@ use crate::database::{DatabaseEngine, LeaseLimits};
 use crate::identity::Caller;
 use crate::kv::{KvEngine, KvMode};
 use crate::lease::LeaseStore;
+use crate::password_policy::PasswordPolicies;
 use crate::pki::PkiEngine;
 use crate::transit::TransitEngine;
 use crate::{CoreError, Operation, Request, Response, duration};
@@ -286,6 +287,7 @@ type Table = BTreeMap<String, MountEntry>;
 pub(crate) struct MountTable {
     barrier: Arc<Barrier>,
     leases: Arc<LeaseStore>,
+    passwords: Arc<PasswordPolicies>,
     database: Option<Arc<dyn Driver>>,
     core: View,
     /// By mount path without its trailing `/`, so routing looks paths up without allocating.
@@ -340,12 +342,14 @@ impl MountTable {
     pub(crate) fn load(
         barrier: Arc<Barrier>,
         leases: Arc<LeaseStore>,
+        passwords: Arc<PasswordPolicies>,
         database: Option<Arc<dyn Driver>>,
     ) -> Result<Self, CoreError> {
         let core = barrier.view("core/");
         let table = MountTable {
             barrier,
             leases,
+            passwords,
             database,
             core,
             mounts: RwLock::new(BTreeMap::new()),
@@ -432,6 +436,7 @@ impl MountTable {
                             view,
                             self.database.clone(),
                             Arc::clone(&self.leases),
+                            Arc::clone(&self.passwords),
                         )),
                     };
                     Arc::new(Mount {

@@ -20,6 +20,7 @@ use crate::barrier::{View, ViewBatch};
 use crate::fields::{body_of, flag, list_of, number, only, text, ttl};
 use crate::identity::Caller;
 use crate::lease::{self, Lease, LeaseStore};
+use crate::password_policy::PasswordPolicies;
 use crate::path::check_name;
 use crate::request::{children, list_response};
 use crate::{CoreError, Operation, Request, Response};
@@ -42,6 +43,9 @@ struct DbConfig {
     verify_connection: bool,
     root_rotation_statements: Vec<String>,
     max_open_connections: u32,
+    /// A `sys/policies/password` policy for generated passwords (empty: 24 letters and digits).
+    #[serde(default)]
+    password_policy: String,
 }
 
 impl DbConfig {
@@ -64,7 +68,7 @@ impl DbConfig {
             },
             "allowed_roles": self.allowed_roles,
             "root_credentials_rotate_statements": self.root_rotation_statements,
-            "password_policy": "",
+            "password_policy": self.password_policy,
             "verify_connection": self.verify_connection,
         })
     }
@@ -134,6 +138,7 @@ pub(crate) struct DatabaseEngine {
     view: View,
     driver: Option<Arc<dyn Driver>>,
     leases: Arc<LeaseStore>,
+    passwords: Arc<PasswordPolicies>,
     /// Serializes changes to configurations and static roles (rotations included).
     writes: Mutex<()>,
     /// Bumped whenever a configuration or root password changes (drivers' cache key).
@@ -164,11 +169,13 @@ impl DatabaseEngine {
         view: View,
         driver: Option<Arc<dyn Driver>>,
         leases: Arc<LeaseStore>,
+        passwords: Arc<PasswordPolicies>,
     ) -> Self {
         DatabaseEngine {
             view,
             driver,
             leases,
+            passwords,
             writes: Mutex::new(()),
             generation: AtomicU64::new(1),
             retry_at: Mutex::new(HashMap::new()),
@@ -254,6 +261,16 @@ impl DatabaseEngine {
         driver.forget(name);
         let conn = self.connection(name, &config, &config.password)?;
         Ok((config, conn))
+    }
+
+    /// A password for a user of `config`'s database: from its password policy, if it names
+    /// one.
+    fn new_password(&self, config: &DbConfig) -> Result<Zeroizing<String>, CoreError> {
+        if config.password_policy.is_empty() {
+            statements::password()
+        } else {
+            self.passwords.get(&config.password_policy)?.generate()
+        }
     }
 
     pub(crate) fn exists(&self, rest: &str) -> Result<bool, CoreError> {
@@ -377,11 +394,6 @@ impl DatabaseEngine {
                 "password_policy",
             ],
         )?;
-        if !text(body, "password_policy", "")?.is_empty() {
-            return Err(CoreError::bad(
-                "password_policy is not supported yet: generated passwords are 24 letters and digits",
-            ));
-        }
         let driver = self.driver()?;
         let _guard = self.lock();
         let existing: Option<DbConfig> = self.load(&format!("config/{name}"))?;
@@ -419,6 +431,8 @@ impl DatabaseEngine {
                     .as_ref()
                     .map_or_else(Vec::new, |c| c.root_rotation_statements.clone()),
             },
+            password_policy: text(body, "password_policy", keep(|c| &c.password_policy))?
+                .to_owned(),
             max_open_connections: match number(body, "max_open_connections")? {
                 0 => existing.as_ref().map_or(4, |c| c.max_open_connections),
                 n => u32::try_from(n.min(64)).unwrap_or(64),
@@ -428,6 +442,9 @@ impl DatabaseEngine {
             return Err(CoreError::bad(
                 "username (the root user Sigil connects as) is required",
             ));
+        }
+        if !config.password_policy.is_empty() {
+            self.passwords.get(&config.password_policy)?;
         }
         statements::render(
             &config.root_rotation_statements,
@@ -451,7 +468,7 @@ impl DatabaseEngine {
         let (_, conn) = self.connect(name)?;
         let _guard = self.lock();
         let mut config = self.config(name)?;
-        let new = statements::password()?;
+        let new = self.new_password(&config)?;
         // The new password is stored before the database learns it: a crash in between leaves
         // both, and `connect` keeps the one that works.
         config.pending_password = Some(new.to_string());
@@ -568,7 +585,7 @@ impl DatabaseEngine {
         let (ttl, max_ttl) = lease_ttls(role.default_ttl, role.max_ttl, limits);
         let now = lease::now();
         let username = statements::username(config.plugin()?, &caller.identity.name, role_name)?;
-        let password = statements::password()?;
+        let password = self.new_password(&config)?;
         let expiration = statements::expiration(now + ttl as i64);
         let values = [
             ("name", username.as_str()),
@@ -757,7 +774,7 @@ impl DatabaseEngine {
         let (_, conn) = self.connect(&role.db_name)?;
         let _guard = self.lock();
         let mut role: StaticRole = self.load(&key)?.ok_or(CoreError::Integrity)?;
-        let new = statements::password()?;
+        let new = self.new_password(&self.config(&role.db_name)?)?;
         role.pending = true;
         self.store(&key, &role)?;
         let rendered = statements::render(

@@ -10,21 +10,24 @@ use zeroize::Zeroizing;
 use super::driver::Plugin;
 use crate::CoreError;
 
-/// Characters a substituted value may hold: letters, digits, `-`, `_`, `.`, and the `:`, `+` and
-/// space of an expiration time. None of them can end a quoted string or a statement.
+/// Characters a substituted value may hold: printable ASCII and space, without quotes,
+/// backtick, backslash, `;` or `$` (what a password policy's charsets may use, see
+/// crate::password_policy). None of them can end a quoted string or a statement.
 fn substitutable(value: &str) -> bool {
     !value.is_empty()
         && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:+ ".contains(&b))
+            .chars()
+            .all(|c| c == ' ' || crate::password_policy::allowed(c))
 }
 
-/// Whether `name` can be used as an existing user's name in a static role: the same set as
-/// generated names, without the space and `:`/`+`, and within the database's length limit.
+/// Whether `name` can be used as an existing user's name in a static role: letters, digits,
+/// `-`, `_`, `.` and `@`, within the database's length limit.
 pub(crate) fn valid_username(plugin: Plugin, name: &str) -> bool {
-    name.len() <= plugin.username_limit()
-        && substitutable(name)
-        && !name.bytes().any(|b| b" :+".contains(&b))
+    !name.is_empty()
+        && name.len() <= plugin.username_limit()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
 }
 
 /// Vault's forms of a statements field: a list of strings, or one string that may be
