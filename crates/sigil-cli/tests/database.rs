@@ -555,3 +555,48 @@ fn another_identity_needs_policy_for_a_lease() {
     ok(s.sigil_as(&bob, &["lease", "revoke", &lease]));
     assert!(!pg.user_exists(&user));
 }
+
+#[test]
+fn revoke_force_forgets_leases_of_a_backend_that_is_gone() {
+    let Some(pg) = Postgres::start() else { return };
+    let s = Server::start();
+    configure_postgres(&s, &pg);
+    pg_role(&s, "app", "1h", "2h");
+    // A static role on PostgreSQL too: rotated at creation and on demand.
+    pg.admin("CREATE ROLE svc LOGIN PASSWORD 'Initial-pw-123'");
+    ok(s.sigil(&[
+        "write",
+        "database/static-roles/svc",
+        "db_name=pg",
+        "username=svc",
+        "rotation_period=1h",
+    ]));
+    assert!(pg.psql("svc", "Initial-pw-123", "SELECT 1").is_err());
+    let first = static_password(&s, "svc");
+    assert_eq!(pg.psql("svc", &first, "SELECT 1").unwrap(), "1");
+    ok(s.sigil(&["write", "database/rotate-role/svc"]));
+    let second = static_password(&s, "svc");
+    assert_ne!(first, second);
+    assert_eq!(pg.psql("svc", &second, "SELECT 1").unwrap(), "1");
+
+    let c = creds(&read(&s, "database/creds/app"));
+    let tidy = json(s.sigil(&["write", "--format", "json", "sys/leases/tidy"]));
+    assert_eq!(tidy["data"]["dropped"], 0, "{tidy}");
+    assert_eq!(tidy["data"]["leases"], 1, "{tidy}");
+    // The connection is deleted: the lease can no longer be revoked...
+    ok(s.sigil(&["delete", "database/config/pg"]));
+    let refused = s.sigil(&["lease", "revoke", "-prefix", "database/creds/app"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("no database configuration"),
+        "{}",
+        stderr(&refused)
+    );
+    // ...so it is forced away; the user it made is left for the operator to drop.
+    let forced = ok(s.sigil(&["lease", "revoke", "-prefix", "-force", "database/creds/app"]));
+    assert!(forced.contains("Force revoked"), "{forced}");
+    let gone = s.sigil(&["lease", "lookup", &c.lease]);
+    assert!(stderr(&gone).contains("invalid lease"), "{}", stderr(&gone));
+    assert!(pg.user_exists(&c.user));
+    assert!(s.log_text().contains("revoke-force"));
+}

@@ -158,7 +158,8 @@ impl Databases {
     }
 }
 
-/// One operation, owned so it can move onto the drivers' runtime. Its `Debug` shows no values.
+/// One operation, owned so it can move onto the drivers' runtime (no `Debug`: it holds
+/// passwords).
 pub(crate) enum Op {
     Verify,
     Create(Vec<zeroize::Zeroizing<String>>, zeroize::Zeroizing<String>),

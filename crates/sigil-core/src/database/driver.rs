@@ -21,7 +21,9 @@ impl Plugin {
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "postgresql-database-plugin" => Some(Plugin::Postgres),
-            "mysql-database-plugin" | "mysql-legacy-database-plugin" => Some(Plugin::MySql),
+            // Not the legacy, RDS or Aurora variants: their 16-character user names are too
+            // short for Sigil's unique names.
+            "mysql-database-plugin" => Some(Plugin::MySql),
             _ => None,
         }
     }

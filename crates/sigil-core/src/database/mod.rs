@@ -482,9 +482,18 @@ impl DatabaseEngine {
             ],
         )?;
         let outcome = driver.set_password(&conn, run(&rendered), &config.username, &new);
-        config.pending_password = None;
-        if outcome.is_ok() {
-            config.password = new.to_string();
+        match &outcome {
+            Ok(()) => {
+                config.password = new.to_string();
+                config.pending_password = None;
+            }
+            // Refused: the old password still holds.
+            Err(DriverError::Rejected(_) | DriverError::Invalid(_)) => {
+                config.pending_password = None
+            }
+            // No answer: the change may have happened. Both stay, and the next connection
+            // keeps the one the database accepts.
+            Err(DriverError::Unavailable(_)) => {}
         }
         self.store(&format!("config/{name}"), &config)?;
         self.generation.fetch_add(1, Ordering::AcqRel);
