@@ -485,6 +485,16 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Revoke a lease (owner, or update on sys/leases/revoke/<id>)",
     ),
     endpoint(
+        "sys/leases/revoke/{path}",
+        &["POST", "PUT"],
+        "Revoke the lease in the path (owner, or update on that path)",
+    ),
+    endpoint(
+        "sys/leases/renew/{path}",
+        &["POST", "PUT"],
+        "Renew the lease in the path (owner, or update on that path)",
+    ),
+    endpoint(
         "sys/leases/revoke-prefix/{path}",
         &["POST", "PUT"],
         "Revoke every lease under a prefix (sudo)",
@@ -551,7 +561,9 @@ fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
         Route::Leases(rest) => match rest.split_once('/').map_or(*rest, |(op, _)| op) {
             "lookup" if rest.contains('/') => "sys/leases/lookup/{path}",
             "lookup" => "sys/leases/lookup",
+            "renew" if rest.contains('/') => "sys/leases/renew/{path}",
             "renew" => "sys/leases/renew",
+            "revoke" if rest.contains('/') => "sys/leases/revoke/{path}",
             "revoke" => "sys/leases/revoke",
             "revoke-prefix" => "sys/leases/revoke-prefix/{path}",
             "revoke-force" => "sys/leases/revoke-force/{path}",
@@ -942,6 +954,11 @@ impl Core {
                 // Disabling a mount revokes its leases first (as Vault), so none outlive it.
                 if req.operation == Operation::Delete && self.mounts.exists(rest) {
                     self.revoke_prefix(rest.trim_matches('/'), false)?;
+                    if let Some((mount, _)) = self.mounts.resolve(rest.trim_matches('/'))
+                        && let crate::mounts::Engine::Database(db) = &mount.engine
+                    {
+                        db.close_all();
+                    }
                 }
                 self.mounts.handle(&req, rest)
             }

@@ -134,20 +134,39 @@ impl LeaseStore {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reads every stored lease into the expiry queue (at unseal). Overdue ones are due at
-    /// once. Returns how many there are.
+    /// Reads every stored lease into the expiry queue (at unseal, and by tidy). Overdue ones
+    /// are due at once; leases already queued keep their place and backoff. An entry that
+    /// cannot be read is logged and skipped (tidy removes it), so it cannot block an unseal.
+    /// Returns how many leases are queued.
     pub(crate) fn load_all(&self) -> Result<usize, CoreError> {
-        let ids = self.view.list("")?;
-        let mut queue = Queue::default();
-        for id in &ids {
-            match self.get(id)? {
-                Some((lease, _)) => queue.set(id, lease.expire_time, 0),
-                None => continue,
+        let mut stored = HashMap::new();
+        for id in self.view.list("")? {
+            match self.get(&id) {
+                Ok(Some((lease, _))) => {
+                    stored.insert(id, lease.expire_time);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(lease = %id, error = %e, "an unreadable lease entry is skipped; sys/leases/tidy removes it")
+                }
             }
         }
-        let n = queue.due.len();
-        *self.queue() = queue;
-        Ok(n)
+        let mut q = self.queue();
+        let gone: Vec<String> = q
+            .due
+            .keys()
+            .filter(|id| !stored.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            q.remove(&id);
+        }
+        for (id, expire) in stored {
+            if !q.due.contains_key(&id) {
+                q.set(&id, expire, 0);
+            }
+        }
+        Ok(q.due.len())
     }
 
     /// A new lease id below `path`.

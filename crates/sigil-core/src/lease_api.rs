@@ -44,9 +44,11 @@ impl Core {
             ("renew", _) if write => {
                 let body = body_of(req)?;
                 let lease = self.lease_for(caller, "renew", lease_id(&body, tail)?)?;
+                // As Vault: no increment, or 0 (what `vault lease renew` sends), means the
+                // lease's own TTL.
                 let increment = match body.get("increment") {
                     None | Some(Value::Null) => None,
-                    Some(v) => Some(duration::seconds(v, "increment")?),
+                    Some(v) => Some(duration::seconds(v, "increment")?).filter(|s| *s > 0),
                 };
                 self.renew(lease, increment)
             }
@@ -58,6 +60,9 @@ impl Core {
             }
             ("revoke-prefix" | "revoke-force", _) if write => {
                 self.authorize(caller, &req.path, &[Capability::Update, Capability::Sudo])?;
+                if tail.trim_matches('/').is_empty() {
+                    return Err(CoreError::bad("a prefix is required"));
+                }
                 let revoked = self.revoke_prefix(tail, op == "revoke-force")?;
                 tracing::info!(
                     prefix = tail,

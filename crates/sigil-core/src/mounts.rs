@@ -437,6 +437,7 @@ impl MountTable {
                             self.database.clone(),
                             Arc::clone(&self.leases),
                             Arc::clone(&self.passwords),
+                            entry.uuid.clone(),
                         )),
                     };
                     Arc::new(Mount {

@@ -137,10 +137,16 @@ impl Pool {
 
     pub(crate) async fn run(&self, op: Op) -> Result<(), DriverError> {
         let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, self.pool.get_conn()).await {
-            Ok(c) => c.map_err(|e| match self.failed(e, &[]) {
-                // A refused root login is the database being unusable, not a bad statement.
-                DriverError::Rejected(m) => DriverError::Unavailable(m),
-                other => other,
+            Ok(c) => c.map_err(|e| match e {
+                // ER_ACCESS_DENIED_ERROR: the root login was refused.
+                mysql_async::Error::Server(ref s) if s.code == 1045 => {
+                    DriverError::LoginRefused(redact(&s.message, &[&self.password]))
+                }
+                // Anything else while connecting means the database is not usable now.
+                e => match self.failed(e, &[]) {
+                    DriverError::Rejected(m) => DriverError::Unavailable(m),
+                    other => other,
+                },
             })?,
             Err(_) => {
                 return Err(DriverError::Unavailable(format!(

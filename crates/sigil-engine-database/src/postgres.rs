@@ -27,9 +27,11 @@ impl Pool {
         let url = url_template(conn);
         let mut config = Config::from_str(&url)
             .map_err(|e| invalid(format!("connection_url: {}", redact(e, &[&conn.password]))))?;
-        if config.get_ssl_mode() == SslMode::Require {
+        // Without sslmode, libpq and Vault's driver try TLS first; this driver cannot, so it
+        // asks to be told instead of silently sending passwords in the clear.
+        if config.get_ssl_mode() != SslMode::Disable {
             return Err(invalid(
-                "sslmode=require: this build's PostgreSQL driver does not speak TLS yet (use sslmode=disable on a trusted network)",
+                "this build's PostgreSQL driver does not speak TLS yet: connection_url must say sslmode=disable (use it on a trusted network only)",
             ));
         }
         config
@@ -46,10 +48,13 @@ impl Pool {
         })
     }
 
-    fn unavailable(&self, e: impl std::fmt::Display, extra: &[&str]) -> DriverError {
-        let mut secrets = vec![self.password.as_str()];
-        secrets.extend_from_slice(extra);
-        DriverError::Unavailable(redact(e, &secrets))
+    /// A failed connection: a refused login (SQLSTATE class 28) or an unreachable server.
+    fn connect_failed(&self, e: &tokio_postgres::Error) -> DriverError {
+        let message = redact(e, &[self.password.as_str()]);
+        match e.code().map(|c| c.code()) {
+            Some(code) if code.starts_with("28") => DriverError::LoginRefused(message),
+            _ => DriverError::Unavailable(message),
+        }
     }
 
     fn failed(&self, e: &tokio_postgres::Error, extra: &[&str]) -> DriverError {
@@ -71,7 +76,7 @@ impl Pool {
                 .config
                 .connect(NoTls)
                 .await
-                .map_err(|e| self.unavailable(e, &[]))?;
+                .map_err(|e| self.connect_failed(&e))?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "PostgreSQL connection closed");

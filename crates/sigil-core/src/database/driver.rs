@@ -81,8 +81,10 @@ impl fmt::Debug for Connection {
 /// ones they were given).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriverError {
-    /// The database could not be reached in time, or refused the root login.
+    /// The database could not be reached in time.
     Unavailable(String),
+    /// The database refused the root login (wrong password or user).
+    LoginRefused(String),
     /// The database ran but refused a statement (a bad role definition, a missing privilege).
     Rejected(String),
     /// The configuration cannot work (bad URL, unsupported option).
@@ -93,6 +95,7 @@ impl fmt::Display for DriverError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DriverError::Unavailable(m) => write!(f, "database unavailable: {m}"),
+            DriverError::LoginRefused(m) => write!(f, "the database refused the root login: {m}"),
             DriverError::Rejected(m) => write!(f, "database refused the statements: {m}"),
             DriverError::Invalid(m) => write!(f, "invalid database configuration: {m}"),
         }

@@ -29,6 +29,11 @@ use driver::{Connection, Driver, DriverError, Plugin, Statements};
 /// Shortest static role rotation period (Vault's).
 const MIN_ROTATION: u64 = 5;
 
+/// Bumped after every change of any connection's configuration or root password, in any
+/// mount: drivers key their cached connections on it, so none outlives the settings it was
+/// made with. Readers load it before they read a configuration.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
 /// `config/<name>` as stored (under the barrier). Zeroized when dropped.
 #[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 struct DbConfig {
@@ -62,7 +67,7 @@ impl DbConfig {
             "plugin_name": self.plugin_name,
             "plugin_version": "",
             "connection_details": {
-                "connection_url": self.connection_url,
+                "connection_url": mask_url(&self.connection_url),
                 "username": self.username,
                 "max_open_connections": self.max_open_connections,
             },
@@ -71,6 +76,21 @@ impl DbConfig {
             "password_policy": self.password_policy,
             "verify_connection": self.verify_connection,
         })
+    }
+}
+
+/// A connection URL as shown: a password written into it (rather than the `{{password}}`
+/// placeholder) is replaced by `*****`, as Vault shows it.
+fn mask_url(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let Some(at) = url[start..].rfind('@').map(|i| i + start) else {
+        return url.to_owned();
+    };
+    match url[start..at].find(':').map(|i| i + start) {
+        Some(colon) if &url[colon + 1..at] != "{{password}}" => {
+            format!("{}*****{}", &url[..=colon], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -141,8 +161,8 @@ pub(crate) struct DatabaseEngine {
     passwords: Arc<PasswordPolicies>,
     /// Serializes changes to configurations and static roles (rotations included).
     writes: Mutex<()>,
-    /// Bumped whenever a configuration or root password changes (drivers' cache key).
-    generation: AtomicU64,
+    /// The mount's uuid: with a configuration's name, the drivers' cache key.
+    mount_id: String,
     /// Static roles whose scheduled rotation failed, and when to try again (unix seconds).
     retry_at: Mutex<HashMap<String, i64>>,
 }
@@ -155,7 +175,9 @@ impl std::fmt::Debug for DatabaseEngine {
 
 fn driver_error(e: DriverError) -> CoreError {
     match e {
-        DriverError::Unavailable(_) => CoreError::Unavailable(e.to_string()),
+        DriverError::Unavailable(_) | DriverError::LoginRefused(_) => {
+            CoreError::Unavailable(e.to_string())
+        }
         DriverError::Rejected(_) | DriverError::Invalid(_) => CoreError::bad(e.to_string()),
     }
 }
@@ -170,6 +192,7 @@ impl DatabaseEngine {
         driver: Option<Arc<dyn Driver>>,
         leases: Arc<LeaseStore>,
         passwords: Arc<PasswordPolicies>,
+        mount_id: String,
     ) -> Self {
         DatabaseEngine {
             view,
@@ -177,7 +200,7 @@ impl DatabaseEngine {
             leases,
             passwords,
             writes: Mutex::new(()),
-            generation: AtomicU64::new(1),
+            mount_id,
             retry_at: Mutex::new(HashMap::new()),
         }
     }
@@ -227,10 +250,11 @@ impl DatabaseEngine {
         name: &str,
         config: &DbConfig,
         password: &str,
+        generation: u64,
     ) -> Result<Connection, CoreError> {
         Ok(Connection {
-            name: name.to_owned(),
-            generation: self.generation.load(Ordering::Acquire),
+            name: format!("{}/{name}", self.mount_id),
+            generation,
             plugin: config.plugin()?,
             url: config.connection_url.clone(),
             username: config.username.clone(),
@@ -239,28 +263,77 @@ impl DatabaseEngine {
         })
     }
 
-    /// The connection for `config/<name>`. A root rotation cut short by a crash left a pending
-    /// password: whichever of the two the database accepts is kept.
+    /// Drops the drivers' cached connections to `config/<name>` (after it changed).
+    fn invalidate(&self, name: &str) {
+        GENERATION.fetch_add(1, Ordering::AcqRel);
+        if let Some(d) = &self.driver {
+            d.forget(&format!("{}/{name}", self.mount_id));
+        }
+    }
+
+    /// Forgets the cached connections of every configuration (the mount is going away).
+    pub(crate) fn close_all(&self) {
+        for key in self.view.list("config/").unwrap_or_default() {
+            self.invalidate(&key["config/".len()..]);
+        }
+    }
+
+    /// The connection for `config/<name>`, with its configuration.
     fn connect(&self, name: &str) -> Result<(DbConfig, Connection), CoreError> {
+        let generation = GENERATION.load(Ordering::Acquire);
         let config = self.config(name)?;
-        let Some(pending) = config.pending_password.clone() else {
-            let conn = self.connection(name, &config, &config.password)?;
-            return Ok((config, conn));
+        if let Some(pending) = config.pending_password.clone() {
+            self.settle(name, &config, Zeroizing::new(pending))?;
+            return self.connect(name);
+        }
+        let conn = self.connection(name, &config, &config.password, generation)?;
+        Ok((config, conn))
+    }
+
+    /// A root rotation was cut short (a crash, or no answer from the database): both passwords
+    /// are stored. The pending one is tried first, then the current one; the one the database
+    /// accepts is kept. When neither can be confirmed (the database is down), both stay.
+    fn settle(
+        &self,
+        name: &str,
+        config: &DbConfig,
+        pending: Zeroizing<String>,
+    ) -> Result<(), CoreError> {
+        let driver = self.driver()?;
+        let attempt = |password: &str| -> Result<Result<(), DriverError>, CoreError> {
+            self.invalidate(name);
+            let conn =
+                self.connection(name, config, password, GENERATION.load(Ordering::Acquire))?;
+            Ok(driver.verify(&conn))
+        };
+        let keep = match attempt(&pending)? {
+            Ok(()) => Some(pending.to_string()),
+            Err(DriverError::LoginRefused(_)) => match attempt(&config.password)? {
+                Ok(()) => Some(config.password.clone()),
+                Err(e) => {
+                    self.invalidate(name);
+                    return Err(CoreError::Unavailable(format!(
+                        "neither root password of an interrupted rotation is accepted: {e}"
+                    )));
+                }
+            },
+            Err(e) => {
+                self.invalidate(name);
+                return Err(driver_error(e));
+            }
         };
         let _guard = self.lock();
-        let mut config = self.config(name)?;
-        let driver = self.driver()?;
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        let candidate = self.connection(name, &config, &pending)?;
-        if driver.verify(&candidate).is_ok() {
-            config.password = pending;
+        let mut stored = self.config(name)?;
+        if stored.pending_password.as_deref() == Some(pending.as_str()) {
+            if let Some(password) = keep {
+                stored.password = password;
+            }
+            stored.pending_password = None;
+            self.store(&format!("config/{name}"), &stored)?;
+            tracing::info!(name, "an interrupted root rotation was settled");
         }
-        config.pending_password = None;
-        self.store(&format!("config/{name}"), &config)?;
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        driver.forget(name);
-        let conn = self.connection(name, &config, &config.password)?;
-        Ok((config, conn))
+        self.invalidate(name);
+        Ok(())
     }
 
     /// A password for a user of `config`'s database: from its password policy, if it names
@@ -322,16 +395,13 @@ impl DatabaseEngine {
             (["config", name], Operation::Delete) => {
                 let _guard = self.lock();
                 self.delete(&format!("config/{name}"))?;
-                self.generation.fetch_add(1, Ordering::AcqRel);
-                if let Some(d) = &self.driver {
-                    d.forget(name);
-                }
+                self.invalidate(name);
                 Ok(Response::no_content())
             }
             (["reset", name], _) if write => {
                 self.config(name)?;
-                self.generation.fetch_add(1, Ordering::AcqRel);
-                self.driver()?.forget(name);
+                self.driver()?;
+                self.invalidate(name);
                 Ok(Response::no_content())
             }
             (["rotate-root", name], _) if write => self.rotate_root(name),
@@ -392,6 +462,10 @@ impl DatabaseEngine {
                 "root_rotation_statements",
                 "max_open_connections",
                 "password_policy",
+                // Accepted and ignored (Terraform sends them): the pool keeps at most
+                // max_open_connections and replaces closed connections.
+                "max_idle_connections",
+                "max_connection_lifetime",
             ],
         )?;
         let driver = self.driver()?;
@@ -417,7 +491,11 @@ impl DatabaseEngine {
             connection_url: url.to_owned(),
             username: text(body, "username", keep(|c| &c.username))?.to_owned(),
             password: text(body, "password", keep(|c| &c.password))?.to_owned(),
-            pending_password: None,
+            // A new password replaces an unsettled rotation; otherwise it stays to be settled.
+            pending_password: match body.get("password") {
+                Some(_) => None,
+                None => existing.as_ref().and_then(|c| c.pending_password.clone()),
+            },
             allowed_roles: match body.get("allowed_roles") {
                 Some(v) => list_of(Some(v))?,
                 None => existing
@@ -446,40 +524,47 @@ impl DatabaseEngine {
         if !config.password_policy.is_empty() {
             self.passwords.get(&config.password_policy)?;
         }
-        statements::render(
-            &config.root_rotation_statements,
-            &[("name", "u"), ("password", "p")],
-        )?;
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        let conn = self.connection(name, &config, &config.password)?;
+        statements::check(&config.root_rotation_statements, &["name", "password"])?;
         if config.verify_connection {
-            driver
-                .verify(&conn)
-                .map_err(|e| CoreError::bad(format!("error creating database object: {e}")))?;
+            self.invalidate(name);
+            let conn = self.connection(
+                name,
+                &config,
+                &config.password,
+                GENERATION.load(Ordering::Acquire),
+            )?;
+            let verified = driver.verify(&conn);
+            // The connection just made used settings that may not be stored: never reuse it.
+            self.invalidate(name);
+            verified.map_err(|e| CoreError::bad(format!("error creating database object: {e}")))?;
         }
         self.store(&format!("config/{name}"), &config)?;
-        driver.forget(name);
+        self.invalidate(name);
         tracing::info!(name, plugin = plugin.name(), "database configured");
         Ok(Response::no_content())
     }
 
     fn rotate_root(&self, name: &str) -> Result<Response, CoreError> {
         let driver = self.driver()?;
-        let (_, conn) = self.connect(name)?;
+        // Settles an earlier interrupted rotation first.
+        self.connect(name)?;
         let _guard = self.lock();
+        let generation = GENERATION.load(Ordering::Acquire);
         let mut config = self.config(name)?;
+        if config.pending_password.is_some() {
+            return Err(CoreError::Conflict(
+                "another root rotation of this connection is under way; retry".into(),
+            ));
+        }
+        let conn = self.connection(name, &config, &config.password, generation)?;
         let new = self.new_password(&config)?;
-        // The new password is stored before the database learns it: a crash in between leaves
-        // both, and `connect` keeps the one that works.
+        // The new password is stored before the database learns it: a crash or a lost answer
+        // leaves both, and the next connection keeps the one the database accepts.
         config.pending_password = Some(new.to_string());
         self.store(&format!("config/{name}"), &config)?;
         let rendered = statements::render(
             &config.root_rotation_statements,
-            &[
-                ("name", &config.username),
-                ("username", &config.username),
-                ("password", &new),
-            ],
+            &[("name", &config.username), ("password", &new)],
         )?;
         let outcome = driver.set_password(&conn, run(&rendered), &config.username, &new);
         match &outcome {
@@ -487,17 +572,13 @@ impl DatabaseEngine {
                 config.password = new.to_string();
                 config.pending_password = None;
             }
-            // Refused: the old password still holds.
-            Err(DriverError::Rejected(_) | DriverError::Invalid(_)) => {
-                config.pending_password = None
-            }
-            // No answer: the change may have happened. Both stay, and the next connection
-            // keeps the one the database accepts.
-            Err(DriverError::Unavailable(_)) => {}
+            // Nothing ran.
+            Err(DriverError::Invalid(_)) => config.pending_password = None,
+            // Some statements may have run (MySQL commits each one): settled on next use.
+            Err(_) => {}
         }
         self.store(&format!("config/{name}"), &config)?;
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        driver.forget(name);
+        self.invalidate(name);
         outcome.map_err(driver_error)?;
         tracing::info!(name, "database root credentials rotated");
         Ok(Response::no_content())
@@ -555,19 +636,12 @@ impl DatabaseEngine {
         if role.max_ttl != 0 && role.default_ttl > role.max_ttl {
             return Err(CoreError::bad("default_ttl cannot be longer than max_ttl"));
         }
-        let sample = [
-            ("name", "v"),
-            ("password", "p"),
-            ("expiration", "2000-01-01 00:00:00+0000"),
-        ];
-        for s in [
-            &role.creation_statements,
-            &role.revocation_statements,
-            &role.rollback_statements,
-            &role.renew_statements,
-        ] {
-            statements::render(s, &sample)?;
-        }
+        // Each list may use only what it is given when it runs.
+        let all = ["name", "password", "expiration"];
+        statements::check(&role.creation_statements, &all)?;
+        statements::check(&role.rollback_statements, &all)?;
+        statements::check(&role.revocation_statements, &["name"])?;
+        statements::check(&role.renew_statements, &["name", "expiration"])?;
         self.store(&format!("role/{name}"), &role)?;
         Ok(Response::no_content())
     }
@@ -624,18 +698,25 @@ impl DatabaseEngine {
         self.leases.create(&lease)?;
         if let Err(e) = driver.create_user(&conn, run(&creation), &password) {
             // Undo what part of the creation happened (MySQL commits each DDL statement): the
-            // role's rollback statements, or the default drop. If even that fails, the lease
-            // stays and the sweeper revokes the user later.
+            // role's rollback statements, or the default drop. When the database did not
+            // answer, the creation may still complete after the undo: the lease then stays,
+            // due now, and the sweeper drops the user (again) until that succeeds.
             let undo =
                 statements::render(&role.rollback_statements, &values).and_then(|rollback| {
                     driver
                         .delete_user(&conn, run(&rollback), &username)
                         .map_err(driver_error)
                 });
-            match undo {
-                Ok(()) => self.leases.remove(&lease.id)?,
-                Err(r) => {
-                    tracing::warn!(role = role_name, error = %r, "rolling back a failed creation failed; the lease will revoke it")
+            if undo.is_ok() && !matches!(e, DriverError::Unavailable(_)) {
+                self.leases.remove(&lease.id)?;
+            } else {
+                if let Err(r) = &undo {
+                    tracing::warn!(role = role_name, error = %r, "rolling back a failed creation failed");
+                }
+                if let Some((mut due, entry)) = self.leases.get(&lease.id)? {
+                    due.expire_time = now;
+                    due.max_expire_time = now;
+                    self.leases.update(&due, &entry)?;
                 }
             }
             return Err(driver_error(e));
@@ -748,7 +829,7 @@ impl DatabaseEngine {
                 .as_ref()
                 .map_or_else(Vec::new, |r| r.rotation_statements.clone()),
         };
-        statements::render(&rotation_statements, &[("name", "u"), ("password", "p")])?;
+        statements::check(&rotation_statements, &["name", "password"])?;
         let created = existing.is_none();
         {
             let _guard = self.lock();
@@ -805,6 +886,9 @@ impl DatabaseEngine {
     /// Returns how many rotated; failures are logged and retried at the next sweep.
     pub(crate) fn rotate_due(&self, now: i64) -> Result<usize, CoreError> {
         let mut rotated = 0;
+        // Once a database fails this sweep, its other roles wait (30 s) instead of each
+        // waiting on the same dead database.
+        let mut failed: Vec<String> = Vec::new();
         for key in self.view.list("static-role/")? {
             let Some(role) = self.load::<StaticRole>(&key)? else {
                 continue;
@@ -815,6 +899,10 @@ impl DatabaseEngine {
             let name = &key["static-role/".len()..];
             let mut retry = self.retry_at.lock().unwrap_or_else(PoisonError::into_inner);
             if retry.get(name).is_some_and(|at| *at > now) {
+                continue;
+            }
+            if failed.contains(&role.db_name) {
+                retry.insert(name.to_owned(), now + 30);
                 continue;
             }
             drop(retry);
@@ -828,6 +916,7 @@ impl DatabaseEngine {
                     tracing::warn!(role = name, error = %e, "static role rotation failed; retrying in 30 s");
                     retry = self.retry_at.lock().unwrap_or_else(PoisonError::into_inner);
                     retry.insert(name.to_owned(), now + 30);
+                    failed.push(role.db_name.clone());
                 }
             }
         }
@@ -879,6 +968,28 @@ fn static_role_json(role: &StaticRole, with_password: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        for (url, shown) in [
+            (
+                "postgresql://{{username}}:{{password}}@h:5432/db",
+                "postgresql://{{username}}:{{password}}@h:5432/db",
+            ),
+            (
+                "postgresql://root:hunter2@h:5432/db",
+                "postgresql://root:*****@h:5432/db",
+            ),
+            ("root:hunter2@tcp(h:3306)/", "root:*****@tcp(h:3306)/"),
+            (
+                "{{username}}:{{password}}@tcp(h:3306)/",
+                "{{username}}:{{password}}@tcp(h:3306)/",
+            ),
+            ("host=h user=u", "host=h user=u"),
+        ] {
+            assert_eq!(mask_url(url), shown);
+        }
+    }
 
     #[test]
     fn lease_ttls_follow_vault() {

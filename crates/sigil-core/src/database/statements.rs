@@ -124,6 +124,12 @@ pub(crate) fn render(
         .collect()
 }
 
+/// Checks that `templates` use only the placeholders `keys` (what they get when they run).
+pub(crate) fn check(templates: &[String], keys: &[&str]) -> Result<(), CoreError> {
+    let sample: Vec<(&str, &str)> = keys.iter().map(|k| (*k, "x")).collect();
+    render(templates, &sample).map(drop)
+}
+
 /// Lower-case letters and digits of `s`, at most `max` of them (for the readable parts of a
 /// generated user name).
 fn slug(s: &str, max: usize) -> String {
