@@ -967,7 +967,193 @@ fn static_role_json(role: &StaticRole, with_password: bool) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use sigil_crypto::{BarrierKey, KeyTerm};
+    use sigil_storage::MemoryBackend;
+
     use super::*;
+    use crate::barrier::Barrier;
+
+    /// A database in memory: which root passwords it accepts, whether it is reachable, and
+    /// whether it applies a password change but loses the answer.
+    #[derive(Debug, Default)]
+    struct Fake {
+        accepts: Mutex<Vec<String>>,
+        down: AtomicBool,
+        lose_answer: AtomicBool,
+        seen: Mutex<Vec<String>>,
+    }
+
+    impl Fake {
+        fn login(&self, conn: &Connection) -> Result<(), DriverError> {
+            self.seen.lock().unwrap().push(conn.name.clone());
+            if self.down.load(Ordering::SeqCst) {
+                return Err(DriverError::Unavailable("down".into()));
+            }
+            if self.accepts.lock().unwrap().contains(&*conn.password) {
+                Ok(())
+            } else {
+                Err(DriverError::LoginRefused("password".into()))
+            }
+        }
+    }
+
+    impl Driver for Fake {
+        fn verify(&self, conn: &Connection) -> Result<(), DriverError> {
+            self.login(conn)
+        }
+        fn create_user(
+            &self,
+            conn: &Connection,
+            _: Statements<'_>,
+            _: &str,
+        ) -> Result<(), DriverError> {
+            self.login(conn)
+        }
+        fn delete_user(
+            &self,
+            conn: &Connection,
+            _: Statements<'_>,
+            _: &str,
+        ) -> Result<(), DriverError> {
+            self.login(conn)
+        }
+        fn renew_user(
+            &self,
+            conn: &Connection,
+            _: Statements<'_>,
+            _: &str,
+            _: &str,
+        ) -> Result<(), DriverError> {
+            self.login(conn)
+        }
+        fn set_password(
+            &self,
+            conn: &Connection,
+            _: Statements<'_>,
+            _: &str,
+            password: &str,
+        ) -> Result<(), DriverError> {
+            self.login(conn)?;
+            *self.accepts.lock().unwrap() = vec![password.to_owned()];
+            if self.lose_answer.load(Ordering::SeqCst) {
+                return Err(DriverError::Unavailable("no answer".into()));
+            }
+            Ok(())
+        }
+        fn forget(&self, _: &str) {}
+    }
+
+    fn engines(fake: &Arc<Fake>, mounts: &[&str]) -> Vec<DatabaseEngine> {
+        let root = BarrierKey::generate(KeyTerm(0)).unwrap();
+        let barrier = Arc::new(Barrier::initialize(Arc::new(MemoryBackend::new()), root).unwrap());
+        let leases = Arc::new(LeaseStore::new(barrier.view("sys/lease/")));
+        let passwords = Arc::new(PasswordPolicies::new(barrier.view("sys/password-policy/")));
+        mounts
+            .iter()
+            .map(|m| {
+                let driver: Arc<dyn Driver> = fake.clone();
+                DatabaseEngine::new(
+                    barrier.view(&format!("logical/{m}/")),
+                    Some(driver),
+                    Arc::clone(&leases),
+                    Arc::clone(&passwords),
+                    (*m).to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn configure(e: &DatabaseEngine) {
+        let body = json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": "postgresql://{{username}}:{{password}}@db/x?sslmode=disable",
+            "username": "root",
+            "password": "first-root-pw",
+            "allowed_roles": "*",
+        });
+        e.write_config("pg", body.as_object().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn an_interrupted_root_rotation_keeps_the_password_the_database_accepts() {
+        let fake = Arc::new(Fake::default());
+        fake.accepts.lock().unwrap().push("first-root-pw".into());
+        let e = engines(&fake, &["m1"]).pop().unwrap();
+        configure(&e);
+
+        // The change was applied but its answer lost: the new password is kept.
+        fake.lose_answer.store(true, Ordering::SeqCst);
+        assert!(e.rotate_root("pg").is_err());
+        fake.lose_answer.store(false, Ordering::SeqCst);
+        let applied = fake.accepts.lock().unwrap()[0].clone();
+        assert!(e.config("pg").unwrap().pending_password.is_some());
+        let (config, conn) = e.connect("pg").unwrap();
+        assert_eq!(
+            (config.password.as_str(), config.pending_password.as_deref()),
+            (applied.as_str(), None)
+        );
+        assert_eq!(*conn.password, applied);
+
+        // The database was down: nothing changed, and while it stays down both passwords are
+        // kept; once it is back, the old one is confirmed.
+        fake.down.store(true, Ordering::SeqCst);
+        assert!(e.rotate_root("pg").is_err());
+        assert!(e.connect("pg").is_err());
+        assert!(
+            e.config("pg").unwrap().pending_password.is_some(),
+            "kept while unconfirmed"
+        );
+        fake.down.store(false, Ordering::SeqCst);
+        let (config, _) = e.connect("pg").unwrap();
+        assert_eq!(
+            (config.password.as_str(), config.pending_password.as_deref()),
+            (applied.as_str(), None)
+        );
+
+        // A clean rotation.
+        e.rotate_root("pg").unwrap();
+        let config = e.config("pg").unwrap();
+        assert_ne!(config.password, applied);
+        assert_eq!(fake.accepts.lock().unwrap()[0], config.password);
+    }
+
+    #[test]
+    fn two_mounts_with_the_same_connection_name_use_different_connections() {
+        let fake = Arc::new(Fake::default());
+        fake.accepts.lock().unwrap().push("first-root-pw".into());
+        let mut both = engines(&fake, &["uuid-a", "uuid-b"]);
+        for e in &both {
+            configure(e);
+        }
+        let b = both.pop().unwrap();
+        let a = both.pop().unwrap();
+        assert_eq!(a.connect("pg").unwrap().1.name, "uuid-a/pg");
+        assert_eq!(b.connect("pg").unwrap().1.name, "uuid-b/pg");
+        let seen = fake.seen.lock().unwrap();
+        assert!(seen.contains(&"uuid-a/pg".to_owned()) && seen.contains(&"uuid-b/pg".to_owned()));
+    }
+
+    #[test]
+    fn statements_may_use_only_what_they_get() {
+        let fake = Arc::new(Fake::default());
+        fake.accepts.lock().unwrap().push("first-root-pw".into());
+        let e = engines(&fake, &["m"]).pop().unwrap();
+        configure(&e);
+        let role = |extra: Value| {
+            let mut body = json!({ "db_name": "pg", "creation_statements": "CREATE ROLE \"{{name}}\" PASSWORD '{{password}}'" });
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            e.write_role("r", body.as_object().unwrap())
+        };
+        assert!(role(json!({})).is_ok());
+        // Revocation gets only the name: a password there could never be filled in.
+        assert!(role(json!({ "revocation_statements": "ALTER ROLE \"{{name}}\" PASSWORD '{{password}}'" })).is_err());
+        assert!(role(json!({ "renew_statements": "ALTER ROLE \"{{name}}\" VALID UNTIL '{{expiration}}'" })).is_ok());
+        assert!(role(json!({ "renew_statements": "{{password}}" })).is_err());
+    }
 
     #[test]
     fn passwords_in_urls_are_masked() {
