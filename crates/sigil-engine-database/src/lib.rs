@@ -58,11 +58,21 @@ pub(crate) fn url_template(conn: &Connection) -> String {
         .replace("{{password}}", "sigil")
 }
 
-/// `message` with each of `secrets` replaced.
+/// `message` with each of `secrets` replaced, and any run of 6 or more of a secret's
+/// characters too: MySQL quotes up to 80 characters of a statement "near" an error, which can
+/// cut a password in two.
 pub(crate) fn redact(message: impl std::fmt::Display, secrets: &[&str]) -> String {
     let mut out = message.to_string();
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
-        out = out.replace(*s, "[redacted]");
+    for s in secrets.iter().filter(|s| s.len() >= 6) {
+        for len in (6..=s.len()).rev() {
+            for start in 0..=s.len() - len {
+                if let Some(part) = s.get(start..start + len)
+                    && out.contains(part)
+                {
+                    out = out.replace(part, "[redacted]");
+                }
+            }
+        }
     }
     out
 }
@@ -251,5 +261,21 @@ impl Driver for Databases {
         if let (Some(pool), Ok(rt)) = (mysql, self.runtime()) {
             rt.spawn(async move { pool.close().await });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_and_pieces_of_them_are_redacted() {
+        let pw = "Xy7-secretPassw0rd";
+        assert_eq!(redact(format!("bad: {pw}"), &[pw]), "bad: [redacted]");
+        // MySQL cut the statement in the middle of the password.
+        let cut = "syntax error near 'Passw0rd' at line 1";
+        assert!(!redact(cut, &[pw]).contains("Passw0rd"));
+        assert!(!redact("near 'Xy7-sec", &[pw]).contains("Xy7-sec"));
+        assert_eq!(redact("nothing here", &[pw]), "nothing here");
     }
 }

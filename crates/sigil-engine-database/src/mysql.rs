@@ -198,7 +198,7 @@ impl Pool {
                     return self.each(&mut conn, &statements, &[&password]).await;
                 }
                 let user = quote(&username)?;
-                let secret = quote(&password)?;
+                let secret = Zeroizing::new(quote(&password)?);
                 let hosts = self.hosts(&mut conn, &username).await?;
                 if hosts.is_empty() {
                     return Err(DriverError::Rejected(format!(
@@ -208,8 +208,9 @@ impl Pool {
                 let mut alters = Vec::new();
                 for host in hosts {
                     alters.push(Zeroizing::new(format!(
-                        "ALTER USER {user}@{} IDENTIFIED BY {secret}",
-                        quote(&host)?
+                        "ALTER USER {user}@{} IDENTIFIED BY {}",
+                        quote(&host)?,
+                        secret.as_str()
                     )));
                 }
                 self.each(&mut conn, &alters, &[&password]).await

@@ -169,10 +169,11 @@ impl Pool {
                 if !statements.is_empty() {
                     return self.in_transaction(client, &statements, &[&password]).await;
                 }
+                let literal = Zeroizing::new(escape_literal(&password));
                 let default = [Zeroizing::new(format!(
                     "ALTER ROLE {} WITH PASSWORD {}",
                     escape_identifier(&username),
-                    escape_literal(&password)
+                    literal.as_str()
                 ))];
                 self.in_transaction(client, &default, &[&password]).await
             }
