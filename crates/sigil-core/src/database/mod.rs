@@ -925,7 +925,8 @@ impl DatabaseEngine {
 }
 
 /// A lease's TTL and max TTL from the role's and the mount's, as Vault: the role's when set,
-/// else the mount's, else the system's (32 days); never past the mount's maximum.
+/// else the mount's, else the system's (32 days); never past the mount's maximum, or the
+/// system's when the mount sets none.
 pub(crate) fn lease_ttls(role_ttl: u64, role_max: u64, limits: LeaseLimits) -> (u64, u64) {
     let pick = |a: u64, b: u64| {
         if a != 0 {
@@ -936,10 +937,12 @@ pub(crate) fn lease_ttls(role_ttl: u64, role_max: u64, limits: LeaseLimits) -> (
             lease::SYSTEM_TTL
         }
     };
-    let mut max = pick(role_max, limits.max_ttl);
-    if limits.max_ttl != 0 {
-        max = max.min(limits.max_ttl);
-    }
+    let cap = if limits.max_ttl != 0 {
+        limits.max_ttl
+    } else {
+        lease::SYSTEM_TTL
+    };
+    let max = pick(role_max, limits.max_ttl).min(cap);
     let ttl = pick(role_ttl, limits.default_ttl).min(max);
     (ttl, max)
 }
@@ -1186,6 +1189,12 @@ mod tests {
         );
         assert_eq!(lease_ttls(60, 120, none), (60, 120));
         assert_eq!(lease_ttls(600, 120, none), (120, 120));
+        let year = 365 * 86400;
+        assert_eq!(
+            lease_ttls(year, year, none),
+            (lease::SYSTEM_TTL, lease::SYSTEM_TTL),
+            "the system's maximum"
+        );
         let mount = LeaseLimits {
             default_ttl: 30,
             max_ttl: 90,
