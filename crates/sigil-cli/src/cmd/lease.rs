@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
-use sigil_client::ClientError;
 
 use crate::args::{Format, LeaseCommand};
 use crate::{config, output};
@@ -63,13 +62,8 @@ pub(crate) async fn run(cmd: LeaseCommand) -> anyhow::Result<ExitCode> {
             }
         }
         LeaseCommand::List { prefix, client } => {
-            let c = config::client(&client)?;
             let path = format!("sys/leases/lookup/{}/", prefix.trim_matches('/'));
-            match c.request("LIST", &path, None).await {
-                Ok(r) => output::keys(&r.body.unwrap_or_default()),
-                Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(&path)),
-                Err(e) => return Err(e.into()),
-            }
+            return super::generic::list(&path, &client).await;
         }
         LeaseCommand::Tidy { client } => {
             let c = config::client(&client)?;
