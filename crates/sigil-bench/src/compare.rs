@@ -44,7 +44,18 @@ struct Run {
     server: String,
     cold_start: Duration,
     idle_rss_kib: u64,
-    results: Vec<(Workload, Stats, u64)>,
+    results: Vec<Measured>,
+}
+
+/// One workload against one server.
+struct Measured {
+    workload: Workload,
+    stats: Stats,
+    peak_rss_kib: u64,
+    /// CPU time per completed operation, in µs: the server's, and the load generator's (which
+    /// shares the machine, so what it spends is not available to the server).
+    server_cpu_us: f64,
+    client_cpu_us: f64,
 }
 
 /// Runs every workload against `target`. `idle_rss_kib` is read after a pause unless the
@@ -68,6 +79,7 @@ async fn measure_target(
     let mut results = Vec::new();
     for &w in workloads {
         servers::reset_peak(pid);
+        let cpu = (servers::cpu_seconds(Some(pid)), servers::cpu_seconds(None));
         let stats = load::run(
             Arc::clone(&target),
             w,
@@ -77,9 +89,22 @@ async fn measure_target(
         )
         .await
         .with_context(|| format!("{name} {}", w.name()))?;
-        let (_, peak) = servers::memory_kib(pid);
-        eprintln!("  {name} {}: {}", w.name(), stats.line());
-        results.push((w, stats, peak));
+        let (_, peak_rss_kib) = servers::memory_kib(pid);
+        let per_op = |seconds: f64| seconds * 1e6 / stats.ops.max(1) as f64;
+        let server_cpu_us = per_op(servers::cpu_seconds(Some(pid)) - cpu.0);
+        let client_cpu_us = per_op(servers::cpu_seconds(None) - cpu.1);
+        eprintln!(
+            "  {name} {}: {} cpu/op: server={server_cpu_us:.0}µs client={client_cpu_us:.0}µs",
+            w.name(),
+            stats.line()
+        );
+        results.push(Measured {
+            workload: w,
+            stats,
+            peak_rss_kib,
+            server_cpu_us,
+            client_cpu_us,
+        });
     }
     Ok(Run {
         server: name,
@@ -141,11 +166,16 @@ fn mib(kib: u64) -> String {
     format!("{:.0}", kib as f64 / 1024.0)
 }
 
+/// CPU per operation as "server+client" µs.
+fn cpu(m: &Measured) -> String {
+    format!("{:.0}+{:.0}", m.server_cpu_us, m.client_cpu_us)
+}
+
 /// Prints one pairing: Sigil's and OpenBao's numbers side by side.
 fn table(title: &str, sigil: &Run, bao: &Run) {
     println!("\n{title}: {} vs {}", sigil.server, bao.server);
     println!(
-        "{:<16} {:>10} {:>10} {:>7} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>7} | {:>6} {:>6} | {:>7} {:>7}",
+        "{:<16} {:>10} {:>10} {:>7} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>7} | {:>6} {:>6} | {:>7} {:>7} | {:>9} {:>9}",
         "workload",
         "sigil/s",
         "bao/s",
@@ -160,12 +190,15 @@ fn table(title: &str, sigil: &Run, bao: &Run) {
         "s err",
         "b err",
         "s MiB",
-        "b MiB"
+        "b MiB",
+        "s cpu µs",
+        "b cpu µs"
     );
-    for ((w, s, s_peak), (_, b, b_peak)) in sigil.results.iter().zip(&bao.results) {
+    for (sm, bm) in sigil.results.iter().zip(&bao.results) {
+        let (w, s, b) = (sm.workload, &sm.stats, &bm.stats);
         let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
         println!(
-            "{:<16} {:>10.0} {:>10.0} {:>7} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>7} | {:>6} {:>6} | {:>7} {:>7}",
+            "{:<16} {:>10.0} {:>10.0} {:>7} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>7} | {:>6} {:>6} | {:>7} {:>7} | {:>9} {:>9}",
             w.name(),
             s.ops_per_sec,
             b.ops_per_sec,
@@ -179,8 +212,10 @@ fn table(title: &str, sigil: &Run, bao: &Run) {
             ratio(b.p99.as_secs_f64(), s.p99.as_secs_f64()),
             s.errors,
             b.errors,
-            mib(*s_peak),
-            mib(*b_peak),
+            mib(sm.peak_rss_kib),
+            mib(bm.peak_rss_kib),
+            cpu(sm),
+            cpu(bm),
         );
     }
     println!(
@@ -198,10 +233,12 @@ fn run_json(run: &Run) -> Value {
         "server": run.server,
         "cold_start_ms": (run.cold_start.as_secs_f64() * 1e4).round() / 10.0,
         "idle_rss_kib": run.idle_rss_kib,
-        "workloads": run.results.iter().map(|(w, s, peak)| {
-            let mut v = s.json();
-            v["workload"] = json!(w.name());
-            v["peak_rss_kib"] = json!(peak);
+        "workloads": run.results.iter().map(|m| {
+            let mut v = m.stats.json();
+            v["workload"] = json!(m.workload.name());
+            v["peak_rss_kib"] = json!(m.peak_rss_kib);
+            v["server_cpu_us_per_op"] = json!(m.server_cpu_us.round());
+            v["client_cpu_us_per_op"] = json!(m.client_cpu_us.round());
             v
         }).collect::<Vec<_>>(),
     })
@@ -288,7 +325,7 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
         .collect();
     let errors: u64 = runs
         .iter()
-        .flat_map(|r| r.results.iter().map(|(_, s, _)| s.errors))
+        .flat_map(|r| r.results.iter().map(|m| m.stats.errors))
         .sum();
     if let Some(path) = &args.json {
         let doc = json!({
@@ -305,8 +342,9 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
     }
     if errors > 0 {
         for r in &runs {
-            for (w, s, _) in &r.results {
-                if let Some(e) = &s.first_error {
+            for m in &r.results {
+                if let Some(e) = &m.stats.first_error {
+                    let (w, s) = (m.workload, &m.stats);
                     eprintln!("{} {}: {} errors, first: {e}", r.server, w.name(), s.errors);
                 }
             }

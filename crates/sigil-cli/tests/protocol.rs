@@ -158,6 +158,26 @@ async fn stale_and_overlong_signatures_are_refused() {
     assert_eq!(raw.send(&ok).await.status, 200);
 }
 
+/// The SDK speaks HTTP/1.1; Go's clients, curl and browsers negotiate HTTP/2. Signed, sealed
+/// requests work the same over it, a replay included.
+#[tokio::test]
+async fn signed_sealed_requests_work_over_http2() {
+    let (_s, raw) = setup().await;
+    let req = raw.signed("GET", "/v1/secret/data/app", None);
+    let resp = raw.send_h2(&req).await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let opened = raw.open(&req, &resp);
+    assert_eq!(opened["data"]["data"]["password"], "correct-horse-battery");
+    assert_eq!(raw.send_h2(&req).await.status, 401, "a replay over HTTP/2");
+
+    let body = serde_json::to_vec(&json!({ "data": { "k": "over-h2" } })).unwrap();
+    let req = raw.signed("POST", "/v1/secret/data/h2", Some(&body));
+    assert_eq!(raw.send_h2(&req).await.status, 200);
+    let req = raw.signed("GET", "/v1/secret/data/h2", None);
+    let resp = raw.send(&req).await;
+    assert_eq!(raw.open(&req, &resp)["data"]["data"]["k"], "over-h2");
+}
+
 #[tokio::test]
 async fn a_kv_read_is_sealed_to_the_caller_only() {
     let (s, raw) = setup().await;

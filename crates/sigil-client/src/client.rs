@@ -616,14 +616,18 @@ impl Client {
 }
 
 /// The HTTP client: TLS 1.3 only, trusting `ca_pem` (else the system roots), presenting
-/// `identity` if given.
+/// `identity` if given. It speaks HTTP/1.1 with keep-alive (a pooled connection per request in
+/// flight): Sigil's requests and answers are small, and HTTP/2's framing and header compression
+/// cost both sides about a fifth more CPU per request on loopback (docs/performance.md). The
+/// server speaks both.
 fn http_client(
     ca_pem: Option<&[u8]>,
     identity: Option<reqwest::Identity>,
 ) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .https_only(true)
-        .tls_version_min(reqwest::tls::Version::TLS_1_3);
+        .tls_version_min(reqwest::tls::Version::TLS_1_3)
+        .http1_only();
     if let Some(pem) = ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem)
             .map_err(|e| ClientError::Config(format!("invalid CA certificate: {e}")))?;

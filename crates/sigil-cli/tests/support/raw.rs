@@ -20,6 +20,7 @@ pub struct Raw {
     /// Sign and send with this Host instead of the server's address.
     pub host_override: Option<String>,
     connector: TlsConnector,
+    ca_pem: Vec<u8>,
     pub key: SecretIdentity,
     pub server: PublicIdentity,
 }
@@ -108,6 +109,7 @@ impl Raw {
             addr: server.addr(),
             host_override: None,
             connector: TlsConnector::from(Arc::new(config)),
+            ca_pem: std::fs::read(server.var("SIGIL_CACERT")).unwrap(),
             key,
             server: SecretIdentity::generate().unwrap().public(),
         };
@@ -216,6 +218,35 @@ impl Raw {
     /// Sends `req` on a new connection and reads the whole response.
     pub async fn send(&self, req: &Req) -> Resp {
         self.try_send(req).await.expect("a response")
+    }
+
+    /// Sends `req` over HTTP/2 (ALPN `h2`, as Go's and most other clients negotiate), through
+    /// reqwest rather than bytes built here.
+    pub async fn send_h2(&self, req: &Req) -> Resp {
+        let http = reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&self.ca_pem).unwrap())
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap();
+        let mut r = http.request(method, format!("https://{}{}", self.host(), req.target));
+        for (k, v) in &req.headers {
+            r = r.header(k, v);
+        }
+        let resp = r.body(req.body.clone()).send().await.unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let body = resp.bytes().await.unwrap().to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Sends raw bytes and parses the response.
