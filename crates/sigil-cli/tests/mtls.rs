@@ -340,3 +340,73 @@ async fn a_chain_cannot_pick_another_roles_mappings() {
     ok(s.sigil(&["identity", "delete", "alice"]));
     assert!(!ok(s.sigil(&["read", "auth/cert/certs/a"])).contains("spiffe://a/alice"));
 }
+
+/// One kept-alive connection (the SDK's pooled HTTP/1.1 connection): the identity a
+/// certificate maps to is remembered per connection, yet a changed mapping, a changed policy
+/// and a deleted identity take effect at the next request on it.
+#[tokio::test]
+async fn a_kept_alive_connection_follows_mapping_policy_and_identity_changes() {
+    let s = Server::start();
+    let policy = s.tmp.path().join("app.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/app\" {\n  capabilities = [\"read\"]\n}\n",
+    )
+    .unwrap();
+    ok(s.sigil(&["policy", "write", "app", policy.to_str().unwrap()]));
+    let alice_key = s.new_identity("alice", &["app"]);
+    ok(s.sigil(&["kv", "put", "secret/app", "v=kept-alive"]));
+    let ca = Ca::new("Keep-alive CA");
+    let admin = Raw::new(&s, &s.admin_key()).await;
+    let role = async |identity: Option<&str>| {
+        let mappings = match identity {
+            Some(who) => serde_json::json!([{ "uri": "spiffe://test/alice", "identity": who }]),
+            None => serde_json::json!([]),
+        };
+        let role = serde_json::json!({ "certificate": ca.pem(), "mappings": mappings });
+        let body = serde_json::to_vec(&role).unwrap();
+        let req = admin.signed("PUT", "/v1/auth/cert/certs/test", Some(&body));
+        assert_eq!(admin.send(&req).await.status, 200);
+    };
+    role(Some("alice")).await;
+    let (chain, key) = ca.client("spiffe://test/alice", 2, false);
+    let sdk = sigil_client::Client::new(sigil_client::ClientConfig {
+        addr: s.var("SIGIL_ADDR").to_owned(),
+        key: Some(
+            sigil_crypto::SecretIdentity::from_key_file(
+                &std::fs::read_to_string(&alice_key).unwrap(),
+            )
+            .unwrap(),
+        ),
+        ca_pem: Some(std::fs::read(s.var("SIGIL_CACERT")).unwrap()),
+        server_keyid: Some(s.var("SIGIL_SERVER_KEY").to_owned()),
+    })
+    .unwrap()
+    .with_client_certificate(chain.as_bytes(), key.as_bytes())
+    .unwrap();
+    let status = |r: Result<sigil_client::ApiResponse, sigil_client::ClientError>| match r {
+        Ok(a) => a.status,
+        Err(sigil_client::ClientError::Api { status, .. }) => status,
+        Err(e) => panic!("{e}"),
+    };
+    let read = || sdk.request("GET", "secret/data/app", None);
+    assert_eq!(status(read().await), 200);
+    assert_eq!(status(read().await), 200);
+
+    // The mapping is removed: the next request on the same connection maps to no one.
+    role(None).await;
+    assert_eq!(status(read().await), 401);
+    role(Some("alice")).await;
+    assert_eq!(status(read().await), 200);
+    // Alice's policy no longer grants the path: refused at once, the mapping unchanged.
+    std::fs::write(
+        &policy,
+        "path \"secret/data/other\" {\n  capabilities = [\"read\"]\n}\n",
+    )
+    .unwrap();
+    ok(s.sigil(&["policy", "write", "app", policy.to_str().unwrap()]));
+    assert_eq!(status(read().await), 403);
+    // Alice is deleted: her certificate authenticates no one.
+    ok(s.sigil(&["identity", "delete", "alice"]));
+    assert_eq!(status(read().await), 401);
+}

@@ -877,11 +877,18 @@ impl Core {
         self.cert_roles.generation()
     }
 
-    /// The enabled identity `role` maps a client certificate (DER) to. The caller must have
-    /// verified the certificate against that role's CA and CRL.
-    pub fn caller_for_certificate(&self, role: &str, leaf: &[u8]) -> Option<Arc<Caller>> {
+    /// The enabled identity `role` maps a client certificate (DER) to, and its name. The caller
+    /// must have verified the certificate against that role's CA and CRL. The mapping holds
+    /// until [`Core::cert_generation`] changes (a role written or deleted, an identity deleted).
+    pub fn caller_for_certificate(&self, role: &str, leaf: &[u8]) -> Option<(String, Arc<Caller>)> {
         let name = self.cert_roles.identity_for(role, leaf)?;
-        self.identities.caller_by_name(&name)
+        let caller = self.identities.caller_by_name(&name)?;
+        Some((name, caller))
+    }
+
+    /// The enabled identity named `name`, if any.
+    pub fn caller_by_name(&self, name: &str) -> Option<Arc<Caller>> {
+        self.identities.caller_by_name(name)
     }
 
     /// Keyids of the enabled identities holding the admin policy.

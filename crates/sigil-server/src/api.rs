@@ -606,8 +606,10 @@ fn authenticate_mtls(
     let result = (|| {
         state.hosts.check(parts)?;
         // Verified per role: the role is the one whose own CA (and CRL) accepts the chain,
-        // never one picked from names the client sent. The result holds for this connection
-        // until the roles change (a new CA or CRL) or a minute has passed (dates).
+        // never one picked from names the client sent. The result, and the identity the role
+        // maps the leaf to, hold for this connection until the roles or their mappings change
+        // (a new CA, CRL or mapping, a deleted identity) or a minute has passed (dates). The
+        // identity itself (enabled, policies) is looked up at every request.
         let generation = core.cert_generation();
         let (leaf, intermediates) = certs
             .chain
@@ -619,8 +621,7 @@ fn authenticate_mtls(
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .filter(|(g, _, at)| *g == generation && at.elapsed() < MTLS_RECHECK);
-        let caller = match cached.and_then(|(_, role, _)| core.caller_for_certificate(&role, leaf))
-        {
+        let caller = match cached.and_then(|(_, name, _)| core.caller_by_name(&name)) {
             Some(caller) => caller,
             None => {
                 let trust = state.client_trust().ok_or_else(|| {
@@ -632,21 +633,18 @@ fn authenticate_mtls(
                     .map(|c| rustls::pki_types::CertificateDer::from(c.clone()))
                     .collect();
                 let at = rustls::pki_types::UnixTime::now();
-                let (role, caller) = trust
+                let (name, caller) = trust
                     .roles
                     .iter()
                     .filter(|(_, v)| v.verify_client_cert(&leaf_der, &intermediates, at).is_ok())
-                    .find_map(|(role, _)| {
-                        core.caller_for_certificate(role, leaf)
-                            .map(|c| (role.clone(), c))
-                    })
+                    .find_map(|(role, _)| core.caller_for_certificate(role, leaf))
                     .ok_or_else(|| {
                         ApiError::unauthorized(
                             "the client certificate maps to no identity (see auth/cert/certs)",
                         )
                     })?;
                 *certs.verified.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((generation, role, std::time::Instant::now()));
+                    Some((generation, name, std::time::Instant::now()));
                 caller
             }
         };

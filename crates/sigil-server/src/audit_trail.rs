@@ -19,7 +19,8 @@ pub(crate) struct RemoteAddr(pub(crate) SocketAddr);
 #[derive(Debug)]
 pub(crate) struct PeerCerts {
     pub(crate) chain: Vec<Vec<u8>>,
-    /// `(roles generation, role, when)` of the last per-request verification.
+    /// `(roles generation, identity name, when)` of the last full verification: the chain
+    /// against a role's CA and CRL, and that role's mapping of the leaf to an identity.
     pub(crate) verified: std::sync::Mutex<Option<(u64, String, std::time::Instant)>>,
 }
 
