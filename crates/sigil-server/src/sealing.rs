@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sigil_core::{Caller, Core};
 use sigil_crypto::{ChannelKey, SealInfo};
 use sigil_proto::body::{self as sealed, Sealed};
@@ -47,19 +47,38 @@ impl Sealing {
     }
 }
 
-/// Vault's response envelope around a core response.
-pub(crate) fn vault_envelope(request_id: &str, response: &sigil_core::Response) -> Value {
-    json!({
-        "request_id": request_id,
-        "lease_id": response.lease.as_ref().map_or("", |l| l.id.as_str()),
-        "renewable": response.lease.as_ref().is_some_and(|l| l.renewable),
-        "lease_duration": response.lease.as_ref().map_or(0, |l| l.duration),
-        "data": response.data,
-        "wrap_info": null,
-        "warnings": if response.warnings.is_empty() { Value::Null } else { json!(response.warnings) },
-        "auth": null,
-        "mount_type": response.mount_type,
-    })
+/// Vault's response envelope around a core response. It borrows the response's data (no copy
+/// of a secret to drop unzeroized) and serializes its members in the order `json!` would
+/// (sorted), so answers are byte for byte what they were.
+#[derive(serde::Serialize)]
+pub(crate) struct VaultEnvelope<'a> {
+    auth: Option<()>,
+    data: &'a Option<Value>,
+    lease_duration: u64,
+    lease_id: &'a str,
+    mount_type: &'static str,
+    renewable: bool,
+    request_id: &'a str,
+    warnings: Option<&'a [String]>,
+    wrap_info: Option<()>,
+}
+
+pub(crate) fn vault_envelope<'a>(
+    request_id: &'a str,
+    response: &'a sigil_core::Response,
+) -> VaultEnvelope<'a> {
+    let lease = response.lease.as_ref();
+    VaultEnvelope {
+        auth: None,
+        data: &response.data,
+        lease_duration: lease.map_or(0, |l| l.duration),
+        lease_id: lease.map_or("", |l| l.id.as_str()),
+        mount_type: response.mount_type,
+        renewable: lease.is_some_and(|l| l.renewable),
+        request_id,
+        warnings: (!response.warnings.is_empty()).then_some(response.warnings.as_slice()),
+        wrap_info: None,
+    }
 }
 
 /// The request's JSON body, opened (none when empty).
@@ -129,10 +148,10 @@ pub(crate) fn seal_response(
     if response.status == 204 {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let envelope = vault_envelope(request_id, &response);
+    let plain = Zeroizing::new(
+        serde_json::to_vec(&vault_envelope(request_id, &response)).expect("response serializes"),
+    );
     drop(response.data);
-    let plain = Zeroizing::new(serde_json::to_vec(&envelope).expect("response serializes"));
-    drop(envelope);
     let failed = || {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -171,4 +190,34 @@ pub(crate) fn seal_response(
         resp.headers_mut().insert(headers::SIGIL_CHANNEL, value);
     }
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use sigil_core::{LeaseInfo, Response};
+
+    use super::vault_envelope;
+
+    /// The envelope Vault clients parse: every member, in the order (and with the values) the
+    /// server has always sent, with and without a lease and warnings.
+    #[test]
+    fn the_envelope_is_vaults_byte_for_byte() {
+        let plain = Response::data(json!({ "b": 1, "a": "x" })).with_mount_type("kv");
+        assert_eq!(
+            serde_json::to_string(&vault_envelope("id-1", &plain)).unwrap(),
+            r#"{"auth":null,"data":{"a":"x","b":1},"lease_duration":0,"lease_id":"","mount_type":"kv","renewable":false,"request_id":"id-1","warnings":null,"wrap_info":null}"#
+        );
+        let mut leased = Response::data(json!({ "username": "u" }));
+        leased.lease = Some(LeaseInfo {
+            id: "database/creds/app/abc".into(),
+            duration: 3600,
+            renewable: true,
+        });
+        leased.warnings = vec!["capped".into()];
+        assert_eq!(
+            serde_json::to_string(&vault_envelope("id-2", &leased)).unwrap(),
+            r#"{"auth":null,"data":{"username":"u"},"lease_duration":3600,"lease_id":"database/creds/app/abc","mount_type":"","renewable":true,"request_id":"id-2","warnings":["capped"],"wrap_info":null}"#
+        );
+    }
 }

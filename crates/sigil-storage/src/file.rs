@@ -1,27 +1,47 @@
-//! The embedded file backend: one redb database file, fsync'd on every commit.
+//! The embedded file backend: one redb database file, with a write-ahead log beside it.
 //!
 //! Writers are group-committed: every batch is handed to one committer thread, which takes all
-//! batches waiting at that moment, applies each (its conditions checked against the state left
-//! by the batches before it) in one write transaction, commits once (one fsync), and only then
-//! answers every writer. Durability does not serialize throughput.
+//! batches waiting at that moment and checks and applies each (its conditions against the state
+//! left by the batches before it). The group's effective writes are appended to the log and
+//! synced — one small sequential write (see [`crate::wal`]) — then published to readers in an
+//! in-memory overlay, and only then is every writer answered. A checkpoint writes the overlay
+//! into redb in one durable commit, within a second (and before any shredding batch is
+//! answered), and empties overlay and log. redb thus only ever holds durable commits: a crash
+//! leaves it at its last checkpoint, as recoverable as before, and opening replays the log.
+//! Durability does not serialize throughput.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 
+use crate::wal::{Wal, Write};
 use crate::{Backend, Batch, StorageError};
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("sigil");
+/// The number of the last checkpoint (the log's epoch), under [`EPOCH`].
+const META: TableDefinition<&str, u64> = TableDefinition::new("sigil-meta");
+const EPOCH: &str = "wal-epoch";
+
+/// A checkpoint follows at most this long after the first write it covers (while the process
+/// runs: a crash leaves the rest to the log), or once the log holds [`CHECKPOINT_BYTES`].
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+const CHECKPOINT_BYTES: u64 = 64 << 20;
 
 type Reply = SyncSender<Result<(), StorageError>>;
+type Overlay = BTreeMap<String, Option<Vec<u8>>>;
 
 /// A durable backend in one redb file.
 pub struct FileBackend {
     /// Shared for reads and commits; held exclusively only to compact the file after a
     /// shredding batch.
     db: Arc<RwLock<Database>>,
+    /// Writes synced to the log and not yet checkpointed into redb (`None`: deleted). Readers
+    /// look here first.
+    overlay: Arc<RwLock<Overlay>>,
     path: PathBuf,
     /// `None` once closing.
     jobs: Mutex<Option<Sender<(Batch, Reply)>>>,
@@ -56,22 +76,57 @@ fn io(verb: &'static str, subject: &str, e: impl std::fmt::Display) -> StorageEr
 }
 
 impl FileBackend {
-    /// Opens (or creates) the database file at `path`. Only one process may hold it.
+    /// Opens (or creates) the database file at `path` and its log (`<path>.wal`), replaying
+    /// the writes the log holds beyond the last checkpoint. Only one process may hold them.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let subject = path.display().to_string();
-        let db = Database::create(path).map_err(|e| io("open", &subject, e))?;
-        let txn = db.begin_write().map_err(|e| io("open", &subject, e))?;
-        txn.open_table(TABLE).map_err(|e| io("open", &subject, e))?;
-        txn.commit().map_err(|e| io("open", &subject, e))?;
+        let err = |e: &dyn std::fmt::Display| io("open", &subject, e);
+        let db = Database::create(path).map_err(|e| err(&e))?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push(".wal");
+        let mut log = Log {
+            wal: Wal::open(Path::new(&wal_path)).map_err(|e| err(&e))?,
+            epoch: 0,
+            since: Instant::now(),
+        };
+        let txn = db.begin_write().map_err(|e| err(&e))?;
+        txn.open_table(TABLE).map_err(|e| err(&e))?;
+        log.epoch = txn
+            .open_table(META)
+            .and_then(|meta| Ok(meta.get(EPOCH)?.map(|v| v.value())))
+            .map_err(|e| err(&e))?
+            .unwrap_or(0);
+        txn.commit().map_err(|e| err(&e))?;
+        let records = log.wal.records(log.epoch).map_err(|e| err(&e))?;
+        if !records.is_empty() {
+            let txn = db.begin_write().map_err(|e| err(&e))?;
+            {
+                let mut table = txn.open_table(TABLE).map_err(|e| err(&e))?;
+                for (key, value) in records.iter().flatten() {
+                    write_one(&mut table, key, value.as_deref())?;
+                }
+            }
+            txn.commit().map_err(|e| err(&e))?;
+            tracing::info!(
+                groups = records.len(),
+                "replayed writes from the log past the last checkpoint"
+            );
+        }
+        checkpoint(&db, &mut log, &Overlay::new()).map_err(|e| err(&e))?;
         let db = Arc::new(RwLock::new(db));
+        let overlay = Arc::new(RwLock::new(Overlay::new()));
         let (tx, rx) = mpsc::channel();
-        let committer_db = Arc::clone(&db);
+        let shared = Shared {
+            db: Arc::clone(&db),
+            overlay: Arc::clone(&overlay),
+        };
         let handle = std::thread::Builder::new()
             .name("sigil-commit".into())
-            .spawn(move || committer(&committer_db, &rx))
-            .map_err(|e| io("open", &subject, e))?;
+            .spawn(move || committer(&shared, &rx, log))
+            .map_err(|e| err(&e))?;
         Ok(FileBackend {
             db,
+            overlay,
             path: path.to_owned(),
             jobs: Mutex::new(Some(tx)),
             committer: Some(handle),
@@ -84,15 +139,85 @@ impl FileBackend {
     }
 }
 
-/// Applies every waiting batch in one transaction and one fsync, then answers each writer.
-/// When a batch asked to shred, the file is compacted first (see [`shred`]).
+/// The committer's log and the epoch its records carry.
+struct Log {
+    wal: Wal,
+    epoch: u64,
+    /// When the last checkpoint was made.
+    since: Instant,
+}
+
+/// What the committer shares with readers.
+struct Shared {
+    db: Arc<RwLock<Database>>,
+    overlay: Arc<RwLock<Overlay>>,
+}
+
+impl Shared {
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Writes `overlay` into redb in one durable commit that also records the next epoch, then
+/// empties the log: everything it held is in the file now (a lost emptying leaves records of
+/// the old epoch, never replayed).
+fn checkpoint(db: &Database, log: &mut Log, overlay: &Overlay) -> Result<(), String> {
+    let started = Instant::now();
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        let mut table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
+        for (key, value) in overlay {
+            write_one(&mut table, key, value.as_deref()).map_err(|e| e.to_string())?;
+        }
+        let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
+        meta.insert(EPOCH, log.epoch + 1)
+            .map_err(|e| e.to_string())?;
+    }
+    txn.commit().map_err(|e| e.to_string())?;
+    log.epoch += 1;
+    log.wal
+        .clear()
+        .map_err(|e| format!("emptying the log: {e}"))?;
+    log.since = Instant::now();
+    metrics::histogram!("sigil_storage_checkpoint_seconds").record(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Checkpoints the overlay, then empties it (readers find the same values in redb).
+fn checkpoint_overlay(shared: &Shared, log: &mut Log) -> Result<(), String> {
+    // Only this thread changes the overlay, so reading it under the shared lock is enough.
+    {
+        let overlay = shared.overlay.read().unwrap_or_else(|e| e.into_inner());
+        checkpoint(&shared.db(), log, &overlay)?;
+    }
+    shared
+        .overlay
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    Ok(())
+}
+
+/// Checks and applies every waiting batch with one log sync, then answers each writer. When a
+/// batch asked to shred, a checkpoint follows and the file is compacted (see [`shred`]) before
+/// anyone is answered.
 ///
-/// A failed commit stops the backend for good: after a failed fsync the kernel may have
-/// dropped dirty pages, so acknowledging later writes on top of them would be a lie
-/// ("fsyncgate"). Every later write fails until the process restarts and redb recovers.
-fn committer(db: &RwLock<Database>, jobs: &Receiver<(Batch, Reply)>) {
+/// A failure stops the backend for good: after a failed fsync the kernel may have dropped
+/// dirty pages, so acknowledging later writes on top of them would be a lie ("fsyncgate").
+/// Every later write fails until the process restarts, redb recovers its last checkpoint and
+/// the log is replayed.
+fn committer(shared: &Shared, jobs: &Receiver<(Batch, Reply)>, mut log: Log) {
     let mut failed: Option<String> = None;
-    while let Ok(first) = jobs.recv() {
+    loop {
+        let first = match jobs.recv_timeout(CHECKPOINT_EVERY) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                checkpoint_if_due(shared, &mut log, &mut failed, true);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let mut group = vec![first];
         group.extend(jobs.try_iter());
         let results = match &failed {
@@ -100,14 +225,16 @@ fn committer(db: &RwLock<Database>, jobs: &Receiver<(Batch, Reply)>) {
                 "storage stopped after an earlier failure: {reason}"
             )),
             None => {
-                let started = std::time::Instant::now();
-                let r = commit_group(&db.read().unwrap_or_else(|e| e.into_inner()), &group);
+                let started = Instant::now();
+                let r = commit_group(shared, &group, &mut log);
                 metrics::histogram!("sigil_storage_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("sigil_storage_commit_batches").record(group.len() as f64);
                 match r {
                     Ok(results) if group.iter().any(|(b, _)| b.shred) => {
-                        shred(db).map(|()| results)
+                        checkpoint_overlay(shared, &mut log)
+                            .and_then(|()| shred(&shared.db))
+                            .map(|()| results)
                     }
                     r => r,
                 }
@@ -129,6 +256,21 @@ fn committer(db: &RwLock<Database>, jobs: &Receiver<(Batch, Reply)>) {
                 }
             }
         }
+        checkpoint_if_due(shared, &mut log, &mut failed, false);
+    }
+    // Closing: leave the file complete and the log empty.
+    checkpoint_if_due(shared, &mut log, &mut failed, true);
+}
+
+/// A checkpoint when the log holds anything and one is due (or `now`).
+fn checkpoint_if_due(shared: &Shared, log: &mut Log, failed: &mut Option<String>, now: bool) {
+    let due = now || log.since.elapsed() >= CHECKPOINT_EVERY || log.wal.len() >= CHECKPOINT_BYTES;
+    if failed.is_some() || log.wal.len() == 0 || !due {
+        return;
+    }
+    if let Err(e) = checkpoint_overlay(shared, log) {
+        tracing::error!(error = %e, "storage checkpoint failed; refusing every later write");
+        *failed = Some(e);
     }
 }
 
@@ -150,65 +292,89 @@ fn shred(db: &RwLock<Database>) -> Result<(), String> {
     Ok(())
 }
 
-/// One transaction for the whole group. A batch whose condition fails is skipped (its writer
-/// gets `Conflict`); any other error aborts the transaction, so nothing of the group is
-/// committed and no batch is ever half-applied.
+/// Checks each batch of the group against the state the batches before it left (overlay,
+/// then redb) and collects the effective writes of those whose conditions hold (the others'
+/// writers get `Conflict`). The writes reach the log (synced) and then, all at once, the
+/// overlay; any error before that publishes nothing, so no batch is ever half-applied.
 fn commit_group(
-    db: &Database,
+    shared: &Shared,
     group: &[(Batch, Reply)],
+    log: &mut Log,
 ) -> Result<Vec<Result<(), StorageError>>, String> {
-    let mut txn = db.begin_write().map_err(|e| e.to_string())?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(|e| e.to_string())?;
     let mut results = Vec::with_capacity(group.len());
+    let mut staged = Overlay::new();
+    let mut effective: Vec<&Write> = Vec::new();
     {
-        let mut table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
+        let db = shared.db();
+        let txn = db.begin_read().map_err(|e| e.to_string())?;
+        let table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
+        let overlay = shared.overlay.read().unwrap_or_else(|e| e.into_inner());
         for (batch, _) in group {
-            match apply_one(&mut table, batch) {
-                Err(StorageError::Io {
-                    verb,
-                    subject,
-                    reason,
-                }) => return Err(format!("{verb} {subject:?}: {reason}")),
-                result => results.push(result),
+            let mut holds = Ok(());
+            for (key, expected) in &batch.expect {
+                let current = match staged.get(key).or_else(|| overlay.get(key)) {
+                    Some(v) => v.clone(),
+                    None => table
+                        .get(key.as_str())
+                        .map_err(|e| format!("batch {key:?}: {e}"))?
+                        .map(|v| v.value().to_vec()),
+                };
+                if current != *expected {
+                    holds = Err(StorageError::Conflict { key: key.clone() });
+                    break;
+                }
             }
+            if holds.is_ok() {
+                for (key, value) in &batch.writes {
+                    staged.insert(key.clone(), value.clone());
+                }
+                effective.extend(&batch.writes);
+            }
+            results.push(holds);
         }
     }
-    txn.commit().map_err(|e| e.to_string())?;
+    if effective.is_empty() {
+        return Ok(results);
+    }
+    log.wal
+        .append(log.epoch, &effective)
+        .map_err(|e| format!("writing the log: {e}"))?;
+    shared
+        .overlay
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .append(&mut staged);
     Ok(results)
 }
 
-fn apply_one(table: &mut redb::Table<'_, &str, &[u8]>, batch: &Batch) -> Result<(), StorageError> {
-    for (key, expected) in &batch.expect {
-        let current = table.get(key.as_str()).map_err(|e| io("batch", key, e))?;
-        let matches = match (current, expected) {
-            (None, None) => true,
-            (Some(v), Some(e)) => v.value() == e.as_slice(),
-            _ => false,
-        };
-        if !matches {
-            return Err(StorageError::Conflict { key: key.clone() });
-        }
+/// Puts `value` at `key`, or deletes `key` for `None`.
+fn write_one(
+    table: &mut redb::Table<'_, &str, &[u8]>,
+    key: &str,
+    value: Option<&[u8]>,
+) -> Result<(), StorageError> {
+    match value {
+        Some(v) => table
+            .insert(key, v)
+            .map(drop)
+            .map_err(|e| io("put", key, e)),
+        None => table
+            .remove(key)
+            .map(drop)
+            .map_err(|e| io("delete", key, e)),
     }
-    for (key, value) in &batch.writes {
-        match value {
-            Some(v) => {
-                table
-                    .insert(key.as_str(), v.as_slice())
-                    .map_err(|e| io("put", key, e))?;
-            }
-            None => {
-                table
-                    .remove(key.as_str())
-                    .map_err(|e| io("delete", key, e))?;
-            }
-        }
-    }
-    Ok(())
 }
 
 impl Backend for FileBackend {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        if let Some(value) = self
+            .overlay
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            return Ok(value.clone());
+        }
         let db = self.db.read().unwrap_or_else(|e| e.into_inner());
         let txn = db.begin_read().map_err(|e| io("get", key, e))?;
         let table = txn.open_table(TABLE).map_err(|e| io("get", key, e))?;
@@ -225,19 +391,35 @@ impl Backend for FileBackend {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        // The overlay is held while redb's snapshot is taken: neither a group nor a checkpoint
+        // can change what the two show together meanwhile.
+        let overlay = self.overlay.read().unwrap_or_else(|e| e.into_inner());
         let db = self.db.read().unwrap_or_else(|e| e.into_inner());
         let txn = db.begin_read().map_err(|e| io("list", prefix, e))?;
         let table = txn.open_table(TABLE).map_err(|e| io("list", prefix, e))?;
-        let mut out = Vec::new();
+        let mut keys = std::collections::BTreeSet::new();
         for item in table.range(prefix..).map_err(|e| io("list", prefix, e))? {
             let (k, _) = item.map_err(|e| io("list", prefix, e))?;
             let k = k.value();
             if !k.starts_with(prefix) {
                 break;
             }
-            out.push(k.to_owned());
+            keys.insert(k.to_owned());
         }
-        Ok(out)
+        let from = (
+            std::ops::Bound::Included(prefix),
+            std::ops::Bound::Unbounded,
+        );
+        for (k, v) in overlay.range::<str, _>(from) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            match v {
+                Some(_) => keys.insert(k.clone()),
+                None => keys.remove(k),
+            };
+        }
+        Ok(keys.into_iter().collect())
     }
 
     fn apply(&self, batch: Batch) -> Result<(), StorageError> {
@@ -302,10 +484,13 @@ mod tests {
         for i in 0..600 {
             b.put(&format!("k{i}"), &value(i)).unwrap();
         }
+        // The file or its log.
         let in_file = |i: u32| {
-            let bytes = std::fs::read(&path).unwrap();
             let v = value(i);
-            bytes.windows(v.len()).any(|w| w == v.as_slice())
+            [path.clone(), dir.path().join("db.wal")].iter().any(|p| {
+                let bytes = std::fs::read(p).unwrap();
+                bytes.windows(v.len()).any(|w| w == v.as_slice())
+            })
         };
         // A plain delete leaves the bytes in freed pages.
         for i in 0..300 {
@@ -328,6 +513,79 @@ mod tests {
         // Writes go on after it.
         b.put("after", b"x").unwrap();
         assert_eq!(b.get("after").unwrap().as_deref(), Some(&b"x"[..]));
+    }
+
+    /// What a crash between checkpoints leaves: writes only the log holds, behind the file's
+    /// last checkpoint, with a torn record at the end. Opening replays them in order.
+    #[test]
+    fn opening_replays_the_log_past_the_last_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let wal_path = dir.path().join("db.wal");
+        {
+            let b = FileBackend::open(&path).unwrap();
+            b.put("a", b"1").unwrap();
+            b.put("gone", b"x").unwrap();
+        }
+        // Closing checkpointed: the log is empty.
+        assert_eq!(std::fs::metadata(&wal_path).unwrap().len(), 0);
+        let epoch = {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_read().unwrap();
+            let meta = txn.open_table(META).unwrap();
+            meta.get(EPOCH).unwrap().unwrap().value()
+        };
+        {
+            let mut wal = Wal::open(&wal_path).unwrap();
+            let w = |k: &str, v: Option<&[u8]>| (k.to_owned(), v.map(<[u8]>::to_vec));
+            wal.append(epoch, &[&w("a", Some(b"2")), &w("gone", None)])
+                .unwrap();
+            wal.append(epoch, &[&w("a", Some(b"3")), &w("b", Some(b"new"))])
+                .unwrap();
+        }
+        // A torn third record: never acknowledged, never replayed.
+        let mut torn = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&wal_path)
+            .unwrap();
+        std::io::Write::write_all(&mut torn, &[9, 0, 0, 0, 1, 2]).unwrap();
+        drop(torn);
+
+        let b = FileBackend::open(&path).unwrap();
+        assert_eq!(b.get("a").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(b.get("b").unwrap().as_deref(), Some(&b"new"[..]));
+        assert_eq!(b.get("gone").unwrap(), None);
+        // Replayed into the file and checkpointed: the log is empty again, and writes go on.
+        assert_eq!(std::fs::metadata(&wal_path).unwrap().len(), 0);
+        b.put("after", b"y").unwrap();
+        drop(b);
+        let b = FileBackend::open(&path).unwrap();
+        assert_eq!(b.get("a").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(b.get("after").unwrap().as_deref(), Some(&b"y"[..]));
+    }
+
+    /// Records of an epoch before the last checkpoint are already in the file: emptying the
+    /// log may not have reached the disk, and replaying them would bring back old values.
+    #[test]
+    fn records_from_before_the_last_checkpoint_are_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let b = FileBackend::open(&path).unwrap();
+            b.put("k", b"new").unwrap();
+        }
+        let epoch = {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_read().unwrap();
+            let meta = txn.open_table(META).unwrap();
+            meta.get(EPOCH).unwrap().unwrap().value()
+        };
+        let mut wal = Wal::open(&dir.path().join("db.wal")).unwrap();
+        wal.append(epoch - 1, &[&("k".to_owned(), Some(b"old".to_vec()))])
+            .unwrap();
+        drop(wal);
+        let b = FileBackend::open(&path).unwrap();
+        assert_eq!(b.get("k").unwrap().as_deref(), Some(&b"new"[..]));
     }
 
     #[test]

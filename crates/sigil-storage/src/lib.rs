@@ -4,8 +4,8 @@
 //! reaches a backend, with the storage key bound in. This crate does not encrypt, does not know
 //! about engines or HTTP, and does not interpret keys beyond ordering them.
 //!
-//! Backends here: [`MemoryBackend`] (transient mode) and [`FileBackend`] (one redb file,
-//! fsync'd, group-committed). Each runs [`testing::run_conformance`].
+//! Backends here: [`MemoryBackend`] (transient mode) and [`FileBackend`] (one redb file behind
+//! a synced write-ahead log, group-committed). Each runs [`testing::run_conformance`].
 
 #![warn(missing_docs)]
 
@@ -13,6 +13,7 @@ mod backend;
 mod file;
 mod memory;
 pub mod testing;
+mod wal;
 
 pub use backend::{Backend, Batch, StorageError};
 pub use file::FileBackend;

@@ -236,6 +236,16 @@ impl Server {
         self.child.wait().ok();
     }
 
+    /// Stops the server as an operator would (SIGTERM) and waits for it to exit.
+    pub fn terminate(&mut self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        eventually(20, || self.child.try_wait().ok().flatten().is_some());
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
