@@ -11,7 +11,27 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// `sigil … | head` closes the pipe before everything is printed. Rust ignores SIGPIPE, so the
+/// next print panics; stop quietly instead, with the status a shell gives a process SIGPIPE
+/// ended (128 + 13), as other command-line tools do.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = args::Cli::parse_from(args::vault_style_flags(std::env::args_os()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

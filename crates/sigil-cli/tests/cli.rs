@@ -174,6 +174,26 @@ fn patch_and_metadata_settings_through_the_cli() {
     assert!(!bad.status.success());
 }
 
+/// `sigil … | head`: a reader that closes the pipe early ends the command quietly (status 141,
+/// as SIGPIPE would), not with a panic and a backtrace.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let s = Server::start();
+    let mut child = std::process::Command::new(support::SIGIL)
+        .args(["read", "sys/metrics"])
+        .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("SIGIL_KEY", s.admin_key())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}
+
 #[test]
 fn check_and_set_conflict_is_refused() {
     let s = Server::start();

@@ -27,8 +27,11 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("sigil-meta");
 const EPOCH: &str = "wal-epoch";
 
 /// A checkpoint follows at most this long after the first write it covers (while the process
-/// runs: a crash leaves the rest to the log), or once the log holds [`CHECKPOINT_BYTES`].
+/// runs: a crash leaves the rest to the log), or once the overlay holds
+/// [`CHECKPOINT_ENTRIES`] keys or the log [`CHECKPOINT_BYTES`]. Writers wait while one runs, so
+/// it is kept small: a second of writes under load took tens of milliseconds.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+const CHECKPOINT_ENTRIES: usize = 1024;
 const CHECKPOINT_BYTES: u64 = 64 << 20;
 
 type Reply = SyncSender<Result<(), StorageError>>;
@@ -264,7 +267,15 @@ fn committer(shared: &Shared, jobs: &Receiver<(Batch, Reply)>, mut log: Log) {
 
 /// A checkpoint when the log holds anything and one is due (or `now`).
 fn checkpoint_if_due(shared: &Shared, log: &mut Log, failed: &mut Option<String>, now: bool) {
-    let due = now || log.since.elapsed() >= CHECKPOINT_EVERY || log.wal.len() >= CHECKPOINT_BYTES;
+    let due = now
+        || log.since.elapsed() >= CHECKPOINT_EVERY
+        || log.wal.len() >= CHECKPOINT_BYTES
+        || shared
+            .overlay
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+            >= CHECKPOINT_ENTRIES;
     if failed.is_some() || log.wal.len() == 0 || !due {
         return;
     }
