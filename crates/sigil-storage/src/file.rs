@@ -1,14 +1,17 @@
 //! The embedded file backend: one redb database file, with a write-ahead log beside it.
 //!
 //! Writers are group-committed: every batch is handed to one committer thread, which takes all
-//! batches waiting at that moment and checks and applies each (its conditions against the state
-//! left by the batches before it). The group's effective writes are appended to the log and
-//! synced — one small sequential write (see [`crate::wal`]) — then published to readers in an
-//! in-memory overlay, and only then is every writer answered. A checkpoint writes the overlay
-//! into redb in one durable commit, within a second (and before any shredding batch is
-//! answered), and empties overlay and log. redb thus only ever holds durable commits: a crash
-//! leaves it at its last checkpoint, as recoverable as before, and opening replays the log.
-//! Durability does not serialize throughput.
+//! batches waiting at that moment and checks each (its conditions against the state left by the
+//! batches before it). The group's effective writes are appended to the log and synced — one
+//! small sequential write (see [`crate::wal`]) — then published to readers in an in-memory
+//! overlay, and only then is every writer answered.
+//!
+//! Checkpoints move the overlay into redb without holding writers up: the committer freezes the
+//! overlay and starts a new log (the next epoch), and a checkpoint thread writes the frozen
+//! writes into redb in one durable commit that also records the new epoch, then deletes the old
+//! log. Readers look at the overlay, then the frozen writes, then redb. redb only ever sees
+//! durable commits, so a crash leaves it at its last checkpoint, and opening replays the logs of
+//! that epoch and later. A shredding batch, and closing, checkpoint synchronously.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,20 +19,21 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use redb::{Database, ReadableDatabase as _, TableDefinition};
 
 use crate::wal::{Wal, Write};
 use crate::{Backend, Batch, StorageError};
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("sigil");
-/// The number of the last checkpoint (the log's epoch), under [`EPOCH`].
+/// Under [`EPOCH`]: the epoch of the first log whose writes may be missing from redb (every
+/// older log is in it).
 const META: TableDefinition<&str, u64> = TableDefinition::new("sigil-meta");
 const EPOCH: &str = "wal-epoch";
 
-/// A checkpoint follows at most this long after the first write it covers (while the process
+/// A checkpoint starts at most this long after the first write it covers (while the process
 /// runs: a crash leaves the rest to the log), or once the overlay holds
-/// [`CHECKPOINT_ENTRIES`] keys or the log [`CHECKPOINT_BYTES`]. Writers wait while one runs, so
-/// it is kept small: a second of writes under load took tens of milliseconds.
+/// [`CHECKPOINT_ENTRIES`] keys or the log [`CHECKPOINT_BYTES`], whichever comes first; one
+/// at a time.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 const CHECKPOINT_ENTRIES: usize = 1024;
 const CHECKPOINT_BYTES: u64 = 64 << 20;
@@ -39,12 +43,7 @@ type Overlay = BTreeMap<String, Option<Vec<u8>>>;
 
 /// A durable backend in one redb file.
 pub struct FileBackend {
-    /// Shared for reads and commits; held exclusively only to compact the file after a
-    /// shredding batch.
-    db: Arc<RwLock<Database>>,
-    /// Writes synced to the log and not yet checkpointed into redb (`None`: deleted). Readers
-    /// look here first.
-    overlay: Arc<RwLock<Overlay>>,
+    shared: Arc<Shared>,
     path: PathBuf,
     /// `None` once closing.
     jobs: Mutex<Option<Sender<(Batch, Reply)>>>,
@@ -52,8 +51,8 @@ pub struct FileBackend {
 }
 
 impl Drop for FileBackend {
-    /// Stops the committer after it has finished every batch handed to it, so the file is
-    /// closed (and can be reopened) when this returns.
+    /// Stops the committer after it has finished every batch handed to it (and checkpointed
+    /// them), so the file is closed (and can be reopened) when this returns.
     fn drop(&mut self) {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(handle) = self.committer.take() {
@@ -78,58 +77,154 @@ fn io(verb: &'static str, subject: &str, e: impl std::fmt::Display) -> StorageEr
     }
 }
 
+/// What the committer, the checkpoint thread and readers share.
+struct Shared {
+    /// Held exclusively only to compact the file after a shredding batch.
+    db: RwLock<Database>,
+    /// Writes synced to the current log, not yet in redb (`None`: deleted).
+    overlay: RwLock<Overlay>,
+    /// Writes of the previous log, being checkpointed into redb.
+    frozen: RwLock<Option<Arc<Overlay>>>,
+    /// Why storage stopped, if it did (a failed checkpoint reports here).
+    failed: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn overlay(&self) -> std::sync::RwLockReadGuard<'_, Overlay> {
+        self.overlay.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn frozen(&self) -> Option<Arc<Overlay>> {
+        self.frozen
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn failed(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn fail(&self, reason: String) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if failed.is_none() {
+            tracing::error!(error = %reason, "storage failed; refusing every later write");
+            *failed = Some(reason);
+        }
+    }
+
+    /// A key's value if the overlay or the frozen writes hold it (`Some(None)`: deleted).
+    fn pending(&self, key: &str) -> Option<Option<Vec<u8>>> {
+        if let Some(v) = self.overlay().get(key) {
+            return Some(v.clone());
+        }
+        self.frozen()?.get(key).cloned()
+    }
+}
+
+/// The log of epoch `epoch` beside the database file at `db`.
+fn log_path(db: &Path, epoch: u64) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(format!(".wal.{epoch}"));
+    PathBuf::from(p)
+}
+
+/// The epochs of the logs beside `db`, ascending.
+fn log_epochs(db: &Path) -> std::io::Result<Vec<u64>> {
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let prefix = format!(
+        "{}.wal.",
+        db.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let mut epochs: Vec<u64> = std::fs::read_dir(dir)?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name();
+            name.to_str()?.strip_prefix(&prefix)?.parse().ok()
+        })
+        .collect();
+    epochs.sort_unstable();
+    Ok(epochs)
+}
+
+/// Makes a file created or removed in `db`'s directory survive a power loss.
+fn sync_dir(db: &Path) -> std::io::Result<()> {
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
+}
+
 impl FileBackend {
-    /// Opens (or creates) the database file at `path` and its log (`<path>.wal`), replaying
-    /// the writes the log holds beyond the last checkpoint. Only one process may hold them.
+    /// Opens (or creates) the database file at `path` and replays the logs beside it
+    /// (`<path>.wal.<epoch>`) from the last checkpoint's epoch on. Only one process may hold
+    /// them.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let subject = path.display().to_string();
         let err = |e: &dyn std::fmt::Display| io("open", &subject, e);
         let db = Database::create(path).map_err(|e| err(&e))?;
-        let mut wal_path = path.as_os_str().to_owned();
-        wal_path.push(".wal");
-        let mut log = Log {
-            wal: Wal::open(Path::new(&wal_path)).map_err(|e| err(&e))?,
-            epoch: 0,
-            since: Instant::now(),
-        };
-        let txn = db.begin_write().map_err(|e| err(&e))?;
-        txn.open_table(TABLE).map_err(|e| err(&e))?;
-        log.epoch = txn
-            .open_table(META)
-            .and_then(|meta| Ok(meta.get(EPOCH)?.map(|v| v.value())))
-            .map_err(|e| err(&e))?
-            .unwrap_or(0);
-        txn.commit().map_err(|e| err(&e))?;
-        let records = log.wal.records(log.epoch).map_err(|e| err(&e))?;
-        if !records.is_empty() {
-            let txn = db.begin_write().map_err(|e| err(&e))?;
-            {
-                let mut table = txn.open_table(TABLE).map_err(|e| err(&e))?;
-                for (key, value) in records.iter().flatten() {
-                    write_one(&mut table, key, value.as_deref())?;
-                }
-            }
-            txn.commit().map_err(|e| err(&e))?;
+        let txn = db.begin_read().map_err(|e| err(&e))?;
+        let from = match txn.open_table(META) {
+            Ok(meta) => meta.get(EPOCH).map_err(|e| err(&e))?.map(|v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(err(&e)),
+        }
+        .unwrap_or(0);
+        drop(txn);
+        // Logs before `from` are in redb already (deleting them may not have reached the disk).
+        let epochs = log_epochs(path).map_err(|e| err(&e))?;
+        let mut replay = Overlay::new();
+        let mut groups = 0;
+        for &epoch in epochs.iter().filter(|&&e| e >= from) {
+            let records = Wal::open(&log_path(path, epoch))
+                .and_then(|mut wal| wal.records(epoch))
+                .map_err(|e| err(&e))?;
+            groups += records.len();
+            replay.extend(records.into_iter().flatten());
+        }
+        let next = epochs.last().map_or(from, |&e| e.max(from)) + 1;
+        checkpoint(&db, &replay, next).map_err(|e| err(&e))?;
+        if groups > 0 {
             tracing::info!(
-                groups = records.len(),
+                groups,
                 "replayed writes from the log past the last checkpoint"
             );
         }
-        checkpoint(&db, &mut log, &Overlay::new()).map_err(|e| err(&e))?;
-        let db = Arc::new(RwLock::new(db));
-        let overlay = Arc::new(RwLock::new(Overlay::new()));
-        let (tx, rx) = mpsc::channel();
-        let shared = Shared {
-            db: Arc::clone(&db),
-            overlay: Arc::clone(&overlay),
+        for epoch in epochs {
+            let _ = std::fs::remove_file(log_path(path, epoch));
+        }
+        let wal = Wal::open(&log_path(path, next)).map_err(|e| err(&e))?;
+        sync_dir(path).map_err(|e| err(&e))?;
+        let shared = Arc::new(Shared {
+            db: RwLock::new(db),
+            overlay: RwLock::new(Overlay::new()),
+            frozen: RwLock::new(None),
+            failed: Mutex::new(None),
+        });
+        let log = Log {
+            path: path.to_owned(),
+            wal,
+            epoch: next,
+            since: Instant::now(),
         };
+        let (tx, rx) = mpsc::channel();
+        let committer_shared = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("sigil-commit".into())
-            .spawn(move || committer(&shared, &rx, log))
+            .spawn(move || committer(&committer_shared, &rx, log))
             .map_err(|e| err(&e))?;
         Ok(FileBackend {
-            db,
-            overlay,
+            shared,
             path: path.to_owned(),
             jobs: Mutex::new(Some(tx)),
             committer: Some(handle),
@@ -142,146 +237,188 @@ impl FileBackend {
     }
 }
 
-/// The committer's log and the epoch its records carry.
+/// The committer's current log.
 struct Log {
+    /// The database file the logs sit beside.
+    path: PathBuf,
     wal: Wal,
     epoch: u64,
-    /// When the last checkpoint was made.
+    /// When the last checkpoint started.
     since: Instant,
 }
 
-/// What the committer shares with readers.
-struct Shared {
-    db: Arc<RwLock<Database>>,
-    overlay: Arc<RwLock<Overlay>>,
-}
-
-impl Shared {
-    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
-        self.db.read().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Writes `overlay` into redb in one durable commit that also records the next epoch, then
-/// empties the log: everything it held is in the file now (a lost emptying leaves records of
-/// the old epoch, never replayed).
-fn checkpoint(db: &Database, log: &mut Log, overlay: &Overlay) -> Result<(), String> {
+/// Writes `writes` into redb in one durable commit that records `next` as the epoch from which
+/// logs are to be replayed.
+fn checkpoint(db: &Database, writes: &Overlay, next: u64) -> Result<(), String> {
     let started = Instant::now();
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     {
         let mut table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
-        for (key, value) in overlay {
+        for (key, value) in writes {
             write_one(&mut table, key, value.as_deref()).map_err(|e| e.to_string())?;
         }
         let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
-        meta.insert(EPOCH, log.epoch + 1)
-            .map_err(|e| e.to_string())?;
+        meta.insert(EPOCH, next).map_err(|e| e.to_string())?;
     }
     txn.commit().map_err(|e| e.to_string())?;
-    log.epoch += 1;
-    log.wal
-        .clear()
-        .map_err(|e| format!("emptying the log: {e}"))?;
-    log.since = Instant::now();
     metrics::histogram!("sigil_storage_checkpoint_seconds").record(started.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// Checkpoints the overlay, then empties it (readers find the same values in redb).
-fn checkpoint_overlay(shared: &Shared, log: &mut Log) -> Result<(), String> {
-    // Only this thread changes the overlay, so reading it under the shared lock is enough.
-    {
-        let overlay = shared.overlay.read().unwrap_or_else(|e| e.into_inner());
-        checkpoint(&shared.db(), log, &overlay)?;
-    }
-    shared
-        .overlay
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .clear();
+/// A checkpoint handed to the checkpoint thread: the frozen writes go into redb with `next`
+/// as the epoch, then the log `done` (whose writes they are) is deleted.
+struct Job {
+    writes: Arc<Overlay>,
+    next: u64,
+    done: PathBuf,
+}
+
+fn run_job(shared: &Shared, job: &Job) -> Result<(), String> {
+    checkpoint(&shared.db(), &job.writes, job.next)?;
+    // Readers find these writes in redb now.
+    *shared.frozen.write().unwrap_or_else(|e| e.into_inner()) = None;
+    // A deletion lost in a crash leaves a log older than redb's epoch: never replayed.
+    let _ = std::fs::remove_file(&job.done);
     Ok(())
 }
 
-/// Checks and applies every waiting batch with one log sync, then answers each writer. When a
-/// batch asked to shred, a checkpoint follows and the file is compacted (see [`shred`]) before
-/// anyone is answered.
+fn checkpointer(shared: &Shared, jobs: &Receiver<Job>) {
+    for job in jobs {
+        if shared.failed().is_some() {
+            continue;
+        }
+        if let Err(e) = run_job(shared, &job) {
+            shared.fail(format!("checkpoint: {e}"));
+        }
+    }
+}
+
+/// Freezes the overlay and starts the next log; the caller checkpoints what was frozen. `None`
+/// when there is nothing to checkpoint. The previous checkpoint must be finished.
+fn freeze(shared: &Shared, log: &mut Log) -> Result<Option<Job>, String> {
+    if log.wal.len() == 0 {
+        return Ok(None);
+    }
+    let next = log.epoch + 1;
+    let wal = Wal::open(&log_path(&log.path, next))
+        .and_then(|w| sync_dir(&log.path).map(|()| w))
+        .map_err(|e| format!("starting the next log: {e}"))?;
+    let writes = {
+        let mut overlay = shared.overlay.write().unwrap_or_else(|e| e.into_inner());
+        let writes = Arc::new(std::mem::take(&mut *overlay));
+        *shared.frozen.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&writes));
+        writes
+    };
+    let done = log_path(&log.path, log.epoch);
+    log.wal = wal;
+    log.epoch = next;
+    log.since = Instant::now();
+    Ok(Some(Job { writes, next, done }))
+}
+
+/// Waits for the checkpoint thread's current checkpoint, if any.
+fn wait_for_checkpoint(shared: &Shared) {
+    while shared.frozen().is_some() && shared.failed().is_none() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Everything synced so far into redb, before this returns (shredding, closing).
+fn checkpoint_now(shared: &Shared, log: &mut Log) -> Result<(), String> {
+    wait_for_checkpoint(shared);
+    if let Some(reason) = shared.failed() {
+        return Err(reason);
+    }
+    match freeze(shared, log)? {
+        Some(job) => run_job(shared, &job),
+        None => Ok(()),
+    }
+}
+
+/// Checks and applies every waiting batch with one log sync, then answers each writer, and
+/// starts a checkpoint when one is due. When a batch asked to shred, a checkpoint is made and
+/// the file compacted (see [`shred`]) before anyone is answered.
 ///
 /// A failure stops the backend for good: after a failed fsync the kernel may have dropped
 /// dirty pages, so acknowledging later writes on top of them would be a lie ("fsyncgate").
 /// Every later write fails until the process restarts, redb recovers its last checkpoint and
-/// the log is replayed.
-fn committer(shared: &Shared, jobs: &Receiver<(Batch, Reply)>, mut log: Log) {
-    let mut failed: Option<String> = None;
+/// the logs are replayed.
+fn committer(shared: &Arc<Shared>, jobs: &Receiver<(Batch, Reply)>, mut log: Log) {
+    let (to_checkpoint, checkpoints) = mpsc::channel::<Job>();
+    let checkpoint_shared = Arc::clone(shared);
+    let checkpoint_thread = std::thread::Builder::new()
+        .name("sigil-checkpoint".into())
+        .spawn(move || checkpointer(&checkpoint_shared, &checkpoints));
+    let checkpoint_thread = match checkpoint_thread {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            shared.fail(format!("cannot start the checkpoint thread: {e}"));
+            None
+        }
+    };
     loop {
         let first = match jobs.recv_timeout(CHECKPOINT_EVERY) {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => {
-                checkpoint_if_due(shared, &mut log, &mut failed, true);
-                continue;
-            }
+            Ok(job) => Some(job),
+            Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let mut group = vec![first];
-        group.extend(jobs.try_iter());
-        let results = match &failed {
-            Some(reason) => Err(format!(
-                "storage stopped after an earlier failure: {reason}"
-            )),
-            None => {
-                let started = Instant::now();
-                let r = commit_group(shared, &group, &mut log);
-                metrics::histogram!("sigil_storage_commit_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                metrics::histogram!("sigil_storage_commit_batches").record(group.len() as f64);
-                match r {
-                    Ok(results) if group.iter().any(|(b, _)| b.shred) => {
-                        checkpoint_overlay(shared, &mut log)
-                            .and_then(|()| shred(&shared.db))
-                            .map(|()| results)
+        if let Some(first) = first {
+            let mut group = vec![first];
+            group.extend(jobs.try_iter());
+            let results = match shared.failed() {
+                Some(reason) => Err(format!(
+                    "storage stopped after an earlier failure: {reason}"
+                )),
+                None => {
+                    let started = Instant::now();
+                    let r = commit_group(shared, &group, &mut log);
+                    metrics::histogram!("sigil_storage_commit_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("sigil_storage_commit_batches").record(group.len() as f64);
+                    match r {
+                        Ok(results) if group.iter().any(|(b, _)| b.shred) => {
+                            checkpoint_now(shared, &mut log)
+                                .and_then(|()| shred(&shared.db))
+                                .map(|()| results)
+                        }
+                        r => r,
                     }
-                    r => r,
                 }
-            }
-        };
-        match results {
-            Ok(results) => {
-                for ((_, reply), result) in group.into_iter().zip(results) {
-                    let _ = reply.send(result);
+            };
+            match results {
+                Ok(results) => {
+                    for ((_, reply), result) in group.into_iter().zip(results) {
+                        let _ = reply.send(result);
+                    }
                 }
-            }
-            Err(e) => {
-                if failed.is_none() {
-                    tracing::error!(error = %e, "storage commit failed; refusing every later write");
-                    failed = Some(e.clone());
-                }
-                for (_, reply) in group {
-                    let _ = reply.send(Err(io("commit", "batch", &e)));
+                Err(e) => {
+                    shared.fail(e.clone());
+                    for (_, reply) in group {
+                        let _ = reply.send(Err(io("commit", "batch", &e)));
+                    }
                 }
             }
         }
-        checkpoint_if_due(shared, &mut log, &mut failed, false);
+        let due = log.since.elapsed() >= CHECKPOINT_EVERY
+            || log.wal.len() >= CHECKPOINT_BYTES
+            || shared.overlay().len() >= CHECKPOINT_ENTRIES;
+        if due && shared.failed().is_none() && shared.frozen().is_none() {
+            match freeze(shared, &mut log) {
+                Ok(Some(job)) => {
+                    let _ = to_checkpoint.send(job);
+                }
+                Ok(None) => {}
+                Err(e) => shared.fail(e),
+            }
+        }
     }
-    // Closing: leave the file complete and the log empty.
-    checkpoint_if_due(shared, &mut log, &mut failed, true);
-}
-
-/// A checkpoint when the log holds anything and one is due (or `now`).
-fn checkpoint_if_due(shared: &Shared, log: &mut Log, failed: &mut Option<String>, now: bool) {
-    let due = now
-        || log.since.elapsed() >= CHECKPOINT_EVERY
-        || log.wal.len() >= CHECKPOINT_BYTES
-        || shared
-            .overlay
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
-            >= CHECKPOINT_ENTRIES;
-    if failed.is_some() || log.wal.len() == 0 || !due {
-        return;
+    // Closing: leave every write in the file.
+    if let Err(e) = checkpoint_now(shared, &mut log) {
+        shared.fail(e);
     }
-    if let Err(e) = checkpoint_overlay(shared, log) {
-        tracing::error!(error = %e, "storage checkpoint failed; refusing every later write");
-        *failed = Some(e);
+    drop(to_checkpoint);
+    if let Some(handle) = checkpoint_thread {
+        let _ = handle.join();
     }
 }
 
@@ -304,9 +441,10 @@ fn shred(db: &RwLock<Database>) -> Result<(), String> {
 }
 
 /// Checks each batch of the group against the state the batches before it left (overlay,
-/// then redb) and collects the effective writes of those whose conditions hold (the others'
-/// writers get `Conflict`). The writes reach the log (synced) and then, all at once, the
-/// overlay; any error before that publishes nothing, so no batch is ever half-applied.
+/// frozen writes, then redb) and collects the effective writes of those whose conditions hold
+/// (the others' writers get `Conflict`). The writes reach the log (synced) and then, all at
+/// once, the overlay; any error before that publishes nothing, so no batch is ever
+/// half-applied.
 fn commit_group(
     shared: &Shared,
     group: &[(Batch, Reply)],
@@ -316,14 +454,21 @@ fn commit_group(
     let mut staged = Overlay::new();
     let mut effective: Vec<&Write> = Vec::new();
     {
+        // Only this thread adds to the overlay, and the frozen writes are only ever dropped
+        // once redb holds them: the three layers read here agree.
         let db = shared.db();
         let txn = db.begin_read().map_err(|e| e.to_string())?;
         let table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
-        let overlay = shared.overlay.read().unwrap_or_else(|e| e.into_inner());
+        let overlay = shared.overlay();
+        let frozen = shared.frozen();
         for (batch, _) in group {
             let mut holds = Ok(());
             for (key, expected) in &batch.expect {
-                let current = match staged.get(key).or_else(|| overlay.get(key)) {
+                let pending = staged
+                    .get(key)
+                    .or_else(|| overlay.get(key))
+                    .or_else(|| frozen.as_ref().and_then(|f| f.get(key)));
+                let current = match pending {
                     Some(v) => v.clone(),
                     None => table
                         .get(key.as_str())
@@ -378,15 +523,10 @@ fn write_one(
 
 impl Backend for FileBackend {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        if let Some(value) = self
-            .overlay
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-        {
-            return Ok(value.clone());
+        if let Some(value) = self.shared.pending(key) {
+            return Ok(value);
         }
-        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let db = self.shared.db();
         let txn = db.begin_read().map_err(|e| io("get", key, e))?;
         let table = txn.open_table(TABLE).map_err(|e| io("get", key, e))?;
         let value = table.get(key).map_err(|e| io("get", key, e))?;
@@ -402,10 +542,12 @@ impl Backend for FileBackend {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        // The overlay is held while redb's snapshot is taken: neither a group nor a checkpoint
-        // can change what the two show together meanwhile.
-        let overlay = self.overlay.read().unwrap_or_else(|e| e.into_inner());
-        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        // The overlay is held while the frozen writes and redb's snapshot are taken: no group
+        // can publish meanwhile, and a checkpoint finishing in between only moves writes from
+        // the frozen layer into redb, where the snapshot (taken after) finds them.
+        let overlay = self.shared.overlay();
+        let frozen = self.shared.frozen();
+        let db = self.shared.db();
         let txn = db.begin_read().map_err(|e| io("list", prefix, e))?;
         let table = txn.open_table(TABLE).map_err(|e| io("list", prefix, e))?;
         let mut keys = std::collections::BTreeSet::new();
@@ -421,14 +563,16 @@ impl Backend for FileBackend {
             std::ops::Bound::Included(prefix),
             std::ops::Bound::Unbounded,
         );
-        for (k, v) in overlay.range::<str, _>(from) {
-            if !k.starts_with(prefix) {
-                break;
+        for layer in frozen.as_deref().into_iter().chain([&*overlay]) {
+            for (k, v) in layer.range::<str, _>(from) {
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                match v {
+                    Some(_) => keys.insert(k.clone()),
+                    None => keys.remove(k),
+                };
             }
-            match v {
-                Some(_) => keys.insert(k.clone()),
-                None => keys.remove(k),
-            };
         }
         Ok(keys.into_iter().collect())
     }
@@ -495,11 +639,11 @@ mod tests {
         for i in 0..600 {
             b.put(&format!("k{i}"), &value(i)).unwrap();
         }
-        // The file or its log.
+        // The file or its logs.
         let in_file = |i: u32| {
             let v = value(i);
-            [path.clone(), dir.path().join("db.wal")].iter().any(|p| {
-                let bytes = std::fs::read(p).unwrap();
+            std::fs::read_dir(dir.path()).unwrap().any(|e| {
+                let bytes = std::fs::read(e.unwrap().path()).unwrap();
                 bytes.windows(v.len()).any(|w| w == v.as_slice())
             })
         };
@@ -526,38 +670,46 @@ mod tests {
         assert_eq!(b.get("after").unwrap().as_deref(), Some(&b"x"[..]));
     }
 
-    /// What a crash between checkpoints leaves: writes only the log holds, behind the file's
-    /// last checkpoint, with a torn record at the end. Opening replays them in order.
+    /// The epoch redb records: logs from it on are replayed.
+    fn epoch(path: &Path) -> u64 {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        meta.get(EPOCH).unwrap().unwrap().value()
+    }
+
+    fn w(k: &str, v: Option<&[u8]>) -> Write {
+        (k.to_owned(), v.map(<[u8]>::to_vec))
+    }
+
+    /// What a crash leaves: writes only the logs hold — the log being checkpointed when it
+    /// struck and the current one — behind the file's last checkpoint, with a torn record at
+    /// the end. Opening replays them in order.
     #[test]
-    fn opening_replays_the_log_past_the_last_checkpoint() {
+    fn opening_replays_the_logs_past_the_last_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let wal_path = dir.path().join("db.wal");
         {
             let b = FileBackend::open(&path).unwrap();
             b.put("a", b"1").unwrap();
             b.put("gone", b"x").unwrap();
         }
-        // Closing checkpointed: the log is empty.
-        assert_eq!(std::fs::metadata(&wal_path).unwrap().len(), 0);
-        let epoch = {
-            let db = Database::create(&path).unwrap();
-            let txn = db.begin_read().unwrap();
-            let meta = txn.open_table(META).unwrap();
-            meta.get(EPOCH).unwrap().unwrap().value()
-        };
-        {
-            let mut wal = Wal::open(&wal_path).unwrap();
-            let w = |k: &str, v: Option<&[u8]>| (k.to_owned(), v.map(<[u8]>::to_vec));
-            wal.append(epoch, &[&w("a", Some(b"2")), &w("gone", None)])
-                .unwrap();
-            wal.append(epoch, &[&w("a", Some(b"3")), &w("b", Some(b"new"))])
-                .unwrap();
-        }
-        // A torn third record: never acknowledged, never replayed.
+        // Closing checkpointed: one empty log is left, of redb's epoch.
+        let e = epoch(&path);
+        assert_eq!(log_epochs(&path).unwrap(), vec![e]);
+        assert_eq!(std::fs::metadata(log_path(&path, e)).unwrap().len(), 0);
+        Wal::open(&log_path(&path, e))
+            .unwrap()
+            .append(e, &[&w("a", Some(b"2")), &w("gone", None)])
+            .unwrap();
+        let mut next = Wal::open(&log_path(&path, e + 1)).unwrap();
+        next.append(e + 1, &[&w("a", Some(b"3")), &w("b", Some(b"new"))])
+            .unwrap();
+        drop(next);
+        // A torn record: never acknowledged, never replayed.
         let mut torn = std::fs::OpenOptions::new()
             .append(true)
-            .open(&wal_path)
+            .open(log_path(&path, e + 1))
             .unwrap();
         std::io::Write::write_all(&mut torn, &[9, 0, 0, 0, 1, 2]).unwrap();
         drop(torn);
@@ -566,8 +718,10 @@ mod tests {
         assert_eq!(b.get("a").unwrap().as_deref(), Some(&b"3"[..]));
         assert_eq!(b.get("b").unwrap().as_deref(), Some(&b"new"[..]));
         assert_eq!(b.get("gone").unwrap(), None);
-        // Replayed into the file and checkpointed: the log is empty again, and writes go on.
-        assert_eq!(std::fs::metadata(&wal_path).unwrap().len(), 0);
+        assert!(!b.list("").unwrap().contains(&"gone".to_owned()));
+        // Replayed into the file: the old logs are gone, and writes go on.
+        let left = log_epochs(&path).unwrap();
+        assert_eq!(left, vec![e + 2], "{left:?}");
         b.put("after", b"y").unwrap();
         drop(b);
         let b = FileBackend::open(&path).unwrap();
@@ -575,28 +729,52 @@ mod tests {
         assert_eq!(b.get("after").unwrap().as_deref(), Some(&b"y"[..]));
     }
 
-    /// Records of an epoch before the last checkpoint are already in the file: emptying the
-    /// log may not have reached the disk, and replaying them would bring back old values.
+    /// Logs older than redb's epoch are in the file already (deleting them may not have reached
+    /// the disk): replaying them would bring back old values.
     #[test]
-    fn records_from_before_the_last_checkpoint_are_not_replayed() {
+    fn logs_from_before_the_last_checkpoint_are_not_replayed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         {
             let b = FileBackend::open(&path).unwrap();
             b.put("k", b"new").unwrap();
         }
-        let epoch = {
-            let db = Database::create(&path).unwrap();
-            let txn = db.begin_read().unwrap();
-            let meta = txn.open_table(META).unwrap();
-            meta.get(EPOCH).unwrap().unwrap().value()
-        };
-        let mut wal = Wal::open(&dir.path().join("db.wal")).unwrap();
-        wal.append(epoch - 1, &[&("k".to_owned(), Some(b"old".to_vec()))])
+        let e = epoch(&path);
+        Wal::open(&log_path(&path, e - 1))
+            .unwrap()
+            .append(e - 1, &[&w("k", Some(b"old"))])
             .unwrap();
-        drop(wal);
         let b = FileBackend::open(&path).unwrap();
         assert_eq!(b.get("k").unwrap().as_deref(), Some(&b"new"[..]));
+        assert!(!log_epochs(&path).unwrap().contains(&(e - 1)));
+    }
+
+    /// Reads, lists and conditions see every acknowledged write while checkpoints move them
+    /// into redb in the background (more writes than one checkpoint takes).
+    #[test]
+    fn writes_stay_visible_across_background_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let b = FileBackend::open(&path).unwrap();
+        let n = CHECKPOINT_ENTRIES * 3;
+        for i in 0..n {
+            let key = format!("k{i:05}");
+            b.apply(Batch::new().expect(&key, None).put(&key, vec![1]))
+                .unwrap();
+            assert_eq!(b.get(&key).unwrap(), Some(vec![1]), "{key}");
+            if i % 97 == 0 {
+                assert_eq!(b.list("k").unwrap().len(), i + 1);
+            }
+        }
+        // A condition on a written key fails wherever the value is now.
+        let err = b
+            .apply(Batch::new().expect("k00000", None).put("k00000", vec![2]))
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Conflict { .. }));
+        assert_eq!(b.list("k").unwrap().len(), n);
+        drop(b);
+        let b = FileBackend::open(&path).unwrap();
+        assert_eq!(b.list("k").unwrap().len(), n);
     }
 
     #[test]

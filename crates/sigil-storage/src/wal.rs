@@ -1,22 +1,21 @@
-//! The write-ahead log beside the redb file.
+//! The write-ahead logs beside the redb file.
 //!
 //! A durable redb commit rewrites every page its copy-on-write B-trees touched and syncs them:
 //! for a group of small writes that was about 90 page writes and a 3 ms `fdatasync` on the
 //! project's VM. So each group's effective writes (after its batches' conditions were checked)
-//! are appended here as one record and synced — one small sequential write — before anyone is
-//! answered, and redb commits them without syncing. A checkpoint (a durable redb commit) every
-//! second makes the log's content redundant, and the log is emptied.
+//! are appended to a log as one record and synced — one small sequential write — before anyone
+//! is answered; checkpoints move them into redb later (see `file.rs`).
+//!
+//! Each log is one file, `<db>.wal.<epoch>`; a checkpoint starts the next epoch's log and, once
+//! redb holds the old one's writes and records the new epoch, deletes the old one.
 //!
 //! Record: `len: u32 LE | epoch: u64 LE | payload (len bytes) | SHA-256(len | epoch | payload)`,
 //! payload: `count: u32 LE`, then per write `1 | klen: u32 | key | vlen: u32 | value` (a put) or
 //! `0 | klen: u32 | key` (a delete).
 //!
-//! The epoch is the number of the last checkpoint, stored in redb by that checkpoint's commit.
-//! Opening replays, in order, the records that carry redb's epoch, up to the first record that
-//! is torn, corrupt or from another epoch: a torn tail is a write nobody was told had
-//! happened; records of older epochs are already in redb (left when emptying the log did not
-//! reach the disk before a crash). Writes are blind puts and deletes, so replaying a record
-//! whose effect redb already holds changes nothing.
+//! Reading a log yields its records up to the first one that is torn, corrupt or of another
+//! epoch than the file's: a torn tail is a write nobody was told had happened. Writes are blind
+//! puts and deletes, so replaying a record whose effect redb already holds changes nothing.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -72,14 +71,6 @@ impl Wal {
     /// Bytes in the log.
     pub(crate) fn len(&self) -> u64 {
         self.len
-    }
-
-    /// Empties the log (after a checkpoint made its records redundant).
-    pub(crate) fn clear(&mut self) -> std::io::Result<()> {
-        self.file.set_len(0)?;
-        self.file.sync_all()?;
-        self.len = 0;
-        Ok(())
     }
 }
 
@@ -198,9 +189,6 @@ mod tests {
         );
         // Another epoch's records are not replayed.
         assert!(again.records(8).unwrap().is_empty());
-        again.clear().unwrap();
-        assert!(again.records(7).unwrap().is_empty());
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }
 
     #[test]
@@ -225,8 +213,7 @@ mod tests {
             bad[i] ^= 0x40;
             assert_eq!(parse(&bad, 1), vec![vec![first.clone()]], "byte {i}");
         }
-        // A record of the current epoch behind an older one is not reached: emptying the log
-        // after a checkpoint may not have reached the disk.
+        // A record of another epoch ends the log, and what follows it is not read.
         let mut stale = encode(0, &[&first]).unwrap();
         stale.extend(encode(1, &[&second]).unwrap());
         assert!(parse(&stale, 1).is_empty());
@@ -238,8 +225,8 @@ mod tests {
 
     #[test]
     fn a_new_record_over_old_bytes_is_read_alone() {
-        // The log was emptied, but the truncation was lost: new records overwrite the start of
-        // the old ones, whose remains must not be read as records.
+        // New records over the start of old ones (a reused file): the old remains must not be
+        // read as records.
         let old = encode(1, &[&w("old", Some(&[7u8; 300]))]).unwrap();
         let new = encode(2, &[&w("new", Some(b"x"))]).unwrap();
         let mut bytes = old;
