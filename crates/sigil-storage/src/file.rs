@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase as _, TableDefinition};
 
-use crate::wal::{Wal, Write};
+use crate::wal::{Ending, Wal, Write};
 use crate::{Backend, Batch, StorageError};
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("sigil");
@@ -37,6 +37,10 @@ const EPOCH: &str = "wal-epoch";
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 const CHECKPOINT_ENTRIES: usize = 1024;
 const CHECKPOINT_BYTES: u64 = 64 << 20;
+/// While a checkpoint runs, the committer takes no more groups once the overlay holds this
+/// many times [`CHECKPOINT_ENTRIES`] (or the log [`CHECKPOINT_BYTES`]): memory stays bounded
+/// when the disk is slower than the writers.
+const BACKLOG_FACTOR: usize = 8;
 
 type Reply = SyncSender<Result<(), StorageError>>;
 type Overlay = BTreeMap<String, Option<Vec<u8>>>;
@@ -149,7 +153,10 @@ fn log_epochs(db: &Path) -> std::io::Result<Vec<u64>> {
     let mut epochs: Vec<u64> = std::fs::read_dir(dir)?
         .filter_map(|e| {
             let name = e.ok()?.file_name();
-            name.to_str()?.strip_prefix(&prefix)?.parse().ok()
+            let digits = name.to_str()?.strip_prefix(&prefix)?;
+            let epoch: u64 = digits.parse().ok()?;
+            // Only names this code writes (no sign, no leading zeros).
+            (epoch.to_string() == digits).then_some(epoch)
         })
         .collect();
     epochs.sort_unstable();
@@ -183,16 +190,35 @@ impl FileBackend {
         drop(txn);
         // Logs before `from` are in redb already (deleting them may not have reached the disk).
         let epochs = log_epochs(path).map_err(|e| err(&e))?;
+        let newest = epochs.last().copied();
         let mut replay = Overlay::new();
         let mut groups = 0;
         for &epoch in epochs.iter().filter(|&&e| e >= from) {
-            let records = Wal::open(&log_path(path, epoch))
+            let log = log_path(path, epoch);
+            let (records, ending) = Wal::open(&log)
                 .and_then(|mut wal| wal.records(epoch))
                 .map_err(|e| err(&e))?;
+            // Only the newest log can end in an append a crash cut off; anything else is
+            // damage, and replaying around it would mix old and new state.
+            let damaged = match ending {
+                Ending::Clean => None,
+                Ending::Torn if Some(epoch) == newest => None,
+                Ending::Torn => Some("ends in a broken record but is not the newest".to_owned()),
+                Ending::Corrupt { offset } => Some(format!("is corrupt at byte {offset}")),
+            };
+            if let Some(what) = damaged {
+                return Err(err(&format!(
+                    "the write-ahead log {} {what}; restore the data directory from a backup",
+                    log.display()
+                )));
+            }
             groups += records.len();
             replay.extend(records.into_iter().flatten());
         }
-        let next = epochs.last().map_or(from, |&e| e.max(from)) + 1;
+        let next = newest
+            .map_or(from, |e| e.max(from))
+            .checked_add(1)
+            .ok_or_else(|| err(&"log epochs exhausted"))?;
         checkpoint(&db, &replay, next).map_err(|e| err(&e))?;
         if groups > 0 {
             tracing::info!(
@@ -200,8 +226,9 @@ impl FileBackend {
                 "replayed writes from the log past the last checkpoint"
             );
         }
+        // redb holds all of them now; one left behind could keep removed ciphertext.
         for epoch in epochs {
-            let _ = std::fs::remove_file(log_path(path, epoch));
+            std::fs::remove_file(log_path(path, epoch)).map_err(|e| err(&e))?;
         }
         let wal = Wal::open(&log_path(path, next)).map_err(|e| err(&e))?;
         sync_dir(path).map_err(|e| err(&e))?;
@@ -275,10 +302,12 @@ struct Job {
 
 fn run_job(shared: &Shared, job: &Job) -> Result<(), String> {
     checkpoint(&shared.db(), &job.writes, job.next)?;
+    // Deleted before the checkpoint counts as done, so that a shredding batch waiting for it
+    // finds no log with removed ciphertext. A deletion lost in a crash leaves a log older than
+    // redb's epoch: never replayed, deleted at the next open.
+    std::fs::remove_file(&job.done).map_err(|e| format!("deleting {}: {e}", job.done.display()))?;
     // Readers find these writes in redb now.
     *shared.frozen.write().unwrap_or_else(|e| e.into_inner()) = None;
-    // A deletion lost in a crash leaves a log older than redb's epoch: never replayed.
-    let _ = std::fs::remove_file(&job.done);
     Ok(())
 }
 
@@ -287,8 +316,14 @@ fn checkpointer(shared: &Shared, jobs: &Receiver<Job>) {
         if shared.failed().is_some() {
             continue;
         }
-        if let Err(e) = run_job(shared, &job) {
-            shared.fail(format!("checkpoint: {e}"));
+        // A panic (in redb, say) must stop storage, not leave writers waiting for a
+        // checkpoint that never ends.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(shared, &job)));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => shared.fail(format!("checkpoint: {e}")),
+            Err(_) => shared.fail("checkpoint: the checkpoint thread panicked".to_owned()),
         }
     }
 }
@@ -299,7 +334,10 @@ fn freeze(shared: &Shared, log: &mut Log) -> Result<Option<Job>, String> {
     if log.wal.len() == 0 {
         return Ok(None);
     }
-    let next = log.epoch + 1;
+    let next = log
+        .epoch
+        .checked_add(1)
+        .ok_or_else(|| "log epochs exhausted".to_owned())?;
     let wal = Wal::open(&log_path(&log.path, next))
         .and_then(|w| sync_dir(&log.path).map(|()| w))
         .map_err(|e| format!("starting the next log: {e}"))?;
@@ -405,11 +443,18 @@ fn committer(shared: &Arc<Shared>, jobs: &Receiver<(Batch, Reply)>, mut log: Log
         if due && shared.failed().is_none() && shared.frozen().is_none() {
             match freeze(shared, &mut log) {
                 Ok(Some(job)) => {
-                    let _ = to_checkpoint.send(job);
+                    if to_checkpoint.send(job).is_err() {
+                        shared.fail("the checkpoint thread is gone".to_owned());
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => shared.fail(e),
             }
+        }
+        if shared.overlay().len() >= BACKLOG_FACTOR * CHECKPOINT_ENTRIES
+            || log.wal.len() >= CHECKPOINT_BYTES
+        {
+            wait_for_checkpoint(shared);
         }
     }
     // Closing: leave every write in the file.
@@ -454,13 +499,15 @@ fn commit_group(
     let mut staged = Overlay::new();
     let mut effective: Vec<&Write> = Vec::new();
     {
-        // Only this thread adds to the overlay, and the frozen writes are only ever dropped
-        // once redb holds them: the three layers read here agree.
+        // Only this thread adds to the overlay. The frozen writes are taken before redb's
+        // snapshot: they are dropped only once redb holds them, so a snapshot taken after
+        // finds them either way (taken the other way round, a checkpoint finishing in between
+        // would hide them from both).
+        let overlay = shared.overlay();
+        let frozen = shared.frozen();
         let db = shared.db();
         let txn = db.begin_read().map_err(|e| e.to_string())?;
         let table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
-        let overlay = shared.overlay();
-        let frozen = shared.frozen();
         for (batch, _) in group {
             let mut holds = Ok(());
             for (key, expected) in &batch.expect {
@@ -775,6 +822,80 @@ mod tests {
         drop(b);
         let b = FileBackend::open(&path).unwrap();
         assert_eq!(b.list("k").unwrap().len(), n);
+    }
+
+    /// A log damaged after it was written (anything but a cut-off last append of the newest
+    /// log) stops the open with a clear error instead of replaying around the hole.
+    #[test]
+    fn a_damaged_log_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        drop(FileBackend::open(&path).unwrap());
+        let e = epoch(&path);
+        let mut wal = Wal::open(&log_path(&path, e)).unwrap();
+        wal.append(e, &[&w("a", Some(b"1"))]).unwrap();
+        wal.append(e, &[&w("b", Some(b"2"))]).unwrap();
+        drop(wal);
+        let log = log_path(&path, e);
+        let good = std::fs::read(&log).unwrap();
+        let mut bytes = good.clone();
+        bytes[14] ^= 0x01; // inside the first record, with the second after it
+        std::fs::write(&log, &bytes).unwrap();
+        let Err(err) = FileBackend::open(&path) else {
+            panic!("a damaged log was replayed around");
+        };
+        assert!(err.to_string().contains("is corrupt at byte 0"), "{err}");
+        // A cut-off append is fine in the newest log, not in an older one.
+        std::fs::write(&log, &good[..good.len() - 3]).unwrap();
+        Wal::open(&log_path(&path, e + 1)).unwrap();
+        let Err(err) = FileBackend::open(&path) else {
+            panic!("a torn older log was accepted");
+        };
+        assert!(err.to_string().contains("not the newest"), "{err}");
+        std::fs::remove_file(log_path(&path, e + 1)).unwrap();
+        let b = FileBackend::open(&path).unwrap();
+        assert_eq!(b.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(
+            b.get("b").unwrap(),
+            None,
+            "the torn append was never acknowledged"
+        );
+    }
+
+    /// Compare-and-set increments of one counter from several threads, while other writes
+    /// push checkpoints through the background: every increment that was acknowledged counts.
+    /// (A stress test: the narrow interleaving where a checkpoint finishes while a group reads
+    /// its layers is argued in `commit_group`, not forced here.)
+    #[test]
+    fn conditions_hold_while_checkpoints_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Arc::new(FileBackend::open(&dir.path().join("db")).unwrap());
+        b.put("counter", b"0").unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let b = Arc::clone(&b);
+                std::thread::spawn(move || {
+                    let mut won = 0u64;
+                    for i in 0..700 {
+                        let current = b.get("counter").unwrap().unwrap();
+                        let n: u64 = std::str::from_utf8(&current).unwrap().parse().unwrap();
+                        let batch = Batch::new()
+                            .expect("counter", Some(current))
+                            .put("counter", (n + 1).to_string().into_bytes())
+                            .put(format!("filler/{t}/{i}"), vec![0; 16]);
+                        match b.apply(batch) {
+                            Ok(()) => won += 1,
+                            Err(StorageError::Conflict { .. }) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    won
+                })
+            })
+            .collect();
+        let won: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        let n = b.get("counter").unwrap().unwrap();
+        assert_eq!(std::str::from_utf8(&n).unwrap(), won.to_string());
     }
 
     #[test]

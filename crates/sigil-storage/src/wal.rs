@@ -50,12 +50,13 @@ impl Wal {
         Ok(Wal { file, len })
     }
 
-    /// The writes of every intact record of `epoch` at the head of the log, record by record.
-    pub(crate) fn records(&mut self, epoch: u64) -> std::io::Result<Vec<Vec<Write>>> {
+    /// The writes of every intact record of `epoch` at the head of the log, record by record,
+    /// and how the log ends after them.
+    pub(crate) fn records(&mut self, epoch: u64) -> std::io::Result<(Vec<Vec<Write>>, Ending)> {
         let mut bytes = Vec::new();
         self.file.seek(SeekFrom::Start(0))?;
         self.file.read_to_end(&mut bytes)?;
-        Ok(parse(&bytes, epoch))
+        Ok(read(&bytes, epoch))
     }
 
     /// Appends one record and syncs it to the disk.
@@ -106,14 +107,47 @@ fn encode(epoch: u64, writes: &[&Write]) -> std::io::Result<Vec<u8>> {
     Ok(record)
 }
 
-/// The intact records of `epoch` at the head of `bytes`.
-fn parse(mut bytes: &[u8], epoch: u64) -> Vec<Vec<Write>> {
+/// How a log ends after its intact records.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// With the last record.
+    Clean,
+    /// In a record that reaches the end of the file but is incomplete or fails its digest:
+    /// an append that was cut off (by a crash, before its sync returned), so never
+    /// acknowledged.
+    Torn,
+    /// In a bad record with more bytes after it: the log was damaged after it was written.
+    Corrupt { offset: usize },
+}
+
+/// The intact records of `epoch` at the head of `bytes`, and how the log ends after them.
+fn read(bytes: &[u8], epoch: u64) -> (Vec<Vec<Write>>, Ending) {
     let mut records = Vec::new();
-    while let Some((writes, rest)) = record(bytes, epoch) {
+    let mut rest = bytes;
+    while let Some((writes, after)) = record(rest, epoch) {
         records.push(writes);
-        bytes = rest;
+        rest = after;
     }
-    records
+    let offset = bytes.len() - rest.len();
+    let ending = if rest.is_empty() {
+        Ending::Clean
+    } else {
+        // Where the bad record says it ends; a length field cut short reaches the end too.
+        let claimed = rest
+            .get(..4)
+            .and_then(|b| usize::try_from(u32::from_le_bytes(b.try_into().ok()?)).ok())
+            .and_then(|len| (HEAD + DIGEST).checked_add(len));
+        match claimed {
+            Some(end) if end < rest.len() => Ending::Corrupt { offset },
+            _ => Ending::Torn,
+        }
+    };
+    (records, ending)
+}
+
+#[cfg(test)]
+fn parse(bytes: &[u8], epoch: u64) -> Vec<Vec<Write>> {
+    read(bytes, epoch).0
 }
 
 /// One record of `epoch` at the head of `bytes` and what follows it; `None` when torn,
@@ -185,10 +219,13 @@ mod tests {
         assert_eq!(again.len(), wal.len());
         assert_eq!(
             again.records(7).unwrap(),
-            vec![vec![a.clone(), b.clone()], vec![c.clone()]]
+            (
+                vec![vec![a.clone(), b.clone()], vec![c.clone()]],
+                Ending::Clean
+            )
         );
         // Another epoch's records are not replayed.
-        assert!(again.records(8).unwrap().is_empty());
+        assert!(again.records(8).unwrap().0.is_empty());
     }
 
     #[test]
@@ -200,10 +237,15 @@ mod tests {
         bytes.extend(encode(1, &[&second]).unwrap());
         // Every cut inside the second record leaves the first.
         for cut in one..bytes.len() {
+            let (records, ending) = read(&bytes[..cut], 1);
+            assert_eq!(records, vec![vec![first.clone()]], "cut {cut}");
             assert_eq!(
-                parse(&bytes[..cut], 1),
-                vec![vec![first.clone()]],
-                "cut {cut}"
+                ending,
+                if cut == one {
+                    Ending::Clean
+                } else {
+                    Ending::Torn
+                }
             );
         }
         assert_eq!(parse(&bytes, 1).len(), 2);
@@ -213,6 +255,10 @@ mod tests {
             bad[i] ^= 0x40;
             assert_eq!(parse(&bad, 1), vec![vec![first.clone()]], "byte {i}");
         }
+        // A damaged record with records after it is corruption, not a torn append.
+        let mut damaged = bytes.clone();
+        damaged[HEAD + 2] ^= 0x01;
+        assert_eq!(read(&damaged, 1), (vec![], Ending::Corrupt { offset: 0 }));
         // A record of another epoch ends the log, and what follows it is not read.
         let mut stale = encode(0, &[&first]).unwrap();
         stale.extend(encode(1, &[&second]).unwrap());
