@@ -370,20 +370,10 @@ async fn a_kept_alive_connection_follows_mapping_policy_and_identity_changes() {
     };
     role(Some("alice")).await;
     let (chain, key) = ca.client("spiffe://test/alice", 2, false);
-    let sdk = sigil_client::Client::new(sigil_client::ClientConfig {
-        addr: s.var("SIGIL_ADDR").to_owned(),
-        key: Some(
-            sigil_crypto::SecretIdentity::from_key_file(
-                &std::fs::read_to_string(&alice_key).unwrap(),
-            )
-            .unwrap(),
-        ),
-        ca_pem: Some(std::fs::read(s.var("SIGIL_CACERT")).unwrap()),
-        server_keyid: Some(s.var("SIGIL_SERVER_KEY").to_owned()),
-    })
-    .unwrap()
-    .with_client_certificate(chain.as_bytes(), key.as_bytes())
-    .unwrap();
+    let sdk = s
+        .sdk(&alice_key)
+        .with_client_certificate(chain.as_bytes(), key.as_bytes())
+        .unwrap();
     let status = |r: Result<sigil_client::ApiResponse, sigil_client::ClientError>| match r {
         Ok(a) => a.status,
         Err(sigil_client::ClientError::Api { status, .. }) => status,

@@ -258,20 +258,10 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
     assert_eq!(client.open(&req, &resp)["data"]["data"]["v"], "over-mtls");
     // The SDK over mTLS: no signatures, a nonce per request, answers sealed (then on a
     // channel).
-    let sdk = sigil_client::Client::new(sigil_client::ClientConfig {
-        addr: s.var("SIGIL_ADDR").to_owned(),
-        key: Some(
-            sigil_crypto::SecretIdentity::from_key_file(
-                &std::fs::read_to_string(&svc_key).unwrap(),
-            )
-            .unwrap(),
-        ),
-        ca_pem: Some(std::fs::read(s.var("SIGIL_CACERT")).unwrap()),
-        server_keyid: Some(s.var("SIGIL_SERVER_KEY").to_owned()),
-    })
-    .unwrap()
-    .with_client_certificate(chain.as_bytes(), key.as_bytes())
-    .unwrap();
+    let sdk = s
+        .sdk(&svc_key)
+        .with_client_certificate(chain.as_bytes(), key.as_bytes())
+        .unwrap();
     for _ in 0..2 {
         let read = sdk.request("GET", "secret/data/app", None).await.unwrap();
         assert_eq!(read.body.unwrap()["data"]["data"]["v"], "over-mtls");

@@ -212,6 +212,20 @@ impl Server {
         key
     }
 
+    /// An SDK client for this server, signing with the key file at `key`.
+    pub fn sdk(&self, key: &Path) -> sigil_client::Client {
+        sigil_client::Client::new(sigil_client::ClientConfig {
+            addr: self.var("SIGIL_ADDR").to_owned(),
+            key: Some(
+                sigil_crypto::SecretIdentity::from_key_file(&std::fs::read_to_string(key).unwrap())
+                    .unwrap(),
+            ),
+            ca_pem: Some(std::fs::read(self.var("SIGIL_CACERT")).unwrap()),
+            server_keyid: Some(self.var("SIGIL_SERVER_KEY").to_owned()),
+        })
+        .unwrap()
+    }
+
     /// Everything the server wrote: standard error, and standard output after the export lines.
     pub fn log_text(&self) -> String {
         let err = std::fs::read_to_string(&self.log).unwrap_or_default();
