@@ -320,6 +320,12 @@ async fn keyring_rotation_under_load_then_rewrap() {
         "old terms unused after rewrap: {after:?}"
     );
     assert!(after[3].1 > 0);
+    // Commit groups are counted in batches (buckets 1…256), not bucketed as seconds.
+    let metrics = ok(p.cli(&["read", "-field=text", "sys/metrics"]));
+    assert!(
+        metrics.contains("sigil_storage_commit_batches_bucket{le=\"16\"}"),
+        "{metrics}"
+    );
 
     // The rotated keyring persists: after a restart everything still reads.
     p.restart();

@@ -5,19 +5,29 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sigil_core::Node;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// Seconds, for every latency histogram.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
+/// Batches per storage commit group (a count, not a time).
+const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// Installs the process-wide recorder (once).
 pub(crate) fn install() {
     HANDLE.get_or_init(|| {
-        let builder = PrometheusBuilder::new().set_buckets(BUCKETS).ok()?;
+        let builder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .ok()?
+            .set_buckets_for_metric(
+                Matcher::Full("sigil_storage_commit_batches".to_owned()),
+                GROUP_BUCKETS,
+            )
+            .ok()?;
         builder.install_recorder().ok()
     });
 }
