@@ -83,6 +83,18 @@ impl Ca {
     }
 }
 
+/// Writes policy `app` (read on `secret/data/app`) from a file, whose path it returns.
+fn app_policy(s: &Server) -> std::path::PathBuf {
+    let policy = s.tmp.path().join("app.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/app\" {\n  capabilities = [\"read\"]\n}\n",
+    )
+    .unwrap();
+    ok(s.sigil(&["policy", "write", "app", policy.to_str().unwrap()]));
+    policy
+}
+
 fn mtls_get(raw: &Raw, target: &str, nonce: Option<&str>) -> Req {
     let mut req = raw.unsigned("GET", target);
     if let Some(n) = nonce {
@@ -95,13 +107,7 @@ fn mtls_get(raw: &Raw, target: &str, nonce: Option<&str>) -> Req {
 #[tokio::test]
 async fn certificates_map_to_identities_and_bad_ones_are_refused() {
     let s = Server::start();
-    let policy = s.tmp.path().join("app.hcl");
-    std::fs::write(
-        &policy,
-        "path \"secret/data/app\" {\n  capabilities = [\"read\"]\n}\n",
-    )
-    .unwrap();
-    ok(s.sigil(&["policy", "write", "app", policy.to_str().unwrap()]));
+    app_policy(&s);
     let alice_key = s.new_identity("alice", &["app"]);
     ok(s.sigil(&["kv", "put", "secret/app", "v=read-over-mtls"]));
 
@@ -278,13 +284,7 @@ fn certificate_roles_through_the_generic_cli() {
 #[tokio::test]
 async fn a_chain_cannot_pick_another_roles_mappings() {
     let s = Server::start();
-    let policy = s.tmp.path().join("app.hcl");
-    std::fs::write(
-        &policy,
-        "path \"secret/data/app\" {\n  capabilities = [\"read\"]\n}\n",
-    )
-    .unwrap();
-    ok(s.sigil(&["policy", "write", "app", policy.to_str().unwrap()]));
+    app_policy(&s);
     let alice_key = s.new_identity("alice", &[]);
     s.new_identity("bob", &["app"]);
     ok(s.sigil(&["kv", "put", "secret/app", "v=bobs"]));
@@ -347,13 +347,7 @@ async fn a_chain_cannot_pick_another_roles_mappings() {
 #[tokio::test]
 async fn a_kept_alive_connection_follows_mapping_policy_and_identity_changes() {
     let s = Server::start();
-    let policy = s.tmp.path().join("app.hcl");
-    std::fs::write(
-        &policy,
-        "path \"secret/data/app\" {\n  capabilities = [\"read\"]\n}\n",
-    )
-    .unwrap();
-    ok(s.sigil(&["policy", "write", "app", policy.to_str().unwrap()]));
+    let policy = app_policy(&s);
     let alice_key = s.new_identity("alice", &["app"]);
     ok(s.sigil(&["kv", "put", "secret/app", "v=kept-alive"]));
     let ca = Ca::new("Keep-alive CA");
