@@ -14,6 +14,11 @@ mod load;
 mod servers;
 
 use std::process::ExitCode;
+
+/// mimalloc: fewer cycles per allocation than glibc's malloc on the request path
+/// (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::time::Duration;
 

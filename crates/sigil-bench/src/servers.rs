@@ -299,6 +299,7 @@ pub(crate) async fn sigil_transient(bin: &Path, dir: &Path) -> anyhow::Result<St
     let probe = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .build()?;
+    seed_client_rng()?;
     let started = Instant::now();
     let mode = ["--transient".as_ref(), "--admin".as_ref(), key.as_os_str()];
     let mut child = spawn_sigil(bin, dir, &mode, port, "sigil-transient")?;
@@ -403,6 +404,17 @@ fn workspace_target() -> anyhow::Result<PathBuf> {
         .find(|p| p.file_name().is_some_and(|n| n == "target"))
         .map(Path::to_path_buf)
         .context("sigil-bench does not run from a cargo target directory")
+}
+
+/// Seeds the load generator's own TLS random generator. aws-lc seeds it at its first use in a
+/// process, sampling CPU jitter for tens of milliseconds; without this, the first probe's
+/// handshake would put that client-side cost into the server's start-up time.
+fn seed_client_rng() -> anyhow::Result<()> {
+    let mut byte = [0u8; 1];
+    rustls::crypto::aws_lc_rs::default_provider()
+        .secure_random
+        .fill(&mut byte)
+        .map_err(|_| anyhow::anyhow!("the TLS random generator failed"))
 }
 
 /// Polls `url` until `ok` says the answer is good, for at most 30 s.
@@ -510,6 +522,10 @@ pub(crate) async fn bao_raft(bao: &Path, dir: &Path) -> anyhow::Result<Started> 
             key.display()
         ),
     )?;
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(tls.cert.pem().as_bytes())?])
+        .build()?;
+    seed_client_rng()?;
     let started = Instant::now();
     let child = Command::new(bao)
         .arg("server")
@@ -522,9 +538,6 @@ pub(crate) async fn bao_raft(bao: &Path, dir: &Path) -> anyhow::Result<Started> 
         child,
         name: "openbao (raft, TLS)",
     };
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(tls.cert.pem().as_bytes())?])
-        .build()?;
     let health = format!("{addr}/v1/sys/health");
     wait_for(&http, &health, |s| s == 501).await?;
     let cold_start = started.elapsed();
