@@ -664,3 +664,69 @@ async fn channels_answer_only_their_identity() {
     assert_eq!(refused.header("sigil-channel"), Some("expired"));
     assert!(ok(s.sigil(&["kv", "get", "-field=password", "secret/app"])).contains("correct-horse"));
 }
+
+/// The SDK does not follow redirects: a signature names its target, and following one would
+/// carry the signed headers and the sealed body to whatever host the answer names.
+#[tokio::test]
+async fn the_sdk_does_not_follow_redirects() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    // The host the redirect names: it must never see a connection.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_port = elsewhere.local_addr().unwrap().port();
+    let reached = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&reached);
+    tokio::spawn(async move {
+        if elsewhere.accept().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    // A TLS server that answers every request with a redirect there.
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                while matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {
+                    let answer = format!(
+                        "HTTP/1.1 307 Temporary Redirect\r\nLocation: https://127.0.0.1:{elsewhere_port}/v1/sys/health\r\nContent-Length: 0\r\n\r\n"
+                    );
+                    if tls.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+
+    let client = sigil_client::Client::new(sigil_client::ClientConfig {
+        addr: format!("https://127.0.0.1:{port}"),
+        key: Some(sigil_crypto::SecretIdentity::generate().unwrap()),
+        ca_pem: Some(cert.cert.pem().into_bytes()),
+        server_keyid: None,
+    })
+    .unwrap();
+    let err = client.plain("GET", "sys/health", None).await.unwrap_err();
+    assert!(
+        matches!(err, sigil_client::ClientError::Api { status: 307, .. }),
+        "{err}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!reached.load(Ordering::SeqCst), "the redirect was followed");
+}

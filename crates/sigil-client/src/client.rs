@@ -624,10 +624,13 @@ fn http_client(
     ca_pem: Option<&[u8]>,
     identity: Option<reqwest::Identity>,
 ) -> Result<reqwest::Client, ClientError> {
+    // No redirects: a signature covers the target URI, so a redirected request could only be
+    // refused — or, worse, carry its signed headers and sealed body to another host.
     let mut builder = reqwest::Client::builder()
         .https_only(true)
         .tls_version_min(reqwest::tls::Version::TLS_1_3)
-        .http1_only();
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none());
     if let Some(pem) = ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem)
             .map_err(|e| ClientError::Config(format!("invalid CA certificate: {e}")))?;

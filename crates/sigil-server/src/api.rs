@@ -285,14 +285,16 @@ async fn finish(
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "audit failed"))?
 }
 
-/// Records a request entry before anything happens (fail-closed), off the async workers.
+/// Records a request entry before anything happens (fail-closed), off the async workers. The
+/// entry (a copy of the request's data among others) is built only when a device records it.
 async fn audit_request(
     core: &Arc<Core>,
-    entry: serde_json::Map<String, Value>,
+    entry: impl FnOnce() -> serde_json::Map<String, Value>,
 ) -> Result<(), ApiError> {
     if !core.audit().enabled() {
         return Ok(());
     }
+    let entry = entry();
     let core = Arc::clone(core);
     tokio::task::spawn_blocking(move || core.audit().log(entry))
         .await
@@ -322,10 +324,9 @@ async fn approve_rekey(
     ));
     let approval: Approval = serde_json::from_slice(body)
         .map_err(|_| ApiError::bad_request("expected {\"digest\": \"<proposal digest>\"}"))?;
-    audit_request(
-        core,
-        trail.request_entry(Some(&json!({ "digest": approval.digest }))),
-    )
+    audit_request(core, || {
+        trail.request_entry(Some(&json!({ "digest": approval.digest })))
+    })
     .await?;
     let worker = Arc::clone(state);
     let response = blocking(move || {
@@ -423,7 +424,7 @@ async fn authenticated(
         Some(to) => Some(core.wrap_recipient(to, wrap_ttl.as_deref())?),
     };
     // Fail-closed: nothing happens unless an audit device recorded the request.
-    audit_request(core, trail.request_entry(data.as_ref())).await?;
+    audit_request(core, || trail.request_entry(data.as_ref())).await?;
     match (path.as_str(), operation) {
         ("sys/rekey/init", Operation::Create | Operation::Update) => {
             core.authorize(
