@@ -56,6 +56,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The operating system's random number generator failed.
+    #[error("the random number generator failed")]
+    Random,
 }
 
 /// A bound, ready server.
@@ -128,7 +131,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
             tls: config.tls,
             tls_cache: std::sync::Mutex::new(None),
             node: config.node,
-            replay: ReplayCache::default(),
+            replay: ReplayCache::new().map_err(|_| StartError::Random)?,
             hosts: crate::auth::Hosts::new(&config.hosts),
             limits: Limits::new(config.limits),
             channels: crate::channels::Channels::default(),

@@ -28,9 +28,25 @@ pub(crate) fn install() {
                 GROUP_BUCKETS,
             )
             .ok()?;
-        builder.install_recorder().ok()
+        let handle = builder.install_recorder().ok()?;
+        // Histograms keep every sample until upkeep folds them into their buckets; without it
+        // a server nobody scrapes grows by every request's latency sample, forever.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("sigil-metrics".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                }
+            })
+            .ok()?;
+        Some(handle)
     });
 }
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The documented endpoint a path belongs to (`secret/data/app` → `secret/data/{path}`), so
 /// labels stay few and never carry a secret's name; anything else is `other`.
