@@ -14,11 +14,6 @@ mod load;
 mod servers;
 
 use std::process::ExitCode;
-
-/// mimalloc: fewer cycles per allocation than glibc's malloc on the request path
-/// (docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +23,11 @@ use sigil_client::{Client, ClientConfig};
 use sigil_crypto::SecretIdentity;
 
 use load::{Target, Workload};
+
+/// mimalloc: fewer cycles per allocation than glibc's malloc on the request path
+/// (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "sigil-bench", about = "Load generator for Sigil and OpenBao")]
