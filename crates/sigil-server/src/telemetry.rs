@@ -31,16 +31,20 @@ pub(crate) fn install() {
         let handle = builder.install_recorder().ok()?;
         // Histograms keep every sample until upkeep folds them into their buckets; without it
         // a server nobody scrapes grows by every request's latency sample, forever.
+        // The recorder is installed either way, so the handle is kept either way: a scrape
+        // drains the samples too.
         let upkeep = handle.clone();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("sigil-metrics".into())
             .spawn(move || {
                 loop {
                     std::thread::sleep(UPKEEP_EVERY);
                     upkeep.run_upkeep();
                 }
-            })
-            .ok()?;
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no metrics upkeep thread: latency samples are kept until /metrics is scraped");
+        }
         Some(handle)
     });
 }
