@@ -512,7 +512,7 @@ mod tests {
         ));
         let good = admin.sign(&wrap_statement(&id, &me, BYTES, &envelope));
         let info = core
-            .handle(&caller, request("1s", &good))
+            .handle(&caller, request("3s", &good))
             .unwrap()
             .data
             .unwrap();
@@ -520,12 +520,18 @@ mod tests {
         assert_eq!(info["status"], "pending");
         // The id is the sender's: it cannot be used twice.
         assert!(matches!(
-            core.handle(&caller, request("1s", &good)),
+            core.handle(&caller, request("3s", &good)),
             Err(CoreError::BadRequest(_))
         ));
 
+        // Expiry has whole-second granularity, so the TTL must leave more
+        // than one second of room for "not yet" to hold on a slow machine.
+        let (record, _) = core.wraps.load(&id).unwrap().unwrap();
+        assert!(now_unix() < record.expires);
         assert_eq!(core.purge_wraps().unwrap(), 0, "not expired yet");
-        std::thread::sleep(std::time::Duration::from_millis(1100));
+        while now_unix() < record.expires {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         assert_eq!(core.purge_wraps().unwrap(), 1);
         let (record, _) = core.wraps.load(&id).unwrap().unwrap();
         assert!(record.envelope.is_none() && record.signature.is_none());
