@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase as _, TableDefinition};
 
+use crate::cache::ReadCache;
 use crate::wal::{Ending, Wal, Write};
 use crate::{Backend, Batch, StorageError};
 
@@ -41,6 +42,8 @@ const CHECKPOINT_BYTES: u64 = 64 << 20;
 /// many times [`CHECKPOINT_ENTRIES`] (or the log [`CHECKPOINT_BYTES`]): memory stays bounded
 /// when the disk is slower than the writers.
 const BACKLOG_FACTOR: usize = 8;
+/// Most bytes the cache of values read from redb may hold.
+const READ_CACHE_BYTES: usize = 32 << 20;
 
 type Reply = SyncSender<Result<(), StorageError>>;
 type Overlay = BTreeMap<String, Option<Vec<u8>>>;
@@ -91,6 +94,8 @@ struct Shared {
     frozen: RwLock<Option<Arc<Overlay>>>,
     /// Why storage stopped, if it did (a failed checkpoint reports here).
     failed: Mutex<Option<String>>,
+    /// What readers found in redb; cleared by every checkpoint commit.
+    cache: ReadCache,
 }
 
 impl Shared {
@@ -237,6 +242,7 @@ impl FileBackend {
             overlay: RwLock::new(Overlay::new()),
             frozen: RwLock::new(None),
             failed: Mutex::new(None),
+            cache: ReadCache::new(READ_CACHE_BYTES),
         });
         let log = Log {
             path: path.to_owned(),
@@ -302,6 +308,8 @@ struct Job {
 
 fn run_job(shared: &Shared, job: &Job) -> Result<(), String> {
     checkpoint(&shared.db(), &job.writes, job.next)?;
+    // Before the frozen writes go: until then readers find them there, not in the cache.
+    shared.cache.clear();
     // Deleted before the checkpoint counts as done, so that a shredding batch waiting for it
     // finds no log with removed ciphertext. A deletion lost in a crash leaves a log older than
     // redb's epoch: never replayed, deleted at the next open.
@@ -570,14 +578,22 @@ fn write_one(
 
 impl Backend for FileBackend {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let generation = self.shared.cache.generation();
         if let Some(value) = self.shared.pending(key) {
+            return Ok(value);
+        }
+        if let Some(value) = self.shared.cache.get(key) {
             return Ok(value);
         }
         let db = self.shared.db();
         let txn = db.begin_read().map_err(|e| io("get", key, e))?;
         let table = txn.open_table(TABLE).map_err(|e| io("get", key, e))?;
-        let value = table.get(key).map_err(|e| io("get", key, e))?;
-        Ok(value.map(|v| v.value().to_vec()))
+        let value = table
+            .get(key)
+            .map_err(|e| io("get", key, e))?
+            .map(|v| v.value().to_vec());
+        self.shared.cache.insert(generation, key, value.as_deref());
+        Ok(value)
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
@@ -822,6 +838,66 @@ mod tests {
         drop(b);
         let b = FileBackend::open(&path).unwrap();
         assert_eq!(b.list("k").unwrap().len(), n);
+    }
+
+    /// Readers racing checkpoints never see a value older than one already acknowledged, nor
+    /// go back in time; a deletion shows once acknowledged, even for a key read (and so
+    /// cached) before.
+    #[test]
+    fn cached_reads_stay_exact_across_checkpoints() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let b = Arc::new(FileBackend::open(&dir.path().join("db")).unwrap());
+        b.put("gone", b"here").unwrap();
+        std::thread::sleep(CHECKPOINT_EVERY * 2);
+        assert_eq!(b.get("gone").unwrap().as_deref(), Some(&b"here"[..]));
+        b.delete("gone").unwrap();
+        assert_eq!(b.get("gone").unwrap(), None);
+        std::thread::sleep(CHECKPOINT_EVERY * 2);
+        assert_eq!(b.get("gone").unwrap(), None, "after the checkpoint too");
+
+        const HOT: usize = 4;
+        let acked: Arc<[AtomicU64; HOT]> = Arc::new(Default::default());
+        let done = Arc::new(AtomicBool::new(false));
+        let value = |v: Option<Vec<u8>>| v.map_or(0, |v| u64::from_be_bytes(v.try_into().unwrap()));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (b, acked, done) = (Arc::clone(&b), Arc::clone(&acked), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    let mut seen = [0u64; HOT];
+                    let mut reads = 0u64;
+                    while !done.load(Ordering::Acquire) {
+                        for k in 0..HOT {
+                            let floor = acked[k].load(Ordering::Acquire);
+                            let v = value(b.get(&format!("hot{k}")).unwrap());
+                            assert!(
+                                v >= floor,
+                                "hot{k}: read {v} after {floor} was acknowledged"
+                            );
+                            assert!(v >= seen[k], "hot{k}: read {v} after reading {}", seen[k]);
+                            seen[k] = v;
+                            reads += 1;
+                        }
+                    }
+                    reads
+                })
+            })
+            .collect();
+        // Filler keys make checkpoints come every few hundred writes.
+        for i in 1..=3000u64 {
+            let k = (i as usize) % HOT;
+            b.apply(
+                Batch::new()
+                    .put(format!("hot{k}"), i.to_be_bytes().to_vec())
+                    .put(format!("fill{i}"), vec![0]),
+            )
+            .unwrap();
+            acked[k].store(i, Ordering::Release);
+        }
+        done.store(true, Ordering::Release);
+        for r in readers {
+            assert!(r.join().unwrap() > 0);
+        }
     }
 
     /// A log damaged after it was written (anything but a cut-off last append of the newest

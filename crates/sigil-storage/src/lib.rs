@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod cache;
 mod file;
 mod memory;
 pub mod testing;
