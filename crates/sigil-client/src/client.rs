@@ -232,13 +232,21 @@ impl Client {
         })
     }
 
-    fn url(&self, path: &str) -> Result<Url, ClientError> {
+    /// `path` (below `/v1/`, with any query) on the server. Only the path and query are
+    /// parsed; the scheme, host and port are the base address's, parsed once.
+    fn url(&self, path: &str) -> Url {
         let path = path.trim_start_matches('/');
-        Url::parse(&format!(
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        let mut url = self.base.clone();
+        url.set_path(&format!(
             "{}/v1/{path}",
-            self.base.as_str().trim_end_matches('/')
-        ))
-        .map_err(|e| ClientError::Config(format!("invalid path {path:?}: {e}")))
+            self.base.path().trim_end_matches('/')
+        ));
+        url.set_query(query);
+        url
     }
 
     /// Fetches `sys/server-key` and checks it against the pinned keyid (once per client).
@@ -280,7 +288,7 @@ impl Client {
     ) -> Result<ApiResponse, ClientError> {
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| ClientError::Config(format!("invalid method {method:?}")))?;
-        let mut req = self.http.request(method, self.url(path)?);
+        let mut req = self.http.request(method, self.url(path));
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -311,7 +319,7 @@ impl Client {
         channel: Option<&str>,
     ) -> Result<Answer, ClientError> {
         let key = self.key()?;
-        let url = self.url(path)?;
+        let url = self.url(path);
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| ClientError::Config(format!("invalid method {method:?}")))?;
         let target = format!(
@@ -652,4 +660,42 @@ fn api_error(status: u16, bytes: &[u8]) -> ClientError {
         .map(|b| b.errors)
         .unwrap_or_else(|_| vec![String::from_utf8_lossy(bytes).chars().take(200).collect()]);
     ClientError::Api { status, errors }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(addr: &str) -> Client {
+        Client::new(ClientConfig {
+            addr: addr.into(),
+            key: None,
+            ca_pem: None,
+            server_keyid: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn urls_keep_the_base_and_the_query_and_encode_the_rest() {
+        let c = client("https://127.0.0.1:8200/");
+        assert_eq!(
+            c.url("secret/data/a?version=2").as_str(),
+            "https://127.0.0.1:8200/v1/secret/data/a?version=2"
+        );
+        assert_eq!(
+            c.url("/sys/health").as_str(),
+            "https://127.0.0.1:8200/v1/sys/health"
+        );
+        // Nothing in a path reaches past it: a `#` is part of the name, spaces are encoded.
+        assert_eq!(
+            c.url("secret/data/a b#c").as_str(),
+            "https://127.0.0.1:8200/v1/secret/data/a%20b%23c"
+        );
+        let c = client("https://sigil.example:443/prefix/");
+        assert_eq!(
+            c.url("kv/x").as_str(),
+            "https://sigil.example/prefix/v1/kv/x"
+        );
+    }
 }

@@ -14,20 +14,31 @@ pub fn bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     Ok(out)
 }
 
+/// `N` random bytes for a value that must be unpredictable and never repeat but is not a key:
+/// nonces and ids, drawn on every request. They come from the thread's generator (`rand`'s
+/// `ThreadRng`: ChaCha12, seeded from the OS and reseeded from it every 64 KiB) instead of a
+/// system call each; keys and key material use [`bytes`] and [`fill`].
+pub fn nonce_bytes<const N: usize>() -> [u8; N] {
+    use rand::RngCore as _;
+    let mut out = [0u8; N];
+    rand::rng().fill_bytes(&mut out);
+    out
+}
+
 /// A fresh random nonce for a request: 18 bytes (≥ 16 as PROTOCOL.md §3 asks), base64url.
 pub fn nonce() -> Result<String, CryptoError> {
-    Ok(crate::b64url_encode(&bytes::<18>()?))
+    Ok(crate::b64url_encode(&nonce_bytes::<18>()))
 }
 
 /// 128 random bits as 32 lower-case hex digits: an id that carries no authority and never
 /// starts with `-` on a command line (wrap ids).
 pub fn hex_id() -> Result<String, CryptoError> {
-    Ok(crate::hex(&bytes::<16>()?))
+    Ok(crate::hex(&nonce_bytes::<16>()))
 }
 
 /// A random (version 4) UUID in its usual text form, for ids that must not be guessable.
 pub fn uuid() -> Result<String, CryptoError> {
-    let mut b = bytes::<16>()?;
+    let mut b = nonce_bytes::<16>();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = crate::hex(&b);
@@ -67,6 +78,23 @@ pub fn string_from(alphabet: &[u8], len: usize) -> Result<zeroize::Zeroizing<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nonces_do_not_repeat_within_or_across_threads() {
+        let draw = || (0..2000).map(|_| nonce_bytes::<16>()).collect::<Vec<_>>();
+        let mut all: Vec<[u8; 16]> = std::thread::scope(|s| {
+            let others: Vec<_> = (0..3).map(|_| s.spawn(draw)).collect();
+            let mut all = draw();
+            for t in others {
+                all.extend(t.join().unwrap());
+            }
+            all
+        });
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 8000);
+        assert_eq!(nonce().unwrap().len(), 24);
+    }
 
     #[test]
     fn strings_use_only_the_alphabet_and_every_symbol() {

@@ -235,7 +235,7 @@ impl ChannelKey {
     /// (tag appended).
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<([u8; 24], Vec<u8>), CryptoError> {
         use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
-        let nonce = random::bytes::<24>()?;
+        let nonce = random::nonce_bytes::<24>();
         let ct = chacha20poly1305::XChaCha20Poly1305::new((&*self.0).into())
             .encrypt(
                 &nonce.into(),
