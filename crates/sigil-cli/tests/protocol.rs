@@ -730,3 +730,86 @@ async fn the_sdk_does_not_follow_redirects() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(!reached.load(Ordering::SeqCst), "the redirect was followed");
 }
+
+/// `HTTPS_PROXY` sends the CLI through an HTTP proxy's `CONNECT` tunnel (TLS end to end, with
+/// the proxy's credentials from its URL), `NO_PROXY` exempts a host, and a proxy that refuses
+/// the tunnel is reported as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reaches_the_server_through_a_connect_proxy() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+
+    let s = Server::start();
+    ok(s.sigil(&["kv", "put", "secret/proxied", "v=through"]));
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut tcp = tokio::io::BufReader::new(tcp);
+                let mut head = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if tcp.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push(line.trim_end().to_owned());
+                }
+                log.lock().unwrap().push(head.join("\n"));
+                let target = head[0].split(' ').nth(1).unwrap().to_owned();
+                // "user" / "p@ss", as the URL carries them percent-encoded.
+                if !head.contains(&"Proxy-Authorization: Basic dXNlcjpwQHNz".to_owned()) {
+                    let _ = tcp
+                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let mut upstream = tokio::net::TcpStream::connect(target).await.unwrap();
+                tcp.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tcp, &mut upstream).await;
+            });
+        }
+    });
+    let admin = s.admin_key();
+    let run = |env: Vec<(&'static str, String)>| {
+        let (s, admin) = (&s, admin.clone());
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        s.sigil_as_env(&admin, &["kv", "get", "-field=v", "secret/proxied"], &env)
+    };
+    let good = format!("http://user:p%40ss@{proxy}");
+    let out = tokio::task::block_in_place(|| run(vec![("HTTPS_PROXY", good.clone())]));
+    assert_eq!(ok(out).trim(), "through");
+    let connects = seen.lock().unwrap().clone();
+    assert!(!connects.is_empty());
+    assert!(
+        connects
+            .iter()
+            .all(|h| h.starts_with(&format!("CONNECT {} HTTP/1.1", s.addr()))),
+        "{connects:?}"
+    );
+
+    let before = seen.lock().unwrap().len();
+    let out = tokio::task::block_in_place(|| {
+        run(vec![
+            ("HTTPS_PROXY", good.clone()),
+            ("NO_PROXY", "localhost,127.0.0.1".into()),
+        ])
+    });
+    assert_eq!(ok(out).trim(), "through");
+    assert_eq!(seen.lock().unwrap().len(), before, "NO_PROXY went through");
+
+    let out = tokio::task::block_in_place(|| {
+        run(vec![("HTTPS_PROXY", format!("http://user:wrong@{proxy}"))])
+    });
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("407"), "{stderr}");
+}

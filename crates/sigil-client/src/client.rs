@@ -11,6 +11,7 @@ use url::{Position, Url};
 use zeroize::Zeroizing;
 
 use crate::ClientError;
+use crate::transport::{ClientCertificate, Transport};
 
 /// How to reach and trust a server.
 pub struct ClientConfig {
@@ -35,7 +36,7 @@ impl std::fmt::Debug for ClientConfig {
 
 /// A signing, sealing client.
 pub struct Client {
-    http: reqwest::Client,
+    http: Transport,
     base: Url,
     key: Option<SecretIdentity>,
     pinned: Option<KeyId>,
@@ -114,16 +115,31 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn transport(e: reqwest::Error) -> ClientError {
-    use std::error::Error as _;
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
+/// An HTTP request to `url` (sent as its path and query) with `headers`, and `body` with its
+/// media type.
+fn http_request(
+    method: &str,
+    url: &Url,
+    headers: &[(&'static str, &str)],
+    body: Option<(Vec<u8>, &'static str)>,
+) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, ClientError> {
+    let method = http::Method::from_bytes(method.as_bytes())
+        .map_err(|_| ClientError::Config(format!("invalid method {method:?}")))?;
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(&url[Position::BeforePath..Position::AfterQuery]);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
-    ClientError::Transport(msg)
+    let bytes = match body {
+        Some((bytes, content_type)) => {
+            req = req.header(http::header::CONTENT_TYPE, content_type);
+            bytes.into()
+        }
+        None => bytes::Bytes::new(),
+    };
+    req.body(http_body_util::Full::new(bytes))
+        .map_err(|e| ClientError::Config(format!("invalid request: {e}")))
 }
 
 fn rng() -> ClientError {
@@ -154,7 +170,7 @@ impl Client {
             })?),
             None => None,
         };
-        let http = http_client(config.ca_pem.as_deref(), None)?;
+        let http = Transport::new(&base, config.ca_pem.as_deref(), None)?;
         Ok(Client {
             http,
             base,
@@ -178,12 +194,8 @@ impl Client {
         chain_pem: &[u8],
         key_pem: &[u8],
     ) -> Result<Self, ClientError> {
-        let mut both = Zeroizing::new(key_pem.to_vec());
-        both.extend_from_slice(b"\n");
-        both.extend_from_slice(chain_pem);
-        let identity = reqwest::Identity::from_pem(&both)
-            .map_err(|e| ClientError::Config(format!("invalid client certificate or key: {e}")))?;
-        self.http = http_client(self.ca_pem.as_deref(), Some(identity))?;
+        let certificate = ClientCertificate::from_pem(chain_pem, key_pem)?;
+        self.http = Transport::new(&self.base, self.ca_pem.as_deref(), Some(certificate))?;
         self.mtls = true;
         Ok(self)
     }
@@ -286,15 +298,17 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<ApiResponse, ClientError> {
-        let method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|_| ClientError::Config(format!("invalid method {method:?}")))?;
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.map_err(transport)?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(transport)?;
+        let body = body.map(|b| {
+            (
+                serde_json::to_vec(b).expect("JSON serializes"),
+                "application/json",
+            )
+        });
+        let reply = self
+            .http
+            .send(http_request(method, &self.url(path), &[], body)?)
+            .await?;
+        let (status, bytes) = (reply.status, reply.body);
         if !(200..300).contains(&status) {
             return Err(api_error(status, &bytes));
         }
@@ -320,53 +334,48 @@ impl Client {
     ) -> Result<Answer, ClientError> {
         let key = self.key()?;
         let url = self.url(path);
-        let method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|_| ClientError::Config(format!("invalid method {method:?}")))?;
-        let target = format!(
-            "https://{}{}",
-            &url[Position::BeforeHost..Position::AfterPort],
-            &url[Position::BeforePath..Position::AfterQuery]
-        );
-        let mut req = self.http.request(method.clone(), url);
+        let signed;
+        let mut fields: Vec<(&'static str, &str)> = Vec::with_capacity(4);
         if self.mtls {
-            req = req.header(headers::SIGIL_NONCE, &nonce);
+            fields.push((headers::SIGIL_NONCE, &nonce));
         } else {
+            let target = format!(
+                "https://{}{}",
+                &url[Position::BeforeHost..Position::AfterPort],
+                &url[Position::BeforePath..Position::AfterQuery]
+            );
             let created = now();
-            let signed = signature::sign(
+            signed = signature::sign(
                 key,
-                method.as_str(),
+                method,
                 &target,
                 body.as_ref().map(|b| b.bytes.as_slice()),
                 (created, created + signature::DEFAULT_VALIDITY_SECS),
                 nonce.clone(),
             );
-            req = req
-                .header(headers::SIGNATURE_INPUT, signed.signature_input)
-                .header(headers::SIGNATURE, signed.signature);
-            if let Some(digest) = signed.content_digest {
-                req = req.header(headers::CONTENT_DIGEST, digest);
+            fields.push((headers::SIGNATURE_INPUT, &signed.signature_input));
+            fields.push((headers::SIGNATURE, &signed.signature));
+            if let Some(digest) = &signed.content_digest {
+                fields.push((headers::CONTENT_DIGEST, digest));
             }
         }
         if let Some(channel) = channel {
-            req = req.header(headers::SIGIL_CHANNEL, channel);
+            fields.push((headers::SIGIL_CHANNEL, channel));
         }
-        if let Some(b) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, b.content_type)
-                .body(b.bytes);
-        }
-        let resp = req.send().await.map_err(transport)?;
-        let status = resp.status().as_u16();
-        let channel = resp
-            .headers()
+        let body = body.map(|b| (b.bytes, b.content_type));
+        let reply = self
+            .http
+            .send(http_request(method, &url, &fields, body)?)
+            .await?;
+        let channel = reply
+            .headers
             .get(headers::SIGIL_CHANNEL)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = resp.bytes().await.map_err(transport)?;
         Ok(Answer {
-            status,
+            status: reply.status,
             channel,
-            bytes,
+            bytes: reply.body,
             nonce,
         })
     }
@@ -621,38 +630,6 @@ impl Client {
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Response(format!("sys/unseal: {e}")))
     }
-}
-
-/// The HTTP client: TLS 1.3 only, trusting `ca_pem` (else the system roots), presenting
-/// `identity` if given. It speaks HTTP/1.1 with keep-alive (a pooled connection per request in
-/// flight): Sigil's requests and answers are small, and HTTP/2's framing and header compression
-/// cost both sides about a fifth more CPU per request on loopback (docs/performance.md). The
-/// server speaks both.
-fn http_client(
-    ca_pem: Option<&[u8]>,
-    identity: Option<reqwest::Identity>,
-) -> Result<reqwest::Client, ClientError> {
-    // No redirects: a signature covers the target URI, so a redirected request could only be
-    // refused — or, worse, carry its signed headers and sealed body to another host.
-    let mut builder = reqwest::Client::builder()
-        .https_only(true)
-        .tls_version_min(reqwest::tls::Version::TLS_1_3)
-        .http1_only()
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(pem) = ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| ClientError::Config(format!("invalid CA certificate: {e}")))?;
-        if certs.is_empty() {
-            return Err(ClientError::Config("CA file holds no certificate".into()));
-        }
-        builder = builder.tls_certs_only(certs);
-    }
-    if let Some(id) = identity {
-        builder = builder.identity(id);
-    }
-    builder
-        .build()
-        .map_err(|e| ClientError::Config(format!("TLS setup failed: {e}")))
 }
 
 fn api_error(status: u16, bytes: &[u8]) -> ClientError {

@@ -11,6 +11,7 @@
 mod client;
 pub mod e2e;
 mod error;
+mod transport;
 
 pub use client::{ApiResponse, Client, ClientConfig};
 pub use error::ClientError;
