@@ -813,3 +813,51 @@ async fn the_cli_reaches_the_server_through_a_connect_proxy() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("407"), "{stderr}");
 }
+
+/// TCP connections from this machine to `port`, in any state (`/proc/net/tcp`): an SDK client
+/// that reuses its connections leaves one per request in flight, and no `TIME_WAIT` trail.
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let remote = l.split_whitespace().nth(2).unwrap_or_default();
+            remote.rsplit(':').next() == Some(&format!("{port:04X}")[..])
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_keeps_one_connection_per_request_in_flight() {
+    let s = Server::start();
+    ok(s.sigil(&["kv", "put", "secret/reused", "v=1"]));
+    let port = s.addr().port();
+    let before = connections_to(port);
+    let client = std::sync::Arc::new(s.sdk(&s.admin_key()));
+    for _ in 0..200 {
+        client
+            .request("GET", "secret/data/reused", None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(connections_to(port) - before, 1, "one after 200 in a row");
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let client = std::sync::Arc::clone(&client);
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    client
+                        .request("GET", "secret/data/reused", None)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after = connections_to(port) - before;
+    assert!((1..=4).contains(&after), "{after} for 4 requests in flight");
+}

@@ -138,6 +138,14 @@ impl Transport {
                 Some(s) => (s, false),
                 None => (self.connect().await?, true),
             };
+            // A connection goes back to the pool as soon as its answer is read, which can be
+            // before it is ready for the next request: wait for that (an error: it closed).
+            if let Err(e) = sender.ready().await {
+                if fresh {
+                    return Err(transport_error("starting HTTP/1.1", &e));
+                }
+                continue;
+            }
             let response = match sender.try_send_request(req).await {
                 Ok(r) => r,
                 Err(mut e) => match e.take_message() {
@@ -169,7 +177,7 @@ impl Transport {
     fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(s) = idle.pop() {
-            if s.is_ready() {
+            if !s.is_closed() {
                 return Some(s);
             }
         }
