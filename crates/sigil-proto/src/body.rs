@@ -1,6 +1,8 @@
 //! Sealed bodies: `{"enc":"<base64url>","ct":"<base64url>"}` (PROTOCOL.md §4) and, on a
 //! channel, `{"ch":"<id>","n":"<base64url>","ct":"<base64url>"}` (§6).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use sigil_crypto::{ChannelKey, EncryptionKey, Envelope, SealInfo, b64url_decode, b64url_encode};
 use zeroize::Zeroizing;
@@ -20,27 +22,34 @@ pub enum BodyError {
     Seal,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Serialize)]
 struct SealedJson {
     enc: String,
     ct: String,
 }
 
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
-#[serde(deny_unknown_fields)]
+/// What [`seal_channel`] writes by hand, for the test that it matches serde's output.
+#[cfg(test)]
+#[derive(Serialize)]
 struct ChannelJson {
     ch: String,
     n: String,
     ct: String,
 }
 
+/// Either envelope's fields, read in one pass (an untagged enum buffered the document and built
+/// an error for the shape that did not match, on every answer).
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum AnyJson {
-    Hpke(SealedJson),
-    Channel(ChannelJson),
+#[serde(deny_unknown_fields)]
+struct AnyJson<'a> {
+    #[serde(borrow, default)]
+    enc: Option<Cow<'a, str>>,
+    #[serde(default)]
+    ch: Option<String>,
+    #[serde(borrow, default)]
+    n: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    ct: Cow<'a, str>,
 }
 
 /// A sealed body as received.
@@ -63,18 +72,20 @@ pub enum Sealed {
 /// Parses either envelope.
 pub fn parse(body: &[u8]) -> Result<Sealed, BodyError> {
     let b64 = |s: &str, what| b64url_decode(s).map_err(|_| BodyError::Malformed(what));
-    match serde_json::from_slice::<AnyJson>(body).map_err(|_| {
-        BodyError::Malformed("expected {\"enc\":…,\"ct\":…} or {\"ch\":…,\"n\":…,\"ct\":…}")
-    })? {
-        AnyJson::Hpke(j) => Ok(Sealed::Hpke(Envelope {
-            enc: b64(&j.enc, "enc is not base64url")?,
+    let shape =
+        || BodyError::Malformed("expected {\"enc\":…,\"ct\":…} or {\"ch\":…,\"n\":…,\"ct\":…}");
+    let j = serde_json::from_slice::<AnyJson<'_>>(body).map_err(|_| shape())?;
+    match (j.enc, j.ch, j.n) {
+        (Some(enc), None, None) => Ok(Sealed::Hpke(Envelope {
+            enc: b64(&enc, "enc is not base64url")?,
             ct: b64(&j.ct, "ct is not base64url")?,
         })),
-        AnyJson::Channel(j) => Ok(Sealed::Channel {
-            id: j.ch,
-            nonce: b64(&j.n, "n is not base64url")?,
+        (None, Some(id), Some(n)) => Ok(Sealed::Channel {
+            id,
+            nonce: b64(&n, "n is not base64url")?,
             ct: b64(&j.ct, "ct is not base64url")?,
         }),
+        _ => Err(shape()),
     }
 }
 
@@ -219,9 +230,22 @@ mod tests {
             &b"{\"ch\":\"c\",\"n\":\"***\",\"ct\":\"AA\"}"[..],
             b"{\"ch\":\"c\",\"n\":\"AA\"}",
             b"{\"ch\":1,\"n\":\"AA\",\"ct\":\"AA\"}",
+            b"{\"enc\":\"AA\",\"n\":\"AA\",\"ct\":\"AA\"}",
+            b"{\"ch\":\"c\",\"ct\":\"AA\"}",
+            b"{\"ch\":\"c\",\"ch\":\"d\",\"n\":\"AA\",\"ct\":\"AA\"}",
+            b"{\"enc\":\"AA\",\"enc\":\"AA\",\"ct\":\"AA\"}",
         ] {
             assert!(matches!(parse(garbage), Err(BodyError::Malformed(_))));
         }
+        // JSON escapes are read as the characters they stand for.
+        assert_eq!(
+            parse(b"{\"ch\":\"c\",\"n\":\"A\\u0041\",\"ct\":\"AA\"}").unwrap(),
+            Sealed::Channel {
+                id: "c".into(),
+                nonce: vec![0],
+                ct: vec![0]
+            }
+        );
         assert_eq!(
             crate::headers::channel_grant("abc_-1; ttl=3600"),
             Some(("abc_-1".into(), 3600))
