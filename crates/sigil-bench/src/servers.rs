@@ -260,6 +260,8 @@ fn spawn_sigil(
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--limit-identity", NO_LIMIT, "--limit-address", NO_LIMIT])
         .env("SIGIL_LOG", "warn")
+        // The server runs with its default worker threads whatever the load generator uses.
+        .env_remove("TOKIO_WORKER_THREADS")
         .stdout(Stdio::piped())
         .stderr(log_file(dir, log)?)
         .spawn()
