@@ -4,7 +4,9 @@
 //! request bodies to the server's key, opens sealed responses, and refuses to talk to a server
 //! whose key does not match the pinned keyid. It speaks Vault's paths and JSON shapes.
 //!
-//! It does not retry, cache secrets, or hold any credential other than the caller's key.
+//! It does not retry (only a request that a pooled connection, closed by the server, never sent
+//! goes out again on a new one), cache secrets, or hold any credential other than the caller's
+//! key.
 
 #![warn(missing_docs)]
 
