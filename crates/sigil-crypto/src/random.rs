@@ -17,7 +17,9 @@ pub fn bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
 /// `N` random bytes for a value that must be unpredictable and never repeat but is not a key:
 /// nonces and ids, drawn on every request. They come from the thread's generator (`rand`'s
 /// `ThreadRng`: ChaCha12, seeded from the OS and reseeded from it every 64 KiB) instead of a
-/// system call each; keys and key material use [`bytes`] and [`fill`].
+/// system call each; keys and key material use [`bytes`] and [`fill`]. Like `ThreadRng`, it
+/// panics if the OS cannot seed it (on Linux `getrandom` only blocks until the pool is seeded,
+/// at boot), where [`bytes`] returns an error.
 pub fn nonce_bytes<const N: usize>() -> [u8; N] {
     use rand::RngCore as _;
     let mut out = [0u8; N];
