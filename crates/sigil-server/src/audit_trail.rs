@@ -116,7 +116,7 @@ impl Trail {
 
     /// Records the outcome. A success that no device can record becomes a 503, as the request
     /// entry would have.
-    pub(crate) fn finish(
+    pub(crate) async fn finish(
         self,
         core: &Core,
         outcome: Result<(Response, Option<Value>), ApiError>,
@@ -137,7 +137,7 @@ impl Trail {
                 m.insert("error".into(), e.message().into());
             }
         }
-        let logged = core.audit().log(m);
+        let logged = core.audit().log(m).await;
         match (outcome, logged) {
             (Ok((resp, _)), Ok(())) => Ok(resp),
             (Ok(_), Err(e)) => Err(e.into()),

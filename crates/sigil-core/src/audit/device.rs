@@ -5,6 +5,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
@@ -12,12 +13,15 @@ use hmac::{Hmac, KeyInit as _, Mac as _};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 use sigil_crypto::SecretIdentity;
+use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 use super::chain;
 
 /// Entries waiting for one device; more are refused at once.
 const QUEUE: usize = 1024;
+/// Entries written together at most: those queued while the previous write ran.
+const MAX_BATCH: usize = 256;
 /// How long a socket write may block.
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -41,8 +45,11 @@ pub struct DeviceConfig {
     pub sink: Sink,
 }
 
+/// The answer to one entry: written, or why not.
+pub(crate) type Written = oneshot::Receiver<Result<(), String>>;
+
 pub(crate) enum Job {
-    Entry(Map<String, Value>, SyncSender<Result<(), String>>),
+    Entry(Map<String, Value>, oneshot::Sender<Result<(), String>>),
     Close(SyncSender<()>),
 }
 
@@ -51,7 +58,7 @@ pub(crate) struct Device {
     jobs: SyncSender<Job>,
     hmac_key: Arc<Zeroizing<[u8; 32]>>,
     /// Entries queued and not yet written (or failed).
-    pub(crate) depth: Arc<std::sync::atomic::AtomicUsize>,
+    pub(crate) depth: Arc<AtomicUsize>,
 }
 
 /// HMAC-SHA256 of a value under a device key, in Vault's form `hmac-sha256:<hex>`.
@@ -79,7 +86,8 @@ fn redact(key: &[u8; 32], value: &Value) -> Value {
 }
 
 enum Open {
-    File(std::fs::File),
+    /// A file and its length after the last complete write.
+    File(std::fs::File, u64),
     Tcp(std::net::TcpStream),
     Unix(std::os::unix::net::UnixStream),
 }
@@ -89,13 +97,13 @@ impl Open {
         Ok(match sink {
             Sink::File(p) => {
                 use std::os::unix::fs::OpenOptionsExt as _;
-                Open::File(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .mode(0o600)
-                        .open(p)?,
-                )
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(p)?;
+                let len = file.metadata()?.len();
+                Open::File(file, len)
             }
             Sink::Tcp(addr) => {
                 let addr = std::net::ToSocketAddrs::to_socket_addrs(addr)?
@@ -113,20 +121,19 @@ impl Open {
         })
     }
 
-    fn write_line(&mut self, line: &str) -> std::io::Result<()> {
-        let mut bytes = Vec::with_capacity(line.len() + 1);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.push(b'\n');
+    /// Writes whole lines (each ending in `\n`) in one go.
+    fn write_lines(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
-            Open::File(f) => {
+            Open::File(f, len) => {
                 // A failed write must not leave a fragment the next line would be glued to.
-                let len = f.metadata()?.len();
-                f.write_all(&bytes).inspect_err(|_| {
-                    let _ = f.set_len(len);
-                })
+                f.write_all(bytes).inspect_err(|_| {
+                    let _ = f.set_len(*len);
+                })?;
+                *len += bytes.len() as u64;
+                Ok(())
             }
-            Open::Tcp(s) => s.write_all(&bytes),
-            Open::Unix(s) => s.write_all(&bytes),
+            Open::Tcp(s) => s.write_all(bytes),
+            Open::Unix(s) => s.write_all(bytes),
         }
     }
 }
@@ -154,78 +161,134 @@ fn file_tail(path: &PathBuf) -> (String, u64) {
 struct Writer {
     sink: Sink,
     open: Option<Open>,
-    prev: String,
-    seq: u64,
-    since_checkpoint: u64,
+    chain: ChainState,
     checkpoint_every: u64,
     key: Arc<Zeroizing<[u8; 32]>>,
     server: Arc<SecretIdentity>,
-    depth: Arc<std::sync::atomic::AtomicUsize>,
+    depth: Arc<AtomicUsize>,
+}
+
+/// Where a chain stands: the last line's hash and seq, and entries since the last checkpoint.
+#[derive(Clone)]
+struct ChainState {
+    prev: String,
+    seq: u64,
+    since_checkpoint: u64,
 }
 
 impl Writer {
-    fn emit(&mut self, mut entry: Map<String, Value>) -> Result<(), String> {
-        if self.open.is_none() {
-            self.open = Some(Open::connect(&self.sink).map_err(|e| e.to_string())?);
-        }
-        let seq = self.seq + 1;
-        entry.insert("seq".into(), seq.into());
-        entry.insert("prev".into(), self.prev.clone().into());
+    /// Appends `entry` as the chain's next line to `out`.
+    fn append(chain: &mut ChainState, mut entry: Map<String, Value>, out: &mut Vec<u8>) {
+        chain.seq += 1;
+        entry.insert("seq".into(), chain.seq.into());
+        entry.insert("prev".into(), std::mem::take(&mut chain.prev).into());
         let (line, hash) = chain::seal_line(&entry);
-        let open = self.open.as_mut().expect("opened above");
-        if let Err(e) = open.write_line(&line) {
-            self.open = None;
-            return Err(e.to_string());
-        }
-        self.prev = hash;
-        self.seq = seq;
-        Ok(())
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+        chain.prev = hash;
     }
 
-    fn checkpoint(&mut self) -> Result<(), String> {
+    /// Appends a checkpoint signed by the server key.
+    fn append_checkpoint(&self, chain: &mut ChainState, out: &mut Vec<u8>) {
         let entry = chain::checkpoint(
             &self.server,
-            &self.prev,
-            self.seq + 1,
+            &chain.prev,
+            chain.seq + 1,
             &crate::timefmt::now_rfc3339(),
         );
-        // `checkpoint` sets seq and prev itself; emit re-sets them to the same values.
-        self.emit(entry)?;
-        self.since_checkpoint = 0;
-        Ok(())
+        // `checkpoint` sets seq and prev itself; `append` sets them to the same values.
+        Self::append(chain, entry, out);
+        chain.since_checkpoint = 0;
     }
 
-    fn record(&mut self, mut entry: Map<String, Value>) -> Result<(), String> {
+    /// Appends a request or response entry, its secrets replaced by HMACs, and a checkpoint
+    /// when one is due.
+    fn append_record(
+        &self,
+        chain: &mut ChainState,
+        mut entry: Map<String, Value>,
+        out: &mut Vec<u8>,
+    ) {
         for field in ["data", "request_data", "response_data"] {
             if let Some(v) = entry.get(field) {
                 let red = redact(&self.key, v);
                 entry.insert(field.into(), red);
             }
         }
-        self.emit(entry)?;
-        self.since_checkpoint += 1;
-        if self.since_checkpoint >= self.checkpoint_every {
-            self.checkpoint()?;
+        Self::append(chain, entry, out);
+        chain.since_checkpoint += 1;
+        if chain.since_checkpoint >= self.checkpoint_every {
+            self.append_checkpoint(chain, out);
         }
+    }
+
+    /// Writes `bytes` (whole lines); the chain moves on only if they were written.
+    fn write(&mut self, chain: ChainState, bytes: &[u8]) -> Result<(), String> {
+        if self.open.is_none() {
+            self.open = Some(Open::connect(&self.sink).map_err(|e| e.to_string())?);
+        }
+        let open = self.open.as_mut().expect("opened above");
+        if let Err(e) = open.write_lines(bytes) {
+            self.open = None;
+            return Err(e.to_string());
+        }
+        self.chain = chain;
         Ok(())
     }
 
-    fn run(mut self, jobs: &Receiver<Job>) {
-        while let Ok(job) = jobs.recv() {
+    /// Records the jobs queued so far in one write: every entry of the batch is written, or
+    /// none is and all of them fail. Returns whether the device was closed.
+    fn run_batch(&mut self, batch: &mut Vec<Job>) -> bool {
+        let mut chain = self.chain.clone();
+        let mut out = Vec::new();
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut closed = None;
+        for job in batch.drain(..) {
             match job {
-                Job::Entry(entry, reply) => {
-                    let result = self.record(entry);
-                    self.depth
-                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    let _ = reply.send(result);
+                Job::Entry(entry, reply) if closed.is_none() => {
+                    self.append_record(&mut chain, entry, &mut out);
+                    replies.push(reply);
                 }
-                Job::Close(done) => {
-                    if self.since_checkpoint > 0 {
-                        let _ = self.checkpoint();
-                    }
-                    let _ = done.send(());
-                    return;
+                Job::Entry(_, reply) => {
+                    self.depth.fetch_sub(1, Ordering::Relaxed);
+                    let _ = reply.send(Err("the device is closed".to_owned()));
                 }
+                Job::Close(done) => closed = Some(done),
+            }
+        }
+        if closed.is_some() && chain.since_checkpoint > 0 {
+            self.append_checkpoint(&mut chain, &mut out);
+        }
+        let result = if out.is_empty() {
+            Ok(())
+        } else {
+            self.write(chain, &out)
+        };
+        self.depth.fetch_sub(replies.len(), Ordering::Relaxed);
+        for reply in replies {
+            let _ = reply.send(result.clone());
+        }
+        match closed {
+            Some(done) => {
+                let _ = done.send(());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn run(mut self, jobs: &Receiver<Job>) {
+        let mut batch = Vec::new();
+        while let Ok(job) = jobs.recv() {
+            batch.push(job);
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            if self.run_batch(&mut batch) {
+                return;
             }
         }
     }
@@ -243,14 +306,16 @@ impl Device {
             _ => (String::new(), 0),
         };
         let key = Arc::new(key);
-        let depth = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let depth = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
             depth: Arc::clone(&depth),
             sink: config.sink.clone(),
             open: None,
-            prev,
-            seq,
-            since_checkpoint: 0,
+            chain: ChainState {
+                prev,
+                seq,
+                since_checkpoint: 0,
+            },
             checkpoint_every,
             key: Arc::clone(&key),
             server,
@@ -267,17 +332,15 @@ impl Device {
         })
     }
 
-    /// Queues `entry`; the reply arrives when it is written (or failed).
-    pub(crate) fn submit(&self, entry: Map<String, Value>) -> Option<Receiver<Result<(), String>>> {
-        let (reply, answer) = sync_channel(1);
+    /// Queues `entry`; the answer comes when it is written (or failed).
+    pub(crate) fn submit(&self, entry: Map<String, Value>) -> Option<Written> {
+        let (reply, answer) = oneshot::channel();
         // Counted before it is queued, so the writer never decrements below zero.
-        self.depth
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.depth.fetch_add(1, Ordering::Relaxed);
         match self.jobs.try_send(Job::Entry(entry, reply)) {
             Ok(()) => Some(answer),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.depth
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                self.depth.fetch_sub(1, Ordering::Relaxed);
                 None
             }
         }
@@ -293,5 +356,158 @@ impl Device {
         if self.jobs.try_send(Job::Close(done)).is_ok() {
             let _ = wait.recv_timeout(timeout);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> Arc<SecretIdentity> {
+        Arc::new(SecretIdentity::generate().unwrap())
+    }
+
+    fn entry(path: String) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("type".into(), "request".into());
+        m.insert("path".into(), path.into());
+        m.insert("data".into(), serde_json::json!({ "password": "hunter2" }));
+        m
+    }
+
+    fn verified(path: &std::path::Path, server: &SecretIdentity) -> (String, chain::VerifySummary) {
+        let text = std::fs::read_to_string(path).unwrap();
+        let summary = chain::verify(&text, Some(server.public().keyid().as_str()), false).unwrap();
+        (text, summary)
+    }
+
+    fn writer(sink: Sink, server: Arc<SecretIdentity>) -> Writer {
+        Writer {
+            sink,
+            open: None,
+            chain: ChainState {
+                prev: String::new(),
+                seq: 0,
+                since_checkpoint: 0,
+            },
+            checkpoint_every: 3,
+            key: Arc::new(Zeroizing::new([7; 32])),
+            server,
+            depth: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Entries queued from many threads faster than one write takes go out in batches that
+    /// keep one intact chain, every entry once, no secret in it.
+    #[test]
+    fn concurrent_entries_make_one_intact_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let server = server();
+        let config = DeviceConfig {
+            name: "file".into(),
+            sink: Sink::File(path.clone()),
+        };
+        let key = Zeroizing::new([7; 32]);
+        let device = Arc::new(Device::start(&config, key, Arc::clone(&server), 10).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let device = Arc::clone(&device);
+                std::thread::spawn(move || {
+                    let answers: Vec<_> = (0..200)
+                        .map(|i| device.submit(entry(format!("{t}/{i}"))).expect("queued"))
+                        .collect();
+                    for answer in answers {
+                        answer.blocking_recv().unwrap().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        device.close(Duration::from_secs(5));
+        let (text, summary) = verified(&path, &server);
+        assert_eq!(summary.unsigned_tail, 0, "close signs the tail");
+        assert!(!text.contains("hunter2"));
+        let mut paths: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter_map(|e| e["path"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(paths.len(), 800);
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), 800, "every entry exactly once");
+        assert_eq!(device.depth.load(Ordering::Relaxed), 0);
+    }
+
+    /// One batch: checkpoints fall where they are due, a close signs the tail, and entries
+    /// queued behind the close are refused, not written.
+    #[test]
+    fn a_batch_with_a_close_signs_its_tail_and_refuses_what_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let server = server();
+        let mut writer = writer(Sink::File(path.clone()), Arc::clone(&server));
+        let mut batch = Vec::new();
+        let mut answers = Vec::new();
+        for i in 0..4 {
+            let (reply, answer) = oneshot::channel();
+            batch.push(Job::Entry(entry(format!("a/{i}")), reply));
+            answers.push(answer);
+        }
+        let (done, closed) = sync_channel(1);
+        batch.push(Job::Close(done));
+        let (reply, refused) = oneshot::channel();
+        batch.push(Job::Entry(entry("after".into()), reply));
+        writer.depth.store(5, Ordering::Relaxed);
+
+        assert!(writer.run_batch(&mut batch));
+        closed.try_recv().unwrap();
+        for mut answer in answers {
+            answer.try_recv().unwrap().unwrap();
+        }
+        assert!(refused.blocking_recv().unwrap().is_err());
+        assert_eq!(writer.depth.load(Ordering::Relaxed), 0);
+        let (text, summary) = verified(&path, &server);
+        // a/0 a/1 a/2 checkpoint a/3 checkpoint
+        assert_eq!(summary.lines, 6);
+        assert_eq!(summary.checkpoints, 2);
+        assert_eq!(summary.unsigned_tail, 0);
+        assert!(!text.contains("after"));
+    }
+
+    /// A batch that cannot be written fails every entry in it and leaves the chain where it
+    /// was: the next batch continues it as if the failed one never happened.
+    #[test]
+    fn a_failed_batch_fails_all_its_entries_and_the_chain_continues_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        let path = logs.join("audit.log");
+        let server = server();
+        let mut writer = writer(Sink::File(path.clone()), Arc::clone(&server));
+        let run = |writer: &mut Writer, names: &[&str]| {
+            let mut batch = Vec::new();
+            let mut answers = Vec::new();
+            for name in names {
+                let (reply, answer) = oneshot::channel();
+                batch.push(Job::Entry(entry((*name).to_owned()), reply));
+                answers.push(answer);
+            }
+            writer.depth.fetch_add(names.len(), Ordering::Relaxed);
+            assert!(!writer.run_batch(&mut batch));
+            answers
+                .into_iter()
+                .map(|mut a| a.try_recv().unwrap().is_ok())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(&mut writer, &["lost/1", "lost/2"]), [false, false]);
+        std::fs::create_dir(&logs).unwrap();
+        assert_eq!(run(&mut writer, &["kept/1", "kept/2", "kept/3"]), [true; 3]);
+        let (text, summary) = verified(&path, &server);
+        assert_eq!((summary.lines, summary.checkpoints), (4, 1));
+        assert!(!text.contains("lost/"));
+        assert_eq!(writer.depth.load(Ordering::Relaxed), 0);
     }
 }

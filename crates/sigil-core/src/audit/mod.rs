@@ -11,7 +11,7 @@ mod chain;
 mod device;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use sigil_crypto::SecretIdentity;
@@ -66,24 +66,27 @@ impl Broker {
     }
 
     /// Records `entry` on every device; succeeds if at least one wrote it within [`WAIT`]
-    /// (always, when no device is configured).
-    pub fn log(&self, entry: Map<String, Value>) -> Result<(), CoreError> {
-        if self.devices.is_empty() {
+    /// (always, when no device is configured). Each device's writer thread writes what was
+    /// queued while it wrote the last batch in one go; this only waits for it.
+    pub async fn log(&self, entry: Map<String, Value>) -> Result<(), CoreError> {
+        let Some((last, others)) = self.devices.split_last() else {
             return Ok(());
-        }
-        let deadline = Instant::now() + WAIT;
-        let pending: Vec<_> = self
-            .devices
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut pending: Vec<_> = others
             .iter()
             .map(|d| (d, d.submit(entry.clone())))
             .collect();
+        pending.push((last, last.submit(entry)));
         let mut written = false;
         for (device, answer) in pending {
             let result = match answer {
                 None => Err("queue full".to_owned()),
-                Some(rx) => rx
-                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                    .unwrap_or_else(|_| Err("timed out".to_owned())),
+                Some(answer) => match tokio::time::timeout_at(deadline, answer).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => Err("the writer stopped".to_owned()),
+                    Err(_) => Err("timed out".to_owned()),
+                },
             };
             match result {
                 Ok(()) => written = true,
