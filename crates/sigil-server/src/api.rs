@@ -496,7 +496,12 @@ async fn authenticated(
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed")
         })??
     };
-    let audit_data = response.data.clone();
+    // The data goes into the audit log's response entry only when a device records it.
+    let audit_data = if core.audit().enabled() {
+        response.data.clone()
+    } else {
+        None
+    };
     Ok((seal(response)?, audit_data))
 }
 

@@ -125,21 +125,23 @@ impl Trail {
             return outcome.map(|(r, _)| r);
         }
         let mut m = self.entry("response");
-        match &outcome {
+        let outcome = match outcome {
             Ok((resp, data)) => {
                 m.insert("status".into(), resp.status().as_u16().into());
                 if let Some(d) = data {
-                    m.insert("data".into(), d.clone());
+                    m.insert("data".into(), d);
                 }
+                Ok(resp)
             }
             Err(e) => {
                 m.insert("status".into(), e.status().as_u16().into());
                 m.insert("error".into(), e.message().into());
+                Err(e)
             }
-        }
+        };
         let logged = core.audit().log(m).await;
         match (outcome, logged) {
-            (Ok((resp, _)), Ok(())) => Ok(resp),
+            (Ok(resp), Ok(())) => Ok(resp),
             (Ok(_), Err(e)) => Err(e.into()),
             (Err(e), _) => Err(e),
         }
