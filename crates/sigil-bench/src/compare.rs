@@ -10,14 +10,18 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
+use crate::load::Target;
 use crate::load::{self, Stats, Workload};
-use crate::servers::{self, Started};
+use crate::servers::{self, Process, Started};
 
 #[derive(clap::Args)]
 pub(crate) struct CompareArgs {
     /// Seconds per workload and server.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Slices each workload's time is cut into: the servers take turns, slice by slice.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
     /// Concurrent clients.
     #[arg(long, default_value_t = 32)]
     clients: usize,
@@ -62,68 +66,84 @@ struct Measured {
     client_cpu_us: f64,
 }
 
-/// Runs every workload against `target`. `idle_rss_kib` is read after a pause unless the
-/// process was measured idle already.
-async fn measure_target(
+/// One of the servers or ways in under comparison (Sigil signed, Sigil over mTLS, OpenBao),
+/// with its results so far.
+struct Contender {
     name: String,
     pid: u32,
-    target: crate::load::Target,
-    (cold_start, idle_rss_kib): (Duration, Option<u64>),
-    workloads: &[Workload],
-    args: &CompareArgs,
-) -> anyhow::Result<Run> {
-    let idle_rss_kib = match idle_rss_kib {
-        Some(kib) => kib,
-        None => {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            servers::memory_kib(pid).0
-        }
-    };
-    let target = Arc::new(target);
-    let mut results = Vec::new();
-    for &w in workloads {
-        servers::reset_peak(pid);
-        let cpu = (servers::cpu_seconds(Some(pid)), servers::cpu_seconds(None));
-        let stats = load::run(
-            Arc::clone(&target),
-            w,
-            args.clients,
-            Duration::from_secs(args.seconds),
-            args.value_bytes,
-        )
-        .await
-        .with_context(|| format!("{name} {}", w.name()))?;
-        let (_, peak_rss_kib) = servers::memory_kib(pid);
-        let per_op = |seconds: f64| seconds * 1e6 / stats.ops.max(1) as f64;
-        let server_cpu_us = per_op(servers::cpu_seconds(Some(pid)) - cpu.0);
-        let client_cpu_us = per_op(servers::cpu_seconds(None) - cpu.1);
-        eprintln!(
-            "  {name} {}: {} cpu/op: server={server_cpu_us:.0}µs client={client_cpu_us:.0}µs",
-            w.name(),
-            stats.line()
-        );
-        results.push(Measured {
-            workload: w,
-            stats,
-            peak_rss_kib,
-            server_cpu_us,
-            client_cpu_us,
-        });
-    }
-    Ok(Run {
-        server: name,
-        cold_start,
-        idle_rss_kib,
-        results,
-    })
+    target: Arc<Target>,
+    run: Run,
 }
 
-/// Measures a started server; for Sigil, also with mTLS instead of signatures.
+/// What one contender's slices of one workload added up to.
+#[derive(Default)]
+struct Tally {
+    samples: Vec<load::Sample>,
+    server_cpu: f64,
+    client_cpu: f64,
+    peak_rss_kib: u64,
+}
+
+/// Measures the contenders of one pairing, all started and idle: for every workload, each runs
+/// it in turn for a slice of the time, `rounds` times over, so that a change in the machine's
+/// speed in the middle of a workload falls on all of them alike.
 async fn measure(
-    started: Started,
+    contenders: &mut [Contender],
     workloads: &[Workload],
     args: &CompareArgs,
-) -> anyhow::Result<Vec<Run>> {
+) -> anyhow::Result<()> {
+    let value = load::value(args.value_bytes);
+    let rounds = args.rounds.max(1);
+    let slice = Duration::from_secs_f64(args.seconds as f64 / f64::from(rounds));
+    for &w in workloads {
+        for c in contenders.iter() {
+            load::prepare(&c.target, w, &value)
+                .await
+                .with_context(|| format!("{} {}", c.name, w.name()))?;
+        }
+        let mut tallies: Vec<Tally> = contenders.iter().map(|_| Tally::default()).collect();
+        for _ in 0..rounds {
+            for (c, tally) in contenders.iter().zip(&mut tallies) {
+                servers::reset_peak(c.pid);
+                let cpu = (
+                    servers::cpu_seconds(Some(c.pid)),
+                    servers::cpu_seconds(None),
+                );
+                let sample = load::run(Arc::clone(&c.target), w, args.clients, slice, &value)
+                    .await
+                    .with_context(|| format!("{} {}", c.name, w.name()))?;
+                tally.server_cpu += servers::cpu_seconds(Some(c.pid)) - cpu.0;
+                tally.client_cpu += servers::cpu_seconds(None) - cpu.1;
+                tally.peak_rss_kib = tally.peak_rss_kib.max(servers::memory_kib(c.pid).1);
+                tally.samples.push(sample);
+            }
+        }
+        for (c, tally) in contenders.iter_mut().zip(tallies) {
+            let stats = Stats::of(args.clients, tally.samples);
+            let per_op = |seconds: f64| seconds * 1e6 / stats.ops.max(1) as f64;
+            let (server_cpu_us, client_cpu_us) =
+                (per_op(tally.server_cpu), per_op(tally.client_cpu));
+            eprintln!(
+                "  {} {}: {} cpu/op: server={server_cpu_us:.0}µs client={client_cpu_us:.0}µs",
+                c.name,
+                w.name(),
+                stats.line()
+            );
+            c.run.results.push(Measured {
+                workload: w,
+                stats,
+                peak_rss_kib: tally.peak_rss_kib,
+                server_cpu_us,
+                client_cpu_us,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A started server as contenders: for Sigil, one signing its requests and one over mTLS; for
+/// OpenBao, one with its token. Idle memory is read before any load.
+async fn contenders(started: Started, clients: usize) -> anyhow::Result<(Process, Vec<Contender>)> {
     let Started {
         process,
         target,
@@ -131,31 +151,50 @@ async fn measure(
         sigil,
     } = started;
     let pid = process.pid();
-    let Some(access) = sigil else {
-        let run = measure_target(
-            process.name.to_owned(),
-            pid,
-            target,
-            (cold_start, None),
-            workloads,
-            args,
-        )
-        .await?;
-        return Ok(vec![run]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss_kib = servers::memory_kib(pid).0;
+    let contender = |name: String, target: Target| Contender {
+        run: Run {
+            server: name.clone(),
+            cold_start,
+            idle_rss_kib,
+            results: Vec::new(),
+        },
+        name,
+        pid,
+        target: Arc::new(target),
     };
-    let certificate = servers::admin_certificate(&target).await?;
-    drop(target);
-    let signed = servers::sigil_load_target(&access, args.clients, None)?;
-    let name = format!("{}, signed", process.name);
-    let signed = measure_target(name, pid, signed, (cold_start, None), workloads, args).await?;
-    let mtls = servers::sigil_load_target(&access, args.clients, Some(&certificate))?;
-    let name = format!("{}, mTLS", process.name);
-    // The same process: idle is what it was before any load.
-    let idle = (cold_start, Some(signed.idle_rss_kib));
-    let mtls = measure_target(name, pid, mtls, idle, workloads, args).await?;
-    let runs = vec![signed, mtls];
-    drop(process);
-    Ok(runs)
+    let contenders = match sigil {
+        None => vec![contender(process.name.to_owned(), target)],
+        Some(access) => {
+            let certificate = servers::admin_certificate(&target).await?;
+            drop(target);
+            let signed = servers::sigil_load_target(&access, clients, None)?;
+            let mtls = servers::sigil_load_target(&access, clients, Some(&certificate))?;
+            vec![
+                contender(format!("{}, signed", process.name), signed),
+                contender(format!("{}, mTLS", process.name), mtls),
+            ]
+        }
+    };
+    Ok((process, contenders))
+}
+
+/// One pairing: Sigil and OpenBao started one after the other (each timed alone), then
+/// measured side by side. Returns Sigil's runs (signed, mTLS) and OpenBao's.
+async fn pairing(
+    sigil: Started,
+    bao: impl std::future::Future<Output = anyhow::Result<Started>>,
+    workloads: &[Workload],
+    args: &CompareArgs,
+) -> anyhow::Result<(Vec<Run>, Run)> {
+    let (sigil_process, mut all) = contenders(sigil, args.clients).await?;
+    let (bao_process, bao) = contenders(bao.await?, args.clients).await?;
+    all.extend(bao);
+    measure(&mut all, workloads, args).await?;
+    drop((sigil_process, bao_process));
+    let bao = all.pop().context("no OpenBao run")?.run;
+    Ok((all.into_iter().map(|c| c.run).collect(), bao))
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -273,6 +312,7 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
     if args.smoke {
         args.seconds = 1;
         args.clients = 4;
+        args.rounds = 1;
     }
     let workloads = if args.workloads.is_empty() {
         Workload::ALL.to_vec()
@@ -289,8 +329,9 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
     let bao = servers::bao_binary(!args.no_install)?;
     let dir = tempfile::tempdir()?;
     eprintln!(
-        "{} s per workload, {} clients; servers one at a time on loopback{}",
+        "{} s per workload and server in {} turns, {} clients; on loopback{}",
         args.seconds,
+        args.rounds.max(1),
         args.clients,
         if args.audit {
             ", each with a file audit device"
@@ -300,27 +341,17 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
     );
 
     eprintln!("in memory:");
-    let sigil_mem = measure(
+    let (sigil_mem, bao_dev) = pairing(
         servers::sigil_transient(&sigil, dir.path(), args.audit).await?,
-        &workloads,
-        &args,
-    )
-    .await?;
-    let bao_dev = measure(
-        servers::bao_dev(&bao, dir.path(), args.audit).await?,
+        servers::bao_dev(&bao, dir.path(), args.audit),
         &workloads,
         &args,
     )
     .await?;
     eprintln!("durable:");
-    let sigil_file = measure(
+    let (sigil_file, bao_raft) = pairing(
         servers::sigil_file(&sigil, dir.path(), args.audit).await?,
-        &workloads,
-        &args,
-    )
-    .await?;
-    let bao_raft = measure(
-        servers::bao_raft(&bao, dir.path(), args.audit).await?,
+        servers::bao_raft(&bao, dir.path(), args.audit),
         &workloads,
         &args,
     )
@@ -345,16 +376,15 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
         }
     }
     for (title, sigils, bao) in [
-        ("in memory", &sigil_mem, &bao_dev[0]),
-        ("durable", &sigil_file, &bao_raft[0]),
+        ("in memory", &sigil_mem, &bao_dev),
+        ("durable", &sigil_file, &bao_raft),
     ] {
         for s in sigils {
             table(title, s, bao);
         }
     }
-    let runs: Vec<&Run> = [&sigil_mem, &bao_dev, &sigil_file, &bao_raft]
-        .into_iter()
-        .flatten()
+    let runs: Vec<&Run> = (sigil_mem.iter().chain([&bao_dev]))
+        .chain(sigil_file.iter().chain([&bao_raft]))
         .collect();
     let errors: u64 = runs
         .iter()
@@ -365,6 +395,7 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
             "machine": machine(),
             "sigil_version": env!("CARGO_PKG_VERSION"),
             "seconds": args.seconds,
+            "rounds": args.rounds.max(1),
             "clients": args.clients,
             "value_bytes": args.value_bytes,
             "smoke": args.smoke,

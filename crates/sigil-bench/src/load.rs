@@ -119,7 +119,41 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e5).round() / 100.0
 }
 
+/// What one stretch of load gave: every completed request's latency, and the failures.
+#[derive(Debug, Default)]
+pub(crate) struct Sample {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    errors: u64,
+    first_error: Option<String>,
+}
+
 impl Stats {
+    /// The statistics of one or more stretches of the same load, taken together: throughput
+    /// over their summed duration, percentiles over all their requests.
+    pub(crate) fn of(clients: usize, samples: Vec<Sample>) -> Stats {
+        let mut all = Vec::new();
+        let (mut elapsed, mut errors, mut first_error) = (Duration::ZERO, 0, None);
+        for s in samples {
+            all.extend(s.latencies);
+            elapsed += s.elapsed;
+            errors += s.errors;
+            first_error = first_error.or(s.first_error);
+        }
+        all.sort_unstable();
+        Stats {
+            clients,
+            ops: all.len(),
+            errors,
+            ops_per_sec: all.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+            p50: percentile(&all, 0.50),
+            p90: percentile(&all, 0.90),
+            p99: percentile(&all, 0.99),
+            max: all.last().copied().unwrap_or_default(),
+            first_error,
+        }
+    }
+
     pub(crate) fn line(&self) -> String {
         format!(
             "clients={} ops={} errors={} ops/s={:.0} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
@@ -192,16 +226,20 @@ pub(crate) async fn prepare(
     }
 }
 
-/// Runs `workload` with `clients` concurrent clients for `duration`.
+/// The secret value the workloads write and read.
+pub(crate) fn value(value_bytes: usize) -> String {
+    "v".repeat(value_bytes)
+}
+
+/// Runs `workload` (already [`prepare`]d) with `clients` concurrent clients for `duration`.
 pub(crate) async fn run(
     target: Arc<Target>,
     workload: Workload,
     clients: usize,
     duration: Duration,
-    value_bytes: usize,
-) -> anyhow::Result<Stats> {
-    let value = "v".repeat(value_bytes);
-    prepare(&target, workload, &value).await?;
+    value: &str,
+) -> anyhow::Result<Sample> {
+    let value = value.to_owned();
     let input = base64::engine::general_purpose::STANDARD.encode(value.as_bytes());
     let run = sigil_crypto::random::nonce()?;
     let deadline = Instant::now() + duration;
@@ -263,28 +301,13 @@ pub(crate) async fn run(
             (latencies, errors, first_error)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    let mut first_error = None;
+    let mut sample = Sample::default();
     for t in tasks {
         let (l, e, f) = t.await?;
-        all.extend(l);
-        errors += e;
-        if first_error.is_none() {
-            first_error = f;
-        }
+        sample.latencies.extend(l);
+        sample.errors += e;
+        sample.first_error = sample.first_error.or(f);
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    all.sort();
-    Ok(Stats {
-        clients,
-        ops: all.len(),
-        errors,
-        ops_per_sec: all.len() as f64 / elapsed,
-        p50: percentile(&all, 0.50),
-        p90: percentile(&all, 0.90),
-        p99: percentile(&all, 0.99),
-        max: all.last().copied().unwrap_or_default(),
-        first_error,
-    })
+    sample.elapsed = start.elapsed();
+    Ok(sample)
 }

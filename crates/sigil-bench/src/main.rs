@@ -106,14 +106,17 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         }
     };
     let name = target.name();
-    let stats = load::run(
+    let value = load::value(args.value_bytes);
+    load::prepare(&target, args.workload, &value).await?;
+    let sample = load::run(
         Arc::new(target),
         args.workload,
         args.clients,
         Duration::from_secs(args.seconds),
-        args.value_bytes,
+        &value,
     )
     .await?;
+    let stats = load::Stats::of(args.clients, vec![sample]);
     println!("{name} {}: {}", args.workload.name(), stats.line());
     if let Some(e) = &stats.first_error {
         eprintln!("first error: {e}");
