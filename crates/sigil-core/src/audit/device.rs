@@ -56,32 +56,44 @@ pub(crate) enum Job {
 pub(crate) struct Device {
     pub(crate) name: String,
     jobs: SyncSender<Job>,
-    hmac_key: Arc<Zeroizing<[u8; 32]>>,
+    hasher: Arc<Hasher>,
     /// Entries queued and not yet written (or failed).
     pub(crate) depth: Arc<AtomicUsize>,
 }
 
-/// HMAC-SHA256 of a value under a device key, in Vault's form `hmac-sha256:<hex>`.
-pub(crate) fn hmac(key: &[u8; 32], value: &str) -> String {
-    let mut mac = <Hmac<Sha256>>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(value.as_bytes());
-    let tag = mac.finalize().into_bytes();
-    let hex = sigil_crypto::hex(&tag);
-    format!("hmac-sha256:{hex}")
-}
+/// A device's HMAC-SHA256, keyed once (the key's padded blocks hashed) and cloned per value.
+/// Its state is wiped when dropped (the `zeroize` features of `hmac` and `sha2`).
+pub(crate) struct Hasher(Hmac<Sha256>);
 
-/// Replaces every string in `value` by its HMAC.
-fn redact(key: &[u8; 32], value: &Value) -> Value {
-    match value {
-        Value::String(s) => Value::String(hmac(key, s)),
-        Value::Array(a) => Value::Array(a.iter().map(|v| redact(key, v)).collect()),
-        Value::Object(o) => {
-            Value::Object(o.iter().map(|(k, v)| (k.clone(), redact(key, v))).collect())
+impl Hasher {
+    fn new(key: &[u8; 32]) -> Self {
+        Hasher(<Hmac<Sha256>>::new_from_slice(key).expect("HMAC takes any key length"))
+    }
+
+    /// The HMAC of `value` in Vault's form `hmac-sha256:<hex>`.
+    pub(crate) fn hash(&self, value: &str) -> String {
+        let mut mac = self.0.clone();
+        mac.update(value.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(12 + 2 * tag.len());
+        out.push_str("hmac-sha256:");
+        out.push_str(&sigil_crypto::hex(&tag));
+        out
+    }
+
+    /// Replaces every string in `value` by its HMAC.
+    fn redact(&self, value: &Value) -> Value {
+        match value {
+            Value::String(s) => Value::String(self.hash(s)),
+            Value::Array(a) => Value::Array(a.iter().map(|v| self.redact(v)).collect()),
+            Value::Object(o) => {
+                Value::Object(o.iter().map(|(k, v)| (k.clone(), self.redact(v))).collect())
+            }
+            // A secret may be a number (a PIN) or a boolean: HMAC its JSON text.
+            Value::Number(n) => Value::String(self.hash(&n.to_string())),
+            Value::Bool(b) => Value::String(self.hash(if *b { "true" } else { "false" })),
+            Value::Null => Value::Null,
         }
-        // A secret may be a number (a PIN) or a boolean: HMAC its JSON text.
-        Value::Number(n) => Value::String(hmac(key, &n.to_string())),
-        Value::Bool(b) => Value::String(hmac(key, if *b { "true" } else { "false" })),
-        Value::Null => Value::Null,
     }
 }
 
@@ -163,7 +175,7 @@ struct Writer {
     open: Option<Open>,
     chain: ChainState,
     checkpoint_every: u64,
-    key: Arc<Zeroizing<[u8; 32]>>,
+    hasher: Arc<Hasher>,
     server: Arc<SecretIdentity>,
     depth: Arc<AtomicUsize>,
 }
@@ -211,7 +223,7 @@ impl Writer {
     ) {
         for field in ["data", "request_data", "response_data"] {
             if let Some(v) = entry.get(field) {
-                let red = redact(&self.key, v);
+                let red = self.hasher.redact(v);
                 entry.insert(field.into(), red);
             }
         }
@@ -305,7 +317,8 @@ impl Device {
             Sink::File(p) => file_tail(p),
             _ => (String::new(), 0),
         };
-        let key = Arc::new(key);
+        // The raw key is wiped when `key` drops; the keyed state stays.
+        let hasher = Arc::new(Hasher::new(&key));
         let depth = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
             depth: Arc::clone(&depth),
@@ -317,7 +330,7 @@ impl Device {
                 since_checkpoint: 0,
             },
             checkpoint_every,
-            key: Arc::clone(&key),
+            hasher: Arc::clone(&hasher),
             server,
         };
         let (tx, rx) = sync_channel(QUEUE);
@@ -327,7 +340,7 @@ impl Device {
         Ok(Device {
             name: config.name.clone(),
             jobs: tx,
-            hmac_key: key,
+            hasher,
             depth,
         })
     }
@@ -347,7 +360,7 @@ impl Device {
     }
 
     pub(crate) fn hash(&self, value: &str) -> String {
-        hmac(&self.hmac_key, value)
+        self.hasher.hash(value)
     }
 
     /// Writes a final checkpoint and stops the writer (waits at most `timeout`).
@@ -391,10 +404,27 @@ mod tests {
                 since_checkpoint: 0,
             },
             checkpoint_every: 3,
-            key: Arc::new(Zeroizing::new([7; 32])),
+            hasher: Arc::new(Hasher::new(&[7; 32])),
             server,
             depth: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The keyed state, cloned per value, gives the HMAC an independent implementation gives.
+    #[test]
+    fn the_reused_keyed_state_gives_plain_hmac_sha256() {
+        let key = [0x5a; 32];
+        let hasher = Hasher::new(&key);
+        let reference = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
+        for value in ["", "hunter2", "hunter2", &"x".repeat(200)] {
+            let tag = aws_lc_rs::hmac::sign(&reference, value.as_bytes());
+            let expected = format!("hmac-sha256:{}", sigil_crypto::hex(tag.as_ref()));
+            assert_eq!(hasher.hash(value), expected);
+        }
+        let redacted = hasher.redact(&serde_json::json!({ "pin": 1234, "ok": true, "n": null }));
+        assert_eq!(redacted["pin"], hasher.hash("1234"));
+        assert_eq!(redacted["ok"], hasher.hash("true"));
+        assert!(redacted["n"].is_null());
     }
 
     /// Entries queued from many threads faster than one write takes go out in batches that
