@@ -311,3 +311,39 @@ pub(crate) async fn run(
     sample.elapsed = start.elapsed();
     Ok(sample)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(ms: &[u64], elapsed_s: u64, errors: u64, first: Option<&str>) -> Sample {
+        Sample {
+            latencies: ms.iter().map(|&m| Duration::from_millis(m)).collect(),
+            elapsed: Duration::from_secs(elapsed_s),
+            errors,
+            first_error: first.map(str::to_owned),
+        }
+    }
+
+    /// Slices taken in turns add up: throughput over their summed time, percentiles over all
+    /// their requests, errors summed, the first error kept.
+    #[test]
+    fn slices_merge_into_one_run() {
+        let fast = sample(&(1..=100).collect::<Vec<_>>(), 1, 0, None);
+        let slow = sample(&[1000; 100], 3, 2, Some("first"));
+        let later = sample(&[], 0, 1, Some("second"));
+        let stats = Stats::of(8, vec![fast, slow, later]);
+        assert_eq!(stats.clients, 8);
+        assert_eq!(stats.ops, 200);
+        assert_eq!(stats.ops_per_sec, 50.0);
+        assert_eq!(stats.errors, 3);
+        assert_eq!(stats.first_error.as_deref(), Some("first"));
+        assert_eq!(stats.p50, Duration::from_millis(1000));
+        assert_eq!(stats.p90, Duration::from_millis(1000));
+        assert_eq!(stats.max, Duration::from_millis(1000));
+        let fast_only = Stats::of(8, vec![sample(&(1..=100).collect::<Vec<_>>(), 1, 0, None)]);
+        assert_eq!(fast_only.p50, Duration::from_millis(51));
+        assert_eq!(fast_only.p99, Duration::from_millis(99));
+        assert_eq!(fast_only.ops_per_sec, 100.0);
+    }
+}
