@@ -2,7 +2,7 @@
 //! chain and the HMAC key, fed through a bounded queue. A slow or hung sink makes writes fail
 //! within the timeout; it never blocks a request for longer.
 
-use std::io::Write as _;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,8 +18,10 @@ use zeroize::Zeroizing;
 
 use super::chain;
 
-/// Entries waiting for one device; more are refused at once.
-const QUEUE: usize = 1024;
+/// Entries waiting for one device; more are refused at once. Requests wait for their entry
+/// on the async workers, so as many can wait as there are requests in flight: room for one
+/// per connection the server accepts (4096).
+const QUEUE: usize = 4096;
 /// Entries written together at most: those queued while the previous write ran.
 const MAX_BATCH: usize = 256;
 /// How long a socket write may block.
@@ -62,7 +64,9 @@ pub(crate) struct Device {
 }
 
 /// A device's HMAC-SHA256, keyed once (the key's padded blocks hashed) and cloned per value.
-/// Its state is wiped when dropped (the `zeroize` features of `hmac` and `sha2`).
+/// The keyed state can compute every HMAC the key can: it is as secret as the key. The hash
+/// states are wiped when dropped (the `zeroize` features of `hmac` and `sha2`), but keying
+/// leaves a padded copy of the key on the stack that `hmac` does not wipe.
 pub(crate) struct Hasher(Hmac<Sha256>);
 
 impl Hasher {
@@ -98,8 +102,7 @@ impl Hasher {
 }
 
 enum Open {
-    /// A file and its length after the last complete write.
-    File(std::fs::File, u64),
+    File(std::fs::File),
     Tcp(std::net::TcpStream),
     Unix(std::os::unix::net::UnixStream),
 }
@@ -109,13 +112,13 @@ impl Open {
         Ok(match sink {
             Sink::File(p) => {
                 use std::os::unix::fs::OpenOptionsExt as _;
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .mode(0o600)
-                    .open(p)?;
-                let len = file.metadata()?.len();
-                Open::File(file, len)
+                Open::File(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .mode(0o600)
+                        .open(p)?,
+                )
             }
             Sink::Tcp(addr) => {
                 let addr = std::net::ToSocketAddrs::to_socket_addrs(addr)?
@@ -133,21 +136,37 @@ impl Open {
         })
     }
 
-    /// Writes whole lines (each ending in `\n`) in one go.
-    fn write_lines(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    /// Writes whole lines. On failure, says how many bytes the sink took: none for a file (cut
+    /// back to its length before the write, read now, since it may have been rotated), any
+    /// number for a socket.
+    fn write_lines(&mut self, bytes: &[u8]) -> Result<(), (usize, std::io::Error)> {
         match self {
-            Open::File(f, len) => {
+            Open::File(f) => {
+                let len = f.metadata().map_err(|e| (0, e))?.len();
                 // A failed write must not leave a fragment the next line would be glued to.
-                f.write_all(bytes).inspect_err(|_| {
-                    let _ = f.set_len(*len);
-                })?;
-                *len += bytes.len() as u64;
-                Ok(())
+                f.write_all(bytes).map_err(|e| {
+                    let _ = f.set_len(len);
+                    (0, e)
+                })
             }
-            Open::Tcp(s) => s.write_all(bytes),
-            Open::Unix(s) => s.write_all(bytes),
+            Open::Tcp(s) => write_counting(s, bytes),
+            Open::Unix(s) => write_counting(s, bytes),
         }
     }
+}
+
+/// `write_all` that says how many bytes went out before an error.
+fn write_counting(w: &mut impl Write, bytes: &[u8]) -> Result<(), (usize, std::io::Error)> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match w.write(&bytes[sent..]) {
+            Ok(0) => return Err((sent, std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((sent, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Where the chain of a file device stands: the last line's hash and seq, read from the end
@@ -181,85 +200,110 @@ struct Writer {
 }
 
 /// Where a chain stands: the last line's hash and seq, and entries since the last checkpoint.
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct ChainState {
     prev: String,
     seq: u64,
     since_checkpoint: u64,
 }
 
-impl Writer {
-    /// Appends `entry` as the chain's next line to `out`.
-    fn append(chain: &mut ChainState, mut entry: Map<String, Value>, out: &mut Vec<u8>) {
+/// The lines of one batch as they are built: their bytes, and after each line where it ends
+/// and where the chain stands.
+struct Batch {
+    chain: ChainState,
+    out: Vec<u8>,
+    ends: Vec<(usize, ChainState)>,
+}
+
+impl Batch {
+    fn new(chain: ChainState) -> Self {
+        Batch {
+            chain,
+            out: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    /// Appends `entry` as the chain's next line; returns the line's index in the batch.
+    fn push(&mut self, mut entry: Map<String, Value>, checkpoint: bool) -> usize {
+        let chain = &mut self.chain;
         chain.seq += 1;
         entry.insert("seq".into(), chain.seq.into());
         entry.insert("prev".into(), std::mem::take(&mut chain.prev).into());
         let (line, hash) = chain::seal_line(&entry);
-        out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
+        self.out.extend_from_slice(line.as_bytes());
+        self.out.push(b'\n');
         chain.prev = hash;
+        chain.since_checkpoint = if checkpoint {
+            0
+        } else {
+            chain.since_checkpoint + 1
+        };
+        self.ends.push((self.out.len(), chain.clone()));
+        self.ends.len() - 1
     }
 
+    /// How many of the batch's lines lie whole within its first `sent` bytes.
+    fn whole_lines(&self, sent: usize) -> usize {
+        self.ends.iter().take_while(|(end, _)| *end <= sent).count()
+    }
+}
+
+impl Writer {
     /// Appends a checkpoint signed by the server key.
-    fn append_checkpoint(&self, chain: &mut ChainState, out: &mut Vec<u8>) {
+    fn append_checkpoint(&self, batch: &mut Batch) {
         let entry = chain::checkpoint(
             &self.server,
-            &chain.prev,
-            chain.seq + 1,
+            &batch.chain.prev,
+            batch.chain.seq + 1,
             &crate::timefmt::now_rfc3339(),
         );
-        // `checkpoint` sets seq and prev itself; `append` sets them to the same values.
-        Self::append(chain, entry, out);
-        chain.since_checkpoint = 0;
+        // `checkpoint` sets seq and prev itself; `push` sets them to the same values.
+        batch.push(entry, true);
     }
 
     /// Appends a request or response entry, its secrets replaced by HMACs, and a checkpoint
-    /// when one is due.
-    fn append_record(
-        &self,
-        chain: &mut ChainState,
-        mut entry: Map<String, Value>,
-        out: &mut Vec<u8>,
-    ) {
+    /// when one is due. Returns the entry's line index.
+    fn append_record(&self, batch: &mut Batch, mut entry: Map<String, Value>) -> usize {
         for field in ["data", "request_data", "response_data"] {
             if let Some(v) = entry.get(field) {
                 let red = self.hasher.redact(v);
                 entry.insert(field.into(), red);
             }
         }
-        Self::append(chain, entry, out);
-        chain.since_checkpoint += 1;
-        if chain.since_checkpoint >= self.checkpoint_every {
-            self.append_checkpoint(chain, out);
+        let line = batch.push(entry, false);
+        if batch.chain.since_checkpoint >= self.checkpoint_every {
+            self.append_checkpoint(batch);
         }
+        line
     }
 
-    /// Writes `bytes` (whole lines); the chain moves on only if they were written.
-    fn write(&mut self, chain: ChainState, bytes: &[u8]) -> Result<(), String> {
+    /// Writes `bytes` (whole lines); on failure, how many bytes the sink took and why not more.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), (usize, String)> {
         if self.open.is_none() {
-            self.open = Some(Open::connect(&self.sink).map_err(|e| e.to_string())?);
+            let open = Open::connect(&self.sink).map_err(|e| (0, e.to_string()))?;
+            self.open = Some(open);
         }
         let open = self.open.as_mut().expect("opened above");
-        if let Err(e) = open.write_lines(bytes) {
+        open.write_lines(bytes).map_err(|(sent, e)| {
             self.open = None;
-            return Err(e.to_string());
-        }
-        self.chain = chain;
-        Ok(())
+            (sent, e.to_string())
+        })
     }
 
-    /// Records the jobs queued so far in one write: every entry of the batch is written, or
-    /// none is and all of them fail. Returns whether the device was closed.
-    fn run_batch(&mut self, batch: &mut Vec<Job>) -> bool {
-        let mut chain = self.chain.clone();
-        let mut out = Vec::new();
-        let mut replies = Vec::with_capacity(batch.len());
+    /// Records the jobs queued so far in one write. An entry succeeds if its line went out
+    /// whole, and the chain moves on to the last line that did: all of them, none (a file cut
+    /// back after a failed write), or the first few (a socket that broke in the middle).
+    /// Returns whether the device was closed.
+    fn run_batch(&mut self, jobs: &mut Vec<Job>) -> bool {
+        let mut batch = Batch::new(self.chain.clone());
+        let mut replies = Vec::with_capacity(jobs.len());
         let mut closed = None;
-        for job in batch.drain(..) {
+        for job in jobs.drain(..) {
             match job {
                 Job::Entry(entry, reply) if closed.is_none() => {
-                    self.append_record(&mut chain, entry, &mut out);
-                    replies.push(reply);
+                    let line = self.append_record(&mut batch, entry);
+                    replies.push((reply, line));
                 }
                 Job::Entry(_, reply) => {
                     self.depth.fetch_sub(1, Ordering::Relaxed);
@@ -268,17 +312,27 @@ impl Writer {
                 Job::Close(done) => closed = Some(done),
             }
         }
-        if closed.is_some() && chain.since_checkpoint > 0 {
-            self.append_checkpoint(&mut chain, &mut out);
+        if closed.is_some() && batch.chain.since_checkpoint > 0 {
+            self.append_checkpoint(&mut batch);
         }
-        let result = if out.is_empty() {
-            Ok(())
+        let (whole, error) = if batch.out.is_empty() {
+            (0, None)
         } else {
-            self.write(chain, &out)
+            match self.write(&batch.out) {
+                Ok(()) => (batch.ends.len(), None),
+                Err((sent, e)) => (batch.whole_lines(sent), Some(e)),
+            }
         };
+        if let Some((_, chain)) = whole.checked_sub(1).and_then(|i| batch.ends.get(i)) {
+            self.chain = chain.clone();
+        }
         self.depth.fetch_sub(replies.len(), Ordering::Relaxed);
-        for reply in replies {
-            let _ = reply.send(result.clone());
+        for (reply, line) in replies {
+            let result = match &error {
+                Some(e) if line >= whole => Err(e.clone()),
+                _ => Ok(()),
+            };
+            let _ = reply.send(result);
         }
         match closed {
             Some(done) => {
@@ -317,7 +371,7 @@ impl Device {
             Sink::File(p) => file_tail(p),
             _ => (String::new(), 0),
         };
-        // The raw key is wiped when `key` drops; the keyed state stays.
+        // `key` (zeroizing) drops at the end of this function; the keyed state stays.
         let hasher = Arc::new(Hasher::new(&key));
         let depth = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
@@ -425,6 +479,92 @@ mod tests {
         assert_eq!(redacted["pin"], hasher.hash("1234"));
         assert_eq!(redacted["ok"], hasher.hash("true"));
         assert!(redacted["n"].is_null());
+    }
+
+    /// A file whose writes fail once it is open (`/dev/full`): every entry of the batch fails
+    /// and the chain stays where it was.
+    #[test]
+    fn a_batch_the_file_refuses_fails_whole() {
+        let mut writer = writer(Sink::File("/dev/full".into()), server());
+        let before = writer.chain.clone();
+        let mut jobs = Vec::new();
+        let mut answers = Vec::new();
+        for i in 0..5 {
+            let (reply, answer) = oneshot::channel();
+            jobs.push(Job::Entry(entry(format!("full/{i}")), reply));
+            answers.push(answer);
+        }
+        writer.depth.store(5, Ordering::Relaxed);
+        assert!(!writer.run_batch(&mut jobs));
+        for mut answer in answers {
+            assert!(answer.try_recv().unwrap().is_err());
+        }
+        assert_eq!(writer.chain, before);
+        assert_eq!(writer.depth.load(Ordering::Relaxed), 0);
+    }
+
+    /// A sink that takes `room` bytes and then fails, as a socket whose peer went away does.
+    struct Breaks {
+        room: usize,
+        took: Vec<u8>,
+    }
+
+    impl Write for Breaks {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let n = bytes.len().min(self.room - self.took.len()).min(7);
+            if n == 0 {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            self.took.extend_from_slice(&bytes[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// When a socket breaks in the middle of a batch, the lines it took whole count as written
+    /// and the chain continues from the last of them; the line cut in two and those after it
+    /// do not.
+    #[test]
+    fn a_batch_cut_short_counts_only_its_whole_lines() {
+        let server = server();
+        let writer = writer(Sink::Unix("/nonexistent".into()), Arc::clone(&server));
+        let mut batch = Batch::new(writer.chain.clone());
+        // checkpoint_every = 3: a/0 a/1 a/2 checkpoint a/3
+        let lines: Vec<usize> = (0..4)
+            .map(|i| writer.append_record(&mut batch, entry(format!("a/{i}"))))
+            .collect();
+        assert_eq!(lines, [0, 1, 2, 4]);
+        assert_eq!(batch.ends.len(), 5);
+        let (end_of_2, after_2) = batch.ends[2].clone();
+        assert_eq!(after_2.seq, 3);
+
+        let mut sink = Breaks {
+            room: end_of_2 + 10,
+            took: Vec::new(),
+        };
+        let (sent, _) = write_counting(&mut sink, &batch.out).unwrap_err();
+        assert_eq!(sent, end_of_2 + 10);
+        assert_eq!(batch.whole_lines(sent), 3);
+        assert_eq!(batch.whole_lines(end_of_2), 3);
+        assert_eq!(batch.whole_lines(end_of_2 - 1), 2);
+        assert_eq!(batch.whole_lines(0), 0);
+        assert_eq!(batch.whole_lines(batch.out.len()), 5);
+        // What the sink took whole is a chain that verifies up to its last line.
+        let mut full = String::from_utf8(sink.took[..end_of_2].to_vec()).unwrap();
+        let mut rest = Batch::new(after_2);
+        writer.append_checkpoint(&mut rest);
+        full.push_str(std::str::from_utf8(&rest.out).unwrap());
+        let summary = chain::verify(&full, Some(server.public().keyid().as_str()), false).unwrap();
+        assert_eq!((summary.lines, summary.checkpoints), (4, 1));
+        let mut sink = Breaks {
+            room: usize::MAX,
+            took: Vec::new(),
+        };
+        assert!(write_counting(&mut sink, &batch.out).is_ok());
+        assert_eq!(sink.took, batch.out);
     }
 
     /// Entries queued from many threads faster than one write takes go out in batches that
