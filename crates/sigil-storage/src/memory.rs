@@ -1,12 +1,13 @@
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::{Backend, Batch, StorageError};
 
 /// An in-memory backend for transient servers. Holds only barrier ciphertext.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    map: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// Readers share it: a read-mostly server's workers do not queue behind each other.
+    map: RwLock<BTreeMap<String, Vec<u8>>>,
 }
 
 impl MemoryBackend {
@@ -15,31 +16,35 @@ impl MemoryBackend {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
-        // A panic while holding the lock cannot leave the map half-written (every mutation
-        // is a single insert/remove or a batch checked before any write), so recover.
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    // A panic while holding the lock cannot leave the map half-written (every mutation is a
+    // single insert/remove or a batch checked before any write), so both recover.
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Vec<u8>>> {
+        self.map.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, Vec<u8>>> {
+        self.map.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Backend for MemoryBackend {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.lock().get(key).cloned())
+        Ok(self.read().get(key).cloned())
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
-        self.lock().insert(key.to_owned(), value.to_vec());
+        self.write().insert(key.to_owned(), value.to_vec());
         Ok(())
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.lock().remove(key);
+        self.write().remove(key);
         Ok(())
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         Ok(self
-            .lock()
+            .read()
             .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, _)| k.clone())
@@ -47,7 +52,7 @@ impl Backend for MemoryBackend {
     }
 
     fn apply(&self, batch: Batch) -> Result<(), StorageError> {
-        let mut map = self.lock();
+        let mut map = self.write();
         for (key, expected) in &batch.expect {
             if map.get(key) != expected.as_ref() {
                 return Err(StorageError::Conflict { key: key.clone() });
