@@ -1,7 +1,8 @@
-//! `sigil-bench compare`: the same workloads against Sigil and OpenBao on this machine, one
-//! server at a time, in two pairings — in memory (Sigil transient, OpenBao dev) and durable
-//! (Sigil with file storage, OpenBao with raft over TLS) — printed as a table with ratios and
-//! written as JSON.
+//! `sigil-bench compare`: the same workloads against Sigil and OpenBao on this machine, in two
+//! pairings — in memory (Sigil transient, OpenBao dev) and durable (Sigil with file storage,
+//! OpenBao with raft over TLS) — whose servers run side by side and take turns in slices,
+//! optionally each with a file audit device; printed as a table with ratios and written as
+//! JSON.
 
 use std::path::PathBuf;
 use std::sync::Arc;
