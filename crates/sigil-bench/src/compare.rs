@@ -193,6 +193,8 @@ async fn pairing(
     let (bao_process, bao) = contenders(bao.await?, args.clients).await?;
     all.extend(bao);
     measure(&mut all, workloads, args).await?;
+    sigil_process.check_audit_log()?;
+    bao_process.check_audit_log()?;
     drop((sigil_process, bao_process));
     let bao = all.pop().context("no OpenBao run")?.run;
     Ok((all.into_iter().map(|c| c.run).collect(), bao))
@@ -358,24 +360,6 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
     )
     .await?;
 
-    if args.audit {
-        // Every server must have recorded what it served, or the comparison is not the one
-        // it claims to be.
-        for log in [
-            "sigil-transient",
-            "openbao-dev",
-            "sigil-file",
-            "openbao-raft",
-        ] {
-            let path = servers::audit_log(dir.path(), log, true).expect("audit is on");
-            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            anyhow::ensure!(bytes > 0, "{log} wrote no audit log to {}", path.display());
-            eprintln!(
-                "{log}: audit log of {:.1} MiB",
-                bytes as f64 / (1 << 20) as f64
-            );
-        }
-    }
     for (title, sigils, bao) in [
         ("in memory", &sigil_mem, &bao_dev),
         ("durable", &sigil_file, &bao_raft),

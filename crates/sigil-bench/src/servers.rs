@@ -22,6 +22,8 @@ const NO_LIMIT: &str = "1000000";
 pub(crate) struct Process {
     child: Child,
     pub(crate) name: &'static str,
+    /// Its audit log, when the comparison audits.
+    audit_log: Option<PathBuf>,
 }
 
 impl Drop for Process {
@@ -34,6 +36,27 @@ impl Drop for Process {
 impl Process {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Fails unless the server recorded what it served in its audit log (when it has one):
+    /// otherwise the comparison is not the one it claims to be.
+    pub(crate) fn check_audit_log(&self) -> anyhow::Result<()> {
+        let Some(path) = &self.audit_log else {
+            return Ok(());
+        };
+        let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        anyhow::ensure!(
+            bytes > 0,
+            "{} wrote no audit log to {}",
+            self.name,
+            path.display()
+        );
+        eprintln!(
+            "{}: audit log of {:.1} MiB",
+            self.name,
+            bytes as f64 / (1 << 20) as f64
+        );
+        Ok(())
     }
 }
 
@@ -247,22 +270,22 @@ fn admin_key(bin: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// The audit log file of the server logging to `log`, when the comparison audits.
-pub(crate) fn audit_log(dir: &Path, log: &str, audit: bool) -> Option<PathBuf> {
+fn audit_log(dir: &Path, log: &str, audit: bool) -> Option<PathBuf> {
     audit.then(|| dir.join(format!("{log}-audit.log")))
 }
 
-/// Spawns `sigil server <mode…>` on `port` with rate limits out of the way and, with `audit`,
-/// a file audit device.
+/// Spawns `sigil server <mode…>` on `port` with rate limits out of the way and, with
+/// `audit_log`, a file audit device writing there.
 fn spawn_sigil(
     bin: &Path,
-    (dir, audit): (&Path, bool),
+    (dir, audit_log): (&Path, Option<&Path>),
     mode: &[&std::ffi::OsStr],
     port: u16,
     log: &str,
 ) -> anyhow::Result<Child> {
     let mut command = Command::new(bin);
     command.arg("server").args(mode);
-    if let Some(path) = audit_log(dir, log, audit) {
+    if let Some(path) = audit_log {
         command.arg("--audit-file").arg(path);
     }
     command
@@ -279,12 +302,16 @@ fn spawn_sigil(
 
 /// Mounts transit as the admin and hands the server over.
 async fn sigil_started(
-    child: Child,
+    (child, audit_log): (Child, Option<PathBuf>),
     name: &'static str,
     access: SigilAccess,
     cold_start: Duration,
 ) -> anyhow::Result<Started> {
-    let process = Process { child, name };
+    let process = Process {
+        child,
+        name,
+        audit_log,
+    };
     let client = sigil_client(&access.key, &access.addr, &access.ca, &access.keyid)?;
     client
         .request(
@@ -317,7 +344,8 @@ pub(crate) async fn sigil_transient(
     seed_client_rng()?;
     let started = Instant::now();
     let mode = ["--transient".as_ref(), "--admin".as_ref(), key.as_os_str()];
-    let mut child = spawn_sigil(bin, (dir, audit), &mode, port, "sigil-transient")?;
+    let audit = audit_log(dir, "sigil-transient", audit);
+    let mut child = spawn_sigil(bin, (dir, audit.as_deref()), &mode, port, "sigil-transient")?;
     let health = format!("https://127.0.0.1:{port}/v1/sys/health");
     wait_for(&probe, &health, |s| s == 200).await?;
     let cold_start = started.elapsed();
@@ -328,7 +356,7 @@ pub(crate) async fn sigil_transient(
         ca: var(&env, "SIGIL_CACERT")?.to_owned(),
         keyid: var(&env, "SIGIL_SERVER_KEY")?.to_owned(),
     };
-    sigil_started(child, "sigil (transient)", access, cold_start).await
+    sigil_started((child, audit), "sigil (transient)", access, cold_start).await
 }
 
 /// `sigil server --data-dir`, initialized with one admin and unsealed.
@@ -338,7 +366,8 @@ pub(crate) async fn sigil_file(bin: &Path, dir: &Path, audit: bool) -> anyhow::R
     let port = free_port()?;
     let started = Instant::now();
     let mode = ["--data-dir".as_ref(), data.as_os_str()];
-    let mut child = spawn_sigil(bin, (dir, audit), &mode, port, "sigil-file")?;
+    let audit = audit_log(dir, "sigil-file", audit);
+    let mut child = spawn_sigil(bin, (dir, audit.as_deref()), &mode, port, "sigil-file")?;
     let env = exports(&mut child, 2)?;
     let (addr, ca) = (var(&env, "SIGIL_ADDR")?, var(&env, "SIGIL_CACERT")?);
     // Listening, not initialized yet (OpenBao's raft server is timed the same way).
@@ -364,7 +393,7 @@ pub(crate) async fn sigil_file(bin: &Path, dir: &Path, audit: bool) -> anyhow::R
         keyid,
         key,
     };
-    sigil_started(child, "sigil (file)", access, cold_start).await
+    sigil_started((child, audit), "sigil (file)", access, cold_start).await
 }
 
 /// The `bao` binary: `SIGIL_BENCH_BAO`, the one in `target/interop-venv` (the Go binary inside
@@ -474,7 +503,7 @@ async fn bao_call(
 
 /// OpenBao's declarative file audit device writing to `path` (OpenBao 2 refuses to enable
 /// audit devices through the API).
-fn bao_audit_stanza(path: Option<PathBuf>) -> String {
+fn bao_audit_stanza(path: Option<&Path>) -> String {
     match path {
         Some(path) => format!(
             "audit \"file\" \"file\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
@@ -493,7 +522,8 @@ pub(crate) async fn bao_dev(bao: &Path, dir: &Path, audit: bool) -> anyhow::Resu
     command
         .args(["server", "-dev", "-dev-root-token-id=root"])
         .arg(format!("-dev-listen-address=127.0.0.1:{port}"));
-    if let Some(path) = audit_log(dir, "openbao-dev", audit) {
+    let audit_log = audit_log(dir, "openbao-dev", audit);
+    if let Some(path) = &audit_log {
         let config = dir.join("bao-dev.hcl");
         std::fs::write(&config, bao_audit_stanza(Some(path)))?;
         command.arg(format!("-config={}", config.display()));
@@ -506,6 +536,7 @@ pub(crate) async fn bao_dev(bao: &Path, dir: &Path, audit: bool) -> anyhow::Resu
     let process = Process {
         child,
         name: "openbao (dev)",
+        audit_log,
     };
     let http = reqwest::Client::builder().build()?;
     wait_for(&http, &format!("{addr}/v1/sys/health"), |s| s == 200).await?;
@@ -544,6 +575,7 @@ pub(crate) async fn bao_raft(bao: &Path, dir: &Path, audit: bool) -> anyhow::Res
     let raft = dir.join("bao-raft");
     std::fs::create_dir_all(&raft)?;
     let config = dir.join("bao.hcl");
+    let audit_log = audit_log(dir, "openbao-raft", audit);
     std::fs::write(
         &config,
         format!(
@@ -554,7 +586,7 @@ pub(crate) async fn bao_raft(bao: &Path, dir: &Path, audit: bool) -> anyhow::Res
             raft.display(),
             cert.display(),
             key.display(),
-            bao_audit_stanza(audit_log(dir, "openbao-raft", audit)),
+            bao_audit_stanza(audit_log.as_deref()),
         ),
     )?;
     let http = reqwest::Client::builder()
@@ -572,6 +604,7 @@ pub(crate) async fn bao_raft(bao: &Path, dir: &Path, audit: bool) -> anyhow::Res
     let process = Process {
         child,
         name: "openbao (raft, TLS)",
+        audit_log,
     };
     let health = format!("{addr}/v1/sys/health");
     wait_for(&http, &health, |s| s == 501).await?;

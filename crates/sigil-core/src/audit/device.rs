@@ -448,6 +448,23 @@ mod tests {
         (text, summary)
     }
 
+    /// Entries for `paths` as the writer's queue holds them (counted as `submit` counts them),
+    /// and their answers.
+    fn queued<'a>(
+        writer: &Writer,
+        paths: impl IntoIterator<Item = &'a str>,
+    ) -> (Vec<Job>, Vec<Written>) {
+        let (jobs, answers): (Vec<_>, Vec<_>) = paths
+            .into_iter()
+            .map(|path| {
+                let (reply, answer) = oneshot::channel();
+                (Job::Entry(entry(path.to_owned()), reply), answer)
+            })
+            .unzip();
+        writer.depth.fetch_add(jobs.len(), Ordering::Relaxed);
+        (jobs, answers)
+    }
+
     fn writer(sink: Sink, server: Arc<SecretIdentity>) -> Writer {
         Writer {
             sink,
@@ -487,14 +504,7 @@ mod tests {
     fn a_batch_the_file_refuses_fails_whole() {
         let mut writer = writer(Sink::File("/dev/full".into()), server());
         let before = writer.chain.clone();
-        let mut jobs = Vec::new();
-        let mut answers = Vec::new();
-        for i in 0..5 {
-            let (reply, answer) = oneshot::channel();
-            jobs.push(Job::Entry(entry(format!("full/{i}")), reply));
-            answers.push(answer);
-        }
-        writer.depth.store(5, Ordering::Relaxed);
+        let (mut jobs, answers) = queued(&writer, ["full/0", "full/1", "full/2", "full/3"]);
         assert!(!writer.run_batch(&mut jobs));
         for mut answer in answers {
             assert!(answer.try_recv().unwrap().is_err());
@@ -620,25 +630,18 @@ mod tests {
         let path = dir.path().join("audit.log");
         let server = server();
         let mut writer = writer(Sink::File(path.clone()), Arc::clone(&server));
-        let mut batch = Vec::new();
-        let mut answers = Vec::new();
-        for i in 0..4 {
-            let (reply, answer) = oneshot::channel();
-            batch.push(Job::Entry(entry(format!("a/{i}")), reply));
-            answers.push(answer);
-        }
+        let (mut batch, answers) = queued(&writer, ["a/0", "a/1", "a/2", "a/3"]);
         let (done, closed) = sync_channel(1);
         batch.push(Job::Close(done));
-        let (reply, refused) = oneshot::channel();
-        batch.push(Job::Entry(entry("after".into()), reply));
-        writer.depth.store(5, Ordering::Relaxed);
+        let (after, mut refused) = queued(&writer, ["after"]);
+        batch.extend(after);
 
         assert!(writer.run_batch(&mut batch));
         closed.try_recv().unwrap();
         for mut answer in answers {
             answer.try_recv().unwrap().unwrap();
         }
-        assert!(refused.blocking_recv().unwrap().is_err());
+        assert!(refused.remove(0).blocking_recv().unwrap().is_err());
         assert_eq!(writer.depth.load(Ordering::Relaxed), 0);
         let (text, summary) = verified(&path, &server);
         // a/0 a/1 a/2 checkpoint a/3 checkpoint
@@ -658,14 +661,7 @@ mod tests {
         let server = server();
         let mut writer = writer(Sink::File(path.clone()), Arc::clone(&server));
         let run = |writer: &mut Writer, names: &[&str]| {
-            let mut batch = Vec::new();
-            let mut answers = Vec::new();
-            for name in names {
-                let (reply, answer) = oneshot::channel();
-                batch.push(Job::Entry(entry((*name).to_owned()), reply));
-                answers.push(answer);
-            }
-            writer.depth.fetch_add(names.len(), Ordering::Relaxed);
+            let (mut batch, answers) = queued(writer, names.iter().copied());
             assert!(!writer.run_batch(&mut batch));
             answers
                 .into_iter()
