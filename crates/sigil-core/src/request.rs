@@ -18,6 +18,20 @@ pub enum Operation {
     Delete,
 }
 
+impl Operation {
+    /// Its name in lower case, as the audit log and Vault write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::List => "list",
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Patch => "patch",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
 /// An authenticated logical request: the path below `/v1/`, already normalized. Its `Debug`
 /// omits the body, which may hold secrets.
 #[derive(Clone)]

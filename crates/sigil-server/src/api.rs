@@ -272,9 +272,9 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
 
 /// Records a request entry before anything happens (fail-closed). The entry (a copy of the
 /// request's data among others) is built only when a device records it.
-async fn audit_request(
+async fn audit_request<'a>(
     core: &Arc<Core>,
-    entry: impl FnOnce() -> serde_json::Map<String, Value>,
+    entry: impl FnOnce() -> sigil_core::audit::Entry<'a>,
 ) -> Result<(), ApiError> {
     if !core.audit().enabled() {
         return Ok(());
@@ -304,10 +304,8 @@ async fn approve_rekey(
     ));
     let approval: Approval = serde_json::from_slice(body)
         .map_err(|_| ApiError::bad_request("expected {\"digest\": \"<proposal digest>\"}"))?;
-    audit_request(core, || {
-        trail.request_entry(Some(&json!({ "digest": approval.digest })))
-    })
-    .await?;
+    let data = json!({ "digest": approval.digest });
+    audit_request(core, || trail.request_entry(Some(&data))).await?;
     let worker = Arc::clone(state);
     let response = blocking(move || {
         let status = worker.node.rekey_approve(&keyid, &approval.digest, now())?;

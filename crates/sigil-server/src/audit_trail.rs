@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 
 use axum::response::Response;
 use http::request::Parts;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
+use sigil_core::audit::Entry;
 use sigil_core::{Core, Operation};
 
 use crate::error::ApiError;
@@ -72,46 +73,37 @@ impl Trail {
         })
     }
 
-    fn entry(&self, kind: &str) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("type".into(), kind.into());
-        m.insert("time".into(), sigil_core::now_rfc3339().into());
-        m.insert("request_id".into(), self.request_id.clone().into());
-        m.insert("remote_address".into(), self.remote.clone().into());
-        m.insert(
-            "identity".into(),
-            match &self.identity {
-                Some((keyid, name)) => json!({ "keyid": keyid, "name": name }),
-                None => Value::Null,
-            },
-        );
-        m.insert(
-            "operation".into(),
-            self.operation
-                .map(|o| format!("{o:?}").to_lowercase())
-                .into(),
-        );
-        m.insert("path".into(), self.path.clone().into());
-        m.insert(
-            "auth".into(),
-            if self.mtls { "mtls" } else { "signature" }.into(),
-        );
+    fn entry(&self, kind: &str) -> Entry<'_> {
+        let mut e = Entry::new(kind);
+        e.now("time")
+            .str("request_id", &self.request_id)
+            .str("remote_address", &self.remote);
+        match &self.identity {
+            Some((keyid, name)) => e.object("identity", &[("keyid", keyid), ("name", name)]),
+            None => e.null("identity"),
+        };
+        match self.operation {
+            Some(o) => e.str("operation", o.name()),
+            None => e.null("operation"),
+        };
+        e.str("path", &self.path)
+            .str("auth", if self.mtls { "mtls" } else { "signature" });
         if let Some((input, sig)) = &self.signature {
-            m.insert(
-                "signature".into(),
-                json!({ "signature_input": input, "signature": sig }),
+            e.object(
+                "signature",
+                &[("signature_input", input), ("signature", sig)],
             );
         }
-        m
+        e
     }
 
     /// The `request` entry; `data` (the opened body) is HMAC-ed by each device.
-    pub(crate) fn request_entry(&self, data: Option<&Value>) -> Map<String, Value> {
-        let mut m = self.entry("request");
+    pub(crate) fn request_entry<'a>(&'a self, data: Option<&'a Value>) -> Entry<'a> {
+        let mut e = self.entry("request");
         if let Some(d) = data {
-            m.insert("data".into(), d.clone());
+            e.data(d);
         }
-        m
+        e
     }
 
     /// Records the outcome. A success that no device can record becomes a 503, as the request
@@ -125,20 +117,20 @@ impl Trail {
             return outcome.map(|(r, _)| r);
         }
         let mut m = self.entry("response");
-        let outcome = match outcome {
+        let (outcome, data) = match outcome {
             Ok((resp, data)) => {
-                m.insert("status".into(), resp.status().as_u16().into());
-                if let Some(d) = data {
-                    m.insert("data".into(), d);
-                }
-                Ok(resp)
+                m.num("status", resp.status().as_u16().into());
+                (Ok(resp), data)
             }
             Err(e) => {
-                m.insert("status".into(), e.status().as_u16().into());
-                m.insert("error".into(), e.message().into());
-                Err(e)
+                m.num("status", e.status().as_u16().into())
+                    .str("error", e.message());
+                (Err(e), None)
             }
         };
+        if let Some(d) = &data {
+            m.data(d);
+        }
         let logged = core.audit().log(m).await;
         match (outcome, logged) {
             (Ok(resp), Ok(())) => Ok(resp),

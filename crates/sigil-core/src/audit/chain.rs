@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use sigil_crypto::{PublicIdentity, SecretIdentity, b64url_decode, b64url_encode};
 
+use super::Entry;
+
 const HASH_FIELD: &str = ",\"hash\":\"";
 const CHECKPOINT_LABEL: &[u8] = b"sigil/v1/audit-checkpoint\0";
 
@@ -14,17 +16,24 @@ fn digest(bytes: &[u8]) -> String {
     b64url_encode(&Sha256::digest(bytes))
 }
 
-/// Serializes `entry` (an object without `hash`) as one line with its hash appended. Returns
-/// the line and its hash.
-pub(crate) fn seal_line(entry: &Map<String, Value>) -> (String, String) {
-    let body = serde_json::to_string(entry).expect("audit entry serializes");
-    let hash = digest(body.as_bytes());
-    let mut line = String::with_capacity(body.len() + 60);
-    line.push_str(&body[..body.len() - 1]);
-    line.push_str(HASH_FIELD);
-    line.push_str(&hash);
-    line.push_str("\"}");
-    (line, hash)
+/// Appends the chain's line number `seq` to `out`: `{"seq":…,"prev":…,BODY,"hash":…}` and a
+/// newline, where `body` is an entry's members (JSON, no braces) and the hash is that of the
+/// line without its `hash` member. Returns the hash.
+pub(crate) fn append_line(out: &mut Vec<u8>, seq: u64, prev: &str, body: &[u8]) -> String {
+    let start = out.len();
+    out.extend_from_slice(format!("{{\"seq\":{seq},\"prev\":").as_bytes());
+    super::entry::json_str(out, prev);
+    if !body.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(body);
+    }
+    out.push(b'}');
+    let hash = digest(&out[start..]);
+    out.pop();
+    out.extend_from_slice(HASH_FIELD.as_bytes());
+    out.extend_from_slice(hash.as_bytes());
+    out.extend_from_slice(b"\"}\n");
+    hash
 }
 
 /// The message a checkpoint signs: it commits to everything up to `prev`.
@@ -35,22 +44,15 @@ pub(crate) fn checkpoint_message(prev: &str, seq: u64) -> Vec<u8> {
     m
 }
 
-/// A checkpoint entry signed by `server`.
-pub(crate) fn checkpoint(
-    server: &SecretIdentity,
-    prev: &str,
-    seq: u64,
-    time: &str,
-) -> Map<String, Value> {
+/// A checkpoint signed by `server`, to be line `seq` after `prev`.
+pub(crate) fn checkpoint(server: &SecretIdentity, prev: &str, seq: u64) -> Entry<'static> {
     let sig = server.sign(&checkpoint_message(prev, seq));
-    let mut m = Map::new();
-    m.insert("type".into(), "checkpoint".into());
-    m.insert("time".into(), time.into());
-    m.insert("seq".into(), seq.into());
-    m.insert("prev".into(), prev.into());
-    m.insert("server_key".into(), server.public().to_string().into());
-    m.insert("signature".into(), b64url_encode(&sig).into());
-    m
+    let mut entry = Entry::new("checkpoint");
+    entry
+        .now("time")
+        .str("server_key", &server.public().to_string())
+        .str("signature", &b64url_encode(&sig));
+    entry
 }
 
 /// Reads the `hash` and `seq` of a sealed line (to continue a chain after a restart).
@@ -174,23 +176,39 @@ mod tests {
 
     fn log(server: &SecretIdentity, n: usize) -> Vec<String> {
         let mut prev = String::new();
-        let mut lines = Vec::new();
+        let mut out = Vec::new();
         for seq in 1..=n as u64 {
             let entry = if seq % 4 == 0 {
-                checkpoint(server, &prev, seq, "t")
+                checkpoint(server, &prev, seq)
             } else {
-                let mut m = Map::new();
-                m.insert("type".into(), "request".into());
-                m.insert("seq".into(), seq.into());
-                m.insert("prev".into(), prev.clone().into());
-                m.insert("path".into(), format!("secret/data/{seq}").into());
-                m
+                let mut e = Entry::new("request");
+                e.str("path", &format!("secret/data/{seq}"));
+                e
             };
-            let (line, hash) = seal_line(&entry);
-            lines.push(line);
-            prev = hash;
+            prev = append_line(&mut out, seq, &prev, &entry.members);
         }
-        lines
+        let text = String::from_utf8(out).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_line_is_json_with_its_hash_last() {
+        let mut out = b"before\n".to_vec();
+        let mut e = Entry::new("request");
+        e.str("path", "p");
+        let hash = append_line(&mut out, 7, "abc", &e.members);
+        let line = std::str::from_utf8(&out[7..]).unwrap();
+        assert_eq!(
+            line,
+            format!(
+                "{{\"seq\":7,\"prev\":\"abc\",\"type\":\"request\",\"path\":\"p\",\"hash\":\"{hash}\"}}\n"
+            )
+        );
+        assert_eq!(
+            hash,
+            digest(b"{\"seq\":7,\"prev\":\"abc\",\"type\":\"request\",\"path\":\"p\"}")
+        );
+        assert_eq!(tail_of(line.trim_end()), Some((hash, 7)));
     }
 
     #[test]

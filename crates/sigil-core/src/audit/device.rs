@@ -10,13 +10,14 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::Sha256;
 use sigil_crypto::SecretIdentity;
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 use super::chain;
+use super::entry::{Entry, json_str};
 
 /// Entries waiting for one device; more are refused at once. Requests wait for their entry
 /// on the async workers, so as many can wait as there are requests in flight: room for one
@@ -51,7 +52,8 @@ pub struct DeviceConfig {
 pub(crate) type Written = oneshot::Receiver<Result<(), String>>;
 
 pub(crate) enum Job {
-    Entry(Map<String, Value>, oneshot::Sender<Result<(), String>>),
+    /// A line body (`Hasher::body`).
+    Entry(Vec<u8>, oneshot::Sender<Result<(), String>>),
     Close(SyncSender<()>),
 }
 
@@ -78,25 +80,54 @@ impl Hasher {
     pub(crate) fn hash(&self, value: &str) -> String {
         let mut mac = self.0.clone();
         mac.update(value.as_bytes());
-        let tag = mac.finalize().into_bytes();
-        let mut out = String::with_capacity(12 + 2 * tag.len());
-        out.push_str("hmac-sha256:");
-        out.push_str(&sigil_crypto::hex(&tag));
+        format!(
+            "hmac-sha256:{}",
+            sigil_crypto::hex(&mac.finalize().into_bytes())
+        )
+    }
+
+    /// The body of `entry`'s line for this device: its members, then its data with every
+    /// string replaced by its HMAC.
+    pub(crate) fn body(&self, entry: &Entry<'_>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(entry.members.len() + 256);
+        out.extend_from_slice(&entry.members);
+        if let Some(data) = entry.data {
+            out.extend_from_slice(b",\"data\":");
+            self.redact_into(&mut out, data);
+        }
         out
     }
 
-    /// Replaces every string in `value` by its HMAC.
-    fn redact(&self, value: &Value) -> Value {
+    /// Writes `value` as JSON with every string replaced by its HMAC.
+    fn redact_into(&self, out: &mut Vec<u8>, value: &Value) {
         match value {
-            Value::String(s) => Value::String(self.hash(s)),
-            Value::Array(a) => Value::Array(a.iter().map(|v| self.redact(v)).collect()),
-            Value::Object(o) => {
-                Value::Object(o.iter().map(|(k, v)| (k.clone(), self.redact(v))).collect())
-            }
+            Value::String(s) => json_str(out, &self.hash(s)),
             // A secret may be a number (a PIN) or a boolean: HMAC its JSON text.
-            Value::Number(n) => Value::String(self.hash(&n.to_string())),
-            Value::Bool(b) => Value::String(self.hash(if *b { "true" } else { "false" })),
-            Value::Null => Value::Null,
+            Value::Number(n) => json_str(out, &self.hash(&n.to_string())),
+            Value::Bool(b) => json_str(out, &self.hash(if *b { "true" } else { "false" })),
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Array(a) => {
+                out.push(b'[');
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    self.redact_into(out, v);
+                }
+                out.push(b']');
+            }
+            Value::Object(o) => {
+                out.push(b'{');
+                for (i, (k, v)) in o.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    json_str(out, k);
+                    out.push(b':');
+                    self.redact_into(out, v);
+                }
+                out.push(b'}');
+            }
         }
     }
 }
@@ -194,7 +225,6 @@ struct Writer {
     open: Option<Open>,
     chain: ChainState,
     checkpoint_every: u64,
-    hasher: Arc<Hasher>,
     server: Arc<SecretIdentity>,
     depth: Arc<AtomicUsize>,
 }
@@ -224,16 +254,11 @@ impl Batch {
         }
     }
 
-    /// Appends `entry` as the chain's next line; returns the line's index in the batch.
-    fn push(&mut self, mut entry: Map<String, Value>, checkpoint: bool) -> usize {
+    /// Appends `body` as the chain's next line; returns the line's index in the batch.
+    fn push(&mut self, body: &[u8], checkpoint: bool) -> usize {
         let chain = &mut self.chain;
         chain.seq += 1;
-        entry.insert("seq".into(), chain.seq.into());
-        entry.insert("prev".into(), std::mem::take(&mut chain.prev).into());
-        let (line, hash) = chain::seal_line(&entry);
-        self.out.extend_from_slice(line.as_bytes());
-        self.out.push(b'\n');
-        chain.prev = hash;
+        chain.prev = chain::append_line(&mut self.out, chain.seq, &chain.prev, body);
         chain.since_checkpoint = if checkpoint {
             0
         } else {
@@ -252,26 +277,14 @@ impl Batch {
 impl Writer {
     /// Appends a checkpoint signed by the server key.
     fn append_checkpoint(&self, batch: &mut Batch) {
-        let entry = chain::checkpoint(
-            &self.server,
-            &batch.chain.prev,
-            batch.chain.seq + 1,
-            &crate::timefmt::now_rfc3339(),
-        );
-        // `checkpoint` sets seq and prev itself; `push` sets them to the same values.
-        batch.push(entry, true);
+        let entry = chain::checkpoint(&self.server, &batch.chain.prev, batch.chain.seq + 1);
+        batch.push(&entry.members, true);
     }
 
-    /// Appends a request or response entry, its secrets replaced by HMACs, and a checkpoint
-    /// when one is due. Returns the entry's line index.
-    fn append_record(&self, batch: &mut Batch, mut entry: Map<String, Value>) -> usize {
-        for field in ["data", "request_data", "response_data"] {
-            if let Some(v) = entry.get(field) {
-                let red = self.hasher.redact(v);
-                entry.insert(field.into(), red);
-            }
-        }
-        let line = batch.push(entry, false);
+    /// Appends a request or response entry's line and a checkpoint when one is due. Returns
+    /// the entry's line index.
+    fn append_record(&self, batch: &mut Batch, body: &[u8]) -> usize {
+        let line = batch.push(body, false);
         if batch.chain.since_checkpoint >= self.checkpoint_every {
             self.append_checkpoint(batch);
         }
@@ -301,8 +314,8 @@ impl Writer {
         let mut closed = None;
         for job in jobs.drain(..) {
             match job {
-                Job::Entry(entry, reply) if closed.is_none() => {
-                    let line = self.append_record(&mut batch, entry);
+                Job::Entry(body, reply) if closed.is_none() => {
+                    let line = self.append_record(&mut batch, &body);
                     replies.push((reply, line));
                 }
                 Job::Entry(_, reply) => {
@@ -384,7 +397,6 @@ impl Device {
                 since_checkpoint: 0,
             },
             checkpoint_every,
-            hasher: Arc::clone(&hasher),
             server,
         };
         let (tx, rx) = sync_channel(QUEUE);
@@ -399,12 +411,14 @@ impl Device {
         })
     }
 
-    /// Queues `entry`; the answer comes when it is written (or failed).
-    pub(crate) fn submit(&self, entry: Map<String, Value>) -> Option<Written> {
+    /// Queues `entry`, encoded for this device; the answer comes when it is written (or
+    /// failed).
+    pub(crate) fn submit(&self, entry: &Entry<'_>) -> Option<Written> {
+        let body = self.hasher.body(entry);
         let (reply, answer) = oneshot::channel();
         // Counted before it is queued, so the writer never decrements below zero.
         self.depth.fetch_add(1, Ordering::Relaxed);
-        match self.jobs.try_send(Job::Entry(entry, reply)) {
+        match self.jobs.try_send(Job::Entry(body, reply)) {
             Ok(()) => Some(answer),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.depth.fetch_sub(1, Ordering::Relaxed);
@@ -434,12 +448,17 @@ mod tests {
         Arc::new(SecretIdentity::generate().unwrap())
     }
 
-    fn entry(path: String) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("type".into(), "request".into());
-        m.insert("path".into(), path.into());
-        m.insert("data".into(), serde_json::json!({ "password": "hunter2" }));
-        m
+    /// Calls `f` with a request entry for `path` whose data holds a password.
+    fn with_entry<R>(path: &str, f: impl FnOnce(&Entry<'_>) -> R) -> R {
+        let data = serde_json::json!({ "password": "hunter2" });
+        let mut entry = Entry::new("request");
+        entry.str("path", path).data(&data);
+        f(&entry)
+    }
+
+    /// A line body for `path` as `submit` encodes it.
+    fn body(path: &str) -> Vec<u8> {
+        with_entry(path, |e| Hasher::new(&[7; 32]).body(e))
     }
 
     fn verified(path: &std::path::Path, server: &SecretIdentity) -> (String, chain::VerifySummary) {
@@ -458,7 +477,7 @@ mod tests {
             .into_iter()
             .map(|path| {
                 let (reply, answer) = oneshot::channel();
-                (Job::Entry(entry(path.to_owned()), reply), answer)
+                (Job::Entry(body(path), reply), answer)
             })
             .unzip();
         writer.depth.fetch_add(jobs.len(), Ordering::Relaxed);
@@ -475,7 +494,6 @@ mod tests {
                 since_checkpoint: 0,
             },
             checkpoint_every: 3,
-            hasher: Arc::new(Hasher::new(&[7; 32])),
             server,
             depth: Arc::new(AtomicUsize::new(0)),
         }
@@ -492,10 +510,19 @@ mod tests {
             let expected = format!("hmac-sha256:{}", sigil_crypto::hex(tag.as_ref()));
             assert_eq!(hasher.hash(value), expected);
         }
-        let redacted = hasher.redact(&serde_json::json!({ "pin": 1234, "ok": true, "n": null }));
+        let data =
+            serde_json::json!({ "pin": 1234, "ok": true, "n": null, "a": ["s", {"k\"": "v"}] });
+        let mut entry = Entry::new("request");
+        entry.data(&data);
+        let body = String::from_utf8(hasher.body(&entry)).unwrap();
+        let line: Value = serde_json::from_str(&format!("{{{body}}}")).unwrap();
+        let redacted = &line["data"];
         assert_eq!(redacted["pin"], hasher.hash("1234"));
         assert_eq!(redacted["ok"], hasher.hash("true"));
         assert!(redacted["n"].is_null());
+        assert_eq!(redacted["a"][0], hasher.hash("s"));
+        assert_eq!(redacted["a"][1]["k\""], hasher.hash("v"));
+        assert_eq!(line["type"], "request");
     }
 
     /// A file whose writes fail once it is open (`/dev/full`): every entry of the batch fails
@@ -544,7 +571,7 @@ mod tests {
         let mut batch = Batch::new(writer.chain.clone());
         // checkpoint_every = 3: a/0 a/1 a/2 checkpoint a/3
         let lines: Vec<usize> = (0..4)
-            .map(|i| writer.append_record(&mut batch, entry(format!("a/{i}"))))
+            .map(|i| writer.append_record(&mut batch, &body(&format!("a/{i}"))))
             .collect();
         assert_eq!(lines, [0, 1, 2, 4]);
         assert_eq!(batch.ends.len(), 5);
@@ -595,7 +622,9 @@ mod tests {
                 let device = Arc::clone(&device);
                 std::thread::spawn(move || {
                     let answers: Vec<_> = (0..200)
-                        .map(|i| device.submit(entry(format!("{t}/{i}"))).expect("queued"))
+                        .map(|i| {
+                            with_entry(&format!("{t}/{i}"), |e| device.submit(e)).expect("queued")
+                        })
                         .collect();
                     for answer in answers {
                         answer.blocking_recv().unwrap().unwrap();

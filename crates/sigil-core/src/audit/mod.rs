@@ -9,16 +9,17 @@
 
 mod chain;
 mod device;
+mod entry;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
 use sigil_crypto::SecretIdentity;
 use zeroize::Zeroizing;
 
 pub use chain::{VerifyError, VerifySummary, verify};
 pub use device::{DeviceConfig, Sink};
+pub use entry::Entry;
 
 use crate::CoreError;
 use device::Device;
@@ -66,18 +67,17 @@ impl Broker {
     }
 
     /// Records `entry` on every device; succeeds if at least one wrote it within [`WAIT`]
-    /// (always, when no device is configured). Each device's writer thread writes what was
-    /// queued while it wrote the last batch in one go; this only waits for it.
-    pub async fn log(&self, entry: Map<String, Value>) -> Result<(), CoreError> {
-        let Some((last, others)) = self.devices.split_last() else {
+    /// (always, when no device is configured). The entry is encoded for each device (its data
+    /// HMAC-ed under the device's key) here, on the request's thread; each device's writer
+    /// thread only chains the lines and writes what was queued while it wrote the last batch
+    /// in one go.
+    pub async fn log(&self, entry: Entry<'_>) -> Result<(), CoreError> {
+        if self.devices.is_empty() {
             return Ok(());
-        };
+        }
         let deadline = tokio::time::Instant::now() + WAIT;
-        let mut pending: Vec<_> = others
-            .iter()
-            .map(|d| (d, d.submit(entry.clone())))
-            .collect();
-        pending.push((last, last.submit(entry)));
+        let pending: Vec<_> = self.devices.iter().map(|d| (d, d.submit(&entry))).collect();
+        drop(entry);
         let mut written = false;
         for (device, answer) in pending {
             let result = match answer {
