@@ -211,6 +211,32 @@ mod tests {
         assert_eq!(tail_of(line.trim_end()), Some((hash, 7)));
     }
 
+    /// Lines written before the members were put in writing order (sorted by name, `seq` and
+    /// `prev` among them) verify, and a log continued after them chains on.
+    #[test]
+    fn a_log_begun_in_the_earlier_member_order_verifies_and_continues() {
+        let server = SecretIdentity::generate().unwrap();
+        let mut old = Map::new();
+        old.insert("type".into(), "request".into());
+        old.insert("seq".into(), 1.into());
+        old.insert("prev".into(), "".into());
+        old.insert("path".into(), "secret/data/old".into());
+        let body = serde_json::to_string(&old).unwrap();
+        assert!(body.starts_with("{\"path\""), "sorted by name: {body}");
+        let hash = digest(body.as_bytes());
+        let first = format!("{}{HASH_FIELD}{hash}\"}}\n", &body[..body.len() - 1]);
+        assert_eq!(tail_of(first.trim_end()), Some((hash.clone(), 1)));
+
+        let mut out = first.into_bytes();
+        let mut e = Entry::new("request");
+        e.str("path", "secret/data/new");
+        let prev = append_line(&mut out, 2, &hash, &e.members);
+        append_line(&mut out, 3, &prev, &checkpoint(&server, &prev, 3).members);
+        let text = String::from_utf8(out).unwrap();
+        let s = verify(&text, Some(server.public().keyid().as_str()), false).unwrap();
+        assert_eq!((s.lines, s.checkpoints), (3, 1));
+    }
+
     #[test]
     fn a_good_log_verifies() {
         let server = SecretIdentity::generate().unwrap();
