@@ -270,8 +270,8 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
     trail.finish(&core, outcome).await
 }
 
-/// Records a request entry before anything happens (fail-closed). The entry (a copy of the
-/// request's data among others) is built only when a device records it.
+/// Records a request entry before anything happens (fail-closed). The entry is built only when
+/// a device records it.
 async fn audit_request<'a>(
     core: &Arc<Core>,
     entry: impl FnOnce() -> sigil_core::audit::Entry<'a>,
