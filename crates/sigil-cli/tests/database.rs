@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -509,11 +510,11 @@ fn leases_survive_kill9_and_restart() {
     eventually(40, || !pg.user_exists(&b.user));
 }
 
-#[test]
-fn another_identity_needs_policy_for_a_lease() {
-    let Some(pg) = Postgres::start() else { return };
+/// A server with the role `app` on `pg` and two identities, alice and bob, whose policy `app`
+/// (written from the returned file) lets them read its credentials.
+fn alice_and_bob(pg: &Postgres) -> (Server, PathBuf, PathBuf, PathBuf) {
     let s = Server::start();
-    configure_postgres(&s, &pg);
+    configure_postgres(&s, pg);
     pg_role(&s, "app", "1h", "2h");
     let hcl = s.tmp.path().join("app.hcl");
     std::fs::write(
@@ -524,6 +525,44 @@ fn another_identity_needs_policy_for_a_lease() {
     ok(s.sigil(&["policy", "write", "app", hcl.to_str().unwrap()]));
     let alice = s.new_identity("alice", &["app"]);
     let bob = s.new_identity("bob", &["app"]);
+    (s, hcl, alice, bob)
+}
+
+/// Deleting an identity ends its leases, as revoking a Vault token ends the token's: the
+/// sweeper revokes its database users within seconds; another identity's lease lives on.
+#[test]
+fn deleting_an_identity_revokes_its_leases() {
+    let Some(pg) = Postgres::start() else { return };
+    let (s, _, alice, bob) = alice_and_bob(&pg);
+    let get = |key| {
+        creds(
+            &serde_json::from_str(&ok(
+                s.sigil_as(key, &["read", "--format", "json", "database/creds/app"])
+            ))
+            .unwrap(),
+        )
+    };
+    let (a1, a2, b) = (get(&alice), get(&alice), get(&bob));
+    for c in [&a1, &a2, &b] {
+        assert!(pg.user_exists(&c.user));
+    }
+    ok(s.sigil(&["identity", "delete", "alice"]));
+    eventually(20, || {
+        !pg.user_exists(&a1.user) && !pg.user_exists(&a2.user)
+    });
+    for c in [&a1, &a2] {
+        let out = s.sigil(&["lease", "lookup", &c.lease]);
+        assert!(!out.status.success(), "{} is still a lease", c.lease);
+    }
+    assert!(pg.user_exists(&b.user), "bob's lease is not alice's");
+    let left = json(s.sigil(&["lease", "lookup", "--format", "json", &b.lease]));
+    assert!(left["data"]["ttl"].as_u64().unwrap() > 3500, "{left}");
+}
+
+#[test]
+fn another_identity_needs_policy_for_a_lease() {
+    let Some(pg) = Postgres::start() else { return };
+    let (s, hcl, alice, bob) = alice_and_bob(&pg);
     let v: Value = serde_json::from_str(&ok(
         s.sigil_as(&alice, &["read", "--format", "json", "database/creds/app"])
     ))

@@ -944,10 +944,28 @@ impl Core {
             Route::AuditHash(device) => self.audit_hash(device, &req),
             Route::Policies(rest) => self.policies.handle(&req, rest),
             Route::Identities(rest) => {
+                let delete = req.operation == Operation::Delete && !rest.is_empty();
+                let deleted = if delete {
+                    self.identities.id_of(rest)?
+                } else {
+                    None
+                };
                 let response = self.identities.handle(&req, rest, caller)?;
-                if req.operation == Operation::Delete && !rest.is_empty() {
+                if delete {
                     self.groups.remove_member(rest)?;
                     self.cert_roles.remove_identity(rest)?;
+                }
+                if let Some(id) = deleted {
+                    // Its leases end with it, as a revoked Vault token's do: they are due now
+                    // and the sweeper revokes them (retrying while a database is down).
+                    let n = self.leases.expire_owned_by(&id, crate::lease::now())?;
+                    if n > 0 {
+                        tracing::info!(
+                            identity = rest,
+                            leases = n,
+                            "the deleted identity's leases are being revoked"
+                        );
+                    }
                 }
                 Ok(response)
             }

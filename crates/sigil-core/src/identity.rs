@@ -177,6 +177,11 @@ impl IdentityStore {
         Ok(Some((identity, entry)))
     }
 
+    /// The id of the identity stored as `name`, enabled or not.
+    pub(crate) fn id_of(&self, name: &str) -> Result<Option<String>, CoreError> {
+        Ok(self.load(name)?.map(|(identity, _)| identity.id))
+    }
+
     pub(crate) fn exists(&self, name: &str) -> Result<bool, CoreError> {
         Ok(self.view.get(name)?.is_some())
     }

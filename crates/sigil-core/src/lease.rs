@@ -214,6 +214,38 @@ impl LeaseStore {
         Ok(())
     }
 
+    /// Makes every lease that `owner` holds expire at `now` and end there (no renewal), stored
+    /// and queued, so the sweeper revokes them within a second, retrying as it does for any
+    /// lease. Returns how many `owner` held.
+    pub(crate) fn expire_owned_by(&self, owner: &str, now: i64) -> Result<usize, CoreError> {
+        let mut held = 0;
+        for id in self.view.list("")? {
+            // A renewal racing this changes the entry under us: read it again.
+            for attempt in 0.. {
+                let Some((mut lease, entry)) = self.get(&id)? else {
+                    break;
+                };
+                if lease.owner != owner {
+                    break;
+                }
+                if attempt == 0 {
+                    held += 1;
+                }
+                if lease.expire_time <= now && lease.max_expire_time <= now {
+                    break;
+                }
+                lease.expire_time = lease.expire_time.min(now);
+                lease.max_expire_time = lease.max_expire_time.min(now);
+                match self.update(&lease, &entry) {
+                    Ok(()) => break,
+                    Err(_) if attempt < 3 => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(held)
+    }
+
     /// Forgets a lease (its secret is revoked, or its creation failed).
     pub(crate) fn remove(&self, id: &str) -> Result<(), CoreError> {
         let mut batch = ViewBatch::default();
@@ -315,6 +347,26 @@ mod tests {
             renewable: true,
             secret: json!({}),
         }
+    }
+
+    /// An owner's leases become due at once and cannot be renewed past that; other owners'
+    /// leases are untouched.
+    #[test]
+    fn an_owners_leases_expire_now_and_no_others() {
+        let s = store();
+        s.create(&lease("db/creds/r/a", 100)).unwrap();
+        s.create(&lease("db/creds/r/b", 200)).unwrap();
+        let mut other = lease("db/creds/r/c", 100);
+        other.owner = "p".into();
+        s.create(&other).unwrap();
+        assert_eq!(s.due(50, 10), Vec::<String>::new());
+        assert_eq!(s.expire_owned_by("o", 50).unwrap(), 2);
+        assert_eq!(s.due(50, 10), ["db/creds/r/a", "db/creds/r/b"]);
+        let (a, _) = s.get("db/creds/r/a").unwrap().unwrap();
+        assert_eq!((a.expire_time, a.max_expire_time), (50, 50));
+        let (c, _) = s.get("db/creds/r/c").unwrap().unwrap();
+        assert_eq!((c.expire_time, c.max_expire_time), (100, 100));
+        assert_eq!(s.expire_owned_by("nobody", 50).unwrap(), 0);
     }
 
     #[test]
