@@ -510,6 +510,46 @@ fn leases_survive_kill9_and_restart() {
     eventually(40, || !pg.user_exists(&b.user));
 }
 
+/// The response that hands out credentials records their lease id in the audit log, in clear
+/// (it carries no authority), so that a revocation can be matched to it; the password does not
+/// appear.
+#[test]
+fn the_audit_log_names_each_lease() {
+    let Some(pg) = Postgres::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, log) = (tmp.path().join("state"), tmp.path().join("audit.log"));
+    let s = Server::start_in(
+        tmp,
+        &[
+            "--dir",
+            dir.to_str().unwrap(),
+            "--audit-file",
+            log.to_str().unwrap(),
+        ],
+        &[],
+    );
+    configure_postgres(&s, &pg);
+    pg_role(&s, "app", "1h", "2h");
+    let c = creds(&read(&s, "database/creds/app"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains(&c.password));
+    let entries: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let issued = entries
+        .iter()
+        .find(|e| e["type"] == "response" && e["path"] == "database/creds/app")
+        .expect("the response entry");
+    assert_eq!(issued["lease_id"], c.lease.as_str());
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e["path"] != "database/creds/app")
+            .all(|e| e.get("lease_id").is_none())
+    );
+}
+
 /// A server with the role `app` on `pg` and two identities, alice and bob, whose policy `app`
 /// (written from the returned file) lets them read its credentials.
 fn alice_and_bob(pg: &Postgres) -> (Server, PathBuf, PathBuf, PathBuf) {

@@ -494,6 +494,7 @@ async fn authenticated(
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed")
         })??
     };
+    trail.lease_id = response.lease.as_ref().map(|l| l.id.clone());
     // The data goes into the audit log's response entry only when a device records it.
     let audit_data = if core.audit().enabled() {
         response.data.clone()

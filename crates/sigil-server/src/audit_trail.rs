@@ -47,6 +47,9 @@ pub(crate) struct Trail {
     pub(crate) closed: bool,
     /// Authenticated by a client certificate rather than a signature.
     pub(crate) mtls: bool,
+    /// The lease of a dynamic secret the response hands out (in clear: a lease id carries no
+    /// authority, and revocations are matched to it).
+    pub(crate) lease_id: Option<String>,
 }
 
 impl Trail {
@@ -70,6 +73,7 @@ impl Trail {
             signature: None,
             closed: false,
             mtls: false,
+            lease_id: None,
         })
     }
 
@@ -120,6 +124,9 @@ impl Trail {
         let (outcome, data) = match outcome {
             Ok((resp, data)) => {
                 m.num("status", resp.status().as_u16().into());
+                if let Some(id) = &self.lease_id {
+                    m.str("lease_id", id);
+                }
                 (Ok(resp), data)
             }
             Err(e) => {
