@@ -917,6 +917,20 @@ impl Core {
         }
     }
 
+    /// Ends every lease of the deleted identity `id`, as revoking a Vault token ends the
+    /// token's: they are due now and the sweeper revokes them (retrying while a database is
+    /// down). What cannot be done is logged, never returned: the identity is already gone.
+    fn end_leases_of(&self, id: &str) {
+        match self.leases.expire_owned_by(id, crate::lease::now()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(leases = n, "a deleted identity's leases end now"),
+            Err(e) => tracing::error!(
+                error = %e,
+                "the leases of a deleted identity could not be listed; revoke them by prefix"
+            ),
+        }
+    }
+
     /// Handles an authenticated request: decides create vs update, checks the caller's
     /// policies, then dispatches.
     pub fn handle(&self, caller: &Caller, mut req: Request) -> Result<Response, CoreError> {
@@ -943,32 +957,15 @@ impl Core {
             Route::Keyring(path) => self.keyring(path, req.operation),
             Route::AuditHash(device) => self.audit_hash(device, &req),
             Route::Policies(rest) => self.policies.handle(&req, rest),
-            Route::Identities(rest) => {
-                let delete = req.operation == Operation::Delete && !rest.is_empty();
-                let deleted = if delete {
-                    self.identities.id_of(rest)?
-                } else {
-                    None
-                };
-                let response = self.identities.handle(&req, rest, caller)?;
-                if delete {
-                    self.groups.remove_member(rest)?;
-                    self.cert_roles.remove_identity(rest)?;
+            Route::Identities(rest) if req.operation == Operation::Delete && !rest.is_empty() => {
+                if let Some(id) = self.identities.delete(rest)? {
+                    self.end_leases_of(&id);
                 }
-                if let Some(id) = deleted {
-                    // Its leases end with it, as a revoked Vault token's do: they are due now
-                    // and the sweeper revokes them (retrying while a database is down).
-                    let n = self.leases.expire_owned_by(&id, crate::lease::now())?;
-                    if n > 0 {
-                        tracing::info!(
-                            identity = rest,
-                            leases = n,
-                            "the deleted identity's leases are being revoked"
-                        );
-                    }
-                }
-                Ok(response)
+                self.groups.remove_member(rest)?;
+                self.cert_roles.remove_identity(rest)?;
+                Ok(Response::no_content())
             }
+            Route::Identities(rest) => self.identities.handle(&req, rest, caller),
             Route::Groups(rest) => self
                 .groups
                 .handle(&req, rest, &|n| self.identities.exists(n).unwrap_or(false)),
@@ -992,7 +989,20 @@ impl Core {
                     .caller(keyid)
                     .is_some_and(|c| !c.identity.disabled)
             }),
-            Route::Mount(mount, rest) => mount.engine.handle(&req, rest, caller, mount.limits()),
+            Route::Mount(mount, rest) => {
+                let response = mount.engine.handle(&req, rest, caller, mount.limits())?;
+                // A lease issued to an identity deleted while this request ran (after the
+                // delete looked for its leases) ends as well.
+                if response.lease.is_some()
+                    && self
+                        .identities
+                        .caller(caller.public.keyid().as_str())
+                        .is_none_or(|c| c.identity.id != caller.identity.id)
+                {
+                    self.end_leases_of(&caller.identity.id);
+                }
+                Ok(response)
+            }
             Route::Leases(rest) => self.leases_request(caller, &req, rest),
             Route::PasswordPolicies(rest) => self.passwords.handle(&req, rest),
             Route::Unknown => Err(CoreError::NotFound(format!(

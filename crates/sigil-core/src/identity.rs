@@ -177,11 +177,6 @@ impl IdentityStore {
         Ok(Some((identity, entry)))
     }
 
-    /// The id of the identity stored as `name`, enabled or not.
-    pub(crate) fn id_of(&self, name: &str) -> Result<Option<String>, CoreError> {
-        Ok(self.load(name)?.map(|(identity, _)| identity.id))
-    }
-
     pub(crate) fn exists(&self, name: &str) -> Result<bool, CoreError> {
         Ok(self.view.get(name)?.is_some())
     }
@@ -305,10 +300,11 @@ impl IdentityStore {
         }
     }
 
-    fn delete(&self, name: &str) -> Result<(), CoreError> {
+    /// Deletes `name`; returns the id of the identity it removed, if there was one.
+    pub(crate) fn delete(&self, name: &str) -> Result<Option<String>, CoreError> {
         let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         let Some((identity, entry)) = self.load(name)? else {
-            return Ok(());
+            return Ok(None);
         };
         self.check_keeps_an_admin(None, name)?;
         let mut batch = ViewBatch::default();
@@ -319,7 +315,7 @@ impl IdentityStore {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&identity.keyid);
-        Ok(())
+        Ok(Some(identity.id))
     }
 
     /// Handles `identity/entity/name/<rest>` for `caller`.
@@ -352,10 +348,6 @@ impl IdentityStore {
                     }
                 }
                 Ok(Response::data(self.upsert(name, input)?.to_json()))
-            }
-            (Operation::Delete, name) => {
-                self.delete(name)?;
-                Ok(Response::no_content())
             }
             _ => Err(CoreError::UnsupportedOperation),
         }

@@ -216,34 +216,42 @@ impl LeaseStore {
 
     /// Makes every lease that `owner` holds expire at `now` and end there (no renewal), stored
     /// and queued, so the sweeper revokes them within a second, retrying as it does for any
-    /// lease. Returns how many `owner` held.
+    /// lease. A lease that cannot be read or changed is logged and skipped: the others still
+    /// end. Returns how many `owner` held; fails only if the leases cannot be listed.
     pub(crate) fn expire_owned_by(&self, owner: &str, now: i64) -> Result<usize, CoreError> {
         let mut held = 0;
         for id in self.view.list("")? {
-            // A renewal racing this changes the entry under us: read it again.
-            for attempt in 0.. {
-                let Some((mut lease, entry)) = self.get(&id)? else {
-                    break;
-                };
-                if lease.owner != owner {
-                    break;
-                }
-                if attempt == 0 {
-                    held += 1;
-                }
-                if lease.expire_time <= now && lease.max_expire_time <= now {
-                    break;
-                }
-                lease.expire_time = lease.expire_time.min(now);
-                lease.max_expire_time = lease.max_expire_time.min(now);
-                match self.update(&lease, &entry) {
-                    Ok(()) => break,
-                    Err(_) if attempt < 3 => continue,
-                    Err(e) => return Err(e),
+            match self.expire_if_owned(&id, owner, now) {
+                Ok(true) => held += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(lease = %id, error = %e, "a lease could not be checked or ended")
                 }
             }
         }
         Ok(held)
+    }
+
+    /// Ends lease `id` at `now` if `owner` holds it; whether it does.
+    fn expire_if_owned(&self, id: &str, owner: &str, now: i64) -> Result<bool, CoreError> {
+        // A renewal racing this changes the entry under us: read it again.
+        for _ in 0..4 {
+            let Some((mut lease, entry)) = self.get(id)? else {
+                return Ok(false);
+            };
+            if lease.owner != owner {
+                return Ok(false);
+            }
+            if lease.expire_time <= now && lease.max_expire_time <= now {
+                return Ok(true);
+            }
+            lease.expire_time = lease.expire_time.min(now);
+            lease.max_expire_time = lease.max_expire_time.min(now);
+            if self.update(&lease, &entry).is_ok() {
+                return Ok(true);
+            }
+        }
+        Err(CoreError::bad("the lease kept changing"))
     }
 
     /// Forgets a lease (its secret is revoked, or its creation failed).

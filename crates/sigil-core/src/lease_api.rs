@@ -131,6 +131,12 @@ impl Core {
             .leases
             .get(&lease.id)?
             .ok_or_else(|| CoreError::bad("invalid lease"))?;
+        // Ended meanwhile (its owner deleted, or a revocation under way): the lease as stored
+        // decides, not the copy read before the engine was asked.
+        if stored.expire_time <= now {
+            return Err(CoreError::bad("lease expired"));
+        }
+        let expire = expire.min(stored.max_expire_time);
         stored.expire_time = expire;
         stored.last_renewal = Some(now);
         self.leases.update(&stored, &entry)?;

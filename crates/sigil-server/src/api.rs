@@ -474,7 +474,8 @@ async fn authenticated(
     let run = move || {
         let path = request.path.clone();
         let response = worker.handle(&caller, request)?;
-        match wrap_recipient {
+        let lease_id = response.lease.as_ref().map(|l| l.id.clone());
+        let response = match wrap_recipient {
             // A response without data (204) has nothing to wrap, as in Vault.
             Some(recipient) if response.status == 200 => {
                 let body = Zeroizing::new(
@@ -482,19 +483,21 @@ async fn authenticated(
                         .expect("response serializes"),
                 );
                 drop(response);
-                worker.wrap_response(&recipient, &caller, wrap_ttl.as_deref(), &path, &body)
+                worker.wrap_response(&recipient, &caller, wrap_ttl.as_deref(), &path, &body)?
             }
-            _ => Ok(response),
-        }
+            _ => response,
+        };
+        Ok::<_, ApiError>((response, lease_id))
     };
-    let response = if inline {
+    let (response, lease_id) = if inline {
         run()?
     } else {
         tokio::task::spawn_blocking(run).await.map_err(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed")
         })??
     };
-    trail.lease_id = response.lease.as_ref().map(|l| l.id.clone());
+    // The lease of what was handed out, wrapped or not: the audit's response entry names it.
+    trail.lease_id = lease_id;
     // The data goes into the audit log's response entry only when a device records it.
     let audit_data = if core.audit().enabled() {
         response.data.clone()

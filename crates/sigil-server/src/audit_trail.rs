@@ -124,9 +124,6 @@ impl Trail {
         let (outcome, data) = match outcome {
             Ok((resp, data)) => {
                 m.num("status", resp.status().as_u16().into());
-                if let Some(id) = &self.lease_id {
-                    m.str("lease_id", id);
-                }
                 (Ok(resp), data)
             }
             Err(e) => {
@@ -135,6 +132,9 @@ impl Trail {
                 (Err(e), None)
             }
         };
+        if let Some(id) = &self.lease_id {
+            m.str("lease_id", id);
+        }
         if let Some(d) = &data {
             m.data(d);
         }

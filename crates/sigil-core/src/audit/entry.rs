@@ -32,6 +32,11 @@ impl<'a> Entry<'a> {
     }
 
     fn name(&mut self, name: &str) {
+        // The chain writes these; a second one in a line would be read instead of its own.
+        debug_assert!(
+            !["seq", "prev", "hash", "data"].contains(&name),
+            "{name} is a reserved audit member"
+        );
         if !self.members.is_empty() {
             self.members.push(b',');
         }
