@@ -993,12 +993,7 @@ impl Core {
                 let response = mount.engine.handle(&req, rest, caller, mount.limits())?;
                 // A lease issued to an identity deleted while this request ran (after the
                 // delete looked for its leases) ends as well.
-                if response.lease.is_some()
-                    && self
-                        .identities
-                        .caller(caller.public.keyid().as_str())
-                        .is_none_or(|c| c.identity.id != caller.identity.id)
-                {
+                if response.lease.is_some() && !self.identities.has_id(&caller.identity.id) {
                     self.end_leases_of(&caller.identity.id);
                 }
                 Ok(response)

@@ -163,6 +163,12 @@ impl IdentityStore {
             .cloned()
     }
 
+    /// Whether an identity with this id exists (enabled or not, whatever its key now is).
+    pub(crate) fn has_id(&self, id: &str) -> bool {
+        let map = self.by_keyid.read().unwrap_or_else(|e| e.into_inner());
+        map.values().any(|c| c.identity.id == id)
+    }
+
     /// The enabled identity whose signing key has this keyid.
     pub(crate) fn caller(&self, keyid: &str) -> Option<Arc<Caller>> {
         let map = self.by_keyid.read().unwrap_or_else(|e| e.into_inner());
