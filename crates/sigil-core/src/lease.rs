@@ -235,7 +235,8 @@ impl LeaseStore {
     /// Ends lease `id` at `now` if `owner` holds it; whether it does.
     fn expire_if_owned(&self, id: &str, owner: &str, now: i64) -> Result<bool, CoreError> {
         // A renewal racing this changes the entry under us: read it again.
-        for _ in 0..4 {
+        let mut attempts = 1;
+        loop {
             let Some((mut lease, entry)) = self.get(id)? else {
                 return Ok(false);
             };
@@ -247,11 +248,12 @@ impl LeaseStore {
             }
             lease.expire_time = lease.expire_time.min(now);
             lease.max_expire_time = lease.max_expire_time.min(now);
-            if self.update(&lease, &entry).is_ok() {
-                return Ok(true);
+            match self.update(&lease, &entry) {
+                Ok(()) => return Ok(true),
+                Err(e) if attempts == 4 => return Err(e),
+                Err(_) => attempts += 1,
             }
         }
-        Err(CoreError::bad("the lease kept changing"))
     }
 
     /// Forgets a lease (its secret is revoked, or its creation failed).

@@ -471,6 +471,8 @@ async fn authenticated(
     // What may wait on an fsync runs on a blocking thread; the rest (reads, transit's
     // cryptography) right here, which saves two thread hand-offs per request.
     let inline = wrap_recipient.is_none() && !core.may_write(operation, &request.path);
+    // Returns the lease the engine issued apart from the answer, so that the audit names it
+    // even when wrapping the answer fails.
     let run = move || {
         let path = request.path.clone();
         let response = worker.handle(&caller, request)?;
@@ -483,9 +485,11 @@ async fn authenticated(
                         .expect("response serializes"),
                 );
                 drop(response);
-                worker.wrap_response(&recipient, &caller, wrap_ttl.as_deref(), &path, &body)?
+                worker
+                    .wrap_response(&recipient, &caller, wrap_ttl.as_deref(), &path, &body)
+                    .map_err(ApiError::from)
             }
-            _ => response,
+            _ => Ok(response),
         };
         Ok::<_, ApiError>((response, lease_id))
     };
@@ -498,6 +502,7 @@ async fn authenticated(
     };
     // The lease of what was handed out, wrapped or not: the audit's response entry names it.
     trail.lease_id = lease_id;
+    let response = response?;
     // The data goes into the audit log's response entry only when a device records it.
     let audit_data = if core.audit().enabled() {
         response.data.clone()
