@@ -48,6 +48,7 @@ pub(crate) struct Limits {
     pub(crate) address: Option<f64>,
     pub(crate) unauthenticated: Option<f64>,
     pub(crate) auth_failures: Option<f64>,
+    pub(crate) connections_per_address: Option<usize>,
 }
 
 /// One `[[audit]]` device.

@@ -18,6 +18,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 use crate::barrier::View;
+use crate::grant::{Gate, Grant};
 use crate::named::Named;
 use crate::path::check_name;
 use crate::{CoreError, Operation, Request, Response};
@@ -257,12 +258,7 @@ impl CertRoles {
         Ok(())
     }
 
-    fn write(
-        &self,
-        name: &str,
-        input: Value,
-        identity_exists: &dyn Fn(&str) -> bool,
-    ) -> Result<CertRole, CoreError> {
+    fn write(&self, name: &str, input: Value, gate: &dyn Gate) -> Result<CertRole, CoreError> {
         check_name("role", name)?;
         let input: RoleInput = serde_json::from_value(input).map_err(|_| {
             CoreError::bad(
@@ -275,7 +271,7 @@ impl CertRoles {
         }
         for m in &input.mappings {
             m.check()?;
-            if !identity_exists(&m.identity) {
+            if !gate.identity_exists(&m.identity) {
                 return Err(CoreError::bad(format!(
                     "no identity named {:?}",
                     m.identity
@@ -293,6 +289,23 @@ impl CertRoles {
                 "role {other:?} already trusts a CA with this subject"
             )));
         }
+        // Whoever holds a certificate the role maps gets everything its identity holds: a new
+        // CA hands out every mapped identity, a new mapping its own (grant.rs).
+        let old = self.roles.get(name);
+        let grant = Grant {
+            policies: Vec::new(),
+            identities: input
+                .mappings
+                .iter()
+                .filter(|m| {
+                    old.as_ref().is_none_or(|o| {
+                        o.certificate != input.certificate || !o.mappings.contains(m)
+                    })
+                })
+                .map(|m| m.identity.as_str())
+                .collect(),
+        };
+        gate.check(&grant)?;
         let role = CertRole {
             name: name.to_owned(),
             certificate: input.certificate,
@@ -309,11 +322,11 @@ impl CertRoles {
         &self,
         req: &Request,
         rest: &str,
-        identity_exists: &dyn Fn(&str) -> bool,
+        gate: &dyn Gate,
     ) -> Result<Response, CoreError> {
-        let response = self.roles.handle(req, rest, |name, input| {
-            self.write(name, input, identity_exists)
-        })?;
+        let response = self
+            .roles
+            .handle(req, rest, |name, input| self.write(name, input, gate))?;
         if req.operation == Operation::Delete {
             self.generation.store(next_generation(), Ordering::Release);
         }

@@ -1,5 +1,6 @@
 //! The logical router: existence check, policy check, dispatch.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -11,6 +12,7 @@ use crate::audit::{Broker, DeviceConfig};
 use crate::barrier::{Barrier, View, ViewBatch};
 use crate::cert_auth::{CertRoles, CertTrust};
 use crate::database::driver::Driver;
+use crate::grant::{self, Gate, Grant};
 use crate::group::GroupStore;
 use crate::identity::{Caller, IdentityStore};
 use crate::lease::LeaseStore;
@@ -628,6 +630,7 @@ impl Core {
             core.identities.upsert(
                 &name,
                 json!({ "public_key": public.to_string(), "policies": [ADMIN_POLICY] }),
+                None,
             )?;
         }
         Ok(core)
@@ -819,8 +822,7 @@ impl Core {
     /// The caller's ACL: its own policies and its groups', templates filled in.
     fn acl(&self, caller: &Caller) -> Acl {
         let id = &caller.identity;
-        let (groups, mut policies) = self.groups.of(&id.name);
-        policies.extend(id.policies.iter().cloned());
+        let (groups, policies) = self.held_policies(id);
         let ctx = TemplateContext {
             name: id.name.clone(),
             id: id.id.clone(),
@@ -828,6 +830,13 @@ impl Core {
             groups,
         };
         self.policies.acl_for(&policies, &ctx)
+    }
+
+    /// The names of `id`'s groups, and the policies it holds: its own and its groups'.
+    fn held_policies(&self, id: &crate::Identity) -> (Vec<String>, Vec<String>) {
+        let (groups, mut policies) = self.groups.of(&id.name);
+        policies.extend(id.policies.iter().cloned());
+        (groups, policies)
     }
 
     /// Whether `caller` holds `cap` (and, when `sudo`, also `cap` itself) at `path`.
@@ -863,6 +872,7 @@ impl Core {
         self.identities.upsert(
             name,
             json!({ "public_key": public.to_string(), "policies": [ADMIN_POLICY] }),
+            None,
         )?;
         Ok(())
     }
@@ -934,6 +944,9 @@ impl Core {
     /// Handles an authenticated request: decides create vs update, checks the caller's
     /// policies, then dispatches.
     pub fn handle(&self, caller: &Caller, mut req: Request) -> Result<Response, CoreError> {
+        // The server sends canonical paths already; this keeps every caller of the core to
+        // the one form the policy and the engines agree on (path.rs).
+        req.path = crate::path::for_operation(std::mem::take(&mut req.path), req.operation);
         req.operation = self.resolve_operation(req.operation, &req.path)?;
         let route = self.route(&req.path);
         let cap = match req.operation {
@@ -965,13 +978,18 @@ impl Core {
                 self.cert_roles.remove_identity(rest)?;
                 Ok(Response::no_content())
             }
-            Route::Identities(rest) => self.identities.handle(&req, rest, caller),
-            Route::Groups(rest) => self
-                .groups
-                .handle(&req, rest, &|n| self.identities.exists(n).unwrap_or(false)),
-            Route::CertRoles(rest) => self
-                .cert_roles
-                .handle(&req, rest, &|n| self.identities.exists(n).unwrap_or(false)),
+            Route::Identities(rest) => {
+                let gate = self.gate(caller, &acl, &req.path);
+                self.identities.handle(&req, rest, caller, &gate)
+            }
+            Route::Groups(rest) => {
+                let gate = self.gate(caller, &acl, &req.path);
+                self.groups.handle(&req, rest, &gate)
+            }
+            Route::CertRoles(rest) => {
+                let gate = self.gate(caller, &acl, &req.path);
+                self.cert_roles.handle(&req, rest, &gate)
+            }
             Route::Mounts(rest) => {
                 // Disabling a mount revokes its leases first (as Vault), so none outlive it.
                 if req.operation == Operation::Delete && self.mounts.exists(rest) {
@@ -1004,6 +1022,16 @@ impl Core {
                 "no handler for route \"{}\"",
                 req.path
             ))),
+        }
+    }
+
+    /// What a write to an identity, a group or a certificate role at `path` by `caller` may
+    /// hand out (grant.rs).
+    fn gate<'a>(&'a self, caller: &'a Caller, acl: &Acl, path: &str) -> CallerGate<'a> {
+        CallerGate {
+            core: self,
+            caller,
+            sudo: acl.allows(path, Capability::Sudo),
         }
     }
 
@@ -1064,6 +1092,39 @@ impl Core {
             Route::Wrapping(_) => Ok(true),
             _ => Ok(false),
         }
+    }
+}
+
+/// The caller's side of [`Gate`]: the policies it holds, and whether it holds `sudo` on the
+/// path it writes.
+struct CallerGate<'a> {
+    core: &'a Core,
+    caller: &'a Caller,
+    sudo: bool,
+}
+
+impl Gate for CallerGate<'_> {
+    fn identity_exists(&self, name: &str) -> bool {
+        self.core.identities.exists(name).unwrap_or(false)
+    }
+
+    fn check(&self, grant: &Grant<'_>) -> Result<(), CoreError> {
+        if grant.is_empty() {
+            return Ok(());
+        }
+        let mut wanted: BTreeSet<String> = grant.policies.iter().map(|p| (*p).to_owned()).collect();
+        for name in &grant.identities {
+            if let Some(id) = self.core.identities.get(name)? {
+                wanted.extend(self.core.held_policies(&id).1);
+            }
+        }
+        let held: BTreeSet<String> = self
+            .core
+            .held_policies(&self.caller.identity)
+            .1
+            .into_iter()
+            .collect();
+        grant::decide(&wanted, &held, self.sudo)
     }
 }
 
@@ -1816,5 +1877,262 @@ mod tests {
             core.handle(&root, request(Operation::Read, "nope/x", None)),
             Err(CoreError::NotFound(_))
         ));
+    }
+
+    /// Finding 1 of the security review: a trailing `/` must not step around a deny rule, on
+    /// any engine or system path, and create-vs-update is decided on the path the ACL saw.
+    #[test]
+    fn a_trailing_slash_never_steps_around_a_deny() {
+        let (core, admin) = admin_core(Arc::new(MemoryBackend::new()));
+        let root = core.caller(admin.public().keyid().as_str()).unwrap();
+        let admin_does = |op, path: &str, data: serde_json::Value| {
+            core.handle(&root, request(op, path, Some(data)))
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+        };
+        for engine in ["transit", "pki", "database"] {
+            admin_does(
+                Operation::Update,
+                &format!("sys/mounts/{engine}"),
+                json!({ "type": engine }),
+            );
+        }
+        admin_does(
+            Operation::Update,
+            "sys/mounts/e2e",
+            json!({ "type": "e2e" }),
+        );
+        admin_does(Operation::Update, "transit/keys/k", json!({}));
+        admin_does(
+            Operation::Update,
+            "secret/data/x",
+            json!({ "data": { "a": "1" } }),
+        );
+        let denied = [
+            "secret/config",
+            "secret/data/x",
+            "secret/metadata/x",
+            "secret/destroy/x",
+            "e2e/config",
+            "transit/keys/k",
+            "transit/encrypt/k",
+            "pki/roles/r",
+            "pki/root/generate/internal",
+            "database/roles/admin",
+            "database/config/main",
+            "database/creds/admin",
+            "sys/mounts/secret",
+            "sys/policies/acl/admin",
+            "identity/entity/name/root",
+            "identity/group/name/g",
+            "auth/cert/certs/c",
+            "sys/leases/revoke-prefix/database",
+            "sys/rotate",
+            "sys/password-policies/p",
+        ];
+        let policy: String = std::iter::once(
+            "path \"*\" { capabilities = [\"create\", \"read\", \"update\", \"patch\", \"delete\", \"list\", \"sudo\"] }\n"
+                .to_owned(),
+        )
+        .chain(
+            denied
+                .iter()
+                .map(|p| format!("path \"{p}\" {{ capabilities = [\"deny\"] }}\n")),
+        )
+        .collect();
+        admin_does(
+            Operation::Update,
+            "sys/policies/acl/almost",
+            json!({ "policy": policy }),
+        );
+        let bob = SecretIdentity::generate().unwrap();
+        admin_does(
+            Operation::Update,
+            "identity/entity/name/bob",
+            json!({ "public_key": bob.public().to_string(), "policies": ["almost"] }),
+        );
+        let bob = core.caller(bob.public().keyid().as_str()).unwrap();
+        for path in denied {
+            // Lease endpoints check their policy per operation (an owner needs none): only
+            // writes reach the check there.
+            let ops: &[Operation] = if path.starts_with("sys/leases/") {
+                &[Operation::Update]
+            } else {
+                &[
+                    Operation::Read,
+                    Operation::Update,
+                    Operation::Patch,
+                    Operation::Delete,
+                ]
+            };
+            for &op in ops {
+                for sent in [path.to_owned(), format!("{path}/")] {
+                    let r = core.handle(&bob, request(op, &sent, Some(json!({}))));
+                    assert!(
+                        matches!(r, Err(CoreError::Forbidden)),
+                        "{op:?} {sent}: {r:?}"
+                    );
+                }
+            }
+        }
+        // The policy is not a blanket refusal: next to a denied path, the same requests run.
+        assert!(matches!(
+            core.handle(&bob, request(Operation::Read, "transit/keys/k2/", None)),
+            Err(CoreError::NotFound(_))
+        ));
+
+        // Create vs update is decided on the path the policy sees: carol may create database
+        // roles but not update them, and `roles/admin/` is the existing `roles/admin`.
+        admin_does(
+            Operation::Update,
+            "sys/policies/acl/creator",
+            json!({ "policy": "path \"secret/data/*\" { capabilities = [\"create\"] }" }),
+        );
+        let carol = SecretIdentity::generate().unwrap();
+        admin_does(
+            Operation::Update,
+            "identity/entity/name/carol",
+            json!({ "public_key": carol.public().to_string(), "policies": ["creator"] }),
+        );
+        let carol = core.caller(carol.public().keyid().as_str()).unwrap();
+        for sent in ["secret/data/x", "secret/data/x/"] {
+            let r = core.handle(
+                &carol,
+                request(
+                    Operation::Update,
+                    sent,
+                    Some(json!({ "data": { "a": "2" } })),
+                ),
+            );
+            assert!(matches!(r, Err(CoreError::Forbidden)), "{sent}: {r:?}");
+        }
+        core.handle(
+            &carol,
+            request(
+                Operation::Update,
+                "secret/data/new/",
+                Some(json!({ "data": { "a": "2" } })),
+            ),
+        )
+        .unwrap();
+        let read = core
+            .handle(&root, request(Operation::Read, "secret/data/new", None))
+            .unwrap();
+        assert_eq!(read.data.unwrap()["data"]["a"], "2");
+    }
+
+    /// Finding 2 of the security review: whoever may edit a group, an identity or a
+    /// certificate role could hand anyone (itself) any policy, `admin` included.
+    #[test]
+    fn only_held_policies_can_be_granted() {
+        let (core, admin) = admin_core(Arc::new(MemoryBackend::new()));
+        let root = core.caller(admin.public().keyid().as_str()).unwrap();
+        let admin_does = |path: &str, data: serde_json::Value| {
+            core.handle(&root, request(Operation::Update, path, Some(data)))
+                .unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+        let editor = r#"
+path "identity/group/name/team-a" { capabilities = ["create", "update", "read"] }
+path "identity/entity/name/*" { capabilities = ["create", "update", "read"] }
+path "auth/cert/certs/*" { capabilities = ["create", "update", "read"] }
+path "identity/group/name/opsg" { capabilities = ["update", "sudo"] }
+"#;
+        admin_does("sys/policies/acl/editor", json!({ "policy": editor }));
+        admin_does(
+            "sys/policies/acl/ops",
+            json!({ "policy": "path \"sys/*\" { capabilities = [\"read\"] }" }),
+        );
+        let identity = |name: &str, policies: &[&str]| {
+            let key = SecretIdentity::generate().unwrap();
+            admin_does(
+                &format!("identity/entity/name/{name}"),
+                json!({ "public_key": key.public().to_string(), "policies": policies }),
+            );
+            core.caller(key.public().keyid().as_str()).unwrap()
+        };
+        let mallory = identity("mallory", &["editor"]);
+        identity("bob", &[]);
+        admin_does(
+            "identity/group/name/admins",
+            json!({ "policies": ["admin"], "members": ["admin"] }),
+        );
+        admin_does("identity/group/name/opsg", json!({ "policies": ["ops"] }));
+        let refused = |path: &str, data: serde_json::Value| {
+            let r = core.handle(&mallory, request(Operation::Update, path, Some(data)));
+            assert!(
+                matches!(r, Err(CoreError::GrantRefused(_))),
+                "{path}: {r:?}"
+            );
+        };
+        let allowed = |path: &str, data: serde_json::Value| {
+            core.handle(&mallory, request(Operation::Update, path, Some(data)))
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+        };
+        // The reported attack: a group she may edit, herself in it, with the admin policy.
+        refused(
+            "identity/group/name/team-a",
+            json!({ "policies": ["admin"], "members": ["mallory"] }),
+        );
+        refused("identity/group/name/team-a", json!({ "policies": ["ops"] }));
+        // Policies she holds herself she may hand on.
+        allowed(
+            "identity/group/name/team-a",
+            json!({ "policies": ["editor"], "members": ["mallory", "bob"] }),
+        );
+        // Identities: no policy she does not hold, and no new key for one that holds more.
+        refused("identity/entity/name/bob", json!({ "policies": ["admin"] }));
+        refused("identity/entity/name/bob", json!({ "policies": ["ops"] }));
+        refused(
+            "identity/entity/name/mallory",
+            json!({ "policies": ["editor", "ops"] }),
+        );
+        let other = SecretIdentity::generate().unwrap();
+        refused(
+            "identity/entity/name/admin",
+            json!({ "public_key": other.public().to_string() }),
+        );
+        allowed(
+            "identity/entity/name/bob",
+            json!({ "policies": ["editor"] }),
+        );
+        allowed(
+            "identity/entity/name/bob",
+            json!({ "metadata": { "team": "a" } }),
+        );
+        allowed(
+            "identity/entity/name/bob",
+            json!({ "public_key": other.public().to_string() }),
+        );
+        // sudo on the path lets her grant what she does not hold, but never admin.
+        allowed(
+            "identity/group/name/opsg",
+            json!({ "policies": ["ops"], "members": ["bob"] }),
+        );
+        refused("identity/group/name/opsg", json!({ "policies": ["admin"] }));
+        // Certificate roles: mapping a certificate to an identity hands out what it holds.
+        let ca = {
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, "mallory's CA");
+            p.self_signed(&rcgen::KeyPair::generate().unwrap())
+                .unwrap()
+                .pem()
+        };
+        let role = |identity: &str| json!({ "certificate": ca, "mappings": [{ "uri": "spiffe://x/m", "identity": identity }] });
+        refused("auth/cert/certs/m", role("admin"));
+        identity("opsg-member", &["ops"]);
+        refused("auth/cert/certs/m", role("opsg-member"));
+        allowed("auth/cert/certs/m", role("mallory"));
+        // Nothing she was refused took effect.
+        let bob = core.identities.get("bob").unwrap().unwrap();
+        assert_eq!(bob.policies, vec!["editor"]);
+        assert!(
+            !core
+                .groups
+                .of("mallory")
+                .1
+                .iter()
+                .any(|p| p == "admin" || p == "ops")
+        );
     }
 }

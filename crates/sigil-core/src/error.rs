@@ -11,6 +11,9 @@ pub enum CoreError {
     /// Policy denies (403).
     #[error("permission denied")]
     Forbidden,
+    /// A write would hand out policies the caller may not grant (403; grant.rs).
+    #[error("permission denied: {0}")]
+    GrantRefused(String),
     /// Nothing there (404).
     #[error("{0}")]
     NotFound(String),
@@ -39,7 +42,7 @@ impl CoreError {
     pub fn status(&self) -> u16 {
         match self {
             CoreError::BadRequest(_) => 400,
-            CoreError::Forbidden => 403,
+            CoreError::Forbidden | CoreError::GrantRefused(_) => 403,
             CoreError::NotFound(_) => 404,
             CoreError::UnsupportedOperation => 405,
             CoreError::Conflict(_) => 409,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::barrier::View;
+use crate::grant::{Gate, Grant, added};
 use crate::identity::{PolicyList, random_id};
 use crate::named::Named;
 use crate::path::check_name;
@@ -92,12 +93,7 @@ impl GroupStore {
         Ok(())
     }
 
-    fn upsert(
-        &self,
-        name: &str,
-        input: Value,
-        identity_exists: &dyn Fn(&str) -> bool,
-    ) -> Result<Group, CoreError> {
+    fn upsert(&self, name: &str, input: Value, gate: &dyn Gate) -> Result<Group, CoreError> {
         check_name("group", name)?;
         let input: GroupInput = serde_json::from_value(input).map_err(|_| {
             CoreError::bad(
@@ -118,6 +114,7 @@ impl GroupStore {
                 last_update_time: now.clone(),
             },
         };
+        let before = group.clone();
         if let Some(p) = input.policies {
             group.policies = p.into_vec();
             for p in &group.policies {
@@ -127,7 +124,7 @@ impl GroupStore {
         if let Some(mut m) = input.members {
             for member in &m {
                 check_name("identity", member)?;
-                if !identity_exists(member) {
+                if !gate.identity_exists(member) {
                     return Err(CoreError::bad(format!("no identity named {member:?}")));
                 }
             }
@@ -138,6 +135,17 @@ impl GroupStore {
         if let Some(m) = input.metadata {
             group.metadata = m;
         }
+        // New policies go to every member; a new member gets all of them (grant.rs).
+        let joined = group.members.iter().any(|m| !before.members.contains(m));
+        let grant = Grant {
+            policies: if joined {
+                group.policies.iter().map(String::as_str).collect()
+            } else {
+                added(&before.policies, &group.policies)
+            },
+            identities: Vec::new(),
+        };
+        gate.check(&grant)?;
         group.last_update_time = now;
         self.groups.put(name, &group)?;
         Ok(group)
@@ -148,10 +156,9 @@ impl GroupStore {
         &self,
         req: &Request,
         rest: &str,
-        identity_exists: &dyn Fn(&str) -> bool,
+        gate: &dyn Gate,
     ) -> Result<Response, CoreError> {
-        self.groups.handle(req, rest, |name, input| {
-            self.upsert(name, input, identity_exists)
-        })
+        self.groups
+            .handle(req, rest, |name, input| self.upsert(name, input, gate))
     }
 }

@@ -10,6 +10,7 @@ use sigil_crypto::PublicIdentity;
 use sigil_proto::e2e::{Author, Certification};
 
 use crate::barrier::{View, ViewBatch};
+use crate::grant::{Gate, Grant, added};
 use crate::path::check_name;
 use crate::policy::ADMIN_POLICY;
 use crate::request::{children, list_response};
@@ -175,6 +176,11 @@ impl IdentityStore {
         map.get(keyid).filter(|c| !c.identity.disabled).cloned()
     }
 
+    /// The identity named `name`, enabled or not.
+    pub(crate) fn get(&self, name: &str) -> Result<Option<Identity>, CoreError> {
+        Ok(self.load(name)?.map(|(i, _)| i))
+    }
+
     fn load(&self, name: &str) -> Result<Option<(Identity, crate::barrier::Entry)>, CoreError> {
         let Some(entry) = self.view.get(name)? else {
             return Ok(None);
@@ -187,8 +193,14 @@ impl IdentityStore {
         Ok(self.view.get(name)?.is_some())
     }
 
-    /// Creates or updates `name` (used by the API and at start-up for the init admins).
-    pub(crate) fn upsert(&self, name: &str, input: Value) -> Result<Identity, CoreError> {
+    /// Creates or updates `name`: through the API with the caller's `gate`, and with none at
+    /// start-up, for the init admins.
+    pub(crate) fn upsert(
+        &self,
+        name: &str,
+        input: Value,
+        gate: Option<&dyn Gate>,
+    ) -> Result<Identity, CoreError> {
         check_name("identity", name)?;
         let input: IdentityInput = serde_json::from_value(input).map_err(|_| {
             CoreError::bad(
@@ -264,6 +276,20 @@ impl IdentityStore {
         if existing.is_some() {
             self.check_keeps_an_admin(Some(&identity), name)?;
         }
+        if let Some(gate) = gate {
+            // New policies go to the identity; a new key gets everything it holds (grant.rs).
+            let old = existing.as_ref().map(|(i, _)| i);
+            let rekeyed = old.is_some_and(|o| o.keyid != identity.keyid);
+            let grant = Grant {
+                policies: if rekeyed {
+                    identity.policies.iter().map(String::as_str).collect()
+                } else {
+                    added(old.map_or(&[][..], |o| &o.policies), &identity.policies)
+                },
+                identities: if rekeyed { vec![name] } else { Vec::new() },
+            };
+            gate.check(&grant)?;
+        }
 
         let mut batch = ViewBatch::default();
         batch.expect(name, existing.as_ref().map(|(_, e)| e));
@@ -330,6 +356,7 @@ impl IdentityStore {
         req: &Request,
         rest: &str,
         caller: &Caller,
+        gate: &dyn Gate,
     ) -> Result<Response, CoreError> {
         match (req.operation, rest) {
             (Operation::List, "") => list_response(children(0, self.view.list("")?)),
@@ -353,7 +380,9 @@ impl IdentityStore {
                         ));
                     }
                 }
-                Ok(Response::data(self.upsert(name, input)?.to_json()))
+                Ok(Response::data(
+                    self.upsert(name, input, Some(gate))?.to_json(),
+                ))
             }
             _ => Err(CoreError::UnsupportedOperation),
         }

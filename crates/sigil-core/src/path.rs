@@ -1,11 +1,37 @@
 //! Normalization of request paths and validation of names.
+//!
+//! A request path has one canonical form, and the policy check, the existence check
+//! (create vs update) and every engine see exactly that form: a LIST names a folder and its
+//! path ends in one `/`; every other operation names an object and its path has no trailing
+//! `/` (one sent is dropped, so `DELETE sys/mounts/secret/` works as in Vault and
+//! `secret/config/` is `secret/config` to the policy as well as to the engine).
 
 use crate::CoreError;
+use crate::request::Operation;
+
+/// The canonical path of a request below `/v1/` as received (still percent-encoded): see
+/// [`normalize`] for what is refused, then [`for_operation`].
+pub fn canonical(raw: &str, op: Operation) -> Result<String, CoreError> {
+    normalize(raw).map(|path| for_operation(path, op))
+}
+
+/// Puts a normalized path into the canonical form for `op`: with one trailing `/` for a LIST,
+/// without one for everything else. Idempotent.
+pub(crate) fn for_operation(mut path: String, op: Operation) -> String {
+    if op == Operation::List {
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+    } else if path.ends_with('/') {
+        path.pop();
+    }
+    path
+}
 
 /// Normalizes a path below `/v1/` as received (still percent-encoded): decodes it, and refuses
 /// `.`/`..` segments, empty segments (`//`), control characters and invalid UTF-8. A single
-/// trailing `/` is kept (list paths).
-pub fn normalize(raw: &str) -> Result<String, CoreError> {
+/// trailing `/` is kept; [`for_operation`] decides what it means.
+fn normalize(raw: &str) -> Result<String, CoreError> {
     let decoded = percent_decode(raw)?;
     let trimmed = decoded.strip_prefix('/').unwrap_or(&decoded);
     let body = trimmed.strip_suffix('/').unwrap_or(trimmed);
@@ -90,6 +116,25 @@ mod tests {
         ] {
             assert!(normalize(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn one_canonical_form_per_operation() {
+        use Operation::*;
+        for op in [Read, Create, Update, Patch, Delete] {
+            assert_eq!(canonical("secret/config/", op).unwrap(), "secret/config");
+            assert_eq!(canonical("secret/config", op).unwrap(), "secret/config");
+        }
+        assert_eq!(
+            canonical("secret/metadata", List).unwrap(),
+            "secret/metadata/"
+        );
+        assert_eq!(
+            canonical("secret/metadata/", List).unwrap(),
+            "secret/metadata/"
+        );
+        assert!(canonical("secret/config//", Read).is_err());
+        assert!(canonical("/", Read).is_err());
     }
 
     #[test]

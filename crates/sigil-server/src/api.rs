@@ -211,7 +211,7 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
             _ => {}
         }
         if let Some(core) = node.core()
-            && let Ok(path) = sigil_core::normalize_path(raw_path)
+            && let Ok(path) = sigil_core::canonical_path(raw_path, Operation::Read)
             && core.is_public_read(&path)
         {
             // A CA certificate or CRL: public, served raw to anyone (relying parties fetch
@@ -376,10 +376,9 @@ async fn authenticated(
             ));
         }
     };
-    let mut path = sigil_core::normalize_path(raw_path)?;
-    if operation == Operation::List && !path.ends_with('/') {
-        path.push('/');
-    }
+    // One canonical form, before anything looks at the path (the policy, the existence
+    // check, the audit log and the engines all see this one).
+    let path = sigil_core::canonical_path(raw_path, operation)?;
     let operation = core.resolve_operation(operation, &path)?;
     trail.operation = Some(operation);
     trail.path.clone_from(&path);

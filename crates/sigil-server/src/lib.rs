@@ -14,6 +14,7 @@ mod api;
 mod audit_trail;
 mod auth;
 mod channels;
+mod connections;
 mod error;
 mod harden;
 mod limits;

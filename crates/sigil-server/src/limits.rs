@@ -38,6 +38,8 @@ pub struct RateLimits {
     /// Per source address, failed authentications; past it every request from that address is
     /// refused until the bucket refills.
     pub auth_failures: Rate,
+    /// Connections one source address (IPv6: one /64) may hold at once.
+    pub connections_per_address: usize,
 }
 
 impl Default for RateLimits {
@@ -47,6 +49,7 @@ impl Default for RateLimits {
             address: Rate::per_second(5000.0),
             unauthenticated: Rate::per_second(50.0),
             auth_failures: Rate::per_second(10.0),
+            connections_per_address: 256,
         }
     }
 }

@@ -12,16 +12,16 @@ use tower::ServiceExt as _;
 
 use crate::api::{AppState, router};
 use crate::audit_trail::{PeerCerts, RemoteAddr};
+use crate::connections::{Activity, Connections, FIRST_REQUEST, IDLE, Refused};
 use crate::limits::{Limits, RateLimits};
 use crate::replay::ReplayCache;
 use crate::tls::TlsIdentity;
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send its request headers (HTTP/1.1).
+/// How long a client may take to send one request's headers once it began (HTTP/1.1); the
+/// whole connection's deadlines are in connections.rs.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more are closed at accept.
-const MAX_CONNECTIONS: usize = 4096;
+/// How long a connection being closed for its deadline may take to finish what it was doing.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Largest request head accepted (431 above).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
@@ -68,6 +68,7 @@ pub struct Running {
     listener: TcpListener,
     metrics: Option<TcpListener>,
     state: Arc<AppState>,
+    connections_per_address: usize,
 }
 
 impl std::fmt::Debug for Running {
@@ -127,6 +128,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         addr,
         listener,
         metrics,
+        connections_per_address: config.limits.connections_per_address,
         state: Arc::new(AppState {
             tls: config.tls,
             tls_cache: std::sync::Mutex::new(None),
@@ -231,7 +233,7 @@ impl Running {
         });
         let state = Arc::clone(&self.state);
         let app = router(self.state);
-        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let table = Connections::new(self.connections_per_address);
         loop {
             let (tcp, peer) = match self.listener.accept().await {
                 Ok(c) => c,
@@ -241,19 +243,27 @@ impl Running {
                     continue;
                 }
             };
+            let slot = match table.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(Refused::Address) => {
+                    tracing::debug!(%peer, "this address holds its share of connections; closing");
+                    continue;
+                }
+                Err(Refused::Full) => {
+                    tracing::warn!(%peer, "connection table full; closing");
+                    continue;
+                }
+            };
             // Answers are small and written whole: Nagle's algorithm would only hold the last
             // segment back for the peer's delayed ACK (40 ms on Linux).
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "TCP_NODELAY not set");
             }
-            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                tracing::warn!(%peer, limit = MAX_CONNECTIONS, "connection limit reached; closing");
-                continue;
-            };
             let state = Arc::clone(&state);
             let app = app.clone();
             tokio::spawn(async move {
                 let _slot = slot;
+                let activity = Activity::new();
                 // The configuration is picked per connection: it asks for client certificates
                 // once certificate roles exist (and follows them as they change).
                 let handshake = async {
@@ -264,7 +274,7 @@ impl Running {
                     .await?;
                     start.into_stream(state.tls_config()).await
                 };
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                let tls = match tokio::time::timeout(FIRST_REQUEST, handshake).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -277,13 +287,20 @@ impl Running {
                     .1
                     .peer_certificates()
                     .map(|c| Arc::new(PeerCerts::new(c.iter().map(|d| d.to_vec()).collect())));
+                let requests = Arc::clone(&activity);
                 let service = hyper::service::service_fn(
                     move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        let in_flight = requests.begin();
                         req.extensions_mut().insert(RemoteAddr(peer));
                         if let Some(c) = &certs {
                             req.extensions_mut().insert(Arc::clone(c));
                         }
-                        app.clone().oneshot(req.map(axum::body::Body::new))
+                        let answer = app.clone().oneshot(req.map(axum::body::Body::new));
+                        async move {
+                            let answer = answer.await;
+                            drop(in_flight);
+                            answer
+                        }
                     },
                 );
                 let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -295,8 +312,30 @@ impl Running {
                 builder
                     .http2()
                     .max_header_list_size(MAX_HEADER_BYTES as u32);
-                if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                let conn = builder.serve_connection(TokioIo::new(tls), service);
+                tokio::pin!(conn);
+                // Closed when silent from accept, or idle, for too long (connections.rs): on
+                // every protocol, protocol detection included.
+                loop {
+                    let wake = activity
+                        .deadline()
+                        .unwrap_or_else(|| tokio::time::Instant::now() + IDLE);
+                    tokio::select! {
+                        ended = conn.as_mut() => {
+                            if let Err(e) = ended {
+                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            }
+                            return;
+                        }
+                        () = tokio::time::sleep_until(wake) => {
+                            if activity.deadline().is_some_and(|d| d <= tokio::time::Instant::now()) {
+                                tracing::debug!(%peer, "closing a silent or idle connection");
+                                conn.as_mut().graceful_shutdown();
+                                let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
+                                return;
+                            }
+                        }
+                    }
                 }
             });
         }

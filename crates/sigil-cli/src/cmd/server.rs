@@ -183,6 +183,12 @@ fn limits(
         file.and_then(|f| f.auth_failures),
         &mut l.auth_failures,
     )?;
+    if let Some(n) = file.and_then(|f| f.connections_per_address) {
+        if n == 0 || n > 4096 {
+            bail!("[limits] connections_per_address must be between 1 and 4096");
+        }
+        l.connections_per_address = n;
+    }
     Ok(l)
 }
 

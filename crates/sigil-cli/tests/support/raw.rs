@@ -20,6 +20,7 @@ pub struct Raw {
     /// Sign and send with this Host instead of the server's address.
     pub host_override: Option<String>,
     connector: TlsConnector,
+    config: Arc<rustls::ClientConfig>,
     ca_pem: Vec<u8>,
     pub key: SecretIdentity,
     pub server: PublicIdentity,
@@ -108,7 +109,8 @@ impl Raw {
         let mut raw = Raw {
             addr: server.addr(),
             host_override: None,
-            connector: TlsConnector::from(Arc::new(config)),
+            connector: TlsConnector::from(Arc::new(config.clone())),
+            config: Arc::new(config),
             ca_pem: std::fs::read(server.var("SIGIL_CACERT")).unwrap(),
             key,
             server: SecretIdentity::generate().unwrap().public(),
@@ -272,6 +274,25 @@ impl Raw {
         head.push_str("\r\n");
         self.try_send_bytes(&[head.as_bytes(), &req.body].concat())
             .await
+    }
+
+    /// A TLS connection to the server from `source` (any loopback address), with `alpn`
+    /// offered; `None` when the server closes it before the handshake ends.
+    pub async fn connect_from(
+        &self,
+        source: std::net::IpAddr,
+        alpn: &[&[u8]],
+    ) -> Option<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((source, 0).into()).unwrap();
+        let tcp = socket.connect(self.addr).await.ok()?;
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let name = ServerName::try_from("localhost").unwrap();
+        TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .ok()
     }
 
     async fn try_send_bytes(&self, bytes: &[u8]) -> Option<Resp> {

@@ -6,8 +6,8 @@ use super::{Capabilities, Capability, Policy};
 
 /// The merged rules of a set of policies, ready to answer "may this caller do X at path P?".
 ///
-/// Matching follows Vault: an exact rule wins; otherwise (for `list`, first without the
-/// trailing `/`) the best of the longest matching glob and every matching `+` rule, ranked by
+/// Matching follows Vault: an exact rule wins; otherwise (for `list`, see
+/// [`Acl::capabilities`]) the best of the longest matching glob and every matching `+` rule, ranked by
 /// (1) the later the first `+`/`*`, the better; (2) not a glob beats a glob; (3) fewer `+`
 /// segments; (4) longer path; (5) lexicographically greater.
 #[derive(Debug, Default, Clone)]
@@ -85,23 +85,23 @@ impl Acl {
     }
 
     /// The capabilities that apply at `path` (empty if no rule matches).
+    ///
+    /// For a LIST (`path` ends in `/`), as OpenBao since GHSA-xp3c-3jw3-4vcr: the exact rule
+    /// for the path with its `/`, then for the path without it, then the globs and `+` rules
+    /// for the path with its `/`, and only when none matches, for the path without it. So a
+    /// deny on `a/*` is not stepped around by a LIST of `a` through a grant on `*`.
     pub fn capabilities(&self, path: &str, list: bool) -> Capabilities {
         let path = path.trim_start_matches('/');
+        let bare = path.strip_suffix('/').filter(|_| list);
         if let Some(c) = self.exact.get(path) {
             return *c;
         }
-        if list {
-            let bare = path.strip_suffix('/').unwrap_or(path);
-            if let Some(c) = self.exact.get(bare) {
-                return *c;
-            }
-            if bare.len() != path.len()
-                && let Some(c) = self.non_exact(bare)
-            {
-                return c;
-            }
+        if let Some(c) = bare.and_then(|b| self.exact.get(b)) {
+            return *c;
         }
-        self.non_exact(path).unwrap_or(Capabilities::NONE)
+        self.non_exact(path)
+            .or_else(|| bare.and_then(|b| self.non_exact(b)))
+            .unwrap_or(Capabilities::NONE)
     }
 
     fn non_exact(&self, path: &str) -> Option<Capabilities> {
@@ -313,5 +313,39 @@ mod tests {
             a.capabilities("secret/metadata/app/", false),
             Capabilities::NONE
         );
+    }
+
+    #[test]
+    fn list_matches_globs_with_the_slash_first() {
+        // GHSA-xp3c-3jw3-4vcr: a more specific deny on `a/*` is not stepped around by the
+        // grant on `*` through the slashless path.
+        let a = acl(&[&format!(
+            "{}{}",
+            rule("secret/metadata/*", "\"list\""),
+            rule("secret/metadata/a/*", "\"deny\"")
+        )]);
+        assert!(!a.allows("secret/metadata/a/", List));
+        assert!(a.allows("secret/metadata/b/", List));
+        let a = acl(&[&format!(
+            "{}{}",
+            rule("secret/metadata/+", "\"list\""),
+            rule("secret/metadata/+/*", "\"deny\"")
+        )]);
+        assert!(!a.allows("secret/metadata/a/", List));
+        // The two swapped: the grant on `a/*` applies.
+        let a = acl(&[&format!(
+            "{}{}",
+            rule("secret/metadata/*", "\"deny\""),
+            rule("secret/metadata/a/*", "\"list\"")
+        )]);
+        assert!(a.allows("secret/metadata/a/", List));
+        // A grant on the folder's glob beats a deny on everything.
+        let a = acl(&[&format!(
+            "{}{}",
+            rule("*", "\"deny\""),
+            rule("secret/metadata/*", "\"list\"")
+        )]);
+        assert!(a.allows("secret/metadata/", List));
+        assert!(!a.allows("secret/", List));
     }
 }
