@@ -15,6 +15,7 @@ import secrets
 import sys
 
 import nacl.bindings as nacl_aead
+import nacl.exceptions
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
@@ -104,19 +105,26 @@ def seal(sender: x25519.X25519PrivateKey, recipient: bytes, info: bytes, aad: by
 
 def open_sealed(recipient: x25519.X25519PrivateKey, sender: bytes, info: bytes, aad: bytes, body: bytes,
                 export: bool = False):
-    """Opens an HPKE envelope; with export, also returns Export("sigil/v1/channel", 32)."""
+    """Opens an HPKE envelope; with export, also returns the channel's two keys (docs/protocol.md):
+    (Export("sigil/v1/channel/request", 32), Export("sigil/v1/channel/response", 32))."""
     env = json.loads(body)
     skr = KEMKey.from_pyca_cryptography_key(recipient)
     pks = KEMKey.from_pyca_cryptography_key(x25519.X25519PublicKey.from_public_bytes(sender))
     ctx = SUITE.create_recipient_context(b64url_decode(env["enc"]), skr, info=info, pks=pks)
     pt = ctx.open(b64url_decode(env["ct"]), aad=aad)
     if export:
-        return pt, ctx.export(b"sigil/v1/channel", 32)
+        return pt, (ctx.export(b"sigil/v1/channel/request", 32), ctx.export(b"sigil/v1/channel/response", 32))
     return pt
 
 
+def response_aad(status: int, nonce: str) -> bytes:
+    """An answer's associated data: its status and the request's nonce."""
+    return f"{status} {nonce}".encode()
+
+
 def channel_seal(key: bytes, channel: str, aad: bytes, pt: bytes) -> bytes:
-    """PROTOCOL.md §6 with libsodium's XChaCha20-Poly1305 (PyNaCl), independent of RustCrypto."""
+    """Channels (docs/protocol.md) with libsodium's XChaCha20-Poly1305 (PyNaCl), independent of
+    RustCrypto."""
     n = secrets.token_bytes(24)
     ct = nacl_aead.crypto_aead_xchacha20poly1305_ietf_encrypt(pt, aad, n, key)
     return json.dumps({"ch": channel, "n": b64url(n), "ct": b64url(ct)}).encode()
@@ -152,10 +160,14 @@ class Client:
         if keyid(sign_pub) != pinned:
             raise SystemExit(f"server key mismatch: {keyid(sign_pub)} != {pinned}")
         self.server_enc = raw[32:]
+        self.server_sign = sign_pub
+        self.receipts = 0
 
     def call(self, method, path, payload=None, channel=None, channel_key=None):
-        """One signed request. channel: None, "new" (ask for one) or an id (with channel_key).
-        Returns the response and the opened body; after "new", also self.channel = (id, key)."""
+        """One signed request. channel: None, "new" (ask for one) or an id (with channel_key, the
+        pair of keys). Returns the response and the opened body (None without one; a 2xx without
+        a body must carry a receipt that opens, counted in self.receipts); after "new", also
+        self.channel = (id, keys)."""
         nonce = b64url(secrets.token_bytes(18))
         body = None
         headers = {}
@@ -164,7 +176,7 @@ class Client:
         if payload is not None:
             plain = json.dumps(payload).encode()
             if channel_key is not None:
-                body = channel_seal(channel_key, channel, nonce.encode(), plain)
+                body = channel_seal(channel_key[0], channel, nonce.encode(), plain)
             else:
                 body = seal(self.enc_key, self.server_enc, b"sigil/v1/request", nonce.encode(), plain)
             headers["Content-Type"] = "application/vnd.sigil.sealed+json"
@@ -184,23 +196,34 @@ class Client:
             body=body,
         )
         resp = self.session.send(req)
+        self.last_nonce = nonce
         opened = None
-        if 200 <= resp.status_code < 300 and resp.content:
+        aad = response_aad(resp.status_code, nonce)
+        if 200 <= resp.status_code < 300 and not resp.content:
+            # No body: the server's receipt proves it sent this status for this request.
+            receipt = resp.headers["Sigil-Receipt"].encode()
+            if "ch" in json.loads(receipt):
+                plain = channel_open(channel_key[1], aad, receipt)
+            else:
+                plain = open_sealed(self.enc_key, self.server_enc, b"sigil/v1/response", aad, receipt)
+            assert plain == b"", plain
+            self.receipts += 1
+        elif 200 <= resp.status_code < 300:
             assert resp.headers["Content-Type"] == "application/vnd.sigil.sealed+json", resp.headers
             envelope = json.loads(resp.content)
             if "ch" in envelope:
                 assert envelope["ch"] == channel, envelope
-                opened = json.loads(channel_open(channel_key, nonce.encode(), resp.content))
+                opened = json.loads(channel_open(channel_key[1], aad, resp.content))
             elif channel == "new":
-                pt, key = open_sealed(self.enc_key, self.server_enc, b"sigil/v1/response", nonce.encode(),
-                                      resp.content, export=True)
+                pt, keys = open_sealed(self.enc_key, self.server_enc, b"sigil/v1/response", aad,
+                                       resp.content, export=True)
                 grant = resp.headers["Sigil-Channel"]
                 cid, ttl = grant.split(";")
                 assert ttl.strip().startswith("ttl="), grant
-                self.channel = (cid.strip(), key)
+                self.channel = (cid.strip(), keys)
                 opened = json.loads(pt)
             else:
-                opened = json.loads(open_sealed(self.enc_key, self.server_enc, b"sigil/v1/response", nonce.encode(), resp.content))
+                opened = json.loads(open_sealed(self.enc_key, self.server_enc, b"sigil/v1/response", aad, resp.content))
         return resp, opened
 
 
@@ -264,9 +287,25 @@ def run(keydir):
     assert "ch" in json.loads(resp.content), "answered on the channel"
     resp, opened = c.call("GET", "secret/data/py/chan", channel=cid, channel_key=key)
     assert opened["data"]["data"]["via"] == "channel", opened
-    # A body sealed to a channel the server does not hold: refused, nothing written.
+    # The answer's key is not the request's: a request body sent back as its answer does not open.
+    body = channel_seal(key[0], cid, b"200 x", b"{}")
+    try:
+        channel_open(key[1], b"200 x", body)
+        raise AssertionError("a request body opened as an answer")
+    except nacl.exceptions.CryptoError:
+        pass
+    # A bodiless 2xx carries a receipt (opened and checked in call()).
+    resp, _ = c.call("DELETE", "secret/data/py/chan2", channel=cid, channel_key=key)
+    assert resp.status_code == 204 and c.receipts == 1, (resp.status_code, resp.text)
+    resp, _ = c.call("DELETE", "secret/data/py/chan3")
+    assert resp.status_code == 204 and c.receipts == 2, (resp.status_code, resp.text)
+    # A body sealed to a channel the server does not hold: refused, nothing written, and the
+    # answer that says so is signed by the server (Ed25519, verified with pyca/cryptography).
     resp, _ = c.call("POST", "secret/data/py/chan", {"data": {"via": "ghost"}}, channel="nope", channel_key=key)
-    assert resp.status_code == 400 and resp.headers["Sigil-Channel"] == "expired", resp.text
+    word, sig = resp.headers["Sigil-Channel"].split(";")
+    assert resp.status_code == 400 and word == "expired", resp.text
+    c.server_sign.verify(b64url_decode(sig.strip().removeprefix("sig=")),
+                         ("sigil/v1/channel-expired " + c.last_nonce).encode())
     resp, opened = c.call("GET", "secret/data/py/chan", channel="nope")
     assert "enc" in json.loads(resp.content), "an unknown channel falls back to HPKE"
     assert opened["data"]["data"]["via"] == "channel", opened

@@ -139,7 +139,7 @@ impl ServerFile {
             _ => {}
         }
         if let Some(addr) = &file.api_addr
-            && api_host(addr.get_ref()).is_none()
+            && api_authority(addr.get_ref()).is_none()
         {
             bail!(
                 "{}: line {}: api_addr must be https://HOST[:PORT]",
@@ -193,16 +193,10 @@ pub(crate) fn parse_socket(address: &str) -> Result<sigil_server::AuditSink, Str
     }
 }
 
-/// The host of an `https://HOST[:PORT]` address.
-pub(crate) fn api_host(addr: &str) -> Option<String> {
+/// The host and port of an `https://HOST[:PORT]` address (443 when none is given).
+pub(crate) fn api_authority(addr: &str) -> Option<(String, u16)> {
     let rest = addr.strip_prefix("https://")?;
-    let authority = rest.split('/').next()?;
-    let host = match authority.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.is_empty() => h,
-        _ => authority,
-    };
-    let host = host.trim_matches(['[', ']']);
-    (!host.is_empty()).then(|| host.to_owned())
+    sigil_server::parse_authority(rest.split('/').next()?)
 }
 
 #[cfg(test)]

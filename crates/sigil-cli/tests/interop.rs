@@ -23,7 +23,7 @@ fn python_client_signs_seals_writes_and_reads() {
     let policy = s.tmp.path().join("py.hcl");
     std::fs::write(
         &policy,
-        "path \"secret/data/py/*\" {\n  capabilities = [\"create\", \"read\", \"update\"]\n}\n\
+        "path \"secret/data/py/*\" {\n  capabilities = [\"create\", \"read\", \"update\", \"delete\"]\n}\n\
          path \"secret/metadata/py/*\" {\n  capabilities = [\"list\"]\n}\n\
          path \"secret/data/from-rust\" {\n  capabilities = [\"read\"]\n}\n",
     )

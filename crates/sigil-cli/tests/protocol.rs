@@ -154,7 +154,9 @@ async fn stale_and_overlong_signatures_are_refused() {
         let r = raw.send(&req).await;
         assert_eq!(r.status, 401, "{name}");
     }
-    let ok = raw.signed_at("GET", "/v1/secret/data/app", None, t - 5, t + 295);
+    // The longest validity allowed. (Not from before the test: a transient server refuses
+    // signatures older than itself.)
+    let ok = raw.signed_at("GET", "/v1/secret/data/app", None, t, t + 300);
     assert_eq!(raw.send(&ok).await.status, 200);
 }
 
@@ -369,21 +371,30 @@ async fn errors_never_echo_secret_values() {
 
 #[tokio::test]
 async fn a_request_addressed_to_another_server_is_refused() {
-    let (_s, mut raw) = setup().await;
+    let (s, mut raw) = setup().await;
     raw.host_override = Some("sigil.other.example:8200".into());
     let req = raw.signed("GET", "/v1/secret/data/app", None);
     let r = raw.send(&req).await;
     assert_eq!(r.status, 401);
     assert!(
-        r.error_text().contains("not a name of this server"),
+        r.error_text()
+            .contains("not a name and port of this server"),
         "{}",
         r.error_text()
     );
-    // Names of this server are fine, with or without the port.
-    for host in ["localhost", "LOCALHOST:1", "[::1]:8200"] {
-        raw.host_override = Some(host.into());
+    // Names of this server are fine at its port, in any case; at another port, or with none
+    // (443), they are not (security review, finding 4).
+    let port = s.addr().port();
+    for (host, status) in [
+        (format!("localhost:{port}"), 200),
+        (format!("LOCALHOST:{port}"), 200),
+        (format!("[::1]:{port}"), 200),
+        ("localhost".to_owned(), 401),
+        ("LOCALHOST:1".to_owned(), 401),
+    ] {
+        raw.host_override = Some(host.clone());
         let req = raw.signed("GET", "/v1/secret/data/app", None);
-        assert_eq!(raw.send(&req).await.status, 200, "{host}");
+        assert_eq!(raw.send(&req).await.status, status, "{host}");
     }
 }
 
@@ -403,11 +414,26 @@ async fn bearer_tokens_are_refused_in_any_spelling() {
 async fn an_oversized_chunked_body_is_refused() {
     let (_s, raw) = setup().await;
     let chunk = vec![b'a'; 64 * 1024];
-    let mut bytes = format!(
-        "POST /v1/secret/data/big HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+    // Signed: the body is read only once the signature verified.
+    let t = now();
+    let nonce = sigil_crypto::random::nonce().unwrap();
+    let signed = raw.sign_raw(
+        "POST",
+        "/v1/secret/data/big",
+        Some(chunk.repeat(20)),
+        nonce,
+        t,
+        t + 60,
+    );
+    let mut head = format!(
+        "POST /v1/secret/data/big HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n",
         raw.host()
-    )
-    .into_bytes();
+    );
+    for (k, v) in &signed.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
     for _ in 0..20 {
         bytes.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
         bytes.extend_from_slice(&chunk);
@@ -616,7 +642,7 @@ async fn channels_answer_only_their_identity() {
         admin.key.encryption_key(),
         admin.server.encryption_key(),
         sigil_crypto::SealInfo::Response,
-        ask.nonce.as_bytes(),
+        sigil_proto::body::response_aad(200, &ask.nonce).as_bytes(),
         &env,
     )
     .unwrap();
@@ -632,7 +658,12 @@ async fn channels_answer_only_their_identity() {
         panic!("answered on the channel");
     };
     assert_eq!(ch, id);
-    let opened = sigil_proto::body::open_channel(&key, &on.nonce, &nonce, &ct).unwrap();
+    let aad = sigil_proto::body::response_aad(200, &on.nonce);
+    let opened = sigil_proto::body::open_channel(&key.response, &aad, &nonce, &ct).unwrap();
+    // Not with the key for the other direction, nor bound to another status.
+    assert!(sigil_proto::body::open_channel(&key.request, &aad, &nonce, &ct).is_err());
+    let other = sigil_proto::body::response_aad(204, &on.nonce);
+    assert!(sigil_proto::body::open_channel(&key.response, &other, &nonce, &ct).is_err());
     assert!(String::from_utf8_lossy(&opened).contains("correct-horse-battery"));
 
     // Another identity naming it: HPKE to its own key, as if no channel were named.
@@ -648,7 +679,7 @@ async fn channels_answer_only_their_identity() {
     // A body sealed to a channel the server does not hold: 400, `expired`, nothing written.
     let nonce = sigil_crypto::random::nonce().unwrap();
     let body = sigil_proto::body::seal_channel(
-        &key,
+        &key.request,
         "not-a-channel",
         &nonce,
         br#"{"data":{"password":"ghost"}}"#,
@@ -661,7 +692,18 @@ async fn channels_answer_only_their_identity() {
         .push(("Sigil-Channel".into(), "not-a-channel".into()));
     let refused = admin.send(&ghost).await;
     assert_eq!(refused.status, 400, "{}", refused.error_text());
-    assert_eq!(refused.header("sigil-channel"), Some("expired"));
+    // Signed by the server, for this request: the client may send it again.
+    let sig = sigil_proto::headers::channel_expired_signature(
+        refused.header("sigil-channel").expect("expired; sig=…"),
+    )
+    .expect("a signature");
+    admin
+        .server
+        .verify(
+            &sigil_proto::headers::channel_expired_message(&ghost.nonce),
+            &sig,
+        )
+        .expect("the server's signature");
     assert!(ok(s.sigil(&["kv", "get", "-field=password", "secret/app"])).contains("correct-horse"));
 }
 

@@ -207,3 +207,171 @@ async fn silent_connections_cannot_lock_clients_out() {
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
+
+/// Finding 4: a captured signed `POST sys/rotate` was accepted again after a restart and
+/// unseal (the replay cache lived in memory only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_write_is_not_accepted_again_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let key = tmp.path().join("admin.key");
+    ok(support::run(&[
+        "key",
+        "generate",
+        "-o",
+        key.to_str().unwrap(),
+    ]));
+    let mut server = Server::start_data_dir(&data, false);
+    server.init_and_unseal(&key);
+    let term = |s: &Server| -> u64 {
+        ok(s.sigil(&["read", "-field=term", "sys/key-status"]))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(term(&server), 1);
+    let raw = support::raw::Raw::new(&server, &key).await;
+    let rotate = raw.signed("POST", "/v1/sys/rotate", None);
+    assert_eq!(raw.send(&rotate).await.status, 200);
+    assert_eq!(term(&server), 2);
+
+    // kill -9, the same port, unsealed again: the captured request is still a replay.
+    let port = server.addr().port();
+    let env = server.env.clone();
+    server.kill9();
+    let listen = format!("127.0.0.1:{port}");
+    let restarted = Server::spawn(
+        tempfile::tempdir().unwrap(),
+        &["--data-dir", data.to_str().unwrap(), "--listen", &listen],
+        &[],
+        3,
+    );
+    let mut restarted = restarted;
+    restarted.env = env;
+    ok(restarted.sigil(&["operator", "unseal"]));
+    let again = raw.send(&rotate).await;
+    assert_eq!(again.status, 401, "{}", again.error_text());
+    assert!(
+        again.error_text().contains("replayed"),
+        "{}",
+        again.error_text()
+    );
+    assert_eq!(term(&restarted), 2);
+    // A fresh signature of the same request is a new request.
+    assert_eq!(
+        raw.send(&raw.signed("POST", "/v1/sys/rotate", None))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(term(&restarted), 3);
+}
+
+/// Finding 4, transient mode: no nonces survive a restart, so a signature made before the
+/// server started is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_server_refuses_signatures_older_than_itself() {
+    let s = Server::start();
+    let raw = support::raw::Raw::new(&s, &s.admin_key()).await;
+    let t = support::raw::now();
+    let old = raw.signed_at("POST", "/v1/sys/rotate", None, t - 30, t + 60);
+    let refused = raw.send(&old).await;
+    assert_eq!(refused.status, 401);
+    assert!(
+        refused.error_text().contains("before this server started"),
+        "{}",
+        refused.error_text()
+    );
+    assert_eq!(
+        raw.send(&raw.signed("POST", "/v1/sys/rotate", None))
+            .await
+            .status,
+        200
+    );
+}
+
+/// Finding 4: every server accepted `localhost`, `127.0.0.1` and `::1` and ignored the port in
+/// `@target-uri`, so a request signed for one server was accepted by another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_signed_for_another_port_is_refused() {
+    let s = Server::start();
+    let mut raw = support::raw::Raw::new(&s, &s.admin_key()).await;
+    let port = s.addr().port();
+    for (authority, accepted) in [
+        (format!("127.0.0.1:{port}"), true),
+        (format!("localhost:{port}"), true),
+        (format!("[::1]:{port}"), true),
+        (format!("127.0.0.1:{}", port.wrapping_add(1)), false),
+        ("127.0.0.1".to_owned(), false),
+        (format!("sigil.example:{port}"), false),
+    ] {
+        raw.host_override = Some(authority.clone());
+        let resp = raw
+            .send(&raw.signed("GET", "/v1/sys/key-status", None))
+            .await;
+        if accepted {
+            assert_eq!(resp.status, 200, "{authority}: {}", resp.error_text());
+        } else {
+            assert_eq!(resp.status, 401, "{authority}");
+            assert!(
+                resp.error_text().contains("not a name and port"),
+                "{authority}"
+            );
+        }
+    }
+}
+
+/// Finding 6: the body (up to 1 MiB, 30 s) was read before the signature was checked, and
+/// "unknown or disabled key" and "does not verify" were different answers (anyone could probe
+/// which public keys are registered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_are_checked_before_the_body_and_refusals_look_alike() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let s = Server::start();
+    let raw = support::raw::Raw::new(&s, &s.admin_key()).await;
+    let stranger_key = s.new_key("stranger");
+    let stranger = support::raw::Raw::new(&s, &stranger_key).await;
+
+    // A stranger announces a large body and sends none of it: refused at once, not after the
+    // body timeout.
+    let req = stranger.signed("POST", "/v1/secret/data/x", Some(b"{}"));
+    let mut head = format!(
+        "POST /v1/secret/data/x HTTP/1.1\r\nHost: {}\r\nContent-Length: 1000000\r\n",
+        raw.host()
+    );
+    for (k, v) in &req.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut conn = raw
+        .connect_from("127.0.0.1".parse().unwrap(), &[])
+        .await
+        .unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut status = [0u8; 12];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_exact(&mut status),
+    )
+    .await
+    .expect("answered before the body")
+    .unwrap();
+    assert_eq!(&status, b"HTTP/1.1 401");
+
+    // An unknown key and a bad signature by a known key get the same answer.
+    let unknown = stranger
+        .send(&stranger.signed("GET", "/v1/secret/data/x", None))
+        .await;
+    let mut bad = raw.signed("GET", "/v1/secret/data/x", None);
+    for (k, v) in bad.headers.iter_mut() {
+        if k == "Signature" {
+            let mut b = v.clone().into_bytes();
+            b[7] = if b[7] == b'A' { b'B' } else { b'A' };
+            *v = String::from_utf8(b).unwrap();
+        }
+    }
+    let bad = raw.send(&bad).await;
+    assert_eq!((unknown.status, bad.status), (401, 401));
+    assert_eq!(unknown.body, bad.body);
+}

@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use sigil_crypto::{ChannelKey, KeyId, PublicIdentity, SealInfo, SecretIdentity};
+use sigil_crypto::{ChannelKeys, KeyId, PublicIdentity, SealInfo, SecretIdentity};
 use sigil_proto::body::{self as sealed, Sealed};
 use sigil_proto::{ErrorBody, headers, signature, sys::ServerKey};
 use tokio::sync::OnceCell;
@@ -56,7 +56,7 @@ pub struct Client {
 /// A channel the server granted: its id, key and when to stop using it.
 struct Channel {
     id: String,
-    key: Arc<ChannelKey>,
+    key: Arc<ChannelKeys>,
     until: Instant,
 }
 
@@ -78,8 +78,17 @@ impl Drop for Asking<'_> {
 struct Answer {
     status: u16,
     channel: Option<String>,
+    /// `Sigil-Receipt`, on a 2xx without a body.
+    receipt: Option<String>,
     bytes: bytes::Bytes,
     nonce: String,
+}
+
+impl Answer {
+    /// The associated data the server sealed this answer with.
+    fn aad(&self) -> String {
+        sealed::response_aad(self.status, &self.nonce)
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -214,7 +223,7 @@ impl Client {
     }
 
     /// The live channel, if any.
-    fn live_channel(&self) -> Option<(String, Arc<ChannelKey>)> {
+    fn live_channel(&self) -> Option<(String, Arc<ChannelKeys>)> {
         let mut slot = self.channel.lock().unwrap_or_else(|e| e.into_inner());
         match slot.as_ref() {
             Some(c) if Instant::now() < c.until => Some((c.id.clone(), Arc::clone(&c.key))),
@@ -367,14 +376,17 @@ impl Client {
             .http
             .send(http_request(method, &url, &fields, body)?)
             .await?;
-        let channel = reply
-            .headers
-            .get(headers::SIGIL_CHANNEL)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let header = |name: &str| {
+            reply
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         Ok(Answer {
             status: reply.status,
-            channel,
+            channel: header(headers::SIGIL_CHANNEL),
+            receipt: header(headers::SIGIL_RECEIPT),
             bytes: reply.body,
             nonce,
         })
@@ -430,7 +442,7 @@ impl Client {
                 None => None,
                 Some(p) => Some(RawBody {
                     bytes: match &channel {
-                        Some((id, ck)) => sealed::seal_channel(ck, id, &nonce, p),
+                        Some((id, ck)) => sealed::seal_channel(&ck.request, id, &nonce, p),
                         None => sealed::seal(
                             key.encryption_key(),
                             server.encryption_key(),
@@ -451,8 +463,19 @@ impl Client {
             let answer = self.send(method, path, sealed_body, nonce, header).await?;
             if !(200..300).contains(&answer.status) {
                 if let Some((id, _)) = &channel
-                    && answer.channel.as_deref() == Some("expired")
+                    && let Some(sig) = answer
+                        .channel
+                        .as_deref()
+                        .and_then(headers::channel_expired_signature)
                 {
+                    // Sent again only on the server's word that nothing ran: a proxy could
+                    // otherwise make a request it forwarded run twice.
+                    let message = headers::channel_expired_message(&answer.nonce);
+                    if server.verify(&message, &sig).is_err() {
+                        return Err(ClientError::Response(
+                            "an answer said the channel expired, but the server did not sign it: not sending the request again".into(),
+                        ));
+                    }
                     self.drop_channel(id);
                     use_channel = false;
                     continue;
@@ -460,6 +483,7 @@ impl Client {
                 return Err(api_error(answer.status, &answer.bytes));
             }
             if answer.bytes.is_empty() {
+                self.check_receipt(&server, &answer, channel.as_ref())?;
                 return Ok(ApiResponse {
                     status: answer.status,
                     body: None,
@@ -475,21 +499,51 @@ impl Client {
         }
     }
 
+    /// A 2xx without a body must carry the server's receipt for this request and status: a
+    /// bare 2xx could come from anyone between the two (a TLS-terminating proxy).
+    fn check_receipt(
+        &self,
+        server: &PublicIdentity,
+        answer: &Answer,
+        channel: Option<&(String, Arc<ChannelKeys>)>,
+    ) -> Result<(), ClientError> {
+        let Some(receipt) = &answer.receipt else {
+            return Err(ClientError::Response(format!(
+                "a {} answer without a body or a receipt: the server did not send it",
+                answer.status
+            )));
+        };
+        let receipt = Answer {
+            status: answer.status,
+            channel: None,
+            receipt: None,
+            bytes: bytes::Bytes::copy_from_slice(receipt.as_bytes()),
+            nonce: answer.nonce.clone(),
+        };
+        let opened = self.open(server, &receipt, channel, false)?;
+        if opened.is_empty() {
+            Ok(())
+        } else {
+            Err(ClientError::Response("the receipt is not empty".into()))
+        }
+    }
+
     /// Opens a sealed answer: on the channel the request used, or HPKE from the server (then
     /// keeping the channel it grants, if one was asked for).
     fn open(
         &self,
         server: &PublicIdentity,
         answer: &Answer,
-        channel: Option<&(String, Arc<ChannelKey>)>,
+        channel: Option<&(String, Arc<ChannelKeys>)>,
         asked: bool,
     ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
         let bad = |e: sealed::BodyError| ClientError::Response(e.to_string());
         let key = self.key()?;
+        let aad = answer.aad();
         match sealed::parse(&answer.bytes).map_err(bad)? {
             Sealed::Channel { id, nonce, ct } => match channel {
                 Some((mine, ck)) if *mine == id => {
-                    sealed::open_channel(ck, &answer.nonce, &nonce, &ct).map_err(bad)
+                    sealed::open_channel(&ck.response, &aad, &nonce, &ct).map_err(bad)
                 }
                 _ => Err(ClientError::Response(
                     "the answer is sealed to a channel this request did not use".into(),
@@ -507,7 +561,7 @@ impl Client {
                             key.encryption_key(),
                             server.encryption_key(),
                             SealInfo::Response,
-                            answer.nonce.as_bytes(),
+                            aad.as_bytes(),
                             &envelope,
                         )
                         .map_err(|_| bad(sealed::BodyError::Open))?;
@@ -524,7 +578,7 @@ impl Client {
                         key.encryption_key(),
                         server.encryption_key(),
                         SealInfo::Response,
-                        answer.nonce.as_bytes(),
+                        aad.as_bytes(),
                         &envelope,
                     )
                     .map_err(|_| bad(sealed::BodyError::Open)),

@@ -134,10 +134,12 @@ impl Barrier {
             .unwrap_or_else(|e| e.into_inner())
             .seal(KEYRING_KEY.as_bytes(), &encode_keyring(&updated))
             .map_err(|_| CoreError::Integrity)?;
-        self.backend.apply(
+        let newest = Arc::clone(updated.last().expect("a key was just added"));
+        self.commit(
             Batch::new()
                 .expect(KEYRING_KEY, old)
                 .put(KEYRING_KEY, wrapped),
+            &newest,
         )?;
         *keys = updated;
         Ok(next.0)
@@ -156,7 +158,8 @@ impl Barrier {
         let mut batch = with;
         batch.expect.push((KEYRING_KEY.to_owned(), old));
         batch.writes.push((KEYRING_KEY.to_owned(), Some(wrapped)));
-        self.backend.apply(batch)?;
+        let newest = keys.last().cloned().ok_or(CoreError::Integrity)?;
+        self.commit(batch, &newest)?;
         *root = new_root;
         Ok(())
     }
@@ -246,6 +249,24 @@ impl Barrier {
         Ok(Some(Entry { raw, plain }))
     }
 
+    /// Applies `batch` to the backend. The first batch committed while a request's replay
+    /// mark is pending on this thread carries the mark, sealed with `newest` (replay.rs).
+    fn commit(&self, mut batch: Batch, newest: &BarrierKey) -> Result<(), CoreError> {
+        let mark = crate::replay::pending();
+        if let Some(mark) = &mark {
+            let key = format!("{}{}", crate::replay::PREFIX, mark.key());
+            let sealed = newest
+                .seal(key.as_bytes(), &mark.until.to_be_bytes())
+                .map_err(|_| CoreError::Integrity)?;
+            batch = batch.put(key, sealed);
+        }
+        self.backend.apply(batch)?;
+        if mark.is_some() {
+            crate::replay::committed();
+        }
+        Ok(())
+    }
+
     fn seal(&self, key: &str, plain: &[u8]) -> Result<Vec<u8>, CoreError> {
         let newest = self.keys().last().cloned().ok_or(CoreError::Integrity)?;
         newest
@@ -324,11 +345,13 @@ impl View {
             .collect())
     }
 
+    /// Commits `batch` atomically (see [`Barrier::commit`]).
     pub(crate) fn apply(&self, batch: ViewBatch) -> Result<(), CoreError> {
         let mut out = Batch::new();
         if batch.shred {
             out = out.shred();
         }
+
         for (k, v) in batch.expect {
             out = out.expect(self.full(&k), v);
         }
@@ -342,6 +365,12 @@ impl View {
                 None => out.delete(full),
             };
         }
-        Ok(self.barrier.backend.apply(out)?)
+        let newest = self
+            .barrier
+            .keys()
+            .last()
+            .cloned()
+            .ok_or(CoreError::Integrity)?;
+        self.barrier.commit(out, &newest)
     }
 }

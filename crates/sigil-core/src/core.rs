@@ -20,6 +20,7 @@ use crate::mounts::{Mount, MountTable};
 use crate::password_policy::PasswordPolicies;
 use crate::policy::{ADMIN_POLICY, Acl, Capability, TemplateContext};
 use crate::policy_store::PolicyStore;
+use crate::replay::{ReplayMark, ReplayMarks};
 use crate::wrap::WrapStore;
 use crate::{CoreError, Operation, Request, Response};
 
@@ -66,6 +67,7 @@ pub struct Core {
     pub(crate) wraps: WrapStore,
     pub(crate) leases: Arc<LeaseStore>,
     passwords: Arc<PasswordPolicies>,
+    replay: ReplayMarks,
 }
 
 enum Route<'a> {
@@ -695,6 +697,7 @@ impl Core {
             )?,
             passwords,
             wraps: WrapStore::new(barrier.view("sys/wrap/")),
+            replay: ReplayMarks::new(barrier.view(crate::replay::PREFIX)),
             leases,
             barrier,
         })
@@ -802,6 +805,17 @@ impl Core {
             Route::Mount(mount, rest) => mount.engine.may_write(op, rest),
             _ => !matches!(op, Operation::Read | Operation::List),
         }
+    }
+
+    /// The replay marks of signed requests that wrote, still in force at `now` (replay.rs):
+    /// the server loads them into its replay cache at unseal.
+    pub fn replay_marks(&self, now: i64) -> Result<Vec<ReplayMark>, CoreError> {
+        self.replay.load(now)
+    }
+
+    /// Deletes replay marks no longer in force (run periodically by the server).
+    pub fn purge_replay_marks(&self, now: i64) -> Result<usize, CoreError> {
+        self.replay.purge(now)
     }
 
     /// Drops expired wraps' envelopes and old tombstones (run periodically by the server).
@@ -2134,5 +2148,45 @@ path "identity/group/name/opsg" { capabilities = ["update", "sudo"] }
                 .iter()
                 .any(|p| p == "admin" || p == "ops")
         );
+    }
+
+    /// Finding 4: a signed write's mark is stored with the write it causes, comes back at
+    /// unseal, and is purged once it no longer matters; a request that writes nothing leaves
+    /// none.
+    #[test]
+    fn replay_marks_travel_with_writes_and_are_purged() {
+        let backend = Arc::new(MemoryBackend::new());
+        let (core, admin) = admin_core(backend.clone());
+        let root = core.caller(admin.public().keyid().as_str()).unwrap();
+        let marks = |b: &MemoryBackend| b.list(crate::replay::PREFIX).unwrap().len();
+        let base = marks(&backend);
+        let now = 1_000_000;
+        let write = ReplayMark::new("k", "n1", now + 120);
+        crate::replay::carried_by_writes_of(Some(write), || {
+            core.handle(
+                &root,
+                request(
+                    Operation::Update,
+                    "secret/data/a",
+                    Some(json!({ "data": { "x": "1" } })),
+                ),
+            )
+            .unwrap();
+        });
+        let read = ReplayMark::new("k", "n2", now + 120);
+        crate::replay::carried_by_writes_of(Some(read), || {
+            core.handle(&root, request(Operation::Read, "secret/data/a", None))
+                .unwrap();
+        });
+        assert_eq!(marks(&backend), base + 1);
+        let loaded = core.replay_marks(now).unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].digest, write.digest);
+        assert!(loaded[0].until >= write.until);
+        // Not yet due, then gone.
+        assert_eq!(core.purge_replay_marks(now + 60).unwrap(), 0);
+        assert_eq!(core.purge_replay_marks(now + 400).unwrap(), 1);
+        assert_eq!(marks(&backend), base);
+        assert!(core.replay_marks(now).unwrap().is_empty());
     }
 }

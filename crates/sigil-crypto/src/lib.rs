@@ -25,8 +25,8 @@ pub use error::CryptoError;
 pub use identity::{PublicIdentity, SecretIdentity};
 pub use keyid::KeyId;
 pub use seal::{
-    ChannelKey, EncryptionKey, Envelope, SealInfo, open_base, open_from, open_from_exporting,
-    seal_base_to, seal_to, seal_to_exporting,
+    ChannelKey, ChannelKeys, EncryptionKey, Envelope, SealInfo, open_base, open_from,
+    open_from_exporting, seal_base_to, seal_to, seal_to_exporting,
 };
 
 /// Lower-case hexadecimal.

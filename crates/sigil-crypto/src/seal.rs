@@ -165,18 +165,42 @@ pub fn seal_to(
     )
 }
 
-/// What an HPKE context exports for a channel (PROTOCOL.md §6).
-const CHANNEL_EXPORT: &[u8] = b"sigil/v1/channel";
+/// What an HPKE context exports for a channel (docs/protocol.md): one key per direction, so
+/// that nothing sealed one way opens the other way (a proxy cannot reflect a request's body as
+/// its answer).
+const CHANNEL_EXPORT_REQUEST: &[u8] = b"sigil/v1/channel/request";
+const CHANNEL_EXPORT_RESPONSE: &[u8] = b"sigil/v1/channel/response";
 
-/// [`seal_to`], also exporting the context's channel key (`Export("sigil/v1/channel", 32)`,
-/// PROTOCOL.md §6).
+/// A channel's two keys: client → server bodies, server → client answers.
+#[derive(Debug)]
+pub struct ChannelKeys {
+    /// Seals request bodies.
+    pub request: ChannelKey,
+    /// Seals answers.
+    pub response: ChannelKey,
+}
+
+fn export_channel<E>(
+    export: impl Fn(&[u8], &mut [u8]) -> Result<(), E>,
+) -> Result<ChannelKeys, CryptoError> {
+    let mut request = Zeroizing::new([0u8; 32]);
+    let mut response = Zeroizing::new([0u8; 32]);
+    export(CHANNEL_EXPORT_REQUEST, &mut request[..]).map_err(|_| CryptoError::Seal)?;
+    export(CHANNEL_EXPORT_RESPONSE, &mut response[..]).map_err(|_| CryptoError::Seal)?;
+    Ok(ChannelKeys {
+        request: ChannelKey(request),
+        response: ChannelKey(response),
+    })
+}
+
+/// [`seal_to`], also exporting the context's channel keys (docs/protocol.md, channels).
 pub fn seal_to_exporting(
     sender: &EncryptionKey,
     recipient: &[u8; 32],
     info: SealInfo,
     aad: &[u8],
     plaintext: &[u8],
-) -> Result<(Envelope, ChannelKey), CryptoError> {
+) -> Result<(Envelope, ChannelKeys), CryptoError> {
     let (enc, mut ctx) = hpke::setup_sender::<ChaCha20Poly1305, HkdfSha256, Kem>(
         &OpModeS::Auth(sender.hpke_pair()?),
         &public_key(recipient)?,
@@ -184,26 +208,24 @@ pub fn seal_to_exporting(
     )
     .map_err(|_| CryptoError::Seal)?;
     let ct = ctx.seal(plaintext, aad).map_err(|_| CryptoError::Seal)?;
-    let mut key = Zeroizing::new([0u8; 32]);
-    ctx.export(CHANNEL_EXPORT, &mut key[..])
-        .map_err(|_| CryptoError::Seal)?;
+    let keys = export_channel(|label, out| ctx.export(label, out))?;
     Ok((
         Envelope {
             enc: enc.to_bytes().to_vec(),
             ct,
         },
-        ChannelKey(key),
+        keys,
     ))
 }
 
-/// [`open_from`], also exporting the context's channel key (PROTOCOL.md §6).
+/// [`open_from`], also exporting the context's channel keys (docs/protocol.md, channels).
 pub fn open_from_exporting(
     recipient: &EncryptionKey,
     sender: &[u8; 32],
     info: SealInfo,
     aad: &[u8],
     envelope: &Envelope,
-) -> Result<(Zeroizing<Vec<u8>>, ChannelKey), CryptoError> {
+) -> Result<(Zeroizing<Vec<u8>>, ChannelKeys), CryptoError> {
     let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&envelope.enc)
         .map_err(|_| CryptoError::Open)?;
     let mut ctx = hpke::setup_receiver::<ChaCha20Poly1305, HkdfSha256, Kem>(
@@ -214,13 +236,12 @@ pub fn open_from_exporting(
     )
     .map_err(|_| CryptoError::Open)?;
     let plain = Zeroizing::new(ctx.open(&envelope.ct, aad).map_err(|_| CryptoError::Open)?);
-    let mut key = Zeroizing::new([0u8; 32]);
-    ctx.export(CHANNEL_EXPORT, &mut key[..])
-        .map_err(|_| CryptoError::Open)?;
-    Ok((plain, ChannelKey(key)))
+    let keys =
+        export_channel(|label, out| ctx.export(label, out)).map_err(|_| CryptoError::Open)?;
+    Ok((plain, keys))
 }
 
-/// A channel key (PROTOCOL.md §6): XChaCha20-Poly1305 with a random 24-byte nonce per message
+/// One direction's channel key (docs/protocol.md): XChaCha20-Poly1305 with a random 24-byte nonce per message
 /// and the request's nonce as associated data. Zeroized on drop; never printed.
 pub struct ChannelKey(Zeroizing<[u8; 32]>);
 
@@ -317,7 +338,13 @@ mod tests {
             open_from_exporting(&client, &server.public(), SealInfo::Response, b"n1", &env)
                 .unwrap();
         assert_eq!(&plain[..], b"{}");
-        assert_eq!(*sent.0, *got.0);
+        assert_eq!(*sent.request.0, *got.request.0);
+        assert_eq!(*sent.response.0, *got.response.0);
+        // One key per direction: a request's body does not open as an answer.
+        assert_ne!(*sent.request.0, *sent.response.0);
+        let (n, c) = got.request.seal(b"n2", b"{}").unwrap();
+        assert!(sent.response.open(&n, b"n2", &c).is_err());
+        let (sent, got) = (sent.response, got.response);
         // The same envelope opens single-shot too: exporting changes nothing on the wire.
         assert_eq!(
             &open_from(&client, &server.public(), SealInfo::Response, b"n1", &env).unwrap()[..],

@@ -1,5 +1,6 @@
-//! Sealed bodies: `{"enc":"<base64url>","ct":"<base64url>"}` (PROTOCOL.md §4) and, on a
-//! channel, `{"ch":"<id>","n":"<base64url>","ct":"<base64url>"}` (§6).
+//! Sealed bodies: `{"enc":"<base64url>","ct":"<base64url>"}` (HPKE) and, on a channel,
+//! `{"ch":"<id>","n":"<base64url>","ct":"<base64url>"}` (docs/protocol.md). A request body's
+//! associated data is the request's nonce; an answer's is [`response_aad`].
 
 use std::borrow::Cow;
 
@@ -89,15 +90,23 @@ pub fn parse(body: &[u8]) -> Result<Sealed, BodyError> {
     }
 }
 
-/// Seals `plaintext` with channel `id`'s key; `nonce` is the request's nonce (the AAD).
+/// The associated data of an answer: its status and the request's nonce, `"<status> <nonce>"`.
+/// An answer opens only for the request it answers and only with the status it was sent with:
+/// a proxy can neither move it to another request nor pass a sealed 200 off as a 204.
+pub fn response_aad(status: u16, nonce: &str) -> String {
+    format!("{status} {nonce}")
+}
+
+/// Seals `plaintext` with channel `id`'s key (the one for its direction) and `aad` (a request's
+/// nonce, or an answer's [`response_aad`]).
 pub fn seal_channel(
     key: &ChannelKey,
     id: &str,
-    nonce: &str,
+    aad: &str,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, BodyError> {
     let (n, ct) = key
-        .seal(nonce.as_bytes(), plaintext)
+        .seal(aad.as_bytes(), plaintext)
         .map_err(|_| BodyError::Seal)?;
     // The same bytes serde would write for `ChannelJson`, without scanning the base64url
     // strings (which never need escaping) for characters to escape.
@@ -114,14 +123,14 @@ pub fn seal_channel(
     Ok(out)
 }
 
-/// Opens a channel envelope's parts with the channel's key for this request `nonce`.
+/// Opens a channel envelope's parts with the channel's key for its direction and `aad`.
 pub fn open_channel(
     key: &ChannelKey,
-    nonce: &str,
+    aad: &str,
     sealed_nonce: &[u8],
     ct: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, BodyError> {
-    key.open(sealed_nonce, nonce.as_bytes(), ct)
+    key.open(sealed_nonce, aad.as_bytes(), ct)
         .map_err(|_| BodyError::Open)
 }
 
@@ -135,31 +144,31 @@ pub fn hpke_json(env: &Envelope) -> Vec<u8> {
 }
 
 /// Seals `plaintext` (the JSON the endpoint would otherwise carry) and returns the envelope's
-/// JSON bytes. `nonce` is the request's nonce, bound in as associated data.
+/// JSON bytes, with `aad` (a request's nonce, or an answer's [`response_aad`]) bound in.
 pub fn seal(
     sender: &EncryptionKey,
     recipient: &[u8; 32],
     info: SealInfo,
-    nonce: &str,
+    aad: &str,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, BodyError> {
-    let env = sigil_crypto::seal_to(sender, recipient, info, nonce.as_bytes(), plaintext)
+    let env = sigil_crypto::seal_to(sender, recipient, info, aad.as_bytes(), plaintext)
         .map_err(|_| BodyError::Seal)?;
     Ok(hpke_json(&env))
 }
 
-/// Opens an envelope's JSON bytes sealed by `sender` to `recipient` for this `nonce`.
+/// Opens an envelope's JSON bytes sealed by `sender` to `recipient` with `aad`.
 pub fn open(
     recipient: &EncryptionKey,
     sender: &[u8; 32],
     info: SealInfo,
-    nonce: &str,
+    aad: &str,
     body: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, BodyError> {
     let Sealed::Hpke(env) = parse(body)? else {
         return Err(BodyError::Malformed("expected {\"enc\":…,\"ct\":…}"));
     };
-    sigil_crypto::open_from(recipient, sender, info, nonce.as_bytes(), &env)
+    sigil_crypto::open_from(recipient, sender, info, aad.as_bytes(), &env)
         .map_err(|_| BodyError::Open)
 }
 
@@ -199,9 +208,10 @@ mod tests {
     fn channel_envelopes_parse_open_and_refuse_garbage() {
         let a = EncryptionKey::generate().unwrap();
         let b = EncryptionKey::generate().unwrap();
-        let (env, key) =
+        let (env, keys) =
             sigil_crypto::seal_to_exporting(&a, &b.public(), SealInfo::Response, b"n", b"{}")
                 .unwrap();
+        let key = keys.response;
         assert_eq!(parse(&hpke_json(&env)).unwrap(), Sealed::Hpke(env));
         let body = seal_channel(&key, "c1", "n2", b"{\"x\":1}").unwrap();
         let Sealed::Channel { id, nonce, ct } = parse(&body).unwrap() else {

@@ -23,8 +23,7 @@ use crate::auth::{self, Authenticated};
 use crate::channels::Channels;
 use crate::error::ApiError;
 use crate::limits::{Limits, address_key};
-use crate::replay::ReplayCache;
-use crate::sealing::{Sealing, open_body, seal_response, vault_envelope};
+use crate::sealing::{Sealing, open_body, receipt, seal_response, vault_envelope};
 use crate::telemetry;
 use crate::tls::ClientTrust;
 
@@ -38,8 +37,7 @@ pub(crate) struct AppState {
     /// The client-certificate trust for the current certificate roles, by their generation.
     pub(crate) tls_cache: std::sync::Mutex<Option<(u64, Arc<ClientTrust>)>>,
     pub(crate) node: Node,
-    pub(crate) replay: ReplayCache,
-    pub(crate) hosts: auth::Hosts,
+    pub(crate) fresh: auth::Freshness,
     pub(crate) limits: Limits,
     pub(crate) channels: Channels,
 }
@@ -84,7 +82,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -144,17 +142,36 @@ fn unavailable(node: &Node) -> ApiError {
     }
 }
 
-async fn read_body(parts: &Parts, body: Body) -> Result<Bytes, ApiError> {
+/// How much of a body is read, and for how long: the full budget only once the request is
+/// authenticated (a verified signature or a client certificate).
+#[derive(Clone, Copy)]
+struct Budget {
+    bytes: usize,
+    time: std::time::Duration,
+}
+
+const AUTHENTICATED: Budget = Budget {
+    bytes: MAX_BODY_BYTES,
+    time: BODY_TIMEOUT,
+};
+/// For the endpoints anyone may call with a body (`sys/init`): init certificates and admin
+/// keys fit with room to spare.
+const UNAUTHENTICATED_BODY: Budget = Budget {
+    bytes: 64 * 1024,
+    time: std::time::Duration::from_secs(10),
+};
+
+async fn read_body(parts: &Parts, body: Body, budget: Budget) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+    if declared.is_some_and(|n| n > budget.bytes) {
         return Err(too_large());
     }
-    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+    match tokio::time::timeout(budget.time, axum::body::to_bytes(body, budget.bytes)).await {
         Ok(read) => read.map_err(|_| too_large()),
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
@@ -233,14 +250,16 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
         }
     }
 
-    let body = read_body(&parts, body).await?;
+    // The body is read only once the request is authenticated (below, and in
+    // `authenticated`), except for init, under a small budget.
     match raw_path {
         "sys/init" if write => {
+            let body = read_body(&parts, body, UNAUTHENTICATED_BODY).await?;
             let worker = Arc::clone(&state);
             return blocking(move || init(&worker.node, &body)).await;
         }
         "sys/unseal/share" if parts.method == Method::GET => {
-            let authn = authenticate(&state, node, &parts, &body)?;
+            let (authn, _) = authenticate(&state, node, &parts, body).await?;
             let share = node
                 .sealed_share(&authn.caller.0)
                 .ok_or_else(|| unavailable(node))?;
@@ -249,14 +268,21 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
         "sys/rekey/approve" if write => {
             let core = node.core().ok_or_else(|| unavailable(node))?;
             let mut trail = Trail::new(&parts, raw_path)?;
-            let outcome = approve_rekey(&state, &core, &parts, &body, &mut trail).await;
+            let outcome = approve_rekey(&state, &core, &parts, body, &mut trail).await;
             return trail.finish(&core, outcome).await;
         }
         "sys/unseal" if write => {
-            let authn = authenticate(&state, node, &parts, &body)?;
+            let (authn, body) = authenticate(&state, node, &parts, body).await?;
             let worker = Arc::clone(&state);
             return blocking(move || {
                 let status = worker.node.submit_share(&authn.caller.0, &body)?;
+                if let Some(core) = worker.node.core().filter(|_| !status.sealed) {
+                    // The requests that wrote before the restart stay refused (replay.rs).
+                    let t = now();
+                    let marks = core.replay_marks(t)?;
+                    worker.fresh.replay.restore(&marks, t);
+                    tracing::info!(marks = marks.len(), "replay marks restored");
+                }
                 Ok(plain_json(StatusCode::OK, &status))
             })
             .await;
@@ -266,7 +292,7 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
 
     let core = node.core().ok_or_else(|| unavailable(node))?;
     let mut trail = Trail::new(&parts, raw_path)?;
-    let outcome = authenticated(&state, &core, &parts, raw_path, &body, &mut trail).await;
+    let outcome = authenticated(&state, &core, &parts, raw_path, body, &mut trail).await;
     trail.finish(&core, outcome).await
 }
 
@@ -287,10 +313,10 @@ async fn approve_rekey(
     state: &Arc<AppState>,
     core: &Arc<Core>,
     parts: &Parts,
-    body: &Bytes,
+    body: Body,
     trail: &mut Trail,
 ) -> Result<(Response, Option<Value>), ApiError> {
-    let authn = authenticate(state, &state.node, parts, body)?;
+    let (authn, body) = authenticate(state, &state.node, parts, body).await?;
     let keyid = authn.caller.0.clone();
     let name = core
         .caller(&keyid)
@@ -302,7 +328,7 @@ async fn approve_rekey(
         header(parts, headers::SIGNATURE_INPUT),
         header(parts, headers::SIGNATURE),
     ));
-    let approval: Approval = serde_json::from_slice(body)
+    let approval: Approval = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request("expected {\"digest\": \"<proposal digest>\"}"))?;
     let data = json!({ "digest": approval.digest });
     audit_request(core, || trail.request_entry(Some(&data))).await?;
@@ -322,26 +348,24 @@ async fn authenticated(
     core: &Arc<Core>,
     parts: &Parts,
     raw_path: &str,
-    body: &[u8],
+    body: Body,
     trail: &mut Trail,
 ) -> Result<(Response, Option<Value>), ApiError> {
-    let authn = match parts.extensions.get::<Arc<PeerCerts>>() {
+    let (authn, body) = match parts.extensions.get::<Arc<PeerCerts>>() {
         // A client certificate authenticates the connection; a signature, if present, wins.
         Some(certs) if !parts.headers.contains_key(headers::SIGNATURE_INPUT) => {
             trail.mtls = true;
-            authenticate_mtls(state, core, parts, certs)?
+            let authn = authenticate_mtls(state, core, parts, certs)?;
+            (authn, read_body(parts, body, AUTHENTICATED).await?)
         }
-        _ => authenticate(state, core.as_ref(), parts, body)?,
+        _ => authenticate(state, core.as_ref(), parts, body).await?,
     };
+    let body = &body[..];
     trail.identity = Some((
         authn.caller.identity.keyid.clone(),
         authn.caller.identity.name.clone(),
     ));
-    let sealing = Sealing::of(
-        &state.channels,
-        &parts.headers,
-        &authn.caller.identity.keyid,
-    );
+    let sealing = Sealing::of(&state.channels, &parts.headers, &authn.caller);
     let data = open_body(core, &authn, &sealing, &parts.headers, body)?;
     let request_id = trail.request_id.clone();
     let seal = |response| {
@@ -436,7 +460,10 @@ async fn authenticated(
                 &[Capability::Delete, Capability::Sudo],
             )?;
             state.node.rekey_cancel();
-            return Ok((StatusCode::NO_CONTENT.into_response(), None));
+            return Ok((
+                receipt(core, &authn, &sealing, StatusCode::NO_CONTENT)?,
+                None,
+            ));
         }
         _ => {}
     }
@@ -446,12 +473,14 @@ async fn authenticated(
             &path,
             &[Capability::Update, Capability::Sudo],
         )?;
-        // Sealing closes the audit devices (with a signed checkpoint): no response entry.
+        // Sealing closes the audit devices (with a signed checkpoint): no response entry. The
+        // receipt is made first, while the server key is still at hand.
+        let answer = receipt(core, &authn, &sealing, StatusCode::NO_CONTENT)?;
         let worker = Arc::clone(state);
         let sealed = blocking(move || {
             worker.node.seal()?;
             worker.channels.clear();
-            Ok(StatusCode::NO_CONTENT.into_response())
+            Ok(answer)
         })
         .await?;
         // The devices are closed now (with a signed checkpoint): no response entry.
@@ -472,7 +501,12 @@ async fn authenticated(
     let inline = wrap_recipient.is_none() && !core.may_write(operation, &request.path);
     // Returns the lease the engine issued apart from the answer, so that the audit names it
     // even when wrapping the answer fails.
-    let run = move || {
+    // A signed request that changes something leaves its mark with the first write it
+    // causes, so that it stays refused after a restart (replay.rs).
+    let mark = authn
+        .mark
+        .filter(|_| !matches!(operation, Operation::Read | Operation::List));
+    let handle = move || {
         let path = request.path.clone();
         let response = worker.handle(&caller, request)?;
         let lease_id = response.lease.as_ref().map(|l| l.id.clone());
@@ -492,6 +526,7 @@ async fn authenticated(
         };
         Ok::<_, ApiError>((response, lease_id))
     };
+    let run = move || sigil_core::carried_by_writes_of(mark, handle);
     let (response, lease_id) = if inline {
         run()?
     } else {
@@ -545,16 +580,32 @@ pub(crate) const UNAUTHENTICATED: &[&str] = &[
 
 /// Verifies the signature, counting a failure against the source address and a success
 /// against the signer's own limit.
-fn authenticate<S: auth::Signers>(
+/// Verifies the signature from the headers, then reads the body (only then, under the full
+/// budget) and checks it against the signed digest.
+async fn authenticate<S: auth::Signers>(
     state: &AppState,
     signers: &S,
     parts: &Parts,
-    body: &[u8],
-) -> Result<Authenticated<S::Signer>, ApiError> {
-    let result = auth::authenticate(signers, &state.replay, &state.hosts, parts, body, now());
-    account(state, parts, result, |c| {
+    body: Body,
+) -> Result<(Authenticated<S::Signer>, Bytes), ApiError> {
+    let verified = auth::authenticate(signers, &state.fresh, parts, now())
+        .map_err(|e| auth_failed(state, parts, e))?;
+    let body = read_body(parts, body, AUTHENTICATED).await?;
+    let authn = verified
+        .body(&body, &state.fresh.replay)
+        .map_err(|e| auth_failed(state, parts, e))?;
+    let authn = account(state, parts, Ok(authn), |c| {
         S::public_key(c).keyid().to_string()
-    })
+    })?;
+    Ok((authn, body))
+}
+
+/// Counts a failed authentication against the source address (and in the metrics).
+fn auth_failed(state: &AppState, parts: &Parts, e: ApiError) -> ApiError {
+    let addr = address_key(parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip()));
+    let _ = state.limits.auth_failures.take(&addr);
+    telemetry::auth_failure(e.message());
+    e
 }
 
 /// Counts a failed authentication against the source address (and in the metrics), a
@@ -574,12 +625,7 @@ fn account<C>(
                 .map_err(ApiError::rate_limited)?;
             Ok(authn)
         }
-        Err(e) => {
-            let addr = address_key(parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip()));
-            let _ = state.limits.auth_failures.take(&addr);
-            telemetry::auth_failure(e.message());
-            Err(e)
-        }
+        Err(e) => Err(auth_failed(state, parts, e)),
     }
 }
 
@@ -596,7 +642,7 @@ fn authenticate_mtls(
     certs: &PeerCerts,
 ) -> Result<Authenticated<Arc<Caller>>, ApiError> {
     let result = (|| {
-        state.hosts.check(parts)?;
+        state.fresh.hosts.check(parts)?;
         // Verified per role: the role is the one whose own CA (and CRL) accepts the chain,
         // never one picked from names the client sent. The result, and the identity the role
         // maps the leaf to, hold for this connection until the roles or their mappings change
@@ -656,17 +702,27 @@ fn authenticate_mtls(
         // replay over mTLS needs the client's TLS key anyway, and at tens of thousands of
         // requests a second every minute of memory costs tens of MiB.
         let t = now();
-        if !state.replay.check_and_insert(
-            &caller.identity.keyid,
-            &nonce,
-            t + sigil_proto::signature::DEFAULT_VALIDITY_SECS,
-            t,
-        ) {
+        if state
+            .fresh
+            .replay
+            .check_and_insert(
+                &caller.identity.keyid,
+                &nonce,
+                t + sigil_proto::signature::DEFAULT_VALIDITY_SECS,
+                t,
+            )
+            .is_none()
+        {
             return Err(ApiError::unauthorized(
                 "replayed request: this nonce was already used",
             ));
         }
-        Ok(Authenticated { caller, nonce })
+        // No durable mark: only the holder of the client's TLS key can send it again.
+        Ok(Authenticated {
+            caller,
+            nonce,
+            mark: None,
+        })
     })();
     account(state, parts, result, |c| c.identity.keyid.clone())
 }

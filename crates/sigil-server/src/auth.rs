@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use http::request::Parts;
-use sigil_core::{Caller, Core, Node};
+use sigil_core::{Caller, Core, Node, ReplayMark};
 use sigil_crypto::PublicIdentity;
 use sigil_proto::headers;
 use sigil_proto::signature::{self, SignatureError};
@@ -18,6 +18,8 @@ pub(crate) struct Authenticated<T> {
     pub(crate) caller: T,
     /// The signature's nonce: the AAD of this exchange's sealed bodies.
     pub(crate) nonce: String,
+    /// A signed request's replay mark, stored with the first write the request causes.
+    pub(crate) mark: Option<ReplayMark>,
 }
 
 /// Who may sign: looks a keyid up and yields the signer with its public key.
@@ -85,37 +87,58 @@ fn target_uri(parts: &Parts) -> Result<String, ApiError> {
     Ok(format!("https://{}{pq}", authority(parts)?))
 }
 
-/// The names a server answers to. A signed request names its server in `@target-uri`; one
-/// addressed to another name is refused, so a request captured at one server cannot be
-/// replayed at another where the same identity exists.
+/// `host[:port]` as in a URL's authority (an IPv6 host in brackets): the host in lower case
+/// without brackets, and the port, 443 (https) when none is given.
+pub fn parse_authority(authority: &str) -> Option<(String, u16)> {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, rest) = v6.split_once(']')?;
+            match rest {
+                "" => (host, None),
+                _ => (host, Some(rest.strip_prefix(':')?)),
+            }
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        None => 443,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+        Some(_) => return None,
+    };
+    (!host.is_empty() && !host.contains(['/', '@', ' '])).then(|| (host.to_ascii_lowercase(), port))
+}
+
+/// The authorities (`host:port`) a server answers to. A signed request names its server in
+/// `@target-uri`; one addressed to another name or port is refused, so a request captured at
+/// one server cannot be replayed at another where the same identity exists, even on the same
+/// machine.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Hosts(Vec<String>);
+pub(crate) struct Hosts(Vec<(String, u16)>);
 
 impl Hosts {
-    pub(crate) fn new(names: &[String]) -> Self {
-        Hosts(
-            names
-                .iter()
-                .map(|n| n.trim_matches(['[', ']']).to_ascii_lowercase())
-                .collect(),
-        )
+    /// `names` at the port the server listens on, and `more` as they are (the `api_addr` a
+    /// load balancer answers at).
+    pub(crate) fn new(names: &[String], port: u16, more: &[(String, u16)]) -> Self {
+        let mut all: Vec<(String, u16)> = names
+            .iter()
+            .map(|n| (n.trim_matches(['[', ']']).to_ascii_lowercase(), port))
+            .collect();
+        all.extend(more.iter().map(|(h, p)| (h.to_ascii_lowercase(), *p)));
+        Hosts(all)
     }
 
     pub(crate) fn check(&self, parts: &Parts) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            return Ok(());
-        }
         let authority = authority(parts)?;
-        let host = match authority.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => authority,
-        };
-        let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
-        if self.0.contains(&host) {
+        let known = parse_authority(authority)
+            .is_some_and(|(host, port)| self.0.iter().any(|(h, p)| *h == host && *p == port));
+        if known {
             Ok(())
         } else {
             Err(ApiError::unauthorized(format!(
-                "request is addressed to {host:?}, which is not a name of this server"
+                "request is addressed to {authority:?}, which is not a name and port of this server"
             )))
         }
     }
@@ -142,16 +165,34 @@ fn deny(e: SignatureError) -> ApiError {
     ApiError::unauthorized(e.to_string())
 }
 
-/// Verifies the request's signature and finds its signer among `signers`.
+/// What a signature is checked against besides its signer: the names the server answers to,
+/// the nonces it has seen, and (transient mode, which keeps no nonces across restarts) the
+/// time it started: an earlier signature may have been used on the previous run.
+#[derive(Debug)]
+pub(crate) struct Freshness {
+    pub(crate) hosts: Hosts,
+    pub(crate) replay: ReplayCache,
+    /// Signatures `created` before this (Unix seconds) are refused.
+    pub(crate) not_before: i64,
+}
+
+/// The one answer for a key the server does not know (or that is disabled) and for a signature
+/// that does not verify: anyone could otherwise probe which public keys are registered. The
+/// log tells them apart.
+const NOT_ACCEPTED: &str =
+    "signature not accepted: unknown or disabled key, or a signature that does not verify";
+
+/// Verifies the request's signature from its headers alone, before any of the body is read
+/// (the signature covers the `content-digest` header, not the body): authority, time window,
+/// signer, signature. [`Verified::body`] then checks the body against the digest and the
+/// nonce against the replay cache.
 pub(crate) fn authenticate<S: Signers>(
     signers: &S,
-    replay: &ReplayCache,
-    hosts: &Hosts,
+    fresh: &Freshness,
     parts: &Parts,
-    body: &[u8],
     now: i64,
-) -> Result<Authenticated<S::Signer>, ApiError> {
-    hosts.check(parts)?;
+) -> Result<Verified<S::Signer>, ApiError> {
+    fresh.hosts.check(parts)?;
     let h = &parts.headers;
     let input = single_header(h, headers::SIGNATURE_INPUT).map_err(deny)?;
     let sig = single_header(h, headers::SIGNATURE).map_err(deny)?;
@@ -160,40 +201,123 @@ pub(crate) fn authenticate<S: Signers>(
     };
     let parsed = signature::parse(input, sig).map_err(deny)?;
     parsed.check_time(now).map_err(deny)?;
-    let caller = signers
-        .find(parsed.params.keyid.as_str())
-        .ok_or_else(|| ApiError::unauthorized("unknown or disabled key"))?;
-
-    let digest = single_header(h, headers::CONTENT_DIGEST).map_err(deny)?;
-    if !body.is_empty() && !parsed.covers_digest() {
-        return Err(deny(SignatureError::Malformed(
-            "a request with a body must cover content-digest",
-        )));
-    }
-    if parsed.covers_digest() {
-        let d = digest.ok_or_else(|| deny(SignatureError::Digest))?;
-        signature::check_content_digest(d, body).map_err(deny)?;
-    }
-    parsed
-        .verify(
-            S::public_key(&caller),
-            parts.method.as_str(),
-            &target_uri(parts)?,
-            digest,
-        )
-        .map_err(deny)?;
-    if !replay.check_and_insert(
-        parsed.params.keyid.as_str(),
-        &parsed.params.nonce,
-        parsed.params.expires,
-        now,
-    ) {
+    if parsed.params.created < fresh.not_before {
         return Err(ApiError::unauthorized(
-            "replayed request: this nonce was already used",
+            "signature created before this server started (it keeps no nonces across restarts): sign the request again",
         ));
     }
-    Ok(Authenticated {
+    let keyid = parsed.params.keyid.as_str();
+    let Some(caller) = signers.find(keyid) else {
+        tracing::debug!(keyid, "signature refused: unknown or disabled key");
+        return Err(ApiError::unauthorized(NOT_ACCEPTED));
+    };
+    let digest = single_header(h, headers::CONTENT_DIGEST).map_err(deny)?;
+    if parsed.covers_digest() && digest.is_none() {
+        return Err(deny(SignatureError::Digest));
+    }
+    if let Err(e) = parsed.verify(
+        S::public_key(&caller),
+        parts.method.as_str(),
+        &target_uri(parts)?,
+        digest,
+    ) {
+        tracing::debug!(keyid, error = %e, "signature refused");
+        return Err(ApiError::unauthorized(NOT_ACCEPTED));
+    }
+    Ok(Verified {
+        digest: parsed
+            .covers_digest()
+            .then(|| digest.map(str::to_owned))
+            .flatten(),
+        keyid: parsed.params.keyid.as_str().to_owned(),
+        expires: parsed.params.expires,
+        now,
         caller,
         nonce: parsed.params.nonce,
     })
+}
+
+/// A request whose signature verified; its body is still to be checked against the signed
+/// `content-digest`, and its nonce recorded.
+pub(crate) struct Verified<T> {
+    caller: T,
+    keyid: String,
+    nonce: String,
+    expires: i64,
+    now: i64,
+    /// The signed `content-digest`, if the signature covers one.
+    digest: Option<String>,
+}
+
+impl<T> Verified<T> {
+    /// The signer, once `body` matches the signed digest (a body needs one) and the nonce is
+    /// new. A request refused here leaves its nonce unused.
+    pub(crate) fn body(
+        self,
+        body: &[u8],
+        replay: &ReplayCache,
+    ) -> Result<Authenticated<T>, ApiError> {
+        match &self.digest {
+            None if !body.is_empty() => {
+                return Err(deny(SignatureError::Malformed(
+                    "a request with a body must cover content-digest",
+                )));
+            }
+            None => {}
+            Some(d) => signature::check_content_digest(d, body).map_err(deny)?,
+        }
+        let Some(mark) = replay.check_and_insert(&self.keyid, &self.nonce, self.expires, self.now)
+        else {
+            return Err(ApiError::unauthorized(
+                "replayed request: this nonce was already used",
+            ));
+        };
+        Ok(Authenticated {
+            caller: self.caller,
+            nonce: self.nonce,
+            mark: Some(mark),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_parse_with_their_port() {
+        let a = |s: &str| parse_authority(s).map(|(h, p)| format!("{h} {p}"));
+        assert_eq!(a("LocalHost:8200").as_deref(), Some("localhost 8200"));
+        assert_eq!(a("sigil.example").as_deref(), Some("sigil.example 443"));
+        assert_eq!(a("[::1]:8200").as_deref(), Some("::1 8200"));
+        assert_eq!(a("[::1]").as_deref(), Some("::1 443"));
+        for bad in [
+            "", ":8200", "h:", "h:x", "[::1", "[::1]x", "u@h:1", "h:99999",
+        ] {
+            assert_eq!(a(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn hosts_check_the_port() {
+        let hosts = Hosts::new(
+            &["localhost".into(), "[::1]".into()],
+            8200,
+            &[("vault.example".into(), 443)],
+        );
+        let check = |authority: &str| {
+            let req = http::Request::builder()
+                .uri(format!("https://{authority}/v1/x"))
+                .body(())
+                .unwrap();
+            hosts.check(&req.into_parts().0).is_ok()
+        };
+        assert!(check("localhost:8200"));
+        assert!(check("[::1]:8200"));
+        assert!(check("vault.example"));
+        assert!(!check("localhost:8201"));
+        assert!(!check("localhost"));
+        assert!(!check("vault.example:8200"));
+        assert!(!check("other:8200"));
+    }
 }

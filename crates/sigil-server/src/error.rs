@@ -13,7 +13,9 @@ pub(crate) struct ApiError {
     /// Seconds, for 429.
     retry_after: Option<u64>,
     /// The body was sealed to a channel the server does not hold (`Sigil-Channel: expired`).
-    channel_expired: bool,
+    /// `Sigil-Channel: expired; sig=…`: the server's signature over
+    /// `headers::channel_expired_message`.
+    channel_expired: Option<String>,
 }
 
 impl ApiError {
@@ -22,15 +24,16 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
-            channel_expired: false,
+            channel_expired: None,
         }
     }
 
     /// 400 for a body sealed to a channel the server does not hold for this caller: the
-    /// client seals it to the server key and sends it again.
-    pub(crate) fn channel_expired() -> Self {
+    /// client seals it to the server key and sends it again. `signature`: the server's, over
+    /// `headers::channel_expired_message` for this request (base64url).
+    pub(crate) fn channel_expired(signature: String) -> Self {
         ApiError {
-            channel_expired: true,
+            channel_expired: Some(signature),
             ..Self::bad_request(
                 "the body is sealed to a channel this server does not hold (expired or unknown): seal it to the server key",
             )
@@ -43,7 +46,7 @@ impl ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: "rate limited: slow down".into(),
             retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
-            channel_expired: false,
+            channel_expired: None,
         }
     }
 
@@ -90,11 +93,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if self.channel_expired {
-            resp.headers_mut().insert(
-                sigil_proto::headers::SIGIL_CHANNEL,
-                HeaderValue::from_static("expired"),
-            );
+        if let Some(sig) = &self.channel_expired
+            && let Ok(value) = HeaderValue::from_str(&format!("expired; sig={sig}"))
+        {
+            resp.headers_mut()
+                .insert(sigil_proto::headers::SIGIL_CHANNEL, value);
         }
         if let Some(secs) = self.retry_after {
             resp.headers_mut()

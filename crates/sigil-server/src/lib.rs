@@ -26,6 +26,7 @@ mod sealing;
 mod telemetry;
 mod tls;
 
+pub use auth::parse_authority;
 pub use harden::{HardenError, Hardening, harden_process};
 pub use limits::{Rate, RateLimits};
 pub use listener::{Running, ServerConfig, ShutdownHandle, StartError, start};

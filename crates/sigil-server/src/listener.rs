@@ -35,9 +35,11 @@ pub struct ServerConfig {
     pub node: Node,
     /// The TLS identity.
     pub tls: TlsIdentity,
-    /// The names clients address this server by (host part of `@target-uri`); requests to any
-    /// other name are refused. Empty: any name.
+    /// The names clients address this server by at its listen port (`@target-uri`); requests
+    /// to any other name or port are refused.
     pub hosts: Vec<String>,
+    /// Further `(host, port)` clients address it by: the `api_addr` of a load balancer.
+    pub api_authority: Option<(String, u16)>,
     /// Rate limits.
     pub limits: RateLimits,
     /// A plain-HTTP listener for Prometheus (`GET /metrics`), off when `None`.
@@ -124,6 +126,12 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         addr: config.listen,
         source,
     })?;
+    // A transient server keeps no nonces across restarts (docs/protocol.md).
+    let not_before = if config.node.storage_kind() == "memory" {
+        crate::api::now()
+    } else {
+        i64::MIN
+    };
     Ok(Running {
         addr,
         listener,
@@ -133,8 +141,15 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
             tls: config.tls,
             tls_cache: std::sync::Mutex::new(None),
             node: config.node,
-            replay: ReplayCache::new().map_err(|_| StartError::Random)?,
-            hosts: crate::auth::Hosts::new(&config.hosts),
+            fresh: crate::auth::Freshness {
+                hosts: crate::auth::Hosts::new(
+                    &config.hosts,
+                    addr.port(),
+                    config.api_authority.as_slice(),
+                ),
+                replay: ReplayCache::new().map_err(|_| StartError::Random)?,
+                not_before,
+            },
             limits: Limits::new(config.limits),
             channels: crate::channels::Channels::default(),
         }),
@@ -186,6 +201,9 @@ impl Running {
                     continue;
                 };
                 let swept = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = core.purge_replay_marks(crate::api::now()) {
+                        tracing::warn!(error = %e, "purging old replay marks failed");
+                    }
                     (core.purge_wraps(), core.rotate_due_keys())
                 })
                 .await;

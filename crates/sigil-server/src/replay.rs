@@ -1,5 +1,7 @@
 //! The replay cache: every `(keyid, nonce)` of a verified signature is remembered until the
-//! signature's `expires` + 60 s; a second use is refused (PROTOCOL.md §3).
+//! signature's `expires` + 60 s; a second use is refused (docs/protocol.md). The marks of
+//! requests that wrote are also stored with their writes and restored here at unseal
+//! (sigil_core's replay.rs).
 //!
 //! Each pair is kept as 64 bits of SHA-256 over a secret, per-process salt and the pair — a
 //! false "replayed" needs a collision with one of the few million pairs remembered at a time,
@@ -17,6 +19,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use sha2::{Digest as _, Sha256};
+use sigil_core::ReplayMark;
 
 /// How long past `expires` a nonce is remembered.
 const GRACE_SECS: i64 = 60;
@@ -77,27 +80,43 @@ impl ReplayCache {
         })
     }
 
+    #[cfg(test)]
     fn pair(&self, keyid: &str, nonce: &str) -> Pair {
+        self.salted(&ReplayMark::digest(keyid, nonce))
+    }
+
+    fn salted(&self, digest: &[u8; 32]) -> Pair {
         let mut h = Sha256::new();
         h.update(self.salt);
-        h.update((keyid.len() as u64).to_be_bytes());
-        h.update(keyid.as_bytes());
-        h.update(nonce.as_bytes());
+        h.update(digest);
         let mut out = [0u8; 8];
         out.copy_from_slice(&h.finalize()[..8]);
         u64::from_be_bytes(out)
     }
 
-    /// Records `(keyid, nonce)`; returns false if it was already there (a replay).
+    /// Records `(keyid, nonce)`; returns its mark (to make it durable with the write the
+    /// request causes), or `None` if it was already there (a replay).
     pub(crate) fn check_and_insert(
         &self,
         keyid: &str,
         nonce: &str,
         expires: i64,
         now: i64,
-    ) -> bool {
-        let key = self.pair(keyid, nonce);
-        let until = expires + GRACE_SECS;
+    ) -> Option<ReplayMark> {
+        let mark = ReplayMark::new(keyid, nonce, expires + GRACE_SECS);
+        self.insert(&mark, now).then_some(mark)
+    }
+
+    /// Marks stored before a restart (sigil_core::ReplayMark), at unseal.
+    pub(crate) fn restore(&self, marks: &[ReplayMark], now: i64) {
+        for mark in marks {
+            self.insert(mark, now);
+        }
+    }
+
+    fn insert(&self, mark: &ReplayMark, now: i64) -> bool {
+        let key = self.salted(&mark.digest);
+        let until = mark.until;
         let start = until.div_euclid(BUCKET_SECS) * BUCKET_SECS;
         let mut buckets = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         // Buckets are kept in order of `start`; those wholly in the past go.
@@ -125,6 +144,11 @@ impl ReplayCache {
     }
 
     #[cfg(test)]
+    fn check_and_insert_bool(&self, keyid: &str, nonce: &str, expires: i64, now: i64) -> bool {
+        self.check_and_insert(keyid, nonce, expires, now).is_some()
+    }
+
+    #[cfg(test)]
     fn len(&self) -> usize {
         let buckets = self.seen.lock().unwrap();
         buckets.iter().map(|b| b.pairs.len()).sum()
@@ -138,26 +162,26 @@ mod tests {
     #[test]
     fn second_use_is_refused_until_expiry_plus_grace() {
         let c = ReplayCache::new().unwrap();
-        assert!(c.check_and_insert("k", "n", 100, 50));
-        assert!(!c.check_and_insert("k", "n", 100, 51));
-        assert!(!c.check_and_insert("k", "n", 100, 160));
+        assert!(c.check_and_insert_bool("k", "n", 100, 50));
+        assert!(!c.check_and_insert_bool("k", "n", 100, 51));
+        assert!(!c.check_and_insert_bool("k", "n", 100, 160));
         // The same nonce with another expiry (an mTLS nonce sent again later) is a replay too.
-        assert!(!c.check_and_insert("k", "n", 130, 70));
+        assert!(!c.check_and_insert_bool("k", "n", 130, 70));
         // Another key with the same nonce is a different pair.
-        assert!(c.check_and_insert("k2", "n", 100, 51));
+        assert!(c.check_and_insert_bool("k2", "n", 100, 51));
         // The keyid and nonce cannot trade characters.
-        assert!(c.check_and_insert("k2n", "", 100, 51));
+        assert!(c.check_and_insert_bool("k2n", "", 100, 51));
         for i in 0..10_000 {
-            assert!(c.check_and_insert("k", &i.to_string(), 100, 60));
+            assert!(c.check_and_insert_bool("k", &i.to_string(), 100, 60));
         }
-        assert!(!c.check_and_insert("k", "n", 100, 60));
-        assert!(!c.check_and_insert("k", "9999", 100, 160));
+        assert!(!c.check_and_insert_bool("k", "n", 100, 60));
+        assert!(!c.check_and_insert_bool("k", "9999", 100, 160));
         // Past expiry + grace and the bucket's span, entries are forgotten as new ones arrive.
         let later = 100 + GRACE_SECS + BUCKET_SECS;
-        assert!(c.check_and_insert("k", "later", 300, later));
+        assert!(c.check_and_insert_bool("k", "later", 300, later));
         assert_eq!(c.len(), 1);
         assert!(
-            c.check_and_insert("k", "n", 300, later),
+            c.check_and_insert_bool("k", "n", 300, later),
             "expired: a new request"
         );
     }
@@ -168,12 +192,12 @@ mod tests {
         // Requests over ten minutes, each valid for 60 s: every one is refused a second time
         // for as long as it must be remembered, whichever bucket it landed in.
         for now in 0..600 {
-            assert!(c.check_and_insert("k", &format!("n{now}"), now + 60, now));
+            assert!(c.check_and_insert_bool("k", &format!("n{now}"), now + 60, now));
             for back in [1, 29, 30, 31, 119] {
                 if back <= now {
                     let then = now - back;
                     assert!(
-                        !c.check_and_insert("k", &format!("n{then}"), then + 60, now),
+                        !c.check_and_insert_bool("k", &format!("n{then}"), then + 60, now),
                         "n{then} at {now}"
                     );
                 }
@@ -185,6 +209,16 @@ mod tests {
             "{}",
             c.len()
         );
+    }
+
+    #[test]
+    fn restored_marks_are_replays() {
+        let before = ReplayCache::new().unwrap();
+        let mark = before.check_and_insert("k", "n", 100, 50).unwrap();
+        let after = ReplayCache::new().unwrap();
+        after.restore(&[mark], 70);
+        assert!(!after.check_and_insert_bool("k", "n", 100, 71));
+        assert!(after.check_and_insert_bool("k", "n2", 100, 71));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Opening request bodies and sealing responses: HPKE to the caller's key (PROTOCOL.md §4) or,
-//! on a channel, XChaCha20-Poly1305 under the channel's key (§6).
+//! Opening request bodies and sealing responses: HPKE to the caller's key or, on a channel,
+//! XChaCha20-Poly1305 under the channel's key for that direction (docs/protocol.md). Every 2xx
+//! answer is sealed with the answer's status and the request's nonce as associated data; one
+//! without a body carries a sealed empty receipt instead.
 
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::Value;
 use sigil_core::{Caller, Core};
-use sigil_crypto::{ChannelKey, SealInfo};
+use sigil_crypto::{ChannelKeys, SealInfo};
 use sigil_proto::body::{self as sealed, Sealed};
 use sigil_proto::headers;
 use zeroize::Zeroizing;
@@ -22,21 +24,21 @@ pub(crate) enum Sealing {
     /// HPKE; `grant` when the caller asked for a channel (`Sigil-Channel: new`).
     Hpke { grant: bool },
     /// A live channel of the caller's.
-    Channel { id: String, key: Arc<ChannelKey> },
+    Channel { id: String, key: Arc<ChannelKeys> },
     /// The request named a channel the server does not hold for this caller (expired, from
     /// before a restart, or someone else's): answers fall back to HPKE.
     Unknown,
 }
 
 impl Sealing {
-    pub(crate) fn of(channels: &Channels, headers_in: &HeaderMap, keyid: &str) -> Sealing {
+    pub(crate) fn of(channels: &Channels, headers_in: &HeaderMap, caller: &Caller) -> Sealing {
         match headers_in
             .get(headers::SIGIL_CHANNEL)
             .and_then(|v| v.to_str().ok())
         {
             None => Sealing::Hpke { grant: false },
             Some("new") => Sealing::Hpke { grant: true },
-            Some(id) => match channels.get(id, keyid) {
+            Some(id) => match channels.get(id, caller) {
                 Some(key) => Sealing::Channel {
                     id: id.to_owned(),
                     key,
@@ -118,9 +120,14 @@ pub(crate) fn open_body(
         .map_err(|_| bad(sealed::BodyError::Open))?,
         Sealed::Channel { id, nonce, ct } => match sealing {
             Sealing::Channel { id: live, key } if *live == id => {
-                sealed::open_channel(key, &authn.nonce, &nonce, &ct).map_err(bad)?
+                sealed::open_channel(&key.request, &authn.nonce, &nonce, &ct).map_err(bad)?
             }
-            _ => return Err(ApiError::channel_expired()),
+            // Nothing runs; signed, so that the client can trust it to send again.
+            _ => {
+                let message = headers::channel_expired_message(&authn.nonce);
+                let sig = core.server_identity().sign(&message);
+                return Err(ApiError::channel_expired(sigil_crypto::b64url_encode(&sig)));
+            }
         },
         _ => return Err(bad(sealed::BodyError::Malformed("unknown envelope"))),
     };
@@ -136,7 +143,8 @@ pub(crate) fn open_body(
     Ok(Some(value))
 }
 
-/// Seals a 2xx core response to the caller (204 has no body), granting a channel when asked.
+/// Seals a 2xx core response to the caller, granting a channel when asked; a response without
+/// a body (204) gets a sealed receipt.
 pub(crate) fn seal_response(
     core: &Core,
     channels: &Channels,
@@ -146,39 +154,38 @@ pub(crate) fn seal_response(
     response: sigil_core::Response,
 ) -> Result<Response, ApiError> {
     if response.status == 204 {
-        return Ok(StatusCode::NO_CONTENT.into_response());
+        return receipt(core, authn, sealing, StatusCode::NO_CONTENT);
     }
     let plain = Zeroizing::new(
         serde_json::to_vec(&vault_envelope(request_id, &response)).expect("response serializes"),
     );
     drop(response.data);
-    let failed = || {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "sealing the response failed",
-        )
-    };
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
+    let aad = sealed::response_aad(status.as_u16(), &authn.nonce);
     let server = core.server_identity().encryption_key();
     let recipient = authn.caller.public.encryption_key();
-    let aad = authn.nonce.as_bytes();
     let mut grant = None;
     let body = match sealing {
         Sealing::Channel { id, key } => {
-            sealed::seal_channel(key, id, &authn.nonce, &plain).map_err(|_| failed())?
+            sealed::seal_channel(&key.response, id, &aad, &plain).map_err(|_| sealing_failed())?
         }
         Sealing::Hpke { grant: true } => {
-            let (env, key) =
-                sigil_crypto::seal_to_exporting(server, recipient, SealInfo::Response, aad, &plain)
-                    .map_err(|_| failed())?;
-            grant = channels.insert(&authn.caller.identity.keyid, key);
+            let (env, keys) = sigil_crypto::seal_to_exporting(
+                server,
+                recipient,
+                SealInfo::Response,
+                aad.as_bytes(),
+                &plain,
+            )
+            .map_err(|_| sealing_failed())?;
+            grant = channels.insert(&authn.caller, keys);
             sealed::hpke_json(&env)
         }
         Sealing::Hpke { grant: false } | Sealing::Unknown => {
-            sealed::seal(server, recipient, SealInfo::Response, &authn.nonce, &plain)
-                .map_err(|_| failed())?
+            sealed::seal(server, recipient, SealInfo::Response, &aad, &plain)
+                .map_err(|_| sealing_failed())?
         }
     };
-    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
     let mut resp = (status, Body::from(body)).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -189,6 +196,39 @@ pub(crate) fn seal_response(
     {
         resp.headers_mut().insert(headers::SIGIL_CHANNEL, value);
     }
+    Ok(resp)
+}
+
+fn sealing_failed() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "sealing the response failed",
+    )
+}
+
+/// A bodiless 2xx answer: `status` with a `Sigil-Receipt`, the empty plaintext sealed as a body
+/// would be, so that the client knows the server sent it for this request.
+pub(crate) fn receipt(
+    core: &Core,
+    authn: &Authenticated<Arc<Caller>>,
+    sealing: &Sealing,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let aad = sealed::response_aad(status.as_u16(), &authn.nonce);
+    let sealed = match sealing {
+        Sealing::Channel { id, key } => sealed::seal_channel(&key.response, id, &aad, b""),
+        Sealing::Hpke { .. } | Sealing::Unknown => sealed::seal(
+            core.server_identity().encryption_key(),
+            authn.caller.public.encryption_key(),
+            SealInfo::Response,
+            &aad,
+            b"",
+        ),
+    }
+    .map_err(|_| sealing_failed())?;
+    let value = HeaderValue::from_bytes(&sealed).map_err(|_| sealing_failed())?;
+    let mut resp = status.into_response();
+    resp.headers_mut().insert(headers::SIGIL_RECEIPT, value);
     Ok(resp)
 }
 

@@ -11,7 +11,7 @@ use sigil_server::{ServerConfig, TlsIdentity, start};
 
 use crate::args::ServerArgs;
 use crate::keyfile;
-use crate::server_config::{ServerFile, StorageKind, api_host};
+use crate::server_config::{ServerFile, StorageKind, api_authority};
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
@@ -70,18 +70,36 @@ fn admins(values: &[String], dir: &Path) -> anyhow::Result<Admins> {
     })
 }
 
+const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// The names in the TLS certificate: the loopback names, the listen address and `extra`.
 fn tls_names(listen: &SocketAddr, extra: &[String]) -> Vec<String> {
-    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     let ip = listen.ip();
-    if !ip.is_unspecified() && !ip.is_loopback() {
-        names.push(ip.to_string());
-    }
-    for n in extra {
-        if !names.contains(n) {
-            names.push(n.clone());
+    let listen_name = (!ip.is_unspecified()).then(|| ip.to_string());
+    let mut names: Vec<String> = Vec::new();
+    for n in LOOPBACK_NAMES
+        .iter()
+        .map(|n| (*n).to_owned())
+        .chain(listen_name)
+        .chain(extra.iter().cloned())
+    {
+        if !names.contains(&n) {
+            names.push(n);
         }
     }
     names
+}
+
+/// The names a signed request may address the server by, at its listen port: the
+/// certificate's, but the loopback names only when it listens on loopback (or on every
+/// address) or they were configured.
+fn host_names(listen: &SocketAddr, extra: &[String]) -> Vec<String> {
+    let ip = listen.ip();
+    let on_loopback = ip.is_loopback() || ip.is_unspecified();
+    tls_names(listen, extra)
+        .into_iter()
+        .filter(|n| on_loopback || !LOOPBACK_NAMES.contains(&n.as_str()) || extra.contains(n))
+        .collect()
 }
 
 fn client_addr(addr: SocketAddr) -> String {
@@ -140,6 +158,8 @@ struct Plan {
     /// Certificate chain, key and (optionally) the CA clients trust, from files.
     tls_files: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
     names: Vec<String>,
+    /// The names signed requests may address at the listen port.
+    hosts: Vec<String>,
     api_addr: Option<String>,
     allow_unlocked_memory: bool,
     audit: Vec<sigil_server::AuditDevice>,
@@ -209,7 +229,7 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         let api_addr = file.api_addr.map(toml::Spanned::into_inner);
         let mut names = l.names.clone();
         // The host clients use must be a name of this server (certificate, @target-uri).
-        names.extend(api_addr.as_deref().and_then(api_host));
+        names.extend(api_addr.as_deref().and_then(api_authority).map(|(h, _)| h));
         let mut audit = Vec::new();
         for a in &file.audit {
             audit.push(
@@ -229,6 +249,7 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
                 .zip(l.tls_key_file)
                 .map(|(c, k)| (c.into_inner(), k.into_inner(), l.tls_ca_file)),
             names: tls_names(&l.address, &names),
+            hosts: host_names(&l.address, &names),
             api_addr,
             allow_unlocked_memory: file.disable_mlock || args.allow_unlocked_memory,
         });
@@ -246,6 +267,7 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         listen: args.listen,
         tls_files: None,
         names: tls_names(&args.listen, &args.tls_sans),
+        hosts: host_names(&args.listen, &args.tls_sans),
         api_addr: None,
         allow_unlocked_memory: args.allow_unlocked_memory,
     })
@@ -303,7 +325,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         listen: plan.listen,
         node,
         tls,
-        hosts: names,
+        hosts: plan.hosts.clone(),
+        api_authority: plan.api_addr.as_deref().and_then(api_authority),
         limits: plan.limits,
         metrics_listen: plan.metrics_listen,
     })
@@ -351,4 +374,36 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .await
         .ok();
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_names_only_when_listening_on_loopback() {
+        let names = |listen: &str, extra: &[&str]| {
+            let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+            host_names(&listen.parse().unwrap(), &extra)
+        };
+        assert_eq!(
+            names("127.0.0.1:8200", &[]),
+            ["localhost", "127.0.0.1", "::1"]
+        );
+        assert_eq!(
+            names("0.0.0.0:8200", &["sigil.example"]),
+            ["localhost", "127.0.0.1", "::1", "sigil.example"]
+        );
+        assert_eq!(
+            names("10.1.2.3:8200", &["sigil.example"]),
+            ["10.1.2.3", "sigil.example"]
+        );
+        assert_eq!(
+            names("10.1.2.3:8200", &["localhost"]),
+            ["localhost", "10.1.2.3"]
+        );
+        // The certificate keeps the loopback names either way.
+        assert!(tls_names(&"10.1.2.3:8200".parse().unwrap(), &[]).contains(&"localhost".into()));
+        assert!(tls_names(&"127.0.0.5:8200".parse().unwrap(), &[]).contains(&"127.0.0.5".into()));
+    }
 }

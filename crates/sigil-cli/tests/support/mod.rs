@@ -54,7 +54,8 @@ impl Server {
         )
     }
 
-    /// Starts `sigil server --listen 127.0.0.1:0 <args>` and reads `expected` export lines.
+    /// Starts `sigil server --listen 127.0.0.1:0 <args>` (unless `args` has a `--listen`) and
+    /// reads `expected` export lines.
     pub fn spawn(
         tmp: tempfile::TempDir,
         args: &[&str],
@@ -64,7 +65,7 @@ impl Server {
         let log = tmp.path().join("server.log");
         let mut cmd = Command::new(SIGIL);
         cmd.arg("server");
-        if !args.contains(&"-c") {
+        if !args.contains(&"-c") && !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         cmd.args(args)

@@ -322,7 +322,7 @@ impl Raw {
             self.key.encryption_key(),
             self.server.encryption_key(),
             SealInfo::Response,
-            &req.nonce,
+            &sealed::response_aad(resp.status, &req.nonce),
             &resp.body,
         )
         .expect("response opens with the caller's key");
