@@ -375,3 +375,294 @@ async fn signatures_are_checked_before_the_body_and_refusals_look_alike() {
     assert_eq!((unknown.status, bad.status), (401, 401));
     assert_eq!(unknown.body, bad.body);
 }
+
+/// How the TLS-terminating proxy of [`a_proxy_cannot_forge_success`] answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Proxy {
+    /// Forwards requests and answers as they are.
+    Honest,
+    /// Answers 200 with the request's own body (a channel-sealed one, reflected).
+    Reflect,
+    /// Answers a bare 204 without forwarding.
+    Bare204,
+    /// Forwards the request, then answers that the channel expired: unsigned (`false`) or
+    /// with a signature that is not the server's (`true`).
+    ForwardThenExpired(bool),
+}
+
+/// One HTTP/1.1 request read off `conn`: head lines and body.
+async fn read_request(
+    conn: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).ok()?;
+    let mut lines = head.split("\r\n");
+    let line = lines.next()?.to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let len = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).await.ok()?;
+    Some((line, headers, body))
+}
+
+/// Finding 3: a TLS-terminating proxy the client trusts forged success — a channel-sealed
+/// request reflected as its own answer, a bare 204, and a forged `Sigil-Channel: expired` that
+/// made the SDK send a request the proxy had forwarded a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_cannot_forge_success() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncWriteExt as _;
+
+    // The proxy's address is what clients use (api_addr), so the server accepts what they sign.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    let server_addr = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("sigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "api_addr = \"https://localhost:{proxy_port}\"\n[storage]\ntype = \"file\"\npath = \"{}\"\n[listener]\naddress = \"{server_addr}\"\n",
+            tmp.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let key = tmp.path().join("admin.key");
+    ok(support::run(&[
+        "key",
+        "generate",
+        "-o",
+        key.to_str().unwrap(),
+    ]));
+    let mut s = Server::spawn(
+        tempfile::tempdir().unwrap(),
+        &["-c", config.to_str().unwrap()],
+        &[],
+        2,
+    );
+    // The CLI goes to the server directly (it prints the proxy's address as SIGIL_ADDR).
+    for (k, v) in s.env.iter_mut() {
+        if k == "SIGIL_ADDR" {
+            *v = format!("https://{server_addr}");
+        }
+    }
+    s.init_and_unseal(&key);
+
+    let mode = Arc::new(Mutex::new(Proxy::Honest));
+    let forwarded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let upstream = reqwest::Client::builder()
+        .tls_certs_only(
+            reqwest::Certificate::from_pem_bundle(&std::fs::read(s.var("SIGIL_CACERT")).unwrap())
+                .unwrap(),
+        )
+        .http1_only()
+        .build()
+        .unwrap();
+    {
+        let (mode, forwarded) = (Arc::clone(&mode), Arc::clone(&forwarded));
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+                let (mode, forwarded) = (Arc::clone(&mode), Arc::clone(&forwarded));
+                tokio::spawn(async move {
+                    let Ok(mut conn) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    while let Some((line, headers, body)) = read_request(&mut conn).await {
+                        let mut parts = line.split(' ');
+                        let (method, target) = (parts.next().unwrap(), parts.next().unwrap());
+                        let now = *mode.lock().unwrap();
+                        let forward = || async {
+                            forwarded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let mut r = upstream.request(
+                                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                                format!("https://{server_addr}{target}"),
+                            );
+                            for (k, v) in &headers {
+                                if k != "content-length" {
+                                    r = r.header(k, v);
+                                }
+                            }
+                            let resp = r.body(body.clone()).send().await.unwrap();
+                            let status = resp.status().as_u16();
+                            let hs: Vec<(String, String)> = resp
+                                .headers()
+                                .iter()
+                                .filter(|(k, _)| k.as_str() != "content-length")
+                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+                                .collect();
+                            (status, hs, resp.bytes().await.unwrap().to_vec())
+                        };
+                        let (status, hs, out) = match now {
+                            Proxy::Honest => forward().await,
+                            Proxy::Reflect => (
+                                200,
+                                vec![(
+                                    "content-type".into(),
+                                    "application/vnd.sigil.sealed+json".into(),
+                                )],
+                                body.clone(),
+                            ),
+                            Proxy::Bare204 => (204, vec![], vec![]),
+                            Proxy::ForwardThenExpired(signed) => {
+                                forward().await;
+                                let value = if signed {
+                                    format!(
+                                        "expired; sig={}",
+                                        sigil_crypto::b64url_encode(&[7u8; 64])
+                                    )
+                                } else {
+                                    "expired".to_owned()
+                                };
+                                (
+                                    400,
+                                    vec![("sigil-channel".into(), value)],
+                                    br#"{"errors":["expired"]}"#.to_vec(),
+                                )
+                            }
+                        };
+                        let mut answer = format!("HTTP/1.1 {status} X\r\n");
+                        for (k, v) in hs {
+                            answer.push_str(&format!("{k}: {v}\r\n"));
+                        }
+                        answer.push_str(&format!("content-length: {}\r\n\r\n", out.len()));
+                        let mut bytes = answer.into_bytes();
+                        bytes.extend_from_slice(&out);
+                        if conn.write_all(&bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    let client = sigil_client::Client::new(sigil_client::ClientConfig {
+        addr: format!("https://localhost:{proxy_port}"),
+        key: Some(
+            sigil_crypto::SecretIdentity::from_key_file(&std::fs::read_to_string(&key).unwrap())
+                .unwrap(),
+        ),
+        ca_pem: Some(cert.cert.pem().into_bytes()),
+        server_keyid: Some(s.var("SIGIL_SERVER_KEY").to_owned()),
+    })
+    .unwrap()
+    .with_channels(true);
+    let set = |m| *mode.lock().unwrap() = m;
+    let write = |v: &str| serde_json::json!({ "data": { "v": v } });
+    let version = || {
+        let out = ok(s.sigil(&["kv", "metadata", "get", "-format=json", "secret/app"]));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["data"]["current_version"]
+            .as_u64()
+            .unwrap()
+    };
+
+    // Through the honest proxy: a channel, a write, a 204 with its receipt.
+    client
+        .request("POST", "secret/data/app", Some(&write("1")))
+        .await
+        .unwrap();
+    client
+        .request("GET", "secret/data/app", None)
+        .await
+        .unwrap();
+    assert!(client.channel_id().is_some(), "on a channel");
+    client
+        .request("DELETE", "secret/data/gone", None)
+        .await
+        .expect("a 204 with a receipt");
+    assert_eq!(version(), 1);
+
+    // Reflection: the proxy answers the channel-sealed write with the request's own body.
+    set(Proxy::Reflect);
+    let err = client
+        .request("POST", "secret/data/app", Some(&write("2")))
+        .await
+        .expect_err("a reflected body is not an answer");
+    assert!(err.to_string().contains("opened"), "{err}");
+    // A bare 204 for a request the server never got.
+    set(Proxy::Bare204);
+    let err = client
+        .request("DELETE", "secret/metadata/app", None)
+        .await
+        .expect_err("a bare 204 is not an answer");
+    assert!(err.to_string().contains("receipt"), "{err}");
+    // A forged "channel expired" for a request the proxy did forward: not sent again, whether
+    // it carries no signature or one that is not the server's.
+    for (n, signed) in [(2, false), (3, true)] {
+        set(Proxy::ForwardThenExpired(signed));
+        let before = forwarded.load(std::sync::atomic::Ordering::SeqCst);
+        let err = client
+            .request("POST", "secret/data/app", Some(&write("x")))
+            .await
+            .expect_err("an unsigned 'expired' is not trusted");
+        if signed {
+            assert!(err.to_string().contains("did not sign"), "{err}");
+        }
+        assert_eq!(
+            forwarded.load(std::sync::atomic::Ordering::SeqCst),
+            before + 1
+        );
+        assert_eq!(version(), n, "the forwarded write ran once");
+    }
+    set(Proxy::Honest);
+    client
+        .request("GET", "secret/data/app", None)
+        .await
+        .unwrap();
+}
+
+/// Finding 6: an answer the server gives before reading the body (here 401: not signed) reached
+/// a client that was still sending as a connection reset, over HTTP/1.1 and HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_reaches_a_client_still_sending() {
+    let s = Server::start();
+    let ca = reqwest::Certificate::from_pem_bundle(&std::fs::read(s.var("SIGIL_CACERT")).unwrap())
+        .unwrap();
+    for h2 in [false, true] {
+        let builder = reqwest::Client::builder().tls_certs_only(ca.clone());
+        let client = if h2 {
+            builder.http2_prior_knowledge()
+        } else {
+            builder.http1_only()
+        }
+        .build()
+        .unwrap();
+        for _ in 0..5 {
+            let resp = client
+                .post(format!("{}/v1/secret/data/x", s.var("SIGIL_ADDR")))
+                .header("content-type", "application/vnd.sigil.sealed+json")
+                .body(vec![b'x'; 900 * 1024])
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("h2={h2}: {e:?}"));
+            assert_eq!(resp.status(), 401, "h2={h2}");
+        }
+    }
+}

@@ -95,9 +95,16 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         state.node.core().as_deref(),
     );
     let method = req.method().as_str().to_owned();
+    let (req, leftover) = crate::leftover::Leftover::split(req);
     let resp = match dispatch(state, req).await {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            // Answered early: the client sees the status, not a reset (leftover.rs).
+            if let Some(leftover) = leftover {
+                leftover.drain().await;
+            }
+            e.into_response()
+        }
     };
     telemetry::request(route, &method, resp.status().as_u16(), started.elapsed());
     resp
@@ -501,11 +508,9 @@ async fn authenticated(
     let inline = wrap_recipient.is_none() && !core.may_write(operation, &request.path);
     // Returns the lease the engine issued apart from the answer, so that the audit names it
     // even when wrapping the answer fails.
-    // A signed request that changes something leaves its mark with the first write it
-    // causes, so that it stays refused after a restart (replay.rs).
-    let mark = authn
-        .mark
-        .filter(|_| !matches!(operation, Operation::Read | Operation::List));
+    // A signed request leaves its mark with the first write it causes (a read that issues a
+    // lease writes too), so that it stays refused after a restart (replay.rs).
+    let mark = authn.mark;
     let handle = move || {
         let path = request.path.clone();
         let response = worker.handle(&caller, request)?;

@@ -17,6 +17,7 @@ mod channels;
 mod connections;
 mod error;
 mod harden;
+mod leftover;
 mod limits;
 mod listener;
 mod node;
