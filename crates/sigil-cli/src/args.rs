@@ -202,6 +202,10 @@ pub(crate) enum OperatorCommand {
     },
     /// Submit your unseal share (uses SIGIL_KEY).
     Unseal {
+        /// Discard the shares submitted so far (as `vault operator unseal -reset`); they are
+        /// also discarded 10 minutes after the first one if the quorum is not reached.
+        #[arg(long)]
+        reset: bool,
         #[command(flatten)]
         client: ClientArgs,
     },

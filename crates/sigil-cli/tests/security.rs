@@ -666,3 +666,51 @@ async fn an_early_answer_reaches_a_client_still_sending() {
         }
     }
 }
+
+/// Finding 6: unseal progress never reset; `sigil operator unseal -reset` discards it, as in
+/// Vault (the 10-minute limit is a unit test in sigil-core's seal.rs).
+#[test]
+fn unseal_progress_can_be_reset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a.key"), tmp.path().join("b.key"));
+    for k in [&a, &b] {
+        ok(support::run(&[
+            "key",
+            "generate",
+            "-o",
+            k.to_str().unwrap(),
+        ]));
+    }
+    let s = Server::start_data_dir(&tmp.path().join("data"), false);
+    let out = ok(s.sigil_env(
+        &[
+            "operator",
+            "init",
+            "--admin",
+            a.to_str().unwrap(),
+            "--admin",
+            b.to_str().unwrap(),
+            "--threshold",
+            "2",
+        ],
+        &[],
+    ));
+    let keyid = out
+        .trim()
+        .strip_prefix("export SIGIL_SERVER_KEY=")
+        .unwrap()
+        .to_owned();
+    let as_admin = |key: &std::path::Path, args: &[&str]| {
+        ok(s.sigil_env(
+            args,
+            &[
+                ("SIGIL_KEY", key.to_str().unwrap()),
+                ("SIGIL_SERVER_KEY", &keyid),
+            ],
+        ))
+    };
+    assert!(as_admin(&a, &["operator", "unseal"]).contains("1/2"));
+    assert!(as_admin(&a, &["operator", "unseal", "-reset"]).contains("0/2"));
+    assert!(as_admin(&b, &["operator", "unseal"]).contains("1/2"));
+    assert!(as_admin(&a, &["operator", "unseal"]).contains("Unsealed"));
+}

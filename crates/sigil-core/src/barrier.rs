@@ -9,12 +9,13 @@ use sigil_storage::{Backend, Batch};
 use zeroize::Zeroizing;
 
 use crate::CoreError;
+use crate::key_usage::{self, KeyUsage, USAGE_KEY};
 
 /// Where the keyring, wrapped by the root key, is stored.
 pub(crate) const KEYRING_KEY: &str = "core/keyring";
 /// Storage keys the barrier does not encrypt with the keyring (they are read while sealed or
 /// are the keyring itself).
-pub(crate) const OUTSIDE_BARRIER: &[&str] = &[KEYRING_KEY, crate::seal::SEAL_CONFIG_KEY];
+pub(crate) const OUTSIDE_BARRIER: &[&str] = &[KEYRING_KEY, crate::seal::SEAL_CONFIG_KEY, USAGE_KEY];
 
 /// The encrypting layer over a [`Backend`]: a root key wraps the keyring; the newest keyring key
 /// encrypts new entries, every older one still decrypts.
@@ -25,6 +26,8 @@ pub struct Barrier {
     root: RwLock<BarrierKey>,
     /// Every term, oldest first; the last encrypts.
     keyring: RwLock<Vec<Arc<BarrierKey>>>,
+    /// Encryptions under the newest term (key_usage.rs).
+    usage: KeyUsage,
 }
 
 impl std::fmt::Debug for Barrier {
@@ -90,6 +93,7 @@ impl Barrier {
             backend,
             root: RwLock::new(root),
             keyring: RwLock::new(vec![key]),
+            usage: KeyUsage::new(None, 1),
         })
     }
 
@@ -100,11 +104,45 @@ impl Barrier {
         let plain = root
             .open(KEYRING_KEY.as_bytes(), &wrapped)
             .map_err(|_| CoreError::Integrity)?;
+        let keyring = decode_keyring(&plain)?;
+        let newest = keyring.last().ok_or(CoreError::Integrity)?;
+        let stored = match backend.get(USAGE_KEY)? {
+            None => None,
+            Some(raw) => {
+                let plain = newest
+                    .open(USAGE_KEY.as_bytes(), &raw)
+                    .ok()
+                    .and_then(|p| key_usage::decode(&p));
+                // Sealed under an older term: its count is of that term.
+                if plain.is_none() && BarrierKey::term_of(&raw).ok() == Some(newest.term()) {
+                    return Err(CoreError::Integrity);
+                }
+                plain
+            }
+        };
+        let usage = KeyUsage::new(stored, newest.term().0);
         Ok(Barrier {
             backend,
             root: RwLock::new(root),
-            keyring: RwLock::new(decode_keyring(&plain)?),
+            keyring: RwLock::new(keyring),
+            usage,
         })
+    }
+
+    /// Encryptions under the newest keyring term so far, and that term.
+    pub fn encryptions(&self) -> (u32, u64) {
+        self.usage.used()
+    }
+
+    /// Whether the newest term has encrypted as much as it safely may: the server then rotates
+    /// (key_usage.rs).
+    pub fn rotation_due(&self) -> bool {
+        self.usage.due()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_rotation_limit(&self, encryptions: u64) {
+        self.usage.set_limit(encryptions);
     }
 
     /// The backend's kind, for status output.
@@ -142,6 +180,7 @@ impl Barrier {
             &newest,
         )?;
         *keys = updated;
+        self.usage.start(next.0);
         Ok(next.0)
     }
 
@@ -255,9 +294,7 @@ impl Barrier {
         let mark = crate::replay::pending();
         if let Some(mark) = &mark {
             let key = format!("{}{}", crate::replay::PREFIX, mark.key());
-            let sealed = newest
-                .seal(key.as_bytes(), &mark.until.to_be_bytes())
-                .map_err(|_| CoreError::Integrity)?;
+            let sealed = self.seal_with(newest, &key, &mark.until.to_be_bytes())?;
             batch = batch.put(key, sealed);
         }
         self.backend.apply(batch)?;
@@ -269,9 +306,25 @@ impl Barrier {
 
     fn seal(&self, key: &str, plain: &[u8]) -> Result<Vec<u8>, CoreError> {
         let newest = self.keys().last().cloned().ok_or(CoreError::Integrity)?;
-        newest
+        self.seal_with(&newest, key, plain)
+    }
+
+    /// Encrypts under `with` and counts it; stores a new reservation when one is due, before
+    /// the ciphertext can be used (key_usage.rs).
+    fn seal_with(&self, with: &BarrierKey, key: &str, plain: &[u8]) -> Result<Vec<u8>, CoreError> {
+        let sealed = with
             .seal(key.as_bytes(), plain)
-            .map_err(|_| CoreError::Integrity)
+            .map_err(|_| CoreError::Integrity)?;
+        if let Some(reserved) = self.usage.count(with.term().0) {
+            let value = with
+                .seal(
+                    USAGE_KEY.as_bytes(),
+                    &key_usage::encode(with.term().0, reserved),
+                )
+                .map_err(|_| CoreError::Integrity)?;
+            self.backend.put(USAGE_KEY, &value)?;
+        }
+        Ok(sealed)
     }
 }
 

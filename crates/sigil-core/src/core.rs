@@ -780,14 +780,26 @@ impl Core {
         )
     }
 
-    /// Rotates the transit keys whose `auto_rotate_period` has passed (run periodically by
-    /// the server). Returns how many rotated.
+    /// Rotates the keyring when its newest term has encrypted as much as it safely may, and
+    /// the transit keys whose `auto_rotate_period` has passed (run periodically by the server).
+    /// Returns how many rotated.
     pub fn rotate_due_keys(&self) -> Result<usize, CoreError> {
         self.rotate_due_keys_at(time::OffsetDateTime::now_utc())
     }
 
     pub(crate) fn rotate_due_keys_at(&self, now: time::OffsetDateTime) -> Result<usize, CoreError> {
         let mut rotated = 0;
+        if self.barrier.rotation_due() {
+            let (term, used) = self.barrier.encryptions();
+            let next = self.barrier.rotate()?;
+            tracing::info!(
+                term,
+                encryptions = used,
+                new_term = next,
+                "keyring rotated: the term reached its encryption limit"
+            );
+            rotated += 1;
+        }
         for mount in self.mounts.all() {
             if let crate::mounts::Engine::Transit(t) = &mount.engine {
                 rotated += t.rotate_due(now)?;
@@ -1067,9 +1079,12 @@ impl Core {
                     .iter()
                     .map(|(t, n)| json!({ "term": t, "entries": n }))
                     .collect();
+                let (term, encryptions) = self.barrier.encryptions();
                 Ok(Response::data(json!({
                     "term": usage.last().map_or(0, |(t, _)| *t),
                     "terms": terms,
+                    // Vault's sys/key-status field: encryptions under the current term.
+                    "encryptions": if usage.last().is_some_and(|(t, _)| *t == term) { encryptions } else { 0 },
                 })))
             }
             _ => Err(CoreError::UnsupportedOperation),
@@ -2188,5 +2203,61 @@ path "identity/group/name/opsg" { capabilities = ["update", "sudo"] }
         assert_eq!(core.purge_replay_marks(now + 400).unwrap(), 1);
         assert_eq!(marks(&backend), base);
         assert!(core.replay_marks(now).unwrap().is_empty());
+    }
+
+    /// Finding 6: the barrier never rotated by use; AES-GCM with random nonces must not go past
+    /// about 2^32 encryptions under one key. The count survives a restart (it resumes from the
+    /// stored reservation, never lower) and the keyring rotates at the limit.
+    #[test]
+    fn the_keyring_rotates_when_a_term_has_encrypted_enough() {
+        let backend = Arc::new(MemoryBackend::new());
+        let root = BarrierKey::generate(KeyTerm(0)).unwrap();
+        let root_copy =
+            || BarrierKey::from_secret(KeyTerm(0), Zeroizing::new(*root.expose_secret()));
+        let admin = SecretIdentity::generate().unwrap();
+        let config = CoreConfig {
+            admins: vec![("admin".into(), admin.public())],
+            ..CoreConfig::default()
+        };
+        let core = Core::create(backend.clone(), root_copy(), config).unwrap();
+        let caller = core.caller(admin.public().keyid().as_str()).unwrap();
+        let write = |core: &Core, i: usize| {
+            core.handle(
+                &caller,
+                request(
+                    Operation::Update,
+                    &format!("secret/data/k{i}"),
+                    Some(json!({ "data": { "i": i } })),
+                ),
+            )
+            .unwrap();
+        };
+        for i in 0..5 {
+            write(&core, i);
+        }
+        let (term, used) = core.barrier().encryptions();
+        assert_eq!(term, 1);
+        assert!(used >= 10, "{used}");
+        // Reopened: counting on from the stored reservation, never below.
+        drop(core);
+        let core = Core::open(backend.clone(), root_copy(), &[], None).unwrap();
+        let resumed = core.barrier().encryptions().1;
+        assert!(resumed >= used);
+        core.barrier().set_rotation_limit(resumed + 3);
+        assert_eq!(core.rotate_due_keys().unwrap(), 0, "not due yet");
+        for i in 5..10 {
+            write(&core, i);
+        }
+        assert!(core.barrier().rotation_due());
+        assert_eq!(core.rotate_due_keys().unwrap(), 1);
+        assert_eq!(core.barrier().terms(), vec![1, 2]);
+        assert!(!core.barrier().rotation_due());
+        write(&core, 10);
+        assert_eq!(core.barrier().encryptions().0, 2);
+        // Everything written under term 1 still reads.
+        let read = core
+            .handle(&caller, request(Operation::Read, "secret/data/k0", None))
+            .unwrap();
+        assert_eq!(read.data.unwrap()["data"]["i"], 0);
     }
 }

@@ -22,6 +22,7 @@ mod fields;
 mod grant;
 mod group;
 mod identity;
+mod key_usage;
 mod kv;
 mod lease;
 mod lease_api;

@@ -103,11 +103,17 @@ pub(crate) enum State {
     Unsealed(Option<Arc<SealConfig>>, Arc<Core>),
 }
 
+/// Shares submitted this long ago without reaching the quorum are discarded (a half-finished
+/// unseal does not wait forever for the rest).
+pub(crate) const UNSEAL_ATTEMPT_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
 pub(crate) struct Attempt {
     key: EncryptionKey,
     nonce: String,
     /// `(keyid, share)` accepted so far.
     shares: Vec<(String, Zeroizing<Vec<u8>>)>,
+    /// When the first share was accepted.
+    first: Option<std::time::Instant>,
 }
 
 impl Attempt {
@@ -118,7 +124,20 @@ impl Attempt {
             nonce: sigil_crypto::random::nonce()
                 .map_err(|_| CoreError::bad("random number generator failed"))?,
             shares: Vec::new(),
+            first: None,
         })
+    }
+
+    /// Starts over (a new unseal key and nonce) when its shares are older than `ttl`.
+    fn expire(&mut self, ttl: std::time::Duration) -> Result<(), CoreError> {
+        if self.first.is_some_and(|t| t.elapsed() >= ttl) {
+            tracing::info!(
+                discarded = self.shares.len(),
+                "unseal progress reset: the quorum was not reached in time"
+            );
+            *self = Attempt::new()?;
+        }
+        Ok(())
     }
 }
 
@@ -131,6 +150,8 @@ pub struct Node {
     database: Option<Arc<dyn Driver>>,
     pub(crate) state: RwLock<State>,
     pub(crate) attempt: Mutex<Attempt>,
+    /// How long an unfinished unseal keeps its shares ([`UNSEAL_ATTEMPT_TTL`]).
+    pub(crate) unseal_ttl: std::time::Duration,
     pub(crate) rekey: Mutex<Option<crate::rekey::Proposal>>,
 }
 
@@ -222,6 +243,7 @@ impl Node {
             database,
             state: RwLock::new(State::Unsealed(None, Arc::new(core))),
             attempt: Mutex::new(Attempt::new()?),
+            unseal_ttl: UNSEAL_ATTEMPT_TTL,
             rekey: Mutex::new(None),
         })
     }
@@ -245,6 +267,7 @@ impl Node {
             database,
             state: RwLock::new(state),
             attempt: Mutex::new(Attempt::new()?),
+            unseal_ttl: UNSEAL_ATTEMPT_TTL,
             rekey: Mutex::new(None),
         })
     }
@@ -289,7 +312,9 @@ impl Node {
 
     /// The current seal status.
     pub fn status(&self) -> SealStatus {
-        let attempt = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
+        let mut attempt = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
+        // A failed random generator leaves the old attempt in place.
+        let _ = attempt.expire(self.unseal_ttl);
         let (initialized, sealed, config, core) = match &*self.state() {
             State::Uninitialized => (false, true, None, None),
             State::Sealed(c) => (true, true, Some(Arc::clone(c)), None),
@@ -407,6 +432,7 @@ impl Node {
     pub fn submit_share(&self, keyid: &str, envelope: &[u8]) -> Result<SealStatus, CoreError> {
         // Lock order everywhere: rekey, then attempt, then state.
         let mut attempt = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
+        attempt.expire(self.unseal_ttl)?;
         let config = match &*self.state() {
             State::Sealed(c) => Arc::clone(c),
             State::Unsealed(..) => return Err(CoreError::bad("already unsealed")),
@@ -421,6 +447,13 @@ impl Node {
             PublicIdentity::parse(&admin.public_key).map_err(|_| CoreError::Integrity)?;
         let env: serde_json::Value = serde_json::from_slice(envelope)
             .map_err(|_| CoreError::bad("unseal body is not a sealed envelope"))?;
+        // `{"reset": true}` from an admin: the shares so far are discarded (Vault's `-reset`).
+        if env.get("reset").and_then(serde_json::Value::as_bool) == Some(true) {
+            *attempt = Attempt::new()?;
+            tracing::info!(admin = keyid, "unseal progress reset by an admin");
+            drop(attempt);
+            return Ok(self.status());
+        }
         let field = |name: &str| {
             env.get(name)
                 .and_then(|v| v.as_str())
@@ -455,6 +488,7 @@ impl Node {
         }
         if !attempt.shares.iter().any(|(k, _)| k == keyid) {
             attempt.shares.push((keyid.to_owned(), share));
+            attempt.first.get_or_insert_with(std::time::Instant::now);
         }
         if attempt.shares.len() >= usize::from(config.threshold) {
             let parts: Vec<&[u8]> = attempt.shares.iter().map(|(_, s)| &s[..]).collect();
@@ -504,5 +538,32 @@ impl Node {
         core.audit().close();
         tracing::info!("sealed");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 6 of the security review: unseal progress never reset.
+    #[test]
+    fn an_unfinished_unseal_starts_over_after_its_time() {
+        let mut attempt = Attempt::new().unwrap();
+        attempt.expire(UNSEAL_ATTEMPT_TTL).unwrap();
+        let nonce = attempt.nonce.clone();
+        attempt
+            .shares
+            .push(("admin".into(), Zeroizing::new(vec![1, 2, 3])));
+        attempt.first = Some(std::time::Instant::now());
+        attempt.expire(UNSEAL_ATTEMPT_TTL).unwrap();
+        assert_eq!(attempt.shares.len(), 1, "not yet");
+        assert_eq!(attempt.nonce, nonce);
+        attempt.first = std::time::Instant::now().checked_sub(UNSEAL_ATTEMPT_TTL);
+        attempt.expire(UNSEAL_ATTEMPT_TTL).unwrap();
+        assert!(attempt.shares.is_empty());
+        assert_ne!(
+            attempt.nonce, nonce,
+            "a new attempt: old submissions do not open"
+        );
     }
 }

@@ -224,8 +224,9 @@ impl TlsIdentity {
         if !key.exists() {
             let g = generate(names)?;
             write_new(&key, g.key_pem.as_bytes(), 0o600)?;
-            write_new(&chain, g.chain_pem.as_bytes(), 0o644)?;
-            write_new(&ca, g.ca_pem.as_bytes(), 0o644)?;
+            // Public, but every file in the data directory is its owner's alone.
+            write_new(&chain, g.chain_pem.as_bytes(), 0o600)?;
+            write_new(&ca, g.ca_pem.as_bytes(), 0o600)?;
         }
         Self::from_files(&chain, &key, Some(&ca))
     }

@@ -177,6 +177,19 @@ fn sync_dir(db: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Creates `path` (empty, which redb initializes) readable and writable by its owner only, or
+/// takes an existing file's permissions down to that: redb would create it 0644.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 impl FileBackend {
     /// Opens (or creates) the database file at `path` and replays the logs beside it
     /// (`<path>.wal.<epoch>`) from the last checkpoint's epoch on. Only one process may hold
@@ -184,6 +197,7 @@ impl FileBackend {
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let subject = path.display().to_string();
         let err = |e: &dyn std::fmt::Display| io("open", &subject, e);
+        owner_only(path).map_err(|e| err(&e))?;
         let db = Database::create(path).map_err(|e| err(&e))?;
         let txn = db.begin_read().map_err(|e| err(&e))?;
         let from = match txn.open_table(META) {
@@ -980,5 +994,27 @@ mod tests {
         let path = dir.path().join("db");
         let _first = FileBackend::open(&path).unwrap();
         assert!(FileBackend::open(&path).is_err());
+    }
+
+    /// Security review, finding 6: the database was created 0644.
+    #[test]
+    fn every_file_is_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let b = FileBackend::open(&path).unwrap();
+        b.put("k", b"v").unwrap();
+        drop(b);
+        let fresh = dir.path().join("fresh");
+        FileBackend::open(&fresh).unwrap().put("k", b"v").unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(files.len() >= 3, "{files:?}");
+        for entry in files {
+            let entry = entry.unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", entry.path().display());
+        }
     }
 }

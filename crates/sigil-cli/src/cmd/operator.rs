@@ -51,14 +51,25 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "The server is sealed: each admin runs `sigil operator unseal` with their SIGIL_KEY."
             );
-            println!(
-                "export SIGIL_SERVER_KEY={}",
-                body["keyid"].as_str().unwrap_or_default()
-            );
+            // The keyid is derived from the key, not taken from the answer as it stands.
+            let server_key = body["server_key"]
+                .as_str()
+                .and_then(|k| sigil_crypto::PublicIdentity::parse(k).ok())
+                .ok_or_else(|| anyhow::anyhow!("the init answer has no valid server_key"))?;
+            let keyid = server_key.keyid().to_string();
+            if body["keyid"].as_str() != Some(keyid.as_str()) {
+                anyhow::bail!("the init answer's keyid is not its server_key's: not pinning it");
+            }
+            println!("export SIGIL_SERVER_KEY={keyid}");
         }
-        OperatorCommand::Unseal { client } => {
+        OperatorCommand::Unseal { reset, client } => {
             let c = config::client_with(&client, Needs::Key)?;
-            let status = c.unseal().await?;
+            let status = if reset {
+                c.signed_plain("POST", "sys/unseal", &serde_json::json!({ "reset": true }))
+                    .await?
+            } else {
+                c.unseal().await?
+            };
             println!("{}", progress_line(&status));
         }
         OperatorCommand::Seal { client } => {
