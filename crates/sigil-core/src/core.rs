@@ -2240,7 +2240,7 @@ path "identity/group/name/opsg" { capabilities = ["update", "sudo"] }
         assert!(used >= 10, "{used}");
         // Reopened: counting on from the stored reservation, never below.
         drop(core);
-        let core = Core::open(backend.clone(), root_copy(), &[], None).unwrap();
+        let core = Core::open(backend, root_copy(), &[], None).unwrap();
         let resumed = core.barrier().encryptions().1;
         assert!(resumed >= used);
         core.barrier().set_rotation_limit(resumed + 3);
