@@ -7,6 +7,8 @@
 
 mod acl;
 mod capability;
+#[cfg(test)]
+mod model;
 mod parse;
 mod template;
 
