@@ -190,7 +190,7 @@ fn sigil_client(key: &Path, addr: &str, ca: &str, keyid: &str) -> anyhow::Result
     })?)
 }
 
-/// A client certificate for the admin (PROTOCOL.md §5), from the server's own PKI engine, with
+/// A client certificate for the admin (docs/protocol.md §7), from the server's own PKI engine, with
 /// a `cert` auth role that maps it to the admin identity: `(chain PEM, key PEM)`.
 pub(crate) async fn admin_certificate(admin: &Target) -> anyhow::Result<(String, String)> {
     let call = |method: &'static str, path: &'static str, body: Value| async move {

@@ -1,4 +1,4 @@
-//! mTLS (PROTOCOL.md §5): certificate roles trust a CA and map client certificates to
+//! mTLS (docs/protocol.md §7): certificate roles trust a CA and map client certificates to
 //! identities; responses stay sealed to the identity's key. Expired, revoked, untrusted and
 //! unmapped certificates are refused.
 

@@ -608,7 +608,7 @@ async fn prometheus_metrics_on_the_plain_listener_and_sys_metrics() {
     );
 }
 
-/// Channels (PROTOCOL.md §6): granted on request, answering only the identity they were made
+/// Channels (docs/protocol.md §6): granted on request, answering only the identity they were made
 /// for; anyone else naming one gets HPKE as usual, and a body sealed to an unknown channel is
 /// refused before anything runs.
 #[tokio::test]

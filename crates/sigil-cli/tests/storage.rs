@@ -440,7 +440,7 @@ fn destroy_and_max_versions_remove_the_ciphertext_from_the_file() {
     }
 }
 
-/// The SDK's channel (PROTOCOL.md §6) does not outlive the server's memory: sealing drops every
+/// The SDK's channel (docs/protocol.md §6) does not outlive the server's memory: sealing drops every
 /// channel, and then a body sealed to one is refused (`Sigil-Channel: expired`) before
 /// anything runs, and the client seals it to the server key and sends it again; a read falls
 /// back to HPKE.

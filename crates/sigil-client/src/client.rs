@@ -41,13 +41,13 @@ pub struct Client {
     key: Option<SecretIdentity>,
     pinned: Option<KeyId>,
     server: OnceCell<PublicIdentity>,
-    /// Whether to ask for channels (PROTOCOL.md §6).
+    /// Whether to ask for channels (docs/protocol.md §6).
     channels: bool,
     /// The channel in use, if any.
     channel: Mutex<Option<Channel>>,
     /// A request asking for a channel is in flight (one at a time).
     asking: AtomicBool,
-    /// Requests are authenticated by a client certificate (PROTOCOL.md §5), not signed.
+    /// Requests are authenticated by a client certificate (docs/protocol.md §7), not signed.
     mtls: bool,
     /// The CA the client trusts, kept to rebuild the HTTP client with a certificate.
     ca_pem: Option<Vec<u8>>,
@@ -195,7 +195,7 @@ impl Client {
     }
 
     /// Authenticates every request with this client certificate (PEM chain and PKCS#8 key)
-    /// instead of a signature (PROTOCOL.md §5): the server maps the certificate to an identity
+    /// instead of a signature (docs/protocol.md §7): the server maps the certificate to an identity
     /// through its `auth/cert` roles. Bodies and answers are still sealed, and each request
     /// still carries a fresh nonce (`Sigil-Nonce`).
     pub fn with_client_certificate(
@@ -209,7 +209,7 @@ impl Client {
         Ok(self)
     }
 
-    /// Whether to ask the server for a channel (PROTOCOL.md §6; on by default): after one
+    /// Whether to ask the server for a channel (docs/protocol.md §6; on by default): after one
     /// HPKE-sealed answer, bodies are sealed with a symmetric key both sides derived from it.
     /// Requests are signed either way.
     pub fn with_channels(mut self, on: bool) -> Self {
@@ -408,7 +408,7 @@ impl Client {
     }
 
     /// Sends a signed request. `path` is below `/v1/` and may carry a query; `body` is sealed
-    /// to the pinned server key (or on the channel, PROTOCOL.md §6) and the answer opened with
+    /// to the pinned server key (or on the channel, docs/protocol.md §6) and the answer opened with
     /// the caller's key (or the channel's).
     pub async fn request(
         &self,
@@ -551,7 +551,7 @@ impl Client {
             },
             Sealed::Hpke(envelope) => {
                 if let Some((id, _)) = channel {
-                    // The server no longer holds it and fell back (PROTOCOL.md §6).
+                    // The server no longer holds it and fell back (docs/protocol.md §6).
                     self.drop_channel(id);
                 }
                 let grant = answer.channel.as_deref().and_then(headers::channel_grant);
@@ -605,7 +605,7 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Response(format!("{path}: {e}")))
     }
 
-    /// Submits this admin's unseal share (PROTOCOL.md §7): reads the seal status, fetches the
+    /// Submits this admin's unseal share (docs/protocol.md §9): reads the seal status, fetches the
     /// admin's sealed share, opens it locally, and sends it sealed to this boot's unseal key
     /// for the current attempt. Returns the new seal status.
     pub async fn unseal(&self) -> Result<Value, ClientError> {

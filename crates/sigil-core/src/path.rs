@@ -29,10 +29,15 @@ pub(crate) fn for_operation(mut path: String, op: Operation) -> String {
 }
 
 /// Normalizes a path below `/v1/` as received (still percent-encoded): decodes it, and refuses
-/// `.`/`..` segments, empty segments (`//`), control characters and invalid UTF-8. A single
-/// trailing `/` is kept; [`for_operation`] decides what it means.
+/// `.`/`..` segments, empty segments (`//`), control characters, invalid UTF-8 and an encoded
+/// `%`. A single trailing `/` is kept; [`for_operation`] decides what it means.
 fn normalize(raw: &str) -> Result<String, CoreError> {
     let decoded = percent_decode(raw)?;
+    // A `%` left after decoding came from `%25`: whatever decoded the path again would see a
+    // different one (`%252e%252e` is `..` to it). Refused, so a canonical path decodes to itself.
+    if decoded.contains('%') {
+        return Err(CoreError::bad("path has an encoded '%' (%25)"));
+    }
     let trimmed = decoded.strip_prefix('/').unwrap_or(&decoded);
     let body = trimmed.strip_suffix('/').unwrap_or(trimmed);
     if body.is_empty() {
@@ -110,6 +115,8 @@ mod tests {
             "secret/%ff",
             "secret/%zz",
             "secret/%2",
+            "secret/%252e%252e/sys",
+            "secret/a%25b",
             "",
             "/",
             "//",

@@ -1,4 +1,4 @@
-//! The seal: init with admin public keys, quorum unseal, seal (DESIGN.md §2.3, PROTOCOL.md §7).
+//! The seal: init with admin public keys, quorum unseal, seal (DESIGN.md §2.3, docs/protocol.md §9).
 //!
 //! At init the root key is split with Shamir (threshold K of N admins; K = 1 gives each admin the
 //! whole key) and each share is HPKE-sealed (mode_base) to one admin's X25519 key. The sealed

@@ -172,9 +172,14 @@ pub fn parse_recipient(text: &str) -> Result<[u8; 32], CryptoError> {
         return Err(CryptoError::Encoding("invalid age recipient"));
     }
     let bytes: Vec<u8> = checked.byte_iter().collect();
-    bytes
+    let key: [u8; 32] = bytes
         .try_into()
-        .map_err(|_| CryptoError::Encoding("invalid age recipient"))
+        .map_err(|_| CryptoError::Encoding("invalid age recipient"))?;
+    // As age: one spelling per key (the padding bits must be zero).
+    if recipient_string(&key) != text {
+        return Err(CryptoError::Encoding("invalid age recipient"));
+    }
+    Ok(key)
 }
 
 /// `AGE-SECRET-KEY-1…`: the X25519 key as an age identity. The result is secret.

@@ -1,4 +1,4 @@
-//! Identity key pairs and their printable forms (PROTOCOL.md §2).
+//! Identity key pairs and their printable forms (docs/protocol.md §2).
 
 use bech32::primitives::decode::CheckedHrpstring;
 use bech32::{Bech32, Hrp};
@@ -43,10 +43,18 @@ impl PublicIdentity {
             .try_into()
             .map_err(|_| CryptoError::Encoding("identity string must hold 64 bytes"))?;
         let (signing, encryption) = bytes.split_at(32);
-        Self::from_parts(
+        let parsed = Self::from_parts(
             signing.try_into().expect("split at 32"),
             encryption.try_into().expect("split at 32"),
-        )
+        )?;
+        // One key, one spelling: the bech32 crate does not check that the padding bits are
+        // zero, so without this a key would have several accepted strings.
+        if parsed.to_string() != text.trim().to_lowercase() {
+            return Err(CryptoError::Encoding(
+                "identity string is not in its canonical form",
+            ));
+        }
+        Ok(parsed)
     }
 
     /// The Ed25519 verifying key.
@@ -127,7 +135,7 @@ impl SecretIdentity {
         self.signing.sign(message).to_bytes()
     }
 
-    /// Renders a key file (PROTOCOL.md §2): comment lines with the creation time and the
+    /// Renders a key file (docs/protocol.md §2): comment lines with the creation time and the
     /// public identity, then the `SIGIL-SECRET-KEY-1…` line. The result is secret.
     pub fn to_key_file(&self, created: &str) -> Zeroizing<String> {
         let mut bytes = Zeroizing::new([0u8; 64]);
@@ -183,6 +191,15 @@ impl SecretIdentity {
         }
         if n != 64 {
             return Err(CryptoError::Encoding("secret key must hold 64 bytes"));
+        }
+        let hrp = Hrp::parse_unchecked(SECRET_HRP);
+        let canonical = Zeroizing::new(
+            bech32::encode_upper::<Bech32>(hrp, &bytes[..]).expect("64 bytes fit a bech32 string"),
+        );
+        if !crate::ct_eq(canonical.as_bytes(), line.to_uppercase().as_bytes()) {
+            return Err(CryptoError::Encoding(
+                "key line is not in its canonical form",
+            ));
         }
         let mut seed = Zeroizing::new([0u8; 32]);
         seed.copy_from_slice(&bytes[..32]);
@@ -293,5 +310,28 @@ mod garbage {
             let lower: String = text.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
             let _ = PublicIdentity::parse(&format!("sigil1{}", lower.to_lowercase()));
         }
+    }
+
+    /// Found by the fuzzer (fuzz/regressions/identity): bech32 does not check the padding bits,
+    /// so a key had several accepted spellings.
+    #[test]
+    fn fail_non_canonical_spellings() {
+        let odd = "sigil1ww4fvlsac7r76kxnehm5wc8q8507y5f3px7pypz78v4m2kue28tfjpakwx9ugullmqln2c688jhg8w5zaqtf3pru9uxtgcm89ug92z3ka4u9z";
+        assert!(PublicIdentity::parse(odd).is_err());
+        let key = SecretIdentity::generate().unwrap();
+        let text = key.public().to_string();
+        assert_eq!(PublicIdentity::parse(&text).unwrap(), key.public());
+        assert_eq!(
+            PublicIdentity::parse(&text.to_uppercase()).unwrap(),
+            key.public()
+        );
+        assert!(
+            crate::age::parse_recipient(
+                "age12k3yeknthagh08wd6atmxmjvrxmrq95d9fa6lhm8877yk0k7lpc3v4ffqq"
+            )
+            .is_err()
+        );
+        let file = key.to_key_file("t");
+        assert!(SecretIdentity::from_key_file(&file).is_ok());
     }
 }

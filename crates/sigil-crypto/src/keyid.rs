@@ -1,6 +1,6 @@
 use sha2::{Digest, Sha256};
 
-/// The name of a signing key: base64url(SHA-256(DER SubjectPublicKeyInfo)) (PROTOCOL.md §2).
+/// The name of a signing key: base64url(SHA-256(DER SubjectPublicKeyInfo)) (docs/protocol.md §2).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(String);
 

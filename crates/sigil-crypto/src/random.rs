@@ -27,7 +27,7 @@ pub fn nonce_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
-/// A fresh random nonce for a request: 18 bytes (≥ 16 as PROTOCOL.md §3 asks), base64url.
+/// A fresh random nonce for a request: 18 bytes (≥ 16 as docs/protocol.md §3 asks), base64url.
 pub fn nonce() -> Result<String, CryptoError> {
     Ok(crate::b64url_encode(&nonce_bytes::<18>()))
 }

@@ -1,5 +1,5 @@
 //! HPKE sealing (RFC 9180): mode_auth, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
-//! ChaCha20Poly1305, single-shot (PROTOCOL.md §4).
+//! ChaCha20Poly1305, single-shot (docs/protocol.md §4).
 
 use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
@@ -19,9 +19,9 @@ pub enum SealInfo {
     Request,
     /// A response body, server → client.
     Response,
-    /// An admin's unseal share at rest (mode_base, PROTOCOL.md §7).
+    /// An admin's unseal share at rest (mode_base, docs/protocol.md §9).
     Share,
-    /// An unseal submission, admin → the per-boot unseal key (PROTOCOL.md §7).
+    /// An unseal submission, admin → the per-boot unseal key (docs/protocol.md §9).
     Unseal,
 }
 

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-/// Vault's error body: `{"errors":["message"]}` (PROTOCOL.md §8). Never carries secrets.
+/// Vault's error body: `{"errors":["message"]}` (docs/protocol.md §8). Never carries secrets.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {
     /// Human-readable messages.

@@ -6,7 +6,7 @@ pub const SIGNATURE_INPUT: &str = "signature-input";
 pub const SIGNATURE: &str = "signature";
 /// RFC 9530 `Content-Digest`.
 pub const CONTENT_DIGEST: &str = "content-digest";
-/// The request nonce for mTLS requests without a signature (PROTOCOL.md §4).
+/// The request nonce for mTLS requests without a signature (docs/protocol.md §4).
 pub const SIGIL_NONCE: &str = "sigil-nonce";
 /// Media type of a sealed body.
 pub const SEALED_JSON: &str = "application/vnd.sigil.sealed+json";

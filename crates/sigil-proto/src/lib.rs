@@ -1,4 +1,4 @@
-//! The Sigil wire contract (`PROTOCOL.md`), shared by the server and every Rust client.
+//! The Sigil wire contract (docs/protocol.md), shared by the server and every Rust client.
 //!
 //! It builds and checks RFC 9421 request signatures in Sigil's profile, seals and opens
 //! request and response bodies in the `{"enc","ct"}` envelope, and defines the plain JSON of

@@ -1,4 +1,4 @@
-//! Sigil's profile of RFC 9421 HTTP Message Signatures (PROTOCOL.md §3).
+//! Sigil's profile of RFC 9421 HTTP Message Signatures (docs/protocol.md §3).
 //!
 //! Label `sig1`; covered components `"@method" "@target-uri"` and, for a request with a body,
 //! `"content-digest"` (RFC 9530, `sha-256`); parameters `created`, `expires`, `nonce`,

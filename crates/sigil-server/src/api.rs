@@ -637,7 +637,7 @@ fn account<C>(
 /// How long an mTLS connection's chain verification is reused when the roles do not change.
 const MTLS_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// mTLS (PROTOCOL.md §5): the handshake verified the chain against the certificate roles'
+/// mTLS (docs/protocol.md §7): the handshake verified the chain against the certificate roles'
 /// CAs (dates, CRLs); a role maps it to an identity; the `Sigil-Nonce` header is the AAD of
 /// the sealed bodies and is refused if seen before.
 fn authenticate_mtls(

@@ -1,5 +1,5 @@
 //! Request authentication: RFC 9421 signature in Sigil's profile, clock window, replay cache,
-//! identity lookup (PROTOCOL.md §1, §3).
+//! identity lookup (docs/protocol.md §1, §3).
 
 use std::sync::Arc;
 

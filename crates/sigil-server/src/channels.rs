@@ -1,4 +1,4 @@
-//! Channels (PROTOCOL.md §6): after one HPKE-sealed response, a caller's bodies and answers
+//! Channels (docs/protocol.md §6): after one HPKE-sealed response, a caller's bodies and answers
 //! are sealed with XChaCha20-Poly1305 under a key both sides exported from that response's HPKE
 //! context, which saves the two X25519 operations each sealed response costs otherwise.
 //!

@@ -5,7 +5,7 @@ use http::{HeaderValue, StatusCode, header};
 use sigil_core::CoreError;
 use sigil_proto::ErrorBody;
 
-/// An error answered as plain `{"errors":["…"]}` (PROTOCOL.md §8). Never carries secrets.
+/// An error answered as plain `{"errors":["…"]}` (docs/protocol.md §8). Never carries secrets.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,

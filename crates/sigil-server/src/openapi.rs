@@ -289,14 +289,14 @@ pub(crate) fn document() -> Value {
         "info": {
             "title": "Sigil",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Keys replace tokens: every authenticated request carries an RFC 9421 signature; bodies are HPKE-sealed (see PROTOCOL.md).",
+            "description": "Keys replace tokens: every authenticated request carries an RFC 9421 signature; bodies are HPKE-sealed (see docs/protocol.md).",
         },
         "paths": paths,
         "components": {
             "securitySchemes": {
                 "httpSignature": {
                     "type": "apiKey", "in": "header", "name": "Signature",
-                    "description": "RFC 9421 signature (label sig1) with Signature-Input; see PROTOCOL.md §3",
+                    "description": "RFC 9421 signature (label sig1) with Signature-Input; see docs/protocol.md §3",
                 },
             },
             "schemas": {

@@ -376,7 +376,7 @@ fn parse(bytes: &[u8]) -> Resp {
     }
 }
 
-/// The unseal protocol (PROTOCOL.md §7), done by hand.
+/// The unseal protocol (docs/protocol.md §9), done by hand.
 impl Raw {
     pub async fn seal_status(&self) -> Value {
         self.send(&self.unsigned("GET", "/v1/sys/seal-status"))

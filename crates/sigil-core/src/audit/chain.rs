@@ -104,9 +104,11 @@ pub fn verify(
             line: n,
             reason: reason.to_owned(),
         };
+        // The hash member must end the line; a member found overlapping the closing `"}` is
+        // no hash (the fuzzer's `,"hash":"}`).
         let cut = line
             .rfind(HASH_FIELD)
-            .filter(|_| line.ends_with("\"}"))
+            .filter(|c| line.ends_with("\"}") && c + HASH_FIELD.len() <= line.len() - 2)
             .ok_or_else(|| bad("not an audit line (no trailing hash)"))?;
         let claimed = &line[cut + HASH_FIELD.len()..line.len() - 2];
         let body = format!("{}}}", &line[..cut]);
@@ -308,5 +310,14 @@ mod tests {
         // Garbage.
         assert_eq!(at(vec!["{}".into()]), 1);
         assert_eq!(at(vec!["not json at all".into()]), 1);
+    }
+
+    /// Found by reading the code, confirmed by the fuzzer (fuzz/regressions/audit_verify): a
+    /// hash member overlapping the line's end made `verify` slice backwards and panic.
+    #[test]
+    fn fail_a_hash_member_that_overlaps_the_line_end() {
+        for text in ["\0,\"hash\":\"}", ",\"hash\":\"}", "{\"hash\":\"}"] {
+            assert!(verify(text, None, false).is_err(), "{text:?}");
+        }
     }
 }
