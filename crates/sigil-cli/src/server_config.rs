@@ -124,7 +124,14 @@ impl ServerFile {
     pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read configuration file {}", path.display()))?;
-        let file: ServerFile = toml::from_str(&text)
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks a configuration's `text`; errors name `name` (the file), the line and
+    /// what was expected. (Also the fuzz target's way in: fuzz/fuzz_targets/server_config.rs.)
+    pub(crate) fn parse(text: &str, name: &str) -> anyhow::Result<Self> {
+        let path = std::path::Path::new(name);
+        let file: ServerFile = toml::from_str(text)
             .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         let line = |span: std::ops::Range<usize>| {
             text[..span.start.min(text.len())].lines().count().max(1)

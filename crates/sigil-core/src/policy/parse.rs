@@ -106,6 +106,10 @@ fn parse_rule(raw_path: &str, body: hcl::Body) -> Result<PathRule, PolicyError> 
             "path {raw_path:?}: '*' is only allowed as the last character"
         ));
     }
+    // As OpenBao: a `+` segment cannot also be a glob.
+    if path.contains("+*") {
+        return err(format!("path {raw_path:?}: '+*' is forbidden"));
+    }
     let mut caps: Option<Capabilities> = None;
     for structure in body.0 {
         let attr = match structure {
@@ -238,6 +242,10 @@ mod tests {
     #[test]
     fn fail_unsupported_and_malformed() {
         for (text, needle) in [
+            (
+                "path \"secret/data/+*\" { capabilities = [\"read\"] }",
+                "'+*' is forbidden",
+            ),
             (
                 "path \"a\" {\n capabilities = [\"read\"]\n allowed_parameters = {}\n}",
                 "not supported yet",
