@@ -121,7 +121,7 @@ pub(crate) enum Ending {
 }
 
 /// The intact records of `epoch` at the head of `bytes`, and how the log ends after them.
-fn read(bytes: &[u8], epoch: u64) -> (Vec<Vec<Write>>, Ending) {
+pub(crate) fn read(bytes: &[u8], epoch: u64) -> (Vec<Vec<Write>>, Ending) {
     let mut records = Vec::new();
     let mut rest = bytes;
     while let Some((writes, after)) = record(rest, epoch) {
