@@ -1305,18 +1305,24 @@ mod tests {
 
     use super::admin_core;
 
-    #[test]
-    fn mounts_enable_route_tune_persist_and_disable() {
-        let backend = Arc::new(MemoryBackend::new());
+    /// A core created (not transient) on `backend` with one admin; the root key it was made
+    /// with, to open it again; the admin's key.
+    fn created_core(backend: Arc<MemoryBackend>) -> (Core, Zeroizing<[u8; 32]>, SecretIdentity) {
         let root = BarrierKey::generate(KeyTerm(0)).unwrap();
-        let root_copy =
-            || BarrierKey::from_secret(KeyTerm(0), Zeroizing::new(*root.expose_secret()));
+        let kept = Zeroizing::new(*root.expose_secret());
         let admin = SecretIdentity::generate().unwrap();
         let config = CoreConfig {
             admins: vec![("admin".into(), admin.public())],
             ..CoreConfig::default()
         };
-        let core = Core::create(backend.clone(), root_copy(), config).unwrap();
+        (Core::create(backend, root, config).unwrap(), kept, admin)
+    }
+
+    #[test]
+    fn mounts_enable_route_tune_persist_and_disable() {
+        let backend = Arc::new(MemoryBackend::new());
+        let (core, root, admin) = created_core(backend.clone());
+        let root_copy = || BarrierKey::from_secret(KeyTerm(0), root.clone());
         let caller = core.caller(admin.public().keyid().as_str()).unwrap();
         let run = |core: &Core, op, path: &str, data| core.handle(&caller, request(op, path, data));
         let bad = |r: Result<Response, CoreError>| {
@@ -2211,15 +2217,8 @@ path "identity/group/name/opsg" { capabilities = ["update", "sudo"] }
     #[test]
     fn the_keyring_rotates_when_a_term_has_encrypted_enough() {
         let backend = Arc::new(MemoryBackend::new());
-        let root = BarrierKey::generate(KeyTerm(0)).unwrap();
-        let root_copy =
-            || BarrierKey::from_secret(KeyTerm(0), Zeroizing::new(*root.expose_secret()));
-        let admin = SecretIdentity::generate().unwrap();
-        let config = CoreConfig {
-            admins: vec![("admin".into(), admin.public())],
-            ..CoreConfig::default()
-        };
-        let core = Core::create(backend.clone(), root_copy(), config).unwrap();
+        let (core, root, admin) = created_core(backend.clone());
+        let root_copy = || BarrierKey::from_secret(KeyTerm(0), root.clone());
         let caller = core.caller(admin.public().keyid().as_str()).unwrap();
         let write = |core: &Core, i: usize| {
             core.handle(
