@@ -75,6 +75,16 @@ fn parse(path: &str) -> Result<Vec<Result<String, Placeholder>>, String> {
 /// Checks a templated path at policy-write time.
 pub(crate) fn check(path: &str) -> Result<bool, String> {
     let parts = parse(path)?;
+    // Each `identity.groups.names` multiplies the rule by the caller's groups: one per path,
+    // or a policy could make every request build groups^k rules (found by the fuzzer).
+    if parts
+        .iter()
+        .filter(|p| matches!(p, Err(Placeholder::Groups)))
+        .count()
+        > 1
+    {
+        return Err("{{identity.groups.names}} may appear once in a path".into());
+    }
     Ok(parts.iter().any(Result::is_err))
 }
 
@@ -153,6 +163,15 @@ mod tests {
             render("g/{{identity.groups.names}}/*", &ctx()),
             vec!["g/dev/*", "g/sre/*"]
         );
+    }
+
+    /// Found by the fuzzer (fuzz/regressions/policy): a path with many group placeholders
+    /// expanded to groups^k rules and ran the process out of memory.
+    #[test]
+    fn fail_more_than_one_group_placeholder() {
+        let twice = "a/{{identity.groups.names}}/{{identity.groups.names}}";
+        assert!(check(twice).is_err());
+        assert!(check("a/{{identity.groups.names}}/x").is_ok());
     }
 
     #[test]
