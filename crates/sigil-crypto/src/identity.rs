@@ -196,7 +196,8 @@ impl SecretIdentity {
         let canonical = Zeroizing::new(
             bech32::encode_upper::<Bech32>(hrp, &bytes[..]).expect("64 bytes fit a bech32 string"),
         );
-        if !crate::ct_eq(canonical.as_bytes(), line.to_uppercase().as_bytes()) {
+        let given = Zeroizing::new(line.to_uppercase());
+        if !crate::ct_eq(canonical.as_bytes(), given.as_bytes()) {
             return Err(CryptoError::Encoding(
                 "key line is not in its canonical form",
             ));
