@@ -416,6 +416,61 @@ fn canonical_path_seeds(root: &Path) {
     }
 }
 
+fn headers_seeds(root: &Path) {
+    let t = "headers";
+    for (name, text) in [
+        ("authority-name", "sigil.example:8200"),
+        ("authority-default-port", "Sigil.Example"),
+        ("authority-ipv6", "[::1]:8200"),
+        ("channel-grant", "AbC_12-x; ttl=3600"),
+        (
+            "channel-expired",
+            "expired; sig=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0-P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5f",
+        ),
+    ] {
+        write(root, t, name, text.as_bytes());
+    }
+}
+
+fn e2e_documents_seeds(root: &Path) {
+    use sigil_proto::e2e::{Certification, E2eSlot, SealedSecret, WrapRequest};
+    let t = "e2e_documents";
+    // The first byte chooses the document: 0 certification, 1 secret version, 2 wrap request.
+    let cert = Certification::sign(other(), "fuzz", &client().public());
+    let json = |v: &dyn erased::Json| v.json();
+    write(root, t, "certification", &with_flag(0, &json(&cert)));
+    let slot = E2eSlot {
+        mount: "private",
+        path: "fuzz",
+        version: 1,
+    };
+    let envelope =
+        age::encrypt(&[*client().public().encryption_key()], b"fuzz").expect("age encrypts");
+    let secret = SealedSecret::new(other(), slot, &envelope, vec!["fuzz".into()]);
+    secret.verify(slot).expect("the seed secret verifies");
+    write(root, t, "secret", &with_flag(1, &json(&secret)));
+    let wrap = WrapRequest {
+        id: "00112233445566778899aabbccddeeff".into(),
+        to: client().public().keyid().as_str().to_owned(),
+        envelope: "YWdl".into(),
+        signature: "AAAA".into(),
+        ttl: Some(serde_json::json!("5m")),
+    };
+    write(root, t, "wrap", &with_flag(2, &json(&wrap)));
+}
+
+/// Serialises the seed documents without naming each type.
+mod erased {
+    pub(super) trait Json {
+        fn json(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> Vec<u8> {
+            serde_json::to_vec_pretty(self).expect("a seed document prints")
+        }
+    }
+}
+
 fn main() {
     let root = std::env::args_os()
         .nth(1)
@@ -430,5 +485,7 @@ fn main() {
     audit_seeds(&root);
     wal_seeds(&root);
     canonical_path_seeds(&root);
+    headers_seeds(&root);
+    e2e_documents_seeds(&root);
     println!("seeds written to {}", root.display());
 }

@@ -108,7 +108,16 @@ pub fn parse_authority(authority: &str) -> Option<(String, u16)> {
         Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
         Some(_) => return None,
     };
-    (!host.is_empty() && !host.contains(['/', '@', ' '])).then(|| (host.to_ascii_lowercase(), port))
+    // A bare host has no `:` (an IPv6 address goes in brackets, RFC 3986 §3.2.2), and no host
+    // has brackets, `/`, `@`, white space or control characters in it: then what this returns
+    // prints back (`host:port`, `[host]:port` for IPv6) to an authority that parses the same.
+    let bare = !authority.starts_with('[');
+    let ok = !host.is_empty()
+        && !(bare && host.contains(':'))
+        && !host
+            .chars()
+            .any(|c| matches!(c, '[' | ']' | '/' | '@') || c.is_whitespace() || c.is_control());
+    ok.then(|| (host.to_ascii_lowercase(), port))
 }
 
 /// The authorities (`host:port`) a server answers to. A signed request names its server in
@@ -292,7 +301,19 @@ mod tests {
         assert_eq!(a("[::1]:8200").as_deref(), Some("::1 8200"));
         assert_eq!(a("[::1]").as_deref(), Some("::1 443"));
         for bad in [
-            "", ":8200", "h:", "h:x", "[::1", "[::1]x", "u@h:1", "h:99999",
+            "",
+            ":8200",
+            "h:",
+            "h:x",
+            "[::1",
+            "[::1]x",
+            "u@h:1",
+            "h:99999",
+            "::1:8200",
+            "a]:b:1",
+            "[[::1]]:1",
+            "h\t:1",
+            "h\u{0}",
         ] {
             assert_eq!(a(bad), None, "{bad}");
         }
