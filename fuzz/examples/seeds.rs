@@ -215,7 +215,7 @@ fn identity_seeds(root: &Path) {
 
 fn policy_seeds(root: &Path) {
     let t = "policy";
-    let seeds: [(&str, &str); 4] = [
+    let seeds: [(&str, &str); 6] = [
         ("admin", sigil_core::policy::ADMIN_POLICY_HCL),
         (
             "team",
@@ -228,6 +228,14 @@ fn policy_seeds(root: &Path) {
         (
             "templated",
             "path \"secret/data/users/{{identity.name}}/*\" { capabilities = [\"create\", \"read\", \"update\"] }\npath \"secret/data/groups/{{identity.groups.names}}/*\" { capabilities = [\"read\"] }\npath \"kv/{{identity.entity.metadata.team}}/+\" {\n  capabilities = [\"read\", \"list\", \"sudo\"]\n}\n",
+        ),
+        (
+            "json",
+            "{\"path\": {\"secret/data/*\": {\"capabilities\": [\"read\", \"list\"]},\n  \"secret/data/x\": [{\"policy\": \"deny\"}]},\n \"path\": [{\"a/+/b\": {\"capabilities\": [\"update\"]}}]}\n",
+        ),
+        (
+            "hcl1-one-line",
+            "path \"secret/*\" { policy = \"read\" capabilities = [\"update\",] }, /* c */ path = { \"sys/\\u0061\" = { capabilities = [\"sudo\"] } }\n",
         ),
     ];
     for (name, text) in seeds {

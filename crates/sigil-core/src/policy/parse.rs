@@ -1,6 +1,5 @@
-use hcl::{Expression, Structure};
-
 use super::{Capabilities, Capability, PathRule, Policy};
+use crate::vault_hcl::{self, Item, Value};
 
 /// Why a policy was refused. The message names the construct and what was expected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,32 +54,31 @@ fn check_shape(text: &str) -> Result<(), PolicyError> {
     Ok(())
 }
 
-/// Parses a policy's HCL text.
+/// Parses a policy: HCL as Vault reads it, or its JSON form (`{"path": {"secret/*":
+/// {"capabilities": ["read"]}}}`), with the same checks.
 pub fn parse_policy(name: &str, text: &str) -> Result<Policy, PolicyError> {
     check_shape(text)?;
-    let body = hcl::parse(text).map_err(|e| PolicyError(format!("HCL syntax error: {e}")))?;
+    let items =
+        vault_hcl::parse(text).map_err(|e| PolicyError(format!("HCL syntax error: {e}")))?;
     let mut rules = Vec::new();
-    for structure in body.0 {
-        let block = match structure {
-            Structure::Block(b) if b.identifier.as_str() == "path" => b,
-            Structure::Block(b) => {
-                return err(format!(
-                    "unsupported block {:?}: only \"path\" blocks are allowed",
-                    b.identifier.as_str()
-                ));
-            }
-            Structure::Attribute(a) => {
-                return err(format!(
-                    "unsupported top-level attribute {:?}: only \"path\" blocks are allowed",
-                    a.key.as_str()
-                ));
-            }
-        };
-        let [label] = block.labels.as_slice() else {
+    for item in items {
+        let kind = item.keys[0].clone();
+        if kind != "path" {
+            return match (item.keys.len(), &item.value) {
+                (1, v) if !matches!(v, Value::Object(_)) => err(format!(
+                    "unsupported top-level attribute {kind:?}: only \"path\" blocks are allowed"
+                )),
+                _ => err(format!(
+                    "unsupported block {kind:?}: only \"path\" blocks are allowed"
+                )),
+            };
+        }
+        let Some(blocks) = vault_hcl::labelled_blocks(item) else {
             return err("a path block takes exactly one label: path \"secret/data/*\" { … }");
         };
-        let raw_path = label.as_str();
-        rules.push(parse_rule(raw_path, block.body)?);
+        for (raw_path, body) in blocks {
+            rules.push(parse_rule(&raw_path, body)?);
+        }
     }
     if rules.is_empty() {
         return err("policy has no path blocks");
@@ -92,7 +90,7 @@ pub fn parse_policy(name: &str, text: &str) -> Result<Policy, PolicyError> {
     })
 }
 
-fn parse_rule(raw_path: &str, body: hcl::Body) -> Result<PathRule, PolicyError> {
+fn parse_rule(raw_path: &str, body: Vec<Item>) -> Result<PathRule, PolicyError> {
     let path = raw_path.trim_start_matches('/');
     let templated =
         super::template::check(path).map_err(|e| PolicyError(format!("path {raw_path:?}: {e}")))?;
@@ -111,20 +109,16 @@ fn parse_rule(raw_path: &str, body: hcl::Body) -> Result<PathRule, PolicyError> 
         return err(format!("path {raw_path:?}: '+*' is forbidden"));
     }
     let mut caps: Option<Capabilities> = None;
-    for structure in body.0 {
-        let attr = match structure {
-            Structure::Attribute(a) => a,
-            Structure::Block(b) => {
-                return err(format!(
-                    "path {raw_path:?}: unsupported block {:?}",
-                    b.identifier.as_str()
-                ));
-            }
+    for attr in body {
+        let [key] = attr.keys.as_slice() else {
+            return err(format!(
+                "path {raw_path:?}: unsupported block {:?}",
+                attr.keys[0]
+            ));
         };
-        let key = attr.key.as_str();
-        let parsed = match key {
-            "capabilities" => parse_capabilities(raw_path, &attr.expr)?,
-            "policy" => parse_legacy_policy(raw_path, &attr.expr)?,
+        let parsed = match key.as_str() {
+            "capabilities" => parse_capabilities(raw_path, &attr.value)?,
+            "policy" => parse_legacy_policy(raw_path, &attr.value)?,
             k if UNSUPPORTED_RULE_KEYS.contains(&k) => {
                 return err(format!("path {raw_path:?}: {k:?} is not supported yet"));
             }
@@ -158,15 +152,15 @@ fn parse_rule(raw_path: &str, body: hcl::Body) -> Result<PathRule, PolicyError> 
     })
 }
 
-fn parse_capabilities(path: &str, expr: &Expression) -> Result<Capabilities, PolicyError> {
-    let Expression::Array(items) = expr else {
+fn parse_capabilities(path: &str, value: &Value) -> Result<Capabilities, PolicyError> {
+    let Value::List(items) = value else {
         return err(format!(
             "path {path:?}: capabilities must be a list of strings"
         ));
     };
     let mut caps = Capabilities::NONE;
     for item in items {
-        let Expression::String(name) = item else {
+        let Value::String(name) = item else {
             return err(format!(
                 "path {path:?}: capabilities must be a list of strings"
             ));
@@ -189,9 +183,9 @@ fn parse_capabilities(path: &str, expr: &Expression) -> Result<Capabilities, Pol
 }
 
 /// Vault's pre-0.9 `policy = "read"` shorthand.
-fn parse_legacy_policy(path: &str, expr: &Expression) -> Result<Capabilities, PolicyError> {
+fn parse_legacy_policy(path: &str, value: &Value) -> Result<Capabilities, PolicyError> {
     use Capability::*;
-    let Expression::String(name) = expr else {
+    let Value::String(name) = value else {
         return err(format!("path {path:?}: policy must be a string"));
     };
     let list: &[Capability] = match name.as_str() {
@@ -237,6 +231,75 @@ mod tests {
         assert!(p.rules[1].has_segment_wildcards);
         assert_eq!(p.rules[1].capabilities.names(), vec!["deny"]);
         assert_eq!(p.rules[2].capabilities.names(), vec!["read", "list"]);
+    }
+
+    #[test]
+    fn hcl1_items_may_share_a_line_or_take_commas() {
+        // Valid HCL 1, as Vault and OpenBao read it.
+        for text in [
+            r#"path "a" { policy = "read" capabilities = ["update"] }"#,
+            r#"path "a" { policy = "read", capabilities = ["update"] }"#,
+            r#"path "a" { capabilities = ["update"], policy = "read", }"#,
+            "path \"a\" {\n policy = \"read\"\n capabilities = [\"update\"]\n}",
+        ] {
+            let p = parse_policy("p", text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(
+                p.rules[0].capabilities.names(),
+                vec!["read", "update", "list"],
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_policies_parse_as_their_hcl() {
+        let hcl = parse_policy(
+            "p",
+            r#"
+            path "secret/data/*" { capabilities = ["create", "read"] }
+            path "secret/data/+/app" { capabilities = ["deny"] }
+            path "sys/mounts" { policy = "read" }
+            "#,
+        )
+        .unwrap();
+        for json in [
+            r#"{"path": {"secret/data/*": {"capabilities": ["create", "read"]},
+                         "secret/data/+/app": {"capabilities": ["deny"]},
+                         "sys/mounts": {"policy": "read"}}}"#,
+            r#"{"path": [{"secret/data/*": {"capabilities": ["create", "read"]}},
+                         {"secret/data/+/app": [{"capabilities": ["deny"]}]},
+                         {"sys/mounts": {"policy": "read"}}]}"#,
+        ] {
+            let p = parse_policy("p", json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(p.rules, hcl.rules, "{json}");
+        }
+        // The same checks as HCL.
+        for (json, needle) in [
+            (
+                r#"{"path": {"a": {"capabilities": ["raed"]}}}"#,
+                "unknown capability",
+            ),
+            (
+                r#"{"path": {"a+*": {"capabilities": ["read"]}}}"#,
+                "'+*' is forbidden",
+            ),
+            (r#"{"path": {"a": {}}}"#, "no capabilities"),
+            (
+                r#"{"path": {"a": {"capabilities": ["read"], "denied_parameters": {}}}}"#,
+                "not supported yet",
+            ),
+            (
+                r#"{"path": {"a": {"capabilities": "read"}}}"#,
+                "list of strings",
+            ),
+            (r#"{"path": {"a": "read"}}"#, "exactly one label"),
+            (r#"{"name": "x"}"#, "top-level attribute"),
+            (r#"{"path": {"a": {"capabilities": ["read"]}}"#, "syntax"),
+            (r#"{"path": {}}"#, "no path blocks"),
+        ] {
+            let e = parse_policy("p", json).unwrap_err();
+            assert!(e.0.contains(needle), "{json}: {e}");
+        }
     }
 
     #[test]
