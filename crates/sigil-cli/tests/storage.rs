@@ -440,6 +440,87 @@ fn destroy_and_max_versions_remove_the_ciphertext_from_the_file() {
     }
 }
 
+/// Every file of a data directory, read while the server is down (before anything replays or
+/// checkpoints its write-ahead logs).
+fn data_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    support::files_under(dir)
+        .into_iter()
+        .map(|f| (f.display().to_string(), std::fs::read(&f).unwrap()))
+        .collect()
+}
+
+/// Every entry of the database: key and stored (encrypted) bytes.
+fn entries(db: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    use sigil_storage::Backend as _;
+    let backend = sigil_storage::FileBackend::open(db).unwrap();
+    backend
+        .list("")
+        .unwrap()
+        .into_iter()
+        .map(|k| {
+            let v = backend.get(&k).unwrap().unwrap();
+            (k, v)
+        })
+        .collect()
+}
+
+/// docs/threat-model.md: `metadata` DELETE and `secrets disable` compact the file and delete the
+/// write-ahead logs before they answer, so no file in the data directory holds a ciphertext
+/// they removed, nor one that an earlier overwrite replaced.
+#[test]
+fn metadata_delete_and_secrets_disable_leave_no_ciphertext_in_any_file() {
+    let mut p = Persistent::start();
+    let big = |tag: &str, i: usize| format!("v={}", format!("{tag}{i:04}-secret-").repeat(150));
+    ok(p.cli(&["secrets", "enable", "-path=other", "kv-v2"]));
+    for i in 0..6 {
+        ok(p.cli(&["kv", "put", &format!("secret/md{i}"), &big("md", i)]));
+        ok(p.cli(&["kv", "put", &format!("other/o{i}"), &big("other", i)]));
+    }
+    // Two versions each of what stays, and an overwritten metadata entry.
+    for i in 0..3 {
+        ok(p.cli(&["kv", "put", &format!("secret/keep{i}"), &big("keep", i)]));
+        ok(p.cli(&["kv", "put", &format!("secret/keep{i}"), &big("keep2-", i)]));
+    }
+    ok(p.cli(&["kv", "metadata", "put", "-max-versions=5", "secret/keep0"]));
+    p.server.kill9();
+    let db = p.data().join("sigil.redb");
+    let before = entries(&db);
+
+    p.server = Server::start_data_dir(&p.data(), true);
+    p.unseal();
+    for i in 0..3 {
+        ok(p.cli(&["kv", "metadata", "delete", &format!("secret/md{i}")]));
+    }
+    ok(p.cli(&["secrets", "disable", "other/"]));
+    // What stays still reads.
+    let kept = ok(p.cli(&["kv", "get", "-field=v", "secret/md3"]));
+    assert!(kept.starts_with("md0003-secret-"), "{kept}");
+    p.server.kill9();
+
+    let files = data_files(&p.data());
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.iter().any(|n| n.ends_with("sigil.redb")), "{names:?}");
+    let after: std::collections::HashMap<String, Vec<u8>> = entries(&db).into_iter().collect();
+
+    let mut gone = 0;
+    for (key, ct) in &before {
+        if after.get(key) == Some(ct) {
+            continue;
+        }
+        gone += 1;
+        for (name, bytes) in &files {
+            assert!(
+                !bytes.windows(ct.len()).any(|w| w == ct.as_slice()),
+                "{key}: its removed ciphertext ({} bytes) is still in {name}",
+                ct.len()
+            );
+        }
+    }
+    // Three secrets' metadata and version (2 entries each) and the other mount's six secrets,
+    // its mount entry and more: the scan must have had something to find.
+    assert!(gone >= 3 * 2 + 6 * 2, "only {gone} entries were removed");
+}
+
 /// The SDK's channel (docs/protocol.md §6) does not outlive the server's memory: sealing drops every
 /// channel, and then a body sealed to one is refused (`Sigil-Channel: expired`) before
 /// anything runs, and the client seals it to the server key and sends it again; a read falls
