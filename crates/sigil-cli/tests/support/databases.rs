@@ -2,7 +2,8 @@
 //! temp directory, on a free loopback port, stopped on drop. As root (CI), PostgreSQL runs as
 //! the `postgres` user (initdb refuses root) and MariaDB with `--user=root`.
 //!
-//! When the binaries are missing the tests say so loudly and skip — unless
+//! When the binaries are missing the tests say so loudly, record the skip (`scripts/test`
+//! counts and names it) and return — unless
 //! `SIGIL_REQUIRE_DATABASES` is set (`.ci/run` sets it after installing them), which turns a
 //! missing database into a failure.
 
@@ -38,6 +39,27 @@ fn missing(what: &str) {
         panic!("{msg}");
     }
     eprintln!("{msg}");
+    record_skip(&format!("{what} not found"));
+}
+
+/// Records that the running test skipped itself, so that `scripts/test` counts it as skipped
+/// rather than passed and names it: one line, `<test name>: <why>`, appended to the file in
+/// `SIGIL_TEST_SKIPS`. (libtest runs each test on a thread named after it.)
+fn record_skip(why: &str) {
+    use std::io::Write as _;
+    let Some(file) = std::env::var_os("SIGIL_TEST_SKIPS") else {
+        return;
+    };
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("an unnamed test")
+        .to_owned();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&file)
+        .unwrap_or_else(|e| panic!("open SIGIL_TEST_SKIPS {file:?}: {e}"));
+    writeln!(f, "{test}: {why}").unwrap();
 }
 
 fn run_ok(cmd: &mut Command) -> Output {
