@@ -80,7 +80,9 @@ impl Limiter {
     fn refill(&self, b: &mut Bucket, now: Instant) {
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
         b.tokens = (b.tokens + elapsed * self.rate.per_second).min(self.rate.burst);
-        b.at = now;
+        // A thread that read the clock before another took the lock passes an older `now`:
+        // never move the bucket's time back, or the next refill would count that span twice.
+        b.at = b.at.max(now);
     }
 
     fn retry_after(&self, tokens: f64) -> Duration {
@@ -90,16 +92,16 @@ impl Limiter {
 
     /// Takes a token for `key`, or says how long until one is there.
     pub(crate) fn take(&self, key: &str) -> Result<(), Duration> {
-        self.with(key, true)
+        self.with(key, true, Instant::now())
     }
 
     /// Whether `key` has a token, without taking it.
     pub(crate) fn peek(&self, key: &str) -> Result<(), Duration> {
-        self.with(key, false)
+        self.with(key, false, Instant::now())
     }
 
-    fn with(&self, key: &str, take: bool) -> Result<(), Duration> {
-        let now = Instant::now();
+    /// Takes (or with `take` false, only checks for) a token for `key` at time `now`.
+    fn with(&self, key: &str, take: bool, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() > SWEEP_ABOVE {
             let full = self.rate.burst;
@@ -166,27 +168,48 @@ mod tests {
 
     #[test]
     fn a_burst_is_allowed_then_refused_then_refilled() {
+        // The clock is passed in: no sleeps, no assumption about the machine's speed.
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let l = Limiter::new(Rate {
             per_second: 100.0,
             burst: 3.0,
         });
         for _ in 0..3 {
-            l.take("a").unwrap();
+            l.with("a", true, at(0)).unwrap();
         }
-        let wait = l.take("a").unwrap_err();
-        assert!(wait <= Duration::from_millis(11), "{wait:?}");
+        let wait = l.with("a", true, at(0)).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(10), "one token at 100/s");
         // Another key is not affected.
-        l.take("b").unwrap();
-        std::thread::sleep(Duration::from_millis(15));
-        l.take("a").unwrap();
+        l.with("b", true, at(0)).unwrap();
+        // 5 ms refill half a token: still refused, and the wait is what is missing.
+        let wait = l.with("a", true, at(5)).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(4) && wait < Duration::from_millis(6),
+            "{wait:?}"
+        );
+        l.with("a", true, at(10)).unwrap();
+        // A long pause refills to the burst, no further.
+        for _ in 0..3 {
+            l.with("a", true, at(60_000)).unwrap();
+        }
+        assert!(l.with("a", true, at(60_000)).is_err());
         // Peeking takes nothing.
         let p = Limiter::new(Rate {
             per_second: 1.0,
             burst: 1.0,
         });
-        p.peek("x").unwrap();
-        p.peek("x").unwrap();
-        p.take("x").unwrap();
-        assert!(p.peek("x").is_err());
+        p.with("x", false, at(0)).unwrap();
+        p.with("x", false, at(0)).unwrap();
+        p.with("x", true, at(0)).unwrap();
+        assert!(p.with("x", false, at(0)).is_err());
+        assert!(p.with("x", false, at(999)).is_err());
+        p.with("x", false, at(1000)).unwrap();
+        // An older time than the bucket's (a thread that read the clock before another took
+        // the lock) refills nothing, and does not move the bucket's time back.
+        p.with("x", true, at(1000)).unwrap();
+        assert!(p.with("x", true, at(0)).is_err());
+        assert!(p.with("x", true, at(1999)).is_err(), "the span 0..1000 counted twice");
+        p.with("x", true, at(2000)).unwrap();
     }
 }

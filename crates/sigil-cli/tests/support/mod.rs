@@ -234,6 +234,34 @@ impl Server {
         format!("{err}{out}")
     }
 
+    /// The Prometheus text of the plain metrics listener (a server started with
+    /// `--metrics-listen 127.0.0.1:0`; its port is read from the log).
+    pub fn plain_metrics(&self) -> String {
+        use std::io::{Read as _, Write as _};
+        let log = self.log_text();
+        let port: u16 = log
+            .split("metrics at http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"));
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        text
+    }
+
+    /// One sample of the plain metrics listener: the value on the line that starts with
+    /// `series` (name and labels, as printed).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.plain_metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
     pub fn addr(&self) -> std::net::SocketAddr {
         self.var("SIGIL_ADDR")
             .trim_start_matches("https://")

@@ -19,6 +19,9 @@ pub struct Raw {
     addr: SocketAddr,
     /// Sign and send with this Host instead of the server's address.
     pub host_override: Option<String>,
+    /// Connect from this loopback address (the server's rate limits and connection caps are
+    /// per source address) instead of the system's choice.
+    pub source: Option<std::net::IpAddr>,
     connector: TlsConnector,
     config: Arc<rustls::ClientConfig>,
     ca_pem: Vec<u8>,
@@ -109,6 +112,7 @@ impl Raw {
         let mut raw = Raw {
             addr: server.addr(),
             host_override: None,
+            source: None,
             connector: TlsConnector::from(Arc::new(config.clone())),
             config: Arc::new(config),
             ca_pem: std::fs::read(server.var("SIGIL_CACERT")).unwrap(),
@@ -296,7 +300,14 @@ impl Raw {
     }
 
     async fn try_send_bytes(&self, bytes: &[u8]) -> Option<Resp> {
-        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let tcp = match self.source {
+            None => tokio::net::TcpStream::connect(self.addr).await.unwrap(),
+            Some(source) => {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind((source, 0).into()).unwrap();
+                socket.connect(self.addr).await.unwrap()
+            }
+        };
         let name = ServerName::try_from("localhost").unwrap();
         let mut tls = self.connector.connect(name, tcp).await.ok()?;
         // The server may answer (e.g. 413/431) before reading everything: ignore write errors.
