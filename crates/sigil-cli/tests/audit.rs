@@ -280,7 +280,10 @@ fn a_hung_socket_device_costs_a_bounded_wait_and_recovers() {
     // status request and still after it. A failed write drops the connection and the next
     // one starts with an empty socket buffer, so writers keep sending until it is full again
     // and requests wait on it.
-    let depth = || s.metric("sigil_audit_queue_depth{device=\"siem\"}").unwrap_or(0.0);
+    let depth = || {
+        s.metric("sigil_audit_queue_depth{device=\"siem\"}")
+            .unwrap_or(0.0)
+    };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
         .map(|t| {

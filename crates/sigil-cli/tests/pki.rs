@@ -299,7 +299,9 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
     ]));
     let listed_before = openssl_crl_text(&crl_file, &crl(&s));
     assert!(listed_before.contains(&short_serial.replace(':', "").to_uppercase()));
-    std::thread::sleep(std::time::Duration::from_millis(3100));
+    // Until it expired and the safety buffer below (1 s) has passed too.
+    let expiration = short["expiration"].as_i64().unwrap();
+    support::eventually(30, || support::raw::now() > expiration + 1);
     ok(s.sigil(&[
         "write",
         "pki/tidy",

@@ -505,7 +505,10 @@ async fn a_burst_above_the_identity_limit_gets_429_and_others_are_unaffected() {
     // The admin's one token may have gone to creating bob; at most one request passed.
     let passed = statuses.iter().filter(|s| **s != 429).count();
     assert!(passed <= 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 429 || *s == 404), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 429 || *s == 404),
+        "{statuses:?}"
+    );
     // Bob has his own bucket: not limited (403: no policy, but not 429).
     let r = bob
         .send(&bob.signed("GET", "/v1/secret/data/x", None))
@@ -775,7 +778,7 @@ async fn the_sdk_does_not_follow_redirects() {
         matches!(err, sigil_client::ClientError::Api { status: 307, .. }),
         "{err}"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A client that followed would have reached the other server before it returned.
     assert!(!reached.load(Ordering::SeqCst), "the redirect was followed");
 }
 

@@ -501,7 +501,13 @@ async fn rekey_changes_admins_and_threshold_and_old_shares_stop_working() {
             "1",
         ],
     ));
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // Until the deadline the server printed has passed (by the wall clock it keeps too).
+    let deadline: i64 = short
+        .lines()
+        .find_map(|l| l.split("open until Unix time ").nth(1))
+        .and_then(|rest| rest.trim_end_matches(['(', ')', ':', ' ']).parse().ok())
+        .unwrap_or_else(|| panic!("no deadline in: {short}"));
+    support::eventually(30, || support::raw::now() > deadline);
     let out = as_admin(
         &s,
         &keyid,

@@ -1519,7 +1519,12 @@ mod tests {
             run(Operation::Read, "secret/data/t", None).is_ok(),
             "readable until then"
         );
-        std::thread::sleep(std::time::Duration::from_millis(1100));
+        // Until the deletion time has passed (polled, not slept for): then it reads as deleted.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while run(Operation::Read, "secret/data/t", None).is_ok() {
+            assert!(std::time::Instant::now() < end, "never deleted");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         assert!(matches!(
             run(Operation::Read, "secret/data/t", None),
             Err(CoreError::NotFound(_))

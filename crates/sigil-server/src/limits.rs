@@ -209,7 +209,10 @@ mod tests {
         // the lock) refills nothing, and does not move the bucket's time back.
         p.with("x", true, at(1000)).unwrap();
         assert!(p.with("x", true, at(0)).is_err());
-        assert!(p.with("x", true, at(1999)).is_err(), "the span 0..1000 counted twice");
+        assert!(
+            p.with("x", true, at(1999)).is_err(),
+            "the span 0..1000 counted twice"
+        );
         p.with("x", true, at(2000)).unwrap();
     }
 }

@@ -13,11 +13,12 @@ use sigil_storage::{FileBackend, MemoryBackend, StorageError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
-    /// The storage could not be opened.
-    #[error("storage: {0}")]
+    /// The storage could not be opened. (Transparent: its message says "storage …", and an
+    /// error chain printed with its sources would otherwise say it twice.)
+    #[error(transparent)]
     Storage(#[from] StorageError),
     /// The core could not start.
-    #[error("{0}")]
+    #[error(transparent)]
     Core(#[from] CoreError),
 }
 
