@@ -57,10 +57,13 @@ class Allowed:
 
 class AllowedError:
     """In the named steps Sigil answers with an error body of its own (`{"errors": [...]}`)
-    where OpenBao's body differs; the status must be equal, or the pair given."""
+    where OpenBao's body differs; the status must be equal, or the pair given. The difference
+    is accepted only when both bodies have the documented shape: `sigil` and `bao` are checks
+    of the whole (normalized) bodies."""
 
-    def __init__(self, steps, reason, status=None):
+    def __init__(self, steps, reason, sigil, bao, status=None):
         self.steps, self.reason, self.status = steps, reason, status
+        self.sigil_shape, self.bao_shape = sigil, bao
 
     def covers(self, step, field, sigil, bao):
         if step not in self.steps:
@@ -68,6 +71,37 @@ class AllowedError:
         if field == "status":
             return (sigil, bao) == self.status
         return True
+
+    def shapes_hold(self, sigil_body, bao_body):
+        return bool(self.sigil_shape(sigil_body)) and bool(self.bao_shape(bao_body))
+
+
+def errors(*needles):
+    """A Vault error body: exactly `{"errors": [...]}`, one message per needle, each message
+    containing its needle (no needle: an empty list)."""
+
+    def check(body):
+        if not isinstance(body, dict) or set(body) != {"errors"} or not isinstance(body["errors"], list):
+            return False
+        return len(body["errors"]) == len(needles) and all(n in m for n, m in zip(needles, body["errors"]))
+
+    return check
+
+
+def version_metadata(data):
+    """A version's metadata, as OpenBao puts it in the body of a 404."""
+    return isinstance(data, dict) and isinstance(data.get("version"), int) and "deletion_time" in data
+
+
+def bao_deleted_version_body(body):
+    """OpenBao's 404 for a deleted or destroyed version: the version's metadata under `data`
+    (`data.metadata` for a read and for subkeys, `data` itself for a patch), no secret."""
+    if not isinstance(body, dict) or set(body) != {"data"} or not isinstance(body["data"], dict):
+        return False
+    data = body["data"]
+    if "metadata" in data:
+        return version_metadata(data["metadata"]) and data.get("data") is None and data.get("subkeys") is None
+    return version_metadata(data)
 
 
 CAS_STEPS = ("write-wrong-cas", "write-cas0-on-existing", "patch-wrong-cas")
@@ -79,24 +113,41 @@ DELETED_VERSION_STEPS = (
     "read-destroyed-version-1",
     "read-destroyed-after-undelete",
 )
-ERROR_TEXT_STEPS = ("config-patch", "patch-missing", "metadata-patch-missing", "kv-v1-style-path")
 ALLOWED = [
     AllowedError(
         DELETED_VERSION_STEPS,
         "Sigil never seals an error, so its 404 for a deleted or destroyed version is the plain "
         '{"errors":[]}; OpenBao puts the version metadata in its 404 body. The same metadata is '
         "readable (sealed) at metadata/<path>.",
+        sigil=errors(),
+        bao=bao_deleted_version_body,
     ),
     AllowedError(
         ("write-unknown-field",),
         "Sigil refuses unknown fields in a write (400) instead of ignoring them with a warning: a "
         'mistyped "option" would otherwise silently drop the check-and-set.',
+        sigil=errors("invalid request body"),
+        bao=lambda b: isinstance(b, dict) and version_metadata(b.get("data")),
         status=(400, 200),
     ),
     AllowedError(
-        ERROR_TEXT_STEPS,
-        "Same status; only the error text differs (OpenBao wraps it in Go's multierror text, "
-        "sends no body for a PATCH of a missing path, or a warning for a KV v1 path).",
+        ("config-patch",),
+        "Same status and message; OpenBao wraps it in Go's multierror text.",
+        sigil=errors("unsupported operation"),
+        bao=errors("* unsupported operation"),
+    ),
+    AllowedError(
+        ("patch-missing", "metadata-patch-missing"),
+        "Same status; OpenBao sends no body for a PATCH of a missing path, Sigil an empty error list.",
+        sigil=errors(),
+        bao=lambda b: b is None,
+    ),
+    AllowedError(
+        ("kv-v1-style-path",),
+        "Same status; Sigil says there is no such route, OpenBao answers {\"data\": null} (and a "
+        "warning in the envelope that the path is a KV v2 mount's).",
+        sigil=errors("no handler for route"),
+        bao=lambda b: b == {"data": None},
     ),
     Allowed(
         CAS_STEPS,
@@ -413,6 +464,10 @@ def run(sigil, bao, prefix, record=None):
             diffs.append(("status", s.status, b.status))
         diffs += diff(s_norm, b_norm)
         unexpected, accepted = [], []
+        # A documented error-body difference holds only when both bodies have its shape.
+        shape = next((a for a in ALLOWED if isinstance(a, AllowedError) and step.name in a.steps), None)
+        if shape is not None and not shape.shapes_hold(s_norm, b_norm):
+            unexpected.append(("<body shape>", s_norm, b_norm))
         for d in diffs:
             rule = next((a for a in ALLOWED if a.covers(step.name, *d)), None)
             if rule:

@@ -421,7 +421,15 @@ fn plaintext_never_reaches_storage_audit_log_or_output() {
 
     let mut haystacks = vec![("server output", log.into_bytes())];
     haystacks.push(("audit log", std::fs::read(&audit).unwrap()));
-    for entry in support::files_under(&data) {
+    let files = support::files_under(&data);
+    // The scan must have something to scan: the database itself, not only an empty directory.
+    assert!(
+        files.iter().any(|f| f.ends_with("sigil.redb")
+            && std::fs::metadata(f).is_ok_and(|m| m.len() > 0)),
+        "no database in {}: {files:?}",
+        data.display()
+    );
+    for entry in files {
         haystacks.push(("data directory", std::fs::read(&entry).unwrap()));
     }
     for (what, bytes) in &haystacks {

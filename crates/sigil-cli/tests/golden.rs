@@ -191,12 +191,22 @@ fn run_golden(
         .to_owned()
 }
 
+/// Steps in golden_kv.py's sequence: a run that stops early must not pass.
+const KV_STEPS: usize = 119;
+/// Decisions golden_policy.py compares: its policies' writes, and its requests for each
+/// policy both servers accept.
+const POLICY_DECISIONS: usize = 1093;
+
 #[test]
 fn kv_v2_matches_openbao() {
-    run_golden("golden_kv.py", "KV v2 answers", "golden kv: ", |tmp| {
+    let summary = run_golden("golden_kv.py", "KV v2 answers", "golden kv: ", |tmp| {
         let record = tmp.join("golden-record.json");
         vec!["--record".into(), record.to_str().unwrap().into()]
     });
+    assert!(
+        summary.starts_with(&format!("golden kv: {KV_STEPS} steps match, 0 differ")),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -207,11 +217,10 @@ fn policy_decisions_match_openbao() {
         "golden policy: ",
         |_| vec![],
     );
-    // Enough decisions that a broken driver cannot pass quietly.
-    let compared: usize = summary
-        .split_whitespace()
-        .nth(2)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unreadable summary: {summary}"));
-    assert!(compared >= 1000, "{summary}");
+    assert!(
+        summary.starts_with(&format!(
+            "golden policy: {POLICY_DECISIONS} decisions compared"
+        )) && summary.contains(", 0 differ ("),
+        "{summary}"
+    );
 }

@@ -8,7 +8,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
     IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
 };
-use support::raw::{Raw, Req};
+use support::raw::{Raw, Refusal, Req};
 use support::{Server, ok};
 use time::{Duration, OffsetDateTime};
 
@@ -206,16 +206,24 @@ async fn certificates_map_to_identities_and_bad_ones_are_refused() {
     ] {
         let raw = Raw::with_client_cert(&s, &alice_key, Some((&chain, &key))).await;
         let r = raw
-            .try_send(&mtls_get(
+            .send_or_refusal(&mtls_get(
                 &raw,
                 "/v1/secret/data/app",
                 Some(&sigil_crypto::random::nonce().unwrap()),
             ))
             .await;
         assert!(
-            r.is_none(),
-            "{name} certificate was accepted: {:?}",
+            r.as_ref().is_err_and(Refusal::is_alert),
+            "{name} certificate: not refused with a TLS alert: {:?}",
             r.map(|r| r.status)
+        );
+        // The server is well: the refusal was the answer, not a crash.
+        assert_eq!(
+            admin
+                .send(&admin.unsigned("GET", "/v1/sys/health"))
+                .await
+                .status,
+            200
         );
     }
 
@@ -232,16 +240,24 @@ async fn certificates_map_to_identities_and_bad_ones_are_refused() {
     let (chain, key) = ca.client("spiffe://test/alice", 7, false);
     let late = Raw::with_client_cert(&s, &alice_key, Some((&chain, &key))).await;
     let r = late
-        .try_send(&mtls_get(
+        .send_or_refusal(&mtls_get(
             &late,
             "/v1/secret/data/app",
             Some(&sigil_crypto::random::nonce().unwrap()),
         ))
         .await;
     assert!(
-        r.as_ref().is_none_or(|r| r.status == 401),
+        r.as_ref()
+            .map_or_else(Refusal::is_alert, |r| r.status == 401),
         "{:?}",
         r.map(|r| r.status)
+    );
+    assert_eq!(
+        admin
+            .send(&admin.unsigned("GET", "/v1/sys/health"))
+            .await
+            .status,
+        200
     );
 }
 
@@ -314,14 +330,15 @@ async fn a_chain_cannot_pick_another_roles_mappings() {
     let chain = format!("{leaf}{fake}");
     let raw = Raw::with_client_cert(&s, &alice_key, Some((&chain, &key))).await;
     let r = raw
-        .try_send(&mtls_get(
+        .send_or_refusal(&mtls_get(
             &raw,
             "/v1/secret/data/app",
             Some(&sigil_crypto::random::nonce().unwrap()),
         ))
         .await;
     assert!(
-        r.as_ref().is_none_or(|r| r.status == 401),
+        r.as_ref()
+            .map_or_else(Refusal::is_alert, |r| r.status == 401),
         "the chain reached bob's mapping: {:?}",
         r.map(|r| (r.status, String::from_utf8_lossy(&r.body).into_owned()))
     );

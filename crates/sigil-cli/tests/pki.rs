@@ -319,11 +319,21 @@ async fn issued_certificates_verify_are_revoked_and_authenticate_over_mtls() {
         "the unexpired revoked certificate stays listed"
     );
     let revoked = Raw::with_client_cert(&s, &svc_key, Some((chain, key))).await;
-    let outcome = revoked.try_send(&get(&revoked)).await;
+    let outcome = revoked.send_or_refusal(&get(&revoked)).await;
     assert!(
-        outcome.as_ref().is_none_or(|r| r.status == 401),
+        outcome
+            .as_ref()
+            .map_or_else(support::raw::Refusal::is_alert, |r| r.status == 401),
         "a revoked certificate still authenticates: {:?}",
         outcome.map(|r| r.status)
+    );
+    // The server is well: the refusal was the answer, not a crash.
+    assert_eq!(
+        admin
+            .send(&admin.unsigned("GET", "/v1/sys/health"))
+            .await
+            .status,
+        200
     );
 }
 

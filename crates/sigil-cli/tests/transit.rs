@@ -122,8 +122,26 @@ fn transit_encrypts_signs_and_its_signatures_verify_elsewhere() {
         ];
         verify.extend(extra.iter().map(|e| e.to_string()));
         verify.push(format!("signature={signature}"));
+        // The input signed (the last `input=`), with its first base64 character changed: the
+        // same length, another message (or digest).
+        let signed = verify
+            .iter()
+            .filter_map(|a| a.strip_prefix("input="))
+            .next_back()
+            .unwrap()
+            .to_owned();
+        let first = if signed.starts_with('A') { "B" } else { "A" };
+        let changed = format!("input={first}{}", &signed[1..]);
+        let mut tampered = verify.clone();
+        tampered.push(changed);
         let verify: Vec<&str> = verify.iter().map(String::as_str).collect();
         assert_eq!(field(&ok(s.sigil(&verify)), "valid"), "true");
+        let tampered: Vec<&str> = tampered.iter().map(String::as_str).collect();
+        assert_eq!(
+            field(&ok(s.sigil(&tampered)), "valid"),
+            "false",
+            "{kind} {extra:?}: a changed input verifies"
+        );
         lines.push_str(&item.to_string());
         lines.push('\n');
     }

@@ -257,27 +257,13 @@ impl Raw {
 
     /// Sends raw bytes and parses the response.
     pub async fn send_bytes(&self, bytes: &[u8]) -> Resp {
-        self.try_send_bytes(bytes).await.expect("a response")
+        self.exchange(bytes).await.expect("a response")
     }
 
     /// Sends `req`; `None` when the connection fails (e.g. the handshake refuses a
     /// certificate) before a response arrives.
     pub async fn try_send(&self, req: &Req) -> Option<Resp> {
-        let mut head = format!(
-            "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            req.method,
-            req.target,
-            self.host()
-        );
-        for (k, v) in &req.headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        if !req.body.is_empty() {
-            head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
-        }
-        head.push_str("\r\n");
-        self.try_send_bytes(&[head.as_bytes(), &req.body].concat())
-            .await
+        self.send_or_refusal(req).await.ok()
     }
 
     /// A TLS connection to the server from `source` (any loopback address), with `alpn`
@@ -299,7 +285,26 @@ impl Raw {
             .ok()
     }
 
-    async fn try_send_bytes(&self, bytes: &[u8]) -> Option<Resp> {
+    /// Sends `req`, and says how the server refused it when no response came: a TLS alert
+    /// (a certificate refused in the handshake) or a connection closed without one.
+    pub async fn send_or_refusal(&self, req: &Req) -> Result<Resp, Refusal> {
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            req.method,
+            req.target,
+            self.host()
+        );
+        for (k, v) in &req.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !req.body.is_empty() {
+            head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
+        }
+        head.push_str("\r\n");
+        self.exchange(&[head.as_bytes(), &req.body].concat()).await
+    }
+
+    async fn exchange(&self, bytes: &[u8]) -> Result<Resp, Refusal> {
         let tcp = match self.source {
             None => tokio::net::TcpStream::connect(self.addr).await.unwrap(),
             Some(source) => {
@@ -309,22 +314,35 @@ impl Raw {
             }
         };
         let name = ServerName::try_from("localhost").unwrap();
-        let mut tls = self.connector.connect(name, tcp).await.ok()?;
+        let mut tls = self
+            .connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| Refusal::from_io(&e))?;
         // The server may answer (e.g. 413/431) before reading everything: ignore write errors.
         let _ = tls.write_all(bytes).await;
         let _ = tls.flush().await;
         let mut out = Vec::new();
         let mut buf = [0u8; 16384];
+        let mut failure = None;
         loop {
             match tls.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
                 Ok(n) => out.extend_from_slice(&buf[..n]),
             }
         }
         if out.is_empty() {
-            return None;
+            return Err(
+                failure.map_or(Refusal::Closed("closed without a response".into()), |e| {
+                    Refusal::from_io(&e)
+                }),
+            );
         }
-        Some(parse(&out))
+        Ok(parse(&out))
     }
 
     /// Opens a sealed response to `req` with this client's key.
@@ -338,6 +356,32 @@ impl Raw {
         )
         .expect("response opens with the caller's key");
         serde_json::from_slice(&plain).unwrap()
+    }
+}
+
+/// Why no response came.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The server sent a TLS alert (its description, e.g. `BadCertificate`).
+    Alert(String),
+    /// The connection ended without an alert or a response.
+    Closed(String),
+}
+
+impl Refusal {
+    fn from_io(e: &std::io::Error) -> Refusal {
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(rustls::Error::AlertReceived(alert)) => Refusal::Alert(format!("{alert:?}")),
+            _ => Refusal::Closed(e.to_string()),
+        }
+    }
+
+    /// Whether the server refused with a TLS alert.
+    pub fn is_alert(&self) -> bool {
+        matches!(self, Refusal::Alert(_))
     }
 }
 
