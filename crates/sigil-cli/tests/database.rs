@@ -607,6 +607,32 @@ fn deleting_an_identity_revokes_its_leases() {
     assert!(left["data"]["ttl"].as_u64().unwrap() > 3500, "{left}");
 }
 
+/// Disabling an identity (docs/threat-model.md, "Compromised client key") refuses its key at
+/// once and leaves its leases alone: the database users it holds keep working until their TTL
+/// or a revocation; enabling it again restores it. (Deleting it ends them: the test above.)
+#[test]
+fn disabling_an_identity_refuses_its_key_and_keeps_its_leases() {
+    let Some(pg) = Postgres::start() else { return };
+    let (s, _, alice, _) = alice_and_bob(&pg);
+    let got: Value = serde_json::from_str(&ok(
+        s.sigil_as(&alice, &["read", "--format", "json", "database/creds/app"])
+    ))
+    .unwrap();
+    let c = creds(&got);
+    ok(s.sigil(&["write", "identity/entity/name/alice", "disabled=true"]));
+    let identity = read(&s, "identity/entity/name/alice");
+    assert_eq!(identity["data"]["disabled"], true, "{identity}");
+    let refused = s.sigil_as(&alice, &["read", "database/creds/app"]);
+    assert!(stderr(&refused).contains("401"), "{}", stderr(&refused));
+    // The lease and the user it holds are untouched.
+    let lookup = json(s.sigil(&["lease", "lookup", "--format", "json", &c.lease]));
+    assert!(lookup["data"]["ttl"].as_u64().unwrap() > 3500, "{lookup}");
+    assert!(pg.user_exists(&c.user));
+    assert_eq!(pg.psql(&c.user, &c.password, "SELECT 1").unwrap(), "1");
+    ok(s.sigil(&["write", "identity/entity/name/alice", "disabled=false"]));
+    ok(s.sigil_as(&alice, &["read", "database/creds/app"]));
+}
+
 #[test]
 fn another_identity_needs_policy_for_a_lease() {
     let Some(pg) = Postgres::start() else { return };

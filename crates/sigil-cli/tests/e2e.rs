@@ -424,8 +424,9 @@ fn plaintext_never_reaches_storage_audit_log_or_output() {
     let files = support::files_under(&data);
     // The scan must have something to scan: the database itself, not only an empty directory.
     assert!(
-        files.iter().any(|f| f.ends_with("sigil.redb")
-            && std::fs::metadata(f).is_ok_and(|m| m.len() > 0)),
+        files
+            .iter()
+            .any(|f| f.ends_with("sigil.redb") && std::fs::metadata(f).is_ok_and(|m| m.len() > 0)),
         "no database in {}: {files:?}",
         data.display()
     );

@@ -261,6 +261,47 @@ async fn certificates_map_to_identities_and_bad_ones_are_refused() {
     );
 }
 
+/// Disabling an identity refuses it on every path at once: signed requests and requests over a
+/// client certificate mapped to it (both 401); enabled again, both work.
+#[tokio::test]
+async fn a_disabled_identity_is_refused_signed_and_over_mtls() {
+    let s = Server::start();
+    app_policy(&s);
+    let alice_key = s.new_identity("alice", &["app"]);
+    ok(s.sigil(&["kv", "put", "secret/app", "v=1"]));
+    let ca = Ca::new("Test Client CA");
+    let admin = Raw::new(&s, &s.admin_key()).await;
+    let role = serde_json::json!({
+        "certificate": ca.pem(),
+        "mappings": [{ "uri": "spiffe://test/alice", "identity": "alice" }],
+    });
+    let req = admin.signed(
+        "PUT",
+        "/v1/auth/cert/certs/test",
+        Some(&serde_json::to_vec(&role).unwrap()),
+    );
+    assert_eq!(admin.send(&req).await.status, 200);
+    let (chain, key) = ca.client("spiffe://test/alice", 2, false);
+    let alice = Raw::with_client_cert(&s, &alice_key, Some((&chain, &key))).await;
+    let statuses = || async {
+        let signed = alice
+            .send(&alice.signed("GET", "/v1/secret/data/app", None))
+            .await
+            .status;
+        let nonce = sigil_crypto::random::nonce().unwrap();
+        let mtls = alice
+            .send(&mtls_get(&alice, "/v1/secret/data/app", Some(&nonce)))
+            .await
+            .status;
+        (signed, mtls)
+    };
+    assert_eq!(statuses().await, (200, 200));
+    ok(s.sigil(&["write", "identity/entity/name/alice", "disabled=true"]));
+    assert_eq!(statuses().await, (401, 401));
+    ok(s.sigil(&["write", "identity/entity/name/alice", "disabled=false"]));
+    assert_eq!(statuses().await, (200, 200));
+}
+
 #[test]
 fn certificate_roles_through_the_generic_cli() {
     let s = Server::start();

@@ -29,6 +29,16 @@ pub(crate) fn list_of(v: Option<&Value>) -> Result<Vec<String>, CoreError> {
     })
 }
 
+/// A boolean as Vault's fields take one: `true`/`false`, or the strings `"true"`/`"false"` that
+/// `vault write path flag=true` (and `sigil write`) send.
+fn as_flag(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
 pub(crate) fn flag(
     body: &Map<String, Value>,
     name: &str,
@@ -36,11 +46,18 @@ pub(crate) fn flag(
 ) -> Result<bool, CoreError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) => s
-            .parse()
-            .map_err(|_| bad(format!("{name} must be true or false"))),
-        Some(_) => Err(bad(format!("{name} must be true or false"))),
+        Some(v) => as_flag(v).ok_or_else(|| bad(format!("{name} must be true or false"))),
+    }
+}
+
+/// [`flag`] for a serde field: `#[serde(default, deserialize_with = "fields::de_flag")]`.
+pub(crate) fn de_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    let v = <Option<Value> as serde::Deserialize>::deserialize(d)?;
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => as_flag(&v)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom("expected true or false")),
     }
 }
 

@@ -79,6 +79,7 @@ struct IdentityInput {
     certification: Option<Certification>,
     policies: Option<PolicyList>,
     metadata: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "crate::fields::de_flag")]
     disabled: Option<bool>,
 }
 
