@@ -102,6 +102,16 @@ fn host_names(listen: &SocketAddr, extra: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// `https://<cert_name>:<port>` (see [`Plan::cert_name`]).
+fn operator_cert_addr(plan: &Plan, port: u16) -> Option<String> {
+    let name = plan.cert_name.as_deref()?;
+    Some(if name.contains(':') {
+        format!("https://[{name}]:{port}")
+    } else {
+        format!("https://{name}:{port}")
+    })
+}
+
 fn client_addr(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -157,6 +167,10 @@ struct Plan {
     listen: SocketAddr,
     /// Certificate chain, key and (optionally) the CA clients trust, from files.
     tls_files: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
+    /// With certificate files of the operator's: the first of `[listener] names`, which the
+    /// printed `SIGIL_ADDR` names when there is no `api_addr` (the bound IP may well not be in
+    /// a certificate the operator made; a generated one always holds it).
+    cert_name: Option<String>,
     names: Vec<String>,
     /// The names signed requests may address at the listen port.
     hosts: Vec<String>,
@@ -244,6 +258,11 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
             audit,
             data_dir: Some(data_dir),
             listen: l.address,
+            cert_name: l
+                .names
+                .first()
+                .filter(|_| l.tls_cert_file.is_some())
+                .cloned(),
             tls_files: l
                 .tls_cert_file
                 .zip(l.tls_key_file)
@@ -266,6 +285,7 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
         tls_files: None,
+        cert_name: None,
         names: tls_names(&args.listen, &args.tls_sans),
         hosts: host_names(&args.listen, &args.tls_sans),
         api_addr: None,
@@ -341,7 +361,11 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         memory_locked = hardening.memory_locked,
         "server ready: TLS 1.3, every request signed and every response sealed"
     );
-    let addr = plan.api_addr.unwrap_or_else(|| client_addr(running.addr));
+    let cert_addr = operator_cert_addr(&plan, running.addr.port());
+    let addr = plan
+        .api_addr
+        .or(cert_addr)
+        .unwrap_or_else(|| client_addr(running.addr));
     println!("export SIGIL_ADDR={addr}");
     if let Some(ca) = ca_path {
         println!("export SIGIL_CACERT={}", ca.display());

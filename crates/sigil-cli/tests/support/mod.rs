@@ -263,11 +263,17 @@ impl Server {
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
     }
 
+    /// The address in `SIGIL_ADDR` (a name resolved, IPv4 first: the tests listen on
+    /// 127.0.0.1).
     pub fn addr(&self) -> std::net::SocketAddr {
-        self.var("SIGIL_ADDR")
-            .trim_start_matches("https://")
-            .parse()
-            .unwrap()
+        use std::net::ToSocketAddrs as _;
+        let authority = self.var("SIGIL_ADDR").trim_start_matches("https://");
+        let all: Vec<_> = authority.to_socket_addrs().unwrap().collect();
+        all.iter()
+            .find(|a| a.is_ipv4())
+            .or(all.first())
+            .copied()
+            .unwrap_or_else(|| panic!("{authority} resolves to nothing"))
     }
 
     pub fn is_running(&mut self) -> bool {
