@@ -351,3 +351,160 @@ fn a_hung_socket_device_costs_a_bounded_wait_and_recovers() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A Unix-socket audit sink the test controls: it reads every line into `lines`, and `stop`
+/// closes its connections and removes the socket, so the device can neither write nor
+/// reconnect until `start` binds it again.
+struct Sink {
+    path: std::path::PathBuf,
+    lines: std::sync::Arc<std::sync::Mutex<String>>,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Connections being read (and the accept loop, counted as one while it runs).
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Sink {
+    fn new(path: std::path::PathBuf) -> Sink {
+        let sink = Sink {
+            path,
+            lines: Default::default(),
+            running: Default::default(),
+            open: Default::default(),
+        };
+        sink.start();
+        sink
+    }
+
+    fn start(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = std::os::unix::net::UnixListener::bind(&self.path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        self.running.store(true, SeqCst);
+        self.open.fetch_add(1, SeqCst);
+        let (lines, running, open) = (
+            std::sync::Arc::clone(&self.lines),
+            std::sync::Arc::clone(&self.running),
+            std::sync::Arc::clone(&self.open),
+        );
+        std::thread::spawn(move || {
+            while running.load(SeqCst) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_millis(20)))
+                    .unwrap();
+                open.fetch_add(1, SeqCst);
+                let (lines, running, open) = (
+                    std::sync::Arc::clone(&lines),
+                    std::sync::Arc::clone(&running),
+                    std::sync::Arc::clone(&open),
+                );
+                std::thread::spawn(move || {
+                    let _closed = Closed(open);
+                    let mut buf = [0u8; 65536];
+                    while running.load(SeqCst) {
+                        match conn.read(&mut buf) {
+                            Ok(0) => return,
+                            Ok(n) => lines
+                                .lock()
+                                .unwrap()
+                                .push_str(&String::from_utf8_lossy(&buf[..n])),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                            Err(_) => return,
+                        }
+                    }
+                    // Dropping the connection: the device's next write fails.
+                });
+            }
+            drop(listener);
+            open.fetch_sub(1, SeqCst);
+        });
+    }
+
+    fn stop(&self) {
+        self.running
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        std::fs::remove_file(&self.path).unwrap();
+        // Until the accept loop and every reader have ended (their polls notice the flag).
+        support::eventually(10, || {
+            self.open.load(std::sync::atomic::Ordering::SeqCst) == 0
+        });
+    }
+
+    fn text(&self) -> String {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+/// Counts a reader's connection as closed when its thread ends, however it ends.
+struct Closed(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Several devices: a request succeeds when any one of them records it, and is refused (503,
+/// and not carried out) only when none does.
+#[test]
+fn a_request_needs_one_device_of_several_and_fails_when_none_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.log");
+    // Every write to /dev/full fails (ENOSPC): this device never records anything.
+    std::os::unix::fs::symlink("/dev/full", &broken).unwrap();
+    let sink = Sink::new(dir.path().join("audit.sock"));
+    let config = dir.path().join("sigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ntype = \"file\"\npath = \"{}\"\n[listener]\naddress = \"127.0.0.1:0\"\n[[audit]]\nname = \"broken\"\ntype = \"file\"\npath = \"{}\"\n[[audit]]\nname = \"siem\"\ntype = \"socket\"\naddress = \"unix:{}\"\n",
+            dir.path().join("data").display(),
+            broken.display(),
+            sink.path.display()
+        ),
+    )
+    .unwrap();
+    let s = Server::spawn(
+        tempfile::tempdir().unwrap(),
+        &["-c", config.to_str().unwrap()],
+        &[],
+        2,
+    );
+    let key = dir.path().join("admin.key");
+    ok(run(&["key", "generate", "-o", key.to_str().unwrap()]));
+    let init = ok(s.sigil_env(&["operator", "init", "--admin", key.to_str().unwrap()], &[]));
+    let keyid = init
+        .trim()
+        .strip_prefix("export SIGIL_SERVER_KEY=")
+        .unwrap()
+        .to_owned();
+    let env = [
+        ("SIGIL_KEY", key.to_str().unwrap()),
+        ("SIGIL_SERVER_KEY", keyid.as_str()),
+    ];
+    ok(s.sigil_env(&["operator", "unseal"], &env));
+
+    // One of two devices records: the request succeeds, and that device has it.
+    ok(s.sigil_env(&["kv", "put", "secret/one-device", "v=1"], &env));
+    support::eventually(10, || sink.text().contains("secret/data/one-device"));
+    assert!(
+        s.log_text().contains("broken"),
+        "the failing device is logged"
+    );
+
+    // Neither records: refused with 503, and nothing was written.
+    sink.stop();
+    let out = s.sigil_env(&["kv", "put", "secret/no-device", "v=1"], &env);
+    assert!(stderr(&out).contains("503"), "{}", stderr(&out));
+    sink.start();
+    let out = s.sigil_env(&["kv", "get", "secret/no-device"], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // The device is back: requests succeed again.
+    ok(s.sigil_env(&["kv", "put", "secret/back", "v=1"], &env));
+    support::eventually(10, || sink.text().contains("secret/data/back"));
+}

@@ -10,7 +10,10 @@ use support::{Server, stderr, stdout};
 use tokio_rustls::TlsConnector;
 
 /// A TLS client for `server` trusting `ca_pem`, offering only `versions`.
-fn connector(ca_pem: &[u8], versions: &[&'static rustls::SupportedProtocolVersion]) -> TlsConnector {
+fn connector(
+    ca_pem: &[u8],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> TlsConnector {
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
@@ -120,7 +123,11 @@ async fn operator_certificate_files_are_what_is_served() {
     // (Exit 2, as Vault's: it is not initialized, so sealed.)
     let out = s.sigil_env(&["operator", "status"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stdout(&out).contains("initialized     false"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("initialized     false"),
+        "{}",
+        stdout(&out)
+    );
     // No generated CA was written beside the data.
     assert!(!dir.path().join("data").join("tls").exists());
 }
