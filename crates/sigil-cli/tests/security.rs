@@ -208,6 +208,93 @@ async fn silent_connections_cannot_lock_clients_out() {
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
 
+/// The listener's time limits, each against a client that starts and stalls: a TCP connection
+/// that never starts TLS, a request head that never ends (both closed, 10 s), and a signed
+/// request whose body never ends (408 after 30 s). Run side by side; the bounds checked are
+/// generous (what matters is that each ends, not how fast).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_heads_and_bodies_are_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let s = Server::start();
+    let raw = support::raw::Raw::new(&s, &s.admin_key()).await;
+    let limit = std::time::Duration::from_secs(90);
+
+    // No TLS at all: TCP connected, nothing sent.
+    let mut tcp = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    let handshake = tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        tokio::time::timeout(limit, tcp.read(&mut buf))
+            .await
+            .expect("a connection without a handshake is closed")
+            .map_or(0, |n| n)
+    });
+
+    // A request head that never ends.
+    let mut head = raw
+        .connect_from("127.0.0.4".parse().unwrap(), &[])
+        .await
+        .expect("connected");
+    head.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: localhost\r\nX-Slow: 1\r\n")
+        .await
+        .unwrap();
+    let head = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        tokio::time::timeout(limit, head.read_to_end(&mut answer))
+            .await
+            .expect("a head that never ends is cut off")
+            .ok();
+        answer
+    });
+
+    // A signed request (authenticated: the full body budget) whose body stops half way.
+    let req = raw.signed("POST", "/v1/secret/data/slow", Some(b"{\"data\":{}}"));
+    let mut text = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+        req.target,
+        raw.host(),
+        req.body.len()
+    );
+    for (k, v) in &req.headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str("\r\n");
+    let mut body = raw
+        .connect_from("127.0.0.5".parse().unwrap(), &[])
+        .await
+        .expect("connected");
+    body.write_all(text.as_bytes()).await.unwrap();
+    body.write_all(&req.body[..req.body.len() / 2])
+        .await
+        .unwrap();
+    let body = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        tokio::time::timeout(limit, body.read_to_end(&mut answer))
+            .await
+            .expect("a body that never ends is cut off")
+            .ok();
+        answer
+    });
+
+    assert_eq!(handshake.await.unwrap(), 0, "closed without a word");
+    let head = head.await.unwrap();
+    assert!(
+        head.is_empty() || head.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let body = body.await.unwrap();
+    assert!(
+        body.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // The server is well, and the stalled write did nothing.
+    let r = raw
+        .send(&raw.signed("GET", "/v1/secret/data/slow", None))
+        .await;
+    assert_eq!(r.status, 404);
+}
+
 /// Finding 4: a captured signed `POST sys/rotate` was accepted again after a restart and
 /// unseal (the replay cache lived in memory only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -215,4 +215,30 @@ mod tests {
         );
         p.with("x", true, at(2000)).unwrap();
     }
+
+    /// Rate limits key IPv6 sources by their /64 (one host usually holds a whole /64, so a
+    /// key per address would let it multiply its budget); IPv4 (and IPv4-mapped IPv6) by the
+    /// address.
+    #[test]
+    fn addresses_key_ipv6_by_64_and_ipv4_by_address() {
+        let key = |s: &str| address_key(Some(s.parse().unwrap()));
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("192.0.2.1"), "192.0.2.1");
+        assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+        // One /64 shares one bucket.
+        let l = Limiter::new(Rate {
+            per_second: 0.001,
+            burst: 1.0,
+        });
+        let now = Instant::now();
+        l.with(&key("2001:db8::1"), true, now).unwrap();
+        assert!(l.with(&key("2001:db8::2"), true, now).is_err());
+        l.with(&key("2001:db8:0:1::1"), true, now).unwrap();
+    }
 }
