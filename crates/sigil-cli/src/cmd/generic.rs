@@ -1,9 +1,7 @@
 //! `sigil read|write|list|delete PATH`: any API path, as `vault read|write|list|delete`.
 
-use std::io::Read as _;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use serde_json::Value;
 use sigil_client::ClientError;
 
@@ -57,15 +55,7 @@ pub(crate) async fn write(
     field: Option<&str>,
     client: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
-    let body: Value = if pairs == ["-"] {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read standard input")?;
-        serde_json::from_str(&text).context("standard input is not a JSON object")?
-    } else {
-        Value::Object(super::parse_pairs(pairs)?)
-    };
+    let body = Value::Object(super::parse_pairs(pairs)?);
     let c = config::client(client)?;
     let resp = c.request("POST", path, Some(&body)).await?;
     if let Some(f) = field {

@@ -162,6 +162,30 @@ impl Server {
         cmd.output().expect("run sigil")
     }
 
+    /// Runs the CLI as the admin with `input` on its standard input.
+    pub fn sigil_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write as _;
+        let mut cmd = Command::new(SIGIL);
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.env("SIGIL_KEY", self.admin_key());
+        let mut child = cmd.spawn().expect("run sigil");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            // The CLI may stop reading (an error); a broken pipe is fine then.
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("run sigil");
+        writer.join().unwrap();
+        out
+    }
+
     /// Initializes a new persistent server with one admin (threshold 1) and unseals it; from
     /// then on [`Server::sigil`] runs as that admin.
     pub fn init_and_unseal(&mut self, admin_key: &Path) {
