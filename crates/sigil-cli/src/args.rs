@@ -44,8 +44,13 @@ pub(crate) enum Command {
     Wrap(WrapArgs),
     /// Fetch and open a wrap addressed to you (it is gone afterwards).
     Unwrap {
-        /// The wrap id.
-        id: String,
+        /// The wrap id (not with --saved).
+        #[arg(required_unless_present = "saved")]
+        id: Option<String>,
+        /// Open a wrap fetched earlier and saved because its sender was not trusted then
+        /// (the file `sigil unwrap` named), instead of fetching one.
+        #[arg(long, value_name = "FILE", conflicts_with = "id")]
+        saved: Option<std::path::PathBuf>,
         /// Output format (for a wrapped response).
         #[arg(long, value_enum, default_value = "table")]
         format: Format,

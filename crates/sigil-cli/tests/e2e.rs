@@ -442,3 +442,88 @@ fn plaintext_never_reaches_storage_audit_log_or_output() {
         }
     }
 }
+
+/// A wrap's recipient needs no policy to open it, and `sigil unwrap` checks the sender
+/// against SIGIL_TRUST *before* it fetches: an untrusted sender leaves the wrap in place.
+/// Anyone else without a policy gets 403, whether the wrap exists or not.
+#[test]
+fn a_recipient_unwraps_without_policy_and_an_untrusted_sender_leaves_the_wrap() {
+    let s = server();
+    let reader = s.tmp.path().join("reader.hcl");
+    std::fs::write(
+        &reader,
+        "path \"private/*\" { capabilities = [\"read\"] }\n",
+    )
+    .unwrap();
+    ok(s.sigil(&["policy", "write", "reader", reader.to_str().unwrap()]));
+    let alice = s.new_identity("alice", &["e2e-user"]);
+    let bob = s.new_identity("bob", &["reader"]);
+    let carol = s.new_identity("carol", &[]);
+    let secret_file = s.tmp.path().join("secret.txt");
+    std::fs::write(&secret_file, "for-bob-only\n").unwrap();
+    // Alice trusts the admin, who certified bob's key.
+    let admin_trust = format!("--trust={}", public_of(&s.admin_key()));
+    let send = || {
+        wrap_id(&ok(s.sigil_as(
+            &alice,
+            &[
+                "wrap",
+                &admin_trust,
+                "--to",
+                "bob",
+                secret_file.to_str().unwrap(),
+            ],
+        )))
+    };
+    let id = send();
+
+    // Alice is not certified and not in bob's SIGIL_TRUST: refused before the fetch.
+    let out = s.sigil_as(&bob, &["unwrap", &id]);
+    fails(&out, "still there");
+    let status = ok(s.sigil_as(&bob, &["wrap", "status", "-format=json", &id]));
+    assert!(status.contains("\"pending\""), "{status}");
+    // Alice, the sender, may look it up too, without a policy on lookup beyond her own.
+    ok(s.sigil_as(&alice, &["wrap", "status", &id]));
+
+    // Carol holds no policy: 403 for a wrap that is not hers, and for one that does not exist.
+    fails(&s.sigil_as(&carol, &["unwrap", &id]), "403");
+    fails(&s.sigil_as(&carol, &["wrap", "status", &id]), "403");
+    fails(
+        &s.sigil_as(
+            &carol,
+            &["wrap", "status", "00000000000000000000000000000000"],
+        ),
+        "403",
+    );
+
+    // With alice's key trusted, bob opens it (no policy on sys/wrapping needed).
+    let trust = format!("--trust={}", public_of(&alice));
+    let opened = ok(s.sigil_as(&bob, &["unwrap", &trust, &id]));
+    assert_eq!(opened, "for-bob-only\n");
+    let status = ok(s.sigil_as(&bob, &["wrap", "status", "-format=json", &id]));
+    assert!(status.contains("\"consumed\""), "{status}");
+
+    // A wrap fetched by hand (the raw API) opens later with --saved.
+    let id = send();
+    let raw = ok(s.sigil_as(
+        &bob,
+        &[
+            "write",
+            "-format=json",
+            "sys/wrapping/unwrap",
+            &format!("id={id}"),
+        ],
+    ));
+    let fetched: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let saved = s.tmp.path().join("saved.json");
+    std::fs::write(&saved, fetched["data"].to_string()).unwrap();
+    fails(
+        &s.sigil_as(&bob, &["unwrap", "--saved", saved.to_str().unwrap()]),
+        "SIGIL_TRUST",
+    );
+    let opened = ok(s.sigil_as(
+        &bob,
+        &["unwrap", &trust, "--saved", saved.to_str().unwrap()],
+    ));
+    assert_eq!(opened, "for-bob-only\n");
+}

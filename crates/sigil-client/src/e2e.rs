@@ -382,24 +382,49 @@ impl Client {
         self.data_of("POST", "sys/wrapping/wrap", Some(&body)).await
     }
 
-    /// Fetches wrap `id` (once), checks the sender's signature and trust, and decrypts it. A
-    /// wrapped response is signed by the server, whose key is pinned.
-    pub async fn unwrap(&self, id: &str, trust: &Trust) -> Result<Unwrapped, ClientError> {
-        let me = self.key()?;
-        let w = self
-            .data_of("POST", "sys/wrapping/unwrap", Some(&json!({ "id": id })))
-            .await?;
-        let envelope = STANDARD
-            .decode(field(&w, "envelope")?)
-            .map_err(|_| ClientError::Response("envelope is not base64".into()))?;
-        let signature = b64url_decode(field(&w, "signature")?)
-            .map_err(|_| ClientError::Response("signature is not base64url".into()))?;
-        let sender = PublicIdentity::parse(field(&w, "sender")?)
+    /// Checks that `trust` accepts the sender of wrap `id`, from its lookup, without
+    /// consuming it: an untrusted sender is refused while the wrap is still there. (The server
+    /// could lie here; [`Client::open_wrap`] checks the fetched wrap again.)
+    pub async fn check_wrap_sender(&self, id: &str, trust: &Trust) -> Result<(), ClientError> {
+        let info = self.wrap_status(id).await?;
+        let sender = PublicIdentity::parse(field(&info, "sender_key")?)
             .map_err(|e| ClientError::Response(e.to_string()))?;
-        if field(&w, "id")? != id {
+        if sender.keyid() == self.server_key().await?.keyid() {
+            return Ok(());
+        }
+        let author: Option<Author> = match info.get("author") {
+            None | Some(Value::Null) => None,
+            Some(a) => serde_json::from_value(a.clone()).ok(),
+        };
+        trust.check_author(&sender, author.as_ref()).map(|_| ())
+    }
+
+    /// Fetches wrap `id`: its signed envelope, once (the server keeps only a tombstone).
+    pub async fn fetch_wrap(&self, id: &str) -> Result<Value, ClientError> {
+        self.data_of("POST", "sys/wrapping/unwrap", Some(&json!({ "id": id })))
+            .await
+    }
+
+    /// Checks the sender's signature and trust on a fetched wrap `w` and decrypts it. A
+    /// wrapped response is signed by the server, whose key is pinned.
+    pub async fn open_wrap(
+        &self,
+        id: &str,
+        w: &Value,
+        trust: &Trust,
+    ) -> Result<Unwrapped, ClientError> {
+        let me = self.key()?;
+        let envelope = STANDARD
+            .decode(field(w, "envelope")?)
+            .map_err(|_| ClientError::Response("envelope is not base64".into()))?;
+        let signature = b64url_decode(field(w, "signature")?)
+            .map_err(|_| ClientError::Response("signature is not base64url".into()))?;
+        let sender = PublicIdentity::parse(field(w, "sender")?)
+            .map_err(|e| ClientError::Response(e.to_string()))?;
+        if field(w, "id")? != id {
             return Err(refused("the server answered with another wrap"));
         }
-        let content_type = field(&w, "content_type")?.to_owned();
+        let content_type = field(w, "content_type")?.to_owned();
         sender
             .verify(
                 &wrap_statement(id, &me.public().keyid(), &content_type, &envelope),
@@ -423,6 +448,14 @@ impl Client {
             content_type,
             sender: sender_name,
         })
+    }
+
+    /// Fetches wrap `id` (once), checks the sender's signature and trust, and decrypts it:
+    /// [`Client::check_wrap_sender`], [`Client::fetch_wrap`] and [`Client::open_wrap`].
+    pub async fn unwrap(&self, id: &str, trust: &Trust) -> Result<Unwrapped, ClientError> {
+        self.check_wrap_sender(id, trust).await?;
+        let w = self.fetch_wrap(id).await?;
+        self.open_wrap(id, &w, trust).await
     }
 
     /// A wrap's status, for its sender or recipient.

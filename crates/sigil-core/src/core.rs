@@ -985,8 +985,13 @@ impl Core {
         };
         let sudo = matches!(route, Route::Keyring(_));
         let acl = self.acl(caller);
-        // Lease operations check ownership or policy on the lease itself (lease_api.rs).
-        let checked_later = matches!(route, Route::Leases(_));
+        // Lease operations check ownership or policy on the lease itself (lease_api.rs); a
+        // wrap's recipient may unwrap and look it up, and its sender look it up, without a
+        // policy (wrap.rs): the wrap id carries no authority, being the recipient does.
+        let checked_later = matches!(
+            route,
+            Route::Leases(_) | Route::Wrapping("unwrap" | "lookup")
+        );
         if !checked_later
             && (!acl.allows(&req.path, cap) || (sudo && !acl.allows(&req.path, Capability::Sudo)))
         {
@@ -1028,11 +1033,14 @@ impl Core {
                 }
                 self.mounts.handle(&req, rest)
             }
-            Route::Wrapping(op) => self.wraps.handle(&req, op, caller, &|keyid| {
-                self.identities
-                    .caller(keyid)
-                    .is_some_and(|c| !c.identity.disabled)
-            }),
+            Route::Wrapping(op) => {
+                self.wraps
+                    .handle(&req, op, caller, acl.allows(&req.path, cap), &|keyid| {
+                        self.identities
+                            .caller(keyid)
+                            .is_some_and(|c| !c.identity.disabled)
+                    })
+            }
             Route::Mount(mount, rest) => {
                 let response = mount.engine.handle(&req, rest, caller, mount.limits())?;
                 // A lease issued to an identity deleted while this request ran (after the

@@ -87,6 +87,10 @@ impl WrapRecord {
             "id": self.id,
             "sender": self.sender_keyid,
             "sender_name": self.author.as_ref().map(|a| a.name.clone()),
+            // The whole key and the author's certification, so that a recipient can decide
+            // whether it trusts the sender before it consumes the wrap.
+            "sender_key": self.sender,
+            "author": self.author,
             "recipient": self.recipient,
             "creation_time": self.creation_time,
             "creation_path": self.creation_path,
@@ -229,21 +233,49 @@ impl WrapStore {
         Ok(Response::data(record.info(now_unix())))
     }
 
-    /// `sys/wrapping/<op>` for `caller`.
+    /// `sys/wrapping/<op>` for `caller`. `policy` says whether the caller's policies allow the
+    /// path: `wrap` needs it (the core checked); `unwrap` needs it only from someone other
+    /// than the recipient, `lookup` only from someone other than the sender or recipient.
     pub(crate) fn handle(
         &self,
         req: &Request,
         op: &str,
         caller: &Caller,
+        policy: bool,
         recipient_exists: &dyn Fn(&str) -> bool,
     ) -> Result<Response, CoreError> {
         if !matches!(req.operation, Operation::Create | Operation::Update) {
             return Err(CoreError::UnsupportedOperation);
         }
+        let party = |id: &str, recipient_only: bool| -> Result<(), CoreError> {
+            let me = caller.public.keyid().to_string();
+            let is_party = self.load(id)?.is_some_and(|(r, _)| {
+                if recipient_only {
+                    r.recipient == me
+                } else {
+                    r.visible_to(&me)
+                }
+            });
+            // Without a policy, a wrap that is not the caller's and one that does not exist
+            // look alike.
+            if is_party || policy {
+                Ok(())
+            } else {
+                Err(CoreError::Forbidden)
+            }
+        };
         match op {
             "wrap" => self.wrap(req, caller, recipient_exists),
-            "unwrap" => self.unwrap(&id_of(req)?, caller),
-            "lookup" => self.lookup(&id_of(req)?, caller),
+            "unwrap" => {
+                let id = id_of(req)?;
+                party(&id, true)?;
+                self.unwrap(&id, caller)
+            }
+            "lookup" => {
+                let id = id_of(req)?;
+                party(&id, false)?;
+                self.lookup(&id, caller)
+            }
             _ => Err(CoreError::NotFound(format!(
                 "no handler for route \"{}\"",
                 req.path
@@ -422,12 +454,22 @@ impl WrapStore {
         }
     }
 
+    /// The status, for the wrap's parties. Anyone else is refused and recorded, as a refused
+    /// fetch is: `sigil unwrap` looks a wrap up before it fetches, so an identity trying
+    /// someone else's wrap shows in its `refused` list either way.
     fn lookup(&self, id: &str, caller: &Caller) -> Result<Response, CoreError> {
-        let (record, _) = self.load(id)?.ok_or_else(|| gone(id))?;
-        if !record.visible_to(caller.public.keyid().as_str()) {
-            return Err(CoreError::Forbidden);
+        let me = caller.public.keyid().to_string();
+        loop {
+            let (mut record, entry) = self.load(id)?.ok_or_else(|| gone(id))?;
+            if record.visible_to(&me) {
+                return Ok(Response::data(record.info(now_unix())));
+            }
+            record.refuse(&me);
+            if self.replace(&record, &entry)? {
+                tracing::warn!(wrap_recipient = %record.recipient, caller = %me, "wrap lookup by another identity refused");
+                return Err(CoreError::Forbidden);
+            }
         }
-        Ok(Response::data(record.info(now_unix())))
     }
 
     /// Drops the envelopes of expired wraps and the tombstones past their retention. Returns

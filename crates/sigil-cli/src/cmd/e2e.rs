@@ -150,6 +150,23 @@ pub(crate) async fn wrap(args: WrapArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes a fetched wrap to `sigil-wrap-<id>.json` in the current directory, 0600, never over
+/// an existing file.
+fn keep_wrap(id: &str, fetched: &Value) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let safe: String = id.chars().filter(char::is_ascii_hexdigit).collect();
+    let path = std::path::PathBuf::from(format!("sigil-wrap-{safe}.json"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot keep the fetched wrap in {}", path.display()))?;
+    f.write_all(serde_json::to_string_pretty(fetched)?.as_bytes())
+        .with_context(|| format!("cannot keep the fetched wrap in {}", path.display()))?;
+    Ok(path)
+}
+
 fn read_stdin() -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
     std::io::stdin()
@@ -158,15 +175,49 @@ fn read_stdin() -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// `sigil unwrap ID`: the sender is checked against `SIGIL_TRUST` from the wrap's lookup
+/// before anything is fetched, so an untrusted sender leaves the wrap in place. Should the
+/// fetched wrap still fail its checks (a server that lied in the lookup), its signed envelope
+/// is kept in a 0600 file for `sigil unwrap --saved FILE`: fetching consumed it.
 pub(crate) async fn unwrap(
-    id: &str,
+    id: Option<&str>,
+    saved: Option<&std::path::Path>,
     format: Format,
     trust_args: &TrustArgs,
     client: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
     let c = config::client(client)?;
     let trust = trust(trust_args, &c.public()?)?;
-    let w = c.unwrap(id, &trust).await?;
+    let w = match (id, saved) {
+        (_, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let kept: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a saved wrap", file.display()))?;
+            let id = kept["id"]
+                .as_str()
+                .with_context(|| format!("{} is not a saved wrap", file.display()))?;
+            c.open_wrap(id, &kept, &trust).await?
+        }
+        (Some(id), None) => {
+            c.check_wrap_sender(id, &trust).await.map_err(|e| {
+                anyhow::anyhow!("{e}\nThe wrap was not fetched and is still there: set SIGIL_TRUST (or --trust) to a key that vouches for the sender and run this again.")
+            })?;
+            let fetched = c.fetch_wrap(id).await?;
+            match c.open_wrap(id, &fetched, &trust).await {
+                Ok(w) => w,
+                Err(e) => {
+                    let file = keep_wrap(id, &fetched)?;
+                    anyhow::bail!(
+                        "{e}\nThe wrap was fetched (the server no longer holds it) but not opened. Its signed envelope, still encrypted to your key, is in {}: open it with `sigil unwrap --saved {}` once its sender is trusted.",
+                        file.display(),
+                        file.display()
+                    );
+                }
+            }
+        }
+        (None, None) => anyhow::bail!("give a wrap id, or --saved FILE"),
+    };
     eprintln!("Unwrapped: sent by {}", w.sender);
     if w.content_type == "application/json" {
         let body: Value =

@@ -30,10 +30,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wrap(w) => e2e::wrap(w).await,
         Command::Unwrap {
             id,
+            saved,
             format,
             trust,
             client,
-        } => e2e::unwrap(&id, format, &trust, &client).await,
+        } => e2e::unwrap(id.as_deref(), saved.as_deref(), format, &trust, &client).await,
         Command::Operator(c) => operator::run(c).await,
         Command::Audit(c) => audit::run(c).await,
         Command::Lease(c) => lease::run(c).await,
