@@ -230,6 +230,12 @@ fn parse_pairs_from(
     Ok(data)
 }
 
+/// Vault's "No value found at …", exit code 2.
+pub(crate) fn not_found(path: &str) -> ExitCode {
+    eprintln!("No value found at {path}");
+    ExitCode::from(2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,10 +284,4 @@ mod tests {
             assert!(e.to_string().contains(needle), "{pairs:?}: {e}");
         }
     }
-}
-
-/// Vault's "No value found at …", exit code 2.
-pub(crate) fn not_found(path: &str) -> ExitCode {
-    eprintln!("No value found at {path}");
-    ExitCode::from(2)
 }
