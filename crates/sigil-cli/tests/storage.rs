@@ -624,3 +624,148 @@ async fn the_sdk_falls_back_when_the_server_forgot_its_channel() {
         "HPKE fallback"
     );
 }
+
+/// A small tmpfs mounted for one test, unmounted on drop. `None` when this process may not
+/// mount (not root): the caller records a skip.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(megabytes: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m,mode=0700")])
+            .arg("sigil-test")
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a ballast file until the disk is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let ballast = self.path().join("ballast");
+        let mut f = std::fs::File::create(&ballast).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        // The last partial chunk may have left a little room: fill it byte by byte.
+        while f.write_all(&[0]).is_ok() {}
+        ballast
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A full disk (issue "The first hour", point 4): the write that hits it fails, and every
+/// later one with 503 and "restart the server", also after space is freed (a failed fsync
+/// cannot be trusted); `sys/health` answers 503 with `"storage":"failed"` and the reason, the
+/// metric `sigil_storage_failed` is 1, reads go on. A restart recovers everything
+/// acknowledged before.
+#[tokio::test]
+async fn a_full_disk_stops_writes_says_so_in_health_and_a_restart_recovers() {
+    let Some(disk) = SmallDisk::mount(48) else {
+        support::record_skip("mounting a tmpfs needs root");
+        return;
+    };
+    let data = disk.path().join("data");
+    let key = disk.path().join("admin.key");
+    ok(run(&["key", "generate", "-o", key.to_str().unwrap()]));
+    let start = |initialized: bool| {
+        Server::spawn(
+            tempfile::tempdir().unwrap(),
+            &[
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ],
+            &[],
+            if initialized { 3 } else { 2 },
+        )
+    };
+    let mut s = start(false);
+    let init = ok(s.sigil_env(&["operator", "init", "--admin", key.to_str().unwrap()], &[]));
+    let keyid = init
+        .trim()
+        .strip_prefix("export SIGIL_SERVER_KEY=")
+        .unwrap()
+        .to_owned();
+    let env = [
+        ("SIGIL_KEY", key.to_str().unwrap()),
+        ("SIGIL_SERVER_KEY", keyid.as_str()),
+    ];
+    ok(s.sigil_env(&["operator", "unseal"], &env));
+    ok(s.sigil_env(&["kv", "put", "secret/before", "v=kept"], &env));
+
+    let ballast = disk.fill();
+    // The first write that needs space fails (perhaps only a checkpoint does, a moment later).
+    let big = format!("v={}", "x".repeat(64 * 1024));
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = s.sigil_env(&["kv", "put", "secret/big", &big], &env);
+        if !out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "writes go on on a full disk"
+        );
+    }
+    let raw = support::raw::Raw::new(&s, &key).await;
+    let h = raw.send(&raw.unsigned("GET", "/v1/sys/health")).await;
+    assert_eq!(h.status, 503, "{}", String::from_utf8_lossy(&h.body));
+    let body = h.json();
+    assert_eq!(body["storage"], "failed", "{body}");
+    assert!(
+        body["storage_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    assert_eq!(s.metric("sigil_storage_failed"), Some(1.0));
+    // Reads go on.
+    assert_eq!(
+        ok(s.sigil_env(&["kv", "get", "-field=v", "secret/before"], &env)),
+        "kept\n"
+    );
+    // Space freed: writes are still refused, and the answer says what to do.
+    std::fs::remove_file(&ballast).unwrap();
+    let out = s.sigil_env(&["kv", "put", "secret/after", "v=1"], &env);
+    assert!(
+        stderr(&out).contains("503") && stderr(&out).contains("restarted"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The log said it once, with what to do.
+    let log = s.log_text();
+    assert_eq!(log.matches("storage failed").count(), 1, "{log}");
+    assert!(log.contains("restart the server"), "{log}");
+
+    // A restart recovers: what was acknowledged is there, writes work, health is 200.
+    s.terminate();
+    s = start(true);
+    ok(s.sigil_env(&["operator", "unseal"], &env));
+    assert_eq!(
+        ok(s.sigil_env(&["kv", "get", "-field=v", "secret/before"], &env)),
+        "kept\n"
+    );
+    ok(s.sigil_env(&["kv", "put", "secret/after", "v=1"], &env));
+    let raw = support::raw::Raw::new(&s, &key).await;
+    let h = raw.send(&raw.unsigned("GET", "/v1/sys/health")).await;
+    assert_eq!(h.status, 200);
+    assert_eq!(h.json()["storage"], "ok");
+}

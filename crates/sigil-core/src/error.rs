@@ -35,6 +35,12 @@ pub enum CoreError {
     /// The storage backend failed (500); details go to the log only.
     #[error("internal error: storage failure")]
     Storage(#[source] StorageError),
+    /// The storage backend stopped taking writes (503) until a restart; `sys/health` and the
+    /// log say why.
+    #[error(
+        "storage has failed and takes no writes until the server is restarted (sys/health and the server log say why)"
+    )]
+    StorageStopped,
 }
 
 impl CoreError {
@@ -47,7 +53,7 @@ impl CoreError {
             CoreError::UnsupportedOperation => 405,
             CoreError::Conflict(_) => 409,
             CoreError::Integrity | CoreError::Storage(_) => 500,
-            CoreError::AuditUnavailable => 503,
+            CoreError::AuditUnavailable | CoreError::StorageStopped => 503,
             CoreError::Unavailable(_) => 502,
         }
     }
@@ -63,6 +69,7 @@ impl From<StorageError> for CoreError {
             StorageError::Conflict { .. } => {
                 CoreError::Conflict("concurrent write to the same key, retry".into())
             }
+            StorageError::Stopped { .. } => CoreError::StorageStopped,
             e => CoreError::Storage(e),
         }
     }

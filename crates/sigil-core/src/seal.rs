@@ -95,6 +95,9 @@ pub struct SealStatus {
     pub n: u8,
     /// The storage backend kind.
     pub storage_type: String,
+    /// Why the storage stopped taking writes, if it did (then `sys/health` answers 503).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_error: Option<String>,
 }
 
 pub(crate) enum State {
@@ -341,6 +344,7 @@ impl Node {
             t: threshold,
             n,
             storage_type: self.backend.kind().into(),
+            storage_error: self.backend.failure(),
         }
     }
 

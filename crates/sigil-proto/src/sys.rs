@@ -24,4 +24,14 @@ pub struct Health {
     pub server_time_utc: i64,
     /// Sigil's version.
     pub version: String,
+    /// `"ok"`, or `"failed"` when the storage stopped taking writes (then the answer is 503).
+    #[serde(default = "storage_ok")]
+    pub storage: String,
+    /// Why the storage failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_error: Option<String>,
+}
+
+fn storage_ok() -> String {
+    "ok".into()
 }

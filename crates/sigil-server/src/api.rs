@@ -743,10 +743,12 @@ async fn blocking(
 
 fn health(node: &Node) -> Response {
     let status = node.status();
-    // Vault's codes: 200 unsealed, 503 sealed, 501 not initialized.
+    // Vault's codes: 200 unsealed, 503 sealed, 501 not initialized; and 503 when the storage
+    // stopped taking writes (a load balancer must not send writes here).
     let code = match (status.initialized, status.sealed) {
         (false, _) => StatusCode::NOT_IMPLEMENTED,
         (true, true) => StatusCode::SERVICE_UNAVAILABLE,
+        (true, false) if status.storage_error.is_some() => StatusCode::SERVICE_UNAVAILABLE,
         (true, false) => StatusCode::OK,
     };
     plain_json(
@@ -757,6 +759,13 @@ fn health(node: &Node) -> Response {
             standby: false,
             server_time_utc: now(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            storage: if status.storage_error.is_some() {
+                "failed"
+            } else {
+                "ok"
+            }
+            .to_owned(),
+            storage_error: status.storage_error.clone(),
         },
     )
 }

@@ -103,6 +103,8 @@ pub(crate) fn render(node: &Node) -> String {
     let status = node.status();
     metrics::gauge!("sigil_initialized").set(f64::from(u8::from(status.initialized)));
     metrics::gauge!("sigil_sealed").set(f64::from(u8::from(status.sealed)));
+    metrics::gauge!("sigil_storage_failed")
+        .set(f64::from(u8::from(status.storage_error.is_some())));
     if let Some(core) = node.core() {
         for (device, depth) in core.audit().queue_depths() {
             metrics::gauge!("sigil_audit_queue_depth", "device" => device).set(depth as f64);

@@ -18,6 +18,16 @@ pub enum StorageError {
         /// What went wrong (no values, only the backend's description).
         reason: String,
     },
+    /// The backend stopped taking writes after a failure it cannot recover from while the
+    /// process runs (a failed fsync: the kernel may have dropped the dirty pages). Reads go on;
+    /// a restart recovers the last checkpoint and replays the write-ahead log.
+    #[error(
+        "storage stopped taking writes after a failure ({reason}); restart the server once the cause is fixed"
+    )]
+    Stopped {
+        /// The first failure.
+        reason: String,
+    },
 }
 
 /// An atomic group of writes, applied only if every `expect` condition holds.
@@ -87,4 +97,8 @@ pub trait Backend: Send + Sync + 'static {
     fn apply(&self, batch: Batch) -> Result<(), StorageError>;
     /// A short name for status output: "memory", "file", …
     fn kind(&self) -> &'static str;
+    /// Why the backend stopped taking writes, if it did (see [`StorageError::Stopped`]).
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }

@@ -124,7 +124,13 @@ impl Shared {
     fn fail(&self, reason: String) {
         let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
         if failed.is_none() {
-            tracing::error!(error = %reason, "storage failed; refusing every later write");
+            tracing::error!(
+                error = %reason,
+                "storage failed: every later write is refused (reads go on, sys/health answers 503). \
+                 Fix the cause (free disk space, check the disk), then restart the server: it \
+                 recovers the last checkpoint and replays the write-ahead log, losing no \
+                 acknowledged write"
+            );
             *failed = Some(reason);
         }
     }
@@ -426,9 +432,14 @@ fn committer(shared: &Arc<Shared>, jobs: &Receiver<(Batch, Reply)>, mut log: Log
             let mut group = vec![first];
             group.extend(jobs.try_iter());
             let results = match shared.failed() {
-                Some(reason) => Err(format!(
-                    "storage stopped after an earlier failure: {reason}"
-                )),
+                Some(reason) => {
+                    for (_, reply) in group {
+                        let _ = reply.send(Err(StorageError::Stopped {
+                            reason: reason.clone(),
+                        }));
+                    }
+                    continue;
+                }
                 None => {
                     let started = Instant::now();
                     let r = commit_group(shared, &group, &mut log);
@@ -454,7 +465,7 @@ fn committer(shared: &Arc<Shared>, jobs: &Receiver<(Batch, Reply)>, mut log: Log
                 Err(e) => {
                     shared.fail(e.clone());
                     for (_, reply) in group {
-                        let _ = reply.send(Err(io("commit", "batch", &e)));
+                        let _ = reply.send(Err(StorageError::Stopped { reason: e.clone() }));
                     }
                 }
             }
@@ -667,6 +678,10 @@ impl Backend for FileBackend {
         answer
             .recv()
             .map_err(|_| io("batch", "committer", "committer thread stopped"))?
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.shared.failed()
     }
 
     fn kind(&self) -> &'static str {

@@ -39,27 +39,7 @@ fn missing(what: &str) {
         panic!("{msg}");
     }
     eprintln!("{msg}");
-    record_skip(&format!("{what} not found"));
-}
-
-/// Records that the running test skipped itself, so that `scripts/test` counts it as skipped
-/// rather than passed and names it: one line, `<test name>: <why>`, appended to the file in
-/// `SIGIL_TEST_SKIPS`. (libtest runs each test on a thread named after it.)
-fn record_skip(why: &str) {
-    use std::io::Write as _;
-    let Some(file) = std::env::var_os("SIGIL_TEST_SKIPS") else {
-        return;
-    };
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("an unnamed test")
-        .to_owned();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&file)
-        .unwrap_or_else(|e| panic!("open SIGIL_TEST_SKIPS {file:?}: {e}"));
-    writeln!(f, "{test}: {why}").unwrap();
+    super::record_skip(&format!("{what} not found"));
 }
 
 fn run_ok(cmd: &mut Command) -> Output {
