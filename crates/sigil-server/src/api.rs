@@ -765,7 +765,7 @@ fn health(node: &Node) -> Response {
                 "ok"
             }
             .to_owned(),
-            storage_error: status.storage_error.clone(),
+            storage_error: status.storage_error,
         },
     )
 }
