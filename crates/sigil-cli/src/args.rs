@@ -353,6 +353,10 @@ pub(crate) struct ServerArgs {
     /// Requests per second each identity may make (burst: twice that).
     #[arg(long, value_name = "RATE")]
     pub(crate) limit_identity: Option<f64>,
+    /// The largest request body in bytes, as sent (default 32 MiB; `[limits]
+    /// max_request_bytes`).
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_request_bytes: Option<usize>,
     /// Requests per second from each source address.
     #[arg(long, value_name = "RATE")]
     pub(crate) limit_address: Option<f64>,

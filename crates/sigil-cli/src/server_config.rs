@@ -49,6 +49,8 @@ pub(crate) struct Limits {
     pub(crate) unauthenticated: Option<f64>,
     pub(crate) auth_failures: Option<f64>,
     pub(crate) connections_per_address: Option<usize>,
+    /// The largest request body, in bytes (Vault's `max_request_size`).
+    pub(crate) max_request_bytes: Option<usize>,
 }
 
 /// One `[[audit]]` device.

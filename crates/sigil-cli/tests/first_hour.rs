@@ -62,3 +62,30 @@ fn values_come_from_standard_input_and_files() {
     let out = s.sigil_stdin(&["kv", "put", "secret/two", "a=-", "b=-"], b"x");
     assert!(stderr(&out).contains("already read"), "{}", stderr(&out));
 }
+
+/// Request size (point 5): the default is Vault's 32 MiB, so a 5 MB value is stored; above the
+/// limit the CLI's error says the size and the limit and where it is set.
+#[test]
+fn request_size_is_vaults_and_the_413_says_the_limit() {
+    let s = Server::start();
+    let file = s.tmp.path().join("big");
+    std::fs::write(&file, "x".repeat(5_000_000)).unwrap();
+    ok(s.sigil(&["kv", "put", "secret/big", &format!("v=@{}", file.display())]));
+    let got = ok(s.sigil(&["kv", "get", "-field=v", "secret/big"]));
+    assert_eq!(got.len(), 5_000_001);
+
+    std::fs::write(&file, "x".repeat(33 * 1024 * 1024)).unwrap();
+    let out = s.sigil(&[
+        "kv",
+        "put",
+        "secret/bigger",
+        &format!("v=@{}", file.display()),
+    ]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("413")
+            && err.contains("limit is 33554432 bytes")
+            && err.contains("max_request_bytes"),
+        "{err}"
+    );
+}

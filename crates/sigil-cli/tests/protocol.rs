@@ -7,7 +7,18 @@ use support::raw::{Raw, now};
 use support::{Server, ok};
 
 async fn setup() -> (Server, Raw) {
-    let s = Server::start();
+    setup_with(&[]).await
+}
+
+/// A transient server with `extra` flags, a secret at `secret/app`, and a raw client.
+async fn setup_with(extra: &[&str]) -> (Server, Raw) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let mut args = vec!["--dir", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Server::start_in(tmp, &args, &[]);
     ok(s.sigil(&["kv", "put", "secret/app", "password=correct-horse-battery"]));
     let raw = Raw::new(&s, &s.admin_key()).await;
     (s, raw)
@@ -222,7 +233,7 @@ async fn a_kv_read_is_sealed_to_the_caller_only() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clean_4xx_and_the_server_keeps_serving() {
-    let (mut s, raw) = setup().await;
+    let (mut s, raw) = setup_with(&["--max-request-bytes", "1048576"]).await;
     let t = now();
     let nonce = || sigil_crypto::random::nonce().unwrap();
 
@@ -282,10 +293,16 @@ async fn bad_input_gets_a_clean_4xx_and_the_server_keeps_serving() {
     );
     assert_eq!(raw.send(&resigned).await.status, 400);
 
-    // Oversized body: 413, whether declared or sent.
+    // Oversized body: 413, whether declared or sent; the answer says the size and the limit.
     let big = vec![b'a'; 2 * 1024 * 1024];
     let req = raw.sign_raw("POST", "/v1/secret/data/bad", Some(big), nonce(), t, t + 60);
-    assert_eq!(raw.send(&req).await.status, 413);
+    let r = raw.send(&req).await;
+    assert_eq!(r.status, 413);
+    assert!(
+        r.error_text().contains("2097152 bytes") && r.error_text().contains("limit is 1048576"),
+        "{}",
+        r.error_text()
+    );
     // Oversized header: 431.
     let mut req = raw.signed("GET", "/v1/secret/data/app", None);
     req.headers
@@ -412,7 +429,7 @@ async fn bearer_tokens_are_refused_in_any_spelling() {
 
 #[tokio::test]
 async fn an_oversized_chunked_body_is_refused() {
-    let (_s, raw) = setup().await;
+    let (_s, raw) = setup_with(&["--max-request-bytes", "1048576"]).await;
     let chunk = vec![b'a'; 64 * 1024];
     // Signed: the body is read only once the signature verified.
     let t = now();

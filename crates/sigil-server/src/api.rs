@@ -27,8 +27,6 @@ use crate::sealing::{Sealing, open_body, receipt, seal_response, vault_envelope}
 use crate::telemetry;
 use crate::tls::ClientTrust;
 
-/// The largest request body accepted (413 above).
-pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long a client may take to send its body (408 after).
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -155,26 +153,45 @@ fn unavailable(node: &Node) -> ApiError {
 struct Budget {
     bytes: usize,
     time: std::time::Duration,
+    /// Where the limit is set, for the 413's message.
+    setting: &'static str,
 }
 
-const AUTHENTICATED: Budget = Budget {
-    bytes: MAX_BODY_BYTES,
-    time: BODY_TIMEOUT,
-};
+impl AppState {
+    /// An authenticated caller's budget: `[limits] max_request_bytes`.
+    fn authenticated(&self) -> Budget {
+        Budget {
+            bytes: self.limits.max_request_bytes,
+            time: BODY_TIMEOUT,
+            setting: "the server's [limits] max_request_bytes",
+        }
+    }
+}
+
 /// For the endpoints anyone may call with a body (`sys/init`): init certificates and admin
 /// keys fit with room to spare.
 const UNAUTHENTICATED_BODY: Budget = Budget {
     bytes: 64 * 1024,
     time: std::time::Duration::from_secs(10),
+    setting: "fixed for requests without a signature",
 };
 
 async fn read_body(parts: &Parts, body: Body, budget: Budget) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        let size = declared.map_or_else(|| "more than that".to_owned(), |n| format!("{n} bytes"));
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body too large: {size}, the limit is {} bytes ({}; the body is measured as sent, sealed)",
+                budget.bytes, budget.setting
+            ),
+        )
+    };
     if declared.is_some_and(|n| n > budget.bytes) {
         return Err(too_large());
     }
@@ -363,7 +380,7 @@ async fn authenticated(
         Some(certs) if !parts.headers.contains_key(headers::SIGNATURE_INPUT) => {
             trail.mtls = true;
             let authn = authenticate_mtls(state, core, parts, certs)?;
-            (authn, read_body(parts, body, AUTHENTICATED).await?)
+            (authn, read_body(parts, body, state.authenticated()).await?)
         }
         _ => authenticate(state, core.as_ref(), parts, body).await?,
     };
@@ -595,7 +612,7 @@ async fn authenticate<S: auth::Signers>(
 ) -> Result<(Authenticated<S::Signer>, Bytes), ApiError> {
     let verified = auth::authenticate(signers, &state.fresh, parts, now())
         .map_err(|e| auth_failed(state, parts, e))?;
-    let body = read_body(parts, body, AUTHENTICATED).await?;
+    let body = read_body(parts, body, state.authenticated()).await?;
     let authn = verified
         .body(&body, &state.fresh.replay)
         .map_err(|e| auth_failed(state, parts, e))?;

@@ -40,7 +40,13 @@ pub struct RateLimits {
     pub auth_failures: Rate,
     /// Connections one source address (IPv6: one /64) may hold at once.
     pub connections_per_address: usize,
+    /// The largest request body an authenticated caller may send, as sent (sealed: about
+    /// three quarters of it is the caller's data). Vault's default, 32 MiB.
+    pub max_request_bytes: usize,
 }
+
+/// Vault's default request size limit.
+pub(crate) const DEFAULT_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 
 impl Default for RateLimits {
     fn default() -> Self {
@@ -50,6 +56,7 @@ impl Default for RateLimits {
             unauthenticated: Rate::per_second(50.0),
             auth_failures: Rate::per_second(10.0),
             connections_per_address: 256,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 }
@@ -133,6 +140,8 @@ pub(crate) struct Limits {
     pub(crate) address: Limiter,
     pub(crate) unauthenticated: Limiter,
     pub(crate) auth_failures: Limiter,
+    /// [`RateLimits::max_request_bytes`].
+    pub(crate) max_request_bytes: usize,
 }
 
 impl Limits {
@@ -142,6 +151,7 @@ impl Limits {
             address: Limiter::new(l.address),
             unauthenticated: Limiter::new(l.unauthenticated),
             auth_failures: Limiter::new(l.auth_failures),
+            max_request_bytes: l.max_request_bytes,
         }
     }
 }

@@ -223,6 +223,17 @@ fn limits(
         }
         l.connections_per_address = n;
     }
+    if let Some(n) = args
+        .max_request_bytes
+        .or(file.and_then(|f| f.max_request_bytes))
+    {
+        if !(64 * 1024..=1024 * 1024 * 1024).contains(&n) {
+            bail!(
+                "[limits] max_request_bytes must be between 65536 (64 KiB) and 1073741824 (1 GiB)"
+            );
+        }
+        l.max_request_bytes = n;
+    }
     Ok(l)
 }
 
