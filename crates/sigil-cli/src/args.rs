@@ -332,8 +332,9 @@ pub(crate) struct ServerArgs {
     /// `DIR/tls/`. A new server waits for `sigil operator init`; a restarted one is sealed.
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8200")]
+    /// Address to listen on: `IP:PORT` or `NAME:PORT` (`localhost:8200`; a name is resolved
+    /// once, IPv4 first).
+    #[arg(long, default_value = "127.0.0.1:8200", value_parser = listen_addr)]
     pub(crate) listen: SocketAddr,
     /// Transient mode: an admin's public identity, a `sigil1…` string or a file holding one
     /// (or a key file). Repeat for several admins. Without it a new admin key file is generated.
@@ -834,6 +835,27 @@ pub(crate) fn vault_style_flags(args: impl IntoIterator<Item = OsString>) -> Vec
             }
         })
         .collect()
+}
+
+/// `--listen`: a socket address, or a name and port resolved to one (IPv4 preferred, as the
+/// default listens on IPv4 loopback).
+fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err("expected HOST:PORT (e.g. 127.0.0.1:8200 or localhost:8200)".into());
+    }
+    let all: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {text}: {e}"))?
+        .collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| format!("{text} resolves to no address"))
 }
 
 #[cfg(test)]

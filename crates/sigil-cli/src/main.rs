@@ -51,8 +51,16 @@ fn main() -> ExitCode {
     match runtime.block_on(cmd::run(cli)) {
         Ok(code) => code,
         Err(e) => {
+            // Nothing found is exit code 2, as Vault's CLI.
+            if let Some(missing) = e.downcast_ref::<cmd::Missing>() {
+                eprintln!("{missing}");
+                return ExitCode::from(2);
+            }
             eprintln!("Error: {e:#}");
-            ExitCode::from(1)
+            let not_found = e
+                .downcast_ref::<sigil_client::ClientError>()
+                .is_some_and(|c| c.status() == Some(404));
+            ExitCode::from(if not_found { 2 } else { 1 })
         }
     }
 }

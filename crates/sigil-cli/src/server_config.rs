@@ -133,8 +133,16 @@ impl ServerFile {
     /// what was expected. (Also the fuzz target's way in: fuzz/fuzz_targets/server_config.rs.)
     pub(crate) fn parse(text: &str, name: &str) -> anyhow::Result<Self> {
         let path = std::path::Path::new(name);
-        let file: ServerFile = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let file: ServerFile = toml::from_str(text).map_err(|e| {
+            if looks_like_vault_hcl(text) {
+                anyhow::anyhow!(
+                    "{}: this looks like a Vault (HCL) configuration; Sigil's configuration is TOML: see docs/configuration.md ([storage], [listener], [[audit]] tables)",
+                    path.display()
+                )
+            } else {
+                anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end())
+            }
+        })?;
         let line = |span: std::ops::Range<usize>| {
             text[..span.start.min(text.len())].lines().count().max(1)
         };
@@ -167,6 +175,26 @@ impl ServerFile {
         }
         Ok(file)
     }
+}
+
+/// Whether `text` has a Vault configuration's blocks (`storage "raft" {`, `listener "tcp" {`, …).
+fn looks_like_vault_hcl(text: &str) -> bool {
+    text.lines().any(|line| {
+        let line = line.trim_start();
+        [
+            "storage",
+            "listener",
+            "seal",
+            "telemetry",
+            "service_registration",
+            "ha_storage",
+        ]
+        .iter()
+        .any(|block| {
+            line.strip_prefix(block)
+                .is_some_and(|rest| rest.trim_start().starts_with('"'))
+        })
+    })
 }
 
 impl Audit {

@@ -89,3 +89,110 @@ fn request_size_is_vaults_and_the_413_says_the_limit() {
         "{err}"
     );
 }
+
+/// Errors that say what happened (points 7–9): what was not found, exit 2; an unseal that
+/// cannot work says why; a busy port is said once; `--listen localhost:PORT` works; a Vault
+/// HCL file is recognised; an unknown policy is warned about.
+#[test]
+fn errors_say_what_happened() {
+    let s = Server::start();
+    let missing = |args: &[&str], needle: &str| {
+        let out = s.sigil(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    };
+    missing(&["policy", "read", "nope"], "No policy named: nope");
+    missing(&["identity", "read", "nobody"], "No identity named: nobody");
+    missing(&["group", "read", "nobody"], "No group named: nobody");
+    let file = s.tmp.path().join("f");
+    std::fs::write(&file, "x").unwrap();
+    missing(
+        &["wrap", "--to", "nobody", file.to_str().unwrap()],
+        "No identity or group found for nobody",
+    );
+
+    // An unknown policy is attached (it may be written later), with a warning.
+    let eve = s.new_key("eve");
+    let public = ok(support::run(&["key", "public", eve.to_str().unwrap()]));
+    let out = s.sigil(&[
+        "identity",
+        "create",
+        "eve",
+        "--policy",
+        "doesnotexist",
+        "--public-key",
+        public.trim(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = format!("{}{}", support::stdout(&out), stderr(&out));
+    assert!(
+        said.contains("policy \"doesnotexist\" does not exist"),
+        "{said}"
+    );
+
+    // The same port twice: the OS error once.
+    let port = s.addr().port();
+    let again = support::run(&[
+        "server",
+        "--transient",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let err = stderr(&again);
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+
+    // A Vault configuration file.
+    let hcl = s.tmp.path().join("vault.hcl");
+    std::fs::write(&hcl, "storage \"raft\" {\n  path = \"/v\"\n}\nlistener \"tcp\" {\n  address = \"0.0.0.0:8200\"\n}\n").unwrap();
+    let out = support::run(&["server", "-c", hcl.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("Sigil's configuration is TOML"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `--listen localhost:PORT` works (a name is resolved).
+#[test]
+fn listen_takes_a_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tmp.path().join("state");
+    let listen = format!("localhost:{port}");
+    let s = Server::spawn(
+        tmp,
+        &[
+            "--transient",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ],
+        &[],
+        4,
+    );
+    ok(s.sigil(&["kv", "put", "secret/x", "v=1"]));
+}
+
+/// `operator unseal` against a server that is not initialized says so.
+#[test]
+fn unsealing_an_uninitialized_server_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_data_dir(&tmp.path().join("data"), false);
+    let key = tmp.path().join("k.key");
+    ok(support::run(&[
+        "key",
+        "generate",
+        "-o",
+        key.to_str().unwrap(),
+    ]));
+    let out = s.sigil_env(
+        &["operator", "unseal"],
+        &[("SIGIL_KEY", key.to_str().unwrap())],
+    );
+    assert!(stderr(&out).contains("not initialized"), "{}", stderr(&out));
+}

@@ -1011,11 +1011,13 @@ impl Core {
             }
             Route::Identities(rest) => {
                 let gate = self.gate(caller, &acl, &req.path);
-                self.identities.handle(&req, rest, caller, &gate)
+                let resp = self.identities.handle(&req, rest, caller, &gate)?;
+                Ok(self.warn_unknown_policies(&req, resp))
             }
             Route::Groups(rest) => {
                 let gate = self.gate(caller, &acl, &req.path);
-                self.groups.handle(&req, rest, &gate)
+                let resp = self.groups.handle(&req, rest, &gate)?;
+                Ok(self.warn_unknown_policies(&req, resp))
             }
             Route::CertRoles(rest) => {
                 let gate = self.gate(caller, &acl, &req.path);
@@ -1057,6 +1059,32 @@ impl Core {
                 req.path
             ))),
         }
+    }
+
+    /// A write that attaches policies nobody has written yet succeeds (as in Vault: they may
+    /// be written later), with a warning for each, so that a typo does not pass unnoticed.
+    fn warn_unknown_policies(&self, req: &Request, mut resp: Response) -> Response {
+        let named = req
+            .data
+            .as_ref()
+            .and_then(|d| d.get("policies"))
+            .cloned()
+            .and_then(|p| serde_json::from_value::<crate::identity::PolicyList>(p).ok());
+        for p in named
+            .map(crate::identity::PolicyList::into_vec)
+            .unwrap_or_default()
+        {
+            if p != crate::policy::ADMIN_POLICY && !self.policies.exists(&p) {
+                resp.warnings.push(format!(
+                    "policy {p:?} does not exist (yet): it grants nothing until it is written"
+                ));
+            }
+        }
+        // As Vault: an answer with warnings has a body (200), not 204.
+        if !resp.warnings.is_empty() && resp.status == 204 {
+            resp.status = 200;
+        }
+        resp
     }
 
     /// What a write to an identity, a group or a certificate role at `path` by `caller` may

@@ -52,7 +52,10 @@ pub(crate) async fn run(cmd: E2eCommand) -> anyhow::Result<ExitCode> {
             let data = super::parse_pairs(&pairs)?;
             let c = config::client(&client)?;
             let trust = trust(&t, &c.public()?)?;
-            let recipients = c.resolve_recipients(&to, &trust).await?;
+            let recipients = c
+                .resolve_recipients(&to, &trust)
+                .await
+                .map_err(|e| super::missing_as(e, || no_recipient(&to)))?;
             let resp = c.e2e_put(&mount, &path, &data, &recipients, cas).await?;
             let version = resp
                 .body
@@ -142,7 +145,8 @@ pub(crate) async fn wrap(args: WrapArgs) -> anyhow::Result<ExitCode> {
     let trust = trust(&args.trust, &c.public()?)?;
     let recipient = c
         .resolve_recipients(std::slice::from_ref(&to), &trust)
-        .await?
+        .await
+        .map_err(|e| super::missing_as(e, || no_recipient(std::slice::from_ref(&to))))?
         .pop()
         .context("no recipient")?;
     let info = c.wrap(&recipient, &plaintext, args.ttl.as_deref()).await?;
@@ -165,6 +169,14 @@ fn keep_wrap(id: &str, fetched: &Value) -> anyhow::Result<std::path::PathBuf> {
     f.write_all(serde_json::to_string_pretty(fetched)?.as_bytes())
         .with_context(|| format!("cannot keep the fetched wrap in {}", path.display()))?;
     Ok(path)
+}
+
+/// The message for recipients the server does not know.
+fn no_recipient(to: &[String]) -> String {
+    format!(
+        "No identity or group found for {} (recipients are identity names, group:NAME or sigil1… keys)",
+        to.join(", ")
+    )
 }
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {

@@ -14,17 +14,19 @@ pub(crate) async fn run(cmd: GroupCommand) -> anyhow::Result<ExitCode> {
             client,
         } => {
             let c = config::client(&client)?;
-            c.request(
-                "POST",
-                &format!("identity/group/name/{name}"),
-                Some(&json!({ "policies": policies, "members": members })),
-            )
-            .await?;
+            let resp = c
+                .request(
+                    "POST",
+                    &format!("identity/group/name/{name}"),
+                    Some(&json!({ "policies": policies, "members": members })),
+                )
+                .await?;
+            crate::output::warnings(&resp.body.unwrap_or_default());
             println!("Success! Group {name} saved.");
         }
         GroupCommand::List { client } => super::list_keys(&client, "identity/group/name").await?,
         GroupCommand::Read { name, client } => {
-            super::read_table(&client, &format!("identity/group/name/{name}")).await?;
+            super::read_table(&client, &format!("identity/group/name/{name}"), "group").await?;
         }
         GroupCommand::Delete { name, client } => {
             super::delete(

@@ -5,7 +5,7 @@ use serde_json::json;
 use sigil_client::e2e::Certification;
 
 use crate::args::IdentityCommand;
-use crate::{config, keyfile};
+use crate::{config, keyfile, output};
 
 pub(crate) async fn run(cmd: IdentityCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -30,8 +30,10 @@ pub(crate) async fn run(cmd: IdentityCommand) -> anyhow::Result<ExitCode> {
             if !metadata.is_empty() {
                 body["metadata"] = super::string_pairs("--metadata", &metadata)?.into();
             }
-            c.request("POST", &format!("identity/entity/name/{name}"), Some(&body))
+            let resp = c
+                .request("POST", &format!("identity/entity/name/{name}"), Some(&body))
                 .await?;
+            output::warnings(&resp.body.unwrap_or_default());
             println!("Success! Identity {name} ({}) saved.", public.keyid());
         }
         IdentityCommand::Certify {
@@ -62,7 +64,7 @@ pub(crate) async fn run(cmd: IdentityCommand) -> anyhow::Result<ExitCode> {
             super::list_keys(&client, "identity/entity/name").await?
         }
         IdentityCommand::Read { name, client } => {
-            super::read_table(&client, &format!("identity/entity/name/{name}")).await?;
+            super::read_table(&client, &format!("identity/entity/name/{name}"), "identity").await?;
         }
         IdentityCommand::Delete { name, client } => {
             super::delete(

@@ -102,9 +102,44 @@ pub(crate) async fn list_keys(client: &crate::args::ClientArgs, path: &str) -> a
 }
 
 /// `GET path`, its `data` printed as a table.
-pub(crate) async fn read_table(client: &crate::args::ClientArgs, path: &str) -> anyhow::Result<()> {
+/// Something a command was asked about does not exist: printed as it is, with exit code 2
+/// (docs/cli.md, "Exit codes").
+#[derive(Debug)]
+pub(crate) struct Missing(pub(crate) String);
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Missing {}
+
+/// A 404 from the server as [`Missing`] with `what` (e.g. `No policy named: nope`); any other
+/// error as it is.
+pub(crate) fn missing_as(
+    e: sigil_client::ClientError,
+    what: impl FnOnce() -> String,
+) -> anyhow::Error {
+    if e.status() == Some(404) {
+        Missing(what()).into()
+    } else {
+        e.into()
+    }
+}
+
+/// `GET path` as a table of its data; a 404 says "No <what> named: <name>".
+pub(crate) async fn read_table(
+    client: &crate::args::ClientArgs,
+    path: &str,
+    what: &str,
+) -> anyhow::Result<()> {
     let c = crate::config::client(client)?;
-    let resp = c.request("GET", path, None).await?;
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let resp = c
+        .request("GET", path, None)
+        .await
+        .map_err(|e| missing_as(e, || format!("No {what} named: {name}")))?;
     crate::output::table(&crate::output::rows(
         resp.body.as_ref().and_then(|b| b.get("data")),
     ));

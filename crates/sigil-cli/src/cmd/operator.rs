@@ -68,7 +68,10 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                 c.signed_plain("POST", "sys/unseal", &serde_json::json!({ "reset": true }))
                     .await?
             } else {
-                c.unseal().await?
+                match c.unseal().await {
+                    Ok(status) => status,
+                    Err(e) => return Err(explain_unseal_failure(&c, e).await),
+                }
             };
             println!("{}", progress_line(&status));
         }
@@ -207,4 +210,36 @@ async fn rekey(cmd: RekeyCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A refused unseal, explained from the public seal status: the server is not initialized, or
+/// this key is not one of its admins (a rekey may have removed it); otherwise the error as it is.
+async fn explain_unseal_failure(
+    c: &sigil_client::Client,
+    e: sigil_client::ClientError,
+) -> anyhow::Error {
+    let Ok(resp) = c.plain("GET", "sys/seal-status", None).await else {
+        return e.into();
+    };
+    let status = resp.body.unwrap_or_default();
+    if status["initialized"] == Value::Bool(false) {
+        return anyhow::anyhow!(
+            "the server is not initialized: there is nothing to unseal yet (run `sigil operator init --admin …` first)"
+        );
+    }
+    let Ok(me) = c.public() else {
+        return e.into();
+    };
+    let keyid = me.keyid();
+    let admins: Vec<&str> = status["admins"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !admins.is_empty() && !admins.contains(&keyid.as_str()) {
+        return anyhow::anyhow!(
+            "this key (keyid {keyid}) is not one of the server's admins ({}); a rekey may have removed it",
+            admins.join(", ")
+        );
+    }
+    e.into()
 }

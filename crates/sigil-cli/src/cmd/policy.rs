@@ -33,7 +33,8 @@ pub(crate) async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             let c = config::client(&client)?;
             let resp = c
                 .request("GET", &format!("sys/policies/acl/{name}"), None)
-                .await?;
+                .await
+                .map_err(|e| super::missing_as(e, || format!("No policy named: {name}")))?;
             let text = resp
                 .body
                 .as_ref()
