@@ -196,3 +196,59 @@ fn unsealing_an_uninitialized_server_says_so() {
     );
     assert!(stderr(&out).contains("not initialized"), "{}", stderr(&out));
 }
+
+/// Mounts are found as Vault's CLI finds them (point 6): the longest mount prefix
+/// (`team/kv/app` on a mount `team/kv/`), and a typo names the mounts the caller may use;
+/// someone who may use none gets a plain "No value found".
+#[test]
+fn kv_finds_its_mount_and_a_typo_names_the_mounts() {
+    let s = Server::start();
+    ok(s.sigil(&["secrets", "enable", "-path=team/kv", "kv-v2"]));
+    ok(s.sigil(&["kv", "put", "team/kv/app", "v=team"]));
+    assert_eq!(
+        ok(s.sigil(&["kv", "get", "-field=v", "team/kv/app"])),
+        "team\n"
+    );
+    assert!(ok(s.sigil(&["kv", "list", "team/kv/"])).contains("app"));
+
+    let out = s.sigil(&["kv", "get", "secrte/app"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no mount at secrte/") && err.contains("secret/") && err.contains("team/kv/"),
+        "{err}"
+    );
+    // A caller who may use only team/kv/ learns of no other mount.
+    let policy = s.tmp.path().join("team.hcl");
+    std::fs::write(
+        &policy,
+        "path \"team/kv/data/*\" { capabilities = [\"read\"] }\n",
+    )
+    .unwrap();
+    ok(s.sigil(&["policy", "write", "team", policy.to_str().unwrap()]));
+    let bob = s.new_identity("bob", &["team"]);
+    assert_eq!(
+        ok(s.sigil_as(&bob, &["kv", "get", "-field=v", "team/kv/app"])),
+        "team\n"
+    );
+    let out = s.sigil_as(&bob, &["kv", "get", "secret/app"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no mount at secret/") && err.contains("team/kv/"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("secret/,") && !err.contains("use: secret/"),
+        "{err}"
+    );
+    // Nobody's mounts: a plain not-found.
+    let carol = s.new_identity("carol", &[]);
+    let out = s.sigil_as(&carol, &["kv", "get", "secret/app"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("No value found at secret/app"),
+        "{}",
+        stderr(&out)
+    );
+}

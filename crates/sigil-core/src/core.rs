@@ -29,6 +29,7 @@ const IDENTITIES: &str = "identity/entity/name";
 const GROUPS: &str = "identity/group/name";
 const CERT_ROLES: &str = "auth/cert/certs";
 const MOUNTS: &str = "sys/mounts";
+const UI_MOUNTS: &str = "sys/internal/ui/mounts";
 const WRAPPING: &str = "sys/wrapping";
 const LEASES: &str = "sys/leases";
 const PASSWORD_POLICIES: &str = "sys/policies/password";
@@ -76,6 +77,8 @@ enum Route<'a> {
     Groups(&'a str),
     CertRoles(&'a str),
     Mounts(&'a str),
+    /// `sys/internal/ui/mounts[/<path>]`: which mount serves a path (Vault's CLI asks this).
+    UiMounts(&'a str),
     Wrapping(&'a str),
     /// `sys/leases/<rest>`.
     Leases(&'a str),
@@ -110,6 +113,8 @@ fn fixed_route(path: &str) -> Route<'_> {
         Route::CertRoles(rest)
     } else if let Some(rest) = below(path, MOUNTS) {
         Route::Mounts(rest)
+    } else if let Some(rest) = below(path, UI_MOUNTS) {
+        Route::UiMounts(rest)
     } else if let Some(rest) = below(path, PASSWORD_POLICIES) {
         Route::PasswordPolicies(rest)
     } else if let Some(rest) = below(path, LEASES) {
@@ -184,6 +189,16 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "sys/mounts/{path}",
         &["GET", "POST", "PUT", "DELETE"],
         "Read a mount, enable an engine at a path (kv, e2e), or disable it and remove its data",
+    ),
+    endpoint(
+        "sys/internal/ui/mounts",
+        &["GET"],
+        "The secrets engines the caller may use (Vault's shape: {\"secret\": {path: mount}})",
+    ),
+    endpoint(
+        "sys/internal/ui/mounts/{path}",
+        &["GET"],
+        "The mount serving a path (longest prefix), if the caller may use it; 404 otherwise",
     ),
     endpoint(
         "sys/mounts/{path}/tune",
@@ -546,6 +561,8 @@ fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
         Route::Mounts("") => "sys/mounts",
         Route::Mounts(rest) if rest.ends_with("/tune") => "sys/mounts/{path}/tune",
         Route::Mounts(_) => "sys/mounts/{path}",
+        Route::UiMounts("") => "sys/internal/ui/mounts",
+        Route::UiMounts(_) => "sys/internal/ui/mounts/{path}",
         Route::Wrapping(op) => match *op {
             "wrap" => "sys/wrapping/wrap",
             "unwrap" => "sys/wrapping/unwrap",
@@ -988,9 +1005,10 @@ impl Core {
         // Lease operations check ownership or policy on the lease itself (lease_api.rs); a
         // wrap's recipient may unwrap and look it up, and its sender look it up, without a
         // policy (wrap.rs): the wrap id carries no authority, being the recipient does.
+        // Which mounts there are is answered for those the caller may use (ui_mounts).
         let checked_later = matches!(
             route,
-            Route::Leases(_) | Route::Wrapping("unwrap" | "lookup")
+            Route::Leases(_) | Route::Wrapping("unwrap" | "lookup") | Route::UiMounts(_)
         );
         if !checked_later
             && (!acl.allows(&req.path, cap) || (sudo && !acl.allows(&req.path, Capability::Sudo)))
@@ -1053,12 +1071,38 @@ impl Core {
                 Ok(response)
             }
             Route::Leases(rest) => self.leases_request(caller, &req, rest),
+            Route::UiMounts(rest) => self.ui_mounts(&acl, &req, rest),
             Route::PasswordPolicies(rest) => self.passwords.handle(&req, rest),
             Route::Unknown => Err(CoreError::NotFound(format!(
                 "no handler for route \"{}\"",
                 req.path
             ))),
         }
+    }
+
+    /// `sys/internal/ui/mounts[/<path>]`: the mounts `acl` may use, or the one serving
+    /// `path`. A mount the caller may not use answers as one that does not exist.
+    fn ui_mounts(&self, acl: &Acl, req: &Request, rest: &str) -> Result<Response, CoreError> {
+        if req.operation != Operation::Read {
+            return Err(CoreError::UnsupportedOperation);
+        }
+        if rest.is_empty() {
+            let secret = self.mounts.entries(|p| acl.may_use(p))?;
+            return Ok(Response::data(json!({ "secret": secret, "auth": {} })));
+        }
+        let first = rest.split('/').next().unwrap_or(rest);
+        let not_found = || CoreError::NotFound(format!("no mount at {first}/ that you may use"));
+        let (mount, _) = self.mounts.resolve(rest).ok_or_else(not_found)?;
+        if !acl.may_use(&mount.path) {
+            return Err(not_found());
+        }
+        let mut info = self
+            .mounts
+            .entries(|p| p == mount.path)?
+            .remove(&mount.path)
+            .ok_or_else(not_found)?;
+        info["path"] = json!(mount.path);
+        Ok(Response::data(info))
     }
 
     /// A write that attaches policies nobody has written yet succeeds (as in Vault: they may

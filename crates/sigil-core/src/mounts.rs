@@ -479,6 +479,20 @@ impl MountTable {
         }
     }
 
+    /// The mount table's entries (paths ending in `/`) for which `visible` holds, as
+    /// `sys/mounts` shows them (for `sys/internal/ui/mounts`).
+    pub(crate) fn entries(
+        &self,
+        visible: impl Fn(&str) -> bool,
+    ) -> Result<Map<String, Value>, CoreError> {
+        let (table, _) = self.read_table()?;
+        Ok(table
+            .iter()
+            .filter(|(p, _)| visible(p))
+            .map(|(p, e)| (p.clone(), e.to_json()))
+            .collect())
+    }
+
     /// `sys/mounts…` requests; `rest` is what follows `sys/mounts`.
     pub(crate) fn handle(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
         let write = matches!(req.operation, Operation::Create | Operation::Update);

@@ -48,7 +48,7 @@ pub(crate) async fn run(cmd: E2eCommand) -> anyhow::Result<ExitCode> {
             trust: t,
             client,
         } => {
-            let (mount, path) = super::kv::split(&at)?;
+            let (mount, path) = super::kv::split(&at, &client).await?;
             let data = super::parse_pairs(&pairs)?;
             let c = config::client(&client)?;
             let trust = trust(&t, &c.public()?)?;
@@ -81,7 +81,7 @@ pub(crate) async fn run(cmd: E2eCommand) -> anyhow::Result<ExitCode> {
             trust: t,
             client,
         } => {
-            let (mount, path) = super::kv::split(&at)?;
+            let (mount, path) = super::kv::split(&at, &client).await?;
             let c = config::client(&client)?;
             let trust = trust(&t, &c.public()?)?;
             let opened = match c.e2e_get(&mount, &path, version, &trust).await {

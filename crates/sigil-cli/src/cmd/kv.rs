@@ -12,20 +12,71 @@ use crate::args::{
 };
 use crate::{config, output};
 
-/// `(mount, path below it)`.
-pub(super) fn split(at: &KvPathArgs) -> anyhow::Result<(String, String)> {
+/// `(mount, path below it)`: with `-mount`, as given; otherwise the server says which mount
+/// serves the path (the longest prefix: `team/kv/app` on a mount `team/kv/`), as Vault's CLI
+/// asks `sys/internal/ui/mounts/<path>`. A path under no mount the caller may use is an error
+/// that names the mounts it may use (exit 2).
+pub(super) async fn split(
+    at: &KvPathArgs,
+    client: &ClientArgs,
+) -> anyhow::Result<(String, String)> {
     let path = at.path.trim_matches('/');
-    let (mount, rest) = match &at.mount {
-        Some(m) => (m.trim_matches('/').to_owned(), path.to_owned()),
-        None => match path.split_once('/') {
-            Some((m, r)) => (m.to_owned(), r.to_owned()),
-            None => (path.to_owned(), String::new()),
-        },
-    };
-    if mount.is_empty() {
+    if let Some(m) = &at.mount {
+        let mount = m.trim_matches('/').to_owned();
+        if mount.is_empty() {
+            bail!("-mount is empty");
+        }
+        return Ok((mount, path.to_owned()));
+    }
+    if path.is_empty() {
         bail!("missing mount: use mount/path (e.g. secret/app) or -mount");
     }
-    Ok((mount, rest))
+    let c = config::client(client)?;
+    match c
+        .request("GET", &format!("sys/internal/ui/mounts/{path}"), None)
+        .await
+    {
+        Ok(resp) => {
+            let mount = resp
+                .body
+                .as_ref()
+                .and_then(|b| b.pointer("/data/path"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_owned();
+            let rest = path
+                .strip_prefix(mount.as_str())
+                .unwrap_or(path)
+                .trim_start_matches('/')
+                .to_owned();
+            if mount.is_empty() {
+                bail!("the server named no mount for {path}");
+            }
+            Ok((mount, rest))
+        }
+        Err(e) if e.status() == Some(404) => {
+            let first = path.split('/').next().unwrap_or(path);
+            let mounts: Vec<String> = c
+                .request("GET", "sys/internal/ui/mounts", None)
+                .await
+                .ok()
+                .and_then(|r| r.body)
+                .and_then(|b| b.pointer("/data/secret").cloned())
+                .and_then(|m| m.as_object().map(|m| m.keys().cloned().collect()))
+                .unwrap_or_default();
+            Err(if mounts.is_empty() {
+                super::Missing(format!("No value found at {path}")).into()
+            } else {
+                super::Missing(format!(
+                    "no mount at {first}/ (mounts you may use: {})",
+                    mounts.join(", ")
+                ))
+                .into()
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn print_secret(path: &str, body: &Value, with_data: bool) {
@@ -59,7 +110,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 format,
                 client,
             } = w;
-            let (mount, rest) = split(&at)?;
+            let (mount, rest) = split(&at, &client).await?;
             let data = super::parse_pairs(&pairs)?;
             let mut body = json!({ "data": data });
             if let Some(cas) = cas {
@@ -86,7 +137,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             wrap_ttl,
             client,
         } => {
-            let (mount, rest) = split(&at)?;
+            let (mount, rest) = split(&at, &client).await?;
             let path = format!("{mount}/data/{rest}");
             let mut query: Vec<(&str, String)> = Vec::new();
             if let Some(v) = version {
@@ -119,7 +170,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             }
         }
         KvCommand::List(KvShowArgs { at, format, client }) => {
-            let (mount, rest) = split(&at)?;
+            let (mount, rest) = split(&at, &client).await?;
             let path = format!("{mount}/metadata/{rest}");
             let Some(body) = fetch(&client, "LIST", &path).await? else {
                 return Ok(super::not_found(&path));
@@ -134,7 +185,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             versions,
             client,
         } if versions.is_empty() => {
-            let (mount, rest) = split(&at)?;
+            let (mount, rest) = split(&at, &client).await?;
             let path = format!("{mount}/data/{rest}");
             let c = config::client(&client)?;
             c.request("DELETE", &path, None).await?;
@@ -154,7 +205,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             write_versions(&a.at, "destroy", &a.versions, &a.client).await?;
         }
         KvCommand::Metadata(KvMetadataCommand::Get(KvShowArgs { at, format, client })) => {
-            let (mount, rest) = split(&at)?;
+            let (mount, rest) = split(&at, &client).await?;
             let path = format!("{mount}/metadata/{rest}");
             let Some(body) = fetch(&client, "GET", &path).await? else {
                 return Ok(super::not_found(&path));
@@ -165,7 +216,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             }
         }
         KvCommand::Metadata(KvMetadataCommand::Put(m) | KvMetadataCommand::Patch(m)) => {
-            let (mount, rest) = split(&m.at)?;
+            let (mount, rest) = split(&m.at, &m.client).await?;
             let path = format!("{mount}/metadata/{rest}");
             let mut body = serde_json::Map::new();
             if let Some(v) = m.max_versions {
@@ -186,7 +237,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             println!("Success! Data written to: {path}");
         }
         KvCommand::Metadata(KvMetadataCommand::Delete { at, client }) => {
-            let (mount, rest) = split(&at)?;
+            let (mount, rest) = split(&at, &client).await?;
             let path = format!("{mount}/metadata/{rest}");
             let c = config::client(&client)?;
             c.request("DELETE", &path, None).await?;
@@ -212,7 +263,7 @@ async fn write_versions(
     versions: &[u64],
     client: &ClientArgs,
 ) -> anyhow::Result<()> {
-    let (mount, rest) = split(at)?;
+    let (mount, rest) = split(at, client).await?;
     let path = format!("{mount}/{action}/{rest}");
     let c = config::client(client)?;
     c.request("POST", &path, Some(&json!({ "versions": versions })))

@@ -26,6 +26,23 @@ struct Candidate<'a> {
     caps: Capabilities,
 }
 
+/// Whether a `+` pattern can match some path at or below `mount` (no trailing `/`): segment by
+/// segment over the mount's segments, `+` matches any, a final `…*` a prefix, others equal.
+fn segments_overlap(pattern: &str, mount: &str) -> bool {
+    let mut pattern = pattern.split('/');
+    for seg in mount.split('/') {
+        match pattern.next() {
+            // The pattern ends inside the mount's path: it names the mount or above it.
+            None => return false,
+            Some("+") => {}
+            Some(p) if p.ends_with('*') => return seg.starts_with(p.trim_end_matches('*')),
+            Some(p) if p == seg => {}
+            Some(_) => return false,
+        }
+    }
+    true
+}
+
 fn priority(a: &Candidate<'_>, b: &Candidate<'_>) -> Ordering {
     a.first_wildcard
         .cmp(&b.first_wildcard)
@@ -77,6 +94,25 @@ impl Acl {
             }
         }
         acl
+    }
+
+    /// Whether some rule grants something (not `deny`) at a path at or below `mount` (which
+    /// ends in `/`): the caller may use the mount, so it may learn that it exists (Vault's
+    /// `sys/internal/ui/mounts`). Rules that cannot match below the mount do not count.
+    pub fn may_use(&self, mount: &str) -> bool {
+        let grants = |c: &Capabilities| !c.is_deny() && *c != Capabilities::NONE;
+        let bare = mount.trim_end_matches('/');
+        self.exact
+            .iter()
+            .any(|(p, c)| grants(c) && (p.starts_with(mount) || p == bare))
+            || self
+                .prefix
+                .iter()
+                .any(|(p, c)| grants(c) && (p.starts_with(mount) || mount.starts_with(p.as_str())))
+            || self
+                .segment
+                .iter()
+                .any(|(p, c)| grants(c) && segments_overlap(p, bare))
     }
 
     /// Whether `cap` is allowed at `path`. `cap == List` enables Vault's list fallbacks.
@@ -167,6 +203,51 @@ fn match_segments<'a>(full: &'a str, parts: &[&str], caps: Capabilities) -> Opti
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_mount_may_be_used_when_some_rule_grants_below_it() {
+        let acl = |hcl: &str| Acl::new([&parse_policy("p", hcl).unwrap()]);
+        let uses = |hcl: &str, mount: &str| acl(hcl).may_use(mount);
+        assert!(uses(
+            r#"path "secret/data/*" { capabilities = ["read"] }"#,
+            "secret/"
+        ));
+        assert!(uses(
+            r#"path "secret/data/app" { capabilities = ["read"] }"#,
+            "secret/"
+        ));
+        assert!(uses(r#"path "*" { capabilities = ["list"] }"#, "team/kv/"));
+        assert!(uses(
+            r#"path "team/*" { capabilities = ["read"] }"#,
+            "team/kv/"
+        ));
+        assert!(uses(
+            r#"path "+/data/app" { capabilities = ["read"] }"#,
+            "secret/"
+        ));
+        assert!(uses(
+            r#"path "team/+/data/*" { capabilities = ["read"] }"#,
+            "team/kv/"
+        ));
+        assert!(!uses(
+            r#"path "secret/data/*" { capabilities = ["read"] }"#,
+            "other/"
+        ));
+        assert!(!uses(
+            r#"path "secret/*" { capabilities = ["deny"] }"#,
+            "secret/"
+        ));
+        assert!(!uses(
+            r#"path "team/+/data/*" { capabilities = ["read"] }"#,
+            "secret/"
+        ));
+        assert!(!uses(
+            r#"path "sec*" { capabilities = ["read"] }"#,
+            "other/"
+        ));
+        assert!(!uses(r#"path "+" { capabilities = ["read"] }"#, "team/kv/"));
+    }
+
     use super::*;
     use crate::policy::parse_policy;
     use Capability::*;
