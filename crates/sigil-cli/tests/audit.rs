@@ -56,7 +56,9 @@ fn every_request_is_recorded_without_secrets_and_the_chain_verifies() {
         "--public-key",
         bob.to_str().unwrap(),
     ]));
-    assert!(stderr(&s.sigil_as(&bob, &["kv", "get", "secret/app"])).contains("403"));
+    // `-mount`: straight to the read, which the server refuses (without it the CLI would
+    // first ask which mount serves the path, and bob may use none).
+    assert!(stderr(&s.sigil_as(&bob, &["kv", "get", "-mount=secret", "app"])).contains("403"));
 
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(

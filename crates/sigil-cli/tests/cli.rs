@@ -760,7 +760,7 @@ fn secrets_engines_are_mounted_tuned_listed_and_disabled() {
     let r = reader.to_str().unwrap();
     let as_reader = |args: &[&str]| s.sigil_as(&reader, args);
     assert!(ok(as_reader(&["kv", "get", "-mount=team/kv", "app"])).contains("team"));
-    assert!(stderr(&as_reader(&["kv", "get", "secret/app"])).contains("403"));
+    assert!(stderr(&as_reader(&["kv", "get", "-mount=secret", "app"])).contains("403"));
     assert!(
         stderr(&as_reader(&["secrets", "disable", "team/kv"])).contains("403"),
         "{r}"

@@ -69,7 +69,7 @@ pub(super) async fn split(
                 super::Missing(format!("No value found at {path}")).into()
             } else {
                 super::Missing(format!(
-                    "no mount at {first}/ (mounts you may use: {})",
+                    "no mount at {first}/ that you may use (mounts you may use: {})",
                     mounts.join(", ")
                 ))
                 .into()
