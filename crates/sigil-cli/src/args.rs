@@ -182,6 +182,11 @@ pub(crate) enum AuditCommand {
         /// The file continues an earlier log (its first line links to a line not in it).
         #[arg(long)]
         continued: bool,
+        /// Fail unless every line is vouched for by a signed checkpoint (for a closed log;
+        /// without it a live log's newest lines, after the last checkpoint, are reported and
+        /// accepted).
+        #[arg(long)]
+        strict: bool,
     },
     /// The HMAC of a value as device NAME records it, to search its log.
     Hash {

@@ -107,8 +107,31 @@ fn every_request_is_recorded_without_secrets_and_the_chain_verifies() {
     assert!(unknown["identity"].is_null());
     assert!(unknown["error"].as_str().unwrap().contains("unknown"));
 
-    // Graceful stop writes a signed checkpoint; the whole log verifies against the server key.
+    // The live log has no checkpoint yet (one comes every 100 entries and at a clean stop):
+    // its chain verifies, and it says that nothing is vouched for yet; --strict refuses it.
     let keyid = s.var("SIGIL_SERVER_KEY").to_owned();
+    let out = verify(&log, &keyid);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("no signed checkpoint yet"),
+        "{}",
+        stdout(&out)
+    );
+    let strict = run(&[
+        "audit",
+        "verify",
+        "--strict",
+        log.to_str().unwrap(),
+        &format!("--server-key={keyid}"),
+    ]);
+    assert!(!strict.status.success());
+    assert!(
+        stderr(&strict).contains("vouches for none"),
+        "{}",
+        stderr(&strict)
+    );
+
+    // Graceful stop writes a signed checkpoint; the whole log verifies against the server key.
     nix_term(&mut s);
     let out = verify(&log, &keyid);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -509,4 +532,48 @@ fn a_request_needs_one_device_of_several_and_fails_when_none_records_it() {
     // The device is back: requests succeed again.
     ok(s.sigil_env(&["kv", "put", "secret/back", "v=1"], &env));
     support::eventually(10, || sink.text().contains("secret/data/back"));
+}
+
+/// A live log after a checkpoint (issue "The first hour", point 10): the lines up to the last
+/// checkpoint are vouched for, the newer ones are reported and accepted; `--strict` refuses.
+#[test]
+fn a_live_log_verifies_up_to_its_last_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, log) = (tmp.path().join("data"), tmp.path().join("audit.log"));
+    let args = [
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--audit-file",
+        log.to_str().unwrap(),
+    ];
+    let mut s = Server::spawn(tempfile::tempdir().unwrap(), &args, &[], 2);
+    let admin = tmp.path().join("admin.key");
+    ok(run(&["key", "generate", "-o", admin.to_str().unwrap()]));
+    s.init_and_unseal(&admin);
+    ok(s.sigil(&["kv", "put", "secret/a", "v=1"]));
+    let keyid = s.var("SIGIL_SERVER_KEY").to_owned();
+    // A clean stop signs a checkpoint; the next server goes on with the same chain.
+    nix_term(&mut s);
+    let mut s = Server::spawn(tempfile::tempdir().unwrap(), &args, &[], 3);
+    s.env
+        .push(("SIGIL_KEY".into(), admin.to_str().unwrap().to_owned()));
+    ok(s.sigil(&["operator", "unseal"]));
+    ok(s.sigil(&["kv", "put", "secret/b", "v=2"]));
+
+    let out = verify(&log, &keyid);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.starts_with("OK up to line "), "{said}");
+    assert!(
+        said.contains("newer lines are not yet vouched for"),
+        "{said}"
+    );
+    let strict = run(&[
+        "audit",
+        "verify",
+        "--strict",
+        log.to_str().unwrap(),
+        &format!("--server-key={keyid}"),
+    ]);
+    assert!(!strict.status.success(), "{}", stdout(&strict));
 }

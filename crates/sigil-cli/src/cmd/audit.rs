@@ -14,6 +14,7 @@ pub(crate) async fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             file,
             server,
             continued,
+            strict,
         } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
@@ -24,14 +25,36 @@ pub(crate) async fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             };
             match sigil_core::audit::verify(&text, Some(&server), continued) {
                 Ok(s) => {
-                    println!(
-                        "OK: {} lines, {} signed checkpoints, {} lines after the last checkpoint",
-                        s.lines, s.checkpoints, s.unsigned_tail
-                    );
-                    if s.unsigned_tail > 0 {
-                        eprintln!(
-                            "Note: the last {} lines come after the last checkpoint; they are not yet signed.",
+                    let Some((line, seq)) = s.last_checkpoint else {
+                        // A live log before its first checkpoint.
+                        let msg = format!(
+                            "no signed checkpoint yet: the chain of all {} lines is intact, but the server vouches for none of them yet (a live log gets its first checkpoint after {} lines or at a clean shutdown)",
+                            s.lines,
+                            sigil_core::audit::CHECKPOINT_EVERY
+                        );
+                        if strict {
+                            anyhow::bail!("{msg}");
+                        }
+                        println!("OK so far: {msg}");
+                        return Ok(ExitCode::SUCCESS);
+                    };
+                    let vouched = s.lines - s.unsigned_tail;
+                    if s.unsigned_tail == 0 {
+                        println!(
+                            "OK: all {} lines, {} signed checkpoints (the last at line {line}, seq {seq})",
+                            s.lines, s.checkpoints
+                        );
+                    } else {
+                        let msg = format!(
+                            "{} newer lines are not yet vouched for (a live log: the next checkpoint covers them; their truncation could not be detected)",
                             s.unsigned_tail
+                        );
+                        if strict {
+                            anyhow::bail!("OK up to line {vouched}, but {msg}");
+                        }
+                        println!(
+                            "OK up to line {vouched} (checkpoint at line {line}, seq {seq}; {} signed checkpoints); {msg}",
+                            s.checkpoints
                         );
                     }
                     Ok(ExitCode::SUCCESS)

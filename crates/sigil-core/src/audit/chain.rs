@@ -70,6 +70,8 @@ pub struct VerifySummary {
     pub checkpoints: usize,
     /// Lines after the last checkpoint (their truncation could not be detected).
     pub unsigned_tail: usize,
+    /// The last signed checkpoint: its line (1-based) and sequence number.
+    pub last_checkpoint: Option<(usize, u64)>,
 }
 
 /// The first bad line of a log, 1-based, and why.
@@ -97,6 +99,7 @@ pub fn verify(
         lines: 0,
         checkpoints: 0,
         unsigned_tail: 0,
+        last_checkpoint: None,
     };
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
@@ -156,6 +159,7 @@ pub fn verify(
                 .map_err(|_| bad("checkpoint signature does not verify"))?;
             summary.checkpoints += 1;
             summary.unsigned_tail = 0;
+            summary.last_checkpoint = Some((n, seq));
         } else {
             summary.unsigned_tail += 1;
         }
@@ -163,12 +167,14 @@ pub fn verify(
         prev_seq = Some(seq);
         summary.lines += 1;
     }
-    if summary.checkpoints == 0 {
+    if summary.lines == 0 {
         return Err(VerifyError {
-            line: summary.lines.max(1),
-            reason: "no signed checkpoint: nothing in this log is vouched for by the server".into(),
+            line: 1,
+            reason: "the log is empty".into(),
         });
     }
+    // A log with no checkpoint yet (a live one) verifies as a chain; that the server vouches
+    // for none of it is in the summary (`checkpoints == 0`), for the caller to judge.
     Ok(summary)
 }
 
@@ -249,7 +255,8 @@ mod tests {
             VerifySummary {
                 lines: 10,
                 checkpoints: 2,
-                unsigned_tail: 2
+                unsigned_tail: 2,
+                last_checkpoint: Some((8, 8)),
             }
         );
     }
@@ -295,17 +302,24 @@ mod tests {
             1
         );
         assert!(verify(&tail, Some(server.public().keyid().as_str()), true).is_ok());
-        // A log without any checkpoint vouches for nothing.
+        // A log without any checkpoint (a live one) is an intact chain the server vouches
+        // for nowhere yet: the summary says so; `sigil audit verify --strict` refuses it.
         let unsigned: Vec<String> = lines[..3].to_vec();
-        assert!(
-            verify(
-                &unsigned.join("\n"),
-                Some(server.public().keyid().as_str()),
-                false
-            )
-            .unwrap_err()
-            .reason
-            .contains("no signed checkpoint")
+        let s = verify(
+            &unsigned.join("\n"),
+            Some(server.public().keyid().as_str()),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.checkpoints, s.unsigned_tail, s.last_checkpoint),
+            (0, 3, None)
+        );
+        assert_eq!(
+            verify("", Some(server.public().keyid().as_str()), false)
+                .unwrap_err()
+                .reason,
+            "the log is empty"
         );
         // Garbage.
         assert_eq!(at(vec!["{}".into()]), 1);
