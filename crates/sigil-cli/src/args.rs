@@ -16,6 +16,15 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// The server's state, as `vault status`: sealed or not, seal settings, version, storage
+    /// (exit 2 when sealed). No key needed.
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Generate and inspect identity keys.
     #[command(subcommand)]
     Key(KeyCommand),

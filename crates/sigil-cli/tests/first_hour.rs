@@ -252,3 +252,40 @@ fn kv_finds_its_mount_and_a_typo_names_the_mounts() {
         stderr(&out)
     );
 }
+
+/// `sigil status` as `vault status` (exit 2 when sealed), and `sigil read` on the public
+/// endpoints (point 11).
+#[test]
+fn status_and_public_reads() {
+    let s = Server::start();
+    let out = ok(s.sigil(&["status"]));
+    for row in [
+        "Seal Type",
+        "Initialized",
+        "Sealed",
+        "Version",
+        "Storage Type",
+        "memory",
+    ] {
+        assert!(out.contains(row), "{row} not in:\n{out}");
+    }
+    let health = ok(s.sigil(&["read", "-format=json", "sys/health"]));
+    let v: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(v["data"]["sealed"], false, "{health}");
+    assert_eq!(v["data"]["storage"], "ok", "{health}");
+    assert_eq!(
+        ok(s.sigil(&["read", "-field=sealed", "sys/seal-status"])).trim(),
+        "false"
+    );
+    ok(s.sigil(&["read", "sys/openapi.json"]));
+    // Sealed (here: not initialized yet), exit 2 as `vault status`; no key needed.
+    let tmp = tempfile::tempdir().unwrap();
+    let sealed = Server::start_data_dir(&tmp.path().join("data"), false);
+    let out = sealed.sigil_env(&["status"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        support::stdout(&out).contains("Sealed"),
+        "{}",
+        support::stdout(&out)
+    );
+}

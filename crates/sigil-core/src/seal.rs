@@ -95,6 +95,8 @@ pub struct SealStatus {
     pub n: u8,
     /// The storage backend kind.
     pub storage_type: String,
+    /// Sigil's version (as Vault's seal status carries it).
+    pub version: String,
     /// Why the storage stopped taking writes, if it did (then `sys/health` answers 503).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_error: Option<String>,
@@ -344,6 +346,7 @@ impl Node {
             t: threshold,
             n,
             storage_type: self.backend.kind().into(),
+            version: env!("CARGO_PKG_VERSION").into(),
             storage_error: self.backend.failure(),
         }
     }

@@ -23,17 +23,38 @@ fn print_field(body: &Value, field: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Endpoints anyone may read, answered in plain JSON (docs/protocol.md §12).
+const PUBLIC_READS: &[&str] = &[
+    "sys/health",
+    "sys/seal-status",
+    "sys/server-key",
+    "sys/openapi.json",
+    "sys/rekey",
+    "sys/init",
+];
+
 pub(crate) async fn read(
     path: &str,
     format: Format,
     field: Option<&str>,
     client: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
-    let c = config::client(client)?;
-    let body = match c.request("GET", path, None).await {
-        Ok(r) => r.body.unwrap_or_default(),
-        Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(path)),
-        Err(e) => return Err(e.into()),
+    // The public endpoints answer plain JSON to anyone (nothing secret, nothing sealed):
+    // read them as such, without a key.
+    let public = PUBLIC_READS.contains(&path.trim_matches('/'));
+    let body = if public {
+        let c = config::client_with(client, config::Needs::Nothing)?;
+        match c.plain("GET", path.trim_matches('/'), None).await {
+            Ok(r) => serde_json::json!({ "data": r.body.unwrap_or_default() }),
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        let c = config::client(client)?;
+        match c.request("GET", path, None).await {
+            Ok(r) => r.body.unwrap_or_default(),
+            Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(path)),
+            Err(e) => return Err(e.into()),
+        }
     };
     if let Some(f) = field {
         print_field(&body, f)?;

@@ -36,6 +36,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             client,
         } => e2e::unwrap(id.as_deref(), saved.as_deref(), format, &trust, &client).await,
         Command::Operator(c) => operator::run(c).await,
+        Command::Status { format, client } => operator::status(format, &client).await,
         Command::Audit(c) => audit::run(c).await,
         Command::Lease(c) => lease::run(c).await,
         Command::Read {

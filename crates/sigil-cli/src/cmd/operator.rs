@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use sigil_crypto::PublicIdentity;
 
-use crate::args::{AdminSet, Format, OperatorCommand, RekeyCommand};
+use crate::args::{AdminSet, ClientArgs, Format, OperatorCommand, RekeyCommand};
 use crate::config::{self, Needs};
 use crate::{keyfile, output};
 
@@ -242,4 +242,53 @@ async fn explain_unseal_failure(
         );
     }
     e.into()
+}
+
+/// `sigil status`: the seal status and health in `vault status`'s rows; exit 2 when sealed.
+pub(crate) async fn status(format: Format, client: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let c = config::client_with(client, Needs::Nothing)?;
+    let seal = c
+        .plain("GET", "sys/seal-status", None)
+        .await?
+        .body
+        .unwrap_or_default();
+    let sealed = seal["sealed"] == Value::Bool(true);
+    match format {
+        Format::Json => output::json(&seal),
+        Format::Table => {
+            let text = |v: &Value| match v {
+                Value::String(s) => s.clone(),
+                Value::Null => "n/a".to_owned(),
+                v => v.to_string(),
+            };
+            let rows = vec![
+                ("Seal Type".to_owned(), text(&seal["type"])),
+                ("Initialized".to_owned(), text(&seal["initialized"])),
+                ("Sealed".to_owned(), text(&seal["sealed"])),
+                ("Total Shares".to_owned(), text(&seal["n"])),
+                ("Threshold".to_owned(), text(&seal["t"])),
+                (
+                    "Unseal Progress".to_owned(),
+                    format!("{}/{}", text(&seal["progress"]), text(&seal["t"])),
+                ),
+                ("Version".to_owned(), text(&seal["version"])),
+                ("Storage Type".to_owned(), text(&seal["storage_type"])),
+                (
+                    "Storage".to_owned(),
+                    if seal.get("storage_error").is_some() {
+                        format!("failed: {}", text(&seal["storage_error"]))
+                    } else {
+                        "ok".to_owned()
+                    },
+                ),
+                ("HA Enabled".to_owned(), "false".to_owned()),
+            ];
+            output::table(&rows);
+        }
+    }
+    Ok(if sealed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
