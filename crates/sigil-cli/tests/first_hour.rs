@@ -289,3 +289,31 @@ fn status_and_public_reads() {
         support::stdout(&out)
     );
 }
+
+/// The transient server's state directory (point 19): private (0700), and removed on a clean
+/// exit unless `--dir` named it.
+#[test]
+fn the_transient_state_directory_is_private_and_goes_with_the_server() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut s = Server::spawn(tempfile::tempdir().unwrap(), &["--transient"], &[], 4);
+    let dir = std::path::Path::new(s.var("SIGIL_CACERT"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", dir.display());
+    assert!(dir.join("admin.key").exists());
+    s.terminate();
+    assert!(!dir.exists(), "{} is still there", dir.display());
+
+    let kept = tempfile::tempdir().unwrap();
+    let state = kept.path().join("state");
+    let mut s = Server::spawn(
+        tempfile::tempdir().unwrap(),
+        &["--transient", "--dir", state.to_str().unwrap()],
+        &[],
+        4,
+    );
+    s.terminate();
+    assert!(state.join("admin.key").exists(), "--dir is kept");
+}

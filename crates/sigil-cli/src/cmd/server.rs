@@ -29,18 +29,24 @@ fn init_logging(json: bool) {
 
 /// The directory for the CA certificate (and a first-run admin key): the one given (created
 /// 0700 if missing), or a new private directory under $TMPDIR.
-fn state_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// The transient server's state directory (CA certificate, a generated admin key): `--dir`,
+/// made private (0700) and kept; or a new private directory under `$TMPDIR`, removed when the
+/// server exits cleanly (the guard) — a transient server's data ends with it, and so does the
+/// use of its admin key.
+fn state_dir(dir: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
     match dir {
         Some(d) => {
             private_dir(&d)?;
-            Ok(d)
+            Ok((d, None))
         }
         None => {
+            use std::os::unix::fs::PermissionsExt as _;
             let d = tempfile::Builder::new()
                 .prefix("sigil-")
+                .permissions(std::fs::Permissions::from_mode(0o700))
                 .tempdir()
                 .context("cannot create a directory under $TMPDIR")?;
-            Ok(d.keep())
+            Ok((d.path().to_owned(), Some(d)))
         }
     }
 }
@@ -310,9 +316,12 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     // Before any key is generated or read.
     let hardening = sigil_server::harden_process(plan.allow_unlocked_memory)?;
     let names = plan.names.clone();
+    // Removes a temporary state directory when `run` returns (a clean exit).
+    let mut state_guard: Option<tempfile::TempDir> = None;
     let (node, tls, ca_path, generated_key) = match &plan.data_dir {
         None => {
-            let dir = state_dir(args.dir)?;
+            let (dir, guard) = state_dir(args.dir)?;
+            state_guard = guard;
             let Admins {
                 identities,
                 generated_key,
@@ -408,6 +417,17 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     tokio::task::spawn_blocking(move || closing.close())
         .await
         .ok();
+    if let Some(dir) = state_guard {
+        let path = dir.path().to_owned();
+        match dir.close() {
+            Ok(()) => {
+                tracing::info!(dir = %path.display(), "removed the temporary state directory")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %path.display(), error = %e, "cannot remove the temporary state directory")
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
