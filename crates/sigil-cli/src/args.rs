@@ -317,9 +317,10 @@ pub(crate) enum KeyCommand {
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
     },
-    /// Print the public identity (`sigil1…`) of a key file.
+    /// Print the public identity (`sigil1…`) of a key file (or of a file holding one).
     Public {
-        /// The key file.
+        /// The key file, or a public key file (`sigil1…` on its first line that is not a
+        /// `#` comment).
         file: PathBuf,
     },
     /// Export a key file's encryption key as an age identity (`AGE-SECRET-KEY-1…`), so the
@@ -422,7 +423,8 @@ pub(crate) enum IdentityCommand {
     Create {
         /// Its name.
         name: String,
-        /// Its public identity: `sigil1…` or a file holding one.
+        /// Its public identity: `sigil1…`, a public key file (`sigil key public KEY > FILE`) or a
+        /// key file (its public half is used).
         #[arg(long = "public-key")]
         public_key: String,
         /// A policy to attach; repeat for several.
