@@ -16,6 +16,13 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Print Sigil's version (as `sigil --version`).
+    Version,
+    /// Print a shell completion script (`sigil completion bash > /etc/bash_completion.d/sigil`).
+    Completion {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// The server's state, as `vault status`: sealed or not, seal settings, version, storage
     /// (exit 2 when sealed). No key needed.
     Status {
@@ -96,6 +103,9 @@ pub(crate) enum Command {
         path: String,
         /// `key=value` pairs, or `-`.
         pairs: Vec<String>,
+        /// Write even with no data (Vault's `-force`; endpoints such as `sys/rotate` take none).
+        #[arg(short = 'f', long = "force")]
+        force: bool,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,

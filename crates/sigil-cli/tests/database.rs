@@ -289,7 +289,7 @@ fn mariadb_creds_static_roles_and_root_rotation() {
     let second = static_password(&s, "svc");
     assert_eq!(db.sql("svc", &second, "SELECT 1").unwrap(), "1");
     assert!(db.sql("svc", &first, "SELECT 1").is_err());
-    ok(s.sigil(&["write", "database/rotate-role/svc"]));
+    ok(s.sigil(&["write", "-f", "database/rotate-role/svc"]));
     assert_ne!(static_password(&s, "svc"), second);
     let bad_user = s.sigil(&[
         "write",
@@ -305,7 +305,7 @@ fn mariadb_creds_static_roles_and_root_rotation() {
     );
 
     // rotate-root: the old root password stops working; Sigil keeps working.
-    ok(s.sigil(&["write", "database/rotate-root/maria"]));
+    ok(s.sigil(&["write", "-f", "database/rotate-root/maria"]));
     assert!(db.sql("sigilroot", ROOT_PASSWORD, "SELECT 1").is_err());
     let c = creds(&read(&s, "database/creds/app"));
     assert_eq!(db.sql(&c.user, &c.password, "SELECT 1").unwrap(), "1");
@@ -708,7 +708,7 @@ fn revoke_force_forgets_leases_of_a_backend_that_is_gone() {
     assert!(pg.psql("svc", "Initial-pw-123", "SELECT 1").is_err());
     let first = static_password(&s, "svc");
     assert_eq!(pg.psql("svc", &first, "SELECT 1").unwrap(), "1");
-    ok(s.sigil(&["write", "database/rotate-role/svc"]));
+    ok(s.sigil(&["write", "-f", "database/rotate-role/svc"]));
     let second = static_password(&s, "svc");
     assert_ne!(first, second);
     assert_eq!(pg.psql("svc", &second, "SELECT 1").unwrap(), "1");

@@ -317,3 +317,31 @@ fn the_transient_state_directory_is_private_and_goes_with_the_server() {
     s.terminate();
     assert!(state.join("admin.key").exists(), "--dir is kept");
 }
+
+/// `sigil version`, shell completion, and `write -f` (Vault's `-force`) for endpoints that take
+/// no data, which `write` without data refuses (points 12, 14).
+#[test]
+fn version_completion_and_write_force() {
+    let s = Server::start();
+    let v = ok(support::run(&["version"]));
+    assert!(v.starts_with("Sigil v"), "{v}");
+    assert_eq!(
+        ok(support::run(&["--version"])).trim(),
+        format!("sigil {}", v.trim().trim_start_matches("Sigil v"))
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ok(support::run(&["completion", shell]));
+        assert!(
+            script.contains("sigil") && script.contains("operator"),
+            "{shell}"
+        );
+    }
+    ok(s.sigil(&["secrets", "enable", "transit"]));
+    ok(s.sigil(&["write", "transit/keys/app", "type=ed25519"]));
+    let out = s.sigil(&["write", "transit/keys/app/rotate"]);
+    assert!(stderr(&out).contains("-force"), "{}", stderr(&out));
+    ok(s.sigil(&["write", "-f", "transit/keys/app/rotate"]));
+    ok(s.sigil(&["write", "-force", "transit/keys/app/rotate"]));
+    let key = ok(s.sigil(&["read", "-field=latest_version", "transit/keys/app"]));
+    assert_eq!(key.trim(), "3");
+}

@@ -28,7 +28,9 @@ pub(crate) fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
         KeyCommand::Public { file } => {
             // A key file, or a file that holds a public identity already (no permission
             // warning for that: nothing in it is secret).
-            let path = file.to_str().ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", file.display()))?;
+            let path = file
+                .to_str()
+                .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", file.display()))?;
             println!("{}", keyfile::read_public(path)?);
         }
         KeyCommand::ExportAge { file, output } => {

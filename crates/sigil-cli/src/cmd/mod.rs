@@ -37,6 +37,25 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => e2e::unwrap(id.as_deref(), saved.as_deref(), format, &trust, &client).await,
         Command::Operator(c) => operator::run(c).await,
         Command::Status { format, client } => operator::status(format, &client).await,
+        Command::Version => {
+            println!("Sigil v{}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            use std::io::Write as _;
+            // Into memory first: clap_complete panics when it cannot write (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut crate::args::Cli::command(),
+                "sigil",
+                &mut script,
+            );
+            // A closed pipe (`| head`) is not an error.
+            let _ = std::io::stdout().write_all(&script);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit(c) => audit::run(c).await,
         Command::Lease(c) => lease::run(c).await,
         Command::Read {
@@ -48,10 +67,18 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Write {
             path,
             pairs,
+            force,
             format,
             field,
             client,
-        } => generic::write(&path, &pairs, format, field.as_deref(), &client).await,
+        } => {
+            if pairs.is_empty() && !force {
+                anyhow::bail!(
+                    "give data (key=value, key=@FILE, - for JSON on standard input) or use -force to write with none"
+                );
+            }
+            generic::write(&path, &pairs, format, field.as_deref(), &client).await
+        }
         Command::List { path, client } => generic::list(&path, &client).await,
         Command::Delete { path, client } => generic::delete(&path, &client).await,
     }
