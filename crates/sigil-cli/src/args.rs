@@ -326,6 +326,21 @@ pub(crate) enum KeyCommand {
         /// print the public identity. Without it, the key file goes to standard output.
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
+        /// Protect the key file with a passphrase (asked twice on the terminal, or read from
+        /// the file named by SIGIL_KEY_PASSPHRASE_FILE): age's scrypt encryption, armored.
+        /// Every command that reads the key asks for it (or reads that file).
+        #[arg(long)]
+        passphrase: bool,
+    },
+    /// Add, change or remove a key file's passphrase (in place, atomically). The current
+    /// passphrase is asked (or read from SIGIL_KEY_PASSPHRASE_FILE), the new one asked twice
+    /// (or read from SIGIL_KEY_NEW_PASSPHRASE_FILE).
+    Passwd {
+        /// The key file.
+        file: PathBuf,
+        /// Remove the passphrase: store the key file in plain text again (mode 0600).
+        #[arg(long)]
+        remove: bool,
     },
     /// Print the public identity (`sigil1…`) of a key file (or of a file holding one).
     Public {
@@ -425,6 +440,10 @@ pub(crate) struct ClientArgs {
     /// The keyid of the server's key, as printed at server start.
     #[arg(long = "server-key", env = "SIGIL_SERVER_KEY", global = true)]
     pub(crate) server_key: Option<String>,
+    /// Print the policy (HCL) that the command's request needs instead of sending it, as
+    /// Vault's -output-policy. Only a mount lookup is sent.
+    #[arg(long = "output-policy", global = true)]
+    pub(crate) output_policy: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -637,7 +656,7 @@ pub(crate) enum WrapStatus {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SecretsCommand {
-    /// Mount an engine: `sigil secrets enable [-path=P] kv|e2e`.
+    /// Mount an engine: `sigil secrets enable [-path=P] kv|e2e|transit|pki|database`.
     Enable {
         /// Where to mount it (default: the engine type).
         #[arg(long)]
@@ -647,7 +666,8 @@ pub(crate) enum SecretsCommand {
         description: Option<String>,
         #[command(flatten)]
         ttls: MountTtls,
-        /// `kv` (version 2; `kv-v2` is accepted too) or `e2e`.
+        /// The engine: `kv` (version 2; `kv-v2` is accepted too), `e2e` (end-to-end
+        /// encrypted KV), `transit`, `pki` or `database`.
         r#type: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -664,6 +684,9 @@ pub(crate) enum SecretsCommand {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// More columns: lease TTLs and options (as Vault's -detailed).
+        #[arg(long)]
+        detailed: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -746,7 +769,22 @@ pub(crate) enum KvCommand {
     Undelete(KvVersionsArgs),
     /// Permanently remove versions' data (their metadata stays, marked destroyed).
     Destroy(KvVersionsArgs),
-    /// A secret's metadata: `get` or `delete` (every version and the metadata).
+    /// Write an older version's data again as the newest version (checked-and-set against
+    /// the current version, as `vault kv rollback`).
+    Rollback {
+        #[command(flatten)]
+        at: KvPathArgs,
+        /// The version whose data becomes the newest.
+        #[arg(long, required = true)]
+        version: u64,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A secret's metadata: `get`, `put`, `patch` (its settings and custom metadata) or
+    /// `delete` (every version and the metadata).
     #[command(subcommand)]
     Metadata(KvMetadataCommand),
 }

@@ -37,12 +37,17 @@ pub(crate) fn client_with(args: &ClientArgs, needs: Needs) -> anyhow::Result<Cli
         ),
         None => None,
     };
-    Ok(Client::new(ClientConfig {
+    let client = Client::new(ClientConfig {
         addr: args.addr.clone(),
         key,
         ca_pem,
         server_keyid: args.server_key.clone(),
-    })?)
+    })?;
+    Ok(if args.output_policy {
+        client.output_policy()
+    } else {
+        client
+    })
 }
 
 /// A client for signed and sealed calls.

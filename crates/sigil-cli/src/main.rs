@@ -51,6 +51,14 @@ fn main() -> ExitCode {
     match runtime.block_on(cmd::run(cli)) {
         Ok(code) => code,
         Err(e) => {
+            // -output-policy: the request was not sent; its policy is the output.
+            if let Some(policy) = e
+                .downcast_ref::<sigil_client::ClientError>()
+                .and_then(sigil_client::ClientError::sample_policy)
+            {
+                print!("{policy}");
+                return ExitCode::SUCCESS;
+            }
             // Nothing found is exit code 2, as Vault's CLI.
             if let Some(missing) = e.downcast_ref::<cmd::Missing>() {
                 eprintln!("{missing}");

@@ -428,7 +428,7 @@ fn postgres_root_rotation_and_no_injection_through_names() {
     );
 
     // rotate-root: the old root password stops working; Sigil keeps working.
-    ok(s.sigil(&["write", "database/rotate-root/pg"]));
+    ok(s.sigil(&["write", "-f", "database/rotate-root/pg"]));
     assert!(pg.psql("postgres", ROOT_PASSWORD, "SELECT 1").is_err());
     let c = creds(&read(&s, "database/creds/app"));
     assert_eq!(
@@ -714,7 +714,7 @@ fn revoke_force_forgets_leases_of_a_backend_that_is_gone() {
     assert_eq!(pg.psql("svc", &second, "SELECT 1").unwrap(), "1");
 
     let c = creds(&read(&s, "database/creds/app"));
-    let tidy = json(s.sigil(&["write", "--format", "json", "sys/leases/tidy"]));
+    let tidy = json(s.sigil(&["write", "-f", "--format", "json", "sys/leases/tidy"]));
     assert_eq!(tidy["data"]["dropped"], 0, "{tidy}");
     assert_eq!(tidy["data"]["leases"], 1, "{tidy}");
     // The connection is deleted: the lease can no longer be revoked...

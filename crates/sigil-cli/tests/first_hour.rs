@@ -4,6 +4,9 @@
 
 mod support;
 
+use std::path::Path;
+use std::process::{Command, Stdio};
+
 use support::{Server, ok, stderr};
 
 /// `k=-` reads the value from standard input, `k=@FILE` from a file, a lone `-` or `@FILE` is
@@ -344,4 +347,386 @@ fn version_completion_and_write_force() {
     ok(s.sigil(&["write", "-force", "transit/keys/app/rotate"]));
     let key = ok(s.sigil(&["read", "-field=latest_version", "transit/keys/app"]));
     assert_eq!(key.trim(), "3");
+}
+
+/// Runs the CLI detached from any terminal (`setsid`), so a passphrase prompt cannot wait on
+/// the developer's terminal, with `env` set and no server configuration.
+fn detached(args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
+    let mut cmd = Command::new("setsid");
+    cmd.arg("-w")
+        .arg(support::SIGIL)
+        .args(args)
+        .stdin(Stdio::null())
+        .env_remove("SIGIL_KEY_PASSPHRASE_FILE")
+        .env_remove("SIGIL_KEY_NEW_PASSPHRASE_FILE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run setsid sigil")
+}
+
+/// Passphrase-protected key files (point 17): `key generate --passphrase` writes age's scrypt
+/// encryption, armored, which rage (an independent age implementation) opens; a file rage
+/// wrote is a key Sigil uses; every command that reads a key asks for the passphrase or reads
+/// SIGIL_KEY_PASSPHRASE_FILE; `key passwd` adds, changes and removes it; never on the command
+/// line.
+#[test]
+fn protected_key_files() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    };
+    let pass = secret("pass", "correct horse battery staple\n");
+    let wrong = secret("wrong", "correct horse battery stapler\n");
+    let key = dir.path().join("bob.key");
+    let key_s = key.to_str().unwrap();
+    const PASS_ENV: &str = "SIGIL_KEY_PASSPHRASE_FILE";
+
+    let public = ok(detached(
+        &["key", "generate", "--passphrase", "-o", key_s],
+        &[(PASS_ENV, &pass)],
+    ));
+    let public = public.trim();
+    assert!(public.starts_with("sigil1"), "{public}");
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(
+        text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"),
+        "{text}"
+    );
+    assert!(!text.contains("SIGIL-SECRET-KEY"));
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // rage opens it with the passphrase: inside is the plain key file.
+    let opened = Command::new(support::python())
+        .arg(support::interop_script("age_passphrase.py"))
+        .args(["decrypt", key_s, pass.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let plain = ok(opened);
+    assert!(plain.contains("SIGIL-SECRET-KEY-1"), "rage did not open it");
+    assert!(plain.contains(public), "the key file names its public key");
+
+    // Without the passphrase (no terminal, no file) or with a wrong one: a clear error.
+    let out = detached(&["key", "public", key_s], &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(PASS_ENV), "{}", stderr(&out));
+    let out = detached(&["key", "public", key_s], &[(PASS_ENV, &wrong)]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("wrong passphrase for key file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("correct horse"));
+    assert_eq!(
+        ok(detached(&["key", "public", key_s], &[(PASS_ENV, &pass)])).trim(),
+        public
+    );
+
+    // The protected key signs requests: bob is an identity and writes a secret with it.
+    ok(s.sigil_stdin(
+        &["policy", "write", "bob", "-"],
+        br#"path "secret/data/bob/*" { capabilities = ["create", "read", "update"] }"#,
+    ));
+    ok(s.sigil(&[
+        "identity",
+        "create",
+        "bob",
+        "--public-key",
+        public,
+        "--policy",
+        "bob",
+    ]));
+    let bob = |args: &[&str], pass_file: &Path| {
+        s.sigil_as_env(&key, args, &[(PASS_ENV, pass_file.to_str().unwrap())])
+    };
+    ok(bob(&["kv", "put", "secret/bob/x", "v=1"], &pass));
+    let out = bob(&["kv", "get", "secret/bob/x"], &wrong);
+    assert!(
+        stderr(&out).contains("wrong passphrase"),
+        "{}",
+        stderr(&out)
+    );
+
+    // `key passwd`: change (old from SIGIL_KEY_PASSPHRASE_FILE, new from
+    // SIGIL_KEY_NEW_PASSPHRASE_FILE), then the old passphrase no longer opens it.
+    let new = secret("new", "tr0ub4dor&3");
+    ok(detached(
+        &["key", "passwd", key_s],
+        &[(PASS_ENV, &pass), ("SIGIL_KEY_NEW_PASSPHRASE_FILE", &new)],
+    ));
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !detached(&["key", "public", key_s], &[(PASS_ENV, &pass)])
+            .status
+            .success()
+    );
+    assert_eq!(
+        ok(detached(&["key", "public", key_s], &[(PASS_ENV, &new)])).trim(),
+        public
+    );
+    // Remove it: a plain key file again, the same key.
+    ok(detached(
+        &["key", "passwd", "--remove", key_s],
+        &[(PASS_ENV, &new)],
+    ));
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(text.contains("SIGIL-SECRET-KEY-1"));
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    ok(bob(&["kv", "get", "secret/bob/x"], &wrong));
+    let out = detached(&["key", "passwd", "--remove", key_s], &[]);
+    assert!(
+        stderr(&out).contains("has no passphrase"),
+        "{}",
+        stderr(&out)
+    );
+    // And add one to a plain key file.
+    ok(detached(
+        &["key", "passwd", key_s],
+        &[("SIGIL_KEY_NEW_PASSPHRASE_FILE", &pass)],
+    ));
+    assert!(
+        std::fs::read_to_string(&key)
+            .unwrap()
+            .contains("BEGIN AGE ENCRYPTED FILE")
+    );
+    ok(bob(&["kv", "get", "secret/bob/x"], &pass));
+
+    // A key file rage protected is a key file Sigil reads.
+    let plain_key = dir.path().join("carol.plain");
+    let carol_public = ok(detached(
+        &["key", "generate", "-o", plain_key.to_str().unwrap()],
+        &[],
+    ));
+    let carol = dir.path().join("carol.key");
+    let mut rage = Command::new(support::python())
+        .arg(support::interop_script("age_passphrase.py"))
+        .args(["encrypt", carol.to_str().unwrap(), pass.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = rage.stdin.take().unwrap();
+        stdin
+            .write_all(&std::fs::read(&plain_key).unwrap())
+            .unwrap();
+    }
+    assert!(rage.wait().unwrap().success());
+    std::fs::set_permissions(&carol, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        ok(detached(
+            &["key", "public", carol.to_str().unwrap()],
+            &[(PASS_ENV, &pass)]
+        )),
+        carol_public
+    );
+
+    // The passphrase has no flag: it cannot be given on the command line.
+    let out = detached(&["key", "generate", "--passphrase=hunter2"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// `-output-policy` (point 13): the command prints the HCL policy its request needs and sends
+/// nothing; that policy, attached, is enough to run it.
+#[test]
+fn output_policy_prints_what_a_command_needs() {
+    let s = Server::start();
+    let eve = s.new_identity("eve", &[]);
+    let as_eve = |args: &[&str]| s.sigil_as(&eve, args);
+
+    let put = ok(as_eve(&[
+        "kv",
+        "put",
+        "-output-policy",
+        "secret/app",
+        "v=1",
+    ]));
+    assert_eq!(
+        put,
+        "path \"secret/data/app\" {\n  capabilities = [\"create\", \"update\"]\n}\n"
+    );
+    // Nothing was written.
+    let out = s.sigil(&["kv", "get", "secret/app"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    let get = ok(as_eve(&["kv", "get", "-output-policy", "secret/app"]));
+    assert_eq!(
+        get,
+        "path \"secret/data/app\" {\n  capabilities = [\"read\"]\n}\n"
+    );
+    let list = ok(as_eve(&["kv", "list", "-output-policy", "secret/"]));
+    assert!(
+        list.contains("path \"secret/metadata") && list.contains("[\"list\"]"),
+        "{list}"
+    );
+    let del = ok(as_eve(&[
+        "kv",
+        "metadata",
+        "delete",
+        "-output-policy",
+        "secret/app",
+    ]));
+    assert!(
+        del.contains("\"secret/metadata/app\"") && del.contains("[\"delete\"]"),
+        "{del}"
+    );
+    let write = ok(as_eve(&[
+        "write",
+        "--output-policy",
+        "sys/policies/acl/x",
+        "policy=p",
+    ]));
+    assert!(write.contains("\"sys/policies/acl/x\""), "{write}");
+
+    // The printed policies, attached to eve, let her run the commands.
+    ok(s.sigil_stdin(
+        &["policy", "write", "eve", "-"],
+        format!("{put}{get}").as_bytes(),
+    ));
+    ok(s.sigil(&[
+        "identity",
+        "create",
+        "eve",
+        "--public-key",
+        eve.to_str().unwrap(),
+        "--policy",
+        "eve",
+    ]));
+    ok(as_eve(&["kv", "put", "secret/app", "v=1"]));
+    assert_eq!(ok(as_eve(&["kv", "get", "-field=v", "secret/app"])), "1\n");
+}
+
+/// `kv rollback -version=N` and `secrets list -detailed` (point 14).
+#[test]
+fn kv_rollback_and_secrets_list_detailed() {
+    let s = Server::start();
+    ok(s.sigil(&["kv", "put", "secret/app", "v=one"]));
+    ok(s.sigil(&["kv", "put", "secret/app", "v=two"]));
+    ok(s.sigil(&["kv", "rollback", "-version=1", "secret/app"]));
+    assert_eq!(
+        ok(s.sigil(&["kv", "get", "-field=v", "secret/app"])),
+        "one\n"
+    );
+    let meta = ok(s.sigil(&["kv", "metadata", "get", "-format=json", "secret/app"]));
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(
+        meta["data"]["current_version"], 3,
+        "a new version, as Vault"
+    );
+    // Refused: the current version, one that does not exist, a destroyed one.
+    for (version, says) in [("3", "already the current"), ("9", "does not exist")] {
+        let out = s.sigil(&[
+            "kv",
+            "rollback",
+            &format!("-version={version}"),
+            "secret/app",
+        ]);
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+    ok(s.sigil(&["kv", "destroy", "-versions=2", "secret/app"]));
+    let out = s.sigil(&["kv", "rollback", "-version=2", "secret/app"]);
+    assert!(
+        stderr(&out).contains("deleted or destroyed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        ok(s.sigil(&["kv", "get", "-field=v", "secret/app"])),
+        "one\n"
+    );
+
+    ok(s.sigil(&["secrets", "enable", "-default-lease-ttl=1h", "database"]));
+    let detailed = ok(s.sigil(&["secrets", "list", "-detailed"]));
+    let header = detailed.lines().next().unwrap();
+    for column in ["Default TTL", "Max TTL", "Options"] {
+        assert!(header.contains(column), "{detailed}");
+    }
+    assert!(
+        detailed
+            .lines()
+            .any(|l| l.starts_with("database/") && l.contains("3600")),
+        "{detailed}"
+    );
+    assert!(
+        detailed
+            .lines()
+            .any(|l| l.starts_with("secret/") && l.contains("version")),
+        "{detailed}"
+    );
+    assert!(!ok(s.sigil(&["secrets", "list"])).contains("Max TTL"));
+}
+
+/// Help that is true (point 15): every command in `sigil --help`, every engine type in
+/// `secrets enable --help`, every metadata verb in `kv metadata --help`, and settings that come
+/// from the environment are not shown as required arguments.
+#[test]
+fn help_is_true() {
+    let help = ok(support::run(&["--help"]));
+    for command in [
+        "server",
+        "key",
+        "identity",
+        "group",
+        "policy",
+        "secrets",
+        "kv",
+        "read",
+        "write",
+        "list",
+        "delete",
+        "operator",
+        "audit",
+        "lease",
+        "e2e",
+        "wrap",
+        "unwrap",
+        "status",
+        "version",
+        "completion",
+    ] {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            "{command} missing from:\n{help}"
+        );
+    }
+    let enable = ok(support::run(&["secrets", "enable", "--help"]));
+    for engine in ["kv", "e2e", "transit", "pki", "database"] {
+        assert!(enable.contains(engine), "{engine}: {enable}");
+    }
+    let metadata = ok(support::run(&["kv", "metadata", "--help"]));
+    for verb in ["get", "put", "patch", "delete"] {
+        assert!(
+            metadata
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{verb} "))),
+            "{verb}: {metadata}"
+        );
+    }
+    for args in [
+        &["kv", "get", "--help"][..],
+        &["read", "--help"],
+        &["operator", "unseal", "--help"],
+    ] {
+        let text = ok(support::run(args));
+        let usage = text.lines().find(|l| l.starts_with("Usage:")).unwrap();
+        for setting in ["--addr", "--key", "--ca-cert", "--server-key"] {
+            assert!(!usage.contains(setting), "{args:?}: {usage}");
+        }
+    }
 }

@@ -83,6 +83,25 @@ fn init_restart_and_unseal_with_any_quorum() {
     let (mut s, keyid, _) = init(&data, &a, 2);
     let [alice, bob, carol] = [&a.keys[0], &a.keys[1], &a.keys[2]];
     assert!(sealed(&s));
+    // For people: each admin by name and keyid, the threshold once, the unseal key named.
+    let table = stdout(&s.sigil_env(&["operator", "status"], &[]));
+    for (name, key) in [("alice", alice), ("bob", bob), ("carol", carol)] {
+        let public = ok(support::run(&["key", "public", key.to_str().unwrap()]));
+        let admin_keyid = sigil_crypto::PublicIdentity::parse(public.trim())
+            .unwrap()
+            .keyid()
+            .as_str()
+            .to_owned();
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(&format!("Admin {name} ")) && l.ends_with(&admin_keyid)),
+            "{table}"
+        );
+    }
+    assert_eq!(table.matches("Threshold").count(), 1, "{table}");
+    assert!(table.contains("2 of 3 admins"), "{table}");
+    assert!(table.contains("Unseal Public Key"), "{table}");
     let refused = as_admin(&s, &keyid, alice, &["kv", "get", "secret/x"]);
     assert!(stderr(&refused).contains("503"), "{}", stderr(&refused));
 
@@ -502,11 +521,19 @@ async fn rekey_changes_admins_and_threshold_and_old_shares_stop_working() {
         ],
     ));
     // Until the deadline the server printed has passed (by the wall clock it keeps too).
+    // The deadline is printed as an RFC 3339 time.
     let deadline: i64 = short
         .lines()
-        .find_map(|l| l.split("open until Unix time ").nth(1))
-        .and_then(|rest| rest.trim_end_matches(['(', ')', ':', ' ']).parse().ok())
-        .unwrap_or_else(|| panic!("no deadline in: {short}"));
+        .find_map(|l| l.split("open until ").nth(1))
+        .and_then(|rest| {
+            time::OffsetDateTime::parse(
+                rest.trim_end_matches(['(', ')', ':', ' ']),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok()
+        })
+        .map(time::OffsetDateTime::unix_timestamp)
+        .unwrap_or_else(|| panic!("no RFC 3339 deadline in: {short}"));
     support::eventually(30, || support::raw::now() > deadline);
     let out = as_admin(
         &s,

@@ -34,7 +34,7 @@ fn transit_encrypts_signs_and_its_signatures_verify_elsewhere() {
     ]));
     let ciphertext = field(&enc, "ciphertext");
     assert!(ciphertext.starts_with("sigil:v1:"), "{enc}");
-    ok(s.sigil(&["write", "transit/keys/app/rotate"]));
+    ok(s.sigil(&["write", "-f", "transit/keys/app/rotate"]));
     let dec = ok(s.sigil(&[
         "write",
         "transit/decrypt/app",

@@ -51,6 +51,8 @@ pub struct Client {
     mtls: bool,
     /// The CA the client trusts, kept to rebuild the HTTP client with a certificate.
     ca_pem: Option<Vec<u8>>,
+    /// `-output-policy`: authenticated requests are not sent (see [`Client::output_policy`]).
+    output_policy: bool,
 }
 
 /// A channel the server granted: its id, key and when to stop using it.
@@ -191,6 +193,7 @@ impl Client {
             asking: AtomicBool::new(false),
             mtls: false,
             ca_pem: config.ca_pem,
+            output_policy: false,
         })
     }
 
@@ -214,6 +217,15 @@ impl Client {
     /// Requests are signed either way.
     pub fn with_channels(mut self, on: bool) -> Self {
         self.channels = on;
+        self
+    }
+
+    /// Vault's `-output-policy`: [`Client::request`] sends nothing and fails with
+    /// [`ClientError::OutputPolicy`], naming the request a policy would have to allow. Mount
+    /// lookups (`sys/internal/ui/mounts`, which only read) are still sent, so a command can
+    /// resolve its path first.
+    pub fn output_policy(mut self) -> Self {
+        self.output_policy = true;
         self
     }
 
@@ -416,6 +428,12 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<ApiResponse, ClientError> {
+        if self.output_policy && !path.starts_with("sys/internal/ui/mounts") {
+            return Err(ClientError::OutputPolicy {
+                method: method.to_owned(),
+                path: path.split('?').next().unwrap_or(path).to_owned(),
+            });
+        }
         let server = self.server_key().await?.clone();
         let key = self.key()?;
         let plain = body.map(|v| Zeroizing::new(serde_json::to_vec(v).expect("JSON serializes")));

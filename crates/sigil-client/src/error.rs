@@ -34,6 +34,14 @@ pub enum ClientError {
     /// nothing was encrypted to it or decrypted from it.
     #[error("refused: {0}")]
     Untrusted(String),
+    /// `-output-policy` ([`crate::Client::output_policy`]): this request was not sent.
+    #[error("not sent (-output-policy): {method} {path}")]
+    OutputPolicy {
+        /// The HTTP method (`LIST` for a list).
+        method: String,
+        /// The API path below `/v1/`, without a query.
+        path: String,
+    },
 }
 
 fn api_message(status: u16, errors: &[String]) -> String {
@@ -45,6 +53,28 @@ fn api_message(status: u16, errors: &[String]) -> String {
 }
 
 impl ClientError {
+    /// The policy that allows a request, as Vault's `-output-policy` prints it: the path, and
+    /// the capabilities its method needs (a write may create or update). `None` for other
+    /// errors.
+    pub fn sample_policy(&self) -> Option<String> {
+        let ClientError::OutputPolicy { method, path } = self else {
+            return None;
+        };
+        let capabilities = match method.as_str() {
+            "GET" | "HEAD" => r#""read""#,
+            "LIST" => r#""list""#,
+            "POST" | "PUT" => r#""create", "update""#,
+            "PATCH" => r#""patch""#,
+            "DELETE" => r#""delete""#,
+            _ => r#""sudo""#,
+        };
+        // A JSON string is an HCL string: quotes and backslashes stay escaped.
+        let path = serde_json::to_string(path).ok()?;
+        Some(format!(
+            "path {path} {{\n  capabilities = [{capabilities}]\n}}\n"
+        ))
+    }
+
     /// The HTTP status, for API errors.
     pub fn status(&self) -> Option<u16> {
         match self {

@@ -133,6 +133,7 @@ impl Transport {
     pub(crate) async fn send(&self, mut req: Request<Full<Bytes>>) -> Result<Reply, ClientError> {
         req.headers_mut()
             .insert(header::HOST, self.authority.clone());
+        let size = hyper::body::Body::size_hint(req.body()).lower();
         loop {
             let (mut sender, fresh) = match self.take_idle() {
                 Some(s) => (s, false),
@@ -155,7 +156,19 @@ impl Transport {
                         req = unsent;
                         continue;
                     }
-                    _ => return Err(transport_error("sending the request", e.error())),
+                    _ => {
+                        let mut err = transport_error("sending the request", e.error());
+                        // A server that refuses a large body (413) may close the connection
+                        // before the client has sent it all and could read the answer.
+                        if size > 1024 * 1024
+                            && let ClientError::Transport(m) = &mut err
+                        {
+                            m.push_str(&format!(
+                                " (the body was {size} bytes: the server may have refused it as too large; its limit is [limits] max_request_bytes, 32 MiB unless changed)"
+                            ));
+                        }
+                        return Err(err);
+                    }
                 },
             };
             let status = response.status().as_u16();

@@ -83,6 +83,10 @@ pub struct SealStatus {
     pub threshold: u8,
     /// The admins' keyids.
     pub admins: Vec<String>,
+    /// The admins' names as given at init or rekey, in the order of `admins` (empty for a
+    /// transient server's admin, which has no seal configuration). Public, as in `sys/rekey`.
+    #[serde(default)]
+    pub admin_names: Vec<String>,
     /// Shares accepted in this attempt.
     pub progress: u8,
     /// This boot's unseal public key (X25519, base64url).
@@ -325,13 +329,14 @@ impl Node {
             State::Sealed(c) => (true, true, Some(Arc::clone(c)), None),
             State::Unsealed(c, core) => (true, false, c.clone(), Some(Arc::clone(core))),
         };
-        let (threshold, admins) = match (&config, &core) {
+        let (threshold, admins, admin_names) = match (&config, &core) {
             (Some(c), _) => (
                 c.threshold,
                 c.admins.iter().map(|a| a.keyid.clone()).collect(),
+                c.admins.iter().map(|a| a.name.clone()).collect(),
             ),
-            (None, Some(core)) => (1, core.admin_keyids()),
-            (None, None) => (0, Vec::new()),
+            (None, Some(core)) => (1, core.admin_keyids(), Vec::new()),
+            (None, None) => (0, Vec::new(), Vec::new()),
         };
         let n = u8::try_from(admins.len()).unwrap_or(u8::MAX);
         SealStatus {
@@ -340,6 +345,7 @@ impl Node {
             sealed,
             threshold,
             admins,
+            admin_names,
             progress: u8::try_from(attempt.shares.len()).unwrap_or(u8::MAX),
             unseal_key: b64url_encode(&attempt.key.public()),
             attempt: attempt.nonce.clone(),

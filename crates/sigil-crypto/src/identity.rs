@@ -168,9 +168,16 @@ impl SecretIdentity {
                 "key file holds more than one key line",
             ));
         }
-        if line.starts_with("AGE-") || line.starts_with("age-encryption.org") {
+        if line.starts_with("AGE-") {
             return Err(CryptoError::Encoding(
-                "passphrase-protected key files are not supported yet",
+                "an age identity (AGE-SECRET-KEY-1…), not a Sigil key",
+            ));
+        }
+        if line.starts_with("age-encryption.org") || line.starts_with("-----BEGIN AGE") {
+            // The CLI opens a passphrase-protected key file before it gets here
+            // (age::passphrase); the text itself is not a key.
+            return Err(CryptoError::Encoding(
+                "an encrypted (age) file: open it with its passphrase first",
             ));
         }
         let checked = CheckedHrpstring::new::<Bech32>(line)

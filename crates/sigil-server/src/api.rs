@@ -94,12 +94,20 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     );
     let method = req.method().as_str().to_owned();
     let (req, leftover) = crate::leftover::Leftover::split(req);
+    // A body refused as too large may be up to ~1.4 times the limit once sealed and encoded:
+    // read that much of it (within the time limit) so the client gets to see the 413.
+    let drain_too_large = state.limits.max_request_bytes.saturating_mul(2);
     let resp = match dispatch(state, req).await {
         Ok(r) => r,
         Err(e) => {
             // Answered early: the client sees the status, not a reset (leftover.rs).
             if let Some(leftover) = leftover {
-                leftover.drain().await;
+                let budget = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    drain_too_large
+                } else {
+                    0
+                };
+                leftover.drain(budget).await;
             }
             e.into_response()
         }

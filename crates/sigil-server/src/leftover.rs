@@ -3,8 +3,9 @@
 //! (413), a sealed server (503). A client still sending would then see the connection reset
 //! instead of the answer (curl over HTTP/2 reports a stream error). So a request that has a
 //! body hands its handler a body shared with the dispatcher, which, after an error answer,
-//! reads and discards what is left — at most [`DRAIN_BYTES`] within [`DRAIN_TIME`] — before the
-//! answer goes out, as a well-behaved HTTP server lingers.
+//! reads and discards what is left — at most [`DRAIN_BYTES`] (or, after a 413, what the caller
+//! gives: twice the request limit) within [`DRAIN_TIME`] — before the answer goes out, as a
+//! well-behaved HTTP server lingers.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,7 +18,7 @@ use http_body::{Body as _, Frame};
 /// The most that is read and thrown away after an early answer.
 const DRAIN_BYTES: usize = 4 * 1024 * 1024;
 /// How long that may take.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
+const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 type Slot = Arc<Mutex<Option<Body>>>;
 
@@ -67,8 +68,10 @@ impl Leftover {
         )
     }
 
-    /// Reads and discards what the handler left, within the limits.
-    pub(crate) async fn drain(self) {
+    /// Reads and discards what the handler left: at most the larger of [`DRAIN_BYTES`] and
+    /// `bytes`, within [`DRAIN_TIME`].
+    pub(crate) async fn drain(self, bytes: usize) {
+        let limit = DRAIN_BYTES.max(bytes);
         let Some(body) = self.0.lock().unwrap_or_else(PoisonError::into_inner).take() else {
             return;
         };
@@ -79,7 +82,7 @@ impl Leftover {
                 std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
             {
                 read += frame.data_ref().map_or(0, Bytes::len);
-                if read > DRAIN_BYTES {
+                if read > limit {
                     return;
                 }
             }

@@ -1,17 +1,26 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use sigil_crypto::{SecretIdentity, age};
+use zeroize::Zeroizing;
 
 use crate::args::KeyCommand;
 use crate::keyfile;
 
 pub(crate) fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        KeyCommand::Generate { output } => {
+        KeyCommand::Generate { output, passphrase } => {
             let key = SecretIdentity::generate().context("key generation failed")?;
-            let file = key.to_key_file(&super::now_rfc3339());
+            let mut file = key.to_key_file(&super::now_rfc3339());
+            if passphrase {
+                let pass = keyfile::ask_passphrase(
+                    "Passphrase for the new key: ",
+                    keyfile::PASSPHRASE_FILE_ENV,
+                    true,
+                )?;
+                file = Zeroizing::new(keyfile::protect(&file, &pass)?);
+            }
             match output {
                 Some(path) => {
                     keyfile::write_private_file(&path, file.as_bytes())?;
@@ -24,6 +33,32 @@ pub(crate) fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
                         .context("cannot write to standard output")?;
                 }
             }
+        }
+        KeyCommand::Passwd { file, remove } => {
+            let (text, protected) = keyfile::read_key_text(&file)?;
+            let contents = if remove {
+                if !protected {
+                    bail!("{} has no passphrase", file.display());
+                }
+                text
+            } else {
+                let pass = keyfile::ask_passphrase(
+                    &format!("New passphrase for {}: ", file.display()),
+                    keyfile::NEW_PASSPHRASE_FILE_ENV,
+                    true,
+                )?;
+                Zeroizing::new(keyfile::protect(&text, &pass)?)
+            };
+            keyfile::replace_private_file(&file, contents.as_bytes())?;
+            eprintln!(
+                "{}: {}",
+                file.display(),
+                if remove {
+                    "passphrase removed"
+                } else {
+                    "passphrase set"
+                }
+            );
         }
         KeyCommand::Public { file } => {
             // A key file, or a file that holds a public identity already (no permission

@@ -89,7 +89,7 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default();
             match format {
                 Format::Json => output::json(&status),
-                Format::Table => output::table(&output::rows(Some(&status))),
+                Format::Table => output::table(&seal_rows(&status)),
             }
             // As `vault status`: 2 when sealed.
             if status["sealed"] == Value::Bool(true) {
@@ -141,8 +141,14 @@ fn print_rekey(status: &Value) {
         return;
     }
     println!(
-        "Rekey proposal (open until Unix time {}):",
+        "Rekey proposal (open until {}):",
         status["deadline"]
+            .as_i64()
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+            .and_then(|t| t
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok())
+            .unwrap_or_else(|| status["deadline"].to_string())
     );
     let names = status["names"].as_array().cloned().unwrap_or_default();
     for (i, key) in status["admins"]
@@ -242,6 +248,57 @@ async fn explain_unseal_failure(
         );
     }
     e.into()
+}
+
+/// `operator status` for people: the seal state, each admin by name and keyid, the threshold
+/// once, and this boot's unseal public key under its name.
+fn seal_rows(status: &Value) -> Vec<(String, String)> {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "n/a".to_owned(),
+        v => v.to_string(),
+    };
+    let mut rows = vec![
+        ("Seal Type".to_owned(), text(&status["type"])),
+        ("Initialized".to_owned(), text(&status["initialized"])),
+        ("Sealed".to_owned(), text(&status["sealed"])),
+        (
+            "Threshold".to_owned(),
+            format!("{} of {} admins", text(&status["t"]), text(&status["n"])),
+        ),
+        (
+            "Unseal Progress".to_owned(),
+            format!("{}/{}", text(&status["progress"]), text(&status["t"])),
+        ),
+    ];
+    let names = status["admin_names"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (i, keyid) in status["admins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let name = names
+            .get(i)
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map_or_else(|| format!("#{}", i + 1), str::to_owned);
+        rows.push((format!("Admin {name}"), text(keyid)));
+    }
+    rows.push((
+        "Unseal Public Key".to_owned(),
+        format!(
+            "{} (this boot's; shares are sealed to it)",
+            text(&status["unseal_key"])
+        ),
+    ));
+    rows.push(("Unseal Attempt".to_owned(), text(&status["attempt"])));
+    rows.push(("Storage Type".to_owned(), text(&status["storage_type"])));
+    rows.push(("Version".to_owned(), text(&status["version"])));
+    rows
 }
 
 /// `sigil status`: the seal status and health in `vault status`'s rows; exit 2 when sealed.

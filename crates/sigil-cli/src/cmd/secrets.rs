@@ -49,7 +49,11 @@ pub(crate) async fn run(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
                 .await?;
             println!("Success! Disabled the secrets engine (if it existed) at: {path}");
         }
-        SecretsCommand::List { format, client } => {
+        SecretsCommand::List {
+            format,
+            detailed,
+            client,
+        } => {
             let c = config::client(&client)?;
             let body = c
                 .request("GET", "sys/mounts", None)
@@ -65,16 +69,34 @@ pub(crate) async fn run(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
                         .into_iter()
                         .flatten()
                         .map(|(path, m)| {
-                            let cell = |k: &str| output::cell(m.get(k).unwrap_or(&Value::Null));
-                            vec![
-                                path.clone(),
-                                cell("type"),
-                                cell("accessor"),
-                                cell("description"),
-                            ]
+                            let at = |p: &str| output::cell(m.pointer(p).unwrap_or(&Value::Null));
+                            let mut row = vec![path.clone(), at("/type"), at("/accessor")];
+                            if detailed {
+                                row.push(at("/config/default_lease_ttl"));
+                                row.push(at("/config/max_lease_ttl"));
+                                row.push(match m.get("options") {
+                                    Some(o) if !o.is_null() => o.to_string(),
+                                    _ => "n/a".to_owned(),
+                                });
+                            }
+                            row.push(at("/description"));
+                            row
                         })
                         .collect();
-                    output::columns(&["Path", "Type", "Accessor", "Description"], &rows);
+                    let header: &[&str] = if detailed {
+                        &[
+                            "Path",
+                            "Type",
+                            "Accessor",
+                            "Default TTL",
+                            "Max TTL",
+                            "Options",
+                            "Description",
+                        ]
+                    } else {
+                        &["Path", "Type", "Accessor", "Description"]
+                    };
+                    output::columns(header, &rows);
                 }
             }
         }

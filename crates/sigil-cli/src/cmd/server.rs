@@ -127,20 +127,19 @@ fn client_addr(addr: SocketAddr) -> String {
     format!("https://{}", SocketAddr::new(ip, addr.port()))
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending::<()>().await,
+/// SIGTERM or SIGINT. The handlers are registered when this is called, not when the future is
+/// first polled: a server that has printed its address (and so may be stopped) already cleans
+/// up on a signal instead of dying of it.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    })
 }
 
 /// Creates `dir` (0700) if it does not exist; an existing one that others can enter is
@@ -316,6 +315,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     // Before any key is generated or read.
     let hardening = sigil_server::harden_process(plan.allow_unlocked_memory)?;
     let names = plan.names.clone();
+    let shutdown = shutdown_signal()?;
     // Removes a temporary state directory when `run` returns (a clean exit).
     let mut state_guard: Option<tempfile::TempDir> = None;
     let (node, tls, ca_path, generated_key) = match &plan.data_dir {
@@ -409,7 +409,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let closing = running.shutdown_handle();
     tokio::select! {
         () = running.serve() => {}
-        () = shutdown_signal() => {
+        () = shutdown => {
             tracing::info!("shutting down");
         }
     }

@@ -1,5 +1,6 @@
 //! The age file format, version 1 (<https://age-encryption.org/v1>, C2SP `age.md`), for X25519
-//! recipients: the multi-recipient envelope of end-to-end secrets and one-time wraps.
+//! recipients: the multi-recipient envelope of end-to-end secrets and one-time wraps; and, in
+//! [`passphrase`], age's scrypt recipient with its ASCII armor for passphrase-protected key files.
 //!
 //! A Sigil identity's X25519 key is an age X25519 key, so `sigil key export-age` gives an
 //! `AGE-SECRET-KEY-1…` identity that the age tools accept, and they open these envelopes.
@@ -28,6 +29,8 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use crate::{CryptoError, EncryptionKey, random};
+
+pub mod passphrase;
 
 const INTRO: &[u8] = b"age-encryption.org/v1\n";
 const X25519_LABEL: &[u8] = b"age-encryption.org/v1/X25519";
@@ -65,8 +68,18 @@ pub fn encrypt(recipients: &[[u8; 32]], plaintext: &[u8]) -> Result<Vec<u8>, Cry
         header.extend_from_slice(B64.encode(&body).as_bytes());
         header.push(b'\n');
     }
+    seal(&file_key, header, plaintext)
+}
+
+/// Finishes a file whose header (the intro and the stanzas) is `header`: the MAC line, then
+/// the payload encrypted under `file_key`.
+fn seal(
+    file_key: &[u8; 16],
+    mut header: Vec<u8>,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
     header.extend_from_slice(b"---");
-    let mac = header_mac(&file_key, &header);
+    let mac = header_mac(file_key, &header);
     header.push(b' ');
     header.extend_from_slice(B64.encode(mac).as_bytes());
     header.push(b'\n');
@@ -74,7 +87,7 @@ pub fn encrypt(recipients: &[[u8; 32]], plaintext: &[u8]) -> Result<Vec<u8>, Cry
     let nonce = random::bytes::<16>()?;
     let mut out = header;
     out.extend_from_slice(&nonce);
-    let payload = ChaCha20Poly1305::new((&*payload_key(&file_key, &nonce)).into());
+    let payload = ChaCha20Poly1305::new((&*payload_key(file_key, &nonce)).into());
     let chunks: Vec<&[u8]> = if plaintext.is_empty() {
         vec![&[]]
     } else {
@@ -92,27 +105,44 @@ pub fn encrypt(recipients: &[[u8; 32]], plaintext: &[u8]) -> Result<Vec<u8>, Cry
 /// Opens an envelope with `key`, if one of its stanzas is for it.
 pub fn decrypt(key: &EncryptionKey, file: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let header = Header::parse(file)?;
+    let stanzas = x25519_stanzas(&header)?;
     let secret = StaticSecret::from(*key.expose_secret());
     let public = PublicKey::from(&secret);
     let mut file_key = None;
-    for s in &header.stanzas {
-        let shared = secret.diffie_hellman(&PublicKey::from(s.share));
+    for (share, body) in &stanzas {
+        let shared = secret.diffie_hellman(&PublicKey::from(*share));
         if !shared.was_contributory() {
             return Err(CryptoError::Open);
         }
-        let wrap_key = wrap_key(shared.as_bytes(), &s.share, public.as_bytes());
-        if let Ok(k) =
-            ChaCha20Poly1305::new((&*wrap_key).into()).decrypt(&Nonce::from([0u8; 12]), &s.body[..])
-        {
-            let k = Zeroizing::new(k);
-            let mut fk = Zeroizing::new([0u8; 16]);
-            fk.copy_from_slice(&k);
-            file_key = Some(fk);
+        let wrap_key = wrap_key(shared.as_bytes(), share, public.as_bytes());
+        if let Some(k) = unwrap_file_key(&wrap_key, body) {
+            file_key = Some(k);
             break;
         }
     }
     let file_key = file_key.ok_or(CryptoError::Open)?;
-    let mut check = header_hmac(&file_key);
+    open(&file_key, &header, file)
+}
+
+/// The file key wrapped in a stanza body (ChaCha20-Poly1305, zero nonce), if `wrap_key` opens it.
+fn unwrap_file_key(wrap_key: &[u8; 32], body: &[u8]) -> Option<Zeroizing<[u8; 16]>> {
+    let k = Zeroizing::new(
+        ChaCha20Poly1305::new(wrap_key.into())
+            .decrypt(&Nonce::from([0u8; 12]), body)
+            .ok()?,
+    );
+    let mut fk = Zeroizing::new([0u8; 16]);
+    fk.copy_from_slice(k.get(..16).filter(|_| k.len() == 16)?);
+    Some(fk)
+}
+
+/// Checks the header's MAC with `file_key`, then decrypts the payload.
+fn open(
+    file_key: &[u8; 16],
+    header: &Header,
+    file: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let mut check = header_hmac(file_key);
     check.update(&file[..header.mac_input_len]);
     // Constant-time comparison of the MAC.
     check
@@ -124,7 +154,7 @@ pub fn decrypt(key: &EncryptionKey, file: &[u8]) -> Result<Zeroizing<Vec<u8>>, C
         return Err(CryptoError::Open);
     }
     let (nonce, body) = rest.split_at(16);
-    let payload = ChaCha20Poly1305::new((&*payload_key(&file_key, nonce)).into());
+    let payload = ChaCha20Poly1305::new((&*payload_key(file_key, nonce)).into());
     let mut out = Zeroizing::new(Vec::with_capacity(body.len()));
     let chunks: Vec<&[u8]> = body.chunks(CHUNK + TAG).collect();
     if chunks.is_empty() {
@@ -150,12 +180,13 @@ pub fn decrypt(key: &EncryptionKey, file: &[u8]) -> Result<Zeroizing<Vec<u8>>, C
 /// server can check without a key).
 pub fn recipient_count(file: &[u8]) -> Result<usize, CryptoError> {
     let header = Header::parse(file)?;
+    let stanzas = x25519_stanzas(&header)?;
     let payload = file.len() - header.len;
     // The nonce and at least one chunk's tag.
     if payload < 16 + TAG {
         return Err(CryptoError::Encoding("age payload is truncated"));
     }
-    Ok(header.stanzas.len())
+    Ok(stanzas.len())
 }
 
 /// `age1…`: an X25519 public key as the age tools print recipients.
@@ -191,9 +222,11 @@ pub fn identity_string(key: &EncryptionKey) -> Zeroizing<String> {
     )
 }
 
+/// One recipient stanza: `-> TYPE ARG…` and its base64 body, decoded.
 struct Stanza {
-    share: [u8; 32],
-    body: [u8; 32],
+    kind: Vec<u8>,
+    args: Vec<Vec<u8>>,
+    body: Vec<u8>,
 }
 
 struct Header {
@@ -203,6 +236,33 @@ struct Header {
     mac_input_len: usize,
     /// The whole header, through the newline after the MAC.
     len: usize,
+}
+
+/// An X25519 stanza: the ephemeral share and the wrapped file key.
+type X25519Stanza = ([u8; 32], [u8; 32]);
+
+/// The (ephemeral share, wrapped file key) of each stanza, which must all be X25519: Sigil's
+/// envelopes carry nothing else, and anything else (age's scrypt, SSH or plugin stanzas) is
+/// refused rather than stored blind.
+fn x25519_stanzas(header: &Header) -> Result<Vec<X25519Stanza>, CryptoError> {
+    header
+        .stanzas
+        .iter()
+        .map(|s| {
+            if s.kind != b"X25519" {
+                return Err(bad("age header: only X25519 recipients are supported"));
+            }
+            let [share] = &s.args[..] else {
+                return Err(bad("age header: X25519 stanza takes one argument"));
+            };
+            let body: [u8; 32] = s
+                .body
+                .clone()
+                .try_into()
+                .map_err(|_| bad("age header: wrong field length"))?;
+            Ok((b64_exact::<32>(share)?, body))
+        })
+        .collect()
 }
 
 fn bad(what: &'static str) -> CryptoError {
@@ -257,8 +317,16 @@ impl Header {
                 .strip_prefix(b"-> ")
                 .ok_or_else(|| bad("age header: expected a stanza or the MAC line"))?;
             let mut parts = args.split(|&b| b == b' ');
-            let kind = parts.next().unwrap_or_default();
-            let arg: Vec<&[u8]> = parts.collect();
+            let kind = parts.next().unwrap_or_default().to_vec();
+            let args: Vec<Vec<u8>> = parts.map(<[u8]>::to_vec).collect();
+            // As the format: a type and arguments are non-empty strings of printable ASCII.
+            if kind.is_empty()
+                || std::iter::once(&kind)
+                    .chain(&args)
+                    .any(|a| a.is_empty() || a.iter().any(|b| !(33..=126).contains(b)))
+            {
+                return Err(bad("age header: malformed stanza line"));
+            }
             // The body: lines of 64 base64 characters, ended by a shorter one (maybe empty).
             let mut body = Vec::new();
             loop {
@@ -272,18 +340,10 @@ impl Header {
                     break;
                 }
             }
-            if kind != b"X25519" {
-                // Sigil's envelopes carry only X25519 stanzas; anything else (including age's
-                // scrypt, SSH or plugin stanzas) is refused rather than stored blind.
-                return Err(bad("age header: only X25519 recipients are supported"));
-            }
-            if arg.len() != 1 {
-                return Err(bad("age header: X25519 stanza takes one argument"));
-            }
-            stanzas.push(Stanza {
-                share: b64_exact::<32>(arg[0])?,
-                body: b64_exact::<32>(&body)?,
-            });
+            let body = B64
+                .decode(&body)
+                .map_err(|_| bad("age header: invalid base64"))?;
+            stanzas.push(Stanza { kind, args, body });
             if stanzas.len() > MAX_RECIPIENTS {
                 return Err(bad("age header: too many recipients"));
             }
