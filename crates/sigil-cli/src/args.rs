@@ -95,6 +95,8 @@ pub(crate) enum Command {
         #[arg(long)]
         field: Option<String>,
         #[command(flatten)]
+        wrap: ResponseWrap,
+        #[command(flatten)]
         client: ClientArgs,
     },
     /// Write to any path: `key=value`, `key=@FILE`, or `-` for a JSON object on stdin.
@@ -113,12 +115,16 @@ pub(crate) enum Command {
         #[arg(long)]
         field: Option<String>,
         #[command(flatten)]
+        wrap: ResponseWrap,
+        #[command(flatten)]
         client: ClientArgs,
     },
     /// List below any path.
     List {
         /// The path below /v1/.
         path: String,
+        #[command(flatten)]
+        show: ListArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -174,6 +180,8 @@ pub(crate) enum LeaseCommand {
     List {
         /// A path such as database/creds/app.
         prefix: String,
+        #[command(flatten)]
+        show: ListArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -479,12 +487,16 @@ pub(crate) enum IdentityCommand {
     /// List identities.
     List {
         #[command(flatten)]
+        show: ListArgs,
+        #[command(flatten)]
         client: ClientArgs,
     },
     /// Show an identity.
     Read {
         /// Its name.
         name: String,
+        #[command(flatten)]
+        show: ShowArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -515,12 +527,16 @@ pub(crate) enum GroupCommand {
     /// List groups.
     List {
         #[command(flatten)]
+        show: ListArgs,
+        #[command(flatten)]
         client: ClientArgs,
     },
     /// Show a group.
     Read {
         /// Its name.
         name: String,
+        #[command(flatten)]
+        show: ShowArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -544,15 +560,25 @@ pub(crate) enum PolicyCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Print a policy.
+    /// Check a policy file with the server's parser and lay it out canonically, in place
+    /// (comments kept; a JSON policy is only checked). No server needed.
+    Fmt {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Print a policy (its HCL text; `-format=json|yaml` for name and text).
     Read {
         /// Its name.
         name: String,
+        #[command(flatten)]
+        show: ShowArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// List policies.
     List {
+        #[command(flatten)]
+        show: ListArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -719,6 +745,38 @@ pub(crate) struct MountTtls {
 pub(crate) enum Format {
     Table,
     Json,
+    Yaml,
+}
+
+/// How to print an answer's data: `-format` and `-field`.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ShowArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: Format,
+    /// Print only this field of the answer's data.
+    #[arg(long)]
+    pub(crate) field: Option<String>,
+}
+
+/// Response wrapping (`-wrap-to`, `-wrap-ttl`), as Vault's `-wrap-ttl`.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ResponseWrap {
+    /// Response wrapping: the server encrypts the answer to this identity (name or keyid)
+    /// and stores it as a one-time wrap; you get only the wrap id.
+    #[arg(long)]
+    pub(crate) wrap_to: Option<String>,
+    /// The wrap's time to live (default 5m).
+    #[arg(long, requires = "wrap_to")]
+    pub(crate) wrap_ttl: Option<String>,
+}
+
+/// How to print a list: `-format`.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ListArgs {
+    /// Output format (`json` and `yaml` print the keys as a list).
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: Format,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -743,13 +801,8 @@ pub(crate) enum KvCommand {
         at: KvPathArgs,
         #[command(flatten)]
         read: VersionRead,
-        /// Response wrapping: the server encrypts the answer to this identity (name or keyid)
-        /// and stores it as a one-time wrap; you get only the wrap id.
-        #[arg(long)]
-        wrap_to: Option<String>,
-        /// The wrap's time to live (default 5m).
-        #[arg(long, requires = "wrap_to")]
-        wrap_ttl: Option<String>,
+        #[command(flatten)]
+        wrap: ResponseWrap,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -159,20 +159,25 @@ pub(crate) fn ask_passphrase(
     Ok(pass)
 }
 
-/// Replaces `path` (a key file) with `contents`, keeping it 0600: written beside it, synced,
-/// then renamed over it, so a crash leaves the old file or the new one.
-pub(crate) fn replace_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+/// Replaces `path` with `contents` and permissions `mode`: written beside it (a new file,
+/// created 0600, only then given `mode`), synced, then renamed over it, so a crash leaves the
+/// old file or the new one.
+pub(crate) fn replace_file(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow::anyhow!("{} is not a file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.new", name.to_string_lossy()));
-    std::fs::remove_file(&tmp).ok();
-    write_private_file(&tmp, contents)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write beside {}", path.display()))?;
+    tmp.write_all(contents)
+        .and_then(|()| tmp.as_file().sync_all())
+        .and_then(|()| {
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(mode))
+        })
+        .with_context(|| format!("cannot write beside {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
     std::fs::File::open(dir).and_then(|d| d.sync_all()).ok();
     Ok(())
 }

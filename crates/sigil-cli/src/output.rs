@@ -2,6 +2,8 @@
 
 use serde_json::Value;
 
+use crate::args::Format;
+
 /// A value as a table cell: strings bare, null as `n/a`, everything else as compact JSON.
 pub(crate) fn cell(v: &Value) -> String {
     match v {
@@ -130,12 +132,77 @@ pub(crate) fn warnings(body: &Value) {
     }
 }
 
-/// Pretty JSON.
-pub(crate) fn json(v: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("JSON serializes")
-    );
+/// `-format=json` (pretty) or `-format=yaml`; a table is the caller's to print.
+pub(crate) fn structured(format: Format, v: &Value) {
+    match format {
+        Format::Yaml => print!("{}", yaml(v)),
+        Format::Json | Format::Table => println!(
+            "{}",
+            serde_json::to_string_pretty(v).expect("JSON serializes")
+        ),
+    }
+}
+
+/// A JSON value as YAML (1.2, block style). Every string and key is written double-quoted with
+/// JSON's escapes, which YAML reads the same way: no value can turn into another type
+/// (`"no"`, `"1e3"`, `"null"` stay strings) or break the layout (newlines stay `\n`).
+pub(crate) fn yaml(v: &Value) -> String {
+    let mut out = String::new();
+    match v {
+        Value::Object(m) if !m.is_empty() => yaml_block(v, 0, &mut out),
+        Value::Array(a) if !a.is_empty() => yaml_block(v, 0, &mut out),
+        _ => {
+            out.push_str(&yaml_scalar(v));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn yaml_scalar(v: &Value) -> String {
+    match v {
+        Value::Object(_) => "{}".to_owned(),
+        Value::Array(_) => "[]".to_owned(),
+        // JSON's string, number, true, false and null are YAML's too.
+        v => v.to_string(),
+    }
+}
+
+/// A non-empty mapping or sequence, each entry on its own line at `indent`.
+fn yaml_block(v: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    let mut entry = |prefix: String, value: &Value| {
+        out.push_str(&pad);
+        out.push_str(&prefix);
+        match value {
+            Value::Object(m) if !m.is_empty() => {
+                out.push('\n');
+                yaml_block(value, indent + 2, out);
+            }
+            Value::Array(a) if !a.is_empty() => {
+                out.push('\n');
+                yaml_block(value, indent + 2, out);
+            }
+            scalar => {
+                out.push(' ');
+                out.push_str(&yaml_scalar(scalar));
+                out.push('\n');
+            }
+        }
+    };
+    match v {
+        Value::Object(m) => {
+            for (k, value) in m {
+                entry(format!("{}:", Value::String(k.clone())), value);
+            }
+        }
+        Value::Array(a) => {
+            for value in a {
+                entry("-".to_owned(), value);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Vault's list output: `Keys` then one per line.
@@ -145,5 +212,42 @@ pub(crate) fn keys(v: &Value) {
         for k in keys {
             println!("{}", cell(k));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_keeps_types_and_layout() {
+        let v = serde_json::json!({
+            "s": "no", "n": 1, "f": 1.5, "t": true, "z": null, "multi": "a\nb: c",
+            "list": ["x", 2, {"k": "v"}, []], "empty": {}, "nested": {"a": {"b": [1]}}
+        });
+        let text = yaml(&v);
+        // Keys in serde_json's (sorted) order.
+        let expected = [
+            r#""empty": {}"#,
+            r#""f": 1.5"#,
+            r#""list":"#,
+            r#"  - "x""#,
+            r#"  - 2"#,
+            r#"  -"#,
+            r#"    "k": "v""#,
+            r#"  - []"#,
+            r#""multi": "a\nb: c""#,
+            r#""n": 1"#,
+            r#""nested":"#,
+            r#"  "a":"#,
+            r#"    "b":"#,
+            r#"      - 1"#,
+            r#""s": "no""#,
+            r#""t": true"#,
+            r#""z": null"#,
+        ];
+        assert_eq!(text, expected.join("\n") + "\n");
+        assert_eq!(yaml(&serde_json::json!("x")), "\"x\"\n");
+        assert_eq!(yaml(&serde_json::json!([])), "[]\n");
     }
 }

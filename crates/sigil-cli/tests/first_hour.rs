@@ -730,3 +730,151 @@ fn help_is_true() {
         }
     }
 }
+
+/// `-format=json|yaml` and `-field` where data is printed, and `-wrap-to` on `read` and
+/// `write` (point 12). The YAML is read back by PyYAML and must equal the JSON.
+#[test]
+fn formats_fields_and_wrapping_on_every_command() {
+    let s = Server::start();
+    ok(s.sigil_stdin(
+        &["policy", "write", "app", "-"],
+        br#"path "secret/data/app" { capabilities = ["read"] }"#,
+    ));
+    let bob = s.new_identity("bob", &["app"]);
+    ok(s.sigil(&["group", "create", "ops", "--member", "bob"]));
+    ok(s.sigil(&["kv", "put", "secret/app", "v=line one\nline: two", "n=no"]));
+
+    let parse_yaml = |text: &str| -> serde_json::Value {
+        let out = Command::new(support::python())
+            .args([
+                "-c",
+                "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write as _;
+                child.stdin.take().unwrap().write_all(text.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("not YAML: {text}"))
+    };
+    for args in [
+        &["identity", "read", "bob"][..],
+        &["identity", "list"],
+        &["group", "read", "ops"],
+        &["group", "list"],
+        &["policy", "list"],
+        &["policy", "read", "app"],
+        &["list", "secret/metadata/"],
+        &["read", "secret/data/app"],
+        &["kv", "get", "secret/app"],
+        &["secrets", "list"],
+        &["lease", "list", "database/creds/none"],
+    ] {
+        let run = |format: &str| {
+            let mut a = args.to_vec();
+            a.insert(
+                a.len() - usize::from(args.len() > 2 || args[1] != "list"),
+                format,
+            );
+            s.sigil(&a)
+        };
+        let json = run("-format=json");
+        if !json.status.success() && args[0] == "lease" {
+            // A list with nothing under it is "No value found" (exit 2), in every format.
+            assert_eq!(json.status.code(), Some(2), "{args:?}: {}", stderr(&json));
+            assert_eq!(run("-format=yaml").status.code(), Some(2), "{args:?}");
+            continue;
+        }
+        // Two requests: all but the request id is the same.
+        let without_id = |mut v: serde_json::Value| {
+            if let Some(m) = v.as_object_mut() {
+                m.remove("request_id");
+            }
+            v
+        };
+        let json = without_id(serde_json::from_slice(&json.stdout).unwrap());
+        let yaml = ok(run("-format=yaml"));
+        assert_eq!(without_id(parse_yaml(&yaml)), json, "{args:?}:\n{yaml}");
+    }
+    assert_eq!(
+        ok(s.sigil(&["identity", "read", "-field=name", "bob"])),
+        "bob\n"
+    );
+    assert_eq!(
+        ok(s.sigil(&["group", "read", "-field=members", "ops"])),
+        "[\"bob\"]\n"
+    );
+    let policy = ok(s.sigil(&["policy", "read", "-field=policy", "app"]));
+    assert_eq!(policy, ok(s.sigil(&["policy", "read", "app"])));
+    assert!(policy.contains("secret/data/app"), "{policy}");
+
+    // -wrap-to on read and write: the answer goes into a wrap only bob opens.
+    let trust = format!(
+        "--trust={}",
+        ok(support::run(&[
+            "key",
+            "public",
+            s.admin_key().to_str().unwrap()
+        ]))
+        .trim()
+    );
+    let wrap_id = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("wrap_id"))
+            .expect("a wrap id")
+            .trim()
+            .to_owned()
+    };
+    let id = wrap_id(&ok(s.sigil(&["read", "-wrap-to=bob", "secret/data/app"])));
+    let opened = ok(s.sigil_as(&bob, &["unwrap", "-format=json", &trust, &id]));
+    let opened: serde_json::Value = serde_json::from_str(&opened).unwrap();
+    assert_eq!(opened["data"]["data"]["n"], "no", "{opened}");
+    ok(s.sigil(&["secrets", "enable", "transit"]));
+    ok(s.sigil(&["write", "transit/keys/k", "type=aes256-gcm96"]));
+    let id = wrap_id(&ok(s.sigil(&[
+        "write",
+        "-wrap-to=bob",
+        "-wrap-ttl=1m",
+        "transit/encrypt/k",
+        "plaintext=aGk=",
+    ])));
+    let opened = ok(s.sigil_as(&bob, &["unwrap", "-format=json", &trust, &id]));
+    assert!(opened.contains("sigil:v1:"), "{opened}");
+}
+
+/// `policy fmt FILE` (point 14): checked with the server's parser, laid out in place with its
+/// comments and permissions kept; an invalid policy is an error and the file stays as it was.
+#[test]
+fn policy_fmt_checks_and_lays_out_in_place() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.hcl");
+    std::fs::write(
+        &file,
+        "# the app\npath \"secret/data/app\"{\ncapabilities=[\"read\"]   # only read\n   }\n\n\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = ok(detached(&["policy", "fmt", file.to_str().unwrap()], &[]));
+    assert!(out.contains("Formatted policy"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "# the app\npath \"secret/data/app\" {\n  capabilities = [\"read\"]   # only read\n}\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+
+    let bad = dir.path().join("bad.hcl");
+    let text = "path \"a\" {\ncapabilities = [\"reed\"]\n}\n";
+    std::fs::write(&bad, text).unwrap();
+    let out = detached(&["policy", "fmt", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("reed"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&bad).unwrap(), text);
+}

@@ -101,12 +101,15 @@ pub(crate) async fn run(cmd: E2eCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             match format {
-                Format::Json => output::json(&serde_json::json!({
-                    "data": data,
-                    "metadata": opened.metadata,
-                    "author": opened.author,
-                    "recipients": opened.recipients,
-                })),
+                Format::Json | Format::Yaml => output::structured(
+                    format,
+                    &serde_json::json!({
+                        "data": data,
+                        "metadata": opened.metadata,
+                        "author": opened.author,
+                        "recipients": opened.recipients,
+                    }),
+                ),
                 Format::Table => {
                     output::header("Secret Path", 20);
                     println!("{mount}/{path}\n");
@@ -130,7 +133,7 @@ pub(crate) async fn wrap(args: WrapArgs) -> anyhow::Result<ExitCode> {
         let c = config::client(&client)?;
         let info = c.wrap_status(&id).await?;
         match format {
-            Format::Json => output::json(&info),
+            Format::Json | Format::Yaml => output::structured(format, &info),
             Format::Table => output::table(&output::rows(Some(&info))),
         }
         return Ok(ExitCode::SUCCESS);
@@ -235,7 +238,7 @@ pub(crate) async fn unwrap(
         let body: Value =
             serde_json::from_slice(&w.plaintext).context("the wrapped response is not JSON")?;
         match format {
-            Format::Json => output::json(&body),
+            Format::Json | Format::Yaml => output::structured(format, &body),
             // A wrapped KV read: its data and metadata, as `sigil kv get` prints them.
             Format::Table => match body.pointer("/data/data") {
                 Some(d) if d.is_object() => output::table(&output::rows(Some(d))),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 use sigil_client::ClientError;
 
-use crate::args::{ClientArgs, Format};
+use crate::args::{ClientArgs, Format, ResponseWrap};
 use crate::{config, output};
 
 /// Prints one field of an answer's `data` (as `vault read|write -field`): strings as they are.
@@ -37,11 +37,12 @@ pub(crate) async fn read(
     path: &str,
     format: Format,
     field: Option<&str>,
+    wrap: &ResponseWrap,
     client: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
     // The public endpoints answer plain JSON to anyone (nothing secret, nothing sealed):
     // read them as such, without a key.
-    let public = PUBLIC_READS.contains(&path.trim_matches('/'));
+    let public = PUBLIC_READS.contains(&path.trim_matches('/')) && wrap.wrap_to.is_none();
     let body = if public {
         let c = config::client_with(client, config::Needs::Nothing)?;
         match c.plain("GET", path.trim_matches('/'), None).await {
@@ -50,19 +51,26 @@ pub(crate) async fn read(
         }
     } else {
         let c = config::client(client)?;
-        match c.request("GET", path, None).await {
+        match c
+            .request("GET", &super::wrapped_path(path, wrap), None)
+            .await
+        {
             Ok(r) => r.body.unwrap_or_default(),
             Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(path)),
             Err(e) => return Err(e.into()),
         }
     };
+    if wrap.wrap_to.is_some() {
+        super::print_wrap_info(body.get("data").unwrap_or(&Value::Null), format);
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(f) = field {
         print_field(&body, f)?;
         return Ok(ExitCode::SUCCESS);
     }
     output::warnings(&body);
     match format {
-        Format::Json => output::json(&body),
+        Format::Json | Format::Yaml => output::structured(format, &body),
         Format::Table => output::table(&output::answer_rows(&body)),
     }
     Ok(ExitCode::SUCCESS)
@@ -74,11 +82,19 @@ pub(crate) async fn write(
     pairs: &[String],
     format: Format,
     field: Option<&str>,
+    wrap: &ResponseWrap,
     client: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
     let body = Value::Object(super::parse_pairs(pairs)?);
     let c = config::client(client)?;
-    let resp = c.request("POST", path, Some(&body)).await?;
+    let resp = c
+        .request("POST", &super::wrapped_path(path, wrap), Some(&body))
+        .await?;
+    if wrap.wrap_to.is_some() {
+        let body = resp.body.unwrap_or_default();
+        super::print_wrap_info(body.get("data").unwrap_or(&Value::Null), format);
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(f) = field {
         print_field(&resp.body.unwrap_or_default(), f)?;
         return Ok(ExitCode::SUCCESS);
@@ -87,7 +103,7 @@ pub(crate) async fn write(
         output::warnings(b);
     }
     match resp.body {
-        Some(b) if format == Format::Json => output::json(&b),
+        Some(b) if format != Format::Table => output::structured(format, &b),
         Some(b)
             if b.get("data").is_some_and(|d| !d.is_null())
                 || b.get("lease_id").is_some_and(|l| l != "") =>
@@ -99,10 +115,14 @@ pub(crate) async fn write(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn list(path: &str, client: &ClientArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn list(
+    path: &str,
+    show: &crate::args::ListArgs,
+    client: &ClientArgs,
+) -> anyhow::Result<ExitCode> {
     let c = config::client(client)?;
     match c.request("LIST", path, None).await {
-        Ok(r) => output::keys(&r.body.unwrap_or_default()),
+        Ok(r) => super::print_keys(&r.body.unwrap_or_default(), show.format),
         Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(path)),
         Err(e) => return Err(e.into()),
     }

@@ -24,9 +24,17 @@ pub(crate) async fn run(cmd: GroupCommand) -> anyhow::Result<ExitCode> {
             crate::output::warnings(&resp.body.unwrap_or_default());
             println!("Success! Group {name} saved.");
         }
-        GroupCommand::List { client } => super::list_keys(&client, "identity/group/name").await?,
-        GroupCommand::Read { name, client } => {
-            super::read_table(&client, &format!("identity/group/name/{name}"), "group").await?;
+        GroupCommand::List { show, client } => {
+            super::list_keys(&client, "identity/group/name", &show).await?
+        }
+        GroupCommand::Read { name, show, client } => {
+            super::read_data(
+                &client,
+                &format!("identity/group/name/{name}"),
+                "group",
+                &show,
+            )
+            .await?;
         }
         GroupCommand::Delete { name, client } => {
             super::delete(

@@ -60,11 +60,17 @@ pub(crate) async fn run(cmd: IdentityCommand) -> anyhow::Result<ExitCode> {
             c.request("POST", &path, Some(&body)).await?;
             println!("Success! Identity {name} ({}) certified.", expected.keyid());
         }
-        IdentityCommand::List { client } => {
-            super::list_keys(&client, "identity/entity/name").await?
+        IdentityCommand::List { show, client } => {
+            super::list_keys(&client, "identity/entity/name", &show).await?
         }
-        IdentityCommand::Read { name, client } => {
-            super::read_table(&client, &format!("identity/entity/name/{name}"), "identity").await?;
+        IdentityCommand::Read { name, show, client } => {
+            super::read_data(
+                &client,
+                &format!("identity/entity/name/{name}"),
+                "identity",
+                &show,
+            )
+            .await?;
         }
         IdentityCommand::Delete { name, client } => {
             super::delete(

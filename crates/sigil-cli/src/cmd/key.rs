@@ -49,7 +49,7 @@ pub(crate) fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
                 )?;
                 Zeroizing::new(keyfile::protect(&text, &pass)?)
             };
-            keyfile::replace_private_file(&file, contents.as_bytes())?;
+            keyfile::replace_file(&file, contents.as_bytes(), 0o600)?;
             eprintln!(
                 "{}: {}",
                 file.display(),

@@ -127,7 +127,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             let resp = c.request(method, &path, Some(&body)).await?;
             let body = resp.body.unwrap_or_default();
             match format {
-                Format::Json => output::json(&body),
+                Format::Json | Format::Yaml => output::structured(format, &body),
                 Format::Table => print_secret(&path, &body, false),
             }
         }
@@ -139,8 +139,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                     version,
                     format,
                 },
-            wrap_to,
-            wrap_ttl,
+            wrap,
             client,
         } => {
             let (mount, rest) = split(&at, &client).await?;
@@ -149,17 +148,12 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             if let Some(v) = version {
                 query.push(("version", v.to_string()));
             }
-            if let Some(to) = &wrap_to {
-                query.push(("wrap_to", to.clone()));
-            }
-            if let Some(ttl) = wrap_ttl {
-                query.push(("wrap_ttl", ttl));
-            }
             let query = super::query_string(&query);
-            let Some(body) = fetch(&client, "GET", &format!("{path}{query}")).await? else {
+            let target = super::wrapped_path(&format!("{path}{query}"), &wrap);
+            let Some(body) = fetch(&client, "GET", &target).await? else {
                 return Ok(super::not_found(&path));
             };
-            if wrap_to.is_some() {
+            if wrap.wrap_to.is_some() {
                 super::print_wrap_info(body.get("data").unwrap_or(&Value::Null), format);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -170,7 +164,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 }
             } else {
                 match format {
-                    Format::Json => output::json(&body),
+                    Format::Json | Format::Yaml => output::structured(format, &body),
                     Format::Table => print_secret(&path, &body, true),
                 }
             }
@@ -213,7 +207,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             let resp = c.request("POST", &path, Some(&body)).await?;
             let body = resp.body.unwrap_or_default();
             match format {
-                Format::Json => output::json(&body),
+                Format::Json | Format::Yaml => output::structured(format, &body),
                 Format::Table => print_secret(&path, &body, false),
             }
         }
@@ -224,7 +218,9 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 return Ok(super::not_found(&path));
             };
             match format {
-                Format::Json => output::json(body.pointer("/data/keys").unwrap_or(&Value::Null)),
+                Format::Json | Format::Yaml => {
+                    output::structured(format, body.pointer("/data/keys").unwrap_or(&Value::Null))
+                }
                 Format::Table => output::keys(&body),
             }
         }
@@ -259,7 +255,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 return Ok(super::not_found(&path));
             };
             match format {
-                Format::Json => output::json(&body),
+                Format::Json | Format::Yaml => output::structured(format, &body),
                 Format::Table => print_metadata(&path, &body),
             }
         }

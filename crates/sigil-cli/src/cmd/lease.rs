@@ -24,7 +24,7 @@ pub(crate) async fn run(cmd: LeaseCommand) -> anyhow::Result<ExitCode> {
             let b = resp.body.unwrap_or_default();
             output::warnings(&b);
             match format {
-                Format::Json => output::json(&b),
+                Format::Json | Format::Yaml => output::structured(format, &b),
                 Format::Table => output::table(&output::answer_rows(&b)),
             }
         }
@@ -57,13 +57,17 @@ pub(crate) async fn run(cmd: LeaseCommand) -> anyhow::Result<ExitCode> {
                 .await?;
             let b = resp.body.unwrap_or_default();
             match format {
-                Format::Json => output::json(&b),
+                Format::Json | Format::Yaml => output::structured(format, &b),
                 Format::Table => output::table(&output::rows(b.get("data"))),
             }
         }
-        LeaseCommand::List { prefix, client } => {
+        LeaseCommand::List {
+            prefix,
+            show,
+            client,
+        } => {
             let path = format!("sys/leases/lookup/{}/", prefix.trim_matches('/'));
-            return super::generic::list(&path, &client).await;
+            return super::generic::list(&path, &show, &client).await;
         }
         LeaseCommand::Tidy { client } => {
             let c = config::client(&client)?;

@@ -62,14 +62,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             path,
             format,
             field,
+            wrap,
             client,
-        } => generic::read(&path, format, field.as_deref(), &client).await,
+        } => generic::read(&path, format, field.as_deref(), &wrap, &client).await,
         Command::Write {
             path,
             pairs,
             force,
             format,
             field,
+            wrap,
             client,
         } => {
             if pairs.is_empty() && !force {
@@ -77,9 +79,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "give data (key=value, key=@FILE, - for JSON on standard input) or use -force to write with none"
                 );
             }
-            generic::write(&path, &pairs, format, field.as_deref(), &client).await
+            generic::write(&path, &pairs, format, field.as_deref(), &wrap, &client).await
         }
-        Command::List { path, client } => generic::list(&path, &client).await,
+        Command::List { path, show, client } => generic::list(&path, &show, &client).await,
         Command::Delete { path, client } => generic::delete(&path, &client).await,
     }
 }
@@ -96,10 +98,29 @@ pub(crate) fn query_string(pairs: &[(&str, String)]) -> String {
     q.finish()
 }
 
+/// `path` with the response-wrapping query parameters, if any were asked for.
+pub(crate) fn wrapped_path(path: &str, wrap: &crate::args::ResponseWrap) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    if let Some(to) = &wrap.wrap_to {
+        q.append_pair("wrap_to", to);
+    }
+    if let Some(ttl) = &wrap.wrap_ttl {
+        q.append_pair("wrap_ttl", ttl);
+    }
+    let q = q.finish();
+    match (q.is_empty(), path.contains('?')) {
+        (true, _) => path.to_owned(),
+        (false, true) => format!("{path}&{q}"),
+        (false, false) => format!("{path}?{q}"),
+    }
+}
+
 /// A wrap's info, as `vault` prints a wrapping token.
 pub(crate) fn print_wrap_info(info: &serde_json::Value, format: crate::args::Format) {
     match format {
-        crate::args::Format::Json => crate::output::json(info),
+        crate::args::Format::Json | crate::args::Format::Yaml => {
+            crate::output::structured(format, info)
+        }
         crate::args::Format::Table => {
             let cell =
                 |k: &str| crate::output::cell(info.get(k).unwrap_or(&serde_json::Value::Null));
@@ -121,11 +142,51 @@ pub(crate) fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// `LIST path`, printed as Vault prints keys.
-pub(crate) async fn list_keys(client: &crate::args::ClientArgs, path: &str) -> anyhow::Result<()> {
+/// `LIST path`, printed as Vault prints keys (`-format=json|yaml`: the keys as a list).
+pub(crate) async fn list_keys(
+    client: &crate::args::ClientArgs,
+    path: &str,
+    show: &crate::args::ListArgs,
+) -> anyhow::Result<()> {
     let c = crate::config::client(client)?;
     let resp = c.request("LIST", path, None).await?;
-    crate::output::keys(&resp.body.unwrap_or_default());
+    print_keys(&resp.body.unwrap_or_default(), show.format);
+    Ok(())
+}
+
+/// A LIST answer: `Keys` and one per line, or the keys as a JSON or YAML list.
+pub(crate) fn print_keys(body: &serde_json::Value, format: crate::args::Format) {
+    match format {
+        crate::args::Format::Table => crate::output::keys(body),
+        format => crate::output::structured(
+            format,
+            body.pointer("/data/keys")
+                .unwrap_or(&serde_json::Value::Array(Vec::new())),
+        ),
+    }
+}
+
+/// Prints an answer's `data` as `show` asks: one field as it is, JSON, YAML or a table.
+pub(crate) fn print_data(
+    data: &serde_json::Value,
+    show: &crate::args::ShowArgs,
+) -> anyhow::Result<()> {
+    if let Some(field) = &show.field {
+        let value = data
+            .get(field)
+            .ok_or_else(|| anyhow::anyhow!("field {field:?} not present in the answer"))?;
+        let text = crate::output::cell(value);
+        if text.ends_with('\n') {
+            print!("{text}");
+        } else {
+            println!("{text}");
+        }
+        return Ok(());
+    }
+    match show.format {
+        crate::args::Format::Table => crate::output::table(&crate::output::rows(Some(data))),
+        format => crate::output::structured(format, data),
+    }
     Ok(())
 }
 
@@ -156,11 +217,12 @@ pub(crate) fn missing_as(
     }
 }
 
-/// `GET path` as a table of its data; a 404 says "No <what> named: <name>".
-pub(crate) async fn read_table(
+/// `GET path`, its data printed as `show` asks; a 404 says "No <what> named: <name>".
+pub(crate) async fn read_data(
     client: &crate::args::ClientArgs,
     path: &str,
     what: &str,
+    show: &crate::args::ShowArgs,
 ) -> anyhow::Result<()> {
     let c = crate::config::client(client)?;
     let name = path.rsplit('/').next().unwrap_or(path);
@@ -168,10 +230,13 @@ pub(crate) async fn read_table(
         .request("GET", path, None)
         .await
         .map_err(|e| missing_as(e, || format!("No {what} named: {name}")))?;
-    crate::output::table(&crate::output::rows(
-        resp.body.as_ref().and_then(|b| b.get("data")),
-    ));
-    Ok(())
+    print_data(
+        resp.body
+            .as_ref()
+            .and_then(|b| b.get("data"))
+            .unwrap_or(&serde_json::Value::Null),
+        show,
+    )
 }
 
 /// `DELETE path`, then `Success! Deleted <what>: <name>`.

@@ -88,7 +88,7 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                 .body
                 .unwrap_or_default();
             match format {
-                Format::Json => output::json(&status),
+                Format::Json | Format::Yaml => output::structured(format, &status),
                 Format::Table => output::table(&seal_rows(&status)),
             }
             // As `vault status`: 2 when sealed.
@@ -198,7 +198,7 @@ async fn rekey(cmd: RekeyCommand) -> anyhow::Result<ExitCode> {
                 .body
                 .unwrap_or_default();
             match format {
-                Format::Json => output::json(&status),
+                Format::Json | Format::Yaml => output::structured(format, &status),
                 Format::Table => print_rekey(&status),
             }
         }
@@ -311,7 +311,7 @@ pub(crate) async fn status(format: Format, client: &ClientArgs) -> anyhow::Resul
         .unwrap_or_default();
     let sealed = seal["sealed"] == Value::Bool(true);
     match format {
-        Format::Json => output::json(&seal),
+        Format::Json | Format::Yaml => output::structured(format, &seal),
         Format::Table => {
             let text = |v: &Value| match v {
                 Value::String(s) => s.clone(),

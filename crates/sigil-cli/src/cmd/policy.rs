@@ -1,4 +1,5 @@
 use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -29,16 +30,37 @@ pub(crate) async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             .await?;
             println!("Success! Uploaded policy: {name}");
         }
-        PolicyCommand::Read { name, client } => {
+        PolicyCommand::Fmt { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let formatted = sigil_core::policy::format_policy(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            if formatted != text {
+                let mode = std::fs::metadata(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+                    .permissions()
+                    .mode();
+                crate::keyfile::replace_file(&file, formatted.as_bytes(), mode & 0o7777)?;
+            }
+            println!("Success! Formatted policy: {}", file.display());
+        }
+        PolicyCommand::Read { name, show, client } => {
             let c = config::client(&client)?;
             let resp = c
                 .request("GET", &format!("sys/policies/acl/{name}"), None)
                 .await
                 .map_err(|e| super::missing_as(e, || format!("No policy named: {name}")))?;
-            let text = resp
+            let data = resp
                 .body
                 .as_ref()
-                .and_then(|b| b.pointer("/data/policy"))
+                .and_then(|b| b.get("data"))
+                .cloned()
+                .unwrap_or_default();
+            if show.field.is_some() || show.format != crate::args::Format::Table {
+                return super::print_data(&data, &show).map(|()| ExitCode::SUCCESS);
+            }
+            let text = data
+                .get("policy")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             print!("{text}");
@@ -46,10 +68,15 @@ pub(crate) async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                 println!();
             }
         }
-        PolicyCommand::List { client } => {
+        PolicyCommand::List { show, client } => {
             let c = config::client(&client)?;
             let resp = c.request("LIST", "sys/policies/acl", None).await?;
             let body = resp.body.unwrap_or_default();
+            if show.format != crate::args::Format::Table {
+                super::print_keys(&body, show.format);
+                return Ok(ExitCode::SUCCESS);
+            }
+            // As `vault policy list`: one name per line, no header.
             for k in body
                 .pointer("/data/keys")
                 .and_then(Value::as_array)

@@ -61,7 +61,9 @@ pub(crate) async fn run(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
                 .body
                 .unwrap_or_default();
             match format {
-                Format::Json => output::json(body.get("data").unwrap_or(&Value::Null)),
+                Format::Json | Format::Yaml => {
+                    output::structured(format, body.get("data").unwrap_or(&Value::Null))
+                }
                 Format::Table => {
                     let rows: Vec<Vec<String>> = body
                         .get("data")

@@ -7,6 +7,7 @@
 
 mod acl;
 mod capability;
+mod fmt;
 #[cfg(test)]
 mod model;
 mod parse;
@@ -14,6 +15,7 @@ mod template;
 
 pub use acl::Acl;
 pub use capability::{Capabilities, Capability};
+pub use fmt::format_policy;
 pub use parse::{PolicyError, parse_policy};
 pub use template::TemplateContext;
 
