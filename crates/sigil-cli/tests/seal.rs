@@ -636,6 +636,15 @@ async fn rekey_changes_admins_and_threshold_and_old_shares_stop_working() {
             .status,
         401
     );
+    // The CLI says why (issue 20, point 8), and names the admins it has now.
+    let out = as_admin(&s, &keyid, bob, &["operator", "unseal"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is not one of the server's admins")
+            && stderr(&out).contains("a rekey may have removed it"),
+        "{}",
+        stderr(&out)
+    );
     let alice_raw = Raw::new(&s, alice).await;
     let st = alice_raw.seal_status().await;
     let old = alice_raw.unseal_request(
