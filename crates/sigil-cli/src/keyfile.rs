@@ -67,10 +67,10 @@ pub(crate) fn read_key_text(path: &Path) -> anyhow::Result<(Zeroizing<String>, b
     let text = if protected {
         open_protected(path, &bytes)?
     } else {
-        Zeroizing::new(
-            String::from_utf8(bytes.to_vec())
-                .map_err(|_| anyhow::anyhow!("{} is not a Sigil key file", path.display()))?,
-        )
+        // Copied only once it is known to be text: a refused copy is not left unzeroized.
+        std::str::from_utf8(&bytes)
+            .map(|t| Zeroizing::new(t.to_owned()))
+            .map_err(|_| anyhow::anyhow!("{} is not a Sigil key file", path.display()))?
     };
     parse(path, &text)?;
     Ok((text, protected))
@@ -103,8 +103,8 @@ fn open_protected(path: &Path, bytes: &[u8]) -> anyhow::Result<Zeroizing<String>
                 e => anyhow::anyhow!("{} is not a valid protected key file: {e}", path.display()),
             }
         })?;
-    String::from_utf8(text.to_vec())
-        .map(Zeroizing::new)
+    std::str::from_utf8(&text)
+        .map(|t| Zeroizing::new(t.to_owned()))
         .map_err(|_| anyhow::anyhow!("{} does not hold a Sigil key file", path.display()))
 }
 

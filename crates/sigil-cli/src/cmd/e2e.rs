@@ -157,12 +157,16 @@ pub(crate) async fn wrap(args: WrapArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes a fetched wrap to `sigil-wrap-<id>.json` in the current directory, 0600, never over
-/// an existing file.
-fn keep_wrap(id: &str, fetched: &Value) -> anyhow::Result<std::path::PathBuf> {
+/// Writes a fetched wrap to `sigil-wrap-<id>.json` in `dir` (the current directory when
+/// unwrapping), 0600, never over an existing file.
+fn keep_wrap(
+    dir: &std::path::Path,
+    id: &str,
+    fetched: &Value,
+) -> anyhow::Result<std::path::PathBuf> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let safe: String = id.chars().filter(char::is_ascii_hexdigit).collect();
-    let path = std::path::PathBuf::from(format!("sigil-wrap-{safe}.json"));
+    let path = dir.join(format!("sigil-wrap-{safe}.json"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -222,7 +226,7 @@ pub(crate) async fn unwrap(
             match c.open_wrap(id, &fetched, &trust).await {
                 Ok(w) => w,
                 Err(e) => {
-                    let file = keep_wrap(id, &fetched)?;
+                    let file = keep_wrap(std::path::Path::new(""), id, &fetched)?;
                     anyhow::bail!(
                         "{e}\nThe wrap was fetched (the server no longer holds it) but not opened. Its signed envelope, still encrypted to your key, is in {}: open it with `sigil unwrap --saved {}` once its sender is trusted.",
                         file.display(),
@@ -251,4 +255,29 @@ pub(crate) async fn unwrap(
             .context("cannot write to standard output")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The file a fetched-but-unopened wrap is kept in: owner-only, named after the id (hex
+    /// only, so an id cannot pick the path), never overwritten, and holding what
+    /// `unwrap --saved` reads back (the whole fetched wrap, its id included).
+    #[test]
+    fn a_kept_wrap_is_private_and_reads_back() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let fetched = serde_json::json!({ "id": "ab12", "envelope": "x", "sender": "s" });
+        let path = keep_wrap(dir.path(), "../ab12", &fetched).unwrap();
+        assert_eq!(path, dir.path().join("sigil-wrap-ab12.json"));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let back: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back, fetched);
+        assert!(
+            keep_wrap(dir.path(), "ab12", &fetched).is_err(),
+            "never overwritten"
+        );
+    }
 }
