@@ -577,3 +577,88 @@ fn a_live_log_verifies_up_to_its_last_checkpoint() {
     ]);
     assert!(!strict.status.success(), "{}", stdout(&strict));
 }
+
+/// SIGHUP (issue 21, first increment) no longer ends the server: it reopens the audit devices,
+/// as logrotate's `postrotate` expects. The moved file ends with a signed checkpoint and
+/// verifies on its own (`--strict`); the new file at the same path continues the chain
+/// (`--continued`). `copytruncate` needs no signal: the file is opened for appending, so the
+/// server writes on at the start of the truncated file.
+#[test]
+fn sighup_reopens_audit_files_and_the_server_lives_on() {
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("audit.log");
+    let rotated = logdir.path().join("audit.log.1");
+    let mut s = transient_with_audit(&["--audit-file", log.to_str().unwrap()]);
+    let keyid = s.var("SIGIL_SERVER_KEY").to_owned();
+    ok(s.sigil(&["kv", "put", "secret/a", "v=1"]));
+
+    // logrotate's default: move the file, then signal.
+    std::fs::rename(&log, &rotated).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    support::eventually(10, || {
+        s.log_text().contains("SIGHUP: audit devices reopened")
+    });
+    assert!(s.is_running(), "SIGHUP ended the server");
+    ok(s.sigil(&["kv", "put", "secret/b", "v=2"]));
+    assert_eq!(
+        ok(s.sigil(&["kv", "get", "-field=v", "secret/a"])),
+        "1\n",
+        "not sealed"
+    );
+
+    let strict = run(&[
+        "audit",
+        "verify",
+        "--strict",
+        rotated.to_str().unwrap(),
+        &format!("--server-key={keyid}"),
+    ]);
+    assert!(
+        strict.status.success(),
+        "the moved file is complete: {}",
+        stderr(&strict)
+    );
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("secret/data/a") && !old.contains("secret/data/b"));
+    let new = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        new.contains("secret/data/b"),
+        "the new file gets the new entries"
+    );
+    let continued = run(&[
+        "audit",
+        "verify",
+        "--continued",
+        log.to_str().unwrap(),
+        &format!("--server-key={keyid}"),
+    ]);
+    assert!(continued.status.success(), "{}", stderr(&continued));
+    // The chain runs across the two files: the new one starts where the old one ended.
+    let last_old: serde_json::Value = serde_json::from_str(old.lines().last().unwrap()).unwrap();
+    let first_new: serde_json::Value = serde_json::from_str(new.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first_new["seq"].as_u64().unwrap(),
+        last_old["seq"].as_u64().unwrap() + 1,
+        "{first_new}"
+    );
+
+    // copytruncate: copy, truncate in place, no signal.
+    std::fs::copy(&log, logdir.path().join("audit.log.2")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    ok(s.sigil(&["kv", "put", "secret/c", "v=3"]));
+    let after = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        after.starts_with('{') && after.contains("secret/data/c"),
+        "written from the start of the truncated file, no hole: {after:.200}"
+    );
+    nix_term(&mut s);
+}

@@ -97,6 +97,11 @@ impl ShutdownHandle {
             core.audit().close();
         }
     }
+
+    /// Reopens every audit device (SIGHUP); returns how many there are (0 while sealed).
+    pub fn reopen_audit(&self) -> usize {
+        self.0.node.core().map_or(0, |core| core.audit().reopen())
+    }
 }
 
 /// How often expired wraps are purged and due transit keys rotated.

@@ -316,6 +316,10 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let hardening = sigil_server::harden_process(plan.allow_unlocked_memory)?;
     let names = plan.names.clone();
     let shutdown = shutdown_signal()?;
+    // SIGHUP's default action ends the process (a `systemctl reload` or a logrotate hook would
+    // take the node down, sealed): handled from the start.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
     // Removes a temporary state directory when `run` returns (a clean exit).
     let mut state_guard: Option<tempfile::TempDir> = None;
     let (node, tls, ca_path, generated_key) = match &plan.data_dir {
@@ -407,6 +411,20 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     }
 
     let closing = running.shutdown_handle();
+    // SIGHUP reopens the audit devices (logrotate's `postrotate`); nothing else is reloaded yet.
+    let reopening = std::sync::Arc::new(running.shutdown_handle());
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let handle = std::sync::Arc::clone(&reopening);
+            let devices = tokio::task::spawn_blocking(move || handle.reopen_audit())
+                .await
+                .unwrap_or(0);
+            tracing::info!(
+                audit_devices = devices,
+                "SIGHUP: audit devices reopened (a moved log file ends with a signed checkpoint; the chain goes on in a new file at the configured path). The TLS certificate and the configuration file are not re-read yet: restart for those"
+            );
+        }
+    });
     tokio::select! {
         () = running.serve() => {}
         () = shutdown => {

@@ -55,6 +55,8 @@ pub(crate) enum Job {
     /// A line body (`Hasher::body`).
     Entry(Vec<u8>, oneshot::Sender<Result<(), String>>),
     Close(SyncSender<()>),
+    /// Checkpoint, then open the sink again before the next write.
+    Reopen(SyncSender<()>),
 }
 
 pub(crate) struct Device {
@@ -312,6 +314,7 @@ impl Writer {
         let mut batch = Batch::new(self.chain.clone());
         let mut replies = Vec::with_capacity(jobs.len());
         let mut closed = None;
+        let mut reopened = Vec::new();
         for job in jobs.drain(..) {
             match job {
                 Job::Entry(body, reply) if closed.is_none() => {
@@ -323,9 +326,10 @@ impl Writer {
                     let _ = reply.send(Err("the device is closed".to_owned()));
                 }
                 Job::Close(done) => closed = Some(done),
+                Job::Reopen(done) => reopened.push(done),
             }
         }
-        if closed.is_some() && batch.chain.since_checkpoint > 0 {
+        if (closed.is_some() || !reopened.is_empty()) && batch.chain.since_checkpoint > 0 {
             self.append_checkpoint(&mut batch);
         }
         let (whole, error) = if batch.out.is_empty() {
@@ -346,6 +350,13 @@ impl Writer {
                 _ => Ok(()),
             };
             let _ = reply.send(result);
+        }
+        if !reopened.is_empty() {
+            // The next write opens the path again: a moved file is left complete.
+            self.open = None;
+            for done in reopened {
+                let _ = done.send(());
+            }
         }
         match closed {
             Some(done) => {
@@ -429,6 +440,15 @@ impl Device {
 
     pub(crate) fn hash(&self, value: &str) -> String {
         self.hasher.hash(value)
+    }
+
+    /// Writes a checkpoint and makes the next write open the sink again (waits at most
+    /// `timeout`).
+    pub(crate) fn reopen(&self, timeout: Duration) {
+        let (done, wait) = sync_channel(1);
+        if self.jobs.try_send(Job::Reopen(done)).is_ok() {
+            let _ = wait.recv_timeout(timeout);
+        }
     }
 
     /// Writes a final checkpoint and stops the writer (waits at most `timeout`).
