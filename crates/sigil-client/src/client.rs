@@ -428,7 +428,7 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<ApiResponse, ClientError> {
-        if self.output_policy && !path.starts_with("sys/internal/ui/mounts") {
+        if self.output_policy && !(method == "GET" && path.starts_with("sys/internal/ui/mounts")) {
             return Err(ClientError::OutputPolicy {
                 method: method.to_owned(),
                 path: path.split('?').next().unwrap_or(path).to_owned(),

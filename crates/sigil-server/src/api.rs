@@ -102,12 +102,12 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         Err(e) => {
             // Answered early: the client sees the status, not a reset (leftover.rs).
             if let Some(leftover) = leftover {
-                let budget = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    drain_too_large
+                let (bytes, time) = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    (drain_too_large, crate::leftover::DRAIN_TIME_TOO_LARGE)
                 } else {
-                    0
+                    (0, std::time::Duration::ZERO)
                 };
-                leftover.drain(budget).await;
+                leftover.drain(bytes, time).await;
             }
             e.into_response()
         }

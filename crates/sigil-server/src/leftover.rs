@@ -3,9 +3,9 @@
 //! (413), a sealed server (503). A client still sending would then see the connection reset
 //! instead of the answer (curl over HTTP/2 reports a stream error). So a request that has a
 //! body hands its handler a body shared with the dispatcher, which, after an error answer,
-//! reads and discards what is left — at most [`DRAIN_BYTES`] (or, after a 413, what the caller
-//! gives: twice the request limit) within [`DRAIN_TIME`] — before the answer goes out, as a
-//! well-behaved HTTP server lingers.
+//! reads and discards what is left — at most [`DRAIN_BYTES`] within [`DRAIN_TIME`], or after a
+//! 413 twice the request limit within [`DRAIN_TIME_TOO_LARGE`] — before the answer goes out, as
+//! a well-behaved HTTP server lingers.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,7 +18,9 @@ use http_body::{Body as _, Frame};
 /// The most that is read and thrown away after an early answer.
 const DRAIN_BYTES: usize = 4 * 1024 * 1024;
 /// How long that may take.
-const DRAIN_TIME: Duration = Duration::from_secs(5);
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// How long after a 413, whose body may be large (an authenticated caller's upload).
+pub(crate) const DRAIN_TIME_TOO_LARGE: Duration = Duration::from_secs(5);
 
 type Slot = Arc<Mutex<Option<Body>>>;
 
@@ -69,9 +71,10 @@ impl Leftover {
     }
 
     /// Reads and discards what the handler left: at most the larger of [`DRAIN_BYTES`] and
-    /// `bytes`, within [`DRAIN_TIME`].
-    pub(crate) async fn drain(self, bytes: usize) {
+    /// `bytes`, within the longer of [`DRAIN_TIME`] and `time`.
+    pub(crate) async fn drain(self, bytes: usize, time: Duration) {
         let limit = DRAIN_BYTES.max(bytes);
+        let time = DRAIN_TIME.max(time);
         let Some(body) = self.0.lock().unwrap_or_else(PoisonError::into_inner).take() else {
             return;
         };
@@ -87,6 +90,6 @@ impl Leftover {
                 }
             }
         };
-        let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
+        let _ = tokio::time::timeout(time, discard).await;
     }
 }
