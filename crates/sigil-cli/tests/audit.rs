@@ -493,7 +493,7 @@ fn a_request_needs_one_device_of_several_and_fails_when_none_records_it() {
         ),
     )
     .unwrap();
-    let s = Server::spawn(
+    let mut s = Server::spawn(
         tempfile::tempdir().unwrap(),
         &["-c", config.to_str().unwrap()],
         &[],
@@ -501,20 +501,10 @@ fn a_request_needs_one_device_of_several_and_fails_when_none_records_it() {
     );
     let key = dir.path().join("admin.key");
     ok(run(&["key", "generate", "-o", key.to_str().unwrap()]));
-    let init = ok(s.sigil_env(&["operator", "init", "--admin", key.to_str().unwrap()], &[]));
-    let keyid = init
-        .trim()
-        .strip_prefix("export SIGIL_SERVER_KEY=")
-        .unwrap()
-        .to_owned();
-    let env = [
-        ("SIGIL_KEY", key.to_str().unwrap()),
-        ("SIGIL_SERVER_KEY", keyid.as_str()),
-    ];
-    ok(s.sigil_env(&["operator", "unseal"], &env));
+    s.init_and_unseal(&key);
 
     // One of two devices records: the request succeeds, and that device has it.
-    ok(s.sigil_env(&["kv", "put", "secret/one-device", "v=1"], &env));
+    ok(s.sigil(&["kv", "put", "secret/one-device", "v=1"]));
     support::eventually(10, || sink.text().contains("secret/data/one-device"));
     assert!(
         s.log_text().contains("broken"),
@@ -523,14 +513,14 @@ fn a_request_needs_one_device_of_several_and_fails_when_none_records_it() {
 
     // Neither records: refused with 503, and nothing was written.
     sink.stop();
-    let out = s.sigil_env(&["kv", "put", "secret/no-device", "v=1"], &env);
+    let out = s.sigil(&["kv", "put", "secret/no-device", "v=1"]);
     assert!(stderr(&out).contains("503"), "{}", stderr(&out));
     sink.start();
-    let out = s.sigil_env(&["kv", "get", "secret/no-device"], &env);
+    let out = s.sigil(&["kv", "get", "secret/no-device"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     // The device is back: requests succeed again.
-    ok(s.sigil_env(&["kv", "put", "secret/back", "v=1"], &env));
+    ok(s.sigil(&["kv", "put", "secret/back", "v=1"]));
     support::eventually(10, || sink.text().contains("secret/data/back"));
 }
 

@@ -164,17 +164,10 @@ fn keep_wrap(
     id: &str,
     fetched: &Value,
 ) -> anyhow::Result<std::path::PathBuf> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let safe: String = id.chars().filter(char::is_ascii_hexdigit).collect();
     let path = dir.join(format!("sigil-wrap-{safe}.json"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot keep the fetched wrap in {}", path.display()))?;
-    f.write_all(serde_json::to_string_pretty(fetched)?.as_bytes())
-        .with_context(|| format!("cannot keep the fetched wrap in {}", path.display()))?;
+    crate::keyfile::write_private_file(&path, serde_json::to_string_pretty(fetched)?.as_bytes())
+        .context("cannot keep the fetched wrap")?;
     Ok(path)
 }
 

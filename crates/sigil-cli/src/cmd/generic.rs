@@ -8,21 +8,6 @@ use sigil_client::ClientError;
 use crate::args::{ClientArgs, Format, ResponseWrap};
 use crate::{config, output};
 
-/// Prints one field of an answer's `data` (as `vault read|write -field`): strings as they are.
-fn print_field(body: &Value, field: &str) -> anyhow::Result<()> {
-    let value = body
-        .get("data")
-        .and_then(|d| d.get(field))
-        .ok_or_else(|| anyhow::anyhow!("field {field:?} not present in the answer"))?;
-    let text = output::cell(value);
-    if text.ends_with('\n') {
-        print!("{text}");
-    } else {
-        println!("{text}");
-    }
-    Ok(())
-}
-
 /// Endpoints anyone may read, answered in plain JSON (docs/protocol.md §12).
 const PUBLIC_READS: &[&str] = &[
     "sys/health",
@@ -65,7 +50,7 @@ pub(crate) async fn read(
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(f) = field {
-        print_field(&body, f)?;
+        super::print_field(body.get("data").unwrap_or(&Value::Null), f)?;
         return Ok(ExitCode::SUCCESS);
     }
     output::warnings(&body);
@@ -96,7 +81,8 @@ pub(crate) async fn write(
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(f) = field {
-        print_field(&resp.body.unwrap_or_default(), f)?;
+        let body = resp.body.unwrap_or_default();
+        super::print_field(body.get("data").unwrap_or(&Value::Null), f)?;
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(b) = &resp.body {

@@ -166,22 +166,28 @@ pub(crate) fn print_keys(body: &serde_json::Value, format: crate::args::Format) 
     }
 }
 
+/// Prints one field of an answer's `data` (as `vault read|write -field`): strings as they are,
+/// with a newline unless they end in one.
+pub(crate) fn print_field(data: &serde_json::Value, field: &str) -> anyhow::Result<()> {
+    let value = data
+        .get(field)
+        .ok_or_else(|| anyhow::anyhow!("field {field:?} not present in the answer"))?;
+    let text = crate::output::cell(value);
+    if text.ends_with('\n') {
+        print!("{text}");
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
+
 /// Prints an answer's `data` as `show` asks: one field as it is, JSON, YAML or a table.
 pub(crate) fn print_data(
     data: &serde_json::Value,
     show: &crate::args::ShowArgs,
 ) -> anyhow::Result<()> {
     if let Some(field) = &show.field {
-        let value = data
-            .get(field)
-            .ok_or_else(|| anyhow::anyhow!("field {field:?} not present in the answer"))?;
-        let text = crate::output::cell(value);
-        if text.ends_with('\n') {
-            print!("{text}");
-        } else {
-            println!("{text}");
-        }
-        return Ok(());
+        return print_field(data, field);
     }
     match show.format {
         crate::args::Format::Table => crate::output::table(&crate::output::rows(Some(data))),

@@ -253,11 +253,7 @@ async fn explain_unseal_failure(
 /// `operator status` for people: the seal state, each admin by name and keyid, the threshold
 /// once, and this boot's unseal public key under its name.
 fn seal_rows(status: &Value) -> Vec<(String, String)> {
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "n/a".to_owned(),
-        v => v.to_string(),
-    };
+    let text = output::cell;
     let mut rows = vec![
         ("Seal Type".to_owned(), text(&status["type"])),
         ("Initialized".to_owned(), text(&status["initialized"])),
@@ -313,11 +309,7 @@ pub(crate) async fn status(format: Format, client: &ClientArgs) -> anyhow::Resul
     match format {
         Format::Json | Format::Yaml => output::structured(format, &seal),
         Format::Table => {
-            let text = |v: &Value| match v {
-                Value::String(s) => s.clone(),
-                Value::Null => "n/a".to_owned(),
-                v => v.to_string(),
-            };
+            let text = output::cell;
             let rows = vec![
                 ("Seal Type".to_owned(), text(&seal["type"])),
                 ("Initialized".to_owned(), text(&seal["initialized"])),

@@ -57,10 +57,7 @@ pub fn encrypt(recipients: &[[u8; 32]], plaintext: &[u8]) -> Result<Vec<u8>, Cry
         if !shared.was_contributory() {
             return Err(CryptoError::InvalidKey);
         }
-        let wrap_key = wrap_key(shared.as_bytes(), share.as_bytes(), r);
-        let body = ChaCha20Poly1305::new((&*wrap_key).into())
-            .encrypt(&Nonce::from([0u8; 12]), &file_key[..])
-            .map_err(|_| CryptoError::Seal)?;
+        let body = wrap_file_key(&wrap_key(shared.as_bytes(), share.as_bytes(), r), &file_key)?;
         header.extend_from_slice(b"-> X25519 ");
         header.extend_from_slice(B64.encode(share.as_bytes()).as_bytes());
         header.push(b'\n');
@@ -122,6 +119,13 @@ pub fn decrypt(key: &EncryptionKey, file: &[u8]) -> Result<Zeroizing<Vec<u8>>, C
     }
     let file_key = file_key.ok_or(CryptoError::Open)?;
     open(&file_key, &header, file)
+}
+
+/// A stanza body: the file key wrapped by ChaCha20-Poly1305 under `wrap_key`, zero nonce.
+fn wrap_file_key(wrap_key: &[u8; 32], file_key: &[u8; 16]) -> Result<Vec<u8>, CryptoError> {
+    ChaCha20Poly1305::new(wrap_key.into())
+        .encrypt(&Nonce::from([0u8; 12]), &file_key[..])
+        .map_err(|_| CryptoError::Seal)
 }
 
 /// The file key wrapped in a stanza body (ChaCha20-Poly1305, zero nonce), if `wrap_key` opens it.

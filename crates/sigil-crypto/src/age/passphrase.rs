@@ -19,7 +19,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64_PADDED;
 use zeroize::Zeroizing;
 
-use super::{B64, Header, b64_exact, bad, open, seal, unwrap_file_key};
+use super::{B64, Header, b64_exact, bad, open, seal, unwrap_file_key, wrap_file_key};
 use crate::{CryptoError, random};
 
 /// The work factor (log2 N) Sigil encrypts with: age's, about a second on a current CPU and
@@ -62,13 +62,7 @@ pub fn encrypt(passphrase: &[u8], plaintext: &[u8], log_n: u8) -> Result<Vec<u8>
     }
     let salt = random::bytes::<16>()?;
     let file_key = Zeroizing::new(random::bytes::<16>()?);
-    let wrap_key = derive(passphrase, &salt, log_n)?;
-    let body = {
-        use chacha20poly1305::aead::{Aead as _, KeyInit as _};
-        chacha20poly1305::ChaCha20Poly1305::new((&*wrap_key).into())
-            .encrypt(&chacha20poly1305::Nonce::from([0u8; 12]), &file_key[..])
-            .map_err(|_| CryptoError::Seal)?
-    };
+    let body = wrap_file_key(&*derive(passphrase, &salt, log_n)?, &file_key)?;
     let mut header = super::INTRO.to_vec();
     header.extend_from_slice(format!("-> scrypt {} {log_n}\n", B64.encode(salt)).as_bytes());
     // 32 bytes are 43 base64 characters: one line, shorter than 64.
