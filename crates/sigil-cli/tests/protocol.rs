@@ -885,15 +885,31 @@ async fn the_cli_reaches_the_server_through_a_connect_proxy() {
 /// TCP connections from this machine to `port`, in any state (`/proc/net/tcp`): an SDK client
 /// that reuses its connections leaves one per request in flight, and no `TIME_WAIT` trail.
 fn connections_to(port: u16) -> usize {
+    states_to(port).len()
+}
+
+/// The TCP state (`/proc/net/tcp`'s hex code) of each connection from this machine to `port`.
+fn states_to(port: u16) -> Vec<String> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
     table
         .lines()
         .skip(1)
-        .filter(|l| {
-            let remote = l.split_whitespace().nth(2).unwrap_or_default();
-            remote.rsplit(':').next() == Some(&format!("{port:04X}")[..])
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            let remote = fields.get(2).copied().unwrap_or_default();
+            (remote.rsplit(':').next() == Some(&format!("{port:04X}")[..]))
+                .then(|| fields.get(3).copied().unwrap_or_default().to_owned())
         })
-        .count()
+        .collect()
+}
+
+/// Waits until every connection to `port` is established (01) or in TIME_WAIT (06): a CLI run
+/// that just ended leaves its connection closing for a moment, and counting it before it is
+/// gone would make a count taken later look one short.
+fn settled(port: u16) {
+    support::eventually(10, || {
+        states_to(port).iter().all(|s| s == "01" || s == "06")
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -901,6 +917,7 @@ async fn the_sdk_keeps_one_connection_per_request_in_flight() {
     let s = Server::start();
     ok(s.sigil(&["kv", "put", "secret/reused", "v=1"]));
     let port = s.addr().port();
+    settled(port);
     let before = connections_to(port);
     let client = std::sync::Arc::new(s.sdk(&s.admin_key()));
     for _ in 0..200 {
