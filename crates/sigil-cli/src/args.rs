@@ -259,6 +259,15 @@ pub(crate) enum OperatorCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Reload the server as SIGHUP does: the TLS certificate and key, limits and log level
+    /// from its configuration file, and its audit devices reopened (sudo on sys/reload).
+    Reload {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Add a new keyring term; new writes use it, older terms keep decrypting.
     Rotate {
         #[command(flatten)]
@@ -367,7 +376,7 @@ pub(crate) enum KeyCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub(crate) struct ServerArgs {
     /// Keep everything in memory: nothing but the CA certificate (and a first-run admin key)
     /// is written to disk. Security is the same as in any other mode.

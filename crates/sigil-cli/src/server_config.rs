@@ -38,6 +38,9 @@ pub(crate) struct ServerFile {
     /// `[limits]`, requests per second (bursts are twice that).
     #[serde(default)]
     pub(crate) limits: Limits,
+    /// What is logged, as `SIGIL_LOG` (`info`, `debug`, `warn,sigil_server=debug`, …); over
+    /// `SIGIL_LOG` when set. Reloaded by SIGHUP.
+    pub(crate) log_level: Option<toml::Spanned<String>>,
 }
 
 /// `[limits]`: requests per second; a missing key keeps the default.
@@ -164,6 +167,15 @@ impl ServerFile {
                 line(addr.span())
             );
         }
+        if let Some(level) = &file.log_level
+            && let Err(e) = check_log_level(level.get_ref())
+        {
+            bail!(
+                "{}: line {}: log_level: {e} (expected e.g. \"info\", \"debug\" or \"warn,sigil_server=debug\")",
+                path.display(),
+                line(level.span())
+            );
+        }
         for a in &file.audit {
             a.device().map_err(|e| {
                 anyhow::anyhow!(
@@ -175,6 +187,28 @@ impl ServerFile {
         }
         Ok(file)
     }
+}
+
+/// A log filter: levels (`info`) and `target=level` directives. A bare word that is not a
+/// level would be read as a target name and silence everything else: refused.
+pub(crate) fn check_log_level(level: &str) -> Result<(), String> {
+    for directive in level.split(',').map(str::trim) {
+        if directive.is_empty() {
+            return Err("an empty directive (write \"off\" to log nothing)".into());
+        }
+        if !directive.contains('=')
+            && directive
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .is_err()
+        {
+            return Err(format!(
+                "{directive:?} is not a level (trace, debug, info, warn, error, off)"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Whether `text` has a Vault configuration's blocks (`storage "raft" {`, `listener "tcp" {`, …).
@@ -245,6 +279,26 @@ mod tests {
         let p = dir.path().join("sigil.toml");
         std::fs::write(&p, text).unwrap();
         ServerFile::load(&p)
+    }
+
+    #[test]
+    fn log_levels_are_levels_or_directives() {
+        for good in [
+            "info",
+            "debug",
+            "warn,sigil_server=debug",
+            "off",
+            "sigil_core=trace",
+        ] {
+            check_log_level(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in ["verbose", "info,loud", "", "sigil_server=loudest"] {
+            assert!(check_log_level(bad).is_err(), "{bad:?} accepted");
+        }
+        let err = load("log_level = \"verbose\"\n[storage]\ntype = \"file\"\npath = \"/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1") && err.contains("verbose"), "{err}");
     }
 
     #[test]

@@ -3,30 +3,8 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use rustls::pki_types::{CertificateDer, ServerName};
-use support::{Server, stderr, stdout};
-use tokio_rustls::TlsConnector;
-
-/// A TLS client for `server` trusting `ca_pem`, offering only `versions`.
-fn connector(
-    ca_pem: &[u8],
-    versions: &[&'static rustls::SupportedProtocolVersion],
-) -> TlsConnector {
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
-}
+use rustls::pki_types::ServerName;
+use support::{Server, stderr, stdout, tls_connector as connector};
 
 #[tokio::test]
 async fn a_tls_1_2_client_is_refused_and_1_3_is_served() {

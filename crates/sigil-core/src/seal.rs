@@ -303,6 +303,16 @@ impl Node {
         self.backend.kind()
     }
 
+    /// The end of a clean shutdown: a final signed checkpoint on every audit device, then
+    /// the storage closed (the file backend checkpoints its log into its database). Requests
+    /// that arrive afterwards fail; the process is expected to exit.
+    pub fn close(&self) {
+        if let Some(core) = self.core() {
+            core.audit().close();
+        }
+        self.backend.close();
+    }
+
     fn config(&self) -> Option<Arc<SealConfig>> {
         match &*self.state() {
             State::Sealed(c) | State::Unsealed(Some(c), _) => Some(Arc::clone(c)),

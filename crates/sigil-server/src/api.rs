@@ -31,47 +31,72 @@ use crate::tls::ClientTrust;
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(crate) struct AppState {
-    pub(crate) tls: crate::tls::TlsIdentity,
-    /// The client-certificate trust for the current certificate roles, by their generation.
-    pub(crate) tls_cache: std::sync::Mutex<Option<(u64, Arc<ClientTrust>)>>,
+    /// The TLS identity new connections get (replaced by a reload).
+    pub(crate) tls: std::sync::RwLock<Arc<crate::tls::TlsIdentity>>,
+    /// The client-certificate trust for the current certificate roles, by their generation
+    /// and the identity it was built on.
+    pub(crate) tls_cache: std::sync::Mutex<Option<TrustCache>>,
     pub(crate) node: Node,
     pub(crate) fresh: auth::Freshness,
     pub(crate) limits: Limits,
+    pub(crate) connections: Arc<crate::connections::Connections>,
     pub(crate) channels: Channels,
+    /// Where a reload gets what may change (`None`: only the audit devices are reopened).
+    pub(crate) reload_source: Option<Arc<dyn crate::reload::ReloadSource>>,
+    /// One reload at a time.
+    pub(crate) reloading: std::sync::Mutex<()>,
+}
+
+/// A built client-certificate trust and what it was built from.
+pub(crate) struct TrustCache {
+    generation: u64,
+    identity: Arc<crate::tls::TlsIdentity>,
+    trust: Arc<ClientTrust>,
 }
 
 impl AppState {
-    /// The client-certificate trust for the current roles (rebuilt only when they change;
-    /// the generation is checked first, so an unchanged set costs one atomic read). `None`
-    /// while sealed.
-    fn client_trust(&self) -> Option<Arc<ClientTrust>> {
+    /// The identity new connections get.
+    pub(crate) fn tls_identity(&self) -> Arc<crate::tls::TlsIdentity> {
+        Arc::clone(&self.tls.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The client-certificate trust for the current roles (rebuilt only when they or the
+    /// server's identity change; an unchanged set costs one atomic read and a pointer
+    /// comparison). `None` while sealed.
+    fn client_trust(&self, identity: &Arc<crate::tls::TlsIdentity>) -> Option<Arc<ClientTrust>> {
         let core = self.node.core()?;
         let generation = core.cert_generation();
         let mut cache = self.tls_cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((g, trust)) = cache.as_ref()
-            && *g == generation
+        if let Some(c) = cache.as_ref()
+            && c.generation == generation
+            && Arc::ptr_eq(&c.identity, identity)
         {
-            return Some(Arc::clone(trust));
+            return Some(Arc::clone(&c.trust));
         }
         let trust = core.cert_trust();
-        let built = self.tls.with_client_roots(&trust).unwrap_or_else(|e| {
+        let built = identity.with_client_roots(&trust).unwrap_or_else(|e| {
             tracing::error!(error = %e, "certificate roles unusable; not asking for client certificates");
             ClientTrust {
-                config: Arc::clone(&self.tls.server_config),
+                config: Arc::clone(&identity.server_config),
                 roles: Vec::new(),
             }
         });
         let built = Arc::new(built);
-        *cache = Some((trust.generation, Arc::clone(&built)));
+        *cache = Some(TrustCache {
+            generation: trust.generation,
+            identity: Arc::clone(identity),
+            trust: Arc::clone(&built),
+        });
         Some(built)
     }
 
     /// The TLS configuration for a new connection: client certificates are requested once
     /// certificate roles exist (and only while unsealed).
     pub(crate) fn tls_config(&self) -> Arc<rustls::ServerConfig> {
-        match self.client_trust() {
+        let identity = self.tls_identity();
+        match self.client_trust(&identity) {
             Some(t) => Arc::clone(&t.config),
-            None => Arc::clone(&self.tls.server_config),
+            None => Arc::clone(&identity.server_config),
         }
     }
 }
@@ -96,7 +121,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (req, leftover) = crate::leftover::Leftover::split(req);
     // A body refused as too large may be up to ~1.4 times the limit once sealed and encoded:
     // read that much of it (within the time limit) so the client gets to see the 413.
-    let drain_too_large = state.limits.max_request_bytes.saturating_mul(2);
+    let drain_too_large = state.limits.max_request_bytes().saturating_mul(2);
     let resp = match dispatch(state, req).await {
         Ok(r) => r,
         Err(e) => {
@@ -169,7 +194,7 @@ impl AppState {
     /// An authenticated caller's budget: `[limits] max_request_bytes`.
     fn authenticated(&self) -> Budget {
         Budget {
-            bytes: self.limits.max_request_bytes,
+            bytes: self.limits.max_request_bytes(),
             time: BODY_TIMEOUT,
             setting: "the server's [limits] max_request_bytes",
         }
@@ -479,6 +504,24 @@ async fn authenticated(
             );
             return Ok((seal(response)?, None));
         }
+        ("sys/reload", Operation::Create | Operation::Update) => {
+            core.authorize(
+                &authn.caller,
+                &path,
+                &[Capability::Update, Capability::Sudo],
+            )?;
+            let worker = Arc::clone(state);
+            let report = blocking(move || {
+                worker
+                    .reload()
+                    .map_err(|e| ApiError::bad_request(e.to_string()))
+            })
+            .await?;
+            let response = sigil_core::Response::data(
+                serde_json::to_value(report).expect("report serializes"),
+            );
+            return Ok((seal(response)?, None));
+        }
         ("sys/metrics", Operation::Read) => {
             return Ok((
                 metrics_response(state, core, &authn, &sealing, &trail.request_id)?,
@@ -578,7 +621,13 @@ async fn authenticated(
 
 /// Paths whose responses are never wrapped: the server's own endpoints answered before the
 /// core, and the wrapping endpoints themselves (a consumed wrap must not turn into another).
-const UNWRAPPABLE: &[&str] = &["sys/wrapping/", "sys/rekey", "sys/metrics", "sys/seal"];
+const UNWRAPPABLE: &[&str] = &[
+    "sys/wrapping/",
+    "sys/rekey",
+    "sys/metrics",
+    "sys/seal",
+    "sys/reload",
+];
 
 /// Removes a query parameter the server handles itself; returns its value.
 fn take_query(query: &mut Vec<(String, String)>, name: &str) -> Option<String> {
@@ -692,7 +741,7 @@ fn authenticate_mtls(
         let caller = match cached.and_then(|(_, name, _)| core.caller_by_name(&name)) {
             Some(caller) => caller,
             None => {
-                let trust = state.client_trust().ok_or_else(|| {
+                let trust = state.client_trust(&state.tls_identity()).ok_or_else(|| {
                     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Sigil is sealed")
                 })?;
                 let leaf_der = rustls::pki_types::CertificateDer::from(leaf.clone());
@@ -758,9 +807,9 @@ fn authenticate_mtls(
 }
 
 /// Runs `f` (which may wait on an fsync or a lock) on a blocking thread.
-async fn blocking(
-    f: impl FnOnce() -> Result<Response, ApiError> + Send + 'static,
-) -> Result<Response, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed"))?

@@ -35,7 +35,7 @@ pub(crate) enum Refused {
 
 #[derive(Debug)]
 pub(crate) struct Connections {
-    per_address: usize,
+    per_address: AtomicUsize,
     held: Mutex<Held>,
 }
 
@@ -48,9 +48,15 @@ struct Held {
 impl Connections {
     pub(crate) fn new(per_address: usize) -> Arc<Self> {
         Arc::new(Connections {
-            per_address: per_address.max(1),
+            per_address: AtomicUsize::new(per_address.max(1)),
             held: Mutex::new(Held::default()),
         })
+    }
+
+    /// Changes how many connections one address may hold (a reload); connections already
+    /// held above a lowered cap are not closed.
+    pub(crate) fn set_per_address(&self, n: usize) {
+        self.per_address.store(n.max(1), Ordering::Relaxed);
     }
 
     /// A slot for a connection from `ip`, released when the slot is dropped.
@@ -58,7 +64,7 @@ impl Connections {
         let key = address_key(Some(ip));
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let mine = held.by_address.get(&key).copied().unwrap_or(0);
-        if mine >= self.per_address {
+        if mine >= self.per_address.load(Ordering::Relaxed) {
             return Err(Refused::Address);
         }
         let room = if mine == 0 {
@@ -77,9 +83,12 @@ impl Connections {
         })
     }
 
-    #[cfg(test)]
-    fn total(&self) -> usize {
-        self.held.lock().unwrap().total
+    /// Connections open now.
+    pub(crate) fn open(&self) -> usize {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total
     }
 }
 
@@ -186,7 +195,7 @@ mod tests {
         assert_eq!(table.admit(b).unwrap_err(), Refused::Full);
         drop(b1);
         drop(slots);
-        assert_eq!(table.total(), 0);
+        assert_eq!(table.open(), 0);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A rate: `per_second` tokens refill a bucket that holds at most `burst`.
@@ -70,23 +71,22 @@ struct Bucket {
 /// Buckets above which idle ones are dropped.
 const SWEEP_ABOVE: usize = 10_000;
 
+/// A rate and its buckets, under one lock: a reload changes the rate for every bucket at once.
 #[derive(Debug)]
-pub(crate) struct Limiter {
+struct Buckets {
     rate: Rate,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    by_key: HashMap<String, Bucket>,
 }
 
-impl Limiter {
-    pub(crate) fn new(rate: Rate) -> Self {
-        Limiter {
-            rate,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    buckets: Mutex<Buckets>,
+}
 
+impl Rate {
     fn refill(&self, b: &mut Bucket, now: Instant) {
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * self.rate.per_second).min(self.rate.burst);
+        b.tokens = (b.tokens + elapsed * self.per_second).min(self.burst);
         // A thread that read the clock before another took the lock passes an older `now`:
         // never move the bucket's time back, or the next refill would count that span twice.
         b.at = b.at.max(now);
@@ -94,7 +94,27 @@ impl Limiter {
 
     fn retry_after(&self, tokens: f64) -> Duration {
         let missing = (1.0 - tokens).max(0.0);
-        Duration::from_secs_f64((missing / self.rate.per_second.max(f64::MIN_POSITIVE)).max(0.001))
+        Duration::from_secs_f64((missing / self.per_second.max(f64::MIN_POSITIVE)).max(0.001))
+    }
+}
+
+impl Limiter {
+    pub(crate) fn new(rate: Rate) -> Self {
+        Limiter {
+            buckets: Mutex::new(Buckets {
+                rate,
+                by_key: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Changes the rate (a reload). Buckets keep their tokens, capped at the new burst.
+    pub(crate) fn set_rate(&self, rate: Rate) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.rate = rate;
+        for b in buckets.by_key.values_mut() {
+            b.tokens = b.tokens.min(rate.burst);
+        }
     }
 
     /// Takes a token for `key`, or says how long until one is there.
@@ -110,25 +130,25 @@ impl Limiter {
     /// Takes (or with `take` false, only checks for) a token for `key` at time `now`.
     fn with(&self, key: &str, take: bool, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > SWEEP_ABOVE {
-            let full = self.rate.burst;
-            let rate = self.rate.per_second;
-            buckets.retain(|_, b| {
-                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < full
+        let Buckets { rate, by_key } = &mut *buckets;
+        if by_key.len() > SWEEP_ABOVE {
+            by_key.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate.per_second
+                    < rate.burst
             });
         }
-        let b = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: self.rate.burst,
+        let b = by_key.entry(key.to_owned()).or_insert(Bucket {
+            tokens: rate.burst,
             at: now,
         });
-        self.refill(b, now);
+        rate.refill(b, now);
         if b.tokens >= 1.0 {
             if take {
                 b.tokens -= 1.0;
             }
             Ok(())
         } else {
-            Err(self.retry_after(b.tokens))
+            Err(rate.retry_after(b.tokens))
         }
     }
 }
@@ -141,7 +161,9 @@ pub(crate) struct Limits {
     pub(crate) unauthenticated: Limiter,
     pub(crate) auth_failures: Limiter,
     /// [`RateLimits::max_request_bytes`].
-    pub(crate) max_request_bytes: usize,
+    max_request_bytes: AtomicUsize,
+    /// As configured, to tell what a reload changed.
+    current: Mutex<RateLimits>,
 }
 
 impl Limits {
@@ -151,8 +173,30 @@ impl Limits {
             address: Limiter::new(l.address),
             unauthenticated: Limiter::new(l.unauthenticated),
             auth_failures: Limiter::new(l.auth_failures),
-            max_request_bytes: l.max_request_bytes,
+            max_request_bytes: AtomicUsize::new(l.max_request_bytes),
+            current: Mutex::new(l),
         }
+    }
+
+    pub(crate) fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Applies new limits (a reload); returns whether anything changed. Connections per
+    /// address are the connection table's ([`crate::connections::Connections::set_per_address`]).
+    pub(crate) fn set(&self, l: RateLimits) -> bool {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if *current == l {
+            return false;
+        }
+        self.identity.set_rate(l.identity);
+        self.address.set_rate(l.address);
+        self.unauthenticated.set_rate(l.unauthenticated);
+        self.auth_failures.set_rate(l.auth_failures);
+        self.max_request_bytes
+            .store(l.max_request_bytes, Ordering::Relaxed);
+        *current = l;
+        true
     }
 }
 

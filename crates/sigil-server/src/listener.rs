@@ -14,6 +14,7 @@ use crate::api::{AppState, router};
 use crate::audit_trail::{PeerCerts, RemoteAddr};
 use crate::connections::{Activity, Connections, FIRST_REQUEST, IDLE, Refused};
 use crate::limits::{Limits, RateLimits};
+use crate::reload::{ReloadError, ReloadReport, ReloadSource};
 use crate::replay::ReplayCache;
 use crate::tls::TlsIdentity;
 
@@ -44,6 +45,9 @@ pub struct ServerConfig {
     pub limits: RateLimits,
     /// A plain-HTTP listener for Prometheus (`GET /metrics`), off when `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where a reload (SIGHUP, `sys/reload`) reads the settings that may change; `None`: a
+    /// reload only reopens the audit devices.
+    pub reload: Option<Arc<dyn ReloadSource>>,
 }
 
 /// Why the server could not start.
@@ -70,7 +74,6 @@ pub struct Running {
     listener: TcpListener,
     metrics: Option<TcpListener>,
     state: Arc<AppState>,
-    connections_per_address: usize,
 }
 
 impl std::fmt::Debug for Running {
@@ -81,26 +84,45 @@ impl std::fmt::Debug for Running {
     }
 }
 
-/// Closes what must be closed at shutdown.
-pub struct ShutdownHandle(Arc<AppState>);
+/// What a running server's owner may ask of it besides serving: reload, close.
+pub struct Control(Arc<AppState>);
 
-impl std::fmt::Debug for ShutdownHandle {
+impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ShutdownHandle")
+        f.write_str("Control")
     }
 }
 
-impl ShutdownHandle {
-    /// Writes a final signed checkpoint on every audit device.
+impl Control {
+    /// The end of a clean shutdown: a final signed checkpoint on every audit device, and the
+    /// storage checkpointed and closed. Blocking.
     pub fn close(&self) {
-        if let Some(core) = self.0.node.core() {
-            core.audit().close();
-        }
+        self.0.node.close();
     }
 
-    /// Reopens every audit device (SIGHUP); returns how many there are (0 while sealed).
-    pub fn reopen_audit(&self) -> usize {
-        self.0.node.core().map_or(0, |core| core.audit().reopen())
+    /// Reloads (SIGHUP): the TLS identity and limits from the reload source, then reopens
+    /// the audit devices. Blocking (file I/O); a source that fails changes nothing.
+    pub fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        self.0.reload()
+    }
+}
+
+/// A server that has stopped accepting, finishing the requests it has.
+#[derive(Debug)]
+pub struct Draining(Arc<Connections>);
+
+impl Draining {
+    /// Waits until every connection has closed (each finishes the requests in flight, then
+    /// closes), or `grace` has passed; returns how many were still open.
+    pub async fn wait(self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let open = self.0.open();
+            if open == 0 || tokio::time::Instant::now() >= deadline {
+                return open;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -141,10 +163,12 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         addr,
         listener,
         metrics,
-        connections_per_address: config.limits.connections_per_address,
         state: Arc::new(AppState {
-            tls: config.tls,
+            tls: std::sync::RwLock::new(Arc::new(config.tls)),
             tls_cache: std::sync::Mutex::new(None),
+            connections: Connections::new(config.limits.connections_per_address),
+            reload_source: config.reload,
+            reloading: std::sync::Mutex::new(()),
             node: config.node,
             fresh: crate::auth::Freshness {
                 hosts: crate::auth::Hosts::new(
@@ -162,9 +186,9 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
 }
 
 impl Running {
-    /// Something to call at shutdown: writes the final signed audit checkpoints.
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(Arc::clone(&self.state))
+    /// A handle to reload the server and to close its audit devices at the end.
+    pub fn control(&self) -> Control {
+        Control(Arc::clone(&self.state))
     }
 
     /// The server's public identity, if initialized.
@@ -177,8 +201,10 @@ impl Running {
         self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// Accepts connections (and serves the metrics listener) until the process ends.
-    pub async fn serve(self) {
+    /// Accepts connections (and serves the metrics listener) until `stop` completes; then
+    /// stops accepting and asks every connection to close once its requests in flight are
+    /// answered (HTTP/2: GOAWAY). Wait for that with [`Draining::wait`].
+    pub async fn serve_until(self, stop: impl Future<Output = ()>) -> Draining {
         if let Some(listener) = self.metrics {
             let state = Arc::clone(&self.state);
             let app = axum::Router::new().route(
@@ -255,10 +281,16 @@ impl Running {
             }
         });
         let state = Arc::clone(&self.state);
+        let table = Arc::clone(&state.connections);
         let app = router(self.state);
-        let table = Connections::new(self.connections_per_address);
+        let (closing, _) = tokio::sync::watch::channel(false);
+        tokio::pin!(stop);
         loop {
-            let (tcp, peer) = match self.listener.accept().await {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = &mut stop => break,
+            };
+            let (tcp, peer) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -284,6 +316,7 @@ impl Running {
             }
             let state = Arc::clone(&state);
             let app = app.clone();
+            let mut closing = closing.subscribe();
             tokio::spawn(async move {
                 let _slot = slot;
                 let activity = Activity::new();
@@ -305,6 +338,9 @@ impl Running {
                     }
                     Err(_) => return,
                 };
+                if *closing.borrow() {
+                    return;
+                }
                 let certs = tls
                     .get_ref()
                     .1
@@ -350,6 +386,14 @@ impl Running {
                             }
                             return;
                         }
+                        Ok(()) = closing.changed() => {
+                            // Shutting down: answer what is in flight, then close.
+                            conn.as_mut().graceful_shutdown();
+                            if let Err(e) = conn.as_mut().await {
+                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            }
+                            return;
+                        }
                         () = tokio::time::sleep_until(wake) => {
                             if activity.deadline().is_some_and(|d| d <= tokio::time::Instant::now()) {
                                 tracing::debug!(%peer, "closing a silent or idle connection");
@@ -362,5 +406,9 @@ impl Running {
                 }
             });
         }
+        // Stop accepting; every connection finishes what it is doing, then closes.
+        drop(self.listener);
+        closing.send_replace(true);
+        Draining(table)
     }
 }

@@ -106,6 +106,12 @@ pub(crate) const SERVER_ENDPOINTS: &[ServerEndpoint] = &[
     ),
     ep("sys/metrics", &["GET"], Auth::Sealed, "Prometheus metrics"),
     ep(
+        "sys/reload",
+        &["POST", "PUT"],
+        Auth::Sealed,
+        "Reload the TLS certificate, limits and audit devices, as SIGHUP (sudo)",
+    ),
+    ep(
         "{mount}/ca",
         &["GET"],
         Auth::Raw,
@@ -332,7 +338,13 @@ mod tests {
             assert!(paths.contains_key(&format!("/v1/{p}")), "{p}");
         }
         // The paths api.rs handles itself after authentication.
-        for p in ["sys/seal", "sys/metrics", "sys/rekey/init", "sys/rekey"] {
+        for p in [
+            "sys/seal",
+            "sys/metrics",
+            "sys/rekey/init",
+            "sys/rekey",
+            "sys/reload",
+        ] {
             assert!(paths.contains_key(&format!("/v1/{p}")), "{p}");
         }
     }

@@ -148,6 +148,11 @@ fn identity(ca_pem: String, chain_pem: &[u8], key_pem: &[u8]) -> Result<TlsIdent
 }
 
 impl TlsIdentity {
+    /// The served certificate (the chain's first), DER.
+    pub(crate) fn leaf_der(&self) -> Option<&[u8]> {
+        self.chain.first().map(|c| c.as_ref())
+    }
+
     /// Generates a CA and a server certificate valid for `names` (DNS names or IP addresses),
     /// in memory. The CA's private key is dropped once the server certificate is signed.
     pub fn generate(names: &[String]) -> Result<Self, TlsError> {

@@ -101,4 +101,7 @@ pub trait Backend: Send + Sync + 'static {
     fn failure(&self) -> Option<String> {
         None
     }
+    /// Finishes every write handed over, makes it durable in the backend's final form and
+    /// stops taking writes (a clean shutdown); later writes fail. Reads may go on.
+    fn close(&self) {}
 }

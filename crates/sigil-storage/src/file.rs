@@ -54,17 +54,12 @@ pub struct FileBackend {
     path: PathBuf,
     /// `None` once closing.
     jobs: Mutex<Option<Sender<(Batch, Reply)>>>,
-    committer: Option<std::thread::JoinHandle<()>>,
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Drop for FileBackend {
-    /// Stops the committer after it has finished every batch handed to it (and checkpointed
-    /// them), so the file is closed (and can be reopened) when this returns.
     fn drop(&mut self) {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(handle) = self.committer.take() {
-            let _ = handle.join();
-        }
+        self.close();
     }
 }
 
@@ -280,7 +275,7 @@ impl FileBackend {
             shared,
             path: path.to_owned(),
             jobs: Mutex::new(Some(tx)),
-            committer: Some(handle),
+            committer: Mutex::new(Some(handle)),
         })
     }
 
@@ -686,6 +681,20 @@ impl Backend for FileBackend {
 
     fn kind(&self) -> &'static str {
         "file"
+    }
+
+    /// Stops the committer after it has finished every batch handed to it (and checkpointed
+    /// them), so the file is closed (and can be reopened) when this returns.
+    fn close(&self) {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let committer = self
+            .committer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = committer {
+            let _ = handle.join();
+        }
     }
 }
 

@@ -96,6 +96,35 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
+        OperatorCommand::Reload { format, client } => {
+            let c = config::client(&client)?;
+            let resp = c.request("POST", "sys/reload", None).await?;
+            let report = resp
+                .body
+                .as_ref()
+                .and_then(|b| b.get("data").cloned())
+                .unwrap_or_default();
+            match format {
+                Format::Json | Format::Yaml => output::structured(format, &report),
+                Format::Table => {
+                    let mut rows: Vec<(String, String)> = [
+                        ("TLS reloaded", "tls_reloaded"),
+                        ("TLS certificate SHA-256", "tls_certificate_sha256"),
+                        ("Limits changed", "limits_changed"),
+                        ("Audit devices reopened", "audit_devices_reopened"),
+                    ]
+                    .iter()
+                    .map(|(label, key)| ((*label).to_owned(), output::cell(&report[*key])))
+                    .collect();
+                    if let Some(notes) = report["notes"].as_array() {
+                        for n in notes {
+                            rows.push(("Note".into(), output::cell(n)));
+                        }
+                    }
+                    output::table(&rows);
+                }
+            }
+        }
         OperatorCommand::Rotate { client } => {
             let c = config::client(&client)?;
             let resp = c.request("POST", "sys/rotate", None).await?;

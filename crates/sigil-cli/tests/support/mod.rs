@@ -12,6 +12,26 @@ use std::time::{Duration, Instant};
 
 pub const SIGIL: &str = env!("CARGO_BIN_EXE_sigil");
 
+/// A TLS client trusting `ca_pem`, offering only `versions`.
+pub fn tls_connector(
+    ca_pem: &[u8],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
 /// A running transient server, killed on drop.
 pub struct Server {
     child: Child,
@@ -318,6 +338,11 @@ impl Server {
             .expect("kill");
         assert!(sent.success());
         eventually(20, || self.child.try_wait().ok().flatten().is_some());
+    }
+
+    /// How the process ended, once it has (`None` while it runs).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
     }
 
     pub fn pid(&self) -> u32 {

@@ -288,6 +288,11 @@ impl Raw {
     /// Sends `req`, and says how the server refused it when no response came: a TLS alert
     /// (a certificate refused in the handshake) or a connection closed without one.
     pub async fn send_or_refusal(&self, req: &Req) -> Result<Resp, Refusal> {
+        self.exchange(&self.wire(req)).await
+    }
+
+    /// `req` as HTTP/1.1 bytes, on a connection that closes after it.
+    pub fn wire(&self, req: &Req) -> Vec<u8> {
         let mut head = format!(
             "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             req.method,
@@ -301,7 +306,7 @@ impl Raw {
             head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
         }
         head.push_str("\r\n");
-        self.exchange(&[head.as_bytes(), &req.body].concat()).await
+        [head.as_bytes(), &req.body].concat()
     }
 
     async fn exchange(&self, bytes: &[u8]) -> Result<Resp, Refusal> {
@@ -385,7 +390,7 @@ impl Refusal {
     }
 }
 
-fn parse(bytes: &[u8]) -> Resp {
+pub fn parse(bytes: &[u8]) -> Resp {
     let split = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -13,18 +13,24 @@ use crate::args::ServerArgs;
 use crate::keyfile;
 use crate::server_config::{ServerFile, StorageKind, api_authority};
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+mod reload;
+
+/// Logs to stderr, text or JSON lines, through a filter a reload may change.
+fn init_logging(json: bool, filter: tracing_subscriber::EnvFilter) -> reload::LogControl {
     use std::io::IsTerminal as _;
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let (filter, control) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if json {
-        fmt.json().init();
+        registry.with(fmt.json()).init();
     } else {
-        fmt.with_ansi(std::io::stderr().is_terminal()).init();
+        registry
+            .with(fmt.with_ansi(std::io::stderr().is_terminal()))
+            .init();
     }
+    control
 }
 
 /// The directory for the CA certificate (and a first-run admin key): the one given (created
@@ -127,20 +133,34 @@ fn client_addr(addr: SocketAddr) -> String {
     format!("https://{}", SocketAddr::new(ip, addr.port()))
 }
 
-/// SIGTERM or SIGINT. The handlers are registered when this is called, not when the future is
-/// first polled: a server that has printed its address (and so may be stopped) already cleans
-/// up on a signal instead of dying of it.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    })
+/// SIGTERM and SIGINT. The handlers are registered when this is made, not when it is first
+/// awaited: a server that has printed its address (and so may be stopped) already cleans up on
+/// a signal instead of dying of it.
+struct Stop {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
 }
+
+impl Stop {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Stop {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    /// The next SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+/// How long a shutdown waits for the requests in flight.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Creates `dir` (0700) if it does not exist; an existing one that others can enter is
 /// tightened to 0700.
@@ -184,6 +204,8 @@ struct Plan {
     audit: Vec<sigil_server::AuditDevice>,
     limits: sigil_server::RateLimits,
     metrics_listen: Option<SocketAddr>,
+    /// The file's `log_level`.
+    log_level: Option<String>,
 }
 
 /// Rate limits: flags over the file over the defaults.
@@ -269,6 +291,7 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         }
         audit.extend(flag_audit(args));
         return Ok(Plan {
+            log_level: file.log_level.map(toml::Spanned::into_inner),
             metrics_listen: args.metrics_listen.or(l.metrics_address),
             limits: limits(args, Some(&file.limits))?,
             audit,
@@ -295,6 +318,7 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         );
     }
     Ok(Plan {
+        log_level: None,
         metrics_listen: args.metrics_listen,
         limits: limits(args, None)?,
         audit: flag_audit(args).into_iter().collect(),
@@ -311,11 +335,12 @@ fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
-    init_logging(args.log_format == "json");
+    let (filter, level) = reload::log_filter(plan.log_level.as_deref());
+    let log = init_logging(args.log_format == "json", filter);
     // Before any key is generated or read.
     let hardening = sigil_server::harden_process(plan.allow_unlocked_memory)?;
     let names = plan.names.clone();
-    let shutdown = shutdown_signal()?;
+    let mut stop = Stop::new()?;
     // SIGHUP's default action ends the process (a `systemctl reload` or a logrotate hook would
     // take the node down, sealed): handled from the start.
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -324,7 +349,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let mut state_guard: Option<tempfile::TempDir> = None;
     let (node, tls, ca_path, generated_key) = match &plan.data_dir {
         None => {
-            let (dir, guard) = state_dir(args.dir)?;
+            let (dir, guard) = state_dir(args.dir.clone())?;
             state_guard = guard;
             let Admins {
                 identities,
@@ -373,6 +398,12 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         api_authority: plan.api_addr.as_deref().and_then(api_authority),
         limits: plan.limits,
         metrics_listen: plan.metrics_listen,
+        reload: Some(std::sync::Arc::new(reload::ConfigReload::new(
+            args.clone(),
+            &plan,
+            log,
+            level,
+        ))),
     })
     .await?;
 
@@ -410,31 +441,41 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("sealed: admins run `sigil operator unseal` until the threshold is reached");
     }
 
-    let closing = running.shutdown_handle();
-    // SIGHUP reopens the audit devices (logrotate's `postrotate`); nothing else is reloaded yet.
-    let reopening = std::sync::Arc::new(running.shutdown_handle());
+    let control = std::sync::Arc::new(running.control());
+    // SIGHUP reloads: the TLS certificate, limits and log level from the configuration, and
+    // the audit devices reopened (logrotate's `postrotate`).
+    let reloading = std::sync::Arc::clone(&control);
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            let handle = std::sync::Arc::clone(&reopening);
-            let devices = tokio::task::spawn_blocking(move || handle.reopen_audit())
-                .await
-                .unwrap_or(0);
-            tracing::info!(
-                audit_devices = devices,
-                "SIGHUP: audit devices reopened (a moved log file ends with a signed checkpoint; the chain goes on in a new file at the configured path). The TLS certificate and the configuration file are not re-read yet: restart for those"
-            );
+            let control = std::sync::Arc::clone(&reloading);
+            match tokio::task::spawn_blocking(move || control.reload()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!("SIGHUP: {e}"),
+                Err(_) => tracing::error!("SIGHUP: the reload panicked"),
+            }
         }
     });
+    let draining = running.serve_until(stop.next()).await;
+    tracing::info!(
+        grace_seconds = DRAIN_GRACE.as_secs(),
+        "shutting down: no new connections; answering the requests in flight (a second SIGTERM or SIGINT exits at once)"
+    );
     tokio::select! {
-        () = running.serve() => {}
-        () = shutdown => {
-            tracing::info!("shutting down");
+        open = draining.wait(DRAIN_GRACE) => {
+            if open > 0 {
+                tracing::warn!(connections = open, "the grace period is over; closing connections with requests in flight");
+            }
+        }
+        () = stop.next() => {
+            tracing::warn!("a second signal: exiting now, without waiting for requests in flight or closing the audit log");
+            std::process::exit(1);
         }
     }
-    // A final signed checkpoint on every audit device.
-    tokio::task::spawn_blocking(move || closing.close())
+    // A final signed checkpoint on every audit device, the storage checkpointed and closed.
+    tokio::task::spawn_blocking(move || control.close())
         .await
         .ok();
+    tracing::info!("stopped");
     if let Some(dir) = state_guard {
         let path = dir.path().to_owned();
         match dir.close() {
