@@ -196,8 +196,15 @@ pub(crate) enum LeaseCommand {
 pub(crate) enum AuditCommand {
     /// Check an audit log's hash chain and signed checkpoints; names the first bad line.
     Verify {
-        /// The log file.
-        file: PathBuf,
+        /// The log file, or several files of one log oldest first (`audit.log.2 audit.log.1
+        /// audit.log`): each file's first line must continue the previous file's last; a
+        /// missing or misplaced file is named.
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// With one PATH: verify the files a rotating device wrote, `PATH.N` … `PATH.1` then
+        /// `PATH`, as one log.
+        #[arg(long)]
+        rotated: bool,
         /// The server key that must sign the checkpoints: its keyid (as SIGIL_SERVER_KEY) or
         /// its `sigil1…` identity.
         #[arg(
@@ -206,7 +213,7 @@ pub(crate) enum AuditCommand {
             value_name = "KEYID|sigil1…"
         )]
         server: Option<String>,
-        /// The file continues an earlier log (its first line links to a line not in it).
+        /// The (first) file continues an earlier log (its first line links to a line not in it).
         #[arg(long)]
         continued: bool,
         /// Fail unless every line is vouched for by a signed checkpoint (for a closed log;

@@ -68,7 +68,14 @@ pub(crate) struct Audit {
     pub(crate) path: Option<PathBuf>,
     /// For `socket`: `tcp:HOST:PORT` or `unix:/PATH`.
     pub(crate) address: Option<String>,
+    /// For `file`: rotate once the file reaches this many bytes.
+    pub(crate) rotate_bytes: Option<u64>,
+    /// For `file` with `rotate_bytes`: rotated files kept (default 10).
+    pub(crate) rotate_keep: Option<u32>,
 }
+
+/// Rotated audit files kept when `rotate_keep` is not given.
+const DEFAULT_ROTATE_KEEP: u32 = 10;
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -245,11 +252,30 @@ impl Audit {
                 return Err("type \"socket\" takes `address` (and no `path`)".into());
             }
         };
+        let rotate = match (kind, self.rotate_bytes, self.rotate_keep) {
+            (_, None, None) => None,
+            (AuditKind::Socket, _, _) => {
+                return Err("rotate_bytes and rotate_keep are for type \"file\"".into());
+            }
+            (AuditKind::File, None, Some(_)) => {
+                return Err("rotate_keep needs rotate_bytes".into());
+            }
+            (AuditKind::File, Some(bytes), keep) => {
+                let keep = keep.unwrap_or(DEFAULT_ROTATE_KEEP);
+                if bytes < 64 * 1024 {
+                    return Err("rotate_bytes must be at least 65536 (64 KiB)".into());
+                }
+                if !(1..=10_000).contains(&keep) {
+                    return Err("rotate_keep must be between 1 and 10000".into());
+                }
+                Some(sigil_core::audit::Rotation { bytes, keep })
+            }
+        };
         let name = self.name.clone().unwrap_or_else(|| match kind {
             AuditKind::File => "file".into(),
             AuditKind::Socket => "socket".into(),
         });
-        Ok(sigil_server::AuditDevice { name, sink })
+        Ok(sigil_server::AuditDevice { name, sink, rotate })
     }
 }
 

@@ -650,3 +650,109 @@ fn sighup_reopens_audit_files_and_the_server_lives_on() {
     );
     nix_term(&mut s);
 }
+
+/// Built-in rotation (`rotate_bytes`, `rotate_keep`): the files a device rotated verify as one
+/// chain oldest first, across a restart; a missing or misplaced file is named; only
+/// `rotate_keep` rotated files stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_files_verify_as_one_chain_and_gaps_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let config = dir.path().join("sigil.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ntype = \"file\"\npath = \"{}\"\n[listener]\naddress = \"127.0.0.1:0\"\n[[audit]]\ntype = \"file\"\npath = \"{}\"\nrotate_bytes = 65536\nrotate_keep = 3\n",
+            data.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let args = ["-c", config.to_str().unwrap()];
+    let mut s = Server::spawn(tempfile::tempdir().unwrap(), &args, &[], 2);
+    let admin = s.new_key("admin");
+    s.init_and_unseal(&admin);
+    let keyid = s.var("SIGIL_SERVER_KEY").to_owned();
+    let client = s.sdk(&admin);
+    let rotated = |n: u32| sigil_core::audit::Rotation::numbered(&log, n);
+    let mut writes = 0;
+    while !rotated(3).exists() || writes < 50 {
+        let body = serde_json::json!({ "data": { "n": writes } });
+        client
+            .request("POST", &format!("secret/data/r/{writes}"), Some(&body))
+            .await
+            .unwrap();
+        writes += 1;
+        assert!(writes < 5000, "never rotated three times");
+    }
+    // Rotate past the kept number, restart, write on: the chain continues.
+    for i in 0..200 {
+        let body = serde_json::json!({ "data": { "n": i } });
+        client
+            .request("POST", &format!("secret/data/more/{i}"), Some(&body))
+            .await
+            .unwrap();
+    }
+    s.terminate();
+    let mut s = Server::spawn(tempfile::tempdir().unwrap(), &args, &[], 3);
+    s.env
+        .push(("SIGIL_KEY".into(), admin.to_str().unwrap().to_owned()));
+    ok(s.sigil(&["operator", "unseal"]));
+    ok(s.sigil(&["kv", "put", "secret/after-restart", "v=1"]));
+    s.terminate();
+
+    assert!(
+        rotated(3).exists() && !rotated(4).exists(),
+        "rotate_keep = 3"
+    );
+    for n in 1..=3 {
+        let size = std::fs::metadata(rotated(n)).unwrap().len();
+        assert!(size >= 65536, "{n}: {size}");
+    }
+    let key = format!("--server-key={keyid}");
+    // The oldest kept file continues one that was deleted: --continued.
+    let all = run(&[
+        "audit",
+        "verify",
+        "--rotated",
+        "--continued",
+        "--strict",
+        log.to_str().unwrap(),
+        &key,
+    ]);
+    assert!(all.status.success(), "{}{}", stdout(&all), stderr(&all));
+    assert!(
+        stdout(&all).contains("the 4 files are one chain"),
+        "{}",
+        stdout(&all)
+    );
+    let p = |n: u32| rotated(n).to_str().unwrap().to_owned();
+    let live = log.to_str().unwrap();
+    let missing = run(&["audit", "verify", "--continued", &p(3), &p(1), live, &key]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("a file is missing between"),
+        "{}",
+        stderr(&missing)
+    );
+    let reordered = run(&[
+        "audit",
+        "verify",
+        "--continued",
+        &p(3),
+        &p(1),
+        &p(2),
+        live,
+        &key,
+    ]);
+    assert_eq!(reordered.status.code(), Some(1));
+    assert!(
+        stderr(&reordered).contains("out of order"),
+        "{}",
+        stderr(&reordered)
+    );
+    // Without --continued the oldest kept file is not a chain's beginning.
+    let start = run(&["audit", "verify", "--rotated", live, &key]);
+    assert_eq!(start.status.code(), Some(1), "{}", stdout(&start));
+}

@@ -72,6 +72,10 @@ pub struct VerifySummary {
     pub unsigned_tail: usize,
     /// The last signed checkpoint: its line (1-based) and sequence number.
     pub last_checkpoint: Option<(usize, u64)>,
+    /// The first line's `seq` and `prev` (what it links to: empty at a chain's start).
+    pub first: (u64, String),
+    /// The last line's `seq` and hash (what a continuing file's first line links to).
+    pub last: (u64, String),
 }
 
 /// The first bad line of a log, 1-based, and why.
@@ -100,6 +104,8 @@ pub fn verify(
         checkpoints: 0,
         unsigned_tail: 0,
         last_checkpoint: None,
+        first: (0, String::new()),
+        last: (0, String::new()),
     };
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
@@ -130,6 +136,13 @@ pub fn verify(
             .get("seq")
             .and_then(Value::as_u64)
             .ok_or_else(|| bad("no seq"))?;
+        if n == 1 {
+            let links_to = entry
+                .get("prev")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            summary.first = (seq, links_to.to_owned());
+        }
         if prev_seq.is_some_and(|p| seq != p + 1) {
             return Err(bad(
                 "seq is not consecutive: a line was removed, inserted or moved",
@@ -167,6 +180,7 @@ pub fn verify(
         prev_seq = Some(seq);
         summary.lines += 1;
     }
+    summary.last = (prev_seq.unwrap_or(0), prev);
     if summary.lines == 0 {
         return Err(VerifyError {
             line: 1,
@@ -176,6 +190,72 @@ pub fn verify(
     // A log with no checkpoint yet (a live one) verifies as a chain; that the server vouches
     // for none of it is in the summary (`checkpoints == 0`), for the caller to judge.
     Ok(summary)
+}
+
+/// Where a set of files failed: the file (its index) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct SetError {
+    /// The index of the file at fault.
+    pub file: usize,
+    /// What is wrong (with the line, for a broken file).
+    pub reason: String,
+}
+
+/// Verifies rotated files as one log, oldest first (`names` label them in messages): each
+/// on its own (see [`verify`]; every file but the first is a continuation, and the first is
+/// one too if `continued`), and each file's first line linked to the previous file's last
+/// (its `seq` next, its `prev` that line's hash). A file missing from the set, or two files
+/// given in the wrong order, is named. Returns each file's summary.
+pub fn verify_files(
+    files: &[(&str, &str)],
+    expected_server: Option<&str>,
+    continued: bool,
+) -> Result<Vec<VerifySummary>, SetError> {
+    let mut out: Vec<VerifySummary> = Vec::with_capacity(files.len());
+    for (i, (name, text)) in files.iter().enumerate() {
+        out.push(
+            verify(text, expected_server, continued || i > 0).map_err(|e| SetError {
+                file: i,
+                reason: format!("{name}: {e}"),
+            })?,
+        );
+    }
+    for (i, pair) in out.windows(2).enumerate() {
+        let (before, s) = (&pair[0], &pair[1]);
+        let (prev_name, name) = (files[i].0, files[i + 1].0);
+        let (last_seq, last_hash) = &before.last;
+        let (first_seq, links_to) = &s.first;
+        let next = last_seq + 1;
+        let reason = if *first_seq <= *last_seq {
+            format!(
+                "{name} (seq {first_seq}–{}) is older than {prev_name} (seq {}–{last_seq}), which is given before it: the files are out of order (give them oldest first)",
+                s.last.0, before.first.0
+            )
+        } else if *first_seq > next {
+            match out[i + 2..].iter().position(|later| later.first.0 == next) {
+                Some(j) => format!(
+                    "{} continues {prev_name} but is given after {name}: the files are out of order (give them oldest first)",
+                    files[i + 2 + j].0
+                ),
+                None => format!(
+                    "a file is missing between {prev_name} (ends at seq {last_seq}) and {name} (starts at seq {first_seq}): {} lines are not in the set",
+                    first_seq - next
+                ),
+            }
+        } else if links_to != last_hash {
+            format!(
+                "{name} does not continue {prev_name}: its first line links to another line than {prev_name}'s last (a file was replaced or rewritten)"
+            )
+        } else {
+            continue;
+        };
+        return Err(SetError {
+            file: i + 1,
+            reason,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -257,7 +337,70 @@ mod tests {
                 checkpoints: 2,
                 unsigned_tail: 2,
                 last_checkpoint: Some((8, 8)),
+                first: (1, String::new()),
+                last: (10, lines_hash(text.lines().last().unwrap()).to_owned()),
             }
+        );
+    }
+
+    fn lines_hash(line: &str) -> &str {
+        &line[line.rfind(HASH_FIELD).unwrap() + HASH_FIELD.len()..line.len() - 2]
+    }
+
+    /// A log cut into files: verified as one in order; a missing, reordered or replaced
+    /// file is named.
+    #[test]
+    fn rotated_files_verify_in_order_and_gaps_or_reorders_are_named() {
+        let server = SecretIdentity::generate().unwrap();
+        let keyid = server.public().keyid().to_string();
+        let lines = log(&server, 12);
+        let parts: Vec<String> = lines.chunks(4).map(|c| c.join("\n")).collect();
+        let set = |order: &[usize]| {
+            let files: Vec<(String, &str)> = order
+                .iter()
+                .map(|i| (format!("f{i}"), parts[*i].as_str()))
+                .collect();
+            let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+            verify_files(&files, Some(&keyid), false)
+        };
+        let good = set(&[0, 1, 2]).unwrap();
+        assert_eq!(good.iter().map(|s| s.lines).sum::<usize>(), 12);
+        assert_eq!(good[2].last.0, 12);
+        let missing = set(&[0, 2]).unwrap_err();
+        assert_eq!(missing.file, 1);
+        assert!(
+            missing.reason.contains("a file is missing between f0"),
+            "{}",
+            missing.reason
+        );
+        let reordered = set(&[0, 2, 1]).unwrap_err();
+        assert!(
+            reordered
+                .reason
+                .contains("f1 continues f0 but is given after f2"),
+            "{}",
+            reordered.reason
+        );
+        let files = [("f1", parts[1].as_str()), ("f0", parts[0].as_str())];
+        let backwards = verify_files(&files, Some(&keyid), true).unwrap_err();
+        assert!(
+            backwards.reason.contains("out of order"),
+            "{}",
+            backwards.reason
+        );
+        // The first file alone is a chain's start; a later one alone only as a continuation.
+        assert!(set(&[1, 2]).is_err());
+        let files = [("f1", parts[1].as_str()), ("f2", parts[2].as_str())];
+        assert!(verify_files(&files, Some(&keyid), true).is_ok());
+        // A file from another log with the right seq numbers does not link.
+        let other = log(&server, 12);
+        let foreign: String = other[4..8].join("\n");
+        let files = [("f0", parts[0].as_str()), ("x", foreign.as_str())];
+        let replaced = verify_files(&files, Some(&keyid), false).unwrap_err();
+        assert!(
+            replaced.reason.contains("does not continue f0"),
+            "{}",
+            replaced.reason
         );
     }
 

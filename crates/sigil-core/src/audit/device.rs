@@ -46,6 +46,44 @@ pub struct DeviceConfig {
     pub name: String,
     /// Where it writes.
     pub sink: Sink,
+    /// Built-in rotation of a file device (`None`: the file grows until rotated outside,
+    /// e.g. by logrotate and SIGHUP).
+    pub rotate: Option<Rotation>,
+}
+
+/// When a file device rotates its file, and how many rotated files it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// The file is rotated once a write has taken it to this size or more.
+    pub bytes: u64,
+    /// Rotated files kept: `PATH.1` (the newest) to `PATH.<keep>`; older ones are deleted.
+    pub keep: u32,
+}
+
+impl Rotation {
+    /// `PATH.n`.
+    pub fn numbered(path: &std::path::Path, n: u32) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    }
+
+    /// Moves `PATH.1…` up by one (the one beyond `keep` is replaced, so dropped), then `PATH`
+    /// to `PATH.1`, and syncs the directory.
+    fn shift(self, path: &std::path::Path) -> std::io::Result<()> {
+        for n in (1..self.keep).rev() {
+            match std::fs::rename(Self::numbered(path, n), Self::numbered(path, n + 1)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        std::fs::rename(path, Self::numbered(path, 1))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()
+    }
 }
 
 /// The answer to one entry: written, or why not.
@@ -224,6 +262,7 @@ fn file_tail(path: &PathBuf) -> (String, u64) {
 
 struct Writer {
     sink: Sink,
+    rotate: Option<Rotation>,
     open: Option<Open>,
     chain: ChainState,
     checkpoint_every: u64,
@@ -293,6 +332,41 @@ impl Writer {
         line
     }
 
+    /// Rotates a file device's file once it has reached its size: ends it with a signed
+    /// checkpoint (so it verifies on its own, `--strict`), moves it to `PATH.1` (older ones up
+    /// by one) and lets the next write start `PATH` anew, its first line linked to the last
+    /// one here. If the checkpoint cannot be written, or the file cannot be moved, the file
+    /// goes on and rotation is tried after the next write.
+    fn rotate_if_due(&mut self) {
+        let (Some(rotation), Sink::File(path), Some(Open::File(f))) =
+            (self.rotate, &self.sink, &self.open)
+        else {
+            return;
+        };
+        if f.metadata().map_or(true, |m| m.len() < rotation.bytes) {
+            return;
+        }
+        let path = path.clone();
+        if self.chain.since_checkpoint > 0 {
+            let mut batch = Batch::new(self.chain.clone());
+            self.append_checkpoint(&mut batch);
+            if let Err((_, e)) = self.write(&batch.out) {
+                tracing::warn!(file = %path.display(), error = %e, "audit file not rotated: its closing checkpoint could not be written");
+                return;
+            }
+            self.chain = batch.chain;
+        }
+        self.open = None;
+        match rotation.shift(&path) {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), seq = self.chain.seq, "audit file rotated")
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "audit file not rotated; writing on")
+            }
+        }
+    }
+
     /// Writes `bytes` (whole lines); on failure, how many bytes the sink took and why not more.
     fn write(&mut self, bytes: &[u8]) -> Result<(), (usize, String)> {
         if self.open.is_none() {
@@ -351,6 +425,9 @@ impl Writer {
             };
             let _ = reply.send(result);
         }
+        if error.is_none() {
+            self.rotate_if_due();
+        }
         if !reopened.is_empty() {
             // The next write opens the path again: a moved file is left complete.
             self.open = None;
@@ -391,8 +468,16 @@ impl Device {
         server: Arc<SecretIdentity>,
         checkpoint_every: u64,
     ) -> std::io::Result<Device> {
-        let (prev, seq) = match &config.sink {
-            Sink::File(p) => file_tail(p),
+        let (prev, seq) = match (&config.sink, config.rotate) {
+            // A file rotated away with nothing written since: the chain goes on from there.
+            (Sink::File(p), Some(_)) => match file_tail(p) {
+                (prev, 0) => match file_tail(&Rotation::numbered(p, 1)) {
+                    (_, 0) => (prev, 0),
+                    rotated => rotated,
+                },
+                tail => tail,
+            },
+            (Sink::File(p), None) => file_tail(p),
             _ => (String::new(), 0),
         };
         // `key` (zeroizing) drops at the end of this function; the keyed state stays.
@@ -401,6 +486,7 @@ impl Device {
         let writer = Writer {
             depth: Arc::clone(&depth),
             sink: config.sink.clone(),
+            rotate: config.rotate,
             open: None,
             chain: ChainState {
                 prev,
@@ -507,6 +593,7 @@ mod tests {
     fn writer(sink: Sink, server: Arc<SecretIdentity>) -> Writer {
         Writer {
             sink,
+            rotate: None,
             open: None,
             chain: ChainState {
                 prev: String::new(),
@@ -634,6 +721,7 @@ mod tests {
         let config = DeviceConfig {
             name: "file".into(),
             sink: Sink::File(path.clone()),
+            rotate: None,
         };
         let key = Zeroizing::new([7; 32]);
         let device = Arc::new(Device::start(&config, key, Arc::clone(&server), 10).unwrap());
@@ -724,5 +812,54 @@ mod tests {
         assert_eq!((summary.lines, summary.checkpoints), (4, 1));
         assert!(!text.contains("lost/"));
         assert_eq!(writer.depth.load(Ordering::Relaxed), 0);
+    }
+
+    /// A file device with rotation: every file but the live one ends with a checkpoint, the
+    /// set verifies as one chain oldest first, only `keep` rotated files are kept.
+    #[test]
+    fn a_rotating_file_keeps_one_chain_across_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let server = server();
+        let mut writer = writer(Sink::File(path.clone()), Arc::clone(&server));
+        writer.checkpoint_every = 100;
+        writer.rotate = Some(Rotation {
+            bytes: 2000,
+            keep: 2,
+        });
+        for i in 0..40 {
+            let name = format!("r/{i}");
+            let (mut batch, answers) = queued(&writer, [name.as_str()]);
+            assert!(!writer.run_batch(&mut batch));
+            for mut a in answers {
+                a.try_recv().unwrap().unwrap();
+            }
+        }
+        let p3 = Rotation::numbered(&path, 3);
+        assert!(!p3.exists(), "only two rotated files are kept");
+        let files: Vec<(String, String)> = [
+            Rotation::numbered(&path, 2),
+            Rotation::numbered(&path, 1),
+            path.clone(),
+        ]
+        .iter()
+        .map(|p| (p.display().to_string(), std::fs::read_to_string(p).unwrap()))
+        .collect();
+        let keyid = server.public().keyid().to_string();
+        for (name, text) in &files[..2] {
+            let s = chain::verify(text, Some(&keyid), true).unwrap();
+            assert_eq!(s.unsigned_tail, 0, "{name} ends with a checkpoint");
+            assert!(
+                text.len() >= 2000 && text.len() < 4000,
+                "{name}: {}",
+                text.len()
+            );
+        }
+        let set: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        let summaries = chain::verify_files(&set, Some(&keyid), true).unwrap();
+        assert_eq!(summaries[2].last.0, writer.chain.seq);
     }
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 use sigil_crypto::SecretIdentity;
 use zeroize::Zeroizing;
 
-pub use chain::{VerifyError, VerifySummary, verify};
-pub use device::{DeviceConfig, Sink};
+pub use chain::{SetError, VerifyError, VerifySummary, verify, verify_files};
+pub use device::{DeviceConfig, Rotation, Sink};
 pub use entry::Entry;
 
 use crate::CoreError;

@@ -268,6 +268,7 @@ fn flag_audit(args: &ServerArgs) -> Option<sigil_server::AuditDevice> {
     args.audit_file.as_ref().map(|p| sigil_server::AuditDevice {
         name: "file".into(),
         sink: sigil_server::AuditSink::File(p.clone()),
+        rotate: None,
     })
 }
 
