@@ -307,6 +307,23 @@ mod tests {
         ServerFile::load(&p)
     }
 
+    /// The sample deploy/systemd/sigil.toml is a valid configuration, with rotation.
+    #[test]
+    fn the_sample_systemd_configuration_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/systemd/sigil.toml");
+        let f = ServerFile::load(&path).unwrap();
+        assert_eq!(f.storage.path, Path::new("/var/lib/sigil"));
+        let audit = f.audit[0].device().unwrap();
+        assert_eq!(
+            audit.rotate,
+            Some(sigil_core::audit::Rotation {
+                bytes: 256 << 20,
+                keep: 20
+            })
+        );
+        assert_eq!(f.log_level.unwrap().into_inner(), "info");
+    }
+
     #[test]
     fn log_levels_are_levels_or_directives() {
         for good in [
