@@ -479,6 +479,24 @@ mod erased {
     }
 }
 
+fn snapshot_seeds(root: &Path) {
+    let t = "snapshot";
+    let entries = vec![
+        ("core/keyring".to_owned(), vec![1, 2, 3, 4]),
+        ("core/seal-config".to_owned(), br#"{"threshold":1}"#.to_vec()),
+        ("logical/kv/secret/data/app".to_owned(), vec![0; 48]),
+    ];
+    let file = sigil_core::snapshot::encode(&entries, "file", 2, "2027-01-15T08:00:00Z".into(), server());
+    let pinned = publics()[0].keyid().to_string();
+    let read = sigil_core::snapshot::decode(&file, Some(&pinned)).expect("the seed snapshot reads back");
+    assert_eq!(read.entries, entries);
+    // Raw mode: the whole file.
+    write(root, t, "whole-file", &with_flag(0, &file));
+    // Template mode: the entries alone, three announced.
+    let body_start = file.len() - read.header.body_bytes as usize;
+    write(root, t, "entries", &with_flag(1 | (3 << 1), &file[body_start..]));
+}
+
 fn main() {
     let root = std::env::args_os()
         .nth(1)
@@ -495,5 +513,6 @@ fn main() {
     canonical_path_seeds(&root);
     headers_seeds(&root);
     e2e_documents_seeds(&root);
+    snapshot_seeds(&root);
     println!("seeds written to {}", root.display());
 }

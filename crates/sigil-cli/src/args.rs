@@ -275,6 +275,40 @@ pub(crate) enum OperatorCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Take a backup: a snapshot of the whole storage at one instant while the server runs
+    /// (sudo on sys/storage/snapshot), written to FILE (0600). The file holds barrier
+    /// ciphertext and is signed by the server key; only the admins can make use of it.
+    Backup {
+        /// Where to write it (refused if it exists).
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Restore a backup into the data directory of a stopped or new node (no server needed):
+    /// checks the file, refuses a directory that holds data, writes every entry. Start the
+    /// server there: it is sealed until the backup's admins unseal it.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The data directory to restore into (created 0700).
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "config",
+            conflicts_with = "config"
+        )]
+        data_dir: Option<PathBuf>,
+        /// Or the server's configuration file: its [storage] path.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The server key that must have signed the backup: a keyid or `sigil1…`.
+        #[arg(
+            long = "server-key",
+            env = "SIGIL_SERVER_KEY",
+            value_name = "KEYID|sigil1…"
+        )]
+        server_key: Option<String>,
+    },
     /// Add a new keyring term; new writes use it, older terms keep decrypting.
     Rotate {
         #[command(flatten)]

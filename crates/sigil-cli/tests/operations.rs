@@ -386,3 +386,155 @@ async fn a_second_sigterm_exits_at_once() {
     assert!(!s.exit_status().unwrap().success());
     assert!(s.log_text().contains("a second signal"));
 }
+
+/// `sigil operator backup` under write load, `sigil operator restore` into a new data
+/// directory: every write acknowledged before the backup was asked for is there, the node
+/// has the same server key and opens with the original admin's key; a damaged file, a
+/// directory with data and a backup from another server are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_under_load_restores_into_a_new_node() {
+    let data = tempfile::tempdir().unwrap();
+    let mut s = Server::start_data_dir(data.path(), false);
+    let admin = s.new_key("admin");
+    s.init_and_unseal(&admin);
+    let keyid = s.var("SIGIL_SERVER_KEY").to_owned();
+
+    // Writers: each records what was acknowledged, in order.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked: Arc<std::sync::Mutex<Vec<(usize, usize)>>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..3 {
+        let (client, stop, acked) = (s.sdk(&admin), Arc::clone(&stop), Arc::clone(&acked));
+        writers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = serde_json::json!({ "data": { "n": n } });
+                client
+                    .request("POST", &format!("secret/data/b{w}/{n}"), Some(&body))
+                    .await
+                    .unwrap();
+                acked.lock().unwrap().push((w, n));
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before: Vec<(usize, usize)> = acked.lock().unwrap().clone();
+    assert!(!before.is_empty());
+    let backup = s.tmp.path().join("sigil.snap");
+    // The CLI blocks: the writers go on on the runtime's other worker meanwhile.
+    let said = tokio::task::block_in_place(|| {
+        ok(s.sigil(&["operator", "backup", backup.to_str().unwrap()]))
+    });
+    assert!(said.contains("Success! Backup written to"), "{said}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mode = std::fs::metadata(&backup).unwrap().permissions();
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(mode.mode() & 0o777, 0o600);
+    // The file names no secret value (ciphertext only).
+    let bytes = std::fs::read(&backup).unwrap();
+    assert!(!bytes.windows(7).any(|w| w == b"hunter2"));
+    // Only with sudo on sys/storage/snapshot.
+    let reader = s.new_identity("reader", &["default"]);
+    let refused = s.sigil_as(&reader, &["operator", "backup", "/tmp/never"]);
+    assert!(stderr(&refused).contains("403"), "{}", stderr(&refused));
+    s.terminate();
+
+    // Restore into a new directory, pinned to the server key.
+    let restored = tempfile::tempdir().unwrap();
+    let target = restored.path().join("data");
+    let out = support::run_env(
+        &[
+            "operator",
+            "restore",
+            backup.to_str().unwrap(),
+            "--data-dir",
+            target.to_str().unwrap(),
+        ],
+        &[("SIGIL_SERVER_KEY", &keyid)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Success! Restored"),
+        "{}",
+        stdout(&out)
+    );
+    let mut again = Server::start_data_dir(&target, true);
+    assert_eq!(again.var("SIGIL_SERVER_KEY"), keyid, "the same server key");
+    again
+        .env
+        .push(("SIGIL_KEY".into(), admin.to_str().unwrap().to_owned()));
+    let status = again.sigil(&["operator", "status", "-format=json"]);
+    assert!(
+        stdout(&status).contains("\"sealed\": true"),
+        "{}",
+        stdout(&status)
+    );
+    ok(again.sigil(&["operator", "unseal"]));
+    let client = again.sdk(&admin);
+    for (w, n) in &before {
+        let got = client
+            .request("GET", &format!("secret/data/b{w}/{n}"), None)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("b{w}/{n}, acknowledged before the backup, is missing: {e}")
+            });
+        assert_eq!(got.body.unwrap()["data"]["data"]["n"], *n);
+    }
+
+    // Refused: a directory that holds data, a damaged file, another server's key.
+    let into_used = support::run(&[
+        "operator",
+        "restore",
+        backup.to_str().unwrap(),
+        "--data-dir",
+        target.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&into_used).contains("holds data already"),
+        "{}",
+        stderr(&into_used)
+    );
+    let mut damaged = bytes.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    let damaged_file = s.tmp.path().join("damaged.snap");
+    std::fs::write(&damaged_file, &damaged).unwrap();
+    let fresh = restored.path().join("fresh");
+    let out = support::run(&[
+        "operator",
+        "restore",
+        damaged_file.to_str().unwrap(),
+        "--data-dir",
+        fresh.to_str().unwrap(),
+    ]);
+    assert!(stderr(&out).contains("SHA-256"), "{}", stderr(&out));
+    let other = sigil_crypto::SecretIdentity::generate()
+        .unwrap()
+        .public()
+        .keyid()
+        .to_string();
+    let out = support::run_env(
+        &[
+            "operator",
+            "restore",
+            backup.to_str().unwrap(),
+            "--data-dir",
+            fresh.to_str().unwrap(),
+        ],
+        &[("SIGIL_SERVER_KEY", &other)],
+    );
+    assert!(
+        stderr(&out).contains("not by the expected"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !fresh.join("sigil.redb").exists(),
+        "a refused restore wrote nothing"
+    );
+}

@@ -150,6 +150,11 @@ impl Barrier {
         self.backend.kind()
     }
 
+    /// Every stored entry, as stored (ciphertext), at one instant.
+    pub(crate) fn raw_snapshot(&self) -> Result<Vec<(String, Vec<u8>)>, CoreError> {
+        self.backend.snapshot().map_err(CoreError::Storage)
+    }
+
     /// The keyring's terms, oldest first.
     pub fn terms(&self) -> Vec<u32> {
         self.keys().iter().map(|k| k.term().0).collect()

@@ -897,9 +897,24 @@ impl Core {
         }
     }
 
-    /// The server's own identity key (signs nothing yet; seals responses, opens requests).
+    /// The server's own identity key: seals responses, opens requests, signs audit
+    /// checkpoints and snapshots.
     pub fn server_identity(&self) -> &SecretIdentity {
         &self.server_identity
+    }
+
+    /// A snapshot of the whole storage at one instant, signed by the server key (snapshot.rs).
+    /// Writes go on meanwhile.
+    pub fn snapshot(&self) -> Result<Vec<u8>, CoreError> {
+        let entries = self.barrier.raw_snapshot()?;
+        let term = self.barrier.terms().last().copied().unwrap_or(0);
+        Ok(crate::snapshot::encode(
+            &entries,
+            self.barrier.backend_kind(),
+            term,
+            crate::now_rfc3339(),
+            &self.server_identity,
+        ))
     }
 
     /// Makes sure an identity with `public` exists; if none does, creates `name` with the admin

@@ -37,6 +37,7 @@ mod rekey;
 mod replay;
 mod request;
 mod seal;
+pub mod snapshot;
 mod timefmt;
 mod transit;
 mod vault_hcl;

@@ -522,6 +522,29 @@ async fn authenticated(
             );
             return Ok((seal(response)?, None));
         }
+        ("sys/storage/snapshot", Operation::Read) => {
+            core.authorize(&authn.caller, &path, &[Capability::Read, Capability::Sudo])?;
+            let worker = Arc::clone(core);
+            let bytes = blocking(move || worker.snapshot().map_err(ApiError::from)).await?;
+            // Checked as a restore would check it (and to report its header).
+            let header = sigil_core::snapshot::decode(&bytes, None)
+                .map_err(|e| {
+                    tracing::error!(error = %e, "a snapshot just taken does not read back");
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the snapshot failed its own check",
+                    )
+                })?
+                .header;
+            let response = sigil_core::Response::data(json!({
+                "snapshot": sigil_crypto::b64url_encode(&bytes),
+                "created": header.created,
+                "entries": header.entries,
+                "keyring_term": header.keyring_term,
+                "body_sha256": header.body_sha256,
+            }));
+            return Ok((seal(response)?, None));
+        }
         ("sys/metrics", Operation::Read) => {
             return Ok((
                 metrics_response(state, core, &authn, &sealing, &trail.request_id)?,
@@ -627,6 +650,7 @@ const UNWRAPPABLE: &[&str] = &[
     "sys/metrics",
     "sys/seal",
     "sys/reload",
+    "sys/storage/snapshot",
 ];
 
 /// Removes a query parameter the server handles itself; returns its value.

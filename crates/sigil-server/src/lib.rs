@@ -32,7 +32,7 @@ pub use auth::parse_authority;
 pub use harden::{HardenError, Hardening, harden_process};
 pub use limits::{Rate, RateLimits};
 pub use listener::{Control, Draining, Running, ServerConfig, StartError, start};
-pub use node::{NodeError, file_node, transient_node};
+pub use node::{NodeError, RestoreError, Restored, file_node, restore_snapshot, transient_node};
 pub use reload::{ReloadError, ReloadReport, ReloadSource, Reloaded};
 pub use sigil_core::audit::{DeviceConfig as AuditDevice, Sink as AuditSink};
 pub use tls::{TlsError, TlsIdentity};

@@ -48,6 +48,93 @@ pub fn file_node(path: &Path, audit: Vec<DeviceConfig>) -> Result<Node, NodeErro
     )?)
 }
 
+/// What a restore wrote.
+#[derive(Debug)]
+pub struct Restored {
+    /// The snapshot's header.
+    pub header: sigil_core::snapshot::Header,
+    /// The database file written.
+    pub path: std::path::PathBuf,
+}
+
+/// Why a restore wrote nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The file is not a snapshot that can be restored.
+    #[error(transparent)]
+    Snapshot(#[from] sigil_core::snapshot::SnapshotError),
+    /// The data directory already holds data.
+    #[error(
+        "{0} holds data already: restore into a new data directory (and point the configuration at it), or move its sigil.redb* files away first"
+    )]
+    NotEmpty(std::path::PathBuf),
+    /// The storage could not be written.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Writes a snapshot into the data directory `dir` of a stopped node (or a new one): checks the
+/// file (format, checksum, signature; the signer when `pinned`), refuses a directory that
+/// already holds data, writes every entry through the file backend (its log synced, then
+/// checkpointed) and reads the result back. The node then starts sealed; the snapshot's admins
+/// unseal it.
+pub fn restore_snapshot(
+    dir: &Path,
+    bytes: &[u8],
+    pinned: Option<&str>,
+) -> Result<Restored, RestoreError> {
+    let snapshot = sigil_core::snapshot::decode(bytes, pinned)?;
+    let path = dir.join("sigil.redb");
+    let taken = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with("sigil.redb"))
+            })
+        })
+        .unwrap_or(false);
+    if taken {
+        return Err(RestoreError::NotEmpty(dir.to_owned()));
+    }
+    let backend = FileBackend::open(&path)?;
+    use sigil_storage::Backend as _;
+    if !backend.list("")?.is_empty() {
+        return Err(RestoreError::NotEmpty(dir.to_owned()));
+    }
+    let count = snapshot.entries.len();
+    let mut entries = snapshot.entries.into_iter();
+    loop {
+        let mut batch = sigil_storage::Batch::new();
+        let mut n = 0;
+        for (k, v) in entries.by_ref().take(RESTORE_BATCH) {
+            batch = batch.put(k, v);
+            n += 1;
+        }
+        if n == 0 {
+            break;
+        }
+        backend.apply(batch)?;
+    }
+    let written = backend.snapshot()?.len();
+    backend.close();
+    if written != count {
+        return Err(RestoreError::Storage(StorageError::Io {
+            verb: "restore",
+            subject: path.display().to_string(),
+            reason: format!("{written} entries read back, {count} written"),
+        }));
+    }
+    Ok(Restored {
+        header: snapshot.header,
+        path,
+    })
+}
+
+/// Entries written per batch (per synced log append) by a restore.
+const RESTORE_BATCH: usize = 4096;
+
 /// The database engine's drivers (PostgreSQL, MySQL/MariaDB).
 fn databases() -> Arc<dyn sigil_core::database::driver::Driver> {
     Arc::new(sigil_engine_database::Databases::new())

@@ -106,6 +106,12 @@ pub(crate) const SERVER_ENDPOINTS: &[ServerEndpoint] = &[
     ),
     ep("sys/metrics", &["GET"], Auth::Sealed, "Prometheus metrics"),
     ep(
+        "sys/storage/snapshot",
+        &["GET"],
+        Auth::Sealed,
+        "A signed snapshot of the whole storage for `sigil operator backup` (sudo)",
+    ),
+    ep(
         "sys/reload",
         &["POST", "PUT"],
         Auth::Sealed,
@@ -344,6 +350,7 @@ mod tests {
             "sys/rekey/init",
             "sys/rekey",
             "sys/reload",
+            "sys/storage/snapshot",
         ] {
             assert!(paths.contains_key(&format!("/v1/{p}")), "{p}");
         }

@@ -95,6 +95,10 @@ pub trait Backend: Send + Sync + 'static {
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
     /// Applies a batch atomically (see the trait docs).
     fn apply(&self, batch: Batch) -> Result<(), StorageError>;
+    /// Every key and its value at one instant, sorted by key: the state after some acknowledged
+    /// batch, with every batch acknowledged before the call and none of a batch applied after
+    /// it (a backup). Writes go on meanwhile.
+    fn snapshot(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
     /// A short name for status output: "memory", "file", …
     fn kind(&self) -> &'static str;
     /// Why the backend stopped taking writes, if it did (see [`StorageError::Stopped`]).

@@ -67,6 +67,14 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn snapshot(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        Ok(self
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn kind(&self) -> &'static str {
         "memory"
     }

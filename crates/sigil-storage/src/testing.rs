@@ -10,6 +10,24 @@ pub fn run_conformance<B: Backend>(backend: &B) {
     get_put_delete(backend);
     list_is_sorted_and_prefix_exact(backend);
     batch_is_atomic(backend);
+    snapshot_is_every_key_and_value(backend);
+}
+
+fn snapshot_is_every_key_and_value<B: Backend>(b: &B) {
+    assert!(b.snapshot().unwrap().is_empty());
+    b.put("b", b"2").unwrap();
+    b.put("a", b"1").unwrap();
+    b.put("c", b"3").unwrap();
+    b.delete("c").unwrap();
+    assert_eq!(
+        b.snapshot().unwrap(),
+        [
+            ("a".to_owned(), b"1".to_vec()),
+            ("b".to_owned(), b"2".to_vec())
+        ]
+    );
+    b.apply(Batch::new().delete("a").delete("b")).unwrap();
+    assert!(b.snapshot().unwrap().is_empty());
 }
 
 fn get_put_delete<B: Backend>(b: &B) {

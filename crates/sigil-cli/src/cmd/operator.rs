@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+
 use serde_json::{Value, json};
 
 use sigil_crypto::PublicIdentity;
@@ -124,6 +126,67 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                     output::table(&rows);
                 }
             }
+        }
+        OperatorCommand::Backup { file, client } => {
+            let c = config::client(&client)?;
+            let resp = c.request("GET", "sys/storage/snapshot", None).await?;
+            let data = resp
+                .body
+                .as_ref()
+                .and_then(|b| b.get("data"))
+                .cloned()
+                .unwrap_or_default();
+            let bytes = data["snapshot"]
+                .as_str()
+                .and_then(|s| sigil_crypto::b64url_decode(s).ok())
+                .ok_or_else(|| anyhow::anyhow!("the server's answer holds no snapshot"))?;
+            // Checked before it is kept: whole, and signed by the server this client pins.
+            let snapshot = sigil_core::snapshot::decode(&bytes, client.server_key.as_deref())?;
+            keyfile::write_private_file(&file, &bytes)?;
+            let h = snapshot.header;
+            println!(
+                "Success! Backup written to {}: {} entries, keyring term {}, taken at {}, SHA-256 of the entries {}.",
+                file.display(),
+                h.entries,
+                h.keyring_term,
+                h.created,
+                h.body_sha256
+            );
+        }
+        OperatorCommand::Restore {
+            file,
+            data_dir,
+            config,
+            server_key,
+        } => {
+            let dir = match (data_dir, config) {
+                (Some(d), _) => d,
+                (None, Some(c)) => crate::server_config::ServerFile::load(&c)?.storage.path,
+                (None, None) => anyhow::bail!("say where to restore: --data-dir DIR or -c FILE"),
+            };
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            if server_key.is_none() {
+                eprintln!(
+                    "Note: no --server-key (or SIGIL_SERVER_KEY): the backup's signature is checked, but not whose it is."
+                );
+            }
+            super::server::private_dir(&dir)?;
+            let restored = sigil_server::restore_snapshot(&dir, &bytes, server_key.as_deref())?;
+            let h = restored.header;
+            println!(
+                "Success! Restored {} entries (keyring term {}, taken at {}) into {}.",
+                h.entries,
+                h.keyring_term,
+                h.created,
+                restored.path.display()
+            );
+            println!(
+                "Start the server on it: it is sealed until the backup's admins run `sigil operator unseal`. Its server key is the backup's: {}",
+                sigil_crypto::PublicIdentity::parse(&h.server_key)
+                    .map(|k| k.keyid().to_string())
+                    .unwrap_or_default()
+            );
         }
         OperatorCommand::Rotate { client } => {
             let c = config::client(&client)?;

@@ -375,11 +375,17 @@ impl Drop for Server {
 
 /// Runs the CLI without server configuration.
 pub fn run(args: &[&str]) -> Output {
-    Command::new(SIGIL)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sigil")
+    run_env(args, &[])
+}
+
+/// Runs the CLI with extra environment.
+pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(SIGIL);
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run sigil")
 }
 
 pub fn stdout(o: &Output) -> String {

@@ -164,7 +164,7 @@ const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Creates `dir` (0700) if it does not exist; an existing one that others can enter is
 /// tightened to 0700.
-fn private_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn private_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)

@@ -1,0 +1,314 @@
+//! Snapshots: every storage entry at one instant in one file, for backups and restores (and,
+//! with the cluster, for Raft snapshots: one format, one restore path).
+//!
+//! What is inside is what the storage holds: barrier ciphertext, and the seal configuration
+//! whose root-key shares are sealed to the admins. A snapshot is useless until a quorum of the
+//! admins it was taken under unseals the node it is restored into. The file is checksummed
+//! (SHA-256 of the entries) and its header is signed by the server key, so a restore can
+//! check that the file is whole and was made by the server it expects.
+//!
+//! ```text
+//! SIGIL-SNAPSHOT-1\n
+//! {"created":…,"storage":…,"entries":N,"body_bytes":B,"body_sha256":…,"keyring_term":T,
+//!  "server_key":"sigil1…","signature":…}\n
+//! N × ( u32 key length, key (UTF-8), u32 value length, value ), big-endian, keys ascending
+//! ```
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use sigil_crypto::{PublicIdentity, SecretIdentity, b64url_decode, b64url_encode};
+
+/// The first line of every snapshot file.
+pub const MAGIC: &[u8] = b"SIGIL-SNAPSHOT-1\n";
+const SIGNATURE_LABEL: &[u8] = b"sigil/v1/snapshot\0";
+/// The longest header line read.
+const MAX_HEADER: usize = 16 * 1024;
+/// The longest storage key accepted.
+const MAX_KEY: usize = 64 * 1024;
+
+/// A snapshot's header line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    /// When it was taken (RFC 3339).
+    pub created: String,
+    /// The storage it was taken from (`file`, `memory`).
+    pub storage: String,
+    /// How many entries follow.
+    pub entries: u64,
+    /// How many bytes they take.
+    pub body_bytes: u64,
+    /// SHA-256 of those bytes, hex.
+    pub body_sha256: String,
+    /// The newest keyring term when it was taken.
+    pub keyring_term: u32,
+    /// The server key that signed it (`sigil1…`).
+    pub server_key: String,
+    /// Ed25519 over [`Header::message`], base64url.
+    pub signature: String,
+}
+
+impl Header {
+    /// Signs the header with `server` (its `server_key` set to match).
+    pub fn sign(&mut self, server: &SecretIdentity) {
+        self.server_key = server.public().to_string();
+        self.signature = b64url_encode(&server.sign(&self.message()));
+    }
+
+    /// The snapshot file: the magic line, this header's line, then `body`.
+    pub fn file(&self, body: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&serde_json::to_vec(self).expect("a header serializes"));
+        out.push(b'\n');
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// What the signature covers: every other field.
+    fn message(&self) -> Vec<u8> {
+        let mut m = SIGNATURE_LABEL.to_vec();
+        for part in [
+            self.created.as_str(),
+            self.storage.as_str(),
+            &self.entries.to_string(),
+            &self.body_bytes.to_string(),
+            &self.body_sha256,
+            &self.keyring_term.to_string(),
+            &self.server_key,
+        ] {
+            m.extend_from_slice(part.as_bytes());
+            m.push(0);
+        }
+        m
+    }
+}
+
+/// A snapshot read back and checked.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Its header.
+    pub header: Header,
+    /// Every storage entry, keys ascending.
+    pub entries: Vec<(String, Vec<u8>)>,
+}
+
+/// Why a file is not a snapshot that can be restored. Says what is wrong, never echoes data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a usable snapshot: {0}")]
+pub struct SnapshotError(pub String);
+
+fn bad(why: impl Into<String>) -> SnapshotError {
+    SnapshotError(why.into())
+}
+
+/// Writes `entries` (sorted by key, as [`sigil_storage::Backend::snapshot`] gives them) as a
+/// snapshot signed by `server`.
+pub fn encode(
+    entries: &[(String, Vec<u8>)],
+    storage: &str,
+    keyring_term: u32,
+    created: String,
+    server: &SecretIdentity,
+) -> Vec<u8> {
+    let mut body = Vec::with_capacity(entries.iter().map(|(k, v)| k.len() + v.len() + 8).sum());
+    for (k, v) in entries {
+        body.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        body.extend_from_slice(k.as_bytes());
+        body.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        body.extend_from_slice(v);
+    }
+    let mut header = Header {
+        created,
+        storage: storage.to_owned(),
+        entries: entries.len() as u64,
+        body_bytes: body.len() as u64,
+        body_sha256: sigil_crypto::hex(&Sha256::digest(&body)),
+        keyring_term,
+        server_key: String::new(),
+        signature: String::new(),
+    };
+    header.sign(server);
+    header.file(&body)
+}
+
+/// Reads and checks a snapshot: its format, its checksum, its signature, and — when `pinned`
+/// (a keyid or a `sigil1…` identity) is given — that the server it expects signed it.
+pub fn decode(bytes: &[u8], pinned: Option<&str>) -> Result<Snapshot, SnapshotError> {
+    let rest = bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| bad("it does not start with SIGIL-SNAPSHOT-1"))?;
+    let end = rest
+        .iter()
+        .take(MAX_HEADER)
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| bad("no header line"))?;
+    let header: Header = serde_json::from_slice(&rest[..end])
+        .map_err(|e| bad(format!("the header is not valid: {e}")))?;
+    let body = &rest[end + 1..];
+    if body.len() as u64 != header.body_bytes {
+        return Err(bad(format!(
+            "it holds {} bytes of entries, the header says {}: the file is cut short or has bytes added",
+            body.len(),
+            header.body_bytes
+        )));
+    }
+    if sigil_crypto::hex(&Sha256::digest(body)) != header.body_sha256 {
+        return Err(bad(
+            "the entries do not match their SHA-256: the file was damaged or changed",
+        ));
+    }
+    let key = PublicIdentity::parse(&header.server_key)
+        .map_err(|_| bad("the header's server_key is not a sigil1… identity"))?;
+    let signature = b64url_decode(&header.signature)
+        .map_err(|_| bad("the header's signature is not base64url"))?;
+    key.verify(&header.message(), &signature)
+        .map_err(|_| bad("the header's signature does not verify"))?;
+    if let Some(pinned) = pinned
+        && pinned != key.keyid().as_str()
+        && pinned != header.server_key
+    {
+        return Err(bad(format!(
+            "it was signed by server key {}, not by the expected {pinned}",
+            key.keyid()
+        )));
+    }
+    let entries = read_entries(body, header.entries)?;
+    Ok(Snapshot { header, entries })
+}
+
+/// Reads `count` entries that take `body` exactly, keys strictly ascending.
+fn read_entries(mut body: &[u8], count: u64) -> Result<Vec<(String, Vec<u8>)>, SnapshotError> {
+    fn take<'a>(body: &mut &'a [u8], n: usize) -> Result<&'a [u8], SnapshotError> {
+        if body.len() < n {
+            return Err(bad("an entry runs past the end of the file"));
+        }
+        let (head, tail) = body.split_at(n);
+        *body = tail;
+        Ok(head)
+    }
+    fn length(body: &mut &[u8]) -> Result<usize, SnapshotError> {
+        let b = take(body, 4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+    // Each entry takes at least 8 bytes: a count beyond that is a lie, not an allocation.
+    if count > body.len() as u64 / 8 + 1 {
+        return Err(bad("more entries announced than the file can hold"));
+    }
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let n = length(&mut body)?;
+        if n > MAX_KEY {
+            return Err(bad("a key longer than 64 KiB"));
+        }
+        let key = std::str::from_utf8(take(&mut body, n)?)
+            .map_err(|_| bad("a key that is not UTF-8"))?
+            .to_owned();
+        if entries.last().is_some_and(|(prev, _)| *prev >= key) {
+            return Err(bad("keys out of order or repeated"));
+        }
+        let n = length(&mut body)?;
+        let value = take(&mut body, n)?.to_vec();
+        entries.push((key, value));
+    }
+    if !body.is_empty() {
+        return Err(bad("bytes after the last entry"));
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(server: &SecretIdentity) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
+        let entries = vec![
+            ("a".to_owned(), b"1".to_vec()),
+            ("b/c".to_owned(), vec![0, 255, 7]),
+            ("z".to_owned(), Vec::new()),
+        ];
+        let bytes = encode(&entries, "file", 3, "2026-12-06T10:00:00Z".into(), server);
+        (entries, bytes)
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_and_checks_its_signer() {
+        let server = SecretIdentity::generate().unwrap();
+        let (entries, bytes) = sample(&server);
+        let keyid = server.public().keyid().to_string();
+        let s = decode(&bytes, Some(&keyid)).unwrap();
+        assert_eq!(s.entries, entries);
+        assert_eq!(s.header.keyring_term, 3);
+        assert_eq!(s.header.entries, 3);
+        decode(&bytes, Some(&server.public().to_string())).unwrap();
+        decode(&bytes, None).unwrap();
+        let other = SecretIdentity::generate().unwrap();
+        let err = decode(&bytes, Some(other.public().keyid().as_str())).unwrap_err();
+        assert!(err.0.contains("not by the expected"), "{err}");
+        // Empty storage makes an empty snapshot.
+        let empty = encode(&[], "memory", 1, "t".into(), &server);
+        assert!(decode(&empty, None).unwrap().entries.is_empty());
+    }
+
+    #[test]
+    fn fail_damaged_cut_extended_resigned_or_malformed_snapshots() {
+        let server = SecretIdentity::generate().unwrap();
+        let (_, bytes) = sample(&server);
+        let err = |b: &[u8]| decode(b, None).unwrap_err().0;
+        // A flipped byte in the entries, the file cut short, bytes appended.
+        let mut flipped = bytes.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(err(&flipped).contains("SHA-256"));
+        assert!(err(&bytes[..bytes.len() - 1]).contains("cut short"));
+        assert!(err(&[&bytes[..], b"x"].concat()).contains("cut short"));
+        // A header changed (the term), with or without a new checksum: the signature fails.
+        let header_end = MAGIC.len()
+            + bytes[MAGIC.len()..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .unwrap();
+        let header = std::str::from_utf8(&bytes[..header_end]).unwrap();
+        let with_header = |h: &str| [h.as_bytes(), &bytes[header_end..]].concat();
+        let changed = header.replacen("\"keyring_term\":3", "\"keyring_term\":4", 1);
+        assert!(err(&with_header(&changed)).contains("signature"));
+        // Entries rewritten and re-checksummed by someone without the server key.
+        let forged_entries = vec![("a".to_owned(), b"2".to_vec())];
+        let other = SecretIdentity::generate().unwrap();
+        let forged = encode(&forged_entries, "file", 3, "t".into(), &other);
+        let keyid = server.public().keyid().to_string();
+        assert!(decode(&forged, Some(&keyid)).is_err());
+        // Not a snapshot at all; a header that is not JSON; unknown header fields.
+        assert!(err(b"").contains("SIGIL-SNAPSHOT-1"));
+        assert!(err(b"SIGIL-SNAPSHOT-1\nnot json\n").contains("header"));
+        assert!(err(b"SIGIL-SNAPSHOT-1\n").contains("no header line"));
+        let extra = header.replacen("{\"created\"", "{\"x\":1,\"created\"", 1);
+        assert!(err(&with_header(&extra)).contains("header"));
+    }
+
+    #[test]
+    fn fail_entries_that_lie_about_their_shape() {
+        let entry = |k: &[u8], v: &[u8]| {
+            let mut b = (k.len() as u32).to_be_bytes().to_vec();
+            b.extend_from_slice(k);
+            b.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            b.extend_from_slice(v);
+            b
+        };
+        let two = [entry(b"a", b"1"), entry(b"b", b"2")].concat();
+        assert_eq!(read_entries(&two, 2).unwrap().len(), 2);
+        let e = |b: &[u8], n: u64| read_entries(b, n).unwrap_err().0;
+        assert!(e(&two, 3).contains("past the end"));
+        assert!(e(&two, 1).contains("after the last entry"));
+        assert!(e(&two, u64::MAX).contains("more entries announced"));
+        let reversed = [entry(b"b", b"2"), entry(b"a", b"1")].concat();
+        assert!(e(&reversed, 2).contains("out of order"));
+        let repeated = [entry(b"a", b"2"), entry(b"a", b"1")].concat();
+        assert!(e(&repeated, 2).contains("out of order"));
+        assert!(e(&entry(&[0xff, 0xfe], b""), 1).contains("UTF-8"));
+        let mut huge = u32::MAX.to_be_bytes().to_vec();
+        huge.extend_from_slice(b"abc");
+        assert!(e(&huge, 1).contains("64 KiB"));
+        let mut long_value = entry(b"a", b"");
+        long_value[5..9].copy_from_slice(&1000u32.to_be_bytes());
+        assert!(e(&long_value, 1).contains("past the end"));
+    }
+}
