@@ -112,6 +112,16 @@ pub struct ApiResponse {
     pub body: Option<Value>,
 }
 
+impl ApiResponse {
+    /// The body's `data` member (Vault's envelope), `Null` when there is none.
+    pub fn data(&self) -> &Value {
+        self.body
+            .as_ref()
+            .and_then(|b| b.get("data"))
+            .unwrap_or(&Value::Null)
+    }
+}
+
 impl std::fmt::Debug for ApiResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiResponse")

@@ -236,13 +236,7 @@ pub(crate) async fn read_data(
         .request("GET", path, None)
         .await
         .map_err(|e| missing_as(e, || format!("No {what} named: {name}")))?;
-    print_data(
-        resp.body
-            .as_ref()
-            .and_then(|b| b.get("data"))
-            .unwrap_or(&serde_json::Value::Null),
-        show,
-    )
+    print_data(resp.data(), show)
 }
 
 /// `DELETE path`, then `Success! Deleted <what>: <name>`.

@@ -101,13 +101,9 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
         OperatorCommand::Reload { format, client } => {
             let c = config::client(&client)?;
             let resp = c.request("POST", "sys/reload", None).await?;
-            let report = resp
-                .body
-                .as_ref()
-                .and_then(|b| b.get("data").cloned())
-                .unwrap_or_default();
+            let report = resp.data();
             match format {
-                Format::Json | Format::Yaml => output::structured(format, &report),
+                Format::Json | Format::Yaml => output::structured(format, report),
                 Format::Table => {
                     let mut rows: Vec<(String, String)> = [
                         ("TLS reloaded", "tls_reloaded"),
@@ -130,13 +126,7 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
         OperatorCommand::Backup { file, client } => {
             let c = config::client(&client)?;
             let resp = c.request("GET", "sys/storage/snapshot", None).await?;
-            let data = resp
-                .body
-                .as_ref()
-                .and_then(|b| b.get("data"))
-                .cloned()
-                .unwrap_or_default();
-            let bytes = data["snapshot"]
+            let bytes = resp.data()["snapshot"]
                 .as_str()
                 .and_then(|s| sigil_crypto::b64url_decode(s).ok())
                 .ok_or_else(|| anyhow::anyhow!("the server's answer holds no snapshot"))?;
@@ -275,12 +265,7 @@ async fn rekey(cmd: RekeyCommand) -> anyhow::Result<ExitCode> {
             body["ttl_seconds"] = json!(ttl);
             let c = config::client(&client)?;
             let resp = c.request("POST", "sys/rekey/init", Some(&body)).await?;
-            print_rekey(
-                resp.body
-                    .as_ref()
-                    .and_then(|b| b.get("data"))
-                    .unwrap_or(&Value::Null),
-            );
+            print_rekey(resp.data());
         }
         RekeyCommand::Status { format, client } => {
             let c = config::client_with(&client, Needs::Nothing)?;

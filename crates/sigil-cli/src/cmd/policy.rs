@@ -50,14 +50,9 @@ pub(crate) async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                 .request("GET", &format!("sys/policies/acl/{name}"), None)
                 .await
                 .map_err(|e| super::missing_as(e, || format!("No policy named: {name}")))?;
-            let data = resp
-                .body
-                .as_ref()
-                .and_then(|b| b.get("data"))
-                .cloned()
-                .unwrap_or_default();
+            let data = resp.data();
             if show.field.is_some() || show.format != crate::args::Format::Table {
-                return super::print_data(&data, &show).map(|()| ExitCode::SUCCESS);
+                return super::print_data(data, &show).map(|()| ExitCode::SUCCESS);
             }
             let text = data
                 .get("policy")
