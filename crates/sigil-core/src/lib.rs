@@ -11,37 +11,32 @@
 #![warn(missing_docs)]
 
 pub mod audit;
-mod barrier;
 mod cert_auth;
 mod core;
 pub mod database;
-mod duration;
-mod encoding;
-mod error;
-mod fields;
 mod grant;
 mod group;
 mod identity;
-mod key_usage;
 mod kv;
 mod lease;
 mod lease_api;
 mod mounts;
 mod named;
 mod password_policy;
-mod path;
 mod pki;
 pub mod policy;
 mod policy_store;
 mod rekey;
-mod replay;
-mod request;
 mod seal;
 pub mod snapshot;
-mod timefmt;
 mod transit;
 mod vault_hcl;
 mod wrap;
+
+// The engine contract's modules, under the names the core's code has always used.
+pub(crate) use sigil_engine::{
+    barrier, duration, encoding, error, fields, path, replay, request, timefmt,
+};
 
 pub use barrier::{Barrier, View};
 pub use cert_auth::{CertRole, CertTrust, Mapping, RoleTrust};

@@ -27,7 +27,7 @@ use crate::database::driver::Driver;
 use crate::{Core, CoreConfig, CoreError};
 
 /// Where the seal configuration is stored (plaintext JSON, no secret in it).
-pub(crate) const SEAL_CONFIG_KEY: &str = "core/seal-config";
+pub(crate) use crate::barrier::SEAL_CONFIG_KEY;
 
 /// An admin's entry in the seal configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]

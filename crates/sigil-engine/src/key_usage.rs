@@ -12,14 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 /// Encryptions under one term after which the keyring rotates (90 % of 2^32).
-pub(crate) const ROTATE_AT: u64 = 3_865_470_566;
+pub const ROTATE_AT: u64 = 3_865_470_566;
 /// How far ahead of the count a reservation is stored.
 const RESERVE: u64 = 1 << 20;
 /// Where the reservation is stored.
-pub(crate) const USAGE_KEY: &str = "core/keyring-usage";
+pub const USAGE_KEY: &str = "core/keyring-usage";
 
+/// The encryption count of the newest term, and when it is due to rotate.
 #[derive(Debug)]
-pub(crate) struct KeyUsage {
+pub struct KeyUsage {
     counts: Mutex<Counts>,
     rotate_at: AtomicU64,
 }
@@ -33,7 +34,7 @@ struct Counts {
 
 impl KeyUsage {
     /// The usage of term `newest`, counting on from a stored reservation `(term, count)`.
-    pub(crate) fn new(stored: Option<(u32, u64)>, newest: u32) -> Self {
+    pub fn new(stored: Option<(u32, u64)>, newest: u32) -> Self {
         let used = match stored {
             Some((term, count)) if term == newest => count,
             _ => 0,
@@ -48,14 +49,15 @@ impl KeyUsage {
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn set_limit(&self, rotate_at: u64) {
+    /// Lowers the rotation threshold (tests only, as [`crate::Barrier::set_rotation_limit`]).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn set_limit(&self, rotate_at: u64) {
         self.rotate_at.store(rotate_at, Ordering::Relaxed);
     }
 
     /// Counts one encryption under `term`. Returns a reservation to store (before the
     /// ciphertext is used) when the count reached the stored one.
-    pub(crate) fn count(&self, term: u32) -> Option<u64> {
+    pub fn count(&self, term: u32) -> Option<u64> {
         let mut c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         if c.term != term {
             // Only the newest term encrypts: a new one after a rotation.
@@ -78,7 +80,7 @@ impl KeyUsage {
     }
 
     /// A rotation made `term` the newest: its count starts at zero.
-    pub(crate) fn start(&self, term: u32) {
+    pub fn start(&self, term: u32) {
         let mut c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         if term > c.term {
             *c = Counts {
@@ -90,26 +92,27 @@ impl KeyUsage {
     }
 
     /// Encryptions counted under the newest term.
-    pub(crate) fn used(&self) -> (u32, u64) {
+    pub fn used(&self) -> (u32, u64) {
         let c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         (c.term, c.used)
     }
 
     /// Whether the newest term has reached its limit.
-    pub(crate) fn due(&self) -> bool {
+    pub fn due(&self) -> bool {
         self.used().1 >= self.rotate_at.load(Ordering::Relaxed)
     }
 }
 
 /// `term (4, BE) ‖ count (8, BE)`.
-pub(crate) fn encode(term: u32, count: u64) -> [u8; 12] {
+pub fn encode(term: u32, count: u64) -> [u8; 12] {
     let mut out = [0u8; 12];
     out[..4].copy_from_slice(&term.to_be_bytes());
     out[4..].copy_from_slice(&count.to_be_bytes());
     out
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Option<(u32, u64)> {
+/// A stored reservation: its term and count.
+pub fn decode(bytes: &[u8]) -> Option<(u32, u64)> {
     let bytes: &[u8; 12] = bytes.try_into().ok()?;
     Some((
         u32::from_be_bytes(bytes[..4].try_into().ok()?),

@@ -58,7 +58,8 @@ impl CoreError {
         }
     }
 
-    pub(crate) fn bad(msg: impl Into<String>) -> Self {
+    /// A 400 with `msg`.
+    pub fn bad(msg: impl Into<String>) -> Self {
         CoreError::BadRequest(msg.into())
     }
 }

@@ -11,7 +11,7 @@ pub fn now_rfc3339() -> String {
 }
 
 /// `secs` from now, as RFC 3339.
-pub(crate) fn rfc3339_after(secs: u64) -> String {
+pub fn rfc3339_after(secs: u64) -> String {
     (OffsetDateTime::now_utc() + time::Duration::seconds(secs.min(i64::MAX as u64) as i64))
         .format(&Rfc3339)
         .expect("a time within ten years formats as RFC 3339")
@@ -19,6 +19,6 @@ pub(crate) fn rfc3339_after(secs: u64) -> String {
 
 /// Whether an RFC 3339 time is now or earlier. An unparseable time counts as past, so a
 /// corrupted deletion time hides a version rather than revealing it.
-pub(crate) fn is_past(text: &str) -> bool {
+pub fn is_past(text: &str) -> bool {
     OffsetDateTime::parse(text, &Rfc3339).map_or(true, |t| t <= OffsetDateTime::now_utc())
 }

@@ -12,10 +12,15 @@ use crate::CoreError;
 use crate::key_usage::{self, KeyUsage, USAGE_KEY};
 
 /// Where the keyring, wrapped by the root key, is stored.
-pub(crate) const KEYRING_KEY: &str = "core/keyring";
+pub const KEYRING_KEY: &str = "core/keyring";
 /// Storage keys the barrier does not encrypt with the keyring (they are read while sealed or
 /// are the keyring itself).
-pub(crate) const OUTSIDE_BARRIER: &[&str] = &[KEYRING_KEY, crate::seal::SEAL_CONFIG_KEY, USAGE_KEY];
+/// Where the seal configuration (admins, threshold, the root key's sealed shares) is stored,
+/// outside the barrier: it is what unsealing reads.
+pub const SEAL_CONFIG_KEY: &str = "core/seal-config";
+
+/// The entries stored outside the barrier (written by the seal, not encrypted by a view).
+pub const OUTSIDE_BARRIER: &[&str] = &[KEYRING_KEY, SEAL_CONFIG_KEY, USAGE_KEY];
 
 /// The encrypting layer over a [`Backend`]: a root key wraps the keyring; the newest keyring key
 /// encrypts new entries, every older one still decrypts.
@@ -40,9 +45,12 @@ impl std::fmt::Debug for Barrier {
 }
 
 /// A stored entry as read: its ciphertext (for compare-and-set) and its plaintext.
-pub(crate) struct Entry {
-    pub(crate) raw: Vec<u8>,
-    pub(crate) plain: Zeroizing<Vec<u8>>,
+#[allow(missing_debug_implementations)] // holds plaintext: never printed
+pub struct Entry {
+    /// As stored: the ciphertext, which a batch may expect unchanged.
+    pub raw: Vec<u8>,
+    /// Decrypted.
+    pub plain: Zeroizing<Vec<u8>>,
 }
 
 fn rng(_: sigil_crypto::CryptoError) -> CoreError {
@@ -140,8 +148,10 @@ impl Barrier {
         self.usage.due()
     }
 
-    #[cfg(test)]
-    pub(crate) fn set_rotation_limit(&self, encryptions: u64) {
+    /// Lowers the rotation threshold (tests of the rotation; the `testing` feature, which only
+    /// dev-dependencies turn on).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn set_rotation_limit(&self, encryptions: u64) {
         self.usage.set_limit(encryptions);
     }
 
@@ -151,7 +161,7 @@ impl Barrier {
     }
 
     /// Every stored entry, as stored (ciphertext), at one instant.
-    pub(crate) fn raw_snapshot(&self) -> Result<Vec<(String, Vec<u8>)>, CoreError> {
+    pub fn raw_snapshot(&self) -> Result<Vec<(String, Vec<u8>)>, CoreError> {
         self.backend.snapshot().map_err(CoreError::Storage)
     }
 
@@ -192,7 +202,7 @@ impl Barrier {
     /// Replaces the root key: the keyring is re-wrapped under `new_root` and stored in one atomic
     /// batch with `with` (the new seal configuration). The old root key then opens nothing
     /// current.
-    pub(crate) fn replace_root(&self, new_root: BarrierKey, with: Batch) -> Result<(), CoreError> {
+    pub fn replace_root(&self, new_root: BarrierKey, with: Batch) -> Result<(), CoreError> {
         let keys = self.keyring.write().unwrap_or_else(|e| e.into_inner());
         let mut root = self.root.write().unwrap_or_else(|e| e.into_inner());
         let old = self.backend.get(KEYRING_KEY)?;
@@ -352,7 +362,8 @@ impl std::fmt::Debug for View {
 /// A set of writes to apply atomically through a [`View`], guarded by compare-and-set on
 /// entries previously read.
 #[derive(Default)]
-pub(crate) struct ViewBatch {
+#[allow(missing_debug_implementations)] // holds plaintext: never printed
+pub struct ViewBatch {
     expect: Vec<(String, Option<Vec<u8>>)>,
     writes: Vec<(String, Option<Zeroizing<Vec<u8>>>)>,
     shred: bool,
@@ -361,24 +372,24 @@ pub(crate) struct ViewBatch {
 impl ViewBatch {
     /// What this batch deletes or replaces must leave the storage files (destroy, delete all
     /// versions, disable a mount), not only become unreachable.
-    pub(crate) fn shred(&mut self) {
+    pub fn shred(&mut self) {
         self.shred = true;
     }
 
     /// Requires `key` to still hold `entry` (or to be absent).
-    pub(crate) fn expect(&mut self, key: &str, entry: Option<&Entry>) {
+    pub fn expect(&mut self, key: &str, entry: Option<&Entry>) {
         self.expect
             .push((key.to_owned(), entry.map(|e| e.raw.clone())));
     }
 
     /// Writes `plain` at `key` (held zeroizing until it is sealed).
-    pub(crate) fn put(&mut self, key: &str, plain: Vec<u8>) {
+    pub fn put(&mut self, key: &str, plain: Vec<u8>) {
         self.writes
             .push((key.to_owned(), Some(Zeroizing::new(plain))));
     }
 
     /// Deletes `key`.
-    pub(crate) fn delete(&mut self, key: &str) {
+    pub fn delete(&mut self, key: &str) {
         self.writes.push((key.to_owned(), None));
     }
 }
@@ -388,11 +399,13 @@ impl View {
         format!("{}{}", self.prefix, key)
     }
 
-    pub(crate) fn get(&self, key: &str) -> Result<Option<Entry>, CoreError> {
+    /// Reads and decrypts `key` of this view.
+    pub fn get(&self, key: &str) -> Result<Option<Entry>, CoreError> {
         self.barrier.get(&self.full(key))
     }
 
-    pub(crate) fn list(&self, prefix: &str) -> Result<Vec<String>, CoreError> {
+    /// The keys of this view starting with `prefix`, sorted (relative to the view).
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, CoreError> {
         let full = self.full(prefix);
         Ok(self
             .barrier
@@ -404,7 +417,7 @@ impl View {
     }
 
     /// Commits `batch` atomically (see [`Barrier::commit`]).
-    pub(crate) fn apply(&self, batch: ViewBatch) -> Result<(), CoreError> {
+    pub fn apply(&self, batch: ViewBatch) -> Result<(), CoreError> {
         let mut out = Batch::new();
         if batch.shred {
             out = out.shred();

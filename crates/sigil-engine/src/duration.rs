@@ -9,7 +9,7 @@ use crate::CoreError;
 const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
 
 /// Parses a duration field named `name`. Messages never echo the value.
-pub(crate) fn seconds(value: &Value, name: &str) -> Result<u64, CoreError> {
+pub fn seconds(value: &Value, name: &str) -> Result<u64, CoreError> {
     let bad = || {
         CoreError::bad(format!(
             "{name} must be a duration: seconds, or a string such as \"90s\", \"15m\", \"1h30m\", \"7d\""
@@ -27,7 +27,7 @@ pub(crate) fn seconds(value: &Value, name: &str) -> Result<u64, CoreError> {
 }
 
 /// Seconds as Go prints a duration, as Vault shows TTLs: `0s`, `30s`, `1m30s`, `1h0m0s`.
-pub(crate) fn go_format(secs: u64) -> String {
+pub fn go_format(secs: u64) -> String {
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     match (h, m) {
         (0, 0) => format!("{s}s"),

@@ -2,7 +2,6 @@ use serde_json::Value;
 
 /// What a request does, in Vault's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Operation {
     /// GET.
     Read,
@@ -133,7 +132,7 @@ impl Response {
 }
 
 /// `{"keys":[…]}`, 404 when empty (as Vault).
-pub(crate) fn list_response(keys: Vec<String>) -> Result<Response, crate::CoreError> {
+pub fn list_response(keys: Vec<String>) -> Result<Response, crate::CoreError> {
     if keys.is_empty() {
         return Err(crate::CoreError::NotFound(String::new()));
     }
@@ -142,7 +141,7 @@ pub(crate) fn list_response(keys: Vec<String>) -> Result<Response, crate::CoreEr
 
 /// Immediate children of `prefix` among `keys` (all starting with `prefix`): leaves as-is,
 /// folders with a trailing `/`, deduplicated and sorted.
-pub(crate) fn children(prefix_len: usize, keys: Vec<String>) -> Vec<String> {
+pub fn children(prefix_len: usize, keys: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = keys
         .iter()
         .map(|k| {

@@ -17,7 +17,7 @@ pub fn canonical(raw: &str, op: Operation) -> Result<String, CoreError> {
 
 /// Puts a normalized path into the canonical form for `op`: with one trailing `/` for a LIST,
 /// without one for everything else. Idempotent.
-pub(crate) fn for_operation(mut path: String, op: Operation) -> String {
+pub fn for_operation(mut path: String, op: Operation) -> String {
     if op == Operation::List {
         if !path.ends_with('/') {
             path.push('/');
@@ -79,7 +79,7 @@ fn percent_decode(raw: &str) -> Result<String, CoreError> {
 
 /// Checks a name for identities and policies: 1–128 of `[A-Za-z0-9._-]`, not starting with
 /// `.` or `-`.
-pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), CoreError> {
+pub fn check_name(kind: &str, name: &str) -> Result<(), CoreError> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && !name.starts_with(['.', '-'])

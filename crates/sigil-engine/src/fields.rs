@@ -4,12 +4,13 @@ use serde_json::{Map, Value};
 
 use crate::{CoreError, duration};
 
-pub(crate) fn bad(e: impl std::fmt::Display) -> CoreError {
+/// A 400 from anything printable.
+pub fn bad(e: impl std::fmt::Display) -> CoreError {
     CoreError::bad(e.to_string())
 }
 
 /// A list given as a JSON array of strings or as a comma-separated string.
-pub(crate) fn list_of(v: Option<&Value>) -> Result<Vec<String>, CoreError> {
+pub fn list_of(v: Option<&Value>) -> Result<Vec<String>, CoreError> {
     Ok(match v {
         None | Some(Value::Null) => vec![],
         Some(Value::String(s)) => s
@@ -39,11 +40,8 @@ fn as_flag(v: &Value) -> Option<bool> {
     }
 }
 
-pub(crate) fn flag(
-    body: &Map<String, Value>,
-    name: &str,
-    default: bool,
-) -> Result<bool, CoreError> {
+/// The boolean field `name` of `body` (`true`/`false`, also as strings), or `default`.
+pub fn flag(body: &Map<String, Value>, name: &str, default: bool) -> Result<bool, CoreError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => as_flag(v).ok_or_else(|| bad(format!("{name} must be true or false"))),
@@ -51,7 +49,7 @@ pub(crate) fn flag(
 }
 
 /// [`flag`] for a serde field: `#[serde(default, deserialize_with = "fields::de_flag")]`.
-pub(crate) fn de_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+pub fn de_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     let v = <Option<Value> as serde::Deserialize>::deserialize(d)?;
     match v {
         None | Some(Value::Null) => Ok(None),
@@ -62,7 +60,7 @@ pub(crate) fn de_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<b
 }
 
 /// A duration in seconds (`"72h"`, `3600`); 0 when absent.
-pub(crate) fn ttl(body: &Map<String, Value>, name: &str) -> Result<u64, CoreError> {
+pub fn ttl(body: &Map<String, Value>, name: &str) -> Result<u64, CoreError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(0),
         Some(Value::String(s)) if s.is_empty() => Ok(0),
@@ -72,7 +70,7 @@ pub(crate) fn ttl(body: &Map<String, Value>, name: &str) -> Result<u64, CoreErro
 
 /// A whole number given as a JSON number or a string of digits (`-1` allowed); `None` when
 /// absent.
-pub(crate) fn integer(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, CoreError> {
+pub fn integer(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, CoreError> {
     let wrong = || bad(format!("{name} must be a whole number"));
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -84,7 +82,7 @@ pub(crate) fn integer(body: &Map<String, Value>, name: &str) -> Result<Option<i6
 }
 
 /// A non-negative number; 0 when absent.
-pub(crate) fn number(body: &Map<String, Value>, name: &str) -> Result<u64, CoreError> {
+pub fn number(body: &Map<String, Value>, name: &str) -> Result<u64, CoreError> {
     match integer(body, name)? {
         None => Ok(0),
         Some(n) => u64::try_from(n).map_err(|_| bad(format!("{name} must not be negative"))),
@@ -92,7 +90,7 @@ pub(crate) fn number(body: &Map<String, Value>, name: &str) -> Result<u64, CoreE
 }
 
 /// A string field; `default` when absent or empty.
-pub(crate) fn text<'a>(
+pub fn text<'a>(
     body: &'a Map<String, Value>,
     name: &str,
     default: &'a str,
@@ -106,7 +104,7 @@ pub(crate) fn text<'a>(
 }
 
 /// Refuses fields an endpoint does not implement, so none is silently ignored.
-pub(crate) fn only(body: &Map<String, Value>, known: &[&str]) -> Result<(), CoreError> {
+pub fn only(body: &Map<String, Value>, known: &[&str]) -> Result<(), CoreError> {
     match body.keys().find(|k| !known.contains(&k.as_str())) {
         Some(k) => Err(bad(format!(
             "{k} is not supported here (known: {})",
@@ -117,7 +115,7 @@ pub(crate) fn only(body: &Map<String, Value>, known: &[&str]) -> Result<(), Core
 }
 
 /// The request body as an object (an empty one when there is none).
-pub(crate) fn body_of(req: &crate::Request) -> Result<Map<String, Value>, CoreError> {
+pub fn body_of(req: &crate::Request) -> Result<Map<String, Value>, CoreError> {
     match &req.data {
         None => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m.clone()),

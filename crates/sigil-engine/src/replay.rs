@@ -20,7 +20,7 @@ use crate::CoreError;
 use crate::barrier::{View, ViewBatch};
 
 /// Where marks are stored (below the barrier).
-pub(crate) const PREFIX: &str = "sys/replay/";
+pub const PREFIX: &str = "sys/replay/";
 /// Marks are filed by when they may be forgotten, a minute per bucket.
 const BUCKET_SECS: i64 = 60;
 
@@ -58,7 +58,7 @@ impl ReplayMark {
     }
 
     /// Its key below [`PREFIX`]: `<bucket end, 12 digits>/<digest, hex>`.
-    pub(crate) fn key(&self) -> String {
+    pub fn key(&self) -> String {
         let mut key = format!("{:012}/", Self::bucket(self.until).max(0));
         for b in self.digest {
             key.push_str(&format!("{b:02x}"));
@@ -103,25 +103,26 @@ pub fn carried_by_writes_of<R>(mark: Option<ReplayMark>, f: impl FnOnce() -> R) 
 }
 
 /// The mark the next commit on this thread must carry.
-pub(crate) fn pending() -> Option<ReplayMark> {
+pub fn pending() -> Option<ReplayMark> {
     PENDING.with(Cell::get)
 }
 
 /// The pending mark was committed.
-pub(crate) fn committed() {
+pub fn committed() {
     PENDING.with(|p| p.set(None));
 }
 
 /// The stored marks, and the oldest bucket that may still hold some.
 #[derive(Debug)]
-pub(crate) struct ReplayMarks {
+pub struct ReplayMarks {
     view: View,
     /// `i64::MIN` until the first [`ReplayMarks::load`].
     oldest: AtomicI64,
 }
 
 impl ReplayMarks {
-    pub(crate) fn new(view: View) -> Self {
+    /// The marks kept in `view`.
+    pub fn new(view: View) -> Self {
         ReplayMarks {
             view,
             oldest: AtomicI64::new(i64::MIN),
@@ -129,7 +130,7 @@ impl ReplayMarks {
     }
 
     /// Every stored mark still in force at `now` (read once, at unseal).
-    pub(crate) fn load(&self, now: i64) -> Result<Vec<ReplayMark>, CoreError> {
+    pub fn load(&self, now: i64) -> Result<Vec<ReplayMark>, CoreError> {
         let all: Vec<ReplayMark> = self
             .view
             .list("")?
@@ -146,7 +147,7 @@ impl ReplayMarks {
 
     /// Deletes the marks of every bucket that ended by `now`, a bucket at a time from the
     /// oldest; returns how many.
-    pub(crate) fn purge(&self, now: i64) -> Result<usize, CoreError> {
+    pub fn purge(&self, now: i64) -> Result<usize, CoreError> {
         let mut bucket = self.oldest.load(Ordering::Acquire);
         if bucket == i64::MIN {
             self.load(now)?;
