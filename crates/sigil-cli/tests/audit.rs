@@ -48,14 +48,7 @@ fn every_request_is_recorded_without_secrets_and_the_chain_verifies() {
             .success()
     );
     assert!(!s.sigil(&["kv", "get", "secret/missing"]).status.success());
-    let bob = s.new_key("bob");
-    ok(s.sigil(&[
-        "identity",
-        "create",
-        "bob",
-        "--public-key",
-        bob.to_str().unwrap(),
-    ]));
+    let bob = s.new_identity("bob", &[]);
     // `-mount`: straight to the read, which the server refuses (without it the CLI would
     // first ask which mount serves the path, and bob may use none).
     assert!(stderr(&s.sigil_as(&bob, &["kv", "get", "-mount=secret", "app"])).contains("403"));

@@ -208,7 +208,6 @@ fn check_and_set_conflict_is_refused() {
 #[test]
 fn second_identity_is_allowed_by_policy_and_denied_outside_it() {
     let s = Server::start();
-    let bob = s.new_key("bob");
     let policy = s.tmp.path().join("team.hcl");
     std::fs::write(
         &policy,
@@ -217,15 +216,7 @@ fn second_identity_is_allowed_by_policy_and_denied_outside_it() {
     )
     .unwrap();
     ok(s.sigil(&["policy", "write", "team", policy.to_str().unwrap()]));
-    ok(s.sigil(&[
-        "identity",
-        "create",
-        "bob",
-        "--public-key",
-        bob.to_str().unwrap(),
-        "--policy",
-        "team",
-    ]));
+    let bob = s.new_identity("bob", &["team"]);
     ok(s.sigil(&["kv", "put", "secret/other", "a=1"]));
     ok(s.sigil(&["kv", "put", "secret/team/locked", "a=1"]));
 
@@ -458,10 +449,8 @@ fn client_refuses_a_server_with_another_key() {
 #[test]
 fn policy_matrix_through_the_server() {
     let s = Server::start();
-    let bob = s.new_key("bob");
-    let policy = s.tmp.path().join("matrix.hcl");
-    std::fs::write(
-        &policy,
+    s.write_policy(
+        "matrix",
         r#"
 path "secret/data/+/shared" { capabilities = ["read"] }
 path "secret/data/team/*" { capabilities = ["create", "read", "update"] }
@@ -469,18 +458,8 @@ path "secret/data/team/secret*" { capabilities = ["deny"] }
 path "secret/data/team/open" { capabilities = ["read"] }
 path "secret/metadata/team/*" { capabilities = ["list"] }
 "#,
-    )
-    .unwrap();
-    ok(s.sigil(&["policy", "write", "matrix", policy.to_str().unwrap()]));
-    ok(s.sigil(&[
-        "identity",
-        "create",
-        "bob",
-        "--public-key",
-        bob.to_str().unwrap(),
-        "--policy",
-        "matrix",
-    ]));
+    );
+    let bob = s.new_identity("bob", &["matrix"]);
     for path in [
         "secret/x/shared",
         "secret/x/y/shared",
@@ -555,7 +534,6 @@ fn the_server_locks_its_memory_and_cannot_dump_core() {
 #[test]
 fn templated_policies_and_groups() {
     let s = Server::start();
-    let alice = s.new_key("alice");
     let bob = s.new_key("bob");
     let policy = s.tmp.path().join("users.hcl");
     std::fs::write(
@@ -566,15 +544,7 @@ fn templated_policies_and_groups() {
     )
     .unwrap();
     ok(s.sigil(&["policy", "write", "users", policy.to_str().unwrap()]));
-    ok(s.sigil(&[
-        "identity",
-        "create",
-        "alice",
-        "--public-key",
-        alice.to_str().unwrap(),
-        "--policy",
-        "users",
-    ]));
+    let alice = s.new_identity("alice", &["users"]);
     ok(s.sigil(&[
         "identity",
         "create",
@@ -749,13 +719,10 @@ fn secrets_engines_are_mounted_tuned_listed_and_disabled() {
     assert_eq!(mounts["team/kv/"]["config"]["max_lease_ttl"], 7200);
 
     // A policy on one mount's paths does not reach another mount with the same secret name.
-    let policy = s.tmp.path().join("team.hcl");
-    std::fs::write(
-        &policy,
+    s.write_policy(
+        "team",
         "path \"team/kv/data/*\" { capabilities = [\"read\"] }\n",
-    )
-    .unwrap();
-    ok(s.sigil(&["policy", "write", "team", policy.to_str().unwrap()]));
+    );
     let reader = s.new_identity("reader", &["team"]);
     let r = reader.to_str().unwrap();
     let as_reader = |args: &[&str]| s.sigil_as(&reader, args);

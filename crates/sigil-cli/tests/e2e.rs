@@ -38,9 +38,7 @@ fn fails(out: &Output, needle: &str) {
 fn server() -> Server {
     let s = Server::start();
     ok(s.sigil(&["secrets", "enable", "-path=private", "e2e"]));
-    let policy = s.tmp.path().join("e2e.hcl");
-    std::fs::write(&policy, POLICY).unwrap();
-    ok(s.sigil(&["policy", "write", "e2e-user", policy.to_str().unwrap()]));
+    s.write_policy("e2e-user", POLICY);
     s
 }
 
@@ -449,13 +447,10 @@ fn plaintext_never_reaches_storage_audit_log_or_output() {
 #[test]
 fn a_recipient_unwraps_without_policy_and_an_untrusted_sender_leaves_the_wrap() {
     let s = server();
-    let reader = s.tmp.path().join("reader.hcl");
-    std::fs::write(
-        &reader,
+    s.write_policy(
+        "reader",
         "path \"private/*\" { capabilities = [\"read\"] }\n",
-    )
-    .unwrap();
-    ok(s.sigil(&["policy", "write", "reader", reader.to_str().unwrap()]));
+    );
     let alice = s.new_identity("alice", &["e2e-user"]);
     let bob = s.new_identity("bob", &["reader"]);
     let carol = s.new_identity("carol", &[]);

@@ -222,13 +222,10 @@ fn kv_finds_its_mount_and_a_typo_names_the_mounts() {
         "{err}"
     );
     // A caller who may use only team/kv/ learns of no other mount.
-    let policy = s.tmp.path().join("team.hcl");
-    std::fs::write(
-        &policy,
+    s.write_policy(
+        "team",
         "path \"team/kv/data/*\" { capabilities = [\"read\"] }\n",
-    )
-    .unwrap();
-    ok(s.sigil(&["policy", "write", "team", policy.to_str().unwrap()]));
+    );
     let bob = s.new_identity("bob", &["team"]);
     assert_eq!(
         ok(s.sigil_as(&bob, &["kv", "get", "-field=v", "team/kv/app"])),

@@ -20,15 +20,9 @@ fn python_client_signs_seals_writes_and_reads() {
     let keydir = s.tmp.path().join("py");
     let public = python_keygen(&keydir);
 
-    let policy = s.tmp.path().join("py.hcl");
-    std::fs::write(
-        &policy,
-        "path \"secret/data/py/*\" {\n  capabilities = [\"create\", \"read\", \"update\", \"delete\"]\n}\n\
+    s.write_policy("py", "path \"secret/data/py/*\" {\n  capabilities = [\"create\", \"read\", \"update\", \"delete\"]\n}\n\
          path \"secret/metadata/py/*\" {\n  capabilities = [\"list\"]\n}\n\
-         path \"secret/data/from-rust\" {\n  capabilities = [\"read\"]\n}\n",
-    )
-    .unwrap();
-    ok(s.sigil(&["policy", "write", "py", policy.to_str().unwrap()]));
+         path \"secret/data/from-rust\" {\n  capabilities = [\"read\"]\n}\n");
     ok(s.sigil(&[
         "identity",
         "create",

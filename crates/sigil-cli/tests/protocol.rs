@@ -640,13 +640,10 @@ async fn prometheus_metrics_on_the_plain_listener_and_sys_metrics() {
 #[tokio::test]
 async fn channels_answer_only_their_identity() {
     let (s, admin) = setup().await;
-    let policy = s.tmp.path().join("read.hcl");
-    std::fs::write(
-        &policy,
+    s.write_policy(
+        "reader",
         "path \"secret/data/app\" { capabilities = [\"read\"] }\n",
-    )
-    .unwrap();
-    ok(s.sigil(&["policy", "write", "reader", policy.to_str().unwrap()]));
+    );
     let reader_key = s.new_identity("reader", &["reader"]);
     let reader = Raw::new(&s, &reader_key).await;
 

@@ -5,12 +5,6 @@ mod support;
 
 use support::{Server, ok, stderr};
 
-fn policy(s: &Server, name: &str, hcl: &str) {
-    let file = s.tmp.path().join(format!("{name}.hcl"));
-    std::fs::write(&file, hcl).unwrap();
-    ok(s.sigil(&["policy", "write", name, file.to_str().unwrap()]));
-}
-
 fn denied(out: std::process::Output, what: &str) {
     assert!(!out.status.success(), "{what}: succeeded");
     let err = stderr(&out);
@@ -42,8 +36,7 @@ fn a_trailing_slash_does_not_step_around_a_deny() {
         "db_name=main",
         "creation_statements=CREATE ROLE \"{{name}}\" WITH SUPERUSER LOGIN PASSWORD '{{password}}'",
     ]));
-    policy(
-        &s,
+    s.write_policy(
         "almost",
         r#"
 path "database/roles/*" { capabilities = ["create", "read", "update", "delete", "list"] }
@@ -96,8 +89,7 @@ path "secret/config" { capabilities = ["deny"] }
 #[test]
 fn editing_a_group_does_not_make_anyone_admin() {
     let s = Server::start();
-    policy(
-        &s,
+    s.write_policy(
         "team-lead",
         r#"path "identity/group/name/team-a" { capabilities = ["create", "update", "read"] }"#,
     );

@@ -240,6 +240,13 @@ impl Server {
         path
     }
 
+    /// Writes policy `name` (HCL) as the admin.
+    pub fn write_policy(&self, name: &str, hcl: &str) {
+        let file = self.tmp.path().join(format!("{name}.hcl"));
+        std::fs::write(&file, hcl).unwrap();
+        ok(self.sigil(&["policy", "write", name, file.to_str().unwrap()]));
+    }
+
     /// Generates a key and registers it (as the admin) as identity `name` with `policies`.
     pub fn new_identity(&self, name: &str, policies: &[&str]) -> PathBuf {
         let key = self.new_key(name);
