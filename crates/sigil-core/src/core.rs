@@ -23,6 +23,7 @@ use crate::policy_store::PolicyStore;
 use crate::replay::{ReplayMark, ReplayMarks};
 use crate::wrap::WrapStore;
 use crate::{CoreError, Operation, Request, Response};
+use sigil_engine::EngineKinds;
 
 const POLICIES: &str = "sys/policies/acl";
 const IDENTITIES: &str = "identity/entity/name";
@@ -52,6 +53,8 @@ pub struct CoreConfig {
     /// The driver the `database` engine reaches databases through (none: the engine refuses
     /// to configure databases).
     pub database: Option<Arc<dyn Driver>>,
+    /// The engine kinds the server registered (engine contract): mountable by name.
+    pub engines: EngineKinds,
 }
 
 /// The core of a running, unsealed server.
@@ -130,27 +133,16 @@ fn fixed_route(path: &str) -> Route<'_> {
     }
 }
 
-/// One documented endpoint of the core (path template below `/v1/`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Endpoint {
-    /// Path template, `{name}` for one segment, `{path}` for several.
-    pub path: &'static str,
-    /// HTTP methods (`LIST` is also reachable as `GET ?list=true`).
-    pub methods: &'static [&'static str],
-    /// What it does.
-    pub summary: &'static str,
-}
+/// One documented endpoint of the core (path template below `/v1/`, `{name}` for one
+/// segment, `{path}` for several): the engine contract's [`sigil_engine::Route`].
+pub use sigil_engine::Route as Endpoint;
 
 const fn endpoint(
     path: &'static str,
     methods: &'static [&'static str],
     summary: &'static str,
 ) -> Endpoint {
-    Endpoint {
-        path,
-        methods,
-        summary,
-    }
+    Endpoint::new(path, methods, summary)
 }
 
 /// Every endpoint the core routes (all authenticated and sealed). Documentation (OpenAPI) is
@@ -258,73 +250,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     endpoint(
         "{mount}/keys",
         &["LIST"],
-        "Transit: list keys; PKI: list CA keys (key_info: name, type, bits; never the key)",
-    ),
-    endpoint(
-        "{mount}/keys/{name}",
-        &["GET", "POST", "PUT", "DELETE"],
-        "Transit: create (type, derived, convergent_encryption, exportable), read (versions, public keys) or delete a key",
-    ),
-    endpoint(
-        "{mount}/keys/{name}/config",
-        &["POST", "PUT"],
-        "Transit: min_decryption_version, min_encryption_version, deletion_allowed, exportable, auto_rotate_period",
-    ),
-    endpoint(
-        "{mount}/keys/{name}/rotate",
-        &["POST", "PUT"],
-        "Transit: add a key version",
-    ),
-    endpoint(
-        "{mount}/keys/{name}/trim",
-        &["POST", "PUT"],
-        "Transit: remove versions below min_available_version",
-    ),
-    endpoint(
-        "{mount}/encrypt/{name}",
-        &["POST", "PUT"],
-        "Transit: encrypt plaintext (base64) or batch_input; context for derived keys",
-    ),
-    endpoint(
-        "{mount}/decrypt/{name}",
-        &["POST", "PUT"],
-        "Transit: decrypt sigil:v<N>: ciphertexts",
-    ),
-    endpoint(
-        "{mount}/rewrap/{name}",
-        &["POST", "PUT"],
-        "Transit: re-encrypt ciphertexts under the latest (or key_version) version",
-    ),
-    endpoint(
-        "{mount}/datakey/{kind}/{name}",
-        &["POST", "PUT"],
-        "Transit: a new data key, wrapped (and in plaintext for kind=plaintext)",
+        "PKI: list CA keys (key_info: name, type, bits; never the key)",
     ),
     endpoint(
         "{mount}/sign/{name}",
         &["POST", "PUT"],
-        "Transit: sign input (ed25519, ecdsa-p256, rsa); PKI: certify a CSR's key under a role",
-    ),
-    endpoint(
-        "{mount}/verify/{name}",
-        &["POST", "PUT"],
-        "Transit: verify a signature or an HMAC",
-    ),
-    endpoint(
-        "{mount}/hmac/{name}",
-        &["POST", "PUT"],
-        "Transit: HMAC of input",
-    ),
-    endpoint(
-        "{mount}/hash",
-        &["POST", "PUT"],
-        "Transit: SHA-2 or SHA-3 digest of input",
-    ),
-    endpoint("{mount}/random", &["POST", "PUT"], "Transit: random bytes"),
-    endpoint(
-        "{mount}/export/{kind}/{name}",
-        &["GET"],
-        "Transit: an exportable key's versions (encryption-key, signing-key, hmac-key; /<version> for one)",
+        "PKI: certify a CSR's key under a role",
     ),
     endpoint(
         "{mount}/root/generate/internal",
@@ -644,7 +575,13 @@ impl Core {
                 .to_vec(),
         );
         barrier.view("core/").apply(batch)?;
-        let core = Self::assemble(barrier, server_identity, &config.audit, config.database)?;
+        let core = Self::assemble(
+            barrier,
+            server_identity,
+            &config.audit,
+            config.database,
+            config.engines,
+        )?;
         for (name, public) in config.admins {
             core.identities.upsert(
                 &name,
@@ -662,6 +599,7 @@ impl Core {
         root: BarrierKey,
         audit: &[DeviceConfig],
         database: Option<Arc<dyn Driver>>,
+        engines: EngineKinds,
     ) -> Result<Self, CoreError> {
         let barrier = Arc::new(Barrier::open(backend, root)?);
         let entry = barrier
@@ -671,7 +609,7 @@ impl Core {
         let text = std::str::from_utf8(&entry.plain).map_err(|_| CoreError::Integrity)?;
         let server_identity =
             SecretIdentity::from_key_file(text).map_err(|_| CoreError::Integrity)?;
-        let core = Self::assemble(barrier, server_identity, audit, database)?;
+        let core = Self::assemble(barrier, server_identity, audit, database, engines)?;
         core.identities.load_all()?;
         core.groups.load_all()?;
         core.cert_roles.load_all()?;
@@ -693,6 +631,7 @@ impl Core {
         server_identity: SecretIdentity,
         audit: &[DeviceConfig],
         database: Option<Arc<dyn Driver>>,
+        engines: EngineKinds,
     ) -> Result<Self, CoreError> {
         let server_identity = Arc::new(server_identity);
         let keys = barrier.view("sys/audit/");
@@ -711,6 +650,7 @@ impl Core {
                 Arc::clone(&leases),
                 Arc::clone(&passwords),
                 database,
+                engines,
             )?,
             passwords,
             wraps: WrapStore::new(barrier.view("sys/wrap/")),
@@ -818,8 +758,8 @@ impl Core {
             rotated += 1;
         }
         for mount in self.mounts.all() {
-            if let crate::mounts::Engine::Transit(t) = &mount.engine {
-                rotated += t.rotate_due(now)?;
+            if let crate::mounts::Engine::Registered(e) = &mount.engine {
+                rotated += e.periodic(now)?;
             }
         }
         Ok(rotated)
@@ -828,7 +768,8 @@ impl Core {
     /// Whether handling `op` (as [`Core::resolve_operation`] resolved it) on `path` may write
     /// to storage and so wait on an fsync; the server runs the others on its async workers
     /// instead of handing them to a blocking thread. Reads and lists do not write (PKI CRL
-    /// reads excepted), nor do transit's cryptographic operations on an existing key.
+    /// reads excepted); a registered engine says for itself (transit's cryptographic
+    /// operations on an existing key do not write).
     pub fn may_write(&self, op: Operation, path: &str) -> bool {
         match self.route(path) {
             Route::Mount(mount, rest) => mount.engine.may_write(op, rest),
@@ -1252,6 +1193,12 @@ impl Gate for CallerGate<'_> {
     }
 }
 
+/// The engine kinds the core's tests mount (the server registers the same).
+#[cfg(test)]
+pub(crate) fn test_engines() -> EngineKinds {
+    EngineKinds::new(vec![Arc::new(sigil_engine_transit::Transit)])
+}
+
 /// A transient core on `backend` with one admin, and that admin's key (for tests).
 #[cfg(test)]
 pub(crate) fn admin_core(backend: Arc<dyn Backend>) -> (Core, SecretIdentity) {
@@ -1260,6 +1207,7 @@ pub(crate) fn admin_core(backend: Arc<dyn Backend>) -> (Core, SecretIdentity) {
         backend,
         CoreConfig {
             admins: vec![("admin".into(), admin.public())],
+            engines: test_engines(),
             ..CoreConfig::default()
         },
     )
@@ -1305,6 +1253,10 @@ mod tests {
         "{mount}/tidy",
         "{mount}/cert/",
         "{mount}/certs",
+        "{mount}/keys",
+        "{mount}/sign/",
+        "{mount}/ca",
+        "{mount}/crl",
     ];
 
     #[test]
@@ -1322,10 +1274,13 @@ mod tests {
                 "secret"
             } else if DATABASE_TEMPLATES.contains(&e.path) {
                 "database"
-            } else if PKI_TEMPLATES.iter().any(|p| e.path.starts_with(p)) {
-                "pki"
             } else {
-                "transit"
+                assert!(
+                    PKI_TEMPLATES.iter().any(|p| e.path.starts_with(p)),
+                    "{}: which engine?",
+                    e.path
+                );
+                "pki"
             };
             let sample = e
                 .path
@@ -1334,6 +1289,16 @@ mod tests {
                 .replace("{name}", "x")
                 .replace("{role}", "r")
                 .replace("{path}", "a/b");
+            assert_eq!(core.endpoint_for(&sample), Some(e.path), "{sample}");
+        }
+        // A registered engine's routes are its own: each maps back to itself.
+        use sigil_engine::EngineKind as _;
+        for e in sigil_engine_transit::Transit.routes() {
+            let sample = e
+                .path
+                .replace("{kind}", "plaintext")
+                .replace("{mount}", "transit")
+                .replace("{name}", "x");
             assert_eq!(core.endpoint_for(&sample), Some(e.path), "{sample}");
         }
         for sample in [
@@ -1408,6 +1373,7 @@ mod tests {
         let admin = SecretIdentity::generate().unwrap();
         let config = CoreConfig {
             admins: vec![("admin".into(), admin.public())],
+            engines: test_engines(),
             ..CoreConfig::default()
         };
         (Core::create(backend, root, config).unwrap(), kept, admin)
@@ -1514,7 +1480,7 @@ mod tests {
 
         // The table and the data survive a restart.
         drop(core);
-        let core = Core::open(backend.clone(), root_copy(), &[], None).unwrap();
+        let core = Core::open(backend.clone(), root_copy(), &[], None, test_engines()).unwrap();
         for (mount, v) in [("secret", 1), ("team/kv", 2), ("team-kv", 3)] {
             assert_eq!(read(&core, mount).unwrap(), v, "{mount}");
         }
@@ -1550,6 +1516,7 @@ mod tests {
         let admin = SecretIdentity::generate().unwrap();
         let config = CoreConfig {
             admins: vec![("admin".into(), admin.public())],
+            engines: test_engines(),
             ..CoreConfig::default()
         };
         let core = Core::create(backend.clone(), copy(), config).unwrap();
@@ -1563,7 +1530,7 @@ mod tests {
         backend
             .apply(sigil_storage::Batch::new().delete("core/mounts".to_owned()))
             .unwrap();
-        let core = Core::open(backend.clone(), copy(), &[], None).unwrap();
+        let core = Core::open(backend.clone(), copy(), &[], None, test_engines()).unwrap();
         let caller = core.caller(admin.public().keyid().as_str()).unwrap();
         let read = core
             .handle(&caller, request(Operation::Read, "secret/data/app", None))
@@ -2339,7 +2306,7 @@ path "identity/group/name/opsg" { capabilities = ["update", "sudo"] }
         assert!(used >= 10, "{used}");
         // Reopened: counting on from the stored reservation, never below.
         drop(core);
-        let core = Core::open(backend, root_copy(), &[], None).unwrap();
+        let core = Core::open(backend, root_copy(), &[], None, test_engines()).unwrap();
         let resumed = core.barrier().encryptions().1;
         assert!(resumed >= used);
         core.barrier().set_rotation_limit(resumed + 3);

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use sigil_crypto::PublicIdentity;
-use sigil_proto::e2e::{Author, Certification};
+use sigil_proto::e2e::Certification;
 
 use crate::barrier::{View, ViewBatch};
 use crate::grant::{Gate, Grant, added};
@@ -15,56 +15,7 @@ use crate::path::check_name;
 use crate::policy::ADMIN_POLICY;
 use crate::request::{children, list_response};
 use crate::{CoreError, Operation, Request, Response, timefmt};
-
-/// A stored identity.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Identity {
-    /// Random id, stable across updates.
-    pub id: String,
-    /// Unique name.
-    pub name: String,
-    /// The `sigil1…` public identity.
-    pub public_key: String,
-    /// The keyid of its signing key.
-    pub keyid: String,
-    /// Attached policy names.
-    pub policies: Vec<String>,
-    /// Free-form metadata.
-    pub metadata: BTreeMap<String, String>,
-    /// A disabled identity cannot authenticate.
-    pub disabled: bool,
-    /// RFC 3339.
-    pub creation_time: String,
-    /// RFC 3339.
-    pub last_update_time: String,
-    /// An admin's signature binding this name to this public key (docs/e2e.md); clients
-    /// check it before they encrypt to the key. Dropped when the key changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certification: Option<Certification>,
-}
-
-impl Identity {
-    fn to_json(&self) -> Value {
-        serde_json::to_value(self).expect("identity serializes")
-    }
-
-    /// This identity as the author of client-encrypted data.
-    pub(crate) fn author(&self) -> Author {
-        Author {
-            name: self.name.clone(),
-            certification: self.certification.clone(),
-        }
-    }
-}
-
-/// An authenticated caller: the identity and its parsed public key.
-#[derive(Debug)]
-pub struct Caller {
-    /// The stored identity.
-    pub identity: Identity,
-    /// Its public key, parsed once.
-    pub public: PublicIdentity,
-}
+pub use sigil_engine::caller::{Caller, Identity};
 
 pub(crate) struct IdentityStore {
     view: View,

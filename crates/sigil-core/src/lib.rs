@@ -29,7 +29,6 @@ mod policy_store;
 mod rekey;
 mod seal;
 pub mod snapshot;
-mod transit;
 mod vault_hcl;
 mod wrap;
 

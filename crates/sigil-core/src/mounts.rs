@@ -16,8 +16,8 @@ use crate::kv::{KvEngine, KvMode};
 use crate::lease::LeaseStore;
 use crate::password_policy::PasswordPolicies;
 use crate::pki::PkiEngine;
-use crate::transit::TransitEngine;
 use crate::{CoreError, Operation, Request, Response, duration};
+use sigil_engine::{Context, EngineKinds};
 
 /// Where the table is stored, in the `core/` view.
 const TABLE_KEY: &str = "mounts";
@@ -33,23 +33,22 @@ pub(crate) enum EngineType {
     Kv,
     /// End-to-end secrets: client-encrypted envelopes, versioned like KV.
     E2e,
-    /// Encryption as a service.
-    Transit,
     /// An internal certificate authority.
     Pki,
     /// Dynamic database credentials.
     Database,
+    /// An engine kind the server registered (engine contract, `sigil-engine`), by its name.
+    Registered(&'static str),
 }
 
 impl EngineType {
-    fn parse(s: &str) -> Option<Self> {
+    fn parse(s: &str, kinds: &EngineKinds) -> Option<Self> {
         match s {
             "kv" | "kv-v2" => Some(EngineType::Kv),
             "e2e" => Some(EngineType::E2e),
-            "transit" => Some(EngineType::Transit),
             "pki" => Some(EngineType::Pki),
             "database" => Some(EngineType::Database),
-            _ => None,
+            other => kinds.get(other).map(|k| EngineType::Registered(k.name())),
         }
     }
 
@@ -57,10 +56,20 @@ impl EngineType {
         match self {
             EngineType::Kv => "kv",
             EngineType::E2e => "e2e",
-            EngineType::Transit => "transit",
             EngineType::Pki => "pki",
             EngineType::Database => "database",
+            EngineType::Registered(name) => name,
         }
+    }
+
+    /// What can be mounted, for an error message: "kv (version 2), e2e, transit, pki and
+    /// database".
+    fn offered(kinds: &EngineKinds) -> String {
+        let mut names: Vec<&str> = vec!["kv (version 2)", "e2e"];
+        names.extend(kinds.iter().map(|k| k.name()));
+        names.extend(["pki", "database"]);
+        let (last, rest) = names.split_last().expect("built-in kinds");
+        format!("{} and {last}", rest.join(", "))
     }
 }
 
@@ -77,8 +86,8 @@ struct MountEntry {
 }
 
 impl MountEntry {
-    fn engine_type(&self) -> Result<EngineType, CoreError> {
-        EngineType::parse(&self.kind).ok_or(CoreError::Integrity)
+    fn engine_type(&self, kinds: &EngineKinds) -> Result<EngineType, CoreError> {
+        EngineType::parse(&self.kind, kinds).ok_or(CoreError::Integrity)
     }
 
     /// The entry as Vault shows it in `sys/mounts`.
@@ -139,8 +148,8 @@ impl Mount {
 pub(crate) enum Engine {
     /// `kv` and `e2e`.
     Kv(KvEngine),
-    /// `transit`.
-    Transit(TransitEngine),
+    /// A registered kind's engine (`transit`).
+    Registered(Box<dyn sigil_engine::Engine>),
     /// `pki`.
     Pki(PkiEngine),
     /// `database`.
@@ -157,7 +166,7 @@ impl Engine {
     ) -> Result<Response, CoreError> {
         match self {
             Engine::Kv(e) => e.handle(req, rest, caller),
-            Engine::Transit(e) => e.handle(req, rest),
+            Engine::Registered(e) => e.handle(req, rest, &Context { caller, limits }),
             Engine::Pki(e) => e.handle(req, rest),
             Engine::Database(e) => e.handle(req, rest, caller, limits),
         }
@@ -166,34 +175,22 @@ impl Engine {
     pub(crate) fn exists(&self, rest: &str) -> Result<bool, CoreError> {
         match self {
             Engine::Kv(e) => e.exists(rest),
-            Engine::Transit(e) => e.exists(rest),
+            Engine::Registered(e) => e.exists(rest),
             Engine::Pki(e) => e.exists(rest),
             Engine::Database(e) => e.exists(rest),
         }
     }
 
     /// Whether `op` on `rest` may write to storage (and so wait on an fsync). Reads and
-    /// lists do not, except PKI's CRL reads (which may sign a fresh CRL); transit's
-    /// cryptographic operations on an existing key do not either. Everything the database
-    /// engine does may wait on a database, so none of it runs on the async workers.
+    /// lists do not, except PKI's CRL reads (which may sign a fresh CRL); a registered engine
+    /// says for itself. Everything the database engine does may wait on a database, so none
+    /// of it runs on the async workers.
     pub(crate) fn may_write(&self, op: Operation, rest: &str) -> bool {
-        let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
         match (self, op) {
+            (Engine::Registered(e), _) => e.may_write(op, rest),
             (Engine::Database(_), _) => true,
             (Engine::Pki(_), Operation::Read) => rest.split('/').any(|s| s == "crl"),
             (_, Operation::Read | Operation::List) => false,
-            (Engine::Transit(_), Operation::Update) => !matches!(
-                first,
-                "encrypt"
-                    | "decrypt"
-                    | "rewrap"
-                    | "datakey"
-                    | "sign"
-                    | "verify"
-                    | "hmac"
-                    | "hash"
-                    | "random"
-            ),
             _ => true,
         }
     }
@@ -211,26 +208,7 @@ impl Engine {
                 "destroy" => "{mount}/destroy/{path}",
                 _ => "{mount}/data/{path}",
             },
-            Engine::Transit(_) => {
-                let segments = rest.split('/').count();
-                match (first, segments) {
-                    ("keys", 1) => "{mount}/keys",
-                    ("keys", 2) => "{mount}/keys/{name}",
-                    ("keys", _) if rest.ends_with("/config") => "{mount}/keys/{name}/config",
-                    ("keys", _) if rest.ends_with("/trim") => "{mount}/keys/{name}/trim",
-                    ("keys", _) => "{mount}/keys/{name}/rotate",
-                    ("encrypt", _) => "{mount}/encrypt/{name}",
-                    ("decrypt", _) => "{mount}/decrypt/{name}",
-                    ("rewrap", _) => "{mount}/rewrap/{name}",
-                    ("datakey", _) => "{mount}/datakey/{kind}/{name}",
-                    ("sign", _) => "{mount}/sign/{name}",
-                    ("verify", _) => "{mount}/verify/{name}",
-                    ("hmac", _) => "{mount}/hmac/{name}",
-                    ("hash", _) => "{mount}/hash",
-                    ("export", _) => "{mount}/export/{kind}/{name}",
-                    _ => "{mount}/random",
-                }
-            }
+            Engine::Registered(e) => e.route(rest),
             Engine::Database(_) => DatabaseEngine::endpoint(rest),
             Engine::Pki(_) => {
                 let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
@@ -289,6 +267,8 @@ pub(crate) struct MountTable {
     leases: Arc<LeaseStore>,
     passwords: Arc<PasswordPolicies>,
     database: Option<Arc<dyn Driver>>,
+    /// The engine kinds the server registered.
+    kinds: EngineKinds,
     core: View,
     /// By mount path without its trailing `/`, so routing looks paths up without allocating.
     mounts: RwLock<BTreeMap<String, Arc<Mount>>>,
@@ -344,6 +324,7 @@ impl MountTable {
         leases: Arc<LeaseStore>,
         passwords: Arc<PasswordPolicies>,
         database: Option<Arc<dyn Driver>>,
+        kinds: EngineKinds,
     ) -> Result<Self, CoreError> {
         let core = barrier.view("core/");
         let table = MountTable {
@@ -351,6 +332,7 @@ impl MountTable {
             leases,
             passwords,
             database,
+            kinds,
             core,
             mounts: RwLock::new(BTreeMap::new()),
             write: Mutex::new(()),
@@ -419,7 +401,7 @@ impl MountTable {
         let mut mounts = self.mounts.write().unwrap_or_else(PoisonError::into_inner);
         let mut next = BTreeMap::new();
         for (path, entry) in table {
-            let kind = entry.engine_type()?;
+            let kind = entry.engine_type(&self.kinds)?;
             let mount = match mounts.get(path.trim_end_matches('/')) {
                 Some(m) if m.kind == kind => {
                     *m.limits.write().unwrap_or_else(PoisonError::into_inner) = entry.limits();
@@ -430,7 +412,12 @@ impl MountTable {
                     let engine = match kind {
                         EngineType::Kv => Engine::Kv(KvEngine::new(view, KvMode::Kv, path)),
                         EngineType::E2e => Engine::Kv(KvEngine::new(view, KvMode::E2e, path)),
-                        EngineType::Transit => Engine::Transit(TransitEngine::new(view)),
+                        EngineType::Registered(name) => Engine::Registered(
+                            self.kinds
+                                .get(name)
+                                .ok_or(CoreError::Integrity)?
+                                .mount(view),
+                        ),
                         EngineType::Pki => Engine::Pki(PkiEngine::new(view)),
                         EngineType::Database => Engine::Database(DatabaseEngine::new(
                             view,
@@ -594,10 +581,11 @@ impl MountTable {
                     "invalid request body: expected type (kv, e2e), and optionally description, config, options",
                 )
             })?;
-        let kind = EngineType::parse(&input.kind).ok_or_else(|| {
-            CoreError::bad(
-                "unknown engine type: Sigil mounts kv (version 2), e2e, transit, pki and database",
-            )
+        let kind = EngineType::parse(&input.kind, &self.kinds).ok_or_else(|| {
+            CoreError::bad(format!(
+                "unknown engine type: Sigil mounts {}",
+                EngineType::offered(&self.kinds)
+            ))
         })?;
         if let Some(v) = input.options.as_ref().and_then(|o| o.get("version")) {
             let version = v

@@ -25,6 +25,7 @@ use zeroize::Zeroizing;
 use crate::audit::DeviceConfig;
 use crate::database::driver::Driver;
 use crate::{Core, CoreConfig, CoreError};
+use sigil_engine::EngineKinds;
 
 /// Where the seal configuration is stored (plaintext JSON, no secret in it).
 pub(crate) use crate::barrier::SEAL_CONFIG_KEY;
@@ -157,6 +158,8 @@ pub struct Node {
     audit: Vec<DeviceConfig>,
     /// The database engine's driver, given to the core at every unseal.
     database: Option<Arc<dyn Driver>>,
+    /// The engine kinds, given to the core at every unseal.
+    engines: EngineKinds,
     pub(crate) state: RwLock<State>,
     pub(crate) attempt: Mutex<Attempt>,
     /// How long an unfinished unseal keeps its shares ([`UNSEAL_ATTEMPT_TTL`]).
@@ -245,11 +248,13 @@ impl Node {
     pub fn transient(backend: Arc<dyn Backend>, config: CoreConfig) -> Result<Self, CoreError> {
         let audit = config.audit.clone();
         let database = config.database.clone();
+        let engines = config.engines.clone();
         let core = Core::start_transient(Arc::clone(&backend), config)?;
         Ok(Node {
             backend,
             audit,
             database,
+            engines,
             state: RwLock::new(State::Unsealed(None, Arc::new(core))),
             attempt: Mutex::new(Attempt::new()?),
             unseal_ttl: UNSEAL_ATTEMPT_TTL,
@@ -258,11 +263,13 @@ impl Node {
     }
 
     /// A node over persistent storage: uninitialized, or sealed. `audit` devices start at
-    /// every unseal, and the core reaches databases through `database`.
+    /// every unseal, the core reaches databases through `database`, and `engines` can be
+    /// mounted.
     pub fn open(
         backend: Arc<dyn Backend>,
         audit: Vec<DeviceConfig>,
         database: Option<Arc<dyn Driver>>,
+        engines: EngineKinds,
     ) -> Result<Self, CoreError> {
         let state = match backend.get(SEAL_CONFIG_KEY)? {
             None => State::Uninitialized,
@@ -274,6 +281,7 @@ impl Node {
             backend,
             audit,
             database,
+            engines,
             state: RwLock::new(state),
             attempt: Mutex::new(Attempt::new()?),
             unseal_ttl: UNSEAL_ATTEMPT_TTL,
@@ -406,6 +414,7 @@ impl Node {
                 admins,
                 audit: Vec::new(),
                 database: None,
+                engines: EngineKinds::default(),
             },
         )?;
         let server = core.server_identity().public();
@@ -527,6 +536,7 @@ impl Node {
                 BarrierKey::from_secret(KeyTerm(0), key),
                 &self.audit,
                 self.database.clone(),
+                self.engines.clone(),
             )?;
             *self.state.write().unwrap_or_else(|e| e.into_inner()) =
                 State::Unsealed(Some(config), Arc::new(core));

@@ -13,8 +13,10 @@
 #![warn(missing_docs)]
 
 pub mod barrier;
+pub mod caller;
 pub mod duration;
 pub mod encoding;
+pub mod engine;
 /// Why a request failed.
 pub mod error;
 pub mod fields;
@@ -26,6 +28,8 @@ pub mod request;
 pub mod timefmt;
 
 pub use barrier::{Barrier, View, ViewBatch};
+pub use caller::{Caller, Identity};
+pub use engine::{Context, Engine, EngineKind, EngineKinds, LeaseLimits, Route};
 pub use error::CoreError;
 pub use replay::{ReplayMark, carried_by_writes_of};
 pub use request::{LeaseInfo, Operation, Request, Response};

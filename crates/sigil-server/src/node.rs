@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sigil_core::audit::DeviceConfig;
 use sigil_core::{CoreConfig, CoreError, Node};
 use sigil_crypto::PublicIdentity;
+use sigil_engine::EngineKinds;
 use sigil_storage::{FileBackend, MemoryBackend, StorageError};
 
 /// Why a node could not be built.
@@ -34,6 +35,7 @@ pub fn transient_node(
             admins,
             audit,
             database: Some(databases()),
+            engines: engines(),
         },
     )?)
 }
@@ -45,6 +47,7 @@ pub fn file_node(path: &Path, audit: Vec<DeviceConfig>) -> Result<Node, NodeErro
         Arc::new(FileBackend::open(path)?),
         audit,
         Some(databases()),
+        engines(),
     )?)
 }
 
@@ -134,6 +137,12 @@ pub fn restore_snapshot(
 
 /// Entries written per batch (per synced log append) by a restore.
 const RESTORE_BATCH: usize = 4096;
+
+/// The engine kinds this server offers through the engine contract (the others are still
+/// built into the core).
+pub(crate) fn engines() -> EngineKinds {
+    EngineKinds::new(vec![Arc::new(sigil_engine_transit::Transit)])
+}
 
 /// The database engine's drivers (PostgreSQL, MySQL/MariaDB).
 fn databases() -> Arc<dyn sigil_core::database::driver::Driver> {

@@ -273,6 +273,15 @@ fn add(paths: &mut Map<String, Value>, path: &str, methods: &[&str], auth: Auth,
             "LIST" => ("get", format!("{summary} (GET ?list=true, or LIST)")),
             other => (other, summary.to_owned()),
         };
+        // Two engines serving the same template (PKI's and transit's `{mount}/keys`): one
+        // operation, both summaries.
+        let summary = match item
+            .get(&method.to_lowercase())
+            .and_then(|op| op["summary"].as_str())
+        {
+            Some(earlier) => format!("{earlier}; {summary}"),
+            None => summary,
+        };
         let mut op = operation(&summary, method, auth);
         op["operationId"] = format!(
             "{}_{}",
@@ -295,6 +304,11 @@ pub(crate) fn document() -> Value {
     }
     for e in sigil_core::ENDPOINTS {
         add(&mut paths, e.path, e.methods, Auth::Sealed, e.summary);
+    }
+    for kind in crate::node::engines().iter() {
+        for e in kind.routes() {
+            add(&mut paths, e.path, e.methods, Auth::Sealed, e.summary);
+        }
     }
     json!({
         "openapi": "3.0.3",
@@ -333,7 +347,9 @@ mod tests {
     fn every_route_is_in_the_document() {
         let doc = document();
         let paths = doc["paths"].as_object().unwrap();
-        for e in sigil_core::ENDPOINTS {
+        let kinds = crate::node::engines();
+        let registered = kinds.iter().flat_map(|k| k.routes());
+        for e in sigil_core::ENDPOINTS.iter().chain(registered) {
             let item = &paths[&format!("/v1/{}", e.path)];
             for m in e.methods {
                 let m = if *m == "LIST" { "get" } else { m };

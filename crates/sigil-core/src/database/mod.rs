@@ -147,12 +147,7 @@ struct LeaseSecret {
     renew_statements: Vec<String>,
 }
 
-/// A mount's lease TTLs (`sys/mounts/<path>/tune`), 0 when unset.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct LeaseLimits {
-    pub(crate) default_ttl: u64,
-    pub(crate) max_ttl: u64,
-}
+pub(crate) use sigil_engine::LeaseLimits;
 
 pub(crate) struct DatabaseEngine {
     view: View,

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use crate::CoreError;
-use crate::encoding::pem;
+use sigil_engine::CoreError;
+use sigil_engine::encoding::pem;
 
 /// A key's type, named as Vault names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,9 +80,9 @@ fn rng_failed() -> CoreError {
 /// ones) and an independent HMAC key, as Vault keeps one per version.
 #[derive(Clone, Serialize, Deserialize)]
 pub(super) struct KeyVersion {
-    #[serde(with = "crate::encoding::b64_zeroizing")]
+    #[serde(with = "sigil_engine::encoding::b64_zeroizing")]
     pub(super) material: Zeroizing<Vec<u8>>,
-    #[serde(with = "crate::encoding::b64_zeroizing")]
+    #[serde(with = "sigil_engine::encoding::b64_zeroizing")]
     pub(super) hmac_key: Zeroizing<Vec<u8>>,
     pub(super) creation_time: String,
 }
@@ -123,7 +123,7 @@ impl KeyVersion {
         Ok(KeyVersion {
             material,
             hmac_key: random(32)?,
-            creation_time: crate::timefmt::now_rfc3339(),
+            creation_time: sigil_engine::now_rfc3339(),
         })
     }
 

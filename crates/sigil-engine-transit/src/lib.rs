@@ -1,6 +1,6 @@
-//! The `transit` engine: encryption as a service at Vault's paths. Keys never leave the
-//! server (no export yet); callers send data and get ciphertexts (`sigil:v<N>:<base64>`),
-//! signatures and HMACs back.
+//! The `transit` engine: encryption as a service at Vault's paths. Keys stay in the server
+//! (only a key created exportable can be exported, sealed to the caller); callers send data
+//! and get ciphertexts (`sigil:v<N>:<base64>`), signatures and HMACs back.
 //!
 //! `keys/<name>` (create, read, delete, LIST), `keys/<name>/config|rotate|trim`,
 //! `encrypt|decrypt|rewrap/<name>` (with `batch_input`, `context` for derived keys,
@@ -17,19 +17,21 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
-use crate::barrier::{View, ViewBatch};
-use crate::fields::body_of;
-use crate::path::check_name;
-use crate::request::{children, list_response};
-use crate::{CoreError, Operation, Request, Response, duration};
 use key::{ExportKind, KeyType, KeyVersion, SignOptions, TransitKey, armor, armor_jws, unarmor};
+use sigil_engine::barrier::{View, ViewBatch};
+use sigil_engine::fields::body_of;
+use sigil_engine::path::check_name;
+use sigil_engine::request::{children, list_response};
+use sigil_engine::{
+    Context, CoreError, Engine, EngineKind, Operation, Request, Response, Route, duration,
+};
 
 /// Most items in one `batch_input`.
 const MAX_BATCH: usize = 1000;
 /// Most random bytes per request.
 const MAX_RANDOM: u64 = 1024 * 1024;
 
-pub(crate) struct TransitEngine {
+struct TransitEngine {
     view: View,
     /// Loaded keys, decrypted (their material is zeroized when dropped).
     cache: Mutex<HashMap<String, Arc<TransitKey>>>,
@@ -150,7 +152,7 @@ fn err(e: CoreError) -> String {
 }
 
 impl TransitEngine {
-    pub(crate) fn new(view: View) -> Self {
+    fn new(view: View) -> Self {
         TransitEngine {
             view,
             cache: Mutex::new(HashMap::new()),
@@ -226,7 +228,7 @@ impl TransitEngine {
 
     /// Vault's existence checks: a write to `keys/<name>` or `encrypt/<name>` for a key that
     /// does not exist is a create (encrypt then creates the key: "upsert").
-    pub(crate) fn exists(&self, rest: &str) -> Result<bool, CoreError> {
+    fn key_exists(&self, rest: &str) -> Result<bool, CoreError> {
         Ok(match rest.split_once('/') {
             Some(("keys" | "encrypt", name)) if !name.contains('/') => {
                 self.view.get(&key_path(name))?.is_some()
@@ -235,7 +237,7 @@ impl TransitEngine {
         })
     }
 
-    pub(crate) fn handle(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
+    fn handle_request(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
         let write = matches!(req.operation, Operation::Create | Operation::Update);
         let parts: Vec<&str> = rest.split('/').collect();
         let resp = match (parts.as_slice(), req.operation) {
@@ -474,7 +476,7 @@ impl TransitEngine {
 
     /// Rotates every key whose `auto_rotate_period` has passed since its latest version was
     /// made (the server calls this every few seconds). Returns how many rotated.
-    pub(crate) fn rotate_due(&self, now: time::OffsetDateTime) -> Result<usize, CoreError> {
+    fn rotate_due(&self, now: time::OffsetDateTime) -> Result<usize, CoreError> {
         let mut rotated = 0;
         for stored in self.view.list("policy/")? {
             let name = &stored["policy/".len()..];
@@ -864,42 +866,214 @@ fn random(
     Ok(Response::data(json!({ "random_bytes": out })))
 }
 
+/// The `transit` engine kind: register it with the core to offer `sigil secrets enable transit`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Transit;
+
+/// Every route of a transit mount; [`TransitEngine::route`] maps each request to one of them.
+const ROUTES: &[Route] = &[
+    Route::new("{mount}/keys", &["LIST"], "Transit: list keys"),
+    Route::new(
+        "{mount}/keys/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Transit: create (type, derived, convergent_encryption, exportable), read (versions, public keys) or delete a key",
+    ),
+    Route::new(
+        "{mount}/keys/{name}/config",
+        &["POST", "PUT"],
+        "Transit: min_decryption_version, min_encryption_version, deletion_allowed, exportable, auto_rotate_period",
+    ),
+    Route::new(
+        "{mount}/keys/{name}/rotate",
+        &["POST", "PUT"],
+        "Transit: add a key version",
+    ),
+    Route::new(
+        "{mount}/keys/{name}/trim",
+        &["POST", "PUT"],
+        "Transit: remove versions below min_available_version",
+    ),
+    Route::new(
+        "{mount}/encrypt/{name}",
+        &["POST", "PUT"],
+        "Transit: encrypt plaintext (base64) or batch_input; context for derived keys",
+    ),
+    Route::new(
+        "{mount}/decrypt/{name}",
+        &["POST", "PUT"],
+        "Transit: decrypt sigil:v<N>: ciphertexts",
+    ),
+    Route::new(
+        "{mount}/rewrap/{name}",
+        &["POST", "PUT"],
+        "Transit: re-encrypt ciphertexts under the latest (or key_version) version",
+    ),
+    Route::new(
+        "{mount}/datakey/{kind}/{name}",
+        &["POST", "PUT"],
+        "Transit: a new data key, wrapped (and in plaintext for kind=plaintext)",
+    ),
+    Route::new(
+        "{mount}/sign/{name}",
+        &["POST", "PUT"],
+        "Transit: sign input (ed25519, ecdsa-p256, rsa)",
+    ),
+    Route::new(
+        "{mount}/verify/{name}",
+        &["POST", "PUT"],
+        "Transit: verify a signature or an HMAC",
+    ),
+    Route::new(
+        "{mount}/hmac/{name}",
+        &["POST", "PUT"],
+        "Transit: HMAC of input",
+    ),
+    Route::new(
+        "{mount}/hash",
+        &["POST", "PUT"],
+        "Transit: SHA-2 or SHA-3 digest of input",
+    ),
+    Route::new("{mount}/random", &["POST", "PUT"], "Transit: random bytes"),
+    Route::new(
+        "{mount}/export/{kind}/{name}",
+        &["GET"],
+        "Transit: an exportable key's versions (encryption-key, signing-key, hmac-key; /<version> for one)",
+    ),
+];
+
+impl EngineKind for Transit {
+    fn name(&self) -> &'static str {
+        "transit"
+    }
+
+    fn routes(&self) -> &'static [Route] {
+        ROUTES
+    }
+
+    fn mount(&self, view: View) -> Box<dyn Engine> {
+        Box::new(TransitEngine::new(view))
+    }
+}
+
+impl Engine for TransitEngine {
+    fn handle(&self, req: &Request, rest: &str, _cx: &Context<'_>) -> Result<Response, CoreError> {
+        self.handle_request(req, rest)
+    }
+
+    fn exists(&self, rest: &str) -> Result<bool, CoreError> {
+        self.key_exists(rest)
+    }
+
+    fn route(&self, rest: &str) -> &'static str {
+        let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
+        let segments = rest.split('/').count();
+        match (first, segments) {
+            ("keys", 1) => "{mount}/keys",
+            ("keys", 2) => "{mount}/keys/{name}",
+            ("keys", _) if rest.ends_with("/config") => "{mount}/keys/{name}/config",
+            ("keys", _) if rest.ends_with("/trim") => "{mount}/keys/{name}/trim",
+            ("keys", _) => "{mount}/keys/{name}/rotate",
+            ("encrypt", _) => "{mount}/encrypt/{name}",
+            ("decrypt", _) => "{mount}/decrypt/{name}",
+            ("rewrap", _) => "{mount}/rewrap/{name}",
+            ("datakey", _) => "{mount}/datakey/{kind}/{name}",
+            ("sign", _) => "{mount}/sign/{name}",
+            ("verify", _) => "{mount}/verify/{name}",
+            ("hmac", _) => "{mount}/hmac/{name}",
+            ("hash", _) => "{mount}/hash",
+            ("export", _) => "{mount}/export/{kind}/{name}",
+            _ => "{mount}/random",
+        }
+    }
+
+    /// Keys change on writes to `keys/…`; the cryptographic operations on an existing key
+    /// read it only.
+    fn may_write(&self, op: Operation, rest: &str) -> bool {
+        let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
+        match op {
+            Operation::Read | Operation::List => false,
+            Operation::Update => !matches!(
+                first,
+                "encrypt"
+                    | "decrypt"
+                    | "rewrap"
+                    | "datakey"
+                    | "sign"
+                    | "verify"
+                    | "hmac"
+                    | "hash"
+                    | "random"
+            ),
+            _ => true,
+        }
+    }
+
+    fn periodic(&self, now: time::OffsetDateTime) -> Result<usize, CoreError> {
+        self.rotate_due(now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
+    use sigil_crypto::{BarrierKey, KeyTerm, SecretIdentity};
+    use sigil_engine::{Barrier, Caller, Identity};
     use sigil_storage::MemoryBackend;
 
     use super::*;
-    use crate::Core;
 
+    /// A transit mount at `transit/` over a fresh barrier, and a caller.
     struct T {
-        core: Core,
-        caller: Arc<crate::identity::Caller>,
+        engine: Box<dyn Engine>,
+        caller: Caller,
     }
 
     impl T {
         fn new() -> T {
-            let (core, admin) = crate::core::admin_core(Arc::new(MemoryBackend::new()));
-            let caller = core.caller(admin.public().keyid().as_str()).unwrap();
-            let t = T { core, caller };
-            t.ok(
-                Operation::Update,
-                "sys/mounts/transit",
-                json!({ "type": "transit" }),
-            );
-            t
+            let root = BarrierKey::generate(KeyTerm(1)).unwrap();
+            let barrier =
+                Arc::new(Barrier::initialize(Arc::new(MemoryBackend::new()), root).unwrap());
+            let key = SecretIdentity::generate().unwrap();
+            let caller = Caller {
+                identity: Identity {
+                    id: "id".into(),
+                    name: "admin".into(),
+                    public_key: key.public().to_string(),
+                    keyid: key.public().keyid().to_string(),
+                    policies: vec!["admin".into()],
+                    metadata: Default::default(),
+                    disabled: false,
+                    creation_time: String::new(),
+                    last_update_time: String::new(),
+                    certification: None,
+                },
+                public: key.public(),
+            };
+            T {
+                engine: Transit.mount(barrier.view("logical/transit/")),
+                caller,
+            }
         }
 
         fn call(&self, op: Operation, path: &str, body: Value) -> Result<Value, CoreError> {
-            let req = Request {
+            let mut req = Request {
                 operation: op,
                 path: path.into(),
                 data: if body.is_null() { None } else { Some(body) },
                 query: vec![],
             };
-            self.core
-                .handle(&self.caller, req)
+            let rest = path.strip_prefix("transit/").expect("a transit path");
+            // As the core's router: a write to what does not exist yet is a create.
+            if req.operation == Operation::Update && !self.engine.exists(rest)? {
+                req.operation = Operation::Create;
+            }
+            let cx = Context {
+                caller: &self.caller,
+                limits: Default::default(),
+            };
+            self.engine
+                .handle(&req, rest, &cx)
                 .map(|r| r.data.unwrap_or(Value::Null))
         }
 
@@ -1241,9 +1415,9 @@ mod tests {
             json!({ "auto_rotate_period": "1h" }),
         );
         let now = time::OffsetDateTime::now_utc();
-        assert_eq!(t.core.rotate_due_keys_at(now).unwrap(), 0, "not due yet");
+        assert_eq!(t.engine.periodic(now).unwrap(), 0, "not due yet");
         let later = now + time::Duration::hours(2);
-        assert_eq!(t.core.rotate_due_keys_at(later).unwrap(), 1);
+        assert_eq!(t.engine.periodic(later).unwrap(), 1);
         let info = t.ok(Operation::Read, "transit/keys/d", Value::Null);
         assert_eq!(info["latest_version"], 2);
         assert_eq!(info["auto_rotate_period"], 3600);
