@@ -247,121 +247,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &["POST", "PUT"],
         "KV v2: permanently remove the listed versions' data",
     ),
-    endpoint(
-        "{mount}/keys",
-        &["LIST"],
-        "PKI: list CA keys (key_info: name, type, bits; never the key)",
-    ),
-    endpoint(
-        "{mount}/sign/{name}",
-        &["POST", "PUT"],
-        "PKI: certify a CSR's key under a role",
-    ),
-    endpoint(
-        "{mount}/root/generate/internal",
-        &["POST", "PUT"],
-        "PKI: generate a root CA issuer (common_name, ttl, key_type ec|rsa|ed25519, key_bits, issuer_name, max_path_length); its key never leaves",
-    ),
-    endpoint(
-        "{mount}/root/sign-intermediate",
-        &["POST", "PUT"],
-        "PKI: sign an intermediate CA's CSR with the default issuer (or issuer_ref)",
-    ),
-    endpoint(
-        "{mount}/intermediate/generate/internal",
-        &["POST", "PUT"],
-        "PKI: a new CA key kept here and a CSR for it",
-    ),
-    endpoint(
-        "{mount}/intermediate/set-signed",
-        &["POST", "PUT"],
-        "PKI: import the signed CA certificate (and chain) for a key of this mount as an issuer",
-    ),
-    endpoint(
-        "{mount}/issuers",
-        &["LIST"],
-        "PKI: issuer ids with key_info (name, key)",
-    ),
-    endpoint(
-        "{mount}/issuer/{name}",
-        &["GET", "POST", "PUT", "DELETE"],
-        "PKI: read an issuer (id, name or default), rename it (issuer_name) or delete it",
-    ),
-    endpoint(
-        "{mount}/issuer/{name}/sign-intermediate",
-        &["POST", "PUT"],
-        "PKI: sign an intermediate CA's CSR with this issuer",
-    ),
-    endpoint(
-        "{mount}/issuer/{name}/issue/{role}",
-        &["POST", "PUT"],
-        "PKI: issue under a role from this issuer",
-    ),
-    endpoint(
-        "{mount}/issuer/{name}/sign/{role}",
-        &["POST", "PUT"],
-        "PKI: sign a CSR under a role with this issuer",
-    ),
-    endpoint(
-        "{mount}/issuer/{name}/crl",
-        &["GET"],
-        "PKI: an issuer's CRL (PEM, JSON)",
-    ),
-    endpoint(
-        "{mount}/config/issuers",
-        &["GET", "POST", "PUT"],
-        "PKI: the default issuer",
-    ),
-    endpoint("{mount}/roles", &["LIST"], "PKI: list roles"),
+    endpoint("{mount}/roles", &["LIST"], "Database: list roles"),
     endpoint(
         "{mount}/roles/{name}",
         &["GET", "POST", "PUT", "DELETE"],
-        "PKI: a role (issuer_ref, allowed_domains, allow_subdomains, allow_bare_domains, allow_ip_sans, allowed_uri_sans, key_type, key_bits, key_usage, ext_key_usage, ttl, max_ttl, no_store)",
-    ),
-    endpoint(
-        "{mount}/issue/{name}",
-        &["POST", "PUT"],
-        "PKI: issue a certificate and its private key (returned sealed) under a role",
-    ),
-    endpoint(
-        "{mount}/revoke",
-        &["POST", "PUT"],
-        "PKI: revoke by serial_number; rebuilds the issuer's CRL",
-    ),
-    endpoint(
-        "{mount}/tidy",
-        &["POST", "PUT"],
-        "PKI: remove expired stored and revoked certificates past safety_buffer; new CRLs",
-    ),
-    endpoint(
-        "{mount}/cert/ca",
-        &["GET"],
-        "PKI: the default issuer's certificate (PEM, JSON)",
-    ),
-    endpoint(
-        "{mount}/cert/ca_chain",
-        &["GET"],
-        "PKI: the default issuer's certificate and chain (PEM, JSON)",
-    ),
-    endpoint(
-        "{mount}/cert/crl",
-        &["GET"],
-        "PKI: the default issuer's CRL (PEM, JSON)",
-    ),
-    endpoint(
-        "{mount}/crl/rotate",
-        &["GET"],
-        "PKI: sign every issuer's CRL anew",
-    ),
-    endpoint(
-        "{mount}/cert/{name}",
-        &["GET"],
-        "PKI: a stored certificate by serial",
-    ),
-    endpoint(
-        "{mount}/certs",
-        &["LIST"],
-        "PKI: serials of stored certificates",
+        "Database: a role (db_name, creation_statements, revocation_statements, rollback_statements, renew_statements, default_ttl, max_ttl, credential_type)",
     ),
     endpoint(
         "{mount}/config/{name}",
@@ -674,14 +564,14 @@ impl Core {
     /// and CRLs, raw DER or PEM). Touches no storage.
     pub fn is_public_read(&self, path: &str) -> bool {
         matches!(self.route(path), Route::Mount(mount, rest)
-            if matches!(mount.engine, crate::mounts::Engine::Pki(_)) && crate::pki::PkiEngine::is_public(rest))
+            if matches!(&mount.engine, crate::mounts::Engine::Registered(e) if e.is_public(rest)))
     }
 
     /// The answer to an unauthenticated PKI read ([`Core::is_public_read`]).
     pub fn public_read(&self, path: &str) -> Result<crate::PublicBody, CoreError> {
         match self.route(path) {
             Route::Mount(mount, rest) => match &mount.engine {
-                crate::mounts::Engine::Pki(pki) => pki.public(rest),
+                crate::mounts::Engine::Registered(e) => e.public_read(rest),
                 _ => None,
             },
             _ => None,
@@ -1196,7 +1086,10 @@ impl Gate for CallerGate<'_> {
 /// The engine kinds the core's tests mount (the server registers the same).
 #[cfg(test)]
 pub(crate) fn test_engines() -> EngineKinds {
-    EngineKinds::new(vec![Arc::new(sigil_engine_transit::Transit)])
+    EngineKinds::new(vec![
+        Arc::new(sigil_engine_transit::Transit),
+        Arc::new(sigil_engine_pki::Pki),
+    ])
 }
 
 /// A transient core on `backend` with one admin, and that admin's key (for tests).
@@ -1232,6 +1125,8 @@ mod tests {
     ];
 
     const DATABASE_TEMPLATES: &[&str] = &[
+        "{mount}/roles",
+        "{mount}/roles/{name}",
         "{mount}/config/{name}",
         "{mount}/reset/{name}",
         "{mount}/rotate-root/{name}",
@@ -1240,23 +1135,6 @@ mod tests {
         "{mount}/static-roles/{name}",
         "{mount}/static-creds/{name}",
         "{mount}/rotate-role/{name}",
-    ];
-    const PKI_TEMPLATES: &[&str] = &[
-        "{mount}/root/",
-        "{mount}/intermediate/",
-        "{mount}/issuer",
-        "{mount}/config/issuers",
-        "{mount}/crl/",
-        "{mount}/roles",
-        "{mount}/issue/",
-        "{mount}/revoke",
-        "{mount}/tidy",
-        "{mount}/cert/",
-        "{mount}/certs",
-        "{mount}/keys",
-        "{mount}/sign/",
-        "{mount}/ca",
-        "{mount}/crl",
     ];
 
     #[test]
@@ -1275,12 +1153,7 @@ mod tests {
             } else if DATABASE_TEMPLATES.contains(&e.path) {
                 "database"
             } else {
-                assert!(
-                    PKI_TEMPLATES.iter().any(|p| e.path.starts_with(p)),
-                    "{}: which engine?",
-                    e.path
-                );
-                "pki"
+                panic!("{}: which engine?", e.path)
             };
             let sample = e
                 .path
@@ -1292,14 +1165,16 @@ mod tests {
             assert_eq!(core.endpoint_for(&sample), Some(e.path), "{sample}");
         }
         // A registered engine's routes are its own: each maps back to itself.
-        use sigil_engine::EngineKind as _;
-        for e in sigil_engine_transit::Transit.routes() {
-            let sample = e
-                .path
-                .replace("{kind}", "plaintext")
-                .replace("{mount}", "transit")
-                .replace("{name}", "x");
-            assert_eq!(core.endpoint_for(&sample), Some(e.path), "{sample}");
+        for kind in test_engines().iter() {
+            for e in kind.routes() {
+                let sample = e
+                    .path
+                    .replace("{kind}", "plaintext")
+                    .replace("{mount}", kind.name())
+                    .replace("{name}", "x")
+                    .replace("{role}", "r");
+                assert_eq!(core.endpoint_for(&sample), Some(e.path), "{sample}");
+            }
         }
         for sample in [
             "sys/policies/acl/",

@@ -65,9 +65,7 @@ impl std::fmt::Debug for IdentityStore {
     }
 }
 
-pub(crate) fn random_id() -> Result<String, CoreError> {
-    sigil_crypto::random::uuid().map_err(|_| CoreError::bad("random number generator failed"))
-}
+pub(crate) use sigil_engine::id::random_id;
 
 impl IdentityStore {
     pub(crate) fn new(view: View) -> Self {

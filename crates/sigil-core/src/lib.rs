@@ -23,7 +23,6 @@ mod lease_api;
 mod mounts;
 mod named;
 mod password_policy;
-mod pki;
 pub mod policy;
 mod policy_store;
 mod rekey;
@@ -33,9 +32,7 @@ mod vault_hcl;
 mod wrap;
 
 // The engine contract's modules, under the names the core's code has always used.
-pub(crate) use sigil_engine::{
-    barrier, duration, encoding, error, fields, path, replay, request, timefmt,
-};
+pub(crate) use sigil_engine::{barrier, duration, error, fields, path, replay, request, timefmt};
 
 pub use barrier::{Barrier, View};
 pub use cert_auth::{CertRole, CertTrust, Mapping, RoleTrust};
@@ -44,9 +41,9 @@ pub use error::CoreError;
 pub use group::Group;
 pub use identity::{Caller, Identity};
 pub use path::canonical as canonical_path;
-pub use pki::PublicBody;
 pub use rekey::RekeyStatus;
 pub use replay::{ReplayMark, carried_by_writes_of};
 pub use request::{LeaseInfo, Operation, Request, Response};
 pub use seal::{AdminShare, InitResponse, Node, SealConfig, SealStatus};
+pub use sigil_engine::PublicBody;
 pub use timefmt::now_rfc3339;

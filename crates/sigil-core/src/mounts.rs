@@ -15,7 +15,6 @@ use crate::identity::Caller;
 use crate::kv::{KvEngine, KvMode};
 use crate::lease::LeaseStore;
 use crate::password_policy::PasswordPolicies;
-use crate::pki::PkiEngine;
 use crate::{CoreError, Operation, Request, Response, duration};
 use sigil_engine::{Context, EngineKinds};
 
@@ -33,8 +32,6 @@ pub(crate) enum EngineType {
     Kv,
     /// End-to-end secrets: client-encrypted envelopes, versioned like KV.
     E2e,
-    /// An internal certificate authority.
-    Pki,
     /// Dynamic database credentials.
     Database,
     /// An engine kind the server registered (engine contract, `sigil-engine`), by its name.
@@ -46,7 +43,6 @@ impl EngineType {
         match s {
             "kv" | "kv-v2" => Some(EngineType::Kv),
             "e2e" => Some(EngineType::E2e),
-            "pki" => Some(EngineType::Pki),
             "database" => Some(EngineType::Database),
             other => kinds.get(other).map(|k| EngineType::Registered(k.name())),
         }
@@ -56,7 +52,6 @@ impl EngineType {
         match self {
             EngineType::Kv => "kv",
             EngineType::E2e => "e2e",
-            EngineType::Pki => "pki",
             EngineType::Database => "database",
             EngineType::Registered(name) => name,
         }
@@ -67,7 +62,7 @@ impl EngineType {
     fn offered(kinds: &EngineKinds) -> String {
         let mut names: Vec<&str> = vec!["kv (version 2)", "e2e"];
         names.extend(kinds.iter().map(|k| k.name()));
-        names.extend(["pki", "database"]);
+        names.push("database");
         let (last, rest) = names.split_last().expect("built-in kinds");
         format!("{} and {last}", rest.join(", "))
     }
@@ -150,8 +145,6 @@ pub(crate) enum Engine {
     Kv(KvEngine),
     /// A registered kind's engine (`transit`).
     Registered(Box<dyn sigil_engine::Engine>),
-    /// `pki`.
-    Pki(PkiEngine),
     /// `database`.
     Database(DatabaseEngine),
 }
@@ -167,7 +160,6 @@ impl Engine {
         match self {
             Engine::Kv(e) => e.handle(req, rest, caller),
             Engine::Registered(e) => e.handle(req, rest, &Context { caller, limits }),
-            Engine::Pki(e) => e.handle(req, rest),
             Engine::Database(e) => e.handle(req, rest, caller, limits),
         }
     }
@@ -176,7 +168,6 @@ impl Engine {
         match self {
             Engine::Kv(e) => e.exists(rest),
             Engine::Registered(e) => e.exists(rest),
-            Engine::Pki(e) => e.exists(rest),
             Engine::Database(e) => e.exists(rest),
         }
     }
@@ -189,7 +180,6 @@ impl Engine {
         match (self, op) {
             (Engine::Registered(e), _) => e.may_write(op, rest),
             (Engine::Database(_), _) => true,
-            (Engine::Pki(_), Operation::Read) => rest.split('/').any(|s| s == "crl"),
             (_, Operation::Read | Operation::List) => false,
             _ => true,
         }
@@ -210,42 +200,6 @@ impl Engine {
             },
             Engine::Registered(e) => e.route(rest),
             Engine::Database(_) => DatabaseEngine::endpoint(rest),
-            Engine::Pki(_) => {
-                let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-                match parts.as_slice() {
-                    ["root", "sign-intermediate"] => "{mount}/root/sign-intermediate",
-                    ["root", ..] => "{mount}/root/generate/internal",
-                    ["intermediate", "set-signed"] => "{mount}/intermediate/set-signed",
-                    ["intermediate", ..] => "{mount}/intermediate/generate/internal",
-                    ["issuers"] => "{mount}/issuers",
-                    ["issuer", _, "sign-intermediate"] => "{mount}/issuer/{name}/sign-intermediate",
-                    ["issuer", _, "issue", ..] => "{mount}/issuer/{name}/issue/{role}",
-                    ["issuer", _, "sign", ..] => "{mount}/issuer/{name}/sign/{role}",
-                    ["issuer", _, "pem" | "der"] => "{mount}/issuer/{name}/pem",
-                    ["issuer", _, "crl", _] => "{mount}/issuer/{name}/crl/pem",
-                    ["issuer", _, "crl"] => "{mount}/issuer/{name}/crl",
-                    ["issuer", ..] => "{mount}/issuer/{name}",
-                    ["config", ..] => "{mount}/config/issuers",
-                    ["keys", ..] => "{mount}/keys",
-                    ["roles"] => "{mount}/roles",
-                    ["roles", ..] => "{mount}/roles/{name}",
-                    ["issue", ..] => "{mount}/issue/{name}",
-                    ["sign", ..] => "{mount}/sign/{name}",
-                    ["revoke", ..] => "{mount}/revoke",
-                    ["tidy", ..] => "{mount}/tidy",
-                    ["certs", ..] => "{mount}/certs",
-                    ["ca"] | ["cert", "ca", "raw"] => "{mount}/ca",
-                    ["ca", ..] | ["cert", "ca", "raw", ..] => "{mount}/ca/pem",
-                    ["ca_chain", ..] => "{mount}/ca_chain",
-                    ["crl", "rotate"] => "{mount}/crl/rotate",
-                    ["crl"] | ["cert", "crl", "raw"] => "{mount}/crl",
-                    ["crl", ..] | ["cert", "crl", "raw", ..] => "{mount}/crl/pem",
-                    ["cert", "ca"] => "{mount}/cert/ca",
-                    ["cert", "ca_chain"] => "{mount}/cert/ca_chain",
-                    ["cert", "crl"] => "{mount}/cert/crl",
-                    _ => "{mount}/cert/{name}",
-                }
-            }
         }
     }
 }
@@ -418,7 +372,6 @@ impl MountTable {
                                 .ok_or(CoreError::Integrity)?
                                 .mount(view),
                         ),
-                        EngineType::Pki => Engine::Pki(PkiEngine::new(view)),
                         EngineType::Database => Engine::Database(DatabaseEngine::new(
                             view,
                             self.database.clone(),

@@ -35,6 +35,16 @@ impl Route {
     }
 }
 
+/// What an unauthenticated read serves (PKI's raw CA certificates and CRLs): public data that
+/// relying parties fetch without a key.
+#[derive(Debug)]
+pub struct PublicBody {
+    /// `application/pkix-cert`, `application/pkix-crl` or a PEM type.
+    pub content_type: &'static str,
+    /// The DER or PEM bytes.
+    pub body: Vec<u8>,
+}
+
 /// A mount's lease TTLs (`sys/mounts/<path>/tune`), 0 when unset.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LeaseLimits {
@@ -72,6 +82,19 @@ pub trait Engine: Send + Sync {
     fn may_write(&self, op: Operation, rest: &str) -> bool {
         let _ = rest;
         !matches!(op, Operation::Read | Operation::List)
+    }
+
+    /// Whether `rest` is read without authentication (PKI's raw CA and CRL endpoints).
+    /// Touches no storage: the server asks before it authenticates anything.
+    fn is_public(&self, rest: &str) -> bool {
+        let _ = rest;
+        false
+    }
+
+    /// The answer to an unauthenticated read of `rest` (`None` when it is not one).
+    fn public_read(&self, rest: &str) -> Option<Result<PublicBody, CoreError>> {
+        let _ = rest;
+        None
     }
 
     /// Periodic work (rotating keys that are due), run every few seconds by the server;

@@ -20,6 +20,7 @@ pub mod engine;
 /// Why a request failed.
 pub mod error;
 pub mod fields;
+pub mod id;
 pub mod key_usage;
 pub mod path;
 pub mod replay;
@@ -29,7 +30,7 @@ pub mod timefmt;
 
 pub use barrier::{Barrier, View, ViewBatch};
 pub use caller::{Caller, Identity};
-pub use engine::{Context, Engine, EngineKind, EngineKinds, LeaseLimits, Route};
+pub use engine::{Context, Engine, EngineKind, EngineKinds, LeaseLimits, PublicBody, Route};
 pub use error::CoreError;
 pub use replay::{ReplayMark, carried_by_writes_of};
 pub use request::{LeaseInfo, Operation, Request, Response};

@@ -141,7 +141,10 @@ const RESTORE_BATCH: usize = 4096;
 /// The engine kinds this server offers through the engine contract (the others are still
 /// built into the core).
 pub(crate) fn engines() -> EngineKinds {
-    EngineKinds::new(vec![Arc::new(sigil_engine_transit::Transit)])
+    EngineKinds::new(vec![
+        Arc::new(sigil_engine_transit::Transit),
+        Arc::new(sigil_engine_pki::Pki),
+    ])
 }
 
 /// The database engine's drivers (PostgreSQL, MySQL/MariaDB).

@@ -15,12 +15,12 @@ use zeroize::Zeroizing;
 
 use super::role::KeySpec;
 use super::{PkiEngine, StoredCert, new_serial, serial_hex};
-use crate::barrier::ViewBatch;
-use crate::encoding::pem;
-use crate::fields::{bad, integer, number, only, text, ttl};
-use crate::path::check_name;
-use crate::request::{children, list_response};
-use crate::{CoreError, Response};
+use sigil_engine::barrier::ViewBatch;
+use sigil_engine::encoding::pem;
+use sigil_engine::fields::{bad, integer, number, only, text, ttl};
+use sigil_engine::path::check_name;
+use sigil_engine::request::{children, list_response};
+use sigil_engine::{CoreError, Response};
 
 pub(super) const CONFIG: &str = "config/issuers";
 /// A root's lifetime when no `ttl` is given (10 years).
@@ -47,7 +47,7 @@ pub(super) struct StoredKey {
     key_name: String,
     key_type: String,
     key_bits: u64,
-    #[serde(with = "crate::encoding::b64_zeroizing")]
+    #[serde(with = "sigil_engine::encoding::b64_zeroizing")]
     pkcs8: Zeroizing<Vec<u8>>,
 }
 
@@ -219,7 +219,7 @@ impl PkiEngine {
     ) -> Result<(String, KeyPair), CoreError> {
         let pair = spec.generate()?;
         let key = StoredKey {
-            key_id: crate::identity::random_id()?,
+            key_id: sigil_engine::id::random_id()?,
             key_name: name.to_owned(),
             key_type: spec.kind.to_owned(),
             key_bits: spec.bits,
@@ -288,7 +288,7 @@ impl PkiEngine {
         let (key_id, pair) = self.new_key(&mut batch, spec, text(body, "key_name", "")?)?;
         let cert = params.self_signed(&pair).map_err(bad)?;
         let issuer = StoredIssuer {
-            issuer_id: crate::identity::random_id()?,
+            issuer_id: sigil_engine::id::random_id()?,
             issuer_name: issuer_name.to_owned(),
             key_id,
             certificate: cert.pem(),
@@ -442,7 +442,7 @@ impl PkiEngine {
             bad("the certificate's key is not one of this mount's keys (generate it with intermediate/generate/internal)")
         })?;
         let issuer = StoredIssuer {
-            issuer_id: crate::identity::random_id()?,
+            issuer_id: sigil_engine::id::random_id()?,
             issuer_name: String::new(),
             key_id: key_id.clone(),
             certificate: chain[0].clone(),

@@ -8,9 +8,9 @@ use time::{Duration, OffsetDateTime};
 
 use super::issuer::StoredIssuer;
 use super::{PkiEngine, StoredCert, parse_serial, serial_hex};
-use crate::barrier::ViewBatch;
-use crate::fields::{bad, flag};
-use crate::{CoreError, Response, duration};
+use sigil_engine::barrier::ViewBatch;
+use sigil_engine::fields::{bad, flag};
+use sigil_engine::{CoreError, Response, duration};
 
 /// How long a CRL is valid.
 const CRL_LIFETIME: i64 = 72 * 3600;
@@ -87,7 +87,7 @@ impl PkiEngine {
     }
 
     pub(super) fn revoke(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
-        crate::fields::only(body, &["serial_number"])?;
+        sigil_engine::fields::only(body, &["serial_number"])?;
         let serial = body
             .get("serial_number")
             .and_then(Value::as_str)
@@ -116,7 +116,7 @@ impl PkiEngine {
     /// ones (`tidy_revoked_certs`) that expired more than `safety_buffer` (default 72h) ago,
     /// then signs new CRLs without them.
     pub(super) fn tidy(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
-        crate::fields::only(
+        sigil_engine::fields::only(
             body,
             &["tidy_cert_store", "tidy_revoked_certs", "safety_buffer"],
         )?;

@@ -5,7 +5,7 @@
 //! (`config/issuers`). Roles (`role.rs`) say which names, keys and usages a certificate may
 //! have. `issue/<role>` makes the key on the server and returns it in the sealed response;
 //! `sign/<role>` certifies a CSR's key. Revocation and CRLs are in `crl.rs`. CA certificates
-//! and CRLs are also served raw and unauthenticated ([`PkiEngine::public`]), as Vault does, so
+//! and CRLs are also served raw and unauthenticated (`Engine::public_read`), as Vault does, so
 //! relying parties can fetch them.
 
 mod crl;
@@ -25,13 +25,15 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer as _;
 use zeroize::Zeroizing;
 
-use crate::barrier::{View, ViewBatch};
-use crate::fields::{bad, list_of, only, text, ttl};
-use crate::path::check_name;
-use crate::request::{children, list_response};
-use crate::{CoreError, Operation, Request, Response};
 use issuer::StoredIssuer;
 use role::{KeySpec, Role, valid_hostname};
+use sigil_engine::barrier::{View, ViewBatch};
+use sigil_engine::fields::{bad, list_of, only, text, ttl};
+use sigil_engine::path::check_name;
+use sigil_engine::request::{children, list_response};
+use sigil_engine::{
+    Context, CoreError, Engine, EngineKind, Operation, PublicBody, Request, Response, Route,
+};
 
 /// Default certificate TTL and maximum without a role `max_ttl` (Vault's system default, 32
 /// days).
@@ -47,16 +49,6 @@ struct StoredCert {
     /// The issuer that signed it (its CRL lists it once revoked).
     #[serde(default)]
     issuer_id: String,
-}
-
-/// A CA certificate or CRL served without authentication (Vault's raw `ca`, `crl`,
-/// `issuer/<ref>/pem` … endpoints): public data relying parties fetch.
-#[derive(Debug)]
-pub struct PublicBody {
-    /// `application/pkix-cert`, `application/pkix-crl` or a PEM type.
-    pub content_type: &'static str,
-    /// The DER or PEM bytes.
-    pub body: Vec<u8>,
 }
 
 const PEM_CHAIN: &str = "application/pem-certificate-chain";
@@ -172,7 +164,7 @@ fn parse_csr(text: &str) -> Result<Csr, CoreError> {
     Ok(Csr { params, key })
 }
 
-pub(crate) struct PkiEngine {
+struct PkiEngine {
     view: View,
     writes: Mutex<()>,
 }
@@ -184,7 +176,7 @@ impl std::fmt::Debug for PkiEngine {
 }
 
 impl PkiEngine {
-    pub(crate) fn new(view: View) -> Self {
+    fn new(view: View) -> Self {
         PkiEngine {
             view,
             writes: Mutex::new(()),
@@ -223,7 +215,7 @@ impl PkiEngine {
         }
     }
 
-    pub(crate) fn exists(&self, rest: &str) -> Result<bool, CoreError> {
+    fn role_exists(&self, rest: &str) -> Result<bool, CoreError> {
         Ok(match rest.strip_prefix("roles/") {
             Some(name) => self.view.get(&format!("roles/{name}"))?.is_some(),
             None => true,
@@ -231,12 +223,12 @@ impl PkiEngine {
     }
 
     /// Whether `rest` is one of the unauthenticated raw endpoints (no storage access).
-    pub(crate) fn is_public(rest: &str) -> bool {
+    fn public_path(rest: &str) -> bool {
         public_target(rest).is_some()
     }
 
     /// The answer of an unauthenticated raw endpoint (`None` when `rest` is not one).
-    pub(crate) fn public(&self, rest: &str) -> Option<Result<PublicBody, CoreError>> {
+    fn public(&self, rest: &str) -> Option<Result<PublicBody, CoreError>> {
         let (reference, what) = public_target(rest)?;
         Some((|| {
             let issuer = self.resolve_issuer(reference)?;
@@ -257,7 +249,7 @@ impl PkiEngine {
         })())
     }
 
-    pub(crate) fn handle(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
+    fn handle_request(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
         let write = matches!(req.operation, Operation::Create | Operation::Update);
         let body = match &req.data {
             None => Map::new(),
@@ -592,6 +584,209 @@ impl PkiEngine {
             "serial_number": serial_text,
             "expiration": not_after.unix_timestamp(),
         }))
+    }
+}
+
+/// The `pki` engine kind: register it with the core to offer `sigil secrets enable pki`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pki;
+
+/// Every route of a PKI mount (the raw unauthenticated CA and CRL reads are the server's
+/// own entries in its OpenAPI document); [`PkiEngine::route`] maps each request to one.
+const ROUTES: &[Route] = &[
+    Route::new(
+        "{mount}/keys",
+        &["LIST"],
+        "PKI: list CA keys (key_info: name, type, bits; never the key)",
+    ),
+    Route::new(
+        "{mount}/sign/{name}",
+        &["POST", "PUT"],
+        "PKI: certify a CSR's key under a role",
+    ),
+    Route::new(
+        "{mount}/root/generate/internal",
+        &["POST", "PUT"],
+        "PKI: generate a root CA issuer (common_name, ttl, key_type ec|rsa|ed25519, key_bits, issuer_name, max_path_length); its key never leaves",
+    ),
+    Route::new(
+        "{mount}/root/sign-intermediate",
+        &["POST", "PUT"],
+        "PKI: sign an intermediate CA's CSR with the default issuer (or issuer_ref)",
+    ),
+    Route::new(
+        "{mount}/intermediate/generate/internal",
+        &["POST", "PUT"],
+        "PKI: a new CA key kept here and a CSR for it",
+    ),
+    Route::new(
+        "{mount}/intermediate/set-signed",
+        &["POST", "PUT"],
+        "PKI: import the signed CA certificate (and chain) for a key of this mount as an issuer",
+    ),
+    Route::new(
+        "{mount}/issuers",
+        &["LIST"],
+        "PKI: issuer ids with key_info (name, key)",
+    ),
+    Route::new(
+        "{mount}/issuer/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "PKI: read an issuer (id, name or default), rename it (issuer_name) or delete it",
+    ),
+    Route::new(
+        "{mount}/issuer/{name}/sign-intermediate",
+        &["POST", "PUT"],
+        "PKI: sign an intermediate CA's CSR with this issuer",
+    ),
+    Route::new(
+        "{mount}/issuer/{name}/issue/{role}",
+        &["POST", "PUT"],
+        "PKI: issue under a role from this issuer",
+    ),
+    Route::new(
+        "{mount}/issuer/{name}/sign/{role}",
+        &["POST", "PUT"],
+        "PKI: sign a CSR under a role with this issuer",
+    ),
+    Route::new(
+        "{mount}/issuer/{name}/crl",
+        &["GET"],
+        "PKI: an issuer's CRL (PEM, JSON)",
+    ),
+    Route::new(
+        "{mount}/config/issuers",
+        &["GET", "POST", "PUT"],
+        "PKI: the default issuer",
+    ),
+    Route::new("{mount}/roles", &["LIST"], "PKI: list roles"),
+    Route::new(
+        "{mount}/roles/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "PKI: a role (issuer_ref, allowed_domains, allow_subdomains, allow_bare_domains, allow_ip_sans, allowed_uri_sans, key_type, key_bits, key_usage, ext_key_usage, ttl, max_ttl, no_store)",
+    ),
+    Route::new(
+        "{mount}/issue/{name}",
+        &["POST", "PUT"],
+        "PKI: issue a certificate and its private key (returned sealed) under a role",
+    ),
+    Route::new(
+        "{mount}/revoke",
+        &["POST", "PUT"],
+        "PKI: revoke by serial_number; rebuilds the issuer's CRL",
+    ),
+    Route::new(
+        "{mount}/tidy",
+        &["POST", "PUT"],
+        "PKI: remove expired stored and revoked certificates past safety_buffer; new CRLs",
+    ),
+    Route::new(
+        "{mount}/cert/ca",
+        &["GET"],
+        "PKI: the default issuer's certificate (PEM, JSON)",
+    ),
+    Route::new(
+        "{mount}/cert/ca_chain",
+        &["GET"],
+        "PKI: the default issuer's certificate and chain (PEM, JSON)",
+    ),
+    Route::new(
+        "{mount}/cert/crl",
+        &["GET"],
+        "PKI: the default issuer's CRL (PEM, JSON)",
+    ),
+    Route::new(
+        "{mount}/crl/rotate",
+        &["GET"],
+        "PKI: sign every issuer's CRL anew",
+    ),
+    Route::new(
+        "{mount}/cert/{name}",
+        &["GET"],
+        "PKI: a stored certificate by serial",
+    ),
+    Route::new(
+        "{mount}/certs",
+        &["LIST"],
+        "PKI: serials of stored certificates",
+    ),
+];
+
+impl EngineKind for Pki {
+    fn name(&self) -> &'static str {
+        "pki"
+    }
+
+    fn routes(&self) -> &'static [Route] {
+        ROUTES
+    }
+
+    fn mount(&self, view: View) -> Box<dyn Engine> {
+        Box::new(PkiEngine::new(view))
+    }
+}
+
+impl Engine for PkiEngine {
+    fn handle(&self, req: &Request, rest: &str, _cx: &Context<'_>) -> Result<Response, CoreError> {
+        self.handle_request(req, rest)
+    }
+
+    fn exists(&self, rest: &str) -> Result<bool, CoreError> {
+        self.role_exists(rest)
+    }
+
+    fn route(&self, rest: &str) -> &'static str {
+        let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["root", "sign-intermediate"] => "{mount}/root/sign-intermediate",
+            ["root", ..] => "{mount}/root/generate/internal",
+            ["intermediate", "set-signed"] => "{mount}/intermediate/set-signed",
+            ["intermediate", ..] => "{mount}/intermediate/generate/internal",
+            ["issuers"] => "{mount}/issuers",
+            ["issuer", _, "sign-intermediate"] => "{mount}/issuer/{name}/sign-intermediate",
+            ["issuer", _, "issue", ..] => "{mount}/issuer/{name}/issue/{role}",
+            ["issuer", _, "sign", ..] => "{mount}/issuer/{name}/sign/{role}",
+            ["issuer", _, "pem" | "der"] => "{mount}/issuer/{name}/pem",
+            ["issuer", _, "crl", _] => "{mount}/issuer/{name}/crl/pem",
+            ["issuer", _, "crl"] => "{mount}/issuer/{name}/crl",
+            ["issuer", ..] => "{mount}/issuer/{name}",
+            ["config", ..] => "{mount}/config/issuers",
+            ["keys", ..] => "{mount}/keys",
+            ["roles"] => "{mount}/roles",
+            ["roles", ..] => "{mount}/roles/{name}",
+            ["issue", ..] => "{mount}/issue/{name}",
+            ["sign", ..] => "{mount}/sign/{name}",
+            ["revoke", ..] => "{mount}/revoke",
+            ["tidy", ..] => "{mount}/tidy",
+            ["certs", ..] => "{mount}/certs",
+            ["ca"] | ["cert", "ca", "raw"] => "{mount}/ca",
+            ["ca", ..] | ["cert", "ca", "raw", ..] => "{mount}/ca/pem",
+            ["ca_chain", ..] => "{mount}/ca_chain",
+            ["crl", "rotate"] => "{mount}/crl/rotate",
+            ["crl"] | ["cert", "crl", "raw"] => "{mount}/crl",
+            ["crl", ..] | ["cert", "crl", "raw", ..] => "{mount}/crl/pem",
+            ["cert", "ca"] => "{mount}/cert/ca",
+            ["cert", "ca_chain"] => "{mount}/cert/ca_chain",
+            ["cert", "crl"] => "{mount}/cert/crl",
+            _ => "{mount}/cert/{name}",
+        }
+    }
+
+    /// Reads of a CRL may sign a fresh one; other reads and lists write nothing.
+    fn may_write(&self, op: Operation, rest: &str) -> bool {
+        match op {
+            Operation::Read => rest.split('/').any(|s| s == "crl"),
+            Operation::List => false,
+            _ => true,
+        }
+    }
+
+    fn is_public(&self, rest: &str) -> bool {
+        Self::public_path(rest)
+    }
+
+    fn public_read(&self, rest: &str) -> Option<Result<PublicBody, CoreError>> {
+        self.public(rest)
     }
 }
 

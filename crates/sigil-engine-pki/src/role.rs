@@ -7,8 +7,8 @@ use x509_parser::oid_registry::{OID_EC_P256, OID_NIST_EC_P384, OID_NIST_EC_P521,
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use crate::CoreError;
-use crate::fields::{bad, flag, list_of, number, only, text, ttl};
+use sigil_engine::CoreError;
+use sigil_engine::fields::{bad, flag, list_of, number, only, text, ttl};
 
 /// Vault's default `key_usage` for a role.
 const DEFAULT_KEY_USAGE: [&str; 3] = ["DigitalSignature", "KeyAgreement", "KeyEncipherment"];
