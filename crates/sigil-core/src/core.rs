@@ -423,8 +423,7 @@ fn audit_key(keys: &View, name: &str) -> Result<Zeroizing<[u8; 32]>, CoreError> 
         Some(entry) if entry.plain.len() == 32 => key.copy_from_slice(&entry.plain),
         Some(_) => return Err(CoreError::Integrity),
         None => {
-            sigil_crypto::random::fill(&mut key[..])
-                .map_err(|_| CoreError::bad("random number generator failed"))?;
+            sigil_crypto::random::fill(&mut key[..]).map_err(|_| CoreError::rng())?;
             let mut batch = ViewBatch::default();
             batch.expect(name, None);
             batch.put(name, key.to_vec());
@@ -441,8 +440,7 @@ impl Core {
         backend: Arc<dyn Backend>,
         config: CoreConfig,
     ) -> Result<Self, CoreError> {
-        let root = BarrierKey::generate(KeyTerm(0))
-            .map_err(|_| CoreError::bad("random number generator failed"))?;
+        let root = BarrierKey::generate(KeyTerm(0)).map_err(|_| CoreError::rng())?;
         Self::create(backend, root, config)
     }
 
@@ -454,8 +452,7 @@ impl Core {
         config: CoreConfig,
     ) -> Result<Self, CoreError> {
         let barrier = Arc::new(Barrier::initialize(backend, root)?);
-        let server_identity = SecretIdentity::generate()
-            .map_err(|_| CoreError::bad("random number generator failed"))?;
+        let server_identity = SecretIdentity::generate().map_err(|_| CoreError::rng())?;
         let mut batch = ViewBatch::default();
         batch.put(
             SERVER_IDENTITY,

@@ -175,7 +175,7 @@ impl LeaseStore {
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
             24,
         )
-        .map_err(|_| CoreError::bad("random number generator failed"))?;
+        .map_err(|_| CoreError::rng())?;
         Ok(format!(
             "{}/{}",
             path.trim_end_matches('/'),

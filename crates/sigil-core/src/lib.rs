@@ -37,7 +37,7 @@ pub(crate) use sigil_engine::{barrier, duration, error, fields, path, replay, re
 pub use barrier::{Barrier, View};
 pub use cert_auth::{CertRole, CertTrust, Mapping, RoleTrust};
 pub use core::{Core, CoreConfig, ENDPOINTS, Endpoint};
-pub use error::CoreError;
+pub use error::{CoreError, Severity};
 pub use group::Group;
 pub use identity::{Caller, Identity};
 pub use path::canonical as canonical_path;

@@ -264,8 +264,7 @@ fn mount_path(raw: &str) -> Result<String, CoreError> {
 
 fn accessor(kind: EngineType) -> Result<String, CoreError> {
     let mut b = [0u8; 4];
-    sigil_crypto::random::fill(&mut b)
-        .map_err(|_| CoreError::bad("random number generator failed"))?;
+    sigil_crypto::random::fill(&mut b).map_err(|_| CoreError::rng())?;
     Ok(format!("{}_{:08x}", kind.name(), u32::from_be_bytes(b)))
 }
 

@@ -135,7 +135,7 @@ impl PasswordPolicy {
         alphabet.dedup();
         for _ in 0..ATTEMPTS {
             let p = sigil_crypto::random::string_from(&alphabet, self.length)
-                .map_err(|_| CoreError::bad("random number generator failed"))?;
+                .map_err(|_| CoreError::rng())?;
             let meets = self
                 .rules
                 .iter()

@@ -129,10 +129,8 @@ pub(crate) struct Attempt {
 impl Attempt {
     pub(crate) fn new() -> Result<Self, CoreError> {
         Ok(Attempt {
-            key: EncryptionKey::generate()
-                .map_err(|_| CoreError::bad("random number generator failed"))?,
-            nonce: sigil_crypto::random::nonce()
-                .map_err(|_| CoreError::bad("random number generator failed"))?,
+            key: EncryptionKey::generate().map_err(|_| CoreError::rng())?,
+            nonce: sigil_crypto::random::nonce().map_err(|_| CoreError::rng())?,
             shares: Vec::new(),
             first: None,
         })
@@ -192,7 +190,7 @@ struct ShareSubmission {
 }
 
 pub(crate) fn rng(_: sigil_crypto::CryptoError) -> CoreError {
-    CoreError::bad("random number generator failed")
+    CoreError::rng()
 }
 
 /// Checks an admin set and threshold for init or rekey.

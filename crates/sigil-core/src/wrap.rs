@@ -509,7 +509,7 @@ impl WrapStore {
 /// 128 random bits in hex: a wrap's name (hex, so it never starts with `-` on a command
 /// line). It carries no authority.
 fn new_id() -> Result<String, CoreError> {
-    sigil_crypto::random::hex_id().map_err(|_| CoreError::bad("random number generator failed"))
+    sigil_crypto::random::hex_id().map_err(|_| CoreError::rng())
 }
 
 #[cfg(test)]

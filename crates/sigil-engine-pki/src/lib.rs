@@ -125,8 +125,7 @@ fn parse_serial(text: &str) -> Result<Vec<u8>, CoreError> {
 
 /// A random positive 128-bit serial (RFC 5280: at most 20 octets, positive).
 fn new_serial() -> Result<Vec<u8>, CoreError> {
-    let mut b =
-        sigil_crypto::random::bytes::<16>().map_err(|_| bad("random number generator failed"))?;
+    let mut b = sigil_crypto::random::bytes::<16>().map_err(|_| CoreError::rng())?;
     b[0] &= 0x7f;
     b[0] |= 0x01;
     Ok(b.to_vec())

@@ -73,7 +73,7 @@ impl KeyType {
 }
 
 fn rng_failed() -> CoreError {
-    CoreError::bad("random number generator failed")
+    CoreError::rng()
 }
 
 /// One version of a key: its material (raw bytes for symmetric keys, PKCS#8 for asymmetric
@@ -390,7 +390,7 @@ fn derive(secret: &[u8], context: &[u8]) -> Result<Zeroizing<[u8; 32]>, CoreErro
         .extract(secret)
         .expand(&[context], Len)
         .and_then(|okm| okm.fill(&mut out[..]))
-        .map_err(|_| CoreError::bad("key derivation failed"))?;
+        .map_err(|_| CoreError::Internal("key derivation failed"))?;
     Ok(out)
 }
 
@@ -455,7 +455,7 @@ pub(super) fn encrypt(
             aead::Aad::empty(),
             &mut buf,
         )
-        .map_err(|_| CoreError::bad("encryption failed"))?;
+        .map_err(|_| CoreError::Internal("encryption failed"))?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(&buf);
     Ok(out)
@@ -577,7 +577,7 @@ pub(super) fn sign(
     input: &[u8],
     opts: &SignOptions<'_>,
 ) -> Result<Vec<u8>, CoreError> {
-    let failed = |_| CoreError::bad("signing failed");
+    let failed = |_| CoreError::Internal("signing failed");
     match key.kind {
         KeyType::Ed25519 => {
             ed25519_checks(opts)?;

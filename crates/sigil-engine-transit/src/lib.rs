@@ -627,8 +627,7 @@ impl TransitEngine {
             _ => return Err(CoreError::bad("bits must be 128, 256 or 512")),
         };
         let mut data_key = Zeroizing::new(vec![0u8; (bits / 8) as usize]);
-        sigil_crypto::random::fill(&mut data_key)
-            .map_err(|_| CoreError::bad("random number generator failed"))?;
+        sigil_crypto::random::fill(&mut data_key).map_err(|_| CoreError::rng())?;
         let mut item = body.clone();
         item.insert("plaintext".into(), Value::String(B64.encode(&*data_key)));
         let mut out = self.encrypt_one(&key, &item).map_err(CoreError::bad)?;
@@ -856,8 +855,7 @@ fn random(
         return Err(CoreError::bad("bytes must be between 1 and 1048576"));
     }
     let mut buf = Zeroizing::new(vec![0u8; n as usize]);
-    sigil_crypto::random::fill(&mut buf)
-        .map_err(|_| CoreError::bad("random number generator failed"))?;
+    sigil_crypto::random::fill(&mut buf).map_err(|_| CoreError::rng())?;
     let out = match format.unwrap_or_else(|| str_field(body, "format", "base64")) {
         "base64" => B64.encode(&*buf),
         "hex" => sigil_crypto::hex(&buf),

@@ -54,7 +54,7 @@ pub struct Entry {
 }
 
 fn rng(_: sigil_crypto::CryptoError) -> CoreError {
-    CoreError::bad("random number generator failed")
+    CoreError::rng()
 }
 
 /// `term(4, BE) ‖ key(32)` per keyring entry.

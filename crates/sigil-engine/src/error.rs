@@ -35,6 +35,10 @@ pub enum CoreError {
     /// The storage backend failed (500); details go to the log only.
     #[error("internal error: storage failure")]
     Storage(#[source] StorageError),
+    /// A fault of this server, not of the request (500): the random number generator failed,
+    /// sealing failed. The message names the fault, never data.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     /// The storage backend stopped taking writes (503) until a restart; `sys/health` and the
     /// log say why.
     #[error(
@@ -43,19 +47,44 @@ pub enum CoreError {
     StorageStopped,
 }
 
+/// What kind of failure an error is: the caller's, a dependency's, this server's, or one
+/// that stops the node from taking writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The request cannot be served as asked (bad input, no permission, not there, a
+    /// conflict): the caller can fix it; nothing is wrong with the server.
+    Request,
+    /// Something the server depends on failed or timed out (a managed database, every audit
+    /// device): retrying later may work.
+    Unavailable,
+    /// A fault of this server (storage, integrity, randomness): logged in full, the caller
+    /// gets a generic message.
+    Internal,
+    /// The node can no longer take writes until it is restarted (storage stopped).
+    Fatal,
+}
+
 impl CoreError {
-    /// The HTTP status for this error.
-    pub fn status(&self) -> u16 {
+    /// How bad this error is. (Its HTTP status is the server's business: `sigil-server`.)
+    pub fn severity(&self) -> Severity {
         match self {
-            CoreError::BadRequest(_) => 400,
-            CoreError::Forbidden | CoreError::GrantRefused(_) => 403,
-            CoreError::NotFound(_) => 404,
-            CoreError::UnsupportedOperation => 405,
-            CoreError::Conflict(_) => 409,
-            CoreError::Integrity | CoreError::Storage(_) => 500,
-            CoreError::AuditUnavailable | CoreError::StorageStopped => 503,
-            CoreError::Unavailable(_) => 502,
+            CoreError::BadRequest(_)
+            | CoreError::Forbidden
+            | CoreError::GrantRefused(_)
+            | CoreError::NotFound(_)
+            | CoreError::Conflict(_)
+            | CoreError::UnsupportedOperation => Severity::Request,
+            CoreError::AuditUnavailable | CoreError::Unavailable(_) => Severity::Unavailable,
+            CoreError::Integrity | CoreError::Storage(_) | CoreError::Internal(_) => {
+                Severity::Internal
+            }
+            CoreError::StorageStopped => Severity::Fatal,
         }
+    }
+
+    /// The operating system's random number generator failed (an internal fault, 500).
+    pub fn rng() -> Self {
+        CoreError::Internal("random number generator failed")
     }
 
     /// A 400 with `msg`.
@@ -73,5 +102,59 @@ impl From<StorageError> for CoreError {
             StorageError::Stopped { .. } => CoreError::StorageStopped,
             e => CoreError::Storage(e),
         }
+    }
+}
+
+impl From<sigil_crypto::CryptoError> for CoreError {
+    /// A failed generator or sealing is this server's fault; a ciphertext that does not open
+    /// is stored data that failed its check; a malformed key, encoding or signature is the
+    /// caller's input.
+    fn from(e: sigil_crypto::CryptoError) -> Self {
+        use sigil_crypto::CryptoError as C;
+        match e {
+            C::Rng => CoreError::rng(),
+            C::Seal => CoreError::Internal("sealing failed"),
+            C::Open => CoreError::Integrity,
+            other => CoreError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sigil_crypto::CryptoError;
+
+    /// A failed generator is the server's fault, never the caller's (it was a 400 once).
+    #[test]
+    fn faults_are_told_from_request_errors() {
+        assert_eq!(CoreError::rng().severity(), Severity::Internal);
+        assert_eq!(
+            CoreError::from(CryptoError::Rng).severity(),
+            Severity::Internal
+        );
+        assert_eq!(
+            CoreError::from(CryptoError::Seal).severity(),
+            Severity::Internal
+        );
+        assert!(matches!(
+            CoreError::from(CryptoError::Open),
+            CoreError::Integrity
+        ));
+        assert_eq!(
+            CoreError::from(CryptoError::InvalidKey).severity(),
+            Severity::Request
+        );
+        assert_eq!(CoreError::bad("x").severity(), Severity::Request);
+        assert_eq!(CoreError::Forbidden.severity(), Severity::Request);
+        assert_eq!(
+            CoreError::AuditUnavailable.severity(),
+            Severity::Unavailable
+        );
+        assert_eq!(CoreError::StorageStopped.severity(), Severity::Fatal);
+        assert_eq!(
+            CoreError::rng().to_string(),
+            "internal error: random number generator failed"
+        );
     }
 }

@@ -4,5 +4,5 @@ use crate::CoreError;
 
 /// A random UUID (v4) as text.
 pub fn random_id() -> Result<String, CoreError> {
-    sigil_crypto::random::uuid().map_err(|_| CoreError::bad("random number generator failed"))
+    sigil_crypto::random::uuid().map_err(|_| CoreError::rng())
 }

@@ -31,7 +31,7 @@ pub mod timefmt;
 pub use barrier::{Barrier, View, ViewBatch};
 pub use caller::{Caller, Identity};
 pub use engine::{Context, Engine, EngineKind, EngineKinds, LeaseLimits, PublicBody, Route};
-pub use error::CoreError;
+pub use error::{CoreError, Severity};
 pub use replay::{ReplayMark, carried_by_writes_of};
 pub use request::{LeaseInfo, Operation, Request, Response};
 pub use timefmt::now_rfc3339;

@@ -2,7 +2,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use sigil_core::CoreError;
+use sigil_core::{CoreError, Severity};
 use sigil_proto::ErrorBody;
 
 /// An error answered as plain `{"errors":["…"]}` (docs/protocol.md §8). Never carries secrets.
@@ -67,13 +67,28 @@ impl ApiError {
     }
 }
 
+/// The HTTP status of a core error: the only place the two meet.
+fn status_of(e: &CoreError) -> StatusCode {
+    match e {
+        CoreError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        CoreError::Forbidden | CoreError::GrantRefused(_) => StatusCode::FORBIDDEN,
+        CoreError::NotFound(_) => StatusCode::NOT_FOUND,
+        CoreError::UnsupportedOperation => StatusCode::METHOD_NOT_ALLOWED,
+        CoreError::Conflict(_) => StatusCode::CONFLICT,
+        CoreError::Unavailable(_) => StatusCode::BAD_GATEWAY,
+        CoreError::AuditUnavailable | CoreError::StorageStopped => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
-        if e.status() >= 500 {
-            tracing::error!(error = ?e, "request failed");
+        match e.severity() {
+            Severity::Request => {}
+            Severity::Unavailable => tracing::warn!(error = ?e, "request failed"),
+            Severity::Internal | Severity::Fatal => tracing::error!(error = ?e, "request failed"),
         }
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        ApiError::new(status, e.to_string())
+        ApiError::new(status_of(&e), e.to_string())
     }
 }
 
@@ -104,5 +119,29 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_errors_map_to_their_statuses() {
+        for (e, status) in [
+            (CoreError::bad("x"), 400),
+            (CoreError::Forbidden, 403),
+            (CoreError::GrantRefused("admin".into()), 403),
+            (CoreError::NotFound(String::new()), 404),
+            (CoreError::UnsupportedOperation, 405),
+            (CoreError::Conflict("cas".into()), 409),
+            (CoreError::Integrity, 500),
+            (CoreError::rng(), 500),
+            (CoreError::Unavailable("db".into()), 502),
+            (CoreError::AuditUnavailable, 503),
+            (CoreError::StorageStopped, 503),
+        ] {
+            assert_eq!(status_of(&e).as_u16(), status, "{e:?}");
+        }
     }
 }

@@ -150,7 +150,7 @@ pub(crate) fn username(plugin: Plugin, identity: &str, role: &str) -> Result<Str
         Plugin::MySql => (4, 16),
     };
     let suffix = sigil_crypto::random::string_from(b"abcdefghijklmnopqrstuvwxyz0123456789", random)
-        .map_err(|_| CoreError::bad("random number generator failed"))?;
+        .map_err(|_| CoreError::rng())?;
     let mut name = format!(
         "v-{}-{}-{}",
         slug(identity, part),
@@ -169,8 +169,7 @@ pub(crate) fn username(plugin: Plugin, identity: &str, role: &str) -> Result<Str
 pub(crate) fn password() -> Result<Zeroizing<String>, CoreError> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     loop {
-        let p = sigil_crypto::random::string_from(ALPHABET, 24)
-            .map_err(|_| CoreError::bad("random number generator failed"))?;
+        let p = sigil_crypto::random::string_from(ALPHABET, 24).map_err(|_| CoreError::rng())?;
         let b = p.as_bytes();
         if b[0].is_ascii_alphabetic()
             && b.iter().any(u8::is_ascii_lowercase)
