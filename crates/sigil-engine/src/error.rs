@@ -1,7 +1,7 @@
 use sigil_storage::StorageError;
 
-/// Why a request failed inside the core. Each variant has one HTTP status; messages are safe to
-/// show the caller (no secret values, no internal detail).
+/// Why a request failed inside the core. The server maps each variant to one HTTP status;
+/// messages are safe to show the caller (no secret values, no internal detail).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CoreError {
