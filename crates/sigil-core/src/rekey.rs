@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use sigil_crypto::{BarrierKey, KeyTerm, PublicIdentity, b64url_encode};
 use sigil_storage::Batch;
@@ -29,30 +28,7 @@ pub(crate) struct Proposal {
     approvals: Vec<String>,
 }
 
-/// What `sys/rekey` shows.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RekeyStatus {
-    /// Whether a proposal is open.
-    pub started: bool,
-    /// Its nonce.
-    pub nonce: String,
-    /// Unix seconds after which approvals are refused.
-    pub deadline: i64,
-    /// SHA-256 over the whole proposal; approvals must carry it.
-    pub digest: String,
-    /// The proposed admins (`sigil1…`).
-    pub admins: Vec<String>,
-    /// Their names.
-    pub names: Vec<String>,
-    /// The proposed threshold.
-    pub threshold: u8,
-    /// Keyids of the current admins who approved.
-    pub approvals: Vec<String>,
-    /// Approvals needed (the current threshold).
-    pub required: u8,
-    /// Set on the answer to the approval that carried out the rekey.
-    pub complete: bool,
-}
+pub use sigil_proto::sys::RekeyStatus;
 
 fn digest(
     nonce: &str,

@@ -59,53 +59,7 @@ pub struct SealConfig {
     pub server_public_key: String,
 }
 
-/// The answer to `sys/init`: public values only.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct InitResponse {
-    /// The server's public identity.
-    pub server_key: String,
-    /// Its keyid, for `SIGIL_SERVER_KEY`.
-    pub keyid: String,
-    /// The admins' keyids.
-    pub admins: Vec<String>,
-}
-
-/// The seal state as `sys/seal-status` shows it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SealStatus {
-    /// `"shamir"`, as Vault prints.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Initialized?
-    pub initialized: bool,
-    /// Sealed?
-    pub sealed: bool,
-    /// Shares needed.
-    pub threshold: u8,
-    /// The admins' keyids.
-    pub admins: Vec<String>,
-    /// The admins' names as given at init or rekey, in the order of `admins` (empty for a
-    /// transient server's admin, which has no seal configuration). Public, as in `sys/rekey`.
-    #[serde(default)]
-    pub admin_names: Vec<String>,
-    /// Shares accepted in this attempt.
-    pub progress: u8,
-    /// This boot's unseal public key (X25519, base64url).
-    pub unseal_key: String,
-    /// The current attempt nonce (the AAD of unseal submissions).
-    pub attempt: String,
-    /// Vault's name for `threshold`.
-    pub t: u8,
-    /// Vault's count of key holders.
-    pub n: u8,
-    /// The storage backend kind.
-    pub storage_type: String,
-    /// Sigil's version (as Vault's seal status carries it).
-    pub version: String,
-    /// Why the storage stopped taking writes, if it did (then `sys/health` answers 503).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub storage_error: Option<String>,
-}
+pub use sigil_proto::sys::{InitResponse, SealStatus};
 
 pub(crate) enum State {
     Uninitialized,

@@ -35,3 +35,119 @@ pub struct Health {
 fn storage_ok() -> String {
     "ok".into()
 }
+
+/// The answer to `sys/init`: public values only.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InitResponse {
+    /// The server's public identity.
+    pub server_key: String,
+    /// Its keyid, for `SIGIL_SERVER_KEY`.
+    pub keyid: String,
+    /// The admins' keyids.
+    pub admins: Vec<String>,
+}
+
+/// The seal state as `sys/seal-status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SealStatus {
+    /// `"shamir"`, as Vault prints.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Initialized?
+    pub initialized: bool,
+    /// Sealed?
+    pub sealed: bool,
+    /// Shares needed.
+    pub threshold: u8,
+    /// The admins' keyids.
+    pub admins: Vec<String>,
+    /// The admins' names as given at init or rekey, in the order of `admins` (empty for a
+    /// transient server's admin, which has no seal configuration). Public, as in `sys/rekey`.
+    #[serde(default)]
+    pub admin_names: Vec<String>,
+    /// Shares accepted in this attempt.
+    pub progress: u8,
+    /// This boot's unseal public key (X25519, base64url).
+    pub unseal_key: String,
+    /// The current attempt nonce (the AAD of unseal submissions).
+    pub attempt: String,
+    /// Vault's name for `threshold`.
+    pub t: u8,
+    /// Vault's count of key holders.
+    pub n: u8,
+    /// The storage backend kind.
+    pub storage_type: String,
+    /// Sigil's version (as Vault's seal status carries it).
+    pub version: String,
+    /// Why the storage stopped taking writes, if it did (then `sys/health` answers 503).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_error: Option<String>,
+}
+
+/// What `sys/rekey` shows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RekeyStatus {
+    /// Whether a proposal is open.
+    pub started: bool,
+    /// Its nonce.
+    pub nonce: String,
+    /// Unix seconds after which approvals are refused.
+    pub deadline: i64,
+    /// SHA-256 over the whole proposal; approvals must carry it.
+    pub digest: String,
+    /// The proposed admins (`sigil1…`).
+    pub admins: Vec<String>,
+    /// Their names.
+    pub names: Vec<String>,
+    /// The proposed threshold.
+    pub threshold: u8,
+    /// Keyids of the current admins who approved.
+    pub approvals: Vec<String>,
+    /// Approvals needed (the current threshold).
+    pub required: u8,
+    /// Set on the answer to the approval that carried out the rekey.
+    pub complete: bool,
+}
+
+/// `POST /v1/sys/init`: the admins' public identities (`sigil1…`), their names and the
+/// threshold.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InitRequest {
+    /// The admins' public identities.
+    pub admins: Vec<String>,
+    /// Shares needed to unseal.
+    pub threshold: u8,
+    /// Their names, in the order of `admins` (`admin-N` when empty).
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// `POST /v1/sys/rekey/init`: the proposed admins and threshold, and how long the proposal
+/// stays open.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RekeyRequest {
+    /// The proposed admins' public identities.
+    pub admins: Vec<String>,
+    /// The proposed threshold.
+    pub threshold: u8,
+    /// Their names, in the order of `admins`.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Seconds the proposal stays open (default an hour).
+    #[serde(default = "default_rekey_ttl")]
+    pub ttl_seconds: i64,
+}
+
+fn default_rekey_ttl() -> i64 {
+    3600
+}
+
+/// `POST /v1/sys/rekey/approve`: an admin's approval of the proposal with this digest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RekeyApproval {
+    /// The proposal's digest, as `sys/rekey` shows it.
+    pub digest: String,
+}

@@ -10,11 +10,11 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode, header};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use sigil_core::policy::Capability;
 use sigil_core::{Caller, Core, Node, Operation};
 use sigil_crypto::PublicIdentity;
+use sigil_proto::sys::{InitRequest, RekeyApproval, RekeyRequest};
 use sigil_proto::{headers, sys};
 use zeroize::Zeroizing;
 
@@ -385,7 +385,7 @@ async fn approve_rekey(
         header(parts, headers::SIGNATURE_INPUT),
         header(parts, headers::SIGNATURE),
     ));
-    let approval: Approval = serde_json::from_slice(&body)
+    let approval: RekeyApproval = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request("expected {\"digest\": \"<proposal digest>\"}"))?;
     let data = json!({ "digest": approval.digest });
     audit_request(core, || trail.request_entry(Some(&data))).await?;
@@ -866,39 +866,6 @@ fn health(node: &Node) -> Response {
             storage_error: status.storage_error,
         },
     )
-}
-
-/// `POST sys/init`: `{"admins":["sigil1…"],"threshold":K}` plus Sigil's optional `"names"`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InitRequest {
-    admins: Vec<String>,
-    threshold: u8,
-    #[serde(default)]
-    names: Vec<String>,
-}
-
-/// `POST sys/rekey/init`: the proposed admins and threshold.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RekeyRequest {
-    admins: Vec<String>,
-    threshold: u8,
-    #[serde(default)]
-    names: Vec<String>,
-    #[serde(default = "default_rekey_ttl")]
-    ttl_seconds: i64,
-}
-
-fn default_rekey_ttl() -> i64 {
-    3600
-}
-
-/// `POST sys/rekey/approve`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Approval {
-    digest: String,
 }
 
 /// Admin public keys with their names (`admin-N` when not given).

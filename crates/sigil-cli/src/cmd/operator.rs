@@ -4,44 +4,64 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use sigil_crypto::PublicIdentity;
+
+use sigil_proto::sys::{
+    InitRequest, InitResponse, RekeyApproval, RekeyRequest, RekeyStatus, SealStatus,
+};
 
 use crate::args::{AdminSet, ClientArgs, Format, OperatorCommand, RekeyCommand};
 use crate::config::{self, Needs};
 use crate::{keyfile, output};
 
-/// The admins (named) and the `{"admins","names","threshold"}` body of init and rekey.
-fn admin_set(set: &AdminSet) -> anyhow::Result<(Vec<(String, PublicIdentity)>, Value)> {
-    let admins = keyfile::named_publics(&set.admins)?;
-    let body = json!({
-        "admins": admins.iter().map(|(_, p)| p.to_string()).collect::<Vec<_>>(),
-        "names": admins.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
-        "threshold": set.threshold,
-    });
-    Ok((admins, body))
+/// The admins (named), their public identities and their names, as init and rekey send them.
+struct Admins {
+    named: Vec<(String, PublicIdentity)>,
+    publics: Vec<String>,
+    names: Vec<String>,
 }
 
-fn progress_line(status: &Value) -> String {
-    if status["sealed"] == Value::Bool(false) {
-        "Unsealed.".to_owned()
+fn admin_set(set: &AdminSet) -> anyhow::Result<Admins> {
+    let named = keyfile::named_publics(&set.admins)?;
+    Ok(Admins {
+        publics: named.iter().map(|(_, p)| p.to_string()).collect(),
+        names: named.iter().map(|(n, _)| n.clone()).collect(),
+        named,
+    })
+}
+
+/// A JSON answer as the wire type it is documented to be.
+fn typed<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> anyhow::Result<T> {
+    serde_json::from_value(value)
+        .with_context(|| format!("the server's {what} answer is not as documented"))
+}
+
+fn progress_line(status: &SealStatus) -> String {
+    if status.sealed {
+        format!("Unseal progress: {}/{}", status.progress, status.threshold)
     } else {
-        format!(
-            "Unseal progress: {}/{}",
-            status["progress"], status["threshold"]
-        )
+        "Unsealed.".to_owned()
     }
 }
 
 pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         OperatorCommand::Init { set, client } => {
-            let (admins, body) = admin_set(&set)?;
+            let set_admins = admin_set(&set)?;
             let threshold = set.threshold;
+            let request = InitRequest {
+                admins: set_admins.publics,
+                threshold,
+                names: set_admins.names,
+            };
+            let admins = set_admins.named;
             let c = config::client_with(&client, Needs::Nothing)?;
-            let resp = c.plain("POST", "sys/init", Some(&body)).await?;
-            let body = resp.body.unwrap_or_default();
+            let resp = c
+                .plain("POST", "sys/init", Some(&serde_json::to_value(&request)?))
+                .await?;
+            let answer: InitResponse = typed(resp.body.unwrap_or_default(), "sys/init")?;
             eprintln!(
                 "Initialized with {} admin(s); {} needed to unseal. No secret was shown: each admin's share is sealed to their key.",
                 admins.len(),
@@ -54,12 +74,10 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                 "The server is sealed: each admin runs `sigil operator unseal` with their SIGIL_KEY."
             );
             // The keyid is derived from the key, not taken from the answer as it stands.
-            let server_key = body["server_key"]
-                .as_str()
-                .and_then(|k| sigil_crypto::PublicIdentity::parse(k).ok())
-                .ok_or_else(|| anyhow::anyhow!("the init answer has no valid server_key"))?;
+            let server_key = sigil_crypto::PublicIdentity::parse(&answer.server_key)
+                .map_err(|_| anyhow::anyhow!("the init answer has no valid server_key"))?;
             let keyid = server_key.keyid().to_string();
-            if body["keyid"].as_str() != Some(keyid.as_str()) {
+            if answer.keyid != keyid {
                 anyhow::bail!("the init answer's keyid is not its server_key's: not pinning it");
             }
             println!("export SIGIL_SERVER_KEY={keyid}");
@@ -75,7 +93,7 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                     Err(e) => return Err(explain_unseal_failure(&c, e).await),
                 }
             };
-            println!("{}", progress_line(&status));
+            println!("{}", progress_line(&typed(status, "sys/unseal")?));
         }
         OperatorCommand::Seal { client } => {
             let c = config::client(&client)?;
@@ -84,17 +102,15 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
         }
         OperatorCommand::Status { format, client } => {
             let c = config::client_with(&client, Needs::Nothing)?;
-            let status = c
-                .plain("GET", "sys/seal-status", None)
-                .await?
-                .body
-                .unwrap_or_default();
+            let status = seal_status(&c).await?;
             match format {
-                Format::Json | Format::Yaml => output::structured(format, &status),
+                Format::Json | Format::Yaml => {
+                    output::structured(format, &serde_json::to_value(&status)?)
+                }
                 Format::Table => output::table(&seal_rows(&status)),
             }
             // As `vault status`: 2 when sealed.
-            if status["sealed"] == Value::Bool(true) {
+            if status.sealed {
                 return Ok(ExitCode::from(2));
             }
         }
@@ -209,82 +225,95 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_rekey(status: &Value) {
-    if status["complete"] == Value::Bool(true) {
+fn print_rekey(status: &RekeyStatus) {
+    if status.complete {
         println!(
             "Rekeyed: {} admin(s), threshold {}. Old shares no longer open anything.",
-            status["admins"].as_array().map_or(0, Vec::len),
-            status["threshold"]
+            status.admins.len(),
+            status.threshold
         );
         return;
     }
-    if status["started"] != Value::Bool(true) {
+    if !status.started {
         println!("No rekey in progress.");
         return;
     }
     println!(
         "Rekey proposal (open until {}):",
-        status["deadline"]
-            .as_i64()
-            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        time::OffsetDateTime::from_unix_timestamp(status.deadline)
+            .ok()
             .and_then(|t| t
                 .format(&time::format_description::well_known::Rfc3339)
                 .ok())
-            .unwrap_or_else(|| status["deadline"].to_string())
+            .unwrap_or_else(|| status.deadline.to_string())
     );
-    let names = status["names"].as_array().cloned().unwrap_or_default();
-    for (i, key) in status["admins"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, key) in status.admins.iter().enumerate() {
         println!(
-            "  admin {}: {}",
-            names.get(i).and_then(Value::as_str).unwrap_or("?"),
-            key.as_str().unwrap_or_default()
+            "  admin {}: {key}",
+            status.names.get(i).map_or("?", String::as_str)
         );
     }
-    println!("  threshold: {}", status["threshold"]);
-    println!(
-        "Approvals: {}/{}",
-        status["approvals"].as_array().map_or(0, Vec::len),
-        status["required"]
-    );
-    println!("Digest: {}", status["digest"].as_str().unwrap_or_default());
+    println!("  threshold: {}", status.threshold);
+    println!("Approvals: {}/{}", status.approvals.len(), status.required);
+    println!("Digest: {}", status.digest);
     println!(
         "Each current admin reviews this and runs: sigil operator rekey approve -digest={}",
-        status["digest"].as_str().unwrap_or_default()
+        status.digest
     );
+}
+
+/// `sys/seal-status`, typed.
+async fn seal_status(c: &sigil_client::Client) -> anyhow::Result<SealStatus> {
+    let body = c
+        .plain("GET", "sys/seal-status", None)
+        .await?
+        .body
+        .unwrap_or_default();
+    typed(body, "sys/seal-status")
 }
 
 async fn rekey(cmd: RekeyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         RekeyCommand::Init { set, ttl, client } => {
-            let (_, mut body) = admin_set(&set)?;
-            body["ttl_seconds"] = json!(ttl);
+            let admins = admin_set(&set)?;
+            let request = RekeyRequest {
+                admins: admins.publics,
+                threshold: set.threshold,
+                names: admins.names,
+                ttl_seconds: ttl,
+            };
             let c = config::client(&client)?;
-            let resp = c.request("POST", "sys/rekey/init", Some(&body)).await?;
-            print_rekey(resp.data());
+            let resp = c
+                .request(
+                    "POST",
+                    "sys/rekey/init",
+                    Some(&serde_json::to_value(&request)?),
+                )
+                .await?;
+            print_rekey(&typed(resp.data().clone(), "sys/rekey/init")?);
         }
         RekeyCommand::Status { format, client } => {
             let c = config::client_with(&client, Needs::Nothing)?;
-            let status = c
+            let body = c
                 .plain("GET", "sys/rekey", None)
                 .await?
                 .body
                 .unwrap_or_default();
+            let status: RekeyStatus = typed(body, "sys/rekey")?;
             match format {
-                Format::Json | Format::Yaml => output::structured(format, &status),
+                Format::Json | Format::Yaml => {
+                    output::structured(format, &serde_json::to_value(&status)?)
+                }
                 Format::Table => print_rekey(&status),
             }
         }
         RekeyCommand::Approve { digest, client } => {
             let c = config::client_with(&client, Needs::Key)?;
+            let approval = serde_json::to_value(RekeyApproval { digest })?;
             let status = c
-                .signed_plain("POST", "sys/rekey/approve", &json!({ "digest": digest }))
+                .signed_plain("POST", "sys/rekey/approve", &approval)
                 .await?;
-            print_rekey(&status);
+            print_rekey(&typed(status, "sys/rekey/approve")?);
         }
         RekeyCommand::Cancel { client } => {
             let c = config::client(&client)?;
@@ -301,11 +330,10 @@ async fn explain_unseal_failure(
     c: &sigil_client::Client,
     e: sigil_client::ClientError,
 ) -> anyhow::Error {
-    let Ok(resp) = c.plain("GET", "sys/seal-status", None).await else {
+    let Ok(status) = seal_status(c).await else {
         return e.into();
     };
-    let status = resp.body.unwrap_or_default();
-    if status["initialized"] == Value::Bool(false) {
+    if !status.initialized {
         return anyhow::anyhow!(
             "the server is not initialized: there is nothing to unseal yet (run `sigil operator init --admin …` first)"
         );
@@ -314,11 +342,8 @@ async fn explain_unseal_failure(
         return e.into();
     };
     let keyid = me.keyid();
-    let admins: Vec<&str> = status["admins"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if !admins.is_empty() && !admins.contains(&keyid.as_str()) {
+    let admins = &status.admins;
+    if !admins.is_empty() && !admins.iter().any(|a| *a == keyid.as_str()) {
         return anyhow::anyhow!(
             "this key (keyid {keyid}) is not one of the server's admins ({}); a rekey may have removed it",
             admins.join(", ")
@@ -329,82 +354,66 @@ async fn explain_unseal_failure(
 
 /// `operator status` for people: the seal state, each admin by name and keyid, the threshold
 /// once, and this boot's unseal public key under its name.
-fn seal_rows(status: &Value) -> Vec<(String, String)> {
-    let text = output::cell;
+fn seal_rows(status: &SealStatus) -> Vec<(String, String)> {
     let mut rows = vec![
-        ("Seal Type".to_owned(), text(&status["type"])),
-        ("Initialized".to_owned(), text(&status["initialized"])),
-        ("Sealed".to_owned(), text(&status["sealed"])),
+        ("Seal Type".to_owned(), status.kind.clone()),
+        ("Initialized".to_owned(), status.initialized.to_string()),
+        ("Sealed".to_owned(), status.sealed.to_string()),
         (
             "Threshold".to_owned(),
-            format!("{} of {} admins", text(&status["t"]), text(&status["n"])),
+            format!("{} of {} admins", status.t, status.n),
         ),
         (
             "Unseal Progress".to_owned(),
-            format!("{}/{}", text(&status["progress"]), text(&status["t"])),
+            format!("{}/{}", status.progress, status.t),
         ),
     ];
-    let names = status["admin_names"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    for (i, keyid) in status["admins"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let name = names
+    for (i, keyid) in status.admins.iter().enumerate() {
+        let name = status
+            .admin_names
             .get(i)
-            .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
-            .map_or_else(|| format!("#{}", i + 1), str::to_owned);
-        rows.push((format!("Admin {name}"), text(keyid)));
+            .map_or_else(|| format!("#{}", i + 1), Clone::clone);
+        rows.push((format!("Admin {name}"), keyid.clone()));
     }
     rows.push((
         "Unseal Public Key".to_owned(),
         format!(
             "{} (this boot's; shares are sealed to it)",
-            text(&status["unseal_key"])
+            status.unseal_key
         ),
     ));
-    rows.push(("Unseal Attempt".to_owned(), text(&status["attempt"])));
-    rows.push(("Storage Type".to_owned(), text(&status["storage_type"])));
-    rows.push(("Version".to_owned(), text(&status["version"])));
+    rows.push(("Unseal Attempt".to_owned(), status.attempt.clone()));
+    rows.push(("Storage Type".to_owned(), status.storage_type.clone()));
+    rows.push(("Version".to_owned(), status.version.clone()));
     rows
 }
 
 /// `sigil status`: the seal status and health in `vault status`'s rows; exit 2 when sealed.
 pub(crate) async fn status(format: Format, client: &ClientArgs) -> anyhow::Result<ExitCode> {
     let c = config::client_with(client, Needs::Nothing)?;
-    let seal = c
-        .plain("GET", "sys/seal-status", None)
-        .await?
-        .body
-        .unwrap_or_default();
-    let sealed = seal["sealed"] == Value::Bool(true);
+    let seal = seal_status(&c).await?;
+    let sealed = seal.sealed;
     match format {
-        Format::Json | Format::Yaml => output::structured(format, &seal),
+        Format::Json | Format::Yaml => output::structured(format, &serde_json::to_value(&seal)?),
         Format::Table => {
-            let text = output::cell;
             let rows = vec![
-                ("Seal Type".to_owned(), text(&seal["type"])),
-                ("Initialized".to_owned(), text(&seal["initialized"])),
-                ("Sealed".to_owned(), text(&seal["sealed"])),
-                ("Total Shares".to_owned(), text(&seal["n"])),
-                ("Threshold".to_owned(), text(&seal["t"])),
+                ("Seal Type".to_owned(), seal.kind.clone()),
+                ("Initialized".to_owned(), seal.initialized.to_string()),
+                ("Sealed".to_owned(), seal.sealed.to_string()),
+                ("Total Shares".to_owned(), seal.n.to_string()),
+                ("Threshold".to_owned(), seal.t.to_string()),
                 (
                     "Unseal Progress".to_owned(),
-                    format!("{}/{}", text(&seal["progress"]), text(&seal["t"])),
+                    format!("{}/{}", seal.progress, seal.t),
                 ),
-                ("Version".to_owned(), text(&seal["version"])),
-                ("Storage Type".to_owned(), text(&seal["storage_type"])),
+                ("Version".to_owned(), seal.version.clone()),
+                ("Storage Type".to_owned(), seal.storage_type.clone()),
                 (
                     "Storage".to_owned(),
-                    if seal.get("storage_error").is_some() {
-                        format!("failed: {}", text(&seal["storage_error"]))
-                    } else {
-                        "ok".to_owned()
+                    match &seal.storage_error {
+                        Some(e) => format!("failed: {e}"),
+                        None => "ok".to_owned(),
                     },
                 ),
                 ("HA Enabled".to_owned(), "false".to_owned()),
