@@ -12,8 +12,8 @@ use sha2::{Digest as _, Sha256};
 use sigil_crypto::{BarrierKey, KeyTerm, PublicIdentity, b64url_encode};
 use sigil_storage::Batch;
 
+use super::{Attempt, Node, SEAL_CONFIG_KEY, SealConfig, State, check_admins, deal, rng};
 use crate::CoreError;
-use crate::seal::{Attempt, Node, SEAL_CONFIG_KEY, SealConfig, State, check_admins, deal, rng};
 
 /// The longest a proposal may stay open.
 const MAX_TTL_SECS: i64 = 7 * 24 * 3600;
@@ -28,7 +28,7 @@ pub(crate) struct Proposal {
     approvals: Vec<String>,
 }
 
-pub use sigil_proto::sys::RekeyStatus;
+use sigil_proto::sys::RekeyStatus;
 
 fn digest(
     nonce: &str,

@@ -11,6 +11,10 @@
 //! stale, or do not match their digest are refused and not counted; an admin counts once. When K
 //! shares are in, the root key is reconstructed, opens the keyring, and the core starts.
 
+mod rekey;
+#[cfg(test)]
+mod tests;
+
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -116,7 +120,7 @@ pub struct Node {
     pub(crate) attempt: Mutex<Attempt>,
     /// How long an unfinished unseal keeps its shares ([`UNSEAL_ATTEMPT_TTL`]).
     pub(crate) unseal_ttl: std::time::Duration,
-    pub(crate) rekey: Mutex<Option<crate::rekey::Proposal>>,
+    pub(crate) rekey: Mutex<Option<rekey::Proposal>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -523,32 +527,5 @@ impl Node {
         core.audit().close();
         tracing::info!("sealed");
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Finding 6 of the security review: unseal progress never reset.
-    #[test]
-    fn an_unfinished_unseal_starts_over_after_its_time() {
-        let mut attempt = Attempt::new().unwrap();
-        attempt.expire(UNSEAL_ATTEMPT_TTL).unwrap();
-        let nonce = attempt.nonce.clone();
-        attempt
-            .shares
-            .push(("admin".into(), Zeroizing::new(vec![1, 2, 3])));
-        attempt.first = Some(std::time::Instant::now());
-        attempt.expire(UNSEAL_ATTEMPT_TTL).unwrap();
-        assert_eq!(attempt.shares.len(), 1, "not yet");
-        assert_eq!(attempt.nonce, nonce);
-        attempt.first = std::time::Instant::now().checked_sub(UNSEAL_ATTEMPT_TTL);
-        attempt.expire(UNSEAL_ATTEMPT_TTL).unwrap();
-        assert!(attempt.shares.is_empty());
-        assert_ne!(
-            attempt.nonce, nonce,
-            "a new attempt: old submissions do not open"
-        );
     }
 }
