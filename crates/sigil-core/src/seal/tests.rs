@@ -145,7 +145,7 @@ fn a_rekey_needs_the_current_quorum_and_retires_old_shares() {
         Err(CoreError::Forbidden)
     ));
     let first = node.rekey_approve(&a_id, &proposal.digest, now).unwrap();
-    assert_eq!(first.approvals, [a_id.clone()]);
+    assert_eq!(first.approvals, [a_id]);
     assert!(!first.complete);
     let done = node.rekey_approve(&b_id, &proposal.digest, now).unwrap();
     assert!(done.complete);
