@@ -109,7 +109,12 @@ impl Control {
 
 /// A server that has stopped accepting, finishing the requests it has.
 #[derive(Debug)]
-pub struct Draining(Arc<Connections>);
+pub struct Draining {
+    connections: Arc<Connections>,
+    /// Kept open while draining: a connection sees "closing" as a value, never as a
+    /// closed channel.
+    _closing: tokio::sync::watch::Sender<bool>,
+}
 
 impl Draining {
     /// Waits until every connection has closed (each finishes the requests in flight, then
@@ -117,7 +122,7 @@ impl Draining {
     pub async fn wait(self, grace: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + grace;
         loop {
-            let open = self.0.open();
+            let open = self.connections.open();
             if open == 0 || tokio::time::Instant::now() >= deadline {
                 return open;
             }
@@ -409,6 +414,9 @@ impl Running {
         // Stop accepting; every connection finishes what it is doing, then closes.
         drop(self.listener);
         closing.send_replace(true);
-        Draining(table)
+        Draining {
+            connections: table,
+            _closing: closing,
+        }
     }
 }
