@@ -696,3 +696,112 @@ pub(super) fn hmac_of(
         .as_ref()
         .to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kind: KeyType, derived: bool, convergent: bool) -> TransitKey {
+        let mut versions = BTreeMap::new();
+        versions.insert(1, KeyVersion::generate(kind).unwrap());
+        TransitKey {
+            name: "k".into(),
+            kind,
+            versions,
+            latest_version: 1,
+            min_decryption_version: 1,
+            min_encryption_version: 0,
+            min_available_version: 0,
+            deletion_allowed: false,
+            exportable: false,
+            allow_plaintext_backup: false,
+            derived,
+            convergent_encryption: convergent,
+            auto_rotate_period: 0,
+        }
+    }
+
+    #[test]
+    fn armor_round_trips_and_refuses_other_shapes() {
+        let bytes = [0u8, 255, 7, 42];
+        assert_eq!(
+            unarmor(&armor(3, &bytes), false).unwrap(),
+            (3, bytes.to_vec())
+        );
+        assert_eq!(
+            unarmor(&armor_jws(9, &bytes), true).unwrap(),
+            (9, bytes.to_vec())
+        );
+        for bad in [
+            "vault:v1:AAAA",
+            "sigil:v:AAAA",
+            "sigil:vx:AAAA",
+            "sigil:v1",
+            "sigil:v1:not base64!",
+            "",
+        ] {
+            assert!(unarmor(bad, false).is_err(), "{bad:?}");
+        }
+    }
+
+    /// AEAD ciphertexts open only unchanged, with the right context for derived keys; a
+    /// convergent key gives the same ciphertext for the same plaintext and context only.
+    #[test]
+    fn encryption_fails_closed_on_tampering_and_wrong_context() {
+        for kind in [KeyType::Aes256Gcm96, KeyType::ChaCha20Poly1305] {
+            let k = key(kind, false, false);
+            let v = &k.versions[&1];
+            let c = encrypt(&k, v, b"data", None).unwrap();
+            assert_eq!(&*decrypt(&k, v, &c, None).unwrap(), b"data");
+            assert_ne!(c, encrypt(&k, v, b"data", None).unwrap(), "random nonces");
+            let mut tampered = c.clone();
+            *tampered.last_mut().unwrap() ^= 1;
+            assert!(decrypt(&k, v, &tampered, None).is_err());
+            assert!(
+                encrypt(&k, v, b"data", Some(b"ctx")).is_err(),
+                "not derived"
+            );
+
+            let d = key(kind, true, false);
+            let dv = &d.versions[&1];
+            assert!(encrypt(&d, dv, b"data", None).is_err(), "context required");
+            let c = encrypt(&d, dv, b"data", Some(b"tenant-a")).unwrap();
+            assert!(decrypt(&d, dv, &c, Some(b"tenant-b")).is_err());
+            assert_eq!(&*decrypt(&d, dv, &c, Some(b"tenant-a")).unwrap(), b"data");
+
+            let cv = key(kind, true, true);
+            let cvv = &cv.versions[&1];
+            let one = encrypt(&cv, cvv, b"data", Some(b"a")).unwrap();
+            assert_eq!(one, encrypt(&cv, cvv, b"data", Some(b"a")).unwrap());
+            assert_ne!(one, encrypt(&cv, cvv, b"other", Some(b"a")).unwrap());
+            assert_ne!(one, encrypt(&cv, cvv, b"data", Some(b"b")).unwrap());
+        }
+    }
+
+    /// What a key signs verifies with it, and not after a change to the input or the
+    /// signature; a key type that does not sign refuses.
+    #[test]
+    fn signatures_verify_only_unchanged() {
+        let opts = SignOptions {
+            hash: "sha2-256",
+            rsa_scheme: "pss",
+            jws: false,
+            prehashed: false,
+        };
+        for kind in [KeyType::Ed25519, KeyType::EcdsaP256, KeyType::Rsa2048] {
+            let k = key(kind, false, false);
+            let v = &k.versions[&1];
+            let sig = sign(&k, v, b"message", &opts).unwrap();
+            assert!(verify(&k, v, b"message", &sig, &opts).unwrap(), "{kind:?}");
+            assert!(!verify(&k, v, b"messagE", &sig, &opts).unwrap(), "{kind:?}");
+            let mut bad = sig.clone();
+            bad[0] ^= 1;
+            assert!(
+                !verify(&k, v, b"message", &bad, &opts).unwrap_or(false),
+                "{kind:?}"
+            );
+        }
+        let aes = key(KeyType::Aes256Gcm96, false, false);
+        assert!(sign(&aes, &aes.versions[&1], b"m", &opts).is_err());
+    }
+}
