@@ -60,7 +60,9 @@ pub struct Restored {
     pub path: std::path::PathBuf,
 }
 
-/// Why a restore wrote nothing.
+/// Why a restore failed. The checks (the file, an empty directory) come before anything is
+/// written; a storage failure after them can leave a partly written directory, which a
+/// second restore refuses: delete it and restore again.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RestoreError {
