@@ -11,7 +11,6 @@ use zeroize::Zeroizing;
 use crate::audit::{Broker, DeviceConfig};
 use crate::barrier::{Barrier, View, ViewBatch};
 use crate::cert_auth::{CertRoles, CertTrust};
-use crate::database::driver::Driver;
 use crate::grant::{self, Gate, Grant};
 use crate::group::GroupStore;
 use crate::identity::{Caller, IdentityStore};
@@ -50,9 +49,6 @@ pub struct CoreConfig {
     pub admins: Vec<(String, PublicIdentity)>,
     /// Audit devices.
     pub audit: Vec<DeviceConfig>,
-    /// The driver the `database` engine reaches databases through (none: the engine refuses
-    /// to configure databases).
-    pub database: Option<Arc<dyn Driver>>,
     /// The engine kinds the server registered (engine contract): mountable by name.
     pub engines: EngineKinds,
 }
@@ -212,87 +208,6 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &["POST", "PUT"],
         "A wrap's status, for its sender or recipient: pending, consumed (when, by whom), expired",
     ),
-    endpoint(
-        "{mount}/config",
-        &["GET", "POST", "PUT"],
-        "KV v2: the engine's max_versions and cas_required",
-    ),
-    endpoint(
-        "{mount}/data/{path}",
-        &["GET", "POST", "PUT", "PATCH", "DELETE"],
-        "KV v2: read, write, merge-patch or soft-delete a secret",
-    ),
-    endpoint(
-        "{mount}/metadata/{path}",
-        &["GET", "POST", "PUT", "PATCH", "DELETE", "LIST"],
-        "KV v2: read, write or patch a secret's metadata (max_versions, cas_required, custom_metadata), delete the secret and all its versions, or list keys",
-    ),
-    endpoint(
-        "{mount}/subkeys/{path}",
-        &["GET"],
-        "KV v2: a version's keys without their values (?version, ?depth)",
-    ),
-    endpoint(
-        "{mount}/delete/{path}",
-        &["POST", "PUT"],
-        "KV v2: soft-delete the listed versions",
-    ),
-    endpoint(
-        "{mount}/undelete/{path}",
-        &["POST", "PUT"],
-        "KV v2: restore the listed soft-deleted versions",
-    ),
-    endpoint(
-        "{mount}/destroy/{path}",
-        &["POST", "PUT"],
-        "KV v2: permanently remove the listed versions' data",
-    ),
-    endpoint("{mount}/roles", &["LIST"], "Database: list roles"),
-    endpoint(
-        "{mount}/roles/{name}",
-        &["GET", "POST", "PUT", "DELETE"],
-        "Database: a role (db_name, creation_statements, revocation_statements, rollback_statements, renew_statements, default_ttl, max_ttl, credential_type)",
-    ),
-    endpoint(
-        "{mount}/config/{name}",
-        &["GET", "POST", "PUT", "DELETE"],
-        "Database: a connection (root password never returned)",
-    ),
-    endpoint(
-        "{mount}/reset/{name}",
-        &["POST", "PUT"],
-        "Database: close its connections",
-    ),
-    endpoint(
-        "{mount}/rotate-root/{name}",
-        &["POST", "PUT"],
-        "Database: rotate the root password",
-    ),
-    endpoint(
-        "{mount}/creds/{name}",
-        &["GET"],
-        "Database: a new user and password, with a lease",
-    ),
-    endpoint(
-        "{mount}/static-roles",
-        &["LIST"],
-        "Database: list static roles",
-    ),
-    endpoint(
-        "{mount}/static-roles/{name}",
-        &["GET", "POST", "PUT", "DELETE"],
-        "Database: a static role (an existing user whose password Sigil rotates)",
-    ),
-    endpoint(
-        "{mount}/static-creds/{name}",
-        &["GET"],
-        "Database: a static role's current password",
-    ),
-    endpoint(
-        "{mount}/rotate-role/{name}",
-        &["POST", "PUT"],
-        "Database: rotate a static role's password now",
-    ),
     endpoint("sys/policies/password", &["LIST"], "List password policies"),
     endpoint(
         "sys/policies/password/{name}",
@@ -389,7 +304,7 @@ fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
             "unwrap" => "sys/wrapping/unwrap",
             _ => "sys/wrapping/lookup",
         },
-        Route::Mount(mount, rest) => mount.engine.endpoint(rest),
+        Route::Mount(mount, rest) => mount.engine.route(rest),
         Route::Keyring(path) => [ROTATE, REWRAP, KEY_STATUS]
             .into_iter()
             .find(|p| p == path)
@@ -462,13 +377,7 @@ impl Core {
                 .to_vec(),
         );
         barrier.view("core/").apply(batch)?;
-        let core = Self::assemble(
-            barrier,
-            server_identity,
-            &config.audit,
-            config.database,
-            config.engines,
-        )?;
+        let core = Self::assemble(barrier, server_identity, &config.audit, config.engines)?;
         for (name, public) in config.admins {
             core.identities.upsert(
                 &name,
@@ -485,7 +394,6 @@ impl Core {
         backend: Arc<dyn Backend>,
         root: BarrierKey,
         audit: &[DeviceConfig],
-        database: Option<Arc<dyn Driver>>,
         engines: EngineKinds,
     ) -> Result<Self, CoreError> {
         let barrier = Arc::new(Barrier::open(backend, root)?);
@@ -496,7 +404,7 @@ impl Core {
         let text = std::str::from_utf8(&entry.plain).map_err(|_| CoreError::Integrity)?;
         let server_identity =
             SecretIdentity::from_key_file(text).map_err(|_| CoreError::Integrity)?;
-        let core = Self::assemble(barrier, server_identity, audit, database, engines)?;
+        let core = Self::assemble(barrier, server_identity, audit, engines)?;
         core.identities.load_all()?;
         core.groups.load_all()?;
         core.cert_roles.load_all()?;
@@ -517,7 +425,6 @@ impl Core {
         barrier: Arc<Barrier>,
         server_identity: SecretIdentity,
         audit: &[DeviceConfig],
-        database: Option<Arc<dyn Driver>>,
         engines: EngineKinds,
     ) -> Result<Self, CoreError> {
         let server_identity = Arc::new(server_identity);
@@ -534,9 +441,8 @@ impl Core {
             policies: PolicyStore::new(barrier.view("sys/policy/")),
             mounts: MountTable::load(
                 Arc::clone(&barrier),
-                Arc::clone(&leases),
-                Arc::clone(&passwords),
-                database,
+                Arc::clone(&leases) as Arc<dyn sigil_engine::Leases>,
+                Arc::clone(&passwords) as Arc<dyn sigil_engine::Passwords>,
                 engines,
             )?,
             passwords,
@@ -561,16 +467,13 @@ impl Core {
     /// and CRLs, raw DER or PEM). Touches no storage.
     pub fn is_public_read(&self, path: &str) -> bool {
         matches!(self.route(path), Route::Mount(mount, rest)
-            if matches!(&mount.engine, crate::mounts::Engine::Registered(e) if e.is_public(rest)))
+            if mount.engine.is_public(rest))
     }
 
     /// The answer to an unauthenticated PKI read ([`Core::is_public_read`]).
     pub fn public_read(&self, path: &str) -> Result<crate::PublicBody, CoreError> {
         match self.route(path) {
-            Route::Mount(mount, rest) => match &mount.engine {
-                crate::mounts::Engine::Registered(e) => e.public_read(rest),
-                _ => None,
-            },
+            Route::Mount(mount, rest) => mount.engine.public_read(rest),
             _ => None,
         }
         .unwrap_or_else(|| Err(CoreError::NotFound(String::new())))
@@ -624,14 +527,9 @@ impl Core {
         )
     }
 
-    /// Rotates the keyring when its newest term has encrypted as much as it safely may, and
-    /// the transit keys whose `auto_rotate_period` has passed (run periodically by the server).
-    /// Returns how many rotated.
+    /// Rotates the keyring when its newest term has encrypted as much as it safely may (run
+    /// periodically by the server). Returns how many terms it added (0 or 1).
     pub fn rotate_due_keys(&self) -> Result<usize, CoreError> {
-        self.rotate_due_keys_at(time::OffsetDateTime::now_utc())
-    }
-
-    pub(crate) fn rotate_due_keys_at(&self, now: time::OffsetDateTime) -> Result<usize, CoreError> {
         let mut rotated = 0;
         if self.barrier.rotation_due() {
             let (term, used) = self.barrier.encryptions();
@@ -644,12 +542,24 @@ impl Core {
             );
             rotated += 1;
         }
+        Ok(rotated)
+    }
+
+    /// Every mounted engine's periodic work (transit keys and static database roles whose
+    /// rotation is due), run every second by the server. A failing mount is logged and does
+    /// not stop the others. Returns how many things were done.
+    pub fn engine_periodic(&self) -> usize {
+        let now = time::OffsetDateTime::now_utc();
+        let mut done = 0;
         for mount in self.mounts.all() {
-            if let crate::mounts::Engine::Registered(e) = &mount.engine {
-                rotated += e.periodic(now)?;
+            match mount.engine.periodic(now) {
+                Ok(n) => done += n,
+                Err(e) => {
+                    tracing::warn!(mount = %mount.path, error = %e, "an engine's periodic work failed")
+                }
             }
         }
-        Ok(rotated)
+        done
     }
 
     /// Whether handling `op` (as [`Core::resolve_operation`] resolved it) on `path` may write
@@ -888,10 +798,8 @@ impl Core {
                 // Disabling a mount revokes its leases first (as Vault), so none outlive it.
                 if req.operation == Operation::Delete && self.mounts.exists(rest) {
                     self.revoke_prefix(rest.trim_matches('/'), false)?;
-                    if let Some((mount, _)) = self.mounts.resolve(rest.trim_matches('/'))
-                        && let crate::mounts::Engine::Database(db) = &mount.engine
-                    {
-                        db.close_all();
+                    if let Some((mount, _)) = self.mounts.resolve(rest.trim_matches('/')) {
+                        mount.engine.unmount();
                     }
                 }
                 self.mounts.handle(&req, rest)
@@ -905,7 +813,11 @@ impl Core {
                     })
             }
             Route::Mount(mount, rest) => {
-                let response = mount.engine.handle(&req, rest, caller, mount.limits())?;
+                let cx = sigil_engine::Context {
+                    caller,
+                    limits: mount.limits(),
+                };
+                let response = mount.engine.handle(&req, rest, &cx)?;
                 // A lease issued to an identity deleted while this request ran (after the
                 // delete looked for its leases) ends as well.
                 if response.lease.is_some() && !self.identities.has_id(&caller.identity.id) {
@@ -1084,8 +996,11 @@ impl Gate for CallerGate<'_> {
 #[cfg(test)]
 pub(crate) fn test_engines() -> EngineKinds {
     EngineKinds::new(vec![
+        Arc::new(sigil_engine_kv::Kv),
+        Arc::new(sigil_engine_kv::E2e),
         Arc::new(sigil_engine_transit::Transit),
         Arc::new(sigil_engine_pki::Pki),
+        Arc::new(sigil_engine_database::Database::without_drivers()),
     ])
 }
 
@@ -1111,16 +1026,6 @@ mod tests {
 
     use super::*;
 
-    const KV_TEMPLATES: &[&str] = &[
-        "{mount}/config",
-        "{mount}/data/{path}",
-        "{mount}/metadata/{path}",
-        "{mount}/subkeys/{path}",
-        "{mount}/delete/{path}",
-        "{mount}/undelete/{path}",
-        "{mount}/destroy/{path}",
-    ];
-
     const DATABASE_TEMPLATES: &[&str] = &[
         "{mount}/roles",
         "{mount}/roles/{name}",
@@ -1138,14 +1043,14 @@ mod tests {
     fn every_route_is_documented_and_every_endpoint_routes() {
         let (core, admin) = admin_core(Arc::new(MemoryBackend::new()));
         let caller = core.caller(admin.public().keyid().as_str()).unwrap();
-        for engine in ["transit", "pki", "database"] {
+        for engine in ["e2e", "transit", "pki", "database"] {
             let body = Some(json!({ "type": engine }));
             let path = format!("sys/mounts/{engine}");
             core.handle(&caller, request(Operation::Update, &path, body))
                 .unwrap();
         }
         for e in ENDPOINTS {
-            let mount = if KV_TEMPLATES.contains(&e.path) || !e.path.starts_with("{mount}/") {
+            let mount = if !e.path.starts_with("{mount}/") {
                 "secret"
             } else if DATABASE_TEMPLATES.contains(&e.path) {
                 "database"
@@ -1167,9 +1072,10 @@ mod tests {
                 let sample = e
                     .path
                     .replace("{kind}", "plaintext")
-                    .replace("{mount}", kind.name())
+                    .replace("{mount}", kind.name().replace("kv", "secret").as_str())
                     .replace("{name}", "x")
-                    .replace("{role}", "r");
+                    .replace("{role}", "r")
+                    .replace("{path}", "a/b");
                 assert_eq!(core.endpoint_for(&sample), Some(e.path), "{sample}");
             }
         }
@@ -1208,8 +1114,11 @@ mod tests {
             "sys/policies/password/p/generate",
         ] {
             let documented = core.endpoint_for(sample).expect(sample);
+            let registered = test_engines();
+            let mut routes = registered.iter().flat_map(|k| k.routes());
             assert!(
-                ENDPOINTS.iter().any(|e| e.path == documented),
+                ENDPOINTS.iter().any(|e| e.path == documented)
+                    || routes.any(|e| e.path == documented),
                 "{sample} → {documented}"
             );
         }
@@ -1352,7 +1261,7 @@ mod tests {
 
         // The table and the data survive a restart.
         drop(core);
-        let core = Core::open(backend.clone(), root_copy(), &[], None, test_engines()).unwrap();
+        let core = Core::open(backend.clone(), root_copy(), &[], test_engines()).unwrap();
         for (mount, v) in [("secret", 1), ("team/kv", 2), ("team-kv", 3)] {
             assert_eq!(read(&core, mount).unwrap(), v, "{mount}");
         }
@@ -1402,7 +1311,7 @@ mod tests {
         backend
             .apply(sigil_storage::Batch::new().delete("core/mounts".to_owned()))
             .unwrap();
-        let core = Core::open(backend.clone(), copy(), &[], None, test_engines()).unwrap();
+        let core = Core::open(backend.clone(), copy(), &[], test_engines()).unwrap();
         let caller = core.caller(admin.public().keyid().as_str()).unwrap();
         let read = core
             .handle(&caller, request(Operation::Read, "secret/data/app", None))
@@ -2178,7 +2087,7 @@ path "identity/group/name/opsg" { capabilities = ["update", "sudo"] }
         assert!(used >= 10, "{used}");
         // Reopened: counting on from the stored reservation, never below.
         drop(core);
-        let core = Core::open(backend, root_copy(), &[], None, test_engines()).unwrap();
+        let core = Core::open(backend, root_copy(), &[], test_engines()).unwrap();
         let resumed = core.barrier().encryptions().1;
         assert!(resumed >= used);
         core.barrier().set_rotation_limit(resumed + 3);

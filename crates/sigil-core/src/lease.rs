@@ -13,8 +13,6 @@ use serde_json::{Value, json};
 use crate::CoreError;
 use crate::barrier::{Entry, View, ViewBatch};
 
-/// Vault's system default and maximum lease TTL (32 days).
-pub(crate) const SYSTEM_TTL: u64 = 768 * 3600;
 /// Longest accepted lease id.
 const MAX_ID: usize = 1024;
 /// Longest wait between two revocation attempts of a failing lease.
@@ -59,19 +57,7 @@ impl Lease {
     }
 }
 
-pub(crate) fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-pub(crate) fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+pub(crate) use sigil_engine::timefmt::{rfc3339_of as rfc3339, unix_now as now};
 
 /// Which leases are due when, and how often each has failed to revoke.
 #[derive(Default)]
@@ -170,7 +156,7 @@ impl LeaseStore {
     }
 
     /// A new lease id below `path`.
-    pub(crate) fn new_id(path: &str) -> Result<String, CoreError> {
+    fn new_id(path: &str) -> Result<String, CoreError> {
         let suffix = sigil_crypto::random::string_from(
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
             24,
@@ -184,7 +170,7 @@ impl LeaseStore {
     }
 
     /// Stores a new lease (before its secret is created) and queues it.
-    pub(crate) fn create(&self, lease: &Lease) -> Result<(), CoreError> {
+    fn create(&self, lease: &Lease) -> Result<(), CoreError> {
         self.write(lease, None)
     }
 
@@ -325,6 +311,39 @@ impl LeaseStore {
         }
         self.load_all()?;
         Ok(dropped)
+    }
+}
+
+/// What the engines that issue leases (database) see of the store.
+impl sigil_engine::Leases for LeaseStore {
+    fn issue(&self, new: sigil_engine::NewLease) -> Result<String, CoreError> {
+        let lease = Lease {
+            id: LeaseStore::new_id(&new.path)?,
+            path: new.path,
+            owner: new.owner,
+            issue_time: new.issue_time,
+            expire_time: new.issue_time.saturating_add_unsigned(new.ttl),
+            ttl: new.ttl,
+            max_expire_time: new.issue_time.saturating_add_unsigned(new.max_ttl),
+            last_renewal: None,
+            renewable: new.renewable,
+            secret: new.secret,
+        };
+        self.create(&lease)?;
+        Ok(lease.id)
+    }
+
+    fn withdraw(&self, id: &str) -> Result<(), CoreError> {
+        self.remove(id)
+    }
+
+    fn expire_at(&self, id: &str, now: i64) -> Result<(), CoreError> {
+        if let Some((mut due, entry)) = self.get(id)? {
+            due.expire_time = now;
+            due.max_expire_time = now;
+            self.update(&due, &entry)?;
+        }
+        Ok(())
     }
 }
 

@@ -9,7 +9,6 @@ use crate::core::Core;
 use crate::fields::{body_of, text};
 use crate::identity::Caller;
 use crate::lease::{self, Lease, check_id};
-use crate::mounts::Engine;
 use crate::policy::Capability;
 use crate::request::{LeaseInfo, children, list_response};
 use crate::{CoreError, Operation, Request, Response, duration};
@@ -151,17 +150,14 @@ impl Core {
         Ok(resp)
     }
 
-    /// Runs `f` on the database engine mounted where `lease` was issued.
+    /// Runs `f` on the engine mounted where `lease` was issued.
     fn with_engine<T>(
         &self,
         lease: &Lease,
-        f: impl FnOnce(&crate::database::DatabaseEngine) -> Result<T, CoreError>,
+        f: impl FnOnce(&dyn sigil_engine::Engine) -> Result<T, CoreError>,
     ) -> Result<T, CoreError> {
         match self.mount_of(&lease.path) {
-            Some(mount) => match &mount.engine {
-                Engine::Database(db) => f(db),
-                _ => Err(gone()),
-            },
+            Some(mount) => f(mount.engine.as_ref()),
             None => Err(gone()),
         }
     }
@@ -246,24 +242,6 @@ impl Core {
             }
         }
         revoked
-    }
-
-    /// Rotates the database static roles whose period has passed (run by the server's
-    /// sweeper). Returns how many rotated.
-    pub fn rotate_due_static_roles(&self) -> usize {
-        let now = lease::now();
-        let mut rotated = 0;
-        for mount in self.mounts.all() {
-            if let Engine::Database(db) = &mount.engine {
-                match db.rotate_due(now) {
-                    Ok(n) => rotated += n,
-                    Err(e) => {
-                        tracing::warn!(mount = %mount.path, error = %e, "listing static roles failed")
-                    }
-                }
-            }
-        }
-        rotated
     }
 
     fn mount_of(&self, path: &str) -> Option<std::sync::Arc<crate::mounts::Mount>> {

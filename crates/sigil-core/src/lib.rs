@@ -13,11 +13,9 @@
 pub mod audit;
 mod cert_auth;
 mod core;
-pub mod database;
 mod grant;
 mod group;
 mod identity;
-mod kv;
 mod lease;
 mod lease_api;
 mod mounts;

@@ -9,14 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::barrier::{Barrier, View, ViewBatch};
-use crate::database::driver::Driver;
-use crate::database::{DatabaseEngine, LeaseLimits};
-use crate::identity::Caller;
-use crate::kv::{KvEngine, KvMode};
-use crate::lease::LeaseStore;
-use crate::password_policy::PasswordPolicies;
 use crate::{CoreError, Operation, Request, Response, duration};
-use sigil_engine::{Context, EngineKinds};
+use sigil_engine::{EngineKind, EngineKinds, LeaseLimits, Leases, MountPoint, Passwords};
 
 /// Where the table is stored, in the `core/` view.
 const TABLE_KEY: &str = "mounts";
@@ -25,46 +19,14 @@ const LEGACY_KV_UUID: &str = "secret";
 /// Prefixes no engine can be mounted at or under (Vault's protected paths).
 const RESERVED: &[&str] = &["sys/", "identity/", "auth/", "audit/", "cubbyhole/"];
 
-/// An engine type that can be mounted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum EngineType {
-    /// Key/value, version 2.
-    Kv,
-    /// End-to-end secrets: client-encrypted envelopes, versioned like KV.
-    E2e,
-    /// Dynamic database credentials.
-    Database,
-    /// An engine kind the server registered (engine contract, `sigil-engine`), by its name.
-    Registered(&'static str),
-}
-
-impl EngineType {
-    fn parse(s: &str, kinds: &EngineKinds) -> Option<Self> {
-        match s {
-            "kv" | "kv-v2" => Some(EngineType::Kv),
-            "e2e" => Some(EngineType::E2e),
-            "database" => Some(EngineType::Database),
-            other => kinds.get(other).map(|k| EngineType::Registered(k.name())),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            EngineType::Kv => "kv",
-            EngineType::E2e => "e2e",
-            EngineType::Database => "database",
-            EngineType::Registered(name) => name,
-        }
-    }
-
-    /// What can be mounted, for an error message: "kv (version 2), e2e, transit, pki and
-    /// database".
-    fn offered(kinds: &EngineKinds) -> String {
-        let mut names: Vec<&str> = vec!["kv (version 2)", "e2e"];
-        names.extend(kinds.iter().map(|k| k.name()));
-        names.push("database");
-        let (last, rest) = names.split_last().expect("built-in kinds");
-        format!("{} and {last}", rest.join(", "))
+/// What can be mounted, for an error message: "kv (version 2), e2e, transit, pki and
+/// database".
+fn offered(kinds: &EngineKinds) -> String {
+    let names: Vec<&str> = kinds.iter().map(|k| k.offered_as()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        Some((last, _)) => (*last).to_owned(),
+        None => "nothing".to_owned(),
     }
 }
 
@@ -81,16 +43,16 @@ struct MountEntry {
 }
 
 impl MountEntry {
-    fn engine_type(&self, kinds: &EngineKinds) -> Result<EngineType, CoreError> {
-        EngineType::parse(&self.kind, kinds).ok_or(CoreError::Integrity)
+    fn engine_kind<'k>(
+        &self,
+        kinds: &'k EngineKinds,
+    ) -> Result<&'k Arc<dyn EngineKind>, CoreError> {
+        kinds.get(&self.kind).ok_or(CoreError::Integrity)
     }
 
     /// The entry as Vault shows it in `sys/mounts`.
-    fn to_json(&self) -> Value {
-        let options = match self.kind.as_str() {
-            "kv" => json!({ "version": "2" }),
-            _ => Value::Null,
-        };
+    fn to_json(&self, kinds: &EngineKinds) -> Value {
+        let options = kinds.get(&self.kind).map_or(Value::Null, |k| k.options());
         json!({
             "type": self.kind,
             "description": self.description,
@@ -124,10 +86,10 @@ impl MountEntry {
 pub(crate) struct Mount {
     /// The mount path, ending in `/`.
     pub(crate) path: String,
-    /// What the engine is.
-    pub(crate) kind: EngineType,
+    /// Its kind's name (`kv`).
+    pub(crate) kind: &'static str,
     /// The engine.
-    pub(crate) engine: Engine,
+    pub(crate) engine: Box<dyn sigil_engine::Engine>,
     /// Its lease TTLs (`sys/mounts/<path>/tune`).
     limits: RwLock<LeaseLimits>,
 }
@@ -136,71 +98,6 @@ impl Mount {
     /// The mount's lease TTLs.
     pub(crate) fn limits(&self) -> LeaseLimits {
         *self.limits.read().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// A mounted engine's implementation.
-pub(crate) enum Engine {
-    /// `kv` and `e2e`.
-    Kv(KvEngine),
-    /// A registered kind's engine (`transit`).
-    Registered(Box<dyn sigil_engine::Engine>),
-    /// `database`.
-    Database(DatabaseEngine),
-}
-
-impl Engine {
-    pub(crate) fn handle(
-        &self,
-        req: &Request,
-        rest: &str,
-        caller: &Caller,
-        limits: LeaseLimits,
-    ) -> Result<Response, CoreError> {
-        match self {
-            Engine::Kv(e) => e.handle(req, rest, caller),
-            Engine::Registered(e) => e.handle(req, rest, &Context { caller, limits }),
-            Engine::Database(e) => e.handle(req, rest, caller, limits),
-        }
-    }
-
-    pub(crate) fn exists(&self, rest: &str) -> Result<bool, CoreError> {
-        match self {
-            Engine::Kv(e) => e.exists(rest),
-            Engine::Registered(e) => e.exists(rest),
-            Engine::Database(e) => e.exists(rest),
-        }
-    }
-
-    /// Whether `op` on `rest` may write to storage (and so wait on an fsync). Reads and
-    /// lists do not, except PKI's CRL reads (which may sign a fresh CRL); a registered engine
-    /// says for itself. Everything the database engine does may wait on a database, so none
-    /// of it runs on the async workers.
-    pub(crate) fn may_write(&self, op: Operation, rest: &str) -> bool {
-        match (self, op) {
-            (Engine::Registered(e), _) => e.may_write(op, rest),
-            (Engine::Database(_), _) => true,
-            (_, Operation::Read | Operation::List) => false,
-            _ => true,
-        }
-    }
-
-    /// The documented endpoint template of `rest` below a mount of this engine.
-    pub(crate) fn endpoint(&self, rest: &str) -> &'static str {
-        let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
-        match self {
-            Engine::Kv(_) => match first {
-                "metadata" => "{mount}/metadata/{path}",
-                "config" => "{mount}/config",
-                "subkeys" => "{mount}/subkeys/{path}",
-                "delete" => "{mount}/delete/{path}",
-                "undelete" => "{mount}/undelete/{path}",
-                "destroy" => "{mount}/destroy/{path}",
-                _ => "{mount}/data/{path}",
-            },
-            Engine::Registered(e) => e.route(rest),
-            Engine::Database(_) => DatabaseEngine::endpoint(rest),
-        }
     }
 }
 
@@ -218,9 +115,9 @@ type Table = BTreeMap<String, MountEntry>;
 /// The mounts, by path (each ending in `/`).
 pub(crate) struct MountTable {
     barrier: Arc<Barrier>,
-    leases: Arc<LeaseStore>,
-    passwords: Arc<PasswordPolicies>,
-    database: Option<Arc<dyn Driver>>,
+    /// What mounted engines borrow from the core.
+    leases: Arc<dyn Leases>,
+    passwords: Arc<dyn Passwords>,
     /// The engine kinds the server registered.
     kinds: EngineKinds,
     core: View,
@@ -262,21 +159,20 @@ fn mount_path(raw: &str) -> Result<String, CoreError> {
     Ok(path)
 }
 
-fn accessor(kind: EngineType) -> Result<String, CoreError> {
+fn accessor(kind: &str) -> Result<String, CoreError> {
     let mut b = [0u8; 4];
     sigil_crypto::random::fill(&mut b).map_err(|_| CoreError::rng())?;
-    Ok(format!("{}_{:08x}", kind.name(), u32::from_be_bytes(b)))
+    Ok(format!("{kind}_{:08x}", u32::from_be_bytes(b)))
 }
 
 impl MountTable {
-    /// Loads the table from `core/mounts`; a store without one gets `secret/` as KV v2
-    /// (written at once, so it is there after a restart too). That first mount keeps its data
+    /// Loads the table from `core/mounts`; a store without one gets `secret/` as KV v2 when
+    /// the server offers `kv` (written at once, so it is there after a restart too). That first mount keeps its data
     /// under `logical/secret/`, where stores made before the mount table kept theirs.
     pub(crate) fn load(
         barrier: Arc<Barrier>,
-        leases: Arc<LeaseStore>,
-        passwords: Arc<PasswordPolicies>,
-        database: Option<Arc<dyn Driver>>,
+        leases: Arc<dyn Leases>,
+        passwords: Arc<dyn Passwords>,
         kinds: EngineKinds,
     ) -> Result<Self, CoreError> {
         let core = barrier.view("core/");
@@ -284,7 +180,6 @@ impl MountTable {
             barrier,
             leases,
             passwords,
-            database,
             kinds,
             core,
             mounts: RwLock::new(BTreeMap::new()),
@@ -295,10 +190,11 @@ impl MountTable {
             Some(e) => serde_json::from_slice(&e.plain).map_err(|_| CoreError::Integrity)?,
             None => {
                 let mut t = Table::new();
-                let mut entry =
-                    table.new_entry(EngineType::Kv, "key/value secret storage".into())?;
-                entry.uuid = LEGACY_KV_UUID.into();
-                t.insert("secret/".into(), entry);
+                if table.kinds.get("kv").is_some() {
+                    let mut entry = table.new_entry("kv", "key/value secret storage".into())?;
+                    entry.uuid = LEGACY_KV_UUID.into();
+                    t.insert("secret/".into(), entry);
+                }
                 table.store(None, &t, ViewBatch::default())?;
                 t
             }
@@ -308,9 +204,9 @@ impl MountTable {
         Ok(table)
     }
 
-    fn new_entry(&self, kind: EngineType, description: String) -> Result<MountEntry, CoreError> {
+    fn new_entry(&self, kind: &str, description: String) -> Result<MountEntry, CoreError> {
         Ok(MountEntry {
-            kind: kind.name().to_owned(),
+            kind: kind.to_owned(),
             description,
             uuid: crate::identity::random_id()?,
             accessor: accessor(kind)?,
@@ -354,38 +250,24 @@ impl MountTable {
         let mut mounts = self.mounts.write().unwrap_or_else(PoisonError::into_inner);
         let mut next = BTreeMap::new();
         for (path, entry) in table {
-            let kind = entry.engine_type(&self.kinds)?;
+            let kind = entry.engine_kind(&self.kinds)?;
             let mount = match mounts.get(path.trim_end_matches('/')) {
-                Some(m) if m.kind == kind => {
+                Some(m) if m.kind == kind.name() => {
                     *m.limits.write().unwrap_or_else(PoisonError::into_inner) = entry.limits();
                     m.clone()
                 }
-                _ => {
-                    let view = self.engine_view(&entry.uuid);
-                    let engine = match kind {
-                        EngineType::Kv => Engine::Kv(KvEngine::new(view, KvMode::Kv, path)),
-                        EngineType::E2e => Engine::Kv(KvEngine::new(view, KvMode::E2e, path)),
-                        EngineType::Registered(name) => Engine::Registered(
-                            self.kinds
-                                .get(name)
-                                .ok_or(CoreError::Integrity)?
-                                .mount(view),
-                        ),
-                        EngineType::Database => Engine::Database(DatabaseEngine::new(
-                            view,
-                            self.database.clone(),
-                            Arc::clone(&self.leases),
-                            Arc::clone(&self.passwords),
-                            entry.uuid.clone(),
-                        )),
-                    };
-                    Arc::new(Mount {
-                        path: path.clone(),
-                        kind,
-                        engine,
-                        limits: RwLock::new(entry.limits()),
-                    })
-                }
+                _ => Arc::new(Mount {
+                    path: path.clone(),
+                    kind: kind.name(),
+                    engine: kind.mount(MountPoint {
+                        view: self.engine_view(&entry.uuid),
+                        path,
+                        uuid: &entry.uuid,
+                        leases: &self.leases,
+                        passwords: &self.passwords,
+                    }),
+                    limits: RwLock::new(entry.limits()),
+                }),
             };
             next.insert(path.trim_end_matches('/').to_owned(), mount);
         }
@@ -428,7 +310,7 @@ impl MountTable {
         Ok(table
             .iter()
             .filter(|(p, _)| visible(p))
-            .map(|(p, e)| (p.clone(), e.to_json()))
+            .map(|(p, e)| (p.clone(), e.to_json(&self.kinds)))
             .collect())
     }
 
@@ -450,7 +332,7 @@ impl MountTable {
                     let e = table.get(&path).ok_or_else(|| no_mount(&path))?;
                     let mut out = e.tune_config();
                     out["description"] = json!(e.description);
-                    out["options"] = e.to_json()["options"].clone();
+                    out["options"] = e.to_json(&self.kinds)["options"].clone();
                     Ok(Response::data(out))
                 }
                 _ if write => self.tune(&path, body),
@@ -462,7 +344,7 @@ impl MountTable {
             Operation::Read => {
                 let (table, _) = self.read_table()?;
                 let e = table.get(&path).ok_or_else(|| no_mount(&path))?;
-                Ok(Response::data(e.to_json()))
+                Ok(Response::data(e.to_json(&self.kinds)))
             }
             _ if write => self.enable(&path, body),
             Operation::Delete => self.disable(&path),
@@ -485,7 +367,7 @@ impl MountTable {
         let (table, _) = self.read_table()?;
         let mut out = Map::new();
         for (path, e) in &table {
-            out.insert(path.clone(), e.to_json());
+            out.insert(path.clone(), e.to_json(&self.kinds));
         }
         // The built-in paths, shown as Vault shows them; they cannot be disabled or tuned.
         for (path, kind, description) in [
@@ -533,22 +415,14 @@ impl MountTable {
                     "invalid request body: expected type (kv, e2e), and optionally description, config, options",
                 )
             })?;
-        let kind = EngineType::parse(&input.kind, &self.kinds).ok_or_else(|| {
+        let kind = self.kinds.get(&input.kind).ok_or_else(|| {
             CoreError::bad(format!(
                 "unknown engine type: Sigil mounts {}",
-                EngineType::offered(&self.kinds)
+                offered(&self.kinds)
             ))
         })?;
-        if let Some(v) = input.options.as_ref().and_then(|o| o.get("version")) {
-            let version = v
-                .as_str()
-                .map(str::to_owned)
-                .or_else(|| v.as_u64().map(|n| n.to_string()));
-            if kind != EngineType::Kv || version.as_deref() != Some("2") {
-                return Err(CoreError::bad(
-                    "only KV version 2 is supported (options.version = \"2\")",
-                ));
-            }
+        if let Some(options) = &input.options {
+            kind.check_options(options)?;
         }
         let _guard = self.write.lock().unwrap_or_else(PoisonError::into_inner);
         let (mut table, expected) = self.read_table()?;
@@ -560,7 +434,7 @@ impl MountTable {
                 "path is already in use at {existing}"
             )));
         }
-        let mut entry = self.new_entry(kind, input.description)?;
+        let mut entry = self.new_entry(kind.name(), input.description)?;
         if let Some(config) = &input.config {
             apply_ttls(&mut entry, config)?;
         }

@@ -23,12 +23,8 @@ use crate::path::check_name;
 use crate::request::{children, list_response};
 use crate::vault_hcl::{self, Item, Value as Hcl};
 use crate::{CoreError, Operation, Request, Response};
-
-/// Characters a policy's charsets may use (printable ASCII without quotes, backslash,
-/// semicolon, dollar and space).
-pub(crate) fn allowed(c: char) -> bool {
-    c.is_ascii_graphic() && !"'\"`\\;$".contains(c)
-}
+// Characters a policy's charsets may use: those a generated password may hold.
+use sigil_engine::lease::password_char_allowed as allowed;
 
 /// Attempts before giving up on a policy whose rules are hard to satisfy.
 const ATTEMPTS: usize = 1000;
@@ -221,6 +217,17 @@ impl PasswordPolicies {
             }
             _ => Err(CoreError::UnsupportedOperation),
         }
+    }
+}
+
+/// What the database engine sees of the policies.
+impl sigil_engine::Passwords for PasswordPolicies {
+    fn check(&self, name: &str) -> Result<(), CoreError> {
+        self.get(name).map(drop)
+    }
+
+    fn generate(&self, name: &str) -> Result<Zeroizing<String>, CoreError> {
+        self.get(name)?.generate()
     }
 }
 

@@ -1,281 +1,122 @@
-//! Sigil's database drivers: the [`Driver`] the core's `database` engine reaches PostgreSQL
-//! (tokio-postgres) and MySQL/MariaDB (mysql_async) through.
+//! Sigil's `database` engine: dynamic PostgreSQL and MySQL/MariaDB users with leases, static
+//! roles whose password Sigil rotates, and root credential rotation, at Vault's paths — and
+//! the drivers it reaches the databases through.
 //!
-//! The drivers run on their own small tokio runtime, so the core's synchronous engine can call
-//! them from any thread; every call is bounded by a timeout, so a dead database fails a request
-//! instead of hanging it. Connections are cached per configuration and generation. What the
-//! drivers build themselves (default revocation, renewal and rotation statements) uses the
-//! database's own escaping; messages they return have the passwords they know redacted.
+//! The engine ([`Database`]) is on the engine contract (`sigil-engine`): it keeps its
+//! configuration in its mount's view, issues leases through the core's lease store, and the
+//! core calls its `revoke`/`renew` hooks when a lease ends or is renewed. SQL runs through a
+//! [`Driver`]; [`Databases`] is the real one (tokio-postgres, mysql_async).
 
+mod databases;
+pub mod driver;
+mod engine;
 mod mysql;
 mod postgres;
+mod statements;
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
-use sigil_core::database::driver::{Connection, Driver, DriverError, Plugin, Statements};
+use sigil_engine::{Engine, EngineKind, MountPoint, Route};
 
-/// How long connecting may take.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one operation (connect included) may take.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
+pub use databases::Databases;
+pub use driver::Driver;
+use engine::DatabaseEngine;
 
-/// PostgreSQL and MySQL/MariaDB.
-pub struct Databases {
-    runtime: OnceLock<tokio::runtime::Runtime>,
-    postgres: Mutex<HashMap<String, Arc<postgres::Pool>>>,
-    mysql: Mutex<HashMap<String, Arc<mysql::Pool>>>,
+/// The `database` engine kind, with the driver its mounts use (none: they refuse to configure
+/// databases).
+#[derive(Clone, Default)]
+pub struct Database {
+    driver: Option<Arc<dyn Driver>>,
 }
 
-impl std::fmt::Debug for Databases {
+impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Databases").finish_non_exhaustive()
+        f.debug_struct("Database")
+            .field("driver", &self.driver.is_some())
+            .finish()
     }
 }
 
-impl Default for Databases {
-    fn default() -> Self {
-        Self::new()
+impl Database {
+    /// Mounts reach databases through `driver`.
+    pub fn new(driver: Arc<dyn Driver>) -> Self {
+        Database {
+            driver: Some(driver),
+        }
+    }
+
+    /// Mounts that refuse to configure databases (a build or a test without drivers).
+    pub fn without_drivers() -> Self {
+        Database { driver: None }
     }
 }
 
-impl Drop for Databases {
-    fn drop(&mut self) {
-        // Dropping a runtime blocks, which panics inside another runtime's worker.
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-/// The configured URL with its `{{username}}`/`{{password}}` placeholders filled with dummies:
-/// drivers set the root credentials through their options, never by pasting them into a URL.
-pub(crate) fn url_template(conn: &Connection) -> String {
-    conn.url
-        .replace("{{username}}", "sigil")
-        .replace("{{password}}", "sigil")
-}
-
-/// `message` with each of `secrets` replaced, and any run of 6 or more of a secret's
-/// characters too: MySQL quotes up to 80 characters of a statement "near" an error, which can
-/// cut a password in two.
-pub(crate) fn redact(message: impl std::fmt::Display, secrets: &[&str]) -> String {
-    let mut out = message.to_string();
-    for s in secrets.iter().filter(|s| s.len() >= 6) {
-        for len in (6..=s.len()).rev() {
-            for start in 0..=s.len() - len {
-                if let Some(part) = s.get(start..start + len)
-                    && out.contains(part)
-                {
-                    out = out.replace(part, "[redacted]");
-                }
-            }
-        }
-    }
-    out
-}
-
-impl Databases {
-    /// Drivers with no connections yet (the runtime starts at first use).
-    pub fn new() -> Self {
-        Databases {
-            runtime: OnceLock::new(),
-            postgres: Mutex::new(HashMap::new()),
-            mysql: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn runtime(&self) -> Result<&tokio::runtime::Runtime, DriverError> {
-        if let Some(rt) = self.runtime.get() {
-            return Ok(rt);
-        }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("sigil-db")
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                DriverError::Unavailable(format!("cannot start the driver runtime: {e}"))
-            })?;
-        Ok(self.runtime.get_or_init(|| rt))
-    }
-
-    /// Runs `fut` on the drivers' runtime and waits for it, at most [`OPERATION_TIMEOUT`].
-    /// Works from any thread, an async worker's included (it does not enter a runtime).
-    fn block<T: Send + 'static>(
-        &self,
-        fut: impl Future<Output = Result<T, DriverError>> + Send + 'static,
-    ) -> Result<T, DriverError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime()?.spawn(async move {
-            let out = match tokio::time::timeout(OPERATION_TIMEOUT, fut).await {
-                Ok(out) => out,
-                Err(_) => Err(DriverError::Unavailable(format!(
-                    "no answer within {} s",
-                    OPERATION_TIMEOUT.as_secs()
-                ))),
-            };
-            let _ = tx.send(out);
-        });
-        rx.recv_timeout(OPERATION_TIMEOUT + Duration::from_secs(1))
-            .unwrap_or_else(|_| Err(DriverError::Unavailable("the driver did not answer".into())))
-    }
-
-    fn pool<P>(
-        map: &Mutex<HashMap<String, Arc<P>>>,
-        conn: &Connection,
-        generation: impl Fn(&P) -> u64,
-        make: impl FnOnce() -> Result<P, DriverError>,
-    ) -> Result<Arc<P>, DriverError> {
-        let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(p) = map
-            .get(&conn.name)
-            .filter(|p| generation(p) == conn.generation)
-        {
-            return Ok(Arc::clone(p));
-        }
-        let pool = Arc::new(make()?);
-        map.insert(conn.name.clone(), Arc::clone(&pool));
-        Ok(pool)
-    }
-
-    fn run(&self, conn: &Connection, op: Op) -> Result<(), DriverError> {
-        match conn.plugin {
-            Plugin::Postgres => {
-                let pool = Self::pool(
-                    &self.postgres,
-                    conn,
-                    |p| p.generation,
-                    || postgres::Pool::new(conn),
-                )?;
-                self.block(async move { pool.run(op).await })
-            }
-            Plugin::MySql => {
-                let runtime = self.runtime()?;
-                let _enter = runtime.enter();
-                let pool = Self::pool(
-                    &self.mysql,
-                    conn,
-                    |p| p.generation,
-                    || mysql::Pool::new(conn),
-                )?;
-                drop(_enter);
-                self.block(async move { pool.run(op).await })
-            }
-        }
-    }
-}
-
-/// One operation, owned so it can move onto the drivers' runtime (no `Debug`: it holds
-/// passwords).
-pub(crate) enum Op {
-    Verify,
-    Create(Vec<zeroize::Zeroizing<String>>, zeroize::Zeroizing<String>),
-    Delete(Vec<zeroize::Zeroizing<String>>, String),
-    Renew(Vec<zeroize::Zeroizing<String>>, String, String),
-    SetPassword(
-        Vec<zeroize::Zeroizing<String>>,
-        String,
-        zeroize::Zeroizing<String>,
+const ROUTES: &[Route] = &[
+    Route::new("{mount}/config", &["LIST"], "Database: list connections"),
+    Route::new("{mount}/roles", &["LIST"], "Database: list roles"),
+    Route::new(
+        "{mount}/roles/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Database: a role (db_name, creation_statements, revocation_statements, rollback_statements, renew_statements, default_ttl, max_ttl, credential_type)",
     ),
-}
+    Route::new(
+        "{mount}/config/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Database: a connection (root password never returned)",
+    ),
+    Route::new(
+        "{mount}/reset/{name}",
+        &["POST", "PUT"],
+        "Database: close its connections",
+    ),
+    Route::new(
+        "{mount}/rotate-root/{name}",
+        &["POST", "PUT"],
+        "Database: rotate the root password",
+    ),
+    Route::new(
+        "{mount}/creds/{name}",
+        &["GET"],
+        "Database: a new user and password, with a lease",
+    ),
+    Route::new(
+        "{mount}/static-roles",
+        &["LIST"],
+        "Database: list static roles",
+    ),
+    Route::new(
+        "{mount}/static-roles/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Database: a static role (an existing user whose password Sigil rotates)",
+    ),
+    Route::new(
+        "{mount}/static-creds/{name}",
+        &["GET"],
+        "Database: a static role's current password",
+    ),
+    Route::new(
+        "{mount}/rotate-role/{name}",
+        &["POST", "PUT"],
+        "Database: rotate a static role's password now",
+    ),
+];
 
-impl Driver for Databases {
-    fn verify(&self, conn: &Connection) -> Result<(), DriverError> {
-        self.run(conn, Op::Verify)
+impl EngineKind for Database {
+    fn name(&self) -> &'static str {
+        "database"
     }
 
-    fn create_user(
-        &self,
-        conn: &Connection,
-        run: Statements<'_>,
-        password: &str,
-    ) -> Result<(), DriverError> {
-        self.run(
-            conn,
-            Op::Create(
-                run.statements.to_vec(),
-                zeroize::Zeroizing::new(password.to_owned()),
-            ),
-        )
+    fn routes(&self) -> &'static [Route] {
+        ROUTES
     }
 
-    fn delete_user(
-        &self,
-        conn: &Connection,
-        run: Statements<'_>,
-        username: &str,
-    ) -> Result<(), DriverError> {
-        self.run(
-            conn,
-            Op::Delete(run.statements.to_vec(), username.to_owned()),
-        )
-    }
-
-    fn renew_user(
-        &self,
-        conn: &Connection,
-        run: Statements<'_>,
-        username: &str,
-        expiration: &str,
-    ) -> Result<(), DriverError> {
-        self.run(
-            conn,
-            Op::Renew(
-                run.statements.to_vec(),
-                username.to_owned(),
-                expiration.to_owned(),
-            ),
-        )
-    }
-
-    fn set_password(
-        &self,
-        conn: &Connection,
-        run: Statements<'_>,
-        username: &str,
-        password: &str,
-    ) -> Result<(), DriverError> {
-        self.run(
-            conn,
-            Op::SetPassword(
-                run.statements.to_vec(),
-                username.to_owned(),
-                zeroize::Zeroizing::new(password.to_owned()),
-            ),
-        )
-    }
-
-    fn forget(&self, name: &str) {
-        self.postgres
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name);
-        let mysql = self
-            .mysql
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name);
-        if let (Some(pool), Ok(rt)) = (mysql, self.runtime()) {
-            rt.spawn(async move { pool.close().await });
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_and_pieces_of_them_are_redacted() {
-        let pw = "Xy7-secretPassw0rd";
-        assert_eq!(redact(format!("bad: {pw}"), &[pw]), "bad: [redacted]");
-        // MySQL cut the statement in the middle of the password.
-        let cut = "syntax error near 'Passw0rd' at line 1";
-        assert!(!redact(cut, &[pw]).contains("Passw0rd"));
-        assert!(!redact("near 'Xy7-sec", &[pw]).contains("Xy7-sec"));
-        assert_eq!(redact("nothing here", &[pw]), "nothing here");
+    fn mount(&self, at: MountPoint<'_>) -> Box<dyn Engine> {
+        Box::new(DatabaseEngine::new(
+            at.view,
+            self.driver.clone(),
+            Arc::clone(at.leases),
+            Arc::clone(at.passwords),
+            at.uuid.to_owned(),
+        ))
     }
 }

@@ -2,12 +2,12 @@
 //! is Vault's (the Go driver's DSN, `{{username}}:{{password}}@tcp(host:port)/db?tls=true`) or
 //! a `mysql://` URL. MySQL's DDL commits implicitly, so statements run one after another.
 
+use crate::driver::{Connection, DriverError};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, PoolConstraints, PoolOpts, SslOpts};
-use sigil_core::database::driver::{Connection, DriverError};
 use zeroize::Zeroizing;
 
-use crate::{CONNECT_TIMEOUT, Op, redact, url_template};
+use crate::databases::{CONNECT_TIMEOUT, Op, redact, url_template};
 
 pub(crate) struct Pool {
     pub(crate) generation: u64,

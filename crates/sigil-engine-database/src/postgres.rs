@@ -3,13 +3,13 @@
 
 use std::str::FromStr;
 
+use crate::driver::{Connection, DriverError};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
-use sigil_core::database::driver::{Connection, DriverError};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
 use zeroize::Zeroizing;
 
-use crate::{CONNECT_TIMEOUT, Op, redact, url_template};
+use crate::databases::{CONNECT_TIMEOUT, Op, redact, url_template};
 
 pub(crate) struct Pool {
     pub(crate) generation: u64,

@@ -720,8 +720,8 @@ impl EngineKind for Pki {
         ROUTES
     }
 
-    fn mount(&self, view: View) -> Box<dyn Engine> {
-        Box::new(PkiEngine::new(view))
+    fn mount(&self, at: sigil_engine::MountPoint<'_>) -> Box<dyn Engine> {
+        Box::new(PkiEngine::new(at.view))
     }
 }
 

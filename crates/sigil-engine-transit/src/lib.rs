@@ -948,8 +948,8 @@ impl EngineKind for Transit {
         ROUTES
     }
 
-    fn mount(&self, view: View) -> Box<dyn Engine> {
-        Box::new(TransitEngine::new(view))
+    fn mount(&self, at: sigil_engine::MountPoint<'_>) -> Box<dyn Engine> {
+        Box::new(TransitEngine::new(at.view))
     }
 }
 
@@ -1049,7 +1049,11 @@ mod tests {
                 public: key.public(),
             };
             T {
-                engine: Transit.mount(barrier.view("logical/transit/")),
+                engine: sigil_engine::testing::mount(
+                    &Transit,
+                    barrier.view("logical/transit/"),
+                    "transit/",
+                ),
                 caller,
             }
         }

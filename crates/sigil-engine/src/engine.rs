@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::barrier::View;
 use crate::caller::Caller;
+use crate::lease::{Leases, Passwords};
 use crate::{CoreError, Operation, Request, Response};
 
 /// One endpoint of an engine, below its mount.
@@ -63,6 +64,30 @@ pub struct Context<'a> {
     pub limits: LeaseLimits,
 }
 
+/// Where an engine is mounted and what the core lends it.
+#[derive(Clone)]
+pub struct MountPoint<'a> {
+    /// Its data: `logical/<uuid>/` under the barrier.
+    pub view: View,
+    /// The mount path, ending in `/` (`secret/`).
+    pub path: &'a str,
+    /// The mount's uuid: stable while it is mounted, unique among mounts.
+    pub uuid: &'a str,
+    /// The lease store, for engines that issue leases.
+    pub leases: &'a Arc<dyn Leases>,
+    /// Password policies.
+    pub passwords: &'a Arc<dyn Passwords>,
+}
+
+impl std::fmt::Debug for MountPoint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountPoint")
+            .field("path", &self.path)
+            .field("uuid", &self.uuid)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A mounted engine.
 pub trait Engine: Send + Sync {
     /// Answers `req`; `rest` is its path below the mount (canonical: no leading `/`, a
@@ -97,12 +122,34 @@ pub trait Engine: Send + Sync {
         None
     }
 
-    /// Periodic work (rotating keys that are due), run every few seconds by the server;
-    /// returns how many things it did.
+    /// Periodic work (rotating keys or passwords that are due), run every second by the
+    /// server; returns how many things it did.
     fn periodic(&self, now: time::OffsetDateTime) -> Result<usize, CoreError> {
         let _ = now;
         Ok(0)
     }
+
+    /// Revokes the secret of a lease this engine issued (`secret` as it gave it in
+    /// [`NewLease::secret`](crate::lease::NewLease::secret)). The core forgets the lease once
+    /// this succeeds.
+    fn revoke(&self, secret: &serde_json::Value) -> Result<(), CoreError> {
+        let _ = secret;
+        Err(no_leases())
+    }
+
+    /// Extends the secret of a lease this engine issued to `expire` (unix seconds).
+    fn renew(&self, secret: &serde_json::Value, expire: i64) -> Result<(), CoreError> {
+        let _ = (secret, expire);
+        Err(no_leases())
+    }
+
+    /// The mount is being disabled (its leases are already revoked): release what it holds
+    /// outside storage (connections). Its data is removed by the core.
+    fn unmount(&self) {}
+}
+
+fn no_leases() -> CoreError {
+    CoreError::Unavailable("the mount at this lease's path issues no leases".into())
 }
 
 /// A kind of engine that can be mounted (`sigil secrets enable transit`).
@@ -110,11 +157,40 @@ pub trait EngineKind: Send + Sync {
     /// Its type name in `sys/mounts` (`transit`).
     fn name(&self) -> &'static str;
 
+    /// Other names it can be enabled by (`kv-v2` for `kv`).
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// How it is listed in an error naming what can be mounted (`kv (version 2)`).
+    fn offered_as(&self) -> &'static str {
+        self.name()
+    }
+
     /// Every route its mounts serve.
     fn routes(&self) -> &'static [Route];
 
-    /// A mounted instance keeping its data in `view`.
-    fn mount(&self, view: View) -> Box<dyn Engine>;
+    /// The `options` `sys/mounts` shows for its mounts (`{"version": "2"}` for KV).
+    fn options(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Checks the `options` given when it is enabled or tuned. By default only Vault's KV
+    /// `version` option is known, and this kind has no versions.
+    fn check_options(
+        &self,
+        options: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), CoreError> {
+        match options.get("version") {
+            Some(_) => Err(CoreError::bad(
+                "only KV version 2 is supported (options.version = \"2\")",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A mounted instance at `at`.
+    fn mount(&self, at: MountPoint<'_>) -> Box<dyn Engine>;
 }
 
 /// The engine kinds a server offers, by name.
@@ -135,9 +211,11 @@ impl EngineKinds {
         EngineKinds(kinds)
     }
 
-    /// The kind named `name`.
+    /// The kind named `name` (or one of its aliases).
     pub fn get(&self, name: &str) -> Option<&Arc<dyn EngineKind>> {
-        self.0.iter().find(|k| k.name() == name)
+        self.0
+            .iter()
+            .find(|k| k.name() == name || k.aliases().contains(&name))
     }
 
     /// Every kind.

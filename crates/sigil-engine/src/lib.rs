@@ -22,16 +22,22 @@ pub mod error;
 pub mod fields;
 pub mod id;
 pub mod key_usage;
+pub mod lease;
 pub mod path;
 pub mod replay;
 /// The logical request and response.
 pub mod request;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod timefmt;
 
 pub use barrier::{Barrier, View, ViewBatch};
 pub use caller::{Caller, Identity};
-pub use engine::{Context, Engine, EngineKind, EngineKinds, LeaseLimits, PublicBody, Route};
+pub use engine::{
+    Context, Engine, EngineKind, EngineKinds, LeaseLimits, MountPoint, PublicBody, Route,
+};
 pub use error::{CoreError, Severity};
+pub use lease::{Leases, NewLease, Passwords};
 pub use replay::{ReplayMark, carried_by_writes_of};
 pub use request::{LeaseInfo, Operation, Request, Response};
 pub use timefmt::now_rfc3339;

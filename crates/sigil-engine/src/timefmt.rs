@@ -22,3 +22,16 @@ pub fn rfc3339_after(secs: u64) -> String {
 pub fn is_past(text: &str) -> bool {
     OffsetDateTime::parse(text, &Rfc3339).map_or(true, |t| t <= OffsetDateTime::now_utc())
 }
+
+/// Now, in unix seconds.
+pub fn unix_now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Unix seconds as RFC 3339 (empty when out of range).
+pub fn rfc3339_of(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}

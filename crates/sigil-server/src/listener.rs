@@ -225,8 +225,8 @@ impl Running {
                 }
             });
         }
-        // Expired wraps lose their envelopes on time, even if nobody asks about them, and transit
-        // keys with an auto_rotate_period rotate when it has passed.
+        // Expired wraps lose their envelopes on time, even if nobody asks about them, and the
+        // keyring gains a term once the newest has encrypted as much as it safely may.
         let sweeper = Arc::clone(&self.state);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(WRAP_SWEEP);
@@ -251,14 +251,15 @@ impl Running {
                             Err(e) => tracing::warn!(error = %e, "purging expired wraps failed"),
                         }
                         if let Err(e) = keys {
-                            tracing::warn!(error = %e, "rotating due transit keys failed");
+                            tracing::warn!(error = %e, "rotating the keyring failed");
                         }
                     }
                     Err(_) => tracing::warn!("the sweeper panicked"),
                 }
             }
         });
-        // Expired leases are revoked and due static database roles rotated, every second.
+        // Expired leases are revoked and engines do their periodic work (due transit keys,
+        // static database roles), every second.
         let sweeper = Arc::clone(&self.state);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(LEASE_SWEEP);
@@ -269,7 +270,7 @@ impl Running {
                     continue;
                 };
                 let swept = tokio::task::spawn_blocking(move || {
-                    (core.revoke_due_leases(), core.rotate_due_static_roles())
+                    (core.revoke_due_leases(), core.engine_periodic())
                 })
                 .await;
                 match swept {
@@ -278,7 +279,7 @@ impl Running {
                         tracing::info!(
                             revoked,
                             rotated,
-                            "expired leases revoked, static roles rotated"
+                            "expired leases revoked, engines' due keys and passwords rotated"
                         );
                     }
                     Err(_) => tracing::warn!("the lease sweeper panicked"),

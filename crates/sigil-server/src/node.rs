@@ -34,7 +34,6 @@ pub fn transient_node(
         CoreConfig {
             admins,
             audit,
-            database: Some(databases()),
             engines: engines(),
         },
     )?)
@@ -46,7 +45,6 @@ pub fn file_node(path: &Path, audit: Vec<DeviceConfig>) -> Result<Node, NodeErro
     Ok(Node::open(
         Arc::new(FileBackend::open(path)?),
         audit,
-        Some(databases()),
         engines(),
     )?)
 }
@@ -140,16 +138,16 @@ pub fn restore_snapshot(
 /// Entries written per batch (per synced log append) by a restore.
 const RESTORE_BATCH: usize = 4096;
 
-/// The engine kinds this server offers through the engine contract (the others are still
-/// built into the core).
+/// The engine kinds this server offers (the engine contract): the database engine reaches
+/// PostgreSQL and MySQL/MariaDB through its real drivers.
 pub(crate) fn engines() -> EngineKinds {
     EngineKinds::new(vec![
+        Arc::new(sigil_engine_kv::Kv),
+        Arc::new(sigil_engine_kv::E2e),
         Arc::new(sigil_engine_transit::Transit),
         Arc::new(sigil_engine_pki::Pki),
+        Arc::new(sigil_engine_database::Database::new(Arc::new(
+            sigil_engine_database::Databases::new(),
+        ))),
     ])
-}
-
-/// The database engine's drivers (PostgreSQL, MySQL/MariaDB).
-fn databases() -> Arc<dyn sigil_core::database::driver::Driver> {
-    Arc::new(sigil_engine_database::Databases::new())
 }

@@ -274,11 +274,12 @@ fn add(paths: &mut Map<String, Value>, path: &str, methods: &[&str], auth: Auth,
             other => (other, summary.to_owned()),
         };
         // Two engines serving the same template (PKI's and transit's `{mount}/keys`): one
-        // operation, both summaries.
+        // operation, both summaries (once when they are the same: `kv` and `e2e`).
         let summary = match item
             .get(&method.to_lowercase())
             .and_then(|op| op["summary"].as_str())
         {
+            Some(earlier) if earlier.split("; ").any(|s| s == summary) => earlier.to_owned(),
             Some(earlier) => format!("{earlier}; {summary}"),
             None => summary,
         };

@@ -27,7 +27,6 @@ use sigil_storage::{Backend, Batch};
 use zeroize::Zeroizing;
 
 use crate::audit::DeviceConfig;
-use crate::database::driver::Driver;
 use crate::{Core, CoreConfig, CoreError};
 use sigil_engine::EngineKinds;
 
@@ -112,8 +111,6 @@ pub struct Node {
     pub(crate) backend: Arc<dyn Backend>,
     /// Audit devices, started with the core at every unseal.
     audit: Vec<DeviceConfig>,
-    /// The database engine's driver, given to the core at every unseal.
-    database: Option<Arc<dyn Driver>>,
     /// The engine kinds, given to the core at every unseal.
     engines: EngineKinds,
     pub(crate) state: RwLock<State>,
@@ -203,13 +200,11 @@ impl Node {
     /// key exists only inside the core; it cannot be sealed.
     pub fn transient(backend: Arc<dyn Backend>, config: CoreConfig) -> Result<Self, CoreError> {
         let audit = config.audit.clone();
-        let database = config.database.clone();
         let engines = config.engines.clone();
         let core = Core::start_transient(Arc::clone(&backend), config)?;
         Ok(Node {
             backend,
             audit,
-            database,
             engines,
             state: RwLock::new(State::Unsealed(None, Arc::new(core))),
             attempt: Mutex::new(Attempt::new()?),
@@ -219,12 +214,10 @@ impl Node {
     }
 
     /// A node over persistent storage: uninitialized, or sealed. `audit` devices start at
-    /// every unseal, the core reaches databases through `database`, and `engines` can be
-    /// mounted.
+    /// every unseal, and `engines` can be mounted.
     pub fn open(
         backend: Arc<dyn Backend>,
         audit: Vec<DeviceConfig>,
-        database: Option<Arc<dyn Driver>>,
         engines: EngineKinds,
     ) -> Result<Self, CoreError> {
         let state = match backend.get(SEAL_CONFIG_KEY)? {
@@ -236,7 +229,6 @@ impl Node {
         Ok(Node {
             backend,
             audit,
-            database,
             engines,
             state: RwLock::new(state),
             attempt: Mutex::new(Attempt::new()?),
@@ -369,8 +361,7 @@ impl Node {
             CoreConfig {
                 admins,
                 audit: Vec::new(),
-                database: None,
-                engines: EngineKinds::default(),
+                engines: self.engines.clone(),
             },
         )?;
         let server = core.server_identity().public();
@@ -491,7 +482,6 @@ impl Node {
                 Arc::clone(&self.backend),
                 BarrierKey::from_secret(KeyTerm(0), key),
                 &self.audit,
-                self.database.clone(),
                 self.engines.clone(),
             )?;
             *self.state.write().unwrap_or_else(|e| e.into_inner()) =

@@ -10,13 +10,7 @@ use super::*;
 use crate::core::test_engines;
 
 fn node() -> Node {
-    Node::open(
-        Arc::new(MemoryBackend::new()),
-        Vec::new(),
-        None,
-        test_engines(),
-    )
-    .unwrap()
+    Node::open(Arc::new(MemoryBackend::new()), Vec::new(), test_engines()).unwrap()
 }
 
 fn admins(keys: &[&SecretIdentity]) -> Vec<(String, PublicIdentity)> {

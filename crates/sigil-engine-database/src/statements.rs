@@ -7,17 +7,15 @@ use base64::Engine as _;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::driver::Plugin;
-use crate::CoreError;
+use crate::driver::Plugin;
+use sigil_engine::CoreError;
+use sigil_engine::lease::password_char_allowed;
 
 /// Characters a substituted value may hold: printable ASCII and space, without quotes,
 /// backtick, backslash, `;` or `$` (what a password policy's charsets may use, see
-/// crate::password_policy). None of them can end a quoted string or a statement.
+/// [`password_char_allowed`]). None of them can end a quoted string or a statement.
 fn substitutable(value: &str) -> bool {
-    !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c == ' ' || crate::password_policy::allowed(c))
+    !value.is_empty() && value.chars().all(|c| c == ' ' || password_char_allowed(c))
 }
 
 /// Whether `name` can be used as an existing user's name in a static role: letters, digits,
@@ -158,7 +156,7 @@ pub(crate) fn username(plugin: Plugin, identity: &str, role: &str) -> Result<Str
         suffix.as_str()
     );
     if plugin == Plugin::Postgres {
-        name.push_str(&format!("-{}", crate::lease::now()));
+        name.push_str(&format!("-{}", sigil_engine::timefmt::unix_now()));
     }
     debug_assert!(name.len() <= plugin.username_limit());
     Ok(name)

@@ -2,25 +2,155 @@
 //! `data` (write with `options.cas`, PATCH as a JSON merge patch, read latest or
 //! `?version=N`, soft-delete latest), `subkeys`, `delete`, `undelete` and `destroy` of listed versions,
 //! and `metadata` (read, write, patch, delete all, list).
+//!
+//! The same engine serves `e2e` mounts: each version is an envelope a client encrypted to its
+//! recipients; the server checks its shape and signature and stores it, and cannot read it.
 
 mod model;
 mod sealed;
 
 use serde_json::{Map, Value, json};
 
-use crate::barrier::{Entry, View, ViewBatch};
-use crate::identity::Caller;
-use crate::request::{children, list_response};
-use crate::{CoreError, Operation, Request, Response, timefmt};
 use model::{
     CONFIG_KEY, EngineConfig, MetadataInput, SecretMeta, VersionMeta, WriteInput, merge_patch,
     meta_key, subkeys, version_key, versions,
 };
+use sigil_engine::barrier::{Entry, View, ViewBatch};
+use sigil_engine::request::{children, list_response};
+use sigil_engine::{
+    Caller, Context, CoreError, Engine, EngineKind, MountPoint, Operation, Request, Response,
+    Route, timefmt,
+};
 use sigil_proto::e2e::E2eSlot;
+
+/// The `kv` engine kind (Vault's KV version 2; also enabled as `kv-v2`).
+#[derive(Debug, Clone, Copy)]
+pub struct Kv;
+
+/// The `e2e` engine kind: KV-shaped, holding envelopes the server cannot read.
+#[derive(Debug, Clone, Copy)]
+pub struct E2e;
+
+const ROUTES: &[Route] = &[
+    Route::new(
+        "{mount}/config",
+        &["GET", "POST", "PUT"],
+        "KV v2: the engine's max_versions and cas_required",
+    ),
+    Route::new(
+        "{mount}/data/{path}",
+        &["GET", "POST", "PUT", "PATCH", "DELETE"],
+        "KV v2: read, write, merge-patch or soft-delete a secret",
+    ),
+    Route::new(
+        "{mount}/metadata/{path}",
+        &["GET", "POST", "PUT", "PATCH", "DELETE", "LIST"],
+        "KV v2: read, write or patch a secret's metadata (max_versions, cas_required, custom_metadata), delete the secret and all its versions, or list keys",
+    ),
+    Route::new(
+        "{mount}/subkeys/{path}",
+        &["GET"],
+        "KV v2: a version's keys without their values (?version, ?depth)",
+    ),
+    Route::new(
+        "{mount}/delete/{path}",
+        &["POST", "PUT"],
+        "KV v2: soft-delete the listed versions",
+    ),
+    Route::new(
+        "{mount}/undelete/{path}",
+        &["POST", "PUT"],
+        "KV v2: restore the listed soft-deleted versions",
+    ),
+    Route::new(
+        "{mount}/destroy/{path}",
+        &["POST", "PUT"],
+        "KV v2: permanently remove the listed versions' data",
+    ),
+];
+
+impl EngineKind for Kv {
+    fn name(&self) -> &'static str {
+        "kv"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["kv-v2"]
+    }
+
+    fn offered_as(&self) -> &'static str {
+        "kv (version 2)"
+    }
+
+    fn routes(&self) -> &'static [Route] {
+        ROUTES
+    }
+
+    fn options(&self) -> Value {
+        json!({ "version": "2" })
+    }
+
+    fn check_options(&self, options: &Map<String, Value>) -> Result<(), CoreError> {
+        let Some(v) = options.get("version") else {
+            return Ok(());
+        };
+        let version = v
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| v.as_u64().map(|n| n.to_string()));
+        match version.as_deref() {
+            Some("2") => Ok(()),
+            _ => Err(CoreError::bad(
+                "only KV version 2 is supported (options.version = \"2\")",
+            )),
+        }
+    }
+
+    fn mount(&self, at: MountPoint<'_>) -> Box<dyn Engine> {
+        Box::new(KvEngine::new(at.view, KvMode::Kv, at.path))
+    }
+}
+
+impl EngineKind for E2e {
+    fn name(&self) -> &'static str {
+        "e2e"
+    }
+
+    fn routes(&self) -> &'static [Route] {
+        ROUTES
+    }
+
+    fn mount(&self, at: MountPoint<'_>) -> Box<dyn Engine> {
+        Box::new(KvEngine::new(at.view, KvMode::E2e, at.path))
+    }
+}
+
+impl Engine for KvEngine {
+    fn handle(&self, req: &Request, rest: &str, cx: &Context<'_>) -> Result<Response, CoreError> {
+        self.handle_request(req, rest, cx.caller)
+    }
+
+    fn exists(&self, rest: &str) -> Result<bool, CoreError> {
+        self.secret_exists(rest)
+    }
+
+    fn route(&self, rest: &str) -> &'static str {
+        let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
+        match first {
+            "metadata" => "{mount}/metadata/{path}",
+            "config" => "{mount}/config",
+            "subkeys" => "{mount}/subkeys/{path}",
+            "delete" => "{mount}/delete/{path}",
+            "undelete" => "{mount}/undelete/{path}",
+            "destroy" => "{mount}/destroy/{path}",
+            _ => "{mount}/data/{path}",
+        }
+    }
+}
 
 /// What a KV-shaped mount stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum KvMode {
+enum KvMode {
     /// Plain KV v2: the server reads and writes the data.
     Kv,
     /// End-to-end secrets: each version is an envelope the client encrypted to its recipients;
@@ -28,7 +158,7 @@ pub(crate) enum KvMode {
     E2e,
 }
 
-pub(crate) struct KvEngine {
+struct KvEngine {
     view: View,
     mode: KvMode,
     /// The mount path (ending in `/`): end-to-end signatures cover the full path.
@@ -65,7 +195,7 @@ fn not_found() -> CoreError {
 }
 
 impl KvEngine {
-    pub(crate) fn new(view: View, mode: KvMode, mount: &str) -> Self {
+    fn new(view: View, mode: KvMode, mount: &str) -> Self {
         KvEngine {
             view,
             mode,
@@ -89,7 +219,7 @@ impl KvEngine {
     }
 
     /// Whether a write to `rest` updates an existing secret (Vault's existence check).
-    pub(crate) fn exists(&self, rest: &str) -> Result<bool, CoreError> {
+    fn secret_exists(&self, rest: &str) -> Result<bool, CoreError> {
         match rest.split_once('/') {
             Some(("data" | "metadata", p)) if !p.is_empty() => Ok(self.load_meta(p)?.is_some()),
             // Vault has no existence check on these: a write to them is an update.
@@ -100,7 +230,7 @@ impl KvEngine {
     }
 
     /// Handles `rest` (the path below the mount) for `caller`, who has passed the policy check.
-    pub(crate) fn handle(
+    fn handle_request(
         &self,
         req: &Request,
         rest: &str,

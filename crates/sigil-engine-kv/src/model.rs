@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::{CoreError, duration, timefmt};
+use sigil_engine::{CoreError, duration, timefmt};
 
 /// Vault's default number of versions kept per secret.
 const DEFAULT_MAX_VERSIONS: u64 = 10;

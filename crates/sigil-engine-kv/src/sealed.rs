@@ -6,8 +6,7 @@ use serde_json::{Map, Value};
 use sigil_crypto::age;
 use sigil_proto::e2e::{E2eSlot, SealedSecret};
 
-use crate::CoreError;
-use crate::identity::Caller;
+use sigil_engine::{Caller, CoreError};
 
 /// Longest recipient label kept.
 const MAX_LABEL: usize = 256;

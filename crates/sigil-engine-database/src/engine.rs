@@ -3,10 +3,7 @@
 //!
 //! `config/<name>` (LIST, read without the password, write, delete), `reset/<name>`,
 //! `rotate-root/<name>`, `roles/<name>`, `creds/<role>`, `static-roles/<name>`,
-//! `static-creds/<name>`, `rotate-role/<name>`. SQL runs through a [`driver::Driver`].
-
-pub mod driver;
-mod statements;
+//! `static-creds/<name>`, `rotate-role/<name>`. SQL runs through a [`Driver`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,15 +13,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::barrier::{View, ViewBatch};
-use crate::fields::{body_of, flag, list_of, number, only, text, ttl};
-use crate::identity::Caller;
-use crate::lease::{self, Lease, LeaseStore};
-use crate::password_policy::PasswordPolicies;
-use crate::path::check_name;
-use crate::request::{children, list_response};
-use crate::{CoreError, Operation, Request, Response};
-use driver::{Connection, Driver, DriverError, Plugin, Statements};
+use crate::driver::{Connection, Driver, DriverError, Plugin, Statements};
+use crate::statements;
+use sigil_engine::barrier::{View, ViewBatch};
+use sigil_engine::fields::{body_of, flag, list_of, number, only, text, ttl};
+use sigil_engine::lease::{Leases, NewLease, Passwords, lease_ttls};
+use sigil_engine::path::check_name;
+use sigil_engine::request::{LeaseInfo, children, list_response};
+use sigil_engine::timefmt::{rfc3339_of, unix_now};
+use sigil_engine::{Caller, Context, CoreError, Engine, LeaseLimits, Operation, Request, Response};
 
 /// Shortest static role rotation period (Vault's).
 const MIN_ROTATION: u64 = 5;
@@ -147,13 +144,11 @@ struct LeaseSecret {
     renew_statements: Vec<String>,
 }
 
-pub(crate) use sigil_engine::LeaseLimits;
-
 pub(crate) struct DatabaseEngine {
     view: View,
     driver: Option<Arc<dyn Driver>>,
-    leases: Arc<LeaseStore>,
-    passwords: Arc<PasswordPolicies>,
+    leases: Arc<dyn Leases>,
+    passwords: Arc<dyn Passwords>,
     /// Serializes changes to configurations and static roles (rotations included).
     writes: Mutex<()>,
     /// The mount's uuid: with a configuration's name, the drivers' cache key.
@@ -185,8 +180,8 @@ impl DatabaseEngine {
     pub(crate) fn new(
         view: View,
         driver: Option<Arc<dyn Driver>>,
-        leases: Arc<LeaseStore>,
-        passwords: Arc<PasswordPolicies>,
+        leases: Arc<dyn Leases>,
+        passwords: Arc<dyn Passwords>,
         mount_id: String,
     ) -> Self {
         DatabaseEngine {
@@ -267,7 +262,7 @@ impl DatabaseEngine {
     }
 
     /// Forgets the cached connections of every configuration (the mount is going away).
-    pub(crate) fn close_all(&self) {
+    fn close_all(&self) {
         for key in self.view.list("config/").unwrap_or_default() {
             self.invalidate(&key["config/".len()..]);
         }
@@ -337,11 +332,11 @@ impl DatabaseEngine {
         if config.password_policy.is_empty() {
             statements::password()
         } else {
-            self.passwords.get(&config.password_policy)?.generate()
+            self.passwords.generate(&config.password_policy)
         }
     }
 
-    pub(crate) fn exists(&self, rest: &str) -> Result<bool, CoreError> {
+    fn object_exists(&self, rest: &str) -> Result<bool, CoreError> {
         let parts: Vec<&str> = rest.split('/').collect();
         Ok(match parts.as_slice() {
             ["config", name] => self.view.get(&format!("config/{name}"))?.is_some(),
@@ -354,7 +349,7 @@ impl DatabaseEngine {
     }
 
     /// The documented endpoint of `rest`.
-    pub(crate) fn endpoint(rest: &str) -> &'static str {
+    fn endpoint(rest: &str) -> &'static str {
         let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
         match parts.as_slice() {
             ["config"] => "{mount}/config",
@@ -371,7 +366,7 @@ impl DatabaseEngine {
         }
     }
 
-    pub(crate) fn handle(
+    fn handle_request(
         &self,
         req: &Request,
         rest: &str,
@@ -517,7 +512,7 @@ impl DatabaseEngine {
             ));
         }
         if !config.password_policy.is_empty() {
-            self.passwords.get(&config.password_policy)?;
+            self.passwords.check(&config.password_policy)?;
         }
         statements::check(&config.root_rotation_statements, &["name", "password"])?;
         if config.verify_connection {
@@ -661,7 +656,7 @@ impl DatabaseEngine {
             )));
         }
         let (ttl, max_ttl) = lease_ttls(role.default_ttl, role.max_ttl, limits);
-        let now = lease::now();
+        let now = unix_now();
         let username = statements::username(config.plugin()?, &caller.identity.name, role_name)?;
         let password = self.new_password(&config)?;
         let expiration = statements::expiration(now + ttl as i64);
@@ -671,15 +666,12 @@ impl DatabaseEngine {
             ("expiration", expiration.as_str()),
         ];
         let creation = statements::render(&role.creation_statements, &values)?;
-        let lease = Lease {
-            id: LeaseStore::new_id(&req.path)?,
+        let lease = NewLease {
             path: req.path.clone(),
             owner: caller.identity.id.clone(),
             issue_time: now,
-            expire_time: now + ttl as i64,
             ttl,
-            max_expire_time: now + max_ttl as i64,
-            last_renewal: None,
+            max_ttl,
             renewable: true,
             secret: serde_json::to_value(LeaseSecret {
                 db_name: role.db_name.clone(),
@@ -690,7 +682,7 @@ impl DatabaseEngine {
             .expect("a lease secret serializes"),
         };
         // The lease first: if Sigil dies after the user exists, the lease still revokes it.
-        self.leases.create(&lease)?;
+        let lease_id = self.leases.issue(lease)?;
         if let Err(e) = driver.create_user(&conn, run(&creation), &password) {
             // Undo what part of the creation happened (MySQL commits each DDL statement): the
             // role's rollback statements, or the default drop. When the database did not
@@ -703,26 +695,22 @@ impl DatabaseEngine {
                         .map_err(driver_error)
                 });
             if undo.is_ok() && !matches!(e, DriverError::Unavailable(_)) {
-                self.leases.remove(&lease.id)?;
+                self.leases.withdraw(&lease_id)?;
             } else {
                 if let Err(r) = &undo {
                     tracing::warn!(role = role_name, error = %r, "rolling back a failed creation failed");
                 }
-                if let Some((mut due, entry)) = self.leases.get(&lease.id)? {
-                    due.expire_time = now;
-                    due.max_expire_time = now;
-                    self.leases.update(&due, &entry)?;
-                }
+                self.leases.expire_at(&lease_id, now)?;
             }
             return Err(driver_error(e));
         }
-        tracing::info!(role = role_name, lease = %lease.id, "database credentials issued");
+        tracing::info!(role = role_name, lease = %lease_id, "database credentials issued");
         let mut resp = Response::data(json!({
             "username": username,
             "password": password.as_str(),
         }));
-        resp.lease = Some(crate::request::LeaseInfo {
-            id: lease.id,
+        resp.lease = Some(LeaseInfo {
+            id: lease_id,
             duration: ttl,
             renewable: true,
         });
@@ -730,7 +718,7 @@ impl DatabaseEngine {
     }
 
     /// Revokes a lease's user (its revocation statements, or the driver's default).
-    pub(crate) fn revoke(&self, secret: &Value) -> Result<(), CoreError> {
+    fn revoke_user(&self, secret: &Value) -> Result<(), CoreError> {
         let secret: LeaseSecret =
             serde_json::from_value(secret.clone()).map_err(|_| CoreError::Integrity)?;
         let driver = self.driver()?;
@@ -743,7 +731,7 @@ impl DatabaseEngine {
     }
 
     /// Extends a lease's user to `expire` (unix seconds).
-    pub(crate) fn renew(&self, secret: &Value, expire: i64) -> Result<(), CoreError> {
+    fn renew_user(&self, secret: &Value, expire: i64) -> Result<(), CoreError> {
         let secret: LeaseSecret =
             serde_json::from_value(secret.clone()).map_err(|_| CoreError::Integrity)?;
         let driver = self.driver()?;
@@ -870,7 +858,7 @@ impl DatabaseEngine {
         if outcome.is_ok() {
             role.password = new.to_string();
             role.pending = false;
-            role.last_rotation = lease::now();
+            role.last_rotation = unix_now();
             self.store(&key, &role)?;
             tracing::info!(role = name, "static role password rotated");
         }
@@ -879,7 +867,7 @@ impl DatabaseEngine {
 
     /// Rotates the static roles whose period has passed (or whose last rotation was cut short).
     /// Returns how many rotated; failures are logged and retried at the next sweep.
-    pub(crate) fn rotate_due(&self, now: i64) -> Result<usize, CoreError> {
+    fn rotate_due(&self, now: i64) -> Result<usize, CoreError> {
         let mut rotated = 0;
         // Once a database fails this sweep, its other roles wait (30 s) instead of each
         // waiting on the same dead database.
@@ -919,27 +907,39 @@ impl DatabaseEngine {
     }
 }
 
-/// A lease's TTL and max TTL from the role's and the mount's, as Vault: the role's when set,
-/// else the mount's, else the system's (32 days); never past the mount's maximum, or the
-/// system's when the mount sets none.
-pub(crate) fn lease_ttls(role_ttl: u64, role_max: u64, limits: LeaseLimits) -> (u64, u64) {
-    let pick = |a: u64, b: u64| {
-        if a != 0 {
-            a
-        } else if b != 0 {
-            b
-        } else {
-            lease::SYSTEM_TTL
-        }
-    };
-    let cap = if limits.max_ttl != 0 {
-        limits.max_ttl
-    } else {
-        lease::SYSTEM_TTL
-    };
-    let max = pick(role_max, limits.max_ttl).min(cap);
-    let ttl = pick(role_ttl, limits.default_ttl).min(max);
-    (ttl, max)
+impl Engine for DatabaseEngine {
+    fn handle(&self, req: &Request, rest: &str, cx: &Context<'_>) -> Result<Response, CoreError> {
+        self.handle_request(req, rest, cx.caller, cx.limits)
+    }
+
+    fn exists(&self, rest: &str) -> Result<bool, CoreError> {
+        self.object_exists(rest)
+    }
+
+    fn route(&self, rest: &str) -> &'static str {
+        Self::endpoint(rest)
+    }
+
+    /// Everything may wait on a database: nothing runs on the async workers.
+    fn may_write(&self, _op: Operation, _rest: &str) -> bool {
+        true
+    }
+
+    fn periodic(&self, now: time::OffsetDateTime) -> Result<usize, CoreError> {
+        self.rotate_due(now.unix_timestamp())
+    }
+
+    fn revoke(&self, secret: &Value) -> Result<(), CoreError> {
+        self.revoke_user(secret)
+    }
+
+    fn renew(&self, secret: &Value, expire: i64) -> Result<(), CoreError> {
+        self.renew_user(secret, expire)
+    }
+
+    fn unmount(&self) {
+        self.close_all();
+    }
 }
 
 fn static_role_json(role: &StaticRole, with_password: bool) -> Value {
@@ -949,8 +949,8 @@ fn static_role_json(role: &StaticRole, with_password: bool) -> Value {
         "username": role.username,
         "rotation_period": role.rotation_period,
         "rotation_statements": role.rotation_statements,
-        "last_vault_rotation": lease::rfc3339(role.last_rotation),
-        "ttl": (next - lease::now()).max(0),
+        "last_vault_rotation": rfc3339_of(role.last_rotation),
+        "ttl": (next - unix_now()).max(0),
         "credential_type": "password",
     });
     if with_password {
@@ -971,7 +971,8 @@ mod tests {
     use sigil_storage::MemoryBackend;
 
     use super::*;
-    use crate::barrier::Barrier;
+    use sigil_engine::Barrier;
+    use sigil_engine::testing::{MemoryLeases, NoPasswordPolicies};
 
     /// A database in memory: which root passwords it accepts, whether it is reachable, and
     /// whether it applies a password change but loses the answer.
@@ -1046,8 +1047,8 @@ mod tests {
     fn engines(fake: &Arc<Fake>, mounts: &[&str]) -> Vec<DatabaseEngine> {
         let root = BarrierKey::generate(KeyTerm(0)).unwrap();
         let barrier = Arc::new(Barrier::initialize(Arc::new(MemoryBackend::new()), root).unwrap());
-        let leases = Arc::new(LeaseStore::new(barrier.view("sys/lease/")));
-        let passwords = Arc::new(PasswordPolicies::new(barrier.view("sys/password-policy/")));
+        let leases: Arc<dyn Leases> = Arc::new(MemoryLeases::default());
+        let passwords: Arc<dyn Passwords> = Arc::new(NoPasswordPolicies);
         mounts
             .iter()
             .map(|m| {
@@ -1173,32 +1174,5 @@ mod tests {
         ] {
             assert_eq!(mask_url(url), shown);
         }
-    }
-
-    #[test]
-    fn lease_ttls_follow_vault() {
-        let none = LeaseLimits::default();
-        assert_eq!(
-            lease_ttls(0, 0, none),
-            (lease::SYSTEM_TTL, lease::SYSTEM_TTL)
-        );
-        assert_eq!(lease_ttls(60, 120, none), (60, 120));
-        assert_eq!(lease_ttls(600, 120, none), (120, 120));
-        let year = 365 * 86400;
-        assert_eq!(
-            lease_ttls(year, year, none),
-            (lease::SYSTEM_TTL, lease::SYSTEM_TTL),
-            "the system's maximum"
-        );
-        let mount = LeaseLimits {
-            default_ttl: 30,
-            max_ttl: 90,
-        };
-        assert_eq!(lease_ttls(0, 0, mount), (30, 90));
-        assert_eq!(
-            lease_ttls(60, 3600, mount),
-            (60, 90),
-            "the mount's maximum wins"
-        );
     }
 }
