@@ -17,6 +17,7 @@ use crate::identity::{Caller, IdentityStore};
 use crate::lease::LeaseStore;
 use crate::mounts::{Mount, MountTable};
 use crate::password_policy::PasswordPolicies;
+use crate::plan::Plan;
 use crate::policy::{ADMIN_POLICY, Acl, Capability, TemplateContext};
 use crate::policy_store::PolicyStore;
 use crate::replay::{ReplayMark, ReplayMarks};
@@ -70,7 +71,7 @@ pub struct Core {
     replay: ReplayMarks,
 }
 
-enum Route<'a> {
+pub(crate) enum Route<'a> {
     Policies(&'a str),
     Identities(&'a str),
     Groups(&'a str),
@@ -101,7 +102,7 @@ fn below<'a>(path: &'a str, mount: &str) -> Option<&'a str> {
 }
 
 /// The routes that do not depend on the mount table.
-fn fixed_route(path: &str) -> Route<'_> {
+pub(crate) fn fixed_route(path: &str) -> Route<'_> {
     if let Some(rest) = below(path, POLICIES) {
         Route::Policies(rest)
     } else if let Some(rest) = below(path, IDENTITIES) {
@@ -284,7 +285,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
 
 /// The documented endpoint a route belongs to (`None` for unknown paths). Exhaustive: a new
 /// route does not compile until it is documented.
-fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
+pub(crate) fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
     Some(match route {
         Route::Policies("") => "sys/policies/acl",
         Route::Policies(_) => "sys/policies/acl/{name}",
@@ -453,47 +454,9 @@ impl Core {
         })
     }
 
-    fn route<'p>(&self, path: &'p str) -> Route<'p> {
-        match fixed_route(path) {
-            Route::Unknown => match self.mounts.resolve(path) {
-                Some((mount, rest)) => Route::Mount(mount, rest),
-                None => Route::Unknown,
-            },
-            fixed => fixed,
-        }
-    }
-
-    /// Whether `path` (normalized) is one of Vault's unauthenticated PKI reads (CA certificates
-    /// and CRLs, raw DER or PEM). Touches no storage.
-    pub fn is_public_read(&self, path: &str) -> bool {
-        matches!(self.route(path), Route::Mount(mount, rest)
-            if mount.engine.is_public(rest))
-    }
-
-    /// The answer to an unauthenticated PKI read ([`Core::is_public_read`]).
-    pub fn public_read(&self, path: &str) -> Result<crate::PublicBody, CoreError> {
-        match self.route(path) {
-            Route::Mount(mount, rest) => mount.engine.public_read(rest),
-            _ => None,
-        }
-        .unwrap_or_else(|| Err(CoreError::NotFound(String::new())))
-    }
-
-    /// The documented endpoint (template) a normalized path belongs to, if the core routes it.
+    /// The documented endpoint (template) a canonical path belongs to, if the core routes it.
     pub fn endpoint_for(&self, path: &str) -> Option<&'static str> {
-        endpoint_of(&self.route(path))
-    }
-
-    /// A metrics label for a path: its endpoint template, with `{mount}` filled in by the
-    /// mount's path (operators choose mounts, so the label set stays bounded; secret names
-    /// never appear).
-    pub fn route_label(&self, path: &str) -> Option<String> {
-        let route = self.route(path);
-        let template = endpoint_of(&route)?;
-        Some(match &route {
-            Route::Mount(m, _) => template.replace("{mount}", m.path.trim_end_matches('/')),
-            _ => template.to_owned(),
-        })
+        self.plan(Operation::Read, path.to_owned()).template()
     }
 
     /// The enabled identity a response may be wrapped for (`to`: a name or keyid), after
@@ -560,18 +523,6 @@ impl Core {
             }
         }
         done
-    }
-
-    /// Whether handling `op` (as [`Core::resolve_operation`] resolved it) on `path` may write
-    /// to storage and so wait on an fsync; the server runs the others on its async workers
-    /// instead of handing them to a blocking thread. Reads and lists do not write (PKI CRL
-    /// reads excepted); a registered engine says for itself (transit's cryptographic
-    /// operations on an existing key do not write).
-    pub fn may_write(&self, op: Operation, path: &str) -> bool {
-        match self.route(path) {
-            Route::Mount(mount, rest) => mount.engine.may_write(op, rest),
-            _ => !matches!(op, Operation::Read | Operation::List),
-        }
     }
 
     /// The replay marks of signed requests that wrote, still in force at `now` (replay.rs):
@@ -712,17 +663,6 @@ impl Core {
         self.identities.caller(keyid)
     }
 
-    /// Vault's existence check: a write (`Update`) to a path that does not exist yet is a
-    /// `Create`. [`Core::handle`] does this itself; the server calls it first to audit the
-    /// operation that will run.
-    pub fn resolve_operation(&self, op: Operation, path: &str) -> Result<Operation, CoreError> {
-        if op == Operation::Update && !self.exists(&self.route(path))? {
-            Ok(Operation::Create)
-        } else {
-            Ok(op)
-        }
-    }
-
     /// Ends every lease of the deleted identity `id`, as revoking a Vault token ends the
     /// token's: they are due now and the sweeper revokes them (retrying while a database is
     /// down). What cannot be done is logged, never returned: the identity is already gone.
@@ -737,21 +677,32 @@ impl Core {
         }
     }
 
-    /// Handles an authenticated request: decides create vs update, checks the caller's
-    /// policies, then dispatches.
-    pub fn handle(&self, caller: &Caller, mut req: Request) -> Result<Response, CoreError> {
+    /// Handles an authenticated request: plans it, then [`Core::handle_plan`].
+    pub fn handle(&self, caller: &Caller, req: Request) -> Result<Response, CoreError> {
         // The server sends canonical paths already; this keeps every caller of the core to
         // the one form the policy and the engines agree on (path.rs).
-        req.path = crate::path::for_operation(std::mem::take(&mut req.path), req.operation);
-        req.operation = self.resolve_operation(req.operation, &req.path)?;
-        let route = self.route(&req.path);
-        let cap = match req.operation {
-            Operation::Read => Capability::Read,
-            Operation::List => Capability::List,
-            Operation::Create => Capability::Create,
-            Operation::Update => Capability::Update,
-            Operation::Patch => Capability::Patch,
-            Operation::Delete => Capability::Delete,
+        let path = crate::path::for_operation(req.path, req.operation);
+        let plan = self.plan(req.operation, path);
+        self.handle_plan(caller, plan, req.data, req.query)
+    }
+
+    /// Runs a planned request for `caller`: decides create vs update (if the plan is not
+    /// settled yet), checks the caller's policies, then dispatches.
+    pub fn handle_plan(
+        &self,
+        caller: &Caller,
+        mut plan: Plan,
+        data: Option<serde_json::Value>,
+        query: Vec<(String, String)>,
+    ) -> Result<Response, CoreError> {
+        self.settle(&mut plan)?;
+        let route = plan.route();
+        let cap = plan.capability();
+        let req = Request {
+            operation: plan.operation(),
+            path: plan.path().to_owned(),
+            data,
+            query,
         };
         let sudo = matches!(route, Route::Keyring(_));
         let acl = self.acl(caller);
@@ -812,6 +763,10 @@ impl Core {
                             .is_some_and(|c| !c.identity.disabled)
                     })
             }
+            Route::Mount(mount, _) if mount.retired() => Err(CoreError::NotFound(format!(
+                "no handler for route \"{}\": its mount was disabled",
+                req.path
+            ))),
             Route::Mount(mount, rest) => {
                 let cx = sigil_engine::Context {
                     caller,
@@ -943,7 +898,7 @@ impl Core {
         Ok(Response::data(json!({ "hash": hash })))
     }
 
-    fn exists(&self, route: &Route<'_>) -> Result<bool, CoreError> {
+    pub(crate) fn exists(&self, route: &Route<'_>) -> Result<bool, CoreError> {
         match route {
             Route::Policies(rest) => Ok(self.policies.exists(rest)),
             Route::Identities(rest) if !rest.is_empty() => self.identities.exists(rest),

@@ -3,6 +3,7 @@
 //! (`logical/<uuid>/`), so disabling a mount removes exactly its data.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -92,9 +93,17 @@ pub(crate) struct Mount {
     pub(crate) engine: Box<dyn sigil_engine::Engine>,
     /// Its lease TTLs (`sys/mounts/<path>/tune`).
     limits: RwLock<LeaseLimits>,
+    /// Set once the mount is no longer in the table (disabled): a request planned before
+    /// that finds it so instead of writing into data being removed.
+    retired: AtomicBool,
 }
 
 impl Mount {
+    /// Whether the mount was disabled since it was resolved.
+    pub(crate) fn retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
     /// The mount's lease TTLs.
     pub(crate) fn limits(&self) -> LeaseLimits {
         *self.limits.read().unwrap_or_else(PoisonError::into_inner)
@@ -267,9 +276,15 @@ impl MountTable {
                         passwords: &self.passwords,
                     }),
                     limits: RwLock::new(entry.limits()),
+                    retired: AtomicBool::new(false),
                 }),
             };
             next.insert(path.trim_end_matches('/').to_owned(), mount);
+        }
+        for (path, old) in mounts.iter() {
+            if !next.get(path).is_some_and(|m| Arc::ptr_eq(m, old)) {
+                old.retired.store(true, Ordering::Release);
+            }
         }
         *mounts = next;
         Ok(())

@@ -12,7 +12,7 @@ use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 use sigil_core::policy::Capability;
-use sigil_core::{Caller, Core, Node, Operation};
+use sigil_core::{Caller, Core, Node, Operation, Plan};
 use sigil_crypto::PublicIdentity;
 use sigil_proto::sys::{InitRequest, RekeyApproval, RekeyRequest};
 use sigil_proto::{headers, sys};
@@ -113,16 +113,14 @@ pub(crate) fn now() -> i64 {
 
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let started = std::time::Instant::now();
-    let route = telemetry::route_of(
-        req.uri().path().strip_prefix("/v1/").unwrap_or("other"),
-        state.node.core().as_deref(),
-    );
+    // The server's own endpoints by name; a core path gets its label from the request's plan.
+    let mut route = telemetry::server_route(req.uri().path().strip_prefix("/v1/").unwrap_or(""));
     let method = req.method().as_str().to_owned();
     let (req, leftover) = crate::leftover::Leftover::split(req);
     // A body refused as too large may be up to ~1.4 times the limit once sealed and encoded:
     // read that much of it (within the time limit) so the client gets to see the 413.
     let drain_too_large = state.limits.max_request_bytes().saturating_mul(2);
-    let resp = match dispatch(state, req).await {
+    let resp = match dispatch(state, req, &mut route).await {
         Ok(r) => r,
         Err(e) => {
             // Answered early: the client sees the status, not a reset (leftover.rs).
@@ -237,7 +235,37 @@ async fn read_body(parts: &Parts, body: Body, budget: Budget) -> Result<Bytes, A
     }
 }
 
-async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
+/// The operation an HTTP method asks for (`GET ?list=true` and `LIST` list).
+fn operation_of(method: &Method, query: &[(String, String)]) -> Option<Operation> {
+    let list_flag = query.iter().any(|(k, v)| k == "list" && v == "true");
+    Some(match method.as_str() {
+        "GET" if list_flag => Operation::List,
+        "LIST" => Operation::List,
+        "GET" => Operation::Read,
+        "POST" | "PUT" => Operation::Update,
+        "PATCH" => Operation::Patch,
+        "DELETE" => Operation::Delete,
+        _ => return None,
+    })
+}
+
+/// A request resolved once against the unsealed core (sigil_core::Plan): its canonical path,
+/// operation and mount. A path that does not canonicalize, or an unknown method, is refused
+/// where it always was, after authentication.
+type Planned = Result<Plan, ApiError>;
+
+fn plan(core: &Core, method: &Method, raw_path: &str, query: &[(String, String)]) -> Planned {
+    let operation = operation_of(method, query)
+        .ok_or_else(|| ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "unsupported method"))?;
+    let path = sigil_core::canonical_path(raw_path, operation)?;
+    Ok(core.plan(operation, path))
+}
+
+async fn dispatch(
+    state: Arc<AppState>,
+    req: Request,
+    route: &mut String,
+) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     auth::refuse_tokens(&parts.headers)?;
     let Some(raw_path) = parts.uri.path().strip_prefix("/v1/") else {
@@ -284,27 +312,40 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
             }
             _ => {}
         }
-        if let Some(core) = node.core()
-            && let Ok(path) = sigil_core::canonical_path(raw_path, Operation::Read)
-            && core.is_public_read(&path)
-        {
-            // A CA certificate or CRL: public, served raw to anyone (relying parties fetch
-            // them), under the unauthenticated per-address limit.
-            limits
-                .unauthenticated
-                .take(&addr)
-                .map_err(ApiError::rate_limited)?;
-            return blocking(move || {
-                let raw = core.public_read(&path).map_err(ApiError::from)?;
-                let mut resp = (StatusCode::OK, raw.body).into_response();
-                resp.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(raw.content_type),
-                );
-                Ok(resp)
-            })
-            .await;
-        }
+    }
+    let mut query: Vec<(String, String)> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let core = node.core();
+    let mut planned = core
+        .as_deref()
+        .map(|core| plan(core, &parts.method, raw_path, &query));
+    if let Some(Ok(plan)) = &planned
+        && let Some(label) = plan.label()
+    {
+        *route = label;
+    }
+    if let Some(core) = &core
+        && let Some(Ok(plan)) = planned.take_if(|p| p.as_ref().is_ok_and(|p| p.is_public_read()))
+    {
+        // A CA certificate or CRL: public, served raw to anyone (relying parties fetch
+        // them), under the unauthenticated per-address limit.
+        limits
+            .unauthenticated
+            .take(&addr)
+            .map_err(ApiError::rate_limited)?;
+        let core = Arc::clone(core);
+        return blocking(move || {
+            let raw = core.public_read(&plan).map_err(ApiError::from)?;
+            let mut resp = (StatusCode::OK, raw.body).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(raw.content_type),
+            );
+            Ok(resp)
+        })
+        .await;
     }
 
     // The body is read only once the request is authenticated (below, and in
@@ -347,10 +388,38 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Result<Response, ApiErr
         _ => {}
     }
 
-    let core = node.core().ok_or_else(|| unavailable(node))?;
+    let (Some(core), Some(planned)) = (core, planned) else {
+        return Err(unavailable(node));
+    };
     let mut trail = Trail::new(&parts, raw_path)?;
-    let outcome = authenticated(&state, &core, &parts, raw_path, body, &mut trail).await;
+    // Response wrapping (docs/e2e.md): in the query, so the request's signature covers it.
+    let wrap = Wrap {
+        to: take_query(&mut query, "wrap_to"),
+        ttl: take_query(&mut query, "wrap_ttl"),
+    };
+    let request = Incoming {
+        parts: &parts,
+        planned,
+        query,
+        wrap,
+    };
+    let outcome = authenticated(&state, &core, request, body, &mut trail).await;
     trail.finish(&core, outcome).await
+}
+
+/// Response wrapping asked for in the query (`wrap_to`, `wrap_ttl`).
+struct Wrap {
+    to: Option<String>,
+    ttl: Option<String>,
+}
+
+/// A request for the core, planned, before it is authenticated.
+struct Incoming<'a> {
+    parts: &'a Parts,
+    planned: Planned,
+    /// The query without the server's own parameters.
+    query: Vec<(String, String)>,
+    wrap: Wrap,
 }
 
 /// Records a request entry before anything happens (fail-closed). The entry is built only when
@@ -403,11 +472,16 @@ async fn approve_rekey(
 async fn authenticated(
     state: &Arc<AppState>,
     core: &Arc<Core>,
-    parts: &Parts,
-    raw_path: &str,
+    request: Incoming<'_>,
     body: Body,
     trail: &mut Trail,
 ) -> Result<(Response, Option<Value>), ApiError> {
+    let Incoming {
+        parts,
+        planned,
+        query,
+        wrap,
+    } = request;
     let (authn, body) = match parts.extensions.get::<Arc<PeerCerts>>() {
         // A client certificate authenticates the connection; a signature, if present, wins.
         Some(certs) if !parts.headers.contains_key(headers::SIGNATURE_INPUT) => {
@@ -435,32 +509,11 @@ async fn authenticated(
             response,
         )
     };
-    let mut query: Vec<(String, String)> =
-        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    // Response wrapping (docs/e2e.md): in the query, so the request's signature covers it.
-    let wrap_to = take_query(&mut query, "wrap_to");
-    let wrap_ttl = take_query(&mut query, "wrap_ttl");
-    let list_flag = query.iter().any(|(k, v)| k == "list" && v == "true");
-    let operation = match parts.method.as_str() {
-        "GET" if list_flag => Operation::List,
-        "LIST" => Operation::List,
-        "GET" => Operation::Read,
-        "POST" | "PUT" => Operation::Update,
-        "PATCH" => Operation::Patch,
-        "DELETE" => Operation::Delete,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "unsupported method",
-            ));
-        }
-    };
-    // One canonical form, before anything looks at the path (the policy, the existence
-    // check, the audit log and the engines all see this one).
-    let path = sigil_core::canonical_path(raw_path, operation)?;
-    let operation = core.resolve_operation(operation, &path)?;
+    // The plan holds the one canonical form of the path (the policy, the existence check, the
+    // audit log and the engine all see it) and, once settled, the operation that will run.
+    let mut plan = planned?;
+    core.settle(&mut plan)?;
+    let (operation, path) = (plan.operation(), plan.path().to_owned());
     trail.operation = Some(operation);
     trail.path.clone_from(&path);
     if !trail.mtls && operation != Operation::Read && operation != Operation::List {
@@ -472,14 +525,14 @@ async fn authenticated(
     }
     // Response wrapping is checked before anything runs: a bad recipient or TTL changes
     // nothing, and the paths that are never wrapped refuse it rather than answer in clear.
-    let wrap_recipient = match &wrap_to {
+    let wrap_recipient = match &wrap.to {
         None => None,
         Some(_) if UNWRAPPABLE.iter().any(|p| path.starts_with(p)) => {
             return Err(ApiError::bad_request(
                 "wrap_to: this path's responses cannot be wrapped",
             ));
         }
-        Some(to) => Some(core.wrap_recipient(to, wrap_ttl.as_deref())?),
+        Some(to) => Some(core.wrap_recipient(to, wrap.ttl.as_deref())?),
     };
     // Fail-closed: nothing happens unless an audit device recorded the request.
     audit_request(core, || trail.request_entry(data.as_ref())).await?;
@@ -585,26 +638,19 @@ async fn authenticated(
         trail.closed = true;
         return Ok((sealed, None));
     }
-    let request = sigil_core::Request {
-        operation,
-        path,
-        data,
-        query,
-    };
     let caller = Arc::clone(&authn.caller);
     let worker = Arc::clone(core);
     let request_id = trail.request_id.clone();
     // What may wait on an fsync runs on a blocking thread; the rest (reads, transit's
     // cryptography) right here, which saves two thread hand-offs per request.
-    let inline = wrap_recipient.is_none() && !core.may_write(operation, &request.path);
+    let inline = wrap_recipient.is_none() && !plan.writes();
     // Returns the lease the engine issued apart from the answer, so that the audit names it
     // even when wrapping the answer fails.
     // A signed request leaves its mark with the first write it causes (a read that issues a
     // lease writes too), so that it stays refused after a restart (replay.rs).
     let mark = authn.mark;
     let handle = move || {
-        let path = request.path.clone();
-        let response = worker.handle(&caller, request)?;
+        let response = worker.handle_plan(&caller, plan, data, query)?;
         let lease_id = response.lease.as_ref().map(|l| l.id.clone());
         let response = match wrap_recipient {
             // A response without data (204) has nothing to wrap, as in Vault.
@@ -615,7 +661,7 @@ async fn authenticated(
                 );
                 drop(response);
                 worker
-                    .wrap_response(&recipient, &caller, wrap_ttl.as_deref(), &path, &body)
+                    .wrap_response(&recipient, &caller, wrap.ttl.as_deref(), &path, &body)
                     .map_err(ApiError::from)
             }
             _ => Ok(response),

@@ -52,18 +52,15 @@ pub(crate) fn install() {
 /// How often histogram samples are folded into their buckets.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// The documented endpoint a path belongs to (`secret/data/app` → `secret/data/{path}`), so
-/// labels stay few and never carry a secret's name; anything else is `other`.
-pub(crate) fn route_of(raw_path: &str, core: Option<&sigil_core::Core>) -> String {
+/// The label of one of the server's own endpoints (`sys/health`), or `other`: a path the core
+/// routes gets its label from the request's plan (`secret/data/{path}`), so labels stay few
+/// and never carry a secret's name.
+pub(crate) fn server_route(raw_path: &str) -> String {
     let path = raw_path.trim_end_matches('/');
-    if let Some(e) = crate::openapi::SERVER_ENDPOINTS
+    crate::openapi::SERVER_ENDPOINTS
         .iter()
         .find(|e| e.path == path)
-    {
-        return e.path.to_owned();
-    }
-    core.and_then(|c| c.route_label(path))
-        .unwrap_or_else(|| "other".to_owned())
+        .map_or_else(|| "other".to_owned(), |e| e.path.to_owned())
 }
 
 /// One finished request.
