@@ -333,3 +333,172 @@ impl CertRoles {
         Ok(response)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, PublicKeyData,
+        SanType,
+    };
+    use serde_json::json;
+    use sigil_crypto::{BarrierKey, KeyTerm};
+    use sigil_storage::MemoryBackend;
+
+    use super::*;
+    use crate::barrier::Barrier;
+
+    fn roles() -> CertRoles {
+        let root = BarrierKey::generate(KeyTerm(1)).unwrap();
+        let barrier = Arc::new(Barrier::initialize(Arc::new(MemoryBackend::new()), root).unwrap());
+        CertRoles::new(barrier.view("sys/cert-role/"))
+    }
+
+    fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+    }
+
+    /// A leaf with a SAN URI, a SAN DNS name and a common name; its DER and SPKI hash.
+    fn leaf(
+        ca: &CertifiedIssuer<'static, KeyPair>,
+        uri: &str,
+        dns: &str,
+        cn: &str,
+    ) -> (Vec<u8>, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.subject_alt_names = vec![
+            SanType::URI(uri.try_into().unwrap()),
+            SanType::DnsName(dns.try_into().unwrap()),
+        ];
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let cert = p.signed_by(&key, ca).unwrap();
+        let spki = sigil_crypto::b64url_encode(&Sha256::digest(key.subject_public_key_info()));
+        (cert.der().to_vec(), spki)
+    }
+
+    /// Knows the identities `a`, `b` and `c`; allows every grant.
+    struct Allow;
+
+    impl Gate for Allow {
+        fn identity_exists(&self, name: &str) -> bool {
+            ["a", "b", "c"].contains(&name)
+        }
+        fn check(&self, _: &Grant<'_>) -> Result<(), CoreError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_matcher_maps_a_leaf_first_match_wins() {
+        let roles = roles();
+        let issuer = ca("team CA");
+        let (der, spki) = leaf(&issuer, "spiffe://x/ns/prod/sa/api", "api.internal", "api");
+        let before = roles.generation();
+        roles
+            .write(
+                "team",
+                json!({
+                    "certificate": issuer.pem(),
+                    "mappings": [
+                        { "uri": "spiffe://x/ns/prod/sa/other", "identity": "c" },
+                        { "dns": "api.internal", "identity": "a" },
+                        { "uri": "spiffe://x/ns/prod/sa/api", "identity": "b" },
+                    ],
+                }),
+                &Allow,
+            )
+            .unwrap();
+        assert_ne!(
+            roles.generation(),
+            before,
+            "a change is seen by the TLS trust"
+        );
+        assert_eq!(roles.identity_for("team", &der).as_deref(), Some("a"));
+        assert_eq!(roles.identity_for("nope", &der), None);
+        assert_eq!(roles.identity_for("team", b"not DER"), None);
+        for (mapping, want) in [
+            (json!({ "subject_cn": "api", "identity": "c" }), "c"),
+            (json!({ "spki_sha256": spki, "identity": "b" }), "b"),
+        ] {
+            let input = json!({ "certificate": issuer.pem(), "mappings": [mapping] });
+            roles.write("team", input, &Allow).unwrap();
+            assert_eq!(roles.identity_for("team", &der).as_deref(), Some(want));
+        }
+        let trust = roles.trust();
+        assert_eq!(trust.roles.len(), 1);
+        assert_eq!(trust.generation, roles.generation());
+    }
+
+    #[test]
+    fn bad_roles_are_refused_and_change_nothing() {
+        let roles = roles();
+        let issuer = ca("one");
+        let ok =
+            json!({ "certificate": issuer.pem(), "mappings": [{ "dns": "d", "identity": "a" }] });
+        roles.write("one", ok, &Allow).unwrap();
+        let generation = roles.generation();
+        for (name, input) in [
+            ("two", json!({ "certificate": "not a PEM", "mappings": [] })),
+            (
+                "two",
+                json!({ "certificate": ca("two").pem(), "crl": "junk", "mappings": [] }),
+            ),
+            // Two matchers in one mapping, or none.
+            (
+                "two",
+                json!({ "certificate": ca("two").pem(), "mappings": [{ "dns": "d", "uri": "u:x", "identity": "a" }] }),
+            ),
+            (
+                "two",
+                json!({ "certificate": ca("two").pem(), "mappings": [{ "identity": "a" }] }),
+            ),
+            // An identity that does not exist.
+            (
+                "two",
+                json!({ "certificate": ca("two").pem(), "mappings": [{ "dns": "d", "identity": "zed" }] }),
+            ),
+            // The same CA subject as another role.
+            (
+                "two",
+                json!({ "certificate": ca("one").pem(), "mappings": [] }),
+            ),
+            (
+                "bad name",
+                json!({ "certificate": ca("three").pem(), "mappings": [] }),
+            ),
+        ] {
+            assert!(
+                roles.write(name, input.clone(), &Allow).is_err(),
+                "{name} {input}"
+            );
+        }
+        assert!(!roles.exists("two"));
+        assert_eq!(roles.generation(), generation);
+    }
+
+    #[test]
+    fn a_deleted_identity_loses_its_certificates() {
+        let roles = roles();
+        let issuer = ca("ca");
+        let (der, _) = leaf(&issuer, "spiffe://x/a", "a.internal", "a");
+        let input = json!({
+            "certificate": issuer.pem(),
+            "mappings": [{ "dns": "a.internal", "identity": "a" }, { "subject_cn": "a", "identity": "b" }],
+        });
+        roles.write("r", input, &Allow).unwrap();
+        assert_eq!(roles.identity_for("r", &der).as_deref(), Some("a"));
+        let generation = roles.generation();
+        roles.remove_identity("a").unwrap();
+        assert_ne!(roles.generation(), generation);
+        assert_eq!(
+            roles.identity_for("r", &der).as_deref(),
+            Some("b"),
+            "a later identity named a inherits nothing"
+        );
+    }
+}

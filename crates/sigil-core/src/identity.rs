@@ -338,3 +338,162 @@ impl IdentityStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use sigil_crypto::{BarrierKey, KeyTerm, SecretIdentity};
+    use sigil_storage::MemoryBackend;
+
+    use super::*;
+    use crate::barrier::Barrier;
+    use crate::grant::{Gate, Grant};
+
+    fn store() -> IdentityStore {
+        let root = BarrierKey::generate(KeyTerm(1)).unwrap();
+        let barrier = Arc::new(Barrier::initialize(Arc::new(MemoryBackend::new()), root).unwrap());
+        IdentityStore::new(barrier.view("sys/identity/"))
+    }
+
+    fn key() -> String {
+        SecretIdentity::generate().unwrap().public().to_string()
+    }
+
+    /// Refuses every grant (a caller holding nothing).
+    struct Nobody;
+
+    impl Gate for Nobody {
+        fn identity_exists(&self, _: &str) -> bool {
+            false
+        }
+        fn check(&self, grant: &Grant<'_>) -> Result<(), CoreError> {
+            if grant.is_empty() {
+                Ok(())
+            } else {
+                Err(CoreError::Forbidden)
+            }
+        }
+    }
+
+    #[test]
+    fn an_identity_is_found_by_keyid_and_name_until_disabled_or_rekeyed() {
+        let ids = store();
+        let (k1, k2) = (key(), key());
+        let admin = ids
+            .upsert(
+                "ops",
+                json!({ "public_key": k1, "policies": ["admin"] }),
+                None,
+            )
+            .unwrap();
+        assert!(ids.caller(&admin.keyid).is_some());
+        assert_eq!(ids.caller_by_name("ops").unwrap().identity.id, admin.id);
+        assert_eq!(ids.admin_keyids(), vec![admin.keyid.clone()]);
+        ids.upsert(
+            "app",
+            json!({ "public_key": k2, "policies": "kv-read, other" }),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            ids.get("app").unwrap().unwrap().policies,
+            ["kv-read", "other"],
+            "a comma-separated string is a list"
+        );
+        // Disabled: not a caller, though it still exists (its id too).
+        let app = ids
+            .upsert("app", json!({ "disabled": true }), None)
+            .unwrap();
+        assert!(ids.caller(&app.keyid).is_none() && ids.caller_by_name("app").is_none());
+        assert!(ids.has_id(&app.id) && ids.exists("app").unwrap());
+        // A new key: the old keyid no longer authenticates; the id stays.
+        let k3 = key();
+        let rekeyed = ids
+            .upsert("app", json!({ "public_key": k3, "disabled": false }), None)
+            .unwrap();
+        assert_eq!(rekeyed.id, app.id);
+        assert!(ids.caller(&app.keyid).is_none());
+        assert!(ids.caller(&rekeyed.keyid).is_some());
+        // The index is rebuilt from storage at unseal.
+        let reloaded = IdentityStore::new(ids.view);
+        reloaded.load_all().unwrap();
+        assert!(reloaded.caller(&rekeyed.keyid).is_some());
+        assert_eq!(reloaded.admin_keyids(), vec![admin.keyid]);
+    }
+
+    #[test]
+    fn bad_input_changes_nothing() {
+        let ids = store();
+        let k = key();
+        ids.upsert("a", json!({ "public_key": k }), None).unwrap();
+        for (name, input) in [
+            ("b", json!({})),
+            ("b", json!({ "public_key": "sigil1nope" })),
+            ("b", json!({ "public_key": k })),
+            (
+                "b",
+                json!({ "public_key": key(), "policies": ["bad name!"] }),
+            ),
+            ("b", json!({ "public_key": key(), "unknown": 1 })),
+            ("bad/name", json!({ "public_key": key() })),
+        ] {
+            assert!(
+                ids.upsert(name, input.clone(), None).is_err(),
+                "{name} {input}"
+            );
+        }
+        assert_eq!(ids.view.list("").unwrap(), ["a"]);
+    }
+
+    #[test]
+    fn the_last_admin_cannot_be_removed_or_disabled() {
+        let ids = store();
+        ids.upsert(
+            "root",
+            json!({ "public_key": key(), "policies": ["admin"] }),
+            None,
+        )
+        .unwrap();
+        assert!(ids.delete("root").is_err());
+        assert!(
+            ids.upsert("root", json!({ "disabled": true }), None)
+                .is_err()
+        );
+        assert!(ids.upsert("root", json!({ "policies": [] }), None).is_err());
+        ids.upsert(
+            "second",
+            json!({ "public_key": key(), "policies": ["admin"] }),
+            None,
+        )
+        .unwrap();
+        assert!(ids.delete("root").unwrap().is_some());
+        assert_eq!(ids.delete("root").unwrap(), None, "already gone");
+    }
+
+    #[test]
+    fn a_gate_refuses_granting_policies_or_a_new_key() {
+        let ids = store();
+        ids.upsert(
+            "root",
+            json!({ "public_key": key(), "policies": ["admin"] }),
+            None,
+        )
+        .unwrap();
+        ids.upsert("x", json!({ "public_key": key() }), Some(&Nobody))
+            .unwrap();
+        assert!(matches!(
+            ids.upsert("x", json!({ "policies": ["admin"] }), Some(&Nobody)),
+            Err(CoreError::Forbidden)
+        ));
+        assert!(matches!(
+            ids.upsert("x", json!({ "public_key": key() }), Some(&Nobody)),
+            Err(CoreError::Forbidden)
+        ));
+        assert!(ids.get("x").unwrap().unwrap().policies.is_empty());
+        // Metadata is no grant.
+        ids.upsert("x", json!({ "metadata": { "team": "a" } }), Some(&Nobody))
+            .unwrap();
+    }
+}

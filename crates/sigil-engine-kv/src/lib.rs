@@ -593,3 +593,225 @@ impl KvEngine {
         list_response(children(full.len(), self.view.list(&full)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use sigil_engine::testing::Harness;
+    use sigil_engine::{CoreError, Operation};
+
+    use super::{E2e, Kv};
+
+    fn kv() -> Harness {
+        Harness::new(&Kv, "secret/")
+    }
+
+    fn put(h: &Harness, path: &str, data: Value) -> Result<Value, CoreError> {
+        h.call(Operation::Update, path, json!({ "data": data }))
+    }
+
+    #[test]
+    fn versions_read_by_number_and_check_and_set() {
+        let h = kv();
+        let v1 = put(&h, "secret/data/app", json!({ "pw": "one" })).unwrap();
+        assert_eq!(v1["version"], 1);
+        put(&h, "secret/data/app", json!({ "pw": "two" })).unwrap();
+        let latest = h
+            .call(Operation::Read, "secret/data/app", Value::Null)
+            .unwrap();
+        assert_eq!(latest["data"]["pw"], "two");
+        assert_eq!(latest["metadata"]["version"], 2);
+        let first = h
+            .request(
+                Operation::Read,
+                "secret/data/app",
+                Value::Null,
+                &[("version", "1")],
+            )
+            .unwrap();
+        assert_eq!(first.data.unwrap()["data"]["pw"], "one");
+
+        // A stale cas is a conflict and writes nothing; the right one writes.
+        let stale = json!({ "data": { "pw": "x" }, "options": { "cas": 1 } });
+        assert!(matches!(
+            h.call(Operation::Update, "secret/data/app", stale),
+            Err(CoreError::Conflict(_))
+        ));
+        let right = json!({ "data": { "pw": "three" }, "options": { "cas": 2 } });
+        assert_eq!(
+            h.call(Operation::Update, "secret/data/app", right).unwrap()["version"],
+            3
+        );
+        // cas 0 creates only.
+        let create_only = json!({ "data": { "a": 1 }, "options": { "cas": 0 } });
+        assert!(
+            h.call(Operation::Update, "secret/data/app", create_only.clone())
+                .is_err()
+        );
+        assert!(
+            h.call(Operation::Update, "secret/data/new", create_only)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn delete_undelete_destroy_and_metadata() {
+        let h = kv();
+        for pw in ["a", "b", "c"] {
+            put(&h, "secret/data/s", json!({ "pw": pw })).unwrap();
+        }
+        // DELETE data/ soft-deletes the latest.
+        h.call(Operation::Delete, "secret/data/s", Value::Null)
+            .unwrap();
+        assert!(matches!(
+            h.call(Operation::Read, "secret/data/s", Value::Null),
+            Err(CoreError::NotFound(_))
+        ));
+        h.call(
+            Operation::Update,
+            "secret/undelete/s",
+            json!({ "versions": [3] }),
+        )
+        .unwrap();
+        assert_eq!(
+            h.call(Operation::Read, "secret/data/s", Value::Null)
+                .unwrap()["data"]["pw"],
+            "c"
+        );
+        h.call(
+            Operation::Update,
+            "secret/destroy/s",
+            json!({ "versions": [1] }),
+        )
+        .unwrap();
+        let meta = h
+            .call(Operation::Read, "secret/metadata/s", Value::Null)
+            .unwrap();
+        assert_eq!(meta["versions"]["1"]["destroyed"], true);
+        assert_eq!(meta["current_version"], 3);
+        // A destroyed version is gone for good: undelete does not bring it back.
+        h.call(
+            Operation::Update,
+            "secret/undelete/s",
+            json!({ "versions": [1] }),
+        )
+        .unwrap();
+        assert!(
+            h.request(
+                Operation::Read,
+                "secret/data/s",
+                Value::Null,
+                &[("version", "1")]
+            )
+            .is_err()
+        );
+        // Listing, then deleting every version and the metadata.
+        put(&h, "secret/data/dir/inner", json!({ "x": 1 })).unwrap();
+        let list = h
+            .call(Operation::List, "secret/metadata/", Value::Null)
+            .unwrap();
+        assert_eq!(list["keys"], json!(["dir/", "s"]));
+        h.call(Operation::Delete, "secret/metadata/s", Value::Null)
+            .unwrap();
+        assert!(!h.engine.exists("data/s").unwrap());
+        let list = h
+            .call(Operation::List, "secret/metadata/", Value::Null)
+            .unwrap();
+        assert_eq!(list["keys"], json!(["dir/"]));
+    }
+
+    #[test]
+    fn max_versions_trims_old_ciphertexts_and_patch_merges() {
+        let h = kv();
+        h.call(
+            Operation::Update,
+            "secret/config",
+            json!({ "max_versions": 2 }),
+        )
+        .unwrap();
+        for n in 1..=4 {
+            put(&h, "secret/data/t", json!({ "n": n, "keep": "yes" })).unwrap();
+        }
+        let meta = h
+            .call(Operation::Read, "secret/metadata/t", Value::Null)
+            .unwrap();
+        let versions: Vec<&String> = meta["versions"].as_object().unwrap().keys().collect();
+        assert_eq!(versions, ["3", "4"]);
+        let stored = h.barrier.view("logical/secret/").list("").unwrap();
+        assert_eq!(
+            stored.iter().filter(|k| *k != "config").count(),
+            3,
+            "the metadata and two versions remain: {stored:?}"
+        );
+        // PATCH is a JSON merge patch on the latest version (RFC 7386).
+        let patch = json!({ "data": { "n": null, "added": true } });
+        h.call(Operation::Patch, "secret/data/t", patch).unwrap();
+        let read = h
+            .call(Operation::Read, "secret/data/t", Value::Null)
+            .unwrap();
+        assert_eq!(read["data"], json!({ "keep": "yes", "added": true }));
+        let sub = h
+            .call(Operation::Read, "secret/subkeys/t", Value::Null)
+            .unwrap();
+        assert_eq!(sub["subkeys"], json!({ "keep": null, "added": null }));
+    }
+
+    #[test]
+    fn bad_input_changes_nothing() {
+        let h = kv();
+        for (op, path, body) in [
+            (Operation::Update, "secret/data/x", json!({ "nodata": 1 })),
+            (Operation::Update, "secret/data/", json!({ "data": {} })),
+            (
+                Operation::Update,
+                "secret/data/x",
+                json!({ "data": "not an object" }),
+            ),
+            (
+                Operation::Update,
+                "secret/config",
+                json!({ "max_versions": "many" }),
+            ),
+            (Operation::Update, "secret/undelete/x", json!({})),
+        ] {
+            assert!(h.call(op, path, body.clone()).is_err(), "{path} {body}");
+        }
+        assert!(
+            h.barrier
+                .view("logical/secret/")
+                .list("")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(matches!(
+            h.request(
+                Operation::Read,
+                "secret/data/x",
+                Value::Null,
+                &[("version", "-1")]
+            ),
+            Err(CoreError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn an_e2e_mount_has_no_patch_no_subkeys_and_needs_cas() {
+        let h = Harness::new(&E2e, "e2e/");
+        for (op, path) in [
+            (Operation::Patch, "e2e/data/x"),
+            (Operation::Read, "e2e/subkeys/x"),
+        ] {
+            assert!(matches!(
+                h.call(op, path, json!({ "data": {} })),
+                Err(CoreError::BadRequest(_))
+            ));
+        }
+        let no_cas = json!({ "data": { "anything": 1 } });
+        let err = h.call(Operation::Update, "e2e/data/x", no_cas).unwrap_err();
+        assert!(err.to_string().contains("options.cas"), "{err}");
+        // With cas, the server checks the envelope: arbitrary data is not one.
+        let junk = json!({ "data": { "anything": 1 }, "options": { "cas": 0 } });
+        assert!(h.call(Operation::Update, "e2e/data/x", junk).is_err());
+        assert!(h.barrier.view("logical/e2e/").list("").unwrap().is_empty());
+    }
+}

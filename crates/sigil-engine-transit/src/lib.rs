@@ -1013,70 +1013,24 @@ impl Engine for TransitEngine {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use sigil_crypto::{BarrierKey, KeyTerm, SecretIdentity};
-    use sigil_engine::{Barrier, Caller, Identity};
-    use sigil_storage::MemoryBackend;
+    use sigil_engine::testing::Harness;
 
     use super::*;
 
     /// A transit mount at `transit/` over a fresh barrier, and a caller.
-    struct T {
-        engine: Box<dyn Engine>,
-        caller: Caller,
+    struct T(Harness);
+
+    impl std::ops::Deref for T {
+        type Target = Harness;
+
+        fn deref(&self) -> &Harness {
+            &self.0
+        }
     }
 
     impl T {
         fn new() -> T {
-            let root = BarrierKey::generate(KeyTerm(1)).unwrap();
-            let barrier =
-                Arc::new(Barrier::initialize(Arc::new(MemoryBackend::new()), root).unwrap());
-            let key = SecretIdentity::generate().unwrap();
-            let caller = Caller {
-                identity: Identity {
-                    id: "id".into(),
-                    name: "admin".into(),
-                    public_key: key.public().to_string(),
-                    keyid: key.public().keyid().to_string(),
-                    policies: vec!["admin".into()],
-                    metadata: Default::default(),
-                    disabled: false,
-                    creation_time: String::new(),
-                    last_update_time: String::new(),
-                    certification: None,
-                },
-                public: key.public(),
-            };
-            T {
-                engine: sigil_engine::testing::mount(
-                    &Transit,
-                    barrier.view("logical/transit/"),
-                    "transit/",
-                ),
-                caller,
-            }
-        }
-
-        fn call(&self, op: Operation, path: &str, body: Value) -> Result<Value, CoreError> {
-            let mut req = Request {
-                operation: op,
-                path: path.into(),
-                data: if body.is_null() { None } else { Some(body) },
-                query: vec![],
-            };
-            let rest = path.strip_prefix("transit/").expect("a transit path");
-            // As the core's router: a write to what does not exist yet is a create.
-            if req.operation == Operation::Update && !self.engine.exists(rest)? {
-                req.operation = Operation::Create;
-            }
-            let cx = Context {
-                caller: &self.caller,
-                limits: Default::default(),
-            };
-            self.engine
-                .handle(&req, rest, &cx)
-                .map(|r| r.data.unwrap_or(Value::Null))
+            T(Harness::new(&Transit, "transit/"))
         }
 
         fn ok(&self, op: Operation, path: &str, body: Value) -> Value {

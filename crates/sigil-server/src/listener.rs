@@ -211,81 +211,10 @@ impl Running {
     /// answered (HTTP/2: GOAWAY). Wait for that with [`Draining::wait`].
     pub async fn serve_until(self, stop: impl Future<Output = ()>) -> Draining {
         if let Some(listener) = self.metrics {
-            let state = Arc::clone(&self.state);
-            let app = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let state = Arc::clone(&state);
-                    async move { crate::telemetry::render(&state.node) }
-                }),
-            );
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::warn!(error = %e, "metrics listener stopped");
-                }
-            });
+            serve_metrics(listener, Arc::clone(&self.state));
         }
-        // Expired wraps lose their envelopes on time, even if nobody asks about them, and the
-        // keyring gains a term once the newest has encrypted as much as it safely may.
-        let sweeper = Arc::clone(&self.state);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(WRAP_SWEEP);
-            loop {
-                tick.tick().await;
-                sweeper.channels.sweep();
-                let Some(core) = sweeper.node.core() else {
-                    continue;
-                };
-                let swept = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = core.purge_replay_marks(crate::api::now()) {
-                        tracing::warn!(error = %e, "purging old replay marks failed");
-                    }
-                    (core.purge_wraps(), core.rotate_due_keys())
-                })
-                .await;
-                match swept {
-                    Ok((wraps, keys)) => {
-                        match wraps {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(purged = n, "expired wraps purged"),
-                            Err(e) => tracing::warn!(error = %e, "purging expired wraps failed"),
-                        }
-                        if let Err(e) = keys {
-                            tracing::warn!(error = %e, "rotating the keyring failed");
-                        }
-                    }
-                    Err(_) => tracing::warn!("the sweeper panicked"),
-                }
-            }
-        });
-        // Expired leases are revoked and engines do their periodic work (due transit keys,
-        // static database roles), every second.
-        let sweeper = Arc::clone(&self.state);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(LEASE_SWEEP);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(core) = sweeper.node.core() else {
-                    continue;
-                };
-                let swept = tokio::task::spawn_blocking(move || {
-                    (core.revoke_due_leases(), core.engine_periodic())
-                })
-                .await;
-                match swept {
-                    Ok((0, 0)) => {}
-                    Ok((revoked, rotated)) => {
-                        tracing::info!(
-                            revoked,
-                            rotated,
-                            "expired leases revoked, engines' due keys and passwords rotated"
-                        );
-                    }
-                    Err(_) => tracing::warn!("the lease sweeper panicked"),
-                }
-            }
-        });
+        spawn_wrap_sweeper(Arc::clone(&self.state));
+        spawn_lease_sweeper(Arc::clone(&self.state));
         let state = Arc::clone(&self.state);
         let table = Arc::clone(&state.connections);
         let app = router(self.state);
@@ -320,97 +249,13 @@ impl Running {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "TCP_NODELAY not set");
             }
-            let state = Arc::clone(&state);
-            let app = app.clone();
-            let mut closing = closing.subscribe();
-            tokio::spawn(async move {
-                let _slot = slot;
-                let activity = Activity::new();
-                // The configuration is picked per connection: it asks for client certificates
-                // once certificate roles exist (and follows them as they change).
-                let handshake = async {
-                    let start = tokio_rustls::LazyConfigAcceptor::new(
-                        rustls::server::Acceptor::default(),
-                        tcp,
-                    )
-                    .await?;
-                    start.into_stream(state.tls_config()).await
-                };
-                let tls = match tokio::time::timeout(FIRST_REQUEST, handshake).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                if *closing.borrow() {
-                    return;
-                }
-                let certs = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .map(|c| Arc::new(PeerCerts::new(c.iter().map(|d| d.to_vec()).collect())));
-                let requests = Arc::clone(&activity);
-                let service = hyper::service::service_fn(
-                    move |mut req: hyper::Request<hyper::body::Incoming>| {
-                        let in_flight = requests.begin();
-                        req.extensions_mut().insert(RemoteAddr(peer));
-                        if let Some(c) = &certs {
-                            req.extensions_mut().insert(Arc::clone(c));
-                        }
-                        let answer = app.clone().oneshot(req.map(axum::body::Body::new));
-                        async move {
-                            let answer = answer.await;
-                            drop(in_flight);
-                            answer
-                        }
-                    },
-                );
-                let mut builder = auto::Builder::new(TokioExecutor::new());
-                builder
-                    .http1()
-                    .max_buf_size(MAX_HEADER_BYTES)
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT);
-                builder
-                    .http2()
-                    .max_header_list_size(MAX_HEADER_BYTES as u32);
-                let conn = builder.serve_connection(TokioIo::new(tls), service);
-                tokio::pin!(conn);
-                // Closed when silent from accept, or idle, for too long (connections.rs): on
-                // every protocol, protocol detection included.
-                loop {
-                    let wake = activity
-                        .deadline()
-                        .unwrap_or_else(|| tokio::time::Instant::now() + IDLE);
-                    tokio::select! {
-                        ended = conn.as_mut() => {
-                            if let Err(e) = ended {
-                                tracing::debug!(%peer, error = %e, "connection ended with an error");
-                            }
-                            return;
-                        }
-                        Ok(()) = closing.changed() => {
-                            // Shutting down: answer what is in flight, then close.
-                            conn.as_mut().graceful_shutdown();
-                            if let Err(e) = conn.as_mut().await {
-                                tracing::debug!(%peer, error = %e, "connection ended with an error");
-                            }
-                            return;
-                        }
-                        () = tokio::time::sleep_until(wake) => {
-                            if activity.deadline().is_some_and(|d| d <= tokio::time::Instant::now()) {
-                                tracing::debug!(%peer, "closing a silent or idle connection");
-                                conn.as_mut().graceful_shutdown();
-                                let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
+            let accepted = Accepted {
+                tcp,
+                peer,
+                slot,
+                closing: closing.subscribe(),
+            };
+            tokio::spawn(serve_connection(Arc::clone(&state), app.clone(), accepted));
         }
         // Stop accepting; every connection finishes what it is doing, then closes.
         drop(self.listener);
@@ -418,6 +263,195 @@ impl Running {
         Draining {
             connections: table,
             _closing: closing,
+        }
+    }
+}
+
+/// `/metrics` in plain text on its own listener (`--metrics-listen`).
+fn serve_metrics(listener: tokio::net::TcpListener, state: Arc<AppState>) {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let state = Arc::clone(&state);
+            async move { crate::telemetry::render(&state.node) }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "metrics listener stopped");
+        }
+    });
+}
+
+/// Expired wraps lose their envelopes on time, even if nobody asks about them, and the
+/// keyring gains a term once the newest has encrypted as much as it safely may.
+fn spawn_wrap_sweeper(sweeper: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(WRAP_SWEEP);
+        loop {
+            tick.tick().await;
+            sweeper.channels.sweep();
+            let Some(core) = sweeper.node.core() else {
+                continue;
+            };
+            let swept = tokio::task::spawn_blocking(move || {
+                if let Err(e) = core.purge_replay_marks(crate::api::now()) {
+                    tracing::warn!(error = %e, "purging old replay marks failed");
+                }
+                (core.purge_wraps(), core.rotate_due_keys())
+            })
+            .await;
+            match swept {
+                Ok((wraps, keys)) => {
+                    match wraps {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(purged = n, "expired wraps purged"),
+                        Err(e) => tracing::warn!(error = %e, "purging expired wraps failed"),
+                    }
+                    if let Err(e) = keys {
+                        tracing::warn!(error = %e, "rotating the keyring failed");
+                    }
+                }
+                Err(_) => tracing::warn!("the sweeper panicked"),
+            }
+        }
+    });
+}
+
+/// Expired leases are revoked and engines do their periodic work (due transit keys, static
+/// database roles), every second.
+fn spawn_lease_sweeper(sweeper: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LEASE_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(core) = sweeper.node.core() else {
+                continue;
+            };
+            let swept = tokio::task::spawn_blocking(move || {
+                (core.revoke_due_leases(), core.engine_periodic())
+            })
+            .await;
+            match swept {
+                Ok((0, 0)) => {}
+                Ok((revoked, rotated)) => {
+                    tracing::info!(
+                        revoked,
+                        rotated,
+                        "expired leases revoked, engines' due keys and passwords rotated"
+                    );
+                }
+                Err(_) => tracing::warn!("the lease sweeper panicked"),
+            }
+        }
+    });
+}
+
+/// HTTP/1.1 and HTTP/2 (detected per connection) with the header limits and timeouts.
+fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .max_buf_size(MAX_HEADER_BYTES)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http2()
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    builder
+}
+
+/// An accepted TCP connection, holding its slot in the connection table.
+struct Accepted {
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    slot: crate::connections::Slot,
+    /// Turns true when the server shuts down.
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+/// One connection: the TLS handshake (the configuration is picked per connection: it asks
+/// for client certificates once certificate roles exist, and follows them as they change),
+/// then HTTP/1.1 or HTTP/2 until the peer closes, the connection is silent or idle too long,
+/// or the server shuts down.
+async fn serve_connection(state: Arc<AppState>, app: axum::Router, accepted: Accepted) {
+    let Accepted {
+        tcp,
+        peer,
+        slot,
+        mut closing,
+    } = accepted;
+    let _slot = slot;
+    let activity = Activity::new();
+    let handshake = async {
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+        start.into_stream(state.tls_config()).await
+    };
+    let tls = match tokio::time::timeout(FIRST_REQUEST, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    if *closing.borrow() {
+        return;
+    }
+    let certs = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| Arc::new(PeerCerts::new(c.iter().map(|d| d.to_vec()).collect())));
+    let requests = Arc::clone(&activity);
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let in_flight = requests.begin();
+            req.extensions_mut().insert(RemoteAddr(peer));
+            if let Some(c) = &certs {
+                req.extensions_mut().insert(Arc::clone(c));
+            }
+            let answer = app.clone().oneshot(req.map(axum::body::Body::new));
+            async move {
+                let answer = answer.await;
+                drop(in_flight);
+                answer
+            }
+        });
+    let builder = http_builder();
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    // Closed when silent from accept, or idle, for too long (connections.rs): on
+    // every protocol, protocol detection included.
+    loop {
+        let wake = activity
+            .deadline()
+            .unwrap_or_else(|| tokio::time::Instant::now() + IDLE);
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            Ok(()) = closing.changed() => {
+                // Shutting down: answer what is in flight, then close.
+                conn.as_mut().graceful_shutdown();
+                if let Err(e) = conn.as_mut().await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(wake) => {
+                if activity.deadline().is_some_and(|d| d <= tokio::time::Instant::now()) {
+                    tracing::debug!(%peer, "closing a silent or idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
+                    return;
+                }
+            }
         }
     }
 }

@@ -143,6 +143,35 @@ pub(crate) fn open_body(
     Ok(Some(value))
 }
 
+/// What answering one authenticated request takes: the core (its server key), the channels,
+/// the caller and how it asked to be answered.
+pub(crate) struct Reply<'a> {
+    pub(crate) core: &'a Arc<Core>,
+    pub(crate) channels: &'a Channels,
+    pub(crate) authn: &'a Authenticated<Arc<Caller>>,
+    pub(crate) sealing: &'a Sealing,
+    pub(crate) request_id: &'a str,
+}
+
+impl Reply<'_> {
+    /// [`seal_response`] for this request.
+    pub(crate) fn seal(&self, response: sigil_core::Response) -> Result<Response, ApiError> {
+        seal_response(
+            self.core,
+            self.channels,
+            self.authn,
+            self.sealing,
+            self.request_id,
+            response,
+        )
+    }
+
+    /// [`receipt`] for this request.
+    pub(crate) fn receipt(&self, status: StatusCode) -> Result<Response, ApiError> {
+        receipt(self.core, self.authn, self.sealing, status)
+    }
+}
+
 /// Seals a 2xx core response to the caller, granting a channel when asked; a response without
 /// a body (204) gets a sealed receipt.
 pub(crate) fn seal_response(

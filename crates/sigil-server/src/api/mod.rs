@@ -1,0 +1,249 @@
+//! The HTTP API: one handler for `/v1/…`. Rate limits first; the endpoints anyone may call
+//! (health, seal status, init, unseal: [`public`], [`unseal`]); then — only when unsealed —
+//! the request is planned once ([`sigil_core::Plan`]), authenticated ([`authn`]), opened,
+//! audited, run by the core or the server ([`logical`], [`sys`], [`rekey`]) and sealed.
+
+mod authn;
+mod body;
+mod logical;
+mod public;
+mod rekey;
+mod state;
+mod sys;
+mod unseal;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderValue, Method, StatusCode, header};
+use sigil_core::{Core, Node, Operation, Plan};
+
+use crate::audit_trail::{RemoteAddr, Trail};
+use crate::auth;
+use crate::error::ApiError;
+use crate::limits::address_key;
+use crate::telemetry;
+use logical::{Incoming, Wrap, take_query};
+pub(crate) use state::AppState;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    // The server's own endpoints by name; a core path gets its label from the request's plan.
+    let mut route = telemetry::server_route(req.uri().path().strip_prefix("/v1/").unwrap_or(""));
+    let method = req.method().as_str().to_owned();
+    let (req, leftover) = crate::leftover::Leftover::split(req);
+    // A body refused as too large may be up to ~1.4 times the limit once sealed and encoded:
+    // read that much of it (within the time limit) so the client gets to see the 413.
+    let drain_too_large = state.limits.max_request_bytes().saturating_mul(2);
+    let resp = match dispatch(state, req, &mut route).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Answered early: the client sees the status, not a reset (leftover.rs).
+            if let Some(leftover) = leftover {
+                let (bytes, time) = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    (drain_too_large, crate::leftover::DRAIN_TIME_TOO_LARGE)
+                } else {
+                    (0, std::time::Duration::ZERO)
+                };
+                leftover.drain(bytes, time).await;
+            }
+            e.into_response()
+        }
+    };
+    telemetry::request(route, &method, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+fn plain_json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    let mut resp = (
+        status,
+        serde_json::to_string(value).expect("plain JSON serializes"),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn unavailable(node: &Node) -> ApiError {
+    if node.initialized() {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Sigil is sealed")
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sigil is not initialized: run `sigil operator init`",
+        )
+    }
+}
+
+/// The operation an HTTP method asks for (`GET ?list=true` and `LIST` list).
+fn operation_of(method: &Method, query: &[(String, String)]) -> Option<Operation> {
+    let list_flag = query.iter().any(|(k, v)| k == "list" && v == "true");
+    Some(match method.as_str() {
+        "GET" if list_flag => Operation::List,
+        "LIST" => Operation::List,
+        "GET" => Operation::Read,
+        "POST" | "PUT" => Operation::Update,
+        "PATCH" => Operation::Patch,
+        "DELETE" => Operation::Delete,
+        _ => return None,
+    })
+}
+
+/// A request resolved once against the unsealed core (sigil_core::Plan): its canonical path,
+/// operation and mount. A path that does not canonicalize, or an unknown method, is refused
+/// where it always was, after authentication.
+type Planned = Result<Plan, ApiError>;
+
+fn plan(core: &Core, method: &Method, raw_path: &str, query: &[(String, String)]) -> Planned {
+    let operation = operation_of(method, query)
+        .ok_or_else(|| ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "unsupported method"))?;
+    let path = sigil_core::canonical_path(raw_path, operation)?;
+    Ok(core.plan(operation, path))
+}
+
+async fn dispatch(
+    state: Arc<AppState>,
+    req: Request,
+    route: &mut String,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    auth::refuse_tokens(&parts.headers)?;
+    let Some(raw_path) = parts.uri.path().strip_prefix("/v1/") else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "Sigil's API is under /v1/",
+        ));
+    };
+    admit(&state, &parts, raw_path)?;
+    let node = &state.node;
+    if parts.method == Method::GET
+        && let Some(answer) = public::answer(node, raw_path)
+    {
+        return answer;
+    }
+    let mut query: Vec<(String, String)> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let core = node.core();
+    let mut planned = core
+        .as_deref()
+        .map(|core| plan(core, &parts.method, raw_path, &query));
+    if let Some(Ok(plan)) = &planned
+        && let Some(label) = plan.label()
+    {
+        *route = label;
+    }
+    if let Some(core) = &core
+        && let Some(Ok(plan)) = planned.take_if(|p| p.as_ref().is_ok_and(|p| p.is_public_read()))
+    {
+        // A CA certificate or CRL: public, served raw to anyone (relying parties fetch
+        // them), under the unauthenticated per-address limit.
+        let addr = address_key(parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip()));
+        state
+            .limits
+            .unauthenticated
+            .take(&addr)
+            .map_err(ApiError::rate_limited)?;
+        return public::raw_read(Arc::clone(core), plan).await;
+    }
+    // The body is read only once the request is authenticated, except for init, under a small
+    // budget.
+    let body = match unseal::handle(&state, &parts, raw_path, body).await {
+        unseal::Seal::Done(answer) => return answer,
+        unseal::Seal::Pass(body) => body,
+    };
+    let (Some(core), Some(planned)) = (core, planned) else {
+        return Err(unavailable(node));
+    };
+    let mut trail = Trail::new(&parts, raw_path)?;
+    if raw_path == "sys/rekey/approve"
+        && (parts.method == Method::POST || parts.method == Method::PUT)
+    {
+        let outcome = rekey::approve(&state, &core, &parts, body, &mut trail).await;
+        return trail.finish(&core, outcome).await;
+    }
+    // Response wrapping (docs/e2e.md): in the query, so the request's signature covers it.
+    let wrap = Wrap {
+        to: take_query(&mut query, "wrap_to"),
+        ttl: take_query(&mut query, "wrap_ttl"),
+    };
+    let request = Incoming {
+        parts: &parts,
+        planned,
+        query,
+        wrap,
+    };
+    let outcome = logical::handle(&state, &core, request, body, &mut trail).await;
+    trail.finish(&core, outcome).await
+}
+
+/// The per-address limits: every request takes from its address's bucket; an address with
+/// too many failed authentications waits; the endpoints anyone may call have a stricter one.
+fn admit(state: &AppState, parts: &Parts, raw_path: &str) -> Result<(), ApiError> {
+    let addr = address_key(parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip()));
+    let limits = &state.limits;
+    limits.address.take(&addr).map_err(ApiError::rate_limited)?;
+    limits
+        .auth_failures
+        .peek(&addr)
+        .map_err(ApiError::rate_limited)?;
+    if UNAUTHENTICATED.contains(&raw_path) {
+        limits
+            .unauthenticated
+            .take(&addr)
+            .map_err(ApiError::rate_limited)?;
+    }
+    Ok(())
+}
+
+/// Records a request entry before anything happens (fail-closed). The entry is built only when
+/// a device records it.
+async fn audit_request<'a>(
+    core: &Arc<Core>,
+    entry: impl FnOnce() -> sigil_core::audit::Entry<'a>,
+) -> Result<(), ApiError> {
+    if !core.audit().enabled() {
+        return Ok(());
+    }
+    core.audit().log(entry()).await.map_err(ApiError::from)
+}
+
+/// Endpoints anyone may call (stricter per-address limit).
+pub(crate) const UNAUTHENTICATED: &[&str] = &[
+    "sys/openapi.json",
+    "sys/health",
+    "sys/seal-status",
+    "sys/server-key",
+    "sys/rekey",
+    "sys/init",
+    "sys/unseal",
+    "sys/unseal/share",
+    "sys/rekey/approve",
+];
+
+/// Runs `f` (which may wait on an fsync or a lock) on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed"))?
+}

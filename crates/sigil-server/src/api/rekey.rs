@@ -1,0 +1,96 @@
+//! Rekeying (a new set of seal admins): `sys/rekey/init` and the cancel (sudo, from an
+//! identity), `sys/rekey/approve` (signed by a current seal admin, audited like every write).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::StatusCode;
+use http::request::Parts;
+use serde_json::{Value, json};
+use sigil_core::policy::Capability;
+use sigil_core::{Core, Operation};
+use sigil_proto::headers;
+use sigil_proto::sys::{RekeyApproval, RekeyRequest};
+
+use super::authn::authenticate;
+use super::logical::header;
+use super::unseal::parse_admins;
+use super::{AppState, audit_request, blocking, now, plain_json};
+use crate::audit_trail::Trail;
+use crate::error::ApiError;
+use crate::sealing::Reply;
+
+/// `sys/rekey/init`: proposes the new admins and threshold (update and sudo).
+pub(super) fn start(
+    state: &AppState,
+    reply: &Reply<'_>,
+    path: &str,
+    data: Option<Value>,
+) -> Result<Response, ApiError> {
+    reply.core.authorize(
+        &reply.authn.caller,
+        path,
+        &[Capability::Update, Capability::Sudo],
+    )?;
+    let req: RekeyRequest = serde_json::from_value(data.unwrap_or_default()).map_err(|_| {
+        ApiError::bad_request(
+            "expected {\"admins\":[\"sigil1…\"],\"threshold\":K,\"names\":[…],\"ttl_seconds\":N}",
+        )
+    })?;
+    let admins = parse_admins(&req.admins, &req.names)?;
+    let status = state
+        .node
+        .rekey_start(admins, req.threshold, req.ttl_seconds, now())?;
+    reply.seal(sigil_core::Response::data(
+        serde_json::to_value(status).expect("status serializes"),
+    ))
+}
+
+/// `DELETE sys/rekey`: drops the proposal (delete and sudo).
+pub(super) fn cancel(
+    state: &AppState,
+    reply: &Reply<'_>,
+    path: &str,
+) -> Result<Response, ApiError> {
+    reply.core.authorize(
+        &reply.authn.caller,
+        path,
+        &[Capability::Delete, Capability::Sudo],
+    )?;
+    state.node.rekey_cancel();
+    reply.receipt(StatusCode::NO_CONTENT)
+}
+
+/// `sys/rekey/approve`: signed by a current seal admin, audited like every other write.
+pub(super) async fn approve(
+    state: &Arc<AppState>,
+    core: &Arc<Core>,
+    parts: &Parts,
+    body: Body,
+    trail: &mut Trail,
+) -> Result<(Response, Option<Value>), ApiError> {
+    let (authn, body) = authenticate(state, &state.node, parts, body).await?;
+    let keyid = authn.caller.0.clone();
+    let name = core
+        .caller(&keyid)
+        .map(|c| c.identity.name.clone())
+        .unwrap_or_default();
+    trail.identity = Some((keyid.clone(), name));
+    trail.operation = Some(Operation::Update);
+    trail.signature = Some((
+        header(parts, headers::SIGNATURE_INPUT),
+        header(parts, headers::SIGNATURE),
+    ));
+    let approval: RekeyApproval = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::bad_request("expected {\"digest\": \"<proposal digest>\"}"))?;
+    let data = json!({ "digest": approval.digest });
+    audit_request(core, || trail.request_entry(Some(&data))).await?;
+    let worker = Arc::clone(state);
+    let response = blocking(move || {
+        let status = worker.node.rekey_approve(&keyid, &approval.digest, now())?;
+        Ok(plain_json(StatusCode::OK, &status))
+    })
+    .await?;
+    Ok((response, None))
+}

@@ -1,0 +1,129 @@
+//! The server's own endpoints behind authentication (they need more than the core: the
+//! node, the configuration, the listener's channels): `sys/seal`, `sys/reload`,
+//! `sys/storage/snapshot`, `sys/metrics`, and the rekey proposal.
+
+use std::sync::Arc;
+
+use axum::response::Response;
+use http::StatusCode;
+use serde_json::{Value, json};
+use sigil_core::policy::Capability;
+use sigil_core::{Core, Operation};
+
+use super::{AppState, blocking, rekey};
+use crate::audit_trail::Trail;
+use crate::error::ApiError;
+use crate::sealing::Reply;
+use crate::telemetry;
+
+/// Answers `operation` on `path` if it is one of the server's own endpoints (`data` is taken
+/// by the one that reads a body); `None` sends the request on to the core.
+pub(super) async fn handle(
+    state: &Arc<AppState>,
+    reply: &Reply<'_>,
+    path: &str,
+    operation: Operation,
+    data: &mut Option<Value>,
+    trail: &mut Trail,
+) -> Option<Result<Response, ApiError>> {
+    let write = matches!(operation, Operation::Create | Operation::Update);
+    Some(match (path, operation) {
+        ("sys/rekey/init", _) if write => rekey::start(state, reply, path, data.take()),
+        ("sys/rekey", Operation::Delete) => rekey::cancel(state, reply, path),
+        ("sys/reload", _) if write => reload(state, reply, path).await,
+        ("sys/storage/snapshot", Operation::Read) => snapshot(reply, path).await,
+        ("sys/metrics", Operation::Read) => metrics(state, reply),
+        ("sys/seal", _) if write => seal(state, reply, path, trail).await,
+        _ => return None,
+    })
+}
+
+/// `sys/reload` (update and sudo): re-reads the configuration file, as SIGHUP does.
+async fn reload(
+    state: &Arc<AppState>,
+    reply: &Reply<'_>,
+    path: &str,
+) -> Result<Response, ApiError> {
+    reply.core.authorize(
+        &reply.authn.caller,
+        path,
+        &[Capability::Update, Capability::Sudo],
+    )?;
+    let worker = Arc::clone(state);
+    let report = blocking(move || {
+        worker
+            .reload()
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    })
+    .await?;
+    reply.seal(sigil_core::Response::data(
+        serde_json::to_value(report).expect("report serializes"),
+    ))
+}
+
+/// `sys/storage/snapshot` (read and sudo): an online backup, checked as a restore would
+/// check it.
+async fn snapshot(reply: &Reply<'_>, path: &str) -> Result<Response, ApiError> {
+    let core: &Arc<Core> = reply.core;
+    core.authorize(
+        &reply.authn.caller,
+        path,
+        &[Capability::Read, Capability::Sudo],
+    )?;
+    let worker = Arc::clone(core);
+    let bytes = blocking(move || worker.snapshot().map_err(ApiError::from)).await?;
+    let header = sigil_core::snapshot::decode(&bytes, None)
+        .map_err(|e| {
+            tracing::error!(error = %e, "a snapshot just taken does not read back");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the snapshot failed its own check",
+            )
+        })?
+        .header;
+    reply.seal(sigil_core::Response::data(json!({
+        "snapshot": sigil_crypto::b64url_encode(&bytes),
+        "created": header.created,
+        "entries": header.entries,
+        "keyring_term": header.keyring_term,
+        "body_sha256": header.body_sha256,
+    })))
+}
+
+/// `sys/metrics` for an authenticated caller with `read` on it (the plain listener is
+/// `--metrics-listen`).
+fn metrics(state: &AppState, reply: &Reply<'_>) -> Result<Response, ApiError> {
+    reply
+        .core
+        .authorize(&reply.authn.caller, "sys/metrics", &[Capability::Read])?;
+    let text = telemetry::render(&state.node);
+    reply.seal(sigil_core::Response::data(
+        json!({ "format": "prometheus", "text": text }),
+    ))
+}
+
+/// `sys/seal` (update and sudo). Sealing closes the audit devices (with a signed
+/// checkpoint): no response entry. The receipt is made first, while the server key is still
+/// at hand.
+async fn seal(
+    state: &Arc<AppState>,
+    reply: &Reply<'_>,
+    path: &str,
+    trail: &mut Trail,
+) -> Result<Response, ApiError> {
+    reply.core.authorize(
+        &reply.authn.caller,
+        path,
+        &[Capability::Update, Capability::Sudo],
+    )?;
+    let answer = reply.receipt(StatusCode::NO_CONTENT)?;
+    let worker = Arc::clone(state);
+    let sealed = blocking(move || {
+        worker.node.seal()?;
+        worker.channels.clear();
+        Ok(answer)
+    })
+    .await?;
+    trail.closed = true;
+    Ok(sealed)
+}
