@@ -166,6 +166,19 @@ impl Reply<'_> {
         )
     }
 
+    /// Whether the caller holds `capability` and `sudo` on `path` (the server's own
+    /// endpoints that change or reveal the whole node).
+    pub(crate) fn authorize_sudo(
+        &self,
+        path: &str,
+        capability: sigil_core::policy::Capability,
+    ) -> Result<(), ApiError> {
+        use sigil_core::policy::Capability;
+        Ok(self
+            .core
+            .authorize(&self.authn.caller, path, &[capability, Capability::Sudo])?)
+    }
+
     /// [`receipt`] for this request.
     pub(crate) fn receipt(&self, status: StatusCode) -> Result<Response, ApiError> {
         receipt(self.core, self.authn, self.sealing, status)

@@ -28,11 +28,7 @@ pub(super) fn start(
     path: &str,
     data: Option<Value>,
 ) -> Result<Response, ApiError> {
-    reply.core.authorize(
-        &reply.authn.caller,
-        path,
-        &[Capability::Update, Capability::Sudo],
-    )?;
+    reply.authorize_sudo(path, Capability::Update)?;
     let req: RekeyRequest = serde_json::from_value(data.unwrap_or_default()).map_err(|_| {
         ApiError::bad_request(
             "expected {\"admins\":[\"sigil1…\"],\"threshold\":K,\"names\":[…],\"ttl_seconds\":N}",
@@ -53,11 +49,7 @@ pub(super) fn cancel(
     reply: &Reply<'_>,
     path: &str,
 ) -> Result<Response, ApiError> {
-    reply.core.authorize(
-        &reply.authn.caller,
-        path,
-        &[Capability::Delete, Capability::Sudo],
-    )?;
+    reply.authorize_sudo(path, Capability::Delete)?;
     state.node.rekey_cancel();
     reply.receipt(StatusCode::NO_CONTENT)
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use axum::response::Response;
 use http::StatusCode;
 use serde_json::{Value, json};
+use sigil_core::Operation;
 use sigil_core::policy::Capability;
-use sigil_core::{Core, Operation};
 
 use super::{AppState, blocking, rekey};
 use crate::audit_trail::Trail;
@@ -44,11 +44,7 @@ async fn reload(
     reply: &Reply<'_>,
     path: &str,
 ) -> Result<Response, ApiError> {
-    reply.core.authorize(
-        &reply.authn.caller,
-        path,
-        &[Capability::Update, Capability::Sudo],
-    )?;
+    reply.authorize_sudo(path, Capability::Update)?;
     let worker = Arc::clone(state);
     let report = blocking(move || {
         worker
@@ -64,13 +60,8 @@ async fn reload(
 /// `sys/storage/snapshot` (read and sudo): an online backup, checked as a restore would
 /// check it.
 async fn snapshot(reply: &Reply<'_>, path: &str) -> Result<Response, ApiError> {
-    let core: &Arc<Core> = reply.core;
-    core.authorize(
-        &reply.authn.caller,
-        path,
-        &[Capability::Read, Capability::Sudo],
-    )?;
-    let worker = Arc::clone(core);
+    reply.authorize_sudo(path, Capability::Read)?;
+    let worker = Arc::clone(reply.core);
     let bytes = blocking(move || worker.snapshot().map_err(ApiError::from)).await?;
     let header = sigil_core::snapshot::decode(&bytes, None)
         .map_err(|e| {
@@ -111,11 +102,7 @@ async fn seal(
     path: &str,
     trail: &mut Trail,
 ) -> Result<Response, ApiError> {
-    reply.core.authorize(
-        &reply.authn.caller,
-        path,
-        &[Capability::Update, Capability::Sudo],
-    )?;
+    reply.authorize_sudo(path, Capability::Update)?;
     let answer = reply.receipt(StatusCode::NO_CONTENT)?;
     let worker = Arc::clone(state);
     let sealed = blocking(move || {
