@@ -24,6 +24,8 @@ mod password_policy;
 mod plan;
 pub mod policy;
 mod policy_store;
+mod replay_marks;
+mod route;
 mod seal;
 pub mod snapshot;
 mod vault_hcl;
@@ -34,7 +36,7 @@ pub(crate) use sigil_engine::{barrier, duration, error, fields, path, replay, re
 
 pub use barrier::{Barrier, View};
 pub use cert_auth::{CertRole, CertTrust, Mapping, RoleTrust};
-pub use core::{Core, CoreConfig, ENDPOINTS, Endpoint};
+pub use core::{Core, CoreConfig};
 pub use error::{CoreError, Severity};
 pub use group::Group;
 pub use identity::{Caller, Identity};
@@ -42,6 +44,7 @@ pub use path::canonical as canonical_path;
 pub use plan::Plan;
 pub use replay::{ReplayMark, carried_by_writes_of};
 pub use request::{LeaseInfo, Operation, Request, Response};
+pub use route::{ENDPOINTS, Endpoint};
 pub use seal::{AdminShare, InitResponse, Node, SealConfig, SealStatus};
 pub use sigil_engine::PublicBody;
 pub use sigil_proto::sys::RekeyStatus;

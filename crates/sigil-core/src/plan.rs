@@ -3,24 +3,24 @@
 //! those — the documented endpoint, the metrics label, the capability the policy must grant,
 //! whether it may write (and so runs on a blocking thread), whether it is a public read. The
 //! server builds the plan before it authenticates a request and carries it through rate
-//! limits, authentication, the audit entry and [`Core::handle_plan`]; nothing resolves the
+//! limits, authentication, the audit entry and [`crate::Core::handle_plan`]; nothing resolves the
 //! path again. System routes are told apart by prefix from the plan's path (a few string
-//! comparisons, no lock and no storage).
+//! comparisons, no lock and no storage). The core makes plans ([`crate::Core::plan`]).
 
 use std::sync::Arc;
 
-use crate::core::{Core, Route, endpoint_of, fixed_route};
+use crate::Operation;
 use crate::mounts::Mount;
 use crate::policy::Capability;
-use crate::{CoreError, Operation};
+use crate::route::{Route, endpoint_of, fixed_route};
 
-/// A request resolved once ([`Core::plan`]).
+/// A request resolved once ([`crate::Core::plan`]).
 pub struct Plan {
     operation: Operation,
     path: String,
     /// The mount serving the path and where the rest below it starts.
     mount: Option<(Arc<Mount>, usize)>,
-    /// Whether create vs update is decided ([`Core::settle`]).
+    /// Whether create vs update is decided ([`crate::Core::settle`]).
     settled: bool,
 }
 
@@ -35,7 +35,33 @@ impl std::fmt::Debug for Plan {
 }
 
 impl Plan {
-    /// The operation (after [`Core::settle`]: `Create` for a write to what does not exist).
+    /// A plan of `operation` on `path`, served by `mount` (with where the rest of the path
+    /// below it starts) or by the core itself.
+    pub(crate) fn new(
+        operation: Operation,
+        path: String,
+        mount: Option<(Arc<Mount>, usize)>,
+    ) -> Self {
+        Plan {
+            operation,
+            path,
+            mount,
+            settled: false,
+        }
+    }
+
+    /// Create vs update is decided: `operation` is what runs.
+    pub(crate) fn settle_as(&mut self, operation: Operation) {
+        self.operation = operation;
+        self.settled = true;
+    }
+
+    /// Whether create vs update is decided.
+    pub(crate) fn is_settled(&self) -> bool {
+        self.settled
+    }
+
+    /// The operation (after [`crate::Core::settle`]: `Create` for a write to what does not exist).
     pub fn operation(&self) -> Operation {
         self.operation
     }
@@ -101,50 +127,6 @@ impl Plan {
             Operation::Patch => Capability::Patch,
             Operation::Delete => Capability::Delete,
         }
-    }
-}
-
-impl Core {
-    /// Resolves `operation` on `path` (canonical: [`crate::canonical_path`]) once: the route
-    /// and its mount. Touches no storage; create vs update is decided by [`Core::settle`],
-    /// once the caller is authenticated.
-    pub fn plan(&self, operation: Operation, path: String) -> Plan {
-        let mount = match fixed_route(&path) {
-            Route::Unknown => self
-                .mounts
-                .resolve(&path)
-                .map(|(mount, rest)| (mount, path.len() - rest.len())),
-            _ => None,
-        };
-        Plan {
-            operation,
-            path,
-            mount,
-            settled: false,
-        }
-    }
-
-    /// Vault's existence check, once per plan: a write (`Update`) to a path that does not
-    /// exist yet is a `Create`.
-    pub fn settle(&self, plan: &mut Plan) -> Result<(), CoreError> {
-        if !plan.settled {
-            if plan.operation == Operation::Update && !self.exists(&plan.route())? {
-                plan.operation = Operation::Create;
-            }
-            plan.settled = true;
-        }
-        Ok(())
-    }
-
-    /// The answer to an unauthenticated read ([`Plan::is_public_read`]).
-    pub fn public_read(&self, plan: &Plan) -> Result<crate::PublicBody, CoreError> {
-        match plan.route() {
-            Route::Mount(mount, rest) if plan.operation == Operation::Read => {
-                mount.engine.public_read(rest)
-            }
-            _ => None,
-        }
-        .unwrap_or_else(|| Err(CoreError::NotFound(String::new())))
     }
 }
 

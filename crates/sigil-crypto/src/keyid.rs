@@ -16,7 +16,7 @@ impl KeyId {
         let mut h = Sha256::new();
         h.update(ED25519_SPKI_PREFIX);
         h.update(public);
-        KeyId(crate::b64url_encode(&h.finalize()))
+        KeyId(crate::encoding::b64url_encode(&h.finalize()))
     }
 
     /// Wraps a keyid received from a peer (checked only for shape: 43 base64url characters).
@@ -54,7 +54,7 @@ mod tests {
             .unwrap();
         assert_eq!(&der[..12], &ED25519_SPKI_PREFIX);
         let public: [u8; 32] = der[12..].try_into().unwrap();
-        let expected = crate::b64url_encode(&Sha256::digest(&der));
+        let expected = crate::encoding::b64url_encode(&Sha256::digest(&der));
         assert_eq!(KeyId::for_ed25519(&public).as_str(), expected);
     }
 

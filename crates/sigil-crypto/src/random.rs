@@ -29,13 +29,13 @@ pub fn nonce_bytes<const N: usize>() -> [u8; N] {
 
 /// A fresh random nonce for a request: 18 bytes (≥ 16 as docs/protocol.md §3 asks), base64url.
 pub fn nonce() -> Result<String, CryptoError> {
-    Ok(crate::b64url_encode(&nonce_bytes::<18>()))
+    Ok(crate::encoding::b64url_encode(&nonce_bytes::<18>()))
 }
 
 /// 128 random bits as 32 lower-case hex digits: an id that carries no authority and never
 /// starts with `-` on a command line (wrap ids).
 pub fn hex_id() -> Result<String, CryptoError> {
-    Ok(crate::hex(&nonce_bytes::<16>()))
+    Ok(crate::encoding::hex(&nonce_bytes::<16>()))
 }
 
 /// A random (version 4) UUID in its usual text form, for ids that must not be guessable.
@@ -43,7 +43,7 @@ pub fn uuid() -> Result<String, CryptoError> {
     let mut b = nonce_bytes::<16>();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = crate::hex(&b);
+    let h = crate::encoding::hex(&b);
     Ok(format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],

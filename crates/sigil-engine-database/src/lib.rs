@@ -11,6 +11,7 @@ mod databases;
 pub mod driver;
 mod engine;
 mod mysql;
+mod op;
 mod postgres;
 mod statements;
 

@@ -7,7 +7,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, PoolConstraints, PoolOpts, SslOpts};
 use zeroize::Zeroizing;
 
-use crate::databases::{CONNECT_TIMEOUT, Op, redact, url_template};
+use crate::op::{CONNECT_TIMEOUT, Op, redact, url_template};
 
 pub(crate) struct Pool {
     pub(crate) generation: u64,

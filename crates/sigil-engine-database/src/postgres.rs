@@ -9,7 +9,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
 use zeroize::Zeroizing;
 
-use crate::databases::{CONNECT_TIMEOUT, Op, redact, url_template};
+use crate::op::{CONNECT_TIMEOUT, Op, redact, url_template};
 
 pub(crate) struct Pool {
     pub(crate) generation: u64,

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
 
-use super::issuer::StoredIssuer;
-use super::{PkiEngine, StoredCert, parse_serial, serial_hex};
+use crate::issuer::StoredIssuer;
+use crate::store::{Store, StoredCert, parse_serial, serial_hex};
 use sigil_engine::barrier::ViewBatch;
 use sigil_engine::fields::{bad, flag};
 use sigil_engine::{CoreError, Response, duration};
@@ -23,9 +23,9 @@ pub(super) struct CrlState {
     next_update: i64,
 }
 
-impl PkiEngine {
+impl Store {
     /// `issuer`'s current CRL, signed again first if less than half its lifetime is left.
-    pub(super) fn crl(&self, issuer: &StoredIssuer) -> Result<CrlState, CoreError> {
+    pub(crate) fn crl(&self, issuer: &StoredIssuer) -> Result<CrlState, CoreError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         match self.get::<CrlState>(&format!("crls/{}", issuer.issuer_id))? {
             Some(c) if c.next_update - now > CRL_LIFETIME / 2 => Ok(c),
@@ -37,7 +37,7 @@ impl PkiEngine {
     }
 
     /// `crl/rotate`: every issuer's CRL signed anew.
-    pub(super) fn rotate_crls(&self) -> Result<Response, CoreError> {
+    pub(crate) fn rotate_crls(&self) -> Result<Response, CoreError> {
         let _guard = self.lock();
         for issuer in self.issuers()? {
             self.rebuild_crl_locked(&issuer)?;
@@ -86,7 +86,7 @@ impl PkiEngine {
         Ok(state)
     }
 
-    pub(super) fn revoke(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
+    pub(crate) fn revoke(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
         sigil_engine::fields::only(body, &["serial_number"])?;
         let serial = body
             .get("serial_number")
@@ -115,7 +115,7 @@ impl PkiEngine {
     /// Vault's `tidy`, run at once: removes stored certificates (`tidy_cert_store`) and revoked
     /// ones (`tidy_revoked_certs`) that expired more than `safety_buffer` (default 72h) ago,
     /// then signs new CRLs without them.
-    pub(super) fn tidy(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
+    pub(crate) fn tidy(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
         sigil_engine::fields::only(
             body,
             &["tidy_cert_store", "tidy_revoked_certs", "safety_buffer"],

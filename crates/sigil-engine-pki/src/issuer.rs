@@ -13,8 +13,8 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::pem::Pem;
 use zeroize::Zeroizing;
 
-use super::role::KeySpec;
-use super::{PkiEngine, StoredCert, new_serial, serial_hex};
+use crate::role::KeySpec;
+use crate::store::{Store, StoredCert, new_serial, serial_hex};
 use sigil_engine::barrier::ViewBatch;
 use sigil_engine::encoding::pem;
 use sigil_engine::fields::{bad, integer, number, only, text, ttl};
@@ -163,9 +163,9 @@ fn check_issuer_name(name: &str) -> Result<(), CoreError> {
     Ok(())
 }
 
-impl PkiEngine {
+impl Store {
     /// The issuer `reference` names: `default`, an id or a name.
-    pub(super) fn resolve_issuer(&self, reference: &str) -> Result<StoredIssuer, CoreError> {
+    pub(crate) fn resolve_issuer(&self, reference: &str) -> Result<StoredIssuer, CoreError> {
         let id = if reference == "default" || reference.is_empty() {
             let config: IssuersConfig = self.get(CONFIG)?.unwrap_or_default();
             if config.default.is_empty() {
@@ -191,7 +191,7 @@ impl PkiEngine {
     }
 
     /// What signs as `issuer`: its certificate with its key.
-    pub(super) fn signer(
+    pub(crate) fn signer(
         &self,
         issuer: &StoredIssuer,
     ) -> Result<Issuer<'static, KeyPair>, CoreError> {
@@ -202,7 +202,7 @@ impl PkiEngine {
     }
 
     /// Every issuer of the mount.
-    pub(super) fn issuers(&self) -> Result<Vec<StoredIssuer>, CoreError> {
+    pub(crate) fn issuers(&self) -> Result<Vec<StoredIssuer>, CoreError> {
         let mut out = Vec::new();
         for key in self.view.list("issuers/")? {
             out.extend(self.get::<StoredIssuer>(&key)?);
@@ -257,7 +257,7 @@ impl PkiEngine {
     }
 
     /// `root/generate/internal`: a self-signed CA whose key never leaves Sigil.
-    pub(super) fn generate_root(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
+    pub(crate) fn generate_root(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
         only(
             body,
             &[
@@ -311,7 +311,7 @@ impl PkiEngine {
 
     /// `intermediate/generate/internal`: a new CA key kept here and a CSR for it, to be signed
     /// by a root (here or elsewhere) and brought back with `intermediate/set-signed`.
-    pub(super) fn generate_intermediate(
+    pub(crate) fn generate_intermediate(
         &self,
         body: &Map<String, Value>,
     ) -> Result<Response, CoreError> {
@@ -333,7 +333,7 @@ impl PkiEngine {
 
     /// `root/sign-intermediate` (`issuer/<ref>/sign-intermediate`): a CA certificate for a
     /// CSR's key, valid at most as long as the signing issuer.
-    pub(super) fn sign_intermediate(
+    pub(crate) fn sign_intermediate(
         &self,
         issuer_ref: &str,
         body: &Map<String, Value>,
@@ -352,13 +352,13 @@ impl PkiEngine {
         if !matches!(text(body, "format", "pem")?, "pem" | "pem_bundle") {
             return Err(bad("format must be pem or pem_bundle"));
         }
-        let csr = super::parse_csr(required(body, "csr")?)?;
+        let csr = crate::store::parse_csr(required(body, "csr")?)?;
         let from_csr = csr
             .params
             .params
             .distinguished_name
             .get(&DnType::CommonName)
-            .map(super::dn_text);
+            .map(crate::store::dn_text);
         let cn = match text(body, "common_name", "")? {
             "" => from_csr
                 .filter(|c| !c.is_empty())
@@ -410,7 +410,7 @@ impl PkiEngine {
 
     /// `intermediate/set-signed`: makes a signed CA certificate (optionally followed by its
     /// chain) an issuer, if its key is one this mount holds.
-    pub(super) fn set_signed(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
+    pub(crate) fn set_signed(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
         only(body, &["certificate"])?;
         let bundle = parse_bundle(required(body, "certificate")?)?;
         let leaf = &bundle[0];
@@ -459,7 +459,7 @@ impl PkiEngine {
         })))
     }
 
-    pub(super) fn list_issuers(&self) -> Result<Response, CoreError> {
+    pub(crate) fn list_issuers(&self) -> Result<Response, CoreError> {
         let issuers = self.issuers()?;
         let mut info = Map::new();
         for i in &issuers {
@@ -478,7 +478,7 @@ impl PkiEngine {
         Ok(resp)
     }
 
-    pub(super) fn read_issuer(&self, reference: &str) -> Result<Response, CoreError> {
+    pub(crate) fn read_issuer(&self, reference: &str) -> Result<Response, CoreError> {
         let i = self.resolve_issuer(reference)?;
         Ok(Response::data(json!({
             "issuer_id": i.issuer_id,
@@ -491,7 +491,7 @@ impl PkiEngine {
     }
 
     /// `POST issuer/<ref>`: renames an issuer (`issuer_name`).
-    pub(super) fn update_issuer(
+    pub(crate) fn update_issuer(
         &self,
         reference: &str,
         body: &Map<String, Value>,
@@ -523,7 +523,7 @@ impl PkiEngine {
     /// `DELETE issuer/<ref>`: the issuer and its CRL go; its key and certificates stay (as in
     /// Vault). Deleting the default leaves the mount without one until `config/issuers` names
     /// another.
-    pub(super) fn delete_issuer(&self, reference: &str) -> Result<Response, CoreError> {
+    pub(crate) fn delete_issuer(&self, reference: &str) -> Result<Response, CoreError> {
         let _guard = self.lock();
         let issuer = self.resolve_issuer(reference)?;
         let mut batch = ViewBatch::default();
@@ -537,12 +537,12 @@ impl PkiEngine {
         Ok(Response::no_content())
     }
 
-    pub(super) fn read_config(&self) -> Result<Response, CoreError> {
+    pub(crate) fn read_config(&self) -> Result<Response, CoreError> {
         let config: IssuersConfig = self.get(CONFIG)?.unwrap_or_default();
         Ok(Response::data(json!({ "default": config.default })))
     }
 
-    pub(super) fn write_config(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
+    pub(crate) fn write_config(&self, body: &Map<String, Value>) -> Result<Response, CoreError> {
         only(body, &["default"])?;
         let reference = required(body, "default")?;
         let _guard = self.lock();
@@ -560,7 +560,7 @@ impl PkiEngine {
     }
 
     /// `LIST keys`, with each key's name and type (never the key).
-    pub(super) fn list_keys(&self) -> Result<Response, CoreError> {
+    pub(crate) fn list_keys(&self) -> Result<Response, CoreError> {
         let mut ids = Vec::new();
         let mut info = Map::new();
         for key in self.view.list("keys/")? {

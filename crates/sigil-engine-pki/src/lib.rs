@@ -11,22 +11,17 @@
 mod crl;
 mod issuer;
 mod role;
+mod store;
 
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use rcgen::{
-    CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType, KeyIdMethod,
-    SanType, SerialNumber,
-};
-use serde::{Deserialize, Serialize};
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyIdMethod, SanType, SerialNumber};
 use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
-use x509_parser::prelude::FromDer as _;
 use zeroize::Zeroizing;
 
 use issuer::StoredIssuer;
-use role::{KeySpec, Role, valid_hostname};
+use role::{Role, valid_hostname};
 use sigil_engine::barrier::{View, ViewBatch};
 use sigil_engine::fields::{bad, list_of, only, text, ttl};
 use sigil_engine::path::check_name;
@@ -34,22 +29,12 @@ use sigil_engine::request::{children, list_response};
 use sigil_engine::{
     Context, CoreError, Engine, EngineKind, Operation, PublicBody, Request, Response, Route,
 };
+use store::{Store, StoredCert, dn_text, parse_csr, parse_serial, pem_contents, serial_hex};
 
 /// Default certificate TTL and maximum without a role `max_ttl` (Vault's system default, 32
 /// days).
 const DEFAULT_TTL: u64 = 32 * 24 * 3600;
 const DEFAULT_MAX_TTL: u64 = 32 * 24 * 3600;
-
-#[derive(Clone, Serialize, Deserialize)]
-struct StoredCert {
-    certificate: String,
-    not_after: i64,
-    #[serde(default)]
-    revocation_time: i64,
-    /// The issuer that signed it (its CRL lists it once revoked).
-    #[serde(default)]
-    issuer_id: String,
-}
 
 const PEM_CHAIN: &str = "application/pem-certificate-chain";
 
@@ -87,85 +72,8 @@ struct Names {
     uris: Vec<String>,
 }
 
-/// A distinguished-name value as text.
-fn dn_text(v: &rcgen::DnValue) -> String {
-    match v {
-        rcgen::DnValue::Utf8String(s) => s.clone(),
-        rcgen::DnValue::PrintableString(s) => s.as_str().to_owned(),
-        rcgen::DnValue::Ia5String(s) => s.as_str().to_owned(),
-        // Other string types are not used for host names: ask for common_name instead.
-        _ => String::new(),
-    }
-}
-
-fn serial_hex(serial: &[u8]) -> String {
-    serial
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn parse_serial(text: &str) -> Result<Vec<u8>, CoreError> {
-    let hex: String = text.chars().filter(|c| *c != ':' && *c != '-').collect();
-    if hex.is_empty()
-        || !hex.len().is_multiple_of(2)
-        || hex.len() > 40
-        || !hex.bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        return Err(bad("serial_number must be hex, e.g. 1a:2b:…"));
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad("serial_number must be hex"))
-        })
-        .collect()
-}
-
-/// A random positive 128-bit serial (RFC 5280: at most 20 octets, positive).
-fn new_serial() -> Result<Vec<u8>, CoreError> {
-    let mut b = sigil_crypto::random::bytes::<16>().map_err(|_| CoreError::rng())?;
-    b[0] &= 0x7f;
-    b[0] |= 0x01;
-    Ok(b.to_vec())
-}
-
-/// The DER inside a PEM text.
-fn pem_contents(text: &str) -> Result<Vec<u8>, CoreError> {
-    x509_parser::pem::parse_x509_pem(text.as_bytes())
-        .map(|(_, p)| p.contents)
-        .map_err(|_| CoreError::Integrity)
-}
-
-/// A CSR, its signature checked, and the type and size of its key.
-struct Csr {
-    params: CertificateSigningRequestParams,
-    key: Option<KeySpec>,
-}
-
-fn parse_csr(text: &str) -> Result<Csr, CoreError> {
-    let invalid = || {
-        bad(
-            "csr is not a valid, correctly signed PEM certificate request (or has an extension Sigil does not read)",
-        )
-    };
-    let (_, block) = x509_parser::pem::parse_x509_pem(text.as_bytes()).map_err(|_| invalid())?;
-    if block.label != "CERTIFICATE REQUEST" && block.label != "NEW CERTIFICATE REQUEST" {
-        return Err(invalid());
-    }
-    let params = CertificateSigningRequestParams::from_der(&block.contents.as_slice().into())
-        .map_err(|_| invalid())?;
-    let (_, parsed) =
-        x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
-            .map_err(|_| invalid())?;
-    let key = KeySpec::of(&parsed.certification_request_info.subject_pki);
-    Ok(Csr { params, key })
-}
-
 struct PkiEngine {
-    view: View,
-    writes: Mutex<()>,
+    store: Store,
 }
 
 impl std::fmt::Debug for PkiEngine {
@@ -177,46 +85,13 @@ impl std::fmt::Debug for PkiEngine {
 impl PkiEngine {
     fn new(view: View) -> Self {
         PkiEngine {
-            view,
-            writes: Mutex::new(()),
-        }
-    }
-
-    /// Serializes the engine's read-modify-write sequences.
-    fn lock(&self) -> MutexGuard<'_, ()> {
-        self.writes.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, CoreError> {
-        match self.view.get(key)? {
-            Some(e) => Ok(Some(
-                serde_json::from_slice(&e.plain).map_err(|_| CoreError::Integrity)?,
-            )),
-            None => Ok(None),
-        }
-    }
-
-    fn put(&self, batch: &mut ViewBatch, key: &str, value: &impl Serialize) {
-        batch.put(key, serde_json::to_vec(value).expect("serializes"));
-    }
-
-    /// A serial no stored certificate has (call with the write lock held).
-    fn unused_serial(&self) -> Result<Vec<u8>, CoreError> {
-        loop {
-            let serial = new_serial()?;
-            if self
-                .view
-                .get(&format!("certs/{}", serial_hex(&serial)))?
-                .is_none()
-            {
-                return Ok(serial);
-            }
+            store: Store::new(view),
         }
     }
 
     fn role_exists(&self, rest: &str) -> Result<bool, CoreError> {
         Ok(match rest.strip_prefix("roles/") {
-            Some(name) => self.view.get(&format!("roles/{name}"))?.is_some(),
+            Some(name) => self.store.view.get(&format!("roles/{name}"))?.is_some(),
             None => true,
         })
     }
@@ -230,18 +105,18 @@ impl PkiEngine {
     fn public(&self, rest: &str) -> Option<Result<PublicBody, CoreError>> {
         let (reference, what) = public_target(rest)?;
         Some((|| {
-            let issuer = self.resolve_issuer(reference)?;
+            let issuer = self.store.resolve_issuer(reference)?;
             let (content_type, body) = match what {
                 Public::Der => ("application/pkix-cert", pem_contents(&issuer.certificate)?),
                 Public::Pem => (PEM_CHAIN, issuer.certificate.into_bytes()),
                 Public::Chain => (PEM_CHAIN, issuer.ca_chain.concat().into_bytes()),
                 Public::CrlDer => (
                     "application/pkix-crl",
-                    pem_contents(&self.crl(&issuer)?.pem)?,
+                    pem_contents(&self.store.crl(&issuer)?.pem)?,
                 ),
                 Public::CrlPem => (
                     "application/x-pem-file",
-                    self.crl(&issuer)?.pem.into_bytes(),
+                    self.store.crl(&issuer)?.pem.into_bytes(),
                 ),
             };
             Ok(PublicBody { content_type, body })
@@ -268,49 +143,54 @@ impl PkiEngine {
             ) => Err(bad(
                 "only internal generation is supported: a CA key never leaves Sigil",
             )),
-            (["root", "generate", "internal"], _) if write => self.generate_root(&body),
+            (["root", "generate", "internal"], _) if write => self.store.generate_root(&body),
             (["root", "sign-intermediate"], _) if write => {
                 let reference = text(&body, "issuer_ref", "default")?.to_owned();
                 let mut body = body;
                 body.remove("issuer_ref");
-                self.sign_intermediate(&reference, &body)
+                self.store.sign_intermediate(&reference, &body)
             }
-            (["issuer", r, "sign-intermediate"], _) if write => self.sign_intermediate(r, &body),
+            (["issuer", r, "sign-intermediate"], _) if write => {
+                self.store.sign_intermediate(r, &body)
+            }
             (["intermediate", "generate", "internal"], _) if write => {
-                self.generate_intermediate(&body)
+                self.store.generate_intermediate(&body)
             }
-            (["intermediate", "set-signed"], _) if write => self.set_signed(&body),
-            (["issuers"] | ["issuers", ""], Operation::List) => self.list_issuers(),
-            (["issuer", r] | ["issuer", r, "json"], Operation::Read) => self.read_issuer(r),
-            (["issuer", r], _) if write => self.update_issuer(r, &body),
-            (["issuer", r], Operation::Delete) => self.delete_issuer(r),
+            (["intermediate", "set-signed"], _) if write => self.store.set_signed(&body),
+            (["issuers"] | ["issuers", ""], Operation::List) => self.store.list_issuers(),
+            (["issuer", r] | ["issuer", r, "json"], Operation::Read) => self.store.read_issuer(r),
+            (["issuer", r], _) if write => self.store.update_issuer(r, &body),
+            (["issuer", r], Operation::Delete) => self.store.delete_issuer(r),
             (["issuer", r, "crl"], Operation::Read) => {
-                let issuer = self.resolve_issuer(r)?;
-                Ok(Response::data(json!({ "crl": self.crl(&issuer)?.pem })))
+                let issuer = self.store.resolve_issuer(r)?;
+                Ok(Response::data(
+                    json!({ "crl": self.store.crl(&issuer)?.pem }),
+                ))
             }
-            (["config", "issuers"], Operation::Read) => self.read_config(),
-            (["config", "issuers"], _) if write => self.write_config(&body),
-            (["keys"] | ["keys", ""], Operation::List) => self.list_keys(),
+            (["config", "issuers"], Operation::Read) => self.store.read_config(),
+            (["config", "issuers"], _) if write => self.store.write_config(&body),
+            (["keys"] | ["keys", ""], Operation::List) => self.store.list_keys(),
             (["cert", "ca"], Operation::Read) => {
-                let issuer = self.resolve_issuer("default")?;
+                let issuer = self.store.resolve_issuer("default")?;
                 Ok(Response::data(json!({ "certificate": issuer.certificate })))
             }
             (["cert", "ca_chain"], Operation::Read) => {
-                let issuer = self.resolve_issuer("default")?;
+                let issuer = self.store.resolve_issuer("default")?;
                 Ok(Response::data(
                     json!({ "certificate": issuer.certificate, "ca_chain": issuer.ca_chain }),
                 ))
             }
             (["cert", "crl"], Operation::Read) => {
-                let issuer = self.resolve_issuer("default")?;
+                let issuer = self.store.resolve_issuer("default")?;
                 Ok(Response::data(
-                    json!({ "certificate": self.crl(&issuer)?.pem }),
+                    json!({ "certificate": self.store.crl(&issuer)?.pem }),
                 ))
             }
-            (["crl", "rotate"], Operation::Read) => self.rotate_crls(),
+            (["crl", "rotate"], Operation::Read) => self.store.rotate_crls(),
             (["cert", serial], Operation::Read) => {
                 let key = format!("certs/{}", serial_hex(&parse_serial(serial)?));
                 let cert: StoredCert = self
+                    .store
                     .get(&key)?
                     .ok_or_else(|| CoreError::NotFound(String::new()))?;
                 Ok(Response::data(json!({
@@ -320,14 +200,15 @@ impl PkiEngine {
                 })))
             }
             (["certs"] | ["certs", ""], Operation::List) => {
-                let keys = self.view.list("certs/")?;
+                let keys = self.store.view.list("certs/")?;
                 list_response(children("certs/".len(), keys))
             }
             (["roles"] | ["roles", ""], Operation::List) => {
-                list_response(children("roles/".len(), self.view.list("roles/")?))
+                list_response(children("roles/".len(), self.store.view.list("roles/")?))
             }
             (["roles", name], Operation::Read) => {
                 let role: Role = self
+                    .store
                     .get(&format!("roles/{name}"))?
                     .ok_or_else(|| CoreError::NotFound(String::new()))?;
                 Ok(Response::data(
@@ -338,22 +219,22 @@ impl PkiEngine {
                 check_name("role", name)?;
                 let role = Role::from_body(&body)?;
                 let mut batch = ViewBatch::default();
-                self.put(&mut batch, &format!("roles/{name}"), &role);
-                self.view.apply(batch)?;
+                self.store.put(&mut batch, &format!("roles/{name}"), &role);
+                self.store.view.apply(batch)?;
                 Ok(Response::no_content())
             }
             (["roles", name], Operation::Delete) => {
                 let mut batch = ViewBatch::default();
                 batch.delete(&format!("roles/{name}"));
-                self.view.apply(batch)?;
+                self.store.view.apply(batch)?;
                 Ok(Response::no_content())
             }
             (["issue", role], _) if write => self.issue(None, role, &body),
             (["issuer", r, "issue", role], _) if write => self.issue(Some(r), role, &body),
             (["sign", role], _) if write => self.sign_csr(None, role, &body),
             (["issuer", r, "sign", role], _) if write => self.sign_csr(Some(r), role, &body),
-            (["revoke"], _) if write => self.revoke(&body),
-            (["tidy"], _) if write => self.tidy(&body),
+            (["revoke"], _) if write => self.store.revoke(&body),
+            (["tidy"], _) if write => self.store.tidy(&body),
             (
                 [
                     "root" | "intermediate" | "issuer" | "issuers" | "config" | "keys" | "cert"
@@ -372,7 +253,8 @@ impl PkiEngine {
     }
 
     fn role(&self, name: &str) -> Result<Role, CoreError> {
-        self.get(&format!("roles/{name}"))?
+        self.store
+            .get(&format!("roles/{name}"))?
             .ok_or_else(|| bad(format!("unknown role {name:?}")))
     }
 
@@ -398,7 +280,9 @@ impl PkiEngine {
             uris: list_of(body.get("uri_sans"))?,
         };
         let key = role.key_spec()?.generate()?;
-        let issuer = self.resolve_issuer(issuer_ref.unwrap_or(&role.issuer_ref))?;
+        let issuer = self
+            .store
+            .resolve_issuer(issuer_ref.unwrap_or(&role.issuer_ref))?;
         let mut out = self.certify(&issuer, role_name, &role, &names, ttl(body, "ttl")?, &key)?;
         let private_key = Zeroizing::new(key.serialize_pem());
         out["private_key"] = json!(private_key.as_str());
@@ -450,7 +334,9 @@ impl PkiEngine {
                 }
             }
         }
-        let issuer = self.resolve_issuer(issuer_ref.unwrap_or(&role.issuer_ref))?;
+        let issuer = self
+            .store
+            .resolve_issuer(issuer_ref.unwrap_or(&role.issuer_ref))?;
         let out = self.certify(
             &issuer,
             role_name,
@@ -555,16 +441,16 @@ impl PkiEngine {
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::Sha256;
 
-        let signer = self.signer(issuer)?;
-        let _guard = self.lock();
-        let serial = self.unused_serial()?;
+        let signer = self.store.signer(issuer)?;
+        let _guard = self.store.lock();
+        let serial = self.store.unused_serial()?;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         let cert = params.signed_by(public_key, &signer).map_err(bad)?;
         let pem = cert.pem();
         let serial_text = serial_hex(&serial);
         if !role.no_store {
             let mut batch = ViewBatch::default();
-            self.put(
+            self.store.put(
                 &mut batch,
                 &format!("certs/{serial_text}"),
                 &StoredCert {
@@ -574,7 +460,7 @@ impl PkiEngine {
                     issuer_id: issuer.issuer_id.clone(),
                 },
             );
-            self.view.apply(batch)?;
+            self.store.view.apply(batch)?;
         }
         Ok(json!({
             "certificate": pem,
@@ -786,22 +672,5 @@ impl Engine for PkiEngine {
 
     fn public_read(&self, rest: &str) -> Option<Result<PublicBody, CoreError>> {
         self.public(rest)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn serials() {
-        assert_eq!(parse_serial("0a:ff").unwrap(), vec![0x0a, 0xff]);
-        assert_eq!(parse_serial("0a-ff").unwrap(), vec![0x0a, 0xff]);
-        assert!(parse_serial("zz").is_err());
-        assert!(parse_serial("abc").is_err());
-        assert!(parse_serial(&"00".repeat(21)).is_err());
-        let s = new_serial().unwrap();
-        assert_eq!(parse_serial(&serial_hex(&s)).unwrap(), s);
-        assert!(s[0] & 0x80 == 0 && s[0] != 0);
     }
 }

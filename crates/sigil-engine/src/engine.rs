@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::barrier::View;
 use crate::caller::Caller;
-use crate::lease::{Leases, Passwords};
+use crate::lease::{LeaseLimits, Leases, Passwords};
 use crate::{CoreError, Operation, Request, Response};
 
 /// One endpoint of an engine, below its mount.
@@ -44,15 +44,6 @@ pub struct PublicBody {
     pub content_type: &'static str,
     /// The DER or PEM bytes.
     pub body: Vec<u8>,
-}
-
-/// A mount's lease TTLs (`sys/mounts/<path>/tune`), 0 when unset.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LeaseLimits {
-    /// Default TTL of leases issued below the mount, seconds.
-    pub default_ttl: u64,
-    /// Their maximum TTL, seconds.
-    pub max_ttl: u64,
 }
 
 /// What an engine is told besides the request: who asks, and the mount's lease limits.

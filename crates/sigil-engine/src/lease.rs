@@ -8,7 +8,16 @@
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::{CoreError, LeaseLimits};
+use crate::CoreError;
+
+/// A mount's lease TTLs (`sys/mounts/<path>/tune`), 0 when unset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseLimits {
+    /// Default TTL of leases issued below the mount, seconds.
+    pub default_ttl: u64,
+    /// Their maximum TTL, seconds.
+    pub max_ttl: u64,
+}
 
 /// Vault's system default and maximum lease TTL (32 days).
 pub const SYSTEM_TTL: u64 = 768 * 3600;

@@ -33,11 +33,9 @@ pub mod timefmt;
 
 pub use barrier::{Barrier, View, ViewBatch};
 pub use caller::{Caller, Identity};
-pub use engine::{
-    Context, Engine, EngineKind, EngineKinds, LeaseLimits, MountPoint, PublicBody, Route,
-};
+pub use engine::{Context, Engine, EngineKind, EngineKinds, MountPoint, PublicBody, Route};
 pub use error::{CoreError, Severity};
-pub use lease::{Leases, NewLease, Passwords};
+pub use lease::{LeaseLimits, Leases, NewLease, Passwords};
 pub use replay::{ReplayMark, carried_by_writes_of};
 pub use request::{LeaseInfo, Operation, Request, Response};
 pub use timefmt::now_rfc3339;

@@ -10,19 +10,16 @@
 //! The mark reaches the barrier through [`carried_by_writes_of`], which holds it for the
 //! current thread while the core handles the request (the core handles a request on one
 //! thread, without awaiting); [`crate::View::apply`] adds it to the first batch it commits.
+//! The core keeps the stored marks (loads them at unseal, purges old buckets).
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use sha2::{Digest as _, Sha256};
-
-use crate::CoreError;
-use crate::barrier::{View, ViewBatch};
 
 /// Where marks are stored (below the barrier).
 pub const PREFIX: &str = "sys/replay/";
 /// Marks are filed by when they may be forgotten, a minute per bucket.
-const BUCKET_SECS: i64 = 60;
+pub const BUCKET_SECS: i64 = 60;
 
 /// The `(keyid, nonce)` of a signed request, and until when (Unix seconds) a second use must be
 /// refused.
@@ -53,7 +50,8 @@ impl ReplayMark {
         h.finalize().into()
     }
 
-    fn bucket(until: i64) -> i64 {
+    /// The end of the bucket a mark in force until `until` is filed in.
+    pub fn bucket(until: i64) -> i64 {
         until.div_euclid(BUCKET_SECS) * BUCKET_SECS + BUCKET_SECS
     }
 
@@ -68,7 +66,7 @@ impl ReplayMark {
 
     /// A mark from its key: in force until its bucket's end (at most a minute longer than it
     /// had to be).
-    fn from_key(key: &str) -> Option<Self> {
+    pub fn from_key(key: &str) -> Option<Self> {
         let (bucket, hex) = key.split_once('/')?;
         if bucket.len() != 12 || hex.len() != 64 {
             return None;
@@ -110,67 +108,6 @@ pub fn pending() -> Option<ReplayMark> {
 /// The pending mark was committed.
 pub fn committed() {
     PENDING.with(|p| p.set(None));
-}
-
-/// The stored marks, and the oldest bucket that may still hold some.
-#[derive(Debug)]
-pub struct ReplayMarks {
-    view: View,
-    /// `i64::MIN` until the first [`ReplayMarks::load`].
-    oldest: AtomicI64,
-}
-
-impl ReplayMarks {
-    /// The marks kept in `view`.
-    pub fn new(view: View) -> Self {
-        ReplayMarks {
-            view,
-            oldest: AtomicI64::new(i64::MIN),
-        }
-    }
-
-    /// Every stored mark still in force at `now` (read once, at unseal).
-    pub fn load(&self, now: i64) -> Result<Vec<ReplayMark>, CoreError> {
-        let all: Vec<ReplayMark> = self
-            .view
-            .list("")?
-            .iter()
-            .filter_map(|k| ReplayMark::from_key(k))
-            .collect();
-        let oldest = all.iter().map(|m| m.until).min().unwrap_or(now);
-        self.oldest.fetch_min(oldest, Ordering::AcqRel);
-        if self.oldest.load(Ordering::Acquire) == i64::MIN {
-            self.oldest.store(oldest, Ordering::Release);
-        }
-        Ok(all.into_iter().filter(|m| m.until > now).collect())
-    }
-
-    /// Deletes the marks of every bucket that ended by `now`, a bucket at a time from the
-    /// oldest; returns how many.
-    pub fn purge(&self, now: i64) -> Result<usize, CoreError> {
-        let mut bucket = self.oldest.load(Ordering::Acquire);
-        if bucket == i64::MIN {
-            self.load(now)?;
-            bucket = self.oldest.load(Ordering::Acquire);
-        }
-        bucket = ReplayMark::bucket(bucket - 1);
-        let mut n = 0;
-        while bucket <= now {
-            let prefix = format!("{:012}/", bucket.max(0));
-            let keys = self.view.list(&prefix)?;
-            if !keys.is_empty() {
-                let mut batch = ViewBatch::default();
-                for key in &keys {
-                    batch.delete(key);
-                }
-                self.view.apply(batch)?;
-                n += keys.len();
-            }
-            bucket += BUCKET_SECS;
-            self.oldest.store(bucket, Ordering::Release);
-        }
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,23 @@ pub(crate) struct Trail {
 }
 
 impl Trail {
+    /// Keeps the request's `Signature-Input` and `Signature` for the request entry: the
+    /// signature of every write goes into the audit log (non-repudiation).
+    pub(crate) fn record_signature(&mut self, parts: &Parts) {
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        self.signature = Some((
+            header(sigil_proto::headers::SIGNATURE_INPUT),
+            header(sigil_proto::headers::SIGNATURE),
+        ));
+    }
+
     pub(crate) fn new(parts: &Parts, raw_path: &str) -> Result<Self, ApiError> {
         let request_id = sigil_crypto::random::uuid().map_err(|_| {
             ApiError::new(
@@ -145,4 +162,16 @@ impl Trail {
             (Err(e), _) => Err(e),
         }
     }
+}
+
+/// Records a request entry before anything happens (fail-closed). The entry is built only when
+/// a device records it.
+pub(crate) async fn audit_request<'a>(
+    core: &std::sync::Arc<sigil_core::Core>,
+    entry: impl FnOnce() -> sigil_core::audit::Entry<'a>,
+) -> Result<(), ApiError> {
+    if !core.audit().enabled() {
+        return Ok(());
+    }
+    core.audit().log(entry()).await.map_err(ApiError::from)
 }

@@ -160,7 +160,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     })?;
     // A transient server keeps no nonces across restarts (docs/protocol.md).
     let not_before = if config.node.storage_kind() == "memory" {
-        crate::api::now()
+        sigil_engine::timefmt::unix_now()
     } else {
         i64::MIN
     };
@@ -295,7 +295,7 @@ fn spawn_wrap_sweeper(sweeper: Arc<AppState>) {
                 continue;
             };
             let swept = tokio::task::spawn_blocking(move || {
-                if let Err(e) = core.purge_replay_marks(crate::api::now()) {
+                if let Err(e) = core.purge_replay_marks(sigil_engine::timefmt::unix_now()) {
                     tracing::warn!(error = %e, "purging old replay marks failed");
                 }
                 (core.purge_wraps(), core.rotate_due_keys())

@@ -3,14 +3,11 @@
 //! a connection keeps the TLS session it has; only new handshakes see the new certificate.
 //!
 //! What the server reloads comes from a [`ReloadSource`] the composition root provides (the
-//! CLI re-reads its configuration file); a source that fails changes nothing.
-
-use std::sync::Arc;
+//! CLI re-reads its configuration file); a source that fails changes nothing. The server's
+//! state applies it (`api/state.rs`).
 
 use serde::Serialize;
-use sha2::Digest as _;
 
-use crate::api::AppState;
 use crate::limits::RateLimits;
 use crate::tls::TlsIdentity;
 
@@ -52,53 +49,3 @@ pub struct ReloadReport {
 #[derive(Debug, thiserror::Error)]
 #[error("reload refused, nothing changed: {0}")]
 pub struct ReloadError(pub String);
-
-impl AppState {
-    /// Reloads what the source gives, then reopens the audit devices. Blocking (file I/O).
-    pub(crate) fn reload(&self) -> Result<ReloadReport, ReloadError> {
-        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
-        let (tls_reloaded, limits_changed, notes) = match &self.reload_source {
-            None => (false, false, Vec::new()),
-            Some(source) => {
-                let loaded = source.load().map_err(ReloadError)?;
-                let tls_reloaded = loaded.tls.is_some();
-                if let Some(identity) = loaded.tls {
-                    *self.tls.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(identity);
-                }
-                let changed = self.limits.set(loaded.limits);
-                self.connections
-                    .set_per_address(loaded.limits.connections_per_address);
-                (tls_reloaded, changed, loaded.notes)
-            }
-        };
-        let audit_devices_reopened = self.node.core().map_or(0, |core| core.audit().reopen());
-        let report = ReloadReport {
-            tls_reloaded,
-            tls_certificate_sha256: certificate_sha256(&self.tls_identity()),
-            limits_changed,
-            audit_devices_reopened,
-            notes,
-        };
-        tracing::info!(
-            tls_reloaded = report.tls_reloaded,
-            tls_certificate_sha256 = %report.tls_certificate_sha256,
-            limits_changed = report.limits_changed,
-            audit_devices_reopened = report.audit_devices_reopened,
-            notes = ?report.notes,
-            "reloaded"
-        );
-        Ok(report)
-    }
-}
-
-fn certificate_sha256(identity: &TlsIdentity) -> String {
-    identity
-        .leaf_der()
-        .map(|der| {
-            sha2::Sha256::digest(der)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        })
-        .unwrap_or_default()
-}

@@ -49,13 +49,13 @@ pub(crate) async fn run(cmd: E2eCommand) -> anyhow::Result<ExitCode> {
             client,
         } => {
             let (mount, path) = super::kv::split(&at, &client).await?;
-            let data = super::parse_pairs(&pairs)?;
+            let data = super::pairs::parse_pairs(&pairs)?;
             let c = config::client(&client)?;
             let trust = trust(&t, &c.public()?)?;
             let recipients = c
                 .resolve_recipients(&to, &trust)
                 .await
-                .map_err(|e| super::missing_as(e, || no_recipient(&to)))?;
+                .map_err(|e| super::data::missing_as(e, || no_recipient(&to)))?;
             let resp = c.e2e_put(&mount, &path, &data, &recipients, cas).await?;
             let version = resp
                 .body
@@ -87,7 +87,7 @@ pub(crate) async fn run(cmd: E2eCommand) -> anyhow::Result<ExitCode> {
             let opened = match c.e2e_get(&mount, &path, version, &trust).await {
                 Ok(o) => o,
                 Err(ClientError::Api { status: 404, .. }) => {
-                    return Ok(super::not_found(&format!("{mount}/{path}")));
+                    return Ok(super::data::not_found(&format!("{mount}/{path}")));
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -149,11 +149,11 @@ pub(crate) async fn wrap(args: WrapArgs) -> anyhow::Result<ExitCode> {
     let recipient = c
         .resolve_recipients(std::slice::from_ref(&to), &trust)
         .await
-        .map_err(|e| super::missing_as(e, || no_recipient(std::slice::from_ref(&to))))?
+        .map_err(|e| super::data::missing_as(e, || no_recipient(std::slice::from_ref(&to))))?
         .pop()
         .context("no recipient")?;
     let info = c.wrap(&recipient, &plaintext, args.ttl.as_deref()).await?;
-    super::print_wrap_info(&info, Format::Table);
+    super::data::print_wrap_info(&info, Format::Table);
     Ok(ExitCode::SUCCESS)
 }
 

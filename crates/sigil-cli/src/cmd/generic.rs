@@ -37,20 +37,20 @@ pub(crate) async fn read(
     } else {
         let c = config::client(client)?;
         match c
-            .request("GET", &super::wrapped_path(path, wrap), None)
+            .request("GET", &super::data::wrapped_path(path, wrap), None)
             .await
         {
             Ok(r) => r.body.unwrap_or_default(),
-            Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(path)),
+            Err(ClientError::Api { status: 404, .. }) => return Ok(super::data::not_found(path)),
             Err(e) => return Err(e.into()),
         }
     };
     if wrap.wrap_to.is_some() {
-        super::print_wrap_info(body.get("data").unwrap_or(&Value::Null), format);
+        super::data::print_wrap_info(body.get("data").unwrap_or(&Value::Null), format);
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(f) = field {
-        super::print_field(body.get("data").unwrap_or(&Value::Null), f)?;
+        super::data::print_field(body.get("data").unwrap_or(&Value::Null), f)?;
         return Ok(ExitCode::SUCCESS);
     }
     output::warnings(&body);
@@ -70,19 +70,19 @@ pub(crate) async fn write(
     wrap: &ResponseWrap,
     client: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
-    let body = Value::Object(super::parse_pairs(pairs)?);
+    let body = Value::Object(super::pairs::parse_pairs(pairs)?);
     let c = config::client(client)?;
     let resp = c
-        .request("POST", &super::wrapped_path(path, wrap), Some(&body))
+        .request("POST", &super::data::wrapped_path(path, wrap), Some(&body))
         .await?;
     if wrap.wrap_to.is_some() {
         let body = resp.body.unwrap_or_default();
-        super::print_wrap_info(body.get("data").unwrap_or(&Value::Null), format);
+        super::data::print_wrap_info(body.get("data").unwrap_or(&Value::Null), format);
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(f) = field {
         let body = resp.body.unwrap_or_default();
-        super::print_field(body.get("data").unwrap_or(&Value::Null), f)?;
+        super::data::print_field(body.get("data").unwrap_or(&Value::Null), f)?;
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(b) = &resp.body {
@@ -108,8 +108,8 @@ pub(crate) async fn list(
 ) -> anyhow::Result<ExitCode> {
     let c = config::client(client)?;
     match c.request("LIST", path, None).await {
-        Ok(r) => super::print_keys(&r.body.unwrap_or_default(), show.format),
-        Err(ClientError::Api { status: 404, .. }) => return Ok(super::not_found(path)),
+        Ok(r) => super::data::print_keys(&r.body.unwrap_or_default(), show.format),
+        Err(ClientError::Api { status: 404, .. }) => return Ok(super::data::not_found(path)),
         Err(e) => return Err(e.into()),
     }
     Ok(ExitCode::SUCCESS)

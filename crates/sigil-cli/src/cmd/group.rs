@@ -25,10 +25,10 @@ pub(crate) async fn run(cmd: GroupCommand) -> anyhow::Result<ExitCode> {
             println!("Success! Group {name} saved.");
         }
         GroupCommand::List { show, client } => {
-            super::list_keys(&client, "identity/group/name", &show).await?
+            super::data::list_keys(&client, "identity/group/name", &show).await?
         }
         GroupCommand::Read { name, show, client } => {
-            super::read_data(
+            super::data::read_data(
                 &client,
                 &format!("identity/group/name/{name}"),
                 "group",
@@ -37,7 +37,7 @@ pub(crate) async fn run(cmd: GroupCommand) -> anyhow::Result<ExitCode> {
             .await?;
         }
         GroupCommand::Delete { name, client } => {
-            super::delete(
+            super::data::delete(
                 &client,
                 &format!("identity/group/name/{name}"),
                 "group",

@@ -28,7 +28,7 @@ pub(crate) async fn run(cmd: IdentityCommand) -> anyhow::Result<ExitCode> {
                 body["policies"] = json!(policies);
             }
             if !metadata.is_empty() {
-                body["metadata"] = super::string_pairs("--metadata", &metadata)?.into();
+                body["metadata"] = super::pairs::string_pairs("--metadata", &metadata)?.into();
             }
             let resp = c
                 .request("POST", &format!("identity/entity/name/{name}"), Some(&body))
@@ -61,10 +61,10 @@ pub(crate) async fn run(cmd: IdentityCommand) -> anyhow::Result<ExitCode> {
             println!("Success! Identity {name} ({}) certified.", expected.keyid());
         }
         IdentityCommand::List { show, client } => {
-            super::list_keys(&client, "identity/entity/name", &show).await?
+            super::data::list_keys(&client, "identity/entity/name", &show).await?
         }
         IdentityCommand::Read { name, show, client } => {
-            super::read_data(
+            super::data::read_data(
                 &client,
                 &format!("identity/entity/name/{name}"),
                 "identity",
@@ -73,7 +73,7 @@ pub(crate) async fn run(cmd: IdentityCommand) -> anyhow::Result<ExitCode> {
             .await?;
         }
         IdentityCommand::Delete { name, client } => {
-            super::delete(
+            super::data::delete(
                 &client,
                 &format!("identity/entity/name/{name}"),
                 "identity",

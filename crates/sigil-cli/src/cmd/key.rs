@@ -12,7 +12,7 @@ pub(crate) fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         KeyCommand::Generate { output, passphrase } => {
             let key = SecretIdentity::generate().context("key generation failed")?;
-            let mut file = key.to_key_file(&super::now_rfc3339());
+            let mut file = key.to_key_file(&super::data::now_rfc3339());
             if passphrase {
                 let pass = keyfile::ask_passphrase(
                     "Passphrase for the new key: ",
@@ -74,7 +74,7 @@ pub(crate) fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
             let identity = age::identity_string(key.encryption_key());
             let text = zeroize::Zeroizing::new(format!(
                 "# created: {}\n# public key: {recipient}\n{}\n",
-                super::now_rfc3339(),
+                super::data::now_rfc3339(),
                 identity.as_str()
             ));
             match output {

@@ -72,9 +72,9 @@ pub(super) async fn split(
                 .and_then(|m| m.as_object().map(|m| m.keys().cloned().collect()))
                 .unwrap_or_default();
             Err(if mounts.is_empty() {
-                super::Missing(format!("No value found at {path}")).into()
+                super::data::Missing(format!("No value found at {path}")).into()
             } else {
-                super::Missing(format!(
+                super::data::Missing(format!(
                     "no mount at {first}/ that you may use (mounts you may use: {})",
                     mounts.join(", ")
                 ))
@@ -117,7 +117,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 client,
             } = w;
             let (mount, rest) = split(&at, &client).await?;
-            let data = super::parse_pairs(&pairs)?;
+            let data = super::pairs::parse_pairs(&pairs)?;
             let mut body = json!({ "data": data });
             if let Some(cas) = cas {
                 body["options"] = json!({ "cas": cas });
@@ -148,13 +148,13 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             if let Some(v) = version {
                 query.push(("version", v.to_string()));
             }
-            let query = super::query_string(&query);
-            let target = super::wrapped_path(&format!("{path}{query}"), &wrap);
+            let query = super::data::query_string(&query);
+            let target = super::data::wrapped_path(&format!("{path}{query}"), &wrap);
             let Some(body) = fetch(&client, "GET", &target).await? else {
-                return Ok(super::not_found(&path));
+                return Ok(super::data::not_found(&path));
             };
             if wrap.wrap_to.is_some() {
-                super::print_wrap_info(body.get("data").unwrap_or(&Value::Null), format);
+                super::data::print_wrap_info(body.get("data").unwrap_or(&Value::Null), format);
                 return Ok(ExitCode::SUCCESS);
             }
             if let Some(f) = field {
@@ -178,7 +178,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             let (mount, rest) = split(&at, &client).await?;
             let meta_path = format!("{mount}/metadata/{rest}");
             let Some(meta) = fetch(&client, "GET", &meta_path).await? else {
-                return Ok(super::not_found(&meta_path));
+                return Ok(super::data::not_found(&meta_path));
             };
             let current = meta
                 .pointer("/data/current_version")
@@ -215,7 +215,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             let (mount, rest) = split(&at, &client).await?;
             let path = format!("{mount}/metadata/{rest}");
             let Some(body) = fetch(&client, "LIST", &path).await? else {
-                return Ok(super::not_found(&path));
+                return Ok(super::data::not_found(&path));
             };
             match format {
                 Format::Json | Format::Yaml => {
@@ -252,7 +252,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
             let (mount, rest) = split(&at, &client).await?;
             let path = format!("{mount}/metadata/{rest}");
             let Some(body) = fetch(&client, "GET", &path).await? else {
-                return Ok(super::not_found(&path));
+                return Ok(super::data::not_found(&path));
             };
             match format {
                 Format::Json | Format::Yaml => output::structured(format, &body),
@@ -273,7 +273,7 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 body.insert("cas_required".into(), json!(v));
             }
             if !m.custom_metadata.is_empty() {
-                let custom = super::string_pairs("-custom-metadata", &m.custom_metadata)?;
+                let custom = super::pairs::string_pairs("-custom-metadata", &m.custom_metadata)?;
                 body.insert("custom_metadata".into(), Value::Object(custom));
             }
             let c = config::client(&m.client)?;

@@ -49,10 +49,10 @@ pub(crate) async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             let resp = c
                 .request("GET", &format!("sys/policies/acl/{name}"), None)
                 .await
-                .map_err(|e| super::missing_as(e, || format!("No policy named: {name}")))?;
+                .map_err(|e| super::data::missing_as(e, || format!("No policy named: {name}")))?;
             let data = resp.data();
             if show.field.is_some() || show.format != crate::args::Format::Table {
-                return super::print_data(data, &show).map(|()| ExitCode::SUCCESS);
+                return super::data::print_data(data, &show).map(|()| ExitCode::SUCCESS);
             }
             let text = data
                 .get("policy")
@@ -68,7 +68,7 @@ pub(crate) async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             let resp = c.request("LIST", "sys/policies/acl", None).await?;
             let body = resp.body.unwrap_or_default();
             if show.format != crate::args::Format::Table {
-                super::print_keys(&body, show.format);
+                super::data::print_keys(&body, show.format);
                 return Ok(ExitCode::SUCCESS);
             }
             // As `vault policy list`: one name per line, no header.

@@ -1,8 +1,9 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
+use super::capability::{Capabilities, Capability};
+use super::rule::Policy;
 use super::template::{TemplateContext, render};
-use super::{Capabilities, Capability, Policy};
 
 /// The merged rules of a set of policies, ready to answer "may this caller do X at path P?".
 ///

@@ -11,12 +11,14 @@ mod fmt;
 #[cfg(test)]
 mod model;
 mod parse;
+mod rule;
 mod template;
 
 pub use acl::Acl;
 pub use capability::{Capabilities, Capability};
 pub use fmt::format_policy;
 pub use parse::{PolicyError, parse_policy};
+pub use rule::{PathRule, Policy};
 pub use template::TemplateContext;
 
 /// The name of the built-in policy held by the init admins. It cannot be changed or deleted.
@@ -28,30 +30,3 @@ path "*" {
   capabilities = ["create", "read", "update", "patch", "delete", "list", "sudo"]
 }
 "#;
-
-/// One `path` block, normalized.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PathRule {
-    /// The path as written, minus a leading `/` (and, for plain globs, minus the trailing
-    /// `*`, as Vault stores it).
-    pub path: String,
-    /// Whether it is a prefix match (ends in `*`).
-    pub is_prefix: bool,
-    /// Whether it contains a `+` (segment wildcard).
-    pub has_segment_wildcards: bool,
-    /// Whether it has `{{…}}` placeholders, filled in per caller.
-    pub templated: bool,
-    /// Granted capabilities (just `deny` if `deny` was listed).
-    pub capabilities: Capabilities,
-}
-
-/// A parsed policy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Policy {
-    /// Its name.
-    pub name: String,
-    /// Its source text, returned on read.
-    pub text: String,
-    /// Its rules, in source order.
-    pub rules: Vec<PathRule>,
-}

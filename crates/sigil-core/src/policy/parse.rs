@@ -1,4 +1,5 @@
-use super::{Capabilities, Capability, PathRule, Policy};
+use super::capability::{Capabilities, Capability};
+use super::rule::{PathRule, Policy};
 use crate::vault_hcl::{self, Item, Value};
 
 /// Why a policy was refused. The message names the construct and what was expected.

@@ -12,12 +12,13 @@ use sigil_core::{Caller, Core};
 use sigil_proto::headers;
 
 use super::body::read_body;
-use super::{AppState, now};
+use super::state::AppState;
 use crate::audit_trail::{PeerCerts, RemoteAddr, Trail};
 use crate::auth::{self, Authenticated};
 use crate::error::ApiError;
 use crate::limits::address_key;
 use crate::telemetry;
+use sigil_engine::timefmt::unix_now as now;
 
 /// The caller of a request for the core, and its body: a client certificate authenticates the
 /// connection; a signature, if present, wins. Records who it is in the audit trail.

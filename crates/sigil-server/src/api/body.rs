@@ -5,7 +5,7 @@ use axum::body::{Body, Bytes};
 use http::request::Parts;
 use http::{StatusCode, header};
 
-use super::AppState;
+use super::state::AppState;
 use crate::error::ApiError;
 
 /// How long a client may take to send its body (408 after).

@@ -6,15 +6,49 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::response::Response;
 use http::request::Parts;
+use http::{Method, StatusCode};
 use serde_json::Value;
 use sigil_core::{Caller, Core, Operation, Plan};
-use sigil_proto::headers;
 use zeroize::Zeroizing;
 
-use super::{AppState, Planned, audit_request, authn, sys};
+use super::authn;
+use super::state::AppState;
+use super::sys;
 use crate::audit_trail::Trail;
+use crate::audit_trail::audit_request;
 use crate::error::ApiError;
 use crate::sealing::{Reply, Sealing, open_body, vault_envelope};
+
+/// The operation an HTTP method asks for (`GET ?list=true` and `LIST` list).
+fn operation_of(method: &Method, query: &[(String, String)]) -> Option<Operation> {
+    let list_flag = query.iter().any(|(k, v)| k == "list" && v == "true");
+    Some(match method.as_str() {
+        "GET" if list_flag => Operation::List,
+        "LIST" => Operation::List,
+        "GET" => Operation::Read,
+        "POST" | "PUT" => Operation::Update,
+        "PATCH" => Operation::Patch,
+        "DELETE" => Operation::Delete,
+        _ => return None,
+    })
+}
+
+/// A request resolved once against the unsealed core (sigil_core::Plan): its canonical path,
+/// operation and mount. A path that does not canonicalize, or an unknown method, is refused
+/// where it always was, after authentication.
+type Planned = Result<Plan, ApiError>;
+
+pub(super) fn plan(
+    core: &Core,
+    method: &Method,
+    raw_path: &str,
+    query: &[(String, String)],
+) -> Planned {
+    let operation = operation_of(method, query)
+        .ok_or_else(|| ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "unsupported method"))?;
+    let path = sigil_core::canonical_path(raw_path, operation)?;
+    Ok(core.plan(operation, path))
+}
 
 /// Response wrapping asked for in the query (`wrap_to`, `wrap_ttl`).
 pub(super) struct Wrap {
@@ -94,10 +128,7 @@ fn record(trail: &mut Trail, parts: &Parts, plan: &Plan) {
     trail.operation = Some(plan.operation());
     trail.path = plan.path().to_owned();
     if !trail.mtls && !matches!(plan.operation(), Operation::Read | Operation::List) {
-        trail.signature = Some((
-            header(parts, headers::SIGNATURE_INPUT),
-            header(parts, headers::SIGNATURE),
-        ));
+        trail.record_signature(parts);
     }
 }
 
@@ -196,13 +227,4 @@ const UNWRAPPABLE: &[&str] = &[
 pub(super) fn take_query(query: &mut Vec<(String, String)>, name: &str) -> Option<String> {
     let i = query.iter().position(|(k, _)| k == name)?;
     Some(query.remove(i).1)
-}
-
-pub(super) fn header(parts: &Parts, name: &str) -> String {
-    parts
-        .headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
 }

@@ -4,8 +4,10 @@
 //! audited, run by the core or the server ([`logical`], [`sys`], [`rekey`]) and sealed.
 
 mod authn;
+mod blocking;
 mod body;
 mod logical;
+mod plain;
 mod public;
 mod rekey;
 mod state;
@@ -13,31 +15,24 @@ mod sys;
 mod unseal;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
-use http::{HeaderValue, Method, StatusCode, header};
-use sigil_core::{Core, Node, Operation, Plan};
+use http::{Method, StatusCode};
 
 use crate::audit_trail::{RemoteAddr, Trail};
 use crate::auth;
 use crate::error::ApiError;
 use crate::limits::address_key;
 use crate::telemetry;
-use logical::{Incoming, Wrap, take_query};
+use logical::{Incoming, Wrap, plan, take_query};
+use plain::unavailable;
 pub(crate) use state::AppState;
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new().fallback(handle).with_state(state)
-}
-
-pub(crate) fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -66,56 +61,6 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     };
     telemetry::request(route, &method, resp.status().as_u16(), started.elapsed());
     resp
-}
-
-fn plain_json(status: StatusCode, value: &impl serde::Serialize) -> Response {
-    let mut resp = (
-        status,
-        serde_json::to_string(value).expect("plain JSON serializes"),
-    )
-        .into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-fn unavailable(node: &Node) -> ApiError {
-    if node.initialized() {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Sigil is sealed")
-    } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Sigil is not initialized: run `sigil operator init`",
-        )
-    }
-}
-
-/// The operation an HTTP method asks for (`GET ?list=true` and `LIST` list).
-fn operation_of(method: &Method, query: &[(String, String)]) -> Option<Operation> {
-    let list_flag = query.iter().any(|(k, v)| k == "list" && v == "true");
-    Some(match method.as_str() {
-        "GET" if list_flag => Operation::List,
-        "LIST" => Operation::List,
-        "GET" => Operation::Read,
-        "POST" | "PUT" => Operation::Update,
-        "PATCH" => Operation::Patch,
-        "DELETE" => Operation::Delete,
-        _ => return None,
-    })
-}
-
-/// A request resolved once against the unsealed core (sigil_core::Plan): its canonical path,
-/// operation and mount. A path that does not canonicalize, or an unknown method, is refused
-/// where it always was, after authentication.
-type Planned = Result<Plan, ApiError>;
-
-fn plan(core: &Core, method: &Method, raw_path: &str, query: &[(String, String)]) -> Planned {
-    let operation = operation_of(method, query)
-        .ok_or_else(|| ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "unsupported method"))?;
-    let path = sigil_core::canonical_path(raw_path, operation)?;
-    Ok(core.plan(operation, path))
 }
 
 async fn dispatch(
@@ -214,18 +159,6 @@ fn admit(state: &AppState, parts: &Parts, raw_path: &str) -> Result<(), ApiError
     Ok(())
 }
 
-/// Records a request entry before anything happens (fail-closed). The entry is built only when
-/// a device records it.
-async fn audit_request<'a>(
-    core: &Arc<Core>,
-    entry: impl FnOnce() -> sigil_core::audit::Entry<'a>,
-) -> Result<(), ApiError> {
-    if !core.audit().enabled() {
-        return Ok(());
-    }
-    core.audit().log(entry()).await.map_err(ApiError::from)
-}
-
 /// Endpoints anyone may call (stricter per-address limit).
 pub(crate) const UNAUTHENTICATED: &[&str] = &[
     "sys/openapi.json",
@@ -238,12 +171,3 @@ pub(crate) const UNAUTHENTICATED: &[&str] = &[
     "sys/unseal/share",
     "sys/rekey/approve",
 ];
-
-/// Runs `f` (which may wait on an fsync or a lock) on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed"))?
-}

@@ -9,8 +9,10 @@ use http::{HeaderValue, StatusCode, header};
 use sigil_core::{Core, Node, Plan};
 use sigil_proto::sys;
 
-use super::{blocking, now, plain_json, unavailable};
+use super::blocking::blocking;
+use super::plain::{plain_json, unavailable};
 use crate::error::ApiError;
+use sigil_engine::timefmt::unix_now as now;
 
 /// The answer to `GET /v1/<raw_path>` if it is one of the server's unauthenticated endpoints.
 pub(super) fn answer(node: &Node, raw_path: &str) -> Option<Result<Response, ApiError>> {

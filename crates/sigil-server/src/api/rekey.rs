@@ -10,16 +10,18 @@ use http::request::Parts;
 use serde_json::{Value, json};
 use sigil_core::policy::Capability;
 use sigil_core::{Core, Operation};
-use sigil_proto::headers;
 use sigil_proto::sys::{RekeyApproval, RekeyRequest};
 
 use super::authn::authenticate;
-use super::logical::header;
+use super::blocking::blocking;
+use super::plain::plain_json;
+use super::state::AppState;
 use super::unseal::parse_admins;
-use super::{AppState, audit_request, blocking, now, plain_json};
 use crate::audit_trail::Trail;
+use crate::audit_trail::audit_request;
 use crate::error::ApiError;
 use crate::sealing::Reply;
+use sigil_engine::timefmt::unix_now as now;
 
 /// `sys/rekey/init`: proposes the new admins and threshold (update and sudo).
 pub(super) fn start(
@@ -70,10 +72,7 @@ pub(super) async fn approve(
         .unwrap_or_default();
     trail.identity = Some((keyid.clone(), name));
     trail.operation = Some(Operation::Update);
-    trail.signature = Some((
-        header(parts, headers::SIGNATURE_INPUT),
-        header(parts, headers::SIGNATURE),
-    ));
+    trail.record_signature(parts);
     let approval: RekeyApproval = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request("expected {\"digest\": \"<proposal digest>\"}"))?;
     let data = json!({ "digest": approval.digest });

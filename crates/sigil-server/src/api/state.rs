@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+use sha2::Digest as _;
 use sigil_core::Node;
 
 use crate::auth;
 use crate::channels::Channels;
 use crate::limits::Limits;
-use crate::tls::ClientTrust;
+use crate::reload::{ReloadError, ReloadReport};
+use crate::tls::{ClientTrust, TlsIdentity};
 
 pub(crate) struct AppState {
     /// The TLS identity new connections get (replaced by a reload).
@@ -82,4 +84,54 @@ impl AppState {
             None => Arc::clone(&identity.server_config),
         }
     }
+}
+
+impl AppState {
+    /// Reloads what the source gives, then reopens the audit devices. Blocking (file I/O).
+    pub(crate) fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let (tls_reloaded, limits_changed, notes) = match &self.reload_source {
+            None => (false, false, Vec::new()),
+            Some(source) => {
+                let loaded = source.load().map_err(ReloadError)?;
+                let tls_reloaded = loaded.tls.is_some();
+                if let Some(identity) = loaded.tls {
+                    *self.tls.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(identity);
+                }
+                let changed = self.limits.set(loaded.limits);
+                self.connections
+                    .set_per_address(loaded.limits.connections_per_address);
+                (tls_reloaded, changed, loaded.notes)
+            }
+        };
+        let audit_devices_reopened = self.node.core().map_or(0, |core| core.audit().reopen());
+        let report = ReloadReport {
+            tls_reloaded,
+            tls_certificate_sha256: certificate_sha256(&self.tls_identity()),
+            limits_changed,
+            audit_devices_reopened,
+            notes,
+        };
+        tracing::info!(
+            tls_reloaded = report.tls_reloaded,
+            tls_certificate_sha256 = %report.tls_certificate_sha256,
+            limits_changed = report.limits_changed,
+            audit_devices_reopened = report.audit_devices_reopened,
+            notes = ?report.notes,
+            "reloaded"
+        );
+        Ok(report)
+    }
+}
+
+fn certificate_sha256(identity: &TlsIdentity) -> String {
+    identity
+        .leaf_der()
+        .map(|der| {
+            sha2::Sha256::digest(der)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use sigil_core::Operation;
 use sigil_core::policy::Capability;
 
-use super::{AppState, blocking, rekey};
+use super::blocking::blocking;
+use super::rekey;
+use super::state::AppState;
 use crate::audit_trail::Trail;
 use crate::error::ApiError;
 use crate::sealing::Reply;

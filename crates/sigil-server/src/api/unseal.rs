@@ -13,9 +13,12 @@ use sigil_crypto::PublicIdentity;
 use sigil_proto::sys::InitRequest;
 
 use super::authn::authenticate;
+use super::blocking::blocking;
 use super::body::{UNAUTHENTICATED_BODY, read_body};
-use super::{AppState, blocking, now, plain_json, unavailable};
+use super::plain::{plain_json, unavailable};
+use super::state::AppState;
 use crate::error::ApiError;
+use sigil_engine::timefmt::unix_now as now;
 
 /// What a request to an init or unseal endpoint got: an answer, or its body back when it is
 /// not one of them.

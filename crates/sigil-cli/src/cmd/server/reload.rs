@@ -5,7 +5,7 @@
 use sigil_server::{ReloadSource, Reloaded, TlsIdentity};
 use tracing_subscriber::{EnvFilter, Registry, reload};
 
-use super::{Plan, plan};
+use super::plan::{Plan, plan};
 use crate::args::ServerArgs;
 
 /// Changes the log filter of the running process.
