@@ -401,7 +401,7 @@ impl Client {
 
     /// Fetches wrap `id`: its signed envelope, once (the server keeps only a tombstone).
     pub async fn fetch_wrap(&self, id: &str) -> Result<Value, ClientError> {
-        self.data_of("POST", "sys/wrapping/unwrap", Some(&json!({ "id": id })))
+        self.data_of("POST", "sys/wrapping/unwrap", Some(&wrap_id(id)))
             .await
     }
 
@@ -460,9 +460,15 @@ impl Client {
 
     /// A wrap's status, for its sender or recipient.
     pub async fn wrap_status(&self, id: &str) -> Result<Value, ClientError> {
-        self.data_of("POST", "sys/wrapping/lookup", Some(&json!({ "id": id })))
+        self.data_of("POST", "sys/wrapping/lookup", Some(&wrap_id(id)))
             .await
     }
+}
+
+/// The body naming wrap `id` (`sys/wrapping/unwrap`, `lookup`).
+fn wrap_id(id: &str) -> serde_json::Value {
+    serde_json::to_value(sigil_proto::sys::WrapId { id: id.to_owned() })
+        .expect("a wrap id serializes")
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::issuer::StoredIssuer;
 use crate::store::{Store, StoredCert, parse_serial, serial_hex};
 use sigil_engine::barrier::ViewBatch;
 use sigil_engine::fields::{bad, flag};
+use sigil_engine::request::list_response;
 use sigil_engine::{CoreError, Response, duration};
 
 /// How long a CRL is valid.
@@ -110,6 +111,19 @@ impl Store {
         Ok(Response::data(
             json!({ "revocation_time": cert.revocation_time }),
         ))
+    }
+
+    /// Vault's `LIST certs/revoked`: the serials of the stored certificates that were revoked
+    /// (whether or not they expired since; `tidy` removes those).
+    pub(crate) fn revoked_serials(&self) -> Result<Response, CoreError> {
+        let mut serials = Vec::new();
+        for key in self.view.list("certs/")? {
+            let cert: StoredCert = self.get(&key)?.ok_or(CoreError::Integrity)?;
+            if cert.revocation_time != 0 {
+                serials.push(key["certs/".len()..].to_owned());
+            }
+        }
+        list_response(serials)
     }
 
     /// Vault's `tidy`, run at once: removes stored certificates (`tidy_cert_store`) and revoked

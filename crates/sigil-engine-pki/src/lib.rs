@@ -199,6 +199,9 @@ impl PkiEngine {
                     "issuer_id": cert.issuer_id,
                 })))
             }
+            (["certs", "revoked"] | ["certs", "revoked", ""], Operation::List) => {
+                self.store.revoked_serials()
+            }
             (["certs"] | ["certs", ""], Operation::List) => {
                 let keys = self.store.view.list("certs/")?;
                 list_response(children("certs/".len(), keys))
@@ -595,6 +598,11 @@ const ROUTES: &[Route] = &[
         &["LIST"],
         "PKI: serials of stored certificates",
     ),
+    Route::new(
+        "{mount}/certs/revoked",
+        &["LIST"],
+        "PKI: serials of revoked certificates",
+    ),
 ];
 
 impl EngineKind for Pki {
@@ -643,6 +651,7 @@ impl Engine for PkiEngine {
             ["sign", ..] => "{mount}/sign/{name}",
             ["revoke", ..] => "{mount}/revoke",
             ["tidy", ..] => "{mount}/tidy",
+            ["certs", "revoked", ..] => "{mount}/certs/revoked",
             ["certs", ..] => "{mount}/certs",
             ["ca"] | ["cert", "ca", "raw"] => "{mount}/ca",
             ["ca", ..] | ["cert", "ca", "raw", ..] => "{mount}/ca/pem",
@@ -672,5 +681,43 @@ impl Engine for PkiEngine {
 
     fn public_read(&self, rest: &str) -> Option<Result<PublicBody, CoreError>> {
         self.public(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use sigil_engine::testing::Harness;
+    use sigil_engine::{CoreError, Operation};
+
+    use super::Pki;
+
+    #[test]
+    fn revoked_serials_are_listed_and_only_those() {
+        let h = Harness::new(&Pki, "pki/");
+        let post = |path: &str, body: Value| h.call(Operation::Update, path, body).unwrap();
+        post(
+            "pki/root/generate/internal",
+            json!({ "common_name": "Test Root", "ttl": "24h" }),
+        );
+        post(
+            "pki/roles/web",
+            json!({ "allowed_domains": "example.com", "allow_subdomains": true, "ttl": "1h" }),
+        );
+        let list = || h.call(Operation::List, "pki/certs/revoked", Value::Null);
+        assert!(matches!(list(), Err(CoreError::NotFound(_))), "none yet");
+        let issue = |name: &str| {
+            post("pki/issue/web", json!({ "common_name": name }))["serial_number"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let (kept, revoked) = (issue("a.example.com"), issue("b.example.com"));
+        post("pki/revoke", json!({ "serial_number": revoked }));
+        assert_eq!(list().unwrap()["keys"], json!([revoked]));
+        let all = h.call(Operation::List, "pki/certs", Value::Null).unwrap();
+        assert!(all["keys"].as_array().unwrap().contains(&json!(kept)));
+        assert_eq!(h.engine.route("certs/revoked/"), "{mount}/certs/revoked");
+        assert_eq!(h.engine.route("certs/"), "{mount}/certs");
     }
 }

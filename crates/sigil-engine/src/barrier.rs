@@ -105,15 +105,23 @@ impl Barrier {
         })
     }
 
-    /// Opens the stored keyring with `root`. A wrong root key fails with
-    /// [`CoreError::Integrity`] and reveals nothing else.
+    /// Opens the stored keyring with `root`. A keyring that is missing, does not decrypt with
+    /// `root` (a wrong root key, or damaged shares or storage) or does not decode fails with
+    /// [`CoreError::Keyring`], which reveals nothing of the keys.
     pub fn open(backend: Arc<dyn Backend>, root: BarrierKey) -> Result<Self, CoreError> {
-        let wrapped = backend.get(KEYRING_KEY)?.ok_or(CoreError::Integrity)?;
-        let plain = root
-            .open(KEYRING_KEY.as_bytes(), &wrapped)
-            .map_err(|_| CoreError::Integrity)?;
-        let keyring = decode_keyring(&plain)?;
-        let newest = keyring.last().ok_or(CoreError::Integrity)?;
+        let wrapped = backend
+            .get(KEYRING_KEY)?
+            .ok_or(CoreError::Keyring("the storage holds no keyring"))?;
+        let plain = root.open(KEYRING_KEY.as_bytes(), &wrapped).map_err(|_| {
+            CoreError::Keyring(
+                "the stored keyring does not decrypt with the root key the shares give (damaged shares or storage)",
+            )
+        })?;
+        let keyring = decode_keyring(&plain)
+            .map_err(|_| CoreError::Keyring("the stored keyring does not decode"))?;
+        let newest = keyring
+            .last()
+            .ok_or(CoreError::Keyring("the stored keyring is empty"))?;
         let stored = match backend.get(USAGE_KEY)? {
             None => None,
             Some(raw) => {
@@ -490,7 +498,7 @@ mod tests {
         let (wrong, _) = root();
         assert!(matches!(
             Barrier::open(backend, wrong),
-            Err(CoreError::Integrity)
+            Err(CoreError::Keyring(_))
         ));
     }
 

@@ -39,6 +39,10 @@ pub enum CoreError {
     /// sealing failed. The message names the fault, never data.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The keyring does not decrypt (503): the node cannot read its data and stays (or
+    /// becomes) sealed; `sys/seal-status` says why. Never the caller's fault.
+    #[error("the keyring cannot be read: {0}; the node is sealed (sys/seal-status says why)")]
+    Keyring(&'static str),
     /// The storage backend stopped taking writes (503) until a restart; `sys/health` and the
     /// log say why.
     #[error(
@@ -60,7 +64,8 @@ pub enum Severity {
     /// A fault of this server (storage, integrity, randomness): logged in full, the caller
     /// gets a generic message.
     Internal,
-    /// The node can no longer take writes until it is restarted (storage stopped).
+    /// The node can no longer serve: its storage stopped taking writes until a restart, or its
+    /// keyring does not decrypt (the node is sealed and says why).
     Fatal,
 }
 
@@ -78,7 +83,7 @@ impl CoreError {
             CoreError::Integrity | CoreError::Storage(_) | CoreError::Internal(_) => {
                 Severity::Internal
             }
-            CoreError::StorageStopped => Severity::Fatal,
+            CoreError::StorageStopped | CoreError::Keyring(_) => Severity::Fatal,
         }
     }
 

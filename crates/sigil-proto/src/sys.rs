@@ -82,6 +82,10 @@ pub struct SealStatus {
     /// Why the storage stopped taking writes, if it did (then `sys/health` answers 503).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_error: Option<String>,
+    /// Why the node is sealed when it is for a fault, not an operator's choice: the last unseal
+    /// (or the running node) found that the keyring does not decrypt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_because: Option<String>,
 }
 
 /// What `sys/rekey` shows.
@@ -150,4 +154,34 @@ fn default_rekey_ttl() -> i64 {
 pub struct RekeyApproval {
     /// The proposal's digest, as `sys/rekey` shows it.
     pub digest: String,
+}
+
+/// `sys/leases/renew`, `revoke` and `lookup` with the lease in the body (Vault's shape). The
+/// server also accepts Vault's duration strings for `increment` (`"1h"`); the CLI sends
+/// seconds or the string it was given.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    /// The lease id (`database/creds/app/…`).
+    pub lease_id: String,
+    /// How much longer the lease should live (renew only; none: its own TTL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub increment: Option<String>,
+}
+
+/// `sys/wrapping/unwrap` and `lookup`: which wrap.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WrapId {
+    /// The wrap's id.
+    pub id: String,
+}
+
+/// `sys/unseal` with `{"reset": true}`: an admin discards the shares given so far (Vault's
+/// `-reset`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UnsealReset {
+    /// Always `true`.
+    pub reset: bool,
 }

@@ -76,7 +76,9 @@ fn status_of(e: &CoreError) -> StatusCode {
         CoreError::UnsupportedOperation => StatusCode::METHOD_NOT_ALLOWED,
         CoreError::Conflict(_) => StatusCode::CONFLICT,
         CoreError::Unavailable(_) => StatusCode::BAD_GATEWAY,
-        CoreError::AuditUnavailable | CoreError::StorageStopped => StatusCode::SERVICE_UNAVAILABLE,
+        CoreError::AuditUnavailable | CoreError::StorageStopped | CoreError::Keyring(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -140,6 +142,7 @@ mod tests {
             (CoreError::Unavailable("db".into()), 502),
             (CoreError::AuditUnavailable, 503),
             (CoreError::StorageStopped, 503),
+            (CoreError::Keyring("x"), 503),
         ] {
             assert_eq!(status_of(&e).as_u16(), status, "{e:?}");
         }

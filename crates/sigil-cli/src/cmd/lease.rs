@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use sigil_proto::sys::LeaseRequest;
 
 use crate::args::{Format, LeaseCommand};
 use crate::{config, output};
@@ -15,10 +16,10 @@ pub(crate) async fn run(cmd: LeaseCommand) -> anyhow::Result<ExitCode> {
             format,
             client,
         } => {
-            let mut body = json!({ "lease_id": id });
-            if let Some(i) = increment {
-                body["increment"] = json!(i);
-            }
+            let body = serde_json::to_value(LeaseRequest {
+                lease_id: id,
+                increment,
+            })?;
             let c = config::client(&client)?;
             let resp = c.request("PUT", "sys/leases/renew", Some(&body)).await?;
             let b = resp.body.unwrap_or_default();
@@ -45,7 +46,7 @@ pub(crate) async fn run(cmd: LeaseCommand) -> anyhow::Result<ExitCode> {
                     .await?;
                 println!("Success! Revoked any leases with prefix: {id}");
             } else {
-                c.request("PUT", "sys/leases/revoke", Some(&json!({ "lease_id": id })))
+                c.request("PUT", "sys/leases/revoke", Some(&lease(id)?))
                     .await?;
                 println!("Success! Revoked lease: {id}");
             }
@@ -53,7 +54,7 @@ pub(crate) async fn run(cmd: LeaseCommand) -> anyhow::Result<ExitCode> {
         LeaseCommand::Lookup { id, format, client } => {
             let c = config::client(&client)?;
             let resp = c
-                .request("PUT", "sys/leases/lookup", Some(&json!({ "lease_id": id })))
+                .request("PUT", "sys/leases/lookup", Some(&lease(&id)?))
                 .await?;
             let b = resp.body.unwrap_or_default();
             match format {
@@ -77,4 +78,12 @@ pub(crate) async fn run(cmd: LeaseCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The body naming lease `id`.
+fn lease(id: &str) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(LeaseRequest {
+        lease_id: id.to_owned(),
+        increment: None,
+    })?)
 }

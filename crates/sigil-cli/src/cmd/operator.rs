@@ -85,8 +85,12 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
         OperatorCommand::Unseal { reset, client } => {
             let c = config::client_with(&client, Needs::Key)?;
             let status = if reset {
-                c.signed_plain("POST", "sys/unseal", &serde_json::json!({ "reset": true }))
-                    .await?
+                c.signed_plain(
+                    "POST",
+                    "sys/unseal",
+                    &serde_json::to_value(sigil_proto::sys::UnsealReset { reset: true })?,
+                )
+                .await?
             } else {
                 match c.unseal().await {
                     Ok(status) => status,
@@ -397,7 +401,7 @@ pub(crate) async fn status(format: Format, client: &ClientArgs) -> anyhow::Resul
     match format {
         Format::Json | Format::Yaml => output::structured(format, &serde_json::to_value(&seal)?),
         Format::Table => {
-            let rows = vec![
+            let mut rows = vec![
                 ("Seal Type".to_owned(), seal.kind.clone()),
                 ("Initialized".to_owned(), seal.initialized.to_string()),
                 ("Sealed".to_owned(), seal.sealed.to_string()),
@@ -418,6 +422,9 @@ pub(crate) async fn status(format: Format, client: &ClientArgs) -> anyhow::Resul
                 ),
                 ("HA Enabled".to_owned(), "false".to_owned()),
             ];
+            if let Some(why) = &seal.sealed_because {
+                rows.push(("Sealed Because".to_owned(), why.clone()));
+            }
             output::table(&rows);
         }
     }

@@ -118,6 +118,8 @@ pub struct Node {
     /// How long an unfinished unseal keeps its shares ([`UNSEAL_ATTEMPT_TTL`]).
     pub(crate) unseal_ttl: std::time::Duration,
     pub(crate) rekey: Mutex<Option<rekey::Proposal>>,
+    /// Why the node is sealed, when a fault sealed it or kept it sealed.
+    fault: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -210,6 +212,7 @@ impl Node {
             attempt: Mutex::new(Attempt::new()?),
             unseal_ttl: UNSEAL_ATTEMPT_TTL,
             rekey: Mutex::new(None),
+            fault: Mutex::new(None),
         })
     }
 
@@ -234,6 +237,7 @@ impl Node {
             attempt: Mutex::new(Attempt::new()?),
             unseal_ttl: UNSEAL_ATTEMPT_TTL,
             rekey: Mutex::new(None),
+            fault: Mutex::new(None),
         })
     }
 
@@ -320,6 +324,7 @@ impl Node {
             storage_type: self.backend.kind().into(),
             version: env!("CARGO_PKG_VERSION").into(),
             storage_error: self.backend.failure(),
+            sealed_because: self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 
@@ -483,13 +488,31 @@ impl Node {
                 BarrierKey::from_secret(KeyTerm(0), key),
                 &self.audit,
                 self.engines.clone(),
-            )?;
+            )
+            .inspect_err(|e| self.record_fault(e))?;
+            *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = None;
             *self.state.write().unwrap_or_else(|e| e.into_inner()) =
                 State::Unsealed(Some(config), Arc::new(core));
             tracing::info!("unsealed");
         }
         drop(attempt);
         Ok(self.status())
+    }
+
+    /// Remembers why a fatal error keeps or makes the node sealed (`sys/seal-status` says it).
+    fn record_fault(&self, e: &CoreError) {
+        if let CoreError::Keyring(why) = e {
+            tracing::error!(why, "the keyring does not decrypt: the node stays sealed");
+            *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+        }
+    }
+
+    /// Seals because of `fault` (a keyring that no longer decrypts): as [`Node::seal`], and
+    /// `sys/seal-status` says why until the next unseal. A transient node cannot be sealed;
+    /// its fault is only logged and reported.
+    pub fn seal_for_fault(&self, fault: &CoreError) -> Result<(), CoreError> {
+        self.record_fault(fault);
+        self.seal()
     }
 
     /// Seals: drops the core and every key in it; a quorum must unseal again.

@@ -183,3 +183,39 @@ fn an_unfinished_unseal_starts_over_after_its_time() {
         "a new attempt: old submissions do not open"
     );
 }
+
+#[test]
+fn a_keyring_that_does_not_decrypt_keeps_the_node_sealed_and_says_why() {
+    let a = SecretIdentity::generate().unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let node = Node::open(backend.clone(), Vec::new(), test_engines()).unwrap();
+    node.init(admins(&[&a]), 1).unwrap();
+    // The stored keyring is damaged (one byte of its ciphertext flipped).
+    let key = sigil_engine::barrier::KEYRING_KEY;
+    let mut wrapped = backend.get(key).unwrap().unwrap();
+    let last = wrapped.len() - 1;
+    wrapped[last] ^= 1;
+    backend
+        .apply(sigil_storage::Batch::new().put(key, wrapped.clone()))
+        .unwrap();
+    let err = unseal_as(&node, &a).unwrap_err();
+    assert!(matches!(err, CoreError::Keyring(_)), "{err}");
+    assert_eq!(err.severity(), crate::Severity::Fatal);
+    let status = node.status();
+    assert!(status.sealed);
+    let why = status.sealed_because.expect("the status says why");
+    assert!(why.contains("does not decrypt"), "{why}");
+    // Repaired, the same admin unseals and the reason is gone.
+    wrapped[last] ^= 1;
+    backend
+        .apply(sigil_storage::Batch::new().put(key, wrapped))
+        .unwrap();
+    assert!(!unseal_as(&node, &a).unwrap().sealed);
+    assert_eq!(node.status().sealed_because, None);
+    // A running node told of a keyring fault seals and says why.
+    node.seal_for_fault(&CoreError::Keyring("a test fault"))
+        .unwrap();
+    let status = node.status();
+    assert!(status.sealed && status.sealed_because.unwrap().contains("a test fault"));
+    assert!(node.core().is_none());
+}

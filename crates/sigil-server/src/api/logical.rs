@@ -105,6 +105,7 @@ pub(super) async fn handle(
         return Ok((answer?, None));
     }
     let run = Run {
+        state: Arc::clone(state),
         caller: Arc::clone(&authn.caller),
         mark: authn.mark,
         wrap: recipient.map(|r| (r, wrap.ttl)),
@@ -145,6 +146,8 @@ fn wrap_recipient(core: &Core, wrap: &Wrap, path: &str) -> Result<Option<Arc<Cal
 
 /// How a planned request runs in the core.
 struct Run {
+    /// The node, to seal when the core finds its keyring unreadable.
+    state: Arc<AppState>,
     caller: Arc<Caller>,
     /// A signed request's replay mark: it leaves it with the first write it causes (a read
     /// that issues a lease writes too), so that it stays refused after a restart (replay.rs).
@@ -193,7 +196,16 @@ impl Run {
         query: Vec<(String, String)>,
     ) -> Result<Ran, ApiError> {
         let path = plan.path().to_owned();
-        let response = core.handle_plan(&self.caller, plan, data, query)?;
+        let response = core
+            .handle_plan(&self.caller, plan, data, query)
+            .inspect_err(|e| {
+                // The keyring no longer decrypts: nothing can be served; seal, and say why.
+                if matches!(e, sigil_core::CoreError::Keyring(_))
+                    && let Err(sealing) = self.state.node.seal_for_fault(e)
+                {
+                    tracing::error!(error = %sealing, "could not seal after a keyring fault");
+                }
+            })?;
         let lease_id = response.lease.as_ref().map(|l| l.id.clone());
         let response = match self.wrap {
             // A response without data (204) has nothing to wrap, as in Vault.
