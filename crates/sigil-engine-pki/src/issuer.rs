@@ -579,3 +579,170 @@ impl Store {
         Ok(resp)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use sigil_engine::testing::Harness;
+    use sigil_engine::{CoreError, Operation};
+
+    use crate::Pki;
+
+    fn pki() -> Harness {
+        Harness::new(&Pki, "pki/")
+    }
+
+    fn post(h: &Harness, path: &str, body: Value) -> Result<Value, CoreError> {
+        h.call(Operation::Update, path, body)
+    }
+
+    fn read(h: &Harness, path: &str) -> Value {
+        h.call(Operation::Read, path, Value::Null).unwrap()
+    }
+
+    #[test]
+    fn issuers_resolve_by_id_name_and_default() {
+        let h = pki();
+        assert!(
+            read_err(&h, "pki/issuer/default"),
+            "no default issuer before a root exists"
+        );
+        let root = post(
+            &h,
+            "pki/root/generate/internal",
+            json!({ "common_name": "Root A", "issuer_name": "root-a", "key_name": "ka" }),
+        )
+        .unwrap();
+        let id = root["issuer_id"].as_str().unwrap().to_owned();
+        for reference in [id.as_str(), "root-a", "default"] {
+            let issuer = read(&h, &format!("pki/issuer/{reference}"));
+            assert_eq!(issuer["issuer_id"], id.as_str(), "{reference}");
+            assert_eq!(issuer["issuer_name"], "root-a");
+        }
+        assert_eq!(read(&h, "pki/config/issuers")["default"], id.as_str());
+        // A second root does not take the default until told to.
+        let second = post(
+            &h,
+            "pki/root/generate/internal",
+            json!({ "common_name": "Root B", "issuer_name": "root-b" }),
+        )
+        .unwrap();
+        assert_eq!(read(&h, "pki/config/issuers")["default"], id.as_str());
+        post(&h, "pki/config/issuers", json!({ "default": "root-b" })).unwrap();
+        assert_eq!(
+            read(&h, "pki/config/issuers")["default"],
+            second["issuer_id"]
+        );
+        let listed = h.call(Operation::List, "pki/issuers", Value::Null).unwrap();
+        assert_eq!(listed["keys"].as_array().unwrap().len(), 2);
+        let keys = h.call(Operation::List, "pki/keys", Value::Null).unwrap();
+        assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+        assert!(keys["key_info"].to_string().contains("\"ka\""));
+        // Renamed, then deleted: the old name and the id no longer resolve.
+        post(&h, "pki/issuer/root-a", json!({ "issuer_name": "renamed" })).unwrap();
+        assert_eq!(read(&h, "pki/issuer/renamed")["issuer_id"], id.as_str());
+        assert!(read_err(&h, "pki/issuer/root-a"));
+        h.call(Operation::Delete, "pki/issuer/renamed", Value::Null)
+            .unwrap();
+        assert!(read_err(&h, &format!("pki/issuer/{id}")));
+    }
+
+    fn read_err(h: &Harness, path: &str) -> bool {
+        h.call(Operation::Read, path, Value::Null).is_err()
+    }
+
+    #[test]
+    fn an_intermediate_is_signed_by_a_root_and_set_signed() {
+        let h = pki();
+        post(
+            &h,
+            "pki/root/generate/internal",
+            json!({ "common_name": "Root", "issuer_name": "root", "ttl": "48h" }),
+        )
+        .unwrap();
+        let csr = post(
+            &h,
+            "pki/intermediate/generate/internal",
+            json!({ "common_name": "Intermediate" }),
+        )
+        .unwrap()["csr"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let signed = post(
+            &h,
+            "pki/root/sign-intermediate",
+            json!({ "csr": csr, "ttl": "24h" }),
+        )
+        .unwrap();
+        // The signed certificate with its issuer's, as `vault write … set-signed` sends them.
+        let certificate = format!(
+            "{}\n{}",
+            signed["certificate"].as_str().unwrap(),
+            signed["issuing_ca"].as_str().unwrap()
+        );
+        let imported = post(
+            &h,
+            "pki/intermediate/set-signed",
+            json!({ "certificate": certificate }),
+        )
+        .unwrap();
+        let new_id = imported["imported_issuers"][0].as_str().unwrap().to_owned();
+        let issuer = read(&h, &format!("pki/issuer/{new_id}"));
+        assert_eq!(
+            issuer["ca_chain"].as_array().unwrap().len(),
+            2,
+            "itself and its root"
+        );
+        // The same certificate again imports nothing new.
+        let again = post(
+            &h,
+            "pki/intermediate/set-signed",
+            json!({ "certificate": certificate }),
+        )
+        .unwrap();
+        assert_eq!(again["existing_issuers"][0], new_id.as_str());
+    }
+
+    #[test]
+    fn bad_issuer_input_is_refused_and_changes_nothing() {
+        let h = pki();
+        for body in [
+            json!({}),
+            json!({ "common_name": "x", "issuer_name": "default" }),
+            json!({ "common_name": "x", "key_type": "dsa" }),
+            json!({ "common_name": "x", "unknown": 1 }),
+        ] {
+            assert!(
+                post(&h, "pki/root/generate/internal", body.clone()).is_err(),
+                "{body}"
+            );
+        }
+        // A CA certificate whose key this mount does not hold, and not a certificate at all.
+        let other = pki();
+        let foreign = post(
+            &other,
+            "pki/root/generate/internal",
+            json!({ "common_name": "Elsewhere" }),
+        )
+        .unwrap()["certificate"]
+            .clone();
+        assert!(
+            post(
+                &h,
+                "pki/intermediate/set-signed",
+                json!({ "certificate": foreign })
+            )
+            .is_err()
+        );
+        assert!(
+            post(
+                &h,
+                "pki/intermediate/set-signed",
+                json!({ "certificate": "junk" })
+            )
+            .is_err()
+        );
+        assert!(h.barrier.view("logical/pki/").list("").unwrap().is_empty());
+    }
+}
