@@ -242,6 +242,35 @@ pub(super) struct TransitKey {
 }
 
 impl TransitKey {
+    /// A new key named `name` with one fresh version of `kind`, as Vault creates it: version 1
+    /// decrypts and encrypts, nothing is trimmed, deletion is not allowed until configured.
+    pub(super) fn new(
+        name: &str,
+        kind: KeyType,
+        derived: bool,
+        convergent_encryption: bool,
+        exportable: bool,
+        auto_rotate_period: u64,
+    ) -> Result<Self, CoreError> {
+        let mut versions = BTreeMap::new();
+        versions.insert(1, KeyVersion::generate(kind)?);
+        Ok(TransitKey {
+            name: name.to_owned(),
+            kind,
+            versions,
+            latest_version: 1,
+            min_decryption_version: 1,
+            min_encryption_version: 0,
+            min_available_version: 0,
+            deletion_allowed: false,
+            exportable,
+            allow_plaintext_backup: false,
+            derived,
+            convergent_encryption,
+            auto_rotate_period,
+        })
+    }
+
     /// Vault's `GET transit/keys/<name>`.
     pub(super) fn info(&self) -> Value {
         let keys: serde_json::Map<String, Value> = self
@@ -702,23 +731,7 @@ mod tests {
     use super::*;
 
     fn key(kind: KeyType, derived: bool, convergent: bool) -> TransitKey {
-        let mut versions = BTreeMap::new();
-        versions.insert(1, KeyVersion::generate(kind).unwrap());
-        TransitKey {
-            name: "k".into(),
-            kind,
-            versions,
-            latest_version: 1,
-            min_decryption_version: 1,
-            min_encryption_version: 0,
-            min_available_version: 0,
-            deletion_allowed: false,
-            exportable: false,
-            allow_plaintext_backup: false,
-            derived,
-            convergent_encryption: convergent,
-            auto_rotate_period: 0,
-        }
+        TransitKey::new("k", kind, derived, convergent, false, 0).unwrap()
     }
 
     #[test]

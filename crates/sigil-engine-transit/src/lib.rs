@@ -349,24 +349,15 @@ impl TransitEngine {
         if self.view.get(&key_path(name))?.is_some() {
             return Ok(Response::data(self.load_locked(name)?.info()));
         }
-        let mut versions = std::collections::BTreeMap::new();
-        versions.insert(1, KeyVersion::generate(kind)?);
         let key = self.store(
-            TransitKey {
-                name: name.to_owned(),
+            TransitKey::new(
+                name,
                 kind,
-                versions,
-                latest_version: 1,
-                min_decryption_version: 1,
-                min_encryption_version: 0,
-                min_available_version: 0,
-                deletion_allowed: false,
-                exportable,
-                allow_plaintext_backup: false,
                 derived,
-                convergent_encryption: convergent,
+                convergent,
+                exportable,
                 auto_rotate_period,
-            },
+            )?,
             false,
         )?;
         tracing::info!(key = name, kind = %kind.name(), "transit key created");
