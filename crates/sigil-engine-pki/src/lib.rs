@@ -603,6 +603,31 @@ const ROUTES: &[Route] = &[
         &["LIST"],
         "PKI: serials of revoked certificates",
     ),
+    Route::public(
+        "{mount}/ca",
+        "PKI: the default issuer's certificate, DER (also cert/ca/raw)",
+    ),
+    Route::public(
+        "{mount}/ca/pem",
+        "PKI: the default issuer's certificate, PEM (also cert/ca/raw/pem)",
+    ),
+    Route::public("{mount}/ca_chain", "PKI: the default issuer's chain, PEM"),
+    Route::public(
+        "{mount}/crl",
+        "PKI: the default issuer's CRL, DER (also cert/crl/raw)",
+    ),
+    Route::public(
+        "{mount}/crl/pem",
+        "PKI: the default issuer's CRL, PEM (also cert/crl/raw/pem)",
+    ),
+    Route::public(
+        "{mount}/issuer/{name}/pem",
+        "PKI: an issuer's certificate, PEM (issuer/{name}/der: DER)",
+    ),
+    Route::public(
+        "{mount}/issuer/{name}/crl/pem",
+        "PKI: an issuer's CRL, PEM (issuer/{name}/crl/der: DER)",
+    ),
 ];
 
 impl EngineKind for Pki {

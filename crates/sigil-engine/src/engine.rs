@@ -19,10 +19,14 @@ pub struct Route {
     pub methods: &'static [&'static str],
     /// What it does, for people (the OpenAPI document's summary).
     pub summary: &'static str,
+    /// Read without authentication, answered raw (PKI's CA certificates and CRLs, which
+    /// relying parties fetch without a key); the engine's [`Engine::is_public`] says which
+    /// paths these are.
+    pub public: bool,
 }
 
 impl Route {
-    /// A route at `path` for `methods`, described by `summary`.
+    /// An authenticated route at `path` for `methods`, described by `summary`.
     pub const fn new(
         path: &'static str,
         methods: &'static [&'static str],
@@ -32,6 +36,17 @@ impl Route {
             path,
             methods,
             summary,
+            public: false,
+        }
+    }
+
+    /// A route anyone may `GET` without a key, answered raw.
+    pub const fn public(path: &'static str, summary: &'static str) -> Self {
+        Route {
+            path,
+            methods: &["GET"],
+            summary,
+            public: true,
         }
     }
 }

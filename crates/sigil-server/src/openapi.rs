@@ -117,48 +117,6 @@ pub(crate) const SERVER_ENDPOINTS: &[ServerEndpoint] = &[
         Auth::Sealed,
         "Reload the TLS certificate, limits and audit devices, as SIGHUP (sudo)",
     ),
-    ep(
-        "{mount}/ca",
-        &["GET"],
-        Auth::Raw,
-        "PKI: the default issuer's certificate, DER (also cert/ca/raw)",
-    ),
-    ep(
-        "{mount}/ca/pem",
-        &["GET"],
-        Auth::Raw,
-        "PKI: the default issuer's certificate, PEM (also cert/ca/raw/pem)",
-    ),
-    ep(
-        "{mount}/ca_chain",
-        &["GET"],
-        Auth::Raw,
-        "PKI: the default issuer's chain, PEM",
-    ),
-    ep(
-        "{mount}/crl",
-        &["GET"],
-        Auth::Raw,
-        "PKI: the default issuer's CRL, DER (also cert/crl/raw)",
-    ),
-    ep(
-        "{mount}/crl/pem",
-        &["GET"],
-        Auth::Raw,
-        "PKI: the default issuer's CRL, PEM (also cert/crl/raw/pem)",
-    ),
-    ep(
-        "{mount}/issuer/{name}/pem",
-        &["GET"],
-        Auth::Raw,
-        "PKI: an issuer's certificate, PEM (issuer/{name}/der: DER)",
-    ),
-    ep(
-        "{mount}/issuer/{name}/crl/pem",
-        &["GET"],
-        Auth::Raw,
-        "PKI: an issuer's CRL, PEM (issuer/{name}/crl/der: DER)",
-    ),
 ];
 
 fn operation(summary: &str, method: &str, auth: Auth) -> Value {
@@ -308,7 +266,8 @@ pub(crate) fn document() -> Value {
     }
     for kind in crate::node::engines().iter() {
         for e in kind.routes() {
-            add(&mut paths, e.path, e.methods, Auth::Sealed, e.summary);
+            let auth = if e.public { Auth::Raw } else { Auth::Sealed };
+            add(&mut paths, e.path, e.methods, auth, e.summary);
         }
     }
     json!({
