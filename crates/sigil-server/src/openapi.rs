@@ -40,7 +40,7 @@ const fn ep(
     }
 }
 
-/// Every endpoint `api.rs` handles before (or instead of) the core's router.
+/// Every endpoint the server (`api/`) handles before (or instead of) the core's router.
 pub(crate) const SERVER_ENDPOINTS: &[ServerEndpoint] = &[
     ep(
         "sys/health",
@@ -319,7 +319,7 @@ mod tests {
         for p in crate::api::UNAUTHENTICATED {
             assert!(paths.contains_key(&format!("/v1/{p}")), "{p}");
         }
-        // The paths api.rs handles itself after authentication.
+        // The paths the server (`api/sys.rs`) handles itself after authentication.
         for p in [
             "sys/seal",
             "sys/metrics",
