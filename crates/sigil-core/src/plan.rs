@@ -155,6 +155,7 @@ mod tests {
         };
         enable("team/pki", "pki");
         enable("transit", "transit");
+        enable("database", "database");
 
         let read = core.plan(Operation::Read, "secret/data/app".into());
         assert_eq!(read.template(), Some("{mount}/data/{path}"));
@@ -184,6 +185,24 @@ mod tests {
             !encrypt.writes(),
             "encrypting with an existing key writes nothing"
         );
+
+        // What may write comes from each engine's route table (Route::writes).
+        let writes = |op, path: &str| core.plan(op, path.to_owned()).writes();
+        assert!(
+            writes(Operation::Read, "team/pki/crl"),
+            "a CRL read may re-sign it"
+        );
+        assert!(writes(Operation::Read, "team/pki/issuer/default/crl/pem"));
+        assert!(!writes(Operation::Read, "team/pki/ca/pem"));
+        assert!(!writes(Operation::List, "team/pki/certs/"));
+        assert!(
+            writes(Operation::Read, "database/creds/app"),
+            "a database is waited on"
+        );
+        assert!(writes(Operation::List, "database/roles/"));
+        assert!(!writes(Operation::Read, "secret/data/app"));
+        assert!(writes(Operation::Delete, "secret/metadata/app"));
+        assert!(!writes(Operation::Update, "transit/hmac/k/sha2-256"));
 
         let system = core.plan(Operation::Read, "sys/mounts".into());
         assert_eq!(system.label().as_deref(), Some("sys/mounts"));

@@ -21,7 +21,9 @@ use sigil_engine::lease::{Leases, NewLease, Passwords, lease_ttls};
 use sigil_engine::path::check_name;
 use sigil_engine::request::{LeaseInfo, children, list_response};
 use sigil_engine::timefmt::{rfc3339_of, unix_now};
-use sigil_engine::{Caller, Context, CoreError, Engine, LeaseLimits, Operation, Request, Response};
+use sigil_engine::{
+    Caller, Context, CoreError, Engine, LeaseLimits, Operation, Request, Response, Route, Writes,
+};
 
 /// Shortest static role rotation period (Vault's).
 const MIN_ROTATION: u64 = 5;
@@ -907,6 +909,57 @@ impl DatabaseEngine {
     }
 }
 
+/// Every route of a database mount: all of them may wait on a database.
+pub(crate) const ROUTES: &[Route] = &[
+    Route::new("{mount}/config", &["LIST"], "Database: list connections").writing(Writes::Always),
+    Route::new("{mount}/roles", &["LIST"], "Database: list roles").writing(Writes::Always),
+    Route::new(
+        "{mount}/roles/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Database: a role (db_name, creation_statements, revocation_statements, rollback_statements, renew_statements, default_ttl, max_ttl, credential_type)",
+    ).writing(Writes::Always),
+    Route::new(
+        "{mount}/config/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Database: a connection (root password never returned)",
+    ).writing(Writes::Always),
+    Route::new(
+        "{mount}/reset/{name}",
+        &["POST", "PUT"],
+        "Database: close its connections",
+    ).writing(Writes::Always),
+    Route::new(
+        "{mount}/rotate-root/{name}",
+        &["POST", "PUT"],
+        "Database: rotate the root password",
+    ).writing(Writes::Always),
+    Route::new(
+        "{mount}/creds/{name}",
+        &["GET"],
+        "Database: a new user and password, with a lease",
+    ).writing(Writes::Always),
+    Route::new(
+        "{mount}/static-roles",
+        &["LIST"],
+        "Database: list static roles",
+    ).writing(Writes::Always),
+    Route::new(
+        "{mount}/static-roles/{name}",
+        &["GET", "POST", "PUT", "DELETE"],
+        "Database: a static role (an existing user whose password Sigil rotates)",
+    ).writing(Writes::Always),
+    Route::new(
+        "{mount}/static-creds/{name}",
+        &["GET"],
+        "Database: a static role's current password",
+    ).writing(Writes::Always),
+    Route::new(
+        "{mount}/rotate-role/{name}",
+        &["POST", "PUT"],
+        "Database: rotate a static role's password now",
+    ).writing(Writes::Always),
+];
+
 impl Engine for DatabaseEngine {
     fn handle(&self, req: &Request, rest: &str, cx: &Context<'_>) -> Result<Response, CoreError> {
         self.handle_request(req, rest, cx.caller, cx.limits)
@@ -920,9 +973,10 @@ impl Engine for DatabaseEngine {
         Self::endpoint(rest)
     }
 
-    /// Everything may wait on a database: nothing runs on the async workers.
-    fn may_write(&self, _op: Operation, _rest: &str) -> bool {
-        true
+    /// Everything may wait on a database: every route says [`sigil_engine::Writes::Always`],
+    /// so nothing runs on the async workers.
+    fn routes(&self) -> &'static [Route] {
+        ROUTES
     }
 
     fn periodic(&self, now: time::OffsetDateTime) -> Result<usize, CoreError> {

@@ -21,7 +21,7 @@ use sigil_engine::{Engine, EngineKind, MountPoint, Route};
 
 pub use databases::Databases;
 pub use driver::Driver;
-use engine::DatabaseEngine;
+use engine::{DatabaseEngine, ROUTES};
 
 /// The `database` engine kind, with the driver its mounts use (none: they refuse to configure
 /// databases).
@@ -51,56 +51,6 @@ impl Database {
         Database { driver: None }
     }
 }
-
-const ROUTES: &[Route] = &[
-    Route::new("{mount}/config", &["LIST"], "Database: list connections"),
-    Route::new("{mount}/roles", &["LIST"], "Database: list roles"),
-    Route::new(
-        "{mount}/roles/{name}",
-        &["GET", "POST", "PUT", "DELETE"],
-        "Database: a role (db_name, creation_statements, revocation_statements, rollback_statements, renew_statements, default_ttl, max_ttl, credential_type)",
-    ),
-    Route::new(
-        "{mount}/config/{name}",
-        &["GET", "POST", "PUT", "DELETE"],
-        "Database: a connection (root password never returned)",
-    ),
-    Route::new(
-        "{mount}/reset/{name}",
-        &["POST", "PUT"],
-        "Database: close its connections",
-    ),
-    Route::new(
-        "{mount}/rotate-root/{name}",
-        &["POST", "PUT"],
-        "Database: rotate the root password",
-    ),
-    Route::new(
-        "{mount}/creds/{name}",
-        &["GET"],
-        "Database: a new user and password, with a lease",
-    ),
-    Route::new(
-        "{mount}/static-roles",
-        &["LIST"],
-        "Database: list static roles",
-    ),
-    Route::new(
-        "{mount}/static-roles/{name}",
-        &["GET", "POST", "PUT", "DELETE"],
-        "Database: a static role (an existing user whose password Sigil rotates)",
-    ),
-    Route::new(
-        "{mount}/static-creds/{name}",
-        &["GET"],
-        "Database: a static role's current password",
-    ),
-    Route::new(
-        "{mount}/rotate-role/{name}",
-        &["POST", "PUT"],
-        "Database: rotate a static role's password now",
-    ),
-];
 
 impl EngineKind for Database {
     fn name(&self) -> &'static str {

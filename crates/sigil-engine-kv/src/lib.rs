@@ -134,6 +134,10 @@ impl Engine for KvEngine {
         self.secret_exists(rest)
     }
 
+    fn routes(&self) -> &'static [Route] {
+        ROUTES
+    }
+
     fn route(&self, rest: &str) -> &'static str {
         let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
         match first {

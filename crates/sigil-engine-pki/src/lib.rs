@@ -27,7 +27,7 @@ use sigil_engine::fields::{bad, list_of, only, text, ttl};
 use sigil_engine::path::check_name;
 use sigil_engine::request::{children, list_response};
 use sigil_engine::{
-    Context, CoreError, Engine, EngineKind, Operation, PublicBody, Request, Response, Route,
+    Context, CoreError, Engine, EngineKind, Operation, PublicBody, Request, Response, Route, Writes,
 };
 use store::{Store, StoredCert, dn_text, parse_csr, parse_serial, pem_contents, serial_hex};
 
@@ -541,7 +541,8 @@ const ROUTES: &[Route] = &[
         "{mount}/issuer/{name}/crl",
         &["GET"],
         "PKI: an issuer's CRL (PEM, JSON)",
-    ),
+    )
+    .writing(Writes::AlsoReads),
     Route::new(
         "{mount}/config/issuers",
         &["GET", "POST", "PUT"],
@@ -582,12 +583,14 @@ const ROUTES: &[Route] = &[
         "{mount}/cert/crl",
         &["GET"],
         "PKI: the default issuer's CRL (PEM, JSON)",
-    ),
+    )
+    .writing(Writes::AlsoReads),
     Route::new(
         "{mount}/crl/rotate",
         &["GET"],
         "PKI: sign every issuer's CRL anew",
-    ),
+    )
+    .writing(Writes::AlsoReads),
     Route::new(
         "{mount}/cert/{name}",
         &["GET"],
@@ -615,11 +618,13 @@ const ROUTES: &[Route] = &[
     Route::public(
         "{mount}/crl",
         "PKI: the default issuer's CRL, DER (also cert/crl/raw)",
-    ),
+    )
+    .writing(Writes::AlsoReads),
     Route::public(
         "{mount}/crl/pem",
         "PKI: the default issuer's CRL, PEM (also cert/crl/raw/pem)",
-    ),
+    )
+    .writing(Writes::AlsoReads),
     Route::public(
         "{mount}/issuer/{name}/pem",
         "PKI: an issuer's certificate, PEM (issuer/{name}/der: DER)",
@@ -627,7 +632,8 @@ const ROUTES: &[Route] = &[
     Route::public(
         "{mount}/issuer/{name}/crl/pem",
         "PKI: an issuer's CRL, PEM (issuer/{name}/crl/der: DER)",
-    ),
+    )
+    .writing(Writes::AlsoReads),
 ];
 
 impl EngineKind for Pki {
@@ -692,12 +698,8 @@ impl Engine for PkiEngine {
     }
 
     /// Reads of a CRL may sign a fresh one; other reads and lists write nothing.
-    fn may_write(&self, op: Operation, rest: &str) -> bool {
-        match op {
-            Operation::Read => rest.split('/').any(|s| s == "crl"),
-            Operation::List => false,
-            _ => true,
-        }
+    fn routes(&self) -> &'static [Route] {
+        ROUTES
     }
 
     fn is_public(&self, rest: &str) -> bool {

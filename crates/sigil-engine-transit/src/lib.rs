@@ -23,7 +23,7 @@ use sigil_engine::fields::body_of;
 use sigil_engine::path::check_name;
 use sigil_engine::request::{children, list_response};
 use sigil_engine::{
-    Context, CoreError, Engine, EngineKind, Operation, Request, Response, Route, duration,
+    Context, CoreError, Engine, EngineKind, Operation, Request, Response, Route, Writes, duration,
 };
 
 /// Most items in one `batch_input`.
@@ -886,43 +886,52 @@ const ROUTES: &[Route] = &[
         "{mount}/encrypt/{name}",
         &["POST", "PUT"],
         "Transit: encrypt plaintext (base64) or batch_input; context for derived keys",
-    ),
+    )
+    .writing(Writes::OnCreate),
     Route::new(
         "{mount}/decrypt/{name}",
         &["POST", "PUT"],
         "Transit: decrypt sigil:v<N>: ciphertexts",
-    ),
+    )
+    .writing(Writes::OnCreate),
     Route::new(
         "{mount}/rewrap/{name}",
         &["POST", "PUT"],
         "Transit: re-encrypt ciphertexts under the latest (or key_version) version",
-    ),
+    )
+    .writing(Writes::OnCreate),
     Route::new(
         "{mount}/datakey/{kind}/{name}",
         &["POST", "PUT"],
         "Transit: a new data key, wrapped (and in plaintext for kind=plaintext)",
-    ),
+    )
+    .writing(Writes::OnCreate),
     Route::new(
         "{mount}/sign/{name}",
         &["POST", "PUT"],
         "Transit: sign input (ed25519, ecdsa-p256, rsa)",
-    ),
+    )
+    .writing(Writes::OnCreate),
     Route::new(
         "{mount}/verify/{name}",
         &["POST", "PUT"],
         "Transit: verify a signature or an HMAC",
-    ),
+    )
+    .writing(Writes::OnCreate),
     Route::new(
         "{mount}/hmac/{name}",
         &["POST", "PUT"],
         "Transit: HMAC of input",
-    ),
+    )
+    .writing(Writes::OnCreate),
     Route::new(
         "{mount}/hash",
         &["POST", "PUT"],
         "Transit: SHA-2 or SHA-3 digest of input",
-    ),
-    Route::new("{mount}/random", &["POST", "PUT"], "Transit: random bytes"),
+    )
+    .writing(Writes::OnCreate),
+    Route::new("{mount}/random", &["POST", "PUT"], "Transit: random bytes")
+        .writing(Writes::OnCreate),
     Route::new(
         "{mount}/export/{kind}/{name}",
         &["GET"],
@@ -975,26 +984,8 @@ impl Engine for TransitEngine {
         }
     }
 
-    /// Keys change on writes to `keys/…`; the cryptographic operations on an existing key
-    /// read it only.
-    fn may_write(&self, op: Operation, rest: &str) -> bool {
-        let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
-        match op {
-            Operation::Read | Operation::List => false,
-            Operation::Update => !matches!(
-                first,
-                "encrypt"
-                    | "decrypt"
-                    | "rewrap"
-                    | "datakey"
-                    | "sign"
-                    | "verify"
-                    | "hmac"
-                    | "hash"
-                    | "random"
-            ),
-            _ => true,
-        }
+    fn routes(&self) -> &'static [Route] {
+        ROUTES
     }
 
     fn periodic(&self, now: time::OffsetDateTime) -> Result<usize, CoreError> {

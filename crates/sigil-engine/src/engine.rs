@@ -10,6 +10,34 @@ use crate::caller::Caller;
 use crate::lease::{LeaseLimits, Leases, Passwords};
 use crate::{CoreError, Operation, Request, Response};
 
+/// Which requests to a route may write to storage (and so wait on an fsync): the server runs
+/// the others on its async workers instead of a blocking thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// Creates, updates, patches and deletes; reads and lists do not.
+    Changes,
+    /// Only a create (what the route names is made: transit's encrypt makes its key); an
+    /// update only reads (a cryptographic operation on an existing key).
+    OnCreate,
+    /// Reads too (PKI's CRL reads re-sign a CRL that is due).
+    AlsoReads,
+    /// Everything, lists included (the database engine waits on a database for all of it).
+    Always,
+}
+
+impl Writes {
+    /// Whether `op` may write.
+    pub fn may_write(self, op: Operation) -> bool {
+        match (self, op) {
+            (Writes::Always, _) => true,
+            (Writes::AlsoReads, Operation::List) => false,
+            (Writes::AlsoReads, _) => true,
+            (Writes::OnCreate, op) => op == Operation::Create,
+            (Writes::Changes, op) => !matches!(op, Operation::Read | Operation::List),
+        }
+    }
+}
+
 /// One endpoint of an engine, below its mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -23,6 +51,8 @@ pub struct Route {
     /// relying parties fetch without a key); the engine's [`Engine::is_public`] says which
     /// paths these are.
     pub public: bool,
+    /// Which requests to it may write.
+    pub writes: Writes,
 }
 
 impl Route {
@@ -37,7 +67,13 @@ impl Route {
             methods,
             summary,
             public: false,
+            writes: Writes::Changes,
         }
+    }
+
+    /// This route, with `writes` saying which requests to it may write.
+    pub const fn writing(self, writes: Writes) -> Self {
+        Route { writes, ..self }
     }
 
     /// A route anyone may `GET` without a key, answered raw.
@@ -47,6 +83,7 @@ impl Route {
             methods: &["GET"],
             summary,
             public: true,
+            writes: Writes::Changes,
         }
     }
 }
@@ -108,11 +145,19 @@ pub trait Engine: Send + Sync {
     /// under: the metrics label and the documentation of a request.
     fn route(&self, rest: &str) -> &'static str;
 
+    /// Every route this mount serves: its kind's [`EngineKind::routes`].
+    fn routes(&self) -> &'static [Route];
+
     /// Whether `op` on `rest` may write to storage (and so wait on an fsync): such requests
-    /// run on a blocking thread. By default everything but reads and lists.
+    /// run on a blocking thread. What the route `rest` falls under says ([`Route::writes`]).
     fn may_write(&self, op: Operation, rest: &str) -> bool {
-        let _ = rest;
-        !matches!(op, Operation::Read | Operation::List)
+        let template = self.route(rest);
+        let writes = self
+            .routes()
+            .iter()
+            .find(|r| r.path == template)
+            .map_or(Writes::Changes, |r| r.writes);
+        writes.may_write(op)
     }
 
     /// Whether `rest` is read without authentication (PKI's raw CA and CRL endpoints).
@@ -227,5 +272,26 @@ impl EngineKinds {
     /// Every kind.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn EngineKind>> {
         self.0.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_operations_may_write() {
+        use Operation::*;
+        let all = [Read, List, Create, Update, Patch, Delete];
+        let writing = |w: Writes| -> Vec<Operation> {
+            all.into_iter().filter(|op| w.may_write(*op)).collect()
+        };
+        assert_eq!(writing(Writes::Changes), [Create, Update, Patch, Delete]);
+        assert_eq!(writing(Writes::OnCreate), [Create]);
+        assert_eq!(
+            writing(Writes::AlsoReads),
+            [Read, Create, Update, Patch, Delete]
+        );
+        assert_eq!(writing(Writes::Always), all);
     }
 }

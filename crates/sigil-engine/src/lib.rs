@@ -33,7 +33,7 @@ pub mod timefmt;
 
 pub use barrier::{Barrier, View, ViewBatch};
 pub use caller::{Caller, Identity};
-pub use engine::{Context, Engine, EngineKind, EngineKinds, MountPoint, PublicBody, Route};
+pub use engine::{Context, Engine, EngineKind, EngineKinds, MountPoint, PublicBody, Route, Writes};
 pub use error::{CoreError, Severity};
 pub use lease::{LeaseLimits, Leases, NewLease, Passwords};
 pub use replay::{ReplayMark, carried_by_writes_of};
