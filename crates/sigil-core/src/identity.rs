@@ -361,6 +361,16 @@ mod tests {
         SecretIdentity::generate().unwrap().public().to_string()
     }
 
+    /// A new identity `name` holding the admin policy.
+    fn admin(ids: &IdentityStore, name: &str) {
+        ids.upsert(
+            name,
+            json!({ "public_key": key(), "policies": ["admin"] }),
+            None,
+        )
+        .unwrap();
+    }
+
     /// Refuses every grant (a caller holding nothing).
     struct Nobody;
 
@@ -450,24 +460,14 @@ mod tests {
     #[test]
     fn the_last_admin_cannot_be_removed_or_disabled() {
         let ids = store();
-        ids.upsert(
-            "root",
-            json!({ "public_key": key(), "policies": ["admin"] }),
-            None,
-        )
-        .unwrap();
+        admin(&ids, "root");
         assert!(ids.delete("root").is_err());
         assert!(
             ids.upsert("root", json!({ "disabled": true }), None)
                 .is_err()
         );
         assert!(ids.upsert("root", json!({ "policies": [] }), None).is_err());
-        ids.upsert(
-            "second",
-            json!({ "public_key": key(), "policies": ["admin"] }),
-            None,
-        )
-        .unwrap();
+        admin(&ids, "second");
         assert!(ids.delete("root").unwrap().is_some());
         assert_eq!(ids.delete("root").unwrap(), None, "already gone");
     }
@@ -475,12 +475,7 @@ mod tests {
     #[test]
     fn a_gate_refuses_granting_policies_or_a_new_key() {
         let ids = store();
-        ids.upsert(
-            "root",
-            json!({ "public_key": key(), "policies": ["admin"] }),
-            None,
-        )
-        .unwrap();
+        admin(&ids, "root");
         ids.upsert("x", json!({ "public_key": key() }), Some(&Nobody))
             .unwrap();
         assert!(matches!(

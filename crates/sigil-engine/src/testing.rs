@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use zeroize::Zeroizing;
 
 use crate::CoreError;
-use crate::barrier::View;
 use crate::engine::{Engine, EngineKind, MountPoint};
 use crate::lease::{Leases, NewLease, Passwords};
 
@@ -56,49 +55,6 @@ impl Passwords for NoPasswordPolicies {
     }
 }
 
-/// What a test mount borrows from its "core".
-pub struct Lent {
-    /// The leases the engine issued.
-    pub leases: Arc<MemoryLeases>,
-    leases_dyn: Arc<dyn Leases>,
-    passwords: Arc<dyn Passwords>,
-}
-
-impl std::fmt::Debug for Lent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lent").finish_non_exhaustive()
-    }
-}
-
-impl Default for Lent {
-    fn default() -> Self {
-        let leases = Arc::new(MemoryLeases::default());
-        Lent {
-            leases_dyn: leases.clone(),
-            leases,
-            passwords: Arc::new(NoPasswordPolicies),
-        }
-    }
-}
-
-impl Lent {
-    /// `kind` mounted at `path` (ending in `/`, also its uuid) with its data in `view`.
-    pub fn mount(&self, kind: &dyn EngineKind, view: View, path: &str) -> Box<dyn Engine> {
-        kind.mount(MountPoint {
-            view,
-            path,
-            uuid: path.trim_end_matches('/'),
-            leases: &self.leases_dyn,
-            passwords: &self.passwords,
-        })
-    }
-}
-
-/// `kind` mounted at `path` with its data in `view`, lending a throw-away lease store.
-pub fn mount(kind: &dyn EngineKind, view: View, path: &str) -> Box<dyn Engine> {
-    Lent::default().mount(kind, view, path)
-}
-
 /// One engine mounted over a fresh barrier on a memory backend, with a caller: what an
 /// engine's own tests drive, the way the core's router would (a write to what does not exist
 /// yet is a create).
@@ -107,8 +63,6 @@ pub struct Harness {
     pub engine: Box<dyn Engine>,
     /// Who calls (an identity named `admin`; policy is the core's business, not checked here).
     pub caller: crate::Caller,
-    /// What the mount borrowed: the leases it issued.
-    pub lent: Lent,
     /// The barrier the mount's data is under.
     pub barrier: Arc<crate::Barrier>,
     mount: String,
@@ -145,12 +99,18 @@ impl Harness {
             },
             public: key.public(),
         };
-        let lent = Lent::default();
-        let engine = lent.mount(kind, barrier.view(&format!("logical/{mount}")), mount);
+        let leases: Arc<dyn Leases> = Arc::new(MemoryLeases::default());
+        let passwords: Arc<dyn Passwords> = Arc::new(NoPasswordPolicies);
+        let engine = kind.mount(MountPoint {
+            view: barrier.view(&format!("logical/{mount}")),
+            path: mount,
+            uuid: mount.trim_end_matches('/'),
+            leases: &leases,
+            passwords: &passwords,
+        });
         Harness {
             engine,
             caller,
-            lent,
             barrier,
             mount: mount.to_owned(),
         }

@@ -76,7 +76,7 @@ async fn dispatch(
             "Sigil's API is under /v1/",
         ));
     };
-    admit(&state, &parts, raw_path)?;
+    let addr = admit(&state, &parts, raw_path)?;
     let node = &state.node;
     if parts.method == Method::GET
         && let Some(answer) = public::answer(node, raw_path)
@@ -101,7 +101,6 @@ async fn dispatch(
     {
         // A CA certificate or CRL: public, served raw to anyone (relying parties fetch
         // them), under the unauthenticated per-address limit.
-        let addr = address_key(parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip()));
         state
             .limits
             .unauthenticated
@@ -142,7 +141,8 @@ async fn dispatch(
 
 /// The per-address limits: every request takes from its address's bucket; an address with
 /// too many failed authentications waits; the endpoints anyone may call have a stricter one.
-fn admit(state: &AppState, parts: &Parts, raw_path: &str) -> Result<(), ApiError> {
+/// Returns the address's key in the limiters.
+fn admit(state: &AppState, parts: &Parts, raw_path: &str) -> Result<String, ApiError> {
     let addr = address_key(parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip()));
     let limits = &state.limits;
     limits.address.take(&addr).map_err(ApiError::rate_limited)?;
@@ -156,7 +156,7 @@ fn admit(state: &AppState, parts: &Parts, raw_path: &str) -> Result<(), ApiError
             .take(&addr)
             .map_err(ApiError::rate_limited)?;
     }
-    Ok(())
+    Ok(addr)
 }
 
 /// Endpoints anyone may call (stricter per-address limit).
