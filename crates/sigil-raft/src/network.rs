@@ -1,0 +1,136 @@
+//! The client side of node-to-node traffic: Raft's RPCs to a peer's cluster listener, over
+//! HTTP/2 and mutual TLS, with postcard bodies.
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::types::{Member, NodeId, TypeConfig};
+
+/// Raft's RPC paths on the cluster listener.
+pub(crate) const APPEND: &str = "/v1/cluster/raft/append";
+pub(crate) const VOTE: &str = "/v1/cluster/raft/vote";
+pub(crate) const SNAPSHOT: &str = "/v1/cluster/raft/snapshot";
+
+/// Makes a [`Peer`] for each node Raft talks to; they share one connection pool.
+#[derive(Clone, Debug)]
+pub(crate) struct Network {
+    client: reqwest::Client,
+}
+
+impl Network {
+    /// A network whose connections use `tls`.
+    pub(crate) fn new(tls: rustls::ClientConfig) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .http2_prior_knowledge()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Network { client })
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> Peer {
+        Peer {
+            client: self.client.clone(),
+            target,
+            node: node.clone(),
+        }
+    }
+}
+
+/// Raft's connection to one peer.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    client: reqwest::Client,
+    target: NodeId,
+    node: Member,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
+
+impl Peer {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let body =
+            postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let url = format!("https://{}{path}", self.node.cluster_addr);
+        let resp = self
+            .client
+            .post(url)
+            .timeout(option.hard_ttl())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
+        if !resp.status().is_success() {
+            let status = std::io::Error::other(format!("{path} answered {}", resp.status()));
+            return Err(RPCError::Network(NetworkError::new(&status)));
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let answer: Result<Resp, RaftError<NodeId, E>> =
+            postcard::from_bytes(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        answer.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
+        })
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        self.call(APPEND, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(SNAPSHOT, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
+        self.call(VOTE, &rpc, &option).await
+    }
+}

@@ -1,0 +1,440 @@
+//! A cluster node: openraft on its own runtime, its cluster listener, and the storage
+//! [`Backend`] the barrier writes through.
+//!
+//! Raft runs on a runtime of its own so that a server thread blocked on a write (the
+//! [`Backend`] trait is synchronous) never holds up the heartbeats and replication that
+//! complete it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use sigil_storage::{Backend, Batch, StorageError};
+
+use crate::network::Network;
+use crate::store::RaftFile;
+use crate::tls::ClusterTls;
+use crate::types::{Command, Member, NodeId, Outcome, TypeConfig, node_id};
+
+type Raft = openraft::Raft<TypeConfig>;
+
+/// How a node is started.
+#[derive(Debug)]
+pub struct NodeConfig {
+    /// Its name (`--node-id`); its Raft number is [`node_id`] of it.
+    pub name: String,
+    /// Where `raft.redb` lives.
+    pub dir: PathBuf,
+    /// Where the cluster listener binds.
+    pub listen: SocketAddr,
+    /// How the others reach that listener (`host:port`, a name its certificate carries); the
+    /// bound address when empty.
+    pub cluster_addr: String,
+    /// Its API address, for clients and `list-peers`.
+    pub api_addr: String,
+    /// Its cluster credentials.
+    pub tls: ClusterTls,
+    /// Heartbeat and election timing.
+    pub timing: Timing,
+}
+
+/// Raft's clock: how often a leader speaks, and how long a follower waits before it stands
+/// for election (a random time between the two bounds).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Between a leader's heartbeats.
+    pub heartbeat: Duration,
+    /// Least time without a leader before an election.
+    pub election_min: Duration,
+    /// Most time without a leader before an election.
+    pub election_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat: Duration::from_millis(150),
+            election_min: Duration::from_millis(750),
+            election_max: Duration::from_millis(1500),
+        }
+    }
+}
+
+/// Why a cluster operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// Only the leader takes writes and membership changes.
+    #[error("this node is not the leader{}", match .leader { Some(l) => format!(" (the leader is {l})"), None => " (no leader is known yet)".into() })]
+    NotLeader {
+        /// The leader, if this node knows it.
+        leader: Option<String>,
+    },
+    /// Setting up or running the node failed.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+fn raft_error(e: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Raft(e.to_string())
+}
+
+/// One node's view of a member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The member.
+    pub member: Member,
+    /// Whether it votes (a learner does not).
+    pub voter: bool,
+    /// Whether it leads.
+    pub leader: bool,
+}
+
+/// What a node knows of the cluster.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// This node.
+    pub me: Member,
+    /// Leader, follower, candidate or learner.
+    pub state: ServerState,
+    /// The current term.
+    pub term: u64,
+    /// The index of the last entry applied here.
+    pub applied: u64,
+    /// The leader, if known.
+    pub leader: Option<Member>,
+    /// Every member, voters first.
+    pub peers: Vec<Peer>,
+}
+
+/// A running cluster node.
+pub struct ClusterNode {
+    runtime: Option<tokio::runtime::Runtime>,
+    raft: Raft,
+    file: RaftFile,
+    me: Member,
+    id: NodeId,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for ClusterNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterNode")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        self.listener.abort();
+        let raft = self.raft.clone();
+        let _ = self.run(async move { raft.shutdown().await });
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Runs `fut` on `rt` and waits for it from any thread (even one of another runtime's workers,
+/// which `block_on` refuses).
+fn run_on<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().expect("the raft runtime answers")
+}
+
+impl ClusterNode {
+    /// Opens the node's Raft file, binds its cluster listener and starts Raft. A node that
+    /// was never part of a cluster waits: [`ClusterNode::initialize`] makes it a cluster of
+    /// one, [`ClusterNode::add_voter`] on a leader makes it a member of that cluster.
+    pub fn start(config: NodeConfig) -> Result<Self, ClusterError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sigil-raft")
+            .enable_all()
+            .build()
+            .map_err(raft_error)?;
+        let file = RaftFile::open(&config.dir).map_err(ClusterError::Raft)?;
+        let server_tls = config.tls.server().map_err(ClusterError::Raft)?;
+        let network = Network::new(config.tls.client().map_err(ClusterError::Raft)?)
+            .map_err(ClusterError::Raft)?;
+        let raft_config = openraft::Config {
+            cluster_name: "sigil".into(),
+            heartbeat_interval: config.timing.heartbeat.as_millis() as u64,
+            election_timeout_min: config.timing.election_min.as_millis() as u64,
+            election_timeout_max: config.timing.election_max.as_millis() as u64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(raft_error)?;
+        let id = node_id(&config.name);
+        let (log, sm) = (file.log_store(), file.state_machine());
+        let listen = config.listen;
+        let started = run_on(&runtime, async move {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            let bound = listener.local_addr()?;
+            let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
+                .await
+                .map_err(std::io::Error::other)?;
+            Ok::<_, std::io::Error>((listener, bound, raft))
+        });
+        let (listener, bound, raft) = started.map_err(raft_error)?;
+        let cluster_addr = match config.cluster_addr.is_empty() {
+            true => bound.to_string(),
+            false => config.cluster_addr,
+        };
+        let me = Member {
+            name: config.name,
+            cluster_addr,
+            api_addr: config.api_addr,
+        };
+        let app = crate::service::router(raft.clone());
+        let listener = runtime.spawn(crate::service::serve(listener, server_tls, app));
+        Ok(ClusterNode {
+            runtime: Some(runtime),
+            raft,
+            file,
+            me,
+            id,
+            listener,
+        })
+    }
+
+    fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        run_on(self.runtime.as_ref().expect("running"), fut)
+    }
+
+    /// This node.
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    /// Makes this node a cluster of one, if it is in no cluster yet; `false` when it already
+    /// was in one (a restart).
+    pub fn initialize(&self) -> Result<bool, ClusterError> {
+        let raft = self.raft.clone();
+        let members = BTreeMap::from([(self.id, self.me.clone())]);
+        self.run(async move {
+            if raft.is_initialized().await.map_err(raft_error)? {
+                return Ok(false);
+            }
+            raft.initialize(members).await.map_err(raft_error)?;
+            Ok(true)
+        })
+    }
+
+    /// Adds `member` as a voter (on the leader): it first catches up as a learner.
+    pub fn add_voter(&self, member: Member) -> Result<(), ClusterError> {
+        let raft = self.raft.clone();
+        let id = node_id(&member.name);
+        let result = self.run(async move {
+            raft.add_learner(id, member, true).await?;
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+        });
+        result.map(|_| ()).map_err(|e| self.write_error(e))
+    }
+
+    /// Removes the member called `name` from the cluster (on the leader).
+    pub fn remove(&self, name: &str) -> Result<(), ClusterError> {
+        let raft = self.raft.clone();
+        let id = node_id(name);
+        let result = self.run(async move {
+            raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await?;
+            raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await
+        });
+        result.map(|_| ()).map_err(|e| self.write_error(e))
+    }
+
+    /// Appends `cmd` to the log and waits until it is committed on a majority and applied.
+    pub fn write(&self, cmd: Command) -> Result<Outcome, ClusterError> {
+        let raft = self.raft.clone();
+        self.run(async move { raft.client_write(cmd).await })
+            .map(|resp| resp.data)
+            .map_err(|e| self.write_error(e))
+    }
+
+    fn write_error(&self, e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> ClusterError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClusterError::NotLeader {
+                leader: f.leader_node.map(|n| n.name),
+            },
+            e => raft_error(e),
+        }
+    }
+
+    /// Waits up to `timeout` for a leader to be known; returns it.
+    pub fn wait_for_leader(&self, timeout: Duration) -> Result<Member, ClusterError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(leader) = self.status().leader {
+                return Ok(leader);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(ClusterError::NotLeader { leader: None });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `timeout` until this node has applied entry `index`.
+    pub fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ClusterError> {
+        let raft = self.raft.clone();
+        self.run(async move {
+            raft.wait(Some(timeout))
+                .applied_index_at_least(Some(index), "applied")
+                .await
+                .map(|_| ())
+                .map_err(raft_error)
+        })
+    }
+
+    /// What this node knows of the cluster.
+    pub fn status(&self) -> Status {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut peers: Vec<Peer> = membership
+            .nodes()
+            .map(|(id, member)| Peer {
+                member: member.clone(),
+                voter: voters.contains(id),
+                leader: m.current_leader == Some(*id),
+            })
+            .collect();
+        peers.sort_by(|a, b| {
+            b.voter
+                .cmp(&a.voter)
+                .then(a.member.name.cmp(&b.member.name))
+        });
+        let leader = m
+            .current_leader
+            .and_then(|id| membership.get_node(&id).cloned());
+        Status {
+            me: self.me.clone(),
+            state: m.state,
+            term: m.current_term,
+            applied: m.last_applied.map_or(0, |l| l.index),
+            leader,
+            peers,
+        }
+    }
+}
+
+impl Backend for ClusterNode {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.file.get(key).map_err(|reason| io("get", key, reason))
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.apply(Batch::new().put(key, value.to_vec()))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.apply(Batch::new().delete(key))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        self.file
+            .list(prefix)
+            .map_err(|reason| io("list", prefix, reason))
+    }
+
+    fn apply(&self, batch: Batch) -> Result<(), StorageError> {
+        match self.write(Command::from(batch)) {
+            Ok(Outcome::Applied) => Ok(()),
+            Ok(Outcome::Conflict(key)) => Err(StorageError::Conflict { key }),
+            Err(e) => Err(io("batch", "raft", e)),
+        }
+    }
+
+    fn snapshot(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.file
+            .dump()
+            .map_err(|reason| io("snapshot", "", reason))
+    }
+
+    fn kind(&self) -> &'static str {
+        "raft"
+    }
+}
+
+fn io(verb: &'static str, subject: &str, reason: impl std::fmt::Display) -> StorageError {
+    StorageError::Io {
+        verb,
+        subject: subject.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClusterCa;
+
+    /// The cluster listener answers only clients with a certificate from the cluster's CA.
+    #[test]
+    fn the_cluster_listener_requires_a_certificate_from_the_cluster_ca() {
+        let ca = ClusterCa::generate().unwrap();
+        let other = ClusterCa::generate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = ["127.0.0.1".to_owned()];
+        let node = ClusterNode::start(NodeConfig {
+            name: "a".into(),
+            dir: dir.path().to_owned(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cluster_addr: String::new(),
+            api_addr: String::new(),
+            tls: ca.node_tls("a", &hosts).unwrap(),
+            timing: Timing::default(),
+        })
+        .unwrap();
+        let url = format!("https://{}{}", node.me().cluster_addr, crate::network::VOTE);
+        let post = |tls: rustls::ClientConfig| {
+            let url = url.clone();
+            node.run(async move {
+                let client = reqwest::Client::builder()
+                    .tls_backend_preconfigured(tls)
+                    .http2_prior_knowledge()
+                    .build()
+                    .unwrap();
+                client
+                    .post(url)
+                    .body("not postcard")
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
+        };
+        // A peer of this cluster reaches it (and is told its request is garbage).
+        let ours = ca.node_tls("b", &hosts).unwrap().client().unwrap();
+        assert_eq!(post(ours).unwrap(), reqwest::StatusCode::BAD_REQUEST);
+        // A node of another cluster does not get through the handshake, in either direction:
+        // it does not trust this node's certificate, and this node does not trust its.
+        let theirs = other.node_tls("m", &hosts).unwrap().client().unwrap();
+        assert!(post(theirs).is_err());
+        // Trusting this cluster's CA is not enough without a certificate from it.
+        let mut trusting = ca.node_tls("b", &hosts).unwrap().client().unwrap();
+        trusting.client_auth_cert_resolver = other
+            .node_tls("m", &hosts)
+            .unwrap()
+            .client()
+            .unwrap()
+            .client_auth_cert_resolver;
+        assert!(post(trusting).is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! The cluster listener: Raft's RPCs from peers, over HTTP/2 and mutual TLS 1.3.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::network::{APPEND, SNAPSHOT, VOTE};
+use crate::types::TypeConfig;
+
+type Raft = openraft::Raft<TypeConfig>;
+
+fn encode<T: Serialize>(answer: &T) -> Response {
+    match postcard::to_allocvec(answer) {
+        Ok(bytes) => bytes.into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Decodes a peer's request and answers it with `handle`, or answers 400.
+async fn answer<Req, Resp, F>(body: &Bytes, handle: impl FnOnce(Req) -> F) -> Response
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: Future<Output = Resp>,
+{
+    match postcard::from_bytes(body) {
+        Ok(req) => encode(&handle(req).await),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("undecodable request: {e}")).into_response(),
+    }
+}
+
+async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
+    answer(&body, |req| raft.append_entries(req)).await
+}
+
+async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
+    answer(&body, |req| raft.vote(req)).await
+}
+
+async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
+    answer(&body, |req| raft.install_snapshot(req)).await
+}
+
+/// The cluster listener's routes.
+pub(crate) fn router(raft: Raft) -> axum::Router {
+    axum::Router::new()
+        .route(APPEND, axum::routing::post(append))
+        .route(VOTE, axum::routing::post(vote))
+        .route(SNAPSHOT, axum::routing::post(snapshot))
+        .with_state(raft)
+}
+
+/// Serves `app` on `listener` over TLS until the task is dropped.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: axum::Router,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster listener: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "cluster listener: TLS handshake refused");
+                    return;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "cluster connection closed");
+            }
+        });
+    }
+}

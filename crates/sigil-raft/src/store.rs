@@ -1,0 +1,559 @@
+//! Raft's log and state machine in one redb file (`raft.redb` in the node's data directory).
+//!
+//! The log is written with durable commits: an entry is on disk before openraft is told so, and
+//! one append call — every entry openraft has gathered, from every concurrent writer — is one
+//! commit, so writers share fsyncs. The state machine applies with non-durable commits: a crash
+//! may lose the last applied entries, but never the log, and openraft applies the committed log
+//! again from the state machine's last applied entry. Making a snapshot commits durably before
+//! openraft may purge the log it covers.
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    EntryPayload, LogId, LogState, OptionalSend, RaftLogReader, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageIOError, StoredMembership, Vote,
+};
+use redb::{
+    Database, Durability, ReadableDatabase as _, ReadableTable as _, TableDefinition,
+    WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Entry, Member, NodeId, Outcome, RaftStorageError, TypeConfig};
+
+/// Log entries by index (postcard-encoded [`Entry`]).
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft-log");
+/// The log's own state: [`VOTE`], [`COMMITTED`], [`PURGED`].
+const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft-log-meta");
+/// The state machine: Sigil's storage keys and their (barrier-encrypted) values.
+const DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("sigil");
+/// The state machine's own state: [`APPLIED`], [`MEMBERSHIP`], [`SNAPSHOT`].
+const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft-sm-meta");
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const PURGED: &str = "purged";
+const APPLIED: &str = "applied";
+const MEMBERSHIP: &str = "membership";
+const SNAPSHOT: &str = "snapshot";
+
+type Io = StorageIOError<NodeId>;
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("raft state serializes")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("{what} in raft.redb does not decode: {e}"))
+}
+
+/// Why a redb operation failed, as an error openraft carries.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Failure(pub(crate) String);
+
+fn fail(e: impl std::fmt::Display) -> Failure {
+    Failure(e.to_string())
+}
+
+/// The redb file both halves share.
+#[derive(Clone)]
+pub struct RaftFile {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for RaftFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftFile").finish_non_exhaustive()
+    }
+}
+
+impl RaftFile {
+    /// Opens (or creates) `raft.redb` in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join("raft.redb");
+        let db = Database::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = RaftFile { db: Arc::new(db) };
+        let txn = file.write(Durability::Immediate).map_err(|e| e.0)?;
+        {
+            txn.open_table(LOG).map_err(|e| e.to_string())?;
+            txn.open_table(LOG_META).map_err(|e| e.to_string())?;
+            txn.open_table(DATA).map_err(|e| e.to_string())?;
+            txn.open_table(SM_META).map_err(|e| e.to_string())?;
+        }
+        txn.commit().map_err(|e| e.to_string())?;
+        Ok(file)
+    }
+
+    fn write(&self, durability: Durability) -> Result<WriteTransaction, Failure> {
+        let mut txn = self.db.begin_write().map_err(fail)?;
+        txn.set_durability(durability).map_err(fail)?;
+        Ok(txn)
+    }
+
+    fn meta<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>, Failure> {
+        let txn = self.db.begin_read().map_err(fail)?;
+        let t = txn.open_table(table).map_err(fail)?;
+        let Some(v) = t.get(key).map_err(fail)? else {
+            return Ok(None);
+        };
+        decode(v.value(), key).map(Some).map_err(Failure)
+    }
+
+    fn put_meta<T: Serialize>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<(), Failure> {
+        let txn = self.write(durability)?;
+        txn.open_table(table)
+            .map_err(fail)?
+            .insert(key, encode(value).as_slice())
+            .map_err(fail)?;
+        txn.commit().map_err(fail)
+    }
+
+    /// Reads a key of the state machine.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let t = txn.open_table(DATA).map_err(|e| e.to_string())?;
+        Ok(t.get(key)
+            .map_err(|e| e.to_string())?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Every key of the state machine starting with `prefix`, in order.
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let t = txn.open_table(DATA).map_err(|e| e.to_string())?;
+        let mut keys = Vec::new();
+        for row in t.range(prefix..).map_err(|e| e.to_string())? {
+            let (k, _) = row.map_err(|e| e.to_string())?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            keys.push(k.value().to_owned());
+        }
+        Ok(keys)
+    }
+
+    /// Every key and value of the state machine, in order, read in one transaction.
+    pub fn dump(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let t = txn.open_table(DATA).map_err(|e| e.to_string())?;
+        let mut all = Vec::new();
+        for row in t.iter().map_err(|e| e.to_string())? {
+            let (k, v) = row.map_err(|e| e.to_string())?;
+            all.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        Ok(all)
+    }
+
+    /// The log half.
+    pub fn log_store(&self) -> LogStore {
+        LogStore { file: self.clone() }
+    }
+
+    /// The state machine half.
+    pub fn state_machine(&self) -> StateMachine {
+        StateMachine { file: self.clone() }
+    }
+}
+
+/// Raft's log (openraft's [`RaftLogStorage`]).
+#[derive(Clone, Debug)]
+pub struct LogStore {
+    file: RaftFile,
+}
+
+impl LogStore {
+    fn last_entry(&self) -> Result<Option<LogId<NodeId>>, Failure> {
+        let txn = self.file.db.begin_read().map_err(fail)?;
+        let t = txn.open_table(LOG).map_err(fail)?;
+        let Some((_, v)) = t.last().map_err(fail)? else {
+            return Ok(None);
+        };
+        let entry: Entry = decode(v.value(), "a log entry").map_err(Failure)?;
+        Ok(Some(entry.log_id))
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, RaftStorageError> {
+        let read = || -> Result<Vec<Entry>, Failure> {
+            let txn = self.file.db.begin_read().map_err(fail)?;
+            let t = txn.open_table(LOG).map_err(fail)?;
+            let mut entries = Vec::new();
+            for row in t.range(range).map_err(fail)? {
+                let (_, v) = row.map_err(fail)?;
+                entries.push(decode(v.value(), "a log entry").map_err(Failure)?);
+            }
+            Ok(entries)
+        };
+        read().map_err(|e| Io::read_logs(&e).into())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, RaftStorageError> {
+        let state = || -> Result<LogState<TypeConfig>, Failure> {
+            let last_purged_log_id: Option<LogId<NodeId>> = self.file.meta(LOG_META, PURGED)?;
+            let last_log_id = self.last_entry()?.or(last_purged_log_id);
+            Ok(LogState {
+                last_purged_log_id,
+                last_log_id,
+            })
+        };
+        state().map_err(|e| Io::read_logs(&e).into())
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), RaftStorageError> {
+        self.file
+            .put_meta(LOG_META, VOTE, vote, Durability::Immediate)
+            .map_err(|e| Io::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, RaftStorageError> {
+        self.file
+            .meta(LOG_META, VOTE)
+            .map_err(|e| Io::read_vote(&e).into())
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), RaftStorageError> {
+        // A hint for a restart (apply up to here without waiting for a leader): it need not be
+        // durable, the next durable commit carries it.
+        self.file
+            .put_meta(LOG_META, COMMITTED, &committed, Durability::None)
+            .map_err(|e| Io::write_logs(&e).into())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, RaftStorageError> {
+        Ok(self
+            .file
+            .meta::<Option<LogId<NodeId>>>(LOG_META, COMMITTED)
+            .map_err(|e| Io::read_logs(&e))?
+            .flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let write = || -> Result<(), Failure> {
+            let txn = self.file.write(Durability::Immediate)?;
+            {
+                let mut t = txn.open_table(LOG).map_err(fail)?;
+                for entry in entries {
+                    t.insert(entry.log_id.index, encode(&entry).as_slice())
+                        .map_err(fail)?;
+                }
+            }
+            txn.commit().map_err(fail)
+        };
+        match write() {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.0.clone())));
+                Err(Io::write_logs(&e).into())
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), RaftStorageError> {
+        self.remove(log_id.index.., None)
+            .map_err(|e| Io::write_logs(&e).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), RaftStorageError> {
+        self.remove(..=log_id.index, Some(log_id))
+            .map_err(|e| Io::write_logs(&e).into())
+    }
+}
+
+impl LogStore {
+    /// Removes the entries in `range`; a purge records how far it went.
+    fn remove(
+        &self,
+        range: impl RangeBounds<u64>,
+        purged: Option<LogId<NodeId>>,
+    ) -> Result<(), Failure> {
+        let txn = self.file.write(Durability::Immediate)?;
+        {
+            let mut t = txn.open_table(LOG).map_err(fail)?;
+            t.retain_in(range, |_, _| false).map_err(fail)?;
+            if let Some(purged) = purged {
+                txn.open_table(LOG_META)
+                    .map_err(fail)?
+                    .insert(PURGED, encode(&purged).as_slice())
+                    .map_err(fail)?;
+            }
+        }
+        txn.commit().map_err(fail)
+    }
+}
+
+/// What a snapshot holds: the state machine at one applied entry.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    data: Vec<(String, Vec<u8>)>,
+}
+
+/// The snapshot kept in the state machine's table: its metadata and its bytes.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, Member>,
+    bytes: Vec<u8>,
+}
+
+/// Raft's state machine (openraft's [`RaftStateMachine`]): Sigil's storage.
+#[derive(Clone, Debug)]
+pub struct StateMachine {
+    file: RaftFile,
+}
+
+type Applied = (Option<LogId<NodeId>>, StoredMembership<NodeId, Member>);
+
+impl StateMachine {
+    fn applied(&self) -> Result<Applied, Failure> {
+        Ok((
+            self.file.meta(SM_META, APPLIED)?.flatten(),
+            self.file.meta(SM_META, MEMBERSHIP)?.unwrap_or_default(),
+        ))
+    }
+
+    fn apply_all(&self, entries: impl IntoIterator<Item = Entry>) -> Result<Vec<Outcome>, Failure> {
+        let txn = self.file.write(Durability::None)?;
+        let mut outcomes = Vec::new();
+        let mut last = None;
+        {
+            let mut data = txn.open_table(DATA).map_err(fail)?;
+            let mut meta = txn.open_table(SM_META).map_err(fail)?;
+            for entry in entries {
+                last = Some(entry.log_id);
+                outcomes.push(match entry.payload {
+                    EntryPayload::Blank => Outcome::Applied,
+                    EntryPayload::Membership(m) => {
+                        let stored = StoredMembership::new(Some(entry.log_id), m);
+                        meta.insert(MEMBERSHIP, encode(&stored).as_slice())
+                            .map_err(fail)?;
+                        Outcome::Applied
+                    }
+                    EntryPayload::Normal(cmd) => {
+                        let conflict = cmd.expect.iter().find_map(|(key, expected)| {
+                            let current = match data.get(key.as_str()) {
+                                Ok(v) => v.map(|v| v.value().to_vec()),
+                                Err(e) => return Some(Err(fail(e))),
+                            };
+                            (current != *expected).then(|| Ok(key.clone()))
+                        });
+                        match conflict.transpose()? {
+                            Some(key) => Outcome::Conflict(key),
+                            None => {
+                                for (key, value) in &cmd.writes {
+                                    match value {
+                                        Some(v) => data.insert(key.as_str(), v.as_slice()),
+                                        None => data.remove(key.as_str()),
+                                    }
+                                    .map_err(fail)?;
+                                }
+                                Outcome::Applied
+                            }
+                        }
+                    }
+                });
+            }
+            if let Some(last) = last {
+                meta.insert(APPLIED, encode(&Some(last)).as_slice())
+                    .map_err(fail)?;
+            }
+        }
+        txn.commit().map_err(fail)?;
+        Ok(outcomes)
+    }
+
+    fn build(&self) -> Result<Snapshot<TypeConfig>, Failure> {
+        // One read transaction: the data and the applied entry agree.
+        let txn = self.file.db.begin_read().map_err(fail)?;
+        let meta_t = txn.open_table(SM_META).map_err(fail)?;
+        let read_meta = |key: &str| -> Result<Option<Vec<u8>>, Failure> {
+            Ok(meta_t.get(key).map_err(fail)?.map(|v| v.value().to_vec()))
+        };
+        let last_log_id: Option<LogId<NodeId>> = match read_meta(APPLIED)? {
+            Some(b) => decode::<Option<LogId<NodeId>>>(&b, APPLIED).map_err(Failure)?,
+            None => None,
+        };
+        let last_membership: StoredMembership<NodeId, Member> = match read_meta(MEMBERSHIP)? {
+            Some(b) => decode(&b, MEMBERSHIP).map_err(Failure)?,
+            None => StoredMembership::default(),
+        };
+        let t = txn.open_table(DATA).map_err(fail)?;
+        let mut data = Vec::new();
+        for row in t.iter().map_err(fail)? {
+            let (k, v) = row.map_err(fail)?;
+            data.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        drop(t);
+        drop(meta_t);
+        drop(txn);
+        let bytes = encode(&SnapshotBody { data });
+        let snapshot_id = match last_log_id {
+            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, bytes.len()),
+            None => format!("0-0-{}", bytes.len()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
+        // Durable: the applied state it covers is on disk before openraft purges that log.
+        self.file.put_meta(
+            SM_META,
+            SNAPSHOT,
+            &StoredSnapshot {
+                meta: meta.clone(),
+                bytes: bytes.clone(),
+            },
+            Durability::Immediate,
+        )?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+
+    fn install(&self, meta: &SnapshotMeta<NodeId, Member>, bytes: Vec<u8>) -> Result<(), Failure> {
+        let body: SnapshotBody = decode(&bytes, "a snapshot").map_err(Failure)?;
+        let txn = self.file.write(Durability::Immediate)?;
+        {
+            let mut data = txn.open_table(DATA).map_err(fail)?;
+            data.retain(|_, _| false).map_err(fail)?;
+            for (k, v) in &body.data {
+                data.insert(k.as_str(), v.as_slice()).map_err(fail)?;
+            }
+            let mut sm = txn.open_table(SM_META).map_err(fail)?;
+            sm.insert(APPLIED, encode(&meta.last_log_id).as_slice())
+                .map_err(fail)?;
+            sm.insert(MEMBERSHIP, encode(&meta.last_membership).as_slice())
+                .map_err(fail)?;
+            let stored = StoredSnapshot {
+                meta: meta.clone(),
+                bytes,
+            };
+            sm.insert(SNAPSHOT, encode(&stored).as_slice())
+                .map_err(fail)?;
+        }
+        txn.commit().map_err(fail)
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, RaftStorageError> {
+        self.build()
+            .map_err(|e| Io::write_snapshot(None, &e).into())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<Applied, RaftStorageError> {
+        self.applied()
+            .map_err(|e| Io::read_state_machine(&e).into())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.apply_all(entries)
+            .map_err(|e| Io::write_state_machine(&e).into())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Member>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), RaftStorageError> {
+        self.install(meta, snapshot.into_inner())
+            .map_err(|e| Io::write_snapshot(Some(meta.signature()), &e).into())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
+        let stored: Option<StoredSnapshot> = self
+            .file
+            .meta(SM_META, SNAPSHOT)
+            .map_err(|e| Io::read_snapshot(None, &e))?;
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.bytes)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachine), RaftStorageError> {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let file = RaftFile::open(dir.path()).expect("raft.redb opens");
+            Ok((dir, file.log_store(), file.state_machine()))
+        }
+    }
+
+    /// openraft's own storage suite: what its log and state machine must do.
+    #[test]
+    fn openraft_storage_suite() {
+        Suite::test_all(Builder).expect("the openraft storage suite passes");
+    }
+}

@@ -1,0 +1,151 @@
+//! Real clusters on loopback: nodes with their own redb files, talking over mutual TLS 1.3.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sigil_raft::{ClusterCa, ClusterNode, NodeConfig, ServerState, Timing};
+use sigil_storage::testing::{Store, run_conformance};
+use sigil_storage::{Backend, Batch, StorageError};
+
+/// Fast elections: loopback answers in microseconds.
+const FAST: Timing = Timing {
+    heartbeat: Duration::from_millis(50),
+    election_min: Duration::from_millis(200),
+    election_max: Duration::from_millis(400),
+};
+
+fn start(ca: &ClusterCa, name: &str, dir: &Path) -> ClusterNode {
+    start_at(ca, name, dir, "127.0.0.1:0")
+}
+
+fn start_at(ca: &ClusterCa, name: &str, dir: &Path, listen: &str) -> ClusterNode {
+    ClusterNode::start(NodeConfig {
+        name: name.into(),
+        dir: dir.to_owned(),
+        listen: listen.parse().unwrap(),
+        cluster_addr: String::new(),
+        api_addr: format!("https://{name}.invalid:8200"),
+        tls: ca.node_tls(name, &["127.0.0.1".into()]).unwrap(),
+        timing: FAST,
+    })
+    .expect("the node starts")
+}
+
+/// A single-node cluster in `dir`, leading.
+fn single(ca: &ClusterCa, dir: &Path) -> ClusterNode {
+    let node = start(ca, "solo", dir);
+    node.initialize().unwrap();
+    node.wait_for_leader(Duration::from_secs(10)).unwrap();
+    // The leader's first entry (blank) must be applied before it answers linearizably.
+    wait_until(|| node.status().state == ServerState::Leader);
+    node
+}
+
+fn wait_until(mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_single_node_raft_store_passes_the_storage_conformance_suite() {
+    let ca = Arc::new(ClusterCa::generate().unwrap());
+    let ran = run_conformance(|| {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let node = single(&ca, dir.path());
+        let (ca, dir) = (Arc::clone(&ca), Arc::clone(&dir));
+        Store::durable(node, move || single(&ca, dir.path()))
+    });
+    assert!(ran >= 25, "only {ran} checks ran");
+}
+
+/// Three nodes: `a` leads, `b` and `c` joined as voters.
+fn three(ca: &ClusterCa, root: &Path) -> Vec<ClusterNode> {
+    let a = start(ca, "a", &root.join("a"));
+    a.initialize().unwrap();
+    a.wait_for_leader(Duration::from_secs(10)).unwrap();
+    let b = start(ca, "b", &root.join("b"));
+    let c = start(ca, "c", &root.join("c"));
+    a.add_voter(b.me().clone()).unwrap();
+    a.add_voter(c.me().clone()).unwrap();
+    vec![a, b, c]
+}
+
+fn leader_of(nodes: &[&ClusterNode]) -> usize {
+    let mut found = None;
+    wait_until(|| {
+        found = nodes
+            .iter()
+            .position(|n| n.status().state == ServerState::Leader);
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+#[test]
+fn writes_replicate_and_survive_the_loss_of_the_leader() {
+    let ca = ClusterCa::generate().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = three(&ca, root.path());
+    let status = nodes[0].status();
+    assert_eq!(status.peers.len(), 3);
+    assert!(status.peers.iter().all(|p| p.voter), "{:?}", status.peers);
+
+    for i in 0..20 {
+        nodes[0]
+            .put(&format!("k/{i:02}"), format!("v{i}").as_bytes())
+            .unwrap();
+    }
+    // A write is applied on the leader when acknowledged; the followers apply it soon after.
+    let applied = nodes[0].status().applied;
+    for n in &nodes[1..] {
+        n.wait_applied(applied, Duration::from_secs(10)).unwrap();
+        assert_eq!(n.list("k/").unwrap().len(), 20);
+        assert_eq!(n.get("k/07").unwrap().as_deref(), Some(&b"v7"[..]));
+    }
+    // A follower takes no writes and says who leads.
+    match nodes[1].put("x", b"y") {
+        Err(StorageError::Io { reason, .. }) => {
+            assert!(
+                reason.contains("not the leader") && reason.contains("(the leader is a)"),
+                "{reason}"
+            )
+        }
+        other => panic!("a follower took a write: {other:?}"),
+    }
+    // A compare-and-set conflict is decided by the log, on every node alike.
+    let conflict = nodes[0].apply(
+        Batch::new()
+            .expect("k/00", None)
+            .put("k/00", b"no".to_vec()),
+    );
+    assert!(
+        matches!(conflict, Err(StorageError::Conflict { .. })),
+        "{conflict:?}"
+    );
+
+    // The leader dies (its listener and Raft stop; its file stays).
+    let dead = nodes.remove(0);
+    let dead_addr = dead.me().cluster_addr.clone();
+    drop(dead);
+    let rest: Vec<&ClusterNode> = nodes.iter().collect();
+    let started = std::time::Instant::now();
+    let l = leader_of(&rest);
+    eprintln!("new leader after {:?}", started.elapsed());
+    let leader = rest[l];
+    for i in 20..30 {
+        leader.put(&format!("k/{i:02}"), b"after").unwrap();
+    }
+    assert_eq!(leader.list("k/").unwrap().len(), 30);
+    assert_eq!(leader.get("k/00").unwrap().as_deref(), Some(&b"v0"[..]));
+
+    // The old leader comes back from its file at its address, as a follower, and catches up.
+    let back = start_at(&ca, "a", &root.path().join("a"), &dead_addr);
+    let applied = leader.status().applied;
+    back.wait_applied(applied, Duration::from_secs(10)).unwrap();
+    assert_eq!(back.list("k/").unwrap().len(), 30);
+    assert_eq!(back.get("k/29").unwrap().as_deref(), Some(&b"after"[..]));
+}
