@@ -38,6 +38,13 @@ impl Network {
     }
 }
 
+impl Network {
+    /// The pooled HTTP client.
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 

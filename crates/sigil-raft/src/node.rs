@@ -17,10 +17,13 @@ use sigil_storage::{Backend, Batch, StorageError};
 
 use crate::network::Network;
 use crate::store::RaftFile;
-use crate::tls::ClusterTls;
+use crate::tls::{NodeIdentity, Trust};
 use crate::types::{Command, Member, NodeId, Outcome, TypeConfig, node_id};
 
 type Raft = openraft::Raft<TypeConfig>;
+
+/// How long a new member may take to catch up with the log before it becomes a voter.
+pub const CATCH_UP: Duration = Duration::from_secs(30);
 
 /// How a node is started.
 #[derive(Debug)]
@@ -36,8 +39,8 @@ pub struct NodeConfig {
     pub cluster_addr: String,
     /// Its API address, for clients and `list-peers`.
     pub api_addr: String,
-    /// Its cluster credentials.
-    pub tls: ClusterTls,
+    /// Its cluster certificate and key.
+    pub identity: NodeIdentity,
     /// Heartbeat and election timing.
     pub timing: Timing,
 }
@@ -118,6 +121,9 @@ pub struct ClusterNode {
     file: RaftFile,
     me: Member,
     id: NodeId,
+    trust: Trust,
+    client: reqwest::Client,
+    extra: crate::service::Extra,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -165,9 +171,13 @@ impl ClusterNode {
             .build()
             .map_err(raft_error)?;
         let file = RaftFile::open(&config.dir).map_err(ClusterError::Raft)?;
-        let server_tls = config.tls.server().map_err(ClusterError::Raft)?;
-        let network = Network::new(config.tls.client().map_err(ClusterError::Raft)?)
+        let trust = Trust::default();
+        let mine = config.identity.fingerprint();
+        trust.set_members([mine.clone()]);
+        let server_tls = config.identity.server(&trust).map_err(ClusterError::Raft)?;
+        let network = Network::new(config.identity.client(&trust).map_err(ClusterError::Raft)?)
             .map_err(ClusterError::Raft)?;
+        let client = network.client().clone();
         let raft_config = openraft::Config {
             cluster_name: "sigil".into(),
             heartbeat_interval: config.timing.heartbeat.as_millis() as u64,
@@ -199,8 +209,11 @@ impl ClusterNode {
             name: config.name,
             cluster_addr,
             api_addr: config.api_addr,
+            cert_sha256: mine.clone(),
         };
-        let app = crate::service::router(raft.clone());
+        runtime.spawn(follow_membership(raft.clone(), trust.clone(), mine));
+        let extra = crate::service::Extra::default();
+        let app = crate::service::router(raft.clone(), extra.clone());
         let listener = runtime.spawn(crate::service::serve(listener, server_tls, app));
         Ok(ClusterNode {
             runtime: Some(runtime),
@@ -208,8 +221,67 @@ impl ClusterNode {
             file,
             me,
             id,
+            trust,
+            client,
+            extra,
             listener,
         })
+    }
+
+    /// Serves `router` on the cluster listener besides Raft (the server's forwarded
+    /// requests), to peers only.
+    pub fn serve_also(&self, router: axum::Router) {
+        self.extra.set(router);
+    }
+
+    /// The HTTP client this node reaches its peers' cluster listeners with (mutual TLS, pinned
+    /// certificates).
+    pub fn peer_client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The certificates this node accepts from peers.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// Whether this node leads now.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// Whether this node has been part of a cluster (initialized, joined or restarted).
+    pub fn in_cluster(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config.membership().nodes().next().is_some()
+    }
+
+    /// Runs `fut` on the Raft runtime and waits for it.
+    pub fn block_on<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        self.run(fut)
+    }
+
+    /// Asks the leader (this node) to hand leadership to another voter: it stops sending
+    /// heartbeats to the others for an election timeout, so one of them is elected.
+    pub fn step_down(&self) -> Result<(), ClusterError> {
+        if !self.is_leader() {
+            return Err(ClusterError::NotLeader {
+                leader: self.status().leader.map(|l| l.name),
+            });
+        }
+        let raft = self.raft.clone();
+        let pause = self.raft.config().election_timeout_max * 3;
+        self.run(async move {
+            raft.runtime_config().heartbeat(false);
+            raft.runtime_config().elect(false);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            raft.runtime_config().heartbeat(true);
+            raft.runtime_config().elect(true);
+        });
+        Ok(())
     }
 
     fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
@@ -235,16 +307,29 @@ impl ClusterNode {
         })
     }
 
-    /// Adds `member` as a voter (on the leader): it first catches up as a learner.
+    /// Adds `member` as a voter (on the leader): it first catches up as a learner, for at most
+    /// [`CATCH_UP`]; a node that cannot be reached stays a learner and is not made a voter.
     pub fn add_voter(&self, member: Member) -> Result<(), ClusterError> {
         let raft = self.raft.clone();
         let id = node_id(&member.name);
+        let name = member.name.clone();
         let result = self.run(async move {
-            raft.add_learner(id, member, true).await?;
+            match tokio::time::timeout(CATCH_UP, raft.add_learner(id, member, true)).await {
+                Ok(added) => added?,
+                Err(_) => return Ok(Err(())),
+            };
             raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                 .await
+                .map(Ok)
         });
-        result.map(|_| ()).map_err(|e| self.write_error(e))
+        match result {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(())) => Err(ClusterError::Raft(format!(
+                "{name} did not catch up within {}s: is its cluster address reachable from this node? It stays a learner until removed",
+                CATCH_UP.as_secs()
+            ))),
+            Err(e) => Err(self.write_error(e)),
+        }
     }
 
     /// Removes the member called `name` from the cluster (on the leader).
@@ -373,6 +458,27 @@ impl Backend for ClusterNode {
     }
 }
 
+/// Keeps `trust` equal to the members' pinned certificates (and this node's own) as the
+/// membership changes.
+async fn follow_membership(raft: Raft, trust: Trust, mine: String) {
+    let mut metrics = raft.metrics();
+    loop {
+        let pins: Vec<String> = {
+            let m = metrics.borrow_and_update();
+            m.membership_config
+                .membership()
+                .nodes()
+                .map(|(_, member)| member.cert_sha256.clone())
+                .chain(std::iter::once(mine.clone()))
+                .collect()
+        };
+        trust.set_members(pins);
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 fn io(verb: &'static str, subject: &str, reason: impl std::fmt::Display) -> StorageError {
     StorageError::Io {
         verb,
@@ -384,22 +490,18 @@ fn io(verb: &'static str, subject: &str, reason: impl std::fmt::Display) -> Stor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ClusterCa;
 
-    /// The cluster listener answers only clients with a certificate from the cluster's CA.
+    /// The cluster listener answers only peers whose certificate is pinned.
     #[test]
-    fn the_cluster_listener_requires_a_certificate_from_the_cluster_ca() {
-        let ca = ClusterCa::generate().unwrap();
-        let other = ClusterCa::generate().unwrap();
+    fn the_cluster_listener_answers_only_pinned_certificates() {
         let dir = tempfile::tempdir().unwrap();
-        let hosts = ["127.0.0.1".to_owned()];
         let node = ClusterNode::start(NodeConfig {
             name: "a".into(),
             dir: dir.path().to_owned(),
             listen: "127.0.0.1:0".parse().unwrap(),
             cluster_addr: String::new(),
             api_addr: String::new(),
-            tls: ca.node_tls("a", &hosts).unwrap(),
+            identity: NodeIdentity::generate("a").unwrap(),
             timing: Timing::default(),
         })
         .unwrap();
@@ -420,21 +522,20 @@ mod tests {
                     .map(|r| r.status())
             })
         };
-        // A peer of this cluster reaches it (and is told its request is garbage).
-        let ours = ca.node_tls("b", &hosts).unwrap().client().unwrap();
-        assert_eq!(post(ours).unwrap(), reqwest::StatusCode::BAD_REQUEST);
-        // A node of another cluster does not get through the handshake, in either direction:
-        // it does not trust this node's certificate, and this node does not trust its.
-        let theirs = other.node_tls("m", &hosts).unwrap().client().unwrap();
-        assert!(post(theirs).is_err());
-        // Trusting this cluster's CA is not enough without a certificate from it.
-        let mut trusting = ca.node_tls("b", &hosts).unwrap().client().unwrap();
-        trusting.client_auth_cert_resolver = other
-            .node_tls("m", &hosts)
-            .unwrap()
-            .client()
-            .unwrap()
-            .client_auth_cert_resolver;
-        assert!(post(trusting).is_err());
+        // The peer trusts this node's certificate and this node trusts it back.
+        let peer = NodeIdentity::generate("b").unwrap();
+        let peer_trust = Trust::default();
+        peer_trust.expect([node.me().cert_sha256.clone()]);
+        let client = peer.client(&peer_trust).unwrap();
+        // Not yet pinned here: refused in the handshake.
+        assert!(post(client.clone()).is_err());
+        node.trust().expect([peer.fingerprint()]);
+        // Pinned: it reaches the listener (and is told its request is garbage).
+        assert_eq!(post(client).unwrap(), reqwest::StatusCode::BAD_REQUEST);
+        // A client that does not pin this node's certificate refuses it.
+        let stranger = NodeIdentity::generate("m").unwrap();
+        node.trust().expect([stranger.fingerprint()]);
+        let distrustful = stranger.client(&Trust::default()).unwrap();
+        assert!(post(distrustful).is_err());
     }
 }

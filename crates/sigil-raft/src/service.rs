@@ -48,13 +48,36 @@ async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
     answer(&body, |req| raft.install_snapshot(req)).await
 }
 
+/// What the server serves on the cluster listener besides Raft, set once it is built.
+#[derive(Clone, Default)]
+pub(crate) struct Extra(Arc<std::sync::OnceLock<axum::Router>>);
+
+impl Extra {
+    pub(crate) fn set(&self, router: axum::Router) {
+        let _ = self.0.set(router);
+    }
+}
+
+async fn extra(State(extra): State<Extra>, req: axum::extract::Request) -> Response {
+    use tower::ServiceExt as _;
+    match extra.0.get() {
+        Some(router) => match router.clone().oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        },
+        None => (StatusCode::SERVICE_UNAVAILABLE, "this node is starting").into_response(),
+    }
+}
+
 /// The cluster listener's routes.
-pub(crate) fn router(raft: Raft) -> axum::Router {
+pub(crate) fn router(raft: Raft, more: Extra) -> axum::Router {
     axum::Router::new()
         .route(APPEND, axum::routing::post(append))
         .route(VOTE, axum::routing::post(vote))
         .route(SNAPSHOT, axum::routing::post(snapshot))
         .with_state(raft)
+        .fallback(extra)
+        .with_state(more)
 }
 
 /// Serves `app` on `listener` over TLS until the task is dropped.

@@ -42,6 +42,8 @@ pub struct Member {
     pub cluster_addr: String,
     /// Where its API listener is (`https://host:port`), for clients and `list-peers`.
     pub api_addr: String,
+    /// The SHA-256 of its cluster certificate: the only certificate the others accept from it.
+    pub cert_sha256: String,
 }
 
 impl std::fmt::Debug for Member {

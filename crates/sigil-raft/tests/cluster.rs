@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sigil_raft::{ClusterCa, ClusterNode, NodeConfig, ServerState, Timing};
+use sigil_raft::{ClusterNode, NodeConfig, NodeIdentity, ServerState, Timing};
 use sigil_storage::testing::{Store, run_conformance};
 use sigil_storage::{Backend, Batch, StorageError};
 
@@ -15,26 +15,27 @@ const FAST: Timing = Timing {
     election_max: Duration::from_millis(400),
 };
 
-fn start(ca: &ClusterCa, name: &str, dir: &Path) -> ClusterNode {
-    start_at(ca, name, dir, "127.0.0.1:0")
+fn start(name: &str, dir: &Path) -> ClusterNode {
+    start_at(name, dir, "127.0.0.1:0")
 }
 
-fn start_at(ca: &ClusterCa, name: &str, dir: &Path, listen: &str) -> ClusterNode {
+/// A node whose identity is kept in `dir` (as a restarted node finds it).
+fn start_at(name: &str, dir: &Path, listen: &str) -> ClusterNode {
     ClusterNode::start(NodeConfig {
         name: name.into(),
         dir: dir.to_owned(),
         listen: listen.parse().unwrap(),
         cluster_addr: String::new(),
         api_addr: format!("https://{name}.invalid:8200"),
-        tls: ca.node_tls(name, &["127.0.0.1".into()]).unwrap(),
+        identity: NodeIdentity::load_or_create(dir, name).unwrap(),
         timing: FAST,
     })
     .expect("the node starts")
 }
 
 /// A single-node cluster in `dir`, leading.
-fn single(ca: &ClusterCa, dir: &Path) -> ClusterNode {
-    let node = start(ca, "solo", dir);
+fn single(dir: &Path) -> ClusterNode {
+    let node = start("solo", dir);
     node.initialize().unwrap();
     node.wait_for_leader(Duration::from_secs(10)).unwrap();
     // The leader's first entry (blank) must be applied before it answers linearizably.
@@ -52,23 +53,25 @@ fn wait_until(mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn a_single_node_raft_store_passes_the_storage_conformance_suite() {
-    let ca = Arc::new(ClusterCa::generate().unwrap());
     let ran = run_conformance(|| {
         let dir = Arc::new(tempfile::tempdir().unwrap());
-        let node = single(&ca, dir.path());
-        let (ca, dir) = (Arc::clone(&ca), Arc::clone(&dir));
-        Store::durable(node, move || single(&ca, dir.path()))
+        let node = single(dir.path());
+        let dir = Arc::clone(&dir);
+        Store::durable(node, move || single(dir.path()))
     });
     assert!(ran >= 25, "only {ran} checks ran");
 }
 
 /// Three nodes: `a` leads, `b` and `c` joined as voters.
-fn three(ca: &ClusterCa, root: &Path) -> Vec<ClusterNode> {
-    let a = start(ca, "a", &root.join("a"));
+fn three(root: &Path) -> Vec<ClusterNode> {
+    let a = start("a", &root.join("a"));
     a.initialize().unwrap();
     a.wait_for_leader(Duration::from_secs(10)).unwrap();
-    let b = start(ca, "b", &root.join("b"));
-    let c = start(ca, "c", &root.join("c"));
+    let b = start("b", &root.join("b"));
+    let c = start("c", &root.join("c"));
+    // What a join hands a new node: the certificates of the members it is joining.
+    b.trust().expect([a.me().cert_sha256.clone()]);
+    c.trust().expect([a.me().cert_sha256.clone()]);
     a.add_voter(b.me().clone()).unwrap();
     a.add_voter(c.me().clone()).unwrap();
     vec![a, b, c]
@@ -87,9 +90,8 @@ fn leader_of(nodes: &[&ClusterNode]) -> usize {
 
 #[test]
 fn writes_replicate_and_survive_the_loss_of_the_leader() {
-    let ca = ClusterCa::generate().unwrap();
     let root = tempfile::tempdir().unwrap();
-    let mut nodes = three(&ca, root.path());
+    let mut nodes = three(root.path());
     let status = nodes[0].status();
     assert_eq!(status.peers.len(), 3);
     assert!(status.peers.iter().all(|p| p.voter), "{:?}", status.peers);
@@ -143,7 +145,7 @@ fn writes_replicate_and_survive_the_loss_of_the_leader() {
     assert_eq!(leader.get("k/00").unwrap().as_deref(), Some(&b"v0"[..]));
 
     // The old leader comes back from its file at its address, as a follower, and catches up.
-    let back = start_at(&ca, "a", &root.path().join("a"), &dead_addr);
+    let back = start_at("a", &root.path().join("a"), &dead_addr);
     let applied = leader.status().applied;
     back.wait_applied(applied, Duration::from_secs(10)).unwrap();
     assert_eq!(back.list("k/").unwrap().len(), 30);
