@@ -327,6 +327,45 @@ pub(crate) enum OperatorCommand {
     /// Change the admins and/or the threshold, with approvals from current admins.
     #[command(subcommand)]
     Rekey(RekeyCommand),
+    /// Integrated Raft storage: the cluster's peers; admitting and removing nodes.
+    #[command(subcommand)]
+    Raft(RaftCommand),
+    /// Hand the cluster's leadership to another voter (sudo on sys/step-down).
+    StepDown {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RaftCommand {
+    /// List the cluster's members: name, address, state, voter, last contact, index.
+    ListPeers {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Admit a node that asked to join (sudo): it receives the root key sealed to it and
+    /// becomes a voter once it has caught up.
+    Approve {
+        /// The node's name (its `--node-id`).
+        node_id: String,
+        /// The fingerprint the node printed when it asked; the approval fails if its request
+        /// carries another one.
+        #[arg(long)]
+        fingerprint: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a node from the cluster (sudo).
+    RemovePeer {
+        /// The node's name.
+        node_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// An admin set and its unseal threshold (init, rekey).
@@ -476,6 +515,18 @@ pub(crate) struct ServerArgs {
     /// Extra DNS name or IP address for the server certificate.
     #[arg(long = "tls-san", value_name = "NAME")]
     pub(crate) tls_sans: Vec<String>,
+    /// Raft: run as a cluster node with this name (with --data-dir or `[storage] type =
+    /// "raft"`). A node in no cluster starts one, or asks to join one with --join.
+    #[arg(long, value_name = "ID", conflicts_with = "transient")]
+    pub(crate) node_id: Option<String>,
+    /// Raft: where the cluster listener binds (node-to-node traffic, mutual TLS); default:
+    /// the API port + 1 on the same address.
+    #[arg(long, value_name = "ADDR", value_parser = listen_addr, requires = "node_id")]
+    pub(crate) cluster_listen: Option<SocketAddr>,
+    /// Raft: ask the cluster member at this API address (`https://host:port`) to admit this
+    /// node; an admin approves (`sigil operator raft approve ID`). Its CA is SIGIL_CACERT.
+    #[arg(long, value_name = "API_URL", requires = "node_id")]
+    pub(crate) join: Option<String>,
 }
 
 /// How to reach the server; each flag falls back to its environment variable.

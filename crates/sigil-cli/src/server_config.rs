@@ -5,8 +5,13 @@
 //! disable_mlock = false                        # as Vault; true = --allow-unlocked-memory
 //!
 //! [storage]
-//! type = "file"                                # the embedded redb storage
+//! type = "file"                                # the embedded redb storage; "raft": a cluster
 //! path = "/var/lib/sigil"
+//! # node_id = "sigil-1"                        # raft: this node's name
+//! # cluster_addr = "10.0.0.1:8201"             # raft: the cluster listener
+//! # [[storage.retry_join]]                     # raft: where to ask to join
+//! # leader_api_addr = "https://10.0.0.2:8200"
+//! # leader_ca_cert_file = "/etc/sigil/ca.pem"
 //!
 //! [listener]
 //! address = "0.0.0.0:8200"
@@ -91,13 +96,32 @@ pub(crate) struct Storage {
     #[serde(rename = "type")]
     pub(crate) kind: StorageKind,
     pub(crate) path: PathBuf,
+    /// Raft: this node's name.
+    pub(crate) node_id: Option<String>,
+    /// Raft: where the cluster listener binds (`host:port`).
+    pub(crate) cluster_addr: Option<SocketAddr>,
+    /// Raft: members to ask to join, when this node is in no cluster yet.
+    #[serde(default)]
+    pub(crate) retry_join: Vec<RetryJoin>,
 }
 
-#[derive(Debug, Deserialize, PartialEq, Eq)]
+/// `[[storage.retry_join]]`, as Vault's.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetryJoin {
+    /// A member's API address (`https://host:port`).
+    pub(crate) leader_api_addr: String,
+    /// The CA certificate its API certificate is from.
+    pub(crate) leader_ca_cert_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum StorageKind {
     /// The embedded redb storage.
     File,
+    /// Integrated Raft storage (a cluster).
+    Raft,
 }
 
 #[derive(Debug, Deserialize)]

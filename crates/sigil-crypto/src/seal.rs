@@ -23,6 +23,9 @@ pub enum SealInfo {
     Share,
     /// An unseal submission, admin → the per-boot unseal key (docs/protocol.md §9).
     Unseal,
+    /// What a cluster's leader hands a node an admin admitted: the root key, sealed by the
+    /// server key to the node's join key (docs/protocol.md §13).
+    Join,
 }
 
 impl SealInfo {
@@ -32,6 +35,7 @@ impl SealInfo {
             SealInfo::Response => b"sigil/v1/response",
             SealInfo::Share => b"sigil/v1/share",
             SealInfo::Unseal => b"sigil/v1/unseal",
+            SealInfo::Join => b"sigil/v1/join",
         }
     }
 }

@@ -182,6 +182,13 @@ impl Barrier {
         self.keyring.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A copy of the root key, to seal to a node an admin admitted to the cluster (which
+    /// then opens the same keyring). Never stored, never logged.
+    pub fn root_copy(&self) -> BarrierKey {
+        let root = self.root.read().unwrap_or_else(|e| e.into_inner());
+        BarrierKey::from_secret(root.term(), zeroize::Zeroizing::new(*root.expose_secret()))
+    }
+
     /// Adds a new keyring term; new writes use it, older terms keep decrypting.
     pub fn rotate(&self) -> Result<u32, CoreError> {
         let mut keys = self.keyring.write().unwrap_or_else(|e| e.into_inner());

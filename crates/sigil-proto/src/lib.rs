@@ -13,6 +13,7 @@ pub mod body;
 pub mod e2e;
 mod error;
 pub mod headers;
+pub mod raft;
 pub mod signature;
 pub mod sys;
 

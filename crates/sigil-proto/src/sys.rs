@@ -18,7 +18,7 @@ pub struct Health {
     pub initialized: bool,
     /// Whether it is sealed.
     pub sealed: bool,
-    /// Always false: Sigil has no standby nodes yet.
+    /// Whether this node is a cluster follower (it forwards requests to the leader).
     pub standby: bool,
     /// Server time, Unix seconds.
     pub server_time_utc: i64,

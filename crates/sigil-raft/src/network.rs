@@ -9,6 +9,10 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -23,6 +27,30 @@ pub(crate) const SNAPSHOT: &str = "/v1/cluster/raft/snapshot";
 #[derive(Clone, Debug)]
 pub(crate) struct Network {
     client: reqwest::Client,
+    contacts: Contacts,
+}
+
+/// When each peer last answered an RPC (the leader's view of its followers: `list-peers`'
+/// last contact, and how dead-server cleanup finds the dead).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Contacts(Arc<Mutex<HashMap<NodeId, Instant>>>);
+
+impl Contacts {
+    fn saw(&self, id: NodeId) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Instant::now());
+    }
+
+    /// How long ago `id` last answered, if it ever did.
+    pub(crate) fn since(&self, id: NodeId) -> Option<Duration> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .map(Instant::elapsed)
+    }
 }
 
 impl Network {
@@ -34,7 +62,10 @@ impl Network {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Network { client })
+        Ok(Network {
+            client,
+            contacts: Contacts::default(),
+        })
     }
 }
 
@@ -42,6 +73,11 @@ impl Network {
     /// The pooled HTTP client.
     pub(crate) fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// When each peer last answered.
+    pub(crate) fn contacts(&self) -> &Contacts {
+        &self.contacts
     }
 }
 
@@ -51,6 +87,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Peer {
         Peer {
             client: self.client.clone(),
+            contacts: self.contacts.clone(),
             target,
             node: node.clone(),
         }
@@ -61,6 +98,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 #[derive(Debug)]
 pub(crate) struct Peer {
     client: reqwest::Client,
+    contacts: Contacts,
     target: NodeId,
     node: Member,
 }
@@ -106,6 +144,7 @@ impl Peer {
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let answer: Result<Resp, RaftError<NodeId, E>> =
             postcard::from_bytes(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.contacts.saw(self.target);
         answer.map_err(|e| {
             RPCError::RemoteError(RemoteError::new_with_node(
                 self.target,

@@ -95,6 +95,10 @@ pub struct Peer {
     pub voter: bool,
     /// Whether it leads.
     pub leader: bool,
+    /// Milliseconds since it last answered this node (a leader's view of its followers).
+    pub last_contact_ms: Option<u64>,
+    /// The last log index it is known to hold (a leader's view).
+    pub matched: Option<u64>,
 }
 
 /// What a node knows of the cluster.
@@ -123,6 +127,7 @@ pub struct ClusterNode {
     id: NodeId,
     trust: Trust,
     client: reqwest::Client,
+    contacts: crate::network::Contacts,
     extra: crate::service::Extra,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -178,6 +183,7 @@ impl ClusterNode {
         let network = Network::new(config.identity.client(&trust).map_err(ClusterError::Raft)?)
             .map_err(ClusterError::Raft)?;
         let client = network.client().clone();
+        let contacts = network.contacts().clone();
         let raft_config = openraft::Config {
             cluster_name: "sigil".into(),
             heartbeat_interval: config.timing.heartbeat.as_millis() as u64,
@@ -223,6 +229,7 @@ impl ClusterNode {
             id,
             trust,
             client,
+            contacts,
             extra,
             listener,
         })
@@ -314,10 +321,24 @@ impl ClusterNode {
         let id = node_id(&member.name);
         let name = member.name.clone();
         let result = self.run(async move {
-            match tokio::time::timeout(CATCH_UP, raft.add_learner(id, member, true)).await {
-                Ok(added) => added?,
-                Err(_) => return Ok(Err(())),
-            };
+            let added = raft.add_learner(id, member, false).await?;
+            // openraft's own blocking wait gives up silently after a moment: wait here until
+            // the learner holds the entry that added it.
+            let caught_up = raft
+                .wait(Some(CATCH_UP))
+                .metrics(
+                    |m| {
+                        m.replication
+                            .as_ref()
+                            .and_then(|r| r.get(&id).copied().flatten())
+                            .is_some_and(|l| l.index >= added.log_id.index)
+                    },
+                    "the new learner holds the log",
+                )
+                .await;
+            if caught_up.is_err() {
+                return Ok(Err(()));
+            }
             raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                 .await
                 .map(Ok)
@@ -395,10 +416,26 @@ impl ClusterNode {
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let mut peers: Vec<Peer> = membership
             .nodes()
-            .map(|(id, member)| Peer {
-                member: member.clone(),
-                voter: voters.contains(id),
-                leader: m.current_leader == Some(*id),
+            .map(|(id, member)| {
+                let leads = m.state == ServerState::Leader;
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).copied().flatten())
+                    .map(|l| l.index);
+                Peer {
+                    member: member.clone(),
+                    voter: voters.contains(id),
+                    leader: m.current_leader == Some(*id),
+                    last_contact_ms: match *id == self.id {
+                        true => leads.then_some(0),
+                        false => leads
+                            .then(|| self.contacts.since(*id))
+                            .flatten()
+                            .map(|d| d.as_millis() as u64),
+                    },
+                    matched,
+                }
             })
             .collect();
         peers.sort_by(|a, b| {

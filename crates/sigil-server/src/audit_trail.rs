@@ -15,6 +15,14 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RemoteAddr(pub(crate) SocketAddr);
 
+/// A request the leader received from a follower (cluster/forward.rs); tells the
+/// authentication step how to check the authority.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Forwarded {
+    /// Whether the follower found the authority to be one of its names.
+    pub(crate) authority_ok: bool,
+}
+
 /// The client certificate chain (leaf first) of an mTLS connection, verified in the handshake,
 /// and which certificate role's CA verified it for requests (see `api::authenticate_mtls`).
 #[derive(Debug)]

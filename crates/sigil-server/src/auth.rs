@@ -70,7 +70,7 @@ pub(crate) fn refuse_tokens(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn authority(parts: &Parts) -> Result<&str, ApiError> {
+pub(crate) fn authority(parts: &Parts) -> Result<&str, ApiError> {
     match parts.uri.authority() {
         Some(a) => Ok(a.as_str()),
         None => parts
@@ -141,6 +141,15 @@ impl Hosts {
 
     pub(crate) fn check(&self, parts: &Parts) -> Result<(), ApiError> {
         let authority = authority(parts)?;
+        // Forwarded by a follower, which checked the authority against its own names.
+        if let Some(f) = parts.extensions.get::<crate::audit_trail::Forwarded>() {
+            return match f.authority_ok {
+                true => Ok(()),
+                false => Err(ApiError::unauthorized(format!(
+                    "request is addressed to {authority:?}, which is not a name and port of the node that received it"
+                ))),
+            };
+        }
         let known = parse_authority(authority)
             .is_some_and(|(host, port)| self.0.iter().any(|(h, p)| *h == host && *p == port));
         if known {

@@ -14,6 +14,7 @@ mod api;
 mod audit_trail;
 mod auth;
 mod channels;
+mod cluster;
 mod connections;
 mod error;
 mod harden;
@@ -29,10 +30,14 @@ mod telemetry;
 mod tls;
 
 pub use auth::parse_authority;
+pub use cluster::Cluster;
+pub use cluster::join::{JoinError, JoinSettings, join_cluster};
 pub use harden::{HardenError, Hardening, harden_process};
 pub use limits::{Rate, RateLimits};
 pub use listener::{Control, Draining, Running, ServerConfig, StartError, start};
-pub use node::{NodeError, RestoreError, Restored, file_node, restore_snapshot, transient_node};
+pub use node::{
+    NodeError, RestoreError, Restored, file_node, raft_node, restore_snapshot, transient_node,
+};
 pub use reload::{ReloadError, ReloadReport, ReloadSource, Reloaded};
 pub use sigil_core::audit::{DeviceConfig as AuditDevice, Sink as AuditSink};
 pub use tls::{TlsError, TlsIdentity};

@@ -48,6 +48,8 @@ pub struct ServerConfig {
     /// Where a reload (SIGHUP, `sys/reload`) reads the settings that may change; `None`: a
     /// reload only reopens the audit devices.
     pub reload: Option<Arc<dyn ReloadSource>>,
+    /// The cluster, when the storage is raft: requests are forwarded to its leader.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Why the server could not start.
@@ -174,6 +176,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
             connections: Connections::new(config.limits.connections_per_address),
             reload_source: config.reload,
             reloading: std::sync::Mutex::new(()),
+            cluster: config.cluster,
             node: config.node,
             fresh: crate::auth::Freshness {
                 hosts: crate::auth::Hosts::new(
@@ -196,6 +199,11 @@ impl Running {
         Control(Arc::clone(&self.state))
     }
 
+    /// Whether the node is sealed (a node that joined a cluster starts unsealed).
+    pub fn sealed(&self) -> bool {
+        self.state.node.core().is_none()
+    }
+
     /// The server's public identity, if initialized.
     pub fn server_key(&self) -> Option<sigil_crypto::PublicIdentity> {
         self.state.node.server_key()
@@ -215,6 +223,12 @@ impl Running {
         }
         spawn_wrap_sweeper(Arc::clone(&self.state));
         spawn_lease_sweeper(Arc::clone(&self.state));
+        if let Some(cluster) = &self.state.cluster {
+            spawn_cluster_watcher(Arc::clone(cluster), Arc::clone(&self.state));
+            cluster
+                .raft()
+                .serve_also(crate::api::forwarded::router(Arc::clone(&self.state)));
+        }
         let state = Arc::clone(&self.state);
         let table = Arc::clone(&state.connections);
         let app = router(self.state);
@@ -285,13 +299,33 @@ fn serve_metrics(listener: tokio::net::TcpListener, state: Arc<AppState>) {
 
 /// Expired wraps lose their envelopes on time, even if nobody asks about them, and the
 /// keyring gains a term once the newest has encrypted as much as it safely may.
+/// Watches leadership and replication: an uninitialized node finds the seal configuration
+/// once it arrives, a node that starts leading starts its core afresh.
+fn spawn_cluster_watcher(cluster: Arc<crate::cluster::Cluster>, state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (cluster, state) = (Arc::clone(&cluster), Arc::clone(&state));
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = state.node.refresh() {
+                    tracing::warn!(error = %e, "reading the replicated seal configuration failed");
+                }
+                cluster.activate(&state.node);
+            })
+            .await;
+        }
+    });
+}
+
 fn spawn_wrap_sweeper(sweeper: Arc<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(WRAP_SWEEP);
         loop {
             tick.tick().await;
             sweeper.channels.sweep();
-            let Some(core) = sweeper.node.core() else {
+            let Some(core) = sweeper.active_core() else {
                 continue;
             };
             let swept = tokio::task::spawn_blocking(move || {
@@ -326,7 +360,7 @@ fn spawn_lease_sweeper(sweeper: Arc<AppState>) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let Some(core) = sweeper.node.core() else {
+            let Some(core) = sweeper.active_core() else {
                 continue;
             };
             let swept = tokio::task::spawn_blocking(move || {

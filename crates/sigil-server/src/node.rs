@@ -49,6 +49,15 @@ pub fn file_node(path: &Path, audit: Vec<DeviceConfig>) -> Result<Node, NodeErro
     )?)
 }
 
+/// A node over a Raft cluster's storage: uninitialized until the cluster is initialized (or
+/// its data reaches a node that joined), then sealed until unsealed.
+pub fn raft_node(
+    raft: Arc<sigil_raft::ClusterNode>,
+    audit: Vec<DeviceConfig>,
+) -> Result<Node, NodeError> {
+    Ok(Node::open(raft, audit, engines())?)
+}
+
 /// What a restore wrote.
 #[derive(Debug)]
 pub struct Restored {

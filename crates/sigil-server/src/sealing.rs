@@ -166,6 +166,17 @@ impl Reply<'_> {
         )
     }
 
+    /// Whether the caller holds `capability` on `path`.
+    pub(crate) fn authorize(
+        &self,
+        path: &str,
+        capability: sigil_core::policy::Capability,
+    ) -> Result<(), ApiError> {
+        Ok(self
+            .core
+            .authorize(&self.authn.caller, path, &[capability])?)
+    }
+
     /// Whether the caller holds `capability` and `sudo` on `path` (the server's own
     /// endpoints that change or reveal the whole node).
     pub(crate) fn authorize_sudo(

@@ -12,6 +12,7 @@ mod lease;
 mod operator;
 mod pairs;
 mod policy;
+mod raft;
 mod secrets;
 mod server;
 

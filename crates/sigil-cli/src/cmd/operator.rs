@@ -98,6 +98,10 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                 }
             };
             println!("{}", progress_line(&typed(status, "sys/unseal")?));
+            if !reset {
+                // In a cluster: the other members with the same share.
+                super::raft::unseal_members(&client).await?;
+            }
         }
         OperatorCommand::Seal { client } => {
             let c = config::client(&client)?;
@@ -219,6 +223,8 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
             println!("Success! Re-encrypted {n} entries under the newest term.");
         }
         OperatorCommand::Rekey(cmd) => return rekey(cmd).await,
+        OperatorCommand::Raft(cmd) => return super::raft::run(cmd).await,
+        OperatorCommand::StepDown { client } => return super::raft::step_down(&client).await,
         OperatorCommand::KeyStatus { client } => {
             let c = config::client(&client)?;
             let resp = c.request("GET", "sys/key-status", None).await?;

@@ -11,6 +11,7 @@
 //! stale, or do not match their digest are refused and not counted; an admin counts once. When K
 //! shares are in, the root key is reconstructed, opens the keyring, and the core starts.
 
+mod cluster;
 mod rekey;
 #[cfg(test)]
 mod tests;

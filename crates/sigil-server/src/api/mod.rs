@@ -6,6 +6,8 @@
 mod authn;
 mod blocking;
 mod body;
+mod cluster;
+pub(crate) mod forwarded;
 mod logical;
 mod plain;
 mod public;
@@ -33,6 +35,11 @@ pub(crate) use state::AppState;
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new().fallback(handle).with_state(state)
+}
+
+/// A request a follower forwarded to this node (the leader), answered as its own.
+pub(super) async fn handle_forwarded(state: Arc<AppState>, req: Request) -> Response {
+    handle(State(state), req).await
 }
 
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -77,12 +84,38 @@ async fn dispatch(
         ));
     };
     let addr = admit(&state, &parts, raw_path)?;
-    let node = &state.node;
     if parts.method == Method::GET
-        && let Some(answer) = public::answer(node, raw_path)
+        && let Some(answer) = public::answer(&state, raw_path)
     {
         return answer;
     }
+    // Init and unseal are the node's own (each node of a cluster is unsealed by itself). The
+    // body is read only once the request is authenticated, except for init, under a small
+    // budget.
+    let body = match unseal::handle(&state, &parts, raw_path, body).await {
+        unseal::Seal::Done(answer) => return answer,
+        unseal::Seal::Pass(body) => body,
+    };
+    let (parts, body) = match &state.cluster {
+        None => (parts, body),
+        Some(cluster) => match cluster::serve_here(&state, cluster, parts, body).await {
+            cluster::Here::Answered(answer) => return answer,
+            cluster::Here::Serve(parts, body) => (parts, body),
+        },
+    };
+    serve(state, parts, body, addr, route).await
+}
+
+/// Plans, authenticates and runs a request this node answers.
+async fn serve(
+    state: Arc<AppState>,
+    parts: Parts,
+    body: axum::body::Body,
+    addr: String,
+    route: &mut String,
+) -> Result<Response, ApiError> {
+    let raw_path = parts.uri.path().strip_prefix("/v1/").unwrap_or("");
+    let node = &state.node;
     let mut query: Vec<(String, String)> =
         form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
@@ -108,12 +141,6 @@ async fn dispatch(
             .map_err(ApiError::rate_limited)?;
         return public::raw_read(Arc::clone(core), plan).await;
     }
-    // The body is read only once the request is authenticated, except for init, under a small
-    // budget.
-    let body = match unseal::handle(&state, &parts, raw_path, body).await {
-        unseal::Seal::Done(answer) => return answer,
-        unseal::Seal::Pass(body) => body,
-    };
     let (Some(core), Some(planned)) = (core, planned) else {
         return Err(unavailable(node));
     };
@@ -170,4 +197,7 @@ pub(crate) const UNAUTHENTICATED: &[&str] = &[
     "sys/unseal",
     "sys/unseal/share",
     "sys/rekey/approve",
+    "sys/leader",
+    "sys/storage/raft/join",
+    "sys/storage/raft/peers",
 ];

@@ -11,13 +11,38 @@ use sigil_proto::sys;
 
 use super::blocking::blocking;
 use super::plain::{plain_json, unavailable};
+use super::state::AppState;
 use crate::error::ApiError;
 use sigil_engine::timefmt::unix_now as now;
 
 /// The answer to `GET /v1/<raw_path>` if it is one of the server's unauthenticated endpoints.
-pub(super) fn answer(node: &Node, raw_path: &str) -> Option<Result<Response, ApiError>> {
+pub(super) fn answer(state: &AppState, raw_path: &str) -> Option<Result<Response, ApiError>> {
+    let node = &state.node;
+    let cluster = state.cluster.as_deref();
     Some(match raw_path {
-        "sys/health" => Ok(health(node)),
+        "sys/health" => Ok(health(node, cluster)),
+        "sys/storage/raft/peers" => match cluster {
+            Some(c) => Ok(plain_json(StatusCode::OK, &c.peers())),
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "this server does not run in a cluster",
+            )),
+        },
+        "sys/leader" => match cluster {
+            Some(c) => Ok(plain_json(StatusCode::OK, &c.leader())),
+            None => Ok(plain_json(
+                StatusCode::OK,
+                &sigil_proto::raft::Leader {
+                    ha_enabled: false,
+                    is_self: true,
+                    leader_address: String::new(),
+                    leader_cluster_address: String::new(),
+                    performance_standby: false,
+                    raft_applied_index: 0,
+                    raft_term: 0,
+                },
+            )),
+        },
         "sys/openapi.json" => Ok(plain_json(StatusCode::OK, &crate::openapi::document())),
         "sys/seal-status" => Ok(plain_json(StatusCode::OK, &node.status())),
         "sys/rekey" => match node.core() {
@@ -53,7 +78,7 @@ pub(super) async fn raw_read(core: Arc<Core>, plan: Plan) -> Result<Response, Ap
     .await
 }
 
-fn health(node: &Node) -> Response {
+fn health(node: &Node, cluster: Option<&crate::cluster::Cluster>) -> Response {
     let status = node.status();
     // Vault's codes: 200 unsealed, 503 sealed, 501 not initialized; and 503 when the storage
     // stopped taking writes (a load balancer must not send writes here).
@@ -68,7 +93,7 @@ fn health(node: &Node) -> Response {
         &sys::Health {
             initialized: status.initialized,
             sealed: status.sealed,
-            standby: false,
+            standby: cluster.is_some_and(|c| !c.leads()),
             server_time_utc: now(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             storage: if status.storage_error.is_some() {

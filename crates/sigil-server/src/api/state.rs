@@ -27,6 +27,8 @@ pub(crate) struct AppState {
     pub(crate) reload_source: Option<Arc<dyn crate::reload::ReloadSource>>,
     /// One reload at a time.
     pub(crate) reloading: std::sync::Mutex<()>,
+    /// The cluster this node is a member of, with raft storage.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A built client-certificate trust and what it was built from.
@@ -37,6 +39,15 @@ pub(crate) struct TrustCache {
 }
 
 impl AppState {
+    /// The core, when it may do background work (sweepers): unsealed and, in a cluster,
+    /// the active leader's.
+    pub(crate) fn active_core(&self) -> Option<Arc<sigil_core::Core>> {
+        match &self.cluster {
+            Some(c) if !c.active() => None,
+            _ => self.node.core(),
+        }
+    }
+
     /// The identity new connections get.
     pub(crate) fn tls_identity(&self) -> Arc<crate::tls::TlsIdentity> {
         Arc::clone(&self.tls.read().unwrap_or_else(|e| e.into_inner()))

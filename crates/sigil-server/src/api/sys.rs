@@ -29,6 +29,10 @@ pub(super) async fn handle(
     trail: &mut Trail,
 ) -> Option<Result<Response, ApiError>> {
     let write = matches!(operation, Operation::Create | Operation::Update);
+    let read = operation == Operation::Read;
+    if let Some(answer) = super::cluster::handle(state, reply, path, write, read, data).await {
+        return Some(answer);
+    }
     Some(match (path, operation) {
         ("sys/rekey/init", _) if write => rekey::start(state, reply, path, data.take()),
         ("sys/rekey", Operation::Delete) => rekey::cancel(state, reply, path),

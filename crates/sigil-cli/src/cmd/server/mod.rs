@@ -1,7 +1,6 @@
 //! `sigil server --transient`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,10 +12,13 @@ use crate::args::ServerArgs;
 use crate::keyfile;
 use crate::server_config::api_authority;
 
+mod cluster;
+mod dirs;
 mod plan;
 mod reload;
 
-use plan::{Plan, plan};
+pub(crate) use dirs::private_dir;
+use plan::{Plan, client_addr, plan};
 
 /// Logs to stderr, text or JSON lines, through a filter a reload may change.
 fn init_logging(json: bool, filter: tracing_subscriber::EnvFilter) -> reload::LogControl {
@@ -98,15 +100,6 @@ fn operator_cert_addr(plan: &Plan, port: u16) -> Option<String> {
     })
 }
 
-fn client_addr(addr: SocketAddr) -> String {
-    let ip = match addr.ip() {
-        IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    format!("https://{}", SocketAddr::new(ip, addr.port()))
-}
-
 /// SIGTERM and SIGINT. The handlers are registered when this is made, not when it is first
 /// awaited: a server that has printed its address (and so may be stopped) already cleans up on
 /// a signal instead of dying of it.
@@ -136,29 +129,6 @@ impl Stop {
 /// How long a shutdown waits for the requests in flight.
 const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Creates `dir` (0700) if it does not exist; an existing one that others can enter is
-/// tightened to 0700.
-pub(crate) fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        return Ok(());
-    }
-    let mode = std::fs::metadata(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "directory is open to other users; setting it to 0700");
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict {}", dir.display()))?;
-    }
-    Ok(())
-}
-
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
     let (filter, level) = reload::log_filter(plan.log_level.as_deref());
@@ -173,6 +143,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .context("cannot handle SIGHUP")?;
     // Removes a temporary state directory when `run` returns (a clean exit).
     let mut state_guard: Option<tempfile::TempDir> = None;
+    let mut cluster_of = None;
     let (node, tls, ca_path, generated_key) = match &plan.data_dir {
         None => {
             let (dir, guard) = state_dir(args.dir.clone())?;
@@ -192,6 +163,11 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         }
         Some(dir) => {
             private_dir(dir)?;
+            // A raft node first: one that joins receives the cluster's TLS identity.
+            let started = match &plan.raft {
+                Some(r) => Some(cluster::start(dir, &plan, r).await?),
+                None => None,
+            };
             let (tls, ca_path) = match &plan.tls_files {
                 Some((cert, key, ca)) => (
                     TlsIdentity::from_files(cert, key, ca.as_deref())
@@ -208,8 +184,15 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                     )
                 }
             };
-            let node = sigil_server::file_node(&dir.join("sigil.redb"), plan.audit.clone())
-                .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
+            let node = match started {
+                Some(started) => {
+                    let tls_dir = plan.tls_files.is_none().then(|| dir.join("tls"));
+                    cluster_of = Some(sigil_server::Cluster::new(started.raft, tls_dir));
+                    started.node
+                }
+                None => sigil_server::file_node(&dir.join("sigil.redb"), plan.audit.clone())
+                    .with_context(|| format!("cannot open the data directory {}", dir.display()))?,
+            };
             (node, tls, ca_path, None)
         }
     };
@@ -224,6 +207,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         api_authority: plan.api_addr.as_deref().and_then(api_authority),
         limits: plan.limits,
         metrics_listen: plan.metrics_listen,
+        cluster: cluster_of,
         reload: Some(std::sync::Arc::new(reload::ConfigReload::new(
             args.clone(),
             &plan,
@@ -263,7 +247,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!(
             "not initialized: run `sigil operator init --admin <sigil1…|FILE>… [--threshold K]`"
         );
-    } else if running.server_key().is_some() && storage != "memory" {
+    } else if running.sealed() {
         tracing::info!("sealed: admins run `sigil operator unseal` until the threshold is reached");
     }
 

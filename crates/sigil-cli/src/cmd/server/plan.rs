@@ -1,6 +1,6 @@
 //! What the server will run with: its flags over its configuration file, checked.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::bail;
@@ -40,6 +40,17 @@ pub(super) fn host_names(listen: &SocketAddr, extra: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The `https://` address a client on this machine reaches `addr` at (loopback for an
+/// unspecified address).
+pub(super) fn client_addr(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("https://{}", SocketAddr::new(ip, addr.port()))
+}
+
 /// Where data lives and how TLS is set up, from flags or a configuration file.
 pub(super) struct Plan {
     /// `None`: transient (with its state directory and admins); `Some`: the data directory.
@@ -61,6 +72,83 @@ pub(super) struct Plan {
     pub(super) metrics_listen: Option<SocketAddr>,
     /// The file's `log_level`.
     pub(super) log_level: Option<String>,
+    /// Raft storage: this node's place in a cluster.
+    pub(super) raft: Option<RaftPlan>,
+}
+
+/// A cluster node: its name, its cluster listener, where to ask to join.
+#[derive(Debug, Clone)]
+pub(super) struct RaftPlan {
+    pub(super) node_id: String,
+    pub(super) cluster_listen: SocketAddr,
+    /// `(member API address, its CA file)`, tried in turn while the node is in no cluster.
+    pub(super) join: Vec<(String, Option<PathBuf>)>,
+}
+
+/// The raft settings: flags over the file; `None` for other storage.
+fn raft_plan(
+    args: &ServerArgs,
+    file: Option<&crate::server_config::Storage>,
+    listen: SocketAddr,
+) -> anyhow::Result<Option<RaftPlan>> {
+    let in_file = file.is_some_and(|f| f.kind == StorageKind::Raft);
+    if !in_file && args.node_id.is_none() {
+        if file.is_some_and(|f| {
+            f.node_id.is_some() || f.cluster_addr.is_some() || !f.retry_join.is_empty()
+        }) {
+            bail!("[storage] node_id, cluster_addr and retry_join are for type = \"raft\"");
+        }
+        return Ok(None);
+    }
+    let Some(node_id) = args
+        .node_id
+        .clone()
+        .or_else(|| file.and_then(|f| f.node_id.clone()))
+    else {
+        bail!("a raft node needs a name: --node-id ID or [storage] node_id");
+    };
+    let name_ok = !node_id.is_empty()
+        && node_id.len() <= 64
+        && node_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !name_ok {
+        bail!("--node-id must be 1 to 64 letters, digits, '-', '_' or '.'");
+    }
+    let cluster_listen = match args
+        .cluster_listen
+        .or_else(|| file.and_then(|f| f.cluster_addr))
+    {
+        Some(a) => a,
+        None => SocketAddr::new(listen.ip(), listen.port().checked_add(1).unwrap_or(8201)),
+    };
+    if cluster_listen == listen {
+        bail!("the cluster listener needs its own address: --cluster-listen differs from --listen");
+    }
+    let join = match &args.join {
+        Some(url) => vec![(
+            url.clone(),
+            std::env::var_os("SIGIL_CACERT").map(PathBuf::from),
+        )],
+        None => file
+            .map(|f| {
+                f.retry_join
+                    .iter()
+                    .map(|j| (j.leader_api_addr.clone(), j.leader_ca_cert_file.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    for (url, _) in &join {
+        if !url.starts_with("https://") {
+            bail!("a join address is an https:// URL, not {url:?}");
+        }
+    }
+    Ok(Some(RaftPlan {
+        node_id,
+        cluster_listen,
+        join,
+    }))
 }
 
 /// Rate limits: flags over the file over the defaults.
@@ -130,10 +218,9 @@ fn flag_audit(args: &ServerArgs) -> Option<sigil_server::AuditDevice> {
 pub(super) fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
     if let Some(path) = &args.config {
         let file = ServerFile::load(path)?;
-        let data_dir = match file.storage.kind {
-            StorageKind::File => file.storage.path,
-        };
         let l = file.listener;
+        let raft = raft_plan(args, Some(&file.storage), l.address)?;
+        let data_dir = file.storage.path;
         let api_addr = file.api_addr.map(toml::Spanned::into_inner);
         let mut names = l.names.clone();
         // The host clients use must be a name of this server (certificate, @target-uri).
@@ -166,6 +253,7 @@ pub(super) fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
             hosts: host_names(&l.address, &names),
             api_addr,
             allow_unlocked_memory: file.disable_mlock || args.allow_unlocked_memory,
+            raft,
         });
     }
     if !args.transient && args.data_dir.is_none() {
@@ -186,6 +274,10 @@ pub(super) fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         hosts: host_names(&args.listen, &args.tls_sans),
         api_addr: None,
         allow_unlocked_memory: args.allow_unlocked_memory,
+        raft: match args.data_dir {
+            Some(_) => raft_plan(args, None, args.listen)?,
+            None => None,
+        },
     })
 }
 

@@ -1,0 +1,224 @@
+//! The server in a Raft cluster: one node leads and serves; the others forward every request
+//! to it ([`forward`]) and stand by, unsealed, to take over. A node becoming the leader starts
+//! its core afresh from storage before it answers anything ([`Cluster::activate`]).
+//! Joining is in [`join`].
+
+pub(crate) mod forward;
+pub(crate) mod join;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use sigil_core::Node;
+use sigil_crypto::SealInfo;
+use sigil_proto::raft::{self as wire, JoinPackage, JoinRequest, SealedPackage, TlsBundle};
+use sigil_raft::{ClusterNode, ServerState, Status};
+use zeroize::Zeroizing;
+
+/// A server's place in its cluster.
+pub struct Cluster {
+    pub(crate) raft: Arc<ClusterNode>,
+    /// Join requests waiting for an admin, and approved ones until collected.
+    pub(crate) joins: join::Joins,
+    /// Where the API TLS identity this node generated is kept (`ca.pem`, `server.pem`,
+    /// `server.key`), handed to the nodes it admits; `None` when nodes use their own files.
+    pub(crate) tls_dir: Option<PathBuf>,
+    /// The term this node's core was (re)started for as the leader (0: not active).
+    active_term: Mutex<u64>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("me", self.raft.me())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// The server side of `raft`; `tls_dir` as in [`Cluster::tls_dir`].
+    pub fn new(raft: Arc<ClusterNode>, tls_dir: Option<PathBuf>) -> Arc<Self> {
+        Arc::new(Cluster {
+            raft,
+            joins: join::Joins::default(),
+            tls_dir,
+            active_term: Mutex::new(0),
+        })
+    }
+
+    /// The Raft node.
+    pub fn raft(&self) -> &Arc<ClusterNode> {
+        &self.raft
+    }
+
+    /// Whether this node serves requests itself (it leads) rather than forwarding them.
+    pub(crate) fn leads(&self) -> bool {
+        self.raft.is_leader()
+    }
+
+    /// Makes this node's core current for its leadership: a node that has just become the
+    /// leader starts its core again from storage (what the previous leader wrote), once per
+    /// term. Blocking. `false` when this node does not lead.
+    pub(crate) fn activate(&self, node: &Node) -> bool {
+        let status = self.raft.status();
+        let mut active = self.active_term.lock().unwrap_or_else(|e| e.into_inner());
+        if status.state != ServerState::Leader {
+            *active = 0;
+            return false;
+        }
+        if *active == status.term {
+            return true;
+        }
+        if node.core().is_some() {
+            if let Err(e) = node.reopen() {
+                tracing::error!(error = %e, "this node leads but its core did not start again");
+                return false;
+            }
+            tracing::info!(
+                term = status.term,
+                "leading: the core is started from storage"
+            );
+        }
+        *active = status.term;
+        true
+    }
+
+    /// Whether the core may run background work now (sweepers): only on the active leader.
+    pub(crate) fn active(&self) -> bool {
+        let term = *self.active_term.lock().unwrap_or_else(|e| e.into_inner());
+        term != 0 && self.raft.is_leader() && self.raft.status().term == term
+    }
+
+    /// The package for `request`'s node: the root key, the members' fingerprints and (when this
+    /// node generated it) the API TLS identity, sealed by the server key to the node's join key.
+    pub(crate) fn package(
+        &self,
+        node: &Node,
+        request: &JoinRequest,
+    ) -> Result<SealedPackage, String> {
+        let core = node.core().ok_or("sealed")?;
+        let root = node.root_key().ok_or("sealed")?;
+        let tls = match &self.tls_dir {
+            None => None,
+            Some(dir) => {
+                let read = |name: &str| {
+                    std::fs::read_to_string(dir.join(name))
+                        .map_err(|e| format!("{}: {e}", dir.join(name).display()))
+                };
+                Some(TlsBundle {
+                    ca_pem: read("ca.pem")?,
+                    chain_pem: read("server.pem")?,
+                    key_pem: read("server.key")?,
+                })
+            }
+        };
+        let mut members: Vec<String> = self
+            .raft
+            .status()
+            .peers
+            .into_iter()
+            .map(|p| p.member.cert_sha256)
+            .collect();
+        members.push(self.raft.me().cert_sha256.clone());
+        members.dedup();
+        let package = JoinPackage {
+            root_key: sigil_crypto::b64url_encode(root.expose_secret()),
+            root_term: root.term().0,
+            members,
+            tls,
+        };
+        let plain = Zeroizing::new(serde_json::to_vec(&package).expect("a package serializes"));
+        let join_key: [u8; 32] = sigil_crypto::b64url_decode(&request.join_key)
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or("join_key is not a 32-byte key")?;
+        let sealed = sigil_crypto::seal_to(
+            core.server_identity().encryption_key(),
+            &join_key,
+            SealInfo::Join,
+            request.node_id.as_bytes(),
+            &plain,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(SealedPackage {
+            enc: sigil_crypto::b64url_encode(&sealed.enc),
+            ct: sigil_crypto::b64url_encode(&sealed.ct),
+        })
+    }
+
+    /// `sys/storage/raft/configuration`.
+    pub(crate) fn configuration(&self) -> wire::Configuration {
+        let status = self.raft.status();
+        wire::Configuration {
+            config: wire::Servers {
+                servers: status
+                    .peers
+                    .iter()
+                    .map(|p| wire::Server {
+                        node_id: p.member.name.clone(),
+                        address: p.member.cluster_addr.clone(),
+                        leader: p.leader,
+                        voter: p.voter,
+                        protocol_version: "3".into(),
+                        api_addr: p.member.api_addr.clone(),
+                        state: match (p.leader, p.voter) {
+                            (true, _) => "leader",
+                            (false, true) => "follower",
+                            (false, false) => "learner",
+                        }
+                        .into(),
+                        last_contact_ms: p.last_contact_ms,
+                        matched_index: p.matched,
+                    })
+                    .collect(),
+                index: status.applied,
+            },
+        }
+    }
+
+    /// `sys/leader`.
+    pub(crate) fn leader(&self) -> wire::Leader {
+        let status: Status = self.raft.status();
+        let leader = status.leader.as_ref();
+        wire::Leader {
+            ha_enabled: true,
+            is_self: status.state == ServerState::Leader,
+            leader_address: leader.map(|l| l.api_addr.clone()).unwrap_or_default(),
+            leader_cluster_address: leader.map(|l| l.cluster_addr.clone()).unwrap_or_default(),
+            performance_standby: false,
+            raft_applied_index: status.applied,
+            raft_term: status.term,
+        }
+    }
+
+    /// `sys/storage/raft/peers` (public, as `sys/leader` is): each member's API address, so
+    /// that `sigil operator unseal` can walk a cluster whose nodes are all sealed.
+    pub(crate) fn peers(&self) -> serde_json::Value {
+        let peers: Vec<serde_json::Value> = self
+            .raft
+            .status()
+            .peers
+            .into_iter()
+            .map(|p| serde_json::json!({ "node_id": p.member.name, "api_addr": p.member.api_addr }))
+            .collect();
+        serde_json::json!({ "peers": peers })
+    }
+
+    /// `sys/ha-status`.
+    pub(crate) fn ha_status(&self) -> wire::HaStatus {
+        wire::HaStatus {
+            nodes: self
+                .raft
+                .status()
+                .peers
+                .into_iter()
+                .map(|p| wire::HaNode {
+                    hostname: p.member.name,
+                    api_address: p.member.api_addr,
+                    cluster_address: p.member.cluster_addr,
+                    active_node: p.leader,
+                })
+                .collect(),
+        }
+    }
+}
