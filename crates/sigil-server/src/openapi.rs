@@ -117,6 +117,54 @@ pub(crate) const SERVER_ENDPOINTS: &[ServerEndpoint] = &[
         Auth::Sealed,
         "Reload the TLS certificate, limits and audit devices, as SIGHUP (sudo)",
     ),
+    ep(
+        "sys/leader",
+        &["GET"],
+        Auth::None,
+        "Cluster: which node leads (Vault's shape)",
+    ),
+    ep(
+        "sys/storage/raft/peers",
+        &["GET"],
+        Auth::None,
+        "Cluster: each member's API address (what `sigil operator unseal` walks)",
+    ),
+    ep(
+        "sys/storage/raft/join",
+        &["POST", "PUT"],
+        Auth::None,
+        "Cluster: ask to be admitted; the package once an admin approved (docs/protocol.md §13)",
+    ),
+    ep(
+        "sys/storage/raft/approve",
+        &["POST", "PUT"],
+        Auth::Sealed,
+        "Cluster: admit a node that asked to join (sudo)",
+    ),
+    ep(
+        "sys/storage/raft/remove-peer",
+        &["POST", "PUT"],
+        Auth::Sealed,
+        "Cluster: remove a member (sudo)",
+    ),
+    ep(
+        "sys/storage/raft/configuration",
+        &["GET"],
+        Auth::Sealed,
+        "Cluster: the members, their state, last contact and index",
+    ),
+    ep(
+        "sys/ha-status",
+        &["GET"],
+        Auth::Sealed,
+        "Cluster: the nodes and which is active",
+    ),
+    ep(
+        "sys/step-down",
+        &["POST", "PUT"],
+        Auth::Sealed,
+        "Cluster: the leader hands leadership to another voter (sudo)",
+    ),
 ];
 
 fn operation(summary: &str, method: &str, auth: Auth) -> Value {
@@ -327,6 +375,11 @@ mod tests {
             "sys/rekey",
             "sys/reload",
             "sys/storage/snapshot",
+            "sys/storage/raft/approve",
+            "sys/storage/raft/remove-peer",
+            "sys/storage/raft/configuration",
+            "sys/ha-status",
+            "sys/step-down",
         ] {
             assert!(paths.contains_key(&format!("/v1/{p}")), "{p}");
         }

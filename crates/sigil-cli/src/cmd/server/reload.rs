@@ -14,16 +14,26 @@ pub(super) type LogControl = reload::Handle<EnvFilter, Registry>;
 /// The log filter: the file's `log_level`, else `SIGIL_LOG`, else `info`.
 pub(super) fn log_filter(file_level: Option<&str>) -> (EnvFilter, String) {
     if let Some(level) = file_level
-        && let Ok(filter) = EnvFilter::try_new(level)
+        && let Ok(filter) = EnvFilter::try_new(quiet_raft(level))
     {
         return (filter, level.to_owned());
     }
     match std::env::var("SIGIL_LOG") {
-        Ok(level) => match EnvFilter::try_new(&level) {
+        Ok(level) => match EnvFilter::try_new(quiet_raft(&level)) {
             Ok(filter) => (filter, level),
-            Err(_) => (EnvFilter::new("info"), "info".into()),
+            Err(_) => (EnvFilter::new(quiet_raft("info")), "info".into()),
         },
-        Err(_) => (EnvFilter::new("info"), "info".into()),
+        Err(_) => (EnvFilter::new(quiet_raft("info")), "info".into()),
+    }
+}
+
+/// openraft narrates every election and membership change at `info` (with whole state dumps):
+/// only its warnings, unless the directives name it (`SIGIL_LOG=info,openraft=info`).
+fn quiet_raft(level: &str) -> String {
+    if level.contains("openraft") || level.trim() == "off" {
+        level.to_owned()
+    } else {
+        format!("{level},openraft=warn")
     }
 }
 

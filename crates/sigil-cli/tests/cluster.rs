@@ -1,0 +1,390 @@
+//! A three-node cluster of the real `sigil` binary on loopback, built by `scripts/cluster-demo`
+//! exactly as a user would: joining by approval, forwarding, `kill -9` of the leader, a sealed
+//! restart unsealed through another node, removing a peer.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{SIGIL, eventually, ok, stderr, stdout};
+
+/// A running demo cluster; every node is killed on drop.
+struct Demo {
+    dir: tempfile::TempDir,
+    base: u16,
+    env: Vec<(String, String)>,
+    pids: Vec<u32>,
+    /// Nodes this test restarted itself (the others are the script's children).
+    restarted: Vec<std::process::Child>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        for child in &mut self.restarted {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A base port with the six ports above it free (checked by binding them).
+fn free_base() -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + (rand_u16() % 20_000) / 2 * 2;
+        let free = (0..6).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no six free ports in a row");
+}
+
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    (nanos ^ std::process::id().rotate_left(7)) as u16
+}
+
+impl Demo {
+    fn start() -> Demo {
+        let dir = tempfile::tempdir().unwrap();
+        let base = free_base();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cluster-demo");
+        let out = Command::new("sh")
+            .arg(&script)
+            .arg(dir.path())
+            .arg(base.to_string())
+            .env("SIGIL", SIGIL)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let pids: Vec<u32> = std::fs::read_to_string(dir.path().join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        let mut demo = Demo {
+            dir,
+            base,
+            env: Vec::new(),
+            pids,
+            restarted: Vec::new(),
+        };
+        assert!(
+            out.status.success(),
+            "cluster-demo failed\nstdout: {}\nstderr: {}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(stdout(&out).contains("A three-node cluster is running"));
+        let env = std::fs::read_to_string(demo.dir.path().join("env")).unwrap();
+        demo.env = env
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(demo.pids.len(), 3, "three nodes");
+        demo
+    }
+
+    fn api(&self, node: u16) -> String {
+        format!("https://127.0.0.1:{}", self.base + 2 * (node - 1))
+    }
+
+    /// Runs the CLI against node `node` as the admin.
+    fn sigil(&self, node: u16, args: &[&str]) -> Output {
+        let mut cmd = Command::new(SIGIL);
+        cmd.args(args).stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.env("SIGIL_ADDR", self.api(node));
+        cmd.output().unwrap()
+    }
+
+    fn peers(&self, node: u16) -> Vec<Value> {
+        let out = ok(self.sigil(
+            node,
+            &["operator", "raft", "list-peers", "--format", "json"],
+        ));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["config"]["servers"].as_array().unwrap().clone()
+    }
+
+    fn leader(&self, node: u16) -> String {
+        self.peers(node)
+            .iter()
+            .find(|p| p["leader"] == true)
+            .map(|p| p["node_id"].as_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+
+    fn var(&self, name: &str) -> String {
+        self.env.iter().find(|(n, _)| n == name).unwrap().1.clone()
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    fn kill9(&mut self, node: u16) {
+        let pid = self.pids[usize::from(node - 1)];
+        assert!(
+            Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        // Reaped by the shell that started it; wait until it is gone.
+        eventually(10, || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        });
+    }
+
+    /// Starts node `node` again from its data directory.
+    fn restart(&mut self, node: u16) {
+        let i = node.to_string();
+        let log =
+            std::fs::File::create(self.path().join(format!("sigil-{i}.restart.log"))).unwrap();
+        let child = Command::new(SIGIL)
+            .args(["server", "--data-dir"])
+            .arg(self.path().join(format!("sigil-{i}")))
+            .args(["--node-id", &format!("sigil-{i}")])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", self.base + 2 * (node - 1)),
+            ])
+            .args([
+                "--cluster-listen",
+                &format!("127.0.0.1:{}", self.base + 2 * (node - 1) + 1),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.pids[usize::from(node - 1)] = child.id();
+        self.restarted.push(child);
+    }
+}
+
+#[test]
+fn a_three_node_cluster_forwards_survives_kill_9_of_its_leader_and_unseals_in_one_run() {
+    let mut demo = Demo::start();
+    let peers = demo.peers(1);
+    assert_eq!(peers.len(), 3, "{peers:?}");
+    assert!(peers.iter().all(|p| p["voter"] == true), "{peers:?}");
+    assert_eq!(demo.leader(1), "sigil-1");
+    assert_eq!(
+        peers.iter().filter(|p| p["state"] == "follower").count(),
+        2,
+        "{peers:?}"
+    );
+
+    // Any node answers: writes and reads through followers are forwarded to the leader.
+    ok(demo.sigil(1, &["kv", "put", "secret/app", "password=one"]));
+    assert_eq!(
+        ok(demo.sigil(2, &["kv", "get", "-field=password", "secret/app"])).trim(),
+        "one"
+    );
+    ok(demo.sigil(3, &["kv", "put", "secret/app", "password=two"]));
+    assert_eq!(
+        ok(demo.sigil(1, &["kv", "get", "-field=password", "secret/app"])).trim(),
+        "two"
+    );
+    // The same server key and CA on every node: one SIGIL_SERVER_KEY/SIGIL_CACERT for all.
+    for node in [2, 3] {
+        let health = ok(demo.sigil(node, &["operator", "status", "--format", "json"]));
+        assert!(health.contains("\"sealed\": false"), "{health}");
+    }
+
+    // An SDK client on a follower (with a channel, which lives on the leader).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let var = |k: &str| demo.var(k);
+    let sdk = sigil_client::Client::new(sigil_client::ClientConfig {
+        addr: demo.api(2),
+        key: Some(
+            sigil_crypto::SecretIdentity::from_key_file(
+                &std::fs::read_to_string(var("SIGIL_KEY")).unwrap(),
+            )
+            .unwrap(),
+        ),
+        ca_pem: Some(std::fs::read(var("SIGIL_CACERT")).unwrap()),
+        server_keyid: Some(var("SIGIL_SERVER_KEY")),
+    })
+    .unwrap();
+    let body = serde_json::json!({ "data": { "n": "0" } });
+    rt.block_on(sdk.request("POST", "secret/data/sdk", Some(&body)))
+        .unwrap();
+    rt.block_on(sdk.request("GET", "secret/data/sdk", None))
+        .unwrap();
+    assert!(sdk.channel_id().is_some(), "the SDK got a channel");
+
+    // kill -9 of the leader: another node leads within seconds, nothing acknowledged is lost.
+    demo.kill9(1);
+    let started = Instant::now();
+    eventually(30, || {
+        demo.sigil(2, &["kv", "put", "secret/after", "x=1"])
+            .status
+            .success()
+    });
+    let failover = started.elapsed();
+    eprintln!("first write after kill -9 of the leader: {failover:?}");
+    assert!(failover < Duration::from_secs(15), "{failover:?}");
+    assert_eq!(
+        ok(demo.sigil(3, &["kv", "get", "-field=password", "secret/app"])).trim(),
+        "two"
+    );
+    let leader = demo.leader(2);
+    assert!(leader == "sigil-2" || leader == "sigil-3", "{leader}");
+    // The SDK's channel was on the dead leader: the next request re-establishes one, unseen.
+    let body = serde_json::json!({ "data": { "n": "1" } });
+    let mut sdk_ok = false;
+    for _ in 0..50 {
+        if rt
+            .block_on(sdk.request("POST", "secret/data/sdk", Some(&body)))
+            .is_ok()
+        {
+            sdk_ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(sdk_ok, "the SDK carries on after the leader died");
+    let read = rt
+        .block_on(sdk.request("GET", "secret/data/sdk", None))
+        .unwrap();
+    assert_eq!(read.data()["data"]["n"], "1");
+
+    // The old leader restarts sealed; one unseal run through another node unseals it.
+    demo.restart(1);
+    eventually(30, || {
+        stdout(&demo.sigil(1, &["operator", "status", "--format", "json"]))
+            .contains("\"sealed\": true")
+    });
+    let unseal = ok(demo.sigil(2, &["operator", "unseal"]));
+    assert!(
+        unseal.contains(&format!("{}: unsealed", demo.api(1))),
+        "{unseal}"
+    );
+    eventually(30, || {
+        demo.sigil(1, &["kv", "get", "-field=x", "secret/after"])
+            .status
+            .success()
+    });
+    assert_eq!(
+        ok(demo.sigil(1, &["kv", "get", "-field=x", "secret/after"])).trim(),
+        "1"
+    );
+    eventually(30, || {
+        demo.peers(2)
+            .iter()
+            .all(|p| p["voter"] == true && !p["address"].as_str().unwrap_or("").is_empty())
+    });
+
+    // Removing a peer: it leaves the membership.
+    let leader = demo.leader(2);
+    let victim = if leader == "sigil-3" {
+        "sigil-1"
+    } else {
+        "sigil-3"
+    };
+    ok(demo.sigil(2, &["operator", "raft", "remove-peer", victim]));
+    eventually(10, || demo.peers(2).len() == 2);
+    assert!(demo.peers(2).iter().all(|p| p["node_id"] != victim));
+}
+
+#[test]
+fn join_requests_are_checked_and_only_an_admin_approves() {
+    let demo = Demo::start();
+    // A request with a bad fingerprint, name or key: refused, nothing recorded.
+    let bad = [
+        r#"{"node_id":"x","cluster_addr":"127.0.0.1:1","api_addr":"","cert_sha256":"zz","join_key":"AAAA"}"#,
+        r#"{"node_id":"../x","cluster_addr":"127.0.0.1:1","api_addr":"","cert_sha256":"00000000000000000000000000000000000000000000000000000000000000aa","join_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+        r#"{"node_id":"x"}"#,
+        "not json",
+    ];
+    let ca = std::fs::read(demo.var("SIGIL_CACERT")).unwrap();
+    for body in bad {
+        let (status, text) = post_plain(&ca, demo.base + 2, "/v1/sys/storage/raft/join", body);
+        assert_eq!(status, 400, "{body}: {text}");
+    }
+    // Approving a node that never asked fails and changes nothing.
+    let out = demo.sigil(1, &["operator", "raft", "approve", "ghost"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("has asked to join"),
+        "{}",
+        stderr(&out)
+    );
+    // A non-admin identity may not approve (sudo on sys/storage/raft/approve).
+    let key = demo.path().join("reader.key");
+    ok(Command::new(SIGIL)
+        .args(["key", "generate", "-o"])
+        .arg(&key)
+        .output()
+        .unwrap());
+    ok(demo.sigil(
+        1,
+        &[
+            "identity",
+            "create",
+            "reader",
+            "--public-key",
+            key.to_str().unwrap(),
+        ],
+    ));
+    let mut cmd = Command::new(SIGIL);
+    cmd.args(["operator", "raft", "approve", "ghost"]);
+    for (k, v) in &demo.env {
+        cmd.env(k, v);
+    }
+    cmd.env("SIGIL_KEY", &key).env("SIGIL_ADDR", demo.api(3));
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("403") || stderr(&out).to_lowercase().contains("permission"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(demo.peers(1).len(), 3);
+}
+
+/// An unauthenticated `POST` of `body` to `path` on 127.0.0.1:`port` over TLS 1.3 (HTTP/1.1);
+/// the status and the body as text.
+fn post_plain(ca: &[u8], port: u16, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let tls = support::tls_connector(ca, &[&rustls::version::TLS13]);
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut stream = tls.connect(name, tcp).await.unwrap();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out).await;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    })
+}
