@@ -232,6 +232,30 @@ fn a_three_node_cluster_forwards_survives_kill_9_of_its_leader_and_unseals_in_on
         .unwrap();
     assert!(sdk.channel_id().is_some(), "the SDK got a channel");
 
+    // A signed write sent through a follower runs once; the same bytes sent again are
+    // refused — by the leader now, and (below) by the next leader after a failover.
+    let follower: std::net::SocketAddr = format!("127.0.0.1:{}", demo.base + 2).parse().unwrap();
+    let raw = rt.block_on(support::raw::Raw::connect(
+        follower,
+        Path::new(&var("SIGIL_CACERT")),
+        Path::new(&var("SIGIL_KEY")),
+        None,
+        Some(&var("SIGIL_SERVER_KEY")),
+    ));
+    let captured = raw.signed(
+        "POST",
+        "/v1/secret/data/replayed",
+        Some(br#"{"data":{"n":"once"}}"#),
+    );
+    assert_eq!(rt.block_on(raw.send(&captured)).status, 200);
+    let again = rt.block_on(raw.send(&captured));
+    assert_eq!(again.status, 401, "{}", again.error_text());
+    assert!(
+        again.error_text().contains("replayed"),
+        "{}",
+        again.error_text()
+    );
+
     // kill -9 of the leader: another node leads within seconds, nothing acknowledged is lost.
     demo.kill9(1);
     let started = Instant::now();
@@ -249,6 +273,14 @@ fn a_three_node_cluster_forwards_survives_kill_9_of_its_leader_and_unseals_in_on
     );
     let leader = demo.leader(2);
     assert!(leader == "sigil-2" || leader == "sigil-3", "{leader}");
+    // The write the old leader ran is refused by the new one (it loaded the replay marks).
+    let replayed = rt.block_on(raw.send(&captured));
+    assert_eq!(replayed.status, 401, "{}", replayed.error_text());
+    assert!(
+        replayed.error_text().contains("replayed"),
+        "{}",
+        replayed.error_text()
+    );
     // The SDK's channel was on the dead leader: the next request re-establishes one, unseen.
     let body = serde_json::json!({ "data": { "n": "1" } });
     let mut sdk_ok = false;

@@ -1767,6 +1767,26 @@ path "identity/group/name/opsg" { capabilities = ["update", "sudo"] }
             )
             .unwrap();
         });
+        // The same request carried out again — by a node that had not loaded the marks (a new
+        // leader): refused when its batch applies, and nothing of it is written.
+        let again = crate::replay::carried_by_writes_of(Some(write), || {
+            core.handle(
+                &root,
+                request(
+                    Operation::Update,
+                    "secret/data/a",
+                    Some(json!({ "data": { "x": "2" } })),
+                ),
+            )
+        });
+        match again {
+            Err(CoreError::Conflict(m)) => assert!(m.contains("replayed"), "{m}"),
+            other => panic!("a replayed write was carried out: {:?}", other.map(|_| ())),
+        }
+        let current = core
+            .handle(&root, request(Operation::Read, "secret/data/a", None))
+            .unwrap();
+        assert_eq!(current.data.unwrap()["data"]["x"], "1");
         let read = ReplayMark::new("k", "n2", now + 120);
         crate::replay::carried_by_writes_of(Some(read), || {
             core.handle(&root, request(Operation::Read, "secret/data/a", None))

@@ -322,12 +322,25 @@ impl Barrier {
     /// mark is pending on this thread carries the mark, sealed with `newest` (replay.rs).
     fn commit(&self, mut batch: Batch, newest: &BarrierKey) -> Result<(), CoreError> {
         let mark = crate::replay::pending();
+        let mut mark_key = None;
         if let Some(mark) = &mark {
             let key = format!("{}{}", crate::replay::PREFIX, mark.key());
             let sealed = self.seal_with(newest, &key, &mark.until.to_be_bytes())?;
-            batch = batch.put(key, sealed);
+            // A mark is written once: a request carried out already (by another node of a
+            // cluster, before this one loaded the marks) is refused when its batch applies.
+            batch = batch.expect(key.clone(), None).put(key.clone(), sealed);
+            mark_key = Some(key);
         }
-        self.backend.apply(batch)?;
+        match self.backend.apply(batch) {
+            Err(sigil_storage::StorageError::Conflict { key })
+                if Some(&key) == mark_key.as_ref() =>
+            {
+                return Err(CoreError::Conflict(
+                    "replayed request: this nonce was already used".into(),
+                ));
+            }
+            other => other?,
+        }
         if mark.is_some() {
             crate::replay::committed();
         }

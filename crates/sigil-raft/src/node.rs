@@ -116,6 +116,8 @@ pub struct Status {
     pub leader: Option<Member>,
     /// Every member, voters first.
     pub peers: Vec<Peer>,
+    /// On a leader: milliseconds since a majority last acknowledged it.
+    pub quorum_ack_ms: Option<u64>,
 }
 
 /// A running cluster node.
@@ -453,7 +455,20 @@ impl ClusterNode {
             applied: m.last_applied.map_or(0, |l| l.index),
             leader,
             peers,
+            quorum_ack_ms: m.millis_since_quorum_ack,
         }
+    }
+
+    /// Whether this node leads and may answer reads as the leader: a majority acknowledged it
+    /// within the least election timeout, so no other node can have been elected since (the
+    /// leader lease; it assumes clocks that run at about the same rate).
+    pub fn holds_lease(&self) -> bool {
+        let lease = self.raft.config().election_timeout_min;
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader
+            && m.current_leader == Some(self.id)
+            && m.millis_since_quorum_ack.is_some_and(|ms| ms < lease)
     }
 }
 

@@ -40,6 +40,7 @@ fn single(dir: &Path) -> ClusterNode {
     node.wait_for_leader(Duration::from_secs(10)).unwrap();
     // The leader's first entry (blank) must be applied before it answers linearizably.
     wait_until(|| node.status().state == ServerState::Leader);
+    wait_until(|| node.holds_lease());
     node
 }
 
@@ -94,6 +95,8 @@ fn writes_replicate_and_survive_the_loss_of_the_leader() {
     let mut nodes = three(root.path());
     let status = nodes[0].status();
     assert_eq!(status.peers.len(), 3);
+    wait_until(|| nodes[0].holds_lease());
+    assert!(!nodes[1].holds_lease() && !nodes[2].holds_lease());
     assert!(status.peers.iter().all(|p| p.voter), "{:?}", status.peers);
 
     for i in 0..20 {

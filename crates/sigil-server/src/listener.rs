@@ -224,7 +224,7 @@ impl Running {
         spawn_wrap_sweeper(Arc::clone(&self.state));
         spawn_lease_sweeper(Arc::clone(&self.state));
         if let Some(cluster) = &self.state.cluster {
-            spawn_cluster_watcher(Arc::clone(cluster), Arc::clone(&self.state));
+            spawn_cluster_watcher(Arc::clone(&self.state));
             cluster
                 .raft()
                 .serve_also(crate::api::forwarded::router(Arc::clone(&self.state)));
@@ -301,18 +301,18 @@ fn serve_metrics(listener: tokio::net::TcpListener, state: Arc<AppState>) {
 /// keyring gains a term once the newest has encrypted as much as it safely may.
 /// Watches leadership and replication: an uninitialized node finds the seal configuration
 /// once it arrives, a node that starts leading starts its core afresh.
-fn spawn_cluster_watcher(cluster: Arc<crate::cluster::Cluster>, state: Arc<AppState>) {
+fn spawn_cluster_watcher(state: Arc<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let (cluster, state) = (Arc::clone(&cluster), Arc::clone(&state));
+            let state = Arc::clone(&state);
             let _ = tokio::task::spawn_blocking(move || {
                 if let Err(e) = state.node.refresh() {
                     tracing::warn!(error = %e, "reading the replicated seal configuration failed");
                 }
-                cluster.activate(&state.node);
+                state.activate();
             })
             .await;
         }

@@ -2,6 +2,7 @@
 //! normalization), so tests can replay, tamper and send hostile input.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -83,8 +84,32 @@ impl Raw {
         key: &std::path::Path,
         cert: Option<(&str, &str)>,
     ) -> Raw {
+        let pinned = server
+            .env
+            .iter()
+            .find(|(k, _)| k == "SIGIL_SERVER_KEY")
+            .map(|(_, v)| v.as_str());
+        Self::connect(
+            server.addr(),
+            Path::new(server.var("SIGIL_CACERT")),
+            key,
+            cert,
+            pinned,
+        )
+        .await
+    }
+
+    /// A raw client for the server at `addr` (trusting `ca`), signing with the key file at
+    /// `key`; the server key fetched must be `pinned` when given.
+    pub async fn connect(
+        addr: std::net::SocketAddr,
+        ca: &Path,
+        key: &std::path::Path,
+        cert: Option<(&str, &str)>,
+        pinned: Option<&str>,
+    ) -> Raw {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(server.var("SIGIL_CACERT")).unwrap() {
+        for cert in CertificateDer::pem_file_iter(ca).unwrap() {
             roots.add(cert.unwrap()).unwrap();
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -110,12 +135,12 @@ impl Raw {
         };
         let key = SecretIdentity::from_key_file(&std::fs::read_to_string(key).unwrap()).unwrap();
         let mut raw = Raw {
-            addr: server.addr(),
+            addr,
             host_override: None,
             source: None,
             connector: TlsConnector::from(Arc::new(config.clone())),
             config: Arc::new(config),
-            ca_pem: std::fs::read(server.var("SIGIL_CACERT")).unwrap(),
+            ca_pem: std::fs::read(ca).unwrap(),
             key,
             server: SecretIdentity::generate().unwrap().public(),
         };
@@ -131,7 +156,7 @@ impl Raw {
             return raw;
         }
         raw.server = PublicIdentity::parse(resp.json()["public_key"].as_str().unwrap()).unwrap();
-        if let Some((_, pinned)) = server.env.iter().find(|(k, _)| k == "SIGIL_SERVER_KEY") {
+        if let Some(pinned) = pinned {
             assert_eq!(raw.server.keyid().as_str(), pinned);
         }
         raw

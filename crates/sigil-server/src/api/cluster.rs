@@ -39,6 +39,12 @@ pub(super) async fn serve_here(
     parts: Parts,
     body: Body,
 ) -> Here {
+    if cluster.leads() && !cluster.holds_lease() {
+        return Here::Answered(Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node has not heard from a majority of the cluster lately and may no longer lead; try again",
+        )));
+    }
     if !cluster.leads() {
         if parts.extensions.get::<Forwarded>().is_some() {
             return Here::Answered(Err(ApiError::new(
@@ -54,8 +60,8 @@ pub(super) async fn serve_here(
         };
         return Here::Answered(forward::to_leader(cluster, parts, body, seen).await);
     }
-    let (worker, c) = (Arc::clone(state), Arc::clone(cluster));
-    match blocking(move || Ok(c.activate(&worker.node))).await {
+    let worker = Arc::clone(state);
+    match blocking(move || Ok(worker.activate())).await {
         Ok(true) => {}
         Ok(false) => {
             return Here::Answered(Err(ApiError::new(

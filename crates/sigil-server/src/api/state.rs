@@ -39,6 +39,30 @@ pub(crate) struct TrustCache {
 }
 
 impl AppState {
+    /// Makes the core current when this node has just started leading, and loads the replay
+    /// marks the previous leader stored (the requests that wrote stay refused here). `true`
+    /// when this node leads with a current core. Blocking.
+    pub(crate) fn activate(&self) -> bool {
+        use crate::cluster::Activation;
+        let Some(cluster) = &self.cluster else {
+            return true;
+        };
+        match cluster.activate(&self.node) {
+            Activation::Active => true,
+            Activation::Follower | Activation::Failed => false,
+            Activation::Started => {
+                if let Some(core) = self.node.core() {
+                    let now = sigil_engine::timefmt::unix_now();
+                    match core.replay_marks(now) {
+                        Ok(marks) => self.fresh.replay.restore(&marks, now),
+                        Err(e) => tracing::warn!(error = %e, "loading the replay marks failed"),
+                    }
+                }
+                true
+            }
+        }
+    }
+
     /// The core, when it may do background work (sweepers): unsealed and, in a cluster,
     /// the active leader's.
     pub(crate) fn active_core(&self) -> Option<Arc<sigil_core::Core>> {

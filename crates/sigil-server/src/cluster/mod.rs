@@ -15,6 +15,19 @@ use sigil_proto::raft::{self as wire, JoinPackage, JoinRequest, SealedPackage, T
 use sigil_raft::{ClusterNode, ServerState, Status};
 use zeroize::Zeroizing;
 
+/// What [`Cluster::activate`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// This node does not lead.
+    Follower,
+    /// It leads with a current core.
+    Active,
+    /// It has just started leading: its core was started again from storage.
+    Started,
+    /// It leads but its core could not start (it is sealed now, and says why).
+    Failed,
+}
+
 /// A server's place in its cluster.
 pub struct Cluster {
     pub(crate) raft: Arc<ClusterNode>,
@@ -56,23 +69,29 @@ impl Cluster {
         self.raft.is_leader()
     }
 
+    /// Whether this leader may answer now: a majority acknowledged it recently enough that no
+    /// other node can lead (reads are linearizable without a round trip per read).
+    pub(crate) fn holds_lease(&self) -> bool {
+        self.raft.holds_lease()
+    }
+
     /// Makes this node's core current for its leadership: a node that has just become the
     /// leader starts its core again from storage (what the previous leader wrote), once per
-    /// term. Blocking. `false` when this node does not lead.
-    pub(crate) fn activate(&self, node: &Node) -> bool {
+    /// term. Blocking.
+    pub(crate) fn activate(&self, node: &Node) -> Activation {
         let status = self.raft.status();
         let mut active = self.active_term.lock().unwrap_or_else(|e| e.into_inner());
         if status.state != ServerState::Leader {
             *active = 0;
-            return false;
+            return Activation::Follower;
         }
         if *active == status.term {
-            return true;
+            return Activation::Active;
         }
         if node.core().is_some() {
             if let Err(e) = node.reopen() {
                 tracing::error!(error = %e, "this node leads but its core did not start again");
-                return false;
+                return Activation::Failed;
             }
             tracing::info!(
                 term = status.term,
@@ -80,7 +99,7 @@ impl Cluster {
             );
         }
         *active = status.term;
-        true
+        Activation::Started
     }
 
     /// Whether the core may run background work now (sweepers): only on the active leader.
