@@ -366,6 +366,47 @@ pub(crate) enum RaftCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Autopilot: the members' health, and dead-server cleanup.
+    #[command(subcommand)]
+    Autopilot(AutopilotCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AutopilotCommand {
+    /// Each member's health, the failure tolerance and the voters.
+    State {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The dead-server cleanup settings.
+    GetConfig {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change the dead-server cleanup settings (sudo); the flags given replace the stored
+    /// values.
+    SetConfig {
+        /// Remove voters silent for longer than the threshold.
+        #[arg(long)]
+        cleanup_dead_servers: Option<bool>,
+        /// How long a voter may be silent before it is removed (`24h`, `90s`).
+        #[arg(long, value_name = "DURATION")]
+        dead_server_last_contact_threshold: Option<String>,
+        /// Never remove a voter when fewer than this many would remain.
+        #[arg(long, value_name = "N")]
+        min_quorum: Option<u32>,
+        /// A voter silent for longer than this is reported unhealthy.
+        #[arg(long, value_name = "DURATION")]
+        last_contact_threshold: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// An admin set and its unseal threshold (init, rekey).

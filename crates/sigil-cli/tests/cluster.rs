@@ -420,3 +420,104 @@ fn post_plain(ca: &[u8], port: u16, path: &str, body: &str) -> (u16, String) {
         (status, text)
     })
 }
+
+#[test]
+fn autopilot_reports_health_and_removes_a_dead_voter_only_above_the_minimum_quorum() {
+    let mut demo = Demo::start();
+    let state = |demo: &Demo| -> Value {
+        serde_json::from_str(&ok(demo.sigil(
+            1,
+            &["operator", "raft", "autopilot", "state", "--format", "json"],
+        )))
+        .unwrap()
+    };
+    eventually(10, || state(&demo)["healthy"] == true);
+    let s = state(&demo);
+    assert_eq!(s["failure_tolerance"], 1, "{s}");
+    assert_eq!(s["leader"], "sigil-1");
+    assert_eq!(s["voters"].as_array().unwrap().len(), 3);
+
+    // A short dead-server threshold; the default minimum quorum (3) keeps all three voters.
+    ok(demo.sigil(
+        1,
+        &[
+            "operator",
+            "raft",
+            "autopilot",
+            "set-config",
+            "--dead-server-last-contact-threshold",
+            "2s",
+            "--last-contact-threshold",
+            "1s",
+        ],
+    ));
+    let config: Value = serde_json::from_str(&ok(demo.sigil(
+        1,
+        &[
+            "operator",
+            "raft",
+            "autopilot",
+            "get-config",
+            "--format",
+            "json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(config["dead_server_last_contact_threshold"], "2s");
+    assert_eq!(config["min_quorum"], 3);
+    demo.kill9(3);
+    eventually(10, || {
+        let s = state(&demo);
+        s["healthy"] == false && s["servers"]["sigil-3"]["node_status"] == "left"
+    });
+    assert_eq!(state(&demo)["failure_tolerance"], 0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        demo.peers(1).len(),
+        3,
+        "not removed below the minimum quorum"
+    );
+
+    // With a minimum quorum of 2 the dead voter goes; the cluster keeps working.
+    ok(demo.sigil(
+        1,
+        &[
+            "operator",
+            "raft",
+            "autopilot",
+            "set-config",
+            "--min-quorum",
+            "2",
+        ],
+    ));
+    eventually(15, || demo.peers(1).len() == 2);
+    assert!(demo.peers(1).iter().all(|p| p["node_id"] != "sigil-3"));
+    eventually(10, || state(&demo)["healthy"] == true);
+    ok(demo.sigil(2, &["kv", "put", "secret/after-cleanup", "x=1"]));
+    // Bad settings are refused and change nothing.
+    let out = demo.sigil(
+        1,
+        &[
+            "operator",
+            "raft",
+            "autopilot",
+            "set-config",
+            "--dead-server-last-contact-threshold",
+            "soon",
+        ],
+    );
+    assert!(!out.status.success());
+    let config: Value = serde_json::from_str(&ok(demo.sigil(
+        1,
+        &[
+            "operator",
+            "raft",
+            "autopilot",
+            "get-config",
+            "--format",
+            "json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(config["dead_server_last_contact_threshold"], "2s");
+}

@@ -188,3 +188,64 @@ impl std::fmt::Debug for TlsBundle {
         f.debug_struct("TlsBundle").finish_non_exhaustive()
     }
 }
+
+/// `sys/storage/raft/autopilot/configuration` (GET; POST with any of the fields, sudo), as
+/// Vault's: how dead servers are cleaned up.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AutopilotConfig {
+    /// Remove voters that have not been heard from for `dead_server_last_contact_threshold`.
+    pub cleanup_dead_servers: bool,
+    /// How long a voter may be silent before it is removed (Go duration, `"24h"`).
+    pub dead_server_last_contact_threshold: String,
+    /// Never remove a voter when fewer than this many would be left.
+    pub min_quorum: u32,
+    /// A voter silent for longer than this is reported unhealthy (Go duration, `"10s"`).
+    pub last_contact_threshold: String,
+}
+
+impl Default for AutopilotConfig {
+    fn default() -> Self {
+        AutopilotConfig {
+            cleanup_dead_servers: true,
+            dead_server_last_contact_threshold: "24h".into(),
+            min_quorum: 3,
+            last_contact_threshold: "10s".into(),
+        }
+    }
+}
+
+/// `GET sys/storage/raft/autopilot/state`, in Vault's shape (the fields Sigil knows).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AutopilotState {
+    /// Every voter is healthy.
+    pub healthy: bool,
+    /// How many voters may fail with the cluster keeping its quorum.
+    pub failure_tolerance: u32,
+    /// The leader's name.
+    pub leader: String,
+    /// The voters' names.
+    pub voters: Vec<String>,
+    /// Each member by name.
+    pub servers: std::collections::BTreeMap<String, AutopilotServer>,
+}
+
+/// One member in [`AutopilotState`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AutopilotServer {
+    /// Its name.
+    pub id: String,
+    /// Its name (Vault repeats it).
+    pub name: String,
+    /// Its cluster address.
+    pub address: String,
+    /// `"alive"`, or `"left"` once silent past the dead-server threshold.
+    pub node_status: String,
+    /// Time since the leader last heard from it (Go duration, `"0s"` for the leader).
+    pub last_contact: String,
+    /// The last log index it holds, as the leader knows.
+    pub last_index: u64,
+    /// Heard from within the last-contact threshold.
+    pub healthy: bool,
+    /// `leader`, `voter` or `non-voter`.
+    pub status: String,
+}

@@ -225,6 +225,7 @@ impl Running {
         spawn_lease_sweeper(Arc::clone(&self.state));
         if let Some(cluster) = &self.state.cluster {
             spawn_cluster_watcher(Arc::clone(&self.state));
+            spawn_autopilot(Arc::clone(cluster));
             cluster
                 .raft()
                 .serve_also(crate::api::forwarded::router(Arc::clone(&self.state)));
@@ -315,6 +316,22 @@ fn spawn_cluster_watcher(state: Arc<AppState>) {
                 state.activate();
             })
             .await;
+        }
+    });
+}
+
+/// Autopilot's dead-server cleanup, every second, on the active leader.
+fn spawn_autopilot(cluster: Arc<crate::cluster::Cluster>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(since) = cluster.leading_since().filter(|_| cluster.active()) else {
+                continue;
+            };
+            let cluster = Arc::clone(&cluster);
+            let _ = tokio::task::spawn_blocking(move || cluster.cleanup_dead_servers(since)).await;
         }
     });
 }

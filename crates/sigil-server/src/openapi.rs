@@ -154,6 +154,18 @@ pub(crate) const SERVER_ENDPOINTS: &[ServerEndpoint] = &[
         "Cluster: the members, their state, last contact and index",
     ),
     ep(
+        "sys/storage/raft/autopilot/state",
+        &["GET"],
+        Auth::Sealed,
+        "Cluster: each member's health and the failure tolerance (Vault's shape)",
+    ),
+    ep(
+        "sys/storage/raft/autopilot/configuration",
+        &["GET", "POST", "PUT"],
+        Auth::Sealed,
+        "Cluster: dead-server cleanup settings (POST: sudo)",
+    ),
+    ep(
         "sys/ha-status",
         &["GET"],
         Auth::Sealed,
@@ -380,6 +392,8 @@ mod tests {
             "sys/storage/raft/configuration",
             "sys/ha-status",
             "sys/step-down",
+            "sys/storage/raft/autopilot/state",
+            "sys/storage/raft/autopilot/configuration",
         ] {
             assert!(paths.contains_key(&format!("/v1/{p}")), "{p}");
         }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 use sigil_proto::raft::{Approve, Configuration, RemovePeer};
 
-use crate::args::{ClientArgs, Format, RaftCommand};
+use crate::args::{AutopilotCommand, ClientArgs, Format, RaftCommand};
 use crate::config::{self, Needs};
 use crate::output;
 
@@ -71,8 +71,107 @@ pub(crate) async fn run(cmd: RaftCommand) -> anyhow::Result<ExitCode> {
                 .await?;
             println!("Peer removed successfully!");
         }
+        RaftCommand::Autopilot(cmd) => autopilot(cmd).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn autopilot(cmd: AutopilotCommand) -> anyhow::Result<()> {
+    match cmd {
+        AutopilotCommand::State { format, client } => {
+            let c = config::client(&client)?;
+            let resp = c
+                .request("GET", "sys/storage/raft/autopilot/state", None)
+                .await?;
+            let state = resp.data();
+            match format {
+                Format::Json | Format::Yaml => output::structured(format, state),
+                Format::Table => {
+                    output::table(&[
+                        ("Healthy".into(), output::cell(&state["healthy"])),
+                        (
+                            "Failure Tolerance".into(),
+                            output::cell(&state["failure_tolerance"]),
+                        ),
+                        ("Leader".into(), output::cell(&state["leader"])),
+                        ("Voters".into(), output::cell(&state["voters"])),
+                    ]);
+                    println!();
+                    let rows: Vec<Vec<String>> = state["servers"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(name, s)| {
+                            vec![
+                                name.clone(),
+                                output::cell(&s["address"]),
+                                output::cell(&s["status"]),
+                                output::cell(&s["node_status"]),
+                                output::cell(&s["healthy"]),
+                                output::cell(&s["last_contact"]),
+                                output::cell(&s["last_index"]),
+                            ]
+                        })
+                        .collect();
+                    output::columns(
+                        &[
+                            "Server",
+                            "Address",
+                            "Status",
+                            "Node Status",
+                            "Healthy",
+                            "Last Contact",
+                            "Last Index",
+                        ],
+                        &rows,
+                    );
+                }
+            }
+        }
+        AutopilotCommand::GetConfig { format, client } => {
+            let c = config::client(&client)?;
+            let resp = c
+                .request("GET", "sys/storage/raft/autopilot/configuration", None)
+                .await?;
+            match format {
+                Format::Json | Format::Yaml => output::structured(format, resp.data()),
+                Format::Table => output::table(&output::rows(Some(resp.data()))),
+            }
+        }
+        AutopilotCommand::SetConfig {
+            cleanup_dead_servers,
+            dead_server_last_contact_threshold,
+            min_quorum,
+            last_contact_threshold,
+            client,
+        } => {
+            let mut body = serde_json::Map::new();
+            if let Some(v) = cleanup_dead_servers {
+                body.insert("cleanup_dead_servers".into(), json!(v));
+            }
+            if let Some(v) = dead_server_last_contact_threshold {
+                body.insert("dead_server_last_contact_threshold".into(), json!(v));
+            }
+            if let Some(v) = min_quorum {
+                body.insert("min_quorum".into(), json!(v));
+            }
+            if let Some(v) = last_contact_threshold {
+                body.insert("last_contact_threshold".into(), json!(v));
+            }
+            if body.is_empty() {
+                anyhow::bail!("nothing to change: give at least one setting");
+            }
+            let c = config::client(&client)?;
+            c.request(
+                "POST",
+                "sys/storage/raft/autopilot/configuration",
+                Some(&Value::Object(body)),
+            )
+            .await?;
+            println!("Configuration updated");
+        }
+    }
+    Ok(())
 }
 
 /// `sigil operator step-down`.

@@ -120,6 +120,8 @@ pub(super) async fn handle(
     data: &mut Option<Value>,
 ) -> Option<Result<Response, ApiError>> {
     let known = [
+        "sys/storage/raft/autopilot/state",
+        "sys/storage/raft/autopilot/configuration",
         "sys/storage/raft/approve",
         "sys/storage/raft/remove-peer",
         "sys/storage/raft/configuration",
@@ -144,6 +146,23 @@ pub(super) async fn handle(
                     &cluster.configuration(),
                 )))
             })
+        }
+        "sys/storage/raft/autopilot/state" if read => {
+            reply.authorize(path, Capability::Read).and_then(|()| {
+                reply.seal(sigil_core::Response::data(to_json(
+                    &cluster.autopilot_state(cluster.leading_since()),
+                )))
+            })
+        }
+        "sys/storage/raft/autopilot/configuration" if read => {
+            reply.authorize(path, Capability::Read).and_then(|()| {
+                reply.seal(sigil_core::Response::data(to_json(
+                    &cluster.autopilot_config(),
+                )))
+            })
+        }
+        "sys/storage/raft/autopilot/configuration" if write => {
+            autopilot_config(&cluster, reply, path, data).await
         }
         "sys/ha-status" if read => reply
             .authorize(path, Capability::Read)
@@ -257,4 +276,41 @@ async fn step_down(
         }
     });
     answer
+}
+
+/// `POST sys/storage/raft/autopilot/configuration` (sudo): the fields given replace the
+/// stored ones.
+async fn autopilot_config(
+    cluster: &Arc<Cluster>,
+    reply: &Reply<'_>,
+    path: &str,
+    data: &mut Option<Value>,
+) -> Result<Response, ApiError> {
+    reply.authorize_sudo(path, Capability::Update)?;
+    let mut config = to_json(&cluster.autopilot_config());
+    let Some(Value::Object(changes)) = data.take() else {
+        return Err(ApiError::bad_request("expected a JSON object"));
+    };
+    for (k, v) in changes {
+        if config.get(&k).is_none() {
+            return Err(ApiError::bad_request(format!("unknown field {k}")));
+        }
+        // Vault's CLI sends numbers for durations too.
+        let v = match (&k[..], v) {
+            ("dead_server_last_contact_threshold" | "last_contact_threshold", Value::Number(n)) => {
+                Value::String(format!("{n}s"))
+            }
+            (_, v) => v,
+        };
+        config[k] = v;
+    }
+    let config: sigil_proto::raft::AutopilotConfig =
+        serde_json::from_value(config).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let c = Arc::clone(cluster);
+    blocking(move || {
+        c.set_autopilot_config(&config)
+            .map_err(ApiError::bad_request)
+    })
+    .await?;
+    reply.receipt(StatusCode::NO_CONTENT)
 }

@@ -3,6 +3,7 @@
 //! its core afresh from storage before it answers anything ([`Cluster::activate`]).
 //! Joining is in [`join`].
 
+pub(crate) mod autopilot;
 pub(crate) mod forward;
 pub(crate) mod join;
 
@@ -38,6 +39,8 @@ pub struct Cluster {
     pub(crate) tls_dir: Option<PathBuf>,
     /// The term this node's core was (re)started for as the leader (0: not active).
     active_term: Mutex<u64>,
+    /// When this node started leading (autopilot counts a member's silence from there).
+    leading_since: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -56,6 +59,7 @@ impl Cluster {
             joins: join::Joins::default(),
             tls_dir,
             active_term: Mutex::new(0),
+            leading_since: Mutex::new(None),
         })
     }
 
@@ -83,6 +87,7 @@ impl Cluster {
         let mut active = self.active_term.lock().unwrap_or_else(|e| e.into_inner());
         if status.state != ServerState::Leader {
             *active = 0;
+            *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
             return Activation::Follower;
         }
         if *active == status.term {
@@ -99,7 +104,14 @@ impl Cluster {
             );
         }
         *active = status.term;
+        *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(std::time::Instant::now());
         Activation::Started
+    }
+
+    /// When this node started leading, if it leads.
+    pub(crate) fn leading_since(&self) -> Option<std::time::Instant> {
+        *self.leading_since.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether the core may run background work now (sweepers): only on the active leader.
