@@ -369,6 +369,31 @@ pub(crate) enum RaftCommand {
     /// Autopilot: the members' health, and dead-server cleanup.
     #[command(subcommand)]
     Autopilot(AutopilotCommand),
+    /// Snapshots of the whole storage: save one from a running cluster, restore one into a
+    /// new cluster.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SnapshotCommand {
+    /// Save a snapshot of the whole storage at one instant (sudo on
+    /// sys/storage/raft/snapshot): checked (checksum, signed by the pinned server key) and
+    /// written 0600; refuses to overwrite FILE.
+    Save {
+        /// Where to write it.
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Restore a snapshot into a new cluster before it is initialized (no key needed, as for
+    /// init): it is then sealed with the snapshot's admins and server key.
+    Restore {
+        /// The snapshot (or a `sigil operator backup` file).
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

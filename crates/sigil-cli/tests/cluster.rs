@@ -521,3 +521,141 @@ fn autopilot_reports_health_and_removes_a_dead_voter_only_above_the_minimum_quor
     .unwrap();
     assert_eq!(config["dead_server_last_contact_threshold"], "2s");
 }
+
+#[test]
+fn a_snapshot_saved_from_a_cluster_restores_into_a_new_cluster_sealed_with_its_admins() {
+    let demo = Demo::start();
+    ok(demo.sigil(1, &["kv", "put", "secret/app", "password=kept"]));
+    let file = demo.path().join("cluster.snap");
+    let saved = ok(demo.sigil(
+        2,
+        &[
+            "operator",
+            "raft",
+            "snapshot",
+            "save",
+            file.to_str().unwrap(),
+        ],
+    ));
+    assert!(saved.contains("Snapshot written"), "{saved}");
+    // Not over an existing file.
+    assert!(
+        !demo
+            .sigil(
+                2,
+                &[
+                    "operator",
+                    "raft",
+                    "snapshot",
+                    "save",
+                    file.to_str().unwrap()
+                ]
+            )
+            .status
+            .success()
+    );
+    // Restoring over the running, initialized cluster is refused and changes nothing.
+    let out = demo.sigil(
+        1,
+        &[
+            "operator",
+            "raft",
+            "snapshot",
+            "restore",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert_eq!(
+        ok(demo.sigil(1, &["kv", "get", "-field=password", "secret/app"])).trim(),
+        "kept"
+    );
+
+    // A new cluster of one, never initialized.
+    let base = free_base();
+    let dir = demo.path().join("new");
+    let log = std::fs::File::create(demo.path().join("new.log")).unwrap();
+    let mut node = Command::new(SIGIL)
+        .args(["server", "--data-dir"])
+        .arg(&dir)
+        .args([
+            "--node-id",
+            "fresh-1",
+            "--listen",
+            &format!("127.0.0.1:{base}"),
+        ])
+        .args(["--cluster-listen", &format!("127.0.0.1:{}", base + 1)])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let ca = dir.join("tls/ca.pem");
+    let addr = format!("https://127.0.0.1:{base}");
+    let fresh = |args: &[&str], server_key: Option<&str>| {
+        let mut cmd = Command::new(SIGIL);
+        cmd.args(args)
+            .env("SIGIL_ADDR", &addr)
+            .env("SIGIL_CACERT", &ca)
+            .env("SIGIL_KEY", demo.var("SIGIL_KEY"))
+            .env_remove("SIGIL_SERVER_KEY")
+            .stdin(Stdio::null());
+        if let Some(k) = server_key {
+            cmd.env("SIGIL_SERVER_KEY", k);
+        }
+        cmd.output().unwrap()
+    };
+    eventually(30, || {
+        ca.exists()
+            && stdout(&fresh(&["operator", "status", "--format", "json"], None))
+                .contains("\"initialized\": false")
+    });
+    // A damaged snapshot is refused and leaves the cluster uninitialized.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 1;
+    let damaged = demo.path().join("damaged.snap");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let out = fresh(
+        &[
+            "operator",
+            "raft",
+            "snapshot",
+            "restore",
+            damaged.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stdout(&fresh(&["operator", "status", "--format", "json"], None))
+            .contains("\"initialized\": false")
+    );
+    // The real one, pinned to the cluster's server key: sealed with its admins.
+    let server_key = demo.var("SIGIL_SERVER_KEY");
+    let restored = ok(fresh(
+        &[
+            "operator",
+            "raft",
+            "snapshot",
+            "restore",
+            file.to_str().unwrap(),
+        ],
+        Some(&server_key),
+    ));
+    assert!(restored.contains(&server_key), "{restored}");
+    // (`operator status` exits 2 while sealed, as `vault status` does.)
+    let status = stdout(&fresh(&["operator", "status", "--format", "json"], None));
+    assert!(status.contains("\"sealed\": true"), "{status}");
+    ok(fresh(&["operator", "unseal"], Some(&server_key)));
+    assert_eq!(
+        ok(fresh(
+            &["kv", "get", "-field=password", "secret/app"],
+            Some(&server_key)
+        ))
+        .trim(),
+        "kept"
+    );
+    let _ = node.kill();
+    let _ = node.wait();
+}

@@ -116,19 +116,7 @@ pub fn restore_snapshot(
         return Err(RestoreError::NotEmpty(dir.to_owned()));
     }
     let count = snapshot.entries.len();
-    let mut entries = snapshot.entries.into_iter();
-    loop {
-        let mut batch = sigil_storage::Batch::new();
-        let mut n = 0;
-        for (k, v) in entries.by_ref().take(RESTORE_BATCH) {
-            batch = batch.put(k, v);
-            n += 1;
-        }
-        if n == 0 {
-            break;
-        }
-        backend.apply(batch)?;
-    }
+    write_entries(&backend, snapshot.entries)?;
     let written = backend.snapshot()?.len();
     backend.close();
     if written != count {
@@ -142,6 +130,30 @@ pub fn restore_snapshot(
         header: snapshot.header,
         path,
     })
+}
+
+/// Writes a snapshot's entries into `backend` in batches, the seal configuration last: until
+/// it is written the storage reads as uninitialized, and an interrupted restore leaves only
+/// leftovers that the next init or restore discards.
+pub(crate) fn write_entries(
+    backend: &dyn sigil_storage::Backend,
+    entries: Vec<(String, Vec<u8>)>,
+) -> Result<(), StorageError> {
+    let seal_key = sigil_engine::barrier::SEAL_CONFIG_KEY;
+    let (seal, rest): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| k == seal_key);
+    let mut entries = rest.into_iter().chain(seal);
+    loop {
+        let mut batch = sigil_storage::Batch::new();
+        let mut n = 0;
+        for (k, v) in entries.by_ref().take(RESTORE_BATCH) {
+            batch = batch.put(k, v);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        backend.apply(batch)?;
+    }
 }
 
 /// Entries written per batch (per synced log append) by a restore.

@@ -136,6 +136,12 @@ pub(crate) const SERVER_ENDPOINTS: &[ServerEndpoint] = &[
         "Cluster: ask to be admitted; the package once an admin approved (docs/protocol.md §13)",
     ),
     ep(
+        "sys/storage/raft/snapshot",
+        &["GET", "POST", "PUT"],
+        Auth::Sealed,
+        "Cluster: GET a signed snapshot of the whole storage (sudo); POST one into a new, uninitialized cluster (no key needed then)",
+    ),
+    ep(
         "sys/storage/raft/approve",
         &["POST", "PUT"],
         Auth::Sealed,

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 use sigil_proto::raft::{Approve, Configuration, RemovePeer};
 
-use crate::args::{AutopilotCommand, ClientArgs, Format, RaftCommand};
+use anyhow::Context as _;
+
+use crate::args::{AutopilotCommand, ClientArgs, Format, RaftCommand, SnapshotCommand};
 use crate::config::{self, Needs};
 use crate::output;
 
@@ -72,6 +74,34 @@ pub(crate) async fn run(cmd: RaftCommand) -> anyhow::Result<ExitCode> {
             println!("Peer removed successfully!");
         }
         RaftCommand::Autopilot(cmd) => autopilot(cmd).await?,
+        RaftCommand::Snapshot(SnapshotCommand::Save { file, client }) => {
+            super::operator::save_snapshot(&client, "sys/storage/raft/snapshot", &file).await?;
+        }
+        RaftCommand::Snapshot(SnapshotCommand::Restore { file, client }) => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            // Checked here first: whole, and (with SIGIL_SERVER_KEY) made by the server pinned.
+            let snapshot = sigil_core::snapshot::decode(&bytes, client.server_key.as_deref())?;
+            if client.server_key.is_none() {
+                eprintln!(
+                    "Note: no --server-key (or SIGIL_SERVER_KEY): the snapshot's signature is checked, but not whose it is."
+                );
+            }
+            let c = config::client_with(&client, Needs::Nothing)?;
+            let body = json!({ "snapshot": sigil_crypto::b64url_encode(&bytes) });
+            c.plain("POST", "sys/storage/raft/snapshot", Some(&body))
+                .await?;
+            let h = snapshot.header;
+            println!(
+                "Success! Restored {} entries (keyring term {}, taken at {}). The cluster is sealed until the snapshot's admins run `sigil operator unseal`; its server key is the snapshot's: {}",
+                h.entries,
+                h.keyring_term,
+                h.created,
+                sigil_crypto::PublicIdentity::parse(&h.server_key)
+                    .map(|k| k.keyid().to_string())
+                    .unwrap_or_default()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

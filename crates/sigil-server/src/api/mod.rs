@@ -200,4 +200,5 @@ pub(crate) const UNAUTHENTICATED: &[&str] = &[
     "sys/leader",
     "sys/storage/raft/join",
     "sys/storage/raft/peers",
+    "sys/storage/raft/snapshot",
 ];

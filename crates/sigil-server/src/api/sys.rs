@@ -37,7 +37,12 @@ pub(super) async fn handle(
         ("sys/rekey/init", _) if write => rekey::start(state, reply, path, data.take()),
         ("sys/rekey", Operation::Delete) => rekey::cancel(state, reply, path),
         ("sys/reload", _) if write => reload(state, reply, path).await,
-        ("sys/storage/snapshot", Operation::Read) => snapshot(reply, path).await,
+        ("sys/storage/snapshot" | "sys/storage/raft/snapshot", Operation::Read) => {
+            snapshot(reply, path).await
+        }
+        ("sys/storage/raft/snapshot", _) if write => Err(ApiError::bad_request(
+            "restoring over an initialized cluster is not supported yet: restore into a new cluster (before init), or restore a node's data directory while it is stopped",
+        )),
         ("sys/metrics", Operation::Read) => metrics(state, reply),
         ("sys/seal", _) if write => seal(state, reply, path, trail).await,
         _ => return None,

@@ -40,10 +40,64 @@ pub(super) async fn handle(
     let write = parts.method == Method::POST || parts.method == Method::PUT;
     Seal::Done(match raw_path {
         "sys/init" if write => init(state, parts, body).await,
+        // Into a new, uninitialized cluster anyone may restore (as anyone may init it); into
+        // an initialized one the request goes on to the authenticated endpoints.
+        "sys/storage/raft/snapshot" if write && !state.node.initialized() => {
+            restore_fresh(state, parts, body).await
+        }
         "sys/unseal/share" if parts.method == Method::GET => share(state, parts, body).await,
         "sys/unseal" if write => submit(state, parts, body).await,
         _ => return Seal::Pass(body),
     })
+}
+
+/// `POST sys/storage/raft/snapshot` on a new cluster: `{"snapshot":"<base64url>"}` (a backup
+/// checked as `sigil operator restore` checks it) is written through Raft, the seal
+/// configuration last; the cluster is then sealed with the backup's admins and server key.
+async fn restore_fresh(
+    state: &Arc<AppState>,
+    parts: &Parts,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Some(cluster) = state.cluster.clone() else {
+        return Err(ApiError::bad_request(
+            "only a cluster restores through the API; restore a file storage with `sigil operator restore FILE --data-dir DIR` while the server is stopped",
+        ));
+    };
+    let body = read_body(parts, body, state.authenticated()).await?;
+    let worker = Arc::clone(state);
+    blocking(move || {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Restore {
+            snapshot: String,
+        }
+        let request: Restore = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!("expected {{\"snapshot\":\"<base64url>\"}}: {e}"))
+        })?;
+        let bytes = sigil_crypto::b64url_decode(&request.snapshot)
+            .map_err(|_| ApiError::bad_request("snapshot is not base64url"))?;
+        let snapshot = sigil_core::snapshot::decode(&bytes, None)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let header = snapshot.header;
+        crate::cluster::restore_into_empty(&cluster, &worker.node, snapshot.entries)?;
+        tracing::info!(
+            entries = header.entries,
+            keyring_term = header.keyring_term,
+            created = %header.created,
+            "restored a snapshot into a new cluster: sealed until the backup's admins unseal"
+        );
+        Ok(plain_json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "entries": header.entries,
+                "keyring_term": header.keyring_term,
+                "created": header.created,
+                "server_key": header.server_key,
+            }),
+        ))
+    })
+    .await
 }
 
 async fn init(state: &Arc<AppState>, parts: &Parts, body: Body) -> Result<Response, ApiError> {

@@ -16,6 +16,45 @@ use sigil_proto::raft::{self as wire, JoinPackage, JoinRequest, SealedPackage, T
 use sigil_raft::{ClusterNode, ServerState, Status};
 use zeroize::Zeroizing;
 
+/// Restores a snapshot's entries into the uninitialized cluster of `node` (its leader):
+/// leftovers of an interrupted restore or init are discarded first; the seal configuration
+/// is written last; then the node is sealed with the backup's configuration.
+pub(crate) fn restore_into_empty(
+    cluster: &Cluster,
+    node: &Node,
+    entries: Vec<(String, Vec<u8>)>,
+) -> Result<(), crate::error::ApiError> {
+    use sigil_storage::Backend as _;
+    let unavailable =
+        |e: String| crate::error::ApiError::new(http::StatusCode::SERVICE_UNAVAILABLE, e);
+    if node.initialized() {
+        return Err(crate::error::ApiError::bad_request(
+            "the cluster is initialized: restoring over its data needs its admins' approval",
+        ));
+    }
+    if !cluster.raft.is_leader() {
+        return Err(unavailable("this node does not lead its cluster".into()));
+    }
+    let leftovers = cluster
+        .raft
+        .list("")
+        .map_err(|e| unavailable(e.to_string()))?;
+    if !leftovers.is_empty() {
+        let mut batch = sigil_storage::Batch::new();
+        for key in leftovers {
+            batch = batch.delete(key);
+        }
+        cluster
+            .raft
+            .apply(batch)
+            .map_err(|e| unavailable(e.to_string()))?;
+    }
+    crate::node::write_entries(cluster.raft.as_ref(), entries)
+        .map_err(|e| unavailable(e.to_string()))?;
+    node.refresh().map_err(crate::error::ApiError::from)?;
+    Ok(())
+}
+
 /// What [`Cluster::activate`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Activation {
