@@ -148,7 +148,7 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
             }
         }
         OperatorCommand::Backup { file, client } => {
-            save_snapshot(&client, "sys/storage/snapshot", &file).await?;
+            super::raft::save_snapshot(&client, "sys/storage/snapshot", &file).await?;
         }
         OperatorCommand::Restore {
             file,
@@ -253,34 +253,6 @@ fn print_rekey(status: &RekeyStatus) {
         "Each current admin reviews this and runs: sigil operator rekey approve -digest={}",
         status.digest
     );
-}
-
-/// Takes the snapshot `path` answers, checks it (whole, signed by the pinned server key) and
-/// writes it to `file` (0600, not over an existing file).
-pub(super) async fn save_snapshot(
-    client: &ClientArgs,
-    path: &str,
-    file: &std::path::Path,
-) -> anyhow::Result<()> {
-    let c = config::client(client)?;
-    let resp = c.request("GET", path, None).await?;
-    let bytes = resp.data()["snapshot"]
-        .as_str()
-        .and_then(|s| sigil_crypto::b64url_decode(s).ok())
-        .ok_or_else(|| anyhow::anyhow!("the server's answer holds no snapshot"))?;
-    // Checked before it is kept: whole, and signed by the server this client pins.
-    let snapshot = sigil_core::snapshot::decode(&bytes, client.server_key.as_deref())?;
-    keyfile::write_private_file(file, &bytes)?;
-    let h = snapshot.header;
-    println!(
-        "Success! Snapshot written to {}: {} entries, keyring term {}, taken at {}, SHA-256 of the entries {}.",
-        file.display(),
-        h.entries,
-        h.keyring_term,
-        h.created,
-        h.body_sha256
-    );
-    Ok(())
 }
 
 /// `sys/seal-status`, typed.
