@@ -13,6 +13,11 @@
 //! # leader_api_addr = "https://10.0.0.2:8200"
 //! # leader_ca_cert_file = "/etc/sigil/ca.pem"
 //!
+//! [[snapshot]]                                 # optional: scheduled snapshots
+//! path = "/var/backups/sigil"
+//! interval = "1h"
+//! retain = 24
+//!
 //! [listener]
 //! address = "0.0.0.0:8200"
 //! tls_cert_file = "/etc/sigil/server.pem"      # optional: without both, a CA is generated
@@ -46,6 +51,30 @@ pub(crate) struct ServerFile {
     /// What is logged, as `SIGIL_LOG` (`info`, `debug`, `warn,sigil_server=debug`, …); over
     /// `SIGIL_LOG` when set. Reloaded by SIGHUP.
     pub(crate) log_level: Option<toml::Spanned<String>>,
+    /// `[[snapshot]]` schedules.
+    #[serde(default)]
+    pub(crate) snapshot: Vec<Snapshot>,
+}
+
+/// `[[snapshot]]`: a snapshot of the whole storage every `interval` into `path`, the newest
+/// `retain` kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Snapshot {
+    pub(crate) path: PathBuf,
+    pub(crate) interval: String,
+    #[serde(default = "default_retain")]
+    pub(crate) retain: usize,
+}
+
+fn default_retain() -> usize {
+    24
+}
+
+impl Snapshot {
+    pub(crate) fn schedule(&self) -> Result<sigil_server::SnapshotSchedule, String> {
+        sigil_server::SnapshotSchedule::new(self.path.clone(), &self.interval, self.retain)
+    }
 }
 
 /// `[limits]`: requests per second; a missing key keeps the default.

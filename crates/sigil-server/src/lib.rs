@@ -26,6 +26,7 @@ mod openapi;
 mod reload;
 mod replay;
 mod sealing;
+mod snapshots;
 mod telemetry;
 mod tls;
 
@@ -40,4 +41,5 @@ pub use node::{
 };
 pub use reload::{ReloadError, ReloadReport, ReloadSource, Reloaded};
 pub use sigil_core::audit::{DeviceConfig as AuditDevice, Sink as AuditSink};
+pub use snapshots::SnapshotSchedule;
 pub use tls::{TlsError, TlsIdentity};

@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub reload: Option<Arc<dyn ReloadSource>>,
     /// The cluster, when the storage is raft: requests are forwarded to its leader.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Scheduled snapshots (`[[snapshot]]`), taken by the active node.
+    pub snapshots: Vec<crate::snapshots::SnapshotSchedule>,
 }
 
 /// Why the server could not start.
@@ -177,6 +179,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
             reload_source: config.reload,
             reloading: std::sync::Mutex::new(()),
             cluster: config.cluster,
+            snapshots: config.snapshots,
             node: config.node,
             fresh: crate::auth::Freshness {
                 hosts: crate::auth::Hosts::new(
@@ -223,6 +226,7 @@ impl Running {
         }
         spawn_wrap_sweeper(Arc::clone(&self.state));
         spawn_lease_sweeper(Arc::clone(&self.state));
+        crate::snapshots::spawn(&self.state, &self.state.snapshots);
         if let Some(cluster) = &self.state.cluster {
             spawn_cluster_watcher(Arc::clone(&self.state));
             spawn_autopilot(Arc::clone(cluster));

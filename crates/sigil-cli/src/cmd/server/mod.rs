@@ -208,6 +208,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         limits: plan.limits,
         metrics_listen: plan.metrics_listen,
         cluster: cluster_of,
+        snapshots: plan.snapshots.clone(),
         reload: Some(std::sync::Arc::new(reload::ConfigReload::new(
             args.clone(),
             &plan,

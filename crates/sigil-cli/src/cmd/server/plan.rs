@@ -74,6 +74,8 @@ pub(super) struct Plan {
     pub(super) log_level: Option<String>,
     /// Raft storage: this node's place in a cluster.
     pub(super) raft: Option<RaftPlan>,
+    /// Scheduled snapshots.
+    pub(super) snapshots: Vec<sigil_server::SnapshotSchedule>,
 }
 
 /// A cluster node: its name, its cluster listener, where to ask to join.
@@ -233,7 +235,15 @@ pub(super) fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
             );
         }
         audit.extend(flag_audit(args));
+        let mut snapshots = Vec::new();
+        for s in &file.snapshot {
+            snapshots.push(
+                s.schedule()
+                    .map_err(|e| anyhow::anyhow!("{}: [[snapshot]] {e}", path.display()))?,
+            );
+        }
         return Ok(Plan {
+            snapshots,
             log_level: file.log_level.map(toml::Spanned::into_inner),
             metrics_listen: args.metrics_listen.or(l.metrics_address),
             limits: limits(args, Some(&file.limits))?,
@@ -274,6 +284,7 @@ pub(super) fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         hosts: host_names(&args.listen, &args.tls_sans),
         api_addr: None,
         allow_unlocked_memory: args.allow_unlocked_memory,
+        snapshots: Vec::new(),
         raft: match args.data_dir {
             Some(_) => raft_plan(args, None, args.listen)?,
             None => None,

@@ -1,0 +1,174 @@
+//! Scheduled snapshots (`[[snapshot]]`): every `interval`, the active node (in a cluster, the
+//! leader) writes a snapshot of the whole storage — the signed, checksummed backup of
+//! `sigil operator backup` — into a directory, and keeps the newest `retain` of them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::AppState;
+
+/// One schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotSchedule {
+    /// Where the files go (`sigil-<UTC time>.snap`, 0600).
+    pub dir: PathBuf,
+    /// How often.
+    pub every: Duration,
+    /// How many of the newest files are kept.
+    pub retain: usize,
+}
+
+impl SnapshotSchedule {
+    /// A schedule from its settings: `interval` a Go duration (`"1h"`, `"90s"`) of at least a
+    /// second, `retain` at least 1.
+    pub fn new(dir: PathBuf, interval: &str, retain: usize) -> Result<Self, String> {
+        let secs = sigil_engine::duration::seconds(
+            &serde_json::Value::String(interval.into()),
+            "interval",
+        )
+        .map_err(|e| e.to_string())?;
+        if secs == 0 {
+            return Err("interval must be at least 1s".into());
+        }
+        if retain == 0 {
+            return Err("retain must be at least 1".into());
+        }
+        Ok(SnapshotSchedule {
+            dir,
+            every: Duration::from_secs(secs),
+            retain,
+        })
+    }
+}
+
+/// Starts one task per schedule.
+pub(crate) fn spawn(state: &Arc<AppState>, schedules: &[SnapshotSchedule]) {
+    for schedule in schedules.iter().cloned() {
+        let state = Arc::clone(state);
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now() + schedule.every;
+            let mut tick = tokio::time::interval_at(start, schedule.every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(core) = state.active_core() else {
+                    continue;
+                };
+                let schedule = schedule.clone();
+                let taken = tokio::task::spawn_blocking(move || take(&core, &schedule)).await;
+                match taken {
+                    Ok(Ok(path)) => {
+                        tracing::info!(file = %path.display(), "scheduled snapshot written")
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %e, "scheduled snapshot failed"),
+                    Err(_) => tracing::error!("scheduled snapshot panicked"),
+                }
+            }
+        });
+    }
+}
+
+/// Writes one snapshot (through a temporary file, synced, then renamed) and removes the
+/// oldest beyond `retain`.
+fn take(core: &sigil_core::Core, schedule: &SnapshotSchedule) -> Result<PathBuf, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let dir = &schedule.dir;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let bytes = core.snapshot().map_err(|e| e.to_string())?;
+    let now = time::OffsetDateTime::now_utc();
+    let name = format!(
+        "sigil-{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z.snap",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.millisecond()
+    );
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.new"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(&bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    prune(dir, schedule.retain)?;
+    Ok(path)
+}
+
+/// Removes all but the newest `retain` snapshot files (their names sort by time).
+fn prune(dir: &Path, retain: usize) -> Result<(), String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("sigil-") && n.ends_with(".snap"))
+        })
+        .collect();
+    files.sort();
+    let excess = files.len().saturating_sub(retain);
+    for old in &files[..excess] {
+        std::fs::remove_file(old).map_err(|e| format!("{}: {e}", old.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_are_checked() {
+        let dir = PathBuf::from("/x");
+        let s = SnapshotSchedule::new(dir.clone(), "1h30m", 24).unwrap();
+        assert_eq!(s.every, Duration::from_secs(5400));
+        assert!(SnapshotSchedule::new(dir.clone(), "0s", 1).is_err());
+        assert!(SnapshotSchedule::new(dir.clone(), "soon", 1).is_err());
+        assert!(SnapshotSchedule::new(dir, "1h", 0).is_err());
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_and_nothing_else_of_the_directory_is_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "sigil-20261206T100000.000Z.snap",
+            "sigil-20261206T110000.000Z.snap",
+            "sigil-20261206T120000.000Z.snap",
+            "notes.txt",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        prune(dir.path(), 2).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "notes.txt",
+                "sigil-20261206T110000.000Z.snap",
+                "sigil-20261206T120000.000Z.snap"
+            ]
+        );
+    }
+}
