@@ -78,6 +78,7 @@ pub struct Running {
     listener: TcpListener,
     metrics: Option<TcpListener>,
     state: Arc<AppState>,
+    snapshots: Vec<crate::snapshots::SnapshotSchedule>,
 }
 
 impl std::fmt::Debug for Running {
@@ -172,6 +173,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         addr,
         listener,
         metrics,
+        snapshots: config.snapshots,
         state: Arc::new(AppState {
             tls: std::sync::RwLock::new(Arc::new(config.tls)),
             tls_cache: std::sync::Mutex::new(None),
@@ -179,7 +181,6 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
             reload_source: config.reload,
             reloading: std::sync::Mutex::new(()),
             cluster: config.cluster,
-            snapshots: config.snapshots,
             node: config.node,
             fresh: crate::auth::Freshness {
                 hosts: crate::auth::Hosts::new(
@@ -226,7 +227,8 @@ impl Running {
         }
         spawn_wrap_sweeper(Arc::clone(&self.state));
         spawn_lease_sweeper(Arc::clone(&self.state));
-        crate::snapshots::spawn(&self.state, &self.state.snapshots);
+        let active = Arc::clone(&self.state);
+        crate::snapshots::spawn(self.snapshots, move || active.active_core());
         if let Some(cluster) = &self.state.cluster {
             spawn_cluster_watcher(Arc::clone(&self.state));
             spawn_autopilot(Arc::clone(cluster));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::AppState;
+use sigil_core::Core;
 
 /// One schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,17 +42,20 @@ impl SnapshotSchedule {
     }
 }
 
-/// Starts one task per schedule.
-pub(crate) fn spawn(state: &Arc<AppState>, schedules: &[SnapshotSchedule]) {
-    for schedule in schedules.iter().cloned() {
-        let state = Arc::clone(state);
+/// Starts one task per schedule; `active` gives the core when this node may take them.
+pub(crate) fn spawn(
+    schedules: Vec<SnapshotSchedule>,
+    active: impl Fn() -> Option<Arc<Core>> + Clone + Send + Sync + 'static,
+) {
+    for schedule in schedules {
+        let active = active.clone();
         tokio::spawn(async move {
             let start = tokio::time::Instant::now() + schedule.every;
             let mut tick = tokio::time::interval_at(start, schedule.every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let Some(core) = state.active_core() else {
+                let Some(core) = active() else {
                     continue;
                 };
                 let schedule = schedule.clone();
@@ -71,7 +74,7 @@ pub(crate) fn spawn(state: &Arc<AppState>, schedules: &[SnapshotSchedule]) {
 
 /// Writes one snapshot (through a temporary file, synced, then renamed) and removes the
 /// oldest beyond `retain`.
-fn take(core: &sigil_core::Core, schedule: &SnapshotSchedule) -> Result<PathBuf, String> {
+fn take(core: &Core, schedule: &SnapshotSchedule) -> Result<PathBuf, String> {
     use std::io::Write as _;
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
     let dir = &schedule.dir;

@@ -29,8 +29,6 @@ pub(crate) struct AppState {
     pub(crate) reloading: std::sync::Mutex<()>,
     /// The cluster this node is a member of, with raft storage.
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
-    /// Scheduled snapshots.
-    pub(crate) snapshots: Vec<crate::snapshots::SnapshotSchedule>,
 }
 
 /// A built client-certificate trust and what it was built from.
