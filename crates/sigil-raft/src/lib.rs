@@ -18,4 +18,4 @@ pub use node::{CATCH_UP, ClusterError, ClusterNode, NodeConfig, Peer, Status, Ti
 pub use openraft::ServerState;
 pub use store::{LogStore, RaftFile, StateMachine};
 pub use tls::{NodeIdentity, Trust, fingerprint};
-pub use types::{Command, Entry, Member, NodeId, Outcome, TypeConfig, node_id};
+pub use types::{Change, Command, Entry, Member, NodeId, Outcome, Outcomes, TypeConfig, node_id};

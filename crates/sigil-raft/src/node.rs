@@ -18,7 +18,7 @@ use sigil_storage::{Backend, Batch, StorageError};
 use crate::network::Network;
 use crate::store::RaftFile;
 use crate::tls::{NodeIdentity, Trust};
-use crate::types::{Command, Member, NodeId, Outcome, TypeConfig, node_id};
+use crate::types::{Change, Command, Member, NodeId, Outcome, TypeConfig, node_id};
 
 type Raft = openraft::Raft<TypeConfig>;
 
@@ -68,7 +68,7 @@ impl Default for Timing {
 }
 
 /// Why a cluster operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterError {
     /// Only the leader takes writes and membership changes.
@@ -130,6 +130,7 @@ pub struct ClusterNode {
     trust: Trust,
     client: reqwest::Client,
     contacts: crate::network::Contacts,
+    proposals: tokio::sync::mpsc::UnboundedSender<Proposal>,
     extra: crate::service::Extra,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -220,6 +221,8 @@ impl ClusterNode {
             cert_sha256: mine.clone(),
         };
         runtime.spawn(follow_membership(raft.clone(), trust.clone(), mine));
+        let (proposals, waiting) = tokio::sync::mpsc::unbounded_channel();
+        runtime.spawn(propose(raft.clone(), waiting));
         let extra = crate::service::Extra::default();
         let app = crate::service::router(raft.clone(), extra.clone());
         let listener = runtime.spawn(crate::service::serve(listener, server_tls, app));
@@ -232,6 +235,7 @@ impl ClusterNode {
             trust,
             client,
             contacts,
+            proposals,
             extra,
             listener,
         })
@@ -295,6 +299,11 @@ impl ClusterNode {
 
     fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
         run_on(self.runtime.as_ref().expect("running"), fut)
+    }
+
+    /// How many durable log appends this node made, and how many entries they carried.
+    pub fn log_appends(&self) -> (u64, u64) {
+        self.file.appends()
     }
 
     /// This node.
@@ -368,21 +377,20 @@ impl ClusterNode {
         result.map(|_| ()).map_err(|e| self.write_error(e))
     }
 
-    /// Appends `cmd` to the log and waits until it is committed on a majority and applied.
-    pub fn write(&self, cmd: Command) -> Result<Outcome, ClusterError> {
-        let raft = self.raft.clone();
-        self.run(async move { raft.client_write(cmd).await })
-            .map(|resp| resp.data)
-            .map_err(|e| self.write_error(e))
+    /// Hands `change` to the proposer and waits until the entry carrying it is committed on a
+    /// majority and applied. Changes handed over while an entry is being committed go
+    /// together into the next one (group commit).
+    pub fn write(&self, change: Change) -> Result<Outcome, ClusterError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.proposals
+            .send((change, tx))
+            .map_err(|_| ClusterError::Raft("the node is shutting down".into()))?;
+        rx.recv()
+            .map_err(|_| ClusterError::Raft("the node is shutting down".into()))?
     }
 
     fn write_error(&self, e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> ClusterError {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClusterError::NotLeader {
-                leader: f.leader_node.map(|n| n.name),
-            },
-            e => raft_error(e),
-        }
+        write_error(e)
     }
 
     /// Waits up to `timeout` for a leader to be known; returns it.
@@ -492,7 +500,7 @@ impl Backend for ClusterNode {
     }
 
     fn apply(&self, batch: Batch) -> Result<(), StorageError> {
-        match self.write(Command::from(batch)) {
+        match self.write(Change::from(batch)) {
             Ok(Outcome::Applied) => Ok(()),
             Ok(Outcome::Conflict(key)) => Err(StorageError::Conflict { key }),
             Err(e) => Err(io("batch", "raft", e)),
@@ -507,6 +515,57 @@ impl Backend for ClusterNode {
 
     fn kind(&self) -> &'static str {
         "raft"
+    }
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> ClusterError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClusterError::NotLeader {
+            leader: f.leader_node.map(|n| n.name),
+        },
+        e => raft_error(e),
+    }
+}
+
+/// A change waiting for its entry, and where its outcome goes.
+type Proposal = (
+    Change,
+    std::sync::mpsc::SyncSender<Result<Outcome, ClusterError>>,
+);
+
+/// Most changes, and about most bytes, one entry carries.
+const GROUP_CHANGES: usize = 512;
+const GROUP_BYTES: usize = 8 << 20;
+
+/// Group commit: takes the changes waiting, proposes them as one entry, answers each with its
+/// own outcome; what arrives meanwhile forms the next entry.
+async fn propose(raft: Raft, mut proposals: tokio::sync::mpsc::UnboundedReceiver<Proposal>) {
+    while let Some(first) = proposals.recv().await {
+        let mut bytes = first.0.size();
+        let mut group = vec![first];
+        while group.len() < GROUP_CHANGES && bytes < GROUP_BYTES {
+            match proposals.try_recv() {
+                Ok(p) => {
+                    bytes += p.0.size();
+                    group.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let (changes, replies): (Vec<Change>, Vec<_>) = group.into_iter().unzip();
+        match raft.client_write(Command { changes }).await {
+            Ok(resp) => {
+                for (reply, outcome) in replies.into_iter().zip(resp.data) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                let e = write_error(e);
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 

@@ -24,7 +24,9 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Entry, Member, NodeId, Outcome, RaftStorageError, TypeConfig};
+use crate::types::{
+    Change, Entry, Member, NodeId, Outcome, Outcomes, RaftStorageError, TypeConfig,
+};
 
 /// Log entries by index (postcard-encoded [`Entry`]).
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft-log");
@@ -65,6 +67,9 @@ fn fail(e: impl std::fmt::Display) -> Failure {
 #[derive(Clone)]
 pub struct RaftFile {
     db: Arc<Database>,
+    /// Durable log appends so far, and the entries they carried: concurrent writers share
+    /// appends (group commit) when the first is much smaller than the second.
+    appends: Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)>,
 }
 
 impl std::fmt::Debug for RaftFile {
@@ -79,7 +84,10 @@ impl RaftFile {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join("raft.redb");
         let db = Database::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let file = RaftFile { db: Arc::new(db) };
+        let file = RaftFile {
+            db: Arc::new(db),
+            appends: Arc::default(),
+        };
         let txn = file.write(Durability::Immediate).map_err(|e| e.0)?;
         {
             txn.open_table(LOG).map_err(|e| e.to_string())?;
@@ -159,6 +167,12 @@ impl RaftFile {
             all.push((k.value().to_owned(), v.value().to_vec()));
         }
         Ok(all)
+    }
+
+    /// How many durable log appends there were, and how many entries they carried.
+    pub fn appends(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.appends.0.load(Relaxed), self.appends.1.load(Relaxed))
     }
 
     /// The log half.
@@ -270,14 +284,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let write = || -> Result<(), Failure> {
             let txn = self.file.write(Durability::Immediate)?;
+            let mut n = 0;
             {
                 let mut t = txn.open_table(LOG).map_err(fail)?;
                 for entry in entries {
                     t.insert(entry.log_id.index, encode(&entry).as_slice())
                         .map_err(fail)?;
+                    n += 1;
                 }
             }
-            txn.commit().map_err(fail)
+            txn.commit().map_err(fail)?;
+            use std::sync::atomic::Ordering::Relaxed;
+            self.file.appends.0.fetch_add(1, Relaxed);
+            self.file.appends.1.fetch_add(n, Relaxed);
+            Ok(())
         };
         match write() {
             Ok(()) => {
@@ -324,6 +344,30 @@ impl LogStore {
     }
 }
 
+/// Applies one change if its conditions hold against what the entries before it left.
+fn apply_change(
+    data: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    change: &Change,
+) -> Result<Outcome, Failure> {
+    for (key, expected) in &change.expect {
+        let current = data
+            .get(key.as_str())
+            .map_err(fail)?
+            .map(|v| v.value().to_vec());
+        if current != *expected {
+            return Ok(Outcome::Conflict(key.clone()));
+        }
+    }
+    for (key, value) in &change.writes {
+        match value {
+            Some(v) => data.insert(key.as_str(), v.as_slice()).map(|_| ()),
+            None => data.remove(key.as_str()).map(|_| ()),
+        }
+        .map_err(fail)?;
+    }
+    Ok(Outcome::Applied)
+}
+
 /// What a snapshot holds: the state machine at one applied entry.
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
@@ -353,7 +397,10 @@ impl StateMachine {
         ))
     }
 
-    fn apply_all(&self, entries: impl IntoIterator<Item = Entry>) -> Result<Vec<Outcome>, Failure> {
+    fn apply_all(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> Result<Vec<Outcomes>, Failure> {
         let txn = self.file.write(Durability::None)?;
         let mut outcomes = Vec::new();
         let mut last = None;
@@ -363,35 +410,18 @@ impl StateMachine {
             for entry in entries {
                 last = Some(entry.log_id);
                 outcomes.push(match entry.payload {
-                    EntryPayload::Blank => Outcome::Applied,
+                    EntryPayload::Blank => Vec::new(),
                     EntryPayload::Membership(m) => {
                         let stored = StoredMembership::new(Some(entry.log_id), m);
                         meta.insert(MEMBERSHIP, encode(&stored).as_slice())
                             .map_err(fail)?;
-                        Outcome::Applied
+                        Vec::new()
                     }
-                    EntryPayload::Normal(cmd) => {
-                        let conflict = cmd.expect.iter().find_map(|(key, expected)| {
-                            let current = match data.get(key.as_str()) {
-                                Ok(v) => v.map(|v| v.value().to_vec()),
-                                Err(e) => return Some(Err(fail(e))),
-                            };
-                            (current != *expected).then(|| Ok(key.clone()))
-                        });
-                        match conflict.transpose()? {
-                            Some(key) => Outcome::Conflict(key),
-                            None => {
-                                for (key, value) in &cmd.writes {
-                                    match value {
-                                        Some(v) => data.insert(key.as_str(), v.as_slice()),
-                                        None => data.remove(key.as_str()),
-                                    }
-                                    .map_err(fail)?;
-                                }
-                                Outcome::Applied
-                            }
-                        }
-                    }
+                    EntryPayload::Normal(cmd) => cmd
+                        .changes
+                        .iter()
+                        .map(|change| apply_change(&mut data, change))
+                        .collect::<Result<_, _>>()?,
                 });
             }
             if let Some(last) = last {
@@ -493,7 +523,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| Io::read_state_machine(&e).into())
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, RaftStorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcomes>, RaftStorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,

@@ -9,7 +9,7 @@ openraft::declare_raft_types!(
     /// Sigil's Raft: entries carry storage batches.
     pub TypeConfig:
         D = Command,
-        R = Outcome,
+        R = Outcomes,
         NodeId = NodeId,
         Node = Member,
         SnapshotData = std::io::Cursor<Vec<u8>>,
@@ -61,7 +61,7 @@ impl std::fmt::Display for Member {
 /// One storage batch, as the backend was handed it: what must hold, what to write. Values are
 /// barrier ciphertext.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command {
+pub struct Change {
     /// `(key, expected value)`; `None`: must not exist.
     pub expect: Vec<(String, Option<Vec<u8>>)>,
     /// `(key, new value)`; `None` deletes.
@@ -70,10 +70,10 @@ pub struct Command {
     pub shred: bool,
 }
 
-impl std::fmt::Debug for Command {
+impl std::fmt::Debug for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Keys and sizes only: values are ciphertext, but long and of no use in a log.
-        f.debug_struct("Command")
+        f.debug_struct("Change")
             .field("expect", &self.expect.len())
             .field(
                 "writes",
@@ -84,15 +84,34 @@ impl std::fmt::Debug for Command {
     }
 }
 
-impl From<Batch> for Command {
+impl From<Batch> for Change {
     fn from(batch: Batch) -> Self {
-        Command {
+        Change {
             expect: batch.expect,
             writes: batch.writes,
             shred: batch.shred,
         }
     }
 }
+
+impl Change {
+    /// About how many bytes it takes in an entry.
+    pub(crate) fn size(&self) -> usize {
+        let pair = |(k, v): &(String, Option<Vec<u8>>)| k.len() + v.as_ref().map_or(0, Vec::len);
+        self.expect.iter().map(pair).sum::<usize>() + self.writes.iter().map(pair).sum::<usize>()
+    }
+}
+
+/// One Raft entry: the changes of writers that arrived together (group commit: they share the
+/// entry and its fsyncs), applied in order, each on its own conditions.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct Command {
+    /// The changes, in the order they were handed over.
+    pub changes: Vec<Change>,
+}
+
+/// What applying an entry did: one outcome per change (none for entries without a command).
+pub type Outcomes = Vec<Outcome>;
 
 /// What applying a command did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,7 +140,9 @@ mod tests {
             .expect("a", None)
             .put("a", b"ciphertext-bytes".to_vec())
             .delete("b");
-        let cmd = Command::from(batch);
+        let cmd = Command {
+            changes: vec![Change::from(batch)],
+        };
         let bytes = postcard::to_allocvec(&cmd).unwrap();
         let back: Command = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, cmd);

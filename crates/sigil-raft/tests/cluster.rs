@@ -154,3 +154,38 @@ fn writes_replicate_and_survive_the_loss_of_the_leader() {
     assert_eq!(back.list("k/").unwrap().len(), 30);
     assert_eq!(back.get("k/29").unwrap().as_deref(), Some(&b"after"[..]));
 }
+
+/// Group commit: writers that arrive together share a Raft entry, and so its durable log
+/// append (one fsync) on every node.
+#[test]
+fn concurrent_writers_share_log_appends() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = three(root.path());
+    let leader = &nodes[0];
+    let (appends_before, entries_before) = leader.log_appends();
+    let writers = 16;
+    let each = 40;
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..writers {
+            s.spawn(move || {
+                for i in 0..each {
+                    leader.put(&format!("w{w}/{i}"), b"v").unwrap();
+                }
+            });
+        }
+    });
+    let took = started.elapsed();
+    let (appends, entries) = leader.log_appends();
+    let (appends, entries) = (appends - appends_before, entries - entries_before);
+    let writes = (writers * each) as u64;
+    eprintln!(
+        "{writes} writes from {writers} threads in {took:?}: {entries} entries in {appends} durable appends on the leader"
+    );
+    // Each durable append is one fsync; writers that arrived together share one.
+    assert!(
+        appends * 2 <= writes,
+        "writers did not share appends: {appends} appends for {writes} writes"
+    );
+    assert_eq!(leader.list("w").unwrap().len() as u64, writes);
+}
