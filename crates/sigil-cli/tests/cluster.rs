@@ -575,21 +575,23 @@ fn a_snapshot_saved_from_a_cluster_restores_into_a_new_cluster_sealed_with_its_a
     let base = free_base();
     let dir = demo.path().join("new");
     let log = std::fs::File::create(demo.path().join("new.log")).unwrap();
-    let mut node = Command::new(SIGIL)
-        .args(["server", "--data-dir"])
-        .arg(&dir)
-        .args([
-            "--node-id",
-            "fresh-1",
-            "--listen",
-            &format!("127.0.0.1:{base}"),
-        ])
-        .args(["--cluster-listen", &format!("127.0.0.1:{}", base + 1)])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let _node = Killed(
+        Command::new(SIGIL)
+            .args(["server", "--data-dir"])
+            .arg(&dir)
+            .args([
+                "--node-id",
+                "fresh-1",
+                "--listen",
+                &format!("127.0.0.1:{base}"),
+            ])
+            .args(["--cluster-listen", &format!("127.0.0.1:{}", base + 1)])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let ca = dir.join("tls/ca.pem");
     let addr = format!("https://127.0.0.1:{base}");
     let fresh = |args: &[&str], server_key: Option<&str>| {
@@ -656,6 +658,14 @@ fn a_snapshot_saved_from_a_cluster_restores_into_a_new_cluster_sealed_with_its_a
         .trim(),
         "kept"
     );
-    let _ = node.kill();
-    let _ = node.wait();
+}
+
+/// A process killed (and reaped) when the test ends, passed or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -56,9 +56,16 @@ impl Contacts {
 impl Network {
     /// A network whose connections use `tls`.
     pub(crate) fn new(tls: rustls::ClientConfig) -> Result<Self, String> {
+        // A peer cut off without a reset (a partition, a dead machine) must not hold a request
+        // for TCP's minutes: connecting gives up after 2 s, and an open connection that stops
+        // answering its pings is dropped after 3 s more.
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .http2_prior_knowledge()
+            .connect_timeout(Duration::from_secs(2))
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .http2_keep_alive_timeout(Duration::from_secs(3))
+            .http2_keep_alive_while_idle(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;

@@ -148,7 +148,7 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
             }
         }
         OperatorCommand::Backup { file, client } => {
-            super::raft::save_snapshot(&client, "sys/storage/snapshot", &file).await?;
+            super::raft::save_snapshot(&client, "sys/storage/snapshot", &file, "Backup").await?;
         }
         OperatorCommand::Restore {
             file,

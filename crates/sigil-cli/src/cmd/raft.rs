@@ -75,7 +75,7 @@ pub(crate) async fn run(cmd: RaftCommand) -> anyhow::Result<ExitCode> {
         }
         RaftCommand::Autopilot(cmd) => autopilot(cmd).await?,
         RaftCommand::Snapshot(SnapshotCommand::Save { file, client }) => {
-            save_snapshot(&client, "sys/storage/raft/snapshot", &file).await?;
+            save_snapshot(&client, "sys/storage/raft/snapshot", &file, "Snapshot").await?;
         }
         RaftCommand::Snapshot(SnapshotCommand::Restore { file, client }) => {
             let bytes =
@@ -270,6 +270,7 @@ pub(super) async fn save_snapshot(
     client: &ClientArgs,
     path: &str,
     file: &std::path::Path,
+    what: &str,
 ) -> anyhow::Result<()> {
     let c = config::client(client)?;
     let resp = c.request("GET", path, None).await?;
@@ -282,7 +283,7 @@ pub(super) async fn save_snapshot(
     crate::keyfile::write_private_file(file, &bytes)?;
     let h = snapshot.header;
     println!(
-        "Success! Snapshot written to {}: {} entries, keyring term {}, taken at {}, SHA-256 of the entries {}.",
+        "Success! {what} written to {}: {} entries, keyring term {}, taken at {}, SHA-256 of the entries {}.",
         file.display(),
         h.entries,
         h.keyring_term,
