@@ -46,7 +46,8 @@ pub struct NodeConfig {
 }
 
 /// Raft's clock: how often a leader speaks, and how long a follower waits before it stands
-/// for election (a random time between the two bounds).
+/// for election (a random time between the two bounds); and how long the log grows before it
+/// is compacted into a snapshot.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     /// Between a leader's heartbeats.
@@ -55,6 +56,12 @@ pub struct Timing {
     pub election_min: Duration,
     /// Most time without a leader before an election.
     pub election_max: Duration,
+    /// Entries applied since the last snapshot before the next one is taken (and the log
+    /// before it purged, but for [`Timing::keep_after_snapshot`] entries).
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot (a follower that far behind catches up from
+    /// the log; one further behind is sent the snapshot).
+    pub keep_after_snapshot: u64,
 }
 
 impl Default for Timing {
@@ -63,6 +70,8 @@ impl Default for Timing {
             heartbeat: Duration::from_millis(150),
             election_min: Duration::from_millis(750),
             election_max: Duration::from_millis(1500),
+            snapshot_every: 10_000,
+            keep_after_snapshot: 1_000,
         }
     }
 }
@@ -118,6 +127,10 @@ pub struct Status {
     pub peers: Vec<Peer>,
     /// On a leader: milliseconds since a majority last acknowledged it.
     pub quorum_ack_ms: Option<u64>,
+    /// The last entry the newest snapshot covers.
+    pub snapshot_index: Option<u64>,
+    /// The last entry purged from the log (it is in the snapshot).
+    pub purged_index: Option<u64>,
 }
 
 /// A running cluster node.
@@ -192,8 +205,9 @@ impl ClusterNode {
             heartbeat_interval: config.timing.heartbeat.as_millis() as u64,
             election_timeout_min: config.timing.election_min.as_millis() as u64,
             election_timeout_max: config.timing.election_max.as_millis() as u64,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
-            max_in_snapshot_log_to_keep: 1_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.timing.snapshot_every),
+            max_in_snapshot_log_to_keep: config.timing.keep_after_snapshot,
+            purge_batch_size: 64,
             ..Default::default()
         }
         .validate()
@@ -464,6 +478,8 @@ impl ClusterNode {
             leader,
             peers,
             quorum_ack_ms: m.millis_since_quorum_ack,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
         }
     }
 

@@ -13,6 +13,8 @@ const FAST: Timing = Timing {
     heartbeat: Duration::from_millis(50),
     election_min: Duration::from_millis(200),
     election_max: Duration::from_millis(400),
+    snapshot_every: 10_000,
+    keep_after_snapshot: 1_000,
 };
 
 fn start(name: &str, dir: &Path) -> ClusterNode {
@@ -21,6 +23,10 @@ fn start(name: &str, dir: &Path) -> ClusterNode {
 
 /// A node whose identity is kept in `dir` (as a restarted node finds it).
 fn start_at(name: &str, dir: &Path, listen: &str) -> ClusterNode {
+    start_timed(name, dir, listen, FAST)
+}
+
+fn start_timed(name: &str, dir: &Path, listen: &str, timing: Timing) -> ClusterNode {
     ClusterNode::start(NodeConfig {
         name: name.into(),
         dir: dir.to_owned(),
@@ -28,7 +34,7 @@ fn start_at(name: &str, dir: &Path, listen: &str) -> ClusterNode {
         cluster_addr: String::new(),
         api_addr: format!("https://{name}.invalid:8200"),
         identity: NodeIdentity::load_or_create(dir, name).unwrap(),
-        timing: FAST,
+        timing,
     })
     .expect("the node starts")
 }
@@ -188,4 +194,41 @@ fn concurrent_writers_share_log_appends() {
         "writers did not share appends: {appends} appends for {writes} writes"
     );
     assert_eq!(leader.list("w").unwrap().len() as u64, writes);
+}
+
+/// A node that joins after the log was compacted is sent the leader's snapshot (in chunks),
+/// installs it, and goes on from the log.
+#[test]
+fn a_late_member_catches_up_from_a_snapshot() {
+    let root = tempfile::tempdir().unwrap();
+    let small = Timing {
+        snapshot_every: 50,
+        keep_after_snapshot: 5,
+        ..FAST
+    };
+    let a = start_timed("a", &root.path().join("a"), "127.0.0.1:0", small);
+    a.initialize().unwrap();
+    wait_until(|| a.holds_lease());
+    for i in 0..300 {
+        a.put(&format!("k/{i:03}"), &[i as u8; 64]).unwrap();
+    }
+    // The leader compacted its log: what a new member needs is no longer all in it.
+    wait_until(|| a.status().purged_index.is_some_and(|p| p >= 200));
+    let late = start_timed("late", &root.path().join("late"), "127.0.0.1:0", small);
+    late.trust().expect([a.me().cert_sha256.clone()]);
+    a.add_voter(late.me().clone()).unwrap();
+    let applied = a.status().applied;
+    late.wait_applied(applied, Duration::from_secs(10)).unwrap();
+    assert_eq!(late.list("k/").unwrap().len(), 300);
+    assert_eq!(late.get("k/299").unwrap(), Some(vec![43u8; 64]));
+    assert!(
+        late.status().snapshot_index.is_some_and(|i| i >= 200),
+        "the late member installed a snapshot: {:?}",
+        late.status().snapshot_index
+    );
+    // And the log goes on after the snapshot.
+    a.put("after", b"x").unwrap();
+    late.wait_applied(a.status().applied, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(late.get("after").unwrap().as_deref(), Some(&b"x"[..]));
 }
