@@ -19,3 +19,30 @@ pub use openraft::ServerState;
 pub use store::{LogStore, RaftFile, StateMachine};
 pub use tls::{NodeIdentity, Trust, fingerprint};
 pub use types::{Change, Command, Entry, Member, NodeId, Outcome, Outcomes, TypeConfig, node_id};
+
+/// For the fuzz targets only, compiled with `--cfg fuzzing` (which cargo-fuzz sets) and never
+/// into Sigil: the decoders of what peers send (Raft's RPCs, log entries, snapshots).
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+
+    use crate::types::{Entry, NodeId, TypeConfig};
+
+    /// Decodes `bytes` as each message a peer may send; how many decoded. A message that
+    /// decodes encodes back to bytes that decode to the same message.
+    pub fn decode_peer_message(bytes: &[u8]) -> usize {
+        let mut n = 0;
+        if let Ok(m) = postcard::from_bytes::<AppendEntriesRequest<TypeConfig>>(bytes) {
+            let again = postcard::to_allocvec(&m).expect("encodes");
+            let back: AppendEntriesRequest<TypeConfig> =
+                postcard::from_bytes(&again).expect("decodes what it encoded");
+            assert_eq!(back.entries.len(), m.entries.len());
+            n += 1;
+        }
+        n += usize::from(postcard::from_bytes::<VoteRequest<NodeId>>(bytes).is_ok());
+        n += usize::from(postcard::from_bytes::<InstallSnapshotRequest<TypeConfig>>(bytes).is_ok());
+        n += usize::from(postcard::from_bytes::<Entry>(bytes).is_ok());
+        n += crate::store::fuzzing::decode_snapshot(bytes);
+        n
+    }
+}

@@ -563,6 +563,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+#[cfg(fuzzing)]
+pub(crate) mod fuzzing {
+    /// Decodes `bytes` as a snapshot's body: 1 when it does.
+    pub(crate) fn decode_snapshot(bytes: &[u8]) -> usize {
+        usize::from(super::decode::<super::SnapshotBody>(bytes, "a snapshot").is_ok())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use openraft::testing::{StoreBuilder, Suite};

@@ -43,3 +43,17 @@ pub use reload::{ReloadError, ReloadReport, ReloadSource, Reloaded};
 pub use sigil_core::audit::{DeviceConfig as AuditDevice, Sink as AuditSink};
 pub use snapshots::SnapshotSchedule;
 pub use tls::{TlsError, TlsIdentity};
+
+/// For the fuzz targets only, compiled with `--cfg fuzzing` (which cargo-fuzz sets) and never
+/// into Sigil: the parser of the cluster's unauthenticated join requests.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    /// Parses `bytes` as a join request and checks it as the leader does: `true` when it
+    /// would be recorded.
+    pub fn join_request(bytes: &[u8]) -> bool {
+        match serde_json::from_slice::<sigil_proto::raft::JoinRequest>(bytes) {
+            Ok(req) => crate::cluster::join::Joins::default().ask(req).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
