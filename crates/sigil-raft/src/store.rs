@@ -563,12 +563,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+/// For the fuzz targets: decodes `bytes` as a snapshot's body, 1 when it does.
 #[cfg(fuzzing)]
-pub(crate) mod fuzzing {
-    /// Decodes `bytes` as a snapshot's body: 1 when it does.
-    pub(crate) fn decode_snapshot(bytes: &[u8]) -> usize {
-        usize::from(super::decode::<super::SnapshotBody>(bytes, "a snapshot").is_ok())
-    }
+pub(crate) fn decode_snapshot_body(bytes: &[u8]) -> usize {
+    usize::from(decode::<SnapshotBody>(bytes, "a snapshot").is_ok())
 }
 
 #[cfg(test)]
