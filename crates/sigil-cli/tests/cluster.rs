@@ -120,9 +120,21 @@ impl Demo {
         v["config"]["servers"].as_array().unwrap().clone()
     }
 
+    /// The leader as node `node` sees it; empty while no node answers as the leader (during an
+    /// election, or while a leader that stepped down is still pausing).
     fn leader(&self, node: u16) -> String {
-        self.peers(node)
-            .iter()
+        let out = self.sigil(
+            node,
+            &["operator", "raft", "list-peers", "--format", "json"],
+        );
+        if !out.status.success() {
+            return String::new();
+        }
+        let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        v["config"]["servers"]
+            .as_array()
+            .into_iter()
+            .flatten()
             .find(|p| p["leader"] == true)
             .map(|p| p["node_id"].as_str().unwrap().to_owned())
             .unwrap_or_default()
@@ -554,6 +566,47 @@ fn a_snapshot_saved_from_a_cluster_restores_into_a_new_cluster_sealed_with_its_a
             .status
             .success()
     );
+    // sys/ha-status and sys/leader name the same leader; step-down hands leadership over.
+    let ha: Value = serde_json::from_str(&ok(
+        demo.sigil(3, &["read", "-format=json", "sys/ha-status"])
+    ))
+    .unwrap();
+    let nodes = ha["data"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{ha}"));
+    assert_eq!(nodes.len(), 3, "{ha}");
+    let active: Vec<&Value> = nodes.iter().filter(|n| n["active_node"] == true).collect();
+    assert_eq!(active.len(), 1, "{ha}");
+    assert_eq!(active[0]["hostname"], "sigil-1");
+    ok(demo.sigil(2, &["operator", "step-down"]));
+    eventually(20, || {
+        let l = demo.leader(2);
+        !l.is_empty() && l != "sigil-1"
+    });
+    // The old leader answers again once it follows (it paused its heartbeats to step down).
+    eventually(20, || {
+        demo.sigil(1, &["kv", "put", "secret/after-step-down", "x=1"])
+            .status
+            .success()
+    });
+    // A follower's own sys/leader points at the new leader.
+    let new_leader = demo.leader(2);
+    let follower = if new_leader == "sigil-2" { 3 } else { 2 };
+    let leader_json = ok(Command::new(SIGIL)
+        .args(["read", "-format=json", "sys/leader"])
+        .envs(demo.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("SIGIL_ADDR", demo.api(follower))
+        .output()
+        .unwrap());
+    let leader_json: Value = serde_json::from_str::<Value>(&leader_json).unwrap()["data"].clone();
+    assert_eq!(leader_json["is_self"], false, "{leader_json}");
+    assert_eq!(leader_json["ha_enabled"], true, "{leader_json}");
+    assert_eq!(
+        leader_json["leader_address"],
+        demo.api(new_leader.trim_start_matches("sigil-").parse().unwrap()),
+        "{leader_json}"
+    );
+
     // Restoring over the running, initialized cluster is refused and changes nothing.
     let out = demo.sigil(
         1,

@@ -16,6 +16,8 @@ const PUBLIC_READS: &[&str] = &[
     "sys/openapi.json",
     "sys/rekey",
     "sys/init",
+    "sys/leader",
+    "sys/storage/raft/peers",
 ];
 
 pub(crate) async fn read(
