@@ -722,3 +722,74 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// A rekey on the leader reaches the followers: after it, a follower that takes over opens the
+/// keyring (it is not sealed), and a restarted node is unsealed with the new shares only.
+#[test]
+fn a_rekey_reaches_every_member_and_a_new_leader_still_opens_the_keyring() {
+    let mut demo = Demo::start();
+    ok(demo.sigil(1, &["kv", "put", "secret/app", "password=before"]));
+    // A new admin set: a second admin, threshold 2 (the current admin approves alone).
+    let carol = demo.path().join("carol.key");
+    ok(Command::new(SIGIL)
+        .args(["key", "generate", "-o"])
+        .arg(&carol)
+        .output()
+        .unwrap());
+    let admin = demo.var("SIGIL_KEY");
+    let proposal = ok(demo.sigil(
+        2,
+        &[
+            "operator",
+            "rekey",
+            "init",
+            "--admin",
+            &admin,
+            "--admin",
+            carol.to_str().unwrap(),
+            "--threshold",
+            "2",
+        ],
+    ));
+    let digest = proposal
+        .lines()
+        .find_map(|l| l.strip_prefix("Digest: "))
+        .expect("a digest line")
+        .trim()
+        .to_owned();
+    ok(demo.sigil(
+        3,
+        &["operator", "rekey", "approve", &format!("-digest={digest}")],
+    ));
+    // The leader dies; a follower takes over with the rekeyed root key and serves.
+    demo.kill9(1);
+    eventually(30, || {
+        demo.sigil(2, &["kv", "get", "-field=password", "secret/app"])
+            .status
+            .success()
+    });
+    let status = stdout(&demo.sigil(2, &["operator", "status", "--format", "json"]));
+    assert!(status.contains("\"sealed\": false"), "{status}");
+    assert!(status.contains("\"threshold\": 2"), "{status}");
+    // The old leader restarts sealed: one admin's share is not enough any more, two are.
+    demo.restart(1);
+    eventually(30, || {
+        stdout(&demo.sigil(1, &["operator", "status", "--format", "json"]))
+            .contains("\"sealed\": true")
+    });
+    let one = ok(demo.sigil(1, &["operator", "unseal"]));
+    assert!(one.contains("Unseal progress: 1/2"), "{one}");
+    let mut cmd = Command::new(SIGIL);
+    cmd.args(["operator", "unseal"]);
+    for (k, v) in &demo.env {
+        cmd.env(k, v);
+    }
+    cmd.env("SIGIL_ADDR", demo.api(1)).env("SIGIL_KEY", &carol);
+    let two = ok(cmd.output().unwrap());
+    assert!(two.contains("Unsealed."), "{two}");
+    eventually(30, || {
+        demo.sigil(1, &["kv", "get", "-field=password", "secret/app"])
+            .status
+            .success()
+    });
+}

@@ -189,6 +189,20 @@ impl Barrier {
         BarrierKey::from_secret(root.term(), zeroize::Zeroizing::new(*root.expose_secret()))
     }
 
+    /// Takes `root` as the root key if it opens the stored keyring (a cluster member adopting
+    /// the key a rekey on the leader made); the keyring in memory is unchanged.
+    pub fn adopt_root(&self, root: BarrierKey) -> Result<(), CoreError> {
+        let wrapped = self
+            .backend
+            .get(KEYRING_KEY)?
+            .ok_or(CoreError::Keyring("the keyring is missing"))?;
+        root.open(KEYRING_KEY.as_bytes(), &wrapped).map_err(|_| {
+            CoreError::Keyring("the offered root key does not open the stored keyring")
+        })?;
+        *self.root.write().unwrap_or_else(|e| e.into_inner()) = root;
+        Ok(())
+    }
+
     /// Adds a new keyring term; new writes use it, older terms keep decrypting.
     pub fn rotate(&self) -> Result<u32, CoreError> {
         let mut keys = self.keyring.write().unwrap_or_else(|e| e.into_inner());

@@ -70,6 +70,25 @@ impl Node {
         Ok(())
     }
 
+    /// Takes the root key a rekey made on the cluster's leader (it must open the stored
+    /// keyring), with the new seal configuration. A sealed node ignores it: its admins unseal
+    /// it with their new shares.
+    pub fn adopt_root(&self, root: BarrierKey) -> Result<(), CoreError> {
+        let Some(core) = self.core() else {
+            return Ok(());
+        };
+        core.barrier().adopt_root(root)?;
+        let config = read_config(self)?.map(Arc::new);
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if let State::Unsealed(c, _) = &mut *state
+            && config.is_some()
+        {
+            *c = config;
+        }
+        tracing::info!("took the root key of the cluster's rekey");
+        Ok(())
+    }
+
     /// Starts the core again from storage with the same root key: a node that becomes the
     /// cluster's leader reads what the previous leader wrote (identities, policies, mounts,
     /// leases) instead of what it had cached. A root key that no longer opens the keyring (a
@@ -165,5 +184,14 @@ mod tests {
         // Reopening starts a new core over the same storage.
         joined.reopen().unwrap();
         assert!(!Arc::ptr_eq(&core, &joined.core().unwrap()));
+        // A root key handed over after a rekey is taken only if it opens the keyring.
+        let stranger = BarrierKey::generate(sigil_crypto::KeyTerm(0)).unwrap();
+        assert!(matches!(
+            joined.adopt_root(stranger),
+            Err(CoreError::Keyring(_))
+        ));
+        joined.adopt_root(leader.root_key().unwrap()).unwrap();
+        assert!(joined.core().is_some());
+        joined.reopen().unwrap();
     }
 }

@@ -12,15 +12,17 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::state::AppState;
 use crate::audit_trail::{Forwarded, PeerCerts, RemoteAddr};
-use crate::cluster::forward::{AUTHORITY, AUTHORITY_OK, CERTS, FOR, PREFIX};
+use crate::cluster::forward::{AUTHORITY, AUTHORITY_OK, CERTS, FOR, PREFIX, ROOT};
 
-/// The leader's side: the routes it serves on the cluster listener for its followers.
+/// What a node serves its peers on the cluster listener besides Raft: forwarded requests (as
+/// the leader) and the root key after a rekey (as a follower).
 pub(crate) fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new()
         .route(
             &format!("{PREFIX}/{{*rest}}"),
             axum::routing::any(from_follower),
         )
+        .route(ROOT, axum::routing::post(adopt_root))
         .with_state(state)
 }
 
@@ -78,4 +80,37 @@ async fn from_follower(
         }
     }
     super::handle_forwarded(state, axum::extract::Request::from_parts(parts, body)).await
+}
+
+/// A member's new root key after a rekey on the leader: taken if it opens the keyring.
+async fn adopt_root(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Root {
+        root_key: String,
+        root_term: u32,
+    }
+    let Ok(root) = serde_json::from_slice::<Root>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected {\"root_key\",\"root_term\"}",
+        )
+            .into_response();
+    };
+    let Some(secret) = sigil_crypto::b64url_decode(&root.root_key)
+        .ok()
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+    else {
+        return (StatusCode::BAD_REQUEST, "root_key is not 32 bytes").into_response();
+    };
+    let key = sigil_crypto::BarrierKey::from_secret(
+        sigil_crypto::KeyTerm(root.root_term),
+        zeroize::Zeroizing::new(secret),
+    );
+    let taken = tokio::task::spawn_blocking(move || state.node.adopt_root(key)).await;
+    match taken {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => (StatusCode::CONFLICT, e.to_string()).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }

@@ -78,10 +78,17 @@ pub(super) async fn approve(
     let data = json!({ "digest": approval.digest });
     audit_request(core, || trail.request_entry(Some(&data))).await?;
     let worker = Arc::clone(state);
-    let response = blocking(move || {
+    let (response, complete) = blocking(move || {
         let status = worker.node.rekey_approve(&keyid, &approval.digest, now())?;
-        Ok(plain_json(StatusCode::OK, &status))
+        Ok((plain_json(StatusCode::OK, &status), status.complete))
     })
     .await?;
+    if complete && let Some(cluster) = &state.cluster {
+        let took = cluster.push_root(&state.node).await;
+        tracing::info!(
+            members = took,
+            "the rekeyed root key was handed to the other members"
+        );
+    }
     Ok((response, None))
 }

@@ -16,7 +16,9 @@ use super::Cluster;
 use crate::audit_trail::{PeerCerts, RemoteAddr};
 use crate::error::ApiError;
 
-/// Where the leader takes forwarded requests on the cluster listener (api/cluster.rs).
+/// Where a member takes the root key a rekey on the leader made (api/forwarded.rs).
+pub(crate) const ROOT: &str = "/v1/cluster/root";
+/// Where the leader takes forwarded requests on the cluster listener (api/forwarded.rs).
 pub(crate) const PREFIX: &str = "/v1/cluster/forward";
 /// The authority the client addressed (the follower's name and port).
 pub(crate) const AUTHORITY: &str = "x-sigil-forwarded-authority";

@@ -216,6 +216,47 @@ impl Cluster {
         })
     }
 
+    /// Hands the root key a rekey made here to every other member (over the cluster
+    /// listener: mutual TLS between pinned certificates), so that they keep opening the
+    /// keyring; a member that cannot be reached keeps the old key and will seal itself, saying
+    /// why, if it has to take over. Returns how many members took it.
+    pub(crate) async fn push_root(&self, node: &Node) -> usize {
+        let Some(root) = node.root_key() else {
+            return 0;
+        };
+        let body = serde_json::json!({
+            "root_key": sigil_crypto::b64url_encode(root.expose_secret()),
+            "root_term": root.term().0,
+        });
+        let body = Zeroizing::new(serde_json::to_vec(&body).expect("serializes"));
+        let me = self.raft.me().name.clone();
+        let mut took = 0;
+        for peer in self.raft.status().peers {
+            if peer.member.name == me {
+                continue;
+            }
+            let url = format!("https://{}{}", peer.member.cluster_addr, forward::ROOT);
+            let sent = self
+                .raft
+                .peer_client()
+                .post(url)
+                .timeout(std::time::Duration::from_secs(10))
+                .body(body.to_vec())
+                .send()
+                .await;
+            match sent {
+                Ok(resp) if resp.status().is_success() => took += 1,
+                Ok(resp) => {
+                    tracing::warn!(node = %peer.member.name, status = %resp.status(), "a member refused the rekeyed root key")
+                }
+                Err(e) => {
+                    tracing::warn!(node = %peer.member.name, error = %e, "a member could not be given the rekeyed root key")
+                }
+            }
+        }
+        took
+    }
+
     /// `sys/storage/raft/configuration`.
     pub(crate) fn configuration(&self) -> wire::Configuration {
         let status = self.raft.status();
