@@ -23,6 +23,21 @@ struct Demo {
 
 impl Drop for Demo {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the nodes said, for the failure's report.
+            for i in 1..=3 {
+                for name in [format!("sigil-{i}.log"), format!("sigil-{i}.restart.log")] {
+                    let text =
+                        std::fs::read_to_string(self.dir.path().join(&name)).unwrap_or_default();
+                    let lines: Vec<&str> =
+                        text.lines().filter(|l| !l.contains("openraft")).collect();
+                    eprintln!("--- {name}, last lines:");
+                    for l in &lines[lines.len().saturating_sub(15)..] {
+                        eprintln!("{l}");
+                    }
+                }
+            }
+        }
         for pid in &self.pids {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
@@ -792,4 +807,92 @@ fn a_rekey_reaches_every_member_and_a_new_leader_still_opens_the_keyring() {
             .status
             .success()
     });
+}
+
+/// Leases move with leadership: after `kill -9` of the leader, a lease issued before is still
+/// known and revoked once (by its TTL on the new leader's sweeper, or on request), against a
+/// real PostgreSQL.
+#[test]
+fn database_leases_survive_the_loss_of_the_leader_and_are_revoked_once() {
+    use support::databases::{Postgres, ROOT_PASSWORD};
+    let Some(pg) = Postgres::start() else { return };
+    let mut demo = Demo::start();
+    ok(demo.sigil(1, &["secrets", "enable", "database"]));
+    ok(demo.sigil(
+        1,
+        &[
+            "write",
+            "database/config/pg",
+            "plugin_name=postgresql-database-plugin",
+            &format!("connection_url={}", pg.url()),
+            "username=postgres",
+            &format!("password={ROOT_PASSWORD}"),
+            "allowed_roles=*",
+        ],
+    ));
+    for (role, ttl) in [("short", "6s"), ("long", "10m")] {
+        ok(demo.sigil(
+            1,
+            &[
+                "write",
+                &format!("database/roles/{role}"),
+                "db_name=pg",
+                "creation_statements=CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
+                &format!("default_ttl={ttl}"),
+                "max_ttl=1h",
+            ],
+        ));
+    }
+    let creds = |node: u16, role: &str| -> (String, String) {
+        let v: Value = serde_json::from_str(&ok(demo.sigil(
+            node,
+            &[
+                "read",
+                "--format",
+                "json",
+                &format!("database/creds/{role}"),
+            ],
+        )))
+        .unwrap();
+        (
+            v["lease_id"].as_str().unwrap().to_owned(),
+            v["data"]["username"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (_, short_user) = creds(2, "short");
+    let (long_lease, long_user) = creds(3, "long");
+    assert!(pg.user_exists(&short_user) && pg.user_exists(&long_user));
+
+    demo.kill9(1);
+    eventually(30, || !demo.leader(2).is_empty());
+    // The short lease expires on the new leader's watch: its user is dropped.
+    eventually(30, || !pg.user_exists(&short_user));
+    // The long one is still known, and revoked once on request.
+    let lookup = ok(demo.sigil(2, &["lease", "lookup", "--format", "json", &long_lease]));
+    assert!(lookup.contains(&long_lease), "{lookup}");
+    assert!(pg.user_exists(&long_user));
+    ok(demo.sigil(3, &["lease", "revoke", &long_lease]));
+    assert!(!pg.user_exists(&long_user));
+    assert!(
+        !demo
+            .sigil(2, &["lease", "lookup", &long_lease])
+            .status
+            .success()
+    );
+    // The old leader comes back as a follower: it revokes nothing (its sweepers do not run),
+    // and the cluster still knows no lease of those users.
+    demo.restart(1);
+    eventually(30, || {
+        stdout(&demo.sigil(1, &["operator", "status", "--format", "json"]))
+            .contains("\"sealed\": true")
+    });
+    ok(demo.sigil(2, &["operator", "unseal"]));
+    eventually(30, || {
+        demo.sigil(1, &["operator", "raft", "list-peers"])
+            .status
+            .success()
+    });
+    let gone = demo.sigil(1, &["lease", "lookup", &long_lease]);
+    assert!(!gone.status.success(), "{}", stdout(&gone));
+    assert!(!pg.user_exists(&long_user) && !pg.user_exists(&short_user));
 }
