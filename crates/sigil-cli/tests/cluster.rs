@@ -48,24 +48,20 @@ impl Drop for Demo {
     }
 }
 
-/// A base port with the six ports above it free (checked by binding them).
+/// A base port with the six ports above it free (checked by binding them). Each call of this
+/// process takes a block of its own, so tests running at once never pick overlapping ports.
 fn free_base() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(97);
     for _ in 0..200 {
-        let base = 20_000 + (rand_u16() % 20_000) / 2 * 2;
+        let block = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = 20_000 + (start.wrapping_add(block) % 2_500) as u16 * 8;
         let free = (0..6).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if free {
             return base;
         }
     }
     panic!("no six free ports in a row");
-}
-
-fn rand_u16() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    (nanos ^ std::process::id().rotate_left(7)) as u16
 }
 
 impl Demo {
@@ -814,22 +810,12 @@ fn a_rekey_reaches_every_member_and_a_new_leader_still_opens_the_keyring() {
 /// real PostgreSQL.
 #[test]
 fn database_leases_survive_the_loss_of_the_leader_and_are_revoked_once() {
-    use support::databases::{Postgres, ROOT_PASSWORD};
+    use support::databases::Postgres;
     let Some(pg) = Postgres::start() else { return };
     let mut demo = Demo::start();
     ok(demo.sigil(1, &["secrets", "enable", "database"]));
-    ok(demo.sigil(
-        1,
-        &[
-            "write",
-            "database/config/pg",
-            "plugin_name=postgresql-database-plugin",
-            &format!("connection_url={}", pg.url()),
-            "username=postgres",
-            &format!("password={ROOT_PASSWORD}"),
-            "allowed_roles=*",
-        ],
-    ));
+    let args = pg.config_args();
+    ok(demo.sigil(1, &args.iter().map(String::as_str).collect::<Vec<_>>()));
     for (role, ttl) in [("short", "6s"), ("long", "10m")] {
         ok(demo.sigil(
             1,

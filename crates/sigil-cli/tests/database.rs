@@ -39,15 +39,8 @@ fn creds(v: &Value) -> Creds {
 
 fn configure_postgres(s: &Server, pg: &Postgres) {
     ok(s.sigil(&["secrets", "enable", "database"]));
-    ok(s.sigil(&[
-        "write",
-        "database/config/pg",
-        "plugin_name=postgresql-database-plugin",
-        &format!("connection_url={}", pg.url()),
-        "username=postgres",
-        &format!("password={ROOT_PASSWORD}"),
-        "allowed_roles=*",
-    ]));
+    let args = pg.config_args();
+    ok(s.sigil(&args.iter().map(String::as_str).collect::<Vec<_>>()));
     pg.admin("CREATE TABLE IF NOT EXISTS t (v int); INSERT INTO t VALUES (42)");
 }
 

@@ -64,6 +64,13 @@ pub struct JoinPackage {
     pub tls: Option<TlsBundle>,
 }
 
+impl Drop for JoinPackage {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.root_key.zeroize();
+    }
+}
+
 impl std::fmt::Debug for JoinPackage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JoinPackage")
@@ -181,6 +188,13 @@ pub struct HaNode {
     pub cluster_address: String,
     /// Whether it leads.
     pub active_node: bool,
+}
+
+impl Drop for TlsBundle {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.key_pem.zeroize();
+    }
 }
 
 impl std::fmt::Debug for TlsBundle {

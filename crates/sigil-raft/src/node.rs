@@ -274,9 +274,23 @@ impl ClusterNode {
 
     /// Whether this node leads now.
     pub fn is_leader(&self) -> bool {
+        self.leading_term().is_some()
+    }
+
+    /// The term in which this node leads, if it does (cheap: no copy of the membership).
+    pub fn leading_term(&self) -> Option<u64> {
         let m = self.raft.metrics();
         let m = m.borrow();
-        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+        (m.state == ServerState::Leader && m.current_leader == Some(self.id))
+            .then_some(m.current_term)
+    }
+
+    /// The leader, if this node knows it (cheap: only that member is copied).
+    pub fn leader(&self) -> Option<Member> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader?;
+        m.membership_config.membership().get_node(&id).cloned()
     }
 
     /// Whether this node has been part of a cluster (initialized, joined or restarted).

@@ -333,7 +333,7 @@ fn spawn_autopilot(cluster: Arc<crate::cluster::Cluster>) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let Some(since) = cluster.leading_since().filter(|_| cluster.active()) else {
+            let Some(since) = cluster.leading_since().filter(|_| cluster.is_active()) else {
                 continue;
             };
             let cluster = Arc::clone(&cluster);

@@ -181,6 +181,20 @@ impl Postgres {
     }
 
     /// Vault's connection URL for this server.
+    /// The `sigil write` arguments that configure a database connection `database/config/pg`
+    /// to this server as its superuser.
+    pub fn config_args(&self) -> Vec<String> {
+        vec![
+            "write".into(),
+            "database/config/pg".into(),
+            "plugin_name=postgresql-database-plugin".into(),
+            format!("connection_url={}", self.url()),
+            "username=postgres".into(),
+            format!("password={ROOT_PASSWORD}"),
+            "allowed_roles=*".into(),
+        ]
+    }
+
     pub fn url(&self) -> String {
         format!(
             "postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable",

@@ -60,8 +60,15 @@ pub(super) async fn serve_here(
         };
         return Here::Answered(forward::to_leader(cluster, parts, body, seen).await);
     }
-    let worker = Arc::clone(state);
-    match blocking(move || Ok(worker.activate())).await {
+    // Once per term the core is started again from storage (blocking); every other request
+    // only checks that this was done.
+    let ready = if cluster.is_active() {
+        Ok(true)
+    } else {
+        let worker = Arc::clone(state);
+        blocking(move || Ok(worker.activate())).await
+    };
+    match ready {
         Ok(true) => {}
         Ok(false) => {
             return Here::Answered(Err(ApiError::new(

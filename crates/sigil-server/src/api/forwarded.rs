@@ -90,6 +90,12 @@ async fn adopt_root(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
         root_key: String,
         root_term: u32,
     }
+    impl Drop for Root {
+        fn drop(&mut self) {
+            use zeroize::Zeroize as _;
+            self.root_key.zeroize();
+        }
+    }
     let Ok(root) = serde_json::from_slice::<Root>(&body) else {
         return (
             StatusCode::BAD_REQUEST,
@@ -97,16 +103,14 @@ async fn adopt_root(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
         )
             .into_response();
     };
-    let Some(secret) = sigil_crypto::b64url_decode(&root.root_key)
-        .ok()
-        .and_then(|k| <[u8; 32]>::try_from(k).ok())
-    else {
+    let decoded =
+        zeroize::Zeroizing::new(sigil_crypto::b64url_decode(&root.root_key).unwrap_or_default());
+    if decoded.len() != 32 {
         return (StatusCode::BAD_REQUEST, "root_key is not 32 bytes").into_response();
-    };
-    let key = sigil_crypto::BarrierKey::from_secret(
-        sigil_crypto::KeyTerm(root.root_term),
-        zeroize::Zeroizing::new(secret),
-    );
+    }
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    secret.copy_from_slice(&decoded);
+    let key = sigil_crypto::BarrierKey::from_secret(sigil_crypto::KeyTerm(root.root_term), secret);
     let taken = tokio::task::spawn_blocking(move || state.node.adopt_root(key)).await;
     match taken {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),

@@ -67,7 +67,7 @@ impl AppState {
     /// the active leader's.
     pub(crate) fn active_core(&self) -> Option<Arc<sigil_core::Core>> {
         match &self.cluster {
-            Some(c) if !c.active() => None,
+            Some(c) if !c.is_active() => None,
             _ => self.node.core(),
         }
     }

@@ -95,9 +95,7 @@ async fn snapshot(reply: &Reply<'_>, path: &str) -> Result<Response, ApiError> {
 /// `sys/metrics` for an authenticated caller with `read` on it (the plain listener is
 /// `--metrics-listen`).
 fn metrics(state: &AppState, reply: &Reply<'_>) -> Result<Response, ApiError> {
-    reply
-        .core
-        .authorize(&reply.authn.caller, "sys/metrics", &[Capability::Read])?;
+    reply.authorize("sys/metrics", Capability::Read)?;
     let text = telemetry::render(&state.node);
     reply.seal(sigil_core::Response::data(
         json!({ "format": "prometheus", "text": text }),

@@ -60,7 +60,7 @@ pub(crate) async fn to_leader(
     body: Body,
     seen: Seen,
 ) -> Result<Response, ApiError> {
-    let Some(leader) = cluster.raft.status().leader else {
+    let Some(leader) = cluster.raft.leader() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no leader is elected yet; try again",

@@ -249,14 +249,17 @@ pub async fn join_cluster(
         &envelope,
     )
     .map_err(|_| refused("the package does not open with this join key and server key".into()))?;
-    let package: JoinPackage = serde_json::from_slice(&plain)
+    let mut package: JoinPackage = serde_json::from_slice(&plain)
         .map_err(|e| refused(format!("the package does not decode: {e}")))?;
     raft.trust().expect(package.members.iter().cloned());
-    let secret: [u8; 32] = sigil_crypto::b64url_decode(&package.root_key)
-        .ok()
-        .and_then(|k| k.try_into().ok())
-        .ok_or_else(|| refused("the package's root key is not 32 bytes".into()))?;
-    let root = BarrierKey::from_secret(KeyTerm(package.root_term), Zeroizing::new(secret));
+    let decoded =
+        Zeroizing::new(sigil_crypto::b64url_decode(&package.root_key).unwrap_or_default());
+    if decoded.len() != 32 {
+        return Err(refused("the package's root key is not 32 bytes".into()));
+    }
+    let mut secret = Zeroizing::new([0u8; 32]);
+    secret.copy_from_slice(&decoded);
+    let root = BarrierKey::from_secret(KeyTerm(package.root_term), secret);
     tracing::info!("approved: waiting for the cluster's data to arrive");
     let deadline = Instant::now() + sigil_raft::CATCH_UP + Duration::from_secs(30);
     while !node.refresh().map_err(|e| refused(e.to_string()))? && !node.initialized() {
@@ -272,7 +275,7 @@ pub async fn join_cluster(
             "the cluster's root key did not unseal this node: {e}"
         ))
     })?;
-    Ok(package.tls)
+    Ok(package.tls.take())
 }
 
 fn http_client(ca_pem: Option<&str>) -> Result<reqwest::Client, String> {

@@ -120,16 +120,15 @@ impl Cluster {
 
     /// Makes this node's core current for its leadership: a node that has just become the
     /// leader starts its core again from storage (what the previous leader wrote), once per
-    /// term. Blocking.
+    /// term. Blocking when it starts the core; see [`Cluster::is_active`] for the cheap check.
     pub(crate) fn activate(&self, node: &Node) -> Activation {
-        let status = self.raft.status();
         let mut active = self.active_term.lock().unwrap_or_else(|e| e.into_inner());
-        if status.state != ServerState::Leader {
+        let Some(term) = self.raft.leading_term() else {
             *active = 0;
             *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
             return Activation::Follower;
-        }
-        if *active == status.term {
+        };
+        if *active == term {
             return Activation::Active;
         }
         if node.core().is_some() {
@@ -137,12 +136,9 @@ impl Cluster {
                 tracing::error!(error = %e, "this node leads but its core did not start again");
                 return Activation::Failed;
             }
-            tracing::info!(
-                term = status.term,
-                "leading: the core is started from storage"
-            );
+            tracing::info!(term, "leading: the core is started from storage");
         }
-        *active = status.term;
+        *active = term;
         *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(std::time::Instant::now());
         Activation::Started
@@ -153,10 +149,11 @@ impl Cluster {
         *self.leading_since.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the core may run background work now (sweepers): only on the active leader.
-    pub(crate) fn active(&self) -> bool {
+    /// Whether this node leads with a core started for its term: it may answer, and run
+    /// background work (sweepers). Cheap: the request path asks it for every request.
+    pub(crate) fn is_active(&self) -> bool {
         let term = *self.active_term.lock().unwrap_or_else(|e| e.into_inner());
-        term != 0 && self.raft.is_leader() && self.raft.status().term == term
+        term != 0 && self.raft.leading_term() == Some(term)
     }
 
     /// The package for `request`'s node: the root key, the members' fingerprints and (when this
@@ -224,11 +221,13 @@ impl Cluster {
         let Some(root) = node.root_key() else {
             return 0;
         };
-        let body = serde_json::json!({
-            "root_key": sigil_crypto::b64url_encode(root.expose_secret()),
-            "root_term": root.term().0,
-        });
-        let body = Zeroizing::new(serde_json::to_vec(&body).expect("serializes"));
+        // Built by hand so the key's only copies are zeroized: base64url needs no escaping.
+        let key = Zeroizing::new(sigil_crypto::b64url_encode(root.expose_secret()));
+        let body = Zeroizing::new(format!(
+            r#"{{"root_key":"{}","root_term":{}}}"#,
+            key.as_str(),
+            root.term().0
+        ));
         let me = self.raft.me().name.clone();
         let mut took = 0;
         for peer in self.raft.status().peers {
@@ -241,7 +240,7 @@ impl Cluster {
                 .peer_client()
                 .post(url)
                 .timeout(std::time::Duration::from_secs(10))
-                .body(body.to_vec())
+                .body(body.as_bytes().to_vec())
                 .send()
                 .await;
             match sent {
