@@ -156,13 +156,19 @@ impl std::fmt::Debug for ClusterNode {
     }
 }
 
+/// How long dropping a node waits for its tasks to end.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
 impl Drop for ClusterNode {
     fn drop(&mut self) {
         self.listener.abort();
         let raft = self.raft.clone();
         let _ = self.run(async move { raft.shutdown().await });
+        // Wait (bounded) until the runtime's tasks are gone: they hold the Raft file, and a
+        // node opened again on the same directory must find it unlocked. From another thread,
+        // because this one may be a worker of another runtime, where blocking is refused.
         if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
+            let _ = std::thread::spawn(move || rt.shutdown_timeout(SHUTDOWN_WAIT)).join();
         }
     }
 }
