@@ -224,7 +224,7 @@ impl WrapStore {
         batch.put(&key, serde_json::to_vec(&record).expect("wrap serializes"));
         match self.view.apply(batch) {
             Ok(()) => {}
-            Err(CoreError::Conflict(_)) => {
+            Err(CoreError::Contended) => {
                 return Err(CoreError::bad("this wrap id is already in use"));
             }
             Err(e) => return Err(e),
@@ -399,7 +399,7 @@ impl WrapStore {
         batch.put(&key, serde_json::to_vec(record).expect("wrap serializes"));
         match self.view.apply(batch) {
             Ok(()) => Ok(true),
-            Err(CoreError::Conflict(_)) => Ok(false),
+            Err(CoreError::Contended) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -498,7 +498,7 @@ impl WrapStore {
             // A concurrent unwrap wins; the next sweep looks again.
             match self.view.apply(batch) {
                 Ok(()) => changed += 1,
-                Err(CoreError::Conflict(_)) => {}
+                Err(CoreError::Contended) => {}
                 Err(e) => return Err(e),
             }
         }

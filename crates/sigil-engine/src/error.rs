@@ -17,9 +17,13 @@ pub enum CoreError {
     /// Nothing there (404).
     #[error("{0}")]
     NotFound(String),
-    /// Check-and-set mismatch (409).
+    /// Check-and-set mismatch, a replayed request, a name in use (409).
     #[error("{0}")]
     Conflict(String),
+    /// A batch's condition failed because another writer changed the key first (409): nothing
+    /// was written; running the request again works on what that writer left.
+    #[error("concurrent write to the same key, retry")]
+    Contended,
     /// Method not supported on this path (405).
     #[error("unsupported operation")]
     UnsupportedOperation,
@@ -78,6 +82,7 @@ impl CoreError {
             | CoreError::GrantRefused(_)
             | CoreError::NotFound(_)
             | CoreError::Conflict(_)
+            | CoreError::Contended
             | CoreError::UnsupportedOperation => Severity::Request,
             CoreError::AuditUnavailable | CoreError::Unavailable(_) => Severity::Unavailable,
             CoreError::Integrity | CoreError::Storage(_) | CoreError::Internal(_) => {
@@ -101,9 +106,7 @@ impl CoreError {
 impl From<StorageError> for CoreError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::Conflict { .. } => {
-                CoreError::Conflict("concurrent write to the same key, retry".into())
-            }
+            StorageError::Conflict { .. } => CoreError::Contended,
             StorageError::Stopped { .. } => CoreError::StorageStopped,
             e => CoreError::Storage(e),
         }

@@ -156,6 +156,9 @@ impl std::fmt::Debug for ClusterNode {
     }
 }
 
+/// At most this many entries go in one AppendEntries.
+const MAX_PAYLOAD_ENTRIES: u64 = 32;
+
 /// How long dropping a node waits for its tasks to end.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
@@ -171,6 +174,13 @@ impl Drop for ClusterNode {
             let _ = std::thread::spawn(move || rt.shutdown_timeout(SHUTDOWN_WAIT)).join();
         }
     }
+}
+
+/// Whether the last entry applied here was written in the current term.
+fn applied_in_term(m: &openraft::RaftMetrics<NodeId, Member>) -> bool {
+    m.last_applied
+        .as_ref()
+        .is_some_and(|l| l.leader_id.term == m.current_term)
 }
 
 /// Runs `fut` on `rt` and waits for it from any thread (even one of another runtime's workers,
@@ -214,6 +224,10 @@ impl ClusterNode {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.timing.snapshot_every),
             max_in_snapshot_log_to_keep: config.timing.keep_after_snapshot,
             purge_batch_size: 64,
+            // openraft gives an AppendEntries one heartbeat interval to complete: a member
+            // catching up on large entries must get them in pieces that fit, or it never
+            // catches up (and, hearing no leader, calls elections).
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             ..Default::default()
         }
         .validate()
@@ -288,6 +302,16 @@ impl ClusterNode {
         let m = self.raft.metrics();
         let m = m.borrow();
         (m.state == ServerState::Leader && m.current_leader == Some(self.id))
+            .then_some(m.current_term)
+    }
+
+    /// The term in which this node leads and has applied an entry of that term, so that
+    /// everything committed before its election is applied here too: what it reads is
+    /// current. `None` while a new leader is still catching up (Raft's rule for reads).
+    pub fn serving_term(&self) -> Option<u64> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        (m.state == ServerState::Leader && m.current_leader == Some(self.id) && applied_in_term(&m))
             .then_some(m.current_term)
     }
 
@@ -441,6 +465,19 @@ impl ClusterNode {
         }
     }
 
+    /// Waits up to `timeout` until this node leads and has applied an entry of its term (a
+    /// new cluster of one, before it takes requests).
+    pub fn wait_serving(&self, timeout: Duration) -> Result<(), ClusterError> {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.serving_term().is_none() {
+            if std::time::Instant::now() > deadline {
+                return Err(ClusterError::NotLeader { leader: None });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
     /// Waits up to `timeout` until this node has applied entry `index`.
     pub fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ClusterError> {
         let raft = self.raft.clone();
@@ -512,6 +549,7 @@ impl ClusterNode {
         let m = m.borrow();
         m.state == ServerState::Leader
             && m.current_leader == Some(self.id)
+            && applied_in_term(&m)
             && m.millis_since_quorum_ack.is_some_and(|ms| ms < lease)
     }
 }

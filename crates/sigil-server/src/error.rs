@@ -74,7 +74,7 @@ fn status_of(e: &CoreError) -> StatusCode {
         CoreError::Forbidden | CoreError::GrantRefused(_) => StatusCode::FORBIDDEN,
         CoreError::NotFound(_) => StatusCode::NOT_FOUND,
         CoreError::UnsupportedOperation => StatusCode::METHOD_NOT_ALLOWED,
-        CoreError::Conflict(_) => StatusCode::CONFLICT,
+        CoreError::Conflict(_) | CoreError::Contended => StatusCode::CONFLICT,
         CoreError::Unavailable(_) => StatusCode::BAD_GATEWAY,
         CoreError::AuditUnavailable | CoreError::StorageStopped | CoreError::Keyring(_) => {
             StatusCode::SERVICE_UNAVAILABLE
@@ -137,6 +137,7 @@ mod tests {
             (CoreError::NotFound(String::new()), 404),
             (CoreError::UnsupportedOperation, 405),
             (CoreError::Conflict("cas".into()), 409),
+            (CoreError::Contended, 409),
             (CoreError::Integrity, 500),
             (CoreError::rng(), 500),
             (CoreError::Unavailable("db".into()), 502),

@@ -3,6 +3,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod databases;
+pub mod demo;
+pub mod linearizability;
 pub mod raw;
 
 use std::io::{BufRead as _, BufReader};

@@ -49,7 +49,7 @@ impl AppState {
         };
         match cluster.activate(&self.node) {
             Activation::Active => true,
-            Activation::Follower | Activation::Failed => false,
+            Activation::Follower | Activation::CatchingUp | Activation::Failed => false,
             Activation::Started => {
                 if let Some(core) = self.node.core() {
                     let now = sigil_engine::timefmt::unix_now();

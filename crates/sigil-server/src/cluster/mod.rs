@@ -64,6 +64,8 @@ pub(crate) enum Activation {
     Active,
     /// It has just started leading: its core was started again from storage.
     Started,
+    /// It leads but has not applied an entry of its term yet (what it holds may be behind).
+    CatchingUp,
     /// It leads but its core could not start (it is sealed now, and says why).
     Failed,
 }
@@ -130,6 +132,11 @@ impl Cluster {
         };
         if *active == term {
             return Activation::Active;
+        }
+        // Storage holds everything committed before this election only once an entry of
+        // this term is applied here.
+        if self.raft.serving_term() != Some(term) {
+            return Activation::CatchingUp;
         }
         if node.core().is_some() {
             if let Err(e) = node.reopen() {

@@ -59,7 +59,7 @@ pub(super) async fn start(dir: &Path, plan: &Plan, raft: &RaftPlan) -> anyhow::R
         let c = Arc::clone(&cluster);
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             c.initialize().context("cannot start a new cluster")?;
-            c.wait_for_leader(Duration::from_secs(30))
+            c.wait_serving(Duration::from_secs(30))
                 .context("this node did not become the leader of its new cluster")?;
             Ok(())
         })
