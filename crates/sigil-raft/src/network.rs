@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::types::{Member, NodeId, TypeConfig};
+use crate::types::{Change, Entry, Member, NodeId, TypeConfig};
 
 /// Raft's RPC paths on the cluster listener.
 pub(crate) const APPEND: &str = "/v1/cluster/raft/append";
@@ -110,6 +110,26 @@ pub(crate) struct Peer {
     node: Member,
 }
 
+/// The most entry bytes (keys and values) one AppendEntries carries; at least one entry goes.
+const APPEND_BUDGET: usize = 256 * 1024;
+
+/// How many of `entries`, from the first, fit in `budget` bytes (at least one).
+fn entries_within(entries: &[Entry], budget: usize) -> usize {
+    let mut used = 0;
+    for (i, e) in entries.iter().enumerate() {
+        used += match &e.payload {
+            openraft::EntryPayload::Normal(command) => {
+                command.changes.iter().map(Change::size).sum::<usize>()
+            }
+            _ => 0,
+        };
+        if used > budget {
+            return i.max(1);
+        }
+    }
+    entries.len()
+}
+
 type RpcResult<T, E> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
 
 impl Peer {
@@ -165,10 +185,21 @@ impl Peer {
 impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        self.call(APPEND, &rpc, &option).await
+        // openraft gives an AppendEntries one heartbeat interval: a member catching up on large
+        // entries gets them in pieces that fit, and says how far it got (a partial success).
+        let keep = entries_within(&rpc.entries, APPEND_BUDGET);
+        if keep == rpc.entries.len() {
+            return self.call(APPEND, &rpc, &option).await;
+        }
+        rpc.entries.truncate(keep);
+        let last = rpc.entries.last().map(|e| e.log_id);
+        match self.call(APPEND, &rpc, &option).await? {
+            AppendEntriesResponse::Success => Ok(AppendEntriesResponse::PartialSuccess(last)),
+            other => Ok(other),
+        }
     }
 
     async fn install_snapshot(
@@ -185,5 +216,38 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
         self.call(VOTE, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    use super::*;
+    use crate::types::Command;
+
+    fn entry(index: u64, bytes: usize) -> Entry {
+        let change = Change {
+            expect: vec![],
+            writes: vec![("k".into(), Some(vec![0; bytes]))],
+            shred: false,
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(Command {
+                changes: vec![change],
+            }),
+        }
+    }
+
+    #[test]
+    fn large_entries_go_in_pieces_that_fit_and_at_least_one_goes() {
+        let small: Vec<Entry> = (1..=100).map(|i| entry(i, 100)).collect();
+        assert_eq!(entries_within(&small, APPEND_BUDGET), 100);
+        let large: Vec<Entry> = (1..=10).map(|i| entry(i, 100_000)).collect();
+        assert_eq!(entries_within(&large, APPEND_BUDGET), 2);
+        let huge = vec![entry(1, 10 * APPEND_BUDGET), entry(2, 1)];
+        assert_eq!(entries_within(&huge, APPEND_BUDGET), 1);
+        assert_eq!(entries_within(&[], APPEND_BUDGET), 0);
     }
 }

@@ -46,8 +46,10 @@ pub struct NodeConfig {
 }
 
 /// Raft's clock: how often a leader speaks, and how long a follower waits before it stands
-/// for election (a random time between the two bounds); and how long the log grows before it
-/// is compacted into a snapshot.
+/// for election; and how long the log grows before it is compacted into a snapshot. A follower
+/// that stops hearing its leader waits `election_max` (openraft's leader lease: it refuses
+/// other candidates meanwhile) plus a random time between the two bounds: 1.5–2 s by default.
+/// An AppendEntries must complete within one heartbeat.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     /// Between a leader's heartbeats.
@@ -68,8 +70,8 @@ impl Default for Timing {
     fn default() -> Self {
         Timing {
             heartbeat: Duration::from_millis(150),
-            election_min: Duration::from_millis(750),
-            election_max: Duration::from_millis(1500),
+            election_min: Duration::from_millis(500),
+            election_max: Duration::from_millis(1000),
             snapshot_every: 10_000,
             keep_after_snapshot: 1_000,
         }
@@ -156,9 +158,6 @@ impl std::fmt::Debug for ClusterNode {
     }
 }
 
-/// At most this many entries go in one AppendEntries.
-const MAX_PAYLOAD_ENTRIES: u64 = 32;
-
 /// How long dropping a node waits for its tasks to end.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
@@ -224,10 +223,6 @@ impl ClusterNode {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.timing.snapshot_every),
             max_in_snapshot_log_to_keep: config.timing.keep_after_snapshot,
             purge_batch_size: 64,
-            // openraft gives an AppendEntries one heartbeat interval to complete: a member
-            // catching up on large entries must get them in pieces that fit, or it never
-            // catches up (and, hearing no leader, calls elections).
-            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             ..Default::default()
         }
         .validate()
@@ -476,18 +471,6 @@ impl ClusterNode {
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
-    }
-
-    /// Waits up to `timeout` until this node has applied entry `index`.
-    pub fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ClusterError> {
-        let raft = self.raft.clone();
-        self.run(async move {
-            raft.wait(Some(timeout))
-                .applied_index_at_least(Some(index), "applied")
-                .await
-                .map(|_| ())
-                .map_err(raft_error)
-        })
     }
 
     /// What this node knows of the cluster.
