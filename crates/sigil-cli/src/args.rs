@@ -386,11 +386,23 @@ pub(crate) enum SnapshotCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Restore a snapshot into a new cluster before it is initialized (no key needed, as for
-    /// init): it is then sealed with the snapshot's admins and server key.
+    /// Restore a snapshot. Into a new cluster before it is initialized (no key needed, as for
+    /// init): it is then sealed with the snapshot's admins and server key. Over a running
+    /// cluster (sudo on sys/storage/raft/snapshot): only a snapshot of this cluster, taken
+    /// since its last rekey; it is staged and runs once a threshold of the seal admins run
+    /// `sigil operator raft snapshot approve DIGEST`.
     Restore {
         /// The snapshot (or a `sigil operator backup` file).
         file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Approve the staged restore as a seal admin (signed with your admin key); the last
+    /// approval needed carries it out.
+    Approve {
+        /// The staged restore's digest, as `restore` printed it (or
+        /// `sigil read sys/storage/raft/snapshot/restore` shows it).
+        digest: String,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -263,3 +263,28 @@ pub struct AutopilotServer {
     /// `leader`, `voter` or `non-voter`.
     pub status: String,
 }
+
+/// `sys/storage/raft/snapshot/restore` and the answers to staging and approving a restore over
+/// the running cluster (docs/operations/cluster.md).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RestoreStatus {
+    /// Whether a restore is staged.
+    pub staged: bool,
+    /// SHA-256 over the staged restore (its nonce, deadline and the snapshot's checksum);
+    /// each approval carries it.
+    pub digest: String,
+    /// Unix seconds after which approvals are refused.
+    pub deadline: i64,
+    /// The snapshot's entries.
+    pub entries: u64,
+    /// When it was taken (RFC 3339).
+    pub created: String,
+    /// The newest keyring term in it.
+    pub keyring_term: u32,
+    /// Keyids of the seal admins who approved.
+    pub approvals: Vec<String>,
+    /// Approvals needed (the seal threshold).
+    pub required: u8,
+    /// Set on the answer to the approval that carried out the restore.
+    pub complete: bool,
+}

@@ -139,7 +139,19 @@ pub(crate) const SERVER_ENDPOINTS: &[ServerEndpoint] = &[
         "sys/storage/raft/snapshot",
         &["GET", "POST", "PUT"],
         Auth::Sealed,
-        "Cluster: GET a signed snapshot of the whole storage (sudo); POST one into a new, uninitialized cluster (no key needed then)",
+        "Cluster: GET a signed snapshot of the whole storage (sudo); POST one into a new, uninitialized cluster (no key needed then), or stage it over the running cluster (sudo; it runs once the seal admins approve)",
+    ),
+    ep(
+        "sys/storage/raft/snapshot/restore",
+        &["GET", "DELETE"],
+        Auth::Sealed,
+        "Cluster: the staged restore and its approvals, or drop it (sudo)",
+    ),
+    ep(
+        "sys/storage/raft/snapshot/approve",
+        &["POST", "PUT"],
+        Auth::Signed,
+        "Cluster: a seal admin approves the staged restore; the last approval needed carries it out",
     ),
     ep(
         "sys/storage/raft/approve",
@@ -395,6 +407,7 @@ mod tests {
             "sys/storage/snapshot",
             "sys/storage/raft/approve",
             "sys/storage/raft/remove-peer",
+            "sys/storage/raft/snapshot/restore",
             "sys/storage/raft/configuration",
             "sys/ha-status",
             "sys/step-down",

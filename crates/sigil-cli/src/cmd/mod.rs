@@ -15,6 +15,7 @@ mod policy;
 mod raft;
 mod secrets;
 mod server;
+mod typed;
 
 use std::process::ExitCode;
 

@@ -4,14 +4,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use serde_json::Value;
-
 use sigil_crypto::PublicIdentity;
 
 use sigil_proto::sys::{
     InitRequest, InitResponse, RekeyApproval, RekeyRequest, RekeyStatus, SealStatus,
 };
 
+use super::typed::{seal_status, typed};
 use crate::args::{AdminSet, ClientArgs, Format, OperatorCommand, RekeyCommand};
 use crate::config::{self, Needs};
 use crate::{keyfile, output};
@@ -30,12 +29,6 @@ fn admin_set(set: &AdminSet) -> anyhow::Result<Admins> {
         names: named.iter().map(|(n, _)| n.clone()).collect(),
         named,
     })
-}
-
-/// A JSON answer as the wire type it is documented to be.
-fn typed<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> anyhow::Result<T> {
-    serde_json::from_value(value)
-        .with_context(|| format!("the server's {what} answer is not as documented"))
 }
 
 fn progress_line(status: &SealStatus) -> String {
@@ -253,16 +246,6 @@ fn print_rekey(status: &RekeyStatus) {
         "Each current admin reviews this and runs: sigil operator rekey approve -digest={}",
         status.digest
     );
-}
-
-/// `sys/seal-status`, typed.
-async fn seal_status(c: &sigil_client::Client) -> anyhow::Result<SealStatus> {
-    let body = c
-        .plain("GET", "sys/seal-status", None)
-        .await?
-        .body
-        .unwrap_or_default();
-    typed(body, "sys/seal-status")
 }
 
 async fn rekey(cmd: RekeyCommand) -> anyhow::Result<ExitCode> {

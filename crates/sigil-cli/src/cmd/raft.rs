@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
-use sigil_proto::raft::{Approve, Configuration, RemovePeer};
+use sigil_proto::raft::{Approve, Configuration, RemovePeer, RestoreStatus};
+use sigil_proto::sys::RekeyApproval;
 
 use anyhow::Context as _;
 
@@ -78,32 +79,72 @@ pub(crate) async fn run(cmd: RaftCommand) -> anyhow::Result<ExitCode> {
             save_snapshot(&client, "sys/storage/raft/snapshot", &file, "Snapshot").await?;
         }
         RaftCommand::Snapshot(SnapshotCommand::Restore { file, client }) => {
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            // Checked here first: whole, and (with SIGIL_SERVER_KEY) made by the server pinned.
-            let snapshot = sigil_core::snapshot::decode(&bytes, client.server_key.as_deref())?;
-            if client.server_key.is_none() {
-                eprintln!(
-                    "Note: no --server-key (or SIGIL_SERVER_KEY): the snapshot's signature is checked, but not whose it is."
+            restore(&file, &client).await?;
+        }
+        RaftCommand::Snapshot(SnapshotCommand::Approve { digest, client }) => {
+            let c = config::client_with(&client, Needs::Key)?;
+            let approval = serde_json::to_value(RekeyApproval { digest })?;
+            let status: RestoreStatus = super::typed::typed(
+                c.signed_plain("POST", "sys/storage/raft/snapshot/approve", &approval)
+                    .await?,
+                "sys/storage/raft/snapshot/approve",
+            )?;
+            if status.complete {
+                println!(
+                    "Success! Restored {} entries (taken at {}) over the running cluster; the keyring has a new term.",
+                    status.entries, status.created
+                );
+            } else {
+                println!(
+                    "Approved: {} of {} approvals (digest {}).",
+                    status.approvals.len(),
+                    status.required,
+                    status.digest
                 );
             }
-            let c = config::client_with(&client, Needs::Nothing)?;
-            let body = json!({ "snapshot": sigil_crypto::b64url_encode(&bytes) });
-            c.plain("POST", "sys/storage/raft/snapshot", Some(&body))
-                .await?;
-            let h = snapshot.header;
-            println!(
-                "Success! Restored {} entries (keyring term {}, taken at {}). The cluster is sealed until the snapshot's admins run `sigil operator unseal`; its server key is the snapshot's: {}",
-                h.entries,
-                h.keyring_term,
-                h.created,
-                sigil_crypto::PublicIdentity::parse(&h.server_key)
-                    .map(|k| k.keyid().to_string())
-                    .unwrap_or_default()
-            );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `snapshot restore FILE`: into a new cluster (unauthenticated), or staged over a running one.
+async fn restore(file: &std::path::Path, client: &ClientArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // Checked here first: whole, and (with SIGIL_SERVER_KEY) made by the server pinned.
+    let snapshot = sigil_core::snapshot::decode(&bytes, client.server_key.as_deref())?;
+    if client.server_key.is_none() {
+        eprintln!(
+            "Note: no --server-key (or SIGIL_SERVER_KEY): the snapshot's signature is checked, but not whose it is."
+        );
+    }
+    let c = config::client_with(client, Needs::Nothing)?;
+    let body = json!({ "snapshot": sigil_crypto::b64url_encode(&bytes) });
+    let h = snapshot.header;
+    if !super::typed::seal_status(&c).await?.initialized {
+        c.plain("POST", "sys/storage/raft/snapshot", Some(&body))
+            .await?;
+        println!(
+            "Success! Restored {} entries (keyring term {}, taken at {}). The cluster is sealed until the snapshot's admins run `sigil operator unseal`; its server key is the snapshot's: {}",
+            h.entries,
+            h.keyring_term,
+            h.created,
+            sigil_crypto::PublicIdentity::parse(&h.server_key)
+                .map(|k| k.keyid().to_string())
+                .unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let c = config::client(client)?;
+    let resp = c
+        .request("POST", "sys/storage/raft/snapshot", Some(&body))
+        .await?;
+    let status: RestoreStatus =
+        super::typed::typed(resp.data().clone(), "sys/storage/raft/snapshot")?;
+    println!(
+        "Staged: a restore of {} entries (taken at {}) over the running cluster. It rewrites everything, so it runs once {} seal admin(s) approve it within the hour, each with:\n\n  sigil operator raft snapshot approve {}\n\nCancel it with: sigil delete sys/storage/raft/snapshot/restore",
+        status.entries, status.created, status.required, status.digest
+    );
+    Ok(())
 }
 
 async fn autopilot(cmd: AutopilotCommand) -> anyhow::Result<()> {

@@ -89,6 +89,39 @@ impl Node {
         Ok(())
     }
 
+    /// How many seal admins must approve what needs their quorum (a restore over the running
+    /// cluster), if `keyid` is one of them ([`CoreError::Forbidden`] if not).
+    pub fn admin_quorum(&self, keyid: &str) -> Result<u8, CoreError> {
+        let (config, _) = self.unsealed_config()?;
+        if !config.admins.iter().any(|a| a.keyid == keyid) {
+            return Err(CoreError::Forbidden);
+        }
+        Ok(config.threshold)
+    }
+
+    /// Whether the keyring in `entries` (a snapshot's) opens with this node's root key. One
+    /// taken before a rekey does not: restoring it over the running cluster would leave every
+    /// member with a root key that opens nothing.
+    pub fn opens(&self, entries: &[(String, Vec<u8>)]) -> Result<(), CoreError> {
+        let root = self
+            .root_key()
+            .ok_or_else(|| CoreError::bad("the node is sealed"))?;
+        let keyring_keys = [
+            sigil_engine::barrier::KEYRING_KEY,
+            sigil_engine::key_usage::USAGE_KEY,
+        ];
+        let mut batch = sigil_storage::Batch::new();
+        for (k, v) in entries
+            .iter()
+            .filter(|(k, _)| keyring_keys.contains(&k.as_str()))
+        {
+            batch = batch.put(k.clone(), v.clone());
+        }
+        let backend = Arc::new(sigil_storage::MemoryBackend::new());
+        sigil_storage::Backend::apply(backend.as_ref(), batch)?;
+        sigil_engine::Barrier::open(backend, root).map(|_| ())
+    }
+
     /// Starts the core again from storage with the same root key: a node that becomes the
     /// cluster's leader reads what the previous leader wrote (identities, policies, mounts,
     /// leases) instead of what it had cached. A root key that no longer opens the keyring (a

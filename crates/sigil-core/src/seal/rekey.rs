@@ -47,7 +47,7 @@ fn digest(
 }
 
 impl Node {
-    fn unsealed_config(&self) -> Result<(Arc<SealConfig>, Arc<crate::Core>), CoreError> {
+    pub(super) fn unsealed_config(&self) -> Result<(Arc<SealConfig>, Arc<crate::Core>), CoreError> {
         match &*self.state.read().unwrap_or_else(|e| e.into_inner()) {
             State::Unsealed(Some(c), core) => Ok((Arc::clone(c), Arc::clone(core))),
             State::Unsealed(None, _) => Err(CoreError::bad(

@@ -56,6 +56,20 @@ fn unseal_as(node: &Node, admin: &SecretIdentity) -> Result<SealStatus, CoreErro
     node.submit_share(&keyid, &body)
 }
 
+/// A node with admins `a` and `b` (both needed), unsealed; `d` is no admin.
+fn unsealed_by_two() -> (Node, SecretIdentity, SecretIdentity, SecretIdentity) {
+    let (a, b, d) = (
+        SecretIdentity::generate().unwrap(),
+        SecretIdentity::generate().unwrap(),
+        SecretIdentity::generate().unwrap(),
+    );
+    let node = node();
+    node.init(admins(&[&a, &b]), 2).unwrap();
+    unseal_as(&node, &a).unwrap();
+    unseal_as(&node, &b).unwrap();
+    (node, a, b, d)
+}
+
 #[test]
 fn a_quorum_unseals_and_data_outlives_a_seal() {
     let (a, b, c) = (
@@ -118,15 +132,7 @@ fn a_quorum_unseals_and_data_outlives_a_seal() {
 
 #[test]
 fn a_rekey_needs_the_current_quorum_and_retires_old_shares() {
-    let (a, b, d) = (
-        SecretIdentity::generate().unwrap(),
-        SecretIdentity::generate().unwrap(),
-        SecretIdentity::generate().unwrap(),
-    );
-    let node = node();
-    node.init(admins(&[&a, &b]), 2).unwrap();
-    unseal_as(&node, &a).unwrap();
-    unseal_as(&node, &b).unwrap();
+    let (node, a, b, d) = unsealed_by_two();
     let now = 1_000_000;
     let proposal = node.rekey_start(admins(&[&d]), 1, 600, now).unwrap();
     assert!(proposal.started && proposal.required == 2);
@@ -218,4 +224,35 @@ fn a_keyring_that_does_not_decrypt_keeps_the_node_sealed_and_says_why() {
     let status = node.status();
     assert!(status.sealed && status.sealed_because.unwrap().contains("a test fault"));
     assert!(node.core().is_none());
+}
+
+#[test]
+fn only_seal_admins_count_and_a_keyring_from_before_a_rekey_does_not_open() {
+    let (node, a, b, d) = unsealed_by_two();
+    assert_eq!(node.admin_quorum(a.public().keyid().as_str()).unwrap(), 2);
+    assert!(matches!(
+        node.admin_quorum(d.public().keyid().as_str()),
+        Err(CoreError::Forbidden)
+    ));
+    // The storage as a snapshot would hold it: its keyring opens with the root key now...
+    let snapshot: Vec<(String, Vec<u8>)> = node
+        .backend
+        .list("")
+        .unwrap()
+        .into_iter()
+        .map(|k| {
+            let v = node.backend.get(&k).unwrap().unwrap();
+            (k, v)
+        })
+        .collect();
+    node.opens(&snapshot).unwrap();
+    assert!(node.opens(&[]).is_err(), "no keyring, nothing opens");
+    // ...and no longer after a rekey (a new root key).
+    let now = 1_000_000;
+    let p = node.rekey_start(admins(&[&d]), 1, 600, now).unwrap();
+    node.rekey_approve(a.public().keyid().as_str(), &p.digest, now)
+        .unwrap();
+    node.rekey_approve(b.public().keyid().as_str(), &p.digest, now)
+        .unwrap();
+    assert!(matches!(node.opens(&snapshot), Err(CoreError::Keyring(_))));
 }

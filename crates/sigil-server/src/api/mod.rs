@@ -12,6 +12,7 @@ mod logical;
 mod plain;
 mod public;
 mod rekey;
+mod restore;
 mod state;
 mod sys;
 mod unseal;
@@ -145,10 +146,17 @@ async fn serve(
         return Err(unavailable(node));
     };
     let mut trail = Trail::new(&parts, raw_path)?;
-    if raw_path == "sys/rekey/approve"
-        && (parts.method == Method::POST || parts.method == Method::PUT)
-    {
-        let outcome = rekey::approve(&state, &core, &parts, body, &mut trail).await;
+    // Approvals signed by seal admins (who need not be identities).
+    let approval = matches!(
+        raw_path,
+        "sys/rekey/approve" | "sys/storage/raft/snapshot/approve"
+    ) && (parts.method == Method::POST || parts.method == Method::PUT);
+    if approval {
+        let outcome = if raw_path == "sys/rekey/approve" {
+            rekey::approve(&state, &core, &parts, body, &mut trail).await
+        } else {
+            restore::approve(&state, &core, &parts, body, &mut trail).await
+        };
         return trail.finish(&core, outcome).await;
     }
     // Response wrapping (docs/e2e.md): in the query, so the request's signature covers it.
@@ -197,6 +205,7 @@ pub(crate) const UNAUTHENTICATED: &[&str] = &[
     "sys/unseal",
     "sys/unseal/share",
     "sys/rekey/approve",
+    "sys/storage/raft/snapshot/approve",
     "sys/leader",
     "sys/storage/raft/join",
     "sys/storage/raft/peers",

@@ -56,14 +56,15 @@ pub(super) fn cancel(
     reply.receipt(StatusCode::NO_CONTENT)
 }
 
-/// `sys/rekey/approve`: signed by a current seal admin, audited like every other write.
-pub(super) async fn approve(
+/// An approval signed by a seal admin (`{"digest": …}`), authenticated and audited like every
+/// write before anything is counted: the signer's keyid and the digest.
+pub(super) async fn admin_approval(
     state: &Arc<AppState>,
     core: &Arc<Core>,
     parts: &Parts,
     body: Body,
     trail: &mut Trail,
-) -> Result<(Response, Option<Value>), ApiError> {
+) -> Result<(String, String), ApiError> {
     let (authn, body) = authenticate(state, &state.node, parts, body).await?;
     let keyid = authn.caller.0.clone();
     let name = core
@@ -74,12 +75,24 @@ pub(super) async fn approve(
     trail.operation = Some(Operation::Update);
     trail.record_signature(parts);
     let approval: RekeyApproval = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::bad_request("expected {\"digest\": \"<proposal digest>\"}"))?;
+        .map_err(|_| ApiError::bad_request("expected {\"digest\": \"<digest>\"}"))?;
     let data = json!({ "digest": approval.digest });
     audit_request(core, || trail.request_entry(Some(&data))).await?;
+    Ok((keyid, approval.digest))
+}
+
+/// `sys/rekey/approve`: signed by a current seal admin, audited like every other write.
+pub(super) async fn approve(
+    state: &Arc<AppState>,
+    core: &Arc<Core>,
+    parts: &Parts,
+    body: Body,
+    trail: &mut Trail,
+) -> Result<(Response, Option<Value>), ApiError> {
+    let (keyid, digest) = admin_approval(state, core, parts, body, trail).await?;
     let worker = Arc::clone(state);
     let (response, complete) = blocking(move || {
-        let status = worker.node.rekey_approve(&keyid, &approval.digest, now())?;
+        let status = worker.node.rekey_approve(&keyid, &digest, now())?;
         Ok((plain_json(StatusCode::OK, &status), status.complete))
     })
     .await?;

@@ -1,6 +1,6 @@
 //! The server's own endpoints behind authentication (they need more than the core: the
 //! node, the configuration, the listener's channels): `sys/seal`, `sys/reload`,
-//! `sys/storage/snapshot`, `sys/metrics`, and the rekey proposal.
+//! `sys/storage/snapshot`, `sys/metrics`, the rekey proposal and a staged restore.
 
 use std::sync::Arc;
 
@@ -11,8 +11,8 @@ use sigil_core::Operation;
 use sigil_core::policy::Capability;
 
 use super::blocking::blocking;
-use super::rekey;
 use super::state::AppState;
+use super::{rekey, restore};
 use crate::audit_trail::Trail;
 use crate::error::ApiError;
 use crate::sealing::Reply;
@@ -40,9 +40,15 @@ pub(super) async fn handle(
         ("sys/storage/snapshot" | "sys/storage/raft/snapshot", Operation::Read) => {
             snapshot(reply, path).await
         }
-        ("sys/storage/raft/snapshot", _) if write => Err(ApiError::bad_request(
-            "restoring over an initialized cluster is not supported yet: restore into a new cluster (before init), or restore a node's data directory while it is stopped",
-        )),
+        ("sys/storage/raft/snapshot", _) if write => {
+            restore::stage(state, reply, path, data.take()).await
+        }
+        ("sys/storage/raft/snapshot/restore", Operation::Read) => {
+            restore::status(state, reply, path)
+        }
+        ("sys/storage/raft/snapshot/restore", Operation::Delete) => {
+            restore::cancel(state, reply, path)
+        }
         ("sys/metrics", Operation::Read) => metrics(state, reply),
         ("sys/seal", _) if write => seal(state, reply, path, trail).await,
         _ => return None,

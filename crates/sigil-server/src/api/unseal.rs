@@ -80,7 +80,7 @@ async fn restore_fresh(
         let snapshot = sigil_core::snapshot::decode(&bytes, None)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let header = snapshot.header;
-        crate::cluster::restore_into_empty(&cluster, &worker.node, snapshot.entries)?;
+        crate::cluster::restore::into_empty(&cluster.raft, &worker.node, snapshot.entries)?;
         tracing::info!(
             entries = header.entries,
             keyring_term = header.keyring_term,

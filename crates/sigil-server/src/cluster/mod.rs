@@ -6,6 +6,7 @@
 pub(crate) mod autopilot;
 pub(crate) mod forward;
 pub(crate) mod join;
+pub(crate) mod restore;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -15,45 +16,6 @@ use sigil_crypto::SealInfo;
 use sigil_proto::raft::{self as wire, JoinPackage, JoinRequest, SealedPackage, TlsBundle};
 use sigil_raft::{ClusterNode, ServerState, Status};
 use zeroize::Zeroizing;
-
-/// Restores a snapshot's entries into the uninitialized cluster of `node` (its leader):
-/// leftovers of an interrupted restore or init are discarded first; the seal configuration
-/// is written last; then the node is sealed with the backup's configuration.
-pub(crate) fn restore_into_empty(
-    cluster: &Cluster,
-    node: &Node,
-    entries: Vec<(String, Vec<u8>)>,
-) -> Result<(), crate::error::ApiError> {
-    use sigil_storage::Backend as _;
-    let unavailable =
-        |e: String| crate::error::ApiError::new(http::StatusCode::SERVICE_UNAVAILABLE, e);
-    if node.initialized() {
-        return Err(crate::error::ApiError::bad_request(
-            "the cluster is initialized: restoring over its data needs its admins' approval",
-        ));
-    }
-    if !cluster.raft.is_leader() {
-        return Err(unavailable("this node does not lead its cluster".into()));
-    }
-    let leftovers = cluster
-        .raft
-        .list("")
-        .map_err(|e| unavailable(e.to_string()))?;
-    if !leftovers.is_empty() {
-        let mut batch = sigil_storage::Batch::new();
-        for key in leftovers {
-            batch = batch.delete(key);
-        }
-        cluster
-            .raft
-            .apply(batch)
-            .map_err(|e| unavailable(e.to_string()))?;
-    }
-    crate::node::write_entries(cluster.raft.as_ref(), entries)
-        .map_err(|e| unavailable(e.to_string()))?;
-    node.refresh().map_err(crate::error::ApiError::from)?;
-    Ok(())
-}
 
 /// What [`Cluster::activate`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +37,8 @@ pub struct Cluster {
     pub(crate) raft: Arc<ClusterNode>,
     /// Join requests waiting for an admin, and approved ones until collected.
     pub(crate) joins: join::Joins,
+    /// A restore over the running cluster, staged until the seal admins approve it.
+    pub(crate) restores: restore::Restores,
     /// Where the API TLS identity this node generated is kept (`ca.pem`, `server.pem`,
     /// `server.key`), handed to the nodes it admits; `None` when nodes use their own files.
     pub(crate) tls_dir: Option<PathBuf>,
@@ -98,6 +62,7 @@ impl Cluster {
         Arc::new(Cluster {
             raft,
             joins: join::Joins::default(),
+            restores: restore::Restores::default(),
             tls_dir,
             active_term: Mutex::new(0),
             leading_since: Mutex::new(None),
