@@ -516,3 +516,86 @@ fn five_nodes_survive_two_failures_an_unapproved_node_gets_nothing_and_a_removed
         "2"
     );
 }
+
+#[test]
+fn a_follower_answers_a_stale_read_itself_only_for_reads_and_not_for_long_to_a_deleted_identity() {
+    let demo = Demo::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let leader = Demo::number(&demo.leader(1));
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let sdk = demo.sdk(follower);
+    let stale_get = |sdk: &sigil_client::Client| {
+        rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                sdk.request("GET", "secret/data/s?stale=true", None),
+            )
+            .await
+        })
+        .unwrap_or_else(|_| panic!("a stale read timed out"))
+    };
+    ok(demo.sigil(leader, &["kv", "put", "secret/s", "v=1"]));
+    eventually(10, || {
+        stale_get(&sdk).is_ok_and(|r| r.data()["data"]["v"] == "1")
+    });
+
+    // The follower answers it from its own storage: with the leader stopped, at once (long
+    // before the others would elect a new leader).
+    demo.signal(leader, "STOP");
+    let asked = Instant::now();
+    let answer = stale_get(&sdk);
+    let took = asked.elapsed();
+    demo.signal(leader, "CONT");
+    assert_eq!(answer.unwrap().data()["data"]["v"], "1");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    // What writes may not ask for it.
+    let body = json!({ "data": { "v": "2" } });
+    let refused = rt
+        .block_on(sdk.request("POST", "secret/data/s?stale=true", Some(&body)))
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(400), "{refused}");
+
+    // An identity deleted on the leader keeps no stale access for longer than a second or so:
+    // the follower starts its core again from what it applied.
+    let policy = demo.path().join("reader.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/*\" { capabilities = [\"read\"] }\n",
+    )
+    .unwrap();
+    ok(demo.sigil(
+        leader,
+        &["policy", "write", "reader", policy.to_str().unwrap()],
+    ));
+    let key = demo.path().join("reader.key");
+    ok(std::process::Command::new(support::SIGIL)
+        .args(["key", "generate", "-o"])
+        .arg(&key)
+        .output()
+        .unwrap());
+    ok(demo.sigil(
+        leader,
+        &[
+            "identity",
+            "create",
+            "reader",
+            "--public-key",
+            key.to_str().unwrap(),
+            "--policy",
+            "reader",
+        ],
+    ));
+    let reader = demo.sdk_as(follower, &key);
+    eventually(10, || stale_get(&reader).is_ok());
+    ok(demo.sigil(leader, &["identity", "delete", "reader"]));
+    std::thread::sleep(STALE_CORE + Duration::from_millis(500));
+    let gone = stale_get(&reader).unwrap_err();
+    assert!(
+        matches!(gone.status(), Some(401 | 403)),
+        "a deleted identity still reads: {gone}"
+    );
+}
+
+/// The server's bound on a follower core's age for stale reads (cluster/mod.rs `STALE_CORE`).
+const STALE_CORE: Duration = Duration::from_secs(1);

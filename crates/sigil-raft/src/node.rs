@@ -310,6 +310,15 @@ impl ClusterNode {
             .then_some(m.current_term)
     }
 
+    /// The index of the last entry applied here (cheap).
+    pub fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index)
+    }
+
     /// The leader, if this node knows it (cheap: only that member is copied).
     pub fn leader(&self) -> Option<Member> {
         let m = self.raft.metrics();

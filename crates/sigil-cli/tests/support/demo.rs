@@ -170,14 +170,17 @@ impl Demo {
 
     /// An SDK client of node `node`, as the admin.
     pub fn sdk(&self, node: u16) -> sigil_client::Client {
+        self.sdk_as(node, Path::new(&self.var("SIGIL_KEY")))
+    }
+
+    /// An SDK client of node `node` with the key in `key`.
+    pub fn sdk_as(&self, node: u16, key: &Path) -> sigil_client::Client {
         let var = |k: &str| self.var(k);
         sigil_client::Client::new(sigil_client::ClientConfig {
             addr: self.api(node),
             key: Some(
-                sigil_crypto::SecretIdentity::from_key_file(
-                    &std::fs::read_to_string(var("SIGIL_KEY")).unwrap(),
-                )
-                .unwrap(),
+                sigil_crypto::SecretIdentity::from_key_file(&std::fs::read_to_string(key).unwrap())
+                    .unwrap(),
             ),
             ca_pem: Some(std::fs::read(var("SIGIL_CACERT")).unwrap()),
             server_keyid: Some(var("SIGIL_SERVER_KEY")),
@@ -257,6 +260,18 @@ impl Demo {
                 || std::fs::read_to_string(format!("/proc/{pid}/stat"))
                     .is_ok_and(|s| s.contains(") Z "))
         });
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to node `node`.
+    pub fn signal(&self, node: u16, signal: &str) {
+        let pid = self.pids[usize::from(node - 1)].to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{signal}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 
     /// Starts node `node` again from its data directory.

@@ -45,6 +45,12 @@ pub(super) async fn serve_here(
             "this node has not heard from a majority of the cluster lately and may no longer lead; try again",
         )));
     }
+    if !cluster.leads() && stale_read(&parts) {
+        return match stale_here(state, cluster).await {
+            Ok(()) => Here::Serve(parts, body),
+            Err(e) => Here::Answered(Err(e)),
+        };
+    }
     if !cluster.leads() {
         if parts.extensions.get::<Forwarded>().is_some() {
             return Here::Answered(Err(ApiError::new(
@@ -84,6 +90,34 @@ pub(super) async fn serve_here(
         return Here::Answered(join_request(state, cluster, &parts, body).await);
     }
     Here::Serve(parts, body)
+}
+
+/// Whether the request is a read that asks to be answered from this node's storage
+/// (`?stale=true`, covered by the signature as the whole query is).
+fn stale_read(parts: &Parts) -> bool {
+    let read = parts.method == Method::GET || parts.method.as_str() == "LIST";
+    read && form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        .any(|(k, v)| k == "stale" && v == "true")
+}
+
+/// A follower answers a stale read itself while it follows a leader (one that has been heard
+/// from within the election timeout), with a core at most [`crate::cluster::STALE_CORE`]
+/// behind its storage.
+async fn stale_here(state: &Arc<AppState>, cluster: &Arc<Cluster>) -> Result<(), ApiError> {
+    if cluster.raft.leader().is_none() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node follows no leader (it may be cut off): it does not answer stale reads; try another",
+        ));
+    }
+    let worker = Arc::clone(state);
+    let cluster = Arc::clone(cluster);
+    blocking(move || {
+        cluster
+            .freshen_for_stale_read(&worker.node)
+            .map_err(ApiError::from)
+    })
+    .await
 }
 
 /// `sys/storage/raft/join` (anyone): records the request, or hands out the approved package.

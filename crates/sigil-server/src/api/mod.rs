@@ -121,6 +121,9 @@ async fn serve(
         form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
+    // `stale=true`: a follower answered this read itself (api/cluster.rs); elsewhere it changes
+    // nothing, but a request that writes may not carry it.
+    let stale = logical::take_query(&mut query, "stale").is_some();
     let core = node.core();
     let mut planned = core
         .as_deref()
@@ -145,6 +148,11 @@ async fn serve(
     let (Some(core), Some(planned)) = (core, planned) else {
         return Err(unavailable(node));
     };
+    if stale && planned.as_ref().is_ok_and(|p| p.writes()) {
+        return Err(ApiError::bad_request(
+            "stale=true is for reads, and this request writes (it may issue a lease); send it without stale",
+        ));
+    }
     let mut trail = Trail::new(&parts, raw_path)?;
     // Approvals signed by seal admins (who need not be identities).
     let approval = matches!(

@@ -46,7 +46,14 @@ pub struct Cluster {
     active_term: Mutex<u64>,
     /// When this node started leading (autopilot counts a member's silence from there).
     leading_since: Mutex<Option<std::time::Instant>>,
+    /// On a follower that answers stale reads: the applied index its core was started at, and
+    /// when.
+    core_as_of: Mutex<Option<(u64, std::time::Instant)>>,
 }
+
+/// How far behind its own storage a follower's core may be when it answers a stale read (its
+/// identities, policies and mounts; the data itself is read from storage as applied).
+pub(crate) const STALE_CORE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,6 +73,7 @@ impl Cluster {
             tls_dir,
             active_term: Mutex::new(0),
             leading_since: Mutex::new(None),
+            core_as_of: Mutex::new(None),
         })
     }
 
@@ -114,6 +122,21 @@ impl Cluster {
         *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(std::time::Instant::now());
         Activation::Started
+    }
+
+    /// Makes a follower's core fit to answer a stale read: started again from the local storage
+    /// when entries were applied since it was started and that was longer than [`STALE_CORE`]
+    /// ago (a follower's core otherwise keeps what it loaded at unseal). Blocking when it does.
+    pub(crate) fn freshen_for_stale_read(&self, node: &Node) -> Result<(), sigil_core::CoreError> {
+        let mut as_of = self.core_as_of.lock().unwrap_or_else(|e| e.into_inner());
+        let applied = self.raft.applied_index();
+        let fresh = as_of.is_some_and(|(index, at)| index == applied || at.elapsed() < STALE_CORE);
+        if fresh {
+            return Ok(());
+        }
+        node.reopen()?;
+        *as_of = Some((applied, std::time::Instant::now()));
+        Ok(())
     }
 
     /// When this node started leading, if it leads.
