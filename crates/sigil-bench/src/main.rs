@@ -9,6 +9,7 @@
 //! sigil-bench run transit-encrypt --bao-addr http://127.0.0.1:8201 --bao-token root
 //! ```
 
+mod clusters;
 mod compare;
 mod load;
 mod servers;

