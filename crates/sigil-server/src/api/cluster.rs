@@ -39,6 +39,12 @@ pub(super) async fn serve_here(
     parts: Parts,
     body: Body,
 ) -> Here {
+    if cluster.restoring.load(std::sync::atomic::Ordering::Acquire) {
+        return Here::Answered(Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a snapshot is being restored over the cluster's storage; try again",
+        )));
+    }
     if cluster.leads() && !cluster.holds_lease() {
         return Here::Answered(Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

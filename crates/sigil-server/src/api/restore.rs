@@ -130,6 +130,17 @@ pub(super) async fn approve(
         let required = worker.node.admin_quorum(&keyid)?;
         let (status, ready) = cluster.restores.approve(&keyid, &digest, required, now())?;
         if let Some(snapshot) = ready {
+            // New requests wait until it is written (those already running may still finish).
+            struct Gate<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Gate<'_> {
+                fn drop(&mut self) {
+                    self.0.store(false, std::sync::atomic::Ordering::Release);
+                }
+            }
+            cluster
+                .restoring
+                .store(true, std::sync::atomic::Ordering::Release);
+            let _gate = Gate(&cluster.restoring);
             crate::cluster::restore::over_running(&cluster.raft, &worker.node, snapshot)?;
             // The replay marks written since the snapshot were kept; the core's now count too.
             if let Some(core) = worker.node.core() {

@@ -39,6 +39,8 @@ pub struct Cluster {
     pub(crate) joins: join::Joins,
     /// A restore over the running cluster, staged until the seal admins approve it.
     pub(crate) restores: restore::Restores,
+    /// Set while an approved restore is being written: requests wait it out (503).
+    pub(crate) restoring: std::sync::atomic::AtomicBool,
     /// Where the API TLS identity this node generated is kept (`ca.pem`, `server.pem`,
     /// `server.key`), handed to the nodes it admits; `None` when nodes use their own files.
     pub(crate) tls_dir: Option<PathBuf>,
@@ -70,6 +72,7 @@ impl Cluster {
             raft,
             joins: join::Joins::default(),
             restores: restore::Restores::default(),
+            restoring: std::sync::atomic::AtomicBool::new(false),
             tls_dir,
             active_term: Mutex::new(0),
             leading_since: Mutex::new(None),
