@@ -640,7 +640,7 @@ mod tests {
     fn concurrent_plain_writes_to_one_key_all_land() {
         let h = kv();
         let (threads, each) = (8, 25);
-        let versions: Vec<u64> = std::thread::scope(|s| {
+        let mut versions: Vec<u64> = std::thread::scope(|s| {
             let writers: Vec<_> = (0..threads)
                 .map(|t| {
                     let h = &h;
@@ -660,15 +660,14 @@ mod tests {
                 .flat_map(|w| w.join().unwrap())
                 .collect()
         });
-        let mut sorted = versions.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
+        versions.sort_unstable();
+        versions.dedup();
         assert_eq!(
-            sorted.len(),
+            versions.len(),
             threads * each,
             "every write made its own version"
         );
-        assert_eq!(*sorted.last().unwrap(), (threads * each) as u64);
+        assert_eq!(*versions.last().unwrap(), (threads * each) as u64);
     }
 
     #[test]
