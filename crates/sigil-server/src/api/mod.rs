@@ -123,7 +123,7 @@ async fn serve(
             .collect();
     // `stale=true`: a follower answered this read itself (api/cluster.rs); elsewhere it changes
     // nothing, but a request that writes may not carry it.
-    let stale = logical::take_query(&mut query, "stale").is_some();
+    let stale = logical::take_query(&mut query, "stale").is_some_and(|v| v == "true");
     let core = node.core();
     let mut planned = core
         .as_deref()
