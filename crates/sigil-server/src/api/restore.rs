@@ -142,14 +142,8 @@ pub(super) async fn approve(
                 .store(true, std::sync::atomic::Ordering::Release);
             let _gate = Gate(&cluster.restoring);
             crate::cluster::restore::over_running(&cluster.raft, &worker.node, snapshot)?;
-            // The replay marks written since the snapshot were kept; the core's now count too.
-            if let Some(core) = worker.node.core() {
-                let now = now();
-                match core.replay_marks(now) {
-                    Ok(marks) => worker.fresh.replay.restore(&marks, now),
-                    Err(e) => tracing::warn!(error = %e, "loading the replay marks failed"),
-                }
-            }
+            // The replay marks written since the snapshot were kept; the snapshot's count too.
+            worker.load_replay_marks();
             tracing::warn!(
                 entries = status.entries,
                 created = status.created,

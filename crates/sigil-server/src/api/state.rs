@@ -51,14 +51,20 @@ impl AppState {
             Activation::Active => true,
             Activation::Follower | Activation::CatchingUp | Activation::Failed => false,
             Activation::Started => {
-                if let Some(core) = self.node.core() {
-                    let now = sigil_engine::timefmt::unix_now();
-                    match core.replay_marks(now) {
-                        Ok(marks) => self.fresh.replay.restore(&marks, now),
-                        Err(e) => tracing::warn!(error = %e, "loading the replay marks failed"),
-                    }
-                }
+                self.load_replay_marks();
                 true
+            }
+        }
+    }
+
+    /// Loads the stored replay marks into the replay cache (after the core was started again
+    /// from storage another node or a restore wrote): the requests that wrote stay refused.
+    pub(crate) fn load_replay_marks(&self) {
+        if let Some(core) = self.node.core() {
+            let now = sigil_engine::timefmt::unix_now();
+            match core.replay_marks(now) {
+                Ok(marks) => self.fresh.replay.restore(&marks, now),
+                Err(e) => tracing::warn!(error = %e, "loading the replay marks failed"),
             }
         }
     }
