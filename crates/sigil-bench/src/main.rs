@@ -5,6 +5,7 @@
 //! ```sh
 //! sigil-bench compare                       # starts Sigil and OpenBao itself; see docs/performance.md
 //! sigil-bench compare --smoke               # seconds; checks everything runs without errors
+//! sigil-bench scale --secrets 1000000        # one node with a million secrets; docs/performance.md
 //! sigil-bench run kv-read --clients 32      # against the server in SIGIL_ADDR/SIGIL_KEY/…
 //! sigil-bench run transit-encrypt --bao-addr http://127.0.0.1:8201 --bao-token root
 //! ```
@@ -12,6 +13,7 @@
 mod clusters;
 mod compare;
 mod load;
+mod scale;
 mod servers;
 
 use std::process::ExitCode;
@@ -44,6 +46,9 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Run one workload against a server that is already running.
     Run(RunArgs),
+    /// One node with many secrets against one with few (file and raft storage): memory,
+    /// unseal time, random kv-read latency, LIST of a large folder.
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(clap::Args)]
@@ -130,6 +135,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let ok = match Cli::parse().command {
         Command::Compare(args) => compare::compare(args).await?,
         Command::Run(args) => run(args).await?,
+        Command::Scale(args) => scale::scale(args).await?,
     };
     Ok(if ok {
         ExitCode::SUCCESS

@@ -7,6 +7,7 @@
 //! [storage]
 //! type = "file"                                # the embedded redb storage; "raft": a cluster
 //! path = "/var/lib/sigil"
+//! # cache_mb = 64                              # redb's page cache, MiB (memory stays bounded)
 //! # node_id = "sigil-1"                        # raft: this node's name
 //! # cluster_addr = "10.0.0.1:8201"             # raft: the cluster listener
 //! # [[storage.retry_join]]                     # raft: where to ask to join
@@ -125,6 +126,9 @@ pub(crate) struct Storage {
     #[serde(rename = "type")]
     pub(crate) kind: StorageKind,
     pub(crate) path: PathBuf,
+    /// MiB of redb's page cache (file and raft): what the store may hold in memory beyond
+    /// the pending writes and the value cache. Default [`DEFAULT_CACHE_MB`].
+    pub(crate) cache_mb: Option<u32>,
     /// Raft: this node's name.
     pub(crate) node_id: Option<String>,
     /// Raft: where the cluster listener binds (`host:port`).
@@ -133,6 +137,10 @@ pub(crate) struct Storage {
     #[serde(default)]
     pub(crate) retry_join: Vec<RetryJoin>,
 }
+
+/// redb's page cache by default, MiB (redb's own default is 1 GiB, which a LIST over a large
+/// store used to fill).
+pub(crate) const DEFAULT_CACHE_MB: u32 = 64;
 
 /// `[[storage.retry_join]]`, as Vault's.
 #[derive(Debug, Deserialize, Clone)]

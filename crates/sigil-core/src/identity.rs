@@ -13,7 +13,7 @@ use crate::barrier::{View, ViewBatch};
 use crate::grant::{Gate, Grant, added};
 use crate::path::check_name;
 use crate::policy::ADMIN_POLICY;
-use crate::request::{children, list_response};
+use crate::request::list_response;
 use crate::{CoreError, Operation, Request, Response, timefmt};
 pub use sigil_engine::caller::{Caller, Identity};
 
@@ -309,7 +309,7 @@ impl IdentityStore {
         gate: &dyn Gate,
     ) -> Result<Response, CoreError> {
         match (req.operation, rest) {
-            (Operation::List, "") => list_response(children(0, self.view.list("")?)),
+            (Operation::List, "") => list_response(self.view.list_children("")?),
             (_, "") => Err(CoreError::UnsupportedOperation),
             (Operation::Read, name) => match self.load(name)? {
                 Some((i, _)) => Ok(Response::data(i.to_json())),

@@ -252,6 +252,11 @@ impl LeaseStore {
     }
 
     /// The ids of stored leases whose id starts with `prefix`, sorted.
+    /// The children of `prefix` among the lease ids (what `LIST sys/leases/lookup/…` answers).
+    pub(crate) fn children_under(&self, prefix: &str) -> Result<Vec<String>, CoreError> {
+        self.view.list_children(prefix)
+    }
+
     pub(crate) fn ids_under(&self, prefix: &str) -> Result<Vec<String>, CoreError> {
         let mut ids = self.view.list(prefix)?;
         ids.sort();

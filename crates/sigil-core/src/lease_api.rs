@@ -10,7 +10,7 @@ use crate::fields::{body_of, text};
 use crate::identity::Caller;
 use crate::lease::{self, Lease, check_id};
 use crate::policy::Capability;
-use crate::request::{LeaseInfo, children, list_response};
+use crate::request::{LeaseInfo, list_response};
 use crate::{CoreError, Operation, Request, Response, duration};
 
 /// Most leases one sweep revokes (the rest wait for the next one, a second later).
@@ -33,7 +33,7 @@ impl Core {
                 } else {
                     format!("{}/", tail.trim_end_matches('/'))
                 };
-                list_response(children(prefix.len(), self.leases.ids_under(&prefix)?))
+                list_response(self.leases.children_under(&prefix)?)
             }
             ("lookup", _) if write && tail.is_empty() => {
                 let body = body_of(req)?;

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::barrier::{View, ViewBatch};
-use crate::request::{children, list_response};
+use crate::request::list_response;
 use crate::{CoreError, Operation, Request, Response};
 
 pub(crate) struct Named<T> {
@@ -109,7 +109,7 @@ impl<T: Serialize + DeserializeOwned + Clone> Named<T> {
     ) -> Result<Response, CoreError> {
         let to_json = |v: &T| serde_json::to_value(v).expect("record serializes");
         match (req.operation, rest) {
-            (Operation::List, "") => list_response(children(0, self.view.list("")?)),
+            (Operation::List, "") => list_response(self.view.list_children("")?),
             (_, "") => Err(CoreError::UnsupportedOperation),
             (Operation::Read, name) => self
                 .get(name)

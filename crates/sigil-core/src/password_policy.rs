@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use crate::barrier::{View, ViewBatch};
 use crate::fields::body_of;
 use crate::path::check_name;
-use crate::request::{children, list_response};
+use crate::request::list_response;
 use crate::vault_hcl::{self, Item, Value as Hcl};
 use crate::{CoreError, Operation, Request, Response};
 // Characters a policy's charsets may use: those a generated password may hold.
@@ -183,7 +183,7 @@ impl PasswordPolicies {
             (None, _) => {}
         }
         match (rest, req.operation) {
-            ("", Operation::List) => list_response(children(0, self.view.list("")?)),
+            ("", Operation::List) => list_response(self.view.list_children("")?),
             ("", _) => Err(CoreError::UnsupportedOperation),
             (name, Operation::Read) => {
                 check_name("password policy", name)?;

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::barrier::{View, ViewBatch};
 use crate::path::check_name;
 use crate::policy::{ADMIN_POLICY, ADMIN_POLICY_HCL, Acl, Policy, TemplateContext, parse_policy};
-use crate::request::{children, list_response};
+use crate::request::list_response;
 use crate::{CoreError, Operation, Request, Response};
 
 pub(crate) struct PolicyStore {
@@ -95,7 +95,7 @@ impl PolicyStore {
         if rest.is_empty() {
             return match req.operation {
                 Operation::List => {
-                    let mut keys = children(0, self.view.list("")?);
+                    let mut keys = self.view.list_children("")?;
                     keys.push(ADMIN_POLICY.to_owned());
                     keys.sort();
                     list_response(keys)

@@ -19,7 +19,7 @@ use sigil_engine::barrier::{View, ViewBatch};
 use sigil_engine::fields::{body_of, flag, list_of, number, only, text, ttl};
 use sigil_engine::lease::{Leases, NewLease, Passwords, lease_ttls};
 use sigil_engine::path::check_name;
-use sigil_engine::request::{LeaseInfo, children, list_response};
+use sigil_engine::request::{LeaseInfo, list_response};
 use sigil_engine::timefmt::{rfc3339_of, unix_now};
 use sigil_engine::{
     Caller, Context, CoreError, Engine, LeaseLimits, Operation, Request, Response, Route, Writes,
@@ -229,7 +229,7 @@ impl DatabaseEngine {
     }
 
     fn names(&self, prefix: &str) -> Result<Response, CoreError> {
-        list_response(children(prefix.len(), self.view.list(prefix)?))
+        list_response(self.view.list_children(prefix)?)
     }
 
     fn config(&self, name: &str) -> Result<DbConfig, CoreError> {

@@ -16,7 +16,7 @@ use model::{
     meta_key, subkeys, version_key, versions,
 };
 use sigil_engine::barrier::{Entry, View, ViewBatch};
-use sigil_engine::request::{children, list_response};
+use sigil_engine::request::list_response;
 use sigil_engine::{
     Caller, Context, CoreError, Engine, EngineKind, MountPoint, Operation, Request, Response,
     Route, timefmt,
@@ -616,7 +616,7 @@ impl KvEngine {
             p => format!("{p}/"),
         };
         let full = meta_key(&prefix);
-        list_response(children(full.len(), self.view.list(&full)?))
+        list_response(self.view.list_children(&full)?)
     }
 }
 

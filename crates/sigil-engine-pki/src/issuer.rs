@@ -19,7 +19,7 @@ use sigil_engine::barrier::ViewBatch;
 use sigil_engine::encoding::pem;
 use sigil_engine::fields::{bad, integer, number, only, text, ttl};
 use sigil_engine::path::check_name;
-use sigil_engine::request::{children, list_response};
+use sigil_engine::request::list_response;
 use sigil_engine::{CoreError, Response};
 
 pub(super) const CONFIG: &str = "config/issuers";
@@ -468,10 +468,9 @@ impl Store {
                 json!({ "issuer_name": i.issuer_name, "key_id": i.key_id }),
             );
         }
-        let mut resp = list_response(children(
-            0,
-            issuers.iter().map(|i| i.issuer_id.clone()).collect(),
-        ))?;
+        let mut ids: Vec<String> = issuers.iter().map(|i| i.issuer_id.clone()).collect();
+        ids.sort();
+        let mut resp = list_response(ids)?;
         if let Some(Value::Object(data)) = resp.data.as_mut() {
             data.insert("key_info".into(), Value::Object(info));
         }
@@ -572,7 +571,8 @@ impl Store {
                 ids.push(k.key_id);
             }
         }
-        let mut resp = list_response(children(0, ids))?;
+        ids.sort();
+        let mut resp = list_response(ids)?;
         if let Some(Value::Object(data)) = resp.data.as_mut() {
             data.insert("key_info".into(), Value::Object(info));
         }

@@ -25,7 +25,7 @@ use role::{Role, valid_hostname};
 use sigil_engine::barrier::{View, ViewBatch};
 use sigil_engine::fields::{bad, list_of, only, text, ttl};
 use sigil_engine::path::check_name;
-use sigil_engine::request::{children, list_response};
+use sigil_engine::request::list_response;
 use sigil_engine::{
     Context, CoreError, Engine, EngineKind, Operation, PublicBody, Request, Response, Route, Writes,
 };
@@ -203,11 +203,10 @@ impl PkiEngine {
                 self.store.revoked_serials()
             }
             (["certs"] | ["certs", ""], Operation::List) => {
-                let keys = self.store.view.list("certs/")?;
-                list_response(children("certs/".len(), keys))
+                list_response(self.store.view.list_children("certs/")?)
             }
             (["roles"] | ["roles", ""], Operation::List) => {
-                list_response(children("roles/".len(), self.store.view.list("roles/")?))
+                list_response(self.store.view.list_children("roles/")?)
             }
             (["roles", name], Operation::Read) => {
                 let role: Role = self

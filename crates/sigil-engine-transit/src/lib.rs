@@ -21,7 +21,7 @@ use key::{ExportKind, KeyType, KeyVersion, SignOptions, TransitKey, armor, armor
 use sigil_engine::barrier::{View, ViewBatch};
 use sigil_engine::fields::body_of;
 use sigil_engine::path::check_name;
-use sigil_engine::request::{children, list_response};
+use sigil_engine::request::list_response;
 use sigil_engine::{
     Context, CoreError, Engine, EngineKind, Operation, Request, Response, Route, Writes, duration,
 };
@@ -241,14 +241,9 @@ impl TransitEngine {
         let write = matches!(req.operation, Operation::Create | Operation::Update);
         let parts: Vec<&str> = rest.split('/').collect();
         let resp = match (parts.as_slice(), req.operation) {
-            (["keys"] | ["keys", ""], Operation::List) => list_response(children(
-                0,
-                self.view
-                    .list("policy/")?
-                    .into_iter()
-                    .map(|k| k["policy/".len()..].to_owned())
-                    .collect(),
-            )),
+            (["keys"] | ["keys", ""], Operation::List) => {
+                list_response(self.view.list_children("policy/")?)
+            }
             (["keys", name], Operation::Read) => Ok(Response::data(self.load(name)?.info())),
             (["keys", name], _) if write => self.create(name, &body_of(req)?),
             (["keys", name], Operation::Delete) => self.delete(name),

@@ -458,6 +458,13 @@ impl View {
             .collect())
     }
 
+    /// The children of `prefix` in this view: the next path segment of each key below it,
+    /// folders with their trailing `/`, sorted, each once (what a LIST answers). Costs in
+    /// proportion to the children, not to every key below them.
+    pub fn list_children(&self, prefix: &str) -> Result<Vec<String>, CoreError> {
+        Ok(self.barrier.backend.list_children(&self.full(prefix))?)
+    }
+
     /// Commits `batch` atomically (see [`Barrier::commit`]).
     pub fn apply(&self, batch: ViewBatch) -> Result<(), CoreError> {
         let mut out = Batch::new();

@@ -138,22 +138,3 @@ pub fn list_response(keys: Vec<String>) -> Result<Response, crate::CoreError> {
     }
     Ok(Response::data(serde_json::json!({ "keys": keys })))
 }
-
-/// Immediate children of `prefix` among `keys` (all starting with `prefix`): leaves as-is,
-/// folders with a trailing `/`, deduplicated and sorted.
-pub fn children(prefix_len: usize, keys: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = keys
-        .iter()
-        .map(|k| {
-            let rest = &k[prefix_len..];
-            match rest.find('/') {
-                Some(i) => rest[..=i].to_owned(),
-                None => rest.to_owned(),
-            }
-        })
-        .filter(|k| !k.is_empty())
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}

@@ -43,6 +43,8 @@ pub struct NodeConfig {
     pub identity: NodeIdentity,
     /// Heartbeat and election timing.
     pub timing: Timing,
+    /// Bytes of redb page cache for `raft.redb` (log and state machine).
+    pub cache_bytes: usize,
 }
 
 /// Raft's clock: how often a leader speaks, and how long a follower waits before it stands
@@ -206,7 +208,7 @@ impl ClusterNode {
             .enable_all()
             .build()
             .map_err(raft_error)?;
-        let file = RaftFile::open(&config.dir).map_err(ClusterError::Raft)?;
+        let file = RaftFile::open(&config.dir, config.cache_bytes).map_err(ClusterError::Raft)?;
         let trust = Trust::default();
         let mine = config.identity.fingerprint();
         trust.set_members([mine.clone()]);
@@ -565,6 +567,12 @@ impl Backend for ClusterNode {
             .map_err(|reason| io("list", prefix, reason))
     }
 
+    fn list_children(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        self.file
+            .children(prefix)
+            .map_err(|reason| io("list", prefix, reason))
+    }
+
     fn apply(&self, batch: Batch) -> Result<(), StorageError> {
         match self.write(Change::from(batch)) {
             Ok(Outcome::Applied) => Ok(()),
@@ -680,6 +688,7 @@ mod tests {
             api_addr: String::new(),
             identity: NodeIdentity::generate("a").unwrap(),
             timing: Timing::default(),
+            cache_bytes: sigil_storage::DEFAULT_PAGE_CACHE_BYTES,
         })
         .unwrap();
         let url = format!("https://{}{}", node.me().cluster_addr, crate::network::VOTE);

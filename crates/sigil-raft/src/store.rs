@@ -79,11 +79,14 @@ impl std::fmt::Debug for RaftFile {
 }
 
 impl RaftFile {
-    /// Opens (or creates) `raft.redb` in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, String> {
+    /// Opens (or creates) `raft.redb` in `dir`, with `cache_bytes` of redb page cache.
+    pub fn open(dir: &Path, cache_bytes: usize) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join("raft.redb");
-        let db = Database::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let file = RaftFile {
             db: Arc::new(db),
             appends: Arc::default(),
@@ -155,6 +158,24 @@ impl RaftFile {
             keys.push(k.value().to_owned());
         }
         Ok(keys)
+    }
+
+    /// The children of `prefix` in the state machine (see `Backend::list_children`), seeking
+    /// past each folder.
+    pub fn children(&self, prefix: &str) -> Result<Vec<String>, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let t = txn.open_table(DATA).map_err(|e| e.to_string())?;
+        let scan = |from: &str, visit: &mut dyn FnMut(&str) -> bool| {
+            for row in t.range(from..).map_err(|e| e.to_string())? {
+                let (k, _) = row.map_err(|e| e.to_string())?;
+                if !visit(k.value()) {
+                    break;
+                }
+            }
+            Ok::<(), String>(())
+        };
+        let children = sigil_storage::children::seek_children(prefix, scan, |_| true)?;
+        Ok(children.into_iter().collect())
     }
 
     /// Every key and value of the state machine, in order, read in one transaction.
@@ -582,7 +603,7 @@ mod tests {
             &self,
         ) -> Result<(tempfile::TempDir, LogStore, StateMachine), RaftStorageError> {
             let dir = tempfile::tempdir().expect("a temporary directory");
-            let file = RaftFile::open(dir.path()).expect("raft.redb opens");
+            let file = RaftFile::open(dir.path(), 16 << 20).expect("raft.redb opens");
             Ok((dir, file.log_store(), file.state_machine()))
         }
     }

@@ -35,6 +35,7 @@ fn start_timed(name: &str, dir: &Path, listen: &str, timing: Timing) -> ClusterN
         api_addr: format!("https://{name}.invalid:8200"),
         identity: NodeIdentity::load_or_create(dir, name).unwrap(),
         timing,
+        cache_bytes: sigil_storage::DEFAULT_PAGE_CACHE_BYTES,
     })
     .expect("the node starts")
 }

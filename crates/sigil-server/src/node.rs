@@ -39,11 +39,15 @@ pub fn transient_node(
     )?)
 }
 
-/// A node over the embedded file backend at `path` (created if missing): uninitialized, or
-/// sealed until a quorum of admins unseals it.
-pub fn file_node(path: &Path, audit: Vec<DeviceConfig>) -> Result<Node, NodeError> {
+/// A node over the embedded file backend at `path` (created if missing), with `cache_bytes`
+/// of redb page cache: uninitialized, or sealed until a quorum of admins unseals it.
+pub fn file_node(
+    path: &Path,
+    cache_bytes: usize,
+    audit: Vec<DeviceConfig>,
+) -> Result<Node, NodeError> {
     Ok(Node::open(
-        Arc::new(FileBackend::open(path)?),
+        Arc::new(FileBackend::open_with_cache(path, cache_bytes)?),
         audit,
         engines(),
     )?)

@@ -80,7 +80,8 @@ impl Batch {
 ///   backend's durability class (memory: until the process exits; file: across `kill -9`).
 /// - `apply` checks every `expect` condition and performs every write as one atomic step; if a
 ///   condition fails it returns [`StorageError::Conflict`] and changes nothing.
-/// - `list(prefix)` returns every key that starts with `prefix`, in ascending byte order.
+/// - `list(prefix)` returns every key that starts with `prefix`, in ascending byte order;
+///   `list_children(prefix)` returns what folding those keys into children gives.
 /// - After `apply` of a [`Batch::shred`] batch returns `Ok`, no file of the backend holds the
 ///   bytes it deleted or replaced (a copy-on-write store must reclaim the freed pages).
 /// - Concurrent calls from many threads are safe.
@@ -93,6 +94,16 @@ pub trait Backend: Send + Sync + 'static {
     fn delete(&self, key: &str) -> Result<(), StorageError>;
     /// Every key starting with `prefix`, sorted.
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+    /// The children of `prefix`, sorted, each once: of every key below it, the part after
+    /// `prefix` up to and including the next `/` (a folder) or to its end. A backend that can
+    /// seek answers in proportion to the children, not to every key below them.
+    fn list_children(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let keys = self.list(prefix)?;
+        Ok(crate::children::fold_children(
+            prefix,
+            keys.iter().map(String::as_str),
+        ))
+    }
     /// Applies a batch atomically (see the trait docs).
     fn apply(&self, batch: Batch) -> Result<(), StorageError>;
     /// Every key and its value at one instant, sorted by key: the state after some acknowledged

@@ -42,6 +42,8 @@ const CHECKPOINT_BYTES: u64 = 64 << 20;
 /// many times [`CHECKPOINT_ENTRIES`] (or the log [`CHECKPOINT_BYTES`]): memory stays bounded
 /// when the disk is slower than the writers.
 const BACKLOG_FACTOR: usize = 8;
+/// redb's page cache unless the caller says otherwise (redb's own default is 1 GiB).
+pub const DEFAULT_PAGE_CACHE_BYTES: usize = 64 << 20;
 /// Most bytes the cache of values read from redb may hold.
 const READ_CACHE_BYTES: usize = 32 << 20;
 
@@ -196,10 +198,19 @@ impl FileBackend {
     /// (`<path>.wal.<epoch>`) from the last checkpoint's epoch on. Only one process may hold
     /// them.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
+        Self::open_with_cache(path, DEFAULT_PAGE_CACHE_BYTES)
+    }
+
+    /// As [`FileBackend::open`], with `cache_bytes` of redb page cache: with the value cache
+    /// and the pending writes, all this backend holds in memory, however many keys it stores.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StorageError> {
         let subject = path.display().to_string();
         let err = |e: &dyn std::fmt::Display| io("open", &subject, e);
         owner_only(path).map_err(|e| err(&e))?;
-        let db = Database::create(path).map_err(|e| err(&e))?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| err(&e))?;
         let txn = db.begin_read().map_err(|e| err(&e))?;
         let from = match txn.open_table(META) {
             Ok(meta) => meta.get(EPOCH).map_err(|e| err(&e))?.map(|v| v.value()),
@@ -658,6 +669,47 @@ impl Backend for FileBackend {
             }
         }
         Ok(keys.into_iter().collect())
+    }
+
+    fn list_children(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        // One instant, as `list`. redb is scanned by seeking past each folder; the layers of
+        // pending writes (bounded by the checkpoint limits) are folded whole, the newest last,
+        // and a redb key they delete does not count.
+        let overlay = self.shared.overlay();
+        let frozen = self.shared.frozen();
+        let layers: Vec<&Overlay> = frozen.as_deref().into_iter().chain([&*overlay]).collect();
+        let pending = |key: &str| layers.iter().rev().find_map(|layer| layer.get(key));
+        let db = self.shared.db();
+        let txn = db.begin_read().map_err(|e| io("list", prefix, e))?;
+        let table = txn.open_table(TABLE).map_err(|e| io("list", prefix, e))?;
+        let scan = |from: &str, visit: &mut dyn FnMut(&str) -> bool| {
+            for item in table.range(from..).map_err(|e| io("list", prefix, e))? {
+                let (k, _) = item.map_err(|e| io("list", prefix, e))?;
+                if !visit(k.value()) {
+                    break;
+                }
+            }
+            Ok(())
+        };
+        let present = |key: &str| !matches!(pending(key), Some(None));
+        let mut children = crate::children::seek_children(prefix, scan, present)?;
+        let from = (
+            std::ops::Bound::Included(prefix),
+            std::ops::Bound::Unbounded,
+        );
+        for layer in &layers {
+            for (k, _) in layer.range::<str, _>(from) {
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                if let (Some(Some(_)), Some(child)) =
+                    (pending(k), crate::children::child_of(prefix, k))
+                {
+                    children.insert(child.to_owned());
+                }
+            }
+        }
+        Ok(children.into_iter().collect())
     }
 
     fn apply(&self, batch: Batch) -> Result<(), StorageError> {

@@ -11,13 +11,14 @@
 
 mod backend;
 mod cache;
+pub mod children;
 mod file;
 mod memory;
 pub mod testing;
 mod wal;
 
 pub use backend::{Backend, Batch, StorageError};
-pub use file::FileBackend;
+pub use file::{DEFAULT_PAGE_CACHE_BYTES, FileBackend};
 pub use memory::MemoryBackend;
 
 /// For the fuzz targets only, compiled with `--cfg fuzzing` (which cargo-fuzz sets) and never

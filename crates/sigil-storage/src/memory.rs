@@ -51,6 +51,22 @@ impl Backend for MemoryBackend {
             .collect())
     }
 
+    fn list_children(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let map = self.read();
+        let scan = |from: &str, visit: &mut dyn FnMut(&str) -> bool| {
+            for (k, _) in
+                map.range::<str, _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
+            {
+                if !visit(k) {
+                    break;
+                }
+            }
+            Ok(())
+        };
+        let children = crate::children::seek_children(prefix, scan, |_| true)?;
+        Ok(children.into_iter().collect())
+    }
+
     fn apply(&self, batch: Batch) -> Result<(), StorageError> {
         let mut map = self.write();
         for (key, expected) in &batch.expect {

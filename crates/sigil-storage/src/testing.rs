@@ -78,6 +78,15 @@ pub fn run_conformance<B: Backend + 'static>(fresh: impl Fn() -> Store<B>) -> us
         ("list is sorted", list_is_sorted),
         ("list matches the prefix exactly", list_prefix_is_exact),
         ("list of the empty prefix is everything", list_everything),
+        ("children fold folders, once each", children_fold_folders),
+        (
+            "children skip what was deleted, before and after reopening",
+            children_after_deletes,
+        ),
+        (
+            "a folder of many keys is one child",
+            children_of_a_big_folder,
+        ),
         ("list of an unused prefix is empty", list_unused_prefix),
         ("list forgets deleted keys", list_after_deletes),
         ("a batch applies every write", batch_applies_all),
@@ -257,6 +266,54 @@ fn list_after_deletes<B: Backend>(s: &mut Store<B>) {
     s.b().delete("d/2").unwrap();
     s.b().apply(Batch::new().delete("d/3")).unwrap();
     assert_eq!(s.b().list("d/").unwrap(), ["d/1"]);
+}
+
+fn children_fold_folders<B: Backend>(s: &mut Store<B>) {
+    for k in [
+        "p/b/c", "p/a/x", "p/a", "p0", "q/a", "p/c/d/e", "p", "p/b/d", "p/", "p/é",
+    ] {
+        s.b().put(k, k.as_bytes()).unwrap();
+    }
+    let children = s.b().list_children("p/").unwrap();
+    assert_eq!(children, ["a", "a/", "b/", "c/", "é"]);
+    let all = s.b().list("p/").unwrap();
+    let folded = crate::children::fold_children("p/", all.iter().map(String::as_str));
+    assert_eq!(children, folded, "the same as folding `list`");
+    assert_eq!(s.b().list_children("").unwrap(), ["p", "p/", "p0", "q/"]);
+    assert!(s.b().list_children("nothing/").unwrap().is_empty());
+}
+
+fn children_after_deletes<B: Backend>(s: &mut Store<B>) {
+    for k in ["f/gone/1", "f/gone/2", "f/kept/1", "f/kept/2", "f/leaf"] {
+        s.b().put(k, b"").unwrap();
+    }
+    let check = |s: &Store<B>, want: &[&str]| assert_eq!(s.b().list_children("f/").unwrap(), want);
+    s.b()
+        .apply(
+            Batch::new()
+                .delete("f/gone/1")
+                .delete("f/gone/2")
+                .delete("f/kept/1"),
+        )
+        .unwrap();
+    check(s, &["kept/", "leaf"]);
+    if s.reopened() {
+        check(s, &["kept/", "leaf"]);
+        s.b().delete("f/kept/2").unwrap();
+        s.b().put("f/new/1", b"").unwrap();
+        check(s, &["leaf", "new/"]);
+    }
+}
+
+fn children_of_a_big_folder<B: Backend>(s: &mut Store<B>) {
+    let mut batch = Batch::new();
+    for i in 0..3000 {
+        batch = batch.put(format!("m/big/{i:05}"), Vec::new());
+    }
+    s.b().apply(batch.put("m/leaf", Vec::new())).unwrap();
+    s.reopened();
+    assert_eq!(s.b().list_children("m/").unwrap(), ["big/", "leaf"]);
+    assert_eq!(s.b().list_children("m/big/").unwrap().len(), 3000);
 }
 
 fn batch_applies_all<B: Backend>(s: &mut Store<B>) {

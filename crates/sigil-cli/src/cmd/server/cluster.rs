@@ -36,6 +36,7 @@ pub(super) async fn start(dir: &Path, plan: &Plan, raft: &RaftPlan) -> anyhow::R
         api_addr: api_addr.clone(),
         identity,
         timing: Timing::default(),
+        cache_bytes: plan.cache_bytes,
     };
     let cluster = tokio::task::spawn_blocking(move || ClusterNode::start(config))
         .await?

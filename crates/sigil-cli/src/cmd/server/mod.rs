@@ -190,8 +190,12 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                     cluster_of = Some(sigil_server::Cluster::new(started.raft, tls_dir));
                     started.node
                 }
-                None => sigil_server::file_node(&dir.join("sigil.redb"), plan.audit.clone())
-                    .with_context(|| format!("cannot open the data directory {}", dir.display()))?,
+                None => sigil_server::file_node(
+                    &dir.join("sigil.redb"),
+                    plan.cache_bytes,
+                    plan.audit.clone(),
+                )
+                .with_context(|| format!("cannot open the data directory {}", dir.display()))?,
             };
             (node, tls, ca_path, None)
         }

@@ -76,6 +76,8 @@ pub(super) struct Plan {
     pub(super) raft: Option<RaftPlan>,
     /// Scheduled snapshots.
     pub(super) snapshots: Vec<sigil_server::SnapshotSchedule>,
+    /// Bytes of redb's page cache (`[storage] cache_mb`).
+    pub(super) cache_bytes: usize,
 }
 
 /// A cluster node: its name, its cluster listener, where to ask to join.
@@ -242,8 +244,16 @@ pub(super) fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
                     .map_err(|e| anyhow::anyhow!("{}: [[snapshot]] {e}", path.display()))?,
             );
         }
+        let cache_mb = file
+            .storage
+            .cache_mb
+            .unwrap_or(crate::server_config::DEFAULT_CACHE_MB);
+        if cache_mb == 0 {
+            bail!("{}: [storage] cache_mb must be at least 1", path.display());
+        }
         return Ok(Plan {
             snapshots,
+            cache_bytes: (cache_mb as usize) << 20,
             log_level: file.log_level.map(toml::Spanned::into_inner),
             metrics_listen: args.metrics_listen.or(l.metrics_address),
             limits: limits(args, Some(&file.limits))?,
@@ -285,6 +295,7 @@ pub(super) fn plan(args: &ServerArgs) -> anyhow::Result<Plan> {
         api_addr: None,
         allow_unlocked_memory: args.allow_unlocked_memory,
         snapshots: Vec::new(),
+        cache_bytes: (crate::server_config::DEFAULT_CACHE_MB as usize) << 20,
         raft: match args.data_dir {
             Some(_) => raft_plan(args, None, args.listen)?,
             None => None,

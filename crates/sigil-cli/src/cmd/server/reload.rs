@@ -63,6 +63,7 @@ impl ConfigReload {
 fn fixed(plan: &Plan) -> Vec<(&'static str, String)> {
     vec![
         ("storage.path", format!("{:?}", plan.data_dir)),
+        ("storage.cache_mb", format!("{}", plan.cache_bytes >> 20)),
         ("listener.address", plan.listen.to_string()),
         ("listener.names", format!("{:?}", plan.names)),
         (
