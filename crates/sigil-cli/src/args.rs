@@ -84,6 +84,31 @@ pub(crate) enum Command {
     /// Renew, revoke, look up and list the leases of dynamic secrets.
     #[command(subcommand)]
     Lease(LeaseCommand),
+    /// Run the agent: a Vault-compatible local API for unchanged Vault clients, and templates
+    /// rendered to files and kept current (docs/agent.md).
+    Agent {
+        /// The agent's configuration file (TOML).
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
+    /// Run a command with secrets in its environment, never written to disk:
+    /// `sigil run --env DB_PASSWORD=secret/app#password -- ./server`.
+    Run(RunArgs),
+    /// Render a template once: `sigil inject -i config.tpl -o config.yaml` (stdin and stdout
+    /// by default; the file is written whole, mode 0600).
+    Inject {
+        /// The template (Vault Agent / consul-template syntax).
+        #[arg(short = 'i', long = "in")]
+        input: Option<PathBuf>,
+        /// Where the output goes.
+        #[arg(short = 'o', long = "out")]
+        output: Option<PathBuf>,
+        /// The output file's mode, octal.
+        #[arg(long, default_value = "0600")]
+        perms: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Read any path (as `vault read`).
     Read {
         /// The path below /v1/.
@@ -135,6 +160,29 @@ pub(crate) enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+/// `sigil run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// `NAME=PATH#FIELD`: the variable NAME gets FIELD of the secret at PATH (`secret/app` in
+    /// a KV mount as `sigil kv get` takes it, or any API path).
+    #[arg(long = "env", value_name = "NAME=PATH#FIELD")]
+    pub(crate) env: Vec<String>,
+    /// A template whose output is `NAME=value` lines (`{{ with secret "secret/data/app" }}`…).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub(crate) env_file: Vec<PathBuf>,
+    /// Read the secrets again every --interval and restart the command when one changed.
+    #[arg(long)]
+    pub(crate) watch: bool,
+    /// How often --watch reads the secrets (Go duration).
+    #[arg(long, default_value = "5m")]
+    pub(crate) interval: String,
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub(crate) command: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -496,12 +496,11 @@ impl MountTable {
     fn purge_orphans(&self, table: &Table) -> Result<(), CoreError> {
         let live: Vec<&str> = table.values().map(|e| e.uuid.as_str()).collect();
         let logical = self.barrier.view("logical/");
-        let mut seen: Vec<String> = logical
-            .list("")?
+        let seen: Vec<String> = logical
+            .list_children("")?
             .into_iter()
-            .filter_map(|k| k.split_once('/').map(|(u, _)| u.to_owned()))
+            .filter_map(|child| child.strip_suffix('/').map(str::to_owned))
             .collect();
-        seen.dedup();
         for uuid in seen.iter().filter(|u| !live.contains(&u.as_str())) {
             self.purge(uuid)?;
         }

