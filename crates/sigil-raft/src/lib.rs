@@ -10,6 +10,7 @@
 mod network;
 mod node;
 mod service;
+mod snapshot_file;
 mod store;
 mod tls;
 mod types;

@@ -8,9 +8,8 @@
 //! openraft may purge the log it covers.
 
 use std::fmt::Debug;
-use std::io::Cursor;
 use std::ops::RangeBounds;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
@@ -24,6 +23,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::snapshot_file;
 use crate::types::{
     Change, Entry, Member, NodeId, Outcome, Outcomes, RaftStorageError, TypeConfig,
 };
@@ -34,7 +34,9 @@ const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft-log");
 const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft-log-meta");
 /// The state machine: Sigil's storage keys and their (barrier-encrypted) values.
 const DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("sigil");
-/// The state machine's own state: [`APPLIED`], [`MEMBERSHIP`], [`SNAPSHOT`].
+/// The state machine's own state: [`APPLIED`], [`MEMBERSHIP`], [`SNAPSHOT`] (the current
+/// snapshot file's record; the key of the in-memory snapshots before them, [`OLD_SNAPSHOT`], is
+/// dropped at open).
 const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft-sm-meta");
 
 const VOTE: &str = "vote";
@@ -42,7 +44,8 @@ const COMMITTED: &str = "committed";
 const PURGED: &str = "purged";
 const APPLIED: &str = "applied";
 const MEMBERSHIP: &str = "membership";
-const SNAPSHOT: &str = "snapshot";
+const SNAPSHOT: &str = "snapshot-file";
+const OLD_SNAPSHOT: &str = "snapshot";
 
 type Io = StorageIOError<NodeId>;
 
@@ -67,6 +70,10 @@ fn fail(e: impl std::fmt::Display) -> Failure {
 #[derive(Clone)]
 pub struct RaftFile {
     db: Arc<Database>,
+    /// Where snapshot files live (`raft/snapshots/`).
+    snapshots: Arc<PathBuf>,
+    /// The partial file a snapshot being received from the leader is written to.
+    receiving: Arc<std::sync::Mutex<Option<PathBuf>>>,
     /// Durable log appends so far, and the entries they carried: concurrent writers share
     /// appends (group commit) when the first is much smaller than the second.
     appends: Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)>,
@@ -87,8 +94,12 @@ impl RaftFile {
             .set_cache_size(cache_bytes)
             .create(&path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        let snapshots = dir.join("snapshots");
+        std::fs::create_dir_all(&snapshots).map_err(|e| format!("{}: {e}", snapshots.display()))?;
         let file = RaftFile {
             db: Arc::new(db),
+            snapshots: Arc::new(snapshots),
+            receiving: Arc::default(),
             appends: Arc::default(),
         };
         let txn = file.write(Durability::Immediate).map_err(|e| e.0)?;
@@ -96,9 +107,13 @@ impl RaftFile {
             txn.open_table(LOG).map_err(|e| e.to_string())?;
             txn.open_table(LOG_META).map_err(|e| e.to_string())?;
             txn.open_table(DATA).map_err(|e| e.to_string())?;
-            txn.open_table(SM_META).map_err(|e| e.to_string())?;
+            let mut sm = txn.open_table(SM_META).map_err(|e| e.to_string())?;
+            sm.remove(OLD_SNAPSHOT).map_err(|e| e.to_string())?;
         }
         txn.commit().map_err(|e| e.to_string())?;
+        let current: Option<SnapshotRecord> = file.meta(SM_META, SNAPSHOT).map_err(|e| e.0)?;
+        let keep = current.map(|r| r.file).unwrap_or_default();
+        snapshot_file::prune(&file.snapshots, &keep, true);
         Ok(file)
     }
 
@@ -389,17 +404,12 @@ fn apply_change(
     Ok(Outcome::Applied)
 }
 
-/// What a snapshot holds: the state machine at one applied entry.
+/// The current snapshot, kept in the state machine's table: its metadata and its file in
+/// `raft/snapshots/`.
 #[derive(Serialize, Deserialize)]
-struct SnapshotBody {
-    data: Vec<(String, Vec<u8>)>,
-}
-
-/// The snapshot kept in the state machine's table: its metadata and its bytes.
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
+struct SnapshotRecord {
     meta: SnapshotMeta<NodeId, Member>,
-    bytes: Vec<u8>,
+    file: String,
 }
 
 /// Raft's state machine (openraft's [`RaftStateMachine`]): Sigil's storage.
@@ -454,6 +464,8 @@ impl StateMachine {
         Ok(outcomes)
     }
 
+    /// Writes the state machine at its applied entry into a new snapshot file, a key at a
+    /// time, and makes it the current snapshot (the older files are removed).
     fn build(&self) -> Result<Snapshot<TypeConfig>, Failure> {
         // One read transaction: the data and the applied entry agree.
         let txn = self.file.db.begin_read().map_err(fail)?;
@@ -469,63 +481,118 @@ impl StateMachine {
             Some(b) => decode(&b, MEMBERSHIP).map_err(Failure)?,
             None => StoredMembership::default(),
         };
-        let t = txn.open_table(DATA).map_err(fail)?;
-        let mut data = Vec::new();
-        for row in t.iter().map_err(fail)? {
-            let (k, v) = row.map_err(fail)?;
-            data.push((k.value().to_owned(), v.value().to_vec()));
-        }
-        drop(t);
+        let dir = self.file.snapshots.as_path();
+        let partial = snapshot_file::partial_path(dir, "build");
+        let written = (|| -> Result<u64, Failure> {
+            let mut out = snapshot_file::Writer::create(&partial).map_err(fail)?;
+            let t = txn.open_table(DATA).map_err(fail)?;
+            for row in t.iter().map_err(fail)? {
+                let (k, v) = row.map_err(fail)?;
+                out.add(k.value(), v.value()).map_err(fail)?;
+            }
+            out.finish().map_err(fail)
+        })();
         drop(meta_t);
         drop(txn);
-        let bytes = encode(&SnapshotBody { data });
+        let count = written.inspect_err(|_| {
+            let _ = std::fs::remove_file(&partial);
+        })?;
         let snapshot_id = match last_log_id {
-            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, bytes.len()),
-            None => format!("0-0-{}", bytes.len()),
+            Some(id) => format!("{}-{}-{count}", id.leader_id.term, id.index),
+            None => format!("0-0-{count}"),
         };
         let meta = SnapshotMeta {
             last_log_id,
             last_membership,
             snapshot_id,
         };
+        let name = self.keep(&partial, &meta)?;
         // Durable: the applied state it covers is on disk before openraft purges that log.
         self.file.put_meta(
             SM_META,
             SNAPSHOT,
-            &StoredSnapshot {
+            &SnapshotRecord {
                 meta: meta.clone(),
-                bytes: bytes.clone(),
+                file: name.clone(),
             },
             Durability::Immediate,
         )?;
+        snapshot_file::prune(dir, &name, false);
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+            snapshot: Box::new(self.open_snapshot(&name)?),
         })
     }
 
-    fn install(&self, meta: &SnapshotMeta<NodeId, Member>, bytes: Vec<u8>) -> Result<(), Failure> {
-        let body: SnapshotBody = decode(&bytes, "a snapshot").map_err(Failure)?;
+    /// Renames a finished partial file to the snapshot file of `meta`; its name.
+    fn keep(&self, partial: &Path, meta: &SnapshotMeta<NodeId, Member>) -> Result<String, Failure> {
+        let name = format!("{}{}", meta.snapshot_id, snapshot_file::SUFFIX);
+        let dir = self.file.snapshots.as_path();
+        std::fs::rename(partial, dir.join(&name)).map_err(fail)?;
+        snapshot_file::sync_dir(dir).map_err(fail)?;
+        Ok(name)
+    }
+
+    fn open_snapshot(&self, name: &str) -> Result<tokio::fs::File, Failure> {
+        let path = self.file.snapshots.join(name);
+        std::fs::File::open(&path)
+            .map(tokio::fs::File::from_std)
+            .map_err(|e| Failure(format!("{}: {e}", path.display())))
+    }
+
+    /// Replaces the state machine with the snapshot read from `input` a key at a time, and
+    /// makes it the current snapshot (a copy written as it is read: `input` may be any file,
+    /// a received one or one this node built).
+    fn install(
+        &self,
+        meta: &SnapshotMeta<NodeId, Member>,
+        input: impl std::io::Read,
+    ) -> Result<(), Failure> {
+        let partial = snapshot_file::partial_path(&self.file.snapshots, "install");
+        let installed = self.install_into(meta, input, &partial);
+        let _ = std::fs::remove_file(&partial);
+        installed
+    }
+
+    fn install_into(
+        &self,
+        meta: &SnapshotMeta<NodeId, Member>,
+        input: impl std::io::Read,
+        partial: &Path,
+    ) -> Result<(), Failure> {
         let txn = self.file.write(Durability::Immediate)?;
-        {
+        let name = {
+            let mut copy = snapshot_file::Writer::create(partial).map_err(fail)?;
             let mut data = txn.open_table(DATA).map_err(fail)?;
             data.retain(|_, _| false).map_err(fail)?;
-            for (k, v) in &body.data {
+            let reader =
+                snapshot_file::Reader::new(std::io::BufReader::with_capacity(1 << 20, input))
+                    .map_err(Failure)?;
+            for entry in reader {
+                let (k, v) = entry.map_err(Failure)?;
                 data.insert(k.as_str(), v.as_slice()).map_err(fail)?;
+                copy.add(&k, &v).map_err(fail)?;
             }
+            copy.finish().map_err(fail)?;
+            // Named as the snapshot before the record naming it commits: a crash in between
+            // leaves a file the next build removes.
+            let name = self.keep(partial, meta)?;
             let mut sm = txn.open_table(SM_META).map_err(fail)?;
             sm.insert(APPLIED, encode(&meta.last_log_id).as_slice())
                 .map_err(fail)?;
             sm.insert(MEMBERSHIP, encode(&meta.last_membership).as_slice())
                 .map_err(fail)?;
-            let stored = StoredSnapshot {
+            let record = SnapshotRecord {
                 meta: meta.clone(),
-                bytes,
+                file: name.clone(),
             };
-            sm.insert(SNAPSHOT, encode(&stored).as_slice())
+            sm.insert(SNAPSHOT, encode(&record).as_slice())
                 .map_err(fail)?;
-        }
-        txn.commit().map_err(fail)
+            name
+        };
+        txn.commit().map_err(fail)?;
+        snapshot_file::prune(&self.file.snapshots, &name, false);
+        Ok(())
     }
 }
 
@@ -557,37 +624,77 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, RaftStorageError> {
+        let partial = snapshot_file::partial_path(&self.file.snapshots, "receive");
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&partial)
+            .await
+            .map_err(|e| Io::write_snapshot(None, &e))?;
+        let old = self
+            .file
+            .receiving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(partial);
+        if let Some(old) = old {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Member>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), RaftStorageError> {
-        self.install(meta, snapshot.into_inner())
-            .map_err(|e| Io::write_snapshot(Some(meta.signature()), &e).into())
+        use std::io::Seek as _;
+        use tokio::io::AsyncWriteExt as _;
+        let failed = |e: Failure| Io::write_snapshot(Some(meta.signature()), &e);
+        let mut snapshot = snapshot;
+        snapshot.flush().await.map_err(|e| failed(fail(e)))?;
+        let mut file = snapshot.into_std().await;
+        file.rewind().map_err(|e| failed(fail(e)))?;
+        let installed = self.install(meta, file);
+        let received = self
+            .file
+            .receiving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(received) = received {
+            let _ = std::fs::remove_file(received);
+        }
+        installed.map_err(|e| failed(e).into())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
-        let stored: Option<StoredSnapshot> = self
+        let record: Option<SnapshotRecord> = self
             .file
             .meta(SM_META, SNAPSHOT)
             .map_err(|e| Io::read_snapshot(None, &e))?;
-        Ok(stored.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.bytes)),
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let file = self
+            .open_snapshot(&record.file)
+            .map_err(|e| Io::read_snapshot(Some(record.meta.signature()), &e))?;
+        Ok(Some(Snapshot {
+            meta: record.meta,
+            snapshot: Box::new(file),
         }))
     }
 }
 
-/// For the fuzz targets: decodes `bytes` as a snapshot's body, 1 when it does.
+/// For the fuzz targets: reads `bytes` as a snapshot file, 1 when every entry reads.
 #[cfg(fuzzing)]
 pub(crate) fn decode_snapshot_body(bytes: &[u8]) -> usize {
-    usize::from(decode::<SnapshotBody>(bytes, "a snapshot").is_ok())
+    let entries = snapshot_file::Reader::new(bytes).map(|r| r.collect::<Result<Vec<_>, _>>());
+    usize::from(matches!(entries, Ok(Ok(_))))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ openraft::declare_raft_types!(
         R = Outcomes,
         NodeId = NodeId,
         Node = Member,
-        SnapshotData = std::io::Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 /// A node's number in Raft: derived from its name ([`node_id`]).
