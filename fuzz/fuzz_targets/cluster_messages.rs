@@ -1,5 +1,5 @@
 //! What a cluster's nodes read from each other and from nodes asking to join: Raft's RPCs,
-//! log entries and snapshots (postcard, `sigil-raft`), and the unauthenticated join request
+//! log entries (postcard) and snapshot files (`sigil-raft`), and the unauthenticated join request
 //! (JSON, checked as the leader checks it). Whatever the bytes: no panic, and a message that
 //! decodes encodes back to one that decodes.
 //!

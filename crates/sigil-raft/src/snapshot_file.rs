@@ -232,7 +232,7 @@ mod tests {
         let n = count.len();
         count[n - 8] ^= 1;
         assert!(read(&count).is_err(), "wrong count");
-        let mut magic = good.clone();
+        let mut magic = good;
         magic[0] = b'X';
         assert!(read(&magic).is_err());
         let mut huge = MAGIC.to_vec();
