@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use support::databases::Postgres;
 use support::{Server, eventually, ok, python, stderr, stdout};
 
 /// The policy of the agent's identity in these tests.
@@ -523,4 +524,109 @@ fn sigil_inject_renders_a_template_once() {
         "api:\n  key: k-123\n  home: /srv\n"
     );
     assert_eq!(mode_of(&output), 0o600);
+}
+
+/// The database engine on the harness's PostgreSQL, with a role `app` (`ttl`, `max_ttl`) the
+/// agent's identity may read.
+fn postgres_role(s: &Server, pg: &Postgres, ttl: &str, max_ttl: &str) {
+    ok(s.sigil(&["secrets", "enable", "database"]));
+    let args = pg.config_args();
+    ok(s.sigil(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    ok(s.sigil(&[
+        "write",
+        "database/roles/app",
+        "db_name=pg",
+        "creation_statements=CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
+        &format!("default_ttl={ttl}"),
+        &format!("max_ttl={max_ttl}"),
+    ]));
+}
+
+#[test]
+fn hvac_gets_database_credentials_and_renews_their_lease_through_the_agent() {
+    let Some(pg) = Postgres::start() else { return };
+    let (s, key, _) = server_with_app();
+    postgres_role(&s, &pg, "1h", "2h");
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_agent(
+        dir.path(),
+        &format!(
+            "{}[listener]\naddress = \"127.0.0.1:{}\"\n",
+            server_part(&s, &key),
+            free_port()
+        ),
+    );
+    let out = Command::new(python())
+        .arg(support::interop_script("agent_hvac.py"))
+        .args([&agent.url, "app"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hvac: {}", stderr(&out));
+    let seen: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let user = seen["db_username"].as_str().unwrap();
+    assert!(!user.is_empty());
+    assert_eq!(seen["db_lease_duration"], 3600);
+    assert_eq!(seen["db_renewed_lease"], true);
+    assert_eq!(seen["db_renewed_duration"], 3600);
+    assert_eq!(seen["db_revoked"], true);
+    eventually(10, || !pg.user_exists(user));
+
+    // The bao CLI reads credentials too.
+    let creds = ok(bao_run(
+        &agent,
+        &["read", "-format=json", "database/creds/app"],
+    ));
+    let creds: serde_json::Value = serde_json::from_str(&creds).unwrap();
+    assert!(
+        creds["lease_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("database/creds/app/")
+    );
+}
+
+#[test]
+fn a_template_with_database_credentials_is_renewed_then_fetched_anew_before_max_ttl() {
+    let Some(pg) = Postgres::start() else { return };
+    let (s, key, _) = server_with_app();
+    // A lease of 3 s that can live 7 s: renewed at ~2 s and ~4 s (the second renewal comes
+    // back capped), then fetched anew before the 7 s are up.
+    postgres_role(&s, &pg, "3s", "7s");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("db.env");
+    let _agent = start_agent(
+        dir.path(),
+        &format!(
+            "{}[listener]\naddress = \"127.0.0.1:{}\"\n[[template]]\ncontents = '{{{{ with secret \"database/creds/app\" }}}}{{{{ .Data.username }}}} {{{{ .Data.password }}}}{{{{ end }}}}'\ndestination = \"{}\"\n",
+            server_part(&s, &key),
+            free_port(),
+            out.display()
+        ),
+    );
+    eventually(10, || out.exists());
+    let first = std::fs::read_to_string(&out).unwrap();
+    let (user, password) = first.split_once(' ').unwrap();
+    assert_eq!(
+        pg.psql(user, password, "SELECT 1").unwrap(),
+        "1",
+        "the rendered credentials log in"
+    );
+    let started = std::time::Instant::now();
+    eventually(15, || {
+        std::fs::read_to_string(&out).is_ok_and(|now| now != first)
+    });
+    let renewed_after = started.elapsed();
+    let second = std::fs::read_to_string(&out).unwrap();
+    let (user2, password2) = second.split_once(' ').unwrap();
+    assert_ne!(user, user2, "new credentials");
+    assert_eq!(pg.psql(user2, password2, "SELECT 1").unwrap(), "1");
+    let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+    assert!(
+        log.contains("lease renewed"),
+        "the lease was renewed first:\n{log}"
+    );
+    assert!(
+        renewed_after < Duration::from_secs(7),
+        "fetched anew before the max TTL ({renewed_after:?})"
+    );
 }
