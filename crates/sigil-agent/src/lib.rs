@@ -50,8 +50,12 @@ pub async fn run(
     let result = match bound {
         Some(bound) => {
             let proxy = Arc::new(
-                proxy::Proxy::new(client, cache::KvCache::new(file.kv_ttl()?))
-                    .map_err(|e| e.to_string())?,
+                proxy::Proxy::new(
+                    client,
+                    cache::KvCache::new(file.kv_ttl()?),
+                    matches!(bound, listen::Bound::Tcp(_)),
+                )
+                .map_err(|e| e.to_string())?,
             );
             tracing::info!(listen = %bound.describe(), "sigil agent: the local API is ready");
             bound.serve(proxy, shutdown).await

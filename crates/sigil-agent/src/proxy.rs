@@ -22,6 +22,8 @@ pub struct Proxy {
     client: Arc<Client>,
     keyid: String,
     cache: KvCache,
+    /// Whether `Host` must name the loopback (a TCP listener).
+    check_host: bool,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -33,13 +35,19 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// A proxy forwarding through `client`, caching KV reads for `cache`'s TTL.
-    pub fn new(client: Arc<Client>, cache: KvCache) -> Result<Proxy, ClientError> {
+    /// A proxy forwarding through `client`, caching KV reads for `cache`'s TTL; on a TCP
+    /// listener (`check_host`) only requests whose `Host` names the loopback are served.
+    pub fn new(
+        client: Arc<Client>,
+        cache: KvCache,
+        check_host: bool,
+    ) -> Result<Proxy, ClientError> {
         let keyid = client.key()?.public().keyid().to_string();
         Ok(Proxy {
             client,
             keyid,
             cache,
+            check_host,
         })
     }
 
@@ -113,6 +121,48 @@ fn split(uri: &Uri) -> Option<(String, Option<String>, bool)> {
     Some((path.to_owned(), query, list))
 }
 
+/// Why a request that a browser sent is refused, if it is one: a web page must not be able to
+/// make the agent act (a cross-site request to 127.0.0.1, or a DNS name rebound to it).
+/// Browsers mark every request they send with `Origin` or `Sec-Fetch-*`; Vault's clients send
+/// neither. On TCP, the `Host` must also name the loopback (`localhost`, 127.0.0.0/8, `[::1]`).
+fn browser_refusal(headers: &HeaderMap, check_host: bool) -> Option<String> {
+    if headers.contains_key(header::ORIGIN) || headers.contains_key("sec-fetch-mode") {
+        return Some("requests from a web browser are refused by the agent".into());
+    }
+    if !check_host {
+        return None;
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| format!("Host {host:?} is not this host's loopback"))
+}
+
+/// What the agent answers itself, without asking the server.
+fn local_answer(proxy: &Proxy, method: &str, path: &str) -> Option<Response> {
+    match (method, path) {
+        ("GET" | "POST", "auth/token/lookup-self" | "auth/token/renew-self") => {
+            Some(axum::Json(proxy.lookup_self()).into_response())
+        }
+        (_, p) if p.starts_with("auth/token/") => Some(vault_error(
+            StatusCode::BAD_REQUEST,
+            vec![format!(
+                "{p}: Sigil has no tokens; the agent authenticates with its key (only lookup-self and renew-self answer, describing the agent's identity)"
+            )],
+        )),
+        _ => None,
+    }
+}
+
 async fn handle(
     State(proxy): State<Arc<Proxy>>,
     method: Method,
@@ -120,6 +170,9 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(why) = browser_refusal(&headers, proxy.check_host) {
+        return vault_error(StatusCode::FORBIDDEN, vec![why]);
+    }
     let Some((path, query, list)) = split(&uri) else {
         return vault_error(
             StatusCode::NOT_FOUND,
@@ -138,19 +191,8 @@ async fn handle(
         ("GET", true) => "LIST".to_owned(),
         (m, _) => m.to_owned(),
     };
-    match (method.as_str(), path.as_str()) {
-        ("GET" | "POST", "auth/token/lookup-self" | "auth/token/renew-self") => {
-            return axum::Json(proxy.lookup_self()).into_response();
-        }
-        (_, p) if p.starts_with("auth/token/") => {
-            return vault_error(
-                StatusCode::BAD_REQUEST,
-                vec![format!(
-                    "{p}: Sigil has no tokens; the agent authenticates with its key (only lookup-self and renew-self answer, describing the agent's identity)"
-                )],
-            );
-        }
-        _ => {}
+    if let Some(answer) = local_answer(&proxy, &method, &path) {
+        return answer;
     }
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -167,10 +209,16 @@ async fn handle(
     };
     let target = match &query {
         Some(q) => format!("{path}?{q}"),
-        None => path.clone(),
+        None => path,
     };
+    forward(&proxy, &method, &target, body.as_ref()).await
+}
+
+/// Sends the request to the server as the agent (a KV read may be answered from the cache)
+/// and returns the server's answer as Vault's JSON.
+async fn forward(proxy: &Proxy, method: &str, target: &str, body: Option<&Value>) -> Response {
     if method == "GET"
-        && let Some(bytes) = proxy.cache.get(&target)
+        && let Some(bytes) = proxy.cache.get(target)
     {
         return json_response(StatusCode::OK, bytes.to_vec());
     }
@@ -178,7 +226,7 @@ async fn handle(
         // A write through the agent may change what a cached read answered.
         proxy.cache.clear();
     }
-    match proxy.client.request(&method, &target, body.as_ref()).await {
+    match proxy.client.request(method, target, body).await {
         Ok(answer) => {
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
             let Some(body) = answer.body else {
@@ -186,7 +234,7 @@ async fn handle(
             };
             let bytes = serde_json::to_vec(&body).expect("JSON serializes");
             if method == "GET" && status == StatusCode::OK && cacheable(&body) {
-                proxy.cache.put(&target, &bytes);
+                proxy.cache.put(target, &bytes);
             }
             json_response(status, bytes)
         }
@@ -230,6 +278,49 @@ mod tests {
             Some(("secret/data/app".into(), Some("version=2".into()), false))
         );
         assert_eq!(split(&"/v2/x".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn browsers_and_foreign_hosts_are_refused() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            h
+        };
+        for ok in [
+            "127.0.0.1:8100",
+            "localhost:8100",
+            "[::1]:8100",
+            "127.0.0.2",
+            "LOCALHOST",
+        ] {
+            assert_eq!(
+                browser_refusal(&headers(&[("host", ok)]), true),
+                None,
+                "{ok}"
+            );
+        }
+        for bad in [
+            "evil.example:8100",
+            "10.0.0.1:8100",
+            "",
+            "localhost.evil.example",
+        ] {
+            assert!(
+                browser_refusal(&headers(&[("host", bad)]), true).is_some(),
+                "{bad}"
+            );
+        }
+        assert!(browser_refusal(&headers(&[("host", "whatever")]), false).is_none());
+        let from_page = headers(&[
+            ("host", "127.0.0.1:8100"),
+            ("origin", "https://evil.example"),
+        ]);
+        assert!(browser_refusal(&from_page, false).is_some());
+        let fetch = headers(&[("host", "127.0.0.1:8100"), ("sec-fetch-mode", "no-cors")]);
+        assert!(browser_refusal(&fetch, true).is_some());
     }
 
     #[test]

@@ -316,6 +316,50 @@ fn the_local_api_takes_only_loopback_or_a_private_socket() {
         .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["data"]["data"]["v"], "over-the-socket");
+    // What a web page would send (a cross-site request carries Origin) is refused, and on TCP
+    // so is a Host that is not the loopback (DNS rebinding).
+    let from_page = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "DELETE",
+            "-H",
+            "Origin: https://evil.example",
+            "--unix-socket",
+            socket.to_str().unwrap(),
+            "http://agent/v1/secret/data/app/sock",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&from_page), "403");
+    drop(agent);
+    let tcp = start_agent(
+        dir.path(),
+        &format!(
+            "{}[listener]\naddress = \"127.0.0.1:{}\"\n",
+            server_part(&s, &key),
+            free_port()
+        ),
+    );
+    let rebound = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Host: evil.example",
+        ])
+        .arg(format!("{}/v1/secret/data/app/sock", tcp.url))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&rebound), "403");
+    ok(s.sigil(&["kv", "get", "secret/app/sock"]));
 }
 
 #[test]
