@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod csi;
 pub mod exec;
 pub mod listen;
 pub mod proxy;

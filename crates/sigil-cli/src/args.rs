@@ -91,6 +91,18 @@ pub(crate) enum Command {
         #[arg(short = 'c', long = "config")]
         config: PathBuf,
     },
+    /// Serve the Kubernetes Secrets Store CSI driver's provider API (gRPC) on a Unix socket,
+    /// reading secrets as this key's identity (docs/agent.md).
+    CsiProvider {
+        /// The socket the driver calls.
+        #[arg(
+            long,
+            default_value = "/etc/kubernetes/secrets-store-csi-providers/sigil.sock"
+        )]
+        socket: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Run a command with secrets in its environment, never written to disk:
     /// `sigil run --env DB_PASSWORD=secret/app#password -- ./server`.
     Run(RunArgs),

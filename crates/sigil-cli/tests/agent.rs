@@ -674,3 +674,113 @@ fn a_template_with_database_credentials_is_renewed_then_fetched_anew_before_max_
         "fetched anew before the max TTL ({renewed_after:?})"
     );
 }
+
+/// The CSI driver's calls, from a gRPC client generated from the driver's proto (Python
+/// grpcio-tools): the answer as JSON.
+fn csi_call(socket: &Path, out_dir: &Path, attributes: &serde_json::Value) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(support::interop_script("csi_client.py"))
+        .arg(socket)
+        .arg(out_dir)
+        .arg(attributes.to_string())
+        .arg("420")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "csi client: {}", stderr(&out));
+    serde_json::from_str(stdout(&out).trim()).unwrap()
+}
+
+/// `sigil csi-provider` on `socket` as `key`'s identity, once its socket is there.
+fn start_csi(s: &Server, key: &Path, socket: &Path) -> Child {
+    let child = Command::new(support::SIGIL)
+        .args(["csi-provider", "--socket", socket.to_str().unwrap()])
+        .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("SIGIL_KEY", key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(15, || socket.exists());
+    child
+}
+
+#[test]
+fn the_csi_provider_mounts_a_secret_provider_class_and_refuses_a_denied_path() {
+    let (s, key, _) = server_with_app();
+    ok(s.sigil(&[
+        "kv",
+        "put",
+        "secret/app/db",
+        "password=csi-s3cret",
+        "user=app",
+    ]));
+    ok(s.sigil(&[
+        "kv",
+        "put",
+        "secret/app/db",
+        "password=csi-s3cret-2",
+        "user=app",
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("sigil.sock");
+    let mut child = start_csi(&s, &key, &socket);
+    assert_eq!(mode_of(&socket), 0o600);
+    let gen_dir = dir.path().join("gen");
+    std::fs::create_dir(&gen_dir).unwrap();
+    // A SecretProviderClass's parameters as the driver passes them, with its pod attributes.
+    let attributes = serde_json::json!({
+        "roleName": "app",
+        "objects": "- objectName: \"db-password\"\n  secretPath: \"secret/data/app/db\"\n  secretKey: \"password\"\n- objectName: \"db.json\"\n  secretPath: \"secret/data/app/db\"\n  filePermission: \"0600\"\n",
+        "csi.storage.k8s.io/pod.name": "app-7d4b9",
+        "csi.storage.k8s.io/pod.namespace": "default",
+        "csi.storage.k8s.io/serviceAccount.name": "app",
+    });
+    let seen = csi_call(&socket, &gen_dir, &attributes);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(seen["version"]["runtime_name"], "sigil");
+    assert_eq!(seen["version"]["version"], "v1.6.0");
+    let files = seen["files"].as_array().unwrap_or_else(|| panic!("{seen}"));
+    assert_eq!(files.len(), 2, "{seen}");
+    use base64::Engine as _;
+    let contents = |i: usize| {
+        base64::engine::general_purpose::STANDARD
+            .decode(files[i]["contents"].as_str().unwrap())
+            .unwrap()
+    };
+    assert_eq!(files[0]["path"], "db-password");
+    assert_eq!(files[0]["mode"], 420, "the driver's permission");
+    assert_eq!(contents(0), b"csi-s3cret-2");
+    assert_eq!(files[1]["path"], "db.json");
+    assert_eq!(files[1]["mode"], 0o600);
+    let whole: serde_json::Value = serde_json::from_slice(&contents(1)).unwrap();
+    assert_eq!(whole["user"], "app");
+    assert_eq!(
+        seen["object_version"],
+        serde_json::json!([{ "id": "db-password", "version": "2" }, { "id": "db.json", "version": "2" }])
+    );
+    assert!(
+        !support::files_under(dir.path())
+            .iter()
+            .any(|f| std::fs::read(f).is_ok_and(|b| b.windows(12).any(|w| w == b"csi-s3cret-2"))),
+        "the provider wrote no secret to disk"
+    );
+
+    // A path the identity may not read fails the mount with a clear error.
+    let mut child = start_csi(&s, &key, &socket);
+    let denied = serde_json::json!({
+        "objects": "- objectName: \"x\"\n  secretPath: \"secret/data/forbidden/thing\"\n  secretKey: \"x\"\n",
+    });
+    let seen = csi_call(&socket, &gen_dir, &denied);
+    let bad = serde_json::json!({ "objects": "- objectName: \"../escape\"\n  secretPath: \"secret/data/app/db\"\n" });
+    let escaped = csi_call(&socket, &gen_dir, &bad);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(seen["error"]["code"], "PERMISSION_DENIED", "{seen}");
+    let details = seen["error"]["details"].as_str().unwrap();
+    assert!(
+        details.contains("secret/data/forbidden/thing") && details.contains("403"),
+        "{details}"
+    );
+    assert_eq!(escaped["error"]["code"], "INVALID_ARGUMENT", "{escaped}");
+}

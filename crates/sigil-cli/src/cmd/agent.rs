@@ -85,6 +85,20 @@ pub(super) async fn agent(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub(super) async fn csi_provider(socket: &Path, client: &ClientArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let client = Arc::new(config::client(client)?);
+    client
+        .server_key()
+        .await
+        .context("cannot reach the server")?;
+    println!("sigil csi-provider: listening on unix:{}", socket.display());
+    sigil_agent::csi::serve(client, socket, shutdown_signal())
+        .await
+        .map_err(|e| anyhow!(e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let mut refs = Vec::new();

@@ -30,6 +30,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Server(c) => server::run(c).await,
         Command::Agent { config } => agent::agent(&config).await,
         Command::Run(args) => agent::run(args).await,
+        Command::CsiProvider { socket, client } => agent::csi_provider(&socket, &client).await,
         Command::Inject {
             input,
             output,
