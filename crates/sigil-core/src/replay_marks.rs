@@ -25,20 +25,34 @@ impl ReplayMarks {
         }
     }
 
-    /// Every stored mark still in force at `now` (read once, at unseal).
+    /// Every stored mark still in force at `now` (read once, at unseal). Read a bucket at a
+    /// time, and the keys of a bucket that has ended not at all: after a busy minute the
+    /// marks number in the hundreds of thousands.
     pub(crate) fn load(&self, now: i64) -> Result<Vec<ReplayMark>, CoreError> {
-        let all: Vec<ReplayMark> = self
-            .view
-            .list("")?
-            .iter()
-            .filter_map(|k| ReplayMark::from_key(k))
-            .collect();
-        let oldest = all.iter().map(|m| m.until).min().unwrap_or(now);
+        let mut oldest = now;
+        let mut live = Vec::new();
+        for folder in self.view.list_children("")? {
+            let Some(bucket) = folder.strip_suffix('/').and_then(|b| b.parse::<i64>().ok()) else {
+                continue;
+            };
+            oldest = oldest.min(bucket);
+            if bucket <= now {
+                // Every mark in it was in force until the bucket's end at the latest.
+                continue;
+            }
+            live.extend(
+                self.view
+                    .list(&folder)?
+                    .iter()
+                    .filter_map(|k| ReplayMark::from_key(k))
+                    .filter(|m| m.until > now),
+            );
+        }
         self.oldest.fetch_min(oldest, Ordering::AcqRel);
         if self.oldest.load(Ordering::Acquire) == i64::MIN {
             self.oldest.store(oldest, Ordering::Release);
         }
-        Ok(all.into_iter().filter(|m| m.until > now).collect())
+        Ok(live)
     }
 
     /// Deletes the marks of every bucket that ended by `now`, a bucket at a time from the
