@@ -19,7 +19,7 @@ use crate::template::{Dep, DepKind, Fetched, Template, render_fetching, signal_o
 
 /// How long a template's command may run before it is reported (it is not killed).
 const COMMAND_WARN_AFTER: Duration = Duration::from_secs(30);
-/// The soonest a failed refresh is tried again.
+/// The soonest a failed refresh or render is tried again.
 const RETRY: Duration = Duration::from_secs(5);
 
 /// What to do with a secret when it is due.
@@ -224,17 +224,35 @@ impl Runner {
 
     /// Renders, then keeps every file current until the task is dropped.
     pub async fn run(mut self) {
-        self.render_all().await;
+        let mut failures = 0u32;
         loop {
-            let wake = self
-                .next_due()
-                .unwrap_or_else(|| Instant::now() + self.render_interval);
+            let failed = self.render_all().await.iter().any(Result::is_err);
+            // A template that did not render (the server unreachable, a secret denied) is
+            // tried again soon, then less often: 5 s, 10 s, 20 s … up to the render interval.
+            failures = if failed {
+                failures.saturating_add(1)
+            } else {
+                0
+            };
+            let mut wake = Instant::now() + self.render_interval;
+            if failed {
+                wake = wake.min(Instant::now() + retry_after(failures));
+            }
+            if let Some(due) = self.next_due() {
+                wake = wake.min(due);
+            }
             tokio::time::sleep_until(wake.into()).await;
-            // Templates whose last render failed are tried again on every wake-up.
             self.refresh_due().await;
-            self.render_all().await;
         }
     }
+}
+
+/// How long to wait after the `failures`-th render in a row that failed: 5 s doubling, at most
+/// 5 minutes.
+fn retry_after(failures: u32) -> Duration {
+    RETRY
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+        .min(Duration::from_secs(300))
 }
 
 /// Writes the rendered output of `section` if it changed, and then runs its command or
@@ -301,6 +319,12 @@ mod tests {
             path: "p".into(),
             args: Vec::new(),
         }
+    }
+
+    #[test]
+    fn failed_renders_are_retried_with_a_growing_wait() {
+        let secs: Vec<u64> = (1..=9).map(|n| retry_after(n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
     }
 
     #[test]

@@ -633,9 +633,10 @@ fn hvac_gets_database_credentials_and_renews_their_lease_through_the_agent() {
 fn a_template_with_database_credentials_is_renewed_then_fetched_anew_before_max_ttl() {
     let Some(pg) = Postgres::start() else { return };
     let (s, key, _) = server_with_app();
-    // A lease of 3 s that can live 7 s: renewed at ~2 s and ~4 s (the second renewal comes
-    // back capped), then fetched anew before the 7 s are up.
-    postgres_role(&s, &pg, "3s", "7s");
+    // A lease of 6 s that can live 9 s: renewed at ~4 s (the renewal comes back capped at the
+    // 5 s left), then fetched anew at ~7.3 s, before the 9 s are up. Each step has ≥ 1.6 s to
+    // spare on a loaded machine.
+    postgres_role(&s, &pg, "6s", "9s");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("db.env");
     let _agent = start_agent(
@@ -670,7 +671,7 @@ fn a_template_with_database_credentials_is_renewed_then_fetched_anew_before_max_
         "the lease was renewed first:\n{log}"
     );
     assert!(
-        renewed_after < Duration::from_secs(7),
+        renewed_after < Duration::from_secs(9),
         "fetched anew before the max TTL ({renewed_after:?})"
     );
 }
