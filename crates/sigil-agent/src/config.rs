@@ -128,9 +128,7 @@ pub enum Listen {
 
 /// A Go duration (`"5m"`, `"90s"`, `"1h30m"`) or a number of seconds.
 pub fn duration(text: &str, what: &str) -> Result<Duration, String> {
-    sigil_engine::duration::seconds(&serde_json::Value::String(text.into()), what)
-        .map(Duration::from_secs)
-        .map_err(|e| e.to_string())
+    sigil_engine::duration::from_text(text, what).map_err(|e| e.to_string())
 }
 
 impl AgentFile {

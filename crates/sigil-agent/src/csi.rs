@@ -143,14 +143,6 @@ impl std::fmt::Debug for Provider {
     }
 }
 
-fn unquote(v: &str) -> &str {
-    let v = v.trim();
-    ['"', '\'']
-        .iter()
-        .find_map(|q| v.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
-        .unwrap_or(v)
-}
-
 /// Parses the `objects` parameter: a YAML list of flat maps as Vault's provider takes it (the
 /// subset its examples use: `- key: value` items with plain or quoted scalars), or a JSON
 /// array of objects.
@@ -196,7 +188,7 @@ pub fn parse_objects(text: &str) -> Result<Vec<Object>, String> {
                     k.trim()
                 ));
             }
-            map.insert(k.trim().to_owned(), unquote(v).to_owned());
+            map.insert(k.trim().to_owned(), crate::reference::unquote(v).to_owned());
         }
         maps
     };
@@ -307,16 +299,14 @@ impl Provider {
             };
             let contents = match object.secret_key.as_str() {
                 "" => serde_json::to_vec(data).expect("JSON serializes"),
-                key => match data.get(key) {
-                    Some(Value::String(s)) => s.clone().into_bytes(),
-                    Some(Value::Null) | None => {
-                        return Err(Status::not_found(format!(
+                key => crate::reference::field_text(data, key)
+                    .ok_or_else(|| {
+                        Status::not_found(format!(
                             "{}: {}: no field {key:?}",
                             object.object_name, object.secret_path
-                        )));
-                    }
-                    Some(other) => other.to_string().into_bytes(),
-                },
+                        ))
+                    })?
+                    .into_bytes(),
             };
             let version = match (kv2, body["lease_id"].as_str()) {
                 (true, _) => body["data"]["metadata"]["version"].to_string(),

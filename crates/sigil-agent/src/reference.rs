@@ -63,15 +63,29 @@ impl Reference {
             .data()
             .pointer(data_at)
             .ok_or_else(|| format!("{}: the answer holds no data", self.path))?;
-        match data.get(&self.field) {
-            Some(Value::String(s)) => Ok(Zeroizing::new(s.clone())),
-            Some(Value::Null) | None => Err(format!(
-                "{}: no field {:?} in the secret",
-                self.path, self.field
-            )),
-            Some(other) => Ok(Zeroizing::new(other.to_string())),
-        }
+        field_text(data, &self.field)
+            .map(Zeroizing::new)
+            .ok_or_else(|| format!("{}: no field {:?} in the secret", self.path, self.field))
     }
+}
+
+/// A field of a secret's data as text: a string as it is, any other value as JSON; `None`
+/// when the field is missing or null.
+pub(crate) fn field_text(data: &Value, field: &str) -> Option<String> {
+    match data.get(field)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// `v` without surrounding whitespace and one pair of matching single or double quotes.
+pub(crate) fn unquote(v: &str) -> &str {
+    let v = v.trim();
+    ['"', '\'']
+        .iter()
+        .find_map(|q| v.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+        .unwrap_or(v)
 }
 
 fn mount_with_slash(mount: &str) -> String {
@@ -93,12 +107,10 @@ pub fn parse_env_lines(text: &str) -> Result<Vec<(String, Zeroizing<String>)>, S
             .split_once('=')
             .ok_or_else(|| format!("line {}: not NAME=value", i + 1))?;
         let name = name.trim();
-        check_name(name).map_err(|e| format!("line {}: {e}", i + 1))?;
-        let value = value.trim();
-        let value = ['"', '\'']
-            .iter()
-            .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
-            .unwrap_or(value);
+        // Not echoed: a rendered line may hold part of a secret.
+        check_name(name)
+            .map_err(|_| format!("line {}: not an environment variable name", i + 1))?;
+        let value = unquote(value);
         out.push((name.to_owned(), Zeroizing::new(value.to_owned())));
     }
     Ok(out)

@@ -20,7 +20,7 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 /// Something a template reads from the server.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Dep {
     /// `secret` or `pkiCert`.
     pub kind: DepKind,
@@ -37,6 +37,18 @@ pub enum DepKind {
     Secret,
     /// `pkiCert "pki/issue/role" "common_name=…"`: a certificate, issued again before expiry.
     PkiCert,
+}
+
+/// Argument values are left out: a template may pass a secret (`"plaintext=…"`).
+impl std::fmt::Debug for Dep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self.args.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Dep")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("arg_keys", &keys)
+            .finish()
+    }
 }
 
 impl Dep {
@@ -126,8 +138,19 @@ impl Template {
         match (out, session.missing) {
             (_, missing) if !missing.is_empty() => Rendered::Needs(missing),
             (Ok(text), _) => Rendered::Done(Zeroizing::new(text), session.used),
-            (Err(e), _) => Rendered::Failed(e.to_string()),
+            (Err(e), _) => Rendered::Failed(redacted(&e)),
         }
+    }
+}
+
+/// A render error as a message that holds no secret: gtmpl prints the value a `range` could
+/// not walk, and the map a field was missing from, which are secret data here.
+fn redacted(e: &gtmpl::error::ExecError) -> String {
+    use gtmpl::error::ExecError;
+    match e {
+        ExecError::InvalidRange(_) => "range over a value that is neither a list nor a map".into(),
+        ExecError::NoFiledFor(field, _) => format!("no field {field}"),
+        other => other.to_string(),
     }
 }
 
@@ -398,9 +421,10 @@ fn base64_encode(args: &[G]) -> Result<G, FuncError> {
 
 fn base64_decode(args: &[G]) -> Result<G, FuncError> {
     let s = string_arg(args, 0, "base64Decode")?;
+    // The decoder's error names an offending byte: not repeated (the input may be a secret).
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(s.trim())
-        .map_err(|e| FuncError::Generic(format!("base64Decode: {e}")))?;
+        .map_err(|_| FuncError::Generic("base64Decode: the text is not base64".into()))?;
     String::from_utf8(bytes)
         .map(G::String)
         .map_err(|_| FuncError::Generic("base64Decode: the bytes are not UTF-8".into()))
@@ -528,6 +552,33 @@ mod tests {
         assert!(err.contains("key=value"), "{err}");
         let err = render(r#"{{ nosuchfunc "a" }}"#, &[]).await.unwrap_err();
         assert!(!err.is_empty());
+    }
+
+    #[tokio::test]
+    async fn render_errors_and_debug_output_hold_no_secret() {
+        let secret = kv(json!({ "password": "hunter2-secret", "blob": "%%not-base64-secret%%" }));
+        for text in [
+            r#"{{ with secret "secret/data/s" }}{{ range .Data.data.password }}{{ end }}{{ end }}"#,
+            r#"{{ with secret "secret/data/s" }}{{ base64Decode .Data.data.blob }}{{ end }}"#,
+        ] {
+            let err = render(text, &[("secret/data/s", secret.clone())])
+                .await
+                .unwrap_err();
+            assert!(
+                !err.contains("hunter2") && !err.contains("secret%%"),
+                "{err}"
+            );
+        }
+        let dep = Dep {
+            kind: DepKind::Secret,
+            path: "transit/encrypt/k".into(),
+            args: vec![("plaintext".into(), "aHVudGVyMg==".into())],
+        };
+        let shown = format!("{dep:?}");
+        assert!(
+            shown.contains("plaintext") && !shown.contains("aHVudGVyMg"),
+            "{shown}"
+        );
     }
 
     /// Malformed templates are refused quickly (each parse on its own thread, with a deadline:

@@ -137,6 +137,7 @@ fn path_of(i: usize, folder: usize) -> String {
 /// A running server and how to reach it.
 struct Server {
     child: Child,
+    bin: PathBuf,
     mode: Vec<std::ffi::OsString>,
     port: u16,
     key: PathBuf,
@@ -184,20 +185,10 @@ impl Server {
         )?;
         self.child.wait()?;
         let mode: Vec<&std::ffi::OsStr> = self.mode.iter().map(|s| s.as_os_str()).collect();
-        self.child = spawn_sigil(
-            &std::env::current_exe()?.with_file_name("sigil"),
-            (dir, None),
-            &mode,
-            self.port,
-            "sigil-scale",
-        )?;
+        self.child = spawn_sigil(&self.bin, (dir, None), &mode, self.port, "sigil-scale")?;
         servers::exports(&mut self.child, 2)?;
         let started = Instant::now();
-        sigil_cli(
-            &std::env::current_exe()?.with_file_name("sigil"),
-            &["operator", "unseal"],
-            &self.env(),
-        )?;
+        sigil_cli(&self.bin, &["operator", "unseal"], &self.env())?;
         let client = self.clients(1)?.remove(0);
         let until = Instant::now() + Duration::from_secs(120);
         while client.request("GET", probe, None).await.is_err() {
@@ -234,6 +225,7 @@ async fn start(bin: &Path, dir: &Path, storage: Storage) -> anyhow::Result<Serve
     let keyid = servers::init_and_unseal(bin, &key, &addr, &ca)?;
     Ok(Server {
         child,
+        bin: bin.to_owned(),
         mode,
         port,
         key,

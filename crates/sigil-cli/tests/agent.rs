@@ -492,22 +492,24 @@ fn sigil_run_puts_secrets_in_the_environment_only() {
         "# rendered, never written\n{{ with secret \"secret/data/app/run\" }}DB_USER={{ .Data.data.user }}{{ end }}\n",
     )
     .unwrap();
-    let before: Vec<_> = std::fs::read_dir(work.path()).unwrap().flatten().collect();
-    let out = s.sigil_as_env(
-        &key,
-        &[
-            "run",
-            "--env",
-            "DB_PASSWORD=secret/app/run#password",
-            "--env-file",
-            env_tpl.to_str().unwrap(),
-            "--",
-            "sh",
-            "-c",
-            "printf '%s' \"$DB_PASSWORD\" | sha256sum; echo \"user=$DB_USER\"; exit 3",
-        ],
-        &[],
-    );
+    // Run in the working directory that is then checked (the command runs there too).
+    let mut run = Command::new(support::SIGIL);
+    run.args([
+        "run",
+        "--env",
+        "DB_PASSWORD=secret/app/run#password",
+        "--env-file",
+        env_tpl.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "printf '%s' \"$DB_PASSWORD\" | sha256sum; echo \"user=$DB_USER\"; exit 3",
+    ])
+    .current_dir(work.path())
+    .stdin(Stdio::null())
+    .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    .env("SIGIL_KEY", &key);
+    let out = run.output().unwrap();
     let text = stdout(&out);
     use sha2::Digest as _;
     let want: String = sha2::Sha256::digest(b"pa55word")
@@ -518,8 +520,12 @@ fn sigil_run_puts_secrets_in_the_environment_only() {
     assert!(text.contains("user=svc"), "{text}");
     assert!(!text.contains("pa55word"));
     assert_eq!(out.status.code(), Some(3), "the command's exit code");
-    let after: Vec<_> = std::fs::read_dir(work.path()).unwrap().flatten().collect();
-    assert_eq!(before.len(), after.len(), "nothing written to disk");
+    let after: Vec<PathBuf> = support::files_under(work.path());
+    assert_eq!(
+        after,
+        std::slice::from_ref(&env_tpl),
+        "nothing written to the working directory"
+    );
 
     // A reference the identity may not read fails before anything runs.
     let out = s.sigil_as_env(
@@ -691,10 +697,12 @@ fn csi_call(socket: &Path, out_dir: &Path, attributes: &serde_json::Value) -> se
     serde_json::from_str(stdout(&out).trim()).unwrap()
 }
 
-/// `sigil csi-provider` on `socket` as `key`'s identity, once its socket is there.
+/// `sigil csi-provider` on `socket` as `key`'s identity, working in the socket's directory (which
+/// the test then searches for secrets), once its socket is there.
 fn start_csi(s: &Server, key: &Path, socket: &Path) -> Child {
     let child = Command::new(support::SIGIL)
         .args(["csi-provider", "--socket", socket.to_str().unwrap()])
+        .current_dir(socket.parent().unwrap())
         .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("SIGIL_KEY", key)
         .stdout(Stdio::null())

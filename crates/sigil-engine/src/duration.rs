@@ -26,6 +26,12 @@ pub fn seconds(value: &Value, name: &str) -> Result<u64, CoreError> {
     Ok(secs)
 }
 
+/// A duration written in a configuration (`"24h"`, `"90s"`, `"1h30m"`, or seconds), named
+/// `name` in the error.
+pub fn from_text(text: &str, name: &str) -> Result<std::time::Duration, CoreError> {
+    seconds(&Value::String(text.to_owned()), name).map(std::time::Duration::from_secs)
+}
+
 /// Seconds as Go prints a duration, as Vault shows TTLs: `0s`, `30s`, `1m30s`, `1h0m0s`.
 pub fn go_format(secs: u64) -> String {
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);

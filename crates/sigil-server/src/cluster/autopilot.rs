@@ -15,9 +15,7 @@ const CONFIG_KEY: &str = "raft/autopilot";
 
 /// A Go duration (`"24h"`, `"90s"`, `"1h30m"`) or a number of seconds.
 pub(crate) fn duration(text: &str) -> Result<Duration, String> {
-    sigil_engine::duration::seconds(&serde_json::Value::String(text.into()), "duration")
-        .map(Duration::from_secs)
-        .map_err(|e| e.to_string())
+    sigil_engine::duration::from_text(text, "duration").map_err(|e| e.to_string())
 }
 
 impl Cluster {
