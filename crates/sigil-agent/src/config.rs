@@ -20,6 +20,10 @@
 //! [cache]
 //! kv_ttl = "5s"                            # KV reads answered from memory this long
 //!
+//! [wrapping]                               # sys/wrapping/unwrap through the local API
+//! trust = ["sigil1…", "<keyid>"]           # senders whose wraps are opened (the server's
+//!                                          # response wraps always are)
+//!
 //! [[template]]
 //! source = "/etc/app/config.tpl"           # or contents = "…"
 //! destination = "/run/app/config.yaml"
@@ -56,6 +60,20 @@ pub struct AgentFile {
     /// Files rendered from templates.
     #[serde(default)]
     pub template: Vec<TemplateSection>,
+    /// Wraps opened through the local API.
+    #[serde(default)]
+    pub wrapping: WrappingSection,
+}
+
+/// `[wrapping]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WrappingSection {
+    /// Keys (`sigil1…`, pinned) and keyids (anchors that certify senders) whose wraps the
+    /// agent opens, beside the server's response wraps; as `SIGIL_TRUST` for the CLI (which
+    /// the agent does not read: what it trusts is in its file).
+    #[serde(default)]
+    pub trust: Vec<String>,
 }
 
 /// `[server]`.
@@ -248,6 +266,8 @@ key_file = "/k"
 unix_socket = "/run/a.sock"
 [cache]
 kv_ttl = "0s"
+[wrapping]
+trust = ["k1"]
 [[template]]
 contents = "{{ .x }}"
 destination = "/out"
@@ -264,6 +284,7 @@ command = "true"
             Some(Listen::Unix("/run/a.sock".into()))
         );
         assert_eq!(f.template[0].mode().unwrap(), 0o640);
+        assert_eq!(f.wrapping.trust, ["k1"]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod reference;
 pub mod runner;
 pub mod template;
+pub mod wrapping;
 
 use std::sync::Arc;
 
@@ -54,6 +55,7 @@ pub async fn run(
                 proxy::Proxy::new(
                     client,
                     cache::KvCache::new(file.kv_ttl()?),
+                    &file.wrapping.trust,
                     matches!(bound, listen::Bound::Tcp(_)),
                 )
                 .map_err(|e| e.to_string())?,

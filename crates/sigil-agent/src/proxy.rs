@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use sigil_client::e2e::Trust;
 use sigil_client::{Client, ClientError};
 
 use crate::cache::KvCache;
@@ -22,6 +23,8 @@ pub struct Proxy {
     client: Arc<Client>,
     keyid: String,
     cache: KvCache,
+    /// Whose wraps `sys/wrapping/unwrap` opens.
+    trust: Trust,
     /// Whether `Host` must name the loopback (a TCP listener).
     check_host: bool,
 }
@@ -35,18 +38,23 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// A proxy forwarding through `client`, caching KV reads for `cache`'s TTL; on a TCP
-    /// listener (`check_host`) only requests whose `Host` names the loopback are served.
+    /// A proxy forwarding through `client`, caching KV reads for `cache`'s TTL, opening wraps
+    /// from the senders `trust` names (beside the server's); on a TCP listener (`check_host`)
+    /// only requests whose `Host` names the loopback are served.
     pub fn new(
         client: Arc<Client>,
         cache: KvCache,
+        trust: &[String],
         check_host: bool,
     ) -> Result<Proxy, ClientError> {
-        let keyid = client.key()?.public().keyid().to_string();
+        let me = client.key()?.public();
+        let keyid = me.keyid().to_string();
+        let trust = Trust::parse(&me, trust.iter().map(String::as_str))?;
         Ok(Proxy {
             client,
             keyid,
             cache,
+            trust,
             check_host,
         })
     }
@@ -61,29 +69,34 @@ impl Proxy {
 
     /// `auth/token/lookup-self`: the agent's identity in a token's shape (there is no token).
     fn lookup_self(&self) -> Value {
-        json!({
-            "request_id": "",
-            "lease_id": "",
+        envelope(json!({
+            "id": "",
+            "accessor": "",
+            "display_name": format!("sigil-agent-{}", self.keyid),
+            "entity_id": self.keyid,
+            "meta": { "sigil_keyid": self.keyid, "via": "sigil agent" },
+            "policies": [],
+            "ttl": 0,
             "renewable": false,
-            "lease_duration": 0,
-            "data": {
-                "id": "",
-                "accessor": "",
-                "display_name": format!("sigil-agent-{}", self.keyid),
-                "entity_id": self.keyid,
-                "meta": { "sigil_keyid": self.keyid, "via": "sigil agent" },
-                "policies": [],
-                "ttl": 0,
-                "renewable": false,
-                "type": "service",
-                "path": "auth/sigil/agent",
-                "orphan": true,
-            },
-            "wrap_info": null,
-            "warnings": null,
-            "auth": null,
-        })
+            "type": "service",
+            "path": "auth/sigil/agent",
+            "orphan": true,
+        }))
     }
+}
+
+/// Vault's answer envelope around `data`, for what the agent answers itself (no lease).
+pub(crate) fn envelope(data: Value) -> Value {
+    json!({
+        "request_id": "",
+        "lease_id": "",
+        "renewable": false,
+        "lease_duration": 0,
+        "data": data,
+        "wrap_info": null,
+        "warnings": null,
+        "auth": null,
+    })
 }
 
 /// A Vault error answer: `{"errors": [...]}` with `status`.
@@ -182,9 +195,10 @@ async fn handle(
     if headers.contains_key("x-vault-wrap-ttl") {
         return vault_error(
             StatusCode::BAD_REQUEST,
-            vec![
-                "response wrapping (X-Vault-Wrap-TTL) is not available through the agent: Sigil wraps to a recipient's key (sys/wrapping/wrap with a recipient)".into(),
-            ],
+            vec![format!(
+                "response wrapping (X-Vault-Wrap-TTL) is not available through the agent: {}",
+                crate::wrapping::CANNOT_WRAP
+            )],
         );
     }
     let method = match (method.as_str(), list) {
@@ -207,11 +221,40 @@ async fn handle(
             }
         }
     };
+    if method == "GET" && UNAUTHENTICATED.contains(&path.as_str()) {
+        return unauthenticated(&proxy, &path).await;
+    }
+    if let Some(op) = path.strip_prefix("sys/wrapping/")
+        && let Some(answer) =
+            crate::wrapping::answer(&proxy.client, &proxy.trust, op, &headers, body.as_ref()).await
+    {
+        return match answer {
+            Ok(v) => axum::Json(v).into_response(),
+            Err((status, why)) => vault_error(status, vec![why]),
+        };
+    }
     let target = match &query {
         Some(q) => format!("{path}?{q}"),
         None => path,
     };
     forward(&proxy, &method, &target, body.as_ref()).await
+}
+
+/// The status reads anyone may make (`sys/health` for probes, as Vault's): the server answers
+/// them unsigned and unsealed, so the agent asks unsigned and passes status and body on.
+const UNAUTHENTICATED: &[&str] = &["sys/health", "sys/seal-status", "sys/leader"];
+
+async fn unauthenticated(proxy: &Proxy, path: &str) -> Response {
+    match proxy.client.plain_raw("GET", path, None).await {
+        Ok((status, bytes)) => json_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            bytes,
+        ),
+        Err(e) => vault_error(
+            StatusCode::BAD_GATEWAY,
+            vec![format!("sigil agent: the server could not be asked: {e}")],
+        ),
+    }
 }
 
 /// Sends the request to the server as the agent (a KV read may be answered from the cache)

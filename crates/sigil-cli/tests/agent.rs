@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use support::databases::Postgres;
-use support::{Server, eventually, ok, python, stderr, stdout};
+use support::{Server, eventually, ok, public_of, python, stderr, stdout, wrap_id};
 
 /// The policy of the agent's identity in these tests.
 const APP_POLICY: &str = r#"
@@ -267,6 +267,151 @@ fn hvac_and_the_bao_cli_work_unchanged_through_the_agent() {
         by_app >= 4,
         "the audit log names the agent's identity:\n{text}"
     );
+}
+
+const SYS_POLICY: &str = r#"
+path "pki/issue/web" { capabilities = ["update"] }
+path "sys/mounts" { capabilities = ["read"] }
+path "sys/wrapping/*" { capabilities = ["update"] }
+"#;
+
+const WRAPPER_POLICY: &str = r#"
+path "sys/wrapping/*" { capabilities = ["update"] }
+path "identity/entity/name/*" { capabilities = ["read"] }
+"#;
+
+#[test]
+fn hvac_reads_health_and_mounts_issues_a_certificate_and_unwraps_through_the_agent() {
+    let (s, _, _) = server_with_app();
+    ok(s.sigil(&["secrets", "enable", "pki"]));
+    ok(s.sigil(&[
+        "write",
+        "pki/root/generate/internal",
+        "common_name=Agent Test Root",
+        "ttl=8760h",
+    ]));
+    ok(s.sigil(&[
+        "write",
+        "pki/roles/web",
+        "allowed_domains=example.com",
+        "allow_subdomains=true",
+        "ttl=1h",
+    ]));
+    s.write_policy("app-sys", SYS_POLICY);
+    let key = s.new_identity("sysapp", &["app", "app-sys"]);
+    s.write_policy("wrapper", WRAPPER_POLICY);
+    let carol = s.new_identity("carol", &["wrapper"]);
+    let admin_public = ok(support::run(&[
+        "key",
+        "public",
+        s.admin_key().to_str().unwrap(),
+    ]))
+    .trim()
+    .to_owned();
+
+    let carol_public = public_of(&carol);
+
+    // A KV read the server wraps to the agent's identity; bytes carol (whom the agent trusts)
+    // wraps to it; bytes the admin (whom it does not) wraps to it.
+    ok(s.sigil(&["kv", "put", "secret/app/wrapped", "token=w-77"]));
+    let response_wrap = wrap_id(&ok(s.sigil(&[
+        "kv",
+        "get",
+        "-wrap-to=sysapp",
+        "secret/app/wrapped",
+    ])));
+    let file = s.tmp.path().join("wrapped.json");
+    std::fs::write(&file, r#"{"role_id":"r-1","secret_id":"s-2"}"#).unwrap();
+    let bytes_wrap = wrap_id(&ok(s.sigil_as_env(
+        &carol,
+        &["wrap", "--to", "sysapp", file.to_str().unwrap()],
+        &[("SIGIL_TRUST", admin_public.as_str())],
+    )));
+    let untrusted_wrap = wrap_id(&ok(s.sigil(&[
+        "wrap",
+        "--to",
+        "sysapp",
+        file.to_str().unwrap(),
+    ])));
+
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_agent(
+        dir.path(),
+        &format!(
+            "{}[listener]\naddress = \"127.0.0.1:{}\"\n[wrapping]\ntrust = [\"{carol_public}\"]\n",
+            server_part(&s, &key),
+            free_port()
+        ),
+    );
+    let out = Command::new(python())
+        .arg(support::interop_script("agent_hvac_sys.py"))
+        .args([
+            &agent.url,
+            "web",
+            &response_wrap,
+            &bytes_wrap,
+            &untrusted_wrap,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hvac: {}", stderr(&out));
+    let seen: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        seen["health"],
+        serde_json::json!({ "initialized": true, "sealed": false, "standby": false })
+    );
+    let mounts = seen["mounts"].as_array().unwrap();
+    for m in ["secret/", "transit/", "pki/"] {
+        assert!(mounts.iter().any(|x| x == m), "{m} in {mounts:?}");
+    }
+    assert_eq!(seen["secret_type"], "kv");
+    assert_eq!(seen["pki_cn"], "app.example.com");
+    assert_eq!(seen["pki_key_matches"], true);
+    assert_eq!(seen["pki_serial"], true);
+    assert_eq!(seen["lookup_status"], "pending");
+    assert_eq!(seen["unwrapped_kv"], serde_json::json!({ "token": "w-77" }));
+    assert_eq!(seen["second_unwrap"], "InvalidRequest", "{seen}");
+    assert_eq!(
+        seen["unwrapped_bytes"],
+        serde_json::json!({ "role_id": "r-1", "secret_id": "s-2" })
+    );
+    assert_eq!(seen["untrusted"], "Forbidden", "{seen}");
+    assert!(
+        seen["untrusted_message"]
+            .as_str()
+            .unwrap()
+            .contains("[wrapping] trust"),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["untrusted_still"], "pending",
+        "an untrusted sender's wrap is not fetched, so it is still there"
+    );
+    assert_eq!(seen["wrap"], "InvalidRequest");
+    assert!(
+        seen["wrap_message"]
+            .as_str()
+            .unwrap()
+            .contains("sigil wrap --to"),
+        "{seen}"
+    );
+
+    // The bao CLI unwraps too, with the wrap id as its token (Vault's `vault unwrap`).
+    let again = wrap_id(&ok(s.sigil(&[
+        "kv",
+        "get",
+        "-wrap-to=sysapp",
+        "secret/app/wrapped",
+    ])));
+    let out = Command::new(bao())
+        .args(["unwrap", "-format=json"])
+        .env("BAO_ADDR", &agent.url)
+        .env("BAO_TOKEN", &again)
+        .env("HOME", std::env::temp_dir())
+        .output()
+        .unwrap();
+    let unwrapped: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
+    assert_eq!(unwrapped["data"]["data"]["token"], "w-77");
 }
 
 #[test]

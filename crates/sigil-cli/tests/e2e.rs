@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use base64::Engine as _;
-use support::{Server, ok, run, stderr, stdout};
+use support::{Server, ok, public_of, stderr, stdout, wrap_id};
 
 const POLICY: &str = r#"
 path "private/data/*" { capabilities = ["create", "read", "update"] }
@@ -18,12 +18,6 @@ path "identity/entity/name/*" { capabilities = ["read"] }
 path "identity/group/name/*" { capabilities = ["read"] }
 path "sys/wrapping/*" { capabilities = ["update"] }
 "#;
-
-fn public_of(key: &Path) -> String {
-    ok(run(&["key", "public", key.to_str().unwrap()]))
-        .trim()
-        .to_owned()
-}
 
 fn fails(out: &Output, needle: &str) {
     assert!(!out.status.success(), "expected a failure: {}", stdout(out));
@@ -40,14 +34,6 @@ fn server() -> Server {
     ok(s.sigil(&["secrets", "enable", "-path=private", "e2e"]));
     s.write_policy("e2e-user", POLICY);
     s
-}
-
-fn wrap_id(out: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix("wrap_id"))
-        .expect("a wrap id")
-        .trim()
-        .to_owned()
 }
 
 #[test]

@@ -335,11 +335,7 @@ impl Client {
                 "application/json",
             )
         });
-        let reply = self
-            .http
-            .send(http_request(method, &self.url(path), &[], body)?)
-            .await?;
-        let (status, bytes) = (reply.status, reply.body);
+        let (status, bytes) = self.plain_raw(method, path, body).await?;
         if !(200..300).contains(&status) {
             return Err(api_error(status, &bytes));
         }
@@ -352,6 +348,21 @@ impl Client {
             )
         };
         Ok(ApiResponse { status, body })
+    }
+
+    /// An unauthenticated call, its answer as the server sent it: status and body, whatever
+    /// the status (`sys/health` answers 429, 501 or 503 with its JSON).
+    pub async fn plain_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(Vec<u8>, &'static str)>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let reply = self
+            .http
+            .send(http_request(method, &self.url(path), &[], body)?)
+            .await?;
+        Ok((reply.status, reply.body.to_vec()))
     }
 
     /// Signs and sends a request; answers with any status.

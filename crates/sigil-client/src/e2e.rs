@@ -44,6 +44,31 @@ impl Trust {
         Trust { anchors, pinned }
     }
 
+    /// Trusts `me` and what `items` name: a `sigil1…` key is pinned, anything else must be a
+    /// keyid and is an anchor (`SIGIL_TRUST`, the agent's `[wrapping] trust`). Blank items are
+    /// skipped.
+    pub fn parse<'a>(
+        me: &PublicIdentity,
+        items: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, ClientError> {
+        let mut pinned = vec![me.clone()];
+        let mut anchors = Vec::new();
+        for t in items.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
+            if t.starts_with("sigil1") {
+                pinned.push(PublicIdentity::parse(t).map_err(|_| {
+                    ClientError::Config(format!("trust: {t:?} is not a sigil1 key"))
+                })?);
+            } else {
+                anchors.push(
+                    KeyId::parse(t).ok_or_else(|| {
+                        ClientError::Config(format!("trust: {t:?} is not a keyid"))
+                    })?,
+                );
+            }
+        }
+        Ok(Trust::new(pinned, anchors))
+    }
+
     fn anchored(&self, key: &PublicIdentity) -> bool {
         let id = key.keyid();
         self.anchors.iter().any(|a| a == &id)

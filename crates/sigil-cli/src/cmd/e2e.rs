@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Map, Value};
 use sigil_client::ClientError;
 use sigil_client::e2e::Trust;
-use sigil_crypto::{KeyId, PublicIdentity};
+use sigil_crypto::PublicIdentity;
 
 use crate::args::{ClientArgs, E2eCommand, Format, TrustArgs, VersionRead, WrapArgs, WrapStatus};
 use crate::{config, output};
@@ -16,26 +16,8 @@ use crate::{config, output};
 /// What the caller trusts: its own key and `SIGIL_TRUST` (`sigil1…` keys are pinned whole;
 /// keyids vouch only through certifications).
 fn trust(args: &TrustArgs, me: &PublicIdentity) -> anyhow::Result<Trust> {
-    let mut pinned = vec![me.clone()];
-    let mut anchors = Vec::new();
-    for t in args
-        .trust
-        .iter()
-        .map(|t| t.trim())
-        .filter(|t| !t.is_empty())
-    {
-        if t.starts_with("sigil1") {
-            pinned.push(
-                PublicIdentity::parse(t)
-                    .with_context(|| format!("SIGIL_TRUST: {t:?} is not a sigil1 key"))?,
-            );
-        } else {
-            anchors.push(
-                KeyId::parse(t).with_context(|| format!("SIGIL_TRUST: {t:?} is not a keyid"))?,
-            );
-        }
-    }
-    Ok(Trust::new(pinned, anchors))
+    Trust::parse(me, args.trust.iter().map(String::as_str))
+        .map_err(|e| anyhow::anyhow!("SIGIL_TRUST: {e}"))
 }
 
 pub(crate) async fn run(cmd: E2eCommand) -> anyhow::Result<ExitCode> {

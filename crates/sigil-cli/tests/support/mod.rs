@@ -397,6 +397,22 @@ pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run sigil")
 }
 
+/// The public key (`sigil1…`) of the key file at `key`.
+pub fn public_of(key: &Path) -> String {
+    ok(run(&["key", "public", key.to_str().unwrap()]))
+        .trim()
+        .to_owned()
+}
+
+/// The wrap id `sigil wrap` or a `-wrap-to` read printed.
+pub fn wrap_id(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("wrap_id"))
+        .expect("a wrap id")
+        .trim()
+        .to_owned()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
