@@ -8,7 +8,9 @@
 pub mod cache;
 pub mod config;
 pub mod csi;
+pub mod envelope;
 pub mod exec;
+pub mod gotemplate;
 pub mod listen;
 pub mod proxy;
 pub mod reference;

@@ -69,7 +69,7 @@ impl Proxy {
 
     /// `auth/token/lookup-self`: the agent's identity in a token's shape (there is no token).
     fn lookup_self(&self) -> Value {
-        envelope(json!({
+        crate::envelope::envelope(json!({
             "id": "",
             "accessor": "",
             "display_name": format!("sigil-agent-{}", self.keyid),
@@ -83,20 +83,6 @@ impl Proxy {
             "orphan": true,
         }))
     }
-}
-
-/// Vault's answer envelope around `data`, for what the agent answers itself (no lease).
-pub(crate) fn envelope(data: Value) -> Value {
-    json!({
-        "request_id": "",
-        "lease_id": "",
-        "renewable": false,
-        "lease_duration": 0,
-        "data": data,
-        "wrap_info": null,
-        "warnings": null,
-        "auth": null,
-    })
 }
 
 /// A Vault error answer: `{"errors": [...]}` with `status`.

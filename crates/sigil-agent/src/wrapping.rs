@@ -102,7 +102,7 @@ fn as_vault_response(w: &Unwrapped) -> Value {
             }),
         },
     };
-    crate::proxy::envelope(data)
+    crate::envelope::envelope(data)
 }
 
 async fn lookup(
@@ -112,7 +112,7 @@ async fn lookup(
 ) -> Result<Value, (StatusCode, String)> {
     let id = wrap_id(headers, body)?;
     let data = client.wrap_status(&id).await.map_err(client_error)?;
-    Ok(crate::proxy::envelope(data))
+    Ok(crate::envelope::envelope(data))
 }
 
 #[cfg(test)]

@@ -81,8 +81,13 @@ fn agent_command(config: &Path) -> Command {
     cmd
 }
 
-/// Starts an agent with `config_text` and, if it has a TCP listener, waits until it answers.
+/// Starts an agent with `config_text` (which must have a `[listener]`: the agent's first line
+/// names it) and, if it has a TCP listener, waits until it answers.
 fn start_agent(dir: &Path, config_text: &str) -> Agent {
+    assert!(
+        config_text.contains("[listener]"),
+        "start_agent waits for the line naming the local API: give the agent a [listener]"
+    );
     let config = dir.join("agent.toml");
     std::fs::write(&config, config_text).unwrap();
     let log = std::fs::File::create(dir.join("agent.log")).unwrap();
@@ -280,9 +285,8 @@ path "sys/wrapping/*" { capabilities = ["update"] }
 path "identity/entity/name/*" { capabilities = ["read"] }
 "#;
 
-#[test]
-fn hvac_reads_health_and_mounts_issues_a_certificate_and_unwraps_through_the_agent() {
-    let (s, _, _) = server_with_app();
+/// PKI at `pki/` with a root and the role `web` (`*.example.com`, 1 h).
+fn pki_role_web(s: &Server) {
     ok(s.sigil(&["secrets", "enable", "pki"]));
     ok(s.sigil(&[
         "write",
@@ -297,6 +301,54 @@ fn hvac_reads_health_and_mounts_issues_a_certificate_and_unwraps_through_the_age
         "allow_subdomains=true",
         "ttl=1h",
     ]));
+}
+
+#[test]
+fn a_pki_certificate_in_a_template_is_issued_again_before_it_expires() {
+    let (s, _, _) = server_with_app();
+    pki_role_web(&s);
+    s.write_policy("app-sys", SYS_POLICY);
+    let key = s.new_identity("web", &["app-sys"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("web.pem");
+    let runs = dir.path().join("runs");
+    let template = r#"{{ with pkiCert "pki/issue/web" "common_name=web.example.com" "ttl=12s" }}{{ .Cert }}{{ .Key }}{{ end }}"#;
+    let _agent = start_agent(
+        dir.path(),
+        &format!(
+            "{}[listener]\naddress = \"127.0.0.1:{}\"\n[[template]]\ncontents = '''{template}'''\ndestination = \"{}\"\ncommand = \"echo ran >> {}\"\n",
+            server_part(&s, &key),
+            free_port(),
+            out.display(),
+            runs.display(),
+        ),
+    );
+    eventually(10, || out.exists());
+    let issued = std::time::Instant::now();
+    let first = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        first.contains("BEGIN CERTIFICATE") && first.contains("PRIVATE KEY"),
+        "{first}"
+    );
+    assert_eq!(mode_of(&out), 0o600);
+    // Issued again at about two thirds of its 12 s, before it expires.
+    eventually(11, || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t != first && t.contains("BEGIN CERTIFICATE"))
+    });
+    assert!(
+        issued.elapsed() < Duration::from_secs(12),
+        "the new certificate came {:?} after the first",
+        issued.elapsed()
+    );
+    eventually(5, || {
+        std::fs::read_to_string(&runs).is_ok_and(|r| r == "ran\nran\n")
+    });
+}
+
+#[test]
+fn hvac_reads_health_and_mounts_issues_a_certificate_and_unwraps_through_the_agent() {
+    let (s, _, _) = server_with_app();
+    pki_role_web(&s);
     s.write_policy("app-sys", SYS_POLICY);
     let key = s.new_identity("sysapp", &["app", "app-sys"]);
     s.write_policy("wrapper", WRAPPER_POLICY);
@@ -522,7 +574,8 @@ fn templates_render_to_private_files_and_follow_changes() {
     let runs = dir.path().join("runs");
     let template = r#"user={{ with secret "secret/data/app/config" }}{{ .Data.data.user }}
 password={{ .Data.data.password }}
-b64={{ base64Encode .Data.data.password }}{{ end }}
+b64={{ base64Encode .Data.data.password }}
+keys={{ range $k, $v := .Data.data }}{{ $k }},{{ end }}{{ end }}
 "#;
     let _agent = start_agent(
         dir.path(),
@@ -537,7 +590,7 @@ b64={{ base64Encode .Data.data.password }}{{ end }}
     eventually(10, || out.exists());
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
-        "user=app\npassword=first\nb64=Zmlyc3Q=\n"
+        "user=app\npassword=first\nb64=Zmlyc3Q=\nkeys=password,user,\n"
     );
     assert_eq!(mode_of(&out), 0o600);
     eventually(10, || {
