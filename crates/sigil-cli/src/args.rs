@@ -132,6 +132,8 @@ pub(crate) enum Command {
         #[arg(long)]
         field: Option<String>,
         #[command(flatten)]
+        stale: StaleRead,
+        #[command(flatten)]
         wrap: ResponseWrap,
         #[command(flatten)]
         client: ClientArgs,
@@ -1010,6 +1012,16 @@ pub(crate) struct ResponseWrap {
     pub(crate) wrap_ttl: Option<String>,
 }
 
+/// `-stale`: a read a cluster follower may answer itself.
+#[derive(Debug, Args, Clone, Copy)]
+pub(crate) struct StaleRead {
+    /// Let the cluster node you reach answer from its own storage (`?stale=true`, signed with
+    /// the request): no hop to the leader, works while there is none, may miss the last
+    /// moments' writes. Reads only.
+    #[arg(long)]
+    pub(crate) stale: bool,
+}
+
 /// How to print a list: `-format`.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct ListArgs {
@@ -1040,6 +1052,8 @@ pub(crate) enum KvCommand {
         at: KvPathArgs,
         #[command(flatten)]
         read: VersionRead,
+        #[command(flatten)]
+        stale: StaleRead,
         #[command(flatten)]
         wrap: ResponseWrap,
         #[command(flatten)]

@@ -638,6 +638,76 @@ keys={{ range $k, $v := .Data.data }}{{ $k }},{{ end }}{{ end }}
 }
 
 #[test]
+fn the_agent_waits_for_a_server_that_is_down_or_sealed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let admin = tmp.path().join("admin.key");
+    ok(support::run(&[
+        "key",
+        "generate",
+        "-o",
+        admin.to_str().unwrap(),
+    ]));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let start = |initialized: bool| {
+        Server::spawn(
+            tempfile::tempdir().unwrap(),
+            &["--data-dir", data.to_str().unwrap(), "--listen", &listen],
+            &[],
+            if initialized { 3 } else { 2 },
+        )
+    };
+    let mut s = start(false);
+    s.init_and_unseal(&admin);
+    s.write_policy("app", APP_POLICY);
+    let key = tmp.path().join("app.key");
+    std::fs::copy(s.new_identity("app", &["app"]), &key).unwrap();
+    ok(s.sigil(&["kv", "put", "secret/app/late", "v=after-the-wait"]));
+    let out = tmp.path().join("late.txt");
+    let config = tmp.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[[template]]\ncontents = '{{{{ with secret \"secret/data/app/late\" }}}}{{{{ .Data.data.v }}}}{{{{ end }}}}'\ndestination = \"{}\"\n",
+            server_part(&s, &key),
+            out.display()
+        ),
+    )
+    .unwrap();
+    s.kill9();
+    drop(s);
+
+    // Started while nothing listens: it waits and says why, instead of exiting.
+    let log = tmp.path().join("agent.log");
+    let mut agent = Agent {
+        child: agent_command(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+        url: String::new(),
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "the agent exited"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("cannot be reached yet"), "{text}");
+
+    // The server comes back sealed; once an admin unseals it, the template renders.
+    let s = start(true);
+    ok(s.sigil_env(
+        &["operator", "unseal"],
+        &[("SIGIL_KEY", admin.to_str().unwrap())],
+    ));
+    eventually(40, || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t == "after-the-wait")
+    });
+    assert!(agent.child.try_wait().unwrap().is_none());
+}
+
+#[test]
 fn exit_after_auth_renders_once_and_exits() {
     let (s, key, _) = server_with_app();
     ok(s.sigil(&["kv", "put", "secret/app/once", "token=abc123"]));

@@ -545,9 +545,28 @@ fn a_follower_answers_a_stale_read_itself_only_for_reads_and_not_for_long_to_a_d
     let asked = Instant::now();
     let answer = stale_get(&sdk);
     let took = asked.elapsed();
+    // The CLI asks for one with -stale (a new process: its own channel to the follower).
+    let mut cli = demo
+        .sigil_command(follower)
+        .args(["kv", "get", "-stale", "-field=v", "secret/s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cli_started = Instant::now();
+    while cli.try_wait().unwrap().is_none() && cli_started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = cli.kill();
+    let cli_out = cli.wait_with_output().unwrap();
     demo.signal(leader, "CONT");
     assert_eq!(answer.unwrap().data()["data"]["v"], "1");
     assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(
+        cli_out.status.success(),
+        "sigil kv get -stale through a follower while the leader is stopped: {cli_out:?}"
+    );
+    assert_eq!(String::from_utf8_lossy(&cli_out.stdout).trim(), "1");
 
     // What writes may not ask for it.
     let body = json!({ "data": { "v": "2" } });

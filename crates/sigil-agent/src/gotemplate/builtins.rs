@@ -128,6 +128,7 @@ struct Spec {
     minus: bool,
     zero: bool,
     plus: bool,
+    space: bool,
     width: Option<usize>,
     precision: Option<usize>,
     verb: char,
@@ -152,6 +153,7 @@ fn printf(args: &[Value]) -> Result<Value, String> {
             minus: false,
             zero: false,
             plus: false,
+            space: false,
             width: None,
             precision: None,
             verb: 'v',
@@ -161,7 +163,8 @@ fn printf(args: &[Value]) -> Result<Value, String> {
                 '-' => spec.minus = true,
                 '0' => spec.zero = true,
                 '+' => spec.plus = true,
-                ' ' | '#' => {}
+                ' ' => spec.space = true,
+                '#' => {}
                 _ => break,
             }
             chars.next();
@@ -190,7 +193,7 @@ fn printf(args: &[Value]) -> Result<Value, String> {
             continue;
         }
         match next.next() {
-            Some(v) => out.push_str(&pad(&spec, format_one(&spec, v)?)),
+            Some(v) => out.push_str(&pad(&spec, signed(&spec, format_one(&spec, v)?))),
             None => out.push_str(&format!("%!{verb}(MISSING)")),
         }
     }
@@ -212,14 +215,7 @@ fn format_one(spec: &Spec, v: &Value) -> Result<String, String> {
             }
         }
         'd' => match v {
-            Value::Number(n) if n.is_i64() || n.is_u64() => {
-                let t = n.to_string();
-                if spec.plus && !t.starts_with('-') {
-                    format!("+{t}")
-                } else {
-                    t
-                }
-            }
+            Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
             other => return Err(bad_verb('d', other)),
         },
         'q' => match v {
@@ -260,12 +256,30 @@ fn format_one(spec: &Spec, v: &Value) -> Result<String, String> {
                 None => s,
             }
         }
+        'g' if spec.precision.is_some() => {
+            return Err("printf: %g with a precision is not supported".into());
+        }
         'g' => match v {
             Value::Number(n) => number_text(n),
             other => return Err(bad_verb('g', other)),
         },
-        other => return Err(format!("printf: the verb %{other} is not supported")),
+        // The verb is not repeated: the format may come from a secret.
+        _ => {
+            return Err(
+                "printf: a verb that is not supported (%v %s %d %q %t %x %X %f %e %g are)".into(),
+            );
+        }
     })
+}
+
+/// The `+` and space flags of a number: a sign or a space before a non-negative one.
+fn signed(spec: &Spec, s: String) -> String {
+    let numeric = matches!(spec.verb, 'd' | 'f' | 'F' | 'e' | 'g');
+    match (numeric && !s.starts_with('-'), spec.plus, spec.space) {
+        (true, true, _) => format!("+{s}"),
+        (true, false, true) => format!(" {s}"),
+        _ => s,
+    }
 }
 
 fn bad_verb(verb: char, v: &Value) -> String {
@@ -284,8 +298,9 @@ fn pad(spec: &Spec, s: String) -> String {
         spec.zero && matches!(spec.verb, 'd' | 'f' | 'F' | 'e' | 'g' | 'x' | 'X'),
     ) {
         (true, _) => format!("{s}{}", " ".repeat(fill)),
-        (false, true) => match s.strip_prefix('-') {
-            Some(rest) => format!("-{}{rest}", "0".repeat(fill)),
+        // Zeros go after the sign (`%+05d` of 42 is `+0042`).
+        (false, true) => match s.strip_prefix(['-', '+', ' ']) {
+            Some(rest) => format!("{}{}{rest}", &s[..1], "0".repeat(fill)),
             None => format!("{}{s}", "0".repeat(fill)),
         },
         (false, false) => format!("{}{s}", " ".repeat(fill)),
@@ -307,11 +322,23 @@ pub(super) fn quote(s: &str) -> String {
             '\x0c' => out.push_str("\\f"),
             '\x0b' => out.push_str("\\v"),
             c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if !printable(c) && (c as u32) <= 0xffff => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c if !printable(c) => out.push_str(&format!("\\U{:08x}", c as u32)),
             c => out.push(c),
         }
     }
     out.push('"');
     out
+}
+
+/// Whether Go's `strconv.Quote` leaves `c` as it is: not a control character, not a space
+/// other than ASCII's, not an invisible format character.
+fn printable(c: char) -> bool {
+    !(c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}'))
 }
 
 #[cfg(test)]
@@ -350,6 +377,23 @@ mod tests {
         );
         assert_eq!(f(&[json!("%e"), json!(1234.5)]), "1.234500e+03");
         assert_eq!(f(&[json!("%.3s"), json!("abcdef")]), "abc");
+        assert_eq!(
+            f(&[
+                json!("%+05d|% d|%+.1f|%+d"),
+                json!(42),
+                json!(7),
+                json!(1.25),
+                json!(-3)
+            ]),
+            "+0042| 7|+1.2|-3"
+        );
+        assert_eq!(
+            f(&[json!("%q"), json!("a\u{a0}b\u{2028}\u{feff}")]),
+            "\"a\\u00a0b\\u2028\\ufeff\""
+        );
+        assert!(printf(&[json!("%.3g"), json!(1.5)]).is_err());
+        let err = printf(&[json!("x%Qy"), json!(1)]).unwrap_err();
+        assert!(!err.contains('Q'), "{err}");
         assert_eq!(f(&[json!("%s %s"), json!("a")]), "a %!s(MISSING)");
         assert_eq!(f(&[json!("%s"), json!("a"), json!(1)]), "a%!(EXTRA int)");
         assert!(

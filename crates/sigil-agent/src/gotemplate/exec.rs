@@ -9,10 +9,12 @@ use super::builtins;
 use super::parse::{Arg, Branch, Cmd, Node, Pipe};
 use super::value::{print_top, truthy, type_name};
 
-/// Steps (nodes, loop iterations) one execution may take, and the output it may write: a
-/// template cannot keep the agent busy or fill its memory (`range 1000000000`).
+/// What one execution may do: steps (nodes, loop iterations), bytes of output, and bytes of
+/// values made or copied (every operand and function result is weighed), so a template cannot
+/// keep the agent busy or fill its memory (`range 1000000000`, `$a = print $a $a` in a loop).
 const MAX_STEPS: u64 = 10_000_000;
 const MAX_OUTPUT: usize = 64 << 20;
+const MAX_WORK: usize = 256 << 20;
 
 type Fail = (usize, String);
 
@@ -33,6 +35,7 @@ struct Exec<'a> {
     vars: Vec<(String, Value)>,
     funcs: &'a mut dyn Funcs,
     steps: u64,
+    work: usize,
 }
 
 /// Runs `nodes` with `dot` (also `$`).
@@ -46,6 +49,7 @@ pub(super) fn execute(
         vars: vec![("$".into(), dot.clone())],
         funcs,
         steps: 0,
+        work: 0,
     };
     e.walk(nodes, dot)?;
     Ok(e.out)
@@ -57,21 +61,46 @@ impl Exec<'_> {
         if self.steps > MAX_STEPS {
             return Err((line, format!("more than {MAX_STEPS} steps")));
         }
-        if self.out.len() > MAX_OUTPUT {
+        Ok(())
+    }
+
+    /// Counts `v` against the work budget.
+    fn weigh(&mut self, v: Value, line: usize) -> Result<Value, Fail> {
+        self.work = self.work.saturating_add(weight(&v));
+        match self.work > MAX_WORK {
+            true => Err((
+                line,
+                format!("more than {} MiB of values made", MAX_WORK >> 20),
+            )),
+            false => Ok(v),
+        }
+    }
+
+    /// Appends to the output. A buffer that must grow is copied into a larger one and wiped.
+    fn write(&mut self, text: &str, line: usize) -> Result<(), Fail> {
+        if self.out.len() + text.len() > MAX_OUTPUT {
             return Err((line, format!("output over {} MiB", MAX_OUTPUT >> 20)));
         }
+        if self.out.capacity() - self.out.len() < text.len() {
+            let want = (self.out.len() + text.len()).max(self.out.capacity() * 2);
+            let mut bigger = Zeroizing::new(String::with_capacity(want));
+            bigger.push_str(&self.out);
+            self.out = bigger;
+        }
+        self.out.push_str(text);
         Ok(())
     }
 
     fn walk(&mut self, nodes: &[Node], dot: &Value) -> Result<Flow, Fail> {
         for node in nodes {
             match node {
-                Node::Text(t) => self.out.push_str(t),
+                Node::Text(t) => self.write(t, 0)?,
                 Node::Action(pipe) => {
                     self.step(pipe.line)?;
                     let v = self.pipe(pipe, dot)?;
                     if pipe.vars.is_empty() {
-                        self.out.push_str(&print_top(&v));
+                        let text = Zeroizing::new(print_top(&v));
+                        self.write(&text, pipe.line)?;
                     }
                 }
                 Node::If(b) | Node::With(b) => {
@@ -105,28 +134,16 @@ impl Exec<'_> {
     }
 
     /// `range`: lists by index, maps by key in order (as Go sorts them), an integer N as
-    /// 0…N-1; nothing (or an empty value) runs the `else` part.
+    /// 0…N-1; nothing (or an empty value) runs the `else` part, with the declared variables
+    /// holding what was ranged over (as Go's do).
     fn range(&mut self, b: &Branch, dot: &Value) -> Result<Flow, Fail> {
         let line = b.pipe.line;
         let v = self.commands(&b.pipe, dot)?;
-        let items: Vec<(Value, Value)> = match &v {
-            Value::Null => Vec::new(),
-            Value::Array(a) => a
-                .iter()
-                .enumerate()
-                .map(|(i, x)| (Value::from(i), x.clone()))
-                .collect(),
-            Value::Object(o) => o
-                .iter()
-                .map(|(k, x)| (Value::String(k.clone()), x.clone()))
-                .collect(),
-            Value::Number(n) if n.as_i64().is_some_and(|i| i >= 0) => {
-                let n = n.as_i64().unwrap_or(0);
-                if n as u64 > MAX_STEPS {
-                    return Err((line, format!("range over more than {MAX_STEPS} numbers")));
-                }
-                (0..n).map(|i| (Value::from(i), Value::from(i))).collect()
-            }
+        let empty = match &v {
+            Value::Null => true,
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+            Value::Number(n) if n.as_i64().is_some_and(|i| i >= 0) => n.as_i64() == Some(0),
             other => {
                 return Err((
                     line,
@@ -134,27 +151,62 @@ impl Exec<'_> {
                 ));
             }
         };
-        if items.is_empty() {
+        if empty {
+            for name in &b.pipe.vars {
+                self.vars.push((name.clone(), v.clone()));
+            }
             return self.walk(&b.otherwise, dot);
         }
-        let scope = self.vars.len();
-        for (key, item) in items {
-            self.step(line)?;
-            match b.pipe.vars.as_slice() {
-                [] => {}
-                [one] => self.vars.push((one.clone(), item.clone())),
-                [k, x, ..] => {
-                    self.vars.push((k.clone(), key));
-                    self.vars.push((x.clone(), item.clone()));
+        match &v {
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    if self.iteration(b, Value::from(i), x)? {
+                        break;
+                    }
                 }
             }
-            let flow = self.walk(&b.body, &item)?;
-            self.vars.truncate(scope);
-            if matches!(flow, Flow::Break) {
-                break;
+            Value::Object(o) => {
+                for (k, x) in o {
+                    if self.iteration(b, Value::String(k.clone()), x)? {
+                        break;
+                    }
+                }
+            }
+            _ => {
+                let n = v.as_i64().unwrap_or(0);
+                if n.unsigned_abs() > MAX_STEPS {
+                    return Err((line, format!("range over more than {MAX_STEPS} numbers")));
+                }
+                for i in 0..n {
+                    if self.iteration(b, Value::from(i), &Value::from(i))? {
+                        break;
+                    }
+                }
             }
         }
         Ok(Flow::Normal)
+    }
+
+    /// One turn of a `range` with `key` and `item`; says whether it ended with `break`.
+    fn iteration(&mut self, b: &Branch, key: Value, item: &Value) -> Result<bool, Fail> {
+        let line = b.pipe.line;
+        self.step(line)?;
+        let scope = self.vars.len();
+        match b.pipe.vars.as_slice() {
+            [] => {}
+            [one] => {
+                let item = self.weigh(item.clone(), line)?;
+                self.vars.push((one.clone(), item));
+            }
+            [k, x, ..] => {
+                let item = self.weigh(item.clone(), line)?;
+                self.vars.push((k.clone(), key));
+                self.vars.push((x.clone(), item));
+            }
+        }
+        let flow = self.walk(&b.body, item)?;
+        self.vars.truncate(scope);
+        Ok(matches!(flow, Flow::Break))
     }
 
     /// A pipeline's value; declares or assigns its variable.
@@ -223,16 +275,30 @@ impl Exec<'_> {
             values.push(self.arg(a, dot, line)?);
         }
         values.extend(piped);
-        match builtins::call(name, &values) {
+        // What a function makes is about as large as what it is given (`print`, `toJSON`,
+        // `base64Encode`): refused before it is made when that would pass the budget.
+        let given: usize = values.iter().map(weight).sum();
+        if self.work.saturating_add(given.saturating_mul(2)) > MAX_WORK {
+            return Err((
+                line,
+                format!("more than {} MiB of values made", MAX_WORK >> 20),
+            ));
+        }
+        let v = match builtins::call(name, &values) {
             Some(result) => result,
             None => self.funcs.call(name, values),
         }
-        .map_err(|e| (line, e))
+        .map_err(|e| (line, e))?;
+        self.weigh(v, line)
     }
 
+    /// An operand's value; what it copies (a field, a variable) is weighed.
     fn arg(&mut self, arg: &Arg, dot: &Value, line: usize) -> Result<Value, Fail> {
         match arg {
-            Arg::Dot(chain) => fields(dot, chain, line),
+            Arg::Dot(chain) => {
+                let v = fields(dot, chain, line)?;
+                self.weigh(v, line)
+            }
             Arg::Var(name, chain) => {
                 let (_, v) = self
                     .vars
@@ -240,7 +306,8 @@ impl Exec<'_> {
                     .rev()
                     .find(|(n, _)| n == name)
                     .ok_or_else(|| (line, format!("undefined variable {name}")))?;
-                fields(v, chain, line)
+                let v = fields(v, chain, line)?;
+                self.weigh(v, line)
             }
             Arg::Lit(v) => Ok(v.clone()),
             Arg::Func(name) => self.call(name, &[], dot, None, line),
@@ -271,4 +338,19 @@ fn fields(v: &Value, chain: &[String], line: usize) -> Result<Value, Fail> {
         };
     }
     Ok(v.clone())
+}
+
+/// About how many bytes `v` holds.
+fn weight(v: &Value) -> usize {
+    match v {
+        Value::String(s) => 24 + s.len(),
+        Value::Array(a) => a.iter().map(weight).sum::<usize>() + 24,
+        Value::Object(o) => {
+            o.iter()
+                .map(|(k, x)| 48 + k.len() + weight(x))
+                .sum::<usize>()
+                + 24
+        }
+        _ => 16,
+    }
 }

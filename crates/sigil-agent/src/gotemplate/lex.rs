@@ -79,7 +79,9 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token>, String> {
             return Ok(out);
         };
         let body = if left_trim { &after[2..] } else { after };
-        let (rest_after, right_trim, lines) = action(body, line, &mut out)?;
+        // The space of a `{{-` marker may be a newline: the action's tokens are a line on.
+        let lead = usize::from(left_trim && after.as_bytes()[1] == b'\n');
+        let (rest_after, right_trim, lines) = action(body, line, lead, &mut out)?;
         line += lines;
         trim_next = right_trim;
         rest = rest_after;
@@ -110,11 +112,12 @@ fn close_at(s: &str) -> Option<(usize, bool)> {
     None
 }
 
-/// Lexes one action (after `{{` and its trim marker) into `out`; returns what follows it,
-/// whether it trims the text after it, and the newlines it spans.
+/// Lexes one action (after `{{` and its trim marker, which held `lead` newlines) into `out`;
+/// returns what follows it, whether it trims the text after it, and the newlines it spans.
 fn action<'a>(
     body: &'a str,
     line: usize,
+    lead: usize,
     out: &mut Vec<Token>,
 ) -> Result<(&'a str, bool, usize), String> {
     // A comment: `/*` right after the delimiter, `*/` right before the closing one.
@@ -122,11 +125,15 @@ fn action<'a>(
         let end = comment
             .find("*/")
             .ok_or_else(|| format!("line {line}: a comment is never closed"))?;
-        let lines = comment[..end].matches('\n').count();
+        let lines = lead + comment[..end].matches('\n').count();
         let after = &comment[end + 2..];
         let (len, trims) = close_at(after)
             .ok_or_else(|| format!("line {}: a comment must end with */}}}}", line + lines))?;
-        return Ok((&after[len..], trims, lines));
+        return Ok((
+            &after[len..],
+            trims,
+            lines + after[..len].matches('\n').count(),
+        ));
     }
     out.push(Token {
         tok: Tok::Open,
@@ -134,7 +141,7 @@ fn action<'a>(
         spaced: false,
     });
     let mut s = body;
-    let mut lines = 0;
+    let mut lines = lead;
     let mut spaced = true;
     loop {
         let at = line + lines;
@@ -144,7 +151,7 @@ fn action<'a>(
                 line: at,
                 spaced,
             });
-            return Ok((&s[len..], trims, lines));
+            return Ok((&s[len..], trims, lines + s[..len].matches('\n').count()));
         }
         let Some(c) = s.chars().next() else {
             return Err(format!(
@@ -196,7 +203,8 @@ fn token(s: &str, line: usize) -> Result<(Tok, usize), String> {
             let end = s[1..]
                 .find('`')
                 .ok_or_else(|| format!("line {line}: a raw string is never closed"))?;
-            (Tok::Str(s[1..1 + end].to_owned()), end + 2)
+            // Go drops carriage returns from raw strings.
+            (Tok::Str(s[1..1 + end].replace('\r', "")), end + 2)
         }
         '$' => {
             let end = word(1);
@@ -243,48 +251,67 @@ fn number(s: &str, line: usize) -> Result<(Tok, usize), String> {
     Ok((Tok::Number(text.to_owned()), end))
 }
 
-/// A double-quoted string with Go's escapes (`\n`, `\t`, `\\`, `\"`, `\xNN`, `\uNNNN`, …).
+/// A double-quoted string with Go's escapes (`\n`, `\t`, `\\`, `\"`, `\xNN` and `\NNN`
+/// bytes, `\uNNNN`, `\UNNNNNNNN`, …); the bytes must be UTF-8.
 fn quoted(s: &str, line: usize) -> Result<(Tok, usize), String> {
-    let mut out = String::new();
-    let mut chars = s.char_indices().skip(1);
+    let mut out: Vec<u8> = Vec::new();
+    let mut chars = s.char_indices().skip(1).peekable();
     let unclosed = || format!("line {line}: a quoted string is never closed");
+    let bad = || format!("line {line}: a bad escape in a quoted string");
     while let Some((i, c)) = chars.next() {
         match c {
-            '"' => return Ok((Tok::Str(out), i + 1)),
+            '"' => {
+                let text = String::from_utf8(out)
+                    .map_err(|_| format!("line {line}: a quoted string is not UTF-8"))?;
+                return Ok((Tok::Str(text), i + 1));
+            }
             '\n' => return Err(unclosed()),
             '\\' => {
                 let (_, e) = chars.next().ok_or_else(unclosed)?;
-                let hex = |chars: &mut dyn Iterator<Item = (usize, char)>, n: usize| {
-                    let digits: String = chars.take(n).map(|(_, c)| c).collect();
-                    u32::from_str_radix(&digits, 16)
-                        .ok()
-                        .filter(|_| digits.len() == n)
-                        .and_then(char::from_u32)
-                        .ok_or_else(|| format!("line {line}: a bad escape in a quoted string"))
+                let mut digits = |n: usize, radix: u32| -> Result<u32, String> {
+                    let mut v = 0u32;
+                    for _ in 0..n {
+                        let d = chars
+                            .next()
+                            .and_then(|(_, c)| c.to_digit(radix))
+                            .ok_or_else(bad)?;
+                        v = v * radix + d;
+                    }
+                    Ok(v)
                 };
-                out.push(match e {
-                    'n' => '\n',
-                    't' => '\t',
-                    'r' => '\r',
-                    '\\' => '\\',
-                    '"' => '"',
-                    '\'' => '\'',
-                    'a' => '\x07',
-                    'b' => '\x08',
-                    'f' => '\x0c',
-                    'v' => '\x0b',
-                    '0' => '\0',
-                    'x' => hex(&mut chars, 2)?,
-                    'u' => hex(&mut chars, 4)?,
-                    'U' => hex(&mut chars, 8)?,
+                let simple = match e {
+                    'n' => Some(b'\n'),
+                    't' => Some(b'\t'),
+                    'r' => Some(b'\r'),
+                    '\\' => Some(b'\\'),
+                    '"' => Some(b'"'),
+                    'a' => Some(0x07),
+                    'b' => Some(0x08),
+                    'f' => Some(0x0c),
+                    'v' => Some(0x0b),
+                    _ => None,
+                };
+                match (simple, e) {
+                    (Some(b), _) => out.push(b),
+                    (None, 'x') => out.push(u8::try_from(digits(2, 16)?).map_err(|_| bad())?),
+                    (None, '0'..='7') => {
+                        let first = e.to_digit(8).unwrap_or(0);
+                        let v = first * 64 + digits(2, 8)?;
+                        out.push(u8::try_from(v).map_err(|_| bad())?);
+                    }
+                    (None, 'u' | 'U') => {
+                        let c = char::from_u32(digits(if e == 'u' { 4 } else { 8 }, 16)?)
+                            .ok_or_else(bad)?;
+                        out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                    }
                     _ => {
                         return Err(format!(
                             "line {line}: unknown escape \\{e} in a quoted string"
                         ));
                     }
-                });
+                }
             }
-            c => out.push(c),
+            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
         }
     }
     Err(unclosed())

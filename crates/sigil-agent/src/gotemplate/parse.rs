@@ -246,6 +246,11 @@ impl Parser<'_> {
 
     /// A pipeline, with its declaration (`range` may declare two variables).
     fn pipe(&mut self, line: usize, range: bool) -> Result<Pipe, String> {
+        // Errors name the line the pipeline starts on (an action may span lines).
+        let line = match self.peek() {
+            Some(t) if !matches!(t.tok, Tok::Close) => t.line,
+            _ => line,
+        };
         let mut vars = Vec::new();
         let mut assign = false;
         // `$x :=`, `$x =`, `$i, $v :=` (range only).

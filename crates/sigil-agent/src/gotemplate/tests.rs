@@ -74,6 +74,16 @@ fn numbers_compare_by_value_and_a_stray_pipe_is_refused() {
         render("{{ eq .n 3 }} {{ lt .f 2 }}", &data()).unwrap(),
         "true true"
     );
+    // A number and a string compare by the number's text, as Vault Agent's `json.Number`
+    // strings do (Go refuses `eq .s 1` for Go's own types).
+    assert_eq!(
+        render(
+            r#"{{ eq .n "3" }} {{ eq .s 1 }} {{ ne .f "1.5" }}"#,
+            &data()
+        )
+        .unwrap(),
+        "true false false"
+    );
     // Go 1.19 prints `{{ .a | }}` as if the pipe were not there; a stray pipe is refused here.
     assert!(render("{{ .a | }}", &data()).is_err());
 }
@@ -129,7 +139,7 @@ fn execution_errors_name_the_line_and_never_a_value() {
         ("{{ index .pw 0 }}", "can't index a string"),
         ("{{ len 3 }}", "len of a int"),
         ("{{ printf \"%d\" .pw }}", "%d of a string"),
-        ("{{ eq .pw 1 }}", "incompatible types"),
+        ("{{ eq .pw true }}", "incompatible types"),
         ("{{ lt .m .m }}", "incompatible types"),
         ("{{ fail .pw }}", "it failed"),
         ("{{ .pw 1 }}", "non-function"),
@@ -141,6 +151,34 @@ fn execution_errors_name_the_line_and_never_a_value() {
         assert!(err.contains(want), "{text:?}: {err}");
         assert!(err.starts_with("template t: line "), "{err}");
         assert!(!err.contains("hunter2"), "{text:?}: {err}");
+    }
+}
+
+#[test]
+fn values_made_in_variables_count_against_the_budget() {
+    let err = render(
+        r#"{{ $a := "0123456789abcdef" }}{{ range 40 }}{{ $a = print $a $a }}{{ end }}"#,
+        &json!({}),
+    )
+    .unwrap_err();
+    assert!(err.contains("MiB of values made"), "{err}");
+    let err = render(
+        r#"{{ $a := "0123456789abcdef0123456789abcdef" }}{{ range 30 }}{{ $a = print $a $a $a $a $a $a $a $a $a $a }}{{ end }}"#,
+        &json!({}),
+    )
+    .unwrap_err();
+    assert!(err.contains("MiB of values made"), "{err}");
+}
+
+#[test]
+fn lines_count_the_newlines_of_trim_markers() {
+    for (text, line) in [
+        ("{{ .s\n-}}\n{{ .s.x }}", "line 3:"),
+        ("{{-\n.s.x }}", "line 2:"),
+        ("{{- /* a\n */ -}}\n{{ .s.x }}", "line 3:"),
+    ] {
+        let err = render(text, &data()).unwrap_err();
+        assert!(err.contains(line), "{text:?}: {err}");
     }
 }
 

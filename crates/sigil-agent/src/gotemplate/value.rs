@@ -26,8 +26,16 @@ pub(super) fn parse_number(text: &str) -> Option<Value> {
     if !digits.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
         return None;
     }
+    // A leading 0 makes an integer octal, as in Go (`0644` is 420; `08` is refused).
+    if digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let i = i64::from_str_radix(&digits[1..], 8).ok()?;
+        return Some(Value::from(if neg { -i } else { i }));
+    }
     if let Ok(i) = clean.parse::<i64>() {
         return Some(Value::from(i));
+    }
+    if let Ok(u) = clean.parse::<u64>() {
+        return Some(Value::from(u));
     }
     clean
         .parse::<f64>()
@@ -96,8 +104,9 @@ fn write_value(out: &mut String, v: &Value) {
     }
 }
 
-/// A number as Go prints it: integers plainly, floats in the shortest form (`1.5`, `3`,
-/// `1e+21`).
+/// A number as a secret's JSON number prints in Vault Agent (Go's `json.Number`: its text):
+/// integers plainly, floats in the shortest form JSON writes (`1.5`, `3`, `1e+21`). (Go prints
+/// a float64 from the template text itself in `%g` form, `1e+06`; that is not followed.)
 pub(super) fn number_text(n: &Number) -> String {
     if n.is_i64() || n.is_u64() {
         return n.to_string();
@@ -137,9 +146,14 @@ pub(super) fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// `eq` of two values: numbers by value (1 equals 1.0), others as JSON.
+/// `eq` of two values: numbers by value (1 equals 1.0); a number and a string by the number's
+/// text (Vault Agent's numbers are `json.Number` strings: `eq .Data.data.n "3"`); others as
+/// JSON.
 pub(super) fn equal(a: &Value, b: &Value) -> Result<bool, String> {
     match (a, b) {
+        (Value::Number(n), Value::String(s)) | (Value::String(s), Value::Number(n)) => {
+            Ok(number_text(n) == *s || n.to_string() == *s)
+        }
         (Value::Number(x), Value::Number(y)) => Ok(match (x.as_i64(), y.as_i64()) {
             (Some(i), Some(j)) => i == j,
             _ => x.as_f64() == y.as_f64(),
@@ -194,10 +208,12 @@ mod tests {
             ("1.5", json!(1.5)),
             ("1e3", json!(1000.0)),
             (".5", json!(0.5)),
+            ("0644", json!(420)),
+            ("18446744073709551615", json!(u64::MAX)),
         ] {
             assert_eq!(parse_number(text), Some(want), "{text}");
         }
-        for bad in ["-", "x1", "1x", "0xg", "1e999"] {
+        for bad in ["-", "x1", "1x", "0xg", "1e999", "08"] {
             assert_eq!(parse_number(bad), None, "{bad}");
         }
         let f = |x: f64| number_text(&Number::from_f64(x).unwrap());
@@ -236,7 +252,9 @@ mod tests {
         assert!(equal(&json!(1), &json!(1.0)).unwrap());
         assert!(!equal(&json!("a"), &json!("b")).unwrap());
         assert!(!equal(&json!(null), &json!("b")).unwrap());
-        assert!(equal(&json!("1"), &json!(1)).is_err());
+        assert!(equal(&json!("1"), &json!(1)).unwrap());
+        assert!(!equal(&json!("1.0"), &json!(2)).unwrap());
+        assert!(equal(&json!(true), &json!(1)).is_err());
         assert!(equal(&json!([1]), &json!([1])).is_err());
         assert_eq!(
             order(&json!(2), &json!(10)).unwrap(),

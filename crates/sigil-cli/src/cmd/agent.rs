@@ -62,15 +62,39 @@ async fn shutdown_signal() {
     }
 }
 
+/// Waits until the server answers, as Vault Agent waits for Vault: a server that cannot be
+/// reached or is sealed (a pod's agent often starts first) is asked again after 1 s, 2 s,
+/// 4 s … then every 30 s, each time logged; a wrong server key or configuration fails at once.
+async fn wait_for_server(client: &sigil_client::Client) -> anyhow::Result<()> {
+    use sigil_client::ClientError;
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match client.server_key().await {
+            Ok(_) => return Ok(()),
+            Err(
+                e @ (ClientError::Transport(_)
+                | ClientError::Api {
+                    status: 429 | 502 | 503 | 504,
+                    ..
+                }),
+            ) => {
+                tracing::warn!(error = %e, retry_in = ?wait, "the server cannot be reached yet");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown_signal() => bail!("stopped before the server answered"),
+                }
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot reach the server")),
+        }
+    }
+}
+
 pub(super) async fn agent(path: &Path) -> anyhow::Result<ExitCode> {
     init_logging();
     let file = AgentFile::load(path).map_err(|e| anyhow!(e))?;
     let client = agent_client(&file)?;
-    // Fail at start, not at the first request, when the server or the key is wrong.
-    client
-        .server_key()
-        .await
-        .context("cannot reach the server")?;
+    wait_for_server(&client).await?;
     if let Some(listen) = file.listen().map_err(|e| anyhow!(e))? {
         match &listen {
             sigil_agent::config::Listen::Tcp(a) => println!("sigil agent: local API on http://{a}"),
@@ -88,10 +112,7 @@ pub(super) async fn agent(path: &Path) -> anyhow::Result<ExitCode> {
 pub(super) async fn csi_provider(socket: &Path, client: &ClientArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let client = Arc::new(config::client(client)?);
-    client
-        .server_key()
-        .await
-        .context("cannot reach the server")?;
+    wait_for_server(&client).await?;
     println!("sigil csi-provider: listening on unix:{}", socket.display());
     sigil_agent::csi::serve(client, socket, shutdown_signal())
         .await

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 use sigil_client::ClientError;
 
-use crate::args::{ClientArgs, Format, ResponseWrap};
+use crate::args::{ClientArgs, Format, ResponseWrap, StaleRead};
 use crate::{config, output};
 
 /// Endpoints anyone may read, answered in plain JSON (docs/protocol.md §12).
@@ -24,6 +24,7 @@ pub(crate) async fn read(
     path: &str,
     format: Format,
     field: Option<&str>,
+    stale: StaleRead,
     wrap: &ResponseWrap,
     client: &ClientArgs,
 ) -> anyhow::Result<ExitCode> {
@@ -38,8 +39,13 @@ pub(crate) async fn read(
         }
     } else {
         let c = config::client(client)?;
+        let target = match (stale.stale, path.contains('?')) {
+            (false, _) => path.to_owned(),
+            (true, true) => format!("{path}&stale=true"),
+            (true, false) => format!("{path}?stale=true"),
+        };
         match c
-            .request("GET", &super::data::wrapped_path(path, wrap), None)
+            .request("GET", &super::data::wrapped_path(&target, wrap), None)
             .await
         {
             Ok(r) => r.body.unwrap_or_default(),

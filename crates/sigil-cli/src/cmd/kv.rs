@@ -20,6 +20,15 @@ pub(super) async fn split(
     at: &KvPathArgs,
     client: &ClientArgs,
 ) -> anyhow::Result<(String, String)> {
+    split_with(at, client, false).await
+}
+
+/// [`split`], asking a cluster follower to answer itself with `stale` (`kv get -stale`).
+async fn split_with(
+    at: &KvPathArgs,
+    client: &ClientArgs,
+    stale: bool,
+) -> anyhow::Result<(String, String)> {
     let path = at.path.trim_matches('/');
     if let Some(m) = &at.mount {
         let mount = m.trim_matches('/').to_owned();
@@ -32,8 +41,13 @@ pub(super) async fn split(
         bail!("missing mount: use mount/path (e.g. secret/app) or -mount");
     }
     let c = config::client(client)?;
+    let query = if stale { "?stale=true" } else { "" };
     match c
-        .request("GET", &format!("sys/internal/ui/mounts/{path}"), None)
+        .request(
+            "GET",
+            &format!("sys/internal/ui/mounts/{path}{query}"),
+            None,
+        )
         .await
     {
         Ok(resp) => {
@@ -139,14 +153,18 @@ pub(crate) async fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                     version,
                     format,
                 },
+            stale,
             wrap,
             client,
         } => {
-            let (mount, rest) = split(&at, &client).await?;
+            let (mount, rest) = split_with(&at, &client, stale.stale).await?;
             let path = format!("{mount}/data/{rest}");
             let mut query: Vec<(&str, String)> = Vec::new();
             if let Some(v) = version {
                 query.push(("version", v.to_string()));
+            }
+            if stale.stale {
+                query.push(("stale", "true".into()));
             }
             let query = super::data::query_string(&query);
             let target = super::data::wrapped_path(&format!("{path}{query}"), &wrap);

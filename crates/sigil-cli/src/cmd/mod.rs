@@ -78,9 +78,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             path,
             format,
             field,
+            stale,
             wrap,
             client,
-        } => generic::read(&path, format, field.as_deref(), &wrap, &client).await,
+        } => generic::read(&path, format, field.as_deref(), stale, &wrap, &client).await,
         Command::Write {
             path,
             pairs,

@@ -199,13 +199,20 @@ impl Demo {
 
     /// Runs the CLI against node `node` as the admin.
     pub fn sigil(&self, node: u16, args: &[&str]) -> Output {
+        let mut cmd = self.sigil_command(node);
+        cmd.args(args);
+        cmd.output().unwrap()
+    }
+
+    /// `sigil` set up as the demo's admin against node `node`, for the caller's arguments.
+    pub fn sigil_command(&self, node: u16) -> Command {
         let mut cmd = Command::new(SIGIL);
-        cmd.args(args).stdin(Stdio::null());
+        cmd.stdin(Stdio::null());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
         cmd.env("SIGIL_ADDR", self.api(node));
-        cmd.output().unwrap()
+        cmd
     }
 
     pub fn peers(&self, node: u16) -> Vec<Value> {
