@@ -10,6 +10,7 @@
 //! # cache_mb = 64                              # redb's page cache, MiB (memory stays bounded)
 //! # node_id = "sigil-1"                        # raft: this node's name
 //! # cluster_addr = "10.0.0.1:8201"             # raft: the cluster listener
+//! # performance_multiplier = 1                 # raft: 1–10, slows Raft's clock (as Vault's)
 //! # [[storage.retry_join]]                     # raft: where to ask to join
 //! # leader_api_addr = "https://10.0.0.2:8200"
 //! # leader_ca_cert_file = "/etc/sigil/ca.pem"
@@ -136,6 +137,9 @@ pub(crate) struct Storage {
     /// Raft: members to ask to join, when this node is in no cluster yet.
     #[serde(default)]
     pub(crate) retry_join: Vec<RetryJoin>,
+    /// Raft: how many times slower than the default its clock runs (heartbeats, election
+    /// timeouts), 1–10, default 1 (Vault's `performance_multiplier`).
+    pub(crate) performance_multiplier: Option<u32>,
 }
 
 /// redb's page cache by default, MiB (redb's own default is 1 GiB, which a LIST over a large

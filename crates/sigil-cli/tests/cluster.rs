@@ -784,3 +784,69 @@ fn database_leases_survive_the_loss_of_the_leader_and_are_revoked_once() {
     assert!(!gone.status.success(), "{}", stdout(&gone));
     assert!(!pg.user_exists(&long_user) && !pg.user_exists(&short_user));
 }
+
+/// `[storage] performance_multiplier` (Vault's): 1–10 and only for raft storage; a node that
+/// takes it runs Raft's clock that much slower.
+#[test]
+fn the_performance_multiplier_slows_raft_and_only_raft_takes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let config = |name: &str, storage: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[storage]\npath = \"{}\"\n{storage}\n[listener]\naddress = \"127.0.0.1:{}\"\n",
+                tmp.path().join(name).with_extension("d").display(),
+                port()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let raft = |m: &str| {
+        format!(
+            "type = \"raft\"\nnode_id = \"n1\"\ncluster_addr = \"127.0.0.1:{}\"\nperformance_multiplier = {m}",
+            port()
+        )
+    };
+    for (file, want) in [
+        (config("zero.toml", &raft("0")), "1 to 10"),
+        (config("eleven.toml", &raft("11")), "1 to 10"),
+        (
+            config("file.toml", "type = \"file\"\nperformance_multiplier = 2"),
+            "are for type = \"raft\"",
+        ),
+    ] {
+        let out = Command::new(SIGIL)
+            .args(["server", "-c", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(want), "{}", stderr(&out));
+    }
+    let file = config("three.toml", &raft("3"));
+    let log = tmp.path().join("three.log");
+    let mut server = Command::new(SIGIL)
+        .args(["server", "-c", file.to_str().unwrap()])
+        .env("SIGIL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut text = String::new();
+    while started.elapsed() < Duration::from_secs(20) && !text.contains("raft node started") {
+        std::thread::sleep(Duration::from_millis(100));
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+    }
+    server.kill().ok();
+    server.wait().ok();
+    assert!(text.contains("heartbeat_ms=450"), "{text}");
+}

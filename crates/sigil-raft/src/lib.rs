@@ -15,7 +15,9 @@ mod store;
 mod tls;
 mod types;
 
-pub use node::{CATCH_UP, ClusterError, ClusterNode, NodeConfig, Peer, Status, Timing};
+pub use node::{
+    CATCH_UP, ClusterError, ClusterNode, MAX_MULTIPLIER, NodeConfig, Peer, Status, Timing,
+};
 pub use openraft::ServerState;
 pub use store::{LogStore, RaftFile, StateMachine};
 pub use tls::{NodeIdentity, Trust, fingerprint};

@@ -68,6 +68,49 @@ pub struct Timing {
     pub keep_after_snapshot: u64,
 }
 
+/// The largest `performance_multiplier`: 10 × the default timing (1.5 s heartbeats, elections
+/// after 5–10 s).
+pub const MAX_MULTIPLIER: u32 = 10;
+
+impl Timing {
+    /// The default timing with its clock slowed `multiplier` times (`[storage]
+    /// performance_multiplier`, as Vault's): heartbeats and election timeouts scale, so a
+    /// cluster on a slow or lossy network does not hold needless elections, at the cost of a
+    /// slower failover. 1 is the default; 0 and more than [`MAX_MULTIPLIER`] are refused.
+    pub fn scaled(multiplier: u32) -> Result<Timing, String> {
+        if !(1..=MAX_MULTIPLIER).contains(&multiplier) {
+            return Err(format!(
+                "performance_multiplier must be 1 to {MAX_MULTIPLIER}, not {multiplier}"
+            ));
+        }
+        let d = Timing::default();
+        Ok(Timing {
+            heartbeat: d.heartbeat * multiplier,
+            election_min: d.election_min * multiplier,
+            election_max: d.election_max * multiplier,
+            ..d
+        })
+    }
+}
+
+impl Timing {
+    /// openraft's configuration for this timing, checked.
+    fn raft_config(&self) -> Result<openraft::Config, ClusterError> {
+        openraft::Config {
+            cluster_name: "sigil".into(),
+            heartbeat_interval: self.heartbeat.as_millis() as u64,
+            election_timeout_min: self.election_min.as_millis() as u64,
+            election_timeout_max: self.election_max.as_millis() as u64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.keep_after_snapshot,
+            purge_batch_size: 64,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(raft_error)
+    }
+}
+
 impl Default for Timing {
     fn default() -> Self {
         Timing {
@@ -217,18 +260,7 @@ impl ClusterNode {
             .map_err(ClusterError::Raft)?;
         let client = network.client().clone();
         let contacts = network.contacts().clone();
-        let raft_config = openraft::Config {
-            cluster_name: "sigil".into(),
-            heartbeat_interval: config.timing.heartbeat.as_millis() as u64,
-            election_timeout_min: config.timing.election_min.as_millis() as u64,
-            election_timeout_max: config.timing.election_max.as_millis() as u64,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.timing.snapshot_every),
-            max_in_snapshot_log_to_keep: config.timing.keep_after_snapshot,
-            purge_batch_size: 64,
-            ..Default::default()
-        }
-        .validate()
-        .map_err(raft_error)?;
+        let raft_config = config.timing.raft_config()?;
         let id = node_id(&config.name);
         let (log, sm) = (file.log_store(), file.state_machine());
         let listen = config.listen;
@@ -675,6 +707,31 @@ fn io(verb: &'static str, subject: &str, reason: impl std::fmt::Display) -> Stor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_performance_multiplier_scales_the_clock_and_stays_valid() {
+        let three = Timing::scaled(3).unwrap();
+        assert_eq!(three.heartbeat, Duration::from_millis(450));
+        assert_eq!(three.election_min, Duration::from_millis(1500));
+        assert_eq!(three.election_max, Duration::from_millis(3000));
+        assert_eq!(three.snapshot_every, Timing::default().snapshot_every);
+        for m in 1..=MAX_MULTIPLIER {
+            let t = Timing::scaled(m).unwrap();
+            let c = t.raft_config().unwrap();
+            assert!(c.heartbeat_interval < c.election_timeout_min, "{m}");
+        }
+        assert_eq!(
+            Timing::scaled(1).unwrap().heartbeat,
+            Timing::default().heartbeat
+        );
+        for bad in [0, MAX_MULTIPLIER + 1, u32::MAX] {
+            assert!(
+                Timing::scaled(bad)
+                    .unwrap_err()
+                    .contains("performance_multiplier")
+            );
+        }
+    }
 
     /// The cluster listener answers only peers whose certificate is pinned.
     #[test]

@@ -35,7 +35,7 @@ pub(super) async fn start(dir: &Path, plan: &Plan, raft: &RaftPlan) -> anyhow::R
         cluster_addr: String::new(),
         api_addr: api_addr.clone(),
         identity,
-        timing: Timing::default(),
+        timing: Timing::scaled(raft.multiplier).map_err(|e| anyhow::anyhow!("[storage] {e}"))?,
         cache_bytes: plan.cache_bytes,
     };
     let cluster = tokio::task::spawn_blocking(move || ClusterNode::start(config))
@@ -46,6 +46,7 @@ pub(super) async fn start(dir: &Path, plan: &Plan, raft: &RaftPlan) -> anyhow::R
         node = %raft.node_id,
         cluster_addr = %cluster.me().cluster_addr,
         cert_sha256 = %cluster.me().cert_sha256,
+        heartbeat_ms = Timing::scaled(raft.multiplier).map_or(0, |t| t.heartbeat.as_millis()),
         "raft node started"
     );
     let node = sigil_server::raft_node(Arc::clone(&cluster), plan.audit.clone())

@@ -85,6 +85,8 @@ pub(super) struct Plan {
 pub(super) struct RaftPlan {
     pub(super) node_id: String,
     pub(super) cluster_listen: SocketAddr,
+    /// How much slower Raft's clock runs (`[storage] performance_multiplier`; checked).
+    pub(super) multiplier: u32,
     /// `(member API address, its CA file)`, tried in turn while the node is in no cluster.
     pub(super) join: Vec<(String, Option<PathBuf>)>,
 }
@@ -98,9 +100,14 @@ fn raft_plan(
     let in_file = file.is_some_and(|f| f.kind == StorageKind::Raft);
     if !in_file && args.node_id.is_none() {
         if file.is_some_and(|f| {
-            f.node_id.is_some() || f.cluster_addr.is_some() || !f.retry_join.is_empty()
+            f.node_id.is_some()
+                || f.cluster_addr.is_some()
+                || !f.retry_join.is_empty()
+                || f.performance_multiplier.is_some()
         }) {
-            bail!("[storage] node_id, cluster_addr and retry_join are for type = \"raft\"");
+            bail!(
+                "[storage] node_id, cluster_addr, retry_join and performance_multiplier are for type = \"raft\""
+            );
         }
         return Ok(None);
     }
@@ -148,9 +155,12 @@ fn raft_plan(
             bail!("a join address is an https:// URL, not {url:?}");
         }
     }
+    let multiplier = file.and_then(|f| f.performance_multiplier).unwrap_or(1);
+    sigil_raft::Timing::scaled(multiplier).map_err(|e| anyhow::anyhow!("[storage] {e}"))?;
     Ok(Some(RaftPlan {
         node_id,
         cluster_listen,
+        multiplier,
         join,
     }))
 }

@@ -64,6 +64,10 @@ fn fixed(plan: &Plan) -> Vec<(&'static str, String)> {
     vec![
         ("storage.path", format!("{:?}", plan.data_dir)),
         ("storage.cache_mb", format!("{}", plan.cache_bytes >> 20)),
+        (
+            "storage.performance_multiplier",
+            format!("{:?}", plan.raft.as_ref().map(|r| r.multiplier)),
+        ),
         ("listener.address", plan.listen.to_string()),
         ("listener.names", format!("{:?}", plan.names)),
         (
