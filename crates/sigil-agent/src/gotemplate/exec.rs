@@ -94,7 +94,7 @@ impl Exec<'_> {
     fn walk(&mut self, nodes: &[Node], dot: &Value) -> Result<Flow, Fail> {
         for node in nodes {
             match node {
-                Node::Text(t) => self.write(t, 0)?,
+                Node::Text(t, line) => self.write(t, *line)?,
                 Node::Action(pipe) => {
                     self.step(pipe.line)?;
                     let v = self.pipe(pipe, dot)?;

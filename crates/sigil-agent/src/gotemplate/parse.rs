@@ -13,7 +13,8 @@ const MAX_DEPTH: usize = 100;
 /// A node of the tree.
 #[derive(Debug)]
 pub(super) enum Node {
-    Text(String),
+    /// Text and the line it starts on.
+    Text(String, usize),
     /// `{{ pipeline }}`: printed unless it declares or assigns a variable.
     Action(Pipe),
     If(Branch),
@@ -130,7 +131,7 @@ impl Parser<'_> {
         let mut nodes = Vec::new();
         while let Some(t) = self.next() {
             match t.tok {
-                Tok::Text(s) => nodes.push(Node::Text(s)),
+                Tok::Text(s) => nodes.push(Node::Text(s, t.line)),
                 Tok::Open => {
                     let line = t.line;
                     if let Some(Token {

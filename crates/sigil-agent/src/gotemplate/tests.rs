@@ -183,6 +183,13 @@ fn lines_count_the_newlines_of_trim_markers() {
 }
 
 #[test]
+fn output_past_its_budget_stops_at_the_text_that_passed_it() {
+    let text = format!("a\n{{{{ range 70 }}}}{}{{{{ end }}}}", "x".repeat(1 << 20));
+    let err = render(&text, &json!({})).unwrap_err();
+    assert!(err.contains("line 2: output over 64 MiB"), "{err}");
+}
+
+#[test]
 fn runaway_templates_stop() {
     let err = render("{{ range 100000000 }}{{ end }}", &json!({})).unwrap_err();
     assert!(err.contains("range over more than"), "{err}");
