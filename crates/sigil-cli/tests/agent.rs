@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use support::databases::Postgres;
+use support::ports::free_port;
 use support::{Server, eventually, ok, public_of, python, stderr, stdout, wrap_id};
 
 /// The policy of the agent's identity in these tests.
@@ -44,14 +45,6 @@ impl Drop for Agent {
 fn mode_of(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The `[server]` and `[auto_auth]` part of an agent file for `s`, acting as `key`.

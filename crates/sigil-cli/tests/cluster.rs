@@ -790,13 +790,7 @@ fn database_leases_survive_the_loss_of_the_leader_and_are_revoked_once() {
 #[test]
 fn the_performance_multiplier_slows_raft_and_only_raft_takes_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    let port = support::ports::free_port;
     let config = |name: &str, storage: &str| {
         let path = tmp.path().join(name);
         std::fs::write(

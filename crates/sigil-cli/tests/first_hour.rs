@@ -159,11 +159,7 @@ fn errors_say_what_happened() {
 #[test]
 fn listen_takes_a_name() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::ports::free_port();
     let dir = tmp.path().join("state");
     let listen = format!("localhost:{port}");
     let s = Server::spawn(

@@ -509,10 +509,7 @@ async fn a_proxy_cannot_forge_success() {
     // The proxy's address is what clients use (api_addr), so the server accepts what they sign.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_port = listener.local_addr().unwrap().port();
-    let server_addr = {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        free.local_addr().unwrap()
-    };
+    let server_addr = std::net::SocketAddr::from(([127, 0, 0, 1], support::ports::free_port()));
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("sigil.toml");
     std::fs::write(

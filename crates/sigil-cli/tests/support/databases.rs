@@ -7,20 +7,11 @@
 //! `SIGIL_REQUIRE_DATABASES` is set (`.ci/run` sets it after installing them), which turns a
 //! missing database into a failure.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const ROOT_PASSWORD: &str = "Root-Passw0rd-for-tests";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn is_root() -> bool {
     // The effective uid as `id` prints it (no unsafe libc call in tests).
@@ -115,7 +106,7 @@ impl Postgres {
             );
         }
         let pg = Postgres {
-            port: free_port(),
+            port: super::ports::free_port(),
             bin,
             data: tmp.path().join("data"),
             log: tmp.path().join("postgres.log"),
@@ -282,7 +273,7 @@ impl MariaDb {
         }
         run_ok(install.stdout(Stdio::null()));
         let mut db = MariaDb {
-            port: free_port(),
+            port: super::ports::free_port(),
             child: None,
             data,
             log: tmp.path().join("mariadb.log"),

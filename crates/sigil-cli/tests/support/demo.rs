@@ -52,21 +52,9 @@ impl Drop for Demo {
     }
 }
 
-/// A base port with the ten ports above it free (checked by binding them: room for five
-/// nodes). Each call of this process takes a block of its own, so tests running at once never
-/// pick overlapping ports.
+/// A base port with the ten ports above it free (room for five nodes).
 pub fn free_base() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let start = std::process::id().wrapping_mul(97);
-    for _ in 0..200 {
-        let block = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let base = 20_000 + (start.wrapping_add(block) % 1_500) as u16 * 16;
-        let free = (0..10).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
-            return base;
-        }
-    }
-    panic!("no ten free ports in a row");
+    super::ports::free_ports(10)
 }
 
 impl Demo {

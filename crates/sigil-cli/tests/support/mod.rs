@@ -5,6 +5,7 @@
 pub mod databases;
 pub mod demo;
 pub mod linearizability;
+pub mod ports;
 pub mod raw;
 
 use std::io::{BufRead as _, BufReader};
