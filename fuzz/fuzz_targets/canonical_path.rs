@@ -2,7 +2,10 @@
 //! existence check, the audit log and every engine rely on. Asserted for every path it
 //! accepts: it is idempotent (canonicalising the result again gives the same string), and the
 //! result has no `//`, no `.` or `..` segment, no control character, no leading `/`, and a
-//! trailing `/` exactly for LIST.
+//! trailing `/` exactly for LIST. The canonical path is then matched, as the rest below a
+//! mount, against every engine's route table (`sigil_engine::route::find`): a route that
+//! matches has each one-segment parameter non-empty and without `/`, and putting the values
+//! back into its template gives the path again.
 //!
 //! Input: a byte choosing the operation, then the raw path (UTF-8, still percent-encoded).
 
@@ -52,4 +55,32 @@ fuzz_target!(|data: &[u8]| {
         Some(path.as_str()),
         "not idempotent: {raw:?} -> {path:?} -> {again:?}"
     );
+    for (template, params) in sigil_server::fuzzing::routes_matching(&path) {
+        let mut values = params.iter();
+        let mut rebuilt = Vec::new();
+        for segment in template.split('/').skip(1) {
+            if !segment.starts_with('{') {
+                rebuilt.push(segment.to_owned());
+                continue;
+            }
+            let (name, value) = values.next().expect("a value for each parameter");
+            assert_eq!(format!("{{{name}}}"), segment, "{template}: parameters in order");
+            if *name == "path" {
+                if !value.is_empty() {
+                    rebuilt.push((*value).to_owned());
+                }
+            } else {
+                assert!(
+                    !value.is_empty() && !value.contains('/'),
+                    "{path:?} -> {template}: {name} = {value:?}"
+                );
+                rebuilt.push((*value).to_owned());
+            }
+        }
+        let rebuilt = rebuilt.join("/");
+        assert!(
+            rebuilt == path || format!("{rebuilt}/") == path,
+            "{path:?} -> {template} -> {rebuilt:?}"
+        );
+    }
 });

@@ -20,6 +20,8 @@ pub struct Plan {
     path: String,
     /// The mount serving the path and where the rest below it starts.
     mount: Option<(Arc<Mount>, usize)>,
+    /// The mount's engine's route the rest matched.
+    endpoint: Option<&'static sigil_engine::Route>,
     /// Whether create vs update is decided ([`crate::Core::settle`]).
     settled: bool,
 }
@@ -42,10 +44,15 @@ impl Plan {
         path: String,
         mount: Option<(Arc<Mount>, usize)>,
     ) -> Self {
+        let endpoint = mount.as_ref().and_then(|(m, at)| {
+            let rest = path.get(*at..).unwrap_or("");
+            sigil_engine::route::find(m.engine.routes(), rest).map(|found| found.route)
+        });
         Plan {
             operation,
             path,
             mount,
+            endpoint,
             settled: false,
         }
     }
@@ -74,7 +81,11 @@ impl Plan {
     pub(crate) fn route(&self) -> Route<'_> {
         match &self.mount {
             Some((mount, at)) => {
-                Route::Mount(Arc::clone(mount), self.path.get(*at..).unwrap_or(""))
+                let rest = self.path.get(*at..).unwrap_or("");
+                Route::Mount(
+                    Arc::clone(mount),
+                    self.endpoint.and_then(|e| e.matches(rest)),
+                )
             }
             None => fixed_route(&self.path),
         }
@@ -100,10 +111,8 @@ impl Plan {
     /// lists do not write; an engine says for itself (PKI's CRL reads may sign a fresh CRL,
     /// transit's cryptography on an existing key writes nothing).
     pub fn writes(&self) -> bool {
-        match &self.mount {
-            Some((mount, at)) => mount
-                .engine
-                .may_write(self.operation, self.path.get(*at..).unwrap_or("")),
+        match self.endpoint {
+            Some(endpoint) => endpoint.writes.may_write(self.operation),
             None => !matches!(self.operation, Operation::Read | Operation::List),
         }
     }
@@ -111,9 +120,7 @@ impl Plan {
     /// Whether it is one of Vault's unauthenticated reads (PKI's CA certificates and CRLs,
     /// raw DER or PEM). Touches no storage.
     pub fn is_public_read(&self) -> bool {
-        self.operation == Operation::Read
-            && matches!(&self.mount, Some((mount, at))
-                if mount.engine.is_public(self.path.get(*at..).unwrap_or("")))
+        self.operation == Operation::Read && self.endpoint.is_some_and(|e| e.public)
     }
 
     /// The capability the caller's policy must grant on the path (besides `sudo` on the

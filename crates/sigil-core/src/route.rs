@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use sigil_engine::Matched;
+
 use crate::mounts::Mount;
 
 const POLICIES: &str = "sys/policies/acl";
@@ -37,8 +39,9 @@ pub(crate) enum Route<'a> {
     Leases(&'a str),
     /// `sys/policies/password/<rest>`.
     PasswordPolicies(&'a str),
-    /// A path below a mount: the mount and the rest of the path.
-    Mount(Arc<Mount>, &'a str),
+    /// A path below a mount: the mount and the engine's route the rest matched (`None`:
+    /// none did).
+    Mount(Arc<Mount>, Option<Matched<'a>>),
     Keyring(&'a str),
     AuditHash(&'a str),
     Unknown,
@@ -258,7 +261,7 @@ pub(crate) fn endpoint_of(route: &Route<'_>) -> Option<&'static str> {
             "unwrap" => "sys/wrapping/unwrap",
             _ => "sys/wrapping/lookup",
         },
-        Route::Mount(mount, rest) => mount.engine.route(rest),
+        Route::Mount(_, at) => at.as_ref()?.route.path,
         Route::Keyring(path) => [ROTATE, REWRAP, KEY_STATUS]
             .into_iter()
             .find(|p| p == path)

@@ -22,7 +22,8 @@ use sigil_engine::path::check_name;
 use sigil_engine::request::{LeaseInfo, list_response};
 use sigil_engine::timefmt::{rfc3339_of, unix_now};
 use sigil_engine::{
-    Caller, Context, CoreError, Engine, LeaseLimits, Operation, Request, Response, Route, Writes,
+    Caller, Context, CoreError, Engine, LeaseLimits, Matched, Operation, Request, Response, Route,
+    Writes,
 };
 
 /// Shortest static role rotation period (Vault's).
@@ -338,104 +339,78 @@ impl DatabaseEngine {
         }
     }
 
-    fn object_exists(&self, rest: &str) -> Result<bool, CoreError> {
-        let parts: Vec<&str> = rest.split('/').collect();
-        Ok(match parts.as_slice() {
-            ["config", name] => self.view.get(&format!("config/{name}"))?.is_some(),
-            ["roles", name] => self.view.get(&format!("role/{name}"))?.is_some(),
-            ["static-roles", name] => self.view.get(&format!("static-role/{name}"))?.is_some(),
+    fn object_exists(&self, at: &Matched<'_>) -> Result<bool, CoreError> {
+        let name = at.param("name");
+        Ok(match at.route.path {
+            CONFIG => self.view.get(&format!("config/{name}"))?.is_some(),
+            ROLE => self.view.get(&format!("role/{name}"))?.is_some(),
+            STATIC_ROLE => self.view.get(&format!("static-role/{name}"))?.is_some(),
             // Actions: a write is an update.
-            ["rotate-root" | "rotate-role" | "reset", _] => true,
+            ROTATE_ROOT | ROTATE_ROLE | RESET => true,
             _ => false,
         })
-    }
-
-    /// The documented endpoint of `rest`.
-    fn endpoint(rest: &str) -> &'static str {
-        let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-        match parts.as_slice() {
-            ["config"] => "{mount}/config",
-            ["config", ..] => "{mount}/config/{name}",
-            ["reset", ..] => "{mount}/reset/{name}",
-            ["rotate-root", ..] => "{mount}/rotate-root/{name}",
-            ["roles"] => "{mount}/roles",
-            ["roles", ..] => "{mount}/roles/{name}",
-            ["static-roles"] => "{mount}/static-roles",
-            ["static-roles", ..] => "{mount}/static-roles/{name}",
-            ["static-creds", ..] => "{mount}/static-creds/{name}",
-            ["rotate-role", ..] => "{mount}/rotate-role/{name}",
-            _ => "{mount}/creds/{name}",
-        }
     }
 
     fn handle_request(
         &self,
         req: &Request,
-        rest: &str,
+        at: &Matched<'_>,
         caller: &Caller,
         limits: LeaseLimits,
     ) -> Result<Response, CoreError> {
         let write = matches!(req.operation, Operation::Create | Operation::Update);
-        let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-        if let [_, name] = parts.as_slice() {
+        let name = at.param("name");
+        if !name.is_empty() {
             check_name("database object", name)?;
         }
-        let resp = match (parts.as_slice(), req.operation) {
-            (["config"], Operation::List) => self.names("config/"),
-            (["config", name], Operation::Read) => Ok(Response::data(self.config(name)?.to_json())),
-            (["config", name], _) if write => self.write_config(name, &body_of(req)?),
-            (["config", name], Operation::Delete) => {
+        let resp = match (at.route.path, req.operation) {
+            (CONFIGS, Operation::List) => self.names("config/"),
+            (CONFIG, Operation::Read) => Ok(Response::data(self.config(name)?.to_json())),
+            (CONFIG, _) if write => self.write_config(name, &body_of(req)?),
+            (CONFIG, Operation::Delete) => {
                 let _guard = self.lock();
                 self.delete(&format!("config/{name}"))?;
                 self.invalidate(name);
                 Ok(Response::no_content())
             }
-            (["reset", name], _) if write => {
+            (RESET, _) if write => {
                 self.config(name)?;
                 self.driver()?;
                 self.invalidate(name);
                 Ok(Response::no_content())
             }
-            (["rotate-root", name], _) if write => self.rotate_root(name),
-            (["roles"], Operation::List) => self.names("role/"),
-            (["roles", name], Operation::Read) => self
+            (ROTATE_ROOT, _) if write => self.rotate_root(name),
+            (ROLES, Operation::List) => self.names("role/"),
+            (ROLE, Operation::Read) => self
                 .load::<Role>(&format!("role/{name}"))?
                 .map(|r| Response::data(r.to_json()))
                 .ok_or_else(|| CoreError::NotFound(String::new())),
-            (["roles", name], _) if write => self.write_role(name, &body_of(req)?),
-            (["roles", name], Operation::Delete) => {
+            (ROLE, _) if write => self.write_role(name, &body_of(req)?),
+            (ROLE, Operation::Delete) => {
                 self.delete(&format!("role/{name}"))?;
                 Ok(Response::no_content())
             }
-            (["creds", role], Operation::Read) => self.creds(req, role, caller, limits),
-            (["static-roles"], Operation::List) => self.names("static-role/"),
-            (["static-roles", name], Operation::Read) => self
+            (CREDS, Operation::Read) => self.creds(req, name, caller, limits),
+            (STATIC_ROLES, Operation::List) => self.names("static-role/"),
+            (STATIC_ROLE, Operation::Read) => self
                 .load::<StaticRole>(&format!("static-role/{name}"))?
                 .map(|r| Response::data(static_role_json(&r, false)))
                 .ok_or_else(|| CoreError::NotFound(String::new())),
-            (["static-roles", name], _) if write => self.write_static_role(name, &body_of(req)?),
-            (["static-roles", name], Operation::Delete) => {
+            (STATIC_ROLE, _) if write => self.write_static_role(name, &body_of(req)?),
+            (STATIC_ROLE, Operation::Delete) => {
                 let _guard = self.lock();
                 self.delete(&format!("static-role/{name}"))?;
                 Ok(Response::no_content())
             }
-            (["static-creds", name], Operation::Read) => self
+            (STATIC_CREDS, Operation::Read) => self
                 .load::<StaticRole>(&format!("static-role/{name}"))?
                 .map(|r| Response::data(static_role_json(&r, true)))
                 .ok_or_else(|| CoreError::NotFound(String::new())),
-            (["rotate-role", name], _) if write => {
+            (ROTATE_ROLE, _) if write => {
                 self.rotate_static(name)?;
                 Ok(Response::no_content())
             }
-            (
-                [
-                    "config" | "roles" | "static-roles" | "creds" | "static-creds" | "rotate-root"
-                    | "rotate-role" | "reset",
-                    ..,
-                ],
-                _,
-            ) => Err(CoreError::UnsupportedOperation),
-            _ => Err(CoreError::NotFound(String::new())),
+            _ => Err(CoreError::UnsupportedOperation),
         }?;
         Ok(resp.with_mount_type("database"))
     }
@@ -909,68 +884,81 @@ impl DatabaseEngine {
     }
 }
 
+const CONFIGS: &str = "{mount}/config";
+const ROLES: &str = "{mount}/roles";
+const ROLE: &str = "{mount}/roles/{name}";
+const CONFIG: &str = "{mount}/config/{name}";
+const RESET: &str = "{mount}/reset/{name}";
+const ROTATE_ROOT: &str = "{mount}/rotate-root/{name}";
+const CREDS: &str = "{mount}/creds/{name}";
+const STATIC_ROLES: &str = "{mount}/static-roles";
+const STATIC_ROLE: &str = "{mount}/static-roles/{name}";
+const STATIC_CREDS: &str = "{mount}/static-creds/{name}";
+const ROTATE_ROLE: &str = "{mount}/rotate-role/{name}";
+
 /// Every route of a database mount: all of them may wait on a database.
 pub(crate) const ROUTES: &[Route] = &[
-    Route::new("{mount}/config", &["LIST"], "Database: list connections").writing(Writes::Always),
-    Route::new("{mount}/roles", &["LIST"], "Database: list roles").writing(Writes::Always),
+    Route::new(CONFIGS, &["LIST"], "Database: list connections").writing(Writes::Always),
+    Route::new(ROLES, &["LIST"], "Database: list roles").writing(Writes::Always),
     Route::new(
-        "{mount}/roles/{name}",
+        ROLE,
         &["GET", "POST", "PUT", "DELETE"],
         "Database: a role (db_name, creation_statements, revocation_statements, rollback_statements, renew_statements, default_ttl, max_ttl, credential_type)",
     ).writing(Writes::Always),
     Route::new(
-        "{mount}/config/{name}",
+        CONFIG,
         &["GET", "POST", "PUT", "DELETE"],
         "Database: a connection (root password never returned)",
     ).writing(Writes::Always),
     Route::new(
-        "{mount}/reset/{name}",
+        RESET,
         &["POST", "PUT"],
         "Database: close its connections",
     ).writing(Writes::Always),
     Route::new(
-        "{mount}/rotate-root/{name}",
+        ROTATE_ROOT,
         &["POST", "PUT"],
         "Database: rotate the root password",
     ).writing(Writes::Always),
     Route::new(
-        "{mount}/creds/{name}",
+        CREDS,
         &["GET"],
         "Database: a new user and password, with a lease",
     ).writing(Writes::Always),
     Route::new(
-        "{mount}/static-roles",
+        STATIC_ROLES,
         &["LIST"],
         "Database: list static roles",
     ).writing(Writes::Always),
     Route::new(
-        "{mount}/static-roles/{name}",
+        STATIC_ROLE,
         &["GET", "POST", "PUT", "DELETE"],
         "Database: a static role (an existing user whose password Sigil rotates)",
     ).writing(Writes::Always),
     Route::new(
-        "{mount}/static-creds/{name}",
+        STATIC_CREDS,
         &["GET"],
         "Database: a static role's current password",
     ).writing(Writes::Always),
     Route::new(
-        "{mount}/rotate-role/{name}",
+        ROTATE_ROLE,
         &["POST", "PUT"],
         "Database: rotate a static role's password now",
     ).writing(Writes::Always),
 ];
 
 impl Engine for DatabaseEngine {
-    fn handle(&self, req: &Request, rest: &str, cx: &Context<'_>) -> Result<Response, CoreError> {
-        self.handle_request(req, rest, cx.caller, cx.limits)
+    fn handle(
+        &self,
+        req: &Request,
+        at: &Matched<'_>,
+        cx: &Context<'_>,
+    ) -> Result<Response, CoreError> {
+        self.handle_request(req, at, cx.caller, cx.limits)
     }
 
-    fn exists(&self, rest: &str) -> Result<bool, CoreError> {
-        self.object_exists(rest)
-    }
-
-    fn route(&self, rest: &str) -> &'static str {
-        Self::endpoint(rest)
+    fn exists(&self, at: &Matched<'_>) -> Result<bool, CoreError> {
+        self.object_exists(at)
     }
 
     /// Everything may wait on a database: every route says [`sigil_engine::Writes::Always`],

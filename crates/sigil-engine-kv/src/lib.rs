@@ -18,8 +18,8 @@ use model::{
 use sigil_engine::barrier::{Entry, View, ViewBatch};
 use sigil_engine::request::list_response;
 use sigil_engine::{
-    Caller, Context, CoreError, Engine, EngineKind, MountPoint, Operation, Request, Response,
-    Route, timefmt,
+    Caller, Context, CoreError, Engine, EngineKind, Matched, MountPoint, Operation, Request,
+    Response, Route, timefmt,
 };
 use sigil_proto::e2e::E2eSlot;
 
@@ -31,39 +31,47 @@ pub struct Kv;
 #[derive(Debug, Clone, Copy)]
 pub struct E2e;
 
+const CONFIG: &str = "{mount}/config";
+const DATA: &str = "{mount}/data/{path}";
+const METADATA: &str = "{mount}/metadata/{path}";
+const SUBKEYS: &str = "{mount}/subkeys/{path}";
+const DELETE: &str = "{mount}/delete/{path}";
+const UNDELETE: &str = "{mount}/undelete/{path}";
+const DESTROY: &str = "{mount}/destroy/{path}";
+
 const ROUTES: &[Route] = &[
     Route::new(
-        "{mount}/config",
+        CONFIG,
         &["GET", "POST", "PUT"],
         "KV v2: the engine's max_versions and cas_required",
     ),
     Route::new(
-        "{mount}/data/{path}",
+        DATA,
         &["GET", "POST", "PUT", "PATCH", "DELETE"],
         "KV v2: read, write, merge-patch or soft-delete a secret",
     ),
     Route::new(
-        "{mount}/metadata/{path}",
+        METADATA,
         &["GET", "POST", "PUT", "PATCH", "DELETE", "LIST"],
         "KV v2: read, write or patch a secret's metadata (max_versions, cas_required, custom_metadata), delete the secret and all its versions, or list keys",
     ),
     Route::new(
-        "{mount}/subkeys/{path}",
+        SUBKEYS,
         &["GET"],
         "KV v2: a version's keys without their values (?version, ?depth)",
     ),
     Route::new(
-        "{mount}/delete/{path}",
+        DELETE,
         &["POST", "PUT"],
         "KV v2: soft-delete the listed versions",
     ),
     Route::new(
-        "{mount}/undelete/{path}",
+        UNDELETE,
         &["POST", "PUT"],
         "KV v2: restore the listed soft-deleted versions",
     ),
     Route::new(
-        "{mount}/destroy/{path}",
+        DESTROY,
         &["POST", "PUT"],
         "KV v2: permanently remove the listed versions' data",
     ),
@@ -126,29 +134,21 @@ impl EngineKind for E2e {
 }
 
 impl Engine for KvEngine {
-    fn handle(&self, req: &Request, rest: &str, cx: &Context<'_>) -> Result<Response, CoreError> {
-        self.handle_request(req, rest, cx.caller)
+    fn handle(
+        &self,
+        req: &Request,
+        at: &Matched<'_>,
+        cx: &Context<'_>,
+    ) -> Result<Response, CoreError> {
+        self.handle_request(req, at, cx.caller)
     }
 
-    fn exists(&self, rest: &str) -> Result<bool, CoreError> {
-        self.secret_exists(rest)
+    fn exists(&self, at: &Matched<'_>) -> Result<bool, CoreError> {
+        self.secret_exists(at)
     }
 
     fn routes(&self) -> &'static [Route] {
         ROUTES
-    }
-
-    fn route(&self, rest: &str) -> &'static str {
-        let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
-        match first {
-            "metadata" => "{mount}/metadata/{path}",
-            "config" => "{mount}/config",
-            "subkeys" => "{mount}/subkeys/{path}",
-            "delete" => "{mount}/delete/{path}",
-            "undelete" => "{mount}/undelete/{path}",
-            "destroy" => "{mount}/destroy/{path}",
-            _ => "{mount}/data/{path}",
-        }
     }
 }
 
@@ -225,18 +225,18 @@ impl KvEngine {
         }
     }
 
-    /// Whether a write to `rest` updates an existing secret (Vault's existence check).
-    fn secret_exists(&self, rest: &str) -> Result<bool, CoreError> {
-        match rest.split_once('/') {
-            Some(("data" | "metadata", p)) if !p.is_empty() => Ok(self.load_meta(p)?.is_some()),
+    /// Whether a write to `at` updates an existing secret (Vault's existence check).
+    fn secret_exists(&self, at: &Matched<'_>) -> Result<bool, CoreError> {
+        let p = at.param("path");
+        match at.route.path {
+            DATA | METADATA if !p.is_empty() => Ok(self.load_meta(p)?.is_some()),
             // Vault has no existence check on these: a write to them is an update.
-            Some(("delete" | "undelete" | "destroy", _)) => Ok(true),
-            None if rest == "config" => Ok(true),
+            DELETE | UNDELETE | DESTROY | CONFIG => Ok(true),
             _ => Ok(false),
         }
     }
 
-    /// Handles `rest` (the path below the mount) for `caller`, who has passed the policy check.
+    /// Handles `at` (the route the path below the mount matched) for `caller`, who has passed the policy check.
     /// Every KV change is one compare-and-set batch on the secret's metadata (or the engine's
     /// config). One that lost to a concurrent writer wrote nothing, so it runs again on what
     /// that writer left: Vault serializes writes to a key, and a plain write must not fail
@@ -244,12 +244,12 @@ impl KvEngine {
     fn handle_request(
         &self,
         req: &Request,
-        rest: &str,
+        at: &Matched<'_>,
         caller: &Caller,
     ) -> Result<Response, CoreError> {
         let mut tries = 1;
         loop {
-            match self.handle_once(req, rest, caller) {
+            match self.handle_once(req, at, caller) {
                 Err(CoreError::Contended) if tries < CONTENDED_TRIES => tries += 1,
                 done => return done,
             }
@@ -259,35 +259,33 @@ impl KvEngine {
     fn handle_once(
         &self,
         req: &Request,
-        rest: &str,
+        at: &Matched<'_>,
         caller: &Caller,
     ) -> Result<Response, CoreError> {
-        let (kind, p) = rest.split_once('/').unwrap_or((rest, ""));
+        let (route, p) = (at.route.path, at.param("path"));
         let write = matches!(req.operation, Operation::Create | Operation::Update);
         let body = req.data.as_ref();
         if self.mode == KvMode::E2e
-            && (kind == "subkeys" || (kind == "data" && req.operation == Operation::Patch))
+            && (route == SUBKEYS || (route == DATA && req.operation == Operation::Patch))
         {
             return Err(CoreError::bad(
                 "an e2e mount holds envelopes encrypted by clients: the server cannot read them, \
                  so it has no PATCH and no subkeys",
             ));
         }
-        let resp = match (kind, req.operation) {
-            ("config", Operation::Read) if p.is_empty() => {
-                Ok(Response::data(self.config()?.to_json()))
-            }
-            ("config", _) if write && p.is_empty() => self.write_config(body),
-            ("data", Operation::Read) => self.read(secret_path(p)?, req.query("version")),
-            ("subkeys", Operation::Read) => {
+        let resp = match (route, req.operation) {
+            (CONFIG, Operation::Read) => Ok(Response::data(self.config()?.to_json())),
+            (CONFIG, _) if write => self.write_config(body),
+            (DATA, Operation::Read) => self.read(secret_path(p)?, req.query("version")),
+            (SUBKEYS, Operation::Read) => {
                 self.read_subkeys(secret_path(p)?, req.query("version"), req.query("depth"))
             }
-            ("data", _) if write => self.write(secret_path(p)?, body, false, caller),
-            ("data", Operation::Patch) => self.write(secret_path(p)?, body, true, caller),
-            ("data", Operation::Delete) | ("delete", Operation::Create | Operation::Update) => {
+            (DATA, _) if write => self.write(secret_path(p)?, body, false, caller),
+            (DATA, Operation::Patch) => self.write(secret_path(p)?, body, true, caller),
+            (DATA, Operation::Delete) | (DELETE, Operation::Create | Operation::Update) => {
                 // DELETE data/: the latest version; POST delete/: the listed ones.
-                let versions = match kind {
-                    "data" => None,
+                let versions = match route {
+                    DATA => None,
                     _ => Some(versions(body, "No version number provided")?),
                 };
                 let now = timefmt::now_rfc3339();
@@ -297,7 +295,7 @@ impl KvEngine {
                     }
                 })
             }
-            ("undelete", _) if write => {
+            (UNDELETE, _) if write => {
                 let versions = versions(body, "No version number provided")?;
                 self.update_versions(secret_path(p)?, Some(&versions), |v, _, _| {
                     if !v.destroyed {
@@ -305,7 +303,7 @@ impl KvEngine {
                     }
                 })
             }
-            ("destroy", _) if write => {
+            (DESTROY, _) if write => {
                 let versions = versions(body, "no version number provided")?;
                 let path = secret_path(p)?;
                 self.update_versions(path, Some(&versions), |v, n, batch| {
@@ -314,18 +312,12 @@ impl KvEngine {
                     batch.shred();
                 })
             }
-            ("metadata", Operation::List) => self.list(p),
-            ("metadata", Operation::Read) => self.read_metadata(secret_path(p)?),
-            ("metadata", _) if write => self.write_metadata(secret_path(p)?, body, false),
-            ("metadata", Operation::Patch) => self.write_metadata(secret_path(p)?, body, true),
-            ("metadata", Operation::Delete) => self.delete_metadata(secret_path(p)?),
-            ("config" | "data" | "subkeys" | "delete" | "undelete" | "destroy" | "metadata", _) => {
-                Err(CoreError::UnsupportedOperation)
-            }
-            _ => Err(CoreError::NotFound(format!(
-                "no handler for route \"{}\"",
-                req.path
-            ))),
+            (METADATA, Operation::List) => self.list(p),
+            (METADATA, Operation::Read) => self.read_metadata(secret_path(p)?),
+            (METADATA, _) if write => self.write_metadata(secret_path(p)?, body, false),
+            (METADATA, Operation::Patch) => self.write_metadata(secret_path(p)?, body, true),
+            (METADATA, Operation::Delete) => self.delete_metadata(secret_path(p)?),
+            _ => Err(CoreError::UnsupportedOperation),
         };
         resp.map(|r| {
             r.with_mount_type(match self.mode {
@@ -773,7 +765,7 @@ mod tests {
         assert_eq!(list["keys"], json!(["dir/", "s"]));
         h.call(Operation::Delete, "secret/metadata/s", Value::Null)
             .unwrap();
-        assert!(!h.engine.exists("data/s").unwrap());
+        assert!(!h.exists("secret/data/s").unwrap());
         let list = h
             .call(Operation::List, "secret/metadata/", Value::Null)
             .unwrap();

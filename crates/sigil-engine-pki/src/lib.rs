@@ -27,7 +27,8 @@ use sigil_engine::fields::{bad, list_of, only, text, ttl};
 use sigil_engine::path::check_name;
 use sigil_engine::request::list_response;
 use sigil_engine::{
-    Context, CoreError, Engine, EngineKind, Operation, PublicBody, Request, Response, Route, Writes,
+    Context, CoreError, Engine, EngineKind, Matched, Operation, PublicBody, Request, Response,
+    Route, Writes,
 };
 use store::{Store, StoredCert, dn_text, parse_csr, parse_serial, pem_contents, serial_hex};
 
@@ -48,18 +49,17 @@ enum Public {
 }
 
 /// The issuer reference and what to serve, for Vault's raw CA and CRL paths.
-fn public_target(rest: &str) -> Option<(&str, Public)> {
-    let parts: Vec<&str> = rest.split('/').collect();
-    Some(match parts.as_slice() {
-        ["ca"] | ["cert", "ca", "raw"] => ("default", Public::Der),
-        ["ca", "pem"] | ["cert", "ca", "raw", "pem"] => ("default", Public::Pem),
-        ["ca_chain"] => ("default", Public::Chain),
-        ["crl"] | ["cert", "crl", "raw"] => ("default", Public::CrlDer),
-        ["crl", "pem"] | ["cert", "crl", "raw", "pem"] => ("default", Public::CrlPem),
-        ["issuer", r, "der"] => (*r, Public::Der),
-        ["issuer", r, "pem"] => (*r, Public::Pem),
-        ["issuer", r, "crl", "der"] => (*r, Public::CrlDer),
-        ["issuer", r, "crl", "pem"] => (*r, Public::CrlPem),
+fn public_target<'r>(at: &Matched<'r>) -> Option<(&'r str, Public)> {
+    Some(match at.route.path {
+        CA_DER | CA_RAW => ("default", Public::Der),
+        CA_PEM | CA_RAW_PEM => ("default", Public::Pem),
+        CA_CHAIN => ("default", Public::Chain),
+        CRL_DER | CRL_RAW => ("default", Public::CrlDer),
+        CRL_PEM | CRL_RAW_PEM => ("default", Public::CrlPem),
+        ISSUER_DER => (at.param("name"), Public::Der),
+        ISSUER_PEM => (at.param("name"), Public::Pem),
+        ISSUER_CRL_DER => (at.param("name"), Public::CrlDer),
+        ISSUER_CRL_PEM => (at.param("name"), Public::CrlPem),
         _ => return None,
     })
 }
@@ -89,21 +89,19 @@ impl PkiEngine {
         }
     }
 
-    fn role_exists(&self, rest: &str) -> Result<bool, CoreError> {
-        Ok(match rest.strip_prefix("roles/") {
-            Some(name) => self.store.view.get(&format!("roles/{name}"))?.is_some(),
-            None => true,
+    fn role_exists(&self, at: &Matched<'_>) -> Result<bool, CoreError> {
+        Ok(match at.route.path {
+            ROLE => {
+                let name = at.param("name");
+                self.store.view.get(&format!("roles/{name}"))?.is_some()
+            }
+            _ => true,
         })
     }
 
-    /// Whether `rest` is one of the unauthenticated raw endpoints (no storage access).
-    fn public_path(rest: &str) -> bool {
-        public_target(rest).is_some()
-    }
-
-    /// The answer of an unauthenticated raw endpoint (`None` when `rest` is not one).
-    fn public(&self, rest: &str) -> Option<Result<PublicBody, CoreError>> {
-        let (reference, what) = public_target(rest)?;
+    /// The answer of an unauthenticated raw endpoint (`None` when `at` is not one).
+    fn public(&self, at: &Matched<'_>) -> Option<Result<PublicBody, CoreError>> {
+        let (reference, what) = public_target(at)?;
         Some((|| {
             let issuer = self.store.resolve_issuer(reference)?;
             let (content_type, body) = match what {
@@ -123,72 +121,60 @@ impl PkiEngine {
         })())
     }
 
-    fn handle_request(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
+    fn handle_request(&self, req: &Request, at: &Matched<'_>) -> Result<Response, CoreError> {
         let write = matches!(req.operation, Operation::Create | Operation::Update);
         let body = match &req.data {
             None => Map::new(),
             Some(Value::Object(m)) => m.clone(),
             Some(_) => return Err(bad("the request body must be a JSON object")),
         };
-        let parts: Vec<&str> = rest.split('/').collect();
-        let op = req.operation;
-        let resp = match (parts.as_slice(), op) {
-            (
-                [
-                    "root" | "intermediate",
-                    "generate",
-                    "exported" | "kms" | "existing",
-                ],
-                _,
-            ) => Err(bad(
+        let (name, role) = (at.param("name"), at.param("role"));
+        let resp = match (at.route.path, req.operation) {
+            (ROOT_GENERATE_OTHER | INTERMEDIATE_GENERATE_OTHER, _) => Err(bad(
                 "only internal generation is supported: a CA key never leaves Sigil",
             )),
-            (["root", "generate", "internal"], _) if write => self.store.generate_root(&body),
-            (["root", "sign-intermediate"], _) if write => {
+            (ROOT_GENERATE, _) if write => self.store.generate_root(&body),
+            (ROOT_SIGN_INTERMEDIATE, _) if write => {
                 let reference = text(&body, "issuer_ref", "default")?.to_owned();
                 let mut body = body;
                 body.remove("issuer_ref");
                 self.store.sign_intermediate(&reference, &body)
             }
-            (["issuer", r, "sign-intermediate"], _) if write => {
-                self.store.sign_intermediate(r, &body)
-            }
-            (["intermediate", "generate", "internal"], _) if write => {
-                self.store.generate_intermediate(&body)
-            }
-            (["intermediate", "set-signed"], _) if write => self.store.set_signed(&body),
-            (["issuers"] | ["issuers", ""], Operation::List) => self.store.list_issuers(),
-            (["issuer", r] | ["issuer", r, "json"], Operation::Read) => self.store.read_issuer(r),
-            (["issuer", r], _) if write => self.store.update_issuer(r, &body),
-            (["issuer", r], Operation::Delete) => self.store.delete_issuer(r),
-            (["issuer", r, "crl"], Operation::Read) => {
-                let issuer = self.store.resolve_issuer(r)?;
+            (ISSUER_SIGN_INTERMEDIATE, _) if write => self.store.sign_intermediate(name, &body),
+            (INTERMEDIATE_GENERATE, _) if write => self.store.generate_intermediate(&body),
+            (SET_SIGNED, _) if write => self.store.set_signed(&body),
+            (ISSUERS, Operation::List) => self.store.list_issuers(),
+            (ISSUER | ISSUER_JSON, Operation::Read) => self.store.read_issuer(name),
+            (ISSUER, _) if write => self.store.update_issuer(name, &body),
+            (ISSUER, Operation::Delete) => self.store.delete_issuer(name),
+            (ISSUER_CRL, Operation::Read) => {
+                let issuer = self.store.resolve_issuer(name)?;
                 Ok(Response::data(
                     json!({ "crl": self.store.crl(&issuer)?.pem }),
                 ))
             }
-            (["config", "issuers"], Operation::Read) => self.store.read_config(),
-            (["config", "issuers"], _) if write => self.store.write_config(&body),
-            (["keys"] | ["keys", ""], Operation::List) => self.store.list_keys(),
-            (["cert", "ca"], Operation::Read) => {
+            (CONFIG_ISSUERS, Operation::Read) => self.store.read_config(),
+            (CONFIG_ISSUERS, _) if write => self.store.write_config(&body),
+            (KEYS, Operation::List) => self.store.list_keys(),
+            (CERT_CA, Operation::Read) => {
                 let issuer = self.store.resolve_issuer("default")?;
                 Ok(Response::data(json!({ "certificate": issuer.certificate })))
             }
-            (["cert", "ca_chain"], Operation::Read) => {
+            (CERT_CA_CHAIN, Operation::Read) => {
                 let issuer = self.store.resolve_issuer("default")?;
                 Ok(Response::data(
                     json!({ "certificate": issuer.certificate, "ca_chain": issuer.ca_chain }),
                 ))
             }
-            (["cert", "crl"], Operation::Read) => {
+            (CERT_CRL, Operation::Read) => {
                 let issuer = self.store.resolve_issuer("default")?;
                 Ok(Response::data(
                     json!({ "certificate": self.store.crl(&issuer)?.pem }),
                 ))
             }
-            (["crl", "rotate"], Operation::Read) => self.store.rotate_crls(),
-            (["cert", serial], Operation::Read) => {
-                let key = format!("certs/{}", serial_hex(&parse_serial(serial)?));
+            (CRL_ROTATE, Operation::Read) => self.store.rotate_crls(),
+            (CERT, Operation::Read) => {
+                let key = format!("certs/{}", serial_hex(&parse_serial(name)?));
                 let cert: StoredCert = self
                     .store
                     .get(&key)?
@@ -199,16 +185,10 @@ impl PkiEngine {
                     "issuer_id": cert.issuer_id,
                 })))
             }
-            (["certs", "revoked"] | ["certs", "revoked", ""], Operation::List) => {
-                self.store.revoked_serials()
-            }
-            (["certs"] | ["certs", ""], Operation::List) => {
-                list_response(self.store.view.list_children("certs/")?)
-            }
-            (["roles"] | ["roles", ""], Operation::List) => {
-                list_response(self.store.view.list_children("roles/")?)
-            }
-            (["roles", name], Operation::Read) => {
+            (CERTS_REVOKED, Operation::List) => self.store.revoked_serials(),
+            (CERTS, Operation::List) => list_response(self.store.view.list_children("certs/")?),
+            (ROLES, Operation::List) => list_response(self.store.view.list_children("roles/")?),
+            (ROLE, Operation::Read) => {
                 let role: Role = self
                     .store
                     .get(&format!("roles/{name}"))?
@@ -217,7 +197,7 @@ impl PkiEngine {
                     serde_json::to_value(role).expect("serializes"),
                 ))
             }
-            (["roles", name], _) if write => {
+            (ROLE, _) if write => {
                 check_name("role", name)?;
                 let role = Role::from_body(&body)?;
                 let mut batch = ViewBatch::default();
@@ -225,31 +205,19 @@ impl PkiEngine {
                 self.store.view.apply(batch)?;
                 Ok(Response::no_content())
             }
-            (["roles", name], Operation::Delete) => {
+            (ROLE, Operation::Delete) => {
                 let mut batch = ViewBatch::default();
                 batch.delete(&format!("roles/{name}"));
                 self.store.view.apply(batch)?;
                 Ok(Response::no_content())
             }
-            (["issue", role], _) if write => self.issue(None, role, &body),
-            (["issuer", r, "issue", role], _) if write => self.issue(Some(r), role, &body),
-            (["sign", role], _) if write => self.sign_csr(None, role, &body),
-            (["issuer", r, "sign", role], _) if write => self.sign_csr(Some(r), role, &body),
-            (["revoke"], _) if write => self.store.revoke(&body),
-            (["tidy"], _) if write => self.store.tidy(&body),
-            (
-                [
-                    "root" | "intermediate" | "issuer" | "issuers" | "config" | "keys" | "cert"
-                    | "crl" | "certs" | "roles" | "issue" | "sign" | "revoke" | "tidy" | "ca"
-                    | "ca_chain",
-                    ..,
-                ],
-                _,
-            ) => Err(CoreError::UnsupportedOperation),
-            _ => Err(CoreError::NotFound(format!(
-                "no handler for route \"{}\" (see docs/pki.md)",
-                req.path
-            ))),
+            (ISSUE, _) if write => self.issue(None, name, &body),
+            (ISSUER_ISSUE, _) if write => self.issue(Some(name), role, &body),
+            (SIGN, _) if write => self.sign_csr(None, name, &body),
+            (ISSUER_SIGN, _) if write => self.sign_csr(Some(name), role, &body),
+            (REVOKE, _) if write => self.store.revoke(&body),
+            (TIDY, _) if write => self.store.tidy(&body),
+            _ => Err(CoreError::UnsupportedOperation),
         };
         resp.map(|r| r.with_mount_type("pki"))
     }
@@ -478,161 +446,193 @@ impl PkiEngine {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Pki;
 
-/// Every route of a PKI mount (the raw unauthenticated CA and CRL reads are the server's
-/// own entries in its OpenAPI document); [`PkiEngine::route`] maps each request to one.
+const KEYS: &str = "{mount}/keys";
+const SIGN: &str = "{mount}/sign/{name}";
+const ROOT_GENERATE: &str = "{mount}/root/generate/internal";
+const ROOT_SIGN_INTERMEDIATE: &str = "{mount}/root/sign-intermediate";
+const INTERMEDIATE_GENERATE: &str = "{mount}/intermediate/generate/internal";
+const SET_SIGNED: &str = "{mount}/intermediate/set-signed";
+const ISSUERS: &str = "{mount}/issuers";
+const ISSUER: &str = "{mount}/issuer/{name}";
+const ISSUER_SIGN_INTERMEDIATE: &str = "{mount}/issuer/{name}/sign-intermediate";
+const ISSUER_ISSUE: &str = "{mount}/issuer/{name}/issue/{role}";
+const ISSUER_SIGN: &str = "{mount}/issuer/{name}/sign/{role}";
+const ISSUER_CRL: &str = "{mount}/issuer/{name}/crl";
+const CONFIG_ISSUERS: &str = "{mount}/config/issuers";
+const ROLES: &str = "{mount}/roles";
+const ROLE: &str = "{mount}/roles/{name}";
+const ISSUE: &str = "{mount}/issue/{name}";
+const REVOKE: &str = "{mount}/revoke";
+const TIDY: &str = "{mount}/tidy";
+const CERT_CA: &str = "{mount}/cert/ca";
+const CERT_CA_CHAIN: &str = "{mount}/cert/ca_chain";
+const CERT_CRL: &str = "{mount}/cert/crl";
+const CRL_ROTATE: &str = "{mount}/crl/rotate";
+const CERT: &str = "{mount}/cert/{name}";
+const CERTS: &str = "{mount}/certs";
+const CERTS_REVOKED: &str = "{mount}/certs/revoked";
+const CA_DER: &str = "{mount}/ca";
+const CA_PEM: &str = "{mount}/ca/pem";
+const CA_CHAIN: &str = "{mount}/ca_chain";
+const CRL_DER: &str = "{mount}/crl";
+const CRL_PEM: &str = "{mount}/crl/pem";
+const ISSUER_PEM: &str = "{mount}/issuer/{name}/pem";
+const ISSUER_CRL_PEM: &str = "{mount}/issuer/{name}/crl/pem";
+const ROOT_GENERATE_OTHER: &str = "{mount}/root/generate/{type}";
+const INTERMEDIATE_GENERATE_OTHER: &str = "{mount}/intermediate/generate/{type}";
+const ISSUER_JSON: &str = "{mount}/issuer/{name}/json";
+const CA_RAW: &str = "{mount}/cert/ca/raw";
+const CA_RAW_PEM: &str = "{mount}/cert/ca/raw/pem";
+const CRL_RAW: &str = "{mount}/cert/crl/raw";
+const CRL_RAW_PEM: &str = "{mount}/cert/crl/raw/pem";
+const ISSUER_DER: &str = "{mount}/issuer/{name}/der";
+const ISSUER_CRL_DER: &str = "{mount}/issuer/{name}/crl/der";
+
+/// Every route of a PKI mount, the raw unauthenticated CA and CRL reads among them.
 const ROUTES: &[Route] = &[
     Route::new(
-        "{mount}/keys",
+        KEYS,
         &["LIST"],
         "PKI: list CA keys (key_info: name, type, bits; never the key)",
     ),
     Route::new(
-        "{mount}/sign/{name}",
+        SIGN,
         &["POST", "PUT"],
         "PKI: certify a CSR's key under a role",
     ),
     Route::new(
-        "{mount}/root/generate/internal",
+        ROOT_GENERATE,
         &["POST", "PUT"],
         "PKI: generate a root CA issuer (common_name, ttl, key_type ec|rsa|ed25519, key_bits, issuer_name, max_path_length); its key never leaves",
     ),
     Route::new(
-        "{mount}/root/sign-intermediate",
+        ROOT_SIGN_INTERMEDIATE,
         &["POST", "PUT"],
         "PKI: sign an intermediate CA's CSR with the default issuer (or issuer_ref)",
     ),
     Route::new(
-        "{mount}/intermediate/generate/internal",
+        INTERMEDIATE_GENERATE,
         &["POST", "PUT"],
         "PKI: a new CA key kept here and a CSR for it",
     ),
     Route::new(
-        "{mount}/intermediate/set-signed",
+        SET_SIGNED,
         &["POST", "PUT"],
         "PKI: import the signed CA certificate (and chain) for a key of this mount as an issuer",
     ),
     Route::new(
-        "{mount}/issuers",
+        ISSUERS,
         &["LIST"],
         "PKI: issuer ids with key_info (name, key)",
     ),
     Route::new(
-        "{mount}/issuer/{name}",
+        ISSUER,
         &["GET", "POST", "PUT", "DELETE"],
         "PKI: read an issuer (id, name or default), rename it (issuer_name) or delete it",
     ),
     Route::new(
-        "{mount}/issuer/{name}/sign-intermediate",
+        ISSUER_SIGN_INTERMEDIATE,
         &["POST", "PUT"],
         "PKI: sign an intermediate CA's CSR with this issuer",
     ),
     Route::new(
-        "{mount}/issuer/{name}/issue/{role}",
+        ISSUER_ISSUE,
         &["POST", "PUT"],
         "PKI: issue under a role from this issuer",
     ),
     Route::new(
-        "{mount}/issuer/{name}/sign/{role}",
+        ISSUER_SIGN,
         &["POST", "PUT"],
         "PKI: sign a CSR under a role with this issuer",
     ),
+    Route::new(ISSUER_CRL, &["GET"], "PKI: an issuer's CRL (PEM, JSON)").writing(Writes::AlsoReads),
     Route::new(
-        "{mount}/issuer/{name}/crl",
-        &["GET"],
-        "PKI: an issuer's CRL (PEM, JSON)",
-    )
-    .writing(Writes::AlsoReads),
-    Route::new(
-        "{mount}/config/issuers",
+        CONFIG_ISSUERS,
         &["GET", "POST", "PUT"],
         "PKI: the default issuer",
     ),
-    Route::new("{mount}/roles", &["LIST"], "PKI: list roles"),
+    Route::new(ROLES, &["LIST"], "PKI: list roles"),
     Route::new(
-        "{mount}/roles/{name}",
+        ROLE,
         &["GET", "POST", "PUT", "DELETE"],
         "PKI: a role (issuer_ref, allowed_domains, allow_subdomains, allow_bare_domains, allow_ip_sans, allowed_uri_sans, key_type, key_bits, key_usage, ext_key_usage, ttl, max_ttl, no_store)",
     ),
     Route::new(
-        "{mount}/issue/{name}",
+        ISSUE,
         &["POST", "PUT"],
         "PKI: issue a certificate and its private key (returned sealed) under a role",
     ),
     Route::new(
-        "{mount}/revoke",
+        REVOKE,
         &["POST", "PUT"],
         "PKI: revoke by serial_number; rebuilds the issuer's CRL",
     ),
     Route::new(
-        "{mount}/tidy",
+        TIDY,
         &["POST", "PUT"],
         "PKI: remove expired stored and revoked certificates past safety_buffer; new CRLs",
     ),
     Route::new(
-        "{mount}/cert/ca",
+        CERT_CA,
         &["GET"],
         "PKI: the default issuer's certificate (PEM, JSON)",
     ),
     Route::new(
-        "{mount}/cert/ca_chain",
+        CERT_CA_CHAIN,
         &["GET"],
         "PKI: the default issuer's certificate and chain (PEM, JSON)",
     ),
     Route::new(
-        "{mount}/cert/crl",
+        CERT_CRL,
         &["GET"],
         "PKI: the default issuer's CRL (PEM, JSON)",
     )
     .writing(Writes::AlsoReads),
+    Route::new(CRL_ROTATE, &["GET"], "PKI: sign every issuer's CRL anew")
+        .writing(Writes::AlsoReads),
+    Route::new(CERT, &["GET"], "PKI: a stored certificate by serial"),
+    Route::new(CERTS, &["LIST"], "PKI: serials of stored certificates"),
     Route::new(
-        "{mount}/crl/rotate",
-        &["GET"],
-        "PKI: sign every issuer's CRL anew",
-    )
-    .writing(Writes::AlsoReads),
-    Route::new(
-        "{mount}/cert/{name}",
-        &["GET"],
-        "PKI: a stored certificate by serial",
-    ),
-    Route::new(
-        "{mount}/certs",
-        &["LIST"],
-        "PKI: serials of stored certificates",
-    ),
-    Route::new(
-        "{mount}/certs/revoked",
+        CERTS_REVOKED,
         &["LIST"],
         "PKI: serials of revoked certificates",
     ),
-    Route::public(
-        "{mount}/ca",
-        "PKI: the default issuer's certificate, DER (also cert/ca/raw)",
+    Route::public(CA_DER, "PKI: the default issuer's certificate, DER"),
+    Route::public(CA_PEM, "PKI: the default issuer's certificate, PEM"),
+    Route::public(CA_CHAIN, "PKI: the default issuer's chain, PEM"),
+    Route::public(CRL_DER, "PKI: the default issuer's CRL, DER").writing(Writes::AlsoReads),
+    Route::public(CRL_PEM, "PKI: the default issuer's CRL, PEM").writing(Writes::AlsoReads),
+    Route::public(ISSUER_PEM, "PKI: an issuer's certificate, PEM"),
+    Route::public(ISSUER_CRL_PEM, "PKI: an issuer's CRL, PEM").writing(Writes::AlsoReads),
+    Route::new(
+        ROOT_GENERATE_OTHER,
+        &["POST", "PUT"],
+        "PKI: exported, kms and existing are refused: a CA key never leaves Sigil",
     ),
-    Route::public(
-        "{mount}/ca/pem",
-        "PKI: the default issuer's certificate, PEM (also cert/ca/raw/pem)",
+    Route::new(
+        INTERMEDIATE_GENERATE_OTHER,
+        &["POST", "PUT"],
+        "PKI: exported, kms and existing are refused: a CA key never leaves Sigil",
     ),
-    Route::public("{mount}/ca_chain", "PKI: the default issuer's chain, PEM"),
+    Route::new(
+        ISSUER_JSON,
+        &["GET"],
+        "PKI: read an issuer (as issuer/{name})",
+    ),
+    Route::public(CA_RAW, "PKI: the default issuer's certificate, DER (as ca)"),
     Route::public(
-        "{mount}/crl",
-        "PKI: the default issuer's CRL, DER (also cert/crl/raw)",
+        CA_RAW_PEM,
+        "PKI: the default issuer's certificate, PEM (as ca/pem)",
+    ),
+    Route::public(CRL_RAW, "PKI: the default issuer's CRL, DER (as crl)")
+        .writing(Writes::AlsoReads),
+    Route::public(
+        CRL_RAW_PEM,
+        "PKI: the default issuer's CRL, PEM (as crl/pem)",
     )
     .writing(Writes::AlsoReads),
-    Route::public(
-        "{mount}/crl/pem",
-        "PKI: the default issuer's CRL, PEM (also cert/crl/raw/pem)",
-    )
-    .writing(Writes::AlsoReads),
-    Route::public(
-        "{mount}/issuer/{name}/pem",
-        "PKI: an issuer's certificate, PEM (issuer/{name}/der: DER)",
-    ),
-    Route::public(
-        "{mount}/issuer/{name}/crl/pem",
-        "PKI: an issuer's CRL, PEM (issuer/{name}/crl/der: DER)",
-    )
-    .writing(Writes::AlsoReads),
+    Route::public(ISSUER_DER, "PKI: an issuer's certificate, DER"),
+    Route::public(ISSUER_CRL_DER, "PKI: an issuer's CRL, DER").writing(Writes::AlsoReads),
 ];
 
 impl EngineKind for Pki {
@@ -650,63 +650,25 @@ impl EngineKind for Pki {
 }
 
 impl Engine for PkiEngine {
-    fn handle(&self, req: &Request, rest: &str, _cx: &Context<'_>) -> Result<Response, CoreError> {
-        self.handle_request(req, rest)
+    fn handle(
+        &self,
+        req: &Request,
+        at: &Matched<'_>,
+        _cx: &Context<'_>,
+    ) -> Result<Response, CoreError> {
+        self.handle_request(req, at)
     }
 
-    fn exists(&self, rest: &str) -> Result<bool, CoreError> {
-        self.role_exists(rest)
+    fn exists(&self, at: &Matched<'_>) -> Result<bool, CoreError> {
+        self.role_exists(at)
     }
 
-    fn route(&self, rest: &str) -> &'static str {
-        let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-        match parts.as_slice() {
-            ["root", "sign-intermediate"] => "{mount}/root/sign-intermediate",
-            ["root", ..] => "{mount}/root/generate/internal",
-            ["intermediate", "set-signed"] => "{mount}/intermediate/set-signed",
-            ["intermediate", ..] => "{mount}/intermediate/generate/internal",
-            ["issuers"] => "{mount}/issuers",
-            ["issuer", _, "sign-intermediate"] => "{mount}/issuer/{name}/sign-intermediate",
-            ["issuer", _, "issue", ..] => "{mount}/issuer/{name}/issue/{role}",
-            ["issuer", _, "sign", ..] => "{mount}/issuer/{name}/sign/{role}",
-            ["issuer", _, "pem" | "der"] => "{mount}/issuer/{name}/pem",
-            ["issuer", _, "crl", _] => "{mount}/issuer/{name}/crl/pem",
-            ["issuer", _, "crl"] => "{mount}/issuer/{name}/crl",
-            ["issuer", ..] => "{mount}/issuer/{name}",
-            ["config", ..] => "{mount}/config/issuers",
-            ["keys", ..] => "{mount}/keys",
-            ["roles"] => "{mount}/roles",
-            ["roles", ..] => "{mount}/roles/{name}",
-            ["issue", ..] => "{mount}/issue/{name}",
-            ["sign", ..] => "{mount}/sign/{name}",
-            ["revoke", ..] => "{mount}/revoke",
-            ["tidy", ..] => "{mount}/tidy",
-            ["certs", "revoked", ..] => "{mount}/certs/revoked",
-            ["certs", ..] => "{mount}/certs",
-            ["ca"] | ["cert", "ca", "raw"] => "{mount}/ca",
-            ["ca", ..] | ["cert", "ca", "raw", ..] => "{mount}/ca/pem",
-            ["ca_chain", ..] => "{mount}/ca_chain",
-            ["crl", "rotate"] => "{mount}/crl/rotate",
-            ["crl"] | ["cert", "crl", "raw"] => "{mount}/crl",
-            ["crl", ..] | ["cert", "crl", "raw", ..] => "{mount}/crl/pem",
-            ["cert", "ca"] => "{mount}/cert/ca",
-            ["cert", "ca_chain"] => "{mount}/cert/ca_chain",
-            ["cert", "crl"] => "{mount}/cert/crl",
-            _ => "{mount}/cert/{name}",
-        }
-    }
-
-    /// Reads of a CRL may sign a fresh one; other reads and lists write nothing.
     fn routes(&self) -> &'static [Route] {
         ROUTES
     }
 
-    fn is_public(&self, rest: &str) -> bool {
-        Self::public_path(rest)
-    }
-
-    fn public_read(&self, rest: &str) -> Option<Result<PublicBody, CoreError>> {
-        self.public(rest)
+    fn public_read(&self, at: &Matched<'_>) -> Option<Result<PublicBody, CoreError>> {
+        self.public(at)
     }
 }
 
@@ -743,7 +705,8 @@ mod tests {
         assert_eq!(list().unwrap()["keys"], json!([revoked]));
         let all = h.call(Operation::List, "pki/certs", Value::Null).unwrap();
         assert!(all["keys"].as_array().unwrap().contains(&json!(kept)));
-        assert_eq!(h.engine.route("certs/revoked/"), "{mount}/certs/revoked");
-        assert_eq!(h.engine.route("certs/"), "{mount}/certs");
+        let route = |path| h.route(Operation::List, path);
+        assert_eq!(route("pki/certs/revoked"), Some("{mount}/certs/revoked"));
+        assert_eq!(route("pki/certs"), Some("{mount}/certs"));
     }
 }

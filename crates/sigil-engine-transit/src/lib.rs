@@ -23,7 +23,8 @@ use sigil_engine::fields::body_of;
 use sigil_engine::path::check_name;
 use sigil_engine::request::list_response;
 use sigil_engine::{
-    Context, CoreError, Engine, EngineKind, Operation, Request, Response, Route, Writes, duration,
+    Context, CoreError, Engine, EngineKind, Matched, Operation, Request, Response, Route, Writes,
+    duration,
 };
 
 /// Most items in one `batch_input`.
@@ -228,31 +229,29 @@ impl TransitEngine {
 
     /// Vault's existence checks: a write to `keys/<name>` or `encrypt/<name>` for a key that
     /// does not exist is a create (encrypt then creates the key: "upsert").
-    fn key_exists(&self, rest: &str) -> Result<bool, CoreError> {
-        Ok(match rest.split_once('/') {
-            Some(("keys" | "encrypt", name)) if !name.contains('/') => {
-                self.view.get(&key_path(name))?.is_some()
-            }
+    fn key_exists(&self, at: &Matched<'_>) -> Result<bool, CoreError> {
+        Ok(match at.route.path {
+            KEY | ENCRYPT => self.view.get(&key_path(at.param("name")))?.is_some(),
             _ => true,
         })
     }
 
-    fn handle_request(&self, req: &Request, rest: &str) -> Result<Response, CoreError> {
+    fn handle_request(&self, req: &Request, at: &Matched<'_>) -> Result<Response, CoreError> {
         let write = matches!(req.operation, Operation::Create | Operation::Update);
-        let parts: Vec<&str> = rest.split('/').collect();
-        let resp = match (parts.as_slice(), req.operation) {
-            (["keys"] | ["keys", ""], Operation::List) => {
-                list_response(self.view.list_children("policy/")?)
-            }
-            (["keys", name], Operation::Read) => Ok(Response::data(self.load(name)?.info())),
-            (["keys", name], _) if write => self.create(name, &body_of(req)?),
-            (["keys", name], Operation::Delete) => self.delete(name),
-            (["keys", name, "config"], _) if write => self.config(name, &body_of(req)?),
-            (["keys", name, "rotate"], _) if write => self.rotate(name),
-            (["keys", name, "trim"], _) if write => self.trim(name, &body_of(req)?),
-            (["encrypt", name], Operation::Create) => {
+        let p = |name| at.param(name);
+        let (name, algorithm) = (p("name"), p("algorithm"));
+        let body = || body_of(req);
+        let resp = match (at.route.path, req.operation) {
+            (KEYS, Operation::List) => list_response(self.view.list_children("policy/")?),
+            (KEY, Operation::Read) => Ok(Response::data(self.load(name)?.info())),
+            (KEY, _) if write => self.create(name, &body()?),
+            (KEY, Operation::Delete) => self.delete(name),
+            (KEY_CONFIG, _) if write => self.config(name, &body()?),
+            (ROTATE, _) if write => self.rotate(name),
+            (TRIM, _) if write => self.trim(name, &body()?),
+            (ENCRYPT, Operation::Create) => {
                 // Upsert, as Vault: the caller holds `create` on this path.
-                let body = body_of(req)?;
+                let body = body()?;
                 let mut spec = Map::new();
                 spec.insert(
                     "type".into(),
@@ -270,37 +269,24 @@ impl TransitEngine {
                 self.create(name, &spec)?;
                 self.encrypt(name, &body)
             }
-            (["encrypt", name], _) if write => self.encrypt(name, &body_of(req)?),
-            (["decrypt", name], _) if write => self.decrypt(name, &body_of(req)?),
-            (["rewrap", name], _) if write => self.rewrap(name, &body_of(req)?),
-            (["datakey", kind, name], _) if write => self.datakey(kind, name, &body_of(req)?),
-            (["sign", name], _) if write => self.sign(name, None, &body_of(req)?),
-            (["sign", name, hash], _) if write => self.sign(name, Some(hash), &body_of(req)?),
-            (["verify", name], _) if write => self.verify(name, None, &body_of(req)?),
-            (["verify", name, hash], _) if write => self.verify(name, Some(hash), &body_of(req)?),
-            (["hmac", name], _) if write => self.hmac(name, None, &body_of(req)?),
-            (["hmac", name, alg], _) if write => self.hmac(name, Some(alg), &body_of(req)?),
-            (["export", kind, name], Operation::Read) => self.export(kind, name, None),
-            (["export", kind, name, version], Operation::Read) => {
-                self.export(kind, name, Some(version))
-            }
-            (["hash"], _) if write => hash(None, &body_of(req)?),
-            (["hash", alg], _) if write => hash(Some(alg), &body_of(req)?),
-            (["random"], _) if write => random(None, None, &body_of(req)?),
-            (["random", n], _) if write => random(Some(n), None, &body_of(req)?),
-            (["random", n, format], _) if write => random(Some(n), Some(format), &body_of(req)?),
-            (
-                [
-                    "keys" | "encrypt" | "decrypt" | "rewrap" | "datakey" | "sign" | "verify"
-                    | "hmac" | "hash" | "random" | "export",
-                    ..,
-                ],
-                _,
-            ) => Err(CoreError::UnsupportedOperation),
-            _ => Err(CoreError::NotFound(format!(
-                "no handler for route \"{}\"",
-                req.path
-            ))),
+            (ENCRYPT, _) if write => self.encrypt(name, &body()?),
+            (DECRYPT, _) if write => self.decrypt(name, &body()?),
+            (REWRAP, _) if write => self.rewrap(name, &body()?),
+            (DATAKEY, _) if write => self.datakey(p("kind"), name, &body()?),
+            (SIGN, _) if write => self.sign(name, None, &body()?),
+            (SIGN_HASHED, _) if write => self.sign(name, Some(p("hash_algorithm")), &body()?),
+            (VERIFY, _) if write => self.verify(name, None, &body()?),
+            (VERIFY_HASHED, _) if write => self.verify(name, Some(p("hash_algorithm")), &body()?),
+            (HMAC, _) if write => self.hmac(name, None, &body()?),
+            (HMAC_WITH, _) if write => self.hmac(name, Some(algorithm), &body()?),
+            (EXPORT, Operation::Read) => self.export(p("kind"), name, None),
+            (EXPORT_VERSION, Operation::Read) => self.export(p("kind"), name, Some(p("version"))),
+            (HASH, _) if write => hash(None, &body()?),
+            (HASH_WITH, _) if write => hash(Some(algorithm), &body()?),
+            (RANDOM, _) if write => random(None, None, &body()?),
+            (RANDOM_BYTES, _) if write => random(Some(p("bytes")), None, &body()?),
+            (RANDOM_FORMAT, _) if write => random(Some(p("bytes")), Some(p("format")), &body()?),
+            _ => Err(CoreError::UnsupportedOperation),
         };
         resp.map(|r| r.with_mount_type("transit"))
     }
@@ -854,83 +840,137 @@ fn random(
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Transit;
 
-/// Every route of a transit mount; [`TransitEngine::route`] maps each request to one of them.
+const KEYS: &str = "{mount}/keys";
+const KEY: &str = "{mount}/keys/{name}";
+const KEY_CONFIG: &str = "{mount}/keys/{name}/config";
+const ROTATE: &str = "{mount}/keys/{name}/rotate";
+const TRIM: &str = "{mount}/keys/{name}/trim";
+const ENCRYPT: &str = "{mount}/encrypt/{name}";
+const DECRYPT: &str = "{mount}/decrypt/{name}";
+const REWRAP: &str = "{mount}/rewrap/{name}";
+const DATAKEY: &str = "{mount}/datakey/{kind}/{name}";
+const SIGN: &str = "{mount}/sign/{name}";
+const SIGN_HASHED: &str = "{mount}/sign/{name}/{hash_algorithm}";
+const VERIFY: &str = "{mount}/verify/{name}";
+const VERIFY_HASHED: &str = "{mount}/verify/{name}/{hash_algorithm}";
+const HMAC: &str = "{mount}/hmac/{name}";
+const HMAC_WITH: &str = "{mount}/hmac/{name}/{algorithm}";
+const HASH: &str = "{mount}/hash";
+const HASH_WITH: &str = "{mount}/hash/{algorithm}";
+const RANDOM: &str = "{mount}/random";
+const RANDOM_BYTES: &str = "{mount}/random/{bytes}";
+const RANDOM_FORMAT: &str = "{mount}/random/{bytes}/{format}";
+const EXPORT: &str = "{mount}/export/{kind}/{name}";
+const EXPORT_VERSION: &str = "{mount}/export/{kind}/{name}/{version}";
+
+/// Every route of a transit mount.
 const ROUTES: &[Route] = &[
-    Route::new("{mount}/keys", &["LIST"], "Transit: list keys"),
+    Route::new(KEYS, &["LIST"], "Transit: list keys"),
     Route::new(
-        "{mount}/keys/{name}",
+        KEY,
         &["GET", "POST", "PUT", "DELETE"],
         "Transit: create (type, derived, convergent_encryption, exportable), read (versions, public keys) or delete a key",
     ),
     Route::new(
-        "{mount}/keys/{name}/config",
+        KEY_CONFIG,
         &["POST", "PUT"],
         "Transit: min_decryption_version, min_encryption_version, deletion_allowed, exportable, auto_rotate_period",
     ),
+    Route::new(ROTATE, &["POST", "PUT"], "Transit: add a key version"),
     Route::new(
-        "{mount}/keys/{name}/rotate",
-        &["POST", "PUT"],
-        "Transit: add a key version",
-    ),
-    Route::new(
-        "{mount}/keys/{name}/trim",
+        TRIM,
         &["POST", "PUT"],
         "Transit: remove versions below min_available_version",
     ),
     Route::new(
-        "{mount}/encrypt/{name}",
+        ENCRYPT,
         &["POST", "PUT"],
         "Transit: encrypt plaintext (base64) or batch_input; context for derived keys",
     )
     .writing(Writes::OnCreate),
     Route::new(
-        "{mount}/decrypt/{name}",
+        DECRYPT,
         &["POST", "PUT"],
         "Transit: decrypt sigil:v<N>: ciphertexts",
     )
     .writing(Writes::OnCreate),
     Route::new(
-        "{mount}/rewrap/{name}",
+        REWRAP,
         &["POST", "PUT"],
         "Transit: re-encrypt ciphertexts under the latest (or key_version) version",
     )
     .writing(Writes::OnCreate),
     Route::new(
-        "{mount}/datakey/{kind}/{name}",
+        DATAKEY,
         &["POST", "PUT"],
         "Transit: a new data key, wrapped (and in plaintext for kind=plaintext)",
     )
     .writing(Writes::OnCreate),
     Route::new(
-        "{mount}/sign/{name}",
+        SIGN,
         &["POST", "PUT"],
         "Transit: sign input (ed25519, ecdsa-p256, rsa)",
     )
     .writing(Writes::OnCreate),
     Route::new(
-        "{mount}/verify/{name}",
+        SIGN_HASHED,
+        &["POST", "PUT"],
+        "Transit: sign input, the hash algorithm named in the path",
+    )
+    .writing(Writes::OnCreate),
+    Route::new(
+        VERIFY,
         &["POST", "PUT"],
         "Transit: verify a signature or an HMAC",
     )
     .writing(Writes::OnCreate),
     Route::new(
-        "{mount}/hmac/{name}",
+        VERIFY_HASHED,
         &["POST", "PUT"],
-        "Transit: HMAC of input",
+        "Transit: verify a signature, the hash algorithm named in the path",
+    )
+    .writing(Writes::OnCreate),
+    Route::new(HMAC, &["POST", "PUT"], "Transit: HMAC of input").writing(Writes::OnCreate),
+    Route::new(
+        HMAC_WITH,
+        &["POST", "PUT"],
+        "Transit: HMAC of input, the algorithm named in the path",
     )
     .writing(Writes::OnCreate),
     Route::new(
-        "{mount}/hash",
+        HASH,
         &["POST", "PUT"],
         "Transit: SHA-2 or SHA-3 digest of input",
     )
     .writing(Writes::OnCreate),
-    Route::new("{mount}/random", &["POST", "PUT"], "Transit: random bytes")
-        .writing(Writes::OnCreate),
     Route::new(
-        "{mount}/export/{kind}/{name}",
+        HASH_WITH,
+        &["POST", "PUT"],
+        "Transit: digest of input, the algorithm named in the path",
+    )
+    .writing(Writes::OnCreate),
+    Route::new(RANDOM, &["POST", "PUT"], "Transit: random bytes").writing(Writes::OnCreate),
+    Route::new(
+        RANDOM_BYTES,
+        &["POST", "PUT"],
+        "Transit: random bytes, how many named in the path",
+    )
+    .writing(Writes::OnCreate),
+    Route::new(
+        RANDOM_FORMAT,
+        &["POST", "PUT"],
+        "Transit: random bytes, how many and their format (base64, hex) named in the path",
+    )
+    .writing(Writes::OnCreate),
+    Route::new(
+        EXPORT,
         &["GET"],
-        "Transit: an exportable key's versions (encryption-key, signing-key, hmac-key; /<version> for one)",
+        "Transit: an exportable key's versions (encryption-key, signing-key, hmac-key)",
+    ),
+    Route::new(
+        EXPORT_VERSION,
+        &["GET"],
+        "Transit: one version (a number or latest) of an exportable key",
     ),
 ];
 
@@ -949,34 +989,17 @@ impl EngineKind for Transit {
 }
 
 impl Engine for TransitEngine {
-    fn handle(&self, req: &Request, rest: &str, _cx: &Context<'_>) -> Result<Response, CoreError> {
-        self.handle_request(req, rest)
+    fn handle(
+        &self,
+        req: &Request,
+        at: &Matched<'_>,
+        _cx: &Context<'_>,
+    ) -> Result<Response, CoreError> {
+        self.handle_request(req, at)
     }
 
-    fn exists(&self, rest: &str) -> Result<bool, CoreError> {
-        self.key_exists(rest)
-    }
-
-    fn route(&self, rest: &str) -> &'static str {
-        let first = rest.split_once('/').map_or(rest, |(kind, _)| kind);
-        let segments = rest.split('/').count();
-        match (first, segments) {
-            ("keys", 1) => "{mount}/keys",
-            ("keys", 2) => "{mount}/keys/{name}",
-            ("keys", _) if rest.ends_with("/config") => "{mount}/keys/{name}/config",
-            ("keys", _) if rest.ends_with("/trim") => "{mount}/keys/{name}/trim",
-            ("keys", _) => "{mount}/keys/{name}/rotate",
-            ("encrypt", _) => "{mount}/encrypt/{name}",
-            ("decrypt", _) => "{mount}/decrypt/{name}",
-            ("rewrap", _) => "{mount}/rewrap/{name}",
-            ("datakey", _) => "{mount}/datakey/{kind}/{name}",
-            ("sign", _) => "{mount}/sign/{name}",
-            ("verify", _) => "{mount}/verify/{name}",
-            ("hmac", _) => "{mount}/hmac/{name}",
-            ("hash", _) => "{mount}/hash",
-            ("export", _) => "{mount}/export/{kind}/{name}",
-            _ => "{mount}/random",
-        }
+    fn exists(&self, at: &Matched<'_>) -> Result<bool, CoreError> {
+        self.key_exists(at)
     }
 
     fn routes(&self) -> &'static [Route] {

@@ -1,92 +1,15 @@
 //! The engine contract: what a secrets engine declares (its kind, its routes) and what the
 //! core asks of a mounted one. The core routes a request to the mount whose path prefixes it,
-//! checks policy, and hands the engine the rest of the path; the engine's route table is where
-//! its paths are written down (documentation, the OpenAPI document, metrics labels).
+//! matches the rest against the engine's route table ([`crate::route`]), checks policy, and
+//! hands the engine the route that matched with its parameters.
 
 use std::sync::Arc;
 
 use crate::barrier::View;
 use crate::caller::Caller;
 use crate::lease::{LeaseLimits, Leases, Passwords};
-use crate::{CoreError, Operation, Request, Response};
-
-/// Which requests to a route may write to storage (and so wait on an fsync): the server runs
-/// the others on its async workers instead of a blocking thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Writes {
-    /// Creates, updates, patches and deletes; reads and lists do not.
-    Changes,
-    /// Only a create (what the route names is made: transit's encrypt makes its key); an
-    /// update only reads (a cryptographic operation on an existing key).
-    OnCreate,
-    /// Reads too (PKI's CRL reads re-sign a CRL that is due).
-    AlsoReads,
-    /// Everything, lists included (the database engine waits on a database for all of it).
-    Always,
-}
-
-impl Writes {
-    /// Whether `op` may write.
-    pub fn may_write(self, op: Operation) -> bool {
-        match (self, op) {
-            (Writes::Always, _) => true,
-            (Writes::AlsoReads, Operation::List) => false,
-            (Writes::AlsoReads, _) => true,
-            (Writes::OnCreate, op) => op == Operation::Create,
-            (Writes::Changes, op) => !matches!(op, Operation::Read | Operation::List),
-        }
-    }
-}
-
-/// One endpoint of an engine, below its mount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route {
-    /// The path template with the mount: `{mount}/keys/{name}/rotate`.
-    pub path: &'static str,
-    /// HTTP methods (`LIST` for Vault's LIST).
-    pub methods: &'static [&'static str],
-    /// What it does, for people (the OpenAPI document's summary).
-    pub summary: &'static str,
-    /// Read without authentication, answered raw (PKI's CA certificates and CRLs, which
-    /// relying parties fetch without a key); the engine's [`Engine::is_public`] says which
-    /// paths these are.
-    pub public: bool,
-    /// Which requests to it may write.
-    pub writes: Writes,
-}
-
-impl Route {
-    /// An authenticated route at `path` for `methods`, described by `summary`.
-    pub const fn new(
-        path: &'static str,
-        methods: &'static [&'static str],
-        summary: &'static str,
-    ) -> Self {
-        Route {
-            path,
-            methods,
-            summary,
-            public: false,
-            writes: Writes::Changes,
-        }
-    }
-
-    /// This route, with `writes` saying which requests to it may write.
-    pub const fn writing(self, writes: Writes) -> Self {
-        Route { writes, ..self }
-    }
-
-    /// A route anyone may `GET` without a key, answered raw.
-    pub const fn public(path: &'static str, summary: &'static str) -> Self {
-        Route {
-            path,
-            methods: &["GET"],
-            summary,
-            public: true,
-            writes: Writes::Changes,
-        }
-    }
-}
+use crate::route::{Matched, Route};
+use crate::{CoreError, Request, Response};
 
 /// What an unauthenticated read serves (PKI's raw CA certificates and CRLs): public data that
 /// relying parties fetch without a key.
@@ -131,45 +54,28 @@ impl std::fmt::Debug for MountPoint<'_> {
     }
 }
 
-/// A mounted engine.
+/// A mounted engine. Each request comes matched to one of its [`Engine::routes`]: the path
+/// is parsed there, once, and the handler dispatches on the route and reads its parameters.
 pub trait Engine: Send + Sync {
-    /// Answers `req`; `rest` is its path below the mount (canonical: no leading `/`, a
-    /// trailing `/` only for LIST).
-    fn handle(&self, req: &Request, rest: &str, cx: &Context<'_>) -> Result<Response, CoreError>;
+    /// Answers `req`, whose path below the mount matched `at`.
+    fn handle(
+        &self,
+        req: &Request,
+        at: &Matched<'_>,
+        cx: &Context<'_>,
+    ) -> Result<Response, CoreError>;
 
-    /// Whether something exists at `rest` (a write to an existing path needs `update`, to a
-    /// new one `create`).
-    fn exists(&self, rest: &str) -> Result<bool, CoreError>;
-
-    /// The route template (`{mount}/…`, one of [`EngineKind::routes`]) that `rest` falls
-    /// under: the metrics label and the documentation of a request.
-    fn route(&self, rest: &str) -> &'static str;
+    /// Whether something exists where `at` points (a write to an existing path needs
+    /// `update`, to a new one `create`).
+    fn exists(&self, at: &Matched<'_>) -> Result<bool, CoreError>;
 
     /// Every route this mount serves: its kind's [`EngineKind::routes`].
     fn routes(&self) -> &'static [Route];
 
-    /// Whether `op` on `rest` may write to storage (and so wait on an fsync): such requests
-    /// run on a blocking thread. What the route `rest` falls under says ([`Route::writes`]).
-    fn may_write(&self, op: Operation, rest: &str) -> bool {
-        let template = self.route(rest);
-        let writes = self
-            .routes()
-            .iter()
-            .find(|r| r.path == template)
-            .map_or(Writes::Changes, |r| r.writes);
-        writes.may_write(op)
-    }
-
-    /// Whether `rest` is read without authentication (PKI's raw CA and CRL endpoints).
-    /// Touches no storage: the server asks before it authenticates anything.
-    fn is_public(&self, rest: &str) -> bool {
-        let _ = rest;
-        false
-    }
-
-    /// The answer to an unauthenticated read of `rest` (`None` when it is not one).
-    fn public_read(&self, rest: &str) -> Option<Result<PublicBody, CoreError>> {
-        let _ = rest;
+    /// The answer to an unauthenticated read of `at`, one of the routes marked
+    /// [`Route::public`] (PKI's raw CA and CRL endpoints).
+    fn public_read(&self, at: &Matched<'_>) -> Option<Result<PublicBody, CoreError>> {
+        let _ = at;
         None
     }
 
@@ -272,26 +178,5 @@ impl EngineKinds {
     /// Every kind.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn EngineKind>> {
         self.0.iter()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn which_operations_may_write() {
-        use Operation::*;
-        let all = [Read, List, Create, Update, Patch, Delete];
-        let writing = |w: Writes| -> Vec<Operation> {
-            all.into_iter().filter(|op| w.may_write(*op)).collect()
-        };
-        assert_eq!(writing(Writes::Changes), [Create, Update, Patch, Delete]);
-        assert_eq!(writing(Writes::OnCreate), [Create]);
-        assert_eq!(
-            writing(Writes::AlsoReads),
-            [Read, Create, Update, Patch, Delete]
-        );
-        assert_eq!(writing(Writes::Always), all);
     }
 }

@@ -27,15 +27,17 @@ pub mod path;
 pub mod replay;
 /// The logical request and response.
 pub mod request;
+pub mod route;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod timefmt;
 
 pub use barrier::{Barrier, View, ViewBatch};
 pub use caller::{Caller, Identity};
-pub use engine::{Context, Engine, EngineKind, EngineKinds, MountPoint, PublicBody, Route, Writes};
+pub use engine::{Context, Engine, EngineKind, EngineKinds, MountPoint, PublicBody};
 pub use error::{CoreError, Severity};
 pub use lease::{LeaseLimits, Leases, NewLease, Passwords};
 pub use replay::{ReplayMark, carried_by_writes_of};
 pub use request::{LeaseInfo, Operation, Request, Response};
+pub use route::{Matched, Route, Writes};
 pub use timefmt::now_rfc3339;

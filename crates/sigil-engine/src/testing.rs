@@ -124,26 +124,47 @@ impl Harness {
         body: serde_json::Value,
         query: &[(&str, &str)],
     ) -> Result<crate::Response, CoreError> {
+        let path = crate::path::for_operation(path.to_owned(), op);
         let rest = path
             .strip_prefix(self.mount.as_str())
             .expect("a path below the mount");
+        let at = crate::route::find(self.engine.routes(), rest)
+            .ok_or_else(|| crate::route::no_route(&path))?;
         let mut req = crate::Request {
             operation: op,
-            path: path.into(),
+            path: path.clone(),
             data: if body.is_null() { None } else { Some(body) },
             query: query
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         };
-        if req.operation == crate::Operation::Update && !self.engine.exists(rest)? {
+        if req.operation == crate::Operation::Update && !self.engine.exists(&at)? {
             req.operation = crate::Operation::Create;
         }
         let cx = crate::Context {
             caller: &self.caller,
             limits: Default::default(),
         };
-        self.engine.handle(&req, rest, &cx)
+        self.engine.handle(&req, &at, &cx)
+    }
+
+    /// The route `path` (with the mount, canonical for `op`) matches, as the core finds it.
+    pub fn route(&self, op: crate::Operation, path: &str) -> Option<&'static str> {
+        let path = crate::path::for_operation(path.to_owned(), op);
+        let rest = path.strip_prefix(self.mount.as_str())?;
+        crate::route::find(self.engine.routes(), rest).map(|m| m.route.path)
+    }
+
+    /// The engine's existence check on `path` (with the mount).
+    pub fn exists(&self, path: &str) -> Result<bool, CoreError> {
+        let rest = path
+            .strip_prefix(self.mount.as_str())
+            .expect("a path below the mount");
+        match crate::route::find(self.engine.routes(), rest) {
+            Some(at) => self.engine.exists(&at),
+            None => Ok(false),
+        }
     }
 
     /// [`Harness::request`] without a query; the response's data (`null` when none).

@@ -56,4 +56,14 @@ pub mod fuzzing {
             Err(_) => false,
         }
     }
+
+    /// Every registered engine's route that `rest` (a path below a mount) falls under: its
+    /// template and its parameters with their values.
+    pub fn routes_matching(rest: &str) -> Vec<(&'static str, Vec<(&'static str, &str)>)> {
+        crate::node::engines()
+            .iter()
+            .filter_map(|kind| sigil_engine::route::find(kind.routes(), rest))
+            .map(|m| (m.route.path, m.params().collect()))
+            .collect()
+    }
 }

@@ -273,32 +273,31 @@ fn add(paths: &mut Map<String, Value>, path: &str, methods: &[&str], auth: Auth,
         .as_object_mut()
         .expect("path items are objects");
     let mut params = Vec::new();
-    for (name, style) in [
-        ("mount", "mount"),
-        ("kind", "kind"),
-        ("name", "segment"),
-        ("role", "segment"),
-        ("path", "path"),
-    ] {
-        if path.contains(&format!("{{{name}}}")) {
-            params.push(json!({
-                "name": name, "in": "path", "required": true,
-                // Bounded and without '.'/'..' segments: a fuzzer generating from these
-                // patterns then rarely has to discard a value that would change the URL.
-                "schema": match style {
-                    "mount" => json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" }),
-                    "kind" => json!({ "type": "string", "enum": ["plaintext", "wrapped"] }),
-                    "segment" => json!({ "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$" }),
-                    _ => json!({ "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}){0,7}$" }),
-                },
-                "description": match style {
-                    "mount" => "the path an engine is mounted at (e.g. secret; a mount of several segments, such as team/kv, works too)",
-                    "kind" => "plaintext or wrapped",
-                    "segment" => "one path segment",
-                    _ => "one or more segments",
-                },
-            }));
-        }
+    // Every `{name}` of the template, in order: `{mount}` and a last `{path}` are special
+    // (sigil_engine::route), any other takes one segment.
+    let names = path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')));
+    for name in names {
+        let style = match name {
+            "mount" | "path" => name,
+            _ => "segment",
+        };
+        params.push(json!({
+            "name": name, "in": "path", "required": true,
+            // Bounded and without '.'/'..' segments: a fuzzer generating from these
+            // patterns then rarely has to discard a value that would change the URL.
+            "schema": match style {
+                "mount" => json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" }),
+                "segment" => json!({ "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$" }),
+                _ => json!({ "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}){0,7}$" }),
+            },
+            "description": match style {
+                "mount" => "the path an engine is mounted at (e.g. secret; a mount of several segments, such as team/kv, works too)",
+                "segment" => "one path segment",
+                _ => "one or more segments",
+            },
+        }));
     }
     if !params.is_empty() {
         item.insert("parameters".into(), Value::Array(params));
