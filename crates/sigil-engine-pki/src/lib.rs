@@ -705,6 +705,53 @@ mod tests {
         assert_eq!(list().unwrap()["keys"], json!([revoked]));
         let all = h.call(Operation::List, "pki/certs", Value::Null).unwrap();
         assert!(all["keys"].as_array().unwrap().contains(&json!(kept)));
+        // The raw, unauthenticated reads by each of Vault's names.
+        for (paths, content_type) in [
+            (
+                ["pki/ca", "pki/cert/ca/raw", "pki/issuer/default/der"],
+                "application/pkix-cert",
+            ),
+            (
+                [
+                    "pki/ca/pem",
+                    "pki/cert/ca/raw/pem",
+                    "pki/issuer/default/pem",
+                ],
+                super::PEM_CHAIN,
+            ),
+            (
+                ["pki/crl", "pki/cert/crl/raw", "pki/issuer/default/crl/der"],
+                "application/pkix-crl",
+            ),
+            (
+                [
+                    "pki/crl/pem",
+                    "pki/cert/crl/raw/pem",
+                    "pki/issuer/default/crl/pem",
+                ],
+                "application/x-pem-file",
+            ),
+        ] {
+            let bodies: Vec<Vec<u8>> = paths
+                .iter()
+                .map(|path| {
+                    let body = h.public_read(path).expect(path).unwrap();
+                    assert_eq!(body.content_type, content_type, "{path}");
+                    body.body
+                })
+                .collect();
+            assert!(bodies.iter().all(|b| *b == bodies[0]), "{paths:?}");
+        }
+        assert!(
+            h.public_read("pki/cert/ca").is_none(),
+            "the JSON read is signed"
+        );
+        let json = h.call(Operation::Read, "pki/issuer/default/json", Value::Null);
+        assert!(json.unwrap()["certificate"].is_string());
+        match h.call(Operation::Update, "pki/root/generate/exported", json!({})) {
+            Err(CoreError::BadRequest(m)) => assert!(m.contains("never leaves"), "{m}"),
+            other => panic!("{other:?}"),
+        }
         let route = |path| h.route(Operation::List, path);
         assert_eq!(route("pki/certs/revoked"), Some("{mount}/certs/revoked"));
         assert_eq!(route("pki/certs"), Some("{mount}/certs"));

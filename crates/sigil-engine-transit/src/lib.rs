@@ -1361,6 +1361,36 @@ mod tests {
         );
         let r = t.post("transit/random/16", json!({ "format": "hex" }));
         assert_eq!(r["random_bytes"].as_str().unwrap().len(), 32);
+        // The path's forms of Vault's parameters are routes of their own.
+        let r = t.post("transit/random/24/hex", json!({}));
+        assert_eq!(r["random_bytes"].as_str().unwrap().len(), 48);
+        let h = t.post("transit/hash/sha2-512", json!({ "input": b64(b"abc") }));
+        assert_eq!(h["sum"].as_str().unwrap().len(), 128);
+        let mac = t.post("transit/hmac/d/sha2-512", json!({ "input": b64(b"abc") }));
+        let mac = mac["hmac"].clone();
+        let ok = t.post(
+            "transit/verify/d/sha2-512",
+            json!({ "input": b64(b"abc"), "hmac": mac }),
+        );
+        assert_eq!(ok["valid"], true);
+        // A path no route matches is not found; an operation a route does not serve is 405.
+        for path in [
+            "transit/keys/d/other",
+            "transit/random/1/hex/x",
+            "transit/nope",
+        ] {
+            assert!(
+                matches!(
+                    t.call(Operation::Update, path, json!({})),
+                    Err(CoreError::NotFound(_))
+                ),
+                "{path}"
+            );
+        }
+        assert!(matches!(
+            t.call(Operation::Read, "transit/hash", Value::Null),
+            Err(CoreError::UnsupportedOperation)
+        ));
         // auto_rotate_period: at least an hour; due keys rotate when the sweep runs.
         t.bad(
             "transit/keys/d/config",

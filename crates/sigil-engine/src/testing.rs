@@ -156,6 +156,14 @@ impl Harness {
         crate::route::find(self.engine.routes(), rest).map(|m| m.route.path)
     }
 
+    /// The unauthenticated read of `path` (with the mount), as the server serves it: `None`
+    /// when no public route matches it.
+    pub fn public_read(&self, path: &str) -> Option<Result<crate::PublicBody, CoreError>> {
+        let rest = path.strip_prefix(self.mount.as_str())?;
+        let at = crate::route::find(self.engine.routes(), rest).filter(|at| at.route.public)?;
+        self.engine.public_read(&at)
+    }
+
     /// The engine's existence check on `path` (with the mount).
     pub fn exists(&self, path: &str) -> Result<bool, CoreError> {
         let rest = path
