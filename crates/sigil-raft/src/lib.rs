@@ -10,6 +10,7 @@
 mod network;
 mod node;
 mod service;
+mod shred;
 mod snapshot_file;
 mod store;
 mod tls;

@@ -18,9 +18,9 @@ use sigil_storage::{Backend, Batch, StorageError};
 use crate::network::Network;
 use crate::store::RaftFile;
 use crate::tls::{NodeIdentity, Trust};
-use crate::types::{Change, Command, Member, NodeId, Outcome, TypeConfig, node_id};
+use crate::types::{Change, Command, Member, NodeId, Outcome, node_id};
 
-type Raft = openraft::Raft<TypeConfig>;
+use crate::types::Raft;
 
 /// How long a new member may take to catch up with the log before it becomes a voter.
 pub const CATCH_UP: Duration = Duration::from_secs(30);
@@ -191,6 +191,8 @@ pub struct ClusterNode {
     client: reqwest::Client,
     contacts: crate::network::Contacts,
     proposals: tokio::sync::mpsc::UnboundedSender<Proposal>,
+    /// How far this node has shredded (see `shred.rs`).
+    shredded: tokio::sync::watch::Sender<crate::shred::Progress>,
     extra: crate::service::Extra,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -286,6 +288,12 @@ impl ClusterNode {
         runtime.spawn(follow_membership(raft.clone(), trust.clone(), mine));
         let (proposals, waiting) = tokio::sync::mpsc::unbounded_channel();
         runtime.spawn(propose(raft.clone(), waiting));
+        let shredded = tokio::sync::watch::Sender::new(crate::shred::Progress::default());
+        runtime.spawn(crate::shred::run(
+            raft.clone(),
+            file.clone(),
+            shredded.clone(),
+        ));
         let extra = crate::service::Extra::default();
         let app = crate::service::router(raft.clone(), extra.clone());
         let listener = runtime.spawn(crate::service::serve(listener, server_tls, app));
@@ -299,6 +307,7 @@ impl ClusterNode {
             client,
             contacts,
             proposals,
+            shredded,
             extra,
             listener,
         })
@@ -485,6 +494,32 @@ impl ClusterNode {
             .map_err(|_| ClusterError::Raft("the node is shutting down".into()))?
     }
 
+    /// Waits until this node has shredded every shredding change it applied so far: the
+    /// bytes they removed are in no file of its data directory.
+    fn wait_shredded(&self) -> Result<(), ClusterError> {
+        let target = *self.file.shred_wanted().borrow();
+        let mut progress = self.shredded.subscribe();
+        let waited = self.run(async move {
+            let settled = progress
+                .wait_for(|p| {
+                    p.done >= target || p.failed.as_ref().is_some_and(|(at, _)| *at >= target)
+                })
+                .await
+                .map(|p| p.clone());
+            match settled {
+                Ok(p) if p.done >= target => Ok(()),
+                Ok(p) => Err(p.failed.map(|(_, e)| e).unwrap_or_default()),
+                Err(_) => Err("the node is shutting down".to_owned()),
+            }
+        });
+        waited.map_err(|e| {
+            ClusterError::Raft(format!(
+                "the change is committed, but its old bytes could not be removed from this \
+                 node's Raft log and snapshot yet: {e}"
+            ))
+        })
+    }
+
     fn write_error(&self, e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> ClusterError {
         write_error(e)
     }
@@ -606,7 +641,11 @@ impl Backend for ClusterNode {
     }
 
     fn apply(&self, batch: Batch) -> Result<(), StorageError> {
+        let shred = batch.shred;
         match self.write(Change::from(batch)) {
+            Ok(Outcome::Applied) if shred => {
+                self.wait_shredded().map_err(|e| io("shred", "raft", e))
+            }
             Ok(Outcome::Applied) => Ok(()),
             Ok(Outcome::Conflict(key)) => Err(StorageError::Conflict { key }),
             Err(e) => Err(io("batch", "raft", e)),

@@ -12,9 +12,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::network::{APPEND, SNAPSHOT, VOTE};
-use crate::types::TypeConfig;
 
-type Raft = openraft::Raft<TypeConfig>;
+use crate::types::Raft;
 
 fn encode<T: Serialize>(answer: &T) -> Response {
     match postcard::to_allocvec(answer) {

@@ -18,8 +18,8 @@ use openraft::{
     SnapshotMeta, StorageIOError, StoredMembership, Vote,
 };
 use redb::{
-    Database, Durability, ReadableDatabase as _, ReadableTable as _, TableDefinition,
-    WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase as _, ReadableTable as _,
+    TableDefinition, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -66,10 +66,37 @@ fn fail(e: impl std::fmt::Display) -> Failure {
     Failure(e.to_string())
 }
 
+/// A transaction on the Raft file, holding the file shared so that a compaction
+/// ([`RaftFile::compact`]), which needs it alone, waits until the transaction ends.
+pub(crate) struct Txn<'a, T> {
+    // Declared first: the transaction ends before the file is released.
+    txn: T,
+    _db: std::sync::RwLockReadGuard<'a, Database>,
+}
+
+impl<T> std::ops::Deref for Txn<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.txn
+    }
+}
+
+impl Txn<'_, WriteTransaction> {
+    fn commit(self) -> Result<(), redb::CommitError> {
+        self.txn.commit()
+    }
+}
+
 /// The redb file both halves share.
 #[derive(Clone)]
 pub struct RaftFile {
-    db: Arc<Database>,
+    /// Shared by every transaction; held alone only to compact the file.
+    db: Arc<std::sync::RwLock<Database>>,
+    /// The log index of the last applied change that asked for its old bytes to leave
+    /// storage ([`sigil_storage::Batch::shred`]): the node's shredder snapshots, purges the
+    /// log and compacts the file through it.
+    shred_wanted: Arc<tokio::sync::watch::Sender<u64>>,
     /// Where snapshot files live (`raft/snapshots/`).
     snapshots: Arc<PathBuf>,
     /// The partial file a snapshot being received from the leader is written to.
@@ -97,7 +124,8 @@ impl RaftFile {
         let snapshots = dir.join("snapshots");
         std::fs::create_dir_all(&snapshots).map_err(|e| format!("{}: {e}", snapshots.display()))?;
         let file = RaftFile {
-            db: Arc::new(db),
+            db: Arc::new(std::sync::RwLock::new(db)),
+            shred_wanted: Arc::new(tokio::sync::watch::Sender::new(0)),
             snapshots: Arc::new(snapshots),
             receiving: Arc::default(),
             appends: Arc::default(),
@@ -117,10 +145,42 @@ impl RaftFile {
         Ok(file)
     }
 
-    fn write(&self, durability: Durability) -> Result<WriteTransaction, Failure> {
-        let mut txn = self.db.begin_write().map_err(fail)?;
+    fn shared(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self, durability: Durability) -> Result<Txn<'_, WriteTransaction>, Failure> {
+        let db = self.shared();
+        let mut txn = db.begin_write().map_err(fail)?;
         txn.set_durability(durability).map_err(fail)?;
-        Ok(txn)
+        Ok(Txn { txn, _db: db })
+    }
+
+    fn read(&self) -> Result<Txn<'_, ReadTransaction>, Failure> {
+        let db = self.shared();
+        let txn = db.begin_read().map_err(fail)?;
+        Ok(Txn { txn, _db: db })
+    }
+
+    /// Compacts the file until redb can compact no further, so that no freed page keeps the
+    /// bytes of a removed entry or value (redb is copy-on-write). It has the file alone
+    /// meanwhile: Raft's reads and writes on this node wait.
+    pub(crate) fn compact(&self) -> Result<(), String> {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..64 {
+            if !db
+                .compact()
+                .map_err(|e| format!("compacting raft.redb: {e}"))?
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The log index of the last applied change that asked to shred.
+    pub(crate) fn shred_wanted(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shred_wanted.subscribe()
     }
 
     fn meta<T: for<'de> Deserialize<'de>>(
@@ -128,7 +188,7 @@ impl RaftFile {
         table: TableDefinition<&str, &[u8]>,
         key: &str,
     ) -> Result<Option<T>, Failure> {
-        let txn = self.db.begin_read().map_err(fail)?;
+        let txn = self.read()?;
         let t = txn.open_table(table).map_err(fail)?;
         let Some(v) = t.get(key).map_err(fail)? else {
             return Ok(None);
@@ -153,7 +213,7 @@ impl RaftFile {
 
     /// Reads a key of the state machine.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let txn = self.read().map_err(|e| e.0)?;
         let t = txn.open_table(DATA).map_err(|e| e.to_string())?;
         Ok(t.get(key)
             .map_err(|e| e.to_string())?
@@ -162,7 +222,7 @@ impl RaftFile {
 
     /// Every key of the state machine starting with `prefix`, in order.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let txn = self.read().map_err(|e| e.0)?;
         let t = txn.open_table(DATA).map_err(|e| e.to_string())?;
         let mut keys = Vec::new();
         for row in t.range(prefix..).map_err(|e| e.to_string())? {
@@ -178,7 +238,7 @@ impl RaftFile {
     /// The children of `prefix` in the state machine (see `Backend::list_children`), seeking
     /// past each folder.
     pub fn children(&self, prefix: &str) -> Result<Vec<String>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let txn = self.read().map_err(|e| e.0)?;
         let t = txn.open_table(DATA).map_err(|e| e.to_string())?;
         let scan = |from: &str, visit: &mut dyn FnMut(&str) -> bool| {
             for row in t.range(from..).map_err(|e| e.to_string())? {
@@ -195,7 +255,7 @@ impl RaftFile {
 
     /// Every key and value of the state machine, in order, read in one transaction.
     pub fn dump(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let txn = self.read().map_err(|e| e.0)?;
         let t = txn.open_table(DATA).map_err(|e| e.to_string())?;
         let mut all = Vec::new();
         for row in t.iter().map_err(|e| e.to_string())? {
@@ -230,7 +290,7 @@ pub struct LogStore {
 
 impl LogStore {
     fn last_entry(&self) -> Result<Option<LogId<NodeId>>, Failure> {
-        let txn = self.file.db.begin_read().map_err(fail)?;
+        let txn = self.file.read()?;
         let t = txn.open_table(LOG).map_err(fail)?;
         let Some((_, v)) = t.last().map_err(fail)? else {
             return Ok(None);
@@ -246,7 +306,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, RaftStorageError> {
         let read = || -> Result<Vec<Entry>, Failure> {
-            let txn = self.file.db.begin_read().map_err(fail)?;
+            let txn = self.file.read()?;
             let t = txn.open_table(LOG).map_err(fail)?;
             let mut entries = Vec::new();
             for row in t.range(range).map_err(fail)? {
@@ -435,6 +495,7 @@ impl StateMachine {
         let txn = self.file.write(Durability::None)?;
         let mut outcomes = Vec::new();
         let mut last = None;
+        let mut shred_at = None;
         {
             let mut data = txn.open_table(DATA).map_err(fail)?;
             let mut meta = txn.open_table(SM_META).map_err(fail)?;
@@ -448,11 +509,21 @@ impl StateMachine {
                             .map_err(fail)?;
                         Vec::new()
                     }
-                    EntryPayload::Normal(cmd) => cmd
-                        .changes
-                        .iter()
-                        .map(|change| apply_change(&mut data, change))
-                        .collect::<Result<_, _>>()?,
+                    EntryPayload::Normal(cmd) => {
+                        let applied: Outcomes = cmd
+                            .changes
+                            .iter()
+                            .map(|change| apply_change(&mut data, change))
+                            .collect::<Result<_, _>>()?;
+                        let shreds = cmd.changes.iter().zip(&applied);
+                        if shreds
+                            .into_iter()
+                            .any(|(c, o)| c.shred && *o == Outcome::Applied)
+                        {
+                            shred_at = Some(entry.log_id.index);
+                        }
+                        applied
+                    }
                 });
             }
             if let Some(last) = last {
@@ -461,6 +532,13 @@ impl StateMachine {
             }
         }
         txn.commit().map_err(fail)?;
+        if let Some(index) = shred_at {
+            self.file.shred_wanted.send_if_modified(|wanted| {
+                let later = index > *wanted;
+                *wanted = (*wanted).max(index);
+                later
+            });
+        }
         Ok(outcomes)
     }
 
@@ -468,7 +546,7 @@ impl StateMachine {
     /// time, and makes it the current snapshot (the older files are removed).
     fn build(&self) -> Result<Snapshot<TypeConfig>, Failure> {
         // One read transaction: the data and the applied entry agree.
-        let txn = self.file.db.begin_read().map_err(fail)?;
+        let txn = self.file.read()?;
         let meta_t = txn.open_table(SM_META).map_err(fail)?;
         let read_meta = |key: &str| -> Result<Option<Vec<u8>>, Failure> {
             Ok(meta_t.get(key).map_err(fail)?.map(|v| v.value().to_vec()))

@@ -15,6 +15,9 @@ openraft::declare_raft_types!(
         SnapshotData = tokio::fs::File,
 );
 
+/// A running Raft instance of Sigil's.
+pub(crate) type Raft = openraft::Raft<TypeConfig>;
+
 /// A node's number in Raft: derived from its name ([`node_id`]).
 pub type NodeId = u64;
 

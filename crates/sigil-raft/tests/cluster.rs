@@ -72,6 +72,11 @@ fn a_single_node_raft_store_passes_the_storage_conformance_suite() {
 
 /// Three nodes: `a` leads, `b` and `c` joined as voters.
 fn three(root: &Path) -> Vec<ClusterNode> {
+    three_timed(root, FAST)
+}
+
+fn three_timed(root: &Path, timing: Timing) -> Vec<ClusterNode> {
+    let start = |name: &str, dir: &Path| start_timed(name, dir, "127.0.0.1:0", timing);
     let a = start("a", &root.join("a"));
     a.initialize().unwrap();
     a.wait_for_leader(Duration::from_secs(10)).unwrap();
@@ -225,4 +230,91 @@ fn a_late_member_catches_up_from_a_snapshot() {
     // And the log goes on after the snapshot.
     a.put("after", b"x").unwrap();
     wait_until(|| late.get("after").unwrap().as_deref() == Some(&b"x"[..]));
+}
+
+/// Every file under `dir` (raft.redb and the snapshot files) that holds `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// A shredding batch (`Batch::shred`: KV destroy, metadata delete, a mount disabled) leaves
+/// the removed bytes in no file of any node: not in the log entries that wrote them, not in a
+/// snapshot taken before, not in redb's freed pages. The node that takes the write answers
+/// once its own files are clean; the others follow as they apply the entry.
+#[test]
+fn a_shredding_batch_removes_the_old_bytes_from_every_nodes_files() {
+    let root = tempfile::tempdir().unwrap();
+    // Snapshots every 30 entries, the log kept behind them: the bytes are in both.
+    let timing = Timing {
+        snapshot_every: 30,
+        ..FAST
+    };
+    let nodes = three_timed(root.path(), timing);
+    let leader = &nodes[leader_of(&nodes.iter().collect::<Vec<_>>())];
+    let value = |i: usize| format!("shred-me-{i:03}-").repeat(40).into_bytes();
+    let kept = |i: usize| format!("keep-me-{i:03}--").repeat(40).into_bytes();
+    for i in 0..20 {
+        leader.put(&format!("gone/{i}"), &value(i)).unwrap();
+        leader.put(&format!("kept/{i}"), &kept(i)).unwrap();
+    }
+    // Overwritten values are old bytes too.
+    leader.put("kept/0", &value(99)).unwrap();
+    leader.put("kept/0", &kept(0)).unwrap();
+    let dirs = ["a", "b", "c"].map(|n| root.path().join(n));
+    wait_until(|| {
+        dirs.iter()
+            .all(|d| !files_holding(d, &value(19)).is_empty())
+    });
+    let snapshots = root.path().join(&leader.me().name).join("snapshots");
+    wait_until(|| !files_holding(&snapshots, &value(0)).is_empty());
+    let mut batch = Batch::new();
+    for i in 0..20 {
+        batch = batch.delete(format!("gone/{i}"));
+    }
+    leader.apply(batch.shred()).unwrap();
+    assert!(leader.list("gone/").unwrap().is_empty());
+
+    let leader_dir = root.path().join(&leader.me().name);
+    for i in [0, 7, 19, 99] {
+        assert_eq!(
+            files_holding(&leader_dir, &value(i)),
+            Vec::<String>::new(),
+            "the leader answered before its files were clean of value {i}"
+        );
+    }
+    // The followers shred as they apply the entry.
+    wait_until(|| {
+        dirs.iter().all(|d| {
+            [0, 7, 19, 99]
+                .iter()
+                .all(|&i| files_holding(d, &value(i)).is_empty())
+        })
+    });
+    // What was not removed is still there, in every node's files and through the API.
+    for d in &dirs {
+        assert!(!files_holding(d, &kept(5)).is_empty(), "{}", d.display());
+    }
+    for node in &nodes {
+        wait_until(|| node.get("kept/0").unwrap() == Some(kept(0)));
+        assert_eq!(node.list("kept/").unwrap().len(), 20);
+    }
+    // The cluster goes on: writes after the purged log replicate.
+    leader.put("after", b"x").unwrap();
+    for node in &nodes {
+        wait_until(|| node.get("after").unwrap().as_deref() == Some(&b"x"[..]));
+    }
 }
