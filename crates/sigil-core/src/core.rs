@@ -321,10 +321,26 @@ impl Core {
     /// A snapshot of the whole storage at one instant, signed by the server key (snapshot.rs).
     /// Writes go on meanwhile.
     pub fn snapshot(&self) -> Result<Vec<u8>, CoreError> {
-        let entries = self.barrier.raw_snapshot()?;
+        let (header, body) = self.snapshot_to(Vec::new())?;
+        Ok(header.file(&body))
+    }
+
+    /// [`Core::snapshot`]'s entries written to `out` an entry at a time (the storage is not
+    /// held in memory), and the signed header that goes before them in the file.
+    pub fn snapshot_to<W: std::io::Write>(
+        &self,
+        out: W,
+    ) -> Result<(crate::snapshot::Header, W), CoreError> {
         let term = self.barrier.terms().last().copied().unwrap_or(0);
-        Ok(crate::snapshot::encode(
-            &entries,
+        let mut body = crate::snapshot::BodyWriter::new(out);
+        self.barrier.raw_snapshot_each(&mut |k, v| {
+            body.add(k, v).map_err(|e| sigil_storage::StorageError::Io {
+                verb: "snapshot",
+                subject: String::new(),
+                reason: e.to_string(),
+            })
+        })?;
+        Ok(body.finish(
             self.barrier.backend_kind(),
             term,
             crate::now_rfc3339(),

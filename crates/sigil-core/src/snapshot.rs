@@ -55,12 +55,18 @@ impl Header {
         self.signature = b64url_encode(&server.sign(&self.message()));
     }
 
-    /// The snapshot file: the magic line, this header's line, then `body`.
+    /// The snapshot file: [`Header::prefix`], then `body`.
     pub fn file(&self, body: &[u8]) -> Vec<u8> {
+        let mut out = self.prefix();
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// What comes before the entries in the file: the magic line and this header's line.
+    pub fn prefix(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&serde_json::to_vec(self).expect("a header serializes"));
         out.push(b'\n');
-        out.extend_from_slice(body);
         out
     }
 
@@ -101,6 +107,75 @@ fn bad(why: impl Into<String>) -> SnapshotError {
     SnapshotError(why.into())
 }
 
+/// Writes a snapshot's entries to `out` one at a time, counting them and hashing them, so
+/// that a snapshot of any size is written without holding it in memory; the header, which
+/// comes first in the file, is made from what it counted ([`BodyWriter::finish`]).
+pub struct BodyWriter<W: std::io::Write> {
+    out: W,
+    entries: u64,
+    bytes: u64,
+    hash: Sha256,
+}
+
+impl<W: std::io::Write> std::fmt::Debug for BodyWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyWriter")
+            .field("entries", &self.entries)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: std::io::Write> BodyWriter<W> {
+    /// A writer of entries to `out`.
+    pub fn new(out: W) -> Self {
+        BodyWriter {
+            out,
+            entries: 0,
+            bytes: 0,
+            hash: Sha256::new(),
+        }
+    }
+
+    /// Adds one entry (keys must come in ascending order, as a backend's snapshot gives them).
+    pub fn add(&mut self, key: &str, value: &[u8]) -> std::io::Result<()> {
+        for part in [
+            &(key.len() as u32).to_be_bytes()[..],
+            key.as_bytes(),
+            &(value.len() as u32).to_be_bytes()[..],
+            value,
+        ] {
+            self.out.write_all(part)?;
+            self.hash.update(part);
+            self.bytes += part.len() as u64;
+        }
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// The header for what was written, signed by `server`, and `out` back.
+    pub fn finish(
+        self,
+        storage: &str,
+        keyring_term: u32,
+        created: String,
+        server: &SecretIdentity,
+    ) -> (Header, W) {
+        let mut header = Header {
+            created,
+            storage: storage.to_owned(),
+            entries: self.entries,
+            body_bytes: self.bytes,
+            body_sha256: sigil_crypto::hex(&self.hash.finalize()),
+            keyring_term,
+            server_key: String::new(),
+            signature: String::new(),
+        };
+        header.sign(server);
+        (header, self.out)
+    }
+}
+
 /// Writes `entries` (sorted by key, as [`sigil_storage::Backend::snapshot`] gives them) as a
 /// snapshot signed by `server`.
 pub fn encode(
@@ -110,24 +185,11 @@ pub fn encode(
     created: String,
     server: &SecretIdentity,
 ) -> Vec<u8> {
-    let mut body = Vec::with_capacity(entries.iter().map(|(k, v)| k.len() + v.len() + 8).sum());
+    let mut body = BodyWriter::new(Vec::new());
     for (k, v) in entries {
-        body.extend_from_slice(&(k.len() as u32).to_be_bytes());
-        body.extend_from_slice(k.as_bytes());
-        body.extend_from_slice(&(v.len() as u32).to_be_bytes());
-        body.extend_from_slice(v);
+        body.add(k, v).expect("writing to memory");
     }
-    let mut header = Header {
-        created,
-        storage: storage.to_owned(),
-        entries: entries.len() as u64,
-        body_bytes: body.len() as u64,
-        body_sha256: sigil_crypto::hex(&Sha256::digest(&body)),
-        keyring_term,
-        server_key: String::new(),
-        signature: String::new(),
-    };
-    header.sign(server);
+    let (header, body) = body.finish(storage, keyring_term, created, server);
     header.file(&body)
 }
 

@@ -168,9 +168,12 @@ impl Barrier {
         self.backend.kind()
     }
 
-    /// Every stored entry, as stored (ciphertext), at one instant.
-    pub fn raw_snapshot(&self) -> Result<Vec<(String, Vec<u8>)>, CoreError> {
-        self.backend.snapshot().map_err(CoreError::Storage)
+    /// Every stored entry, as stored (ciphertext), at one instant, handed to `visit` one at a
+    /// time in key order ([`Backend::snapshot_each`]).
+    pub fn raw_snapshot_each(&self, visit: &mut sigil_storage::Visit<'_>) -> Result<(), CoreError> {
+        self.backend
+            .snapshot_each(visit)
+            .map_err(CoreError::Storage)
     }
 
     /// The keyring's terms, oldest first.

@@ -16,7 +16,7 @@ use openraft::{ChangeMembers, ServerState};
 use sigil_storage::{Backend, Batch, StorageError};
 
 use crate::network::Network;
-use crate::store::RaftFile;
+use crate::store::{RaftFile, io};
 use crate::tls::{NodeIdentity, Trust};
 use crate::types::{Change, Command, Member, NodeId, Outcome, node_id};
 
@@ -652,10 +652,8 @@ impl Backend for ClusterNode {
         }
     }
 
-    fn snapshot(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
-        self.file
-            .dump()
-            .map_err(|reason| io("snapshot", "", reason))
+    fn snapshot_each(&self, visit: &mut sigil_storage::Visit<'_>) -> Result<(), StorageError> {
+        self.file.each(visit)
     }
 
     fn kind(&self) -> &'static str {
@@ -732,14 +730,6 @@ async fn follow_membership(raft: Raft, trust: Trust, mine: String) {
         if metrics.changed().await.is_err() {
             return;
         }
-    }
-}
-
-fn io(verb: &'static str, subject: &str, reason: impl std::fmt::Display) -> StorageError {
-    StorageError::Io {
-        verb,
-        subject: subject.to_owned(),
-        reason: reason.to_string(),
     }
 }
 

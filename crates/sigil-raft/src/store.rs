@@ -57,6 +57,19 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, S
     postcard::from_bytes(bytes).map_err(|e| format!("{what} in raft.redb does not decode: {e}"))
 }
 
+/// A storage error of the Raft backend.
+pub(crate) fn io(
+    verb: &'static str,
+    subject: &str,
+    reason: impl std::fmt::Display,
+) -> sigil_storage::StorageError {
+    sigil_storage::StorageError::Io {
+        verb,
+        subject: subject.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
 /// Why a redb operation failed, as an error openraft carries.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -253,16 +266,20 @@ impl RaftFile {
         Ok(children.into_iter().collect())
     }
 
-    /// Every key and value of the state machine, in order, read in one transaction.
-    pub fn dump(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
-        let txn = self.read().map_err(|e| e.0)?;
-        let t = txn.open_table(DATA).map_err(|e| e.to_string())?;
-        let mut all = Vec::new();
-        for row in t.iter().map_err(|e| e.to_string())? {
-            let (k, v) = row.map_err(|e| e.to_string())?;
-            all.push((k.value().to_owned(), v.value().to_vec()));
+    /// Every key and value of the state machine, in order, read in one transaction and
+    /// handed to `visit` one at a time.
+    pub fn each(
+        &self,
+        visit: &mut sigil_storage::Visit<'_>,
+    ) -> Result<(), sigil_storage::StorageError> {
+        let failed = |e: &dyn std::fmt::Display| io("snapshot", "", e);
+        let txn = self.read().map_err(|e| failed(&e))?;
+        let t = txn.open_table(DATA).map_err(|e| failed(&e))?;
+        for row in t.iter().map_err(|e| failed(&e))? {
+            let (k, v) = row.map_err(|e| failed(&e))?;
+            visit(k.value(), v.value())?;
         }
-        Ok(all)
+        Ok(())
     }
 
     /// How many durable log appends there were, and how many entries they carried.

@@ -72,11 +72,11 @@ pub(crate) fn spawn(
     }
 }
 
-/// Writes one snapshot (through a temporary file, synced, then renamed) and removes the
-/// oldest beyond `retain`.
+/// Writes one snapshot and removes the oldest beyond `retain`. The entries stream from the
+/// storage into a temporary file (the store is never held in memory), then the file is
+/// written — header, entries — synced and renamed into place.
 fn take(core: &Core, schedule: &SnapshotSchedule) -> Result<PathBuf, String> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    use std::os::unix::fs::DirBuilderExt as _;
     let dir = &schedule.dir;
     if !dir.exists() {
         std::fs::DirBuilder::new()
@@ -85,7 +85,6 @@ fn take(core: &Core, schedule: &SnapshotSchedule) -> Result<PathBuf, String> {
             .create(dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let bytes = core.snapshot().map_err(|e| e.to_string())?;
     let now = time::OffsetDateTime::now_utc();
     let name = format!(
         "sigil-{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z.snap",
@@ -98,19 +97,45 @@ fn take(core: &Core, schedule: &SnapshotSchedule) -> Result<PathBuf, String> {
         now.millisecond()
     );
     let path = dir.join(&name);
+    let body = dir.join(format!(".{name}.entries"));
     let tmp = dir.join(format!(".{name}.new"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(&bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let written = write(core, &body, &tmp);
+    let _ = std::fs::remove_file(&body);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
     prune(dir, schedule.retain)?;
     Ok(path)
+}
+
+/// An I/O error on `path`, as the operator reads it.
+fn at(path: &Path) -> impl Fn(std::io::Error) -> String + '_ {
+    move |e| format!("{}: {e}", path.display())
+}
+
+/// The snapshot's entries into `body`, then the whole file into `tmp`, synced.
+fn write(core: &Core, body: &Path, tmp: &Path) -> Result<(), String> {
+    use std::io::Write as _;
+    let entries = std::io::BufWriter::new(private_file(body).map_err(at(body))?);
+    let (header, entries) = core.snapshot_to(entries).map_err(|e| e.to_string())?;
+    entries.into_inner().map_err(|e| at(body)(e.into_error()))?;
+    let mut out = private_file(tmp).map_err(at(tmp))?;
+    out.write_all(&header.prefix()).map_err(at(tmp))?;
+    let mut entries = std::fs::File::open(body).map_err(at(body))?;
+    std::io::copy(&mut entries, &mut out).map_err(at(tmp))?;
+    out.sync_all().map_err(at(tmp))
+}
+
+/// A new file only its owner may read.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Removes all but the newest `retain` snapshot files (their names sort by time).

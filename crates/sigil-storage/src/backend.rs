@@ -73,6 +73,9 @@ impl Batch {
     }
 }
 
+/// What [`Backend::snapshot_each`] hands each entry to: its key and value.
+pub type Visit<'a> = dyn FnMut(&str, &[u8]) -> Result<(), StorageError> + 'a;
+
 /// A key-value store of opaque bytes.
 ///
 /// # To be correct
@@ -108,8 +111,19 @@ pub trait Backend: Send + Sync + 'static {
     fn apply(&self, batch: Batch) -> Result<(), StorageError>;
     /// Every key and its value at one instant, sorted by key: the state after some acknowledged
     /// batch, with every batch acknowledged before the call and none of a batch applied after
-    /// it (a backup). Writes go on meanwhile.
-    fn snapshot(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
+    /// it (a backup). Writes go on meanwhile. `visit` is handed one entry at a time, so a
+    /// backend that reads from disk need not hold the store in memory; an error from `visit`
+    /// stops the walk and is returned.
+    fn snapshot_each(&self, visit: &mut Visit<'_>) -> Result<(), StorageError>;
+    /// [`Backend::snapshot_each`] collected: every entry in memory at once.
+    fn snapshot(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let mut all = Vec::new();
+        self.snapshot_each(&mut |k, v| {
+            all.push((k.to_owned(), v.to_vec()));
+            Ok(())
+        })?;
+        Ok(all)
+    }
     /// A short name for status output: "memory", "file", …
     fn kind(&self) -> &'static str;
     /// Why the backend stopped taking writes, if it did (see [`StorageError::Stopped`]).

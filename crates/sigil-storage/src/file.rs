@@ -727,32 +727,43 @@ impl Backend for FileBackend {
             .map_err(|_| io("batch", "committer", "committer thread stopped"))?
     }
 
-    fn snapshot(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+    fn snapshot_each(&self, visit: &mut crate::Visit<'_>) -> Result<(), StorageError> {
         // As `list`: with the overlay held, no group publishes while the frozen writes and
-        // redb's snapshot are taken, so the three layers are one instant. The overlay is
-        // copied (it is bounded) and released before redb is read through.
-        let (overlay, frozen, db) = {
+        // redb's snapshot are taken, so the three layers are one instant. The pending writes
+        // (overlay over frozen; bounded) are copied and released; redb is then walked in key
+        // order and merged with them, an entry at a time.
+        let (pending, db) = {
             let overlay = self.shared.overlay();
             let frozen = self.shared.frozen();
             let db = self.shared.db();
-            (overlay.clone(), frozen, db)
+            let mut pending: Overlay = frozen.as_deref().cloned().unwrap_or_default();
+            pending.extend(overlay.iter().map(|(k, v)| (k.clone(), v.clone())));
+            (pending, db)
         };
         let txn = db.begin_read().map_err(|e| io("snapshot", "", e))?;
         let table = txn.open_table(TABLE).map_err(|e| io("snapshot", "", e))?;
-        let mut all: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut pending = pending.iter().peekable();
+        // Visits the pending writes before `key` (all of them when `None`); deletions skipped.
+        let mut pending_before = |key: Option<&str>, visit: &mut crate::Visit<'_>| {
+            while let Some((k, v)) =
+                pending.next_if(|(k, _)| key.is_none_or(|key| k.as_str() < key))
+            {
+                if let Some(v) = v {
+                    visit(k, v)?;
+                }
+            }
+            Ok::<_, StorageError>(pending.next_if(|(k, _)| Some(k.as_str()) == key))
+        };
         for item in table.iter().map_err(|e| io("snapshot", "", e))? {
             let (k, v) = item.map_err(|e| io("snapshot", "", e))?;
-            all.insert(k.value().to_owned(), v.value().to_vec());
-        }
-        for layer in frozen.as_deref().into_iter().chain([&overlay]) {
-            for (k, v) in layer {
-                match v {
-                    Some(v) => all.insert(k.clone(), v.clone()),
-                    None => all.remove(k),
-                };
+            match pending_before(Some(k.value()), visit)? {
+                // A pending write replaces (or deletes) what redb holds.
+                Some((pk, Some(pv))) => visit(pk, pv)?,
+                Some((_, None)) => {}
+                None => visit(k.value(), v.value())?,
             }
         }
-        Ok(all.into_iter().collect())
+        pending_before(None, visit).map(|_| ())
     }
 
     fn failure(&self) -> Option<String> {
@@ -830,6 +841,66 @@ mod tests {
         }
         writer.join().unwrap();
         assert_eq!(b.snapshot().unwrap().len(), 3000);
+    }
+
+    /// A snapshot merges the writes not yet checkpointed (puts, overwrites, deletes) with what
+    /// redb holds, in key order, an entry at a time; an error from the visitor stops it.
+    #[test]
+    fn a_snapshot_merges_pending_writes_into_redb_in_key_order() {
+        use crate::Backend as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut model = BTreeMap::new();
+        {
+            let b = FileBackend::open(&path).unwrap();
+            for i in (1..40).step_by(2) {
+                b.put(&format!("k{i:02}"), b"redb").unwrap();
+                model.insert(format!("k{i:02}"), b"redb".to_vec());
+            }
+            b.close();
+        }
+        let b = FileBackend::open(&path).unwrap();
+        // Pending (the next checkpoint is a second away): new keys between, before and after
+        // redb's, overwrites and deletes of redb's keys, a key put then deleted.
+        let mut batch = Batch::new();
+        for i in (0..42).step_by(4) {
+            batch = batch.put(format!("k{i:02}"), b"new".to_vec());
+            model.insert(format!("k{i:02}"), b"new".to_vec());
+        }
+        for i in [1, 9, 39] {
+            batch = batch.put(format!("k{i:02}"), b"over".to_vec());
+            model.insert(format!("k{i:02}"), b"over".to_vec());
+        }
+        for i in [3, 11, 37] {
+            batch = batch.delete(format!("k{i:02}"));
+            model.remove(&format!("k{i:02}"));
+        }
+        b.apply(batch.put("a", b"first".to_vec())).unwrap();
+        b.apply(Batch::new().put("zz", vec![1]).delete("k04"))
+            .unwrap();
+        b.apply(Batch::new().delete("zz")).unwrap();
+        model.insert("a".into(), b"first".to_vec());
+        model.remove("k04");
+        let expected: Vec<(String, Vec<u8>)> = model.into_iter().collect();
+        assert_eq!(b.snapshot().unwrap(), expected);
+        let mut seen = 0;
+        let stopped = b.snapshot_each(&mut |_, _| {
+            seen += 1;
+            match seen {
+                5 => Err(StorageError::Conflict { key: "stop".into() }),
+                _ => Ok(()),
+            }
+        });
+        assert!(matches!(stopped, Err(StorageError::Conflict { .. })));
+        assert_eq!(seen, 5);
+        b.close();
+        drop(b);
+        let b = FileBackend::open(&path).unwrap();
+        assert_eq!(
+            b.snapshot().unwrap(),
+            expected,
+            "the same once checkpointed"
+        );
     }
 
     #[test]

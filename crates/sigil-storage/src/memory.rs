@@ -83,12 +83,14 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn snapshot(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
-        Ok(self
+    fn snapshot_each(&self, visit: &mut crate::Visit<'_>) -> Result<(), StorageError> {
+        // A copy, so that writers do not wait on `visit` (the store is in memory anyway).
+        let all: Vec<(String, Vec<u8>)> = self
             .read()
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+            .collect();
+        all.iter().try_for_each(|(k, v)| visit(k, v))
     }
 
     fn kind(&self) -> &'static str {
