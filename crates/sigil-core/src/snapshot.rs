@@ -196,6 +196,23 @@ pub fn encode(
 /// Reads and checks a snapshot: its format, its checksum, its signature, and — when `pinned`
 /// (a keyid or a `sigil1…` identity) is given — that the server it expects signed it.
 pub fn decode(bytes: &[u8], pinned: Option<&str>) -> Result<Snapshot, SnapshotError> {
+    let (header, body) = checked(bytes, pinned)?;
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    walk_entries(body, header.entries, &mut |k, v| {
+        entries.push((k.to_owned(), v.to_vec()))
+    })?;
+    Ok(Snapshot { header, entries })
+}
+
+/// Checks a snapshot as [`decode`] does, entries included, without copying them: its header.
+pub fn check(bytes: &[u8], pinned: Option<&str>) -> Result<Header, SnapshotError> {
+    let (header, body) = checked(bytes, pinned)?;
+    walk_entries(body, header.entries, &mut |_, _| {})?;
+    Ok(header)
+}
+
+/// The header, checked, and the entries' bytes, whose checksum it vouches for.
+fn checked<'a>(bytes: &'a [u8], pinned: Option<&str>) -> Result<(Header, &'a [u8]), SnapshotError> {
     let rest = bytes
         .strip_prefix(MAGIC)
         .ok_or_else(|| bad("it does not start with SIGIL-SNAPSHOT-1"))?;
@@ -234,12 +251,25 @@ pub fn decode(bytes: &[u8], pinned: Option<&str>) -> Result<Snapshot, SnapshotEr
             key.keyid()
         )));
     }
-    let entries = read_entries(body, header.entries)?;
-    Ok(Snapshot { header, entries })
+    Ok((header, body))
 }
 
 /// Reads `count` entries that take `body` exactly, keys strictly ascending.
-fn read_entries(mut body: &[u8], count: u64) -> Result<Vec<(String, Vec<u8>)>, SnapshotError> {
+#[cfg(test)]
+fn read_entries(body: &[u8], count: u64) -> Result<Vec<(String, Vec<u8>)>, SnapshotError> {
+    let mut entries = Vec::new();
+    walk_entries(body, count, &mut |k, v| {
+        entries.push((k.to_owned(), v.to_vec()))
+    })?;
+    Ok(entries)
+}
+
+/// Hands `visit` the `count` entries that take `body` exactly, keys strictly ascending.
+fn walk_entries<'a>(
+    mut body: &'a [u8],
+    count: u64,
+    visit: &mut dyn FnMut(&'a str, &'a [u8]),
+) -> Result<(), SnapshotError> {
     fn take<'a>(body: &mut &'a [u8], n: usize) -> Result<&'a [u8], SnapshotError> {
         if body.len() < n {
             return Err(bad("an entry runs past the end of the file"));
@@ -256,26 +286,25 @@ fn read_entries(mut body: &[u8], count: u64) -> Result<Vec<(String, Vec<u8>)>, S
     if count > body.len() as u64 / 8 + 1 {
         return Err(bad("more entries announced than the file can hold"));
     }
-    let mut entries: Vec<(String, Vec<u8>)> = Vec::with_capacity(count as usize);
+    let mut previous: Option<&str> = None;
     for _ in 0..count {
         let n = length(&mut body)?;
         if n > MAX_KEY {
             return Err(bad("a key longer than 64 KiB"));
         }
-        let key = std::str::from_utf8(take(&mut body, n)?)
-            .map_err(|_| bad("a key that is not UTF-8"))?
-            .to_owned();
-        if entries.last().is_some_and(|(prev, _)| *prev >= key) {
+        let key =
+            std::str::from_utf8(take(&mut body, n)?).map_err(|_| bad("a key that is not UTF-8"))?;
+        if previous.is_some_and(|prev| prev >= key) {
             return Err(bad("keys out of order or repeated"));
         }
+        previous = Some(key);
         let n = length(&mut body)?;
-        let value = take(&mut body, n)?.to_vec();
-        entries.push((key, value));
+        visit(key, take(&mut body, n)?);
     }
     if !body.is_empty() {
         return Err(bad("bytes after the last entry"));
     }
-    Ok(entries)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -303,6 +332,7 @@ mod tests {
         assert_eq!(s.header.entries, 3);
         decode(&bytes, Some(&server.public().to_string())).unwrap();
         decode(&bytes, None).unwrap();
+        assert_eq!(check(&bytes, Some(&keyid)).unwrap(), s.header);
         let other = SecretIdentity::generate().unwrap();
         let err = decode(&bytes, Some(other.public().keyid().as_str())).unwrap_err();
         assert!(err.0.contains("not by the expected"), "{err}");
@@ -322,6 +352,13 @@ mod tests {
         assert!(err(&flipped).contains("SHA-256"));
         assert!(err(&bytes[..bytes.len() - 1]).contains("cut short"));
         assert!(err(&[&bytes[..], b"x"].concat()).contains("cut short"));
+        // `check` refuses what `decode` refuses.
+        for damaged in [&flipped[..], &bytes[..bytes.len() - 1]] {
+            assert_eq!(
+                check(damaged, None).unwrap_err(),
+                decode(damaged, None).unwrap_err()
+            );
+        }
         // A header changed (the term), with or without a new checksum: the signature fails.
         let header_end = MAGIC.len()
             + bytes[MAGIC.len()..]

@@ -111,7 +111,7 @@ pub(crate) async fn run(cmd: RaftCommand) -> anyhow::Result<ExitCode> {
 async fn restore(file: &std::path::Path, client: &ClientArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     // Checked here first: whole, and (with SIGIL_SERVER_KEY) made by the server pinned.
-    let snapshot = sigil_core::snapshot::decode(&bytes, client.server_key.as_deref())?;
+    let h = sigil_core::snapshot::check(&bytes, client.server_key.as_deref())?;
     if client.server_key.is_none() {
         eprintln!(
             "Note: no --server-key (or SIGIL_SERVER_KEY): the snapshot's signature is checked, but not whose it is."
@@ -119,7 +119,6 @@ async fn restore(file: &std::path::Path, client: &ClientArgs) -> anyhow::Result<
     }
     let c = config::client_with(client, Needs::Nothing)?;
     let body = json!({ "snapshot": sigil_crypto::b64url_encode(&bytes) });
-    let h = snapshot.header;
     if !super::typed::seal_status(&c).await?.initialized {
         c.plain("POST", "sys/storage/raft/snapshot", Some(&body))
             .await?;
@@ -320,9 +319,8 @@ pub(super) async fn save_snapshot(
         .and_then(|s| sigil_crypto::b64url_decode(s).ok())
         .ok_or_else(|| anyhow::anyhow!("the server's answer holds no snapshot"))?;
     // Checked before it is kept: whole, and signed by the server this client pins.
-    let snapshot = sigil_core::snapshot::decode(&bytes, client.server_key.as_deref())?;
+    let h = sigil_core::snapshot::check(&bytes, client.server_key.as_deref())?;
     crate::keyfile::write_private_file(file, &bytes)?;
-    let h = snapshot.header;
     println!(
         "Success! {what} written to {}: {} entries, keyring term {}, taken at {}, SHA-256 of the entries {}.",
         file.display(),

@@ -80,17 +80,17 @@ async fn snapshot(reply: &Reply<'_>, path: &str) -> Result<Response, ApiError> {
     reply.authorize_sudo(path, Capability::Read)?;
     let worker = Arc::clone(reply.core);
     let bytes = blocking(move || worker.snapshot().map_err(ApiError::from)).await?;
-    let header = sigil_core::snapshot::decode(&bytes, None)
-        .map_err(|e| {
-            tracing::error!(error = %e, "a snapshot just taken does not read back");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the snapshot failed its own check",
-            )
-        })?
-        .header;
+    let header = sigil_core::snapshot::check(&bytes, None).map_err(|e| {
+        tracing::error!(error = %e, "a snapshot just taken does not read back");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the snapshot failed its own check",
+        )
+    })?;
+    let encoded = sigil_crypto::b64url_encode(&bytes);
+    drop(bytes);
     reply.seal(sigil_core::Response::data(json!({
-        "snapshot": sigil_crypto::b64url_encode(&bytes),
+        "snapshot": encoded,
         "created": header.created,
         "entries": header.entries,
         "keyring_term": header.keyring_term,
