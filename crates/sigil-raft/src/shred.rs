@@ -85,7 +85,8 @@ async fn through(raft: &Raft, file: &RaftFile, target: u64) -> Result<(), String
         changed(&mut metrics, deadline, "the log purge").await?;
     }
     let file = file.clone();
-    tokio::task::spawn_blocking(move || file.compact())
+    let patience = deadline.saturating_duration_since(tokio::time::Instant::now());
+    tokio::task::spawn_blocking(move || file.compact(patience))
         .await
         .map_err(|e| e.to_string())?
 }

@@ -177,9 +177,27 @@ impl RaftFile {
 
     /// Compacts the file until redb can compact no further, so that no freed page keeps the
     /// bytes of a removed entry or value (redb is copy-on-write). It has the file alone
-    /// meanwhile: Raft's reads and writes on this node wait.
-    pub(crate) fn compact(&self) -> Result<(), String> {
-        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+    /// meanwhile: Raft's reads and writes on this node wait. It takes the file only when no
+    /// transaction holds it (trying again every 10 ms for up to `patience`), so that a long
+    /// reader — a scheduled snapshot streaming the store to disk — does not make every other
+    /// transaction queue behind the compaction.
+    pub(crate) fn compact(&self, patience: std::time::Duration) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + patience;
+        let mut db = loop {
+            match self.db.try_write() {
+                Ok(db) => break db,
+                Err(std::sync::TryLockError::Poisoned(e)) => break e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if std::time::Instant::now() > deadline {
+                        return Err(format!(
+                            "raft.redb stayed in use for {} s",
+                            patience.as_secs()
+                        ));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        };
         for _ in 0..64 {
             if !db
                 .compact()
