@@ -97,17 +97,11 @@ const MAX_PARAMS: usize = 3;
 pub struct Matched<'r> {
     /// The route that matched.
     pub route: &'static Route,
-    rest: &'r str,
     params: [(&'static str, &'r str); MAX_PARAMS],
     count: usize,
 }
 
 impl<'r> Matched<'r> {
-    /// The path below the mount as the request gave it.
-    pub fn rest(&self) -> &'r str {
-        self.rest
-    }
-
     /// The value of the template's `{name}` (empty when the template has none: a route's
     /// handler asks only for the parameters its template names).
     pub fn param(&self, name: &str) -> &'r str {
@@ -120,12 +114,6 @@ impl<'r> Matched<'r> {
     /// The template's parameters with their values, in the template's order.
     pub fn params(&self) -> impl Iterator<Item = (&'static str, &'r str)> + '_ {
         self.params[..self.count].iter().copied()
-    }
-
-    /// Whether the route is `template` (a handler's dispatch compares against the constants
-    /// its table is built from).
-    pub fn is(&self, template: &str) -> bool {
-        self.route.path == template
     }
 }
 
@@ -152,7 +140,6 @@ impl Route {
         let template = self.path.strip_prefix("{mount}")?;
         let mut m = Matched {
             route: self,
-            rest,
             params: [("", ""); MAX_PARAMS],
             count: 0,
         };
@@ -314,8 +301,6 @@ mod tests {
             find(routes, "keys/k/").unwrap().route.path,
             "{mount}/keys/{name}"
         );
-        assert!(find(routes, "keys/k/").unwrap().is("{mount}/keys/{name}"));
-        assert_eq!(find(routes, "keys/k").unwrap().rest(), "keys/k");
     }
 
     #[test]

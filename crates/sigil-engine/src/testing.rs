@@ -125,10 +125,8 @@ impl Harness {
         query: &[(&str, &str)],
     ) -> Result<crate::Response, CoreError> {
         let path = crate::path::for_operation(path.to_owned(), op);
-        let rest = path
-            .strip_prefix(self.mount.as_str())
-            .expect("a path below the mount");
-        let at = crate::route::find(self.engine.routes(), rest)
+        let at = self
+            .matched(&path)
             .ok_or_else(|| crate::route::no_route(&path))?;
         let mut req = crate::Request {
             operation: op,
@@ -149,27 +147,30 @@ impl Harness {
         self.engine.handle(&req, &at, &cx)
     }
 
+    /// The engine's route `path` (with the mount) falls under, as the core finds it.
+    fn matched<'p>(&self, path: &'p str) -> Option<crate::route::Matched<'p>> {
+        let rest = path
+            .strip_prefix(self.mount.as_str())
+            .expect("a path below the mount");
+        crate::route::find(self.engine.routes(), rest)
+    }
+
     /// The route `path` (with the mount, canonical for `op`) matches, as the core finds it.
     pub fn route(&self, op: crate::Operation, path: &str) -> Option<&'static str> {
         let path = crate::path::for_operation(path.to_owned(), op);
-        let rest = path.strip_prefix(self.mount.as_str())?;
-        crate::route::find(self.engine.routes(), rest).map(|m| m.route.path)
+        self.matched(&path).map(|m| m.route.path)
     }
 
     /// The unauthenticated read of `path` (with the mount), as the server serves it: `None`
     /// when no public route matches it.
     pub fn public_read(&self, path: &str) -> Option<Result<crate::PublicBody, CoreError>> {
-        let rest = path.strip_prefix(self.mount.as_str())?;
-        let at = crate::route::find(self.engine.routes(), rest).filter(|at| at.route.public)?;
+        let at = self.matched(path).filter(|at| at.route.public)?;
         self.engine.public_read(&at)
     }
 
     /// The engine's existence check on `path` (with the mount).
     pub fn exists(&self, path: &str) -> Result<bool, CoreError> {
-        let rest = path
-            .strip_prefix(self.mount.as_str())
-            .expect("a path below the mount");
-        match crate::route::find(self.engine.routes(), rest) {
+        match self.matched(path) {
             Some(at) => self.engine.exists(&at),
             None => Ok(false),
         }
