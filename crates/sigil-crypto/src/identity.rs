@@ -290,7 +290,7 @@ impl SecretIdentity {
 
 /// The canonical encodings of the eight points of small order (the 8-torsion): an `R` that
 /// is one of them is refused, as dalek's `verify_strict` refuses it.
-fn small_order_encodings() -> &'static [[u8; 32]; 8] {
+pub(crate) fn small_order_encodings() -> &'static [[u8; 32]; 8] {
     static ENCODINGS: OnceLock<[[u8; 32]; 8]> = OnceLock::new();
     ENCODINGS
         .get_or_init(|| curve25519_dalek::constants::EIGHT_TORSION.map(|p| p.compress().to_bytes()))

@@ -13,6 +13,7 @@
 
 pub mod age;
 mod barrier;
+mod batch;
 mod encoding;
 mod error;
 mod identity;
@@ -22,6 +23,7 @@ mod seal;
 pub mod shamir;
 
 pub use barrier::{BarrierKey, KeyTerm};
+pub use batch::{Signed, verify_batch};
 pub use encoding::{b64url_decode, b64url_encode, ct_eq, hex};
 pub use error::CryptoError;
 pub use identity::{PublicIdentity, SecretIdentity};

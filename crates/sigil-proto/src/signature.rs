@@ -6,7 +6,7 @@
 
 use sfv::{BareItem, InnerList, Item, ListEntry, Parameters, SerializeValue as _};
 use sha2::{Digest as _, Sha256};
-use sigil_crypto::{KeyId, PublicIdentity, SecretIdentity};
+use sigil_crypto::{KeyId, PublicIdentity, SecretIdentity, Signed};
 
 /// The signature label Sigil uses.
 pub const LABEL: &str = "sig1";
@@ -315,6 +315,20 @@ impl ParsedSignature {
         target_uri: &str,
         content_digest: Option<&str>,
     ) -> Result<(), SignatureError> {
+        self.prepare(key, method, target_uri, content_digest)?
+            .verify()
+            .map_err(|_| SignatureError::BadSignature)
+    }
+
+    /// Everything [`ParsedSignature::verify`] checks but the signature's equation, which the returned
+    /// [`Signed`] checks alone or in a batch ([`sigil_crypto::verify_batch`]).
+    pub fn prepare(
+        &self,
+        key: &PublicIdentity,
+        method: &str,
+        target_uri: &str,
+        content_digest: Option<&str>,
+    ) -> Result<Signed, SignatureError> {
         if self.params.alg != ALG_ED25519 {
             return Err(SignatureError::Algorithm);
         }
@@ -327,7 +341,7 @@ impl ParsedSignature {
             (false, _) => None,
         };
         let base = signature_base(method, target_uri, digest, &self.params_line);
-        key.verify(base.as_bytes(), &self.signature)
+        Signed::new(key, base.into_bytes(), &self.signature)
             .map_err(|_| SignatureError::BadSignature)
     }
 }

@@ -12,6 +12,7 @@ use sigil_proto::signature::{self, SignatureError};
 
 use crate::error::ApiError;
 use crate::replay::ReplayCache;
+use crate::signatures::Verifier;
 
 /// A request whose signature verified, and who signed it.
 pub(crate) struct Authenticated<T> {
@@ -200,16 +201,17 @@ pub(crate) struct Freshness {
 const NOT_ACCEPTED: &str =
     "signature not accepted: unknown or disabled key, or a signature that does not verify";
 
-/// Verifies the request's signature from its headers alone, before any of the body is read
+/// Checks the request's signature from its headers alone, before any of the body is read
 /// (the signature covers the `content-digest` header, not the body): authority, time window,
-/// signer, signature. [`Verified::body`] then checks the body against the digest and the
-/// nonce against the replay cache.
+/// signer, and everything of the signature but its equation, which [`Prepared::verify`]
+/// checks. [`Verified::body`] then checks the body against the digest and the nonce against
+/// the replay cache.
 pub(crate) fn authenticate<S: Signers>(
     signers: &S,
     fresh: &Freshness,
     parts: &Parts,
     now: i64,
-) -> Result<Verified<S::Signer>, ApiError> {
+) -> Result<Prepared<S::Signer>, ApiError> {
     fresh.hosts.check(parts)?;
     let h = &parts.headers;
     let input = single_header(h, headers::SIGNATURE_INPUT).map_err(deny)?;
@@ -233,26 +235,69 @@ pub(crate) fn authenticate<S: Signers>(
     if parsed.covers_digest() && digest.is_none() {
         return Err(deny(SignatureError::Digest));
     }
-    if let Err(e) = parsed.verify(
+    let signed = match parsed.prepare(
         S::public_key(&caller),
         parts.method.as_str(),
         &target_uri(parts)?,
         digest,
     ) {
-        tracing::debug!(keyid, error = %e, "signature refused");
-        return Err(ApiError::unauthorized(NOT_ACCEPTED));
-    }
-    Ok(Verified {
-        digest: parsed
-            .covers_digest()
-            .then(|| digest.map(str::to_owned))
-            .flatten(),
-        keyid: parsed.params.keyid.as_str().to_owned(),
-        expires: parsed.params.expires,
-        now,
-        caller,
-        nonce: parsed.params.nonce,
+        Ok(signed) => signed,
+        Err(e) => {
+            tracing::debug!(keyid, error = %e, "signature refused");
+            return Err(ApiError::unauthorized(NOT_ACCEPTED));
+        }
+    };
+    Ok(Prepared {
+        signed,
+        batchable: BATCHED_METHODS.contains(&parts.method.as_str()),
+        verified: Verified {
+            digest: parsed
+                .covers_digest()
+                .then(|| digest.map(str::to_owned))
+                .flatten(),
+            keyid: parsed.params.keyid.as_str().to_owned(),
+            expires: parsed.params.expires,
+            now,
+            caller,
+            nonce: parsed.params.nonce,
+        },
     })
+}
+
+/// The requests whose signatures may be verified in a batch: reads and lists, whose signatures
+/// the audit log does not keep. A batch may accept a signature that differs from a strictly
+/// valid one by a small-order point, which only the key's holder can make
+/// ([`sigil_crypto::verify_batch`]); the signature of every other request goes into the audit
+/// log as proof of who sent it (non-repudiation), so it is verified alone, strictly, and a
+/// later check of the log agrees with the server's.
+pub(crate) const BATCHED_METHODS: [&str; 2] = ["GET", "LIST"];
+
+/// A request whose headers passed every check but its signature's equation.
+pub(crate) struct Prepared<T> {
+    signed: sigil_crypto::Signed,
+    batchable: bool,
+    verified: Verified<T>,
+}
+
+impl<T> Prepared<T> {
+    /// The request, once its signature verifies: a read's in a batch with others that arrived
+    /// with it, any other alone ([`BATCHED_METHODS`]).
+    pub(crate) async fn verify(self, verifier: &Verifier) -> Result<Verified<T>, ApiError> {
+        let verifies = if self.batchable {
+            verifier.verify(self.signed).await
+        } else {
+            self.signed.verify().is_ok()
+        };
+        if verifies {
+            Ok(self.verified)
+        } else {
+            tracing::debug!(
+                keyid = self.verified.keyid,
+                "signature refused: it does not verify"
+            );
+            Err(ApiError::unauthorized(NOT_ACCEPTED))
+        }
+    }
 }
 
 /// A request whose signature verified; its body is still to be checked against the signed

@@ -26,6 +26,7 @@ mod openapi;
 mod reload;
 mod replay;
 mod sealing;
+mod signatures;
 mod snapshots;
 mod telemetry;
 mod tls;

@@ -191,6 +191,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
                 replay: ReplayCache::new().map_err(|_| StartError::Random)?,
                 not_before,
             },
+            signatures: Default::default(),
             limits: Limits::new(config.limits),
             channels: crate::channels::Channels::default(),
         }),

@@ -14,7 +14,7 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
-/// Batches per storage commit group (a count, not a time).
+/// Batches per storage commit group, signatures per verified batch (counts, not times).
 const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// Installs the process-wide recorder (once).
@@ -25,6 +25,11 @@ pub(crate) fn install() {
             .ok()?
             .set_buckets_for_metric(
                 Matcher::Full("sigil_storage_commit_batches".to_owned()),
+                GROUP_BUCKETS,
+            )
+            .ok()?
+            .set_buckets_for_metric(
+                Matcher::Full("sigil_signature_batch_size".to_owned()),
                 GROUP_BUCKETS,
             )
             .ok()?;
@@ -47,6 +52,11 @@ pub(crate) fn install() {
         }
         Some(handle)
     });
+}
+
+/// Signatures verified together ([`crate::signatures`]).
+pub(crate) fn signature_batch(size: usize) {
+    metrics::histogram!("sigil_signature_batch_size").record(size as f64);
 }
 
 /// How often histogram samples are folded into their buckets.

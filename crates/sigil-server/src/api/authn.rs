@@ -53,6 +53,9 @@ pub(super) async fn authenticate<S: auth::Signers>(
     body: Body,
 ) -> Result<(Authenticated<S::Signer>, Bytes), ApiError> {
     let verified = auth::authenticate(signers, &state.fresh, parts, now())
+        .map_err(|e| auth_failed(state, parts, e))?
+        .verify(&state.signatures)
+        .await
         .map_err(|e| auth_failed(state, parts, e))?;
     let body = read_body(parts, body, state.authenticated()).await?;
     let authn = verified

@@ -240,3 +240,28 @@ pub(super) fn take_query(query: &mut Vec<(String, String)>, name: &str) -> Optio
     let i = query.iter().position(|(k, _)| k == name)?;
     Some(query.remove(i).1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The methods whose signatures are verified in batches are exactly ones whose operation
+    /// is a read or a list, whose signature [`record`] does not keep in the audit log.
+    #[test]
+    fn batched_signatures_are_never_kept_for_non_repudiation() {
+        for method in crate::auth::BATCHED_METHODS {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            for query in [vec![], vec![("list".to_owned(), "true".to_owned())]] {
+                let operation = operation_of(&method, &query);
+                assert!(
+                    matches!(operation, Some(Operation::Read | Operation::List)),
+                    "{method} {query:?}: {operation:?}"
+                );
+            }
+        }
+        for method in ["POST", "PUT", "PATCH", "DELETE"] {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            assert!(!crate::auth::BATCHED_METHODS.contains(&method.as_str()));
+        }
+    }
+}

@@ -20,6 +20,8 @@ pub(crate) struct AppState {
     pub(crate) tls_cache: std::sync::Mutex<Option<TrustCache>>,
     pub(crate) node: Node,
     pub(crate) fresh: auth::Freshness,
+    /// Verifies request signatures, in batches under load.
+    pub(crate) signatures: crate::signatures::Verifier,
     pub(crate) limits: Limits,
     pub(crate) connections: Arc<crate::connections::Connections>,
     pub(crate) channels: Channels,
