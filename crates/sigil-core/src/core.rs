@@ -321,8 +321,12 @@ impl Core {
     /// A snapshot of the whole storage at one instant, signed by the server key (snapshot.rs).
     /// Writes go on meanwhile.
     pub fn snapshot(&self) -> Result<Vec<u8>, CoreError> {
-        let (header, body) = self.snapshot_to(Vec::new())?;
-        Ok(header.file(&body))
+        let (header, mut file) = self.snapshot_to(Vec::new())?;
+        // The header goes first: moved in front of the entries within their buffer, not
+        // copied with them into a second one.
+        let prefix = header.prefix();
+        file.splice(0..0, prefix);
+        Ok(file)
     }
 
     /// [`Core::snapshot`]'s entries written to `out` an entry at a time (the storage is not

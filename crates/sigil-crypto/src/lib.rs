@@ -30,5 +30,5 @@ pub use identity::{PublicIdentity, SecretIdentity};
 pub use keyid::KeyId;
 pub use seal::{
     ChannelKey, ChannelKeys, EncryptionKey, Envelope, SealInfo, open_base, open_from,
-    open_from_exporting, seal_base_to, seal_to, seal_to_exporting,
+    open_from_exporting, seal_base_to, seal_to, seal_to_exporting, seal_to_in_place,
 };

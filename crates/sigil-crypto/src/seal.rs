@@ -116,18 +116,41 @@ fn seal(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Envelope, CryptoError> {
-    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem>(
-        mode,
-        &public_key(recipient)?,
-        info.bytes(),
-        plaintext,
-        aad,
-    )
-    .map_err(|_| CryptoError::Seal)?;
-    Ok(Envelope {
-        enc: enc.to_bytes().to_vec(),
-        ct,
-    })
+    seal_buffer(mode, recipient, info, aad, plaintext.to_vec())
+}
+
+/// One HPKE single-shot seal in `mode` of `buffer`, encrypted where it lies: the envelope's
+/// `ct` is `buffer` with the tag appended (a large answer is not copied). Wiped on failure.
+fn seal_buffer(
+    mode: &OpModeS<Kem>,
+    recipient: &[u8; 32],
+    info: SealInfo,
+    aad: &[u8],
+    mut buffer: Vec<u8>,
+) -> Result<Envelope, CryptoError> {
+    let sealed = public_key(recipient).and_then(|key| {
+        hpke::single_shot_seal_inout_detached::<ChaCha20Poly1305, HkdfSha256, Kem>(
+            mode,
+            &key,
+            info.bytes(),
+            buffer.as_mut_slice().into(),
+            aad,
+        )
+        .map_err(|_| CryptoError::Seal)
+    });
+    match sealed {
+        Ok((enc, tag)) => {
+            buffer.extend_from_slice(&tag.to_bytes());
+            Ok(Envelope {
+                enc: enc.to_bytes().to_vec(),
+                ct: buffer,
+            })
+        }
+        Err(e) => {
+            zeroize::Zeroize::zeroize(&mut buffer);
+            Err(e)
+        }
+    }
 }
 
 /// One HPKE single-shot open in `mode`.
@@ -160,13 +183,25 @@ pub fn seal_to(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Envelope, CryptoError> {
-    seal(
-        &OpModeS::Auth(sender.hpke_pair()?),
-        recipient,
-        info,
-        aad,
-        plaintext,
-    )
+    seal_to_in_place(sender, recipient, info, aad, plaintext.to_vec())
+}
+
+/// [`seal_to`] of a plaintext handed over: encrypted where it lies, so that a large answer is
+/// not held twice; the envelope's `ct` is that buffer. Wiped on failure.
+pub fn seal_to_in_place(
+    sender: &EncryptionKey,
+    recipient: &[u8; 32],
+    info: SealInfo,
+    aad: &[u8],
+    mut plaintext: Vec<u8>,
+) -> Result<Envelope, CryptoError> {
+    match sender.hpke_pair() {
+        Ok(pair) => seal_buffer(&OpModeS::Auth(pair), recipient, info, aad, plaintext),
+        Err(e) => {
+            zeroize::Zeroize::zeroize(&mut plaintext);
+            Err(e)
+        }
+    }
 }
 
 /// What an HPKE context exports for a channel (docs/protocol.md): one key per direction, so
@@ -203,23 +238,38 @@ pub fn seal_to_exporting(
     recipient: &[u8; 32],
     info: SealInfo,
     aad: &[u8],
-    plaintext: &[u8],
+    plaintext: Vec<u8>,
 ) -> Result<(Envelope, ChannelKeys), CryptoError> {
-    let (enc, mut ctx) = hpke::setup_sender::<ChaCha20Poly1305, HkdfSha256, Kem>(
-        &OpModeS::Auth(sender.hpke_pair()?),
-        &public_key(recipient)?,
-        info.bytes(),
-    )
-    .map_err(|_| CryptoError::Seal)?;
-    let ct = ctx.seal(plaintext, aad).map_err(|_| CryptoError::Seal)?;
-    let keys = export_channel(|label, out| ctx.export(label, out))?;
-    Ok((
-        Envelope {
-            enc: enc.to_bytes().to_vec(),
-            ct,
-        },
-        keys,
-    ))
+    let mut buffer = plaintext;
+    let sealed = (|| {
+        let (enc, mut ctx) = hpke::setup_sender::<ChaCha20Poly1305, HkdfSha256, Kem>(
+            &OpModeS::Auth(sender.hpke_pair()?),
+            &public_key(recipient)?,
+            info.bytes(),
+        )
+        .map_err(|_| CryptoError::Seal)?;
+        let tag = ctx
+            .seal_inout_detached(buffer.as_mut_slice().into(), aad)
+            .map_err(|_| CryptoError::Seal)?;
+        let keys = export_channel(|label, out| ctx.export(label, out))?;
+        Ok((enc, tag, keys))
+    })();
+    match sealed {
+        Ok((enc, tag, keys)) => {
+            buffer.extend_from_slice(&tag.to_bytes());
+            Ok((
+                Envelope {
+                    enc: enc.to_bytes().to_vec(),
+                    ct: buffer,
+                },
+                keys,
+            ))
+        }
+        Err(e) => {
+            zeroize::Zeroize::zeroize(&mut buffer);
+            Err(e)
+        }
+    }
 }
 
 /// [`open_from`], also exporting the context's channel keys (docs/protocol.md, channels).
@@ -259,18 +309,28 @@ impl ChannelKey {
     /// Encrypts `plaintext` under a fresh random nonce; returns the nonce and the ciphertext
     /// (tag appended).
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<([u8; 24], Vec<u8>), CryptoError> {
-        use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
+        let mut buffer = plaintext.to_vec();
+        let nonce = self.seal_in_place(aad, &mut buffer)?;
+        Ok((nonce, buffer))
+    }
+
+    /// [`ChannelKey::seal`] of `buffer` where it lies (the tag appended), so that a large
+    /// answer is not held twice; returns the nonce. Wiped on failure.
+    pub fn seal_in_place(&self, aad: &[u8], buffer: &mut Vec<u8>) -> Result<[u8; 24], CryptoError> {
+        use chacha20poly1305::aead::{AeadInOut as _, KeyInit as _};
         let nonce = random::nonce_bytes::<24>();
-        let ct = chacha20poly1305::XChaCha20Poly1305::new((&*self.0).into())
-            .encrypt(
-                &nonce.into(),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .map_err(|_| CryptoError::Seal)?;
-        Ok((nonce, ct))
+        let sealed = chacha20poly1305::XChaCha20Poly1305::new((&*self.0).into()).encrypt_in_place(
+            &nonce.into(),
+            aad,
+            buffer,
+        );
+        match sealed {
+            Ok(()) => Ok(nonce),
+            Err(_) => {
+                zeroize::Zeroize::zeroize(buffer);
+                Err(CryptoError::Seal)
+            }
+        }
     }
 
     /// Decrypts what [`ChannelKey::seal`] produced with the same `aad`.
@@ -336,8 +396,17 @@ mod tests {
     fn exported_channel_keys_agree_and_bind_the_nonce() {
         let server = EncryptionKey::generate().unwrap();
         let client = EncryptionKey::generate().unwrap();
-        let (env, sent) =
-            seal_to_exporting(&server, &client.public(), SealInfo::Response, b"n1", b"{}").unwrap();
+        let export = || {
+            seal_to_exporting(
+                &server,
+                &client.public(),
+                SealInfo::Response,
+                b"n1",
+                b"{}".to_vec(),
+            )
+            .unwrap()
+        };
+        let (env, sent) = export();
         let (plain, got) =
             open_from_exporting(&client, &server.public(), SealInfo::Response, b"n1", &env)
                 .unwrap();
@@ -364,8 +433,7 @@ mod tests {
         let mut flipped = ct;
         flipped[0] ^= 1;
         assert!(got.open(&nonce, b"n2", &flipped).is_err());
-        let (other, _) =
-            seal_to_exporting(&server, &client.public(), SealInfo::Response, b"n1", b"{}").unwrap();
+        let (other, _) = export();
         assert_ne!(
             env.enc, other.enc,
             "a fresh ephemeral key, so a fresh channel key"

@@ -4,8 +4,12 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
-use sigil_crypto::{ChannelKey, EncryptionKey, Envelope, SealInfo, b64url_decode, b64url_encode};
+use serde::Deserialize;
+#[cfg(test)]
+use serde::Serialize;
+#[cfg(test)]
+use sigil_crypto::b64url_encode;
+use sigil_crypto::{ChannelKey, EncryptionKey, Envelope, SealInfo, b64url_decode};
 use zeroize::Zeroizing;
 
 /// Why a sealed body could not be opened.
@@ -23,6 +27,8 @@ pub enum BodyError {
     Seal,
 }
 
+/// What [`hpke_json`] writes by hand, for the test that it matches serde's output.
+#[cfg(test)]
 #[derive(Serialize)]
 struct SealedJson {
     enc: String,
@@ -105,22 +111,49 @@ pub fn seal_channel(
     aad: &str,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, BodyError> {
-    let (n, ct) = key
-        .seal(aad.as_bytes(), plaintext)
+    seal_channel_in_place(key, id, aad, plaintext.to_vec())
+}
+
+/// [`seal_channel`] of a plaintext handed over: encrypted where it lies and written out once,
+/// so that a large answer is held at most twice (its ciphertext and the envelope).
+pub fn seal_channel_in_place(
+    key: &ChannelKey,
+    id: &str,
+    aad: &str,
+    mut plaintext: Vec<u8>,
+) -> Result<Vec<u8>, BodyError> {
+    plaintext.reserve_exact(16);
+    let n = key
+        .seal_in_place(aad.as_bytes(), &mut plaintext)
         .map_err(|_| BodyError::Seal)?;
+    let ct = plaintext;
     // The same bytes serde would write for `ChannelJson`, without scanning the base64url
     // strings (which never need escaping) for characters to escape.
-    let n = b64url_encode(&n);
-    let ct = b64url_encode(&ct);
-    let mut out = Vec::with_capacity(id.len() + n.len() + ct.len() + 24);
+    let mut out = Vec::with_capacity(id.len() + b64url_len(n.len()) + b64url_len(ct.len()) + 24);
     out.extend_from_slice(b"{\"ch\":");
     serde_json::to_writer(&mut out, id).map_err(|_| BodyError::Seal)?;
     out.extend_from_slice(b",\"n\":\"");
-    out.extend_from_slice(n.as_bytes());
+    push_b64url(&mut out, &n);
     out.extend_from_slice(b"\",\"ct\":\"");
-    out.extend_from_slice(ct.as_bytes());
+    push_b64url(&mut out, &ct);
     out.extend_from_slice(b"\"}");
     Ok(out)
+}
+
+/// The length of `len` bytes in base64url without padding.
+fn b64url_len(len: usize) -> usize {
+    len / 3 * 4 + [0, 2, 3][len % 3]
+}
+
+/// Appends `bytes` to `out` in base64url without padding, in place.
+fn push_b64url(out: &mut Vec<u8>, bytes: &[u8]) {
+    use base64::Engine as _;
+    let start = out.len();
+    out.resize(start + b64url_len(bytes.len()), 0);
+    let written = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode_slice(bytes, &mut out[start..])
+        .expect("sized for the encoding");
+    debug_assert_eq!(written, out.len() - start);
 }
 
 /// Opens a channel envelope's parts with the channel's key for its direction and `aad`.
@@ -136,11 +169,14 @@ pub fn open_channel(
 
 /// Serializes an HPKE envelope.
 pub fn hpke_json(env: &Envelope) -> Vec<u8> {
-    serde_json::to_vec(&SealedJson {
-        enc: b64url_encode(&env.enc),
-        ct: b64url_encode(&env.ct),
-    })
-    .expect("an envelope serializes")
+    // Byte for byte what serde writes for `SealedJson`, in one buffer of the right size.
+    let mut out = Vec::with_capacity(b64url_len(env.enc.len()) + b64url_len(env.ct.len()) + 18);
+    out.extend_from_slice(b"{\"enc\":\"");
+    push_b64url(&mut out, &env.enc);
+    out.extend_from_slice(b"\",\"ct\":\"");
+    push_b64url(&mut out, &env.ct);
+    out.extend_from_slice(b"\"}");
+    out
 }
 
 /// Seals `plaintext` (the JSON the endpoint would otherwise carry) and returns the envelope's
@@ -152,7 +188,20 @@ pub fn seal(
     aad: &str,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, BodyError> {
-    let env = sigil_crypto::seal_to(sender, recipient, info, aad.as_bytes(), plaintext)
+    seal_in_place(sender, recipient, info, aad, plaintext.to_vec())
+}
+
+/// [`seal`] of a plaintext handed over: encrypted where it lies and written out once, so that
+/// a large answer is held at most twice (its ciphertext and the envelope).
+pub fn seal_in_place(
+    sender: &EncryptionKey,
+    recipient: &[u8; 32],
+    info: SealInfo,
+    aad: &str,
+    mut plaintext: Vec<u8>,
+) -> Result<Vec<u8>, BodyError> {
+    plaintext.reserve_exact(16);
+    let env = sigil_crypto::seal_to_in_place(sender, recipient, info, aad.as_bytes(), plaintext)
         .map_err(|_| BodyError::Seal)?;
     Ok(hpke_json(&env))
 }
@@ -208,11 +257,29 @@ mod tests {
     fn channel_envelopes_parse_open_and_refuse_garbage() {
         let a = EncryptionKey::generate().unwrap();
         let b = EncryptionKey::generate().unwrap();
-        let (env, keys) =
-            sigil_crypto::seal_to_exporting(&a, &b.public(), SealInfo::Response, b"n", b"{}")
-                .unwrap();
+        let (env, keys) = sigil_crypto::seal_to_exporting(
+            &a,
+            &b.public(),
+            SealInfo::Response,
+            b"n",
+            b"{}".to_vec(),
+        )
+        .unwrap();
         let key = keys.response;
-        assert_eq!(parse(&hpke_json(&env)).unwrap(), Sealed::Hpke(env));
+        assert_eq!(parse(&hpke_json(&env)).unwrap(), Sealed::Hpke(env.clone()));
+        // Written by hand, byte for byte what serde writes, for every length modulo 3.
+        for len in 0..7 {
+            let env = Envelope {
+                enc: env.enc.clone(),
+                ct: vec![0xfb; len],
+            };
+            let expected = serde_json::to_vec(&SealedJson {
+                enc: b64url_encode(&env.enc),
+                ct: b64url_encode(&env.ct),
+            })
+            .unwrap();
+            assert_eq!(hpke_json(&env), expected, "{len}");
+        }
         let body = seal_channel(&key, "c1", "n2", b"{\"x\":1}").unwrap();
         let Sealed::Channel { id, nonce, ct } = parse(&body).unwrap() else {
             panic!("a channel envelope");

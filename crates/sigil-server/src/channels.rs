@@ -157,7 +157,7 @@ mod tests {
     fn keys() -> ChannelKeys {
         let a = EncryptionKey::generate().unwrap();
         let b = EncryptionKey::generate().unwrap();
-        sigil_crypto::seal_to_exporting(&a, &b.public(), SealInfo::Response, b"n", b"")
+        sigil_crypto::seal_to_exporting(&a, &b.public(), SealInfo::Response, b"n", Vec::new())
             .unwrap()
             .1
     }

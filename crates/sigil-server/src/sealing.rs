@@ -209,10 +209,15 @@ pub(crate) fn seal_response(
     if response.status == 204 {
         return receipt(core, authn, sealing, StatusCode::NO_CONTENT);
     }
-    let plain = Zeroizing::new(
-        serde_json::to_vec(&vault_envelope(request_id, &response)).expect("response serializes"),
-    );
+    // Sized once (the tag included), so that a large answer is not regrown by doubling, and
+    // encrypted where it lies: a backup is held about three times at the peak (the answer's
+    // JSON, then its ciphertext and the envelope's base64), not a dozen.
+    let mut plain = Zeroizing::new(Vec::with_capacity(envelope_capacity(&response.data)));
+    serde_json::to_writer(&mut *plain, &vault_envelope(request_id, &response))
+        .expect("response serializes");
     drop(response.data);
+    // Handed over to be encrypted in place (and wiped there if sealing fails).
+    let plain = std::mem::take(&mut *plain);
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
     let aad = sealed::response_aad(status.as_u16(), &authn.nonce);
     let server = core.server_identity().encryption_key();
@@ -220,7 +225,8 @@ pub(crate) fn seal_response(
     let mut grant = None;
     let body = match sealing {
         Sealing::Channel { id, key } => {
-            sealed::seal_channel(&key.response, id, &aad, &plain).map_err(|_| sealing_failed())?
+            sealed::seal_channel_in_place(&key.response, id, &aad, plain)
+                .map_err(|_| sealing_failed())?
         }
         Sealing::Hpke { grant: true } => {
             let (env, keys) = sigil_crypto::seal_to_exporting(
@@ -228,14 +234,14 @@ pub(crate) fn seal_response(
                 recipient,
                 SealInfo::Response,
                 aad.as_bytes(),
-                &plain,
+                plain,
             )
             .map_err(|_| sealing_failed())?;
             grant = channels.insert(&authn.caller, keys);
             sealed::hpke_json(&env)
         }
         Sealing::Hpke { grant: false } | Sealing::Unknown => {
-            sealed::seal(server, recipient, SealInfo::Response, &aad, &plain)
+            sealed::seal_in_place(server, recipient, SealInfo::Response, &aad, plain)
                 .map_err(|_| sealing_failed())?
         }
     };
@@ -250,6 +256,18 @@ pub(crate) fn seal_response(
         resp.headers_mut().insert(headers::SIGIL_CHANNEL, value);
     }
     Ok(resp)
+}
+
+/// Room for an answer's JSON: the strings directly in its `data` (where a backup's base64 is)
+/// plus enough for the rest of a usual answer, and the AEAD tag sealing appends.
+fn envelope_capacity(data: &Option<serde_json::Value>) -> usize {
+    let strings: usize = data
+        .as_ref()
+        .and_then(serde_json::Value::as_object)
+        .map_or(0, |m| {
+            m.values().filter_map(|v| v.as_str()).map(str::len).sum()
+        });
+    strings + 1024 + 16
 }
 
 fn sealing_failed() -> ApiError {
