@@ -56,26 +56,33 @@ impl Verifier {
         };
         if lead {
             // Whoever takes the lead owes the queue a verifier until it is empty, even if this
-            // request goes away while it yields.
-            let lead = Lead(Some(self.shared.clone()));
+            // request goes away while it yields (or a round panics).
+            let mut lead = Lead(Some(self.shared.clone()));
             tokio::task::yield_now().await;
-            lead.verify_once();
+            // One round (this request's own signature is in it); what is left goes to a task
+            // when the lead is dropped.
+            lead.round();
         }
         // Every job taken is answered; a closed channel means the runtime is shutting down.
         wait.await.unwrap_or(false)
     }
 }
 
-/// The lead of the queue: dropped without [`Lead::verify_once`], it hands the queue to a task.
+/// A place among the queue's verifiers. Dropped while it still counts (the queue not empty, its
+/// request gone, or a round that panicked), it hands the queue to a task of its own.
 struct Lead(Option<Arc<Shared>>);
 
 impl Lead {
-    /// Verifies one batch (the leader's own signature is in it); hands what is left to a task.
-    fn verify_once(mut self) {
-        let shared = self.0.take().expect("a lead is used once");
-        if shared.verify_batch() {
-            hand_over(shared);
+    /// Verifies one batch. `false` once the queue is empty and this lead is given up.
+    fn round(&mut self) -> bool {
+        let Some(shared) = &self.0 else {
+            return false;
+        };
+        let more = shared.verify_batch();
+        if !more {
+            self.0 = None;
         }
+        more
     }
 }
 
@@ -87,15 +94,18 @@ impl Drop for Lead {
     }
 }
 
-/// Runs the queue to empty on a task of its own (or, with no runtime left, drops the waiting
-/// jobs: their requests are refused).
+/// Runs the queue to empty on a task of its own (or, with no runtime left, gives the place up
+/// and, if it was the last verifier, drops the waiting jobs: their requests are refused).
 fn hand_over(shared: Arc<Shared>) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             runtime.spawn(async move {
-                tokio::task::yield_now().await;
-                while shared.verify_batch() {
+                let mut lead = Lead(Some(shared));
+                loop {
                     tokio::task::yield_now().await;
+                    if !lead.round() {
+                        break;
+                    }
                 }
             });
         }
