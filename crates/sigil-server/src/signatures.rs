@@ -59,11 +59,12 @@ impl Verifier {
             // request goes away while it yields (or a round panics).
             let mut lead = Lead(Some(self.shared.clone()));
             tokio::task::yield_now().await;
-            // One round (this request's own signature is in it); what is left goes to a task
-            // when the lead is dropped.
+            // One round (this request's own signature is in it, unless another verifier took
+            // it first); what is left goes to a task when the lead is dropped.
             lead.round();
         }
-        // Every job taken is answered; a closed channel means the runtime is shutting down.
+        // Every job taken is answered; a closed channel means the job was lost (a round that
+        // panicked, or the runtime shutting down): refused.
         wait.await.unwrap_or(false)
     }
 }
