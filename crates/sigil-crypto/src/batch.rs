@@ -1,10 +1,11 @@
 //! Ed25519 signatures verified together: one multiscalar multiplication for a batch costs
 //! about half of what verifying each signature does once there are four or more
-//! (docs/performance.md). The server batches the signatures of requests that arrive together.
+//! (docs/performance.md). The server batches the signatures of reads that arrive together.
 //!
-//! What a batch accepts. Each signature first passes the checks [`PublicIdentity::verify`]
-//! makes before its equation: 64 bytes, an `R` that is a canonical encoding and not one of the
-//! small-order points (`S < ℓ` and the key were checked by dalek and when the key was built).
+//! What a batch accepts. Each signature first passes checks that refuse what `verify_strict`
+//! refuses for the signature's form alone: 64 bytes, an `R` that is a canonical encoding and
+//! not a small-order point, with either sign bit (dalek's batch checks `S < ℓ`; the key was
+//! checked when it was built).
 //! The batch then checks, with ed25519-dalek's `verify_batch`, one random linear combination
 //! of the signatures' equations (128-bit coefficients derived from every signature, key and
 //! message of the batch). If it holds, every signature in it satisfies its own equation up to a
