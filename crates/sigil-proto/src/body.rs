@@ -122,7 +122,6 @@ pub fn seal_channel_in_place(
     aad: &str,
     mut plaintext: Vec<u8>,
 ) -> Result<Vec<u8>, BodyError> {
-    plaintext.reserve_exact(16);
     let n = key
         .seal_in_place(aad.as_bytes(), &mut plaintext)
         .map_err(|_| BodyError::Seal)?;
@@ -198,9 +197,8 @@ pub fn seal_in_place(
     recipient: &[u8; 32],
     info: SealInfo,
     aad: &str,
-    mut plaintext: Vec<u8>,
+    plaintext: Vec<u8>,
 ) -> Result<Vec<u8>, BodyError> {
-    plaintext.reserve_exact(16);
     let env = sigil_crypto::seal_to_in_place(sender, recipient, info, aad.as_bytes(), plaintext)
         .map_err(|_| BodyError::Seal)?;
     Ok(hpke_json(&env))

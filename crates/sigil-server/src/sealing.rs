@@ -259,7 +259,8 @@ pub(crate) fn seal_response(
 }
 
 /// Room for an answer's JSON: the strings directly in its `data` (where a backup's base64 is)
-/// plus enough for the rest of a usual answer, and the AEAD tag sealing appends.
+/// plus enough for the rest of a usual answer, and the AEAD tag sealing appends (after
+/// encrypting: a buffer too small is regrown with ciphertext in it, never plaintext).
 fn envelope_capacity(data: &Option<serde_json::Value>) -> usize {
     let strings: usize = data
         .as_ref()
