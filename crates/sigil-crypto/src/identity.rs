@@ -107,17 +107,16 @@ impl PublicIdentity {
 
     /// Verifies an Ed25519 signature, strictly: what ed25519-dalek's `verify_strict` accepts
     /// and nothing else. The public key is canonical and not of small order (checked when it
-    /// was built); `R` must not be one of the eight small-order points; aws-lc then checks
-    /// `S < ℓ` and that the encoding of `[S]B − [k]A` equals `R` byte for byte (cofactorless,
-    /// so a non-canonical `R` never verifies). aws-lc does this in about three quarters of
-    /// dalek's time, without decompressing `R` (performance.md; a test compares the two on
-    /// edge cases and random inputs).
+    /// was built); `R` must be canonical and not a small-order point ([`acceptable_r`]); aws-lc
+    /// then checks `S < ℓ` and that the encoding of `[S]B − [k]A` equals `R` byte for byte
+    /// (cofactorless). aws-lc does this in about three quarters of dalek's time, without
+    /// decompressing `R` (performance.md; a test compares the two on edge cases and random
+    /// inputs).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
-        let r: &[u8; 32] = signature
-            .get(..32)
-            .and_then(|r| r.try_into().ok())
-            .ok_or(CryptoError::BadSignature)?;
-        if signature.len() != 64 || small_order_encodings().contains(r) {
+        let signature: &[u8; 64] = signature
+            .try_into()
+            .map_err(|_| CryptoError::BadSignature)?;
+        if !acceptable_r(signature) {
             return Err(CryptoError::BadSignature);
         }
         let verifier = self.verifier.get_or_init(|| {
@@ -288,9 +287,52 @@ impl SecretIdentity {
     }
 }
 
+/// Whether a signature's `R` (its first 32 bytes) passes what `verify_strict` checks of it
+/// before the equation: a canonical encoding, and not a small-order point with either sign
+/// bit. (Alone, aws-lc's byte comparison would refuse a non-canonical `R` anyway; a batch
+/// decompresses `R`, so it needs this: `crate::batch`.)
+pub(crate) fn acceptable_r(signature: &[u8; 64]) -> bool {
+    let r: &[u8; 32] = signature[..32].try_into().expect("64 bytes");
+    canonical_point_encoding(r) && !small_order_whatever_its_sign(r)
+}
+
+/// p = 2^255 − 19, little-endian.
+const P: [u8; 32] = {
+    let mut p = [0xffu8; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    p
+};
+
+/// Whether `encoding`'s `y` is below `p`. The only other non-canonical encodings, `x = 0` with
+/// the sign bit set, are of `y = ±1`: small-order points, refused by
+/// [`small_order_whatever_its_sign`].
+fn canonical_point_encoding(encoding: &[u8; 32]) -> bool {
+    let mut y = *encoding;
+    y[31] &= 0x7f;
+    // y < p, compared from the most significant byte.
+    for i in (0..32).rev() {
+        if y[i] != P[i] {
+            return y[i] < P[i];
+        }
+    }
+    false
+}
+
+/// Whether `encoding`, with its sign bit ignored, is one of the eight small-order points.
+fn small_order_whatever_its_sign(encoding: &[u8; 32]) -> bool {
+    let mut y = *encoding;
+    y[31] &= 0x7f;
+    small_order_encodings().iter().any(|t| {
+        let mut t = *t;
+        t[31] &= 0x7f;
+        t == y
+    })
+}
+
 /// The canonical encodings of the eight points of small order (the 8-torsion): an `R` that
 /// is one of them is refused, as dalek's `verify_strict` refuses it.
-pub(crate) fn small_order_encodings() -> &'static [[u8; 32]; 8] {
+fn small_order_encodings() -> &'static [[u8; 32]; 8] {
     static ENCODINGS: OnceLock<[[u8; 32]; 8]> = OnceLock::new();
     ENCODINGS
         .get_or_init(|| curve25519_dalek::constants::EIGHT_TORSION.map(|p| p.compress().to_bytes()))
@@ -390,6 +432,39 @@ mod tests {
             let mut random = [0u8; 64];
             crate::random::fill(&mut random).unwrap();
             assert!(!agree(msg, &random));
+        }
+    }
+
+    #[test]
+    fn the_encoding_checks_match_dalek() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        use curve25519_dalek::edwards::CompressedEdwardsY;
+        // Canonical: every small-order point's encoding, and a random key's.
+        for t in EIGHT_TORSION {
+            let e = t.compress().to_bytes();
+            assert!(canonical_point_encoding(&e));
+            assert!(small_order_whatever_its_sign(&e));
+        }
+        let key = SecretIdentity::generate().unwrap().public();
+        let e = key.signing_key().to_bytes();
+        assert!(canonical_point_encoding(&e));
+        assert!(!small_order_whatever_its_sign(&e));
+        // y = p − 1 is canonical; p and above are not.
+        let mut y = P;
+        y[0] = 0xec;
+        assert!(canonical_point_encoding(&y));
+        assert!(!canonical_point_encoding(&P));
+        let mut max = [0xffu8; 32];
+        assert!(!canonical_point_encoding(&max));
+        max[31] = 0x7f;
+        assert!(!canonical_point_encoding(&max));
+        // What dalek decompresses to a point whose encoding differs is refused here.
+        for _ in 0..2000 {
+            let mut e = [0u8; 32];
+            crate::random::fill(&mut e).unwrap();
+            if let Some(p) = CompressedEdwardsY(e).decompress() {
+                assert_eq!(canonical_point_encoding(&e), p.compress().to_bytes() == e);
+            }
         }
     }
 

@@ -138,6 +138,21 @@ fn seal_buffer(
         )
         .map_err(|_| CryptoError::Seal)
     });
+    envelope(buffer, sealed)
+}
+
+/// The envelope of a `buffer` that `sealed` encrypted in place: its tag appended (after the
+/// encryption, so a regrown buffer only ever held ciphertext). A failure wipes the buffer.
+fn envelope(
+    mut buffer: Vec<u8>,
+    sealed: Result<
+        (
+            <Kem as hpke::Kem>::EncappedKey,
+            hpke::aead::AeadTag<ChaCha20Poly1305>,
+        ),
+        CryptoError,
+    >,
+) -> Result<Envelope, CryptoError> {
     match sealed {
         Ok((enc, tag)) => {
             buffer.extend_from_slice(&tag.to_bytes());
@@ -193,14 +208,11 @@ pub fn seal_to_in_place(
     recipient: &[u8; 32],
     info: SealInfo,
     aad: &[u8],
-    mut plaintext: Vec<u8>,
+    plaintext: Vec<u8>,
 ) -> Result<Envelope, CryptoError> {
     match sender.hpke_pair() {
         Ok(pair) => seal_buffer(&OpModeS::Auth(pair), recipient, info, aad, plaintext),
-        Err(e) => {
-            zeroize::Zeroize::zeroize(&mut plaintext);
-            Err(e)
-        }
+        Err(e) => envelope(plaintext, Err(e)),
     }
 }
 
@@ -241,6 +253,7 @@ pub fn seal_to_exporting(
     plaintext: Vec<u8>,
 ) -> Result<(Envelope, ChannelKeys), CryptoError> {
     let mut buffer = plaintext;
+    let mut keys = None;
     let sealed = (|| {
         let (enc, mut ctx) = hpke::setup_sender::<ChaCha20Poly1305, HkdfSha256, Kem>(
             &OpModeS::Auth(sender.hpke_pair()?),
@@ -251,25 +264,11 @@ pub fn seal_to_exporting(
         let tag = ctx
             .seal_inout_detached(buffer.as_mut_slice().into(), aad)
             .map_err(|_| CryptoError::Seal)?;
-        let keys = export_channel(|label, out| ctx.export(label, out))?;
-        Ok((enc, tag, keys))
+        keys = Some(export_channel(|label, out| ctx.export(label, out))?);
+        Ok((enc, tag))
     })();
-    match sealed {
-        Ok((enc, tag, keys)) => {
-            buffer.extend_from_slice(&tag.to_bytes());
-            Ok((
-                Envelope {
-                    enc: enc.to_bytes().to_vec(),
-                    ct: buffer,
-                },
-                keys,
-            ))
-        }
-        Err(e) => {
-            zeroize::Zeroize::zeroize(&mut buffer);
-            Err(e)
-        }
-    }
+    let envelope = envelope(buffer, sealed)?;
+    Ok((envelope, keys.expect("exported whenever sealed")))
 }
 
 /// [`open_from`], also exporting the context's channel keys (docs/protocol.md, channels).

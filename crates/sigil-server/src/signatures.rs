@@ -8,7 +8,7 @@
 //! request verifies its own, after one yield; a few at once keep every worker verifying (one
 //! verifier would leave the other cores waiting for its batch).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sigil_crypto::{Signed, verify_batch};
 use tokio::sync::oneshot;
@@ -20,44 +20,38 @@ const MAX_BATCH: usize = 32;
 type Job = (Signed, oneshot::Sender<bool>);
 
 /// The node's signature verifier.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Verifier {
-    shared: Arc<Shared>,
+    queue: Arc<Mutex<Queue>>,
+    /// The runtime's workers: at most this many verify at once (read at the first request).
+    workers: OnceLock<usize>,
 }
 
-#[derive(Default)]
-struct Shared {
-    queue: Mutex<Queue>,
-}
-
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Queue {
     waiting: Vec<Job>,
     /// How many verify what is waiting (each until the queue is empty).
     verifiers: usize,
 }
 
-impl std::fmt::Debug for Verifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier").finish_non_exhaustive()
-    }
-}
-
 impl Verifier {
     /// Whether `signed` verifies.
     pub(crate) async fn verify(&self, signed: Signed) -> bool {
+        let workers = *self
+            .workers
+            .get_or_init(|| tokio::runtime::Handle::current().metrics().num_workers());
         let (answer, wait) = oneshot::channel();
         let lead = {
-            let mut queue = self.shared.queue.lock().expect("verifier queue");
+            let mut queue = self.queue.lock().expect("verifier queue");
             queue.waiting.push((signed, answer));
-            let lead = queue.verifiers < tokio::runtime::Handle::current().metrics().num_workers();
+            let lead = queue.verifiers < workers;
             queue.verifiers += usize::from(lead);
             lead
         };
         if lead {
             // Whoever takes the lead owes the queue a verifier until it is empty, even if this
             // request goes away while it yields (or a round panics).
-            let mut lead = Lead(Some(self.shared.clone()));
+            let mut lead = Lead(Some(self.queue.clone()));
             tokio::task::yield_now().await;
             // One round (this request's own signature is in it, unless another verifier took
             // it first); what is left goes to a task when the lead is dropped.
@@ -71,15 +65,15 @@ impl Verifier {
 
 /// A place among the queue's verifiers. Dropped while it still counts (the queue not empty, its
 /// request gone, or a round that panicked), it hands the queue to a task of its own.
-struct Lead(Option<Arc<Shared>>);
+struct Lead(Option<Arc<Mutex<Queue>>>);
 
 impl Lead {
     /// Verifies one batch. `false` once the queue is empty and this lead is given up.
     fn round(&mut self) -> bool {
-        let Some(shared) = &self.0 else {
+        let Some(queue) = &self.0 else {
             return false;
         };
-        let more = shared.verify_batch();
+        let more = verify_round(queue);
         if !more {
             self.0 = None;
         }
@@ -89,19 +83,19 @@ impl Lead {
 
 impl Drop for Lead {
     fn drop(&mut self) {
-        if let Some(shared) = self.0.take() {
-            hand_over(shared);
+        if let Some(queue) = self.0.take() {
+            hand_over(queue);
         }
     }
 }
 
 /// Runs the queue to empty on a task of its own (or, with no runtime left, gives the place up
 /// and, if it was the last verifier, drops the waiting jobs: their requests are refused).
-fn hand_over(shared: Arc<Shared>) {
+fn hand_over(queue: Arc<Mutex<Queue>>) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             runtime.spawn(async move {
-                let mut lead = Lead(Some(shared));
+                let mut lead = Lead(Some(queue));
                 loop {
                     tokio::task::yield_now().await;
                     if !lead.round() {
@@ -111,7 +105,7 @@ fn hand_over(shared: Arc<Shared>) {
             });
         }
         Err(_) => {
-            let mut queue = shared.queue.lock().expect("verifier queue");
+            let mut queue = queue.lock().expect("verifier queue");
             queue.verifiers -= 1;
             if queue.verifiers == 0 {
                 queue.waiting.clear();
@@ -120,33 +114,30 @@ fn hand_over(shared: Arc<Shared>) {
     }
 }
 
-impl Shared {
-    /// Verifies and answers up to [`MAX_BATCH`] waiting signatures. `true` when more are
-    /// waiting (the caller is still a verifier); `false` when the queue is empty and the caller
-    /// no longer counts as a verifier.
-    fn verify_batch(&self) -> bool {
-        let jobs: Vec<Job> = {
-            let mut queue = self.queue.lock().expect("verifier queue");
-            let n = queue.waiting.len().min(MAX_BATCH);
-            queue.waiting.drain(..n).collect()
-        };
-        if !jobs.is_empty() {
-            let (batch, answers): (Vec<Signed>, Vec<oneshot::Sender<bool>>) =
-                jobs.into_iter().unzip();
-            crate::telemetry::signature_batch(batch.len());
-            let results = verify_batch(&batch);
-            for (answer, ok) in answers.into_iter().zip(results) {
-                // A request that went away no longer listens.
-                let _ = answer.send(ok);
-            }
+/// Verifies and answers up to [`MAX_BATCH`] waiting signatures. `true` when more are waiting
+/// (the caller is still a verifier); `false` when the queue is empty and the caller no longer
+/// counts as a verifier.
+fn verify_round(queue: &Mutex<Queue>) -> bool {
+    let jobs: Vec<Job> = {
+        let mut queue = queue.lock().expect("verifier queue");
+        let n = queue.waiting.len().min(MAX_BATCH);
+        queue.waiting.drain(..n).collect()
+    };
+    if !jobs.is_empty() {
+        let (batch, answers): (Vec<Signed>, Vec<oneshot::Sender<bool>>) = jobs.into_iter().unzip();
+        crate::telemetry::signature_batch(batch.len());
+        let results = verify_batch(&batch);
+        for (answer, ok) in answers.into_iter().zip(results) {
+            // A request that went away no longer listens.
+            let _ = answer.send(ok);
         }
-        let mut queue = self.queue.lock().expect("verifier queue");
-        if queue.waiting.is_empty() {
-            queue.verifiers -= 1;
-            false
-        } else {
-            true
-        }
+    }
+    let mut queue = queue.lock().expect("verifier queue");
+    if queue.waiting.is_empty() {
+        queue.verifiers -= 1;
+        false
+    } else {
+        true
     }
 }
 
