@@ -22,7 +22,8 @@ fn python_client_signs_seals_writes_and_reads() {
 
     s.write_policy("py", "path \"secret/data/py/*\" {\n  capabilities = [\"create\", \"read\", \"update\", \"delete\"]\n}\n\
          path \"secret/metadata/py/*\" {\n  capabilities = [\"list\"]\n}\n\
-         path \"secret/data/from-rust\" {\n  capabilities = [\"read\"]\n}\n");
+         path \"secret/data/from-rust\" {\n  capabilities = [\"read\"]\n}\n\
+         path \"sys/storage/snapshot\" {\n  capabilities = [\"read\", \"sudo\"]\n}\n");
     ok(s.sigil(&[
         "identity",
         "create",
@@ -46,6 +47,8 @@ fn python_client_signs_seals_writes_and_reads() {
         stdout(&run),
         stderr(&run)
     );
+    // The operator backup was streamed, opened by pyhpke and its snapshot checked.
+    assert!(stderr(&run).contains("streamed)"), "{}", stderr(&run));
     let line = stdout(&run);
     let secret = line
         .trim()

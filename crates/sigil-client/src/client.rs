@@ -374,41 +374,9 @@ impl Client {
         nonce: String,
         channel: Option<&str>,
     ) -> Result<Answer, ClientError> {
-        let key = self.key()?;
-        let url = self.url(path);
-        let signed;
-        let mut fields: Vec<(&'static str, &str)> = Vec::with_capacity(4);
-        if self.mtls {
-            fields.push((headers::SIGIL_NONCE, &nonce));
-        } else {
-            let target = format!(
-                "https://{}{}",
-                &url[Position::BeforeHost..Position::AfterPort],
-                &url[Position::BeforePath..Position::AfterQuery]
-            );
-            let created = now();
-            signed = signature::sign(
-                key,
-                method,
-                &target,
-                body.as_ref().map(|b| b.bytes.as_slice()),
-                (created, created + signature::DEFAULT_VALIDITY_SECS),
-                nonce.clone(),
-            );
-            fields.push((headers::SIGNATURE_INPUT, &signed.signature_input));
-            fields.push((headers::SIGNATURE, &signed.signature));
-            if let Some(digest) = &signed.content_digest {
-                fields.push((headers::CONTENT_DIGEST, digest));
-            }
-        }
-        if let Some(channel) = channel {
-            fields.push((headers::SIGIL_CHANNEL, channel));
-        }
-        let body = body.map(|b| (b.bytes, b.content_type));
-        let reply = self
-            .http
-            .send(http_request(method, &url, &fields, body)?)
-            .await?;
+        let fields = channel.map(|c| (headers::SIGIL_CHANNEL, c));
+        let request = self.signed_request(method, path, body, &nonce, fields.as_slice())?;
+        let reply = self.http.send(request).await?;
         let header = |name: &str| {
             reply
                 .headers
@@ -423,6 +391,98 @@ impl Client {
             bytes: reply.body,
             nonce,
         })
+    }
+
+    /// A request signed (or, over mTLS, carrying its nonce) with `more` headers and `body`.
+    fn signed_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<RawBody>,
+        nonce: &str,
+        more: &[(&'static str, &str)],
+    ) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, ClientError> {
+        let key = self.key()?;
+        let url = self.url(path);
+        let signed;
+        let mut fields: Vec<(&'static str, &str)> = Vec::with_capacity(4);
+        if self.mtls {
+            fields.push((headers::SIGIL_NONCE, nonce));
+        } else {
+            let target = format!(
+                "https://{}{}",
+                &url[Position::BeforeHost..Position::AfterPort],
+                &url[Position::BeforePath..Position::AfterQuery]
+            );
+            let created = now();
+            signed = signature::sign(
+                key,
+                method,
+                &target,
+                body.as_ref().map(|b| b.bytes.as_slice()),
+                (created, created + signature::DEFAULT_VALIDITY_SECS),
+                nonce.to_owned(),
+            );
+            fields.push((headers::SIGNATURE_INPUT, &signed.signature_input));
+            fields.push((headers::SIGNATURE, &signed.signature));
+            if let Some(digest) = &signed.content_digest {
+                fields.push((headers::CONTENT_DIGEST, digest));
+            }
+        }
+        fields.extend_from_slice(more);
+        let body = body.map(|b| (b.bytes, b.content_type));
+        http_request(method, &url, &fields, body)
+    }
+
+    /// Downloads what `GET path` streams (docs/protocol.md §4.7: an operator backup), opening
+    /// each chunk as it arrives and writing it to `out`; returns how many bytes it wrote. A
+    /// stream that ends early or does not open is an error — but what came before it was
+    /// already written: write to a temporary file and keep it only on success.
+    pub async fn download(
+        &self,
+        path: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64, ClientError> {
+        if self.output_policy {
+            return Err(ClientError::OutputPolicy {
+                method: "GET".to_owned(),
+                path: path.split('?').next().unwrap_or(path).to_owned(),
+            });
+        }
+        let server = self.server_key().await?.clone();
+        let key = self.key()?;
+        let nonce = sigil_crypto::random::nonce().map_err(|_| rng())?;
+        let accept = [(http::header::ACCEPT.as_str(), headers::SEALED_STREAM)];
+        let request = self.signed_request("GET", path, None, &nonce, &accept)?;
+        let mut answer = self.http.send_streaming(request).await?;
+        if !(200..300).contains(&answer.status) {
+            let bytes = answer.body_up_to(64 * 1024).await?;
+            return Err(api_error(answer.status, &bytes));
+        }
+        let media = answer.headers.get(http::header::CONTENT_TYPE);
+        if media.and_then(|v| v.to_str().ok()) != Some(headers::SEALED_STREAM) {
+            return Err(ClientError::Response(
+                "the server did not stream its answer".into(),
+            ));
+        }
+        let bad = |e: sealed::BodyError| ClientError::Response(e.to_string());
+        let mut reader = sigil_proto::stream::StreamReader::new(
+            key.encryption_key(),
+            server.encryption_key(),
+            answer.status,
+            &nonce,
+        );
+        let mut written = 0u64;
+        while let Some(bytes) = answer.next_bytes().await? {
+            reader.push(&bytes).map_err(bad)?;
+            while let Some(chunk) = reader.next_chunk().map_err(bad)? {
+                out.write_all(&chunk)
+                    .map_err(|e| ClientError::Config(format!("writing the download: {e}")))?;
+                written += chunk.len() as u64;
+            }
+        }
+        reader.finish().map_err(bad)?;
+        Ok(written)
     }
 
     /// [`Client::send`], with anything but 2xx as an error.

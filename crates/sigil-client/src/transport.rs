@@ -61,6 +61,46 @@ pub(crate) struct Reply {
     pub(crate) body: Bytes,
 }
 
+/// An answer whose body is read as it comes ([`Transport::send_streaming`]).
+pub(crate) struct Streaming {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    body: hyper::body::Incoming,
+    /// Kept until the body is read.
+    _connection: SendRequest<Full<Bytes>>,
+}
+
+impl Streaming {
+    /// The body's next bytes (`None`: it ended).
+    pub(crate) async fn next_bytes(&mut self) -> Result<Option<Bytes>, ClientError> {
+        loop {
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(transport_error("reading the answer", &e)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The body whole, if it is at most `limit` bytes (an error's).
+    pub(crate) async fn body_up_to(&mut self, limit: usize) -> Result<Vec<u8>, ClientError> {
+        let mut out = Vec::new();
+        while let Some(bytes) = self.next_bytes().await? {
+            if out.len() + bytes.len() > limit {
+                return Err(ClientError::Response(
+                    "the error answer is too large".into(),
+                ));
+            }
+            out.extend_from_slice(&bytes);
+        }
+        Ok(out)
+    }
+}
+
 /// An HTTP proxy reached with `CONNECT` (`HTTPS_PROXY`, else `ALL_PROXY`; `NO_PROXY` exempts).
 struct Proxy {
     host: String,
@@ -185,6 +225,32 @@ impl Transport {
                 body,
             });
         }
+    }
+
+    /// Sends `req` on a connection of its own and hands back the answer as it comes (a large
+    /// answer: the connection is not pooled, and closes when the answer is dropped).
+    pub(crate) async fn send_streaming(
+        &self,
+        mut req: Request<Full<Bytes>>,
+    ) -> Result<Streaming, ClientError> {
+        req.headers_mut()
+            .insert(header::HOST, self.authority.clone());
+        let mut sender = self.connect().await?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| transport_error("starting HTTP/1.1", &e))?;
+        let response = sender
+            .send_request(req)
+            .await
+            .map_err(|e| transport_error("sending the request", &e))?;
+        let (parts, body) = response.into_parts();
+        Ok(Streaming {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+            _connection: sender,
+        })
     }
 
     fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {

@@ -196,46 +196,78 @@ pub fn encode(
 /// Reads and checks a snapshot: its format, its checksum, its signature, and — when `pinned`
 /// (a keyid or a `sigil1…` identity) is given — that the server it expects signed it.
 pub fn decode(bytes: &[u8], pinned: Option<&str>) -> Result<Snapshot, SnapshotError> {
-    let (header, body) = checked(bytes, pinned)?;
     let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
-    walk_entries(body, header.entries, &mut |k, v| {
+    let header = read(bytes, pinned, &mut |k, v| {
         entries.push((k.to_owned(), v.to_vec()))
     })?;
     Ok(Snapshot { header, entries })
 }
 
-/// Checks a snapshot as [`decode`] does, entries included, without copying them: its header.
+/// Checks a snapshot as [`decode`] does, entries included, without keeping them: its header.
 pub fn check(bytes: &[u8], pinned: Option<&str>) -> Result<Header, SnapshotError> {
-    let (header, body) = checked(bytes, pinned)?;
-    walk_entries(body, header.entries, &mut |_, _| {})?;
-    Ok(header)
+    read(bytes, pinned, &mut |_, _| {})
 }
 
-/// The header, checked, and the entries' bytes, whose checksum it vouches for.
-fn checked<'a>(bytes: &'a [u8], pinned: Option<&str>) -> Result<(Header, &'a [u8]), SnapshotError> {
-    let rest = bytes
-        .strip_prefix(MAGIC)
-        .ok_or_else(|| bad("it does not start with SIGIL-SNAPSHOT-1"))?;
-    let end = rest
-        .iter()
-        .take(MAX_HEADER)
-        .position(|b| *b == b'\n')
-        .ok_or_else(|| bad("no header line"))?;
-    let header: Header = serde_json::from_slice(&rest[..end])
-        .map_err(|e| bad(format!("the header is not valid: {e}")))?;
-    let body = &rest[end + 1..];
-    if body.len() as u64 != header.body_bytes {
+/// [`check`] of a snapshot read from `file` as it goes, an entry at a time: a snapshot of any
+/// size is checked without holding it in memory.
+pub fn check_file(file: &std::path::Path, pinned: Option<&str>) -> Result<Header, SnapshotError> {
+    let f = std::fs::File::open(file)
+        .map_err(|e| bad(format!("{} cannot be read: {e}", file.display())))?;
+    read(std::io::BufReader::new(f), pinned, &mut |_, _| {})
+}
+
+/// Reads a snapshot from `r`: the magic line, the header (its signature, and its signer
+/// against `pinned`), then each entry, handed to `visit` (which must not act on them before
+/// this returns: the checksum is known only at the end), then the entries' length and
+/// checksum against the header's, and the end of the file.
+fn read<R: std::io::BufRead>(
+    r: R,
+    pinned: Option<&str>,
+    visit: &mut dyn FnMut(&str, &[u8]),
+) -> Result<Header, SnapshotError> {
+    use std::io::{BufRead as _, Read as _};
+    let mut r = r;
+    let mut magic = [0u8; MAGIC.len()];
+    if r.read_exact(&mut magic).is_err() || magic != MAGIC {
+        return Err(bad("it does not start with SIGIL-SNAPSHOT-1"));
+    }
+    let mut line = Vec::new();
+    (&mut r)
+        .take(MAX_HEADER as u64)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| bad(format!("the header cannot be read: {e}")))?;
+    if line.pop() != Some(b'\n') {
+        return Err(bad("no header line"));
+    }
+    let header: Header =
+        serde_json::from_slice(&line).map_err(|e| bad(format!("the header is not valid: {e}")))?;
+    check_signer(&header, pinned)?;
+    let mut body = Hashing {
+        inner: r,
+        hash: Sha256::new(),
+        bytes: 0,
+    };
+    walk_entries(&mut body, header.entries, header.body_bytes, visit)?;
+    if body.bytes != header.body_bytes {
         return Err(bad(format!(
             "it holds {} bytes of entries, the header says {}: the file is cut short or has bytes added",
-            body.len(),
-            header.body_bytes
+            body.bytes, header.body_bytes
         )));
     }
-    if sigil_crypto::hex(&Sha256::digest(body)) != header.body_sha256 {
+    let mut more = [0u8; 1];
+    if !matches!(body.inner.read(&mut more), Ok(0)) {
+        return Err(bad("bytes after the last entry: the file has bytes added"));
+    }
+    if sigil_crypto::hex(&body.hash.finalize()) != header.body_sha256 {
         return Err(bad(
             "the entries do not match their SHA-256: the file was damaged or changed",
         ));
     }
+    Ok(header)
+}
+
+/// The header's signature, by the server key it names, and that key against `pinned`.
+fn check_signer(header: &Header, pinned: Option<&str>) -> Result<(), SnapshotError> {
     let key = PublicIdentity::parse(&header.server_key)
         .map_err(|_| bad("the header's server_key is not a sigil1… identity"))?;
     let signature = b64url_decode(&header.signature)
@@ -251,58 +283,71 @@ fn checked<'a>(bytes: &'a [u8], pinned: Option<&str>) -> Result<(Header, &'a [u8
             key.keyid()
         )));
     }
-    Ok((header, body))
+    Ok(())
 }
 
-/// Reads `count` entries that take `body` exactly, keys strictly ascending.
-#[cfg(test)]
-fn read_entries(body: &[u8], count: u64) -> Result<Vec<(String, Vec<u8>)>, SnapshotError> {
-    let mut entries = Vec::new();
-    walk_entries(body, count, &mut |k, v| {
-        entries.push((k.to_owned(), v.to_vec()))
-    })?;
-    Ok(entries)
+/// A reader that hashes and counts what it reads.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+    bytes: u64,
 }
 
-/// Hands `visit` the `count` entries that take `body` exactly, keys strictly ascending.
-fn walk_entries<'a>(
-    mut body: &'a [u8],
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads `count` entries from `body`, which holds at most `limit` bytes of them, keys strictly
+/// ascending, handing each to `visit`. A length is believed only as far as bytes arrive: a
+/// value announced as 4 GiB is not allocated before it is there.
+fn walk_entries<R: std::io::Read>(
+    body: &mut R,
     count: u64,
-    visit: &mut dyn FnMut(&'a str, &'a [u8]),
+    limit: u64,
+    visit: &mut dyn FnMut(&str, &[u8]),
 ) -> Result<(), SnapshotError> {
-    fn take<'a>(body: &mut &'a [u8], n: usize) -> Result<&'a [u8], SnapshotError> {
-        if body.len() < n {
-            return Err(bad("an entry runs past the end of the file"));
+    use std::io::Read as _;
+    let mut left = limit;
+    let mut take = |body: &mut R, n: u64, out: &mut Vec<u8>| -> Result<(), SnapshotError> {
+        out.clear();
+        let cut = || bad("an entry runs past the end of the file: it is cut short");
+        if n > left {
+            return Err(cut());
         }
-        let (head, tail) = body.split_at(n);
-        *body = tail;
-        Ok(head)
-    }
-    fn length(body: &mut &[u8]) -> Result<usize, SnapshotError> {
-        let b = take(body, 4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-    }
-    // Each entry takes at least 8 bytes: a count beyond that is a lie, not an allocation.
-    if count > body.len() as u64 / 8 + 1 {
-        return Err(bad("more entries announced than the file can hold"));
-    }
-    let mut previous: Option<&str> = None;
-    for _ in 0..count {
-        let n = length(&mut body)?;
-        if n > MAX_KEY {
+        match body.take(n).read_to_end(out) {
+            Ok(got) if got as u64 == n => {
+                left -= n;
+                Ok(())
+            }
+            Ok(_) => Err(cut()),
+            Err(e) => Err(bad(format!("the file cannot be read: {e}"))),
+        }
+    };
+    let mut length = [0u8; 4].to_vec();
+    let mut key = Vec::new();
+    let mut previous = Vec::new();
+    let mut value = Vec::new();
+    for i in 0..count {
+        take(body, 4, &mut length)?;
+        let n = u32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+        if n as usize > MAX_KEY {
             return Err(bad("a key longer than 64 KiB"));
         }
-        let key =
-            std::str::from_utf8(take(&mut body, n)?).map_err(|_| bad("a key that is not UTF-8"))?;
-        if previous.is_some_and(|prev| prev >= key) {
+        take(body, u64::from(n), &mut key)?;
+        let k = std::str::from_utf8(&key).map_err(|_| bad("a key that is not UTF-8"))?;
+        if i > 0 && previous.as_slice() >= key.as_slice() {
             return Err(bad("keys out of order or repeated"));
         }
-        previous = Some(key);
-        let n = length(&mut body)?;
-        visit(key, take(&mut body, n)?);
-    }
-    if !body.is_empty() {
-        return Err(bad("bytes after the last entry"));
+        take(body, 4, &mut length)?;
+        let n = u32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+        take(body, u64::from(n), &mut value)?;
+        visit(k, &value);
+        std::mem::swap(&mut previous, &mut key);
     }
     Ok(())
 }
@@ -310,6 +355,19 @@ fn walk_entries<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads `count` entries that must take `body` exactly.
+    fn read_entries(mut body: &[u8], count: u64) -> Result<Vec<(String, Vec<u8>)>, SnapshotError> {
+        let mut entries = Vec::new();
+        let limit = body.len() as u64;
+        walk_entries(&mut body, count, limit, &mut |k, v| {
+            entries.push((k.to_owned(), v.to_vec()))
+        })?;
+        if !body.is_empty() {
+            return Err(bad("bytes after the last entry"));
+        }
+        Ok(entries)
+    }
 
     fn sample(server: &SecretIdentity) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
         let entries = vec![
@@ -346,14 +404,31 @@ mod tests {
         let server = SecretIdentity::generate().unwrap();
         let (_, bytes) = sample(&server);
         let err = |b: &[u8]| decode(b, None).unwrap_err().0;
-        // A flipped byte in the entries, the file cut short, bytes appended.
+        // A flipped byte in a value (the last entry's is empty: flip the one before its
+        // length), a flipped length, the file cut short, bytes appended.
         let mut flipped = bytes.clone();
-        *flipped.last_mut().unwrap() ^= 1;
+        let at = bytes.len() - 1 - 4 - 1 - 4 - 1;
+        flipped[at] ^= 1;
         assert!(err(&flipped).contains("SHA-256"));
+        let mut longer = bytes.clone();
+        *longer.last_mut().unwrap() ^= 1;
+        assert!(err(&longer).contains("cut short"));
         assert!(err(&bytes[..bytes.len() - 1]).contains("cut short"));
-        assert!(err(&[&bytes[..], b"x"].concat()).contains("cut short"));
-        // `check` refuses what `decode` refuses.
-        for damaged in [&flipped[..], &bytes[..bytes.len() - 1]] {
+        assert!(err(&[&bytes[..], b"x"].concat()).contains("bytes added"));
+        // `check` and `check_file` refuse what `decode` refuses.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("snap");
+        std::fs::write(&file, &bytes).unwrap();
+        assert_eq!(
+            check_file(&file, None).unwrap(),
+            check(&bytes, None).unwrap()
+        );
+        for damaged in [&flipped[..], &bytes[..bytes.len() - 1], &longer[..]] {
+            std::fs::write(&file, damaged).unwrap();
+            assert_eq!(
+                check_file(&file, None).unwrap_err(),
+                decode(damaged, None).unwrap_err()
+            );
             assert_eq!(
                 check(damaged, None).unwrap_err(),
                 decode(damaged, None).unwrap_err()
@@ -397,7 +472,7 @@ mod tests {
         let e = |b: &[u8], n: u64| read_entries(b, n).unwrap_err().0;
         assert!(e(&two, 3).contains("past the end"));
         assert!(e(&two, 1).contains("after the last entry"));
-        assert!(e(&two, u64::MAX).contains("more entries announced"));
+        assert!(e(&two, u64::MAX).contains("cut short"));
         let reversed = [entry(b"b", b"2"), entry(b"a", b"1")].concat();
         assert!(e(&reversed, 2).contains("out of order"));
         let repeated = [entry(b"a", b"2"), entry(b"a", b"1")].concat();

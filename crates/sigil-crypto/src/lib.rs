@@ -21,6 +21,7 @@ mod keyid;
 pub mod random;
 mod seal;
 pub mod shamir;
+mod stream;
 
 pub use barrier::{BarrierKey, KeyTerm};
 pub use batch::{Signed, verify_batch};
@@ -32,3 +33,4 @@ pub use seal::{
     ChannelKey, ChannelKeys, EncryptionKey, Envelope, SealInfo, open_base, open_from,
     open_from_exporting, seal_base_to, seal_to, seal_to_exporting, seal_to_in_place,
 };
+pub use stream::{StreamOpener, StreamSealer, TAG_LEN};

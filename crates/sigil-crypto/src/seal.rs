@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::{CryptoError, random};
 
-type Kem = X25519HkdfSha256;
+pub(crate) type Kem = X25519HkdfSha256;
 
 /// The `info` string that binds a sealed body to its purpose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,16 +26,19 @@ pub enum SealInfo {
     /// What a cluster's leader hands a node an admin admitted: the root key, sealed by the
     /// server key to the node's join key (docs/protocol.md §13).
     Join,
+    /// A sealed stream's chunks, server → client (docs/protocol.md §4.7).
+    ResponseStream,
 }
 
 impl SealInfo {
-    fn bytes(self) -> &'static [u8] {
+    pub(crate) fn bytes(self) -> &'static [u8] {
         match self {
             SealInfo::Request => b"sigil/v1/request",
             SealInfo::Response => b"sigil/v1/response",
             SealInfo::Share => b"sigil/v1/share",
             SealInfo::Unseal => b"sigil/v1/unseal",
             SealInfo::Join => b"sigil/v1/join",
+            SealInfo::ResponseStream => b"sigil/v1/response-stream",
         }
     }
 }
@@ -76,13 +79,13 @@ impl EncryptionKey {
         self.public
     }
 
-    fn hpke_private(&self) -> <Kem as hpke::Kem>::PrivateKey {
+    pub(crate) fn hpke_private(&self) -> <Kem as hpke::Kem>::PrivateKey {
         <Kem as hpke::Kem>::PrivateKey::from_bytes(&self.secret[..])
             .expect("32 bytes are an X25519 key")
     }
 
     /// The key pair as HPKE's sender identity (the public half is not computed again).
-    fn hpke_pair(
+    pub(crate) fn hpke_pair(
         &self,
     ) -> Result<
         (
@@ -104,7 +107,7 @@ pub struct Envelope {
     pub ct: Vec<u8>,
 }
 
-fn public_key(bytes: &[u8; 32]) -> Result<<Kem as hpke::Kem>::PublicKey, CryptoError> {
+pub(crate) fn public_key(bytes: &[u8; 32]) -> Result<<Kem as hpke::Kem>::PublicKey, CryptoError> {
     <Kem as hpke::Kem>::PublicKey::from_bytes(bytes).map_err(|_| CryptoError::InvalidKey)
 }
 

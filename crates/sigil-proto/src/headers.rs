@@ -10,6 +10,9 @@ pub const CONTENT_DIGEST: &str = "content-digest";
 pub const SIGIL_NONCE: &str = "sigil-nonce";
 /// Media type of a sealed body.
 pub const SEALED_JSON: &str = "application/vnd.sigil.sealed+json";
+/// Media type of a sealed stream (docs/protocol.md §4.7): asked for with `Accept` where an
+/// endpoint can stream its answer (an operator backup).
+pub const SEALED_STREAM: &str = "application/vnd.sigil.sealed-stream";
 /// Vault's token header, which Sigil refuses.
 pub const VAULT_TOKEN: &str = "x-vault-token";
 /// Channels (docs/protocol.md): `new` or an id in requests, `<id>; ttl=<seconds>` in the

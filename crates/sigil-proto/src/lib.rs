@@ -15,6 +15,7 @@ mod error;
 pub mod headers;
 pub mod raft;
 pub mod signature;
+pub mod stream;
 pub mod sys;
 
 pub use error::ErrorBody;

@@ -52,6 +52,10 @@ pub struct ServerConfig {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Scheduled snapshots (`[[snapshot]]`), taken by the active node.
     pub snapshots: Vec<crate::snapshots::SnapshotSchedule>,
+    /// Where a streamed operator backup spools the snapshot's entries before it sends them
+    /// (an unnamed file, gone when the backup ends): the data directory. `None` (a transient
+    /// server): in memory.
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 /// Why the server could not start.
@@ -181,6 +185,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
             reload_source: config.reload,
             reloading: std::sync::Mutex::new(()),
             cluster: config.cluster,
+            spool_dir: config.spool_dir,
             node: config.node,
             fresh: crate::auth::Freshness {
                 hosts: crate::auth::Hosts::new(

@@ -312,15 +312,35 @@ pub(super) async fn save_snapshot(
     file: &std::path::Path,
     what: &str,
 ) -> anyhow::Result<()> {
+    use std::io::Write as _;
     let c = config::client(client)?;
-    let resp = c.request("GET", path, None).await?;
-    let bytes = resp.data()["snapshot"]
-        .as_str()
-        .and_then(|s| sigil_crypto::b64url_decode(s).ok())
-        .ok_or_else(|| anyhow::anyhow!("the server's answer holds no snapshot"))?;
-    // Checked before it is kept: whole, and signed by the server this client pins.
-    let h = sigil_core::snapshot::check(&bytes, client.server_key.as_deref())?;
-    crate::keyfile::write_private_file(file, &bytes)?;
+    if file.exists() {
+        anyhow::bail!(
+            "{} already exists; refusing to overwrite it",
+            file.display()
+        );
+    }
+    // Streamed (docs/protocol.md §4.7) into a private temporary file beside `file`, checked —
+    // whole, and signed by the server this client pins — and only then given its name.
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".sigil-snapshot-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    let written = tmp.path().display().to_string();
+    let mut out = std::io::BufWriter::new(tmp.as_file_mut());
+    c.download(path, &mut out).await?;
+    out.flush()
+        .and_then(|()| out.get_ref().sync_all())
+        .with_context(|| format!("cannot write {written}"))?;
+    drop(out);
+    let h = sigil_core::snapshot::check_file(tmp.path(), client.server_key.as_deref())?;
+    tmp.persist_noclobber(file)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", file.display(), e.error))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).ok();
     println!(
         "Success! {what} written to {}: {} entries, keyring term {}, taken at {}, SHA-256 of the entries {}.",
         file.display(),

@@ -4,6 +4,7 @@
 //! audited, run by the core or the server ([`logical`], [`sys`], [`rekey`]) and sealed.
 
 mod authn;
+mod backup;
 mod blocking;
 mod body;
 mod cluster;

@@ -31,6 +31,8 @@ pub(crate) struct AppState {
     pub(crate) reloading: std::sync::Mutex<()>,
     /// The cluster this node is a member of, with raft storage.
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Where a streamed backup spools its entries (`None`: in memory).
+    pub(crate) spool_dir: Option<std::path::PathBuf>,
 }
 
 /// A built client-certificate trust and what it was built from.

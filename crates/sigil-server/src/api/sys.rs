@@ -38,7 +38,7 @@ pub(super) async fn handle(
         ("sys/rekey", Operation::Delete) => rekey::cancel(state, reply, path),
         ("sys/reload", _) if write => reload(state, reply, path).await,
         ("sys/storage/snapshot" | "sys/storage/raft/snapshot", Operation::Read) => {
-            snapshot(reply, path).await
+            snapshot(state, reply, path).await
         }
         ("sys/storage/raft/snapshot", _) if write => {
             restore::stage(state, reply, path, data.take()).await
@@ -74,10 +74,17 @@ async fn reload(
     ))
 }
 
-/// `sys/storage/snapshot` (read and sudo): an online backup, checked as a restore would
-/// check it.
-async fn snapshot(reply: &Reply<'_>, path: &str) -> Result<Response, ApiError> {
+/// `sys/storage/snapshot` (read and sudo): an online backup. Streamed when the caller asks
+/// (api/backup.rs); otherwise checked as a restore would check it and sealed whole, in JSON.
+async fn snapshot(
+    state: &Arc<AppState>,
+    reply: &Reply<'_>,
+    path: &str,
+) -> Result<Response, ApiError> {
     reply.authorize_sudo(path, Capability::Read)?;
+    if reply.accepts_stream {
+        return super::backup::stream_snapshot(reply, state.spool_dir.clone()).await;
+    }
     let worker = Arc::clone(reply.core);
     let bytes = blocking(move || worker.snapshot().map_err(ApiError::from)).await?;
     let header = sigil_core::snapshot::check(&bytes, None).map_err(|e| {

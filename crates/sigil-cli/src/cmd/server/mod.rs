@@ -213,6 +213,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         metrics_listen: plan.metrics_listen,
         cluster: cluster_of,
         snapshots: plan.snapshots.clone(),
+        spool_dir: plan.data_dir.clone(),
         reload: Some(std::sync::Arc::new(reload::ConfigReload::new(
             args.clone(),
             &plan,

@@ -1,0 +1,169 @@
+//! An operator backup as a sealed stream (docs/protocol.md §4.7): the snapshot's entries are
+//! written to a spool — an unnamed file in the data directory, or memory for a transient
+//! server — then the snapshot (header, entries) is read back a chunk at a time, each chunk
+//! sealed to the caller and sent as it is sealed. Neither the snapshot nor its sealed form is
+//! ever held whole in memory on a persistent server.
+
+use std::io::{Read as _, Seek as _};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use sigil_proto::headers;
+use sigil_proto::stream::{CHUNK, StreamWriter};
+
+use super::blocking::blocking;
+use crate::error::ApiError;
+use crate::sealing::Reply;
+
+/// Frames sealed ahead of the client: at most this many wait in memory.
+const AHEAD: usize = 4;
+
+/// Where a snapshot's entries wait while its header is made.
+enum Spool {
+    File(std::fs::File),
+    Memory(std::io::Cursor<Vec<u8>>),
+}
+
+impl Spool {
+    fn new(dir: Option<&Path>) -> std::io::Result<Spool> {
+        Ok(match dir {
+            Some(dir) => Spool::File(tempfile::tempfile_in(dir)?),
+            None => Spool::Memory(std::io::Cursor::new(Vec::new())),
+        })
+    }
+
+    fn rewind(&mut self) -> std::io::Result<()> {
+        match self {
+            Spool::File(f) => f.rewind(),
+            Spool::Memory(m) => m.rewind(),
+        }
+    }
+}
+
+impl std::io::Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Spool::File(f) => f.write(buf),
+            Spool::Memory(m) => m.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Spool::File(f) => f.flush(),
+            Spool::Memory(m) => m.flush(),
+        }
+    }
+}
+
+impl std::io::Read for Spool {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Spool::File(f) => f.read(buf),
+            Spool::Memory(m) => m.read(buf),
+        }
+    }
+}
+
+/// The sealed stream of a snapshot taken now, for the caller of `reply`; its entries spooled
+/// in `spool_dir` (`None`: in memory).
+pub(super) async fn stream_snapshot(
+    reply: &Reply<'_>,
+    spool_dir: Option<std::path::PathBuf>,
+) -> Result<Response, ApiError> {
+    let core = Arc::clone(reply.core);
+    let (prefix, spool, body_bytes) = blocking(move || {
+        let internal = |what: &str, e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "backup: {what}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the backup could not be spooled",
+            )
+        };
+        let spool = Spool::new(spool_dir.as_deref()).map_err(|e| internal("spool", &e))?;
+        let (header, spool) = core
+            .snapshot_to(std::io::BufWriter::new(spool))
+            .map_err(ApiError::from)?;
+        let mut spool = spool
+            .into_inner()
+            .map_err(|e| internal("spool", &e.into_error()))?;
+        spool.rewind().map_err(|e| internal("spool", &e))?;
+        Ok((header.prefix(), spool, header.body_bytes))
+    })
+    .await?;
+    let server = reply.core.server_identity().encryption_key();
+    let client = reply.authn.caller.public.encryption_key();
+    let (writer, enc) =
+        StreamWriter::new(server, client, StatusCode::OK.as_u16(), &reply.authn.nonce)
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))?;
+    let plain = prefix.len() as u64 + body_bytes;
+    let frames = plain.div_ceil(CHUNK as u64).max(1);
+    let length = enc.len() as u64 + frames * (5 + sigil_crypto::TAG_LEN as u64) + plain;
+    let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
+    let _ = tx.try_send(Ok(Bytes::from(enc)));
+    tokio::task::spawn_blocking(move || send_frames(writer, prefix, spool, body_bytes, &tx));
+    let mut response = Response::new(Body::new(Frames(rx)));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(headers::SEALED_STREAM),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    Ok(response)
+}
+
+/// Reads the snapshot (`prefix`, then `body_bytes` from `spool`) a chunk at a time, sealing
+/// each into a frame for `tx`. A read that fails ends the body early (the client refuses a
+/// stream without its last frame); a client that goes away ends the reading.
+fn send_frames(
+    mut writer: StreamWriter,
+    prefix: Vec<u8>,
+    spool: Spool,
+    body_bytes: u64,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+) {
+    let mut rest = std::io::Read::chain(&prefix[..], spool.take(body_bytes));
+    let mut left = prefix.len() as u64 + body_bytes;
+    loop {
+        let n = left.min(CHUNK as u64) as usize;
+        let mut chunk = vec![0u8; n];
+        let frame = rest
+            .read_exact(&mut chunk)
+            .and_then(|()| {
+                left -= n as u64;
+                writer
+                    .frame(chunk, left == 0)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            })
+            .map(Bytes::from);
+        let failed = frame.is_err();
+        if let Err(e) = &frame {
+            tracing::error!(error = %e, "backup: the stream ended early");
+        }
+        if tx.blocking_send(frame).is_err() || failed || left == 0 {
+            return;
+        }
+    }
+}
+
+/// An answer's body from frames as they are sealed.
+struct Frames(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|frame| frame.map(|f| f.map(http_body::Frame::data)))
+    }
+}
