@@ -1,12 +1,13 @@
-//! One audit device: a writer thread that owns the sink (file, TCP or Unix socket), the hash
-//! chain and the HMAC key, fed through a bounded queue. A slow or hung sink makes writes fail
-//! within the timeout; it never blocks a request for longer.
+//! One audit device: a writer that owns the sink (file, TCP or Unix socket), the hash chain and
+//! the HMAC key, fed through a bounded queue. A socket's writer is a thread of its own, so a
+//! slow or hung socket makes writes fail within the timeout and never blocks a request for
+//! longer; a file is written by the requests themselves (inline.rs).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
@@ -17,12 +18,13 @@ use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 use super::chain;
+use super::inline::Inline;
 use super::entry::{Entry, json_str};
 
 /// Entries waiting for one device; more are refused at once. Requests wait for their entry
 /// on the async workers, so as many can wait as there are requests in flight: room for one
 /// per connection the server accepts (4096).
-const QUEUE: usize = 4096;
+pub(super) const QUEUE: usize = 4096;
 /// Entries written together at most: those queued while the previous write ran.
 const MAX_BATCH: usize = 256;
 /// How long a socket write may block.
@@ -89,7 +91,7 @@ impl Rotation {
 /// The answer to one entry: written, or why not.
 pub(crate) type Written = oneshot::Receiver<Result<(), String>>;
 
-pub(crate) enum Job {
+pub(super) enum Job {
     /// A line body (`Hasher::body`).
     Entry(Vec<u8>, oneshot::Sender<Result<(), String>>),
     Close(SyncSender<()>),
@@ -97,9 +99,27 @@ pub(crate) enum Job {
     Reopen(SyncSender<()>),
 }
 
+/// How jobs reach a device's writer.
+enum Jobs {
+    /// A thread of its own (sockets).
+    Thread(SyncSender<Job>),
+    /// The requests themselves (files).
+    Inline(Arc<Inline>),
+}
+
+impl Jobs {
+    /// Hands `job` on; `false` if it was refused (closed, or the queue is full).
+    fn send(&self, job: Job) -> bool {
+        match self {
+            Jobs::Thread(tx) => tx.try_send(job).is_ok(),
+            Jobs::Inline(inline) => inline.submit(job),
+        }
+    }
+}
+
 pub(crate) struct Device {
     pub(crate) name: String,
-    jobs: SyncSender<Job>,
+    jobs: Jobs,
     hasher: Arc<Hasher>,
     /// Entries queued and not yet written (or failed).
     pub(crate) depth: Arc<AtomicUsize>,
@@ -208,18 +228,19 @@ impl Open {
     }
 
     /// Writes whole lines. On failure, says how many bytes the sink took: none for a file (cut
-    /// back to its length before the write, read now, since it may have been rotated), any
-    /// number for a socket.
+    /// back by what this write added, its length read after the failure, since the file may
+    /// have been rotated or truncated meanwhile), any number for a socket.
     fn write_lines(&mut self, bytes: &[u8]) -> Result<(), (usize, std::io::Error)> {
         match self {
-            Open::File(f) => {
-                let len = f.metadata().map_err(|e| (0, e))?.len();
+            Open::File(f) => write_counting(f, bytes).map_err(|(sent, e)| {
                 // A failed write must not leave a fragment the next line would be glued to.
-                f.write_all(bytes).map_err(|e| {
-                    let _ = f.set_len(len);
-                    (0, e)
-                })
-            }
+                if sent > 0
+                    && let Ok(meta) = f.metadata()
+                {
+                    let _ = f.set_len(meta.len().saturating_sub(sent as u64));
+                }
+                (0, e)
+            }),
             Open::Tcp(s) => write_counting(s, bytes),
             Open::Unix(s) => write_counting(s, bytes),
         }
@@ -260,7 +281,7 @@ fn file_tail(path: &PathBuf) -> (String, u64) {
     tail().ok().flatten().unwrap_or_default()
 }
 
-struct Writer {
+pub(super) struct Writer {
     sink: Sink,
     rotate: Option<Rotation>,
     open: Option<Open>,
@@ -312,6 +333,50 @@ impl Batch {
     /// How many of the batch's lines lie whole within its first `sent` bytes.
     fn whole_lines(&self, sent: usize) -> usize {
         self.ends.iter().take_while(|(end, _)| *end <= sent).count()
+    }
+}
+
+#[cfg(test)]
+impl Writer {
+    /// A writer at the start of a chain, a checkpoint every three entries.
+    pub(super) fn for_tests(sink: Sink, server: Arc<SecretIdentity>) -> Writer {
+        Writer {
+            sink,
+            rotate: None,
+            open: None,
+            chain: ChainState {
+                prev: String::new(),
+                seq: 0,
+                since_checkpoint: 0,
+            },
+            checkpoint_every: 3,
+            server,
+            depth: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The count of entries waiting, shared with the device.
+    pub(super) fn depth_for_tests(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.depth)
+    }
+
+    /// Entries as `Device::submit` queues them (counted), and their answers.
+    pub(super) fn queued<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+    ) -> (Vec<Job>, Vec<Written>) {
+        let (jobs, answers): (Vec<_>, Vec<_>) = paths
+            .into_iter()
+            .map(|path| {
+                let (reply, answer) = oneshot::channel();
+                let data = serde_json::json!({ "password": "hunter2" });
+                let mut entry = Entry::new("request");
+                entry.str("path", path).data(&data);
+                (Job::Entry(Hasher::new(&[7; 32]).body(&entry), reply), answer)
+            })
+            .unzip();
+        self.depth.fetch_add(jobs.len(), Ordering::Relaxed);
+        (jobs, answers)
     }
 }
 
@@ -384,7 +449,7 @@ impl Writer {
     /// whole, and the chain moves on to the last line that did: all of them, none (a file cut
     /// back after a failed write), or the first few (a socket that broke in the middle).
     /// Returns whether the device was closed.
-    fn run_batch(&mut self, jobs: &mut Vec<Job>) -> bool {
+    pub(super) fn run_batch(&mut self, jobs: &mut Vec<Job>) -> bool {
         let mut batch = Batch::new(self.chain.clone());
         let mut replies = Vec::with_capacity(jobs.len());
         let mut closed = None;
@@ -444,6 +509,21 @@ impl Writer {
         }
     }
 
+    /// Answers jobs that came after a close: entries refused, controls done.
+    pub(super) fn refuse(&self, jobs: Vec<Job>) {
+        for job in jobs {
+            match job {
+                Job::Entry(_, reply) => {
+                    self.depth.fetch_sub(1, Ordering::Relaxed);
+                    let _ = reply.send(Err("the device is closed".to_owned()));
+                }
+                Job::Close(done) | Job::Reopen(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
     fn run(mut self, jobs: &Receiver<Job>) {
         let mut batch = Vec::new();
         while let Ok(job) = jobs.recv() {
@@ -496,13 +576,19 @@ impl Device {
             checkpoint_every,
             server,
         };
-        let (tx, rx) = sync_channel(QUEUE);
-        std::thread::Builder::new()
-            .name(format!("sigil-audit-{}", config.name))
-            .spawn(move || writer.run(&rx))?;
+        let jobs = match config.sink {
+            Sink::File(_) => Jobs::Inline(Inline::new(writer)),
+            Sink::Tcp(_) | Sink::Unix(_) => {
+                let (tx, rx) = sync_channel(QUEUE);
+                std::thread::Builder::new()
+                    .name(format!("sigil-audit-{}", config.name))
+                    .spawn(move || writer.run(&rx))?;
+                Jobs::Thread(tx)
+            }
+        };
         Ok(Device {
             name: config.name.clone(),
-            jobs: tx,
+            jobs,
             hasher,
             depth,
         })
@@ -515,12 +601,11 @@ impl Device {
         let (reply, answer) = oneshot::channel();
         // Counted before it is queued, so the writer never decrements below zero.
         self.depth.fetch_add(1, Ordering::Relaxed);
-        match self.jobs.try_send(Job::Entry(body, reply)) {
-            Ok(()) => Some(answer),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                None
-            }
+        if self.jobs.send(Job::Entry(body, reply)) {
+            Some(answer)
+        } else {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            None
         }
     }
 
@@ -532,7 +617,7 @@ impl Device {
     /// `timeout`).
     pub(crate) fn reopen(&self, timeout: Duration) {
         let (done, wait) = sync_channel(1);
-        if self.jobs.try_send(Job::Reopen(done)).is_ok() {
+        if self.jobs.send(Job::Reopen(done)) {
             let _ = wait.recv_timeout(timeout);
         }
     }
@@ -540,7 +625,7 @@ impl Device {
     /// Writes a final checkpoint and stops the writer (waits at most `timeout`).
     pub(crate) fn close(&self, timeout: Duration) {
         let (done, wait) = sync_channel(1);
-        if self.jobs.try_send(Job::Close(done)).is_ok() {
+        if self.jobs.send(Job::Close(done)) {
             let _ = wait.recv_timeout(timeout);
         }
     }
@@ -573,37 +658,15 @@ mod tests {
         (text, summary)
     }
 
-    /// Entries for `paths` as the writer's queue holds them (counted as `submit` counts them),
-    /// and their answers.
     fn queued<'a>(
         writer: &Writer,
         paths: impl IntoIterator<Item = &'a str>,
     ) -> (Vec<Job>, Vec<Written>) {
-        let (jobs, answers): (Vec<_>, Vec<_>) = paths
-            .into_iter()
-            .map(|path| {
-                let (reply, answer) = oneshot::channel();
-                (Job::Entry(body(path), reply), answer)
-            })
-            .unzip();
-        writer.depth.fetch_add(jobs.len(), Ordering::Relaxed);
-        (jobs, answers)
+        writer.queued(paths)
     }
 
     fn writer(sink: Sink, server: Arc<SecretIdentity>) -> Writer {
-        Writer {
-            sink,
-            rotate: None,
-            open: None,
-            chain: ChainState {
-                prev: String::new(),
-                seq: 0,
-                since_checkpoint: 0,
-            },
-            checkpoint_every: 3,
-            server,
-            depth: Arc::new(AtomicUsize::new(0)),
-        }
+        Writer::for_tests(sink, server)
     }
 
     /// The keyed state, cloned per value, gives the HMAC an independent implementation gives.

@@ -3,13 +3,14 @@
 //! by hash, and a checkpoint signed by the server key every [`CHECKPOINT_EVERY`] entries and at
 //! shutdown (`sigil audit verify`).
 //!
-//! Fail-closed: a request that no device records in time is refused. Each device has its own
-//! writer thread behind a bounded queue, so a slow device costs a request at most
-//! [`WAIT`], never a hang.
+//! Fail-closed: a request that no device records in time is refused. Each device has a bounded
+//! queue; a socket device has its own writer thread, so a slow socket costs a request at most
+//! [`WAIT`], never a hang; a file device is written by the requests whose entries it queues.
 
 mod chain;
 mod device;
 mod entry;
+mod inline;
 
 use std::sync::Arc;
 use std::time::Duration;
