@@ -18,13 +18,13 @@ use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 use super::chain;
-use super::inline::Inline;
 use super::entry::{Entry, json_str};
+use super::inline::{Batches, Inline};
 
 /// Entries waiting for one device; more are refused at once. Requests wait for their entry
 /// on the async workers, so as many can wait as there are requests in flight: room for one
 /// per connection the server accepts (4096).
-pub(super) const QUEUE: usize = 4096;
+const QUEUE: usize = 4096;
 /// Entries written together at most: those queued while the previous write ran.
 const MAX_BATCH: usize = 256;
 /// How long a socket write may block.
@@ -91,7 +91,7 @@ impl Rotation {
 /// The answer to one entry: written, or why not.
 pub(crate) type Written = oneshot::Receiver<Result<(), String>>;
 
-pub(super) enum Job {
+pub(crate) enum Job {
     /// A line body (`Hasher::body`).
     Entry(Vec<u8>, oneshot::Sender<Result<(), String>>),
     Close(SyncSender<()>),
@@ -104,7 +104,7 @@ enum Jobs {
     /// A thread of its own (sockets).
     Thread(SyncSender<Job>),
     /// The requests themselves (files).
-    Inline(Arc<Inline>),
+    Inline(Arc<Inline<Writer>>),
 }
 
 impl Jobs {
@@ -281,7 +281,7 @@ fn file_tail(path: &PathBuf) -> (String, u64) {
     tail().ok().flatten().unwrap_or_default()
 }
 
-pub(super) struct Writer {
+struct Writer {
     sink: Sink,
     rotate: Option<Rotation>,
     open: Option<Open>,
@@ -339,7 +339,7 @@ impl Batch {
 #[cfg(test)]
 impl Writer {
     /// A writer at the start of a chain, a checkpoint every three entries.
-    pub(super) fn for_tests(sink: Sink, server: Arc<SecretIdentity>) -> Writer {
+    fn for_tests(sink: Sink, server: Arc<SecretIdentity>) -> Writer {
         Writer {
             sink,
             rotate: None,
@@ -355,16 +355,8 @@ impl Writer {
         }
     }
 
-    /// The count of entries waiting, shared with the device.
-    pub(super) fn depth_for_tests(&self) -> Arc<AtomicUsize> {
-        Arc::clone(&self.depth)
-    }
-
     /// Entries as `Device::submit` queues them (counted), and their answers.
-    pub(super) fn queued<'a>(
-        &self,
-        paths: impl IntoIterator<Item = &'a str>,
-    ) -> (Vec<Job>, Vec<Written>) {
+    fn queued<'a>(&self, paths: impl IntoIterator<Item = &'a str>) -> (Vec<Job>, Vec<Written>) {
         let (jobs, answers): (Vec<_>, Vec<_>) = paths
             .into_iter()
             .map(|path| {
@@ -372,7 +364,10 @@ impl Writer {
                 let data = serde_json::json!({ "password": "hunter2" });
                 let mut entry = Entry::new("request");
                 entry.str("path", path).data(&data);
-                (Job::Entry(Hasher::new(&[7; 32]).body(&entry), reply), answer)
+                (
+                    Job::Entry(Hasher::new(&[7; 32]).body(&entry), reply),
+                    answer,
+                )
             })
             .unzip();
         self.depth.fetch_add(jobs.len(), Ordering::Relaxed);
@@ -449,7 +444,7 @@ impl Writer {
     /// whole, and the chain moves on to the last line that did: all of them, none (a file cut
     /// back after a failed write), or the first few (a socket that broke in the middle).
     /// Returns whether the device was closed.
-    pub(super) fn run_batch(&mut self, jobs: &mut Vec<Job>) -> bool {
+    fn run_batch(&mut self, jobs: &mut Vec<Job>) -> bool {
         let mut batch = Batch::new(self.chain.clone());
         let mut replies = Vec::with_capacity(jobs.len());
         let mut closed = None;
@@ -510,7 +505,7 @@ impl Writer {
     }
 
     /// Answers jobs that came after a close: entries refused, controls done.
-    pub(super) fn refuse(&self, jobs: Vec<Job>) {
+    fn refuse(&self, jobs: Vec<Job>) {
         for job in jobs {
             match job {
                 Job::Entry(_, reply) => {
@@ -538,6 +533,22 @@ impl Writer {
                 return;
             }
         }
+    }
+}
+
+impl Batches for Writer {
+    type Job = Job;
+
+    fn is_entry(job: &Job) -> bool {
+        matches!(job, Job::Entry(..))
+    }
+
+    fn run_batch(&mut self, jobs: &mut Vec<Job>) -> bool {
+        Writer::run_batch(self, jobs)
+    }
+
+    fn refuse(&self, jobs: Vec<Job>) {
+        Writer::refuse(self, jobs)
     }
 }
 
@@ -577,7 +588,7 @@ impl Device {
             server,
         };
         let jobs = match config.sink {
-            Sink::File(_) => Jobs::Inline(Inline::new(writer)),
+            Sink::File(_) => Jobs::Inline(Inline::new(writer, QUEUE)),
             Sink::Tcp(_) | Sink::Unix(_) => {
                 let (tx, rx) = sync_channel(QUEUE);
                 std::thread::Builder::new()

@@ -12,19 +12,30 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::device::{Job, QUEUE, Writer};
-
 /// Batches a request writes before it hands the lead on.
 const ROUNDS: usize = 4;
 
-pub(super) struct Inline {
-    queue: Mutex<Queue>,
-    writer: Mutex<Writer>,
+/// What an inline device writes with (the device's writer, device.rs).
+pub(super) trait Batches: Send + 'static {
+    /// An entry, or a control (close, reopen).
+    type Job: Send + 'static;
+    /// Whether `job` is an entry: the queue's bound and a close refuse entries, not controls.
+    fn is_entry(job: &Self::Job) -> bool;
+    /// Writes `jobs` and answers each; `true` if one of them closed the device.
+    fn run_batch(&mut self, jobs: &mut Vec<Self::Job>) -> bool;
+    /// Answers jobs that came after a close.
+    fn refuse(&self, jobs: Vec<Self::Job>);
 }
 
-#[derive(Default)]
-struct Queue {
-    jobs: Vec<Job>,
+pub(super) struct Inline<W: Batches> {
+    queue: Mutex<Queue<W::Job>>,
+    writer: Mutex<W>,
+    /// Entries that may wait; more are refused.
+    bound: usize,
+}
+
+struct Queue<J> {
+    jobs: Vec<J>,
     /// Whether someone is writing (and will look at the queue again before it stops).
     leading: bool,
     /// The device was closed: entries are refused.
@@ -37,20 +48,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Inline {
-    pub(super) fn new(writer: Writer) -> Arc<Inline> {
+impl<W: Batches> Inline<W> {
+    /// Writes with `writer`, at most `bound` entries waiting.
+    pub(super) fn new(writer: W, bound: usize) -> Arc<Self> {
         Arc::new(Inline {
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue {
+                jobs: Vec::new(),
+                leading: false,
+                closed: false,
+            }),
             writer: Mutex::new(writer),
+            bound,
         })
     }
 
     /// Queues `job` and, if nobody is writing, writes. `false`: refused (the device is closed
     /// or its queue is full), and `job` was dropped.
-    pub(super) fn submit(self: &Arc<Self>, job: Job) -> bool {
+    pub(super) fn submit(self: &Arc<Self>, job: W::Job) -> bool {
         let mut queue = lock(&self.queue);
-        let entry = matches!(job, Job::Entry(..));
-        if entry && (queue.closed || queue.jobs.len() >= QUEUE) {
+        if W::is_entry(&job) && (queue.closed || queue.jobs.len() >= self.bound) {
             return false;
         }
         queue.jobs.push(job);
@@ -94,9 +110,9 @@ impl Inline {
 
 /// The lead, held while writing; dropped before the queue is empty (too many rounds, or a
 /// panic), it starts a thread that writes on until the queue is empty.
-struct Lead<'a>(Option<&'a Arc<Inline>>);
+struct Lead<'a, W: Batches>(Option<&'a Arc<Inline<W>>>);
 
-impl Drop for Lead<'_> {
+impl<W: Batches> Drop for Lead<'_, W> {
     fn drop(&mut self) {
         let Some(inline) = self.0.take() else {
             return;
@@ -126,61 +142,90 @@ impl Drop for Lead<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
+    use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
     use std::time::Duration;
 
     use super::*;
-    use crate::audit::device::Sink;
 
-    fn inline(path: &std::path::Path) -> (Arc<Inline>, Arc<std::sync::atomic::AtomicUsize>) {
-        let server = Arc::new(sigil_crypto::SecretIdentity::generate().unwrap());
-        let writer = Writer::for_tests(Sink::File(path.to_owned()), server);
-        let depth = writer.depth_for_tests();
-        (Inline::new(writer), depth)
+    /// Entries are numbers, answered on their channel when written; `None` closes.
+    type Job = (Option<u32>, SyncSender<bool>);
+
+    #[derive(Default)]
+    struct Log {
+        written: Vec<u32>,
+        batches: usize,
     }
 
-    fn lines(path: &std::path::Path) -> usize {
-        std::fs::read_to_string(path).unwrap().lines().count()
+    impl Batches for Log {
+        type Job = Job;
+        fn is_entry(job: &Job) -> bool {
+            job.0.is_some()
+        }
+        fn run_batch(&mut self, jobs: &mut Vec<Job>) -> bool {
+            self.batches += 1;
+            let mut closed = false;
+            for (entry, answer) in jobs.drain(..) {
+                match entry {
+                    Some(n) if !closed => self.written.push(n),
+                    Some(_) => {
+                        let _ = answer.send(false);
+                        continue;
+                    }
+                    None => closed = true,
+                }
+                let _ = answer.send(true);
+            }
+            closed
+        }
+        fn refuse(&self, jobs: Vec<Job>) {
+            for (_, answer) in jobs {
+                let _ = answer.send(false);
+            }
+        }
+    }
+
+    fn job(entry: Option<u32>) -> (Job, Receiver<bool>) {
+        let (tx, rx) = sync_channel(1);
+        ((entry, tx), rx)
     }
 
     /// An entry that finds nobody writing writes at once, before `submit` returns.
     #[test]
     fn the_first_entry_writes_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let (inline, depth) = inline(&path);
-        let (jobs, mut answers) = lock(&inline.writer).queued(["a"]);
-        for job in jobs {
-            assert!(inline.submit(job));
-        }
-        answers.remove(0).try_recv().unwrap().unwrap();
-        assert_eq!(lines(&path), 1);
-        assert_eq!(depth.load(Ordering::Relaxed), 0);
+        let inline = Inline::new(Log::default(), 10);
+        let (j, answer) = job(Some(1));
+        assert!(inline.submit(j));
+        assert!(answer.try_recv().unwrap());
+        assert_eq!(lock(&inline.writer).written, [1]);
         assert!(!lock(&inline.queue).leading);
     }
 
-    /// A lead that stops with entries still queued (here after no round at all; in service
-    /// after `ROUNDS`, or a panic) hands them to a thread that writes them all.
+    /// Entries queued while someone leads wait for that lead; one that stops with entries
+    /// still queued (here after no round at all; in service after `ROUNDS`, or a panic) hands
+    /// them to a thread that writes them all in one batch and gives the lead back.
     #[test]
     fn a_lead_that_stops_early_hands_the_queue_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let (inline, depth) = inline(&path);
-        let (jobs, answers) = lock(&inline.writer).queued(["a", "b", "c", "d"]);
-        {
-            let mut queue = lock(&inline.queue);
-            queue.jobs = jobs;
-            queue.leading = true;
-        }
+        let inline = Inline::new(Log::default(), 10);
+        lock(&inline.queue).leading = true;
+        let answers: Vec<_> = (0..4)
+            .map(|n| {
+                let (j, answer) = job(Some(n));
+                assert!(inline.submit(j));
+                answer
+            })
+            .collect();
+        assert!(answers[0].try_recv().is_err(), "waiting for the lead");
         inline.lead(0);
         for answer in answers {
-            answer.blocking_recv().unwrap().unwrap();
+            assert!(answer.recv_timeout(Duration::from_secs(5)).unwrap());
         }
-        // a b c checkpoint d
-        assert_eq!(lines(&path), 5);
-        assert_eq!(depth.load(Ordering::Relaxed), 0);
         for _ in 0..200 {
             if !lock(&inline.queue).leading {
+                let log = lock(&inline.writer);
+                assert_eq!(
+                    (log.written.as_slice(), log.batches),
+                    (&[0, 1, 2, 3][..], 1)
+                );
                 return;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -188,22 +233,50 @@ mod tests {
         panic!("the thread that took over never gave the lead back");
     }
 
-    /// After a close, entries are refused (not queued, not counted as waiting) and the file
-    /// ends with the close's checkpoint.
+    /// A full queue and a closed device refuse entries; a close is never refused.
     #[test]
-    fn entries_after_a_close_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let (inline, depth) = inline(&path);
-        let (jobs, _answers) = lock(&inline.writer).queued(["a"]);
-        inline.submit(jobs.into_iter().next().unwrap());
-        let (done, closed) = std::sync::mpsc::sync_channel(1);
-        assert!(inline.submit(Job::Close(done)));
-        closed.try_recv().unwrap();
-        let (jobs, _refused) = lock(&inline.writer).queued(["after"]);
-        depth.fetch_sub(1, Ordering::Relaxed); // `Device::submit` uncounts a refused entry
-        assert!(!inline.submit(jobs.into_iter().next().unwrap()));
-        assert_eq!(lines(&path), 2, "the entry and the closing checkpoint");
-        assert_eq!(depth.load(Ordering::Relaxed), 0);
+    fn entries_beyond_the_bound_or_after_a_close_are_refused() {
+        let inline = Inline::new(Log::default(), 2);
+        lock(&inline.queue).leading = true;
+        let (a, _) = job(Some(1));
+        let (b, _) = job(Some(2));
+        let (c, _) = job(Some(3));
+        assert!(inline.submit(a) && inline.submit(b));
+        assert!(!inline.submit(c), "the queue holds two");
+        lock(&inline.queue).leading = false;
+        let (close, closed) = job(None);
+        assert!(inline.submit(close));
+        assert!(closed.try_recv().unwrap());
+        assert!(lock(&inline.queue).closed);
+        let (d, _) = job(Some(4));
+        assert!(!inline.submit(d));
+        assert_eq!(lock(&inline.writer).written, [1, 2]);
+    }
+
+    /// Many threads at once: every entry written exactly once, in batches.
+    #[test]
+    fn concurrent_entries_are_each_written_once() {
+        let inline = Inline::new(Log::default(), 10_000);
+        let threads: Vec<_> = (0..4u32)
+            .map(|t| {
+                let inline = Arc::clone(&inline);
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        let (j, answer) = job(Some(t * 1000 + i));
+                        assert!(inline.submit(j));
+                        assert!(answer.recv_timeout(Duration::from_secs(5)).unwrap());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut written = lock(&inline.writer).written.clone();
+        written.sort_unstable();
+        let expected: Vec<u32> = (0..4)
+            .flat_map(|t| (0..500).map(move |i| t * 1000 + i))
+            .collect();
+        assert_eq!(written, expected);
     }
 }
