@@ -22,6 +22,7 @@ pub mod random;
 mod seal;
 pub mod shamir;
 mod stream;
+mod xchacha;
 
 pub use barrier::{BarrierKey, KeyTerm};
 pub use batch::{Signed, verify_batch};

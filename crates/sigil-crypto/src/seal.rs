@@ -319,20 +319,9 @@ impl ChannelKey {
     /// [`ChannelKey::seal`] of `buffer` where it lies (the tag appended), so that a large
     /// answer is not held twice; returns the nonce. Wiped on failure.
     pub fn seal_in_place(&self, aad: &[u8], buffer: &mut Vec<u8>) -> Result<[u8; 24], CryptoError> {
-        use chacha20poly1305::aead::{AeadInOut as _, KeyInit as _};
         let nonce = random::nonce_bytes::<24>();
-        let sealed = chacha20poly1305::XChaCha20Poly1305::new((&*self.0).into()).encrypt_in_place(
-            &nonce.into(),
-            aad,
-            buffer,
-        );
-        match sealed {
-            Ok(()) => Ok(nonce),
-            Err(_) => {
-                zeroize::Zeroize::zeroize(buffer);
-                Err(CryptoError::Seal)
-            }
-        }
+        crate::xchacha::seal_in_place(&self.0, &nonce, aad, buffer)?;
+        Ok(nonce)
     }
 
     /// Decrypts what [`ChannelKey::seal`] produced with the same `aad`.
@@ -342,12 +331,8 @@ impl ChannelKey {
         aad: &[u8],
         ct: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
         let nonce: [u8; 24] = nonce.try_into().map_err(|_| CryptoError::Open)?;
-        chacha20poly1305::XChaCha20Poly1305::new((&*self.0).into())
-            .decrypt(&nonce.into(), Payload { msg: ct, aad })
-            .map(Zeroizing::new)
-            .map_err(|_| CryptoError::Open)
+        crate::xchacha::open(&self.0, &nonce, aad, ct)
     }
 }
 
