@@ -12,21 +12,16 @@ use crate::CryptoError;
 
 /// The ChaCha20-Poly1305 key and nonce for `key` and the 24-byte `nonce`.
 fn inner(key: &[u8; 32], nonce: &[u8; 24]) -> Result<(LessSafeKey, Nonce), CryptoError> {
-    let mut derived = chacha20::hchacha::<chacha20::R20>(
-        key.into(),
-        nonce[..16].try_into().expect("16 bytes"),
-    );
+    let mut derived =
+        chacha20::hchacha::<chacha20::R20>(key.into(), nonce[..16].try_into().expect("16 bytes"));
     let mut subkey = Zeroizing::new([0u8; 32]);
     subkey.copy_from_slice(&derived);
     zeroize::Zeroize::zeroize(derived.as_mut_slice());
     let mut short = [0u8; 12];
     short[4..].copy_from_slice(&nonce[16..]);
-    let key = UnboundKey::new(&CHACHA20_POLY1305, subkey.as_slice())
-        .map_err(|_| CryptoError::Seal)?;
-    Ok((
-        LessSafeKey::new(key),
-        Nonce::assume_unique_for_key(short),
-    ))
+    let key =
+        UnboundKey::new(&CHACHA20_POLY1305, subkey.as_slice()).map_err(|_| CryptoError::Seal)?;
+    Ok((LessSafeKey::new(key), Nonce::assume_unique_for_key(short)))
 }
 
 /// Seals `buffer` where it lies and appends the tag (after encrypting: a regrown buffer only
@@ -107,10 +102,9 @@ mod tests {
         };
         let plain = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
         let aad = hex("50515253c0c1c2c3c4c5c6c7");
-        let key: [u8; 32] =
-            hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f")
-                .try_into()
-                .unwrap();
+        let key: [u8; 32] = hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f")
+            .try_into()
+            .unwrap();
         let nonce: [u8; 24] = hex("404142434445464748494a4b4c4d4e4f5051525354555657")
             .try_into()
             .unwrap();
@@ -119,7 +113,9 @@ mod tests {
         let (ct, tag) = sealed.split_at(plain.len());
         assert_eq!(
             ct,
-            hex("bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b4522f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff921f9664c97637da9768812f615c68b13b52e")
+            hex(
+                "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b4522f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff921f9664c97637da9768812f615c68b13b52e"
+            )
         );
         assert_eq!(tag, hex("c0875924c1c7987947deafd8780acf49"));
     }

@@ -142,6 +142,10 @@ fn serialize_params(list: InnerList) -> Result<String, SignatureError> {
 /// `created + DEFAULT_VALIDITY_SECS`).
 ///
 /// `body` is the body as sent (the sealed envelope), or `None` for a request without one.
+///
+/// # Panics
+///
+/// If `nonce` is not base64url ([`sigil_crypto::random::nonce`] makes one).
 pub fn sign(
     identity: &SecretIdentity,
     method: &str,
@@ -150,26 +154,25 @@ pub fn sign(
     (created, expires): (i64, i64),
     nonce: String,
 ) -> SignedHeaders {
-    let content_digest = body.map(content_digest);
-    let mut items = vec![
-        Item::new(BareItem::String("@method".into())),
-        Item::new(BareItem::String("@target-uri".into())),
-    ];
-    if content_digest.is_some() {
-        items.push(Item::new(BareItem::String("content-digest".into())));
-    }
-    let mut params = Parameters::new();
-    params.insert("created".into(), BareItem::Integer(created));
-    params.insert("expires".into(), BareItem::Integer(expires));
-    params.insert("nonce".into(), BareItem::String(nonce.clone()));
-    params.insert(
-        "keyid".into(),
-        BareItem::String(identity.public().keyid().to_string()),
+    assert!(
+        nonce
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "a request nonce is base64url (docs/protocol.md §2.6)"
     );
-    params.insert("alg".into(), BareItem::String(ALG_ED25519.into()));
-    params.insert("tag".into(), BareItem::String(TAG.into()));
-    let params_line = serialize_params(InnerList::with_params(items, params))
-        .expect("well-formed parameters serialize");
+    let content_digest = body.map(content_digest);
+    // Written in the canonical form `parse` reads directly: the nonce and the keyid are
+    // base64url, the integers Unix times, so this is its own RFC 8941 serialization (a test
+    // checks it against the parser's).
+    let components = if content_digest.is_some() {
+        "(\"@method\" \"@target-uri\" \"content-digest\")"
+    } else {
+        "(\"@method\" \"@target-uri\")"
+    };
+    let params_line = format!(
+        "{components};created={created};expires={expires};nonce=\"{nonce}\";keyid=\"{}\";alg=\"{ALG_ED25519}\";tag=\"{TAG}\"",
+        identity.public().keyid()
+    );
     let base = signature_base(method, target_uri, content_digest.as_deref(), &params_line);
     let sig = identity.sign(base.as_bytes());
     use base64::Engine as _;
