@@ -24,6 +24,13 @@ const FRAME_HEAD: usize = 5;
 /// The bytes of `enc`.
 const ENC: usize = 32;
 
+/// The bytes of the stream of a `plaintext`-byte answer sealed in frames of [`CHUNK`] (the
+/// last one shorter; an empty answer is one empty frame): its `content-length`.
+pub fn stream_len(plaintext: u64) -> u64 {
+    let frames = plaintext.div_ceil(CHUNK as u64).max(1);
+    ENC as u64 + frames * (FRAME_HEAD + TAG_LEN) as u64 + plaintext
+}
+
 /// Associated data of a frame: the answer's, then whether it is the last.
 fn frame_aad(answer: &[u8], last: bool) -> Vec<u8> {
     let mut aad = Vec::with_capacity(answer.len() + 1);
@@ -269,6 +276,7 @@ mod tests {
         for size in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17] {
             let plain: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let bytes = stream(&k, &plain);
+            assert_eq!(bytes.len() as u64, stream_len(size as u64), "{size}");
             for step in [1, 7, 4096, bytes.len()] {
                 if size > CHUNK && step == 1 {
                     continue; // a byte at a time over megabytes is slow and proves nothing more

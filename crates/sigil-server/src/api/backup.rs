@@ -15,7 +15,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use sigil_proto::headers;
-use sigil_proto::stream::{CHUNK, StreamWriter};
+use sigil_proto::stream::{CHUNK, StreamWriter, stream_len};
 
 use super::blocking::blocking;
 use crate::error::ApiError;
@@ -101,9 +101,7 @@ pub(super) async fn stream_snapshot(
     let (writer, enc) =
         StreamWriter::new(server, client, StatusCode::OK.as_u16(), &reply.authn.nonce)
             .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))?;
-    let plain = prefix.len() as u64 + body_bytes;
-    let frames = plain.div_ceil(CHUNK as u64).max(1);
-    let length = enc.len() as u64 + frames * (5 + sigil_crypto::TAG_LEN as u64) + plain;
+    let length = stream_len(prefix.len() as u64 + body_bytes);
     let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
     let _ = tx.try_send(Ok(Bytes::from(enc)));
     tokio::task::spawn_blocking(move || send_frames(writer, prefix, spool, body_bytes, &tx));
