@@ -434,6 +434,17 @@ impl Client {
         http_request(method, &url, &fields, body)
     }
 
+    /// With the output policy on, refuses every request but `GET sys/internal/ui/mounts…`.
+    fn check_output_policy(&self, method: &str, path: &str) -> Result<(), ClientError> {
+        if self.output_policy && !(method == "GET" && path.starts_with("sys/internal/ui/mounts")) {
+            return Err(ClientError::OutputPolicy {
+                method: method.to_owned(),
+                path: path.split('?').next().unwrap_or(path).to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Downloads what `GET path` streams (docs/protocol.md §4.7: an operator backup), opening
     /// each chunk as it arrives and writing it to `out`; returns how many bytes it wrote. A
     /// stream that ends early or does not open is an error — but what came before it was
@@ -443,12 +454,7 @@ impl Client {
         path: &str,
         out: &mut (dyn std::io::Write + Send),
     ) -> Result<u64, ClientError> {
-        if self.output_policy {
-            return Err(ClientError::OutputPolicy {
-                method: "GET".to_owned(),
-                path: path.split('?').next().unwrap_or(path).to_owned(),
-            });
-        }
+        self.check_output_policy("GET", path)?;
         let server = self.server_key().await?.clone();
         let key = self.key()?;
         let nonce = sigil_crypto::random::nonce().map_err(|_| rng())?;
@@ -509,12 +515,7 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<ApiResponse, ClientError> {
-        if self.output_policy && !(method == "GET" && path.starts_with("sys/internal/ui/mounts")) {
-            return Err(ClientError::OutputPolicy {
-                method: method.to_owned(),
-                path: path.split('?').next().unwrap_or(path).to_owned(),
-            });
-        }
+        self.check_output_policy(method, path)?;
         let server = self.server_key().await?.clone();
         let key = self.key()?;
         let plain = body.map(|v| Zeroizing::new(serde_json::to_vec(v).expect("JSON serializes")));

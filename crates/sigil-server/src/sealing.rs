@@ -151,8 +151,8 @@ pub(crate) struct Reply<'a> {
     pub(crate) authn: &'a Authenticated<Arc<Caller>>,
     pub(crate) sealing: &'a Sealing,
     pub(crate) request_id: &'a str,
-    /// Whether the request's `Accept` names a sealed stream (docs/protocol.md §4.7).
-    pub(crate) accepts_stream: bool,
+    /// The request's headers (a backup reads `Accept`: docs/protocol.md §4.7).
+    pub(crate) headers: &'a HeaderMap,
 }
 
 impl Reply<'_> {

@@ -70,6 +70,22 @@ impl std::io::Read for Spool {
     }
 }
 
+/// Whether `Accept` names a sealed stream (docs/protocol.md §4.7); endpoints that cannot
+/// stream answer with an envelope whatever it says.
+pub(super) fn asked(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case(sigil_proto::headers::SEALED_STREAM)
+            })
+        })
+}
+
 /// The sealed stream of a snapshot taken now, for the caller of `reply`; its entries spooled
 /// in `spool_dir` (`None`: in memory).
 pub(super) async fn stream_snapshot(

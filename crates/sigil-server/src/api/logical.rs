@@ -89,7 +89,7 @@ pub(super) async fn handle(
         authn: &authn,
         sealing: &sealing,
         request_id: &trail.request_id.clone(),
-        accepts_stream: accepts_stream(&parts.headers),
+        headers: &parts.headers,
     };
     // The plan holds the one canonical form of the path (the policy, the existence check, the
     // audit log and the engine all see it) and, once settled, the operation that will run.
@@ -123,22 +123,6 @@ pub(super) async fn handle(
         None
     };
     Ok((reply.seal(response)?, audit_data))
-}
-
-/// Whether `Accept` names a sealed stream (docs/protocol.md §4.7); endpoints that cannot
-/// stream answer with an envelope whatever it says.
-fn accepts_stream(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(http::header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            t.split(';').next().is_some_and(|t| {
-                t.trim()
-                    .eq_ignore_ascii_case(sigil_proto::headers::SEALED_STREAM)
-            })
-        })
 }
 
 /// The settled plan in the audit trail; the signature of every write too (non-repudiation).

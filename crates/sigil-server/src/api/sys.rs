@@ -82,7 +82,7 @@ async fn snapshot(
     path: &str,
 ) -> Result<Response, ApiError> {
     reply.authorize_sudo(path, Capability::Read)?;
-    if reply.accepts_stream {
+    if super::backup::asked(reply.headers) {
         return super::backup::stream_snapshot(reply, state.spool_dir.clone()).await;
     }
     let worker = Arc::clone(reply.core);
