@@ -272,7 +272,8 @@ pub(crate) enum AuditCommand {
         #[arg(
             long = "server-key",
             env = "SIGIL_SERVER_KEY",
-            value_name = "KEYID|sigil1…"
+            value_name = "KEYID|sigil1…",
+            allow_hyphen_values = true
         )]
         server: Option<String>,
         /// The (first) file continues an earlier log (its first line links to a line not in it).
@@ -367,7 +368,8 @@ pub(crate) enum OperatorCommand {
         #[arg(
             long = "server-key",
             env = "SIGIL_SERVER_KEY",
-            value_name = "KEYID|sigil1…"
+            value_name = "KEYID|sigil1…",
+            allow_hyphen_values = true
         )]
         server_key: Option<String>,
     },
@@ -463,7 +465,9 @@ pub(crate) enum SnapshotCommand {
     /// approval needed carries it out.
     Approve {
         /// The staged restore's digest, as `restore` printed it (or
-        /// `sigil read sys/storage/raft/snapshot/restore` shows it).
+        /// `sigil read sys/storage/raft/snapshot/restore` shows it). Base64url: it may
+        /// begin with `-`.
+        #[arg(allow_hyphen_values = true)]
         digest: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -542,8 +546,9 @@ pub(crate) enum RekeyCommand {
     /// Approve the open proposal as a current admin (uses SIGIL_KEY). Pass the digest you
     /// reviewed: a different proposal is not approved.
     Approve {
-        /// The proposal's digest, as shown by `rekey status`.
-        #[arg(long, required = true)]
+        /// The proposal's digest, as shown by `rekey status` (base64url: it may begin
+        /// with `-`).
+        #[arg(long, required = true, allow_hyphen_values = true)]
         digest: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -687,7 +692,12 @@ pub(crate) struct ClientArgs {
     #[arg(long = "ca-cert", env = "SIGIL_CACERT", global = true)]
     pub(crate) ca_cert: Option<PathBuf>,
     /// The keyid of the server's key, as printed at server start.
-    #[arg(long = "server-key", env = "SIGIL_SERVER_KEY", global = true)]
+    #[arg(
+        long = "server-key",
+        env = "SIGIL_SERVER_KEY",
+        global = true,
+        allow_hyphen_values = true
+    )]
     pub(crate) server_key: Option<String>,
     /// Print the policy (HCL) that the command's request needs instead of sending it, as
     /// Vault's -output-policy. Only a mount lookup is sent.
@@ -851,7 +861,12 @@ pub(crate) struct VersionRead {
 pub(crate) struct TrustArgs {
     /// Keyids (or `sigil1…` keys) of the admins whose certifications you accept, comma
     /// separated. Your own key is always trusted.
-    #[arg(long = "trust", env = "SIGIL_TRUST", value_delimiter = ',')]
+    #[arg(
+        long = "trust",
+        env = "SIGIL_TRUST",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
     pub(crate) trust: Vec<String>,
 }
 
@@ -1005,7 +1020,7 @@ pub(crate) struct ShowArgs {
 pub(crate) struct ResponseWrap {
     /// Response wrapping: the server encrypts the answer to this identity (name or keyid)
     /// and stores it as a one-time wrap; you get only the wrap id.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub(crate) wrap_to: Option<String>,
     /// The wrap's time to live (default 5m).
     #[arg(long, requires = "wrap_to")]
@@ -1273,6 +1288,21 @@ mod tests {
             rewrite(&["sigil", "kv", "put", "secret/a", "k=-v"]),
             vec!["sigil", "kv", "put", "secret/a", "k=-v"]
         );
+    }
+
+    /// Digests and keyids are base64url, so one in 32 begins with `-`: the CLI takes them
+    /// as values wherever they are asked for (CI once failed on a digest `-r…`).
+    #[test]
+    fn base64url_values_may_begin_with_a_dash() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| Cli::try_parse_from(rewrite(args)).map(|_| ());
+        let digest = "-rQ2x_Zt0uV9yK1mN3pL5oJ7iH8gF6eD4cB2aA0sW1q";
+        parse(&["sigil", "operator", "raft", "snapshot", "approve", digest]).unwrap();
+        parse(&["sigil", "operator", "rekey", "approve", "--digest", digest]).unwrap();
+        parse(&["sigil", "operator", "rekey", "approve", "-digest", digest]).unwrap();
+        parse(&["sigil", "kv", "get", "--server-key", digest, "secret/a"]).unwrap();
+        parse(&["sigil", "e2e", "get", "--trust", digest, "secret/a"]).unwrap();
+        parse(&["sigil", "read", "--wrap-to", digest, "secret/data/a"]).unwrap();
     }
 
     #[test]
