@@ -11,12 +11,17 @@
 
 use libfuzzer_sys::fuzz_target;
 use sigil_fuzz::{NONCE, client, publics};
-use sigil_proto::stream::{StreamReader, StreamWriter};
+use sigil_proto::stream::{Direction, StreamReader, StreamWriter};
+
+const OK: Direction<'static> = Direction::Response {
+    status: 200,
+    nonce: NONCE,
+};
 
 /// Reads `bytes` pushed `step` at a time: the plaintext, or `None` if refused.
 fn read(bytes: &[u8], step: usize) -> Option<Vec<u8>> {
     let server = publics()[0].encryption_key();
-    let mut r = StreamReader::new(client().encryption_key(), server, 200, NONCE);
+    let mut r = StreamReader::new(client().encryption_key(), server, OK);
     let mut out = Vec::new();
     for piece in bytes.chunks(step.max(1)) {
         r.push(piece).ok()?;
@@ -38,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let server = sigil_fuzz::server().encryption_key();
     let (mut w, mut stream) =
-        StreamWriter::new(server, publics()[1].encryption_key(), 200, NONCE).unwrap();
+        StreamWriter::new(server, publics()[1].encryption_key(), OK).unwrap();
     let size = usize::from(flags >> 1) % 16 + 1;
     let pieces: Vec<&[u8]> = if rest.is_empty() {
         vec![&[]]

@@ -345,8 +345,34 @@ fn autopilot_reports_health_and_removes_a_dead_voter_only_above_the_minimum_quor
 
 #[test]
 fn a_snapshot_saved_from_a_cluster_restores_into_a_new_cluster_sealed_with_its_admins() {
-    let demo = Demo::start();
+    let mut demo = Demo::start();
     ok(demo.sigil(1, &["kv", "put", "secret/app", "password=kept"]));
+    // Snapshots travel a chunk at a time, not as one request body: nodes 2 and 3 (one of
+    // them leads after the step-down below) take bodies of at most 1 MiB, and the snapshot
+    // holds more than that.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for i in 0..3 {
+        let blob = format!("{i}").repeat(600 * 1024);
+        let body = serde_json::json!({ "data": { "blob": blob } });
+        rt.block_on(
+            demo.sdk(1)
+                .request("POST", &format!("secret/data/big-{i}"), Some(&body)),
+        )
+        .unwrap();
+    }
+    for node in [2, 3] {
+        demo.restart_with(node, &["--max-request-bytes", "1048576"]);
+        eventually(30, || {
+            stdout(&demo.sigil(node, &["operator", "status", "--format", "json"]))
+                .contains("\"sealed\": true")
+        });
+        ok(demo.sigil(1, &["operator", "unseal"]));
+        eventually(30, || {
+            demo.sigil(node, &["kv", "get", "-field=password", "secret/app"])
+                .status
+                .success()
+        });
+    }
     let file = demo.path().join("cluster.snap");
     let saved = ok(demo.sigil(
         2,
@@ -359,6 +385,8 @@ fn a_snapshot_saved_from_a_cluster_restores_into_a_new_cluster_sealed_with_its_a
         ],
     ));
     assert!(saved.contains("Snapshot written"), "{saved}");
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size > 1024 * 1024, "{size} bytes");
     // Not over an existing file.
     assert!(
         !demo
@@ -431,7 +459,21 @@ fn a_snapshot_saved_from_a_cluster_restores_into_a_new_cluster_sealed_with_its_a
             ],
         )
     };
-    let staged = ok(restore(3, &file));
+    // Sent whole in JSON (as older clients do) it is over the leader's limit; streamed by
+    // the CLI, through a follower or not, it is staged.
+    let whole = serde_json::json!({
+        "snapshot": sigil_crypto::b64url_encode(&std::fs::read(&file).unwrap())
+    });
+    let leader = Demo::number(&demo.leader(2));
+    let refused = rt
+        .block_on(
+            demo.sdk(leader)
+                .request("POST", "sys/storage/raft/snapshot", Some(&whole)),
+        )
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(413), "{refused}");
+    // Through a follower, which passes the stream on to the leader as it comes.
+    let staged = ok(restore(follower, &file));
     let digest = staged
         .split("snapshot approve ")
         .nth(1)
@@ -514,6 +556,45 @@ fn a_snapshot_saved_from_a_cluster_restores_into_a_new_cluster_sealed_with_its_a
     let damaged = demo.path().join("damaged.snap");
     std::fs::write(&damaged, &bytes).unwrap();
     assert!(!restore(1, &damaged).status.success());
+    // Streamed anyway (the SDK does not check it first), the server refuses it once it has
+    // come; an identity without sudo is refused before its body is read.
+    let refused = rt
+        .block_on(
+            demo.sdk(follower)
+                .upload("sys/storage/raft/snapshot", &damaged),
+        )
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(400), "{refused}");
+    assert!(refused.to_string().contains("SHA-256"), "{refused}");
+    let nobody_key = demo.path().join("nobody.key");
+    ok(Command::new(SIGIL)
+        .args(["key", "generate", "-o"])
+        .arg(&nobody_key)
+        .output()
+        .unwrap());
+    ok(demo.sigil(
+        1,
+        &[
+            "identity",
+            "create",
+            "nobody",
+            "--public-key",
+            nobody_key.to_str().unwrap(),
+        ],
+    ));
+    let refused = rt
+        .block_on(
+            demo.sdk_as(leader, &nobody_key)
+                .upload("sys/storage/raft/snapshot", &file),
+        )
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(403), "{refused}");
+    let status: Value = serde_json::from_str(&ok(demo.sigil(
+        1,
+        &["read", "-format=json", "sys/storage/raft/snapshot/restore"],
+    )))
+    .unwrap();
+    assert_eq!(status["data"]["staged"], false, "{status}");
     let other_data = tempfile::tempdir().unwrap();
     let mut other = support::Server::start_data_dir(other_data.path(), false);
     let other_admin = other.new_key("admin");
@@ -523,7 +604,6 @@ fn a_snapshot_saved_from_a_cluster_restores_into_a_new_cluster_sealed_with_its_a
     // The CLI refuses it before sending (it is not signed by the pinned server key), and so
     // does the server when it is sent by hand.
     assert!(!restore(1, &foreign).status.success());
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let body = serde_json::json!({
         "snapshot": sigil_crypto::b64url_encode(&std::fs::read(&foreign).unwrap())
     });
@@ -552,6 +632,7 @@ fn a_snapshot_saved_from_a_cluster_restores_into_a_new_cluster_sealed_with_its_a
                 &format!("127.0.0.1:{base}"),
             ])
             .args(["--cluster-listen", &format!("127.0.0.1:{}", base + 1)])
+            .args(["--max-request-bytes", "1048576"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -624,6 +705,11 @@ fn a_snapshot_saved_from_a_cluster_restores_into_a_new_cluster_sealed_with_its_a
         .trim(),
         "kept"
     );
+    let blob = ok(fresh(
+        &["kv", "get", "-field=blob", "secret/big-2"],
+        Some(&server_key),
+    ));
+    assert_eq!(blob.trim(), "2".repeat(600 * 1024));
 }
 
 /// A process killed (and reaped) when the test ends, passed or not.

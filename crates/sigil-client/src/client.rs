@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use sigil_crypto::{ChannelKeys, KeyId, PublicIdentity, SealInfo, SecretIdentity};
 use sigil_proto::body::{self as sealed, Sealed};
+use sigil_proto::stream::{Direction, StreamReader};
 use sigil_proto::{ErrorBody, headers, signature, sys::ServerKey};
 use tokio::sync::OnceCell;
 use url::{Position, Url};
@@ -36,7 +37,7 @@ impl std::fmt::Debug for ClientConfig {
 
 /// A signing, sealing client.
 pub struct Client {
-    http: Transport,
+    pub(crate) http: Transport,
     base: Url,
     key: Option<SecretIdentity>,
     pinned: Option<KeyId>,
@@ -77,13 +78,13 @@ impl Drop for Asking<'_> {
 }
 
 /// What came back: status, the channel header, the body, the nonce the request used.
-struct Answer {
-    status: u16,
-    channel: Option<String>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) channel: Option<String>,
     /// `Sigil-Receipt`, on a 2xx without a body.
-    receipt: Option<String>,
-    bytes: bytes::Bytes,
-    nonce: String,
+    pub(crate) receipt: Option<String>,
+    pub(crate) bytes: bytes::Bytes,
+    pub(crate) nonce: String,
 }
 
 impl Answer {
@@ -138,32 +139,50 @@ fn now() -> i64 {
 
 /// An HTTP request to `url` (sent as its path and query) with `headers`, and `body` with its
 /// media type.
-fn http_request(
+fn http_request<V: AsRef<str>>(
     method: &str,
     url: &Url,
-    headers: &[(&'static str, &str)],
+    headers: &[(&'static str, V)],
     body: Option<(Vec<u8>, &'static str)>,
 ) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, ClientError> {
+    let (content_type, bytes) = match body {
+        Some((bytes, content_type)) => (Some(content_type), bytes.into()),
+        None => (None, bytes::Bytes::new()),
+    };
+    request_with(
+        method,
+        url,
+        headers,
+        content_type,
+        http_body_util::Full::new(bytes),
+    )
+}
+
+/// A request to `url` (its path and query: the transport adds the host) with `headers` and
+/// `body` of media type `content_type`.
+pub(crate) fn request_with<V: AsRef<str>, B>(
+    method: &str,
+    url: &Url,
+    headers: &[(&'static str, V)],
+    content_type: Option<&str>,
+    body: B,
+) -> Result<http::Request<B>, ClientError> {
     let method = http::Method::from_bytes(method.as_bytes())
         .map_err(|_| ClientError::Config(format!("invalid method {method:?}")))?;
     let mut req = http::Request::builder()
         .method(method)
         .uri(&url[Position::BeforePath..Position::AfterQuery]);
     for (name, value) in headers {
-        req = req.header(*name, *value);
+        req = req.header(*name, value.as_ref());
     }
-    let bytes = match body {
-        Some((bytes, content_type)) => {
-            req = req.header(http::header::CONTENT_TYPE, content_type);
-            bytes.into()
-        }
-        None => bytes::Bytes::new(),
-    };
-    req.body(http_body_util::Full::new(bytes))
+    if let Some(content_type) = content_type {
+        req = req.header(http::header::CONTENT_TYPE, content_type);
+    }
+    req.body(body)
         .map_err(|e| ClientError::Config(format!("invalid request: {e}")))
 }
 
-fn rng() -> ClientError {
+pub(crate) fn rng() -> ClientError {
     ClientError::Config("random number generator failed".into())
 }
 
@@ -277,7 +296,7 @@ impl Client {
 
     /// `path` (below `/v1/`, with any query) on the server. Only the path and query are
     /// parsed; the scheme, host and port are the base address's, parsed once.
-    fn url(&self, path: &str) -> Url {
+    pub(crate) fn url(&self, path: &str) -> Url {
         let path = path.trim_start_matches('/');
         let (path, query) = match path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -360,7 +379,12 @@ impl Client {
     ) -> Result<(u16, Vec<u8>), ClientError> {
         let reply = self
             .http
-            .send(http_request(method, &self.url(path), &[], body)?)
+            .send(http_request(
+                method,
+                &self.url(path),
+                &[] as &[(&str, &str)],
+                body,
+            )?)
             .await?;
         Ok((reply.status, reply.body.to_vec()))
     }
@@ -402,40 +426,53 @@ impl Client {
         nonce: &str,
         more: &[(&'static str, &str)],
     ) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, ClientError> {
-        let key = self.key()?;
         let url = self.url(path);
-        let signed;
-        let mut fields: Vec<(&'static str, &str)> = Vec::with_capacity(4);
-        if self.mtls {
-            fields.push((headers::SIGIL_NONCE, nonce));
-        } else {
-            let target = format!(
-                "https://{}{}",
-                &url[Position::BeforeHost..Position::AfterPort],
-                &url[Position::BeforePath..Position::AfterQuery]
-            );
-            let created = now();
-            signed = signature::sign(
-                key,
-                method,
-                &target,
-                body.as_ref().map(|b| b.bytes.as_slice()),
-                (created, created + signature::DEFAULT_VALIDITY_SECS),
-                nonce.to_owned(),
-            );
-            fields.push((headers::SIGNATURE_INPUT, &signed.signature_input));
-            fields.push((headers::SIGNATURE, &signed.signature));
-            if let Some(digest) = &signed.content_digest {
-                fields.push((headers::CONTENT_DIGEST, digest));
-            }
-        }
-        fields.extend_from_slice(more);
+        let digest = body.as_ref().map(|b| signature::content_digest(&b.bytes));
+        let mut fields = self.authentication(method, &url, digest, nonce)?;
+        fields.extend(more.iter().map(|(k, v)| (*k, (*v).to_owned())));
         let body = body.map(|b| (b.bytes, b.content_type));
         http_request(method, &url, &fields, body)
     }
 
+    /// The headers that authenticate a request to `url` whose body has `content_digest`: its
+    /// signature, or over mTLS its nonce.
+    pub(crate) fn authentication(
+        &self,
+        method: &str,
+        url: &Url,
+        content_digest: Option<String>,
+        nonce: &str,
+    ) -> Result<Vec<(&'static str, String)>, ClientError> {
+        let key = self.key()?;
+        let mut fields = Vec::with_capacity(5);
+        if self.mtls {
+            fields.push((headers::SIGIL_NONCE, nonce.to_owned()));
+            return Ok(fields);
+        }
+        let target = format!(
+            "https://{}{}",
+            &url[Position::BeforeHost..Position::AfterPort],
+            &url[Position::BeforePath..Position::AfterQuery]
+        );
+        let created = now();
+        let signed = signature::sign_digest(
+            key,
+            method,
+            &target,
+            content_digest,
+            (created, created + signature::DEFAULT_VALIDITY_SECS),
+            nonce.to_owned(),
+        );
+        fields.push((headers::SIGNATURE_INPUT, signed.signature_input));
+        fields.push((headers::SIGNATURE, signed.signature));
+        if let Some(digest) = signed.content_digest {
+            fields.push((headers::CONTENT_DIGEST, digest));
+        }
+        Ok(fields)
+    }
+
     /// With the output policy on, refuses every request but `GET sys/internal/ui/mounts…`.
-    fn check_output_policy(&self, method: &str, path: &str) -> Result<(), ClientError> {
+    pub(crate) fn check_output_policy(&self, method: &str, path: &str) -> Result<(), ClientError> {
         if self.output_policy && !(method == "GET" && path.starts_with("sys/internal/ui/mounts")) {
             return Err(ClientError::OutputPolicy {
                 method: method.to_owned(),
@@ -472,12 +509,12 @@ impl Client {
             ));
         }
         let bad = |e: sealed::BodyError| ClientError::Response(e.to_string());
-        let mut reader = sigil_proto::stream::StreamReader::new(
-            key.encryption_key(),
-            server.encryption_key(),
-            answer.status,
-            &nonce,
-        );
+        let direction = Direction::Response {
+            status: answer.status,
+            nonce: &nonce,
+        };
+        let mut reader =
+            StreamReader::new(key.encryption_key(), server.encryption_key(), direction);
         let mut written = 0u64;
         while let Some(bytes) = answer.next_bytes().await? {
             reader.push(&bytes).map_err(bad)?;
@@ -630,7 +667,7 @@ impl Client {
 
     /// Opens a sealed answer: on the channel the request used, or HPKE from the server (then
     /// keeping the channel it grants, if one was asked for).
-    fn open(
+    pub(crate) fn open(
         &self,
         server: &PublicIdentity,
         answer: &Answer,
@@ -786,7 +823,7 @@ impl Client {
     }
 }
 
-fn api_error(status: u16, bytes: &[u8]) -> ClientError {
+pub(crate) fn api_error(status: u16, bytes: &[u8]) -> ClientError {
     let errors = serde_json::from_slice::<ErrorBody>(bytes)
         .map(|b| b.errors)
         .unwrap_or_else(|_| vec![String::from_utf8_lossy(bytes).chars().take(200).collect()]);

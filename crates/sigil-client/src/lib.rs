@@ -14,6 +14,7 @@ mod client;
 pub mod e2e;
 mod error;
 mod transport;
+mod upload;
 
 pub use client::{ApiResponse, Client, ClientConfig};
 pub use error::ClientError;

@@ -67,7 +67,7 @@ pub(crate) struct Streaming {
     pub(crate) headers: HeaderMap,
     body: hyper::body::Incoming,
     /// Kept until the body is read.
-    _connection: SendRequest<Full<Bytes>>,
+    _connection: Box<dyn Send>,
 }
 
 impl Streaming {
@@ -228,14 +228,20 @@ impl Transport {
     }
 
     /// Sends `req` on a connection of its own and hands back the answer as it comes (a large
-    /// answer: the connection is not pooled, and closes when the answer is dropped).
-    pub(crate) async fn send_streaming(
+    /// answer, or one to a request whose body streams: the connection is not pooled, and
+    /// closes when the answer is dropped).
+    pub(crate) async fn send_streaming<B>(
         &self,
-        mut req: Request<Full<Bytes>>,
-    ) -> Result<Streaming, ClientError> {
+        mut req: Request<B>,
+    ) -> Result<Streaming, ClientError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         req.headers_mut()
             .insert(header::HOST, self.authority.clone());
-        let mut sender = self.connect().await?;
+        let mut sender = self.connect::<B>().await?;
         sender
             .ready()
             .await
@@ -249,7 +255,27 @@ impl Transport {
             status: parts.status.as_u16(),
             headers: parts.headers,
             body,
-            _connection: sender,
+            _connection: Box::new(sender),
+        })
+    }
+
+    /// [`Transport::send_streaming`] of a request whose body streams (an upload), reading
+    /// the whole answer (a small one).
+    pub(crate) async fn send_body<B>(&self, req: Request<B>) -> Result<Reply, ClientError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let mut answer = self.send_streaming(req).await?;
+        let mut body = Vec::new();
+        while let Some(bytes) = answer.next_bytes().await? {
+            body.extend_from_slice(&bytes);
+        }
+        Ok(Reply {
+            status: answer.status,
+            headers: answer.headers,
+            body: body.into(),
         })
     }
 
@@ -274,7 +300,12 @@ impl Transport {
     }
 
     /// A new connection: TCP (through the proxy's tunnel if there is one), TLS, HTTP/1.1.
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+    async fn connect<B>(&self) -> Result<SendRequest<B>, ClientError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let tcp = match &self.proxy {
             None => TcpStream::connect((self.host.as_str(), self.port))
                 .await

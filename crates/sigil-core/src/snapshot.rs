@@ -197,15 +197,16 @@ pub fn encode(
 /// (a keyid or a `sigil1…` identity) is given — that the server it expects signed it.
 pub fn decode(bytes: &[u8], pinned: Option<&str>) -> Result<Snapshot, SnapshotError> {
     let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
-    let header = read(bytes, pinned, &mut |k, v| {
-        entries.push((k.to_owned(), v.to_vec()))
+    let header = read_from(bytes, pinned, &mut |k, v| {
+        entries.push((k.to_owned(), v.to_vec()));
+        Ok(())
     })?;
     Ok(Snapshot { header, entries })
 }
 
 /// Checks a snapshot as [`decode`] does, entries included, without keeping them: its header.
 pub fn check(bytes: &[u8], pinned: Option<&str>) -> Result<Header, SnapshotError> {
-    read(bytes, pinned, &mut |_, _| {})
+    read_from(bytes, pinned, &mut |_, _| Ok(()))
 }
 
 /// [`check`] of a snapshot read from `file` as it goes, an entry at a time: a snapshot of any
@@ -213,17 +214,21 @@ pub fn check(bytes: &[u8], pinned: Option<&str>) -> Result<Header, SnapshotError
 pub fn check_file(file: &std::path::Path, pinned: Option<&str>) -> Result<Header, SnapshotError> {
     let f = std::fs::File::open(file)
         .map_err(|e| bad(format!("{} cannot be read: {e}", file.display())))?;
-    read(std::io::BufReader::new(f), pinned, &mut |_, _| {})
+    read_from(std::io::BufReader::new(f), pinned, &mut |_, _| Ok(()))
 }
 
+/// What [`read_from`] hands each entry to; an error stops the reading.
+pub type Visit<'a> = dyn FnMut(&str, &[u8]) -> Result<(), SnapshotError> + 'a;
+
 /// Reads a snapshot from `r`: the magic line, the header (its signature, and its signer
-/// against `pinned`), then each entry, handed to `visit` (which must not act on them before
-/// this returns: the checksum is known only at the end), then the entries' length and
-/// checksum against the header's, and the end of the file.
-fn read<R: std::io::BufRead>(
+/// against `pinned`), then each entry, handed to `visit`, then the entries' length and checksum
+/// against the header's, and the end of the file. `visit` sees every entry before the checksum
+/// is known: it may act on them only when reading a file already checked that nobody else can
+/// change (a restore's private spool, read a second time).
+pub fn read_from<R: std::io::BufRead>(
     r: R,
     pinned: Option<&str>,
-    visit: &mut dyn FnMut(&str, &[u8]),
+    visit: &mut Visit<'_>,
 ) -> Result<Header, SnapshotError> {
     use std::io::{BufRead as _, Read as _};
     let mut r = r;
@@ -309,7 +314,7 @@ fn walk_entries<R: std::io::Read>(
     body: &mut R,
     count: u64,
     limit: u64,
-    visit: &mut dyn FnMut(&str, &[u8]),
+    visit: &mut Visit<'_>,
 ) -> Result<(), SnapshotError> {
     use std::io::Read as _;
     let mut left = limit;
@@ -346,7 +351,7 @@ fn walk_entries<R: std::io::Read>(
         take(body, 4, &mut length)?;
         let n = u32::from_be_bytes([length[0], length[1], length[2], length[3]]);
         take(body, u64::from(n), &mut value)?;
-        visit(k, &value);
+        visit(k, &value)?;
         std::mem::swap(&mut previous, &mut key);
     }
     Ok(())
@@ -361,7 +366,8 @@ mod tests {
         let mut entries = Vec::new();
         let limit = body.len() as u64;
         walk_entries(&mut body, count, limit, &mut |k, v| {
-            entries.push((k.to_owned(), v.to_vec()))
+            entries.push((k.to_owned(), v.to_vec()));
+            Ok(())
         })?;
         if !body.is_empty() {
             return Err(bad("bytes after the last entry"));

@@ -28,6 +28,8 @@ pub enum SealInfo {
     Join,
     /// A sealed stream's chunks, server → client (docs/protocol.md §4.7).
     ResponseStream,
+    /// A sealed stream's chunks, client → server (an uploaded snapshot, docs/protocol.md §4.7).
+    RequestStream,
 }
 
 impl SealInfo {
@@ -39,6 +41,7 @@ impl SealInfo {
             SealInfo::Unseal => b"sigil/v1/unseal",
             SealInfo::Join => b"sigil/v1/join",
             SealInfo::ResponseStream => b"sigil/v1/response-stream",
+            SealInfo::RequestStream => b"sigil/v1/request-stream",
         }
     }
 }

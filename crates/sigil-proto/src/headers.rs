@@ -13,6 +13,8 @@ pub const SEALED_JSON: &str = "application/vnd.sigil.sealed+json";
 /// Media type of a sealed stream (docs/protocol.md §4.7): asked for with `Accept` where an
 /// endpoint can stream its answer (an operator backup).
 pub const SEALED_STREAM: &str = "application/vnd.sigil.sealed-stream";
+/// Media type of a snapshot file sent as it is (a restore into a new cluster, §4.7).
+pub const SNAPSHOT: &str = "application/vnd.sigil.snapshot";
 /// Vault's token header, which Sigil refuses.
 pub const VAULT_TOKEN: &str = "x-vault-token";
 /// Channels (docs/protocol.md): `new` or an id in requests, `<id>; ttl=<seconds>` in the

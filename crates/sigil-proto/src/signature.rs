@@ -56,23 +56,33 @@ pub enum SignatureError {
 
 /// The `Content-Digest` value for `body`: `sha-256=:<base64>:` (RFC 9530).
 pub fn content_digest(body: &[u8]) -> String {
+    content_digest_of(&Sha256::digest(body).into())
+}
+
+/// [`content_digest`] of a body already hashed (one streamed from a file).
+pub fn content_digest_of(sha256: &[u8; 32]) -> String {
     use base64::Engine as _;
     format!(
         "sha-256=:{}:",
-        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body))
+        base64::engine::general_purpose::STANDARD.encode(sha256)
     )
 }
 
 /// Checks a received `Content-Digest` header against the body: it must be a structured
 /// dictionary with a `sha-256` byte sequence equal to SHA-256(body).
 pub fn check_content_digest(header: &str, body: &[u8]) -> Result<(), SignatureError> {
+    check_content_digest_of(header, &Sha256::digest(body).into())
+}
+
+/// [`check_content_digest`] of a body already hashed (one streamed to disk as it came).
+pub fn check_content_digest_of(header: &str, sha256: &[u8; 32]) -> Result<(), SignatureError> {
     let dict =
         sfv::Parser::parse_dictionary(header.as_bytes()).map_err(|_| SignatureError::Digest)?;
     match dict.get("sha-256") {
         Some(ListEntry::Item(Item {
             bare_item: BareItem::ByteSeq(digest),
             ..
-        })) if digest.as_slice() == Sha256::digest(body).as_slice() => Ok(()),
+        })) if digest.as_slice() == sha256.as_slice() => Ok(()),
         _ => Err(SignatureError::Digest),
     }
 }
@@ -154,13 +164,37 @@ pub fn sign(
     (created, expires): (i64, i64),
     nonce: String,
 ) -> SignedHeaders {
+    let content_digest = body.map(content_digest);
+    sign_digest(
+        identity,
+        method,
+        target_uri,
+        content_digest,
+        (created, expires),
+        nonce,
+    )
+}
+
+/// [`sign`] of a request whose body's `content-digest` is already known (a body streamed from
+/// a file, hashed while it was written: [`content_digest_of`]).
+///
+/// # Panics
+///
+/// If `nonce` is not base64url ([`sigil_crypto::random::nonce`] makes one).
+pub fn sign_digest(
+    identity: &SecretIdentity,
+    method: &str,
+    target_uri: &str,
+    content_digest: Option<String>,
+    (created, expires): (i64, i64),
+    nonce: String,
+) -> SignedHeaders {
     assert!(
         nonce
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
         "a request nonce is base64url (docs/protocol.md §2.6)"
     );
-    let content_digest = body.map(content_digest);
     // Written in the canonical form `parse` reads directly: the nonce and the keyid are
     // base64url, the integers Unix times, so this is its own RFC 8941 serialization (a test
     // checks it against the parser's).

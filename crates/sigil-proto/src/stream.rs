@@ -1,5 +1,5 @@
-//! Sealed streams (docs/protocol.md §4.7): an answer sealed in chunks, so that neither side
-//! holds a large answer (an operator backup) whole.
+//! Sealed streams (docs/protocol.md §4.7): a body sealed in chunks, so that neither side holds
+//! a large one (an operator backup, a snapshot to restore) whole.
 //!
 //! ```text
 //! application/vnd.sigil.sealed-stream
@@ -7,9 +7,10 @@
 //! frame = last (1 byte: 0 or 1) · length of ct (u32, big-endian) · ct
 //! ```
 //!
-//! Frame `i` is the HPKE context's message `i` (mode_auth, server → caller, `info`
-//! `"sigil/v1/response-stream"`) with associated data `"<status> <nonce>"` followed by the
-//! frame's `last` byte. Each frame carries at most [`CHUNK`] bytes of plaintext; the last
+//! Frame `i` is the HPKE context's message `i` (mode_auth) with the associated data of the
+//! body's [`Direction`] followed by the frame's `last` byte: an answer (server → caller, `info`
+//! `"sigil/v1/response-stream"`, `"<status> <nonce>"`) or a request's body (caller → server,
+//! `"sigil/v1/request-stream"`, the nonce). Each frame carries at most [`CHUNK`] bytes of plaintext; the last
 //! frame has `last` = 1 and nothing follows it.
 
 use sigil_crypto::{EncryptionKey, SealInfo, StreamOpener, StreamSealer, TAG_LEN};
@@ -31,7 +32,40 @@ pub fn stream_len(plaintext: u64) -> u64 {
     ENC as u64 + frames * (FRAME_HEAD + TAG_LEN) as u64 + plaintext
 }
 
-/// Associated data of a frame: the answer's, then whether it is the last.
+/// Which way a stream goes: its HPKE `info` and the associated data its frames start with.
+#[derive(Clone, Copy, Debug)]
+pub enum Direction<'a> {
+    /// The answer with `status` to the request with `nonce` (server → caller).
+    Response {
+        /// The answer's HTTP status.
+        status: u16,
+        /// The request's nonce.
+        nonce: &'a str,
+    },
+    /// The body of the request with `nonce` (caller → server).
+    Request {
+        /// The request's nonce.
+        nonce: &'a str,
+    },
+}
+
+impl Direction<'_> {
+    fn info(self) -> SealInfo {
+        match self {
+            Direction::Response { .. } => SealInfo::ResponseStream,
+            Direction::Request { .. } => SealInfo::RequestStream,
+        }
+    }
+
+    fn aad(self) -> Vec<u8> {
+        match self {
+            Direction::Response { status, nonce } => response_aad(status, nonce).into_bytes(),
+            Direction::Request { nonce } => nonce.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// Associated data of a frame: the body's, then whether it is the last.
 fn frame_aad(answer: &[u8], last: bool) -> Vec<u8> {
     let mut aad = Vec::with_capacity(answer.len() + 1);
     aad.extend_from_slice(answer);
@@ -39,7 +73,7 @@ fn frame_aad(answer: &[u8], last: bool) -> Vec<u8> {
     aad
 }
 
-/// Seals an answer's plaintext as frames, in order (the server's side).
+/// Seals a body's plaintext as frames, in order (the sender's side).
 #[derive(Debug)]
 pub struct StreamWriter {
     sealer: StreamSealer,
@@ -48,19 +82,18 @@ pub struct StreamWriter {
 }
 
 impl StreamWriter {
-    /// A stream from `server` to `client` answering with `status` the request with `nonce`,
-    /// and the bytes that go first (`enc`).
+    /// A stream from `sender` to `recipient` going `direction`, and the bytes that go first
+    /// (`enc`).
     pub fn new(
-        server: &EncryptionKey,
-        client: &[u8; 32],
-        status: u16,
-        nonce: &str,
+        sender: &EncryptionKey,
+        recipient: &[u8; 32],
+        direction: Direction<'_>,
     ) -> Result<(Self, Vec<u8>), BodyError> {
-        let (sealer, enc) = StreamSealer::new(server, client, SealInfo::ResponseStream)
-            .map_err(|_| BodyError::Seal)?;
+        let (sealer, enc) =
+            StreamSealer::new(sender, recipient, direction.info()).map_err(|_| BodyError::Seal)?;
         let writer = StreamWriter {
             sealer,
-            aad: response_aad(status, nonce).into_bytes(),
+            aad: direction.aad(),
             ended: false,
         };
         Ok((writer, enc.to_vec()))
@@ -96,13 +129,14 @@ enum State {
     Ended,
 }
 
-/// Opens a sealed stream as its bytes arrive (the client's side): [`StreamReader::push`] what
+/// Opens a sealed stream as its bytes arrive (the recipient's side): [`StreamReader::push`] what
 /// came, take each opened chunk with [`StreamReader::next_chunk`], and call
 /// [`StreamReader::finish`] when the body ends. The first error ends the stream: a reader
 /// never hands out a chunk after a frame that did not open.
 pub struct StreamReader<'k> {
-    client: &'k EncryptionKey,
-    server: [u8; 32],
+    recipient: &'k EncryptionKey,
+    sender: [u8; 32],
+    info: SealInfo,
     aad: Vec<u8>,
     buffer: Vec<u8>,
     state: State,
@@ -119,13 +153,13 @@ impl std::fmt::Debug for StreamReader<'_> {
 }
 
 impl<'k> StreamReader<'k> {
-    /// A reader of the answer with `status` to the request with `nonce`, sealed by `server` to
-    /// `client`.
-    pub fn new(client: &'k EncryptionKey, server: &[u8; 32], status: u16, nonce: &str) -> Self {
+    /// A reader of the stream going `direction`, sealed by `sender` to `recipient`.
+    pub fn new(recipient: &'k EncryptionKey, sender: &[u8; 32], direction: Direction<'_>) -> Self {
         StreamReader {
-            client,
-            server: *server,
-            aad: response_aad(status, nonce).into_bytes(),
+            recipient,
+            sender: *sender,
+            info: direction.info(),
+            aad: direction.aad(),
             buffer: Vec::new(),
             state: State::Start,
             failed: false,
@@ -153,13 +187,9 @@ impl<'k> StreamReader<'k> {
             if self.buffer.len() < ENC {
                 return Ok(None);
             }
-            let opener = StreamOpener::new(
-                self.client,
-                &self.server,
-                SealInfo::ResponseStream,
-                &self.buffer[..ENC],
-            )
-            .map_err(|_| self.fail(BodyError::Open))?;
+            let opener =
+                StreamOpener::new(self.recipient, &self.sender, self.info, &self.buffer[..ENC])
+                    .map_err(|_| self.fail(BodyError::Open))?;
             self.buffer.drain(..ENC);
             self.state = State::Frames(opener);
         }
@@ -210,7 +240,7 @@ impl<'k> StreamReader<'k> {
             (_, true, _) => Err(BodyError::Open),
             (State::Ended, false, true) => Ok(()),
             _ => Err(BodyError::Malformed(
-                "the stream ended before its last frame: the answer was cut short",
+                "the stream ended before its last frame: it was cut short",
             )),
         }
     }
@@ -240,10 +270,24 @@ mod tests {
         }
     }
 
-    /// The stream of `plain` in chunks of `CHUNK` (an empty plaintext: one empty last frame).
+    const OK: Direction<'static> = Direction::Response {
+        status: 200,
+        nonce: NONCE,
+    };
+
+    /// The answer streamed of `plain` in chunks of `CHUNK` (an empty plaintext: one empty
+    /// last frame).
     fn stream(k: &Keys, plain: &[u8]) -> Vec<u8> {
-        let (mut w, mut out) =
-            StreamWriter::new(&k.server, &k.client.public(), 200, NONCE).unwrap();
+        stream_going(&k.server, &k.client.public(), OK, plain)
+    }
+
+    fn stream_going(
+        sender: &EncryptionKey,
+        recipient: &[u8; 32],
+        direction: Direction<'_>,
+        plain: &[u8],
+    ) -> Vec<u8> {
+        let (mut w, mut out) = StreamWriter::new(sender, recipient, direction).unwrap();
         let chunks: Vec<&[u8]> = if plain.is_empty() {
             vec![&[]]
         } else {
@@ -256,9 +300,19 @@ mod tests {
         out
     }
 
-    /// Reads `bytes` pushed `step` at a time.
+    /// Reads the answer `bytes` pushed `step` at a time.
     fn read(k: &Keys, bytes: &[u8], step: usize) -> Result<Vec<u8>, BodyError> {
-        let mut r = StreamReader::new(&k.client, &k.server.public(), 200, NONCE);
+        read_going(&k.client, &k.server.public(), OK, bytes, step)
+    }
+
+    fn read_going(
+        recipient: &EncryptionKey,
+        sender: &[u8; 32],
+        direction: Direction<'_>,
+        bytes: &[u8],
+        step: usize,
+    ) -> Result<Vec<u8>, BodyError> {
+        let mut r = StreamReader::new(recipient, sender, direction);
         let mut out = Vec::new();
         for piece in bytes.chunks(step.max(1)) {
             r.push(piece)?;
@@ -320,23 +374,57 @@ mod tests {
             assert!(read(&k, &b, 4096).is_err(), "byte {at}");
         }
         // Another status, another nonce, another client key.
-        let mut r = StreamReader::new(&k.client, &k.server.public(), 201, NONCE);
+        let status = |status| Direction::Response {
+            status,
+            nonce: NONCE,
+        };
+        let mut r = StreamReader::new(&k.client, &k.server.public(), status(201));
         r.push(&bytes).unwrap();
         assert!(r.next_chunk().is_err());
         assert!(r.next_chunk().is_err(), "a failed reader stays failed");
-        let mut r = StreamReader::new(&k.client, &k.server.public(), 200, "another-nonce-value");
+        let other_nonce = Direction::Response {
+            status: 200,
+            nonce: "another-nonce-value",
+        };
+        let mut r = StreamReader::new(&k.client, &k.server.public(), other_nonce);
         r.push(&bytes).unwrap();
         assert!(r.next_chunk().is_err());
         let other = EncryptionKey::generate().unwrap();
-        let mut r = StreamReader::new(&other, &k.server.public(), 200, NONCE);
+        let mut r = StreamReader::new(&other, &k.server.public(), OK);
         r.push(&bytes).unwrap();
         assert!(r.next_chunk().is_err());
+    }
+
+    /// A request's body streams as an answer does, client → server; a stream opens only in
+    /// the direction, for the nonce, it was sealed for.
+    #[test]
+    fn request_bodies_stream_and_no_stream_opens_in_the_other_direction() {
+        let k = keys();
+        let request = Direction::Request { nonce: NONCE };
+        let plain: Vec<u8> = (0..CHUNK + 5).map(|i| (i % 13) as u8).collect();
+        let up = stream_going(&k.client, &k.server.public(), request, &plain);
+        assert_eq!(up.len() as u64, stream_len(plain.len() as u64));
+        let opened = read_going(&k.server, &k.client.public(), request, &up, 1000).unwrap();
+        assert_eq!(opened, plain);
+        let other = Direction::Request {
+            nonce: "another-nonce-value",
+        };
+        assert!(read_going(&k.server, &k.client.public(), other, &up, 1000).is_err());
+        // The same keys the other way round, or as an answer: refused.
+        assert!(read_going(&k.client, &k.server.public(), request, &up, 1000).is_err());
+        let down = stream(&k, &plain);
+        assert!(read_going(&k.server, &k.client.public(), request, &down, 1000).is_err());
+        let as_answer = Direction::Response {
+            status: 200,
+            nonce: NONCE,
+        };
+        assert!(read_going(&k.server, &k.client.public(), as_answer, &up, 1000).is_err());
     }
 
     #[test]
     fn a_writer_refuses_oversized_chunks_and_frames_after_the_last() {
         let k = keys();
-        let (mut w, _) = StreamWriter::new(&k.server, &k.client.public(), 200, NONCE).unwrap();
+        let (mut w, _) = StreamWriter::new(&k.server, &k.client.public(), OK).unwrap();
         assert!(w.frame(vec![0; CHUNK + 1], false).is_err());
         w.frame(Vec::new(), true).unwrap();
         assert!(w.frame(Vec::new(), true).is_err());

@@ -313,6 +313,16 @@ pub(crate) struct Verified<T> {
 }
 
 impl<T> Verified<T> {
+    /// The signer, its body not yet read.
+    pub(crate) fn caller(&self) -> &T {
+        &self.caller
+    }
+
+    /// The signature's nonce.
+    pub(crate) fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
     /// The signer, once `body` matches the signed digest (a body needs one) and the nonce is
     /// new. A request refused here leaves its nonce unused.
     pub(crate) fn body(
@@ -329,6 +339,27 @@ impl<T> Verified<T> {
             None => {}
             Some(d) => signature::check_content_digest(d, body).map_err(deny)?,
         }
+        self.fresh(replay)
+    }
+
+    /// [`Verified::body`] for a body read as it came (streamed to a spool) and hashed on the
+    /// way: `sha256` of its bytes as sent (it has some: a stream is never empty).
+    pub(crate) fn streamed_body(
+        self,
+        sha256: &[u8; 32],
+        replay: &ReplayCache,
+    ) -> Result<Authenticated<T>, ApiError> {
+        let Some(d) = &self.digest else {
+            return Err(deny(SignatureError::Malformed(
+                "a request with a body must cover content-digest",
+            )));
+        };
+        signature::check_content_digest_of(d, sha256).map_err(deny)?;
+        self.fresh(replay)
+    }
+
+    /// The signer, once its nonce is found new (and recorded).
+    fn fresh(self, replay: &ReplayCache) -> Result<Authenticated<T>, ApiError> {
         let Some(mark) = replay.check_and_insert(&self.keyid, &self.nonce, self.expires, self.now)
         else {
             return Err(ApiError::unauthorized(

@@ -28,6 +28,7 @@ mod replay;
 mod sealing;
 mod signatures;
 mod snapshots;
+mod spool;
 mod telemetry;
 mod tls;
 

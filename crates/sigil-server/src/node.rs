@@ -90,17 +90,24 @@ pub enum RestoreError {
     Storage(#[from] StorageError),
 }
 
-/// Writes a snapshot into the data directory `dir` of a stopped node (or a new one): checks the
-/// file (format, checksum, signature; the signer when `pinned`), refuses a directory that
-/// already holds data, writes every entry through the file backend (its log synced, then
-/// checkpointed) and reads the result back. The node then starts sealed; the snapshot's admins
-/// unseal it.
+/// Writes the snapshot `file` into the data directory `dir` of a stopped node (or a new one):
+/// checks the file (format, checksum, signature; the signer when `pinned`) as it reads it,
+/// refuses a directory that already holds data, reads the file again writing every entry
+/// through the file backend in batches (each batch's log synced, then checkpointed) and counts
+/// what it holds afterwards. The node then starts sealed; the snapshot's admins unseal it. The
+/// snapshot is never held whole in memory.
 pub fn restore_snapshot(
     dir: &Path,
-    bytes: &[u8],
+    file: &Path,
     pinned: Option<&str>,
 ) -> Result<Restored, RestoreError> {
-    let snapshot = sigil_core::snapshot::decode(bytes, pinned)?;
+    use std::io::Seek as _;
+    let unreadable = |e: std::io::Error| {
+        sigil_core::snapshot::SnapshotError(format!("{} cannot be read: {e}", file.display()))
+    };
+    let mut f = std::fs::File::open(file).map_err(unreadable)?;
+    let header =
+        sigil_core::snapshot::read_from(std::io::BufReader::new(&f), pinned, &mut |_, _| Ok(()))?;
     let path = dir.join("sigil.redb");
     let taken = std::fs::read_dir(dir)
         .map(|entries| {
@@ -119,9 +126,20 @@ pub fn restore_snapshot(
     if !backend.list("")?.is_empty() {
         return Err(RestoreError::NotEmpty(dir.to_owned()));
     }
-    let count = snapshot.entries.len();
-    write_entries(&backend, snapshot.entries)?;
-    let written = backend.snapshot()?.len();
+    f.rewind().map_err(unreadable)?;
+    let mut writer = EntryWriter::new(&backend);
+    sigil_core::snapshot::read_from(std::io::BufReader::new(&f), pinned, &mut |k, v| {
+        writer
+            .add(k, v)
+            .map_err(|e| sigil_core::snapshot::SnapshotError(e.to_string()))
+    })?;
+    writer.finish()?;
+    let count = header.entries;
+    let mut written = 0u64;
+    backend.snapshot_each(&mut |_, _| {
+        written += 1;
+        Ok(())
+    })?;
     backend.close();
     if written != count {
         return Err(RestoreError::Storage(StorageError::Io {
@@ -130,38 +148,72 @@ pub fn restore_snapshot(
             reason: format!("{written} entries read back, {count} written"),
         }));
     }
-    Ok(Restored {
-        header: snapshot.header,
-        path,
-    })
+    Ok(Restored { header, path })
 }
 
-/// Writes a snapshot's entries into `backend` in batches, the seal configuration last: until
-/// it is written the storage reads as uninitialized, and an interrupted restore leaves only
-/// leftovers that the next init or restore discards.
-pub(crate) fn write_entries(
-    backend: &dyn sigil_storage::Backend,
-    entries: Vec<(String, Vec<u8>)>,
-) -> Result<(), StorageError> {
-    let seal_key = sigil_engine::barrier::SEAL_CONFIG_KEY;
-    let (seal, rest): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| k == seal_key);
-    let mut entries = rest.into_iter().chain(seal);
-    loop {
-        let mut batch = sigil_storage::Batch::new();
-        let mut n = 0;
-        for (k, v) in entries.by_ref().take(RESTORE_BATCH) {
-            batch = batch.put(k, v);
-            n += 1;
+/// Writes a snapshot's entries, as they are read, into a backend in batches, the seal
+/// configuration last: until it is written the storage reads as uninitialized, and an
+/// interrupted restore leaves only leftovers that the next init or restore discards.
+pub(crate) struct EntryWriter<'a> {
+    backend: &'a dyn sigil_storage::Backend,
+    batch: sigil_storage::Batch,
+    entries: usize,
+    bytes: usize,
+    seal: Option<Vec<u8>>,
+}
+
+/// A batch (one synced log append, or one Raft entry) holds at most this many entries…
+const BATCH_ENTRIES: usize = 4096;
+/// …and at most about this many bytes.
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+impl<'a> EntryWriter<'a> {
+    pub(crate) fn new(backend: &'a dyn sigil_storage::Backend) -> Self {
+        EntryWriter {
+            backend,
+            batch: sigil_storage::Batch::new(),
+            entries: 0,
+            bytes: 0,
+            seal: None,
         }
-        if n == 0 {
+    }
+
+    /// Adds an entry; a full batch is written.
+    pub(crate) fn add(&mut self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        if key == sigil_engine::barrier::SEAL_CONFIG_KEY {
+            self.seal = Some(value.to_vec());
             return Ok(());
         }
-        backend.apply(batch)?;
+        let batch = std::mem::take(&mut self.batch);
+        self.batch = batch.put(key.to_owned(), value.to_vec());
+        self.entries += 1;
+        self.bytes += key.len() + value.len();
+        if self.entries >= BATCH_ENTRIES || self.bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StorageError> {
+        if self.entries > 0 {
+            self.backend.apply(std::mem::take(&mut self.batch))?;
+        }
+        self.entries = 0;
+        self.bytes = 0;
+        Ok(())
+    }
+
+    /// Writes what is left, then the seal configuration.
+    pub(crate) fn finish(mut self) -> Result<(), StorageError> {
+        self.flush()?;
+        if let Some(seal) = self.seal.take() {
+            let key = sigil_engine::barrier::SEAL_CONFIG_KEY;
+            self.backend
+                .apply(sigil_storage::Batch::new().put(key.to_owned(), seal))?;
+        }
+        Ok(())
     }
 }
-
-/// Entries written per batch (per synced log append) by a restore.
-const RESTORE_BATCH: usize = 4096;
 
 /// The engine kinds this server offers (the engine contract): the database engine reaches
 /// PostgreSQL and MySQL/MariaDB through its real drivers.

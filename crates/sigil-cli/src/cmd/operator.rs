@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use sigil_crypto::PublicIdentity;
 
 use sigil_proto::sys::{
@@ -154,15 +152,13 @@ pub(crate) async fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                 (None, Some(c)) => crate::server_config::ServerFile::load(&c)?.storage.path,
                 (None, None) => anyhow::bail!("say where to restore: --data-dir DIR or -c FILE"),
             };
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             if server_key.is_none() {
                 eprintln!(
                     "Note: no --server-key (or SIGIL_SERVER_KEY): the backup's signature is checked, but not whose it is."
                 );
             }
             super::server::private_dir(&dir)?;
-            let restored = sigil_server::restore_snapshot(&dir, &bytes, server_key.as_deref())?;
+            let restored = sigil_server::restore_snapshot(&dir, &file, server_key.as_deref())?;
             let h = restored.header;
             println!(
                 "Success! Restored {} entries (keyring term {}, taken at {}) into {}.",

@@ -109,19 +109,22 @@ pub(crate) async fn run(cmd: RaftCommand) -> anyhow::Result<ExitCode> {
 
 /// `snapshot restore FILE`: into a new cluster (unauthenticated), or staged over a running one.
 async fn restore(file: &std::path::Path, client: &ClientArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    // Checked here first: whole, and (with SIGIL_SERVER_KEY) made by the server pinned.
-    let h = sigil_core::snapshot::check(&bytes, client.server_key.as_deref())?;
+    // Checked here first, as it is read: whole, and (with SIGIL_SERVER_KEY) made by the
+    // server pinned. It is sent from the file a chunk at a time, never read whole.
+    let h = sigil_core::snapshot::check_file(file, client.server_key.as_deref())?;
     if client.server_key.is_none() {
         eprintln!(
             "Note: no --server-key (or SIGIL_SERVER_KEY): the snapshot's signature is checked, but not whose it is."
         );
     }
     let c = config::client_with(client, Needs::Nothing)?;
-    let body = json!({ "snapshot": sigil_crypto::b64url_encode(&bytes) });
     if !super::typed::seal_status(&c).await?.initialized {
-        c.plain("POST", "sys/storage/raft/snapshot", Some(&body))
-            .await?;
+        c.plain_upload(
+            "sys/storage/raft/snapshot",
+            file,
+            sigil_proto::headers::SNAPSHOT,
+        )
+        .await?;
         println!(
             "Success! Restored {} entries (keyring term {}, taken at {}). The cluster is sealed until the snapshot's admins run `sigil operator unseal`; its server key is the snapshot's: {}",
             h.entries,
@@ -134,9 +137,7 @@ async fn restore(file: &std::path::Path, client: &ClientArgs) -> anyhow::Result<
         return Ok(());
     }
     let c = config::client(client)?;
-    let resp = c
-        .request("POST", "sys/storage/raft/snapshot", Some(&body))
-        .await?;
+    let resp = c.upload("sys/storage/raft/snapshot", file).await?;
     let status: RestoreStatus =
         super::typed::typed(resp.data().clone(), "sys/storage/raft/snapshot")?;
     println!(

@@ -274,6 +274,19 @@ impl Demo {
         self.spawn(node, &[], "restart.log");
     }
 
+    /// Stops node `node` (SIGTERM, waits for it) and starts it again with `extra` flags; it
+    /// comes back sealed.
+    pub fn restart_with(&mut self, node: u16, extra: &[&str]) {
+        self.signal(node, "TERM");
+        let pid = self.pids[usize::from(node - 1)];
+        eventually(20, || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        });
+        self.spawn(node, extra, "restart.log");
+    }
+
     /// Runs node `node` from its data directory with `extra` flags, logging to
     /// `sigil-N.<log>`.
     fn spawn(&mut self, node: u16, extra: &[&str], log: &str) {

@@ -44,6 +44,78 @@ pub(super) async fn caller(
     Ok((authn, body))
 }
 
+/// A caller known from the headers alone, whose body is read as it comes (a snapshot to
+/// restore): a client certificate, or a signature whose digest the body must still match.
+pub(super) enum Pending {
+    Mtls(Authenticated<Arc<Caller>>),
+    Signed(auth::Verified<Arc<Caller>>),
+}
+
+impl Pending {
+    pub(super) fn caller(&self) -> &Arc<Caller> {
+        match self {
+            Pending::Mtls(a) => &a.caller,
+            Pending::Signed(v) => v.caller(),
+        }
+    }
+
+    /// The request's nonce: the associated data of its sealed body.
+    pub(super) fn nonce(&self) -> &str {
+        match self {
+            Pending::Mtls(a) => &a.nonce,
+            Pending::Signed(v) => v.nonce(),
+        }
+    }
+
+    /// The caller, once the body (its bytes as sent hashed into `sha256`) matches the signed
+    /// digest and the nonce is new. Counts a failure against the source address.
+    pub(super) fn finish(
+        self,
+        state: &AppState,
+        parts: &Parts,
+        sha256: &[u8; 32],
+    ) -> Result<Authenticated<Arc<Caller>>, ApiError> {
+        match self {
+            Pending::Mtls(a) => Ok(a),
+            Pending::Signed(v) => v
+                .streamed_body(sha256, &state.fresh.replay)
+                .map_err(|e| auth_failed(state, parts, e)),
+        }
+    }
+}
+
+/// [`caller`] without reading the body: the signature verified from the headers (the body
+/// is checked against it by [`Pending::finish`]), or the client certificate.
+pub(super) async fn caller_before_body(
+    state: &AppState,
+    core: &Core,
+    parts: &Parts,
+    trail: &mut Trail,
+) -> Result<Pending, ApiError> {
+    let pending = match parts.extensions.get::<Arc<PeerCerts>>() {
+        Some(certs) if !parts.headers.contains_key(headers::SIGNATURE_INPUT) => {
+            trail.mtls = true;
+            Pending::Mtls(authenticate_mtls(state, core, parts, certs)?)
+        }
+        _ => {
+            let verified = auth::authenticate(core, &state.fresh, parts, now())
+                .map_err(|e| auth_failed(state, parts, e))?
+                .verify(&state.signatures)
+                .await
+                .map_err(|e| auth_failed(state, parts, e))?;
+            state
+                .limits
+                .identity
+                .take(&verified.caller().identity.keyid)
+                .map_err(ApiError::rate_limited)?;
+            Pending::Signed(verified)
+        }
+    };
+    let caller = pending.caller();
+    trail.identity = Some((caller.identity.keyid.clone(), caller.identity.name.clone()));
+    Ok(pending)
+}
+
 /// Verifies the signature from the headers, then reads the body (only then, under the full
 /// budget) and checks it against the signed digest.
 pub(super) async fn authenticate<S: auth::Signers>(

@@ -4,71 +4,23 @@
 //! sealed to the caller and sent as it is sealed. Neither the snapshot nor its sealed form is
 //! ever held whole in memory on a persistent server.
 
-use std::io::{Read as _, Seek as _};
-use std::path::Path;
-use std::pin::Pin;
+use std::io::Read as _;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use sigil_proto::headers;
-use sigil_proto::stream::{CHUNK, StreamWriter, stream_len};
+use sigil_proto::stream::{CHUNK, Direction, StreamWriter, stream_len};
 
 use super::blocking::blocking;
 use crate::error::ApiError;
 use crate::sealing::Reply;
+use crate::spool::{ChannelBody, Spool};
 
 /// Frames sealed ahead of the client: at most this many wait in memory.
 const AHEAD: usize = 4;
-
-/// Where a snapshot's entries wait while its header is made.
-enum Spool {
-    File(std::fs::File),
-    Memory(std::io::Cursor<Vec<u8>>),
-}
-
-impl Spool {
-    fn new(dir: Option<&Path>) -> std::io::Result<Spool> {
-        Ok(match dir {
-            Some(dir) => Spool::File(tempfile::tempfile_in(dir)?),
-            None => Spool::Memory(std::io::Cursor::new(Vec::new())),
-        })
-    }
-
-    fn rewind(&mut self) -> std::io::Result<()> {
-        match self {
-            Spool::File(f) => f.rewind(),
-            Spool::Memory(m) => m.rewind(),
-        }
-    }
-}
-
-impl std::io::Write for Spool {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Spool::File(f) => f.write(buf),
-            Spool::Memory(m) => m.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Spool::File(f) => f.flush(),
-            Spool::Memory(m) => m.flush(),
-        }
-    }
-}
-
-impl std::io::Read for Spool {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Spool::File(f) => f.read(buf),
-            Spool::Memory(m) => m.read(buf),
-        }
-    }
-}
 
 /// Whether `Accept` names a sealed stream (docs/protocol.md §4.7); endpoints that cannot
 /// stream answer with an envelope whatever it says.
@@ -114,14 +66,17 @@ pub(super) async fn stream_snapshot(
     .await?;
     let server = reply.core.server_identity().encryption_key();
     let client = reply.authn.caller.public.encryption_key();
-    let (writer, enc) =
-        StreamWriter::new(server, client, StatusCode::OK.as_u16(), &reply.authn.nonce)
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))?;
+    let direction = Direction::Response {
+        status: StatusCode::OK.as_u16(),
+        nonce: &reply.authn.nonce,
+    };
+    let (writer, enc) = StreamWriter::new(server, client, direction)
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "sealing failed"))?;
     let length = stream_len(prefix.len() as u64 + body_bytes);
     let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
     let _ = tx.try_send(Ok(Bytes::from(enc)));
     tokio::task::spawn_blocking(move || send_frames(writer, prefix, spool, body_bytes, &tx));
-    let mut response = Response::new(Body::new(Frames(rx)));
+    let mut response = Response::new(Body::new(ChannelBody(rx)));
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -162,22 +117,5 @@ fn send_frames(
         if tx.blocking_send(frame).is_err() || failed || left == 0 {
             return;
         }
-    }
-}
-
-/// An answer's body from frames as they are sealed.
-struct Frames(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
-
-impl http_body::Body for Frames {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|frame| frame.map(|f| f.map(http_body::Frame::data)))
     }
 }

@@ -17,6 +17,7 @@ mod restore;
 mod state;
 mod sys;
 mod unseal;
+mod upload;
 
 use std::sync::Arc;
 
@@ -166,6 +167,14 @@ async fn serve(
         } else {
             restore::approve(&state, &core, &parts, body, &mut trail).await
         };
+        return trail.finish(&core, outcome).await;
+    }
+    // A snapshot to restore, streamed (its body is not read whole).
+    if raw_path == restore::PATH
+        && (parts.method == Method::POST || parts.method == Method::PUT)
+        && upload::is(&parts, sigil_proto::headers::SEALED_STREAM)
+    {
+        let outcome = restore::upload(&state, &core, &parts, body, &mut trail).await;
         return trail.finish(&core, outcome).await;
     }
     // Response wrapping (docs/e2e.md): in the query, so the request's signature covers it.

@@ -1,7 +1,9 @@
 //! A restore over the running cluster (cluster/restore.rs): `POST sys/storage/raft/snapshot`
-//! stages it (update and sudo), `sys/storage/raft/snapshot/restore` shows (read and sudo) or
-//! drops it (delete and sudo), and `sys/storage/raft/snapshot/approve` — signed by a seal
-//! admin, audited like every write — approves it; the last approval needed carries it out.
+//! stages it (update and sudo) — the snapshot sent as a sealed stream ([`upload`]) or, from
+//! older clients, whole in JSON ([`stage`]) —, `sys/storage/raft/snapshot/restore` shows (read
+//! and sudo) or drops it (delete and sudo), and `sys/storage/raft/snapshot/approve` — signed by
+//! a seal admin, audited like every write — approves it; the last approval needed carries it
+//! out.
 
 use std::sync::Arc;
 
@@ -17,11 +19,17 @@ use sigil_proto::raft::RestoreStatus;
 use super::blocking::blocking;
 use super::plain::plain_json;
 use super::state::AppState;
-use crate::audit_trail::Trail;
+use super::upload::{Sealed, receive, spool_bytes};
+use crate::audit_trail::{Trail, audit_request};
 use crate::cluster::Cluster;
+use crate::cluster::restore::Spooled;
 use crate::error::ApiError;
-use crate::sealing::Reply;
+use crate::sealing::{Reply, Sealing};
+use crate::spool::Spool;
 use sigil_engine::timefmt::unix_now as now;
+
+/// The endpoint that takes a snapshot to restore.
+pub(super) const PATH: &str = "sys/storage/raft/snapshot";
 
 fn cluster_of(state: &AppState) -> Result<Arc<Cluster>, ApiError> {
     state.cluster.clone().ok_or_else(|| {
@@ -64,32 +72,90 @@ pub(super) async fn stage(
     let status = blocking(move || {
         let bytes = sigil_crypto::b64url_decode(&request.snapshot)
             .map_err(|_| ApiError::bad_request("snapshot is not base64url"))?;
-        let server_key = worker
-            .node
-            .server_key()
-            .ok_or_else(|| super::plain::unavailable(&worker.node))?
-            .to_string();
-        let snapshot = sigil_core::snapshot::decode(&bytes, Some(&server_key)).map_err(|e| {
-            ApiError::bad_request(format!(
-                "{e} (a snapshot of another cluster restores only into a new, uninitialized one)"
-            ))
-        })?;
-        worker.node.opens(&snapshot.entries).map_err(|_| {
-            ApiError::bad_request(
-                "the snapshot's keyring does not open with this cluster's root key (it was taken before a rekey): restore it into a new cluster and unseal that with the snapshot's admins",
-            )
-        })?;
-        let status = cluster.restores.stage(snapshot, required(&worker), now())?;
-        tracing::warn!(
-            digest = status.digest,
-            entries = status.entries,
-            created = status.created,
-            "a restore over the running cluster is staged: it runs when the seal admins approve it"
-        );
-        Ok(status)
+        let spool = spool_bytes(&bytes, worker.spool_dir.as_deref())?;
+        stage_spooled(&worker, &cluster, spool)
     })
     .await?;
     answer(reply, &status)
+}
+
+/// `POST sys/storage/raft/snapshot` with the snapshot as a sealed stream (docs/protocol.md
+/// §4.7) on an initialized cluster: authenticated from the headers, authorized (update and
+/// sudo) and audited before a byte of the body is read, which then goes, opened frame by frame,
+/// to a spool in the data directory; the signature's digest is checked once it has all come,
+/// then the snapshot is checked and staged as [`stage`] does. `[limits] max_request_bytes` does
+/// not apply: the snapshot is never held in memory.
+pub(super) async fn upload(
+    state: &Arc<AppState>,
+    core: &Arc<Core>,
+    parts: &Parts,
+    body: Body,
+    trail: &mut Trail,
+) -> Result<(Response, Option<Value>), ApiError> {
+    let pending = super::authn::caller_before_body(state, core, parts, trail).await?;
+    trail.operation = Some(sigil_core::Operation::Update);
+    trail.path = PATH.to_owned();
+    if !trail.mtls {
+        trail.record_signature(parts);
+    }
+    audit_request(core, || trail.request_entry(None)).await?;
+    core.authorize(
+        pending.caller(),
+        PATH,
+        &[Capability::Update, Capability::Sudo],
+    )?;
+    let cluster = cluster_of(state)?;
+    let sealed = Sealed::Stream {
+        server: core.server_identity().encryption_key(),
+        caller: pending.caller().public.encryption_key(),
+        nonce: pending.nonce(),
+    };
+    let (spool, sha256) = receive(body, state.spool_dir.clone(), sealed).await?;
+    let authn = pending.finish(state, parts, &sha256)?;
+    let worker = Arc::clone(state);
+    let status = blocking(move || stage_spooled(&worker, &cluster, spool)).await?;
+    let sealing = Sealing::of(&state.channels, &parts.headers, &authn.caller);
+    let reply = Reply {
+        core,
+        channels: &state.channels,
+        authn: &authn,
+        sealing: &sealing,
+        request_id: &trail.request_id.clone(),
+        headers: &parts.headers,
+    };
+    Ok((answer(&reply, &status)?, None))
+}
+
+/// Checks a spooled snapshot for a restore over this cluster — whole, signed by this
+/// cluster's server key, its keyring under the current root key — and stages it.
+fn stage_spooled(
+    state: &AppState,
+    cluster: &Cluster,
+    spool: Spool,
+) -> Result<RestoreStatus, ApiError> {
+    let server_key = state
+        .node
+        .server_key()
+        .ok_or_else(|| super::plain::unavailable(&state.node))?
+        .to_string();
+    let snapshot = Spooled::check(spool, Some(&server_key)).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{e} (a snapshot of another cluster restores only into a new, uninitialized one)"
+        ))
+    })?;
+    state.node.opens(&snapshot.keyring).map_err(|_| {
+        ApiError::bad_request(
+            "the snapshot's keyring does not open with this cluster's root key (it was taken before a rekey): restore it into a new cluster and unseal that with the snapshot's admins",
+        )
+    })?;
+    let status = cluster.restores.stage(snapshot, required(state), now())?;
+    tracing::warn!(
+        digest = status.digest,
+        entries = status.entries,
+        created = status.created,
+        "a restore over the running cluster is staged: it runs when the seal admins approve it"
+    );
+    Ok(status)
 }
 
 /// `GET sys/storage/raft/snapshot/restore` (read and sudo).

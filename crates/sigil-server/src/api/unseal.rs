@@ -51,9 +51,11 @@ pub(super) async fn handle(
     })
 }
 
-/// `POST sys/storage/raft/snapshot` on a new cluster: `{"snapshot":"<base64url>"}` (a backup
-/// checked as `sigil operator restore` checks it) is written through Raft, the seal
-/// configuration last; the cluster is then sealed with the backup's admins and server key.
+/// `POST sys/storage/raft/snapshot` on a new cluster: the snapshot file itself
+/// (`content-type: application/vnd.sigil.snapshot`, read as it comes into a spool; or, from
+/// older clients, `{"snapshot":"<base64url>"}`), checked as `sigil operator restore` checks
+/// it, is written through Raft, the seal configuration last; the cluster is then sealed with
+/// the backup's admins and server key.
 async fn restore_fresh(
     state: &Arc<AppState>,
     parts: &Parts,
@@ -64,9 +66,12 @@ async fn restore_fresh(
             "only a cluster restores through the API; restore a file storage with `sigil operator restore FILE --data-dir DIR` while the server is stopped",
         ));
     };
-    let body = read_body(parts, body, state.authenticated()).await?;
-    let worker = Arc::clone(state);
-    blocking(move || {
+    let spool = if super::upload::is(parts, sigil_proto::headers::SNAPSHOT) {
+        super::upload::receive(body, state.spool_dir.clone(), super::upload::Sealed::Plain)
+            .await?
+            .0
+    } else {
+        let body = read_body(parts, body, state.authenticated()).await?;
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Restore {
@@ -77,10 +82,14 @@ async fn restore_fresh(
         })?;
         let bytes = sigil_crypto::b64url_decode(&request.snapshot)
             .map_err(|_| ApiError::bad_request("snapshot is not base64url"))?;
-        let snapshot = sigil_core::snapshot::decode(&bytes, None)
+        super::upload::spool_bytes(&bytes, state.spool_dir.as_deref())?
+    };
+    let worker = Arc::clone(state);
+    blocking(move || {
+        let snapshot = crate::cluster::restore::Spooled::check(spool, None)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let header = snapshot.header;
-        crate::cluster::restore::into_empty(&cluster.raft, &worker.node, snapshot.entries)?;
+        let header = snapshot.header.clone();
+        crate::cluster::restore::into_empty(&cluster.raft, &worker.node, snapshot)?;
         tracing::info!(
             entries = header.entries,
             keyring_term = header.keyring_term,

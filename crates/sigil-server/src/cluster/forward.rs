@@ -15,6 +15,7 @@ use http::{HeaderName, StatusCode};
 use super::Cluster;
 use crate::audit_trail::{PeerCerts, RemoteAddr};
 use crate::error::ApiError;
+use sigil_proto::headers;
 
 /// Where a member takes the root key a rekey on the leader made (api/forwarded.rs).
 pub(crate) const ROOT: &str = "/v1/cluster/root";
@@ -90,16 +91,27 @@ pub(crate) async fn to_leader(
         let list: Vec<String> = certs.chain.iter().map(|c| b64.encode(c)).collect();
         req = req.header(CERTS, list.join(","));
     }
-    // A sealed body is at most ~1.4 times the limit; the leader enforces the limit itself.
-    let bytes = axum::body::to_bytes(body, seen.max_body)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is larger than this server takes",
-            )
-        })?;
-    let resp = req.body(bytes).send().await.map_err(|e| {
+    let streamed = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.to_ascii_lowercase().starts_with(headers::SEALED_STREAM));
+    let req = if streamed {
+        // A snapshot to restore: passed on as it comes, never whole in memory.
+        req.body(reqwest::Body::wrap(relay(body)))
+    } else {
+        // A sealed body is at most ~1.4 times the limit; the leader enforces the limit itself.
+        let bytes = axum::body::to_bytes(body, seen.max_body)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is larger than this server takes",
+                )
+            })?;
+        req.body(bytes)
+    };
+    let resp = req.send().await.map_err(|e| {
         tracing::warn!(leader = %leader.name, error = %e, "forwarding to the leader failed");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -120,4 +132,28 @@ pub(crate) async fn to_leader(
         head.headers.remove(name);
     }
     Ok(Response::from_parts(head, Body::new(body)))
+}
+
+/// `body` as a body that can be sent on (a task reads it into a channel, a few chunks ahead).
+fn relay(mut body: Body) -> crate::spool::ChannelBody {
+    use http_body_util::BodyExt as _;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Some(frame) = body.frame().await {
+            let sent = match frame {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => tx.send(Ok(data)).await,
+                    Err(_) => continue,
+                },
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    });
+    crate::spool::ChannelBody(rx)
 }

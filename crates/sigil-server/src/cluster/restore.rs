@@ -3,19 +3,80 @@
 //! identity stages it and it runs only when a threshold of the seal admins approve it, each
 //! signing its digest (as a rekey). Only a snapshot of this cluster (signed by its server key)
 //! whose keyring the current root key opens (no rekey since) qualifies. The staged restore
-//! lives on the leader until it runs, is cancelled or expires, or leadership moves.
+//! lives on the leader until it runs, is cancelled or expires, or leadership moves. A
+//! snapshot waits in a private spool (spool.rs), checked as a file, and is written from it in
+//! batches: never whole in memory.
 
 use std::sync::Mutex;
 
 use http::StatusCode;
 use sha2::{Digest as _, Sha256};
 use sigil_core::Node;
-use sigil_core::snapshot::Snapshot;
+use sigil_core::snapshot::{Header, SnapshotError};
 use sigil_proto::raft::RestoreStatus;
 use sigil_storage::Backend as _;
 
 use crate::error::ApiError;
+use crate::node::EntryWriter;
+use crate::spool::Spool;
 use sigil_raft::ClusterNode;
+
+/// A snapshot received for a restore and checked: its header, the entries that say whether
+/// the current root key opens it, and the spool it is written from.
+pub(crate) struct Spooled {
+    pub(crate) header: Header,
+    /// Its keyring and key-usage record.
+    pub(crate) keyring: Vec<(String, Vec<u8>)>,
+    spool: Spool,
+}
+
+impl Spooled {
+    /// Checks the snapshot in `spool` (format, checksum, signature; the signer when `pinned`)
+    /// as it reads it, keeping only its keyring entries.
+    pub(crate) fn check(mut spool: Spool, pinned: Option<&str>) -> Result<Self, SnapshotError> {
+        let io = |e: std::io::Error| SnapshotError(format!("the spooled snapshot: {e}"));
+        spool.rewind().map_err(io)?;
+        let keep = [
+            sigil_engine::barrier::KEYRING_KEY,
+            sigil_engine::key_usage::USAGE_KEY,
+        ];
+        let mut keyring = Vec::new();
+        let header = sigil_core::snapshot::read_from(
+            std::io::BufReader::new(&mut spool),
+            pinned,
+            &mut |k, v| {
+                if keep.contains(&k) {
+                    keyring.push((k.to_owned(), v.to_vec()));
+                }
+                Ok(())
+            },
+        )?;
+        Ok(Spooled {
+            header,
+            keyring,
+            spool,
+        })
+    }
+
+    /// Writes every entry through `out` (read from the spool a second time: it was checked
+    /// and nobody else can open it) and finishes it.
+    fn write_into(mut self, mut out: EntryWriter<'_>) -> Result<(), ApiError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the restore stopped midway ({e}); run it again"),
+            )
+        };
+        self.spool.rewind().map_err(|e| failed(&e))?;
+        sigil_core::snapshot::read_from(
+            std::io::BufReader::new(&mut self.spool),
+            None,
+            &mut |k, v| out.add(k, v).map_err(|e| SnapshotError(e.to_string())),
+        )
+        .map_err(|e| failed(&e))?;
+        out.finish().map_err(|e| failed(&e))
+    }
+}
 
 /// How long a staged restore waits for its approvals.
 const TTL_SECS: i64 = 3600;
@@ -27,7 +88,7 @@ const KEPT: &str = sigil_engine::replay::PREFIX;
 struct Staged {
     digest: String,
     deadline: i64,
-    snapshot: Snapshot,
+    snapshot: Spooled,
     approvals: Vec<String>,
 }
 
@@ -60,7 +121,7 @@ impl Restores {
     /// Stages `snapshot` (checked by the caller), replacing a staged one.
     pub(crate) fn stage(
         &self,
-        snapshot: Snapshot,
+        snapshot: Spooled,
         required: u8,
         now: i64,
     ) -> Result<RestoreStatus, ApiError> {
@@ -111,7 +172,7 @@ impl Restores {
         digest: &str,
         required: u8,
         now: i64,
-    ) -> Result<(RestoreStatus, Option<Snapshot>), ApiError> {
+    ) -> Result<(RestoreStatus, Option<Spooled>), ApiError> {
         let mut staged = self.lock();
         let Some(s) = staged.as_mut() else {
             return Err(ApiError::bad_request("no restore is staged"));
@@ -139,12 +200,12 @@ impl Restores {
     }
 }
 
-/// Replaces everything in the cluster's storage (but the keys starting with `kept`) by
-/// `entries`, through Raft, the seal configuration last. Not atomic: a leader that dies midway
-/// leaves part of it written; run the restore again.
+/// Replaces everything in the cluster's storage (but the keys starting with `kept`) by the
+/// snapshot's entries, through Raft, the seal configuration last. Not atomic: a leader that
+/// dies midway leaves part of it written; run the restore again.
 fn replace_storage(
     raft: &ClusterNode,
-    entries: Vec<(String, Vec<u8>)>,
+    snapshot: Spooled,
     kept: Option<&str>,
 ) -> Result<(), ApiError> {
     let unavailable = |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e);
@@ -163,7 +224,7 @@ fn replace_storage(
             .fold(sigil_storage::Batch::new(), |b, k| b.delete(k.clone()));
         raft.apply(batch).map_err(|e| unavailable(e.to_string()))?;
     }
-    crate::node::write_entries(raft, entries).map_err(|e| unavailable(e.to_string()))
+    snapshot.write_into(EntryWriter::new(raft))
 }
 
 /// Keys deleted per batch.
@@ -173,14 +234,14 @@ const RESTORE_BATCH: usize = 4096;
 pub(crate) fn into_empty(
     raft: &ClusterNode,
     node: &Node,
-    entries: Vec<(String, Vec<u8>)>,
+    snapshot: Spooled,
 ) -> Result<(), ApiError> {
     if node.initialized() {
         return Err(ApiError::bad_request(
             "the cluster is initialized: a restore over its data is staged by a sudo identity and approved by its seal admins",
         ));
     }
-    replace_storage(raft, entries, None)?;
+    replace_storage(raft, snapshot, None)?;
     node.refresh().map_err(ApiError::from)?;
     Ok(())
 }
@@ -191,10 +252,10 @@ pub(crate) fn into_empty(
 pub(crate) fn over_running(
     raft: &ClusterNode,
     node: &Node,
-    snapshot: Snapshot,
+    snapshot: Spooled,
 ) -> Result<(), ApiError> {
-    node.opens(&snapshot.entries).map_err(ApiError::from)?;
-    replace_storage(raft, snapshot.entries, Some(KEPT))?;
+    node.opens(&snapshot.keyring).map_err(ApiError::from)?;
+    replace_storage(raft, snapshot, Some(KEPT))?;
     node.reopen().map_err(ApiError::from)?;
     let core = node.core().ok_or_else(|| {
         ApiError::new(
@@ -208,24 +269,59 @@ pub(crate) fn over_running(
 
 #[cfg(test)]
 mod tests {
-    use sigil_core::snapshot::Header;
-
     use super::*;
 
-    fn snapshot() -> Snapshot {
-        Snapshot {
-            header: Header {
-                created: "2026-12-06T00:00:00Z".into(),
-                storage: "raft".into(),
-                entries: 1,
-                body_bytes: 1,
-                body_sha256: "00".into(),
-                keyring_term: 1,
-                server_key: String::new(),
-                signature: String::new(),
-            },
-            entries: vec![("k".into(), b"v".to_vec())],
-        }
+    fn snapshot() -> Spooled {
+        let server = sigil_crypto::SecretIdentity::generate().unwrap();
+        let entries = vec![("k".to_owned(), b"v".to_vec())];
+        let bytes = sigil_core::snapshot::encode(
+            &entries,
+            "raft",
+            1,
+            "2026-12-06T00:00:00Z".into(),
+            &server,
+        );
+        let mut spool = Spool::new(None).unwrap();
+        std::io::Write::write_all(&mut spool, &bytes).unwrap();
+        let spooled = Spooled::check(spool, Some(&server.public().to_string())).unwrap();
+        assert_eq!(spooled.header.entries, 1);
+        spooled
+    }
+
+    /// A spooled snapshot is checked as a file: another signer, or a byte changed, refused.
+    #[test]
+    fn a_spooled_snapshot_is_checked_before_it_is_kept() {
+        let server = sigil_crypto::SecretIdentity::generate().unwrap();
+        let other = sigil_crypto::SecretIdentity::generate().unwrap();
+        let entries = vec![
+            (
+                sigil_engine::barrier::KEYRING_KEY.to_owned(),
+                b"ring".to_vec(),
+            ),
+            ("secret/x".to_owned(), b"x".to_vec()),
+        ];
+        let bytes = sigil_core::snapshot::encode(
+            &entries,
+            "raft",
+            1,
+            "2026-12-06T00:00:00Z".into(),
+            &server,
+        );
+        let spooled = |bytes: &[u8], pinned: &str| {
+            let mut spool = Spool::new(None).unwrap();
+            std::io::Write::write_all(&mut spool, bytes).unwrap();
+            Spooled::check(spool, Some(pinned))
+        };
+        let ok = spooled(&bytes, &server.public().to_string()).unwrap();
+        assert_eq!(
+            ok.keyring,
+            vec![entries[0].clone()],
+            "only the keyring is kept"
+        );
+        assert!(spooled(&bytes, &other.public().to_string()).is_err());
+        let mut changed = bytes;
+        *changed.last_mut().unwrap() ^= 1;
+        assert!(spooled(&changed, &server.public().to_string()).is_err());
     }
 
     #[test]
@@ -244,7 +340,7 @@ mod tests {
         }
         let (status, ready) = restores.approve("b", &staged.digest, 2, now).unwrap();
         assert!(status.complete && !status.staged);
-        assert_eq!(ready.unwrap().entries.len(), 1);
+        assert_eq!(ready.unwrap().header.entries, 1);
         // Used: nothing is staged any more.
         assert!(!restores.status(2, now).staged);
         assert!(restores.approve("c", &staged.digest, 2, now).is_err());
