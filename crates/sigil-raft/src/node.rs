@@ -680,10 +680,21 @@ type Proposal = (
 const GROUP_CHANGES: usize = 512;
 const GROUP_BYTES: usize = 8 << 20;
 
+/// Entries proposed and not yet answered at once: the next entry is formed and handed to Raft
+/// while those before it are written and replicated, so the leader's log writes, the network
+/// and the followers' writes overlap instead of taking turns. Entries keep the order they were
+/// proposed in.
+const IN_FLIGHT: usize = 4;
+
 /// Group commit: takes the changes waiting, proposes them as one entry, answers each with its
-/// own outcome; what arrives meanwhile forms the next entry.
+/// own outcome; what arrives meanwhile forms the next entry, proposed as soon as fewer than
+/// [`IN_FLIGHT`] entries are unanswered.
 async fn propose(raft: Raft, mut proposals: tokio::sync::mpsc::UnboundedReceiver<Proposal>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     while let Some(first) = proposals.recv().await {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let mut bytes = first.0.size();
         let mut group = vec![first];
         while group.len() < GROUP_CHANGES && bytes < GROUP_BYTES {
@@ -696,19 +707,31 @@ async fn propose(raft: Raft, mut proposals: tokio::sync::mpsc::UnboundedReceiver
             }
         }
         let (changes, replies): (Vec<Change>, Vec<_>) = group.into_iter().unzip();
-        match raft.client_write(Command { changes }).await {
-            Ok(resp) => {
-                for (reply, outcome) in replies.into_iter().zip(resp.data) {
-                    let _ = reply.send(Ok(outcome));
+        // Handed to Raft here, in order; answered when committed and applied.
+        let answer = raft.client_write_ff(Command { changes }).await;
+        tokio::spawn(async move {
+            let _slot = slot;
+            let result = match answer {
+                Err(fatal) => Err(raft_error(fatal)),
+                Ok(answer) => match answer.await {
+                    Ok(Ok(resp)) => Ok(resp),
+                    Ok(Err(e)) => Err(write_error(RaftError::APIError(e))),
+                    Err(_) => Err(raft_error("raft stopped")),
+                },
+            };
+            match result {
+                Ok(resp) => {
+                    for (reply, outcome) in replies.into_iter().zip(resp.data) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
                 }
             }
-            Err(e) => {
-                let e = write_error(e);
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
+        });
     }
 }
 
