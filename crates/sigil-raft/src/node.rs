@@ -213,6 +213,10 @@ impl Drop for ClusterNode {
         self.listener.abort();
         let raft = self.raft.clone();
         let _ = self.run(async move { raft.shutdown().await });
+        // What was applied since the last snapshot, on disk: the next start re-applies less.
+        if let Err(e) = self.file.sync_state_machine() {
+            tracing::warn!(error = %e, "raft.redb: the closing durable commit failed");
+        }
         // Wait (bounded) until the runtime's tasks are gone: they hold the Raft file, and a
         // node opened again on the same directory must find it unlocked. From another thread,
         // because this one may be a worker of another runtime, where blocking is refused.
@@ -269,6 +273,8 @@ impl ClusterNode {
         let started = run_on(&runtime, async move {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             let bound = listener.local_addr()?;
+            // Before it returns, openraft applies again what the log says was committed and
+            // the state machine had not kept (it is made durable at snapshots: store.rs).
             let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
                 .await
                 .map_err(std::io::Error::other)?;
@@ -370,11 +376,20 @@ impl ClusterNode {
         m.membership_config.membership().get_node(&id).cloned()
     }
 
-    /// Whether this node has been part of a cluster (initialized, joined or restarted).
+    /// Whether this node has been part of a cluster (initialized, joined or restarted): its
+    /// log holds (or held) an entry, which only a cluster writes. Read from storage: right
+    /// after a restart openraft may still be applying its log and not have published the
+    /// membership in its metrics yet.
     pub fn in_cluster(&self) -> bool {
         let m = self.raft.metrics();
-        let m = m.borrow();
-        m.membership_config.membership().nodes().next().is_some()
+        let known = m
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .next()
+            .is_some();
+        known || self.file.has_log()
     }
 
     /// Runs `fut` on the Raft runtime and waits for it.
