@@ -30,7 +30,7 @@ pub const CATCH_UP: Duration = Duration::from_secs(30);
 pub struct NodeConfig {
     /// Its name (`--node-id`); its Raft number is [`node_id`] of it.
     pub name: String,
-    /// Where `raft.redb` lives.
+    /// Where `raft.redb` and `raft-log.redb` live.
     pub dir: PathBuf,
     /// Where the cluster listener binds.
     pub listen: SocketAddr,
@@ -43,7 +43,7 @@ pub struct NodeConfig {
     pub identity: NodeIdentity,
     /// Heartbeat and election timing.
     pub timing: Timing,
-    /// Bytes of redb page cache for `raft.redb` (log and state machine).
+    /// Bytes of redb page cache for `raft.redb` and `raft-log.redb` (an eighth for the log).
     pub cache_bytes: usize,
 }
 

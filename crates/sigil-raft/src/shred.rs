@@ -3,7 +3,7 @@
 //! but the bytes are still in the log entry that wrote them, in the last snapshot file and in
 //! the pages redb freed. Each node, once it has applied such a change, builds a snapshot that
 //! covers it (the older snapshot files are removed), purges its log up to that snapshot, and
-//! compacts `raft.redb`. The node that took the write waits for its own shredding before it
+//! compacts `raft.redb` and `raft-log.redb`. The node that took the write waits for its own shredding before it
 //! answers; the others shred as they apply the entry.
 
 use std::time::Duration;
@@ -39,7 +39,7 @@ pub(crate) async fn run(raft: Raft, file: RaftFile, progress: watch::Sender<Prog
                     tracing::info!(
                         index = target,
                         ms = started.elapsed().as_millis() as u64,
-                        "shredded: snapshot, log purged, raft.redb compacted"
+                        "shredded: snapshot, log purged, raft.redb and raft-log.redb compacted"
                     );
                     progress.send_modify(|p| {
                         p.done = target;
