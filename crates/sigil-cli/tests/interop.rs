@@ -5,13 +5,30 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use support::{Server, ok, python, python_keygen, stderr, stdout};
 
 fn script() -> PathBuf {
     support::interop_script("sigil_interop.py")
+}
+
+/// Runs the Python client's `mode` with the keys in `keydir` against `s`; it must succeed.
+fn run_client(s: &Server, mode: &str, keydir: &Path) -> Output {
+    let run = Command::new(python())
+        .arg(script())
+        .args([mode, keydir.to_str().unwrap()])
+        .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run python3");
+    assert!(
+        run.status.success(),
+        "python client failed:\n{}\n{}",
+        stdout(&run),
+        stderr(&run)
+    );
+    run
 }
 
 #[test]
@@ -35,18 +52,7 @@ fn python_client_signs_seals_writes_and_reads() {
     ]));
     ok(s.sigil(&["kv", "put", "secret/from-rust", "greeting=hello-python"]));
 
-    let run = Command::new(python())
-        .arg(script())
-        .args(["run", keydir.to_str().unwrap()])
-        .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("run python3");
-    assert!(
-        run.status.success(),
-        "python client failed:\n{}\n{}",
-        stdout(&run),
-        stderr(&run)
-    );
+    let run = run_client(&s, "run", &keydir);
     // The operator backup was streamed, opened by pyhpke and its snapshot checked.
     assert!(stderr(&run).contains("streamed)"), "{}", stderr(&run));
     let line = stdout(&run);
@@ -109,18 +115,7 @@ fn python_client_streams_a_snapshot_up_to_be_restored() {
         "--policy",
         "restorer",
     ]));
-    let run = Command::new(python())
-        .arg(script())
-        .args(["restore", keydir.to_str().unwrap()])
-        .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("run python3");
-    assert!(
-        run.status.success(),
-        "python client failed:\n{}\n{}",
-        stdout(&run),
-        stderr(&run)
-    );
+    let run = run_client(&s, "restore", &keydir);
     let digest = stdout(&run)
         .trim()
         .strip_prefix("restore staged: ")
