@@ -11,6 +11,9 @@
 //! # node_id = "sigil-1"                        # raft: this node's name
 //! # cluster_addr = "10.0.0.1:8201"             # raft: the cluster listener
 //! # performance_multiplier = 1                 # raft: 1–10, slows Raft's clock (as Vault's)
+//! # max_entry_size = 1048576                   # raft: bytes one write may carry (as Vault's)
+//! # snapshot_threshold = 10000                 # raft: entries between snapshots
+//! # trailing_logs = 1000                       # raft: entries kept behind a snapshot
 //! # [[storage.retry_join]]                     # raft: where to ask to join
 //! # leader_api_addr = "https://10.0.0.2:8200"
 //! # leader_ca_cert_file = "/etc/sigil/ca.pem"
@@ -140,6 +143,13 @@ pub(crate) struct Storage {
     /// Raft: how many times slower than the default its clock runs (heartbeats, election
     /// timeouts), 1–10, default 1 (Vault's `performance_multiplier`).
     pub(crate) performance_multiplier: Option<u32>,
+    /// Raft: the most key and value bytes one write may carry (Vault's `max_entry_size`),
+    /// default 1 MiB.
+    pub(crate) max_entry_size: Option<u64>,
+    /// Raft: entries applied between snapshots (Vault's `snapshot_threshold`).
+    pub(crate) snapshot_threshold: Option<u64>,
+    /// Raft: entries kept in the log behind a snapshot (Vault's `trailing_logs`).
+    pub(crate) trailing_logs: Option<u64>,
 }
 
 /// redb's page cache by default, MiB (redb's own default is 1 GiB, which a LIST over a large

@@ -53,6 +53,27 @@ fn a_three_node_cluster_forwards_survives_kill_9_of_its_leader_and_unseals_in_on
         .unwrap();
     assert!(sdk.channel_id().is_some(), "the SDK got a channel");
 
+    // A write larger than one Raft entry may carry (max_entry_size, 1 MiB as Vault's) is
+    // refused whole with 413 and what to change; the cluster goes on replicating (each node
+    // answers from its own storage: -stale).
+    let big = serde_json::json!({ "data": { "blob": "x".repeat(1100 * 1024) } });
+    match rt.block_on(sdk.request("POST", "secret/data/big", Some(&big))) {
+        Err(sigil_client::ClientError::Api { status, errors }) => {
+            assert_eq!(status, 413, "{errors:?}");
+            assert!(errors.join(" ").contains("max_entry_size"), "{errors:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let fits = serde_json::json!({ "data": { "blob": "y".repeat(900 * 1024) } });
+    rt.block_on(sdk.request("POST", "secret/data/big", Some(&fits)))
+        .unwrap();
+    for node in 1..=3 {
+        eventually(30, || {
+            let out = demo.sigil(node, &["kv", "get", "-stale", "-field=blob", "secret/big"]);
+            out.status.success() && stdout(&out).trim().len() == 900 * 1024
+        });
+    }
+
     // A signed write sent through a follower runs once; the same bytes sent again are
     // refused — by the leader now, and (below) by the next leader after a failover.
     let follower: std::net::SocketAddr = format!("127.0.0.1:{}", demo.base + 2).parse().unwrap();
@@ -872,7 +893,8 @@ fn database_leases_survive_the_loss_of_the_leader_and_are_revoked_once() {
 }
 
 /// `[storage] performance_multiplier` (Vault's): 1–10 and only for raft storage; a node that
-/// takes it runs Raft's clock that much slower.
+/// takes it runs Raft's clock that much slower. So with Vault's `max_entry_size`,
+/// `snapshot_threshold` and `trailing_logs`.
 #[test]
 fn the_performance_multiplier_slows_raft_and_only_raft_takes_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -903,6 +925,25 @@ fn the_performance_multiplier_slows_raft_and_only_raft_takes_it() {
             config("file.toml", "type = \"file\"\nperformance_multiplier = 2"),
             "are for type = \"raft\"",
         ),
+        (
+            config(
+                "file-entry.toml",
+                "type = \"file\"\nmax_entry_size = 2097152",
+            ),
+            "are for type = \"raft\"",
+        ),
+        (
+            config("tiny.toml", &(raft("1") + "\nmax_entry_size = 1024")),
+            "max_entry_size must be between 65536 and 67108864 bytes, not 1024",
+        ),
+        (
+            config("huge.toml", &(raft("1") + "\nmax_entry_size = 1073741824")),
+            "max_entry_size must be between",
+        ),
+        (
+            config("never.toml", &(raft("1") + "\nsnapshot_threshold = 0")),
+            "snapshot_threshold must be at least 1",
+        ),
     ] {
         let out = Command::new(SIGIL)
             .args(["server", "-c", file.to_str().unwrap()])
@@ -911,7 +952,10 @@ fn the_performance_multiplier_slows_raft_and_only_raft_takes_it() {
         assert!(!out.status.success());
         assert!(stderr(&out).contains(want), "{}", stderr(&out));
     }
-    let file = config("three.toml", &raft("3"));
+    let file = config(
+        "three.toml",
+        &(raft("3") + "\nmax_entry_size = 2097152\nsnapshot_threshold = 77\ntrailing_logs = 9"),
+    );
     let log = tmp.path().join("three.log");
     let mut server = Command::new(SIGIL)
         .args(["server", "-c", file.to_str().unwrap()])
@@ -929,4 +973,7 @@ fn the_performance_multiplier_slows_raft_and_only_raft_takes_it() {
     server.kill().ok();
     server.wait().ok();
     assert!(text.contains("heartbeat_ms=450"), "{text}");
+    assert!(text.contains("max_entry_size=2097152"), "{text}");
+    assert!(text.contains("snapshot_threshold=77"), "{text}");
+    assert!(text.contains("trailing_logs=9"), "{text}");
 }

@@ -468,7 +468,7 @@ impl MountTable {
             return Ok(Response::no_content());
         };
         // The table first: once it commits, nothing routes to the old data. Then the data, in
-        // one batch; after a crash in between, the orphaned entries are unreachable ciphertext
+        // batches that each fit a Raft entry; after a crash in between, the orphaned entries are unreachable ciphertext
         // under a uuid no mount uses, removed by the next disable-time sweep below.
         self.store(expected.as_ref(), &table, ViewBatch::default())?;
         self.install(&table)?;
@@ -482,12 +482,7 @@ impl MountTable {
     fn purge(&self, uuid: &str) -> Result<usize, CoreError> {
         let view = self.engine_view(uuid);
         let keys = view.list("")?;
-        let mut batch = ViewBatch::default();
-        for k in &keys {
-            batch.delete(k);
-        }
-        batch.shred();
-        view.apply(batch)?;
+        view.delete_all(&keys, true)?;
         Ok(keys.len())
     }
 

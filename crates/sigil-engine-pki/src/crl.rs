@@ -145,19 +145,18 @@ impl Store {
         };
         let cutoff = OffsetDateTime::now_utc().unix_timestamp() - buffer as i64;
         let _guard = self.lock();
-        let mut batch = ViewBatch::default();
-        let mut removed = 0u64;
+        let mut tidied = Vec::new();
         for key in self.view.list("certs/")? {
             let Some(cert) = self.get::<StoredCert>(&key)? else {
                 continue;
             };
             let is_revoked = cert.revocation_time != 0;
             if cert.not_after < cutoff && ((is_revoked && revoked) || (!is_revoked && store)) {
-                batch.delete(&key);
-                removed += 1;
+                tidied.push(key);
             }
         }
-        self.view.apply(batch)?;
+        self.view.delete_all(&tidied, false)?;
+        let removed = tidied.len() as u64;
         for issuer in self.issuers()? {
             self.rebuild_crl_locked(&issuer)?;
         }

@@ -404,6 +404,10 @@ impl std::fmt::Debug for View {
     }
 }
 
+/// Keys one batch of [`View::delete_all`] deletes: with keys of up to ~1 KiB, well within a
+/// Raft entry's default 1 MiB.
+pub const DELETE_CHUNK: usize = 512;
+
 /// A set of writes to apply atomically through a [`View`], guarded by compare-and-set on
 /// entries previously read.
 #[derive(Default)]
@@ -466,6 +470,25 @@ impl View {
     /// proportion to the children, not to every key below them.
     pub fn list_children(&self, prefix: &str) -> Result<Vec<String>, CoreError> {
         Ok(self.barrier.backend.list_children(&self.full(prefix))?)
+    }
+
+    /// Deletes `keys` of this view in batches of at most [`DELETE_CHUNK`] (a batch must fit
+    /// in one Raft entry: `max_entry_size`), so not atomically: for deletes that may be
+    /// repeated after an interruption (sweeps, purges). With `shred`, the last batch shreds,
+    /// which covers what the earlier ones deleted (a backend shreds its whole files).
+    pub fn delete_all(&self, keys: &[String], shred: bool) -> Result<(), CoreError> {
+        let chunks: Vec<&[String]> = keys.chunks(DELETE_CHUNK).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let mut batch = ViewBatch::default();
+            for key in *chunk {
+                batch.delete(key);
+            }
+            if shred && i + 1 == chunks.len() {
+                batch.shred();
+            }
+            self.apply(batch)?;
+        }
+        Ok(())
     }
 
     /// Commits `batch` atomically (see [`Barrier::commit`]).
@@ -544,6 +567,96 @@ mod tests {
             Barrier::open(backend, wrong),
             Err(CoreError::Keyring(_))
         ));
+    }
+
+    /// A memory backend that takes batches of at most `max` bytes, as Raft does, and
+    /// records each batch's size and whether it shreds.
+    struct Bounded {
+        inner: MemoryBackend,
+        max: usize,
+        batches: std::sync::Mutex<Vec<(usize, bool)>>,
+    }
+
+    impl Backend for Bounded {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, sigil_storage::StorageError> {
+            self.inner.get(key)
+        }
+        fn put(&self, key: &str, value: &[u8]) -> Result<(), sigil_storage::StorageError> {
+            self.inner.put(key, value)
+        }
+        fn delete(&self, key: &str) -> Result<(), sigil_storage::StorageError> {
+            self.inner.delete(key)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<String>, sigil_storage::StorageError> {
+            self.inner.list(prefix)
+        }
+        fn apply(&self, batch: Batch) -> Result<(), sigil_storage::StorageError> {
+            let pair =
+                |(k, v): &(String, Option<Vec<u8>>)| k.len() + v.as_ref().map_or(0, Vec::len);
+            let bytes = batch.expect.iter().chain(&batch.writes).map(pair).sum();
+            if bytes > self.max {
+                return Err(sigil_storage::StorageError::TooLarge {
+                    bytes,
+                    max: self.max,
+                });
+            }
+            self.batches.lock().unwrap().push((bytes, batch.shred));
+            self.inner.apply(batch)
+        }
+        fn snapshot_each(
+            &self,
+            visit: &mut sigil_storage::Visit<'_>,
+        ) -> Result<(), sigil_storage::StorageError> {
+            self.inner.snapshot_each(visit)
+        }
+        fn kind(&self) -> &'static str {
+            "bounded"
+        }
+        fn max_batch_bytes(&self) -> usize {
+            self.max
+        }
+    }
+
+    /// Deleting more keys than one batch may carry goes in batches that fit, only the last
+    /// one shredding; every key is gone. (A replay-mark bucket of a busy minute, deleted in
+    /// one batch, once made a Raft entry no follower would take.)
+    #[test]
+    fn delete_all_goes_in_batches_that_fit_and_shreds_with_the_last() {
+        let (key, _) = root();
+        let backend = Arc::new(Bounded {
+            inner: MemoryBackend::new(),
+            max: 64 * 1024,
+            batches: Default::default(),
+        });
+        let barrier = Arc::new(Barrier::initialize(backend.clone(), key).unwrap());
+        let view = barrier.view("sys/replay/");
+        let keys: Vec<String> = (0..3 * DELETE_CHUNK + 7)
+            .map(|i| format!("000000000060/{i:0>43}"))
+            .collect();
+        for chunk in keys.chunks(100) {
+            let mut batch = ViewBatch::default();
+            for k in chunk {
+                batch.put(k, Vec::new());
+            }
+            view.apply(batch).unwrap();
+        }
+        // In one batch, the deletes are refused.
+        let mut whole = ViewBatch::default();
+        for k in &keys {
+            whole.delete(k);
+        }
+        assert!(matches!(
+            view.apply(whole),
+            Err(CoreError::TooLarge(m)) if m.contains("max_entry_size")
+        ));
+        backend.batches.lock().unwrap().clear();
+        view.delete_all(&keys, true).unwrap();
+        assert!(view.list("").unwrap().is_empty());
+        let batches = backend.batches.lock().unwrap().clone();
+        assert_eq!(batches.len(), 4, "{batches:?}");
+        let shredding: Vec<bool> = batches.iter().map(|(_, shred)| *shred).collect();
+        assert_eq!(shredding, [false, false, false, true]);
+        view.delete_all(&[], true).unwrap();
     }
 
     /// A batch whose expectation no longer holds changes nothing.

@@ -24,6 +24,10 @@ pub enum CoreError {
     /// was written; running the request again works on what that writer left.
     #[error("concurrent write to the same key, retry")]
     Contended,
+    /// The write is larger than the storage takes in one (Raft's `max_entry_size`; 413):
+    /// nothing was written.
+    #[error("{0}")]
+    TooLarge(String),
     /// Method not supported on this path (405).
     #[error("unsupported operation")]
     UnsupportedOperation,
@@ -83,6 +87,7 @@ impl CoreError {
             | CoreError::NotFound(_)
             | CoreError::Conflict(_)
             | CoreError::Contended
+            | CoreError::TooLarge(_)
             | CoreError::UnsupportedOperation => Severity::Request,
             CoreError::AuditUnavailable | CoreError::Unavailable(_) => Severity::Unavailable,
             CoreError::Integrity | CoreError::Storage(_) | CoreError::Internal(_) => {
@@ -108,6 +113,7 @@ impl From<StorageError> for CoreError {
         match e {
             StorageError::Conflict { .. } => CoreError::Contended,
             StorageError::Stopped { .. } => CoreError::StorageStopped,
+            e @ StorageError::TooLarge { .. } => CoreError::TooLarge(e.to_string()),
             e => CoreError::Storage(e),
         }
     }

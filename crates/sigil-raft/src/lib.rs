@@ -17,7 +17,8 @@ mod tls;
 mod types;
 
 pub use node::{
-    CATCH_UP, ClusterError, ClusterNode, MAX_MULTIPLIER, NodeConfig, Peer, Status, Timing,
+    CATCH_UP, ClusterError, ClusterNode, DEFAULT_MAX_ENTRY_BYTES, MAX_MULTIPLIER, NodeConfig, Peer,
+    Status, Timing,
 };
 pub use openraft::ServerState;
 pub use store::{LogStore, RaftFile, StateMachine};

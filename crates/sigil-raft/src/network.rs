@@ -111,7 +111,7 @@ pub(crate) struct Peer {
 }
 
 /// The most entry bytes (keys and values) one AppendEntries carries; at least one entry goes.
-const APPEND_BUDGET: usize = 256 * 1024;
+pub(crate) const APPEND_BUDGET: usize = 256 * 1024;
 
 /// How many of `entries`, from the first, fit in `budget` bytes (at least one).
 fn entries_within(entries: &[Entry], budget: usize) -> usize {

@@ -45,7 +45,19 @@ pub struct NodeConfig {
     pub timing: Timing,
     /// Bytes of redb page cache for `raft.redb` and `raft-log.redb` (an eighth for the log).
     pub cache_bytes: usize,
+    /// The largest change one write may carry, in key and value bytes (`[storage]
+    /// max_entry_size`, as Vault's; [`DEFAULT_MAX_ENTRY_BYTES`]): larger ones are refused
+    /// ([`ClusterError::TooLarge`]), and the group commit forms no larger entry. Every entry
+    /// must reach a follower within one heartbeat, and the cluster listener takes bodies
+    /// sized by it: give every node the same value.
+    pub max_entry_bytes: usize,
 }
+
+/// Vault's default `max_entry_size`: 1 MiB.
+pub const DEFAULT_MAX_ENTRY_BYTES: usize = 1 << 20;
+
+/// The most bytes of a snapshot one InstallSnapshot carries (openraft's default is 3 MiB).
+const SNAPSHOT_CHUNK: u64 = 1 << 20;
 
 /// Raft's clock: how often a leader speaks, and how long a follower waits before it stands
 /// for election; and how long the log grows before it is compacted into a snapshot. A follower
@@ -104,6 +116,7 @@ impl Timing {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: self.keep_after_snapshot,
             purge_batch_size: 64,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK,
             ..Default::default()
         }
         .validate()
@@ -136,6 +149,16 @@ pub enum ClusterError {
     /// Setting up or running the node failed.
     #[error("raft: {0}")]
     Raft(String),
+    /// A change larger than the node's `max_entry_size`; nothing was written.
+    #[error(
+        "the write is {bytes} bytes, more than one Raft entry may carry ({max}: [storage] max_entry_size)"
+    )]
+    TooLarge {
+        /// The change's key and value bytes.
+        bytes: usize,
+        /// The node's `max_entry_size`.
+        max: usize,
+    },
 }
 
 fn raft_error(e: impl std::fmt::Display) -> ClusterError {
@@ -195,6 +218,7 @@ pub struct ClusterNode {
     shredded: tokio::sync::watch::Sender<crate::shred::Progress>,
     extra: crate::service::Extra,
     listener: tokio::task::JoinHandle<()>,
+    max_entry_bytes: usize,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -293,7 +317,8 @@ impl ClusterNode {
         };
         runtime.spawn(follow_membership(raft.clone(), trust.clone(), mine));
         let (proposals, waiting) = tokio::sync::mpsc::unbounded_channel();
-        runtime.spawn(propose(raft.clone(), waiting));
+        let max_entry_bytes = config.max_entry_bytes;
+        runtime.spawn(propose(raft.clone(), waiting, max_entry_bytes));
         let shredded = tokio::sync::watch::Sender::new(crate::shred::Progress::default());
         runtime.spawn(crate::shred::run(
             raft.clone(),
@@ -301,7 +326,8 @@ impl ClusterNode {
             shredded.clone(),
         ));
         let extra = crate::service::Extra::default();
-        let app = crate::service::router(raft.clone(), extra.clone());
+        let body_limit = crate::service::body_limit(max_entry_bytes, SNAPSHOT_CHUNK as usize);
+        let app = crate::service::router(raft.clone(), extra.clone(), body_limit);
         let listener = runtime.spawn(crate::service::serve(listener, server_tls, app));
         Ok(ClusterNode {
             runtime: Some(runtime),
@@ -316,6 +342,7 @@ impl ClusterNode {
             shredded,
             extra,
             listener,
+            max_entry_bytes,
         })
     }
 
@@ -501,6 +528,13 @@ impl ClusterNode {
     /// majority and applied. Changes handed over while an entry is being committed go
     /// together into the next one (group commit).
     pub fn write(&self, change: Change) -> Result<Outcome, ClusterError> {
+        let bytes = change.size();
+        if bytes > self.max_entry_bytes {
+            return Err(ClusterError::TooLarge {
+                bytes,
+                max: self.max_entry_bytes,
+            });
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.proposals
             .send((change, tx))
@@ -663,6 +697,9 @@ impl Backend for ClusterNode {
             }
             Ok(Outcome::Applied) => Ok(()),
             Ok(Outcome::Conflict(key)) => Err(StorageError::Conflict { key }),
+            Err(ClusterError::TooLarge { bytes, max }) => {
+                Err(StorageError::TooLarge { bytes, max })
+            }
             Err(e) => Err(io("batch", "raft", e)),
         }
     }
@@ -673,6 +710,10 @@ impl Backend for ClusterNode {
 
     fn kind(&self) -> &'static str {
         "raft"
+    }
+
+    fn max_batch_bytes(&self) -> usize {
+        self.max_entry_bytes
     }
 }
 
@@ -691,9 +732,9 @@ type Proposal = (
     std::sync::mpsc::SyncSender<Result<Outcome, ClusterError>>,
 );
 
-/// Most changes, and about most bytes, one entry carries.
+/// Most changes one entry carries (and at most `max_entry_bytes` of them, but for a single
+/// change, which [`ClusterNode::write`] has checked).
 const GROUP_CHANGES: usize = 512;
-const GROUP_BYTES: usize = 8 << 20;
 
 /// Entries proposed and not yet answered at once: the next entry is formed and handed to Raft
 /// while those before it are written and replicated, so the leader's log writes, the network
@@ -704,16 +745,33 @@ const IN_FLIGHT: usize = 4;
 /// Group commit: takes the changes waiting, proposes them as one entry, answers each with its
 /// own outcome; what arrives meanwhile forms the next entry, proposed as soon as fewer than
 /// [`IN_FLIGHT`] entries are unanswered.
-async fn propose(raft: Raft, mut proposals: tokio::sync::mpsc::UnboundedReceiver<Proposal>) {
+async fn propose(
+    raft: Raft,
+    mut proposals: tokio::sync::mpsc::UnboundedReceiver<Proposal>,
+    max_entry_bytes: usize,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-    while let Some(first) = proposals.recv().await {
+    // A change that did not fit the entry before starts the next one.
+    let mut held: Option<Proposal> = None;
+    loop {
+        let first = match held.take() {
+            Some(p) => p,
+            None => match proposals.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
         let mut bytes = first.0.size();
         let mut group = vec![first];
-        while group.len() < GROUP_CHANGES && bytes < GROUP_BYTES {
+        while group.len() < GROUP_CHANGES {
             match proposals.try_recv() {
+                Ok(p) if bytes + p.0.size() > max_entry_bytes => {
+                    held = Some(p);
+                    break;
+                }
                 Ok(p) => {
                     bytes += p.0.size();
                     group.push(p);
@@ -813,6 +871,7 @@ mod tests {
             identity: NodeIdentity::generate("a").unwrap(),
             timing: Timing::default(),
             cache_bytes: sigil_storage::DEFAULT_PAGE_CACHE_BYTES,
+            max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
         })
         .unwrap();
         let url = format!("https://{}{}", node.me().cluster_addr, crate::network::VOTE);

@@ -68,12 +68,22 @@ async fn extra(State(extra): State<Extra>, req: axum::extract::Request) -> Respo
     }
 }
 
-/// The cluster listener's routes.
-pub(crate) fn router(raft: Raft, more: Extra) -> axum::Router {
+/// The largest body the Raft routes take: an AppendEntries carries up to
+/// [`APPEND_BUDGET`](crate::network::APPEND_BUDGET) of entries and at least one, which may be
+/// `max_entry` bytes; an InstallSnapshot carries a chunk of `chunk` bytes; both with their
+/// encoding's overhead. (axum's default, 2 MB, refused a follower's catch-up for good once an
+/// entry or a snapshot chunk was larger.)
+pub(crate) fn body_limit(max_entry: usize, chunk: usize) -> usize {
+    2 * (crate::network::APPEND_BUDGET + max_entry).max(chunk) + (1 << 20)
+}
+
+/// The cluster listener's routes; Raft's take bodies of up to `body_limit` bytes.
+pub(crate) fn router(raft: Raft, more: Extra, body_limit: usize) -> axum::Router {
     axum::Router::new()
         .route(APPEND, axum::routing::post(append))
         .route(VOTE, axum::routing::post(vote))
         .route(SNAPSHOT, axum::routing::post(snapshot))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(raft)
         .fallback(extra)
         .with_state(more)

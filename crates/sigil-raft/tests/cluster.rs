@@ -36,6 +36,7 @@ fn start_timed(name: &str, dir: &Path, listen: &str, timing: Timing) -> ClusterN
         identity: NodeIdentity::load_or_create(dir, name).unwrap(),
         timing,
         cache_bytes: sigil_storage::DEFAULT_PAGE_CACHE_BYTES,
+        max_entry_bytes: sigil_raft::DEFAULT_MAX_ENTRY_BYTES,
     })
     .expect("the node starts")
 }
@@ -230,6 +231,81 @@ fn a_late_member_catches_up_from_a_snapshot() {
     // And the log goes on after the snapshot.
     a.put("after", b"x").unwrap();
     wait_until(|| late.get("after").unwrap().as_deref() == Some(&b"x"[..]));
+}
+
+/// A snapshot larger than one chunk of openraft's snapshot transport, and than what the
+/// cluster listener took in one body before (2 MB): a late member still installs it, and a
+/// member that fell behind by entries near the largest an entry may be catches up from the log.
+#[test]
+fn a_late_member_catches_up_from_a_snapshot_of_many_chunks_and_large_entries() {
+    let root = tempfile::tempdir().unwrap();
+    let small = Timing {
+        snapshot_every: 20,
+        keep_after_snapshot: 5,
+        ..FAST
+    };
+    let a = start_timed("a", &root.path().join("a"), "127.0.0.1:0", small);
+    a.initialize().unwrap();
+    wait_until(|| a.holds_lease());
+    // 8 MB of values: the snapshot is several chunks.
+    for i in 0..80u8 {
+        a.put(&format!("big/{i:03}"), &vec![i; 100_000]).unwrap();
+    }
+    wait_until(|| a.status().purged_index.is_some_and(|p| p >= 60));
+    let late = start_timed("late", &root.path().join("late"), "127.0.0.1:0", small);
+    late.trust().expect([a.me().cert_sha256.clone()]);
+    a.add_voter(late.me().clone()).unwrap();
+    wait_until(|| late.get("big/079").unwrap().is_some());
+    assert_eq!(late.list("big/").unwrap().len(), 80);
+    assert_eq!(late.get("big/042").unwrap(), Some(vec![42u8; 100_000]));
+    // Entries close to the largest one (1 MiB by default), one after another.
+    for i in 0..12u8 {
+        a.put(&format!("near/{i:02}"), &vec![i; 1000 * 1000])
+            .unwrap();
+    }
+    wait_until(|| late.get("near/11").unwrap().is_some());
+    assert_eq!(late.get("near/05").unwrap(), Some(vec![5u8; 1000 * 1000]));
+}
+
+/// A write larger than one entry may carry is refused whole, before it reaches the log;
+/// one at the limit goes, and so do writers whose changes together exceed it (in several
+/// entries).
+#[test]
+fn a_write_larger_than_max_entry_size_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = single(dir.path());
+    let max = sigil_raft::DEFAULT_MAX_ENTRY_BYTES;
+    let before = node.status().applied;
+    let key = "too/large";
+    let refused = node.apply(
+        Batch::new()
+            .put("small", b"1".to_vec())
+            .put(key, vec![1; max]),
+    );
+    match refused {
+        Err(StorageError::TooLarge { bytes, max: m }) => {
+            assert_eq!((bytes, m), (max + key.len() + "small".len() + 1, max));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(node.get("small").unwrap(), None);
+    assert_eq!(node.status().applied, before, "nothing reached the log");
+    let at_limit = vec![2; max - key.len()];
+    node.put(key, &at_limit).unwrap();
+    assert_eq!(node.get(key).unwrap(), Some(at_limit));
+    let node = Arc::new(node);
+    let writers: Vec<_> = (0..4)
+        .map(|i| {
+            let node = Arc::clone(&node);
+            std::thread::spawn(move || node.put(&format!("w/{i}"), &vec![i; max / 2]))
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap().unwrap();
+    }
+    for i in 0..4u8 {
+        assert_eq!(node.get(&format!("w/{i}")).unwrap(), Some(vec![i; max / 2]));
+    }
 }
 
 /// Every file under `dir` (raft.redb and the snapshot files) that holds `needle`.

@@ -75,6 +75,7 @@ fn status_of(e: &CoreError) -> StatusCode {
         CoreError::NotFound(_) => StatusCode::NOT_FOUND,
         CoreError::UnsupportedOperation => StatusCode::METHOD_NOT_ALLOWED,
         CoreError::Conflict(_) | CoreError::Contended => StatusCode::CONFLICT,
+        CoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         CoreError::Unavailable(_) => StatusCode::BAD_GATEWAY,
         CoreError::AuditUnavailable | CoreError::StorageStopped | CoreError::Keyring(_) => {
             StatusCode::SERVICE_UNAVAILABLE
@@ -138,6 +139,10 @@ mod tests {
             (CoreError::UnsupportedOperation, 405),
             (CoreError::Conflict("cas".into()), 409),
             (CoreError::Contended, 409),
+            (
+                sigil_storage::StorageError::TooLarge { bytes: 2, max: 1 }.into(),
+                413,
+            ),
             (CoreError::Integrity, 500),
             (CoreError::rng(), 500),
             (CoreError::Unavailable("db".into()), 502),

@@ -164,7 +164,8 @@ pub(crate) struct EntryWriter<'a> {
 
 /// A batch (one synced log append, or one Raft entry) holds at most this many entries…
 const BATCH_ENTRIES: usize = 4096;
-/// …and at most about this many bytes.
+/// …and at most this many bytes (or what the backend takes in one batch, if less: Raft's
+/// `max_entry_size`), but for an entry larger alone.
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 impl<'a> EntryWriter<'a> {
@@ -184,11 +185,16 @@ impl<'a> EntryWriter<'a> {
             self.seal = Some(value.to_vec());
             return Ok(());
         }
+        let size = key.len() + value.len();
+        let budget = BATCH_BYTES.min(self.backend.max_batch_bytes());
+        if self.bytes + size > budget {
+            self.flush()?;
+        }
         let batch = std::mem::take(&mut self.batch);
         self.batch = batch.put(key.to_owned(), value.to_vec());
         self.entries += 1;
-        self.bytes += key.len() + value.len();
-        if self.entries >= BATCH_ENTRIES || self.bytes >= BATCH_BYTES {
+        self.bytes += size;
+        if self.entries >= BATCH_ENTRIES || self.bytes >= budget {
             self.flush()?;
         }
         Ok(())

@@ -18,6 +18,17 @@ pub enum StorageError {
         /// What went wrong (no values, only the backend's description).
         reason: String,
     },
+    /// The batch is larger than the backend takes in one write (Raft's `max_entry_size`);
+    /// nothing was written.
+    #[error(
+        "the write is {bytes} bytes, more than the storage takes in one write ({max}: [storage] max_entry_size)"
+    )]
+    TooLarge {
+        /// The batch's key and value bytes.
+        bytes: usize,
+        /// The most the backend takes.
+        max: usize,
+    },
     /// The backend stopped taking writes after a failure it cannot recover from while the
     /// process runs (a failed fsync: the kernel may have dropped the dirty pages). Reads go on;
     /// a restart recovers the last checkpoint and replays the write-ahead log.
@@ -126,6 +137,12 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// A short name for status output: "memory", "file", …
     fn kind(&self) -> &'static str;
+
+    /// The most key and value bytes one batch may carry ([`StorageError::TooLarge`] beyond):
+    /// Raft's `max_entry_size`; no limit elsewhere.
+    fn max_batch_bytes(&self) -> usize {
+        usize::MAX
+    }
     /// Why the backend stopped taking writes, if it did (see [`StorageError::Stopped`]).
     fn failure(&self) -> Option<String> {
         None

@@ -69,7 +69,10 @@ pub fn run_conformance<B: Backend + 'static>(fresh: impl Fn() -> Store<B>) -> us
         ("a put is read back", put_then_get),
         ("a put replaces the value", put_replaces),
         ("an empty value is kept, not missing", empty_value_is_kept),
-        ("a large value round-trips", large_value),
+        (
+            "a large value round-trips; one over the limit is refused",
+            large_value,
+        ),
         ("every byte value round-trips", every_byte),
         ("keys with unicode, spaces and slashes", odd_keys),
         ("a delete removes the key", delete_removes),
@@ -183,10 +186,23 @@ fn empty_value_is_kept<B: Backend>(s: &mut Store<B>) {
     assert_eq!(s.b().list("").unwrap(), ["empty"]);
 }
 
+/// A 4 MiB value, or the largest the backend takes in one write ([`Backend::max_batch_bytes`]),
+/// round-trips; one byte more than that limit is refused and writes nothing.
 fn large_value<B: Backend>(s: &mut Store<B>) {
-    let value: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let max = s.b().max_batch_bytes();
+    let len = (4 << 20).min(max - "large".len());
+    let value: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
     s.b().put("large", &value).unwrap();
     assert_eq!(get(&**s.b(), "large"), Some(value));
+    if max < usize::MAX {
+        let over = vec![7u8; max + 1 - "other".len()];
+        let refused = s.b().put("other", &over);
+        assert!(
+            matches!(refused, Err(StorageError::TooLarge { bytes, max: m }) if bytes == max + 1 && m == max),
+            "{refused:?}"
+        );
+        assert_eq!(get(&**s.b(), "other"), None);
+    }
 }
 
 fn every_byte<B: Backend>(s: &mut Store<B>) {

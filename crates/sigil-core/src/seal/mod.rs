@@ -351,11 +351,12 @@ impl Node {
                 entries = leftovers.len(),
                 "discarding the leftovers of an interrupted init"
             );
-            let mut batch = Batch::new();
-            for key in leftovers {
-                batch = batch.delete(key);
+            for chunk in leftovers.chunks(sigil_engine::barrier::DELETE_CHUNK) {
+                let batch = chunk
+                    .iter()
+                    .fold(Batch::new(), |b, key| b.delete(key.as_str()));
+                self.backend.apply(batch)?;
             }
-            self.backend.apply(batch)?;
         }
         let root = BarrierKey::generate(KeyTerm(0)).map_err(rng)?;
         let entries = deal(&root, &admins, threshold)?;

@@ -143,6 +143,7 @@ fn stage_spooled(
             "{e} (a snapshot of another cluster restores only into a new, uninitialized one)"
         ))
     })?;
+    snapshot.fits(&cluster.raft)?;
     state.node.opens(&snapshot.keyring).map_err(|_| {
         ApiError::bad_request(
             "the snapshot's keyring does not open with this cluster's root key (it was taken before a rekey): restore it into a new cluster and unseal that with the snapshot's admins",

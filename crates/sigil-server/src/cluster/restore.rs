@@ -27,6 +27,8 @@ pub(crate) struct Spooled {
     pub(crate) header: Header,
     /// Its keyring and key-usage record.
     pub(crate) keyring: Vec<(String, Vec<u8>)>,
+    /// Its largest entry's key and value bytes.
+    largest: usize,
     spool: Spool,
 }
 
@@ -41,6 +43,7 @@ impl Spooled {
             sigil_engine::key_usage::USAGE_KEY,
         ];
         let mut keyring = Vec::new();
+        let mut largest = 0;
         let header = sigil_core::snapshot::read_from(
             std::io::BufReader::new(&mut spool),
             pinned,
@@ -48,14 +51,33 @@ impl Spooled {
                 if keep.contains(&k) {
                     keyring.push((k.to_owned(), v.to_vec()));
                 }
+                largest = largest.max(k.len() + v.len());
                 Ok(())
             },
         )?;
         Ok(Spooled {
             header,
             keyring,
+            largest,
             spool,
         })
+    }
+
+    /// Refuses (413) a snapshot with an entry larger than one Raft entry of `raft` may carry,
+    /// before anything is written.
+    pub(crate) fn fits(&self, raft: &ClusterNode) -> Result<(), ApiError> {
+        use sigil_storage::Backend as _;
+        let max = raft.max_batch_bytes();
+        if self.largest > max {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the snapshot holds an entry of {} bytes, more than one Raft entry of this cluster may carry ({max}): raise [storage] max_entry_size on every node and restore again",
+                    self.largest
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Writes every entry through `out` (read from the spool a second time: it was checked
@@ -212,13 +234,14 @@ fn replace_storage(
     if !raft.is_leader() {
         return Err(unavailable("this node does not lead its cluster".into()));
     }
+    snapshot.fits(raft)?;
     let leftovers: Vec<String> = raft
         .list("")
         .map_err(|e| unavailable(e.to_string()))?
         .into_iter()
         .filter(|k| !kept.is_some_and(|p| k.starts_with(p)))
         .collect();
-    for chunk in leftovers.chunks(RESTORE_BATCH) {
+    for chunk in leftovers.chunks(sigil_engine::barrier::DELETE_CHUNK) {
         let batch = chunk
             .iter()
             .fold(sigil_storage::Batch::new(), |b, k| b.delete(k.clone()));
@@ -226,9 +249,6 @@ fn replace_storage(
     }
     snapshot.write_into(EntryWriter::new(raft))
 }
-
-/// Keys deleted per batch.
-const RESTORE_BATCH: usize = 4096;
 
 /// Writes a snapshot into a new cluster: sealed afterwards with the snapshot's admins.
 pub(crate) fn into_empty(

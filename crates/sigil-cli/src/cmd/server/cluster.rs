@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sigil_raft::{ClusterNode, NodeConfig, NodeIdentity, Timing};
+use sigil_raft::{ClusterNode, NodeConfig, NodeIdentity};
 
 use super::plan::{Plan, RaftPlan};
 
@@ -35,8 +35,9 @@ pub(super) async fn start(dir: &Path, plan: &Plan, raft: &RaftPlan) -> anyhow::R
         cluster_addr: String::new(),
         api_addr: api_addr.clone(),
         identity,
-        timing: Timing::scaled(raft.multiplier).map_err(|e| anyhow::anyhow!("[storage] {e}"))?,
+        timing: raft.timing,
         cache_bytes: plan.cache_bytes,
+        max_entry_bytes: raft.max_entry_bytes,
     };
     let cluster = tokio::task::spawn_blocking(move || ClusterNode::start(config))
         .await?
@@ -46,7 +47,10 @@ pub(super) async fn start(dir: &Path, plan: &Plan, raft: &RaftPlan) -> anyhow::R
         node = %raft.node_id,
         cluster_addr = %cluster.me().cluster_addr,
         cert_sha256 = %cluster.me().cert_sha256,
-        heartbeat_ms = Timing::scaled(raft.multiplier).map_or(0, |t| t.heartbeat.as_millis()),
+        heartbeat_ms = raft.timing.heartbeat.as_millis(),
+        max_entry_size = raft.max_entry_bytes,
+        snapshot_threshold = raft.timing.snapshot_every,
+        trailing_logs = raft.timing.keep_after_snapshot,
         "raft node started"
     );
     let node = sigil_server::raft_node(Arc::clone(&cluster), plan.audit.clone())

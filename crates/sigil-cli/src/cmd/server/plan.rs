@@ -85,11 +85,19 @@ pub(super) struct Plan {
 pub(super) struct RaftPlan {
     pub(super) node_id: String,
     pub(super) cluster_listen: SocketAddr,
-    /// How much slower Raft's clock runs (`[storage] performance_multiplier`; checked).
-    pub(super) multiplier: u32,
+    /// Raft's clock (`[storage] performance_multiplier`) and log compaction
+    /// (`snapshot_threshold`, `trailing_logs`); checked.
+    pub(super) timing: sigil_raft::Timing,
+    /// `[storage] max_entry_size`.
+    pub(super) max_entry_bytes: usize,
     /// `(member API address, its CA file)`, tried in turn while the node is in no cluster.
     pub(super) join: Vec<(String, Option<PathBuf>)>,
 }
+
+/// `[storage] max_entry_size` bounds: an entry must hold a request's worth of a small secret,
+/// and reach a follower within one heartbeat.
+const MIN_ENTRY_BYTES: u64 = 64 << 10;
+const MAX_ENTRY_BYTES: u64 = 64 << 20;
 
 /// The raft settings: flags over the file; `None` for other storage.
 fn raft_plan(
@@ -104,9 +112,12 @@ fn raft_plan(
                 || f.cluster_addr.is_some()
                 || !f.retry_join.is_empty()
                 || f.performance_multiplier.is_some()
+                || f.max_entry_size.is_some()
+                || f.snapshot_threshold.is_some()
+                || f.trailing_logs.is_some()
         }) {
             bail!(
-                "[storage] node_id, cluster_addr, retry_join and performance_multiplier are for type = \"raft\""
+                "[storage] node_id, cluster_addr, retry_join, performance_multiplier, max_entry_size, snapshot_threshold and trailing_logs are for type = \"raft\""
             );
         }
         return Ok(None);
@@ -156,11 +167,29 @@ fn raft_plan(
         }
     }
     let multiplier = file.and_then(|f| f.performance_multiplier).unwrap_or(1);
-    sigil_raft::Timing::scaled(multiplier).map_err(|e| anyhow::anyhow!("[storage] {e}"))?;
+    let mut timing =
+        sigil_raft::Timing::scaled(multiplier).map_err(|e| anyhow::anyhow!("[storage] {e}"))?;
+    if let Some(n) = file.and_then(|f| f.snapshot_threshold) {
+        if n == 0 {
+            bail!("[storage] snapshot_threshold must be at least 1");
+        }
+        timing.snapshot_every = n;
+    }
+    if let Some(n) = file.and_then(|f| f.trailing_logs) {
+        timing.keep_after_snapshot = n;
+    }
+    let max_entry_bytes = match file.and_then(|f| f.max_entry_size) {
+        None => sigil_raft::DEFAULT_MAX_ENTRY_BYTES,
+        Some(n) if (MIN_ENTRY_BYTES..=MAX_ENTRY_BYTES).contains(&n) => n as usize,
+        Some(n) => bail!(
+            "[storage] max_entry_size must be between {MIN_ENTRY_BYTES} and {MAX_ENTRY_BYTES} bytes, not {n}"
+        ),
+    };
     Ok(Some(RaftPlan {
         node_id,
         cluster_listen,
-        multiplier,
+        timing,
+        max_entry_bytes,
         join,
     }))
 }

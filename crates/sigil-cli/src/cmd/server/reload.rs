@@ -61,12 +61,27 @@ impl ConfigReload {
 
 /// The settings that only a restart applies, named as in the configuration file.
 fn fixed(plan: &Plan) -> Vec<(&'static str, String)> {
+    let raft = |f: &dyn Fn(&super::plan::RaftPlan) -> String| {
+        plan.raft.as_ref().map_or_else(String::new, f)
+    };
     vec![
         ("storage.path", format!("{:?}", plan.data_dir)),
         ("storage.cache_mb", format!("{}", plan.cache_bytes >> 20)),
         (
             "storage.performance_multiplier",
-            format!("{:?}", plan.raft.as_ref().map(|r| r.multiplier)),
+            raft(&|r| format!("{:?}", r.timing.heartbeat)),
+        ),
+        (
+            "storage.snapshot_threshold",
+            raft(&|r| r.timing.snapshot_every.to_string()),
+        ),
+        (
+            "storage.trailing_logs",
+            raft(&|r| r.timing.keep_after_snapshot.to_string()),
+        ),
+        (
+            "storage.max_entry_size",
+            raft(&|r| r.max_entry_bytes.to_string()),
         ),
         ("listener.address", plan.listen.to_string()),
         ("listener.names", format!("{:?}", plan.names)),
