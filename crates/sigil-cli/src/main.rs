@@ -48,7 +48,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(cmd::run(cli)) {
+    let result = runtime.block_on(cmd::run(cli));
+    // Not a plain drop, which waits for every blocking task: one still waiting on storage
+    // that will never answer (a Raft write without a quorum) would keep a stopped server
+    // from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(code) => code,
         Err(e) => {
             // -output-policy: the request was not sent; its policy is the output.

@@ -78,6 +78,11 @@ pub struct Timing {
     /// Entries kept in the log behind a snapshot (a follower that far behind catches up from
     /// the log; one further behind is sent the snapshot).
     pub keep_after_snapshot: u64,
+    /// How long a write waits for its entry to be committed and applied before it gives up
+    /// (the outcome is then unknown: the entry may still commit). A leader cut off from its
+    /// majority keeps proposals waiting until it hears of a new term; without this bound a
+    /// write there, and a server stopping behind it, waited for ever.
+    pub write_timeout: Duration,
 }
 
 /// The largest `performance_multiplier`: 10 × the default timing (1.5 s heartbeats, elections
@@ -132,6 +137,7 @@ impl Default for Timing {
             election_max: Duration::from_millis(1000),
             snapshot_every: 10_000,
             keep_after_snapshot: 1_000,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -219,6 +225,7 @@ pub struct ClusterNode {
     extra: crate::service::Extra,
     listener: tokio::task::JoinHandle<()>,
     max_entry_bytes: usize,
+    write_timeout: Duration,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -343,6 +350,7 @@ impl ClusterNode {
             extra,
             listener,
             max_entry_bytes,
+            write_timeout: config.timing.write_timeout,
         })
     }
 
@@ -539,8 +547,16 @@ impl ClusterNode {
         self.proposals
             .send((change, tx))
             .map_err(|_| ClusterError::Raft("the node is shutting down".into()))?;
-        rx.recv()
-            .map_err(|_| ClusterError::Raft("the node is shutting down".into()))?
+        match rx.recv_timeout(self.write_timeout) {
+            Ok(outcome) => outcome,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(ClusterError::Raft(format!(
+                "the write was not committed within {:.0} s (is a majority of the cluster reachable?); it may still be committed later",
+                self.write_timeout.as_secs_f32()
+            ))),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(ClusterError::Raft("the node is shutting down".into()))
+            }
+        }
     }
 
     /// Waits until this node has shredded every shredding change it applied so far: the

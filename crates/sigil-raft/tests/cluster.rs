@@ -15,6 +15,7 @@ const FAST: Timing = Timing {
     election_max: Duration::from_millis(400),
     snapshot_every: 10_000,
     keep_after_snapshot: 1_000,
+    write_timeout: Duration::from_secs(30),
 };
 
 fn start(name: &str, dir: &Path) -> ClusterNode {
@@ -306,6 +307,36 @@ fn a_write_larger_than_max_entry_size_is_refused_and_changes_nothing() {
     for i in 0..4u8 {
         assert_eq!(node.get(&format!("w/{i}")).unwrap(), Some(vec![i; max / 2]));
     }
+}
+
+/// A leader left without its majority does not keep a writer waiting for ever: the write
+/// gives up after `write_timeout` with an error that says what to check (and the node then
+/// stops at once when dropped).
+#[test]
+fn a_write_without_a_majority_gives_up_after_the_write_timeout() {
+    let root = tempfile::tempdir().unwrap();
+    let timing = Timing {
+        write_timeout: Duration::from_secs(2),
+        ..FAST
+    };
+    let mut nodes = three_timed(root.path(), timing);
+    nodes[0].put("before", b"1").unwrap();
+    let a = nodes.remove(0);
+    drop(nodes);
+    let started = std::time::Instant::now();
+    let refused = a.put("after", b"2");
+    let waited = started.elapsed();
+    match refused {
+        Err(StorageError::Io { reason, .. }) => assert!(
+            reason.contains("not committed within 2 s") && reason.contains("majority"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    let stopping = std::time::Instant::now();
+    drop(a);
+    assert!(stopping.elapsed() < Duration::from_secs(10));
 }
 
 /// Every file under `dir` (raft.redb and the snapshot files) that holds `needle`.
