@@ -66,7 +66,54 @@ fn spawn_node(
 }
 
 /// Three Sigil nodes: the first initialized and unsealed, the others approved by the admin.
-pub(crate) async fn sigil(bin: &Path, dir: &Path) -> anyhow::Result<(Started, Survivor)> {
+/// Three Sigil nodes on loopback, joined by the admin's approval and unsealed: node `i + 1`
+/// is `children[i]` on `ports[i]`, with its data in `dir/sigil-{i + 1}`.
+pub(crate) struct SigilNodes {
+    pub(crate) children: Vec<Child>,
+    pub(crate) ports: Vec<(u16, u16)>,
+    pub(crate) access: SigilAccess,
+    pub(crate) cold_start: Duration,
+}
+
+impl SigilNodes {
+    /// Node `i`'s API address (0-based).
+    pub(crate) fn addr(&self, i: usize) -> String {
+        format!("https://127.0.0.1:{}", self.ports[i].0)
+    }
+
+    /// The CLI's environment for the admin against node `i`.
+    pub(crate) fn admin_env(&self, i: usize) -> Vec<(&'static str, String)> {
+        let a = &self.access;
+        vec![
+            ("SIGIL_ADDR", self.addr(i)),
+            ("SIGIL_CACERT", a.ca.clone()),
+            ("SIGIL_SERVER_KEY", a.keyid.clone()),
+            ("SIGIL_KEY", a.key.to_string_lossy().into_owned()),
+        ]
+    }
+
+    /// Starts node `i` again from its data directory (it comes back sealed).
+    pub(crate) fn restart(&mut self, bin: &Path, dir: &Path, i: usize) -> anyhow::Result<()> {
+        let _ = self.children[i].kill();
+        let _ = self.children[i].wait();
+        let mut child = spawn_node(bin, dir, i + 1, self.ports[i], None)?;
+        exports(&mut child, 0)?;
+        self.children[i] = child;
+        Ok(())
+    }
+}
+
+impl Drop for SigilNodes {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts three nodes as `scripts/cluster-demo` does.
+pub(crate) async fn sigil_nodes(bin: &Path, dir: &Path) -> anyhow::Result<SigilNodes> {
     let key = admin_key(bin, dir)?;
     let ports = ports()?;
     let started = Instant::now();
@@ -75,52 +122,60 @@ pub(crate) async fn sigil(bin: &Path, dir: &Path) -> anyhow::Result<(Started, Su
     let cold_start = started.elapsed();
     let (addr, ca) = (var(&env, "SIGIL_ADDR")?, var(&env, "SIGIL_CACERT")?);
     let keyid = init_and_unseal(bin, &key, addr, ca)?;
-    let admin = [
-        ("SIGIL_ADDR", addr),
-        ("SIGIL_CACERT", ca),
-        ("SIGIL_SERVER_KEY", keyid.as_str()),
-        ("SIGIL_KEY", key.to_str().unwrap_or_default()),
-    ];
-    let mut peers = Vec::new();
-    for (i, &p) in ports.iter().enumerate().skip(1) {
+    let mut nodes = SigilNodes {
+        children: vec![first],
+        ports,
+        access: SigilAccess {
+            key,
+            addr: addr.to_owned(),
+            ca: ca.to_owned(),
+            keyid,
+        },
+        cold_start,
+    };
+    let admin = nodes.admin_env(0);
+    let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for i in 1..NODES {
         let name = format!("sigil-{}", i + 1);
-        let mut child = spawn_node(bin, dir, i + 1, p, Some((addr, ca)))?;
+        let mut child = spawn_node(bin, dir, i + 1, nodes.ports[i], Some((addr, ca)))?;
         exports(&mut child, 0)?;
-        // Approved as soon as it has asked (the benchmark's own nodes: no fingerprint check).
+        nodes.children.push(child);
         let until = Instant::now() + Duration::from_secs(30);
         while sigil_cli(bin, &["operator", "raft", "approve", &name], &admin).is_err() {
             anyhow::ensure!(Instant::now() < until, "{name} did not ask to join");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        peers.push(child);
     }
     let until = Instant::now() + Duration::from_secs(60);
-    for &(api, _) in &ports[1..] {
-        let mut env = admin;
-        let node = format!("https://127.0.0.1:{api}");
-        env[0] = ("SIGIL_ADDR", &node);
+    for i in 1..NODES {
+        let env = nodes.admin_env(i);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         while !sigil_cli(bin, &["operator", "status", "--format", "json"], &env)
             .is_ok_and(|s| s.contains("\"sealed\": false"))
         {
-            anyhow::ensure!(Instant::now() < until, "{node} was not unsealed");
+            anyhow::ensure!(Instant::now() < until, "{} was not unsealed", nodes.addr(i));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    Ok(nodes)
+}
+
+pub(crate) async fn sigil(bin: &Path, dir: &Path) -> anyhow::Result<(Started, Survivor)> {
+    let mut nodes = sigil_nodes(bin, dir).await?;
+    let a = &nodes.access;
+    let survivor = sigil_client(&a.key, &nodes.addr(1), &a.ca, &a.keyid)?;
     let access = SigilAccess {
-        key: key.clone(),
-        addr: addr.to_owned(),
-        ca: ca.to_owned(),
-        keyid: keyid.clone(),
+        key: a.key.clone(),
+        addr: a.addr.clone(),
+        ca: a.ca.clone(),
+        keyid: a.keyid.clone(),
     };
-    let survivor = sigil_client(
-        &key,
-        &format!("https://127.0.0.1:{}", ports[1].0),
-        ca,
-        &keyid,
-    )?;
+    let cold_start = nodes.cold_start;
+    let mut children = std::mem::take(&mut nodes.children).into_iter();
+    let first = children.next().context("no first node")?;
     let mut started =
         sigil_started((first, None), "sigil (3-node raft)", access, cold_start).await?;
-    started.process.peers = peers;
+    started.process.peers = children.collect();
     Ok((started, Survivor::Sigil(Box::new(survivor))))
 }
 

@@ -6,6 +6,7 @@
 //! sigil-bench compare                       # starts Sigil and OpenBao itself; see docs/performance.md
 //! sigil-bench compare --smoke               # seconds; checks everything runs without errors
 //! sigil-bench scale --secrets 1000000        # one node with a million secrets; docs/performance.md
+//! sigil-bench soak --seconds 600            # a cluster disrupted under writes; docs/performance.md
 //! sigil-bench run kv-read --clients 32      # against the server in SIGIL_ADDR/SIGIL_KEY/…
 //! sigil-bench run transit-encrypt --bao-addr http://127.0.0.1:8201 --bao-token root
 //! ```
@@ -15,6 +16,7 @@ mod compare;
 mod load;
 mod scale;
 mod servers;
+mod soak;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -49,6 +51,9 @@ enum Command {
     /// One node with many secrets against one with few (file and raft storage): memory,
     /// unseal time, random kv-read latency, LIST of a large folder.
     Scale(scale::ScaleArgs),
+    /// Write to a three-node cluster for a long time while its members are paused and killed in
+    /// turn; then check that every acknowledged write is on every node
+    Soak(soak::SoakArgs),
 }
 
 #[derive(clap::Args)]
@@ -136,6 +141,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Compare(args) => compare::compare(args).await?,
         Command::Run(args) => run(args).await?,
         Command::Scale(args) => scale::scale(args).await?,
+        Command::Soak(args) => soak::soak(args).await?,
     };
     Ok(if ok {
         ExitCode::SUCCESS
