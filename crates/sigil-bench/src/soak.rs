@@ -92,12 +92,15 @@ pub(crate) async fn soak(args: SoakArgs) -> anyhow::Result<bool> {
     let watch = {
         let tally = Arc::clone(&tally);
         tokio::spawn(async move {
-            let mut longest = 0u64;
+            // (longest gap, when it began), in milliseconds since the start.
+            let mut longest = (0u64, 0u64);
             while Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let now = start.elapsed().as_millis() as u64;
-                longest =
-                    longest.max(now.saturating_sub(tally.last_ack_ms.load(Ordering::Relaxed)));
+                let last = tally.last_ack_ms.load(Ordering::Relaxed);
+                if now.saturating_sub(last) > longest.0 {
+                    longest = (now - last, last);
+                }
             }
             longest
         })
@@ -136,7 +139,7 @@ pub(crate) async fn soak(args: SoakArgs) -> anyhow::Result<bool> {
     for task in tasks {
         acked.push(task.await?);
     }
-    let longest_gap_ms = watch.await?;
+    let (longest_gap_ms, longest_gap_from_ms) = watch.await?;
     let written: usize = acked.iter().map(Vec::len).sum();
     let failed = tally.failed.load(Ordering::Relaxed);
     eprintln!("soak: {written} writes acknowledged, {failed} failed; checking every node");
@@ -147,17 +150,19 @@ pub(crate) async fn soak(args: SoakArgs) -> anyhow::Result<bool> {
         "acknowledged": written,
         "failed": failed,
         "longest_without_a_write_ms": longest_gap_ms,
+        "longest_without_a_write_from_s": longest_gap_from_ms as f64 / 1000.0,
         "disruptions": events,
         "acknowledged_missing_on_some_node": missing,
         "folders_that_differ_between_nodes": diverged,
     });
     println!(
         "soak: {seconds} s, {} clients: {written} writes acknowledged ({:.0}/s), {failed} failed; \
-         {round} disruptions; longest time without an acknowledged write {:.2} s; \
+         {round} disruptions; longest time without an acknowledged write {:.2} s (from {:.1} s); \
          acknowledged writes missing on a node: {missing}; folders that differ between nodes: {diverged}",
         args.clients,
         written as f64 / seconds as f64,
         longest_gap_ms as f64 / 1000.0,
+        longest_gap_from_ms as f64 / 1000.0,
     );
     for e in &events {
         println!(

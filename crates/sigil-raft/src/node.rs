@@ -122,6 +122,9 @@ impl Timing {
             max_in_snapshot_log_to_keep: self.keep_after_snapshot,
             purge_batch_size: 64,
             snapshot_max_chunk_size: SNAPSHOT_CHUNK,
+            // openraft's 200 ms per chunk: a busy follower writing a 1 MiB chunk missed it, and
+            // a missed chunk starts the snapshot over from its first byte.
+            install_snapshot_timeout: (self.heartbeat * 10).as_millis() as u64,
             ..Default::default()
         }
         .validate()
