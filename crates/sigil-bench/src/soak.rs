@@ -34,6 +34,9 @@ pub(crate) struct SoakArgs {
     /// Also write the results as JSON to this file
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Keep the nodes' data and logs in this directory (a temporary one otherwise)
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 /// What the writers saw.
@@ -52,7 +55,13 @@ pub(crate) async fn soak(args: SoakArgs) -> anyhow::Result<bool> {
     };
     let bin = std::env::current_exe()?.with_file_name("sigil");
     let tmp = tempfile::tempdir()?;
-    let dir = tmp.path();
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.as_path()
+        }
+        None => tmp.path(),
+    };
     let mut nodes = sigil_nodes(&bin, dir).await?;
     eprintln!("soak: three nodes up; writing for {seconds} s, a disruption every {every} s");
     let a = &nodes.access;

@@ -468,8 +468,9 @@ impl MountTable {
             return Ok(Response::no_content());
         };
         // The table first: once it commits, nothing routes to the old data. Then the data, in
-        // batches that each fit a Raft entry; after a crash in between, the orphaned entries are unreachable ciphertext
-        // under a uuid no mount uses, removed by the next disable-time sweep below.
+        // batches that each fit a Raft entry; after a crash in between, the orphaned entries
+        // are unreachable ciphertext under a uuid no mount uses, removed by the next
+        // disable-time sweep below.
         self.store(expected.as_ref(), &table, ViewBatch::default())?;
         self.install(&table)?;
         let removed = self.purge(&entry.uuid)?;

@@ -404,10 +404,6 @@ impl std::fmt::Debug for View {
     }
 }
 
-/// Keys one batch of [`View::delete_all`] deletes: with keys of up to ~1 KiB, well within a
-/// Raft entry's default 1 MiB.
-pub const DELETE_CHUNK: usize = 512;
-
 /// A set of writes to apply atomically through a [`View`], guarded by compare-and-set on
 /// entries previously read.
 #[derive(Default)]
@@ -472,12 +468,12 @@ impl View {
         Ok(self.barrier.backend.list_children(&self.full(prefix))?)
     }
 
-    /// Deletes `keys` of this view in batches of at most [`DELETE_CHUNK`] (a batch must fit
+    /// Deletes `keys` of this view in batches of at most [`sigil_storage::DELETE_CHUNK`] (a batch must fit
     /// in one Raft entry: `max_entry_size`), so not atomically: for deletes that may be
     /// repeated after an interruption (sweeps, purges). With `shred`, the last batch shreds,
     /// which covers what the earlier ones deleted (a backend shreds its whole files).
     pub fn delete_all(&self, keys: &[String], shred: bool) -> Result<(), CoreError> {
-        let chunks: Vec<&[String]> = keys.chunks(DELETE_CHUNK).collect();
+        let chunks: Vec<&[String]> = keys.chunks(sigil_storage::DELETE_CHUNK).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let mut batch = ViewBatch::default();
             for key in *chunk {
@@ -630,7 +626,7 @@ mod tests {
         });
         let barrier = Arc::new(Barrier::initialize(backend.clone(), key).unwrap());
         let view = barrier.view("sys/replay/");
-        let keys: Vec<String> = (0..3 * DELETE_CHUNK + 7)
+        let keys: Vec<String> = (0..3 * sigil_storage::DELETE_CHUNK + 7)
             .map(|i| format!("000000000060/{i:0>43}"))
             .collect();
         for chunk in keys.chunks(100) {

@@ -151,3 +151,16 @@ pub trait Backend: Send + Sync + 'static {
     /// stops taking writes (a clean shutdown); later writes fail. Reads may go on.
     fn close(&self) {}
 }
+
+/// Keys one batch of [`delete_all`] deletes: with keys of up to ~1 KiB, well within a Raft
+/// entry's default 1 MiB (`max_entry_size`).
+pub const DELETE_CHUNK: usize = 512;
+
+/// Deletes `keys` in batches of at most [`DELETE_CHUNK`] — not atomically: for deletes that
+/// may be repeated after an interruption (leftovers, a restore's old keys).
+pub fn delete_all(backend: &dyn Backend, keys: &[String]) -> Result<(), StorageError> {
+    for chunk in keys.chunks(DELETE_CHUNK) {
+        backend.apply(chunk.iter().fold(Batch::new(), |b, k| b.delete(k.as_str())))?;
+    }
+    Ok(())
+}

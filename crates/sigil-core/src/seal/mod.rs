@@ -351,12 +351,7 @@ impl Node {
                 entries = leftovers.len(),
                 "discarding the leftovers of an interrupted init"
             );
-            for chunk in leftovers.chunks(sigil_engine::barrier::DELETE_CHUNK) {
-                let batch = chunk
-                    .iter()
-                    .fold(Batch::new(), |b, key| b.delete(key.as_str()));
-                self.backend.apply(batch)?;
-            }
+            sigil_storage::delete_all(&*self.backend, &leftovers)?;
         }
         let root = BarrierKey::generate(KeyTerm(0)).map_err(rng)?;
         let entries = deal(&root, &admins, threshold)?;

@@ -115,11 +115,20 @@ impl Cluster {
             return Activation::CatchingUp;
         }
         if node.core().is_some() {
+            let started = std::time::Instant::now();
             if let Err(e) = node.reopen() {
                 tracing::error!(error = %e, "this node leads but its core did not start again");
                 return Activation::Failed;
             }
-            tracing::info!(term, "leading: the core is started from storage");
+            let ms = started.elapsed().as_millis() as u64;
+            match ms {
+                0..1000 => tracing::info!(term, ms, "leading: the core is started from storage"),
+                _ => tracing::warn!(
+                    term,
+                    ms,
+                    "leading: the core is started from storage, slowly (writes waited for it)"
+                ),
+            }
         }
         *active = term;
         *self.leading_since.lock().unwrap_or_else(|e| e.into_inner()) =

@@ -241,12 +241,7 @@ fn replace_storage(
         .into_iter()
         .filter(|k| !kept.is_some_and(|p| k.starts_with(p)))
         .collect();
-    for chunk in leftovers.chunks(sigil_engine::barrier::DELETE_CHUNK) {
-        let batch = chunk
-            .iter()
-            .fold(sigil_storage::Batch::new(), |b, k| b.delete(k.clone()));
-        raft.apply(batch).map_err(|e| unavailable(e.to_string()))?;
-    }
+    sigil_storage::delete_all(raft, &leftovers).map_err(|e| unavailable(e.to_string()))?;
     snapshot.write_into(EntryWriter::new(raft))
 }
 
