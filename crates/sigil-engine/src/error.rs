@@ -40,6 +40,10 @@ pub enum CoreError {
     /// A system Sigil depends on (a database it manages users in) failed or timed out (502).
     #[error("{0}")]
     Unavailable(String),
+    /// The storage cannot take the write now — its cluster is electing a leader or lost its
+    /// majority — and a retry may work (503); the message says why (no data).
+    #[error("{0}; retry")]
+    StorageUnavailable(String),
     /// The storage backend failed (500); details go to the log only.
     #[error("internal error: storage failure")]
     Storage(#[source] StorageError),
@@ -89,7 +93,9 @@ impl CoreError {
             | CoreError::Contended
             | CoreError::TooLarge(_)
             | CoreError::UnsupportedOperation => Severity::Request,
-            CoreError::AuditUnavailable | CoreError::Unavailable(_) => Severity::Unavailable,
+            CoreError::AuditUnavailable
+            | CoreError::Unavailable(_)
+            | CoreError::StorageUnavailable(_) => Severity::Unavailable,
             CoreError::Integrity | CoreError::Storage(_) | CoreError::Internal(_) => {
                 Severity::Internal
             }
@@ -114,6 +120,7 @@ impl From<StorageError> for CoreError {
             StorageError::Conflict { .. } => CoreError::Contended,
             StorageError::Stopped { .. } => CoreError::StorageStopped,
             e @ StorageError::TooLarge { .. } => CoreError::TooLarge(e.to_string()),
+            e @ StorageError::Unavailable { .. } => CoreError::StorageUnavailable(e.to_string()),
             e => CoreError::Storage(e),
         }
     }

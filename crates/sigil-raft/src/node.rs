@@ -158,6 +158,9 @@ pub enum ClusterError {
     /// Setting up or running the node failed.
     #[error("raft: {0}")]
     Raft(String),
+    /// A write was not committed in time (its outcome is unknown: it may still commit).
+    #[error("{0}")]
+    Unavailable(String),
     /// A change larger than the node's `max_entry_size`; nothing was written.
     #[error(
         "the write is {bytes} bytes, more than one Raft entry may carry ({max}: [storage] max_entry_size)"
@@ -552,10 +555,12 @@ impl ClusterNode {
             .map_err(|_| ClusterError::Raft("the node is shutting down".into()))?;
         match rx.recv_timeout(self.write_timeout) {
             Ok(outcome) => outcome,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(ClusterError::Raft(format!(
-                "the write was not committed within {:.0} s (is a majority of the cluster reachable?); it may still be committed later",
-                self.write_timeout.as_secs_f32()
-            ))),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Err(ClusterError::Unavailable(format!(
+                    "the write was not committed within {:.0} s (is a majority of the cluster reachable?); it may still be committed later",
+                    self.write_timeout.as_secs_f32()
+                )))
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 Err(ClusterError::Raft("the node is shutting down".into()))
             }
@@ -718,6 +723,11 @@ impl Backend for ClusterNode {
             Ok(Outcome::Conflict(key)) => Err(StorageError::Conflict { key }),
             Err(ClusterError::TooLarge { bytes, max }) => {
                 Err(StorageError::TooLarge { bytes, max })
+            }
+            Err(e @ (ClusterError::NotLeader { .. } | ClusterError::Unavailable(_))) => {
+                Err(StorageError::Unavailable {
+                    reason: e.to_string(),
+                })
             }
             Err(e) => Err(io("batch", "raft", e)),
         }

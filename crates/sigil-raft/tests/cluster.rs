@@ -327,7 +327,7 @@ fn a_write_without_a_majority_gives_up_after_the_write_timeout() {
     let refused = a.put("after", b"2");
     let waited = started.elapsed();
     match refused {
-        Err(StorageError::Io { reason, .. }) => assert!(
+        Err(StorageError::Unavailable { reason }) => assert!(
             reason.contains("not committed within 2 s") && reason.contains("majority"),
             "{reason}"
         ),

@@ -77,9 +77,10 @@ fn status_of(e: &CoreError) -> StatusCode {
         CoreError::Conflict(_) | CoreError::Contended => StatusCode::CONFLICT,
         CoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         CoreError::Unavailable(_) => StatusCode::BAD_GATEWAY,
-        CoreError::AuditUnavailable | CoreError::StorageStopped | CoreError::Keyring(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        CoreError::AuditUnavailable
+        | CoreError::StorageStopped
+        | CoreError::StorageUnavailable(_)
+        | CoreError::Keyring(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -142,6 +143,13 @@ mod tests {
             (
                 sigil_storage::StorageError::TooLarge { bytes: 2, max: 1 }.into(),
                 413,
+            ),
+            (
+                sigil_storage::StorageError::Unavailable {
+                    reason: "this node is not the leader".into(),
+                }
+                .into(),
+                503,
             ),
             (CoreError::Integrity, 500),
             (CoreError::rng(), 500),

@@ -18,6 +18,14 @@ pub enum StorageError {
         /// What went wrong (no values, only the backend's description).
         reason: String,
     },
+    /// The backend cannot take the write now, and a retry may work: a Raft node whose
+    /// leadership changed while the write waited, or whose write was not committed in time
+    /// (its outcome is then unknown). The reason names no data.
+    #[error("storage is unavailable for now: {reason}")]
+    Unavailable {
+        /// Why (the cluster's state, never data).
+        reason: String,
+    },
     /// The batch is larger than the backend takes in one write (Raft's `max_entry_size`);
     /// nothing was written.
     #[error(
