@@ -468,12 +468,14 @@ impl View {
         Ok(self.barrier.backend.list_children(&self.full(prefix))?)
     }
 
-    /// Deletes `keys` of this view in batches of at most [`sigil_storage::DELETE_CHUNK`] (a batch must fit
-    /// in one Raft entry: `max_entry_size`), so not atomically: for deletes that may be
-    /// repeated after an interruption (sweeps, purges). With `shred`, the last batch shreds,
-    /// which covers what the earlier ones deleted (a backend shreds its whole files).
+    /// Deletes `keys` of this view in batches that each fit one write of the backend (one
+    /// Raft entry: `max_entry_size`; [`sigil_storage::delete_chunks`]), so not atomically: for
+    /// deletes that may be repeated after an interruption (sweeps, purges). With `shred`, the
+    /// last batch shreds, which covers what the earlier ones deleted (a backend shreds its
+    /// whole files).
     pub fn delete_all(&self, keys: &[String], shred: bool) -> Result<(), CoreError> {
-        let chunks: Vec<&[String]> = keys.chunks(sigil_storage::DELETE_CHUNK).collect();
+        let max = self.barrier.backend.max_batch_bytes();
+        let chunks = sigil_storage::delete_chunks(keys, self.prefix.len(), max);
         for (i, chunk) in chunks.iter().enumerate() {
             let mut batch = ViewBatch::default();
             for key in *chunk {

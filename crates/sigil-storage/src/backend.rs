@@ -160,15 +160,63 @@ pub trait Backend: Send + Sync + 'static {
     fn close(&self) {}
 }
 
-/// Keys one batch of [`delete_all`] deletes: with keys of up to ~1 KiB, well within a Raft
-/// entry's default 1 MiB (`max_entry_size`).
+/// The most keys one batch of [`delete_all`] deletes.
 pub const DELETE_CHUNK: usize = 512;
 
-/// Deletes `keys` in batches of at most [`DELETE_CHUNK`] — not atomically: for deletes that
-/// may be repeated after an interruption (leftovers, a restore's old keys).
+/// `keys` cut into batches of at most [`DELETE_CHUNK`] keys and at most half of `max_bytes` of
+/// key bytes (each key `prefix_len` bytes longer in storage), one key at least per batch.
+pub fn delete_chunks(keys: &[String], prefix_len: usize, max_bytes: usize) -> Vec<&[String]> {
+    let budget = max_bytes / 2;
+    let mut chunks = Vec::new();
+    let (mut from, mut bytes) = (0, 0);
+    for (i, key) in keys.iter().enumerate() {
+        let size = prefix_len + key.len();
+        if i > from && (i - from == DELETE_CHUNK || bytes + size > budget) {
+            chunks.push(&keys[from..i]);
+            (from, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if from < keys.len() {
+        chunks.push(&keys[from..]);
+    }
+    chunks
+}
+
+/// Deletes `keys` in batches that fit in one write of `backend` ([`delete_chunks`]) — not
+/// atomically: for deletes that may be repeated after an interruption (leftovers, a
+/// restore's old keys).
 pub fn delete_all(backend: &dyn Backend, keys: &[String]) -> Result<(), StorageError> {
-    for chunk in keys.chunks(DELETE_CHUNK) {
+    for chunk in delete_chunks(keys, 0, backend.max_batch_bytes()) {
         backend.apply(chunk.iter().fold(Batch::new(), |b, k| b.delete(k.as_str())))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod delete_tests {
+    use super::*;
+
+    #[test]
+    fn delete_chunks_bound_keys_and_bytes_and_keep_every_key_once() {
+        let keys: Vec<String> = (0..1500).map(|i| format!("{i:0>100}")).collect();
+        let unbounded = delete_chunks(&keys, 0, usize::MAX);
+        assert_eq!(
+            unbounded.iter().map(|c| c.len()).collect::<Vec<_>>(),
+            [512, 512, 476]
+        );
+        // 64 KiB: at most 32 KiB of keys, 110 bytes each with the prefix.
+        let small = delete_chunks(&keys, 10, 64 << 10);
+        assert!(
+            small
+                .iter()
+                .all(|c| c.len() * 110 <= 32 << 10 && !c.is_empty())
+        );
+        assert_eq!(small.concat(), keys);
+        // A key alone larger than the budget still goes, alone.
+        let huge = vec!["k".repeat(100), "x".repeat(5000), "k".repeat(100)];
+        let cut = delete_chunks(&huge, 0, 4096);
+        assert_eq!(cut.iter().map(|c| c.len()).collect::<Vec<_>>(), [1, 1, 1]);
+        assert!(delete_chunks(&[], 0, 4096).is_empty());
+    }
 }

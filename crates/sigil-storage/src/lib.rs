@@ -17,7 +17,7 @@ mod memory;
 pub mod testing;
 mod wal;
 
-pub use backend::{Backend, Batch, DELETE_CHUNK, StorageError, Visit, delete_all};
+pub use backend::{Backend, Batch, DELETE_CHUNK, StorageError, Visit, delete_all, delete_chunks};
 pub use file::{DEFAULT_PAGE_CACHE_BYTES, FileBackend};
 pub use memory::MemoryBackend;
 
