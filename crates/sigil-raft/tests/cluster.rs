@@ -126,7 +126,7 @@ fn writes_replicate_and_survive_the_loss_of_the_leader() {
     }
     // A follower takes no writes and says who leads.
     match nodes[1].put("x", b"y") {
-        Err(StorageError::Io { reason, .. }) => {
+        Err(StorageError::Unavailable { reason }) => {
             assert!(
                 reason.contains("not the leader") && reason.contains("(the leader is a)"),
                 "{reason}"
