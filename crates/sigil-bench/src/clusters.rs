@@ -81,15 +81,23 @@ impl SigilNodes {
         format!("https://127.0.0.1:{}", self.ports[i].0)
     }
 
-    /// The CLI's environment for the admin against node `i`.
-    pub(crate) fn admin_env(&self, i: usize) -> Vec<(&'static str, String)> {
+    /// Runs the CLI as the admin against node `i`: its standard output.
+    pub(crate) fn cli(&self, bin: &Path, i: usize, args: &[&str]) -> anyhow::Result<String> {
         let a = &self.access;
-        vec![
-            ("SIGIL_ADDR", self.addr(i)),
-            ("SIGIL_CACERT", a.ca.clone()),
-            ("SIGIL_SERVER_KEY", a.keyid.clone()),
-            ("SIGIL_KEY", a.key.to_string_lossy().into_owned()),
-        ]
+        let (addr, key) = (self.addr(i), a.key.to_string_lossy());
+        let env = [
+            ("SIGIL_ADDR", addr.as_str()),
+            ("SIGIL_CACERT", a.ca.as_str()),
+            ("SIGIL_SERVER_KEY", a.keyid.as_str()),
+            ("SIGIL_KEY", key.as_ref()),
+        ];
+        sigil_cli(bin, args, &env)
+    }
+
+    /// Whether node `i` answers as unsealed.
+    pub(crate) fn unsealed(&self, bin: &Path, i: usize) -> bool {
+        self.cli(bin, i, &["operator", "status", "--format", "json"])
+            .is_ok_and(|s| s.contains("\"sealed\": false"))
     }
 
     /// Starts node `i` again from its data directory (it comes back sealed).
@@ -133,26 +141,23 @@ pub(crate) async fn sigil_nodes(bin: &Path, dir: &Path) -> anyhow::Result<SigilN
         },
         cold_start,
     };
-    let admin = nodes.admin_env(0);
-    let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
     for i in 1..NODES {
         let name = format!("sigil-{}", i + 1);
         let mut child = spawn_node(bin, dir, i + 1, nodes.ports[i], Some((addr, ca)))?;
         exports(&mut child, 0)?;
         nodes.children.push(child);
         let until = Instant::now() + Duration::from_secs(30);
-        while sigil_cli(bin, &["operator", "raft", "approve", &name], &admin).is_err() {
+        while nodes
+            .cli(bin, 0, &["operator", "raft", "approve", &name])
+            .is_err()
+        {
             anyhow::ensure!(Instant::now() < until, "{name} did not ask to join");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     let until = Instant::now() + Duration::from_secs(60);
     for i in 1..NODES {
-        let env = nodes.admin_env(i);
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        while !sigil_cli(bin, &["operator", "status", "--format", "json"], &env)
-            .is_ok_and(|s| s.contains("\"sealed\": false"))
-        {
+        while !nodes.unsealed(bin, i) {
             anyhow::ensure!(Instant::now() < until, "{} was not unsealed", nodes.addr(i));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

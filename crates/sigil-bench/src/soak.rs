@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use crate::clusters::{SigilNodes, sigil_nodes};
-use crate::servers::{sigil_cli, sigil_client};
+use crate::servers::sigil_client;
 
 #[derive(clap::Args)]
 pub(crate) struct SoakArgs {
@@ -191,12 +191,10 @@ async fn leader(bin: &Path, nodes: &SigilNodes) -> anyhow::Result<usize> {
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         for i in 0..3 {
-            let env = nodes.admin_env(i);
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let Ok(out) = sigil_cli(
+            let Ok(out) = nodes.cli(
                 bin,
+                i,
                 &["operator", "raft", "list-peers", "--format", "json"],
-                &env,
             ) else {
                 continue;
             };
@@ -232,14 +230,10 @@ fn signal(nodes: &SigilNodes, i: usize, signal: &str) -> anyhow::Result<()> {
 
 /// `sigil operator unseal` of node `i` until it is unsealed.
 async fn unseal(bin: &Path, nodes: &SigilNodes, i: usize) -> anyhow::Result<()> {
-    let env = nodes.admin_env(i);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let until = Instant::now() + Duration::from_secs(60);
     loop {
-        let _ = sigil_cli(bin, &["operator", "unseal"], &env);
-        if sigil_cli(bin, &["operator", "status", "--format", "json"], &env)
-            .is_ok_and(|s| s.contains("\"sealed\": false"))
-        {
+        let _ = nodes.cli(bin, i, &["operator", "unseal"]);
+        if nodes.unsealed(bin, i) {
             return Ok(());
         }
         anyhow::ensure!(
@@ -310,12 +304,10 @@ async fn settle(bin: &Path, nodes: &SigilNodes) -> anyhow::Result<()> {
     let until = Instant::now() + Duration::from_secs(120);
     loop {
         let leader = leader(bin, nodes).await?;
-        let env = nodes.admin_env(leader);
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let out = sigil_cli(
+        let out = nodes.cli(
             bin,
+            leader,
             &["operator", "raft", "list-peers", "--format", "json"],
-            &env,
         )?;
         let peers: Value = serde_json::from_str(&out)?;
         let applied: Vec<u64> = peers["config"]["servers"]
